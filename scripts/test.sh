@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every faultline test: the Rust suite (unit + integration) and the Python suite (training
+# pipeline, committed-model checks, scorer parity with onnxruntime). Installs what it needs into
+# the repository (.venv); nothing is cached outside it.
+#
+# Real-data tests read ../shared/data (or $FAULTLINE_DATA_DIR); where it is absent they say so and
+# the rest runs on fixtures the project generates. Set FAULTLINE_REQUIRE_DATA=1 to make absence an
+# error (CI does).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+if [[ -z "${FAULTLINE_DATA_DIR:-}" && -d "$root/../shared/data" ]]; then
+  export FAULTLINE_DATA_DIR="$root/../shared/data"
+fi
+if [[ "${FAULTLINE_REQUIRE_DATA:-0}" == 1 && ! -d "${FAULTLINE_DATA_DIR:-/nonexistent}" ]]; then
+  echo "FAULTLINE_REQUIRE_DATA=1 but no wafer data at ${FAULTLINE_DATA_DIR:-../shared/data}" >&2
+  exit 1
+fi
+echo "== real wafer data: ${FAULTLINE_DATA_DIR:-absent (real-data tests will report that they were skipped)}"
+
+echo "== Python environment (.venv, training/requirements.txt)"
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum training/requirements.txt | cut -d' ' -f1)
+if [[ ! -f $stamp || "$(cat $stamp)" != "$want" ]]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check -r training/requirements.txt
+  echo "$want" > $stamp
+fi
+
+echo "== Rust tests"
+cargo test --all-targets --locked
+cargo test --doc --locked
+
+echo "== Python tests"
+export FAULTLINE_BIN="$root/target/debug/faultline"
+.venv/bin/python -m pytest -q training/tests tests/python

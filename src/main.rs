@@ -1,0 +1,206 @@
+//! The `faultline` command: parses the command line, loads configuration and calls the library.
+
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use faultline::config::RawConfig;
+use faultline::model::Model;
+use faultline::row::csv::CsvOptions;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Flags faulty semiconductor wafers from their sensor readings.
+#[derive(Debug, Parser)]
+#[command(name = "faultline")]
+struct Cli {
+    /// Configuration file (TOML) layered over the built-in defaults; FAULTLINE_<SECTION>__<KEY>
+    /// environment variables override both.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Score a wafer CSV: writes id,probability,fault,top_sensors,model_version (+ Good/Bad if present).
+    Score {
+        /// Input CSV in the wafer schema; `-` reads standard input.
+        #[arg(long, short, value_name = "FILE")]
+        input: PathBuf,
+        /// Output CSV; `-` writes standard output. A file is written whole or not at all.
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+        /// Model directory (model.onnx + model.json); default: [model] dir, else the embedded model.
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// Decision threshold on P(fault), overriding the model card's.
+        #[arg(long, value_name = "P")]
+        threshold: Option<f32>,
+    },
+    /// Print the model card: version, threshold, validation metrics.
+    Model {
+        /// Model directory; default: [model] dir, else the embedded model.
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// Print the whole card as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let version = format!(
+        "{} (embedded model {})",
+        env!("CARGO_PKG_VERSION"),
+        Model::embedded()
+            .map(|m| m.version().to_string())
+            .unwrap_or_else(|e| format!("unavailable: {e}"))
+    );
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("faultline: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, skipping causes the message already quotes.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = RawConfig::load(cli.config.as_deref())?.validate()?;
+    let load_model = |dir: Option<PathBuf>, threshold: Option<f32>| -> anyhow::Result<Model> {
+        let dir = dir.or(config.model_dir.clone());
+        let model = Model::load(dir.as_deref())?;
+        Ok(match threshold.or(config.threshold) {
+            Some(t) if t > 0.0 && t < 1.0 => model.with_threshold(t),
+            Some(t) => anyhow::bail!("--threshold {t} is not between 0 and 1"),
+            None => model,
+        })
+    };
+    match cli.command {
+        Command::Score {
+            input,
+            output,
+            model,
+            threshold,
+        } => {
+            let model = load_model(model, threshold)?;
+            let options = CsvOptions {
+                allow_extra_columns: config.allow_extra_columns,
+                batch_rows: config.csv_batch_rows.get(),
+            };
+            let summary = score_file(&model, &input, &output, options)?;
+            eprintln!(
+                "Scored {} rows: {} flagged as faulty (threshold {}, model {}).",
+                summary.rows,
+                summary.faults,
+                model.threshold(),
+                model.version()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Model { model, json } => {
+            let model = load_model(model, None)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, model.card())?;
+                writeln!(out)?;
+            } else {
+                print_card(&model, &mut out)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Scores `input` into `output`; a file output appears only when the whole input scored.
+fn score_file(
+    model: &Model,
+    input: &Path,
+    output: &Path,
+    options: CsvOptions,
+) -> anyhow::Result<faultline::score::ScoreSummary> {
+    let reader: Box<dyn std::io::Read> = if input == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(
+            std::fs::File::open(input)
+                .with_context(|| format!("cannot open {}", input.display()))?,
+        )
+    };
+    if output == Path::new("-") {
+        let out = BufWriter::new(std::io::stdout().lock());
+        return Ok(faultline::score::score_csv(model, reader, out, options)?);
+    }
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    let summary =
+        faultline::score::score_csv(model, reader, BufWriter::new(tmp.as_file()), options)
+            .with_context(|| format!("{} was not scored", input.display()))?;
+    tmp.persist(output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    Ok(summary)
+}
+
+fn print_card(model: &Model, out: &mut impl Write) -> std::io::Result<()> {
+    let card = model.card();
+    writeln!(out, "model      {} ({})", card.version, card.name)?;
+    writeln!(out, "from       {}", model.origin())?;
+    writeln!(out, "created    {}", card.created_at)?;
+    writeln!(
+        out,
+        "features   {} ({}..{})",
+        card.input.width,
+        card.input.features[0],
+        card.input.features[card.input.width - 1]
+    )?;
+    writeln!(out, "trees      {}", model.tree_count())?;
+    writeln!(out, "positive   {}", card.positive_class)?;
+    writeln!(
+        out,
+        "threshold  {} — {}",
+        model.threshold(),
+        card.threshold_rule
+    )?;
+    if let Some(scheme) = card.validation.get("scheme").and_then(|v| v.as_str()) {
+        writeln!(out, "validation {scheme}")?;
+    }
+    for (key, label) in [
+        ("rows", "rows"),
+        ("faults", "faulty rows"),
+        ("roc_auc", "ROC-AUC"),
+        ("pr_auc", "PR-AUC"),
+        ("balanced_accuracy", "balanced accuracy"),
+        ("recall", "recall at threshold"),
+        ("false_alarm_rate", "false alarms at threshold"),
+    ] {
+        if let Some(v) = card.validation.get(key) {
+            writeln!(out, "  {label:<26} {v}")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! The model card: the JSON file written by `training/train.py` beside `model.onnx`.
+//!
+//! The card is the contract between training and serving: it names the features in the order the
+//! graph expects them, the decision threshold, the training distribution of every sensor (used for
+//! explanations and drift) and the metrics the model earned on time-ordered validation.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything `model.json` says about a trained model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// Short model family name, e.g. `wafer-fault`.
+    pub name: String,
+    /// `wf-` + the first 12 hex digits of the ONNX file's sha256; stamped on every verdict.
+    pub version: String,
+    /// When training wrote the card (RFC 3339).
+    pub created_at: String,
+    /// sha256 of `model.onnx`; loading refuses a graph whose hash differs.
+    pub onnx_sha256: String,
+    /// What the positive class means, in words.
+    pub positive_class: String,
+    /// Name, width and feature order of the graph's input.
+    pub input: CardInput,
+    /// Name of the probabilities output and which column is P(fault).
+    pub output: CardOutput,
+    /// Operator set versions the graph was exported with, by domain.
+    pub opsets: BTreeMap<String, i64>,
+    /// P(fault) at or above this is a fault.
+    pub threshold: f32,
+    /// How training chose the threshold, in one sentence.
+    #[serde(default)]
+    pub threshold_rule: String,
+    /// Where the model came from: files, row counts, parameters. Kept as JSON: shown, never interpreted.
+    #[serde(default)]
+    pub training: serde_json::Value,
+    /// Time-ordered validation metrics.
+    #[serde(default)]
+    pub validation: serde_json::Value,
+    /// Training distribution of every input feature, in input order.
+    pub sensors: Vec<SensorStats>,
+    /// Package versions used by training.
+    #[serde(default)]
+    pub packages: serde_json::Value,
+}
+
+/// The graph input the card promises.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CardInput {
+    /// Graph input name (`input`).
+    pub name: String,
+    /// Number of features per row.
+    pub width: usize,
+    /// Feature names in the graph's column order.
+    pub features: Vec<String>,
+}
+
+/// The graph output the card promises.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CardOutput {
+    /// Graph output holding `[N, 2]` class probabilities (`probabilities`).
+    pub name: String,
+    /// Column of that output that holds P(fault).
+    pub fault_column: usize,
+}
+
+/// One sensor's distribution over the training rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SensorStats {
+    /// Sensor (feature) name, e.g. `Sensor-59`.
+    pub name: String,
+    /// Median over non-missing training values; `None` when the sensor was always empty.
+    pub median: Option<f64>,
+    /// Inter-quartile range over non-missing training values; `None` when always empty.
+    pub iqr: Option<f64>,
+    /// Share of training rows where the sensor was missing.
+    pub missing_ratio: f64,
+}
+
+impl ModelCard {
+    /// A metric from the validation block, if training recorded it.
+    pub fn validation_metric(&self, key: &str) -> Option<f64> {
+        self.validation.get(key).and_then(serde_json::Value::as_f64)
+    }
+}

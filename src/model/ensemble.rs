@@ -1,0 +1,530 @@
+//! The native tree-ensemble evaluator that the ONNX graph is compiled into at load time.
+//!
+//! tract executes `TreeEnsembleClassifier` correctly but slowly (about 50 rows/s on the wafer model),
+//! so `model::onnx` reads the graph's attributes and builds this flat, cache-friendly form instead:
+//!
+//! - every tree's nodes live in one array; a node is 16 bytes (feature + flags, threshold, two children);
+//! - a leaf points to itself on both sides, so a row walks each tree for exactly the tree's depth with
+//!   no branch on "is this a leaf", and [`Ensemble::margins`] walks [`LANES`] rows through a tree at
+//!   once, which lets the CPU overlap their memory loads;
+//! - the six ONNX branch modes are folded into three comparison flags (`<`, `==`, or both) plus a flag
+//!   for where a missing (NaN) value goes, so one loop handles every mode without a `match`.
+//!
+//! tract's own execution of the same graph stays the reference in the tests.
+
+/// How many rows walk a tree together. Eight hides most load latency without spilling registers.
+pub const LANES: usize = 8;
+
+/// Node flag: a NaN feature value takes the `yes` branch.
+const NAN_YES: u32 = 1 << 31;
+/// Node flag: `x < threshold` takes the `yes` branch.
+const CMP_LT: u32 = 1 << 30;
+/// Node flag: `x == threshold` takes the `yes` branch.
+const CMP_EQ: u32 = 1 << 29;
+/// The bits of `Node::feature` that hold the feature index.
+const FEATURE_MASK: u32 = (1 << 29) - 1;
+
+/// A branch or leaf in the flat node array.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+pub struct Node {
+    /// Feature index in the low bits, comparison and missing-value flags in the high bits.
+    feature: u32,
+    /// Split threshold (unused for leaves).
+    threshold: f32,
+    /// Absolute index of the child taken when the comparison holds.
+    yes: u32,
+    /// Absolute index of the child taken otherwise.
+    no: u32,
+}
+
+/// A branch's comparison, as ONNX's `nodes_modes` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchMode {
+    /// `BRANCH_LT`: yes when `x < t`.
+    Lt,
+    /// `BRANCH_LEQ`: yes when `x <= t`.
+    Leq,
+    /// `BRANCH_GT`: yes when `x > t`.
+    Gt,
+    /// `BRANCH_GTE`: yes when `x >= t`.
+    Gte,
+    /// `BRANCH_EQ`: yes when `x == t`.
+    Eq,
+    /// `BRANCH_NEQ`: yes when `x != t`.
+    Neq,
+}
+
+impl BranchMode {
+    /// Parses an ONNX mode string; `LEAF` is not a branch and returns `None`.
+    pub fn parse(mode: &str) -> Option<BranchMode> {
+        Some(match mode {
+            "BRANCH_LT" => BranchMode::Lt,
+            "BRANCH_LEQ" => BranchMode::Leq,
+            "BRANCH_GT" => BranchMode::Gt,
+            "BRANCH_GTE" => BranchMode::Gte,
+            "BRANCH_EQ" => BranchMode::Eq,
+            "BRANCH_NEQ" => BranchMode::Neq,
+            _ => return None,
+        })
+    }
+
+    /// Whether `x` takes the `yes` branch of a split at `t` (NaN compares false, except for `!=`).
+    pub fn holds(self, x: f32, t: f32) -> bool {
+        match self {
+            BranchMode::Lt => x < t,
+            BranchMode::Leq => x <= t,
+            BranchMode::Gt => x > t,
+            BranchMode::Gte => x >= t,
+            BranchMode::Eq => x == t,
+            BranchMode::Neq => x != t,
+        }
+    }
+
+    /// Where ONNX sends a NaN: the `yes` branch if the node's missing track says so, else wherever
+    /// the comparison sends it (false for every mode but `!=`).
+    pub fn onnx_nan_yes(self, missing_track_true: bool) -> bool {
+        missing_track_true || self.holds(f32::NAN, 0.0)
+    }
+}
+
+/// One tree as the builder receives it: nodes in any order, children by position in `nodes`.
+#[derive(Debug, Clone, Default)]
+pub struct TreeSpec {
+    /// The tree's nodes; `nodes[0]` is the root.
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// A node as the ONNX attributes describe it.
+#[derive(Debug, Clone)]
+pub enum NodeSpec {
+    /// A split on one feature.
+    Branch {
+        /// Input column compared.
+        feature: usize,
+        /// The comparison.
+        mode: BranchMode,
+        /// The threshold.
+        threshold: f32,
+        /// Whether a NaN value takes the `yes` branch. The ONNX compiler resolves this from the missing
+        /// track (see [`BranchMode::onnx_nan_yes`]) or, when the graph imputes the feature first,
+        /// from where the imputed value goes.
+        nan_yes: bool,
+        /// Position of the child taken when the comparison holds.
+        yes: usize,
+        /// Position of the other child.
+        no: usize,
+    },
+    /// A leaf adding `weight` to the row's margin.
+    Leaf {
+        /// Sum of the leaf's class weights that count towards the fault margin.
+        weight: f32,
+    },
+}
+
+/// Why a tree could not be compiled.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BuildError {
+    /// A child index points outside the tree.
+    #[error("tree {tree} node {node} points to child {child}, but the tree has {len} nodes")]
+    ChildOutOfRange {
+        /// Tree index.
+        tree: usize,
+        /// Node position.
+        node: usize,
+        /// The bad child position.
+        child: usize,
+        /// Nodes in the tree.
+        len: usize,
+    },
+    /// The tree is not a tree: a node is reachable twice or the walk loops.
+    #[error("tree {tree} is not a tree: node {node} is reached more than once")]
+    NotATree {
+        /// Tree index.
+        tree: usize,
+        /// The node reached twice.
+        node: usize,
+    },
+    /// A branch reads a column past the input width.
+    #[error("tree {tree} splits on feature {feature}, but rows have only {width} features")]
+    FeatureOutOfRange {
+        /// Tree index.
+        tree: usize,
+        /// The feature index.
+        feature: usize,
+        /// Input width.
+        width: usize,
+    },
+    /// A tree without nodes.
+    #[error("tree {tree} has no nodes")]
+    EmptyTree {
+        /// Tree index.
+        tree: usize,
+    },
+    /// The node array would not fit 32-bit indices.
+    #[error("the ensemble has more than 2^31 nodes")]
+    TooLarge,
+}
+
+/// A compiled ensemble: sums leaf weights into one margin per row.
+#[derive(Debug, Clone)]
+pub struct Ensemble {
+    /// Number of features in a row.
+    width: usize,
+    /// All trees' nodes; leaves point to themselves.
+    nodes: Vec<Node>,
+    /// Leaf weight by node index (0 for branches), kept apart so branch nodes stay 16 bytes.
+    leaf_weight: Vec<f32>,
+    /// Each tree's root index and depth (number of steps from root to its deepest leaf).
+    trees: Vec<(u32, u32)>,
+}
+
+impl Ensemble {
+    /// Compiles trees over rows of `width` features.
+    pub fn build(width: usize, specs: &[TreeSpec]) -> Result<Ensemble, BuildError> {
+        let total: usize = specs.iter().map(|t| t.nodes.len()).sum();
+        if total >= (1usize << 31) || width > FEATURE_MASK as usize {
+            return Err(BuildError::TooLarge);
+        }
+        let mut nodes = Vec::with_capacity(total);
+        let mut leaf_weight = Vec::with_capacity(total);
+        let mut trees = Vec::with_capacity(specs.len());
+        for (t, spec) in specs.iter().enumerate() {
+            let len = spec.nodes.len();
+            if len == 0 {
+                return Err(BuildError::EmptyTree { tree: t });
+            }
+            let base = nodes.len();
+            // Validate children and compute depths with an explicit stack (no recursion on hostile input).
+            let mut depth_of = vec![u32::MAX; len];
+            depth_of[0] = 0;
+            let mut stack = vec![0usize];
+            let mut max_depth = 0u32;
+            while let Some(i) = stack.pop() {
+                if let NodeSpec::Branch { yes, no, .. } = spec.nodes[i] {
+                    for child in [yes, no] {
+                        if child >= len {
+                            return Err(BuildError::ChildOutOfRange {
+                                tree: t,
+                                node: i,
+                                child,
+                                len,
+                            });
+                        }
+                        if depth_of[child] != u32::MAX {
+                            return Err(BuildError::NotATree {
+                                tree: t,
+                                node: child,
+                            });
+                        }
+                        depth_of[child] = depth_of[i] + 1;
+                        max_depth = max_depth.max(depth_of[child]);
+                        stack.push(child);
+                    }
+                }
+            }
+            for (i, node) in spec.nodes.iter().enumerate() {
+                let me = (base + i) as u32;
+                match *node {
+                    NodeSpec::Leaf { weight } => {
+                        nodes.push(Node {
+                            feature: 0,
+                            threshold: 0.0,
+                            yes: me,
+                            no: me,
+                        });
+                        leaf_weight.push(weight);
+                    }
+                    NodeSpec::Branch {
+                        feature,
+                        mode,
+                        threshold,
+                        nan_yes,
+                        yes,
+                        no,
+                    } => {
+                        if feature >= width {
+                            return Err(BuildError::FeatureOutOfRange {
+                                tree: t,
+                                feature,
+                                width,
+                            });
+                        }
+                        let (flags, swap) = match mode {
+                            BranchMode::Lt => (CMP_LT, false),
+                            BranchMode::Leq => (CMP_LT | CMP_EQ, false),
+                            // x > t is !(x <= t) for numbers; NaN is handled by its own flag below.
+                            BranchMode::Gt => (CMP_LT | CMP_EQ, true),
+                            BranchMode::Gte => (CMP_LT, true),
+                            BranchMode::Eq => (CMP_EQ, false),
+                            BranchMode::Neq => (CMP_EQ, true),
+                        };
+                        let (y, n) = if swap { (no, yes) } else { (yes, no) };
+                        // After a swap the "yes" side of our comparison is the ONNX "no" side.
+                        let nan_to_our_yes = nan_yes != swap;
+                        let flags = flags | if nan_to_our_yes { NAN_YES } else { 0 };
+                        nodes.push(Node {
+                            feature: feature as u32 | flags,
+                            threshold,
+                            yes: (base + y) as u32,
+                            no: (base + n) as u32,
+                        });
+                        leaf_weight.push(0.0);
+                    }
+                }
+            }
+            trees.push((base as u32, max_depth));
+        }
+        Ok(Ensemble {
+            width,
+            nodes,
+            leaf_weight,
+            trees,
+        })
+    }
+
+    /// Number of features a row must have.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Number of trees.
+    pub fn tree_count(&self) -> usize {
+        self.trees.len()
+    }
+
+    /// Number of nodes over all trees.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Adds each row's sum of leaf weights to `out` (one entry per row of `rows`, row-major).
+    ///
+    /// `rows.len()` must be `out.len() * width`.
+    pub fn margins(&self, rows: &[f32], out: &mut [f32]) {
+        assert_eq!(
+            rows.len(),
+            out.len() * self.width,
+            "rows and out disagree on the row count"
+        );
+        let w = self.width;
+        let mut blocks = out.chunks_exact_mut(LANES);
+        let mut row_blocks = rows.chunks_exact(LANES * w);
+        for (out8, rows8) in (&mut blocks).zip(&mut row_blocks) {
+            let mut acc = [0f32; LANES];
+            for &(root, depth) in &self.trees {
+                let mut at = [root; LANES];
+                for _ in 0..depth {
+                    for lane in 0..LANES {
+                        let row = &rows8[lane * w..(lane + 1) * w];
+                        at[lane] = self.step(at[lane], row);
+                    }
+                }
+                for lane in 0..LANES {
+                    acc[lane] += self.leaf_weight[at[lane] as usize];
+                }
+            }
+            for lane in 0..LANES {
+                out8[lane] += acc[lane];
+            }
+        }
+        let rest = blocks.into_remainder();
+        let rest_rows = row_blocks.remainder();
+        for (i, o) in rest.iter_mut().enumerate() {
+            let row = &rest_rows[i * w..(i + 1) * w];
+            let mut acc = 0f32;
+            for &(root, depth) in &self.trees {
+                let mut at = root;
+                for _ in 0..depth {
+                    at = self.step(at, row);
+                }
+                acc += self.leaf_weight[at as usize];
+            }
+            *o += acc;
+        }
+    }
+
+    /// Takes one step down from node `at` for `row`; a leaf stays where it is.
+    #[inline(always)]
+    fn step(&self, at: u32, row: &[f32]) -> u32 {
+        // Indices were validated in `build`; the bounds checks below are cheap and stay.
+        let node = self.nodes[at as usize];
+        let x = row[(node.feature & FEATURE_MASK) as usize];
+        let f = node.feature;
+        let lt = (x < node.threshold) as u32 & (f >> 30);
+        let eq = (x == node.threshold) as u32 & (f >> 29);
+        let nan = (x.is_nan() as u32) & (f >> 31);
+        if (lt | eq | nan) & 1 == 1 {
+            node.yes
+        } else {
+            node.no
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stump(mode: BranchMode, threshold: f32, missing_yes: bool) -> TreeSpec {
+        TreeSpec {
+            nodes: vec![
+                NodeSpec::Branch {
+                    feature: 0,
+                    mode,
+                    threshold,
+                    nan_yes: mode.onnx_nan_yes(missing_yes),
+                    yes: 1,
+                    no: 2,
+                },
+                NodeSpec::Leaf { weight: 1.0 },
+                NodeSpec::Leaf { weight: -1.0 },
+            ],
+        }
+    }
+
+    fn eval(e: &Ensemble, xs: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; xs.len() / e.width()];
+        e.margins(xs, &mut out);
+        out
+    }
+
+    #[test]
+    fn every_mode_matches_its_onnx_definition_including_nan() {
+        let xs = [
+            0.5f32,
+            1.0,
+            1.5,
+            f32::NAN,
+            -3.0,
+            1.0,
+            2.0,
+            0.0,
+            1.0,
+            f32::NAN,
+        ];
+        for mode in [
+            BranchMode::Lt,
+            BranchMode::Leq,
+            BranchMode::Gt,
+            BranchMode::Gte,
+            BranchMode::Eq,
+            BranchMode::Neq,
+        ] {
+            for missing_yes in [false, true] {
+                let e = Ensemble::build(1, &[stump(mode, 1.0, missing_yes)]).unwrap();
+                let got = eval(&e, &xs);
+                for (x, g) in xs.iter().zip(got) {
+                    let yes = if x.is_nan() && missing_yes {
+                        true
+                    } else {
+                        match mode {
+                            BranchMode::Lt => *x < 1.0,
+                            BranchMode::Leq => *x <= 1.0,
+                            BranchMode::Gt => *x > 1.0,
+                            BranchMode::Gte => *x >= 1.0,
+                            BranchMode::Eq => *x == 1.0,
+                            BranchMode::Neq => *x != 1.0,
+                        }
+                    };
+                    assert_eq!(
+                        g,
+                        if yes { 1.0 } else { -1.0 },
+                        "{mode:?} {missing_yes} x={x}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lanes_and_remainder_agree_with_one_row_at_a_time() {
+        let trees: Vec<TreeSpec> = (0..5)
+            .map(|i| TreeSpec {
+                nodes: vec![
+                    NodeSpec::Branch {
+                        feature: i % 3,
+                        mode: BranchMode::Lt,
+                        threshold: i as f32 * 0.1,
+                        nan_yes: i % 2 == 0,
+                        yes: 1,
+                        no: 2,
+                    },
+                    NodeSpec::Leaf {
+                        weight: 0.25 * i as f32,
+                    },
+                    NodeSpec::Branch {
+                        feature: 2,
+                        mode: BranchMode::Leq,
+                        threshold: 0.3,
+                        nan_yes: false,
+                        yes: 3,
+                        no: 4,
+                    },
+                    NodeSpec::Leaf { weight: -0.5 },
+                    NodeSpec::Leaf { weight: 0.75 },
+                ],
+            })
+            .collect();
+        let e = Ensemble::build(3, &trees).unwrap();
+        let rows: Vec<f32> = (0..3 * 21)
+            .map(|i| {
+                if i % 7 == 0 {
+                    f32::NAN
+                } else {
+                    (i as f32 * 0.37) % 1.0
+                }
+            })
+            .collect();
+        let all = eval(&e, &rows);
+        for r in 0..21 {
+            let one = eval(&e, &rows[r * 3..r * 3 + 3]);
+            assert_eq!(one[0], all[r], "row {r}");
+        }
+    }
+
+    #[test]
+    fn malformed_trees_are_refused_with_the_reason() {
+        let bad_child = TreeSpec {
+            nodes: vec![NodeSpec::Branch {
+                feature: 0,
+                mode: BranchMode::Lt,
+                threshold: 0.0,
+                nan_yes: false,
+                yes: 1,
+                no: 5,
+            }],
+        };
+        assert!(matches!(
+            Ensemble::build(1, &[bad_child]),
+            Err(BuildError::ChildOutOfRange { child: 1, .. })
+                | Err(BuildError::ChildOutOfRange { child: 5, .. })
+        ));
+        let cycle = TreeSpec {
+            nodes: vec![
+                NodeSpec::Branch {
+                    feature: 0,
+                    mode: BranchMode::Lt,
+                    threshold: 0.0,
+                    nan_yes: false,
+                    yes: 1,
+                    no: 1,
+                },
+                NodeSpec::Leaf { weight: 1.0 },
+            ],
+        };
+        assert_eq!(
+            Ensemble::build(1, &[cycle]).unwrap_err(),
+            BuildError::NotATree { tree: 0, node: 1 }
+        );
+        let wide = stump(BranchMode::Lt, 0.0, false);
+        assert!(matches!(
+            Ensemble::build(0, &[wide]),
+            Err(BuildError::FeatureOutOfRange { .. })
+        ));
+        assert_eq!(
+            Ensemble::build(1, &[TreeSpec::default()]).unwrap_err(),
+            BuildError::EmptyTree { tree: 0 }
+        );
+    }
+}

@@ -1,0 +1,426 @@
+//! The scorer: loads the ONNX graph and its model card, checks they belong together, and scores
+//! batches of rows natively.
+//!
+//! - [`card`]: the model card's types.
+//! - [`onnx`]: compiles the graph (parsed with tract-onnx) into the native evaluator.
+//! - [`ensemble`]: the evaluator itself.
+//!
+//! A [`Model`] is immutable and `Sync`: share it behind an `Arc` and call [`Model::score`] from a
+//! blocking worker, never from inside an async task's poll.
+
+pub mod card;
+pub mod ensemble;
+pub mod onnx;
+pub mod synthetic;
+
+use crate::row::RowBatch;
+use card::ModelCard;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Robust z-scores divide by IQR / 1.349, which equals the standard deviation for normal data, so a
+/// |z| of 3 means what an engineer expects it to mean.
+const IQR_TO_SIGMA: f64 = 1.349;
+
+/// How many sensors a verdict names.
+pub const TOP_SENSORS: usize = 3;
+
+/// Largest P(fault) difference accepted between this scorer and the golden rows' onnxruntime values.
+pub const PARITY_TOLERANCE: f32 = 1e-5;
+
+/// The model the binary carries, trained by `training/train.py` and committed under `models/`.
+const EMBEDDED_ONNX: &[u8] = include_bytes!("../../models/wafer-fault/model.onnx");
+/// The embedded model's card.
+const EMBEDDED_CARD: &[u8] = include_bytes!("../../models/wafer-fault/model.json");
+/// The embedded model's golden rows.
+const EMBEDDED_GOLDEN: &[u8] = include_bytes!("../../models/wafer-fault/golden.csv");
+
+/// Why a model could not be loaded. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A model file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The card is not valid JSON of the expected shape.
+    #[error("the model card {origin} is not valid: {source}")]
+    Card {
+        /// Where the card came from.
+        origin: String,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// The graph cannot be compiled.
+    #[error("the ONNX graph {origin} cannot be served: {source}")]
+    Graph {
+        /// Where the graph came from.
+        origin: String,
+        /// Why.
+        source: onnx::GraphError,
+    },
+    /// The graph and card disagree, or a golden row scores differently.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// One sensor that stands out in a row: how far it sits from its training median.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Deviation {
+    /// Index of the sensor in the model's feature order.
+    pub index: usize,
+    /// The row's value.
+    pub value: f32,
+    /// Robust z-score: (value - median) / (IQR / 1.349).
+    pub z: f32,
+}
+
+/// The scorer's judgement of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Row id as received.
+    pub id: String,
+    /// P(fault).
+    pub probability: f32,
+    /// `probability >= threshold`.
+    pub fault: bool,
+    /// Up to [`TOP_SENSORS`] sensors furthest from their training median, largest |z| first.
+    pub top_sensors: Vec<Deviation>,
+}
+
+/// A loaded, validated model. Cheap to share (`Arc<Model>`), safe to call from many threads.
+#[derive(Debug)]
+pub struct Model {
+    /// The card as loaded.
+    card: ModelCard,
+    /// The compiled graph.
+    graph: onnx::CompiledGraph,
+    /// Decision threshold in force (the card's unless overridden).
+    threshold: f32,
+    /// Per feature: training median and 1/scale for robust z-scores (0 when the scale is unknown).
+    explain: Vec<(f32, f32)>,
+    /// Where the model came from, for logs and `faultline model`.
+    origin: String,
+}
+
+/// sha256 of `bytes` as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Model {
+    /// The model compiled into the binary.
+    pub fn embedded() -> Result<Model, ModelError> {
+        Model::from_parts(
+            EMBEDDED_ONNX,
+            EMBEDDED_CARD,
+            Some(EMBEDDED_GOLDEN),
+            "embedded model".into(),
+        )
+    }
+
+    /// Loads `model.onnx`, `model.json` and (when present) `golden.csv` from `dir`.
+    pub fn load_dir(dir: &Path) -> Result<Model, ModelError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| ModelError::Read { path, source })
+        };
+        let onnx = read("model.onnx")?;
+        let card = read("model.json")?;
+        let golden = match std::fs::read(dir.join("golden.csv")) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(ModelError::Read {
+                    path: dir.join("golden.csv"),
+                    source,
+                })
+            }
+        };
+        Model::from_parts(&onnx, &card, golden.as_deref(), dir.display().to_string())
+    }
+
+    /// Loads the model in `dir`, or the embedded one when `dir` is `None`.
+    pub fn load(dir: Option<&Path>) -> Result<Model, ModelError> {
+        match dir {
+            Some(dir) => Model::load_dir(dir),
+            None => Model::embedded(),
+        }
+    }
+
+    /// Builds a model from the bytes of its files, checking that they belong together.
+    pub fn from_parts(
+        onnx_bytes: &[u8],
+        card_bytes: &[u8],
+        golden: Option<&[u8]>,
+        origin: String,
+    ) -> Result<Model, ModelError> {
+        let card: ModelCard =
+            serde_json::from_slice(card_bytes).map_err(|source| ModelError::Card {
+                origin: origin.clone(),
+                source,
+            })?;
+        let mismatch = |msg: String| Err(ModelError::Mismatch(format!("{origin}: {msg}")));
+        let sha = sha256_hex(onnx_bytes);
+        if card.onnx_sha256 != sha {
+            return mismatch(format!(
+                "model.onnx (sha256 {sha}) is not the graph its card describes (sha256 {}); copy model.onnx \
+                 and model.json together from one training run",
+                card.onnx_sha256
+            ));
+        }
+        let expected_version = format!("wf-{}", &sha[..12]);
+        if card.version != expected_version {
+            return mismatch(format!(
+                "the card's version {} is not derived from the graph's hash (expected {expected_version})",
+                card.version
+            ));
+        }
+        let graph = onnx::compile(onnx_bytes).map_err(|source| ModelError::Graph {
+            origin: origin.clone(),
+            source,
+        })?;
+        let width = card.input.width;
+        if graph.width != width || card.input.features.len() != width || card.sensors.len() != width
+        {
+            return mismatch(format!(
+                "the graph takes {} features but the card says width {width} with {} feature names and {} \
+                 sensor statistics",
+                graph.width,
+                card.input.features.len(),
+                card.sensors.len()
+            ));
+        }
+        for (i, (f, s)) in card.input.features.iter().zip(&card.sensors).enumerate() {
+            if f != &s.name {
+                return mismatch(format!(
+                    "feature {i} is '{f}' in the input list but '{}' in the sensor statistics",
+                    s.name
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = card
+            .input
+            .features
+            .iter()
+            .find(|f| !seen.insert(f.as_str()))
+        {
+            return mismatch(format!("the card names feature '{dup}' twice"));
+        }
+        if graph.input_name != card.input.name || graph.probabilities_name != card.output.name {
+            return mismatch(format!(
+                "the graph's input/output are '{}'/'{}' but the card says '{}'/'{}'",
+                graph.input_name, graph.probabilities_name, card.input.name, card.output.name
+            ));
+        }
+        if card.output.fault_column != 1 {
+            return mismatch(format!(
+                "the card says P(fault) is column {}; faultline expects column 1",
+                card.output.fault_column
+            ));
+        }
+        for (domain, version) in &card.opsets {
+            if graph.opsets.get(domain) != Some(version) {
+                return mismatch(format!(
+                    "the card says opset {domain} {version} but the graph imports {:?}",
+                    graph.opsets.get(domain)
+                ));
+            }
+        }
+        for (domain, version) in &graph.opsets {
+            if card.opsets.get(domain) != Some(version) {
+                return mismatch(format!(
+                    "the graph imports opset {domain} {version}, which the card does not list"
+                ));
+            }
+        }
+        if !(card.threshold > 0.0 && card.threshold < 1.0) {
+            return mismatch(format!(
+                "the card's threshold {} is not between 0 and 1",
+                card.threshold
+            ));
+        }
+        let explain = card
+            .sensors
+            .iter()
+            .map(|s| match (s.median, s.iqr) {
+                (Some(m), Some(iqr)) if iqr > 0.0 && m.is_finite() => {
+                    (m as f32, (IQR_TO_SIGMA / iqr) as f32)
+                }
+                (Some(m), _) => (m as f32, 0.0),
+                _ => (0.0, 0.0),
+            })
+            .collect();
+        let threshold = card.threshold;
+        let model = Model {
+            card,
+            graph,
+            threshold,
+            explain,
+            origin,
+        };
+        if let Some(golden) = golden {
+            model.check_golden(golden)?;
+        }
+        Ok(model)
+    }
+
+    /// Scores the golden rows and compares with the probabilities training recorded.
+    fn check_golden(&self, bytes: &[u8]) -> Result<(), ModelError> {
+        let fail =
+            |msg: String| ModelError::Mismatch(format!("{}: golden.csv: {msg}", self.origin));
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(bytes);
+        let header = reader.headers().map_err(|e| fail(e.to_string()))?.clone();
+        let width = self.width();
+        if header.len() != width + 2 || header.get(width + 1) != Some("expected_probability") {
+            return Err(fail(format!(
+                "expected id, {width} features and expected_probability columns"
+            )));
+        }
+        for (i, name) in self.features().iter().enumerate() {
+            if header.get(i + 1) != Some(name.as_str()) {
+                return Err(fail(format!("column {} should be {name}", i + 2)));
+            }
+        }
+        let mut rows = Vec::new();
+        let mut expected = Vec::new();
+        let mut ids = Vec::new();
+        for rec in reader.records() {
+            let rec = rec.map_err(|e| fail(e.to_string()))?;
+            ids.push(rec.get(0).unwrap_or_default().to_string());
+            for j in 0..=width {
+                let cell = rec.get(j + 1).unwrap_or_default();
+                let v = if cell.is_empty() {
+                    f32::NAN
+                } else {
+                    cell.parse::<f64>()
+                        .map_err(|_| fail(format!("cell '{cell}' is not a number")))?
+                        as f32
+                };
+                if j < width {
+                    rows.push(v);
+                } else {
+                    expected.push(v);
+                }
+            }
+        }
+        let mut got = vec![0.0; expected.len()];
+        self.probabilities(&rows, &mut got);
+        for ((id, e), g) in ids.iter().zip(&expected).zip(&got) {
+            if (e - g).abs() > PARITY_TOLERANCE || e.is_nan() != g.is_nan() {
+                return Err(fail(format!(
+                    "row {id} scores {g} here but {e} in onnxruntime; the graph uses a feature this scorer \
+                     evaluates differently"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Overrides the card's decision threshold.
+    pub fn with_threshold(mut self, threshold: f32) -> Model {
+        self.threshold = threshold;
+        self
+    }
+
+    /// The model card.
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// The version stamped on every verdict.
+    pub fn version(&self) -> &str {
+        &self.card.version
+    }
+
+    /// The decision threshold in force.
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    /// Feature names, in the order rows must hold them.
+    pub fn features(&self) -> &[String] {
+        &self.card.input.features
+    }
+
+    /// Features per row.
+    pub fn width(&self) -> usize {
+        self.graph.width
+    }
+
+    /// Where the model was loaded from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Number of trees in the ensemble.
+    pub fn tree_count(&self) -> usize {
+        self.graph.ensemble.tree_count()
+    }
+
+    /// Writes P(fault) of each row (`rows` is row-major, `width` values a row, NaN = missing) to `out`.
+    pub fn probabilities(&self, rows: &[f32], out: &mut [f32]) {
+        out.fill(0.0);
+        self.graph.ensemble.margins(rows, out);
+        for p in out.iter_mut() {
+            *p = self.graph.probability(*p);
+        }
+    }
+
+    /// The sensors of `row` furthest from their training medians (missing values and sensors
+    /// without a known spread are skipped), largest |z| first.
+    pub fn top_sensors(&self, row: &[f32]) -> Vec<Deviation> {
+        let mut top: [Option<Deviation>; TOP_SENSORS] = [None; TOP_SENSORS];
+        for (index, (&value, &(median, inv_scale))) in row.iter().zip(&self.explain).enumerate() {
+            if inv_scale == 0.0 || value.is_nan() {
+                continue;
+            }
+            let z = (value - median) * inv_scale;
+            let d = Deviation { index, value, z };
+            // Insertion into a tiny sorted array; ties keep the lower sensor index first.
+            let mut slot = TOP_SENSORS;
+            while slot > 0 && top[slot - 1].is_none_or(|t| z.abs() > t.z.abs()) {
+                slot -= 1;
+            }
+            if slot < TOP_SENSORS {
+                top.copy_within(slot..TOP_SENSORS - 1, slot + 1);
+                top[slot] = Some(d);
+            }
+        }
+        top.into_iter().flatten().collect()
+    }
+
+    /// Scores a batch: probability, verdict and explanation for every row.
+    pub fn score(&self, batch: &RowBatch) -> Vec<Verdict> {
+        let mut probs = vec![0.0; batch.len()];
+        self.probabilities(&batch.values, &mut probs);
+        batch
+            .ids
+            .iter()
+            .zip(probs)
+            .enumerate()
+            .map(|(i, (id, probability))| Verdict {
+                id: id.clone(),
+                probability,
+                fault: probability >= self.threshold,
+                top_sensors: self.top_sensors(batch.row(i)),
+            })
+            .collect()
+    }
+
+    /// Formats a verdict's top sensors as `Sensor-59=2.31 (z=+6.20); ...` for CSV output.
+    pub fn describe_sensors(&self, top: &[Deviation]) -> String {
+        top.iter()
+            .map(|d| format!("{}={} (z={:+.2})", self.features()[d.index], d.value, d.z))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}

@@ -1,0 +1,202 @@
+//! `faultline score` and `faultline model`, run as a user runs them: the real binary, real files.
+
+mod common;
+
+use common::{data_dir, faultline};
+use faultline::model::{synthetic, Model};
+use std::path::Path;
+
+fn write_sample(dir: &Path, rows: usize) -> std::path::PathBuf {
+    let model = Model::embedded().unwrap();
+    let batch = synthetic::rows(model.card(), rows, 11);
+    let path = dir.join("sample.csv");
+    synthetic::write_csv(
+        &batch,
+        model.features(),
+        std::fs::File::create(&path).unwrap(),
+    )
+    .unwrap();
+    path
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn score_writes_one_verdict_per_row_matching_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_sample(dir.path(), 300);
+    let output = dir.path().join("out.csv");
+    let o = faultline(&[
+        "score",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Scored 300 rows"), "{}", stderr(&o));
+
+    let model = Model::embedded().unwrap();
+    let batch = synthetic::rows(model.card(), 300, 11);
+    let expected = model.score(&batch);
+    let mut reader = csv::Reader::from_path(&output).unwrap();
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["id", "probability", "fault", "top_sensors", "model_version"]
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 300);
+    for (rec, v) in records.iter().zip(&expected) {
+        assert_eq!(&rec[0], v.id);
+        let p: f32 = rec[1].parse().unwrap();
+        // Written with f32's shortest round-trip form: exactly the library's value.
+        assert_eq!(p, v.probability);
+        assert_eq!(&rec[2], if v.fault { "true" } else { "false" });
+        assert_eq!(&rec[4], model.version());
+        assert_eq!(rec[3].matches("(z=").count(), v.top_sensors.len());
+    }
+}
+
+#[test]
+fn stdin_and_stdout_work_with_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_sample(dir.path(), 5);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["score", "--input", "-", "--output", "-"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 6);
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_one_line_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.csv");
+    let model = Model::embedded().unwrap();
+    let mut text = String::from(",");
+    text.push_str(&model.features().join(","));
+    text.push('\n');
+    let mut cells = vec!["1.0"; model.width()];
+    cells[41] = "oops";
+    text.push_str(&format!("Wafer-9,{}\n", cells.join(",")));
+    std::fs::write(&input, text).unwrap();
+    let output = dir.path().join("out.csv");
+    let o = faultline(&[
+        "score",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("line 2 (Wafer-9), column Sensor-42: 'oops' is not a number"),
+        "{err}"
+    );
+    assert!(
+        !output.exists(),
+        "a failed run must not leave a partial output"
+    );
+}
+
+#[test]
+fn threshold_override_changes_verdicts_and_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_sample(dir.path(), 50);
+    let o = faultline(&[
+        "score",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        "-",
+        "--threshold",
+        "0.000001",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        text.lines()
+            .skip(1)
+            .filter(|l| l.contains(",true,"))
+            .count(),
+        50
+    );
+    let o = faultline(&[
+        "score",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        "-",
+        "--threshold",
+        "2",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not between 0 and 1"), "{}", stderr(&o));
+}
+
+#[test]
+fn model_and_version_name_the_model() {
+    let model = Model::embedded().unwrap();
+    let o = faultline(&["model"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains(model.version()), "{text}");
+    assert!(text.contains("ROC-AUC"), "{text}");
+    let o = faultline(&["--version"]);
+    assert!(String::from_utf8(o.stdout)
+        .unwrap()
+        .contains(model.version()));
+    let o = faultline(&["model", "--json"]);
+    let card: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(card["version"], model.version());
+}
+
+#[test]
+fn a_model_directory_that_does_not_match_its_card_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::repo().join("models/wafer-fault");
+    std::fs::copy(src.join("model.onnx"), dir.path().join("model.onnx")).unwrap();
+    let mut card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("model.json")).unwrap()).unwrap();
+    card["onnx_sha256"] = "0".repeat(64).into();
+    std::fs::write(dir.path().join("model.json"), card.to_string()).unwrap();
+    let o = faultline(&["model", "--model", dir.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is not the graph its card describes"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn real_wafer_file_scores_with_labels_carried_through() {
+    let Some(data) = data_dir("real_wafer_file_scores_with_labels_carried_through") else {
+        return;
+    };
+    let input = data.join("wafer/Training_Batch_Files/wafer_20012020_090819.csv");
+    let o = faultline(&["score", "-i", input.to_str().unwrap(), "-o", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut reader = csv::Reader::from_reader(o.stdout.as_slice());
+    assert_eq!(
+        reader.headers().unwrap().iter().next_back(),
+        Some("Good/Bad")
+    );
+    let recs: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(recs.len(), 100);
+    assert_eq!(recs.iter().filter(|r| &r[5] == "1").count(), 17);
+}
+
+#[test]
+fn the_readme_sample_scores() {
+    let input = common::repo().join("examples/wafers.csv");
+    let o = faultline(&["score", "--input", input.to_str().unwrap(), "--output", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 51);
+}
