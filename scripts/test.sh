@@ -19,6 +19,11 @@ if [[ "${FAULTLINE_REQUIRE_DATA:-0}" == 1 && ! -d "${FAULTLINE_DATA_DIR:-/nonexi
 fi
 echo "== real wafer data: ${FAULTLINE_DATA_DIR:-absent (real-data tests will report that they were skipped)}"
 
+if ! command -v mosquitto >/dev/null; then
+  echo "mosquitto is needed by the broker tests: apt-get install mosquitto (.ci/run installs it)" >&2
+  exit 1
+fi
+
 echo "== Python environment (.venv, training/requirements.txt)"
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv

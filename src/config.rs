@@ -6,8 +6,10 @@
 //! (`FAULTLINE_INPUT__ALLOW_EXTRA_COLUMNS=true`).
 
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The defaults, compiled in.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -34,6 +36,163 @@ pub struct RawConfig {
     pub model: ModelSection,
     /// How input rows are read.
     pub input: InputSection,
+    /// Where rows come from.
+    pub source: SourceSection,
+    /// The embedded MQTT broker.
+    pub broker: BrokerSection,
+    /// Where verdicts go.
+    pub sink: SinkSection,
+    /// Micro-batching and the in-flight bound.
+    pub batch: BatchSection,
+    /// The HTTP server.
+    pub web: WebSection,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownSection,
+}
+
+/// `[source]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// `embedded`, `mqtt` or `kafka`.
+    pub kind: String,
+    /// `[source.mqtt]`
+    pub mqtt: MqttSection,
+    /// `[source.kafka]`: accepted so a configuration file can carry it, but `kind = "kafka"` is
+    /// refused by [`RawConfig::validate`] until this build reads Kafka.
+    #[serde(default)]
+    pub kafka: Option<serde_json::Value>,
+}
+
+/// `[source.mqtt]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://host:port`.
+    pub url: String,
+    /// Topic filter.
+    pub topic: String,
+    /// Stable client id.
+    pub client_id: String,
+    /// Subscription QoS (0 or 1).
+    pub qos: u8,
+    /// Shared subscription group, empty for none.
+    pub shared_group: String,
+    /// Keep-alive interval in seconds.
+    pub keep_alive_s: u64,
+}
+
+/// `[broker]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSection {
+    /// Listen address of the embedded broker.
+    pub listen: String,
+}
+
+/// `[sink]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSection {
+    /// Topic for faults.
+    pub faults_topic: String,
+    /// Topic for every verdict; empty for none.
+    pub scores_topic: String,
+    /// Topic for unreadable rows.
+    pub dead_letter_topic: String,
+}
+
+/// `[batch]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSection {
+    /// Rows that trigger a flush.
+    pub max_rows: usize,
+    /// Milliseconds after a batch's first row that trigger a flush.
+    pub linger_ms: u64,
+    /// Rows in flight (read, not yet acknowledged).
+    pub queue_rows: usize,
+}
+
+/// `[web]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    /// HTTP listen address.
+    pub listen: String,
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSection {
+    /// Grace period in milliseconds.
+    pub grace_ms: u64,
+}
+
+/// Where rows come from, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    /// The embedded broker on `broker_listen`.
+    Embedded,
+    /// An external MQTT broker.
+    Mqtt,
+}
+
+/// An MQTT connection's settings, checked.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Topic filter to subscribe to (without any `$share` prefix).
+    pub topic: String,
+    /// Client id.
+    pub client_id: String,
+    /// Subscription QoS.
+    pub qos: u8,
+    /// Shared subscription group.
+    pub shared_group: Option<String>,
+    /// Keep-alive interval.
+    pub keep_alive: Duration,
+}
+
+impl MqttSettings {
+    /// The filter to subscribe to: `$share/<group>/<topic>` on a shared subscription.
+    pub fn subscription(&self) -> String {
+        match &self.shared_group {
+            Some(g) => format!("$share/{g}/{}", self.topic),
+            None => self.topic.clone(),
+        }
+    }
+}
+
+/// Parses `mqtt://host[:port]`.
+pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
+    let rest = url.strip_prefix("mqtt://").ok_or_else(|| {
+        if url.starts_with("mqtts://") {
+            format!(
+                "'{url}': TLS (mqtts://) is not supported by this build yet; use mqtt://HOST:PORT"
+            )
+        } else {
+            format!("'{url}' is not an MQTT URL; write mqtt://HOST:PORT")
+        }
+    })?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("'{url}' has an invalid port '{p}'"))?,
+        ),
+        _ => (rest, 1883),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("'{url}' names no host; write mqtt://HOST:PORT"));
+    }
+    Ok((host.to_string(), port))
 }
 
 /// `[model]`
@@ -67,6 +226,26 @@ pub struct Config {
     pub allow_extra_columns: bool,
     /// Rows per CSV batch.
     pub csv_batch_rows: NonZeroUsize,
+    /// Where rows come from.
+    pub source: SourceKind,
+    /// The MQTT connection (to the embedded broker when `source` is `Embedded`).
+    pub mqtt: MqttSettings,
+    /// The embedded broker's listen address.
+    pub broker_listen: SocketAddr,
+    /// Topic for faults.
+    pub faults_topic: String,
+    /// Topic for every verdict.
+    pub scores_topic: Option<String>,
+    /// Topic for unreadable rows.
+    pub dead_letter_topic: String,
+    /// When to flush a micro-batch.
+    pub batch: crate::batch::BatchPolicy,
+    /// Rows in flight.
+    pub queue_rows: NonZeroUsize,
+    /// HTTP listen address.
+    pub web_listen: SocketAddr,
+    /// Shutdown grace period.
+    pub grace: Duration,
 }
 
 impl RawConfig {
@@ -124,12 +303,131 @@ impl RawConfig {
                 "input.csv_batch_rows is 0; set it to at least 1 (the default is 4096)".into(),
             )
         })?;
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let source = match self.source.kind.as_str() {
+            "embedded" => SourceKind::Embedded,
+            "mqtt" => SourceKind::Mqtt,
+            "kafka" => {
+                return invalid(
+                    "source.kind is \"kafka\", but this build of faultline cannot read Kafka yet; use \"mqtt\" or \"embedded\""
+                        .into(),
+                )
+            }
+            other => {
+                return invalid(format!(
+                    "source.kind is \"{other}\"; set it to \"embedded\", \"mqtt\" or \"kafka\""
+                ))
+            }
+        };
+        let broker_listen: SocketAddr = self.broker.listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "broker.listen is \"{}\"; write an IP address and port such as 127.0.0.1:1883",
+                self.broker.listen
+            ))
+        })?;
+        let m = &self.source.mqtt;
+        let (host, port) = match source {
+            SourceKind::Embedded => (broker_listen.ip().to_string(), broker_listen.port()),
+            SourceKind::Mqtt => parse_mqtt_url(m.url.trim())
+                .map_err(|e| ConfigError::Invalid(format!("source.mqtt.url {e}")))?,
+        };
+        let host = if host == "0.0.0.0" {
+            "127.0.0.1".to_string()
+        } else {
+            host
+        };
+        if m.topic.trim().is_empty() {
+            return invalid(
+                "source.mqtt.topic is empty; set the topic the rows are published on".into(),
+            );
+        }
+        if m.client_id.trim().is_empty() {
+            return invalid(
+                "source.mqtt.client_id is empty; set a stable id so the broker keeps the session"
+                    .into(),
+            );
+        }
+        if m.qos > 1 {
+            return invalid(format!(
+                "source.mqtt.qos is {}; set 1 (at least once) or 0 (at most once)",
+                m.qos
+            ));
+        }
+        if m.keep_alive_s < 5 {
+            return invalid(format!(
+                "source.mqtt.keep_alive_s is {}; set at least 5 seconds",
+                m.keep_alive_s
+            ));
+        }
+        let group = m.shared_group.trim();
+        if group.contains(['/', '+', '#']) {
+            return invalid(format!(
+                "source.mqtt.shared_group \"{group}\" may not contain /, + or #"
+            ));
+        }
+        for (key, topic) in [
+            ("sink.faults_topic", &self.sink.faults_topic),
+            ("sink.dead_letter_topic", &self.sink.dead_letter_topic),
+        ] {
+            if topic.trim().is_empty() {
+                return invalid(format!("{key} is empty; faultline always publishes there"));
+            }
+            if topic.contains(['+', '#']) {
+                return invalid(format!(
+                    "{key} \"{topic}\" contains a wildcard; publish topics must be literal"
+                ));
+            }
+        }
+        if self.sink.scores_topic.contains(['+', '#']) {
+            return invalid(format!(
+                "sink.scores_topic \"{}\" contains a wildcard",
+                self.sink.scores_topic
+            ));
+        }
+        let max_rows = NonZeroUsize::new(self.batch.max_rows).ok_or_else(|| {
+            ConfigError::Invalid("batch.max_rows is 0; set at least 1 (default 256)".into())
+        })?;
+        let queue_rows = NonZeroUsize::new(self.batch.queue_rows).ok_or_else(|| {
+            ConfigError::Invalid("batch.queue_rows is 0; set at least 1 (default 10000)".into())
+        })?;
+        if queue_rows < max_rows {
+            return invalid(format!(
+                "batch.queue_rows ({queue_rows}) is smaller than batch.max_rows ({max_rows}); a batch could never fill: raise queue_rows or lower max_rows"
+            ));
+        }
+        let web_listen: SocketAddr = self.web.listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "web.listen is \"{}\"; write an IP address and port such as 127.0.0.1:8080",
+                self.web.listen
+            ))
+        })?;
         let dir = self.model.dir.trim();
         Ok(Config {
             model_dir: (!dir.is_empty()).then(|| PathBuf::from(dir)),
             threshold,
             allow_extra_columns: self.input.allow_extra_columns,
             csv_batch_rows,
+            source,
+            mqtt: MqttSettings {
+                host,
+                port,
+                topic: m.topic.trim().to_string(),
+                client_id: m.client_id.trim().to_string(),
+                qos: m.qos,
+                shared_group: (!group.is_empty()).then(|| group.to_string()),
+                keep_alive: Duration::from_secs(m.keep_alive_s),
+            },
+            broker_listen,
+            faults_topic: self.sink.faults_topic.trim().to_string(),
+            scores_topic: Some(self.sink.scores_topic.trim().to_string()).filter(|t| !t.is_empty()),
+            dead_letter_topic: self.sink.dead_letter_topic.trim().to_string(),
+            batch: crate::batch::BatchPolicy {
+                max_rows,
+                linger: Duration::from_millis(self.batch.linger_ms),
+            },
+            queue_rows,
+            web_listen,
+            grace: Duration::from_millis(self.shutdown.grace_ms),
         })
     }
 }
@@ -196,6 +494,84 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("allow_extra_colums"), "{e}");
+    }
+
+    #[test]
+    fn the_documented_env_names_reach_nested_sections() {
+        let c = RawConfig::load_with_env(
+            None,
+            env(&[
+                ("FAULTLINE_SOURCE__KIND", "mqtt"),
+                ("FAULTLINE_SOURCE__MQTT__URL", "mqtt://broker.local:2883"),
+                ("FAULTLINE_SOURCE__MQTT__SHARED_GROUP", "scorers"),
+                ("FAULTLINE_SINK__SCORES_TOPIC", "faultline/scores"),
+                ("FAULTLINE_BATCH__MAX_ROWS", "64"),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(c.source, SourceKind::Mqtt);
+        assert_eq!((c.mqtt.host.as_str(), c.mqtt.port), ("broker.local", 2883));
+        assert_eq!(c.mqtt.subscription(), "$share/scorers/faultline/rows");
+        assert_eq!(c.scores_topic.as_deref(), Some("faultline/scores"));
+        assert_eq!(c.batch.max_rows.get(), 64);
+    }
+
+    #[test]
+    fn embedded_defaults_need_nothing_else() {
+        let c = RawConfig::load_with_env(None, env(&[]))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(c.source, SourceKind::Embedded);
+        assert_eq!(c.broker_listen.to_string(), "127.0.0.1:1883");
+        assert_eq!((c.mqtt.host.as_str(), c.mqtt.port), ("127.0.0.1", 1883));
+        assert_eq!(c.faults_topic, "faultline/faults");
+        assert_eq!(c.scores_topic, None);
+        assert_eq!(c.batch.linger, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn mqtt_urls_parse_or_say_how_to_write_them() {
+        assert_eq!(parse_mqtt_url("mqtt://h:1"), Ok(("h".into(), 1)));
+        assert_eq!(parse_mqtt_url("mqtt://h"), Ok(("h".into(), 1883)));
+        assert_eq!(parse_mqtt_url("mqtt://[::1]:9"), Ok(("::1".into(), 9)));
+        assert!(parse_mqtt_url("tcp://h:1")
+            .unwrap_err()
+            .contains("mqtt://HOST:PORT"));
+        assert!(parse_mqtt_url("mqtts://h:1").unwrap_err().contains("TLS"));
+        assert!(parse_mqtt_url("mqtt://h:x")
+            .unwrap_err()
+            .contains("invalid port"));
+    }
+
+    #[test]
+    fn cross_field_rules_are_sentences() {
+        let e = RawConfig::load_with_env(
+            None,
+            env(&[
+                ("FAULTLINE_BATCH__QUEUE_ROWS", "10"),
+                ("FAULTLINE_BATCH__MAX_ROWS", "100"),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("raise queue_rows or lower max_rows"), "{e}");
+        let e = RawConfig::load_with_env(None, env(&[("FAULTLINE_SOURCE__KIND", "kafka")]))
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot read Kafka yet"), "{e}");
+        let e = RawConfig::load_with_env(None, env(&[("FAULTLINE_SOURCE__MQTT__QOS", "2")]))
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("set 1"), "{e}");
     }
 
     #[test]

@@ -14,10 +14,25 @@
 //! | evaluator | `model/ensemble.rs` | the flat, branch-light tree walk |
 //! | model card | `model/card.rs` | the card's types |
 //! | `faultline score` | `score.rs` | CSV in, verdicts CSV out, in bounded batches |
+//! | wiring of `serve` | `app.rs` | channels, tasks, graceful shutdown |
+//! | embedded broker | `broker.rs` | rumqttd on its own thread |
+//! | bus → rows | `source/mqtt.rs` | QoS 1, persistent session, manual acks after publish |
+//! | micro-batches | `batch.rs` | flush on size or age, drain on stop |
+//! | JSON rows | `row/json.rs` | one message → rows + dead letters |
+//! | verdicts → bus | `sink/mod.rs`, `sink/mqtt.rs` | message formats; QoS 1 publisher counting PUBACKs |
+//! | HTTP | `web/mod.rs` | health, readiness, model card |
+//! | `faultline replay` | `replay.rs` | CSV → one JSON message per row |
 //!
 //! `main.rs` only parses the command line and calls into these.
 
+pub mod app;
+pub mod batch;
+pub mod broker;
 pub mod config;
 pub mod model;
+pub mod replay;
 pub mod row;
 pub mod score;
+pub mod sink;
+pub mod source;
+pub mod web;

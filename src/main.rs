@@ -38,6 +38,32 @@ enum Command {
         #[arg(long, value_name = "P")]
         threshold: Option<f32>,
     },
+    /// Run the daemon: read rows from the bus, score them in micro-batches, publish faults.
+    ///
+    /// With no configuration it starts an embedded MQTT broker on 127.0.0.1:1883, reads JSON rows
+    /// from faultline/rows and publishes faults to faultline/faults.
+    Serve,
+    /// Publish a wafer CSV to the bus, one JSON row per message (demo and load generator).
+    Replay {
+        /// Wafer CSV to publish.
+        file: PathBuf,
+        /// Where: mqtt://HOST:PORT/TOPIC.
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "mqtt://127.0.0.1:1883/faultline/rows"
+        )]
+        to: String,
+        /// Rows per second (default: as fast as the broker takes them).
+        #[arg(long, value_name = "ROWS_PER_S")]
+        rate: Option<f64>,
+        /// Publish the file again and again (ids get a #N suffix per pass) until interrupted.
+        #[arg(long = "loop")]
+        repeat: bool,
+        /// Number of passes over the file (default 1; with --loop, unlimited).
+        #[arg(long, value_name = "N")]
+        passes: Option<u64>,
+    },
     /// Print the model card: version, threshold, validation metrics.
     Model {
         /// Model directory; default: [model] dir, else the embedded model.
@@ -98,6 +124,48 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         })
     };
     match cli.command {
+        Command::Serve => {
+            init_logging();
+            let model = std::sync::Arc::new(load_model(None, None)?);
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(faultline::app::run(config, model, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            file,
+            to,
+            rate,
+            repeat,
+            passes,
+        } => {
+            if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                anyhow::bail!("--rate must be a positive number of rows per second");
+            }
+            let target = faultline::replay::parse_target(&to)?;
+            let model = load_model(None, None)?;
+            let passes = if repeat {
+                passes
+            } else {
+                Some(passes.unwrap_or(1))
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let summary = runtime.block_on(async {
+                tokio::select! {
+                    r = faultline::replay::replay(&file, &target, model.features(), rate, passes) => r.map(Some),
+                    _ = shutdown_signal() => Ok(None),
+                }
+            })?;
+            if let Some(s) = summary {
+                eprintln!(
+                    "Published {} rows to {} in {:.2} s ({:.0} rows/s).",
+                    s.rows,
+                    to,
+                    s.seconds,
+                    s.rows as f64 / s.seconds.max(1e-9)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Score {
             input,
             output,
@@ -130,6 +198,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level (info; the embedded broker's own log, which reports every client disconnect as an error, is off).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,rumqttc=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
     }
 }
 

@@ -9,6 +9,7 @@
 //! imputes. Anything else that is not a finite number is an error: faultline never guesses.
 
 pub mod csv;
+pub mod json;
 
 use std::collections::HashMap;
 use std::sync::Arc;

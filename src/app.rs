@@ -1,0 +1,297 @@
+//! Wiring for `faultline serve`: channels, tasks and shutdown. No logic of its own.
+//!
+//! ```text
+//! MQTT source ──Incoming──► batcher ──Vec<Incoming>──► scorer (blocking pool) ──► publisher ──► broker
+//!      ▲                                                    │
+//!      └────────────── PUBACK (acker, after the broker has acknowledged the outputs) ◄──┘
+//! ```
+//!
+//! Every queue is bounded; the in-flight semaphore bounds rows read but not yet acknowledged.
+//! When it is full the source stops reading and the broker holds the rest.
+
+use crate::config::{Config, SourceKind};
+use crate::model::Model;
+use crate::row::Schema;
+use crate::sink::mqtt::MqttPublisher;
+use crate::sink::{now_rfc3339, DeadLetter, VerdictMessage};
+use crate::source::mqtt::{MqttSource, SourceOptions};
+use crate::source::{Ack, Incoming};
+use crate::web::{router, WebState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+/// Largest message accepted from the bus (a JSON array of rows).
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The embedded broker did not start.
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+    /// The web address could not be bound.
+    #[error("cannot listen for HTTP on {0}: {1}; set [web] listen (FAULTLINE_WEB__LISTEN) to a free address")]
+    Web(SocketAddr, std::io::Error),
+    /// A pipeline task failed.
+    #[error("the pipeline stopped: {0}")]
+    Pipeline(String),
+}
+
+/// A batch scored and published, waiting for the broker's acknowledgements.
+struct Pending {
+    /// The publisher's sequence number of the batch's last output.
+    seq_end: u64,
+    /// What to acknowledge, and the in-flight permits to release, once `seq_end` is acknowledged.
+    acks: Vec<(Ack, Option<OwnedSemaphorePermit>)>,
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct App {
+    /// Where the HTTP server listens (the real port when configured with port 0).
+    pub web_addr: SocketAddr,
+    /// Turns true to stop.
+    stop: watch::Sender<bool>,
+    /// The pipeline's tasks, ended in order by [`App::shutdown`].
+    source: MqttSource,
+    batcher: JoinHandle<()>,
+    scorer: JoinHandle<Result<MqttPublisher, AppError>>,
+    acker: JoinHandle<()>,
+    web: JoinHandle<()>,
+    /// Shutdown grace period.
+    grace: Duration,
+}
+
+/// Starts every part of `faultline serve`, returning once they run.
+pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> {
+    if config.source == SourceKind::Embedded {
+        let listen = config.broker_listen;
+        tokio::task::spawn_blocking(move || crate::broker::start(listen, MAX_PAYLOAD_BYTES))
+            .await
+            .map_err(|e| AppError::Pipeline(e.to_string()))??;
+    }
+    let listener = tokio::net::TcpListener::bind(config.web_listen)
+        .await
+        .map_err(|e| AppError::Web(config.web_listen, e))?;
+    let web_addr = listener
+        .local_addr()
+        .map_err(|e| AppError::Web(config.web_listen, e))?;
+
+    let (stop, stop_rx) = watch::channel(false);
+    let permits = config
+        .queue_rows
+        .get()
+        .min(Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize) as u32;
+    let in_flight = Arc::new(Semaphore::new(permits as usize));
+    let (incoming_tx, incoming_rx) = mpsc::channel::<Incoming>(config.queue_rows.get().min(4096));
+    let (batch_tx, batch_rx) = mpsc::channel::<Vec<Incoming>>(2);
+    let (pending_tx, pending_rx) = mpsc::channel::<Pending>(config.queue_rows.get().min(4096));
+
+    let publisher = MqttPublisher::start(&config.mqtt, MAX_PAYLOAD_BYTES + 1024);
+    let acked = publisher.acked();
+    let sink_connected = publisher.connected();
+    let source = MqttSource::start(
+        &config.mqtt,
+        SourceOptions {
+            schema: Schema::new(model.features()),
+            in_flight,
+            max_permits: permits,
+            max_payload_bytes: MAX_PAYLOAD_BYTES,
+        },
+        incoming_tx,
+    );
+    let source_connected = source.connected();
+    let acker_client = source.acker();
+
+    let batcher = tokio::spawn(crate::batch::run(
+        incoming_rx,
+        batch_tx,
+        config.batch,
+        stop_rx.clone(),
+    ));
+    let topics = Topics {
+        faults: config.faults_topic.clone(),
+        scores: config.scores_topic.clone(),
+        dead_letter: config.dead_letter_topic.clone(),
+    };
+    let scorer = tokio::spawn(score_batches(
+        batch_rx,
+        publisher,
+        pending_tx,
+        model.clone(),
+        topics,
+    ));
+    let acker = tokio::spawn(async move {
+        let mut pending_rx = pending_rx;
+        let mut acked = acked;
+        while let Some(p) = pending_rx.recv().await {
+            if acked.wait_for(|a| *a >= p.seq_end).await.is_err() {
+                return;
+            }
+            for (ack, permit) in p.acks {
+                if let Ack::Mqtt(publish) = ack {
+                    if let Err(e) = acker_client.ack(&publish).await {
+                        warn!(error = %e, "Could not acknowledge a message; the broker will redeliver it.");
+                    }
+                }
+                drop(permit);
+            }
+        }
+    });
+
+    let state = WebState {
+        model,
+        source_connected,
+        sink_connected,
+    };
+    let mut web_stop = stop_rx.clone();
+    let web = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = web_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            error!(error = %e, "The HTTP server failed.");
+        }
+    });
+    info!(web = %web_addr, subscription = %config.mqtt.subscription(), "faultline is serving.");
+    Ok(App {
+        web_addr,
+        stop,
+        source,
+        batcher,
+        scorer,
+        acker,
+        web,
+        grace: config.grace,
+    })
+}
+
+/// Where outputs go.
+struct Topics {
+    faults: String,
+    scores: Option<String>,
+    dead_letter: String,
+}
+
+/// Scores each batch off the runtime, publishes its outputs and hands its acknowledgements on.
+async fn score_batches(
+    mut batches: mpsc::Receiver<Vec<Incoming>>,
+    mut publisher: MqttPublisher,
+    pending: mpsc::Sender<Pending>,
+    model: Arc<Model>,
+    topics: Topics,
+) -> Result<MqttPublisher, AppError> {
+    let pipeline = |e: crate::sink::mqtt::PublishError| AppError::Pipeline(e.to_string());
+    while let Some(mut batch) = batches.recv().await {
+        let mut rows = crate::row::RowBatch::new(model.width());
+        for incoming in &mut batch {
+            rows.append(std::mem::take(&mut incoming.decoded.rows));
+        }
+        let m = model.clone();
+        let verdicts = tokio::task::spawn_blocking(move || m.score(&rows))
+            .await
+            .map_err(|e| AppError::Pipeline(format!("scoring panicked: {e}")))?;
+        let scored_at = now_rfc3339();
+        for v in &verdicts {
+            let message = serde_json::to_vec(&VerdictMessage::new(v, &model, &scored_at))
+                .map_err(|e| AppError::Pipeline(e.to_string()))?;
+            if let Some(scores) = &topics.scores {
+                publisher
+                    .publish(scores, message.clone())
+                    .await
+                    .map_err(pipeline)?;
+            }
+            if v.fault {
+                publisher
+                    .publish(&topics.faults, message)
+                    .await
+                    .map_err(pipeline)?;
+            }
+        }
+        let mut acks = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            for reject in &incoming.decoded.rejects {
+                let letter = DeadLetter {
+                    error: &reject.error,
+                    reason: reject.reason.as_str(),
+                    payload: &reject.payload,
+                    topic: &incoming.topic,
+                    received_at: &incoming.received_at,
+                };
+                warn!(topic = %incoming.topic, reason = reject.reason.as_str(), error = %reject.error, "Sent an unreadable row to the dead-letter topic.");
+                let message =
+                    serde_json::to_vec(&letter).map_err(|e| AppError::Pipeline(e.to_string()))?;
+                publisher
+                    .publish(&topics.dead_letter, message)
+                    .await
+                    .map_err(pipeline)?;
+            }
+            acks.push((incoming.ack, incoming.permit));
+        }
+        if pending
+            .send(Pending {
+                seq_end: publisher.sent(),
+                acks,
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    Ok(publisher)
+}
+
+impl App {
+    /// Stops reading, scores and publishes what was accepted, acknowledges it, and stops every
+    /// task; gives up after the grace period (unacknowledged rows are redelivered later).
+    pub async fn shutdown(self) -> Result<(), AppError> {
+        info!("Stopping: no new rows; finishing the ones in flight.");
+        self.source.stop_reading();
+        self.stop.send_replace(true);
+        let grace = self.grace;
+        let drain = async {
+            let _ = self.batcher.await;
+            let publisher = self
+                .scorer
+                .await
+                .map_err(|e| AppError::Pipeline(e.to_string()))??;
+            let _ = self.acker.await;
+            Ok::<_, AppError>(publisher)
+        };
+        let result = match tokio::time::timeout(grace, drain).await {
+            Ok(Ok(publisher)) => {
+                publisher.close().await;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                warn!(grace_ms = grace.as_millis() as u64, "The grace period ended before every row was acknowledged; the broker will redeliver the rest.");
+                Ok(())
+            }
+        };
+        self.source.close().await;
+        let _ = self.web.await;
+        info!("Stopped.");
+        result
+    }
+}
+
+/// Runs the daemon until `shutdown` resolves, then stops it gracefully.
+pub async fn run(
+    config: Config,
+    model: Arc<Model>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AppError> {
+    let app = start(&config, model).await?;
+    shutdown.await;
+    app.shutdown().await
+}

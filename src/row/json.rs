@@ -1,0 +1,1577 @@
+//! One bus message (an MQTT payload or a Kafka value) of JSON rows, decoded for scoring.
+//!
+//! A row is one JSON object, `{"id": "Wafer-1146", "Sensor-1": 3030.93, ..., "Sensor-590": null}`,
+//! or its compact form `{"id": "Wafer-1146", "values": [3030.93, ..., null]}` with exactly one
+//! entry per model feature, in model order. A message is one row or a JSON array of rows.
+//!
+//! - `id` is required: a non-empty string of at most [`MAX_ID_BYTES`] bytes, or a JSON integer
+//!   (kept as its decimal string).
+//! - A missing sensor key, or `null`, is a missing value (NaN), which the model's graph imputes.
+//!   Numbers are read as f64 and rounded to f32 once, as the CSV path does; a number past the f32
+//!   range, or a value of any other JSON type, rejects the row: faultline never guesses.
+//! - `Good/Bad` (1, -1 or null) is carried as the row's label and never scored.
+//! - Any other key is ignored but counted, so a producer that misspells a sensor shows up in the
+//!   metrics instead of silently scoring on imputed values.
+//! - A key given twice keeps its last value, as most JSON readers do.
+//!
+//! A bad row rejects only itself: the other rows of the array are still scored, and each reject
+//! carries its own JSON text for the dead-letter topic. Only a message that is not JSON at all (or
+//! not UTF-8, or too large) is rejected whole.
+//!
+//! Speed: a row is decoded by a serde visitor that writes each value straight into the batch's
+//! row buffer while walking the object; no `serde_json::Value` or map is built. A message is read
+//! in one pass. Only when something is wrong is it read again, element by element, to find each
+//! element's own text (serde_json does not tell a visitor where it is), so the cost of rejects is
+//! paid by the messages that have them.
+
+use super::csv::LABEL_COLUMN;
+use super::{RowBatch, Schema};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+
+/// Most rows one message may hold; a larger array is refused whole, before its rows are decoded
+/// past this count, so that one message cannot claim an unbounded share of memory.
+pub const MAX_ROWS: usize = 100_000;
+
+/// Longest id accepted, in bytes. Ids travel into logs, metrics exemplars and result topics.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Shown values (an offending string) are cut to this many characters in messages.
+const CLIP_CHARS: usize = 64;
+
+/// What one message decoded to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// Rows that decoded, in message order.
+    pub rows: RowBatch,
+    /// Rows (or the whole message) that could not be read, each with its reason and raw text.
+    pub rejects: Vec<Reject>,
+    /// Keys in the decoded rows that were neither id, label, values nor a model feature (ignored,
+    /// counted so a producer's misspelt sensor name is visible).
+    pub unknown_keys: u64,
+}
+
+/// A row, or a whole message, that cannot be scored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// A sentence naming the row and field, e.g.
+    /// `row 3: "Sensor-12" must be a number or null, not the string "abc"`. Rows of an array are
+    /// numbered from 1; a message that is a single object has no row prefix.
+    pub error: String,
+    /// Why, as a low-cardinality label for metrics.
+    pub reason: RejectReason,
+    /// The rejected text exactly as received, for the dead-letter topic: an array element's own
+    /// JSON text, or the whole payload (lossily decoded when it is not UTF-8).
+    pub payload: String,
+}
+
+/// Why a row or message was rejected: the `reason` label of the reject metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// The message is not JSON (also: nested too deep to read).
+    MalformedJson,
+    /// The message is not UTF-8, so it cannot be JSON.
+    NotUtf8,
+    /// A field holds a JSON type it may not (a string for a sensor, a float for the id, ...).
+    WrongType,
+    /// The row has no id, or an empty or null one.
+    MissingId,
+    /// `values` does not have one entry per model feature.
+    WrongLength,
+    /// A number outside the f32 range.
+    NotFinite,
+    /// The row has both `values` and sensor keys.
+    MixedForms,
+    /// The message or array element is not a JSON object.
+    NotAnObject,
+    /// The array holds more than [`MAX_ROWS`] rows, or an id is longer than [`MAX_ID_BYTES`].
+    TooLarge,
+}
+
+impl RejectReason {
+    /// Every reason, so metrics can be registered at zero before the first reject.
+    pub const ALL: [RejectReason; 9] = [
+        RejectReason::MalformedJson,
+        RejectReason::NotUtf8,
+        RejectReason::WrongType,
+        RejectReason::MissingId,
+        RejectReason::WrongLength,
+        RejectReason::NotFinite,
+        RejectReason::MixedForms,
+        RejectReason::NotAnObject,
+        RejectReason::TooLarge,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::MalformedJson => "malformed_json",
+            RejectReason::NotUtf8 => "not_utf8",
+            RejectReason::WrongType => "wrong_type",
+            RejectReason::MissingId => "missing_id",
+            RejectReason::WrongLength => "wrong_length",
+            RejectReason::NotFinite => "not_finite",
+            RejectReason::MixedForms => "mixed_forms",
+            RejectReason::NotAnObject => "not_an_object",
+            RejectReason::TooLarge => "too_large",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a message or row is refused; the text becomes [`Reject::error`].
+#[derive(Debug, thiserror::Error)]
+enum JsonError {
+    #[error("the message is not UTF-8")]
+    NotUtf8,
+    #[error("the {what} is not valid JSON: {detail}")]
+    Malformed { what: &'static str, detail: String },
+    #[error("the message holds more than {MAX_ROWS} rows; send at most {MAX_ROWS} per message")]
+    TooManyRows,
+    #[error("the message must be a JSON object or an array of objects, not {0}")]
+    MessageNotAnObject(Found),
+    #[error("the row must be a JSON object, not {0}")]
+    RowNotAnObject(Found),
+    #[error("{field} must be {expected}, not {found}")]
+    WrongType {
+        field: Field,
+        expected: String,
+        found: Found,
+    },
+    #[error("{field} must be a finite float32 number, not {number}")]
+    NotFinite { field: Field, number: String },
+    #[error("\"id\" is missing")]
+    MissingId,
+    #[error("\"id\" is {0}")]
+    BlankId(&'static str),
+    #[error("\"id\" is {0} bytes long; at most {MAX_ID_BYTES} are allowed")]
+    IdTooLong(usize),
+    #[error("\"values\" has {found} entries; the model needs {width}")]
+    WrongLength { found: usize, width: usize },
+    #[error(
+        "the row mixes \"values\" with sensor keys (such as {0:?}); send one form or the other"
+    )]
+    MixedForms(String),
+}
+
+impl JsonError {
+    fn reason(&self) -> RejectReason {
+        match self {
+            JsonError::NotUtf8 => RejectReason::NotUtf8,
+            JsonError::Malformed { .. } => RejectReason::MalformedJson,
+            JsonError::TooManyRows | JsonError::IdTooLong(_) => RejectReason::TooLarge,
+            JsonError::MessageNotAnObject(_) | JsonError::RowNotAnObject(_) => {
+                RejectReason::NotAnObject
+            }
+            JsonError::WrongType { .. } => RejectReason::WrongType,
+            JsonError::NotFinite { .. } => RejectReason::NotFinite,
+            JsonError::MissingId | JsonError::BlankId(_) => RejectReason::MissingId,
+            JsonError::WrongLength { .. } => RejectReason::WrongLength,
+            JsonError::MixedForms(_) => RejectReason::MixedForms,
+        }
+    }
+}
+
+/// The field a message names. Built only when a row is refused.
+#[derive(Debug)]
+enum Field {
+    Sensor(String),
+    Entry { number: usize, name: String },
+    Values,
+    Id,
+    Label,
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::Sensor(name) => write!(f, "{name:?}"),
+            Field::Entry { number, name } => write!(f, "\"values\" entry {number} ({name})"),
+            Field::Values => f.write_str("\"values\""),
+            Field::Id => f.write_str("\"id\""),
+            Field::Label => write!(f, "{LABEL_COLUMN:?}"),
+        }
+    }
+}
+
+impl Field {
+    fn expected(&self, width: usize) -> String {
+        match self {
+            Field::Sensor(_) | Field::Entry { .. } => "a number or null".into(),
+            Field::Values => format!("an array of {width} numbers or nulls"),
+            Field::Id => "a non-empty string or an integer".into(),
+            Field::Label => "1, -1 or null".into(),
+        }
+    }
+
+    /// The error for a value of this field that is not what it should be.
+    fn refuse(self, value: Scalar<'_>, width: usize) -> JsonError {
+        match (&self, value) {
+            (Field::Sensor(_) | Field::Entry { .. }, Scalar::F64(x)) => JsonError::NotFinite {
+                field: self,
+                number: short(x),
+            },
+            (_, value) => JsonError::WrongType {
+                expected: self.expected(width),
+                field: self,
+                found: value.into(),
+            },
+        }
+    }
+
+    /// The error for a number serde_json could not read because it is past the f64 range.
+    fn out_of_range(self, number: Option<&str>, width: usize) -> JsonError {
+        let number = number
+            .unwrap_or("a number beyond the float64 range")
+            .to_string();
+        match self {
+            Field::Sensor(_) | Field::Entry { .. } => JsonError::NotFinite {
+                field: self,
+                number,
+            },
+            _ => JsonError::WrongType {
+                expected: self.expected(width),
+                field: self,
+                found: Found::Number(number),
+            },
+        }
+    }
+}
+
+/// A JSON value that was not what the field needs, as a message shows it.
+#[derive(Debug)]
+enum Found {
+    Str(String),
+    Bool(bool),
+    Number(String),
+    Null,
+    Object,
+    Array,
+}
+
+impl fmt::Display for Found {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Found::Str(s) => write!(f, "the string {s:?}"),
+            Found::Bool(b) => write!(f, "{b}"),
+            Found::Number(n) => f.write_str(n),
+            Found::Null => f.write_str("null"),
+            Found::Object => f.write_str("an object"),
+            Found::Array => f.write_str("an array"),
+        }
+    }
+}
+
+impl From<Scalar<'_>> for Found {
+    fn from(value: Scalar<'_>) -> Found {
+        match value {
+            Scalar::Null => Found::Null,
+            Scalar::Bool(b) => Found::Bool(b),
+            Scalar::U64(u) => Found::Number(u.to_string()),
+            Scalar::I64(i) => Found::Number(i.to_string()),
+            Scalar::F64(x) => Found::Number(short(x)),
+            Scalar::Str(s) => Found::Str(clip(&s)),
+            Scalar::Object => Found::Object,
+            Scalar::Array => Found::Array,
+        }
+    }
+}
+
+/// Decodes one message into rows, rejects and a count of ignored keys. Never fails as a whole:
+/// what cannot be read is in [`Decoded::rejects`].
+pub fn decode(payload: &[u8], schema: &Schema) -> Decoded {
+    let mut out = Decoded::empty(schema.width());
+    let Ok(text) = std::str::from_utf8(payload) else {
+        let payload = String::from_utf8_lossy(payload).into_owned();
+        out.reject(None, JsonError::NotUtf8, payload);
+        return out;
+    };
+    match text.as_bytes().get(skip_ws(text.as_bytes(), 0)) {
+        Some(b'[') => decode_array(text, schema, &mut out),
+        Some(b'{') => {
+            if let Err(e) = decode_row(text, schema, &mut out, "message") {
+                out.reject(None, e, text.to_string());
+            }
+        }
+        _ => {
+            let e = match serde_json::from_str::<Scalar>(text) {
+                Ok(value) => JsonError::MessageNotAnObject(value.into()),
+                Err(e) => JsonError::Malformed {
+                    what: "message",
+                    detail: e.to_string(),
+                },
+            };
+            out.reject(None, e, text.to_string());
+        }
+    }
+    out
+}
+
+/// Writes one row in the object form, as [`decode`] reads it: `{"id":…,"Sensor-1":…,…}`.
+///
+/// Each value is written in the shortest text that reads back as the same f32, so a replayed row
+/// scores exactly as the original. JSON has no NaN or infinity: both are written as `null` (a
+/// missing value); decoded rows never hold an infinity. `values` and `features` are the same
+/// length, in the same order.
+pub fn encode_row(id: &str, values: &[f32], features: &[String]) -> String {
+    debug_assert_eq!(values.len(), features.len());
+    let mut out = String::with_capacity(16 + id.len() + features.len() * 24);
+    out.push_str("{\"id\":");
+    push_json_string(&mut out, id);
+    for (name, &value) in features.iter().zip(values) {
+        out.push(',');
+        push_json_string(&mut out, name);
+        out.push(':');
+        if value.is_finite() {
+            let plain = value == 0.0 || (1e-5..1e16).contains(&value.abs());
+            // Writing to a String cannot fail.
+            let _ = if plain {
+                write!(out, "{value}")
+            } else {
+                write!(out, "{value:e}")
+            };
+        } else {
+            out.push_str("null");
+        }
+    }
+    out.push('}');
+    out
+}
+
+impl Decoded {
+    fn empty(width: usize) -> Decoded {
+        Decoded {
+            rows: RowBatch::new(width),
+            rejects: Vec::new(),
+            unknown_keys: 0,
+        }
+    }
+
+    /// Records a reject; `row` is the 1-based array position, `None` for the whole message.
+    #[cold]
+    fn reject(&mut self, row: Option<usize>, error: JsonError, payload: String) {
+        let message = match row {
+            Some(n) => format!("row {n}: {error}"),
+            None => error.to_string(),
+        };
+        self.rejects.push(Reject {
+            error: message,
+            reason: error.reason(),
+            payload,
+        });
+    }
+
+    /// Drops rows past the first `rows` (those of a row whose message turned out broken).
+    fn truncate(&mut self, rows: usize, unknown_keys: u64) {
+        let b = &mut self.rows;
+        b.ids.truncate(rows);
+        b.labels.truncate(rows);
+        b.values.truncate(rows * b.width);
+        self.unknown_keys = unknown_keys;
+    }
+}
+
+/// Decodes an array message: one pass when every row is good; otherwise element by element.
+fn decode_array(text: &str, schema: &Schema, out: &mut Decoded) {
+    let mut failure = None;
+    let mut too_many = false;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let batch = BatchSeed {
+        schema,
+        out: &mut *out,
+        failure: &mut failure,
+        too_many: &mut too_many,
+    };
+    if batch.deserialize(&mut de).and_then(|()| de.end()).is_ok() {
+        return;
+    }
+    *out = Decoded::empty(schema.width());
+    if too_many {
+        out.reject(None, JsonError::TooManyRows, text.to_string());
+        return;
+    }
+    let spans = match split_array(text) {
+        Ok(spans) => spans,
+        Err(e) => {
+            out.reject(None, e, text.to_string());
+            return;
+        }
+    };
+    for (i, &(start, end)) in spans.iter().enumerate() {
+        let row = &text[start..end];
+        if let Err(e) = decode_row(row, schema, out, "row") {
+            out.reject(Some(i + 1), e, row.to_string());
+        }
+    }
+}
+
+/// Decodes `text`, which is one row and nothing else; on failure nothing is added to `out`.
+/// `what` names `text` in a syntax error ("message" or "row").
+fn decode_row(
+    text: &str,
+    schema: &Schema,
+    out: &mut Decoded,
+    what: &'static str,
+) -> Result<(), JsonError> {
+    let (rows, unknown_keys) = (out.rows.len(), out.unknown_keys);
+    let mut failure = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let seed = RowSeed {
+        schema,
+        out: &mut *out,
+        failure: &mut failure,
+    };
+    match seed.deserialize(&mut de).and_then(|()| de.end()) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            out.truncate(rows, unknown_keys);
+            Err(explain(text, &e, failure, schema.width(), what))
+        }
+    }
+}
+
+/// Turns a failed read of `text` into the reason a user should see. Syntax errors come first: a
+/// row whose JSON is broken is malformed, whatever its first field said.
+#[cold]
+fn explain(
+    text: &str,
+    error: &serde_json::Error,
+    failure: Option<Failure>,
+    width: usize,
+    what: &'static str,
+) -> JsonError {
+    if let Err(syntax) = serde_json::from_str::<IgnoredAny>(text) {
+        return JsonError::Malformed {
+            what,
+            detail: syntax.to_string(),
+        };
+    }
+    match failure {
+        Some(Failure::Row(e)) => e,
+        // serde_json's only error on JSON that skips cleanly, apart from exotic escapes.
+        Some(Failure::At(field)) if error.to_string().starts_with("number out of range") => {
+            field.out_of_range(number_at(text, error.line(), error.column()), width)
+        }
+        _ => JsonError::Malformed {
+            what,
+            detail: error.to_string(),
+        },
+    }
+}
+
+/// The number around the place serde_json reported a range error (1-based line, byte column of
+/// the last character read), if it is one that overflows.
+fn number_at(text: &str, line: usize, column: usize) -> Option<&str> {
+    let line_start = match line {
+        0 | 1 => 0,
+        n => text.match_indices('\n').nth(n - 2)?.0 + 1,
+    };
+    let bytes = text.as_bytes();
+    let at = (line_start + column).min(bytes.len());
+    let in_number = |b: &u8| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E');
+    let start = bytes[..at]
+        .iter()
+        .rposition(|b| !in_number(b))
+        .map_or(0, |p| p + 1);
+    let end = bytes[at..]
+        .iter()
+        .position(|b| !in_number(b))
+        .map_or(bytes.len(), |p| at + p);
+    let number = text.get(start..end)?;
+    number
+        .parse::<f64>()
+        .is_ok_and(f64::is_infinite)
+        .then_some(number)
+}
+
+/// Finds each element of a top-level array as a byte range of `text`, checking the JSON as it
+/// goes. Only used once the one-pass read has failed.
+fn split_array(text: &str) -> Result<Vec<(usize, usize)>, JsonError> {
+    let bytes = text.as_bytes();
+    let malformed = || JsonError::Malformed {
+        what: "message",
+        detail: match serde_json::from_str::<IgnoredAny>(text) {
+            Err(e) => e.to_string(),
+            Ok(_) => "its array elements cannot be told apart".into(),
+        },
+    };
+    let mut spans = Vec::new();
+    let mut p = skip_ws(bytes, 0) + 1; // past the '[' the caller saw
+    p = skip_ws(bytes, p);
+    if bytes.get(p) == Some(&b']') {
+        if skip_ws(bytes, p + 1) != bytes.len() {
+            return Err(malformed());
+        }
+        return Ok(spans);
+    }
+    loop {
+        if spans.len() == MAX_ROWS {
+            return Err(JsonError::TooManyRows);
+        }
+        let mut element = serde_json::Deserializer::from_str(&text[p..]).into_iter::<IgnoredAny>();
+        if !matches!(element.next(), Some(Ok(_))) {
+            return Err(malformed());
+        }
+        let end = p + element.byte_offset();
+        spans.push((p, end));
+        p = skip_ws(bytes, end);
+        match bytes.get(p) {
+            Some(b',') => p = skip_ws(bytes, p + 1),
+            Some(b']') if skip_ws(bytes, p + 1) == bytes.len() => return Ok(spans),
+            _ => return Err(malformed()),
+        }
+    }
+}
+
+/// Index of the first byte at or after `p` that is not JSON whitespace.
+fn skip_ws(bytes: &[u8], mut p: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(p) {
+        p += 1;
+    }
+    p
+}
+
+/// Why the row being read was abandoned; set just before the visitor returns an error.
+enum Failure {
+    /// A problem the visitor found.
+    Row(JsonError),
+    /// serde_json failed while reading this field's value (a number past the f64 range, or bad
+    /// JSON, which [`explain`] tells apart).
+    At(Field),
+}
+
+/// Records `error` as the reason and returns the serde error that abandons the row.
+#[cold]
+fn fail<E: de::Error>(failure: &mut Option<Failure>, error: JsonError) -> E {
+    failure.get_or_insert(Failure::Row(error));
+    E::custom("the row was rejected")
+}
+
+/// Remembers which field serde_json failed in, unless a more precise reason is already known.
+#[cold]
+fn failed_at<E>(failure: &mut Option<Failure>, field: Field, error: E) -> E {
+    failure.get_or_insert(Failure::At(field));
+    error
+}
+
+/// Reads a top-level array, each element with [`RowSeed`].
+struct BatchSeed<'a> {
+    schema: &'a Schema,
+    out: &'a mut Decoded,
+    failure: &'a mut Option<Failure>,
+    /// Set when the array holds more than [`MAX_ROWS`] elements.
+    too_many: &'a mut bool,
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of rows")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        for _ in 0..MAX_ROWS {
+            let row = RowSeed {
+                schema: self.schema,
+                out: &mut *self.out,
+                failure: &mut *self.failure,
+            };
+            if seq.next_element_seed(row)?.is_none() {
+                return Ok(());
+            }
+        }
+        if seq.next_element::<IgnoredAny>()?.is_some() {
+            *self.too_many = true;
+            return Err(de::Error::custom("too many rows"));
+        }
+        Ok(())
+    }
+}
+
+/// Reads one row into the next row of `out.rows`, or leaves `out` as it was and says why.
+struct RowSeed<'a> {
+    schema: &'a Schema,
+    out: &'a mut Decoded,
+    failure: &'a mut Option<Failure>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl RowSeed<'_> {
+    #[cold]
+    fn not_an_object<E: de::Error>(self, found: Found) -> Result<(), E> {
+        Err(fail(self.failure, JsonError::RowNotAnObject(found)))
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object with an id and sensor values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let rows = &mut self.out.rows;
+        let start = rows.values.len();
+        rows.values.resize(start + self.schema.width(), f32::NAN);
+        let row = &mut rows.values[start..];
+        match read_row(&mut map, self.schema, row, self.failure) {
+            Ok(read) => {
+                rows.ids.push(read.id);
+                rows.labels.push(read.label);
+                self.out.unknown_keys += read.unknown_keys;
+                Ok(())
+            }
+            Err(e) => {
+                rows.values.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.not_an_object(Found::Array)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.not_an_object(Found::Str(clip(v)))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.not_an_object(Found::Bool(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.not_an_object(Found::Number(v.to_string()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.not_an_object(Found::Number(v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.not_an_object(Found::Number(short(v)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.not_an_object(Found::Null)
+    }
+}
+
+/// What a row object holds besides its values.
+struct RowFields {
+    id: String,
+    label: Option<i8>,
+    unknown_keys: u64,
+}
+
+/// Which form a row object has shown so far.
+#[derive(Clone, Copy)]
+enum Form {
+    Unknown,
+    /// Sensor keys, the first of them at this feature position.
+    Sensors(usize),
+    Values,
+}
+
+/// Walks a row object, writing values into `row` (pre-filled with NaN) as they come.
+fn read_row<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    schema: &Schema,
+    row: &mut [f32],
+    failure: &mut Option<Failure>,
+) -> Result<RowFields, A::Error> {
+    let features = schema.features();
+    let width = features.len();
+    let mut id = None;
+    let mut label = None;
+    let mut unknown_keys = 0;
+    let mut form = Form::Unknown;
+    while let Some(key) = map.next_key_seed(KeySeed(schema))? {
+        match key {
+            Key::Feature(i) => {
+                match form {
+                    Form::Unknown => form = Form::Sensors(i),
+                    Form::Sensors(_) => {}
+                    Form::Values => {
+                        return Err(fail(failure, JsonError::MixedForms(features[i].clone())))
+                    }
+                }
+                let field = || Field::Sensor(features[i].clone());
+                let Cell(value) = map
+                    .next_value()
+                    .map_err(|e| failed_at(failure, field(), e))?;
+                row[i] = value.map_err(|v| fail(failure, field().refuse(v, width)))?;
+            }
+            Key::Values => {
+                if let Form::Sensors(first) = form {
+                    return Err(fail(
+                        failure,
+                        JsonError::MixedForms(features[first].clone()),
+                    ));
+                }
+                form = Form::Values;
+                let seed = ValuesSeed {
+                    schema,
+                    row: &mut *row,
+                    failure: &mut *failure,
+                };
+                if let Err(e) = map.next_value_seed(seed) {
+                    return Err(failed_at(failure, Field::Values, e));
+                }
+            }
+            Key::Id => {
+                let value = map
+                    .next_value::<Scalar>()
+                    .map_err(|e| failed_at(failure, Field::Id, e))?;
+                id = Some(parse_id(value, width).map_err(|e| fail(failure, e))?);
+            }
+            Key::Label => {
+                let value = map
+                    .next_value::<Scalar>()
+                    .map_err(|e| failed_at(failure, Field::Label, e))?;
+                label =
+                    parse_label(value).map_err(|v| fail(failure, Field::Label.refuse(v, width)))?;
+            }
+            Key::Unknown => {
+                map.next_value::<IgnoredAny>()?;
+                unknown_keys += 1;
+            }
+        }
+    }
+    match id {
+        Some(id) => Ok(RowFields {
+            id,
+            label,
+            unknown_keys,
+        }),
+        None => Err(fail(failure, JsonError::MissingId)),
+    }
+}
+
+/// A row id: a non-empty string of at most [`MAX_ID_BYTES`], or an integer.
+fn parse_id(value: Scalar<'_>, width: usize) -> Result<String, JsonError> {
+    match value {
+        Scalar::Str(s) if s.is_empty() => Err(JsonError::BlankId("empty")),
+        Scalar::Str(s) if s.len() > MAX_ID_BYTES => Err(JsonError::IdTooLong(s.len())),
+        Scalar::Str(s) => Ok(s.into_owned()),
+        Scalar::U64(u) => Ok(u.to_string()),
+        Scalar::I64(i) => Ok(i.to_string()),
+        Scalar::Null => Err(JsonError::BlankId("null")),
+        other => Err(Field::Id.refuse(other, width)),
+    }
+}
+
+/// A `Good/Bad` label: +1 faulty, -1 good, null unknown; anything else is handed back.
+fn parse_label(value: Scalar<'_>) -> Result<Option<i8>, Scalar<'_>> {
+    match value {
+        Scalar::Null => Ok(None),
+        Scalar::U64(1) => Ok(Some(1)),
+        Scalar::I64(-1) => Ok(Some(-1)),
+        Scalar::F64(1.0) => Ok(Some(1)),
+        Scalar::F64(-1.0) => Ok(Some(-1)),
+        other => Err(other),
+    }
+}
+
+/// One sensor value: a finite f32, or NaN for null; any other value is handed back as read.
+struct Cell<'de>(Result<f32, Scalar<'de>>);
+
+impl<'de> de::Deserialize<'de> for Cell<'de> {
+    #[inline]
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Cell<'de>, D::Error> {
+        d.deserialize_any(CellVisitor).map(Cell)
+    }
+}
+
+/// Reads a number straight to f32 (the hot path); anything else via [`ScalarVisitor`].
+struct CellVisitor;
+
+impl CellVisitor {
+    /// Rounds once to f32, as the CSV path does.
+    #[inline]
+    fn number<'de>(x: f64) -> Result<f32, Scalar<'de>> {
+        let f = x as f32;
+        if f.is_finite() {
+            Ok(f)
+        } else {
+            Err(Scalar::F64(x))
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for CellVisitor {
+    type Value = Result<f32, Scalar<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number or null")
+    }
+
+    #[inline]
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(CellVisitor::number(v))
+    }
+
+    #[inline]
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(CellVisitor::number(v as f64))
+    }
+
+    #[inline]
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(CellVisitor::number(v as f64))
+    }
+
+    #[inline]
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Ok(f32::NAN))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        ScalarVisitor.visit_bool(v).map(Err)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        ScalarVisitor.visit_borrowed_str(v).map(Err)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        ScalarVisitor.visit_str(v).map(Err)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        ScalarVisitor.visit_seq(seq).map(Err)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        ScalarVisitor.visit_map(map).map(Err)
+    }
+}
+
+/// Reads the compact form's `values` array into `row`.
+struct ValuesSeed<'a> {
+    schema: &'a Schema,
+    row: &'a mut [f32],
+    failure: &'a mut Option<Failure>,
+}
+
+impl<'de> DeserializeSeed<'de> for ValuesSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl ValuesSeed<'_> {
+    #[cold]
+    fn not_an_array<E: de::Error>(self, found: Scalar<'_>) -> Result<(), E> {
+        let width = self.schema.width();
+        Err(fail(self.failure, Field::Values.refuse(found, width)))
+    }
+}
+
+impl<'de> Visitor<'de> for ValuesSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of numbers or nulls")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let features = self.schema.features();
+        let width = self.row.len();
+        let field = |n: usize| Field::Entry {
+            number: n + 1,
+            name: features[n].clone(),
+        };
+        let mut n = 0;
+        loop {
+            if n < width {
+                let value = match seq.next_element::<Cell>() {
+                    Ok(Some(Cell(value))) => value,
+                    Ok(None) => break,
+                    Err(e) => return Err(failed_at(self.failure, field(n), e)),
+                };
+                self.row[n] = value.map_err(|v| fail(self.failure, field(n).refuse(v, width)))?;
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
+            }
+            n += 1;
+        }
+        if n != width {
+            return Err(fail(
+                self.failure,
+                JsonError::WrongLength { found: n, width },
+            ));
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.not_an_array(Scalar::Object)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.not_an_array(Scalar::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.not_an_array(Scalar::Bool(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.not_an_array(Scalar::U64(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.not_an_array(Scalar::I64(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.not_an_array(Scalar::F64(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.not_an_array(Scalar::Null)
+    }
+}
+
+/// What a key of a row object means.
+enum Key {
+    Id,
+    Label,
+    Values,
+    Feature(usize),
+    Unknown,
+}
+
+/// Classifies a key without copying it.
+struct KeySeed<'a>(&'a Schema);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Key;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    #[inline]
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+        let features = self.0.features();
+        // Fast path: `Sensor-N` is usually feature N-1; confirm by comparing, skip the hash.
+        if let Some(i) = key.strip_prefix("Sensor-").and_then(sensor_index) {
+            if features.get(i).is_some_and(|f| same_short(f, key)) {
+                return Ok(Key::Feature(i));
+            }
+        }
+        Ok(match key {
+            "id" => Key::Id,
+            LABEL_COLUMN => Key::Label,
+            "values" => Key::Values,
+            _ => self.0.position(key).map_or(Key::Unknown, Key::Feature),
+        })
+    }
+}
+
+/// `a == b`, inlined for the 8..=16 byte keys of the fast path (two overlapping word compares
+/// instead of a call to `memcmp`, which took 6-8% of the decoding time).
+#[inline]
+fn same_short(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if !(8..=16).contains(&n) {
+        return a == b;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
+    };
+    word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+}
+
+/// `N - 1` for the digits `N` of `Sensor-N` (N >= 1, at most 6 digits).
+#[inline]
+fn sensor_index(digits: &str) -> Option<usize> {
+    if digits.is_empty() || digits.len() > 6 {
+        return None;
+    }
+    let mut n = 0usize;
+    for &b in digits.as_bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + usize::from(b - b'0');
+    }
+    n.checked_sub(1)
+}
+
+/// Any one JSON value, with arrays and objects skipped (iteratively, so depth is no danger):
+/// the visitor's view of a field before it checks the type.
+enum Scalar<'de> {
+    Null,
+    Bool(bool),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Str(Cow<'de, str>),
+    Object,
+    Array,
+}
+
+impl<'de> de::Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Scalar<'de>, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    #[inline]
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::F64(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::U64(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::I64(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Bool(v))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Scalar<'de>, A::Error> {
+        IgnoredAny.visit_seq(seq)?;
+        Ok(Scalar::Array)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Scalar<'de>, A::Error> {
+        IgnoredAny.visit_map(map)?;
+        Ok(Scalar::Object)
+    }
+}
+
+/// A number as a message shows it: plain when that is short, else in exponent form (`1e39`).
+fn short(x: f64) -> String {
+    if x == 0.0 || (1e-5..1e16).contains(&x.abs()) {
+        x.to_string()
+    } else {
+        format!("{x:e}")
+    }
+}
+
+/// At most [`CLIP_CHARS`] characters of `s`, marked when cut.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(CLIP_CHARS) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_string(),
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema::new(&names(3))
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("Sensor-{i}")).collect()
+    }
+
+    fn read(text: &str) -> Decoded {
+        decode(text.as_bytes(), &schema())
+    }
+
+    /// The single reject of a message, as (reason, message).
+    fn only_reject(text: &str) -> (&'static str, String) {
+        let d = read(text);
+        assert_eq!(d.rejects.len(), 1, "{text}: {d:?}");
+        (d.rejects[0].reason.as_str(), d.rejects[0].error.clone())
+    }
+
+    #[test]
+    fn an_object_is_read_by_sensor_name_in_any_order() {
+        let d = read(
+            r#"{"Sensor-3": 3, "id": "Wafer-1146", "Sensor-1": 3030.93, "Sensor-2": -0.0259}"#,
+        );
+        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+        assert_eq!(d.rows.ids, ["Wafer-1146"]);
+        assert_eq!(d.rows.row(0), &[3030.93f64 as f32, -0.0259f64 as f32, 3.0]);
+        assert_eq!(d.rows.labels, [None]);
+        assert_eq!(d.unknown_keys, 0);
+    }
+
+    #[test]
+    fn missing_keys_and_nulls_are_nan() {
+        let d = read(r#"{"id": "W", "Sensor-2": null, "Sensor-3": 1e3}"#);
+        let row = d.rows.row(0);
+        assert!(row[0].is_nan() && row[1].is_nan());
+        assert_eq!(row[2], 1000.0);
+        let d = read(r#"{"id": "W"}"#);
+        assert!(d.rows.row(0).iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn the_compact_form_is_read_in_model_order() {
+        let d = read(r#"{"id": "W", "values": [1.5, null, -2], "Good/Bad": -1}"#);
+        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+        let row = d.rows.row(0);
+        assert_eq!((row[0], row[2]), (1.5, -2.0));
+        assert!(row[1].is_nan());
+        assert_eq!(d.rows.labels, [Some(-1)]);
+    }
+
+    #[test]
+    fn an_array_is_a_batch_in_message_order() {
+        let d = read(
+            r#" [ {"id": "A", "Sensor-1": 1}, {"id": "B", "values": [2, 3, 4]},
+                  {"id": "C", "Sensor-3": 5} ] "#,
+        );
+        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+        assert_eq!(d.rows.ids, ["A", "B", "C"]);
+        assert_eq!(d.rows.row(1), &[2.0, 3.0, 4.0]);
+        assert_eq!(d.rows.row(2)[2], 5.0);
+        assert!(read("[]").rows.is_empty() && read("[]").rejects.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_and_counted() {
+        let d = read(
+            r#"[{"id": "A", "Sensor-01": "x", "sensor-1": {"a": [1]}, "Sensor-4": 1, "Sensor-1": 7},
+                {"id": "B", "Wafer": "B", "Sensor-0": null}]"#,
+        );
+        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+        assert_eq!(d.rows.row(0)[0], 7.0);
+        assert_eq!(d.unknown_keys, 5);
+    }
+
+    #[test]
+    fn keys_are_matched_by_name_when_sensors_are_not_in_numeric_order() {
+        let s = Schema::new(&["Sensor-7".to_string(), "Sensor-1".to_string()]);
+        let d = decode(
+            br#"{"id": "W", "Sensor-1": 1, "Sensor-7": 7, "Sensor\u002d1": 2}"#,
+            &s,
+        );
+        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+        assert_eq!(d.rows.row(0), &[7.0, 2.0]);
+    }
+
+    #[test]
+    fn good_bad_is_carried_as_the_label() {
+        let d = read(
+            r#"[{"id": "A", "Good/Bad": 1}, {"id": "B", "Good/Bad": -1},
+                {"id": "C", "Good/Bad": null}, {"id": "D", "Good/Bad": 1.0}, {"id": "E"}]"#,
+        );
+        assert_eq!(d.rows.labels, [Some(1), Some(-1), None, Some(1), None]);
+        assert_eq!(d.unknown_keys, 0);
+        assert_eq!(
+            only_reject(r#"{"id": "A", "Good/Bad": 0}"#),
+            (
+                "wrong_type",
+                r#""Good/Bad" must be 1, -1 or null, not 0"#.into()
+            )
+        );
+    }
+
+    #[test]
+    fn an_integer_id_becomes_its_decimal_string() {
+        let d = read(r#"[{"id": 1146}, {"id": -7}, {"id": 18446744073709551615}]"#);
+        assert_eq!(d.rows.ids, ["1146", "-7", "18446744073709551615"]);
+    }
+
+    #[test]
+    fn ids_must_be_present_non_empty_and_short() {
+        assert_eq!(
+            only_reject(r#"{"Sensor-1": 1}"#),
+            ("missing_id", r#""id" is missing"#.into())
+        );
+        assert_eq!(
+            only_reject(r#"{"id": "", "Sensor-1": 1}"#),
+            ("missing_id", r#""id" is empty"#.into())
+        );
+        assert_eq!(
+            only_reject(r#"{"id": null}"#),
+            ("missing_id", r#""id" is null"#.into())
+        );
+        assert_eq!(
+            only_reject(r#"{"id": 1.5}"#),
+            (
+                "wrong_type",
+                r#""id" must be a non-empty string or an integer, not 1.5"#.into()
+            )
+        );
+        let longest = "x".repeat(MAX_ID_BYTES);
+        assert_eq!(
+            read(&format!(r#"{{"id": "{longest}"}}"#)).rows.ids,
+            [longest]
+        );
+        assert_eq!(
+            only_reject(&format!(r#"{{"id": "{}"}}"#, "x".repeat(MAX_ID_BYTES + 1))),
+            (
+                "too_large",
+                r#""id" is 257 bytes long; at most 256 are allowed"#.into()
+            )
+        );
+    }
+
+    #[test]
+    fn every_reject_reason_has_its_message() {
+        let cases = [
+            (
+                r#"{"id": x}"#,
+                "malformed_json",
+                "the message is not valid JSON: expected value at line 1 column 8",
+            ),
+            (
+                r#"{"id": "A", "Sensor-2": true}"#,
+                "wrong_type",
+                r#""Sensor-2" must be a number or null, not true"#,
+            ),
+            (
+                r#"{"id": "A", "Sensor-2": [1, {"a": 2}]}"#,
+                "wrong_type",
+                r#""Sensor-2" must be a number or null, not an array"#,
+            ),
+            (
+                r#"{"id": "A", "values": {"Sensor-1": 1}}"#,
+                "wrong_type",
+                r#""values" must be an array of 3 numbers or nulls, not an object"#,
+            ),
+            (
+                r#"{"id": "A", "values": [1, "2", 3]}"#,
+                "wrong_type",
+                r#""values" entry 2 (Sensor-2) must be a number or null, not the string "2""#,
+            ),
+            (r#"{"Sensor-1": 1}"#, "missing_id", r#""id" is missing"#),
+            (
+                r#"{"id": "A", "values": [1, 2, 3, "x"]}"#,
+                "wrong_length",
+                r#""values" has 4 entries; the model needs 3"#,
+            ),
+            (
+                r#"{"id": "A", "values": []}"#,
+                "wrong_length",
+                r#""values" has 0 entries; the model needs 3"#,
+            ),
+            (
+                r#"{"id": "A", "Sensor-1": 1e39}"#,
+                "not_finite",
+                r#""Sensor-1" must be a finite float32 number, not 1e39"#,
+            ),
+            (
+                r#"{"id": "A", "values": [1, null, -1e39]}"#,
+                "not_finite",
+                r#""values" entry 3 (Sensor-3) must be a finite float32 number, not -1e39"#,
+            ),
+            (
+                r#"{"id": "A", "Sensor-2": 1, "values": [1, 2, 3]}"#,
+                "mixed_forms",
+                r#"the row mixes "values" with sensor keys (such as "Sensor-2"); send one form or the other"#,
+            ),
+            (
+                r#"{"id": "A", "values": [1, 2, 3], "Sensor-3": 1}"#,
+                "mixed_forms",
+                r#"the row mixes "values" with sensor keys (such as "Sensor-3"); send one form or the other"#,
+            ),
+            (
+                r#""Wafer-1""#,
+                "not_an_object",
+                r#"the message must be a JSON object or an array of objects, not the string "Wafer-1""#,
+            ),
+            (
+                "",
+                "malformed_json",
+                "the message is not valid JSON: EOF while parsing a value at line 1 column 0",
+            ),
+        ];
+        for (text, reason, message) in cases {
+            assert_eq!(only_reject(text), (reason, message.to_string()), "{text}");
+            assert_eq!(read(text).rejects[0].payload, text);
+            assert!(read(text).rows.is_empty());
+        }
+        let d = read(
+            r#"[{"id": "A"}, 7, {"id": "B"}, {"id": "C", "Sensor-12": 1, "Sensor-3": "abc"}]"#,
+        );
+        let errors: Vec<_> = d
+            .rejects
+            .iter()
+            .map(|r| (r.reason.as_str(), r.error.as_str()))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (
+                    "not_an_object",
+                    "row 2: the row must be a JSON object, not 7"
+                ),
+                (
+                    "wrong_type",
+                    r#"row 4: "Sensor-3" must be a number or null, not the string "abc""#
+                )
+            ]
+        );
+        assert_eq!(d.rows.ids, ["A", "B"]);
+        assert_eq!(d.unknown_keys, 0);
+    }
+
+    #[test]
+    fn a_bad_row_in_the_middle_rejects_only_itself() {
+        let bad = "{\"id\": \"B\",\n  \"Sensor-2\": \"n/a\", \"x\": [\"]\", \"\\\"{\"]}";
+        let text = format!(
+            r#"[{{"id": "A", "Sensor-1": 1, "x": 0}}, {bad} ,{{"id": "C", "Sensor-1": 3}}]"#
+        );
+        let d = read(&text);
+        assert_eq!(d.rows.ids, ["A", "C"]);
+        assert_eq!(d.rows.row(1)[0], 3.0);
+        assert_eq!(d.unknown_keys, 1);
+        assert_eq!(d.rejects.len(), 1);
+        let r = &d.rejects[0];
+        assert_eq!(r.payload, bad);
+        assert_eq!(r.reason, RejectReason::WrongType);
+        assert_eq!(
+            r.error,
+            r#"row 2: "Sensor-2" must be a number or null, not the string "n/a""#
+        );
+    }
+
+    #[test]
+    fn broken_json_rejects_the_whole_message() {
+        let text = r#"[{"id": "A"}, {"id": "B", "Sensor-1": "x"}, {"id": "C"} {"id": "D"}]"#;
+        let d = read(text);
+        assert!(d.rows.is_empty());
+        assert_eq!(d.rejects.len(), 1);
+        assert_eq!(d.rejects[0].reason, RejectReason::MalformedJson);
+        assert_eq!(
+            d.rejects[0].error,
+            "the message is not valid JSON: expected `,` or `]` at line 1 column 57"
+        );
+        assert_eq!(d.rejects[0].payload, text);
+        for broken in [
+            r#"[{"id": "A"},]"#,
+            r#"[{"id": "A"}"#,
+            r#"[{"id": "A"}] x"#,
+            r#"{"id": "A"} {"id": "B"}"#,
+            r#"{"id": "A", "Sensor-1": "x""#,
+        ] {
+            assert_eq!(only_reject(broken).0, "malformed_json", "{broken}");
+        }
+    }
+
+    #[test]
+    fn numbers_past_float32_are_not_finite() {
+        let d = read(
+            r#"[{"id": "A", "Sensor-1": 3.4e38}, {"id": "B", "Sensor-2": 1e39}, {"id": "C"}]"#,
+        );
+        assert_eq!(d.rows.ids, ["A", "C"]);
+        assert_eq!(d.rows.row(0)[0], 3.4e38f64 as f32);
+        assert_eq!(d.rejects[0].reason, RejectReason::NotFinite);
+        assert_eq!(
+            d.rejects[0].error,
+            r#"row 2: "Sensor-2" must be a finite float32 number, not 1e39"#
+        );
+        // Past f64, serde_json itself refuses the number; only that row is rejected.
+        let d =
+            read("[{\"id\": \"A\"},\n {\"id\": \"B\",\n \"Sensor-3\": -1E400}, {\"id\": \"C\"}]");
+        assert_eq!(d.rows.ids, ["A", "C"]);
+        assert_eq!(d.rejects[0].reason, RejectReason::NotFinite);
+        assert_eq!(
+            d.rejects[0].error,
+            r#"row 2: "Sensor-3" must be a finite float32 number, not -1E400"#
+        );
+        assert_eq!(
+            only_reject(r#"{"id": 1e400}"#).1,
+            r#""id" must be a non-empty string or an integer, not 1e400"#
+        );
+    }
+
+    #[test]
+    fn a_string_serde_json_skips_but_cannot_read_rejects_only_its_row() {
+        // A lone surrogate escape is skipped by serde_json's validator but refused when read.
+        let d = read(r#"[{"id": "A"}, {"id": "B", "\ud800": 1}, {"id": "C"}]"#);
+        assert_eq!(d.rows.ids, ["A", "C"]);
+        assert_eq!(d.rejects.len(), 1);
+        assert_eq!(d.rejects[0].reason, RejectReason::MalformedJson);
+        assert_eq!(
+            d.rejects[0].error,
+            "row 2: the row is not valid JSON: unexpected end of hex escape at line 1 column 20"
+        );
+        assert_eq!(d.rejects[0].payload, r#"{"id": "B", "\ud800": 1}"#);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let open = "[".repeat(10_000);
+        assert_eq!(only_reject(&open).0, "malformed_json");
+        let closed = format!("{open}{}", "]".repeat(10_000));
+        assert_eq!(
+            only_reject(&closed),
+            (
+                "not_an_object",
+                "row 1: the row must be a JSON object, not an array".into()
+            )
+        );
+        let deep_value = format!(r#"{{"id": "A", "Sensor-1": {closed}}}"#);
+        assert_eq!(only_reject(&deep_value).0, "wrong_type");
+        let deep_unknown = format!(r#"{{"id": "A", "note": {closed}}}"#);
+        assert_eq!(read(&deep_unknown).unknown_keys, 1);
+        assert_eq!(
+            only_reject(&format!(r#"{{"id": "A", "x": {open}}}"#)).0,
+            "malformed_json"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_not_utf8() {
+        let d = decode(b"{\"id\": \"W\xff\"}", &schema());
+        assert_eq!(d.rejects.len(), 1);
+        assert_eq!(d.rejects[0].reason, RejectReason::NotUtf8);
+        assert_eq!(d.rejects[0].error, "the message is not UTF-8");
+        assert_eq!(d.rejects[0].payload, "{\"id\": \"W\u{fffd}\"}");
+    }
+
+    #[test]
+    fn an_array_of_more_than_max_rows_is_too_large() {
+        let rows = |n: usize| format!("[{}]", vec![r#"{"id":1}"#; n].join(","));
+        assert_eq!(read(&rows(MAX_ROWS)).rows.len(), MAX_ROWS);
+        let text = rows(MAX_ROWS + 1);
+        let d = read(&text);
+        assert!(d.rows.is_empty());
+        assert_eq!(d.rejects.len(), 1);
+        assert_eq!(d.rejects[0].reason, RejectReason::TooLarge);
+        assert_eq!(
+            d.rejects[0].error,
+            "the message holds more than 100000 rows; send at most 100000 per message"
+        );
+        assert_eq!(d.rejects[0].payload, text);
+        // Also when a bad row sends the message down the element-by-element path.
+        let text = format!("[7,{}", &rows(MAX_ROWS)[1..]);
+        assert_eq!(only_reject(&text).0, "too_large");
+    }
+
+    #[test]
+    fn reasons_have_distinct_labels() {
+        let labels: std::collections::HashSet<_> =
+            RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels.len(), RejectReason::ALL.len());
+    }
+
+    #[test]
+    fn encoded_rows_of_590_sensors_decode_bit_exactly() {
+        let features = names(590);
+        let schema = Schema::new(&features);
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut values: Vec<f32> = (0..590)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                f32::from_bits((state >> 32) as u32)
+            })
+            .map(|v| if v.is_finite() { v } else { 1.0 })
+            .collect();
+        let special = [
+            f32::NAN,
+            -0.0,
+            0.0,
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+            1e-45,
+            3030.93,
+            -0.0259,
+            16777217.0,
+            1e16,
+            9.999999e15,
+        ];
+        values[..special.len()].copy_from_slice(&special);
+        let id = "Wafer \"1146\"\\\n\u{1}é";
+        let text = encode_row(id, &values, &features);
+        assert!(
+            text.starts_with(r#"{"id":"Wafer \"1146\"\\\n\u0001é","Sensor-1":null,"Sensor-2":-0,"#)
+        );
+        let d = decode(text.as_bytes(), &schema);
+        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+        assert_eq!(d.rows.ids, [id]);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(d.rows.row(0)), bits(&values));
+    }
+}

@@ -1,0 +1,138 @@
+//! Publishes verdicts and dead letters to an MQTT broker at QoS 1, and tells the pipeline when the
+//! broker has acknowledged them.
+//!
+//! rumqttc gives no handle per publish, but MQTT requires a broker to acknowledge QoS 1 publishes
+//! in the order it received them (MQTT 3.1.1, 4.6). So each publish gets a sequence number, the
+//! event loop counts PUBACKs, and "everything up to sequence n is on the broker" is
+//! `acked >= n`. The pipeline acknowledges input rows only past that point: a crash before it
+//! repeats rows, never loses them.
+//!
+//! The publisher has its own connection, so publishing never waits behind the source's reads.
+
+use crate::config::MqttSettings;
+use crate::source::Backoff;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// The publisher stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the MQTT publisher has stopped: {0}")]
+pub struct PublishError(String);
+
+/// Publishes to one MQTT broker.
+#[derive(Debug)]
+pub struct MqttPublisher {
+    /// Handle to the connection's event loop.
+    client: AsyncClient,
+    /// Publishes requested so far (the last sequence number handed out).
+    sent: u64,
+    /// PUBACKs received so far, from the event loop task.
+    acked: watch::Receiver<u64>,
+    /// Whether the connection is up (for readiness).
+    connected: Arc<AtomicBool>,
+    /// The event loop task.
+    task: JoinHandle<()>,
+}
+
+impl MqttPublisher {
+    /// Connects (in the background; publishes queue until connected) as `<client_id>-out`.
+    pub fn start(settings: &MqttSettings, max_packet_bytes: usize) -> MqttPublisher {
+        let mut options = MqttOptions::new(
+            format!("{}-out", settings.client_id),
+            &settings.host,
+            settings.port,
+        );
+        options
+            .set_keep_alive(settings.keep_alive)
+            // A persistent session: publishes the broker has not acknowledged are sent again
+            // after a reconnect.
+            .set_clean_session(false)
+            .set_max_packet_size(max_packet_bytes, max_packet_bytes)
+            .set_inflight(1000)
+            .set_request_channel_capacity(1000);
+        let (client, mut eventloop) = AsyncClient::new(options, 1000);
+        let (ack_tx, acked) = watch::channel(0u64);
+        let connected = Arc::new(AtomicBool::new(false));
+        let flag = connected.clone();
+        let target = format!("{}:{}", settings.host, settings.port);
+        let task = tokio::spawn(async move {
+            let mut backoff = Backoff::default();
+            let mut count = 0u64;
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        count += 1;
+                        ack_tx.send_replace(count);
+                    }
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        flag.store(true, Ordering::Relaxed);
+                        backoff.reset();
+                        info!(broker = %target, "Connected the publisher to the MQTT broker.");
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                        flag.store(false, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if flag.swap(false, Ordering::Relaxed) || backoff.is_first() {
+                            warn!(broker = %target, error = %e, "The publisher lost the MQTT broker; retrying with backoff.");
+                        }
+                        if ack_tx.is_closed() {
+                            return;
+                        }
+                        backoff.wait().await;
+                    }
+                }
+            }
+        });
+        MqttPublisher {
+            client,
+            sent: 0,
+            acked,
+            connected,
+            task,
+        }
+    }
+
+    /// Queues a QoS 1 publish and returns its sequence number.
+    pub async fn publish(&mut self, topic: &str, payload: Vec<u8>) -> Result<u64, PublishError> {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .map_err(|e| PublishError(e.to_string()))?;
+        self.sent += 1;
+        Ok(self.sent)
+    }
+
+    /// The last sequence number handed out.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Watches how many publishes the broker has acknowledged.
+    pub fn acked(&self) -> watch::Receiver<u64> {
+        self.acked.clone()
+    }
+
+    /// Whether the connection is up.
+    pub fn connected(&self) -> Arc<AtomicBool> {
+        self.connected.clone()
+    }
+
+    /// Disconnects cleanly and waits (briefly) for the event loop to end.
+    pub async fn close(self) {
+        let _ = self.client.disconnect().await;
+        let mut task = self.task;
+        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Rows from an MQTT broker, at least once.
+//!
+//! The subscription uses QoS 1, a persistent session (clean session off, stable client id) and
+//! manual acknowledgements: a row's PUBACK goes out only when the pipeline reports that the row's
+//! verdict (or dead letter) is on the broker. If faultline dies first, the broker redelivers.
+//!
+//! The event loop is polled without pause, as rumqttc requires; the only waits inside it are for
+//! room in the bounded pipeline (backpressure: the broker holds the rest) and the reconnect backoff.
+
+use super::{Ack, Backoff, Incoming};
+use crate::config::MqttSettings;
+use crate::row::json;
+use crate::row::Schema;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{info, warn};
+
+/// Settings the source needs beyond the connection.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Model schema for decoding.
+    pub schema: Schema,
+    /// Bound on rows in flight.
+    pub in_flight: Arc<Semaphore>,
+    /// Total permits of `in_flight` (a message never takes more than this).
+    pub max_permits: u32,
+    /// Largest accepted message.
+    pub max_payload_bytes: usize,
+}
+
+/// A running MQTT source.
+#[derive(Debug)]
+pub struct MqttSource {
+    /// For acknowledgements and the final disconnect.
+    client: AsyncClient,
+    /// Whether the connection is up.
+    connected: Arc<AtomicBool>,
+    /// The event loop task; ends after [`MqttSource::close`].
+    task: tokio::task::JoinHandle<()>,
+    /// Tells the event loop to stop forwarding messages (they stay unacknowledged).
+    stop: watch::Sender<bool>,
+}
+
+impl MqttSource {
+    /// Connects (retrying in the background), subscribes and forwards every message to `output`.
+    pub fn start(
+        settings: &MqttSettings,
+        options: SourceOptions,
+        output: mpsc::Sender<Incoming>,
+    ) -> MqttSource {
+        let mut mqtt = MqttOptions::new(settings.client_id.clone(), &settings.host, settings.port);
+        mqtt.set_keep_alive(settings.keep_alive)
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_max_packet_size(
+                options.max_payload_bytes + 1024,
+                options.max_payload_bytes + 1024,
+            )
+            .set_request_channel_capacity(options.max_permits as usize + 16);
+        let (client, mut eventloop) = AsyncClient::new(mqtt, options.max_permits as usize + 16);
+        let connected = Arc::new(AtomicBool::new(false));
+        let (stop, mut stopped) = watch::channel(false);
+        let flag = connected.clone();
+        let filter = settings.subscription();
+        let qos = if settings.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        let sub_client = client.clone();
+        let target = format!("{}:{}", settings.host, settings.port);
+        let task = tokio::spawn(async move {
+            let mut backoff = Backoff::default();
+            let mut output = Some(output);
+            loop {
+                let event = eventloop.poll().await;
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        let Some(out) = output.as_ref() else { continue };
+                        if *stopped.borrow_and_update() {
+                            // Shutting down: leave it unacknowledged; the broker redelivers it.
+                            output = None;
+                            continue;
+                        }
+                        let incoming = receive(publish, &options);
+                        let Some(mut incoming) = incoming else {
+                            continue;
+                        };
+                        let rows = crate::batch::Rows::rows(&incoming)
+                            .clamp(1, options.max_permits as usize)
+                            as u32;
+                        let permit = tokio::select! {
+                            p = options.in_flight.clone().acquire_many_owned(rows) => p.ok(),
+                            _ = stopped.wait_for(|s| *s) => None,
+                        };
+                        let Some(permit) = permit else {
+                            output = None;
+                            continue;
+                        };
+                        incoming.permit = Some(permit);
+                        if out.send(incoming).await.is_err() {
+                            output = None;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        flag.store(true, Ordering::Relaxed);
+                        backoff.reset();
+                        info!(broker = %target, filter = %filter, session_present = ack.session_present, "Connected to the MQTT broker.");
+                        // A broker that lost our session lost our subscription too.
+                        if !ack.session_present {
+                            if let Err(e) = sub_client.subscribe(filter.clone(), qos).await {
+                                warn!(error = %e, "Could not request the subscription.");
+                            }
+                        }
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                        flag.store(false, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if flag.swap(false, Ordering::Relaxed) || backoff.is_first() {
+                            warn!(broker = %target, error = %e, "Lost the MQTT broker; reconnecting with backoff.");
+                        }
+                        backoff.wait().await;
+                    }
+                }
+            }
+        });
+        MqttSource {
+            client,
+            connected,
+            task,
+            stop,
+        }
+    }
+
+    /// Whether the connection is up.
+    pub fn connected(&self) -> Arc<AtomicBool> {
+        self.connected.clone()
+    }
+
+    /// A handle for acknowledgements.
+    pub fn acker(&self) -> AsyncClient {
+        self.client.clone()
+    }
+
+    /// Stops forwarding messages; what arrives from now on stays unacknowledged.
+    pub fn stop_reading(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Disconnects after the last acknowledgement was queued, and waits for the event loop.
+    pub async fn close(self) {
+        self.stop.send_replace(true);
+        let _ = self.client.disconnect().await;
+        let mut task = self.task;
+        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// Decodes one publish into an [`Incoming`].
+fn receive(publish: rumqttc::Publish, options: &SourceOptions) -> Option<Incoming> {
+    let topic = publish.topic.clone();
+    let decoded = if publish.payload.len() > options.max_payload_bytes {
+        too_large(&publish.payload, options)
+    } else {
+        json::decode(&publish.payload, &options.schema)
+    };
+    let ack = if publish.qos == QoS::AtMostOnce {
+        Ack::None
+    } else {
+        Ack::Mqtt(publish)
+    };
+    Some(Incoming {
+        topic,
+        decoded,
+        received_at: crate::sink::now_rfc3339(),
+        received: std::time::Instant::now(),
+        ack,
+        permit: None,
+    })
+}
+
+/// A message over the size limit: one reject carrying the message's first 64 KiB.
+#[cold]
+fn too_large(payload: &[u8], options: &SourceOptions) -> json::Decoded {
+    const KEEP: usize = 64 * 1024;
+    let mut text = String::from_utf8_lossy(&payload[..payload.len().min(KEEP)]).into_owned();
+    text.push_str("…(truncated)");
+    json::Decoded {
+        rows: crate::row::RowBatch::new(options.schema.width()),
+        rejects: vec![json::Reject {
+            error: format!(
+                "the message is {} bytes; faultline accepts at most {} (split it into smaller arrays of rows)",
+                payload.len(),
+                options.max_payload_bytes
+            ),
+            reason: json::RejectReason::TooLarge,
+            payload: text,
+        }],
+        unknown_keys: 0,
+    }
+}

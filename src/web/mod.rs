@@ -1,0 +1,65 @@
+//! The HTTP server: health, readiness and the model card. (The page comes with its own issue.)
+
+use crate::model::Model;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// What the handlers read.
+#[derive(Debug, Clone)]
+pub struct WebState {
+    /// The model being served.
+    pub model: Arc<Model>,
+    /// Whether the source's connection is up.
+    pub source_connected: Arc<AtomicBool>,
+    /// Whether the publisher's connection is up.
+    pub sink_connected: Arc<AtomicBool>,
+}
+
+/// The routes.
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/model", get(model_card))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<WebState>) -> Response {
+    let source = s.source_connected.load(Ordering::Relaxed);
+    let sink = s.sink_connected.load(Ordering::Relaxed);
+    let ready = source && sink;
+    let mut reasons = vec![];
+    if !source {
+        reasons.push("the source is not connected to its broker");
+    }
+    if !sink {
+        reasons.push("the publisher is not connected to its broker");
+    }
+    let body = json!({
+        "ready": ready,
+        "model": {"loaded": true, "version": s.model.version()},
+        "source": {"connected": source},
+        "sink": {"connected": sink},
+        "reasons": reasons,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn model_card(State(s): State<WebState>) -> Json<crate::model::card::ModelCard> {
+    Json(s.model.card().clone())
+}

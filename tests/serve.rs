@@ -1,0 +1,352 @@
+//! `faultline serve` end to end over real sockets: the embedded broker (rumqttd) and a real
+//! Mosquitto, a real MQTT client publishing rows and collecting faults, scores and dead letters.
+
+mod common;
+
+use faultline::app;
+use faultline::config::{Config, RawConfig};
+use faultline::model::{synthetic, Model};
+use faultline::row::json::encode_row;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Configuration for a test: unique topics and client id, the given broker, web on port 0.
+fn config(tag: &str, embedded: Option<u16>, broker_port: u16, extra: &[(&str, String)]) -> Config {
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "FAULTLINE_SOURCE__MQTT__TOPIC".into(),
+            format!("{tag}/rows"),
+        ),
+        (
+            "FAULTLINE_SOURCE__MQTT__CLIENT_ID".into(),
+            format!("faultline-{tag}"),
+        ),
+        (
+            "FAULTLINE_SINK__FAULTS_TOPIC".into(),
+            format!("{tag}/faults"),
+        ),
+        (
+            "FAULTLINE_SINK__SCORES_TOPIC".into(),
+            format!("{tag}/scores"),
+        ),
+        (
+            "FAULTLINE_SINK__DEAD_LETTER_TOPIC".into(),
+            format!("{tag}/dead"),
+        ),
+        ("FAULTLINE_WEB__LISTEN".into(), "127.0.0.1:0".into()),
+        ("FAULTLINE_SHUTDOWN__GRACE_MS".into(), "10000".into()),
+    ];
+    match embedded {
+        Some(port) => {
+            env.push(("FAULTLINE_SOURCE__KIND".into(), "embedded".into()));
+            env.push((
+                "FAULTLINE_BROKER__LISTEN".into(),
+                format!("127.0.0.1:{port}"),
+            ));
+        }
+        None => {
+            env.push(("FAULTLINE_SOURCE__KIND".into(), "mqtt".into()));
+            env.push((
+                "FAULTLINE_SOURCE__MQTT__URL".into(),
+                format!("mqtt://127.0.0.1:{broker_port}"),
+            ));
+        }
+    }
+    for (k, v) in extra {
+        env.push((k.to_string(), v.clone()));
+    }
+    RawConfig::load_with_env(None, env)
+        .unwrap()
+        .validate()
+        .unwrap()
+}
+
+/// A test client: publishes rows and collects what arrives on the subscribed topics.
+struct Client {
+    client: AsyncClient,
+    messages: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+}
+
+impl Client {
+    async fn connect(port: u16, id: &str, topics: &[String]) -> Client {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options
+            .set_max_packet_size(1 << 24, 1 << 24)
+            .set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+        let (tx, messages) = mpsc::unbounded_channel();
+        let (ready_tx, mut ready) = mpsc::channel(1);
+        let subs: Vec<String> = topics.to_vec();
+        let sub_client = client.clone();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        for t in &subs {
+                            sub_client.subscribe(t, QoS::AtLeastOnce).await.unwrap();
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.try_send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        if !topics.is_empty() {
+            tokio::time::timeout(Duration::from_secs(10), ready.recv())
+                .await
+                .expect("subscribed");
+        }
+        Client { client, messages }
+    }
+
+    async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .unwrap();
+    }
+
+    /// Collects messages until `done` says so; panics after `secs`.
+    async fn collect_until(
+        &mut self,
+        secs: u64,
+        mut done: impl FnMut(&[(String, Value)]) -> bool,
+    ) -> Vec<(String, Value)> {
+        let mut got = vec![];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while !done(&got) {
+            match tokio::time::timeout_at(deadline, self.messages.recv()).await {
+                Ok(Some((topic, payload))) => {
+                    got.push((topic, serde_json::from_slice(&payload).unwrap()))
+                }
+                _ => panic!(
+                    "timed out after {secs} s with {} messages: {:?}",
+                    got.len(),
+                    &got[..got.len().min(5)]
+                ),
+            }
+        }
+        got
+    }
+}
+
+/// Synthetic rows with one clearly faulty and one clearly good row first.
+fn rows(model: &Model, n: usize) -> (Vec<String>, String, String) {
+    let batch = synthetic::rows(model.card(), n.max(200), 21);
+    let mut p = vec![0f32; batch.len()];
+    model.probabilities(&batch.values, &mut p);
+    let faulty = (0..batch.len())
+        .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+        .unwrap();
+    let good = (0..batch.len())
+        .min_by(|&a, &b| p[a].total_cmp(&p[b]))
+        .unwrap();
+    assert!(p[faulty] >= model.threshold() && p[good] < model.threshold());
+    let msgs = (0..n)
+        .map(|i| encode_row(&batch.ids[i], batch.row(i), model.features()))
+        .collect();
+    (
+        msgs,
+        encode_row("Known-Faulty", batch.row(faulty), model.features()),
+        encode_row("Known-Good", batch.row(good), model.features()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_broker_scores_faults_and_dead_letters_bad_rows() {
+    let port = common::free_port();
+    let cfg = config("e2e", Some(port), port, &[]);
+    let model = Arc::new(Model::embedded().unwrap());
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    let mut c = Client::connect(
+        port,
+        "e2e-test",
+        &["e2e/faults".into(), "e2e/scores".into(), "e2e/dead".into()],
+    )
+    .await;
+
+    // Health and readiness over real HTTP.
+    let health = http_get(app.web_addr, "/healthz").await;
+    assert!(
+        health.contains("200 OK") && health.contains("\"ok\""),
+        "{health}"
+    );
+    wait_ready(app.web_addr).await;
+
+    let (_, faulty, good) = rows(&model, 0);
+    c.publish("e2e/rows", faulty).await;
+    c.publish("e2e/rows", good).await;
+    c.publish("e2e/rows", "{not json").await;
+    c.publish("e2e/rows", r#"{"id": "W-type", "Sensor-1": "abc"}"#)
+        .await;
+    let too_many = format!(
+        r#"{{"id": "W-long", "values": [{}]}}"#,
+        vec!["1.0"; 591].join(",")
+    );
+    c.publish("e2e/rows", too_many).await;
+
+    let got = c
+        .collect_until(20, |g| {
+            g.iter().filter(|(t, _)| t == "e2e/dead").count() == 3
+                && g.iter().filter(|(t, _)| t == "e2e/scores").count() == 2
+        })
+        .await;
+    let faults: Vec<&Value> = got
+        .iter()
+        .filter(|(t, _)| t == "e2e/faults")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(faults.len(), 1, "{got:?}");
+    let f = faults[0];
+    assert_eq!(f["id"], "Known-Faulty");
+    assert_eq!(f["fault"], true);
+    assert_eq!(f["model_version"], model.version());
+    assert!((f["threshold"].as_f64().unwrap() - model.threshold() as f64).abs() < 1e-6);
+    assert!(f["probability"].as_f64().unwrap() >= f["threshold"].as_f64().unwrap());
+    assert_eq!(f["top_sensors"].as_array().unwrap().len(), 3);
+    assert!(f["top_sensors"][0]["sensor"]
+        .as_str()
+        .unwrap()
+        .starts_with("Sensor-"));
+    assert!(f["scored_at"].as_str().unwrap().ends_with('Z'));
+
+    let dead: HashMap<String, &Value> = got
+        .iter()
+        .filter(|(t, _)| t == "e2e/dead")
+        .map(|(_, v)| (v["reason"].as_str().unwrap().to_string(), v))
+        .collect();
+    assert_eq!(dead["malformed_json"]["payload"], "{not json");
+    assert!(
+        dead["wrong_type"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Sensor-1"),
+        "{:?}",
+        dead["wrong_type"]
+    );
+    assert!(
+        dead["wrong_length"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("591"),
+        "{:?}",
+        dead["wrong_length"]
+    );
+    assert_eq!(dead["wrong_type"]["topic"], "e2e/rows");
+    assert!(dead["wrong_type"]["received_at"].as_str().is_some());
+
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_taken_by_another_broker_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let cfg = config("taken", Some(port), port, &[]);
+    let e = app::start(&cfg, Arc::new(Model::embedded().unwrap()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("already in use") && e.contains("FAULTLINE_BROKER__LISTEN"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_stream_loses_no_row_on_mosquitto() {
+    let broker = common::Mosquitto::start();
+    let model = Arc::new(Model::embedded().unwrap());
+    let cfg = config("restart", None, broker.port, &[]);
+    let (rows, _, _) = rows(&model, 2000);
+    let mut c = Client::connect(broker.port, "restart-test", &["restart/scores".into()]).await;
+
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    for r in &rows[..1000] {
+        c.publish("restart/rows", r.clone()).await;
+    }
+    // Stop while rows are in flight; publish the rest while faultline is down.
+    app.shutdown().await.unwrap();
+    for r in &rows[1000..] {
+        c.publish("restart/rows", r.clone()).await;
+    }
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    let got = c
+        .collect_until(60, |g| {
+            let ids: HashSet<&str> = g.iter().map(|(_, v)| v["id"].as_str().unwrap()).collect();
+            ids.len() == 2000
+        })
+        .await;
+    let duplicates = got.len() - 2000;
+    eprintln!("restart mid-stream: 2000 rows, 0 lost, {duplicates} scored twice");
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_a_shared_subscription_split_the_rows() {
+    let broker = common::Mosquitto::start();
+    let model = Arc::new(Model::embedded().unwrap());
+    let group = [(
+        "FAULTLINE_SOURCE__MQTT__SHARED_GROUP",
+        "scorers".to_string(),
+    )];
+    let mut a = config("shared", None, broker.port, &group);
+    a.mqtt.client_id = "faultline-shared-a".into();
+    let mut b = a.clone();
+    b.mqtt.client_id = "faultline-shared-b".into();
+    let mut c = Client::connect(broker.port, "shared-test", &["shared/scores".into()]).await;
+    let app_a = app::start(&a, model.clone()).await.unwrap();
+    let app_b = app::start(&b, model.clone()).await.unwrap();
+    wait_ready(app_a.web_addr).await;
+    wait_ready(app_b.web_addr).await;
+    let (rows, _, _) = rows(&model, 400);
+    for r in &rows {
+        c.publish("shared/rows", r.clone()).await;
+    }
+    let got = c
+        .collect_until(60, |g| {
+            g.iter()
+                .map(|(_, v)| v["id"].as_str().unwrap())
+                .collect::<HashSet<_>>()
+                .len()
+                == 400
+        })
+        .await;
+    assert_eq!(got.len(), 400, "each row is scored by exactly one instance");
+    app_a.shutdown().await.unwrap();
+    app_b.shutdown().await.unwrap();
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+async fn wait_ready(addr: std::net::SocketAddr) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = http_get(addr, "/readyz").await;
+        if r.contains("200 OK") {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never ready: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
