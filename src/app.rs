@@ -64,6 +64,8 @@ pub struct App {
     web: JoinHandle<()>,
     /// Shutdown grace period.
     grace: Duration,
+    /// Set when the pipeline can no longer deliver; the daemon then stops with this reason.
+    failure: watch::Receiver<Option<String>>,
 }
 
 /// Starts every part of `faultline serve`, returning once they run.
@@ -94,6 +96,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
 
     let publisher = MqttPublisher::start(&config.mqtt, MAX_PAYLOAD_BYTES + 1024);
     let acked = publisher.acked();
+    let failure = publisher.failure();
     let sink_connected = publisher.connected();
     let source = MqttSource::start(
         &config.mqtt,
@@ -171,6 +174,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         acker,
         web,
         grace: config.grace,
+        failure,
     })
 }
 
@@ -251,6 +255,19 @@ async fn score_batches(
 }
 
 impl App {
+    /// Resolves with the reason when the pipeline fails for good (never, while all is well).
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.clone();
+        let reason = match failure.wait_for(|f| f.is_some()).await {
+            Ok(f) => f.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stops reading, scores and publishes what was accepted, acknowledges it, and stops every
     /// task; gives up after the grace period (unacknowledged rows are redelivered later).
     pub async fn shutdown(self) -> Result<(), AppError> {
@@ -292,6 +309,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AppError> {
     let app = start(&config, model).await?;
-    shutdown.await;
-    app.shutdown().await
+    let failure = tokio::select! {
+        _ = shutdown => None,
+        reason = app.failed() => Some(reason),
+    };
+    let result = app.shutdown().await;
+    match failure {
+        Some(reason) => Err(AppError::Pipeline(reason)),
+        None => result,
+    }
 }

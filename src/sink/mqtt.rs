@@ -12,11 +12,11 @@
 use crate::config::MqttSettings;
 use crate::source::Backoff;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// The publisher stopped.
 #[derive(Debug, thiserror::Error)]
@@ -28,14 +28,17 @@ pub struct PublishError(String);
 pub struct MqttPublisher {
     /// Handle to the connection's event loop.
     client: AsyncClient,
-    /// Publishes requested so far (the last sequence number handed out).
-    sent: u64,
+    /// Publishes requested so far (the last sequence number handed out); shared with the event
+    /// loop, which compares it with the PUBACK count when it reconnects.
+    sent: Arc<AtomicU64>,
     /// PUBACKs received so far, from the event loop task.
     acked: watch::Receiver<u64>,
     /// Whether the connection is up (for readiness).
     connected: Arc<AtomicBool>,
     /// The event loop task.
     task: JoinHandle<()>,
+    /// Set when the publisher can no longer deliver (the broker lost its session).
+    failure: watch::Receiver<Option<String>>,
 }
 
 impl MqttPublisher {
@@ -59,6 +62,9 @@ impl MqttPublisher {
         let connected = Arc::new(AtomicBool::new(false));
         let flag = connected.clone();
         let target = format!("{}:{}", settings.host, settings.port);
+        let sent = Arc::new(AtomicU64::new(0));
+        let sent_counter = sent.clone();
+        let (failed, failure) = watch::channel(None);
         let task = tokio::spawn(async move {
             let mut backoff = Backoff::default();
             let mut count = 0u64;
@@ -68,7 +74,21 @@ impl MqttPublisher {
                         count += 1;
                         ack_tx.send_replace(count);
                     }
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        // A broker that forgot our session (restarted without persistence) also
+                        // made rumqttc drop every publish it had not acknowledged: those verdicts
+                        // are gone and the PUBACK count can no longer be trusted. Stop loudly so a
+                        // supervisor restarts faultline; the rows behind them were not acknowledged.
+                        if !ack.session_present && sent_counter.load(Ordering::Relaxed) > count {
+                            let lost = sent_counter.load(Ordering::Relaxed) - count;
+                            error!(broker = %target, unacknowledged = lost, "The MQTT broker lost the publisher's session (did it restart without persistence?); stopping, since up to this many verdicts were not delivered.");
+                            let _ = failed.send(Some(format!(
+                                "the MQTT broker at {target} lost the publisher's session with {lost} verdicts unacknowledged; \
+                                 enable persistence on the broker so sessions survive its restarts"
+                            )));
+                            flag.store(false, Ordering::Relaxed);
+                            return;
+                        }
                         flag.store(true, Ordering::Relaxed);
                         backoff.reset();
                         info!(broker = %target, "Connected the publisher to the MQTT broker.");
@@ -92,10 +112,11 @@ impl MqttPublisher {
         });
         MqttPublisher {
             client,
-            sent: 0,
+            sent,
             acked,
             connected,
             task,
+            failure,
         }
     }
 
@@ -105,13 +126,17 @@ impl MqttPublisher {
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await
             .map_err(|e| PublishError(e.to_string()))?;
-        self.sent += 1;
-        Ok(self.sent)
+        Ok(self.sent.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
     /// The last sequence number handed out.
     pub fn sent(&self) -> u64 {
-        self.sent
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Resolves with the reason if the publisher fails for good.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.clone()
     }
 
     /// Watches how many publishes the broker has acknowledged.

@@ -55,20 +55,56 @@ pub struct Mosquitto {
     /// Its port.
     pub port: u16,
     child: std::process::Child,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
+
+/// A stopped persistent Mosquitto: its directory (with the saved state) and port.
+pub struct StoppedMosquitto(tempfile::TempDir, u16);
 
 impl Mosquitto {
     /// Starts `mosquitto` (Debian's package) and waits until it accepts connections.
     pub fn start() -> Mosquitto {
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
+        Mosquitto::start_in(tempfile::tempdir().unwrap(), free_port(), false)
+    }
+
+    /// Starts Mosquitto with its sessions and queues saved to disk when it stops.
+    pub fn start_persistent() -> Mosquitto {
+        Mosquitto::start_in(tempfile::tempdir().unwrap(), free_port(), true)
+    }
+
+    /// Stops it gracefully (SIGTERM, so a persistent broker saves its state).
+    pub fn stop(mut self) -> StoppedMosquitto {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        StoppedMosquitto(
+            self.dir.take().expect("running broker has its directory"),
+            self.port,
+        )
+    }
+
+    /// Starts a persistent broker again on its old port, from its saved state.
+    pub fn start_again(stopped: StoppedMosquitto) -> Mosquitto {
+        Mosquitto::start_in(stopped.0, stopped.1, true)
+    }
+
+    fn start_in(dir: tempfile::TempDir, port: u16, persistent: bool) -> Mosquitto {
         let conf = dir.path().join("mosquitto.conf");
         // Offline queues must hold every row published while a persistent client is away.
+        let persistence = if persistent {
+            format!(
+                "persistence true\npersistence_location {}/\nuser root\n",
+                dir.path().display()
+            )
+        } else {
+            "persistence false\n".to_string()
+        };
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 1000\n"
+                "listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}max_queued_messages 0\nmax_inflight_messages 1000\n"
             ),
         )
         .unwrap();
@@ -90,7 +126,7 @@ impl Mosquitto {
         Mosquitto {
             port,
             child,
-            _dir: dir,
+            dir: Some(dir),
         }
     }
 }

@@ -1,0 +1,229 @@
+//! MQTT throughput and latency of `faultline serve`, end to end over real sockets:
+//! publish rows → broker → faultline → broker → the scores topic.
+//!
+//! ```text
+//! cargo run --release --example bench_mqtt -- [--rows 20000] [--rate 5000] [--broker embedded|mosquitto] [--input wafers.csv]
+//! ```
+//!
+//! Starts the daemon in-process (its own runtime threads) against an embedded rumqttd or a fresh
+//! Mosquitto on a free port, publishes rows (unique ids; real wafers with --input, else synthetic)
+//! at QoS 1 as fast as possible or at --rate, and records, per row, publish → score-message time.
+//! Prints rows/s, p50/p99/max latency and the process's peak RSS.
+
+use faultline::config::RawConfig;
+use faultline::model::{synthetic, Model};
+use faultline::row::csv::{CsvOptions, CsvRows};
+use faultline::row::json::encode_row;
+use faultline::row::Schema;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = arg(&args, "--rows").unwrap_or("20000".into()).parse()?;
+    let rate: Option<f64> = arg(&args, "--rate").map(|r| r.parse()).transpose()?;
+    let broker = arg(&args, "--broker").unwrap_or("embedded".into());
+    let model = Arc::new(Model::embedded()?);
+
+    // Rows: real wafers when given, else synthetic; ids made unique per row.
+    let base = match arg(&args, "--input") {
+        Some(path) => {
+            let schema = Schema::new(model.features());
+            CsvRows::new(
+                std::fs::File::open(path)?,
+                &schema,
+                CsvOptions {
+                    allow_extra_columns: true,
+                    batch_rows: 4096,
+                },
+            )?
+            .read_all()?
+        }
+        None => synthetic::rows(model.card(), 2000, 3),
+    };
+    let payloads: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let j = i % base.len();
+            let id = format!("{}#{i}", base.ids[j]);
+            let p = encode_row(&id, base.row(j), model.features());
+            (id, p)
+        })
+        .collect();
+
+    let port = free_port();
+    let mut mosquitto = None;
+    let mut env = vec![
+        (
+            "FAULTLINE_SINK__SCORES_TOPIC".to_string(),
+            "bench/scores".to_string(),
+        ),
+        ("FAULTLINE_SOURCE__MQTT__TOPIC".into(), "bench/rows".into()),
+        (
+            "FAULTLINE_SOURCE__MQTT__CLIENT_ID".into(),
+            format!("bench-{port}"),
+        ),
+        ("FAULTLINE_WEB__LISTEN".into(), "127.0.0.1:0".into()),
+    ];
+    if broker == "mosquitto" {
+        let dir = std::env::temp_dir().join(format!("faultline-bench-{port}"));
+        std::fs::create_dir_all(&dir)?;
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 1000\n"))?;
+        mosquitto = Some(
+            std::process::Command::new("mosquitto")
+                .arg("-c")
+                .arg(&conf)
+                .spawn()?,
+        );
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        env.push(("FAULTLINE_SOURCE__KIND".into(), "mqtt".into()));
+        env.push((
+            "FAULTLINE_SOURCE__MQTT__URL".into(),
+            format!("mqtt://127.0.0.1:{port}"),
+        ));
+    } else {
+        env.push((
+            "FAULTLINE_BROKER__LISTEN".into(),
+            format!("127.0.0.1:{port}"),
+        ));
+    }
+    let config = RawConfig::load_with_env(None, env)?.validate()?;
+    let app = faultline::app::start(&config, model.clone()).await?;
+
+    // Subscriber: records when each id's score arrives.
+    let mut options = MqttOptions::new(format!("bench-sub-{port}"), "127.0.0.1", port);
+    options
+        .set_max_packet_size(1 << 24, 1 << 24)
+        .set_inflight(1000);
+    let (sub, mut sub_loop) = AsyncClient::new(options, 10_000);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            match sub_loop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    sub.subscribe("bench/scores", QoS::AtLeastOnce)
+                        .await
+                        .unwrap();
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = subscribed_tx.try_send(());
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+                    let _ = tx.send((
+                        v["id"].as_str().unwrap_or_default().to_string(),
+                        Instant::now(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    });
+    subscribed.recv().await;
+
+    // Publisher.
+    let mut options = MqttOptions::new(format!("bench-pub-{port}"), "127.0.0.1", port);
+    options
+        .set_max_packet_size(1 << 24, 1 << 24)
+        .set_inflight(1000);
+    let (publisher, mut pub_loop) = AsyncClient::new(options, 10_000);
+    tokio::spawn(async move {
+        loop {
+            if pub_loop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(n);
+    let start = Instant::now();
+    let receiver = tokio::spawn(async move {
+        let mut got = Vec::with_capacity(n);
+        while got.len() < n {
+            match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+                Ok(Some(x)) => got.push(x),
+                _ => break,
+            }
+        }
+        got
+    });
+    for (i, (id, payload)) in payloads.into_iter().enumerate() {
+        if let Some(rate) = rate {
+            tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
+                .await;
+        }
+        sent_at.insert(id, Instant::now());
+        publisher
+            .publish("bench/rows", QoS::AtLeastOnce, false, payload)
+            .await?;
+    }
+    let got = receiver.await?;
+    let elapsed = got
+        .last()
+        .map(|(_, t)| *t - start)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let mut latencies: Vec<f64> = got
+        .iter()
+        .filter_map(|(id, t)| sent_at.get(id).map(|s| (*t - *s).as_secs_f64() * 1e3))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "broker={broker} rows={n} scored={} rate={} -> {:.0} rows/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; peak RSS {:.0} MB",
+        got.len(),
+        rate.map(|r| format!("{r:.0}/s")).unwrap_or("max".into()),
+        got.len() as f64 / elapsed.max(1e-9),
+        pct(0.50),
+        pct(0.99),
+        latencies.last().copied().unwrap_or(f64::NAN),
+        peak_rss_mb()
+    );
+    app.shutdown().await?;
+    if let Some(mut m) = mosquitto {
+        let _ = m.kill();
+    }
+    Ok(())
+}
