@@ -28,9 +28,11 @@ def main() -> int:
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 16, 256, 4096])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--input", help="wafer CSV to score (default: synthetic rows)")
+    ap.add_argument("--no-build", action="store_true", help="use the already built release example")
     args = ap.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--example", "throughput", "--quiet"], cwd=ROOT, check=True)
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--example", "throughput", "--quiet"], cwd=ROOT, check=True)
     exe = os.path.join(ROOT, "target", "release", "examples", "throughput")
     model_path = os.path.join(ROOT, "models", "wafer-fault", "model.onnx")
     opts = ort.SessionOptions()

@@ -10,6 +10,7 @@
 //! When it is full the source stops reading and the broker holds the rest.
 
 use crate::config::{Config, SourceKind};
+use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::row::Schema;
 use crate::sink::mqtt::MqttPublisher;
@@ -46,7 +47,8 @@ struct Pending {
     /// The publisher's sequence number of the batch's last output.
     seq_end: u64,
     /// What to acknowledge, and the in-flight permits to release, once `seq_end` is acknowledged.
-    acks: Vec<(Ack, Option<OwnedSemaphorePermit>)>,
+    /// Each with when its message arrived and how many rows it held (for latency).
+    acks: Vec<(Ack, Option<OwnedSemaphorePermit>, std::time::Instant, usize)>,
 }
 
 /// A running daemon.
@@ -66,10 +68,14 @@ pub struct App {
     grace: Duration,
     /// Set when the pipeline can no longer deliver; the daemon then stops with this reason.
     failure: watch::Receiver<Option<String>>,
+    /// The daemon's metrics (also served at `/metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Starts every part of `faultline serve`, returning once they run.
 pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> {
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_model(model.version(), model.threshold());
     if config.source == SourceKind::Embedded {
         let listen = config.broker_listen;
         tokio::task::spawn_blocking(move || crate::broker::start(listen, MAX_PAYLOAD_BYTES))
@@ -102,9 +108,10 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         &config.mqtt,
         SourceOptions {
             schema: Schema::new(model.features()),
-            in_flight,
+            in_flight: in_flight.clone(),
             max_permits: permits,
             max_payload_bytes: MAX_PAYLOAD_BYTES,
+            metrics: metrics.clone(),
         },
         incoming_tx,
     );
@@ -128,7 +135,10 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         pending_tx,
         model.clone(),
         topics,
+        metrics.clone(),
     ));
+    let m = metrics.clone();
+    let acker_in_flight = in_flight.clone();
     let acker = tokio::spawn(async move {
         let mut pending_rx = pending_rx;
         let mut acked = acked;
@@ -136,14 +146,20 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
             if acked.wait_for(|a| *a >= p.seq_end).await.is_err() {
                 return;
             }
-            for (ack, permit) in p.acks {
+            for (ack, permit, received, rows) in p.acks {
                 if let Ack::Mqtt(publish) = ack {
                     if let Err(e) = acker_client.ack(&publish).await {
                         warn!(error = %e, "Could not acknowledge a message; the broker will redeliver it.");
                     }
                 }
                 drop(permit);
+                let latency = received.elapsed().as_secs_f64();
+                for _ in 0..rows {
+                    m.row_latency.observe(latency);
+                }
             }
+            m.queue_rows
+                .set(permits as i64 - acker_in_flight.available_permits() as i64);
         }
     });
 
@@ -151,6 +167,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         model,
         source_connected,
         sink_connected,
+        metrics: metrics.clone(),
     };
     let mut web_stop = stop_rx.clone();
     let web = tokio::spawn(async move {
@@ -175,6 +192,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         web,
         grace: config.grace,
         failure,
+        metrics,
     })
 }
 
@@ -192,17 +210,39 @@ async fn score_batches(
     pending: mpsc::Sender<Pending>,
     model: Arc<Model>,
     topics: Topics,
+    metrics: Arc<Metrics>,
 ) -> Result<MqttPublisher, AppError> {
-    let pipeline = |e: crate::sink::mqtt::PublishError| AppError::Pipeline(e.to_string());
+    let pipeline = |e: crate::sink::mqtt::PublishError| {
+        metrics
+            .publish_errors
+            .with_label_values(&[crate::metrics::SINK_MQTT])
+            .inc();
+        AppError::Pipeline(e.to_string())
+    };
     while let Some(mut batch) = batches.recv().await {
+        // Rows per message, counted before the rows move into the scoring batch.
+        let counts: Vec<usize> = batch.iter().map(crate::batch::Rows::rows).collect();
         let mut rows = crate::row::RowBatch::new(model.width());
         for incoming in &mut batch {
             rows.append(std::mem::take(&mut incoming.decoded.rows));
         }
         let m = model.clone();
-        let verdicts = tokio::task::spawn_blocking(move || m.score(&rows))
-            .await
-            .map_err(|e| AppError::Pipeline(format!("scoring panicked: {e}")))?;
+        let n = rows.len();
+        let (verdicts, seconds) = tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
+            let v = m.score(&rows);
+            (v, t.elapsed().as_secs_f64())
+        })
+        .await
+        .map_err(|e| AppError::Pipeline(format!("scoring panicked: {e}")))?;
+        if n > 0 {
+            metrics.batch_rows.observe(n as f64);
+            metrics.score_seconds.observe(seconds);
+            metrics.rows_scored.inc_by(n as u64);
+            metrics
+                .faults
+                .inc_by(verdicts.iter().filter(|v| v.fault).count() as u64);
+        }
         let scored_at = now_rfc3339();
         for v in &verdicts {
             let message = serde_json::to_vec(&VerdictMessage::new(v, &model, &scored_at))
@@ -230,6 +270,10 @@ async fn score_batches(
                     topic: &incoming.topic,
                     received_at: &incoming.received_at,
                 };
+                metrics
+                    .rows_dead_lettered
+                    .with_label_values(&[reject.reason.as_str()])
+                    .inc();
                 warn!(topic = %incoming.topic, reason = reject.reason.as_str(), error = %reject.error, "Sent an unreadable row to the dead-letter topic.");
                 let message =
                     serde_json::to_vec(&letter).map_err(|e| AppError::Pipeline(e.to_string()))?;
@@ -238,7 +282,12 @@ async fn score_batches(
                     .await
                     .map_err(pipeline)?;
             }
-            acks.push((incoming.ack, incoming.permit));
+            acks.push((
+                incoming.ack,
+                incoming.permit,
+                incoming.received,
+                counts[acks.len()],
+            ));
         }
         if pending
             .send(Pending {

@@ -20,7 +20,8 @@
 //! | micro-batches | `batch.rs` | flush on size or age, drain on stop |
 //! | JSON rows | `row/json.rs` | one message → rows + dead letters |
 //! | verdicts → bus | `sink/mod.rs`, `sink/mqtt.rs` | message formats; QoS 1 publisher counting PUBACKs |
-//! | HTTP | `web/mod.rs` | health, readiness, model card |
+//! | HTTP | `web/mod.rs` | health, readiness, model card, `/metrics` |
+//! | metrics | `metrics.rs` | every metric name and help text |
 //! | `faultline replay` | `replay.rs` | CSV → one JSON message per row |
 //!
 //! `main.rs` only parses the command line and calls into these.
@@ -29,6 +30,7 @@ pub mod app;
 pub mod batch;
 pub mod broker;
 pub mod config;
+pub mod metrics;
 pub mod model;
 pub mod replay;
 pub mod row;

@@ -251,6 +251,36 @@ async fn embedded_broker_scores_faults_and_dead_letters_bad_rows() {
     assert_eq!(dead["wrong_type"]["topic"], "e2e/rows");
     assert!(dead["wrong_type"]["received_at"].as_str().is_some());
 
+    // The same story in /metrics, once the acknowledgements are through.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let m = http_get(app.web_addr, "/metrics").await;
+        if m.contains("faultline_row_latency_seconds_count 5")
+            || tokio::time::Instant::now() > deadline
+        {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for line in [
+        "faultline_rows_received_total{source=\"mqtt\"} 5",
+        "faultline_rows_scored_total 2",
+        "faultline_faults_total 1",
+        "faultline_rows_dead_lettered_total{reason=\"malformed_json\"} 1",
+        "faultline_rows_dead_lettered_total{reason=\"wrong_type\"} 1",
+        "faultline_rows_dead_lettered_total{reason=\"wrong_length\"} 1",
+        "faultline_source_connected{source=\"mqtt\"} 1",
+        "faultline_queue_rows 0",
+        "faultline_row_latency_seconds_count 5",
+        "faultline_http_requests_total{path=\"/healthz\",status=\"200\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in:\n{metrics}");
+    }
+    assert!(metrics.contains(&format!(
+        "faultline_model_info{{version=\"{}\"}} 1",
+        model.version()
+    )));
+
     app.shutdown().await.unwrap();
 }
 

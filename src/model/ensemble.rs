@@ -177,6 +177,8 @@ pub struct Ensemble {
     leaf_weight: Vec<f32>,
     /// Each tree's root index and depth (number of steps from root to its deepest leaf).
     trees: Vec<(u32, u32)>,
+    /// The input columns any split reads, ascending; nodes index into this list, not the row.
+    used: Vec<u32>,
 }
 
 impl Ensemble {
@@ -275,11 +277,29 @@ impl Ensemble {
             }
             trees.push((base as u32, max_depth));
         }
+        // Compact the features: a block of rows is first gathered into a small buffer holding only
+        // the columns the trees read, so the walk touches a few KB instead of whole 590-wide rows.
+        let is_leaf = |i: usize, n: &Node| n.yes == i as u32 && n.no == i as u32;
+        let mut used: Vec<u32> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| !is_leaf(*i, n))
+            .map(|(_, n)| n.feature & FEATURE_MASK)
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        for (i, n) in nodes.iter_mut().enumerate() {
+            if !is_leaf(i, n) {
+                let compact = used.binary_search(&(n.feature & FEATURE_MASK)).unwrap_or(0) as u32;
+                n.feature = (n.feature & !FEATURE_MASK) | compact;
+            }
+        }
         Ok(Ensemble {
             width,
             nodes,
             leaf_weight,
             trees,
+            used,
         })
     }
 
@@ -308,48 +328,40 @@ impl Ensemble {
             "rows and out disagree on the row count"
         );
         let w = self.width;
-        let mut blocks = out.chunks_exact_mut(LANES);
-        let mut row_blocks = rows.chunks_exact(LANES * w);
-        for (out8, rows8) in (&mut blocks).zip(&mut row_blocks) {
+        let u = self.used.len().max(1);
+        // Feature-major: buf[k * LANES + lane] is used feature k of the block's row `lane`.
+        let mut buf = vec![f32::NAN; u * LANES];
+        for (out_block, row_block) in out.chunks_mut(LANES).zip(rows.chunks(LANES * w)) {
+            let lanes = out_block.len();
+            for lane in 0..lanes {
+                let row = &row_block[lane * w..(lane + 1) * w];
+                for (k, &f) in self.used.iter().enumerate() {
+                    buf[k * LANES + lane] = row[f as usize];
+                }
+            }
             let mut acc = [0f32; LANES];
             for &(root, depth) in &self.trees {
                 let mut at = [root; LANES];
                 for _ in 0..depth {
-                    for lane in 0..LANES {
-                        let row = &rows8[lane * w..(lane + 1) * w];
-                        at[lane] = self.step(at[lane], row);
+                    for (lane, a) in at.iter_mut().enumerate() {
+                        *a = self.step(*a, lane, &buf);
                     }
                 }
                 for lane in 0..LANES {
                     acc[lane] += self.leaf_weight[at[lane] as usize];
                 }
             }
-            for lane in 0..LANES {
-                out8[lane] += acc[lane];
+            for (o, a) in out_block.iter_mut().zip(acc) {
+                *o += a;
             }
-        }
-        let rest = blocks.into_remainder();
-        let rest_rows = row_blocks.remainder();
-        for (i, o) in rest.iter_mut().enumerate() {
-            let row = &rest_rows[i * w..(i + 1) * w];
-            let mut acc = 0f32;
-            for &(root, depth) in &self.trees {
-                let mut at = root;
-                for _ in 0..depth {
-                    at = self.step(at, row);
-                }
-                acc += self.leaf_weight[at as usize];
-            }
-            *o += acc;
         }
     }
 
-    /// Takes one step down from node `at` for `row`; a leaf stays where it is.
+    /// Takes one step down from node `at` for lane `lane` of the gathered block; a leaf stays put.
     #[inline(always)]
-    fn step(&self, at: u32, row: &[f32]) -> u32 {
-        // Indices were validated in `build`; the bounds checks below are cheap and stay.
+    fn step(&self, at: u32, lane: usize, buf: &[f32]) -> u32 {
         let node = self.nodes[at as usize];
-        let x = row[(node.feature & FEATURE_MASK) as usize];
+        let x = buf[(node.feature & FEATURE_MASK) as usize * LANES + lane];
         let f = node.feature;
         let lt = (x < node.threshold) as u32 & (f >> 30);
         let eq = (x == node.threshold) as u32 & (f >> 29);

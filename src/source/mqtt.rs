@@ -28,6 +28,8 @@ pub struct SourceOptions {
     pub max_permits: u32,
     /// Largest accepted message.
     pub max_payload_bytes: usize,
+    /// Where counts go.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A running MQTT source.
@@ -88,6 +90,11 @@ impl MqttSource {
                         let Some(mut incoming) = incoming else {
                             continue;
                         };
+                        let m = &options.metrics;
+                        m.rows_received
+                            .with_label_values(&[crate::metrics::SOURCE_MQTT])
+                            .inc_by(crate::batch::Rows::rows(&incoming) as u64);
+                        m.unknown_keys.inc_by(incoming.decoded.unknown_keys);
                         let rows = crate::batch::Rows::rows(&incoming)
                             .clamp(1, options.max_permits as usize)
                             as u32;
@@ -100,12 +107,21 @@ impl MqttSource {
                             continue;
                         };
                         incoming.permit = Some(permit);
+                        options.metrics.queue_rows.set(
+                            options.max_permits as i64
+                                - options.in_flight.available_permits() as i64,
+                        );
                         if out.send(incoming).await.is_err() {
                             output = None;
                         }
                     }
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         flag.store(true, Ordering::Relaxed);
+                        options
+                            .metrics
+                            .source_connected
+                            .with_label_values(&[crate::metrics::SOURCE_MQTT])
+                            .set(1);
                         backoff.reset();
                         info!(broker = %target, filter = %filter, session_present = ack.session_present, "Connected to the MQTT broker.");
                         // A broker that lost our session lost our subscription too.
@@ -117,6 +133,11 @@ impl MqttSource {
                     }
                     Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
                         flag.store(false, Ordering::Relaxed);
+                        options
+                            .metrics
+                            .source_connected
+                            .with_label_values(&[crate::metrics::SOURCE_MQTT])
+                            .set(0);
                         return;
                     }
                     Ok(_) => {}
@@ -124,6 +145,11 @@ impl MqttSource {
                         if flag.swap(false, Ordering::Relaxed) || backoff.is_first() {
                             warn!(broker = %target, error = %e, "Lost the MQTT broker; reconnecting with backoff.");
                         }
+                        options
+                            .metrics
+                            .source_connected
+                            .with_label_values(&[crate::metrics::SOURCE_MQTT])
+                            .set(0);
                         backoff.wait().await;
                     }
                 }

@@ -19,6 +19,8 @@ pub struct WebState {
     pub source_connected: Arc<AtomicBool>,
     /// Whether the publisher's connection is up.
     pub sink_connected: Arc<AtomicBool>,
+    /// The metrics `/metrics` renders.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The routes.
@@ -27,7 +29,47 @@ pub fn router(state: WebState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/model", get(model_card))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
+}
+
+/// Counts every request by its route (never by its raw path: that would be unbounded) and status.
+async fn count_requests(
+    State(s): State<WebState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    s.metrics
+        .http_requests
+        .with_label_values(&[path.as_str(), response.status().as_str()])
+        .inc();
+    s.metrics
+        .http_seconds
+        .with_label_values(&[path.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn metrics(State(s): State<WebState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {
