@@ -10,6 +10,7 @@
 //! When it is full the source stops reading and the broker holds the rest.
 
 use crate::config::{Config, SourceKind};
+use crate::drift::{DriftReport, DriftWindow};
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::row::Schema;
@@ -70,12 +71,18 @@ pub struct App {
     failure: watch::Receiver<Option<String>>,
     /// The daemon's metrics (also served at `/metrics`).
     pub metrics: Arc<Metrics>,
+    /// Recomputes drift; ends on stop.
+    drift_task: JoinHandle<()>,
 }
 
 /// Starts every part of `faultline serve`, returning once they run.
 pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> {
     let metrics = Arc::new(Metrics::new());
     metrics.set_model(model.version(), model.threshold());
+    let drift = Arc::new(std::sync::Mutex::new(DriftWindow::new(
+        model.width(),
+        config.drift_window_rows.get(),
+    )));
     if config.source == SourceKind::Embedded {
         let listen = config.broker_listen;
         tokio::task::spawn_blocking(move || crate::broker::start(listen, MAX_PAYLOAD_BYTES))
@@ -136,6 +143,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         model.clone(),
         topics,
         metrics.clone(),
+        drift.clone(),
     ));
     let m = metrics.clone();
     let acker_in_flight = in_flight.clone();
@@ -163,11 +171,45 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         }
     });
 
+    // Drift: recomputed off the runtime every interval, never per scrape.
+    let drift_report = Arc::new(std::sync::RwLock::new(DriftReport::default()));
+    let drift_task = {
+        let (window, report, metrics, model) = (
+            drift.clone(),
+            drift_report.clone(),
+            metrics.clone(),
+            model.clone(),
+        );
+        let mut stop = stop_rx.clone();
+        let interval = config.drift_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let (window, model) = (window.clone(), model.clone());
+                let computed = tokio::task::spawn_blocking(move || {
+                    let snapshot = window.lock().map(|w| w.clone()).ok()?;
+                    Some(snapshot.report(model.card()))
+                })
+                .await;
+                if let Ok(Some(r)) = computed {
+                    metrics.set_drift(&r);
+                    if let Ok(mut slot) = report.write() {
+                        *slot = r;
+                    }
+                }
+            }
+        })
+    };
     let state = WebState {
         model,
         source_connected,
         sink_connected,
         metrics: metrics.clone(),
+        drift: drift_report,
     };
     let mut web_stop = stop_rx.clone();
     let web = tokio::spawn(async move {
@@ -193,6 +235,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         grace: config.grace,
         failure,
         metrics,
+        drift_task,
     })
 }
 
@@ -211,6 +254,7 @@ async fn score_batches(
     model: Arc<Model>,
     topics: Topics,
     metrics: Arc<Metrics>,
+    drift: Arc<std::sync::Mutex<DriftWindow>>,
 ) -> Result<MqttPublisher, AppError> {
     let pipeline = |e: crate::sink::mqtt::PublishError| {
         metrics
@@ -228,10 +272,16 @@ async fn score_batches(
         }
         let m = model.clone();
         let n = rows.len();
+        let window = drift.clone();
         let (verdicts, seconds) = tokio::task::spawn_blocking(move || {
             let t = std::time::Instant::now();
             let v = m.score(&rows);
-            (v, t.elapsed().as_secs_f64())
+            let seconds = t.elapsed().as_secs_f64();
+            let probs: Vec<f32> = v.iter().map(|v| v.probability).collect();
+            if let Ok(mut w) = window.lock() {
+                w.push(&rows.values, &probs);
+            }
+            (v, seconds)
         })
         .await
         .map_err(|e| AppError::Pipeline(format!("scoring panicked: {e}")))?;
@@ -345,6 +395,7 @@ impl App {
             }
         };
         self.source.close().await;
+        let _ = self.drift_task.await;
         let _ = self.web.await;
         info!("Stopped.");
         result

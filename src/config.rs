@@ -44,6 +44,8 @@ pub struct RawConfig {
     pub sink: SinkSection,
     /// Micro-batching and the in-flight bound.
     pub batch: BatchSection,
+    /// Drift against the training distribution.
+    pub drift: DriftSection,
     /// The HTTP server.
     pub web: WebSection,
     /// Graceful shutdown.
@@ -112,6 +114,16 @@ pub struct BatchSection {
     pub linger_ms: u64,
     /// Rows in flight (read, not yet acknowledged).
     pub queue_rows: usize,
+}
+
+/// `[drift]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftSection {
+    /// Rows in the window.
+    pub window_rows: usize,
+    /// Recompute interval in milliseconds.
+    pub interval_ms: u64,
 }
 
 /// `[web]`
@@ -244,6 +256,10 @@ pub struct Config {
     pub queue_rows: NonZeroUsize,
     /// HTTP listen address.
     pub web_listen: SocketAddr,
+    /// Rows in the drift window.
+    pub drift_window_rows: NonZeroUsize,
+    /// Drift recompute interval.
+    pub drift_interval: Duration,
     /// Shutdown grace period.
     pub grace: Duration,
 }
@@ -401,6 +417,15 @@ impl RawConfig {
                 self.web.listen
             ))
         })?;
+        let drift_window_rows = NonZeroUsize::new(self.drift.window_rows).ok_or_else(|| {
+            ConfigError::Invalid("drift.window_rows is 0; set at least 50 (default 1000)".into())
+        })?;
+        if self.drift.interval_ms < 100 {
+            return invalid(format!(
+                "drift.interval_ms is {}; set at least 100 (default 5000)",
+                self.drift.interval_ms
+            ));
+        }
         let dir = self.model.dir.trim();
         Ok(Config {
             model_dir: (!dir.is_empty()).then(|| PathBuf::from(dir)),
@@ -427,6 +452,8 @@ impl RawConfig {
             },
             queue_rows,
             web_listen,
+            drift_window_rows,
+            drift_interval: Duration::from_millis(self.drift.interval_ms),
             grace: Duration::from_millis(self.shutdown.grace_ms),
         })
     }

@@ -22,6 +22,7 @@
 //! | verdicts → bus | `sink/mod.rs`, `sink/mqtt.rs` | message formats; QoS 1 publisher counting PUBACKs |
 //! | HTTP | `web/mod.rs` | health, readiness, model card, `/metrics` |
 //! | metrics | `metrics.rs` | every metric name and help text |
+//! | drift | `drift.rs` | recent rows vs the card's training distribution |
 //! | `faultline replay` | `replay.rs` | CSV → one JSON message per row |
 //!
 //! `main.rs` only parses the command line and calls into these.
@@ -30,6 +31,7 @@ pub mod app;
 pub mod batch;
 pub mod broker;
 pub mod config;
+pub mod drift;
 pub mod metrics;
 pub mod model;
 pub mod replay;

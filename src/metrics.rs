@@ -36,6 +36,14 @@ pub const PUBLISH_ERRORS: &str = "faultline_publish_errors_total";
 pub const MODEL_INFO: &str = "faultline_model_info";
 /// `faultline_model_threshold`
 pub const MODEL_THRESHOLD: &str = "faultline_model_threshold";
+/// `faultline_drift_sensors_out_of_range`
+pub const DRIFT_SENSORS: &str = "faultline_drift_sensors_out_of_range";
+/// `faultline_missing_ratio`
+pub const MISSING_RATIO: &str = "faultline_missing_ratio";
+/// `faultline_score_mean`
+pub const SCORE_MEAN: &str = "faultline_score_mean";
+/// `faultline_drift_window_rows`
+pub const DRIFT_WINDOW_ROWS: &str = "faultline_drift_window_rows";
 /// `faultline_http_requests_total{path,status}`
 pub const HTTP_REQUESTS: &str = "faultline_http_requests_total";
 /// `faultline_http_request_seconds{path}`
@@ -77,6 +85,14 @@ pub struct Metrics {
     pub model_info: IntGaugeVec,
     /// The decision threshold in force.
     pub model_threshold: Gauge,
+    /// Sensors whose recent median or missing rate left their training range.
+    pub drift_sensors: IntGauge,
+    /// Share of missing sensor cells over the drift window.
+    pub missing_ratio: Gauge,
+    /// Mean P(fault) over the drift window.
+    pub score_mean: Gauge,
+    /// Rows in the drift window.
+    pub drift_window_rows: IntGauge,
     /// HTTP requests by route and status.
     pub http_requests: IntCounterVec,
     /// HTTP request durations by route.
@@ -176,6 +192,33 @@ impl Metrics {
         registry
             .register(Box::new(model_threshold.clone()))
             .expect("unique metric");
+        let int_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = Gauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let drift_sensors = int_gauge(
+            DRIFT_SENSORS,
+            "Sensors whose median or missing rate over the recent window left their training range.",
+        );
+        let missing_ratio = gauge(
+            MISSING_RATIO,
+            "Share of missing sensor cells over the recent window.",
+        );
+        let score_mean = gauge(SCORE_MEAN, "Mean P(fault) over the recent window.");
+        let drift_window_rows = int_gauge(
+            DRIFT_WINDOW_ROWS,
+            "Rows in the recent window drift is judged on.",
+        );
         let http_requests = counter_vec(
             HTTP_REQUESTS,
             "HTTP requests by route and status.",
@@ -205,6 +248,10 @@ impl Metrics {
             publish_errors,
             model_info,
             model_threshold,
+            drift_sensors,
+            missing_ratio,
+            score_mean,
+            drift_window_rows,
             http_requests,
             http_seconds,
         };
@@ -223,6 +270,14 @@ impl Metrics {
         self.model_info.reset();
         self.model_info.with_label_values(&[version]).set(1);
         self.model_threshold.set(threshold as f64);
+    }
+
+    /// Publishes a drift report as gauges.
+    pub fn set_drift(&self, report: &crate::drift::DriftReport) {
+        self.drift_sensors.set(report.sensors_out_of_range as i64);
+        self.missing_ratio.set(report.missing_ratio);
+        self.score_mean.set(report.score_mean);
+        self.drift_window_rows.set(report.window_rows as i64);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -258,6 +313,9 @@ mod tests {
             ROWS_SCORED,
             FAULTS,
             QUEUE_ROWS,
+            DRIFT_SENSORS,
+            MISSING_RATIO,
+            SCORE_MEAN,
         ] {
             assert!(
                 text.contains(&format!("# HELP {name} ")),

@@ -419,6 +419,71 @@ async fn a_broker_restart_mid_stream_loses_no_row_and_readiness_follows_it() {
     drop(broker);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_names_the_sensor_that_moved_in_the_api_and_the_gauges() {
+    let port = common::free_port();
+    let extra = [
+        ("FAULTLINE_DRIFT__INTERVAL_MS", "100".to_string()),
+        ("FAULTLINE_DRIFT__WINDOW_ROWS", "200".to_string()),
+    ];
+    let cfg = config("drift", Some(port), port, &extra);
+    let model = Arc::new(Model::embedded().unwrap());
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    let c = Client::connect(port, "drift-test", &[]).await;
+    wait_ready(app.web_addr).await;
+    let card = model.card();
+    let moved = card
+        .sensors
+        .iter()
+        .position(|s| s.iqr.is_some_and(|q| q > 0.0) && s.missing_ratio < 0.1)
+        .unwrap();
+    let batch = synthetic::rows(card, 120, 4);
+    for i in 0..batch.len() {
+        let mut row = batch.row(i).to_vec();
+        row[moved] =
+            (card.sensors[moved].median.unwrap() + 12.0 * card.sensors[moved].iqr.unwrap()) as f32;
+        c.publish(
+            "drift/rows",
+            encode_row(&batch.ids[i], &row, model.features()),
+        )
+        .await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let report: Value = loop {
+        let r = http_get(app.web_addr, "/api/drift").await;
+        let body = r.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if v["window_rows"] == 120 {
+            break v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "drift never covered the rows: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(report["judged"], true);
+    let sensors = report["sensors"].as_array().unwrap();
+    let hit = sensors
+        .iter()
+        .find(|s| s["sensor"] == card.sensors[moved].name.as_str())
+        .expect("the moved sensor");
+    assert!(hit["shift_z"].as_f64().unwrap() > 10.0, "{hit}");
+    assert_eq!(hit["reasons"][0], "median_shift");
+    let metrics = http_get(app.web_addr, "/metrics").await;
+    let out_of_range = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("faultline_drift_sensors_out_of_range "))
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap();
+    assert_eq!(
+        out_of_range,
+        report["sensors_out_of_range"].as_i64().unwrap()
+    );
+    assert!(out_of_range >= 1);
+    app.shutdown().await.unwrap();
+}
+
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -21,6 +21,8 @@ pub struct WebState {
     pub sink_connected: Arc<AtomicBool>,
     /// The metrics `/metrics` renders.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The latest drift report (recomputed in the background).
+    pub drift: Arc<std::sync::RwLock<crate::drift::DriftReport>>,
 }
 
 /// The routes.
@@ -30,6 +32,7 @@ pub fn router(state: WebState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/model", get(model_card))
         .route("/metrics", get(metrics))
+        .route("/api/drift", get(drift))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -59,6 +62,17 @@ async fn count_requests(
         .with_label_values(&[path.as_str()])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+async fn drift(State(s): State<WebState>) -> Response {
+    match s.drift.read() {
+        Ok(report) => Json(report.clone()).into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "the drift report is unavailable"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(s): State<WebState>) -> Response {
