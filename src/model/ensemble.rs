@@ -327,10 +327,19 @@ impl Ensemble {
             out.len() * self.width,
             "rows and out disagree on the row count"
         );
-        let w = self.width;
         let u = self.used.len().max(1);
-        // Feature-major: buf[k * LANES + lane] is used feature k of the block's row `lane`.
-        let mut buf = vec![f32::NAN; u * LANES];
+        // Feature-major: buf[k * LANES + lane] is used feature k of the block's row `lane`. Small
+        // ensembles (the usual case) keep it on the stack: no allocation per call.
+        const STACK: usize = 256 * LANES;
+        let mut stack = [f32::NAN; STACK];
+        let mut heap = Vec::new();
+        let buf: &mut [f32] = if u * LANES <= STACK {
+            &mut stack[..u * LANES]
+        } else {
+            heap.resize(u * LANES, f32::NAN);
+            &mut heap
+        };
+        let w = self.width;
         for (out_block, row_block) in out.chunks_mut(LANES).zip(rows.chunks(LANES * w)) {
             let lanes = out_block.len();
             for lane in 0..lanes {
@@ -339,22 +348,48 @@ impl Ensemble {
                     buf[k * LANES + lane] = row[f as usize];
                 }
             }
-            let mut acc = [0f32; LANES];
-            for &(root, depth) in &self.trees {
-                let mut at = [root; LANES];
-                for _ in 0..depth {
-                    for (lane, a) in at.iter_mut().enumerate() {
-                        *a = self.step(*a, lane, &buf);
-                    }
+            if lanes == LANES {
+                let acc = self.walk::<LANES>(buf);
+                for (o, a) in out_block.iter_mut().zip(acc) {
+                    *o += a;
                 }
-                for lane in 0..LANES {
-                    acc[lane] += self.leaf_weight[at[lane] as usize];
+            } else {
+                for (lane, o) in out_block.iter_mut().enumerate() {
+                    *o += self.walk_one(buf, lane);
                 }
-            }
-            for (o, a) in out_block.iter_mut().zip(acc) {
-                *o += a;
             }
         }
+    }
+
+    /// Walks every tree for `N` lanes at once; the lanes' loads overlap.
+    #[inline(always)]
+    fn walk<const N: usize>(&self, buf: &[f32]) -> [f32; N] {
+        let mut acc = [0f32; N];
+        for &(root, depth) in &self.trees {
+            let mut at = [root; N];
+            for _ in 0..depth {
+                for (lane, a) in at.iter_mut().enumerate() {
+                    *a = self.step(*a, lane, buf);
+                }
+            }
+            for lane in 0..N {
+                acc[lane] += self.leaf_weight[at[lane] as usize];
+            }
+        }
+        acc
+    }
+
+    /// Walks every tree for one lane (the tail of a batch).
+    fn walk_one(&self, buf: &[f32], lane: usize) -> f32 {
+        let mut acc = 0f32;
+        for &(root, depth) in &self.trees {
+            let mut at = root;
+            for _ in 0..depth {
+                at = self.step(at, lane, buf);
+            }
+            acc += self.leaf_weight[at as usize];
+        }
+        acc
     }
 
     /// Takes one step down from node `at` for lane `lane` of the gathered block; a leaf stays put.
