@@ -204,13 +204,11 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
             }
         })
     };
-    let state = WebState {
-        model,
-        source_connected,
-        sink_connected,
-        metrics: metrics.clone(),
-        drift: drift_report,
-    };
+    let mut state = WebState::new(model, metrics.clone(), config.web_limits.clone());
+    state.source_connected = source_connected;
+    state.sink_connected = sink_connected;
+    state.drift = drift_report;
+    state.allow_extra_columns = config.allow_extra_columns;
     let mut web_stop = stop_rx.clone();
     let web = tokio::spawn(async move {
         let shutdown = async move {

@@ -132,6 +132,16 @@ pub struct DriftSection {
 pub struct WebSection {
     /// HTTP listen address.
     pub listen: String,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Most rows per scoring request.
+    pub max_rows: usize,
+    /// Request timeout in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Scoring requests at once.
+    pub max_concurrent: usize,
+    /// Bearer token for /api/*; empty for none.
+    pub token: String,
 }
 
 /// `[shutdown]`
@@ -256,6 +266,8 @@ pub struct Config {
     pub queue_rows: NonZeroUsize,
     /// HTTP listen address.
     pub web_listen: SocketAddr,
+    /// HTTP API limits and token.
+    pub web_limits: crate::web::api::WebLimits,
     /// Rows in the drift window.
     pub drift_window_rows: NonZeroUsize,
     /// Drift recompute interval.
@@ -426,6 +438,24 @@ impl RawConfig {
                 self.drift.interval_ms
             ));
         }
+        let web = &self.web;
+        if web.max_body_bytes == 0
+            || web.max_rows == 0
+            || web.max_concurrent == 0
+            || web.request_timeout_ms == 0
+        {
+            return invalid(
+                "web.max_body_bytes, web.max_rows, web.max_concurrent and web.request_timeout_ms must all be above 0"
+                    .into(),
+            );
+        }
+        let web_limits = crate::web::api::WebLimits {
+            max_body_bytes: web.max_body_bytes,
+            max_rows: web.max_rows,
+            request_timeout: Duration::from_millis(web.request_timeout_ms),
+            max_concurrent: web.max_concurrent,
+            token: Some(web.token.trim().to_string()).filter(|t| !t.is_empty()),
+        };
         let dir = self.model.dir.trim();
         Ok(Config {
             model_dir: (!dir.is_empty()).then(|| PathBuf::from(dir)),
@@ -452,6 +482,7 @@ impl RawConfig {
             },
             queue_rows,
             web_listen,
+            web_limits,
             drift_window_rows,
             drift_interval: Duration::from_millis(self.drift.interval_ms),
             grace: Duration::from_millis(self.shutdown.grace_ms),

@@ -1,4 +1,7 @@
-//! The HTTP server: health, readiness and the model card. (The page comes with its own issue.)
+//! The HTTP server: health, readiness, the model card, drift, metrics and the scoring API.
+//! (The page comes with its own issue.)
+
+pub mod api;
 
 use crate::model::Model;
 use axum::extract::State;
@@ -23,6 +26,33 @@ pub struct WebState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The latest drift report (recomputed in the background).
     pub drift: Arc<std::sync::RwLock<crate::drift::DriftReport>>,
+    /// Body, row, time and concurrency limits, and the optional token.
+    pub limits: api::WebLimits,
+    /// Free scoring slots (`limits.max_concurrent` of them).
+    pub score_slots: Arc<tokio::sync::Semaphore>,
+    /// Ignore unknown CSV columns instead of refusing the file.
+    pub allow_extra_columns: bool,
+}
+
+impl WebState {
+    /// State for `model` with nothing connected yet and an empty drift report.
+    pub fn new(
+        model: Arc<Model>,
+        metrics: Arc<crate::metrics::Metrics>,
+        limits: api::WebLimits,
+    ) -> WebState {
+        let slots = limits.max_concurrent.max(1);
+        WebState {
+            model,
+            source_connected: Arc::new(AtomicBool::new(false)),
+            sink_connected: Arc::new(AtomicBool::new(false)),
+            metrics,
+            drift: Arc::default(),
+            limits,
+            score_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+            allow_extra_columns: false,
+        }
+    }
 }
 
 /// The routes.
@@ -33,6 +63,12 @@ pub fn router(state: WebState) -> Router {
         .route("/api/model", get(model_card))
         .route("/metrics", get(metrics))
         .route("/api/drift", get(drift))
+        .route(
+            "/api/score",
+            axum::routing::post(api::score).layer(axum::extract::DefaultBodyLimit::max(
+                state.limits.max_body_bytes,
+            )),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -64,7 +100,10 @@ async fn count_requests(
     response
 }
 
-async fn drift(State(s): State<WebState>) -> Response {
+async fn drift(State(s): State<WebState>, headers: axum::http::HeaderMap) -> Response {
+    if let Err(e) = api::authorize(&s, &headers) {
+        return e.into_response();
+    }
     match s.drift.read() {
         Ok(report) => Json(report.clone()).into_response(),
         Err(_) => (
@@ -116,6 +155,9 @@ async fn readyz(State(s): State<WebState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn model_card(State(s): State<WebState>) -> Json<crate::model::card::ModelCard> {
-    Json(s.model.card().clone())
+async fn model_card(State(s): State<WebState>, headers: axum::http::HeaderMap) -> Response {
+    if let Err(e) = api::authorize(&s, &headers) {
+        return e.into_response();
+    }
+    Json(s.model.card().clone()).into_response()
 }
