@@ -30,6 +30,17 @@ if ! command -v mosquitto >/dev/null; then
   fi
 fi
 
+# The page test drives Debian's Chromium (never a browser a test tool downloads).
+if [[ ! -x /usr/bin/chromium ]]; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "== installing chromium"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "the page test needs Chromium: sudo apt-get install chromium" >&2
+    exit 1
+  fi
+fi
+
 # promtool (Debian's prometheus package) checks the packaged Prometheus config; best effort: the
 # packaging tests say they skipped that check where it cannot be installed.
 if ! command -v promtool >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
@@ -52,6 +63,10 @@ fi
 echo "== Rust tests"
 cargo test --all-targets --locked
 cargo test --doc --locked
+
+echo "== Browser test (playwright-core + Chromium)"
+(cd tests/browser && npm ci --no-audit --no-fund --silent)
+FAULTLINE_BIN="$root/target/debug/faultline" node --test tests/browser/
 
 echo "== Python tests"
 export FAULTLINE_BIN="$root/target/debug/faultline"

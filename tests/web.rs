@@ -243,3 +243,41 @@ async fn a_real_batch_file_scores_and_flags_faulty_wafers() {
     assert_eq!(results.len(), 100);
     assert!(results.iter().any(|r| r["fault"] == true));
 }
+
+#[tokio::test]
+async fn the_page_is_served_with_security_headers_and_nothing_else_is() {
+    let s = state(WebLimits::default());
+    for (path, ct) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/style.css", "text/css"),
+    ] {
+        let res = router(s.clone()).oneshot(get(path)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let h = res.headers();
+        assert!(
+            h[header::CONTENT_TYPE].to_str().unwrap().starts_with(ct),
+            "{path}"
+        );
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+    let index = send(&s, get("/")).await.2;
+    assert!(
+        !index.contains("<script>") && index.contains("src=\"/app.js\""),
+        "no inline script: {index}"
+    );
+    for path in [
+        "/../Cargo.toml",
+        "/static/app.js",
+        "/%2e%2e/Cargo.toml",
+        "/app.js/../../x",
+    ] {
+        let (status, _, _) = send(&s, get(path)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+}

@@ -176,6 +176,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0 && a.len() == b.len()
 }
 
+/// The body of a successful `POST /api/score`.
+#[derive(Debug, Serialize)]
+struct ScoreResponse<'a> {
+    model_version: &'a str,
+    threshold: f32,
+    results: Vec<ScoreResult<'a>>,
+}
+
 /// One result of `POST /api/score`.
 #[derive(Debug, Serialize)]
 struct ScoreResult<'a> {
@@ -280,11 +288,13 @@ pub async fn score(
                     .collect(),
             })
             .collect();
-        Ok(Json(json!({
-            "model_version": model.version(),
-            "threshold": model.threshold(),
-            "results": results,
-        }))
+        // A typed body, not json!: json! widens f32 to f64 and prints 0.19673949480056763 where
+        // the CLI and the stream print the f32 0.1967395.
+        Ok(Json(ScoreResponse {
+            model_version: model.version(),
+            threshold: model.threshold(),
+            results,
+        })
         .into_response())
     });
     match tokio::time::timeout(s.limits.request_timeout, work).await {

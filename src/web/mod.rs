@@ -2,6 +2,7 @@
 //! (The page comes with its own issue.)
 
 pub mod api;
+pub mod page;
 
 use crate::model::Model;
 use axum::extract::State;
@@ -58,6 +59,9 @@ impl WebState {
 /// The routes.
 pub fn router(state: WebState) -> Router {
     Router::new()
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/style.css", get(page::style))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/model", get(model_card))
@@ -73,6 +77,7 @@ pub fn router(state: WebState) -> Router {
             state.clone(),
             count_requests,
         ))
+        .layer(axum::middleware::from_fn(page::security_headers))
         .with_state(state)
 }
 

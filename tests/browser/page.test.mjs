@@ -1,0 +1,179 @@
+// The page in a real browser: Debian's Chromium driven by playwright-core against the real
+// `faultline serve`. Upload a wafer batch file, make a cell invalid and see the error, fix it,
+// score, find a known faulty wafer flagged, move the threshold slider, download the results and
+// compare them with `faultline score` on the same edited file. A screenshot is kept under
+// target/browser/.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = process.env.FAULTLINE_BIN || join(ROOT, 'target', 'debug', 'faultline');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
+    s.on('error', fail);
+  });
+}
+
+/** A tiny RFC 4180 parser for the test's own checks. */
+function parseCsv(text) {
+  const rows = []; let row = []; let cell = ''; let q = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (q) {
+      if (c === '"') { if (text[i + 1] === '"') { cell += '"'; i++; } else q = false; } else cell += c;
+    } else if (c === '"') q = true;
+    else if (c === ',') { row.push(cell); cell = ''; }
+    else if (c === '\n' || c === '\r') {
+      if (c === '\r' && text[i + 1] === '\n') i++;
+      row.push(cell); rows.push(row); row = []; cell = '';
+    } else cell += c;
+  }
+  if (cell !== '' || row.length) { row.push(cell); rows.push(row); }
+  return rows;
+}
+
+/** The wafer file to upload: a real batch file where this machine has the data, else the sample. */
+function inputFile() {
+  const data = process.env.FAULTLINE_DATA_DIR || join(ROOT, '..', 'shared', 'data');
+  const real = join(data, 'wafer', 'Training_Batch_Files', 'wafer_20012020_090819.csv');
+  if (existsSync(real)) return { path: real, real: true };
+  if (process.env.FAULTLINE_REQUIRE_DATA === '1') throw new Error(`FAULTLINE_REQUIRE_DATA=1 but ${real} is absent`);
+  console.log(`real wafer data absent (${real}): using examples/wafers.csv`);
+  return { path: join(ROOT, 'examples', 'wafers.csv'), real: false };
+}
+
+async function waitHealthy(url, ms) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try { if ((await fetch(url + '/healthz')).ok) return; } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`faultline did not answer ${url}/healthz within ${ms} ms`);
+}
+
+test('upload, edit, score, slide, download: the page agrees with faultline score', { timeout: 180_000 }, async () => {
+  const { path: input, real } = inputFile();
+  const [brokerPort, webPort] = [await freePort(), await freePort()];
+  const url = `http://127.0.0.1:${webPort}`;
+  const server = spawn(BIN, ['serve'], {
+    env: { ...process.env, FAULTLINE_BROKER__LISTEN: `127.0.0.1:${brokerPort}`, FAULTLINE_WEB__LISTEN: `127.0.0.1:${webPort}`, RUST_LOG: 'warn,rumqttd=off' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const work = mkdtempSync(join(tmpdir(), 'faultline-page-'));
+  const shots = join(ROOT, 'target', 'browser');
+  mkdirSync(shots, { recursive: true });
+  let browser;
+  try {
+    await waitHealthy(url, 20_000);
+    const card = await (await fetch(url + '/api/model')).json();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+        '--no-first-run', '--disable-component-update', '--disable-sync'],
+    });
+    const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1400, height: 900 } });
+    const page = await context.newPage();
+    const consoleErrors = [];
+    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    await page.goto(url);
+    await page.waitForFunction((v) => document.querySelector('#model-card')?.textContent.includes(v), card.version);
+
+    // Upload.
+    const original = parseCsv(readFileSync(input, 'utf8')).filter((r) => r.length > 1);
+    const header = original[0];
+    const rows = original.length - 1;
+    await page.setInputFiles('#file-input', input);
+    await page.waitForFunction((n) => document.querySelector('#table-info')?.textContent.includes(`${n} rows`), rows);
+
+    // An invalid edit is marked at once and blocks scoring.
+    const cell = '[data-row="0"][data-col="Sensor-1"]';
+    await page.dblclick(cell);
+    await page.fill('input.cell-editor', 'abc');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector(`${cell}.invalid`);
+    assert.match(await page.textContent('#errors'), /'abc' is not a number/);
+    assert.equal(await page.isDisabled('#score-button'), true, 'an invalid cell must block scoring');
+
+    // Fixed, it stays highlighted as edited and scoring is allowed again.
+    await page.dblclick(cell);
+    await page.fill('input.cell-editor', '3001.5');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector(`${cell}.edited:not(.invalid)`);
+    assert.equal(await page.isDisabled('#score-button'), false);
+
+    // The same edit, made to the file for `faultline score`.
+    const edited = original.map((r) => r.slice());
+    edited[1][header.indexOf('Sensor-1')] = '3001.5';
+    const editedPath = join(work, 'edited.csv');
+    writeFileSync(editedPath, edited.map((r) => r.join(',')).join('\n') + '\n');
+    const cliOut = join(work, 'cli.csv');
+    execFileSync(BIN, ['score', '--input', editedPath, '--output', cliOut]);
+    const cli = parseCsv(readFileSync(cliOut, 'utf8'));
+    const cliHead = cli[0];
+    const cliRows = cli.slice(1).filter((r) => r.length > 1);
+    const col = (name) => cliHead.indexOf(name);
+
+    // Score.
+    await page.click('#score-button');
+    await page.waitForFunction(() => /wafers? flagged/.test(document.querySelector('#summary')?.textContent || ''));
+    const flagged = cliRows.filter((r) => r[col('fault')] === 'true');
+    assert.match(await page.textContent('#summary'), new RegExp(`${flagged.length} of ${rows} wafers flagged`));
+
+    // A known faulty wafer (labelled +1 in the real file) that the model flags is highlighted.
+    const known = (real ? flagged.filter((r) => r[col('Good/Bad')] === '1') : flagged)
+      .sort((a, b) => Number(b[col('probability')]) - Number(a[col('probability')]))[0];
+    assert.ok(known, 'the model flags at least one wafer of this file');
+    await page.check('#filter-faults');
+    await page.click('#sort-probability');
+    const idCell = page.locator(`[data-col="id"]`, { hasText: new RegExp(`^${known[col('id')]}$`) });
+    await idCell.first().waitFor();
+    const rowIndex = await idCell.first().getAttribute('data-row');
+    assert.equal(await page.locator(`[data-row="${rowIndex}"][data-col="fault"]`).first().textContent(), 'true');
+
+    // The slider recounts without re-scoring.
+    const at = 0.5;
+    const expectedAt = cliRows.filter((r) => Number(r[col('probability')]) >= at).length;
+    await page.$eval('#threshold', (el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', { bubbles: true })); }, at);
+    await page.waitForFunction((n) => document.querySelector('#threshold-count')?.textContent.startsWith(`${n} wafer`), expectedAt);
+    await page.$eval('#threshold', (el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', { bubbles: true })); }, card.threshold);
+    await page.waitForFunction((n) => document.querySelector('#threshold-count')?.textContent.startsWith(`${n} wafer`), flagged.length);
+    await page.uncheck('#filter-faults');
+    await page.screenshot({ path: join(shots, 'page.png') });
+
+    // Download and compare with the CLI, row by row.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-button')]);
+    const downloaded = join(work, 'download.csv');
+    await download.saveAs(downloaded);
+    const got = parseCsv(readFileSync(downloaded, 'utf8')).filter((r) => r.length > 1);
+    const gotHead = got[0];
+    assert.deepEqual(gotHead.slice(-4), ['probability', 'fault', 'top_sensors', 'model_version']);
+    assert.deepEqual(gotHead.slice(1, header.length), header.slice(1));
+    assert.equal(got.length - 1, cliRows.length);
+    const g = (name) => gotHead.indexOf(name);
+    for (let i = 0; i < cliRows.length; i++) {
+      const [a, b] = [got[i + 1], cliRows[i]];
+      assert.equal(a[0], b[col('id')], `row ${i + 1} id`);
+      assert.ok(Math.abs(Number(a[g('probability')]) - Number(b[col('probability')])) <= 1e-6, `row ${i + 1} probability`);
+      assert.equal(a[g('fault')], b[col('fault')], `row ${i + 1} fault`);
+      assert.equal(a[g('model_version')], card.version);
+    }
+    assert.equal(got[1][g('Sensor-1')], '3001.5', 'the download carries the edit');
+    assert.deepEqual(consoleErrors, [], 'no errors in the browser console');
+    console.log(`page test: ${rows} rows (${real ? 'real batch file' : 'synthetic sample'}), ${flagged.length} flagged, screenshot ${join(shots, 'page.png')}`);
+  } finally {
+    if (browser) await browser.close();
+    server.kill('SIGTERM');
+  }
+});
