@@ -67,7 +67,7 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
   const [brokerPort, webPort] = [await freePort(), await freePort()];
   const url = `http://127.0.0.1:${webPort}`;
   const server = spawn(BIN, ['serve'], {
-    env: { ...process.env, FAULTLINE_BROKER__LISTEN: `127.0.0.1:${brokerPort}`, FAULTLINE_WEB__LISTEN: `127.0.0.1:${webPort}`, RUST_LOG: 'warn,rumqttd=off' },
+    env: { ...process.env, FAULTLINE_BROKER__LISTEN: `127.0.0.1:${brokerPort}`, FAULTLINE_WEB__LISTEN: `127.0.0.1:${webPort}`, FAULTLINE_DRIFT__INTERVAL_MS: '200', RUST_LOG: 'warn,rumqttd=off' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const work = mkdtempSync(join(tmpdir(), 'faultline-page-'));
@@ -170,6 +170,17 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
       assert.equal(a[g('model_version')], card.version);
     }
     assert.equal(got[1][g('Sensor-1')], '3001.5', 'the download carries the edit');
+
+    // Drift: stream the same wafers with Sensor-1 far off its training median through the bus;
+    // the page's drift panel names the sensor.
+    const drifted = original.map((r) => r.slice());
+    for (let i = 1; i < drifted.length; i++) drifted[i][header.indexOf('Sensor-1')] = '99999';
+    const driftedPath = join(work, 'drifted.csv');
+    writeFileSync(driftedPath, drifted.map((r) => r.join(',')).join('\n') + '\n');
+    execFileSync(BIN, ['replay', driftedPath, '--to', `mqtt://127.0.0.1:${brokerPort}/faultline/rows`]);
+    await page.waitForSelector('#drift-rows tr[data-sensor="Sensor-1"]', { timeout: 30_000 });
+    assert.match(await page.textContent('#drift-summary'), /[1-9]\d* sensors? out of range/);
+    await page.screenshot({ path: join(shots, 'drift.png') });
     assert.deepEqual(consoleErrors, [], 'no errors in the browser console');
     console.log(`page test: ${rows} rows (${real ? 'real batch file' : 'synthetic sample'}), ${flagged.length} flagged, screenshot ${join(shots, 'page.png')}`);
   } finally {

@@ -8,7 +8,7 @@
 // Layout of this file, one section per stage of the data flow:
 //   1. constants and DOM handles
 //   2. API access: the bearer token is asked for once and kept in sessionStorage
-//   3. the model card
+//   3. the model card and the drift panel (GET /api/drift, polled)
 //   4. cell rules (what an id, sensor or label cell may hold) and the CLI's number formats
 //   5. loading: file checks, FileReader, a chunked RFC 4180 parser, the header check
 //   6. the table: cell access, edits, undo
@@ -39,6 +39,17 @@
   /** How long one parsing or export slice may hold the main thread, in milliseconds. */
   const SLICE_MS = 16;
   const TOKEN_KEY = 'faultline.token';
+  /** Whether the drift panel is open, kept across reloads. */
+  const DRIFT_OPEN_KEY = 'faultline.drift-open';
+  /** How often the drift report is fetched, in milliseconds; after failures the wait doubles up to DRIFT_MAX_MS. */
+  const DRIFT_POLL_MS = 5000;
+  const DRIFT_MAX_MS = 60000;
+  /** Out-of-range sensors listed in the drift table (the daemon sends them worst first). */
+  const DRIFT_ROWS = 10;
+  /** Rows the daemon's window must hold before it judges any sensor (src/drift.rs MIN_ROWS). */
+  const DRIFT_MIN_ROWS = 50;
+  /** The daemon's reason codes, as the table shows them. */
+  const DRIFT_REASONS = { median_shift: 'median shift', missing_rate: 'missing rate' };
   const LABEL_COLUMN = 'Good/Bad';
   /** Spellings of a missing value, exactly as the daemon accepts them (src/row/mod.rs). */
   const MISSING = new Set(['', 'NA', 'NaN', 'nan', 'null', 'NULL']);
@@ -82,6 +93,12 @@
     tokenForm: $('token-form'),
     tokenInput: $('token-input'),
     tokenMessage: $('token-message'),
+    driftDetails: $('drift-details'),
+    driftSummary: $('drift-summary'),
+    driftError: $('drift-error'),
+    driftTable: $('drift-table'),
+    driftRows: $('drift-rows'),
+    driftNote: $('drift-note'),
   };
 
   /** The model card, once loaded. */
@@ -151,6 +168,7 @@
         clear(ui.card);
         ui.card.append(el('p', 'muted', 'Waiting for the access token…'));
       }
+      if (!driftShown) ui.driftSummary.textContent = 'Waiting for the access token…';
       ui.tokenForm.hidden = false;
       ui.tokenInput.value = '';
       ui.tokenInput.focus();
@@ -283,6 +301,150 @@
     const d = new Date(iso);
     if (!iso || Number.isNaN(d.getTime())) return String(iso || 'unknown');
     return `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+  }
+
+  // The drift panel: polled every DRIFT_POLL_MS (one request at a time, none while the tab is
+  // hidden). A failure shows one message in the panel, keeps the last report and retries quietly,
+  // waiting longer after each failure in a row.
+
+  let driftTimer = 0;
+  let driftBusy = false;
+  let driftFailures = 0;
+  /** Whether a report was shown yet (an error then keeps it, marked as stale). */
+  let driftShown = false;
+  /** The sensors the table shows, as JSON: an unchanged report does not rebuild it. */
+  let driftKey = '';
+
+  function scheduleDrift(ms) {
+    clearTimeout(driftTimer);
+    driftTimer = setTimeout(pollDrift, ms);
+  }
+
+  async function pollDrift() {
+    driftTimer = 0;
+    if (driftBusy || document.hidden) return; // a hidden tab resumes on visibilitychange
+    driftBusy = true;
+    try {
+      renderDrift(await getJson('/api/drift'));
+      driftFailures = 0;
+      showDriftError(null);
+    } catch (e) {
+      driftFailures += 1;
+      showDriftError(e);
+    } finally {
+      driftBusy = false;
+      scheduleDrift(driftDelay());
+    }
+  }
+
+  function driftDelay() {
+    return driftFailures ? Math.min(DRIFT_MAX_MS, DRIFT_POLL_MS * 2 ** (driftFailures - 1)) : DRIFT_POLL_MS;
+  }
+
+  function showDriftError(e) {
+    ui.driftSummary.classList.toggle('stale', Boolean(e) && driftShown);
+    if (!e) {
+      ui.driftError.hidden = true;
+      ui.driftError.textContent = '';
+      return;
+    }
+    // fetch rejects with a TypeError when the daemon cannot be reached.
+    const unreachable = !(e instanceof ApiError) && e instanceof TypeError && /fetch|network/i.test(e.message);
+    const why = unreachable ? 'Faultline could not be reached; is the daemon running?' : sentence(e.message);
+    const kept = driftShown ? ' The panel shows the last report.' : '';
+    const text = `The drift report cannot be loaded. ${why}${kept} Retrying in the background.`;
+    if (!driftShown) ui.driftSummary.textContent = 'Drift report unavailable.';
+    if (ui.driftError.textContent !== text) ui.driftError.textContent = text;
+    ui.driftError.hidden = false;
+  }
+
+  /** Renders one /api/drift answer: the summary line, and the worst sensors in the table. */
+  function renderDrift(report) {
+    const r = report || {};
+    const rows = Number(r.window_rows) || 0;
+    const out = Number(r.sensors_out_of_range) || 0;
+    const sensors = Array.isArray(r.sensors) ? r.sensors : [];
+    driftShown = true;
+    // Parts of the summary line; the out-of-range count is marked when it is not 0.
+    const parts = r.judged
+      ? [`${plural(rows, 'recent row')} from the bus · `, `${plural(out, 'sensor')} out of range`,
+        ` · missing cells ${percent(r.missing_ratio)} · mean P(fault) ${fixed(r.score_mean, 3)}`]
+      : [`Not enough streamed rows yet (${fmtInt(rows)} of ${DRIFT_MIN_ROWS})`];
+    if (ui.driftSummary.textContent !== parts.join('')) {
+      clear(ui.driftSummary);
+      if (r.judged) ui.driftSummary.append(parts[0], el('span', out > 0 ? 'drift-out alert' : 'drift-out', parts[1]), parts[2]);
+      else ui.driftSummary.append(parts[0]);
+    }
+    ui.driftSummary.title = Number.isFinite(Number(r.rows_seen))
+      ? `${plural(Number(r.rows_seen), 'row')} scored from the message bus since the daemon started`
+      : '';
+
+    const shown = r.judged ? sensors.slice(0, DRIFT_ROWS) : [];
+    let note = '';
+    if (r.judged && !sensors.length) note = 'No sensor is out of range.';
+    else if (sensors.length < out || shown.length < sensors.length) note = `The ${shown.length} worst of ${plural(Math.max(out, sensors.length), 'sensor')} out of range are listed.`;
+    ui.driftNote.textContent = note;
+    ui.driftNote.hidden = !note;
+    ui.driftTable.hidden = !shown.length;
+
+    const key = JSON.stringify(shown);
+    if (key === driftKey) return;
+    driftKey = key;
+    clear(ui.driftRows);
+    for (const s of shown) {
+      const reasons = Array.isArray(s.reasons) ? s.reasons : [];
+      const tr = el('tr');
+      tr.dataset.sensor = String(s.sensor);
+      tr.append(el('td', '', String(s.sensor)));
+      tr.append(el('td', '', reasons.map((x) => DRIFT_REASONS[x] || String(x)).join(', ')));
+      const median = el('td', 'num', driftNumber(s.median));
+      median.append(' ', el('span', 'training', `(${driftNumber(s.training_median)})`));
+      const shift = el('td', 'num', isNumber(s.shift_z) ? signed1(s.shift_z) : '—');
+      const missing = el('td', 'num', percent(s.missing_ratio));
+      missing.append(' ', el('span', 'training', `(${percent(s.training_missing_ratio)})`));
+      if (reasons.includes('median_shift')) {
+        median.classList.add('hit');
+        shift.classList.add('hit');
+      }
+      if (reasons.includes('missing_rate')) missing.classList.add('hit');
+      tr.append(median, shift, missing);
+      ui.driftRows.append(tr);
+    }
+  }
+
+  function isNumber(x) {
+    return typeof x === 'number' && Number.isFinite(x);
+  }
+
+  /** A sensor value with 4 significant digits, never in exponent form; '—' when absent. */
+  function driftNumber(x) {
+    return isNumber(x) ? plainNumber(Number(x.toPrecision(4))) : '—';
+  }
+
+  function percent(x) {
+    return isNumber(x) ? `${(100 * x).toFixed(1)}%` : '—';
+  }
+
+  function fixed(x, digits) {
+    return isNumber(x) ? x.toFixed(digits) : '—';
+  }
+
+  function signed1(x) {
+    const t = Math.abs(x).toFixed(1);
+    return `${x < 0 && t !== '0.0' ? '-' : '+'}${t}`;
+  }
+
+  function startDrift() {
+    try {
+      if (localStorage.getItem(DRIFT_OPEN_KEY) === 'false') ui.driftDetails.open = false;
+    } catch (_) { /* storage unavailable: open */ }
+    ui.driftDetails.addEventListener('toggle', () => {
+      try { localStorage.setItem(DRIFT_OPEN_KEY, String(ui.driftDetails.open)); } catch (_) { /* not kept */ }
+    });
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden && !driftBusy) scheduleDrift(0);
+    });
+    pollDrift();
   }
 
   // ---------------------------------------------------------------- 4. cell rules and number formats
@@ -1962,4 +2124,5 @@
 
   updateControls();
   loadCard();
+  startDrift();
 })();
