@@ -19,34 +19,34 @@ if [[ "${FAULTLINE_REQUIRE_DATA:-0}" == 1 && ! -d "${FAULTLINE_DATA_DIR:-/nonexi
 fi
 echo "== real wafer data: ${FAULTLINE_DATA_DIR:-absent (real-data tests will report that they were skipped)}"
 
-# The broker tests start their own Mosquitto (Debian's package) on free ports.
-if ! command -v mosquitto >/dev/null; then
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    echo "== installing mosquitto"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
-  else
-    echo "the broker tests need mosquitto: sudo apt-get install mosquitto" >&2
-    exit 1
+# Installs Debian packages when root with apt; returns non-zero otherwise. Lists are updated once.
+apt_updated=0
+apt_install() {
+  [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null || return 1
+  echo "== installing $*"
+  if [[ $apt_updated == 0 ]]; then
+    apt-get update -qq || return 1
+    apt_updated=1
   fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# The broker tests start their own Mosquitto (Debian's package) on free ports.
+if ! command -v mosquitto >/dev/null && ! apt_install mosquitto; then
+  echo "the broker tests need mosquitto: sudo apt-get install mosquitto" >&2
+  exit 1
 fi
 
 # The page test drives Debian's Chromium (never a browser a test tool downloads).
-if [[ ! -x /usr/bin/chromium ]]; then
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    echo "== installing chromium"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    echo "the page test needs Chromium: sudo apt-get install chromium" >&2
-    exit 1
-  fi
+if [[ ! -x /usr/bin/chromium ]] && ! apt_install chromium; then
+  echo "the page test needs Chromium: sudo apt-get install chromium" >&2
+  exit 1
 fi
 
 # promtool (Debian's prometheus package) checks the packaged Prometheus config; best effort: the
 # packaging tests say they skipped that check where it cannot be installed.
-if ! command -v promtool >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-  echo "== installing promtool (prometheus)"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >/dev/null 2>&1 \
-    || echo "   could not install prometheus; the promtool checks will be skipped"
+if ! command -v promtool >/dev/null && ! apt_install --no-install-recommends prometheus 2>/dev/null; then
+  echo "   no promtool; the promtool checks will be skipped"
 fi
 
 echo "== Python environment (.venv, training/requirements.txt)"

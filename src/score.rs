@@ -3,7 +3,7 @@
 //! Output columns: `id,probability,fault,top_sensors,model_version`, plus `Good/Bad` when the input
 //! has it. Memory does not grow with the file: rows are read, scored and written a batch at a time.
 
-use crate::model::Model;
+use crate::model::{Model, Verdict};
 use crate::row::csv::{CsvError, CsvOptions, CsvRows, LABEL_COLUMN};
 use crate::row::Schema;
 use std::io::{Read, Write};
@@ -48,6 +48,21 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The columns of a verdict in CSV (`faultline score` and `POST /api/score` with `Accept: text/csv`).
+pub const VERDICT_COLUMNS: [&str; 5] =
+    ["id", "probability", "fault", "top_sensors", "model_version"];
+
+/// One verdict as a CSV record in [`VERDICT_COLUMNS`] order; the id is made spreadsheet-safe.
+pub fn verdict_record(model: &Model, v: &Verdict) -> [String; 5] {
+    [
+        spreadsheet_safe(&v.id).into_owned(),
+        v.probability.to_string(),
+        v.fault.to_string(),
+        model.describe_sensors(&v.top_sensors),
+        model.version().to_string(),
+    ]
+}
+
 /// Scores every row of `input` and writes the verdicts to `output` as CSV.
 pub fn score_csv<R: Read, W: Write>(
     model: &Model,
@@ -59,7 +74,7 @@ pub fn score_csv<R: Read, W: Write>(
     let mut rows = CsvRows::new(input, &schema, options)?;
     let labelled = rows.has_labels();
     let mut out = csv::Writer::from_writer(output);
-    let mut header = vec!["id", "probability", "fault", "top_sensors", "model_version"];
+    let mut header = VERDICT_COLUMNS.to_vec();
     if labelled {
         header.push(LABEL_COLUMN);
     }
@@ -68,18 +83,9 @@ pub fn score_csv<R: Read, W: Write>(
     while let Some(batch) = rows.next_batch()? {
         let verdicts = model.score(&batch);
         for (v, label) in verdicts.iter().zip(&batch.labels) {
-            let probability = v.probability.to_string();
-            let sensors = model.describe_sensors(&v.top_sensors);
-            let label = label.map(|l| l.to_string()).unwrap_or_default();
-            let mut record = vec![
-                spreadsheet_safe(&v.id).into_owned(),
-                probability,
-                v.fault.to_string(),
-                sensors,
-                model.version().to_string(),
-            ];
+            let mut record = verdict_record(model, v).to_vec();
             if labelled {
-                record.push(label);
+                record.push(label.map(|l| l.to_string()).unwrap_or_default());
             }
             out.write_record(&record)?;
             summary.faults += usize::from(v.fault);

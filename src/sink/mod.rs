@@ -6,7 +6,7 @@
 
 pub mod mqtt;
 
-use crate::model::{Model, Verdict};
+use crate::model::{Deviation, Model, Verdict};
 use serde::Serialize;
 
 /// One sensor in a verdict message.
@@ -18,6 +18,19 @@ pub struct SensorMessage<'a> {
     pub value: f32,
     /// Robust z-score against the training distribution.
     pub z: f32,
+}
+
+impl<'a> SensorMessage<'a> {
+    /// A verdict's top sensors, named by `model`.
+    pub fn list(model: &'a Model, top: &[Deviation]) -> Vec<SensorMessage<'a>> {
+        top.iter()
+            .map(|d| SensorMessage {
+                sensor: &model.features()[d.index],
+                value: d.value,
+                z: d.z,
+            })
+            .collect()
+    }
 }
 
 /// A verdict as published on the faults and scores topics.
@@ -48,15 +61,7 @@ impl<'a> VerdictMessage<'a> {
             fault: v.fault,
             threshold: model.threshold(),
             model_version: model.version(),
-            top_sensors: v
-                .top_sensors
-                .iter()
-                .map(|d| SensorMessage {
-                    sensor: &model.features()[d.index],
-                    value: d.value,
-                    z: d.z,
-                })
-                .collect(),
+            top_sensors: SensorMessage::list(model, &v.top_sensors),
             scored_at,
         }
     }

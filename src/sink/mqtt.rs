@@ -151,13 +151,6 @@ impl MqttPublisher {
 
     /// Disconnects cleanly and waits (briefly) for the event loop to end.
     pub async fn close(self) {
-        let _ = self.client.disconnect().await;
-        let mut task = self.task;
-        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-        }
+        crate::source::disconnect(&self.client, self.task).await;
     }
 }

@@ -39,6 +39,17 @@ pub enum Ack {
     None,
 }
 
+/// Disconnects an MQTT client cleanly and waits up to 2 s for its event loop task to end.
+pub async fn disconnect(client: &rumqttc::AsyncClient, mut task: tokio::task::JoinHandle<()>) {
+    let _ = client.disconnect().await;
+    if tokio::time::timeout(Duration::from_secs(2), &mut task)
+        .await
+        .is_err()
+    {
+        task.abort();
+    }
+}
+
 /// Capped exponential backoff for reconnecting: 100 ms doubling to 10 s.
 #[derive(Debug, Clone)]
 pub struct Backoff {

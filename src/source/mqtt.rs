@@ -181,14 +181,7 @@ impl MqttSource {
     /// Disconnects after the last acknowledgement was queued, and waits for the event loop.
     pub async fn close(self) {
         self.stop.send_replace(true);
-        let _ = self.client.disconnect().await;
-        let mut task = self.task;
-        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-        }
+        super::disconnect(&self.client, self.task).await;
     }
 }
 

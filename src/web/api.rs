@@ -258,15 +258,9 @@ pub async fn score(
         if wants_csv {
             let mut out = Vec::new();
             let mut w = csv::Writer::from_writer(&mut out);
-            let _ = w.write_record(["id", "probability", "fault", "top_sensors", "model_version"]);
+            let _ = w.write_record(crate::score::VERDICT_COLUMNS);
             for v in &verdicts {
-                let _ = w.write_record([
-                    crate::score::spreadsheet_safe(&v.id).as_ref(),
-                    &v.probability.to_string(),
-                    &v.fault.to_string(),
-                    &model.describe_sensors(&v.top_sensors),
-                    model.version(),
-                ]);
+                let _ = w.write_record(crate::score::verdict_record(&model, v));
             }
             drop(w);
             return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
@@ -277,15 +271,7 @@ pub async fn score(
                 id: &v.id,
                 probability: v.probability,
                 fault: v.fault,
-                top_sensors: v
-                    .top_sensors
-                    .iter()
-                    .map(|d| SensorMessage {
-                        sensor: &model.features()[d.index],
-                        value: d.value,
-                        z: d.z,
-                    })
-                    .collect(),
+                top_sensors: SensorMessage::list(&model, &v.top_sensors),
             })
             .collect();
         // A typed body, not json!: json! widens f32 to f64 and prints 0.19673949480056763 where
