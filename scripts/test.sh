@@ -60,9 +60,35 @@ if [[ ! -f $stamp || "$(cat $stamp)" != "$want" ]]; then
   echo "$want" > $stamp
 fi
 
-echo "== Rust tests"
-cargo test --all-targets --locked
-cargo test --doc --locked
+echo "== Rust tests (with Kafka; the Kafka tests run on librdkafka's in-process MockCluster)"
+cargo test --all-targets --locked --features kafka
+cargo test --doc --locked --features kafka
+
+# The same Kafka tests against a real Kafka-protocol broker: tansu, built once into target/tools
+# (about 11 minutes on 2 cores the first time; reused after). FAULTLINE_SKIP_TANSU=1 skips it.
+if [[ "${FAULTLINE_SKIP_TANSU:-0}" == 1 ]]; then
+  echo "== Kafka tests on tansu: SKIPPED (FAULTLINE_SKIP_TANSU=1)"
+else
+  tansu=$root/target/tools/bin/tansu
+  if [[ ! -x $tansu ]]; then
+    echo "== installing tansu 0.6.0 into target/tools (first run only)"
+    cargo install --quiet --root "$root/target/tools" --target-dir "$root/target/tansu-build" \
+      tansu --version 0.6.0 --locked --features dynostore
+  fi
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  echo "== Kafka tests on tansu (127.0.0.1:$port)"
+  "$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine memory://tansu/ > "$root/target/tansu.log" 2>&1 &
+  tansu_pid=$!
+  trap 'kill $tansu_pid 2>/dev/null || true' EXIT
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+    sleep 0.1
+  done
+  KAFKA_BOOTSTRAP=127.0.0.1:$port cargo test --locked --features kafka --test kafka
+  kill $tansu_pid 2>/dev/null || true
+  trap - EXIT
+fi
 
 echo "== Browser test (playwright-core + Chromium)"
 (cd tests/browser && npm ci --no-audit --no-fund --silent)

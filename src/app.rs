@@ -1,10 +1,12 @@
 //! Wiring for `faultline serve`: channels, tasks and shutdown. No logic of its own.
 //!
 //! ```text
-//! MQTT source ──Incoming──► batcher ──Vec<Incoming>──► scorer (blocking pool) ──► publisher ──► broker
-//!      ▲                                                    │
-//!      └────────────── PUBACK (acker, after the broker has acknowledged the outputs) ◄──┘
+//! source ──Incoming──► batcher ──Vec<Incoming>──► scorer (blocking pool) ──► publisher ──► broker
+//!   ▲                                                    │
+//!   └──── PUBACK / offset store (acker, after the broker acknowledged the outputs) ◄──┘
 //! ```
+//!
+//! The source and the publisher are on the same bus: MQTT (external or embedded) or Kafka.
 //!
 //! Every queue is bounded; the in-flight semaphore bounds rows read but not yet acknowledged.
 //! When it is full the source stops reading and the broker holds the rest.
@@ -15,9 +17,9 @@ use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::row::Schema;
 use crate::sink::mqtt::MqttPublisher;
-use crate::sink::{now_rfc3339, DeadLetter, VerdictMessage};
-use crate::source::mqtt::{MqttSource, SourceOptions};
-use crate::source::{Ack, Incoming};
+use crate::sink::{now_rfc3339, DeadLetter, Output, Publisher, VerdictMessage};
+use crate::source::mqtt::MqttSource;
+use crate::source::{Ack, Incoming, Source, SourceOptions};
 use crate::web::{router, WebState};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +43,11 @@ pub enum AppError {
     /// A pipeline task failed.
     #[error("the pipeline stopped: {0}")]
     Pipeline(String),
+    /// The Kafka client could not be created (a property librdkafka refuses, say).
+    #[error(
+        "cannot start the Kafka client: {0}; check [source.kafka] (FAULTLINE_SOURCE__KAFKA__*)"
+    )]
+    Kafka(String),
 }
 
 /// A batch scored and published, waiting for the broker's acknowledgements.
@@ -60,9 +67,9 @@ pub struct App {
     /// Turns true to stop.
     stop: watch::Sender<bool>,
     /// The pipeline's tasks, ended in order by [`App::shutdown`].
-    source: MqttSource,
+    source: Source,
     batcher: JoinHandle<()>,
-    scorer: JoinHandle<Result<MqttPublisher, AppError>>,
+    scorer: JoinHandle<Result<Publisher, AppError>>,
     acker: JoinHandle<()>,
     web: JoinHandle<()>,
     /// Shutdown grace period.
@@ -77,7 +84,12 @@ pub struct App {
 
 /// Starts every part of `faultline serve`, returning once they run.
 pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(match config.source {
+        SourceKind::Kafka => {
+            Metrics::new().for_bus(crate::metrics::SOURCE_KAFKA, crate::metrics::SINK_KAFKA)
+        }
+        _ => Metrics::new().for_bus(crate::metrics::SOURCE_MQTT, crate::metrics::SINK_MQTT),
+    });
     metrics.set_model(model.version(), model.threshold());
     let drift = Arc::new(std::sync::Mutex::new(DriftWindow::new(
         model.width(),
@@ -107,21 +119,17 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
     let (batch_tx, batch_rx) = mpsc::channel::<Vec<Incoming>>(2);
     let (pending_tx, pending_rx) = mpsc::channel::<Pending>(config.queue_rows.get().min(4096));
 
-    let publisher = MqttPublisher::start(&config.mqtt, MAX_PAYLOAD_BYTES + 1024);
+    let options = SourceOptions {
+        schema: Schema::new(model.features()),
+        in_flight: in_flight.clone(),
+        max_permits: permits,
+        max_payload_bytes: MAX_PAYLOAD_BYTES,
+        metrics: metrics.clone(),
+    };
+    let (source, publisher) = connect(config, options, incoming_tx)?;
     let acked = publisher.acked();
     let failure = publisher.failure();
     let sink_connected = publisher.connected();
-    let source = MqttSource::start(
-        &config.mqtt,
-        SourceOptions {
-            schema: Schema::new(model.features()),
-            in_flight: in_flight.clone(),
-            max_permits: permits,
-            max_payload_bytes: MAX_PAYLOAD_BYTES,
-            metrics: metrics.clone(),
-        },
-        incoming_tx,
-    );
     let source_connected = source.connected();
     let acker_client = source.acker();
 
@@ -155,11 +163,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
                 return;
             }
             for (ack, permit, received, rows) in p.acks {
-                if let Ack::Mqtt(publish) = ack {
-                    if let Err(e) = acker_client.ack(&publish).await {
-                        warn!(error = %e, "Could not acknowledge a message; the broker will redeliver it.");
-                    }
-                }
+                acker_client.ack(ack).await;
                 drop(permit);
                 let latency = received.elapsed().as_secs_f64();
                 for _ in 0..rows {
@@ -221,7 +225,14 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
             error!(error = %e, "The HTTP server failed.");
         }
     });
-    info!(web = %web_addr, subscription = %config.mqtt.subscription(), "faultline is serving.");
+    match &config.kafka {
+        Some(k) => {
+            info!(web = %web_addr, brokers = %k.brokers, topic = %k.topic, group = %k.group_id, "faultline is serving.")
+        }
+        None => {
+            info!(web = %web_addr, subscription = %config.mqtt.subscription(), "faultline is serving.")
+        }
+    }
     Ok(App {
         web_addr,
         stop,
@@ -237,6 +248,26 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
     })
 }
 
+/// The source and the publisher for the configured bus.
+fn connect(
+    config: &Config,
+    options: SourceOptions,
+    incoming: mpsc::Sender<Incoming>,
+) -> Result<(Source, Publisher), AppError> {
+    #[cfg(feature = "kafka")]
+    if let Some(k) = &config.kafka {
+        let kafka = |e: rdkafka::error::KafkaError| AppError::Kafka(e.to_string());
+        let publisher = crate::sink::kafka::KafkaPublisher::start(k, MAX_PAYLOAD_BYTES + 1024)
+            .map_err(kafka)?;
+        let source =
+            crate::source::kafka::KafkaSource::start(k, options, incoming).map_err(kafka)?;
+        return Ok((Source::Kafka(source), Publisher::Kafka(publisher)));
+    }
+    let publisher = MqttPublisher::start(&config.mqtt, MAX_PAYLOAD_BYTES + 1024);
+    let source = MqttSource::start(&config.mqtt, options, incoming);
+    Ok((Source::Mqtt(source), Publisher::Mqtt(publisher)))
+}
+
 /// Where outputs go.
 struct Topics {
     faults: String,
@@ -247,18 +278,16 @@ struct Topics {
 /// Scores each batch off the runtime, publishes its outputs and hands its acknowledgements on.
 async fn score_batches(
     mut batches: mpsc::Receiver<Vec<Incoming>>,
-    mut publisher: MqttPublisher,
+    mut publisher: Publisher,
     pending: mpsc::Sender<Pending>,
     model: Arc<Model>,
     topics: Topics,
     metrics: Arc<Metrics>,
     drift: Arc<std::sync::Mutex<DriftWindow>>,
-) -> Result<MqttPublisher, AppError> {
-    let pipeline = |e: crate::sink::mqtt::PublishError| {
-        metrics
-            .publish_errors
-            .with_label_values(&[crate::metrics::SINK_MQTT])
-            .inc();
+) -> Result<Publisher, AppError> {
+    let sink = publisher.label();
+    let pipeline = |e: crate::sink::PublishError| {
+        metrics.publish_errors.with_label_values(&[sink]).inc();
         AppError::Pipeline(e.to_string())
     };
     while let Some(mut batch) = batches.recv().await {
@@ -295,15 +324,21 @@ async fn score_batches(
         for v in &verdicts {
             let message = serde_json::to_vec(&VerdictMessage::new(v, &model, &scored_at))
                 .map_err(|e| AppError::Pipeline(e.to_string()))?;
+            let output = |topic, payload| Output {
+                topic,
+                key: Some(&v.id),
+                model_version: Some(model.version()),
+                payload,
+            };
             if let Some(scores) = &topics.scores {
                 publisher
-                    .publish(scores, message.clone())
+                    .publish(output(scores, message.clone()))
                     .await
                     .map_err(pipeline)?;
             }
             if v.fault {
                 publisher
-                    .publish(&topics.faults, message)
+                    .publish(output(&topics.faults, message))
                     .await
                     .map_err(pipeline)?;
             }
@@ -326,7 +361,12 @@ async fn score_batches(
                 let message =
                     serde_json::to_vec(&letter).map_err(|e| AppError::Pipeline(e.to_string()))?;
                 publisher
-                    .publish(&topics.dead_letter, message)
+                    .publish(Output {
+                        topic: &topics.dead_letter,
+                        key: None,
+                        model_version: None,
+                        payload: message,
+                    })
                     .await
                     .map_err(pipeline)?;
             }

@@ -60,10 +60,23 @@ pub struct SourceSection {
     pub kind: String,
     /// `[source.mqtt]`
     pub mqtt: MqttSection,
-    /// `[source.kafka]`: accepted so a configuration file can carry it, but `kind = "kafka"` is
-    /// refused by [`RawConfig::validate`] until this build reads Kafka.
+    /// `[source.kafka]`
+    pub kafka: KafkaSection,
+}
+
+/// `[source.kafka]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Topic the rows are published on.
+    pub topic: String,
+    /// Consumer group.
+    pub group_id: String,
+    /// librdkafka properties passed through to the consumer and the producer (TLS, SASL, tuning).
     #[serde(default)]
-    pub kafka: Option<serde_json::Value>,
+    pub properties: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// `[source.mqtt]`
@@ -159,6 +172,115 @@ pub enum SourceKind {
     Embedded,
     /// An external MQTT broker.
     Mqtt,
+    /// A Kafka cluster (needs the `kafka` cargo feature).
+    Kafka,
+}
+
+/// A Kafka connection's settings, checked.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Topic to consume.
+    pub topic: String,
+    /// Consumer group.
+    pub group_id: String,
+    /// librdkafka properties, names with dots (`security.protocol`), values as text.
+    pub properties: Vec<(String, String)>,
+}
+
+/// librdkafka properties faultline sets itself: at-least-once depends on them, or they have their
+/// own keys.
+const KAFKA_RESERVED: [(&str, &str); 5] = [
+    ("bootstrap.servers", "set source.kafka.brokers instead"),
+    ("group.id", "set source.kafka.group_id instead"),
+    (
+        "enable.auto.offset.store",
+        "faultline stores a row's offset only after its verdict is on the broker",
+    ),
+    (
+        "enable.auto.commit",
+        "faultline commits only offsets it has stored, after their verdicts are on the broker",
+    ),
+    (
+        "enable.partition.eof",
+        "faultline reads the topic as an endless stream",
+    ),
+];
+
+impl KafkaSettings {
+    /// Checks `[source.kafka]`. Property names may be written with `_` for `.` (environment
+    /// variables cannot hold dots): `FAULTLINE_SOURCE__KAFKA__PROPERTIES__SECURITY_PROTOCOL=SSL`.
+    pub fn from_section(k: &KafkaSection) -> Result<KafkaSettings, String> {
+        let brokers = k.brokers.trim();
+        if brokers.is_empty() {
+            return Err("source.kafka.brokers is empty; set host:port[,host:port]".into());
+        }
+        if brokers.contains("://") {
+            return Err(format!(
+                "source.kafka.brokers is \"{brokers}\"; write host:port[,host:port] without a scheme"
+            ));
+        }
+        let topic = k.topic.trim();
+        if topic.is_empty() {
+            return Err(
+                "source.kafka.topic is empty; set the topic the rows are published on".into(),
+            );
+        }
+        if let Some(bad) = kafka_topic_problem(topic) {
+            return Err(format!("source.kafka.topic \"{topic}\" {bad}"));
+        }
+        let group_id = k.group_id.trim();
+        if group_id.is_empty() {
+            return Err("source.kafka.group_id is empty; instances in one group split the partitions, so set a stable name".into());
+        }
+        let mut properties = Vec::with_capacity(k.properties.len());
+        for (name, value) in &k.properties {
+            let name = if name.contains('.') {
+                name.clone()
+            } else {
+                name.replace('_', ".")
+            };
+            if let Some((_, why)) = KAFKA_RESERVED.iter().find(|(n, _)| *n == name) {
+                return Err(format!(
+                    "source.kafka.properties sets \"{name}\"; faultline sets it itself: {why}"
+                ));
+            }
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => {
+                    return Err(format!(
+                        "source.kafka.properties.\"{name}\" must be a string, number or boolean"
+                    ))
+                }
+            };
+            properties.push((name, value));
+        }
+        Ok(KafkaSettings {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            group_id: group_id.to_string(),
+            properties,
+        })
+    }
+}
+
+/// Why `topic` is not a legal Kafka topic name, if it is not.
+pub fn kafka_topic_problem(topic: &str) -> Option<&'static str> {
+    if topic.len() > 249 {
+        Some("is longer than 249 characters")
+    } else if topic == "." || topic == ".." {
+        Some("is not a legal Kafka topic name")
+    } else if !topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        Some("may hold only letters, digits, '.', '_' and '-' (Kafka topic names)")
+    } else {
+        None
+    }
 }
 
 /// An MQTT connection's settings, checked.
@@ -252,6 +374,8 @@ pub struct Config {
     pub source: SourceKind,
     /// The MQTT connection (to the embedded broker when `source` is `Embedded`).
     pub mqtt: MqttSettings,
+    /// The Kafka connection, when `source` is `Kafka`.
+    pub kafka: Option<KafkaSettings>,
     /// The embedded broker's listen address.
     pub broker_listen: SocketAddr,
     /// Topic for faults.
@@ -335,9 +459,10 @@ impl RawConfig {
         let source = match self.source.kind.as_str() {
             "embedded" => SourceKind::Embedded,
             "mqtt" => SourceKind::Mqtt,
+            "kafka" if cfg!(feature = "kafka") => SourceKind::Kafka,
             "kafka" => {
                 return invalid(
-                    "source.kind is \"kafka\", but this build of faultline cannot read Kafka yet; use \"mqtt\" or \"embedded\""
+                    "source.kind is \"kafka\", but this build of faultline was compiled without Kafka; rebuild with `cargo build --release --features kafka`"
                         .into(),
                 )
             }
@@ -356,9 +481,35 @@ impl RawConfig {
         let m = &self.source.mqtt;
         let (host, port) = match source {
             SourceKind::Embedded => (broker_listen.ip().to_string(), broker_listen.port()),
-            SourceKind::Mqtt => parse_mqtt_url(m.url.trim())
+            // Not used on Kafka, but checked all the same: a typo should not wait for a switch.
+            SourceKind::Mqtt | SourceKind::Kafka => parse_mqtt_url(m.url.trim())
                 .map_err(|e| ConfigError::Invalid(format!("source.mqtt.url {e}")))?,
         };
+        let kafka = match source {
+            SourceKind::Kafka => Some(
+                KafkaSettings::from_section(&self.source.kafka).map_err(ConfigError::Invalid)?,
+            ),
+            _ => None,
+        };
+        // Empty sink topics take the bus's own default names.
+        let on_kafka = source == SourceKind::Kafka;
+        let bus_default = |topic: &str, mqtt: &str, kafka: &str| -> String {
+            match topic.trim() {
+                "" if on_kafka => kafka.to_string(),
+                "" => mqtt.to_string(),
+                t => t.to_string(),
+            }
+        };
+        let faults_topic = bus_default(
+            &self.sink.faults_topic,
+            "faultline/faults",
+            "faultline.faults",
+        );
+        let dead_letter_topic = bus_default(
+            &self.sink.dead_letter_topic,
+            "faultline/dead-letter",
+            "faultline.dead-letter",
+        );
         let host = if host == "0.0.0.0" {
             "127.0.0.1".to_string()
         } else {
@@ -394,23 +545,19 @@ impl RawConfig {
             ));
         }
         for (key, topic) in [
-            ("sink.faults_topic", &self.sink.faults_topic),
-            ("sink.dead_letter_topic", &self.sink.dead_letter_topic),
+            ("sink.faults_topic", faults_topic.as_str()),
+            ("sink.dead_letter_topic", dead_letter_topic.as_str()),
+            ("sink.scores_topic", self.sink.scores_topic.trim()),
         ] {
-            if topic.trim().is_empty() {
-                return invalid(format!("{key} is empty; faultline always publishes there"));
-            }
             if topic.contains(['+', '#']) {
                 return invalid(format!(
                     "{key} \"{topic}\" contains a wildcard; publish topics must be literal"
                 ));
             }
-        }
-        if self.sink.scores_topic.contains(['+', '#']) {
-            return invalid(format!(
-                "sink.scores_topic \"{}\" contains a wildcard",
-                self.sink.scores_topic
-            ));
+            if let Some(bad) = kafka_topic_problem(topic).filter(|_| on_kafka && !topic.is_empty())
+            {
+                return invalid(format!("{key} \"{topic}\" {bad}"));
+            }
         }
         let max_rows = NonZeroUsize::new(self.batch.max_rows).ok_or_else(|| {
             ConfigError::Invalid("batch.max_rows is 0; set at least 1 (default 256)".into())
@@ -472,10 +619,11 @@ impl RawConfig {
                 shared_group: (!group.is_empty()).then(|| group.to_string()),
                 keep_alive: Duration::from_secs(m.keep_alive_s),
             },
+            kafka,
             broker_listen,
-            faults_topic: self.sink.faults_topic.trim().to_string(),
+            faults_topic,
             scores_topic: Some(self.sink.scores_topic.trim().to_string()).filter(|t| !t.is_empty()),
-            dead_letter_topic: self.sink.dead_letter_topic.trim().to_string(),
+            dead_letter_topic,
             batch: crate::batch::BatchPolicy {
                 max_rows,
                 linger: Duration::from_millis(self.batch.linger_ms),
@@ -618,12 +766,14 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("raise queue_rows or lower max_rows"), "{e}");
-        let e = RawConfig::load_with_env(None, env(&[("FAULTLINE_SOURCE__KIND", "kafka")]))
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("cannot read Kafka yet"), "{e}");
+        if !cfg!(feature = "kafka") {
+            let e = RawConfig::load_with_env(None, env(&[("FAULTLINE_SOURCE__KIND", "kafka")]))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--features kafka"), "{e}");
+        }
         let e = RawConfig::load_with_env(None, env(&[("FAULTLINE_SOURCE__MQTT__QOS", "2")]))
             .unwrap()
             .validate()
@@ -646,5 +796,79 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("at least 1"), "{e}");
+    }
+
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn kafka_settings_take_bus_default_topics_and_pass_properties_through() {
+        let c = RawConfig::load_with_env(
+            None,
+            env(&[
+                ("FAULTLINE_SOURCE__KIND", "kafka"),
+                (
+                    "FAULTLINE_SOURCE__KAFKA__BROKERS",
+                    "10.0.0.1:9092,10.0.0.2:9092",
+                ),
+                (
+                    "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SECURITY_PROTOCOL",
+                    "SSL",
+                ),
+                (
+                    "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS",
+                    "6000",
+                ),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(c.source, SourceKind::Kafka);
+        let k = c.kafka.unwrap();
+        assert_eq!(k.brokers, "10.0.0.1:9092,10.0.0.2:9092");
+        assert_eq!(
+            (k.topic.as_str(), k.group_id.as_str()),
+            ("faultline.rows", "faultline")
+        );
+        assert_eq!(
+            k.properties,
+            [
+                ("security.protocol".to_string(), "SSL".to_string()),
+                ("session.timeout.ms".to_string(), "6000".to_string())
+            ]
+        );
+        assert_eq!(c.faults_topic, "faultline.faults");
+        assert_eq!(c.dead_letter_topic, "faultline.dead-letter");
+        assert_eq!(c.scores_topic, None);
+    }
+
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn kafka_settings_that_would_break_at_least_once_are_refused() {
+        let refuse = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("FAULTLINE_SOURCE__KIND", "kafka")];
+            all.extend_from_slice(pairs);
+            RawConfig::load_with_env(None, env(&all))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string()
+        };
+        let e = refuse(&[(
+            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__ENABLE_AUTO_OFFSET_STORE",
+            "true",
+        )]);
+        assert!(
+            e.contains("enable.auto.offset.store") && e.contains("after its verdict"),
+            "{e}"
+        );
+        let e = refuse(&[("FAULTLINE_SOURCE__KAFKA__PROPERTIES__GROUP_ID", "x")]);
+        assert!(e.contains("source.kafka.group_id"), "{e}");
+        let e = refuse(&[("FAULTLINE_SOURCE__KAFKA__BROKERS", "kafka://h:9092")]);
+        assert!(e.contains("without a scheme"), "{e}");
+        let e = refuse(&[("FAULTLINE_SINK__FAULTS_TOPIC", "plant/faults")]);
+        assert!(
+            e.contains("sink.faults_topic") && e.contains("Kafka topic names"),
+            "{e}"
+        );
     }
 }

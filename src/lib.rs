@@ -16,10 +16,11 @@
 //! | `faultline score` | `score.rs` | CSV in, verdicts CSV out, in bounded batches |
 //! | wiring of `serve` | `app.rs` | channels, tasks, graceful shutdown |
 //! | embedded broker | `broker.rs` | rumqttd on its own thread |
-//! | bus → rows | `source/mqtt.rs` | QoS 1, persistent session, manual acks after publish |
+//! | bus → rows | `source/mod.rs`, `source/mqtt.rs`, `source/kafka.rs` | decode, in-flight bound; MQTT QoS 1 with manual acks, Kafka offsets stored after publish |
 //! | micro-batches | `batch.rs` | flush on size or age, drain on stop |
 //! | JSON rows | `row/json.rs` | one message → rows + dead letters |
-//! | verdicts → bus | `sink/mod.rs`, `sink/mqtt.rs` | message formats; QoS 1 publisher counting PUBACKs |
+//! | verdicts → bus | `sink/mod.rs`, `sink/mqtt.rs`, `sink/kafka.rs` | message formats; publishers counting the broker's acknowledgements in order |
+//! | Kafka clients | `kafka.rs` | client properties, librdkafka logs, connection state, consumer lag |
 //! | HTTP | `web/mod.rs` | health, readiness, model card, `/metrics` |
 //! | metrics | `metrics.rs` | every metric name and help text |
 //! | drift | `drift.rs` | recent rows vs the card's training distribution |
@@ -32,6 +33,8 @@ pub mod batch;
 pub mod broker;
 pub mod config;
 pub mod drift;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod metrics;
 pub mod model;
 pub mod replay;

@@ -47,7 +47,8 @@ enum Command {
     Replay {
         /// Wafer CSV to publish.
         file: PathBuf,
-        /// Where: mqtt://HOST:PORT/TOPIC.
+        /// Where: mqtt://HOST:PORT/TOPIC, or kafka://HOST:PORT/TOPIC (builds with the kafka feature;
+        /// rows are keyed by id).
         #[arg(
             long,
             value_name = "URL",

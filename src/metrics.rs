@@ -49,10 +49,17 @@ pub const HTTP_REQUESTS: &str = "faultline_http_requests_total";
 /// `faultline_http_request_seconds{path}`
 pub const HTTP_SECONDS: &str = "faultline_http_request_seconds";
 
+/// `faultline_kafka_consumer_lag{topic,partition}`
+pub const KAFKA_CONSUMER_LAG: &str = "faultline_kafka_consumer_lag";
+
 /// The `source` label of the MQTT source.
 pub const SOURCE_MQTT: &str = "mqtt";
 /// The `sink` label of the MQTT publisher.
 pub const SINK_MQTT: &str = "mqtt";
+/// The `source` label of the Kafka source.
+pub const SOURCE_KAFKA: &str = "kafka";
+/// The `sink` label of the Kafka producer.
+pub const SINK_KAFKA: &str = "kafka";
 
 /// All of faultline's metrics, registered in their own registry.
 #[derive(Debug, Clone)]
@@ -97,6 +104,9 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// HTTP request durations by route.
     pub http_seconds: HistogramVec,
+    /// Messages in each assigned Kafka partition not yet processed (high watermark minus the
+    /// offset faultline stored after publishing), from librdkafka's statistics.
+    pub kafka_consumer_lag: IntGaugeVec,
 }
 
 fn buckets(start: f64, factor: f64, count: usize) -> Vec<f64> {
@@ -233,6 +243,17 @@ impl Metrics {
         registry
             .register(Box::new(http_seconds.clone()))
             .expect("unique metric");
+        let kafka_consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                KAFKA_CONSUMER_LAG,
+                "Messages in an assigned Kafka partition that faultline has not processed yet.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(kafka_consumer_lag.clone()))
+            .expect("unique metric");
         let m = Metrics {
             registry,
             rows_received,
@@ -254,15 +275,22 @@ impl Metrics {
             drift_window_rows,
             http_requests,
             http_seconds,
+            kafka_consumer_lag,
         };
         // Series that exist from the start, so dashboards show zeros rather than gaps.
-        m.rows_received.with_label_values(&[SOURCE_MQTT]);
-        m.source_connected.with_label_values(&[SOURCE_MQTT]);
-        m.publish_errors.with_label_values(&[SINK_MQTT]);
         for reason in crate::row::json::RejectReason::ALL {
             m.rows_dead_lettered.with_label_values(&[reason.as_str()]);
         }
         m
+    }
+
+    /// Creates the series of the bus in use (`source`/`sink` labels), so dashboards show zeros
+    /// rather than gaps.
+    pub fn for_bus(self, source: &str, sink: &str) -> Metrics {
+        self.rows_received.with_label_values(&[source]);
+        self.source_connected.with_label_values(&[source]);
+        self.publish_errors.with_label_values(&[sink]);
+        self
     }
 
     /// Records the model being served.
@@ -300,7 +328,7 @@ mod tests {
 
     #[test]
     fn every_metric_is_exported_with_help_and_zeroed_series() {
-        let m = Metrics::new();
+        let m = Metrics::new().for_bus(SOURCE_MQTT, SINK_MQTT);
         m.set_model("wf-123", 0.25);
         let text = m.render();
         for name in [

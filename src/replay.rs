@@ -8,6 +8,7 @@ use crate::row::Schema;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// Why a replay failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,13 +23,24 @@ pub enum ReplayError {
     #[error("cannot open {0}: {1}")]
     Open(String, std::io::Error),
     /// The broker went away.
-    #[error("the MQTT broker failed: {0}")]
+    #[error("the broker failed: {0}")]
     Broker(String),
+}
+
+/// Which bus a target is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bus {
+    /// An MQTT broker; rows go out at QoS 1.
+    Mqtt,
+    /// A Kafka cluster; rows are keyed by id.
+    Kafka,
 }
 
 /// Where to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The bus.
+    pub bus: Bus,
     /// Broker host.
     pub host: String,
     /// Broker port.
@@ -37,32 +49,53 @@ pub struct Target {
     pub topic: String,
 }
 
-/// Parses `mqtt://HOST:PORT/TOPIC` (the topic may contain `/`).
+/// Parses `mqtt://HOST:PORT/TOPIC` (the topic may contain `/`) or `kafka://HOST:PORT/TOPIC`.
 pub fn parse_target(to: &str) -> Result<Target, ReplayError> {
-    if to.starts_with("kafka://") {
-        return Err(ReplayError::Target(
-            "this build of faultline cannot publish to Kafka yet; use mqtt://HOST:PORT/TOPIC"
-                .into(),
-        ));
-    }
-    let rest = to
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| ReplayError::Target(format!("--to '{to}' is not mqtt://HOST:PORT/TOPIC")))?;
+    let (bus, rest) = if let Some(rest) = to.strip_prefix("kafka://") {
+        if !cfg!(feature = "kafka") {
+            return Err(ReplayError::Target(
+                "this build of faultline was compiled without Kafka; rebuild with `cargo build --release --features kafka`".into(),
+            ));
+        }
+        (Bus::Kafka, rest)
+    } else if let Some(rest) = to.strip_prefix("mqtt://") {
+        (Bus::Mqtt, rest)
+    } else {
+        return Err(ReplayError::Target(format!(
+            "--to '{to}' is not mqtt://HOST:PORT/TOPIC or kafka://HOST:PORT/TOPIC"
+        )));
+    };
+    let scheme = if bus == Bus::Kafka { "kafka" } else { "mqtt" };
     let (addr, topic) = rest
         .split_once('/')
         .filter(|(_, t)| !t.is_empty())
         .ok_or_else(|| {
             ReplayError::Target(format!(
-                "--to '{to}' names no topic; write mqtt://HOST:PORT/TOPIC"
+                "--to '{to}' names no topic; write {scheme}://HOST:PORT/TOPIC"
             ))
         })?;
-    if topic.contains(['+', '#']) {
-        return Err(ReplayError::Target(format!(
-            "--to '{to}': a publish topic cannot contain + or #"
-        )));
+    match bus {
+        Bus::Mqtt if topic.contains(['+', '#']) => {
+            return Err(ReplayError::Target(format!(
+                "--to '{to}': a publish topic cannot contain + or #"
+            )))
+        }
+        Bus::Kafka => {
+            if let Some(bad) = crate::config::kafka_topic_problem(topic) {
+                return Err(ReplayError::Target(format!("--to '{to}': the topic {bad}")));
+            }
+        }
+        Bus::Mqtt => {}
     }
-    let (host, port) = parse_mqtt_url(&format!("mqtt://{addr}")).map_err(ReplayError::Target)?;
+    let (host, port) = parse_mqtt_url(&format!("mqtt://{addr}"))
+        .map_err(|e| ReplayError::Target(e.replace("mqtt://", &format!("{scheme}://"))))?;
+    let port = if bus == Bus::Kafka && !addr.contains(':') {
+        9092
+    } else {
+        port
+    };
     Ok(Target {
+        bus,
         host,
         port,
         topic: topic.to_string(),
@@ -88,33 +121,12 @@ pub async fn replay(
     rate: Option<f64>,
     passes: Option<u64>,
 ) -> Result<ReplaySummary, ReplayError> {
-    let client_id = format!("faultline-replay-{}", std::process::id());
-    let mut options = MqttOptions::new(client_id, &target.host, target.port);
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_max_packet_size(1 << 24, 1 << 24)
-        .set_inflight(1000);
-    let (client, mut eventloop) = AsyncClient::new(options, 1000);
-    let (acked_tx, acked) = tokio::sync::watch::channel(0u64);
-    let poller = tokio::spawn(async move {
-        let mut count = 0u64;
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => {
-                    count += 1;
-                    acked_tx.send_replace(count);
-                }
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    });
+    let mut out = Out::connect(target)?;
     let schema = Schema::new(features);
     let start = Instant::now();
     let mut sent = 0u64;
     let mut pass = 0u64;
-    loop {
+    'passes: loop {
         let input = std::fs::File::open(file)
             .map_err(|e| ReplayError::Open(file.display().to_string(), e))?;
         let mut rows = CsvRows::new(
@@ -137,43 +149,165 @@ pub async fn replay(
                     let due = start + Duration::from_secs_f64(sent as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                if poller.is_finished() {
-                    break;
+                if out.failed() {
+                    break 'passes;
                 }
-                client
-                    .publish(&target.topic, QoS::AtLeastOnce, false, payload)
-                    .await
-                    .map_err(|e| ReplayError::Broker(e.to_string()))?;
+                out.publish(&target.topic, &id, payload).await?;
                 sent += 1;
             }
         }
         pass += 1;
-        if passes.is_some_and(|p| pass >= p) || poller.is_finished() {
+        if passes.is_some_and(|p| pass >= p) {
             break;
         }
     }
-    let mut acked = acked;
+    let mut acked = out.acked();
     let done = tokio::time::timeout(Duration::from_secs(60), acked.wait_for(|a| *a >= sent))
         .await
         .map(|r| r.is_ok());
     let seconds = start.elapsed().as_secs_f64();
-    if poller.is_finished() {
-        let result = poller
-            .await
-            .map_err(|e| ReplayError::Broker(e.to_string()))?;
-        result.map_err(ReplayError::Broker)?;
-    }
+    out.error().await?;
     if done != Ok(true) {
         return Err(ReplayError::Broker(format!(
             "the broker acknowledged only {} of {sent} rows",
             *acked.borrow()
         )));
     }
-    let _ = client.disconnect().await;
+    out.close().await;
     Ok(ReplaySummary {
         rows: sent,
         seconds,
     })
+}
+
+/// The publishing end of a replay: a connection and the count of acknowledged rows.
+enum Out {
+    Mqtt {
+        client: AsyncClient,
+        poller: tokio::task::JoinHandle<Result<(), String>>,
+        acked: watch::Receiver<u64>,
+    },
+    #[cfg(feature = "kafka")]
+    Kafka(crate::sink::kafka::KafkaPublisher),
+}
+
+impl Out {
+    fn connect(target: &Target) -> Result<Out, ReplayError> {
+        match target.bus {
+            Bus::Mqtt => Ok(Out::mqtt(target)),
+            #[cfg(feature = "kafka")]
+            Bus::Kafka => {
+                let settings = crate::config::KafkaSettings {
+                    brokers: format!("{}:{}", target.host, target.port),
+                    topic: target.topic.clone(),
+                    group_id: String::new(),
+                    properties: vec![],
+                };
+                crate::sink::kafka::KafkaPublisher::start(&settings, 1 << 24)
+                    .map(Out::Kafka)
+                    .map_err(|e| ReplayError::Broker(e.to_string()))
+            }
+            #[cfg(not(feature = "kafka"))]
+            Bus::Kafka => Err(ReplayError::Target("compiled without Kafka".into())),
+        }
+    }
+
+    fn mqtt(target: &Target) -> Out {
+        let client_id = format!("faultline-replay-{}", std::process::id());
+        let mut options = MqttOptions::new(client_id, &target.host, target.port);
+        options
+            .set_keep_alive(Duration::from_secs(30))
+            .set_max_packet_size(1 << 24, 1 << 24)
+            .set_inflight(1000);
+        let (client, mut eventloop) = AsyncClient::new(options, 1000);
+        let (acked_tx, acked) = watch::channel(0u64);
+        let poller = tokio::spawn(async move {
+            let mut count = 0u64;
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        count += 1;
+                        acked_tx.send_replace(count);
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        });
+        Out::Mqtt {
+            client,
+            poller,
+            acked,
+        }
+    }
+
+    async fn publish(&mut self, topic: &str, id: &str, payload: String) -> Result<(), ReplayError> {
+        let broker = |e: String| ReplayError::Broker(e);
+        match self {
+            Out::Mqtt { client, .. } => {
+                let _ = id;
+                client
+                    .publish(topic, QoS::AtLeastOnce, false, payload)
+                    .await
+                    .map_err(|e| broker(e.to_string()))
+            }
+            #[cfg(feature = "kafka")]
+            Out::Kafka(p) => p
+                .publish(crate::sink::Output {
+                    topic,
+                    key: Some(id),
+                    model_version: None,
+                    payload: payload.into_bytes(),
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| broker(e.to_string())),
+        }
+    }
+
+    /// True once the connection failed for good.
+    fn failed(&self) -> bool {
+        match self {
+            Out::Mqtt { poller, .. } => poller.is_finished(),
+            #[cfg(feature = "kafka")]
+            Out::Kafka(p) => p.failure().borrow().is_some(),
+        }
+    }
+
+    fn acked(&self) -> watch::Receiver<u64> {
+        match self {
+            Out::Mqtt { acked, .. } => acked.clone(),
+            #[cfg(feature = "kafka")]
+            Out::Kafka(p) => p.acked(),
+        }
+    }
+
+    /// The failure, if the connection failed.
+    async fn error(&mut self) -> Result<(), ReplayError> {
+        match self {
+            Out::Mqtt { poller, .. } if poller.is_finished() => poller
+                .await
+                .map_err(|e| ReplayError::Broker(e.to_string()))?
+                .map_err(ReplayError::Broker),
+            Out::Mqtt { .. } => Ok(()),
+            #[cfg(feature = "kafka")]
+            Out::Kafka(p) => match p.failure().borrow().clone() {
+                Some(e) => Err(ReplayError::Broker(e)),
+                None => Ok(()),
+            },
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Out::Mqtt { client, .. } => {
+                let _ = client.disconnect().await;
+            }
+            #[cfg(feature = "kafka")]
+            Out::Kafka(p) => p.close().await,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +319,7 @@ mod tests {
         assert_eq!(
             parse_target("mqtt://127.0.0.1:1883/faultline/rows").unwrap(),
             Target {
+                bus: Bus::Mqtt,
                 host: "127.0.0.1".into(),
                 port: 1883,
                 topic: "faultline/rows".into()
@@ -194,10 +329,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("names no topic"));
-        assert!(parse_target("kafka://h:9092/t")
-            .unwrap_err()
-            .to_string()
-            .contains("Kafka"));
+        if cfg!(feature = "kafka") {
+            let t = parse_target("kafka://h:9093/faultline.rows").unwrap();
+            assert_eq!(
+                (t.bus, t.port, t.topic.as_str()),
+                (Bus::Kafka, 9093, "faultline.rows")
+            );
+            assert_eq!(parse_target("kafka://h/t").unwrap().port, 9092);
+            assert!(parse_target("kafka://h:1/a/b")
+                .unwrap_err()
+                .to_string()
+                .contains("Kafka topic names"));
+        } else {
+            assert!(parse_target("kafka://h:9092/t")
+                .unwrap_err()
+                .to_string()
+                .contains("--features kafka"));
+        }
         assert!(parse_target("http://h/t")
             .unwrap_err()
             .to_string()

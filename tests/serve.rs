@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::{http_get, rows, wait_ready};
 use faultline::app;
 use faultline::config::{Config, RawConfig};
 use faultline::model::{synthetic, Model};
@@ -144,28 +145,6 @@ impl Client {
         }
         got
     }
-}
-
-/// Synthetic rows with one clearly faulty and one clearly good row first.
-fn rows(model: &Model, n: usize) -> (Vec<String>, String, String) {
-    let batch = synthetic::rows(model.card(), n.max(200), 21);
-    let mut p = vec![0f32; batch.len()];
-    model.probabilities(&batch.values, &mut p);
-    let faulty = (0..batch.len())
-        .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-        .unwrap();
-    let good = (0..batch.len())
-        .min_by(|&a, &b| p[a].total_cmp(&p[b]))
-        .unwrap();
-    assert!(p[faulty] >= model.threshold() && p[good] < model.threshold());
-    let msgs = (0..n)
-        .map(|i| encode_row(&batch.ids[i], batch.row(i), model.features()))
-        .collect();
-    (
-        msgs,
-        encode_row("Known-Faulty", batch.row(faulty), model.features()),
-        encode_row("Known-Good", batch.row(good), model.features()),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,27 +461,4 @@ async fn drift_names_the_sensor_that_moved_in_the_api_and_the_gauges() {
     );
     assert!(out_of_range >= 1);
     app.shutdown().await.unwrap();
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
-async fn wait_ready(addr: std::net::SocketAddr) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = http_get(addr, "/readyz").await;
-        if r.contains("200 OK") {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never ready: {r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

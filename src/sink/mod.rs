@@ -4,10 +4,108 @@
 //!   "top_sensors": [{"sensor", "value", "z"}], "scored_at"}`.
 //! - Dead letter: `{"error", "reason", "payload", "topic", "received_at"}`.
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod mqtt;
 
 use crate::model::{Deviation, Model, Verdict};
 use serde::Serialize;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A publisher stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the publisher has stopped: {0}")]
+pub struct PublishError(pub String);
+
+/// One message to publish.
+#[derive(Debug)]
+pub struct Output<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Message key on Kafka (the row id); unused on MQTT.
+    pub key: Option<&'a str>,
+    /// `model_version` header on Kafka; unused on MQTT (the payload carries it too).
+    pub model_version: Option<&'a str>,
+    /// The JSON body.
+    pub payload: Vec<u8>,
+}
+
+/// Publishes outputs on the source's bus and counts the broker's acknowledgements, in order.
+#[derive(Debug)]
+pub enum Publisher {
+    /// MQTT, QoS 1.
+    Mqtt(mqtt::MqttPublisher),
+    /// Kafka.
+    #[cfg(feature = "kafka")]
+    Kafka(kafka::KafkaPublisher),
+}
+
+impl Publisher {
+    /// Queues a message; returns its sequence number.
+    pub async fn publish(&mut self, out: Output<'_>) -> Result<u64, PublishError> {
+        match self {
+            Publisher::Mqtt(p) => p.publish(out.topic, out.payload).await,
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.publish(out).await,
+        }
+    }
+
+    /// The last sequence number handed out.
+    pub fn sent(&self) -> u64 {
+        match self {
+            Publisher::Mqtt(p) => p.sent(),
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.sent(),
+        }
+    }
+
+    /// Watches how many publishes the broker has acknowledged.
+    pub fn acked(&self) -> watch::Receiver<u64> {
+        match self {
+            Publisher::Mqtt(p) => p.acked(),
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.acked(),
+        }
+    }
+
+    /// Whether the connection is up.
+    pub fn connected(&self) -> Arc<AtomicBool> {
+        match self {
+            Publisher::Mqtt(p) => p.connected(),
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.connected(),
+        }
+    }
+
+    /// Resolves with the reason if the publisher fails for good.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        match self {
+            Publisher::Mqtt(p) => p.failure(),
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.failure(),
+        }
+    }
+
+    /// The `sink` metrics label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Publisher::Mqtt(_) => crate::metrics::SINK_MQTT,
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(_) => crate::metrics::SINK_KAFKA,
+        }
+    }
+
+    /// Delivers what is queued (briefly) and disconnects.
+    pub async fn close(self) {
+        match self {
+            Publisher::Mqtt(p) => p.close().await,
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.close().await,
+        }
+    }
+}
 
 /// One sensor in a verdict message.
 #[derive(Debug, Serialize)]

@@ -9,6 +9,7 @@
 //!
 //! The publisher has its own connection, so publishing never waits behind the source's reads.
 
+use super::PublishError;
 use crate::config::MqttSettings;
 use crate::source::Backoff;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -17,11 +18,6 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
-
-/// The publisher stopped.
-#[derive(Debug, thiserror::Error)]
-#[error("the MQTT publisher has stopped: {0}")]
-pub struct PublishError(String);
 
 /// Publishes to one MQTT broker.
 #[derive(Debug)]

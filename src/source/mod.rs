@@ -1,11 +1,16 @@
 //! Rows from the bus. A source turns broker messages into [`Incoming`] items for the pipeline and
 //! acknowledges them only when the pipeline says their verdicts are on the broker.
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod mqtt;
 
-use crate::row::json::Decoded;
+use crate::row::json::{self, Decoded};
+use crate::row::Schema;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 /// One broker message, decoded, waiting to be scored.
 #[derive(Debug)]
@@ -24,6 +29,20 @@ pub struct Incoming {
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
+impl Incoming {
+    /// A message that has just arrived.
+    pub fn new(topic: String, decoded: Decoded, ack: Ack) -> Incoming {
+        Incoming {
+            topic,
+            decoded,
+            received_at: crate::sink::now_rfc3339(),
+            received: std::time::Instant::now(),
+            ack,
+            permit: None,
+        }
+    }
+}
+
 impl crate::batch::Rows for Incoming {
     fn rows(&self) -> usize {
         self.decoded.rows.len() + self.decoded.rejects.len()
@@ -35,8 +54,174 @@ impl crate::batch::Rows for Incoming {
 pub enum Ack {
     /// An MQTT QoS 1 publish, acknowledged with PUBACK through the source's connection.
     Mqtt(rumqttc::Publish),
+    /// A Kafka message: its offset is stored for the next commit.
+    #[cfg(feature = "kafka")]
+    Kafka {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The message's offset (the commit will be past it).
+        offset: i64,
+    },
     /// Nothing to acknowledge (QoS 0, or a message that did not come from a broker).
     None,
+}
+
+/// Settings a source needs beyond its connection.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Model schema for decoding.
+    pub schema: Schema,
+    /// Bound on rows in flight.
+    pub in_flight: Arc<Semaphore>,
+    /// Total permits of `in_flight` (a message never takes more than this).
+    pub max_permits: u32,
+    /// Largest accepted message.
+    pub max_payload_bytes: usize,
+    /// Where counts go.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// A running source.
+#[derive(Debug)]
+pub enum Source {
+    /// MQTT (an external broker or the embedded one).
+    Mqtt(mqtt::MqttSource),
+    /// Kafka.
+    #[cfg(feature = "kafka")]
+    Kafka(kafka::KafkaSource),
+}
+
+impl Source {
+    /// Whether the connection is up.
+    pub fn connected(&self) -> Arc<AtomicBool> {
+        match self {
+            Source::Mqtt(s) => s.connected(),
+            #[cfg(feature = "kafka")]
+            Source::Kafka(s) => s.connected(),
+        }
+    }
+
+    /// A handle for acknowledgements.
+    pub fn acker(&self) -> Acker {
+        match self {
+            Source::Mqtt(s) => Acker::Mqtt(s.acker()),
+            #[cfg(feature = "kafka")]
+            Source::Kafka(s) => Acker::Kafka(s.acker()),
+        }
+    }
+
+    /// Stops forwarding messages; what arrives from now on stays unacknowledged.
+    pub fn stop_reading(&self) {
+        match self {
+            Source::Mqtt(s) => s.stop_reading(),
+            #[cfg(feature = "kafka")]
+            Source::Kafka(s) => s.stop_reading(),
+        }
+    }
+
+    /// Commits what was acknowledged and disconnects.
+    pub async fn close(self) {
+        match self {
+            Source::Mqtt(s) => s.close().await,
+            #[cfg(feature = "kafka")]
+            Source::Kafka(s) => s.close().await,
+        }
+    }
+}
+
+/// Acknowledges messages to the source's broker.
+#[derive(Clone)]
+pub enum Acker {
+    /// PUBACK through the MQTT source's connection.
+    Mqtt(rumqttc::AsyncClient),
+    /// Offset store on the Kafka consumer.
+    #[cfg(feature = "kafka")]
+    Kafka(kafka::KafkaAcker),
+}
+
+impl Acker {
+    /// Acknowledges one message whose outputs are on the broker.
+    pub async fn ack(&self, ack: Ack) {
+        match (self, ack) {
+            (Acker::Mqtt(client), Ack::Mqtt(publish)) => {
+                if let Err(e) = client.ack(&publish).await {
+                    tracing::warn!(error = %e, "Could not acknowledge a message; the broker will redeliver it.");
+                }
+            }
+            #[cfg(feature = "kafka")]
+            (
+                Acker::Kafka(acker),
+                Ack::Kafka {
+                    topic,
+                    partition,
+                    offset,
+                },
+            ) => acker.store(&topic, partition, offset),
+            _ => {}
+        }
+    }
+}
+
+/// Decodes a message's payload, refusing one over the size limit.
+pub fn decode(payload: &[u8], options: &SourceOptions) -> Decoded {
+    if payload.len() > options.max_payload_bytes {
+        too_large(payload, options)
+    } else {
+        json::decode(payload, &options.schema)
+    }
+}
+
+/// A message over the size limit: one reject carrying the message's first 64 KiB.
+#[cold]
+fn too_large(payload: &[u8], options: &SourceOptions) -> Decoded {
+    const KEEP: usize = 64 * 1024;
+    let mut text = String::from_utf8_lossy(&payload[..payload.len().min(KEEP)]).into_owned();
+    text.push_str("…(truncated)");
+    Decoded {
+        rows: crate::row::RowBatch::new(options.schema.width()),
+        rejects: vec![json::Reject {
+            error: format!(
+                "the message is {} bytes; faultline accepts at most {} (split it into smaller arrays of rows)",
+                payload.len(),
+                options.max_payload_bytes
+            ),
+            reason: json::RejectReason::TooLarge,
+            payload: text,
+        }],
+        unknown_keys: 0,
+    }
+}
+
+/// Counts a decoded message, takes its share of the in-flight bound (waiting while the pipeline
+/// is full: backpressure) and hands it on. False once the pipeline is stopping; the message then
+/// stays unacknowledged and the broker redelivers it.
+pub async fn admit(
+    mut incoming: Incoming,
+    source: &str,
+    options: &SourceOptions,
+    stopped: &mut watch::Receiver<bool>,
+    out: &mpsc::Sender<Incoming>,
+) -> bool {
+    use crate::batch::Rows;
+    let m = &options.metrics;
+    m.rows_received
+        .with_label_values(&[source])
+        .inc_by(incoming.rows() as u64);
+    m.unknown_keys.inc_by(incoming.decoded.unknown_keys);
+    let rows = incoming.rows().clamp(1, options.max_permits as usize) as u32;
+    let permit = tokio::select! {
+        p = options.in_flight.clone().acquire_many_owned(rows) => p.ok(),
+        _ = stopped.wait_for(|s| *s) => None,
+    };
+    let Some(permit) = permit else {
+        return false;
+    };
+    incoming.permit = Some(permit);
+    m.queue_rows
+        .set(options.max_permits as i64 - options.in_flight.available_permits() as i64);
+    out.send(incoming).await.is_ok()
 }
 
 /// Disconnects an MQTT client cleanly and waits up to 2 s for its event loop task to end.

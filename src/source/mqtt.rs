@@ -7,30 +7,14 @@
 //! The event loop is polled without pause, as rumqttc requires; the only waits inside it are for
 //! room in the bounded pipeline (backpressure: the broker holds the rest) and the reconnect backoff.
 
-use super::{Ack, Backoff, Incoming};
+use super::{Ack, Backoff, Incoming, SourceOptions};
 use crate::config::MqttSettings;
-use crate::row::json;
-use crate::row::Schema;
+use crate::metrics::SOURCE_MQTT;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
-
-/// Settings the source needs beyond the connection.
-#[derive(Debug, Clone)]
-pub struct SourceOptions {
-    /// Model schema for decoding.
-    pub schema: Schema,
-    /// Bound on rows in flight.
-    pub in_flight: Arc<Semaphore>,
-    /// Total permits of `in_flight` (a message never takes more than this).
-    pub max_permits: u32,
-    /// Largest accepted message.
-    pub max_payload_bytes: usize,
-    /// Where counts go.
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
 
 /// A running MQTT source.
 #[derive(Debug)]
@@ -87,31 +71,7 @@ impl MqttSource {
                             continue;
                         }
                         let incoming = receive(publish, &options);
-                        let Some(mut incoming) = incoming else {
-                            continue;
-                        };
-                        let m = &options.metrics;
-                        m.rows_received
-                            .with_label_values(&[crate::metrics::SOURCE_MQTT])
-                            .inc_by(crate::batch::Rows::rows(&incoming) as u64);
-                        m.unknown_keys.inc_by(incoming.decoded.unknown_keys);
-                        let rows = crate::batch::Rows::rows(&incoming)
-                            .clamp(1, options.max_permits as usize)
-                            as u32;
-                        let permit = tokio::select! {
-                            p = options.in_flight.clone().acquire_many_owned(rows) => p.ok(),
-                            _ = stopped.wait_for(|s| *s) => None,
-                        };
-                        let Some(permit) = permit else {
-                            output = None;
-                            continue;
-                        };
-                        incoming.permit = Some(permit);
-                        options.metrics.queue_rows.set(
-                            options.max_permits as i64
-                                - options.in_flight.available_permits() as i64,
-                        );
-                        if out.send(incoming).await.is_err() {
+                        if !super::admit(incoming, SOURCE_MQTT, &options, &mut stopped, out).await {
                             output = None;
                         }
                     }
@@ -120,7 +80,7 @@ impl MqttSource {
                         options
                             .metrics
                             .source_connected
-                            .with_label_values(&[crate::metrics::SOURCE_MQTT])
+                            .with_label_values(&[SOURCE_MQTT])
                             .set(1);
                         backoff.reset();
                         info!(broker = %target, filter = %filter, session_present = ack.session_present, "Connected to the MQTT broker.");
@@ -136,7 +96,7 @@ impl MqttSource {
                         options
                             .metrics
                             .source_connected
-                            .with_label_values(&[crate::metrics::SOURCE_MQTT])
+                            .with_label_values(&[SOURCE_MQTT])
                             .set(0);
                         return;
                     }
@@ -148,7 +108,7 @@ impl MqttSource {
                         options
                             .metrics
                             .source_connected
-                            .with_label_values(&[crate::metrics::SOURCE_MQTT])
+                            .with_label_values(&[SOURCE_MQTT])
                             .set(0);
                         backoff.wait().await;
                     }
@@ -186,45 +146,13 @@ impl MqttSource {
 }
 
 /// Decodes one publish into an [`Incoming`].
-fn receive(publish: rumqttc::Publish, options: &SourceOptions) -> Option<Incoming> {
+fn receive(publish: rumqttc::Publish, options: &SourceOptions) -> Incoming {
     let topic = publish.topic.clone();
-    let decoded = if publish.payload.len() > options.max_payload_bytes {
-        too_large(&publish.payload, options)
-    } else {
-        json::decode(&publish.payload, &options.schema)
-    };
+    let decoded = super::decode(&publish.payload, options);
     let ack = if publish.qos == QoS::AtMostOnce {
         Ack::None
     } else {
         Ack::Mqtt(publish)
     };
-    Some(Incoming {
-        topic,
-        decoded,
-        received_at: crate::sink::now_rfc3339(),
-        received: std::time::Instant::now(),
-        ack,
-        permit: None,
-    })
-}
-
-/// A message over the size limit: one reject carrying the message's first 64 KiB.
-#[cold]
-fn too_large(payload: &[u8], options: &SourceOptions) -> json::Decoded {
-    const KEEP: usize = 64 * 1024;
-    let mut text = String::from_utf8_lossy(&payload[..payload.len().min(KEEP)]).into_owned();
-    text.push_str("…(truncated)");
-    json::Decoded {
-        rows: crate::row::RowBatch::new(options.schema.width()),
-        rejects: vec![json::Reject {
-            error: format!(
-                "the message is {} bytes; faultline accepts at most {} (split it into smaller arrays of rows)",
-                payload.len(),
-                options.max_payload_bytes
-            ),
-            reason: json::RejectReason::TooLarge,
-            payload: text,
-        }],
-        unknown_keys: 0,
-    }
+    Incoming::new(topic, decoded, ack)
 }

@@ -137,3 +137,60 @@ impl Drop for Mosquitto {
         let _ = self.child.wait();
     }
 }
+
+/// Synthetic rows with one clearly faulty and one clearly good row first.
+pub fn rows(model: &faultline::model::Model, n: usize) -> (Vec<String>, String, String) {
+    let batch = faultline::model::synthetic::rows(model.card(), n.max(200), 21);
+    let mut p = vec![0f32; batch.len()];
+    model.probabilities(&batch.values, &mut p);
+    let faulty = (0..batch.len())
+        .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+        .unwrap();
+    let good = (0..batch.len())
+        .min_by(|&a, &b| p[a].total_cmp(&p[b]))
+        .unwrap();
+    assert!(p[faulty] >= model.threshold() && p[good] < model.threshold());
+    let msgs = (0..n)
+        .map(|i| faultline::row::json::encode_row(&batch.ids[i], batch.row(i), model.features()))
+        .collect();
+    (
+        msgs,
+        faultline::row::json::encode_row("Known-Faulty", batch.row(faulty), model.features()),
+        faultline::row::json::encode_row("Known-Good", batch.row(good), model.features()),
+    )
+}
+
+/// GET over a plain TCP connection; the whole response, status line included.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// Waits (up to 15 s) for `/readyz` to answer 200.
+pub async fn wait_ready(addr: std::net::SocketAddr) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r = http_get(addr, "/readyz").await;
+        if r.contains("200 OK") {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never ready: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends the daemon's logs to the test output when `TEST_LOG` holds a filter (`TEST_LOG=info`).
+pub fn log() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -1,0 +1,176 @@
+//! Rows from a Kafka topic, at least once.
+//!
+//! The consumer joins `[source.kafka] group_id` (instances in one group split the partitions) and
+//! never stores an offset by itself (`enable.auto.offset.store=false`): a message's offset is
+//! stored only when the pipeline reports that its verdicts are acknowledged by the cluster, and
+//! librdkafka's periodic commit (and the final one on shutdown or rebalance) commits only stored
+//! offsets. The acker stores offsets in the order messages were read, so a stored offset never
+//! passes an unprocessed message of its partition. If faultline dies first, the group resumes
+//! from the last commit: rows repeat, none are lost.
+
+use super::{Ack, Backoff, Incoming, SourceOptions};
+use crate::config::KafkaSettings;
+use crate::kafka::{client_config, Context};
+use crate::metrics::SOURCE_KAFKA;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::Message;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+type Client = StreamConsumer<Context>;
+
+/// A running Kafka source.
+pub struct KafkaSource {
+    /// The group member.
+    consumer: Arc<Client>,
+    /// Whether the cluster is reachable.
+    connected: Arc<AtomicBool>,
+    /// The read loop; ends when told to stop.
+    task: tokio::task::JoinHandle<()>,
+    /// Tells the read loop to stop.
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource").finish_non_exhaustive()
+    }
+}
+
+/// Stores offsets of processed messages.
+#[derive(Clone)]
+pub struct KafkaAcker(Arc<Client>);
+
+impl KafkaAcker {
+    /// Marks `offset` of `topic`/`partition` processed: the next commit goes past it.
+    pub fn store(&self, topic: &str, partition: i32, offset: i64) {
+        if let Err(e) = self.0.store_offset(topic, partition, offset) {
+            // The partition was revoked meanwhile: its new owner reads the row again.
+            debug!(topic, partition, offset, error = %e, "Could not store a Kafka offset.");
+        }
+    }
+}
+
+/// Consumer defaults; the properties table may change them.
+const DEFAULTS: [(&str, &str); 4] = [
+    // A new group starts at the oldest row rather than skipping what is already waiting.
+    ("auto.offset.reset", "earliest"),
+    ("auto.commit.interval.ms", "1000"),
+    // librdkafka prefetches up to this much per partition set; bounds memory under load.
+    ("queued.max.messages.kbytes", "16384"),
+    ("client.id", "faultline"),
+];
+
+impl KafkaSource {
+    /// Creates the consumer, subscribes and forwards every message to `output`. Connecting
+    /// happens in the background; librdkafka retries with backoff.
+    pub fn start(
+        settings: &KafkaSettings,
+        options: SourceOptions,
+        output: mpsc::Sender<Incoming>,
+    ) -> Result<KafkaSource, KafkaError> {
+        let mut config = client_config(&settings.brokers, &DEFAULTS, &settings.properties);
+        config
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set(
+                "fetch.message.max.bytes",
+                (options.max_payload_bytes + 1024).to_string(),
+            );
+        let context = Context::new("consumer", Some(options.metrics.clone()));
+        let connected = context.connected();
+        let consumer: Arc<Client> = Arc::new(config.create_with_context(context)?);
+        consumer.subscribe(&[&settings.topic])?;
+        let (stop, mut stopped) = watch::channel(false);
+        let reader = consumer.clone();
+        let topic = settings.topic.clone();
+        let group = settings.group_id.clone();
+        let task = tokio::spawn(async move {
+            info!(topic = %topic, group = %group, "Reading rows from Kafka.");
+            let mut backoff = Backoff::default();
+            let mut last_error: Option<String> = None;
+            loop {
+                let message = tokio::select! {
+                    m = reader.recv() => m,
+                    _ = stopped.wait_for(|s| *s) => return,
+                };
+                let incoming = match message {
+                    Ok(m) => {
+                        let decoded = super::decode(m.payload().unwrap_or_default(), &options);
+                        Incoming::new(
+                            m.topic().to_string(),
+                            decoded,
+                            Ack::Kafka {
+                                topic: m.topic().to_string(),
+                                partition: m.partition(),
+                                offset: m.offset(),
+                            },
+                        )
+                    }
+                    Err(e) => {
+                        // Logged once per distinct error, not per retry.
+                        let text = e.to_string();
+                        if last_error.as_deref() != Some(&text) {
+                            warn!(topic = %topic, error = %text, "Kafka could not deliver rows; retrying with backoff.");
+                            last_error = Some(text);
+                        }
+                        backoff.wait().await;
+                        continue;
+                    }
+                };
+                if last_error.take().is_some() {
+                    info!(topic = %topic, "Kafka delivers rows again.");
+                }
+                backoff.reset();
+                if !super::admit(incoming, SOURCE_KAFKA, &options, &mut stopped, &output).await {
+                    return;
+                }
+            }
+        });
+        Ok(KafkaSource {
+            consumer,
+            connected,
+            task,
+            stop,
+        })
+    }
+
+    /// Whether the cluster is reachable.
+    pub fn connected(&self) -> Arc<AtomicBool> {
+        self.connected.clone()
+    }
+
+    /// A handle for storing offsets.
+    pub fn acker(&self) -> KafkaAcker {
+        KafkaAcker(self.consumer.clone())
+    }
+
+    /// Stops forwarding messages; what was read after this is read again by the group.
+    pub fn stop_reading(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Commits the stored offsets and leaves the group (off the runtime: both block).
+    pub async fn close(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+        let consumer = self.consumer;
+        let closed = tokio::task::spawn_blocking(move || {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => info!("Committed the Kafka offsets of every published row."),
+                Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => {
+                    warn!(error = %e, "Could not commit Kafka offsets; the group will read the last rows again.")
+                }
+            }
+            // Dropping the last handle closes the consumer, which leaves the group.
+            drop(consumer);
+        });
+        let _ = closed.await;
+    }
+}

@@ -1,0 +1,484 @@
+//! `faultline serve` on Kafka, end to end over real sockets.
+//!
+//! The cluster is librdkafka's in-process `MockCluster` (it speaks the real protocol on a real
+//! port), or any Kafka-protocol broker named by `KAFKA_BOOTSTRAP=host:port` — the test command
+//! runs this file a second time against tansu. Every test makes its own topics (no broker here
+//! creates them on demand) and uses its own consumer group.
+#![cfg(feature = "kafka")]
+
+mod common;
+
+use common::{http_get, rows, wait_ready};
+use faultline::app;
+use faultline::config::{Config, RawConfig};
+use faultline::model::Model;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A Kafka cluster for one test.
+struct Cluster {
+    bootstrap: String,
+    /// Kept alive for the test's duration when no external broker is named.
+    mock: Option<MockCluster<'static, DefaultProducerContext>>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        common::log();
+        match std::env::var("KAFKA_BOOTSTRAP") {
+            Ok(bootstrap) if !bootstrap.is_empty() => Cluster {
+                bootstrap,
+                mock: None,
+            },
+            _ => {
+                let mock = MockCluster::new(1).expect("mock cluster");
+                Cluster {
+                    bootstrap: mock.bootstrap_servers(),
+                    mock: Some(mock),
+                }
+            }
+        }
+    }
+
+    /// Creates `name` with `partitions` partitions.
+    async fn topic(&self, name: &str, partitions: i32) {
+        if let Some(mock) = &self.mock {
+            mock.create_topic(name, partitions, 1).expect("topic");
+            return;
+        }
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .unwrap();
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .expect("create topics");
+        for r in results {
+            if let Err((t, e)) = r {
+                assert_eq!(
+                    e,
+                    rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
+                    "{t}"
+                );
+            }
+        }
+    }
+
+    fn producer(&self) -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("linger.ms", "1")
+            .create()
+            .unwrap()
+    }
+
+    /// Publishes `rows` keyed by their ids and waits for every delivery.
+    async fn publish(&self, producer: &FutureProducer, topic: &str, rows: &[String]) {
+        let mut reports = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id = serde_json::from_str::<Value>(r)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let record = FutureRecord::to(topic).key(&id).payload(r);
+            reports.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        }
+        for report in reports {
+            report.await.unwrap().map_err(|(e, _)| e).unwrap();
+        }
+    }
+
+    /// Reads `topics` (single-partition output topics) from the start, without a group.
+    fn reader(&self, topics: &[&str]) -> Reader {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", "faultline-test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for t in topics {
+            tpl.add_partition_offset(t, 0, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        Reader { consumer }
+    }
+}
+
+/// One output message.
+#[derive(Debug, Clone)]
+struct Got {
+    topic: String,
+    key: Option<String>,
+    model_version: Option<String>,
+    body: Value,
+}
+
+struct Reader {
+    consumer: StreamConsumer,
+}
+
+impl Reader {
+    /// Collects messages until `done` says so; panics after `secs`.
+    async fn collect_until(&self, secs: u64, mut done: impl FnMut(&[Got]) -> bool) -> Vec<Got> {
+        let mut got = vec![];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while !done(&got) {
+            let m = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(m) => m.unwrap(),
+                Err(_) => panic!(
+                    "timed out after {secs} s with {} messages: {:?}",
+                    got.len(),
+                    &got[..got.len().min(3)]
+                ),
+            };
+            let model_version = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == "model_version")
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            });
+            got.push(Got {
+                topic: m.topic().to_string(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                model_version,
+                body: serde_json::from_slice(m.payload().unwrap()).unwrap(),
+            });
+        }
+        got
+    }
+}
+
+/// Topic names for a test.
+struct Topics {
+    rows: String,
+    faults: String,
+    scores: String,
+    dead: String,
+}
+
+/// Unique topic names (external brokers keep topics between runs).
+fn topics(tag: &str) -> Topics {
+    let run = format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    Topics {
+        rows: format!("{run}.rows"),
+        faults: format!("{run}.faults"),
+        scores: format!("{run}.scores"),
+        dead: format!("{run}.dead"),
+    }
+}
+
+/// Creates the test's topics: `partitions` for rows, one each for the outputs.
+async fn create(cluster: &Cluster, t: &Topics, partitions: i32) {
+    cluster.topic(&t.rows, partitions).await;
+    for out in [&t.faults, &t.scores, &t.dead] {
+        cluster.topic(out, 1).await;
+    }
+}
+
+/// A daemon configuration on `cluster` reading `t.rows` in `group`.
+fn config(cluster: &Cluster, t: &Topics, group: &str) -> Config {
+    let env: Vec<(String, String)> = [
+        ("FAULTLINE_SOURCE__KIND", "kafka"),
+        (
+            "FAULTLINE_SOURCE__KAFKA__BROKERS",
+            cluster.bootstrap.as_str(),
+        ),
+        ("FAULTLINE_SOURCE__KAFKA__TOPIC", t.rows.as_str()),
+        ("FAULTLINE_SOURCE__KAFKA__GROUP_ID", group),
+        // A member that left is noticed quickly; the group rebalances within seconds.
+        (
+            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS",
+            "6000",
+        ),
+        (
+            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__HEARTBEAT_INTERVAL_MS",
+            "500",
+        ),
+        ("FAULTLINE_SINK__FAULTS_TOPIC", t.faults.as_str()),
+        ("FAULTLINE_SINK__SCORES_TOPIC", t.scores.as_str()),
+        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", t.dead.as_str()),
+        ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
+        ("FAULTLINE_SHUTDOWN__GRACE_MS", "15000"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    RawConfig::load_with_env(None, env)
+        .unwrap()
+        .validate()
+        .unwrap()
+}
+
+/// Waits until `/metrics` holds a line containing every one of `parts`; returns the page.
+async fn wait_metric(addr: std::net::SocketAddr, parts: &[&str]) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = http_get(addr, "/metrics").await;
+        if m.lines().any(|l| parts.iter().all(|p| l.contains(p))) {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no line with {parts:?} in:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Partitions of `topic` assigned to the instance at `addr`, from its consumer-lag series.
+fn assigned(metrics: &str, topic: &str) -> HashSet<String> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("faultline_kafka_consumer_lag{") && l.contains(topic))
+        .filter_map(|l| {
+            let p = l.split("partition=\"").nth(1)?;
+            Some(p[..p.find('"')?].to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_are_keyed_by_id_with_the_model_version_and_bad_rows_are_dead_lettered() {
+    let cluster = Cluster::start();
+    let t = topics("e2e");
+    create(&cluster, &t, 3).await;
+    let model = Arc::new(Model::embedded().unwrap());
+    let app = app::start(
+        &config(&cluster, &t, &format!("{}-g", t.rows)),
+        model.clone(),
+    )
+    .await
+    .unwrap();
+    wait_ready(app.web_addr).await;
+
+    let (_, faulty, good) = rows(&model, 0);
+    let too_many = format!(
+        r#"{{"id": "W-long", "values": [{}]}}"#,
+        vec!["1.0"; 591].join(",")
+    );
+    let producer = cluster.producer();
+    cluster
+        .publish(
+            &producer,
+            &t.rows,
+            &[
+                faulty,
+                good,
+                "{not json".into(),
+                r#"{"id": "W-type", "Sensor-1": "abc"}"#.into(),
+                too_many,
+            ],
+        )
+        .await;
+
+    let reader = cluster.reader(&[&t.faults, &t.scores, &t.dead]);
+    let got = reader
+        .collect_until(60, |g| {
+            g.iter().filter(|m| m.topic == t.dead).count() == 3
+                && g.iter().filter(|m| m.topic == t.scores).count() == 2
+                && g.iter().any(|m| m.topic == t.faults)
+        })
+        .await;
+    let faults: Vec<&Got> = got.iter().filter(|m| m.topic == t.faults).collect();
+    assert_eq!(faults.len(), 1, "{got:?}");
+    let f = faults[0];
+    assert_eq!(f.key.as_deref(), Some("Known-Faulty"));
+    assert_eq!(f.model_version.as_deref(), Some(model.version()));
+    assert_eq!(f.body["id"], "Known-Faulty");
+    assert_eq!(f.body["fault"], true);
+    assert_eq!(f.body["model_version"], model.version());
+    assert_eq!(f.body["top_sensors"].as_array().unwrap().len(), 3);
+    let good = got
+        .iter()
+        .find(|m| m.topic == t.scores && m.body["id"] == "Known-Good")
+        .unwrap();
+    assert_eq!(good.key.as_deref(), Some("Known-Good"));
+    assert_eq!(good.body["fault"], false);
+
+    let dead: HashMap<String, &Got> = got
+        .iter()
+        .filter(|m| m.topic == t.dead)
+        .map(|m| (m.body["reason"].as_str().unwrap().to_string(), m))
+        .collect();
+    assert_eq!(dead["malformed_json"].body["payload"], "{not json");
+    assert_eq!(dead["malformed_json"].body["topic"], t.rows.as_str());
+    assert!(dead["wrong_type"].body["error"]
+        .as_str()
+        .unwrap()
+        .contains("Sensor-1"));
+    assert!(dead["wrong_length"].body["error"]
+        .as_str()
+        .unwrap()
+        .contains("591"));
+
+    // The consumer lag reaches 0 on every partition once the offsets are stored.
+    let m = wait_metric(app.web_addr, &["faultline_row_latency_seconds_count 5"]).await;
+    for line in [
+        "faultline_rows_received_total{source=\"kafka\"} 5",
+        "faultline_rows_scored_total 2",
+        "faultline_faults_total 1",
+        "faultline_source_connected{source=\"kafka\"} 1",
+        "faultline_publish_errors_total{sink=\"kafka\"} 0",
+    ] {
+        assert!(m.contains(line), "missing `{line}` in:\n{m}");
+    }
+    for p in 0..3 {
+        let partition = format!("partition=\"{p}\"");
+        wait_metric(
+            app.web_addr,
+            &["faultline_kafka_consumer_lag{", &partition, &t.rows, "} 0"],
+        )
+        .await;
+    }
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_stream_resumes_after_the_last_published_row() {
+    let cluster = Cluster::start();
+    let t = topics("restart");
+    // MockCluster keeps about 5 MB per partition; 2,000 rows of ~10 KB need several.
+    create(&cluster, &t, 8).await;
+    let model = Arc::new(Model::embedded().unwrap());
+    let cfg = config(&cluster, &t, &format!("{}-g", t.rows));
+    let (rows, _, _) = rows(&model, 2000);
+    let producer = cluster.producer();
+    let reader = cluster.reader(&[&t.scores]);
+
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    cluster.publish(&producer, &t.rows, &rows[..1000]).await;
+    // Stop once some rows are scored, while others are still in flight or unread.
+    let first = reader.collect_until(60, |g| g.len() >= 200).await;
+    app.shutdown().await.unwrap();
+    cluster.publish(&producer, &t.rows, &rows[1000..]).await;
+
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    let mut seen: Vec<String> = first
+        .iter()
+        .map(|m| m.key.clone().unwrap_or_default())
+        .collect();
+    let rest = reader
+        .collect_until(90, |g| {
+            let ids: HashSet<&str> = seen
+                .iter()
+                .map(String::as_str)
+                .chain(g.iter().filter_map(|m| m.key.as_deref()))
+                .collect();
+            ids.len() == 2000
+        })
+        .await;
+    seen.extend(rest.iter().map(|m| m.key.clone().unwrap_or_default()));
+    // A graceful stop committed every published row: nothing is scored twice.
+    let unique: HashSet<&String> = seen.iter().collect();
+    let duplicates = seen.len() - unique.len();
+    eprintln!("kafka restart mid-stream: 2000 rows, 0 lost, {duplicates} scored twice");
+    assert_eq!(duplicates, 0);
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_in_one_group_split_the_partitions() {
+    let cluster = Cluster::start();
+    let t = topics("group");
+    create(&cluster, &t, 4).await;
+    let model = Arc::new(Model::embedded().unwrap());
+    let cfg = config(&cluster, &t, &format!("{}-g", t.rows));
+    let a = app::start(&cfg, model.clone()).await.unwrap();
+    let b = app::start(&cfg, model.clone()).await.unwrap();
+    // Wait until the group has given each instance its share.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let pa = assigned(&http_get(a.web_addr, "/metrics").await, &t.rows);
+        let pb = assigned(&http_get(b.web_addr, "/metrics").await, &t.rows);
+        if !pa.is_empty() && !pb.is_empty() && pa.len() + pb.len() == 4 {
+            assert!(pa.is_disjoint(&pb), "{pa:?} {pb:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no split: {pa:?} {pb:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (rows, _, _) = rows(&model, 400);
+    let producer = cluster.producer();
+    cluster.publish(&producer, &t.rows, &rows).await;
+    let reader = cluster.reader(&[&t.scores]);
+    let got = reader
+        .collect_until(60, |g| {
+            g.iter()
+                .filter_map(|m| m.key.as_deref())
+                .collect::<HashSet<_>>()
+                .len()
+                == 400
+        })
+        .await;
+    let scored = |m: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix("faultline_rows_scored_total "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let na = scored(&http_get(a.web_addr, "/metrics").await);
+    let nb = scored(&http_get(b.web_addr, "/metrics").await);
+    eprintln!(
+        "kafka group of two: {na} + {nb} rows scored, {} verdicts",
+        got.len()
+    );
+    assert!(na > 0 && nb > 0, "{na} {nb}");
+    assert_eq!(na + nb, got.len() as u64);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_publishes_a_csv_to_kafka_keyed_by_id() {
+    let cluster = Cluster::start();
+    let t = topics("replay");
+    create(&cluster, &t, 2).await;
+    let model = Arc::new(Model::embedded().unwrap());
+    let app = app::start(&config(&cluster, &t, &format!("{}-g", t.rows)), model)
+        .await
+        .unwrap();
+    let csv = common::repo().join("examples/wafers.csv");
+    let to = format!("kafka://{}/{}", cluster.bootstrap, t.rows);
+    let out = tokio::task::spawn_blocking(move || {
+        common::faultline(&["replay", csv.to_str().unwrap(), "--to", &to])
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let reader = cluster.reader(&[&t.scores]);
+    let got = reader.collect_until(60, |g| g.len() >= 50).await;
+    let ids: HashSet<&str> = got.iter().filter_map(|m| m.key.as_deref()).collect();
+    assert_eq!(ids.len(), 50);
+    assert!(got
+        .iter()
+        .all(|m| m.key.as_deref() == m.body["id"].as_str()));
+    app.shutdown().await.unwrap();
+}
