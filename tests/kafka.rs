@@ -352,6 +352,28 @@ async fn faults_are_keyed_by_id_with_the_model_version_and_bad_rows_are_dead_let
         )
         .await;
     }
+    // The dashboard's Kafka panels query series this /metrics exports.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("dashboards/faultline.json")).unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .filter(|e| e.contains("faultline_kafka_"))
+        .collect();
+    assert!(!exprs.is_empty(), "no Kafka panel on the dashboard");
+    let m = http_get(app.web_addr, "/metrics").await;
+    assert!(
+        m.contains("# TYPE faultline_kafka_consumer_lag gauge"),
+        "{m}"
+    );
+    for e in exprs {
+        assert!(e.contains("faultline_kafka_consumer_lag"), "{e}");
+    }
     app.shutdown().await.unwrap();
 }
 

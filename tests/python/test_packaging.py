@@ -57,7 +57,12 @@ DASHBOARD_METRICS = {
     "faultline_model_info",
     "faultline_model_threshold",
     "faultline_http_requests_total",
+    "faultline_kafka_consumer_lag",
 }
+
+# Series that exist only on Kafka: the live fixture runs on the embedded MQTT broker, so these are
+# checked against a Kafka-fed /metrics by tests/kafka.rs instead.
+KAFKA_ONLY = {"faultline_kafka_consumer_lag"}
 
 # Straight to 127.0.0.1, whatever http_proxy says.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -337,7 +342,7 @@ def test_every_metric_the_dashboard_queries_is_exported(live_metrics):
     assert "faultline_rows_scored_total" in families, f"/metrics does not look like faultline's:\n{live_metrics[:2000]}"
     missing = {}
     for title, expr in dashboard_exprs(load_dashboard()):
-        for name in metric_names(expr):
+        for name in metric_names(expr) - KAFKA_ONLY:
             if not is_exported(name, families):
                 missing.setdefault(name, []).append(title)
     assert not missing, (
