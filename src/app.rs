@@ -14,6 +14,7 @@
 use crate::config::{Config, SourceKind};
 use crate::drift::{DriftReport, DriftWindow};
 use crate::metrics::Metrics;
+use crate::model::live::{LiveModel, ReloadStatus};
 use crate::model::Model;
 use crate::row::Schema;
 use crate::sink::mqtt::MqttPublisher;
@@ -80,6 +81,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Recomputes drift; ends on stop.
     drift_task: JoinHandle<()>,
+    /// The model in service.
+    model: LiveModel,
+    /// Reloads the model when its files change; ends on stop.
+    watch_task: Option<JoinHandle<()>>,
 }
 
 /// Starts every part of `faultline serve`, returning once they run.
@@ -91,6 +96,12 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         _ => Metrics::new().for_bus(crate::metrics::SOURCE_MQTT, crate::metrics::SINK_MQTT),
     });
     metrics.set_model(model.version(), model.threshold());
+    let live = LiveModel::new(
+        model.clone(),
+        config.model_dir.clone(),
+        config.threshold,
+        Some(metrics.clone()),
+    );
     let drift = Arc::new(std::sync::Mutex::new(DriftWindow::new(
         model.width(),
         config.drift_window_rows.get(),
@@ -148,7 +159,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         batch_rx,
         publisher,
         pending_tx,
-        model.clone(),
+        live.clone(),
         topics,
         metrics.clone(),
         drift.clone(),
@@ -178,11 +189,11 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
     // Drift: recomputed off the runtime every interval, never per scrape.
     let drift_report = Arc::new(std::sync::RwLock::new(DriftReport::default()));
     let drift_task = {
-        let (window, report, metrics, model) = (
+        let (window, report, metrics, live) = (
             drift.clone(),
             drift_report.clone(),
             metrics.clone(),
-            model.clone(),
+            live.clone(),
         );
         let mut stop = stop_rx.clone();
         let interval = config.drift_interval;
@@ -193,7 +204,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
                     _ = tick.tick() => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                let (window, model) = (window.clone(), model.clone());
+                let (window, model) = (window.clone(), live.current());
                 let computed = tokio::task::spawn_blocking(move || {
                     let snapshot = window.lock().map(|w| w.clone()).ok()?;
                     Some(snapshot.report(model.card()))
@@ -208,7 +219,11 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
             }
         })
     };
+    let watch_task = config
+        .model_watch
+        .map(|every| tokio::spawn(watch_model_files(live.clone(), every, stop_rx.clone())));
     let mut state = WebState::new(model, metrics.clone(), config.web_limits.clone());
+    state.model = live.clone();
     state.source_connected = source_connected;
     state.sink_connected = sink_connected;
     state.drift = drift_report;
@@ -245,7 +260,29 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         failure,
         metrics,
         drift_task,
+        model: live,
+        watch_task,
     })
+}
+
+/// Reloads the model when the files in its directory change (size or modification time).
+async fn watch_model_files(live: LiveModel, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut seen = live.fingerprint();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = live.fingerprint();
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let l = live.clone();
+        let _ = tokio::task::spawn_blocking(move || l.reload("files changed")).await;
+    }
 }
 
 /// The source and the publisher for the configured bus.
@@ -280,7 +317,7 @@ async fn score_batches(
     mut batches: mpsc::Receiver<Vec<Incoming>>,
     mut publisher: Publisher,
     pending: mpsc::Sender<Pending>,
-    model: Arc<Model>,
+    live: LiveModel,
     topics: Topics,
     metrics: Arc<Metrics>,
     drift: Arc<std::sync::Mutex<DriftWindow>>,
@@ -293,6 +330,8 @@ async fn score_batches(
     while let Some(mut batch) = batches.recv().await {
         // Rows per message, counted before the rows move into the scoring batch.
         let counts: Vec<usize> = batch.iter().map(crate::batch::Rows::rows).collect();
+        // One model per batch: a reload takes effect between batches.
+        let model = live.current();
         let mut rows = crate::row::RowBatch::new(model.width());
         for incoming in &mut batch {
             rows.append(std::mem::take(&mut incoming.decoded.rows));
@@ -392,6 +431,27 @@ async fn score_batches(
 }
 
 impl App {
+    /// Reloads the model from `[model] dir` (see [`LiveModel::reload`]).
+    pub async fn reload_model(&self, trigger: &str) -> ReloadStatus {
+        let (live, trigger) = (self.model.clone(), trigger.to_string());
+        match tokio::task::spawn_blocking(move || live.reload(&trigger)).await {
+            Ok(status) => status,
+            Err(e) => ReloadStatus {
+                at: now_rfc3339(),
+                trigger: "reload".into(),
+                ok: false,
+                version: self.model.current().version().to_string(),
+                previous_version: self.model.current().version().to_string(),
+                error: Some(format!("the reload panicked: {e}")),
+            },
+        }
+    }
+
+    /// The model in service.
+    pub fn model(&self) -> Arc<Model> {
+        self.model.current()
+    }
+
     /// Resolves with the reason when the pipeline fails for good (never, while all is well).
     pub async fn failed(&self) -> String {
         let mut failure = self.failure.clone();
@@ -434,6 +494,9 @@ impl App {
         };
         self.source.close().await;
         let _ = self.drift_task.await;
+        if let Some(task) = self.watch_task {
+            let _ = task.await;
+        }
         let _ = self.web.await;
         info!("Stopped.");
         result
@@ -447,13 +510,32 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AppError> {
     let app = start(&config, model).await?;
-    let failure = tokio::select! {
-        _ = shutdown => None,
-        reason = app.failed() => Some(reason),
+    tokio::pin!(shutdown);
+    let failure = loop {
+        tokio::select! {
+            _ = &mut shutdown => break None,
+            reason = app.failed() => break Some(reason),
+            _ = hangup() => {
+                app.reload_model("SIGHUP").await;
+            }
+        }
     };
     let result = app.shutdown().await;
     match failure {
         Some(reason) => Err(AppError::Pipeline(reason)),
         None => result,
     }
+}
+
+/// Resolves on each SIGHUP (never on platforms without it).
+async fn hangup() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut s) = signal(SignalKind::hangup()) {
+            s.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }

@@ -347,6 +347,8 @@ pub struct ModelSection {
     pub dir: String,
     /// Threshold override; negative for the card's.
     pub threshold: f64,
+    /// How often to look for changed model files, in milliseconds; 0 for never.
+    pub watch_ms: u64,
 }
 
 /// `[input]`
@@ -366,6 +368,8 @@ pub struct Config {
     pub model_dir: Option<PathBuf>,
     /// Threshold override.
     pub threshold: Option<f32>,
+    /// How often to look for changed model files (`None`: never, or no model directory).
+    pub model_watch: Option<Duration>,
     /// Ignore unknown CSV columns.
     pub allow_extra_columns: bool,
     /// Rows per CSV batch.
@@ -604,9 +608,17 @@ impl RawConfig {
             token: Some(web.token.trim().to_string()).filter(|t| !t.is_empty()),
         };
         let dir = self.model.dir.trim();
+        if self.model.watch_ms > 0 && self.model.watch_ms < 100 {
+            return invalid(format!(
+                "model.watch_ms is {}; set at least 100, or 0 to not watch the model files",
+                self.model.watch_ms
+            ));
+        }
         Ok(Config {
             model_dir: (!dir.is_empty()).then(|| PathBuf::from(dir)),
             threshold,
+            model_watch: (!dir.is_empty() && self.model.watch_ms > 0)
+                .then(|| Duration::from_millis(self.model.watch_ms)),
             allow_extra_columns: self.input.allow_extra_columns,
             csv_batch_rows,
             source,

@@ -49,6 +49,8 @@ pub const HTTP_REQUESTS: &str = "faultline_http_requests_total";
 /// `faultline_http_request_seconds{path}`
 pub const HTTP_SECONDS: &str = "faultline_http_request_seconds";
 
+/// `faultline_model_reloads_total{result}`
+pub const MODEL_RELOADS: &str = "faultline_model_reloads_total";
 /// `faultline_kafka_consumer_lag{topic,partition}`
 pub const KAFKA_CONSUMER_LAG: &str = "faultline_kafka_consumer_lag";
 
@@ -92,6 +94,8 @@ pub struct Metrics {
     pub model_info: IntGaugeVec,
     /// The decision threshold in force.
     pub model_threshold: Gauge,
+    /// Model reloads by result (`ok`, `failed`).
+    pub model_reloads: IntCounterVec,
     /// Sensors whose recent median or missing rate left their training range.
     pub drift_sensors: IntGauge,
     /// Share of missing sensor cells over the drift window.
@@ -243,6 +247,11 @@ impl Metrics {
         registry
             .register(Box::new(http_seconds.clone()))
             .expect("unique metric");
+        let model_reloads = counter_vec(
+            MODEL_RELOADS,
+            "Model reloads by result: ok (swapped in) or failed (the old model kept serving).",
+            &["result"],
+        );
         let kafka_consumer_lag = IntGaugeVec::new(
             Opts::new(
                 KAFKA_CONSUMER_LAG,
@@ -269,6 +278,7 @@ impl Metrics {
             publish_errors,
             model_info,
             model_threshold,
+            model_reloads,
             drift_sensors,
             missing_ratio,
             score_mean,
@@ -278,6 +288,9 @@ impl Metrics {
             kafka_consumer_lag,
         };
         // Series that exist from the start, so dashboards show zeros rather than gaps.
+        for result in ["ok", "failed"] {
+            m.model_reloads.with_label_values(&[result]);
+        }
         for reason in crate::row::json::RejectReason::ALL {
             m.rows_dead_lettered.with_label_values(&[reason.as_str()]);
         }
@@ -344,6 +357,7 @@ mod tests {
             DRIFT_SENSORS,
             MISSING_RATIO,
             SCORE_MEAN,
+            MODEL_RELOADS,
         ] {
             assert!(
                 text.contains(&format!("# HELP {name} ")),

@@ -4,7 +4,6 @@
 mod common;
 
 use faultline::model::{onnx, synthetic, Model, ModelError};
-use prost::Message;
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
 
@@ -131,31 +130,10 @@ fn embedded_model_matches_tract_on_synthetic_rows_with_missing_values() {
     }
 }
 
+use common::{committed, rewrite};
+
 fn load_with(onnx: &[u8], card: &serde_json::Value) -> Result<Model, ModelError> {
     Model::from_parts(onnx, card.to_string().as_bytes(), None, "test".into())
-}
-
-fn committed() -> (Vec<u8>, serde_json::Value) {
-    let dir = common::repo().join("models/wafer-fault");
-    let onnx = std::fs::read(dir.join("model.onnx")).unwrap();
-    let card = serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
-    (onnx, card)
-}
-
-/// Re-encodes a changed graph and a card that vouches for it (so only the change is tested).
-fn rewrite(
-    onnx: &[u8],
-    card: &serde_json::Value,
-    change: impl FnOnce(&mut tract_onnx::pb::ModelProto),
-) -> (Vec<u8>, serde_json::Value) {
-    let mut proto = tract_onnx::pb::ModelProto::decode(onnx).unwrap();
-    change(&mut proto);
-    let bytes = proto.encode_to_vec();
-    let sha = faultline::model::sha256_hex(&bytes);
-    let mut card = card.clone();
-    card["version"] = format!("wf-{}", &sha[..12]).into();
-    card["onnx_sha256"] = sha.into();
-    (bytes, card)
 }
 
 #[test]

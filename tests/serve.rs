@@ -3,17 +3,15 @@
 
 mod common;
 
-use common::{http_get, rows, wait_ready};
+use common::{http_get, rows, wait_ready, Client};
 use faultline::app;
 use faultline::config::{Config, RawConfig};
 use faultline::model::{synthetic, Model};
 use faultline::row::json::encode_row;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// Configuration for a test: unique topics and client id, the given broker, web on port 0.
 fn config(tag: &str, embedded: Option<u16>, broker_port: u16, extra: &[(&str, String)]) -> Config {
@@ -64,87 +62,6 @@ fn config(tag: &str, embedded: Option<u16>, broker_port: u16, extra: &[(&str, St
         .unwrap()
         .validate()
         .unwrap()
-}
-
-/// A test client: publishes rows and collects what arrives on the subscribed topics.
-struct Client {
-    client: AsyncClient,
-    messages: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
-}
-
-impl Client {
-    async fn connect(port: u16, id: &str, topics: &[String]) -> Client {
-        Client::connect_with(port, id, topics, true).await
-    }
-
-    /// With `clean = false` the broker keeps this client's subscription and queue while it is away.
-    async fn connect_with(port: u16, id: &str, topics: &[String], clean: bool) -> Client {
-        let mut options = MqttOptions::new(id, "127.0.0.1", port);
-        options
-            .set_max_packet_size(1 << 24, 1 << 24)
-            .set_keep_alive(Duration::from_secs(30))
-            .set_clean_session(clean);
-        let (client, mut eventloop) = AsyncClient::new(options, 10_000);
-        let (tx, messages) = mpsc::unbounded_channel();
-        let (ready_tx, mut ready) = mpsc::channel(1);
-        let subs: Vec<String> = topics.to_vec();
-        let sub_client = client.clone();
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        for t in &subs {
-                            sub_client.subscribe(t, QoS::AtLeastOnce).await.unwrap();
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = ready_tx.try_send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-        });
-        if !topics.is_empty() {
-            tokio::time::timeout(Duration::from_secs(10), ready.recv())
-                .await
-                .expect("subscribed");
-        }
-        Client { client, messages }
-    }
-
-    async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload.into())
-            .await
-            .unwrap();
-    }
-
-    /// Collects messages until `done` says so; panics after `secs`.
-    async fn collect_until(
-        &mut self,
-        secs: u64,
-        mut done: impl FnMut(&[(String, Value)]) -> bool,
-    ) -> Vec<(String, Value)> {
-        let mut got = vec![];
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        while !done(&got) {
-            match tokio::time::timeout_at(deadline, self.messages.recv()).await {
-                Ok(Some((topic, payload))) => {
-                    got.push((topic, serde_json::from_slice(&payload).unwrap()))
-                }
-                _ => panic!(
-                    "timed out after {secs} s with {} messages: {:?}",
-                    got.len(),
-                    &got[..got.len().min(5)]
-                ),
-            }
-        }
-        got
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,7 +63,7 @@ async fn health_readiness_model_and_metrics_answer() {
     let (status, _, body) = send(&s, get("/api/model")).await;
     assert_eq!(status, StatusCode::OK);
     let card: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(card["version"], s.model.version());
+    assert_eq!(card["version"], s.model.current().version());
     let (status, _, body) = send(&s, get("/api/drift")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("\"judged\":false"), "{body}");
@@ -79,13 +79,13 @@ async fn health_readiness_model_and_metrics_answer() {
 #[tokio::test]
 async fn a_csv_scores_like_the_library_as_json_or_csv() {
     let s = state(WebLimits::default());
-    let (csv, batch) = sample_csv(&s.model, 40);
-    let expected = s.model.score(&batch);
+    let (csv, batch) = sample_csv(&s.model.current(), 40);
+    let expected = s.model.current().score(&batch);
     let (status, ct, body) = send(&s, post("text/csv", csv.clone())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(ct.starts_with("application/json"));
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["model_version"], s.model.version());
+    assert_eq!(v["model_version"], s.model.current().version());
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 40);
     for (r, e) in results.iter().zip(&expected) {
@@ -116,9 +116,15 @@ async fn a_csv_scores_like_the_library_as_json_or_csv() {
 #[tokio::test]
 async fn a_json_array_scores_too() {
     let s = state(WebLimits::default());
-    let batch = synthetic::rows(s.model.card(), 3, 2);
+    let batch = synthetic::rows(s.model.current().card(), 3, 2);
     let rows: Vec<String> = (0..3)
-        .map(|i| faultline::row::json::encode_row(&batch.ids[i], batch.row(i), s.model.features()))
+        .map(|i| {
+            faultline::row::json::encode_row(
+                &batch.ids[i],
+                batch.row(i),
+                s.model.current().features(),
+            )
+        })
         .collect();
     let (status, _, body) = send(
         &s,
@@ -133,7 +139,7 @@ async fn a_json_array_scores_too() {
 #[tokio::test]
 async fn input_errors_are_located_json() {
     let s = state(WebLimits::default());
-    let (csv, _) = sample_csv(&s.model, 3);
+    let (csv, _) = sample_csv(&s.model.current(), 3);
     let bad = csv.replacen("\nSynthetic-2,", "\nSynthetic-2,abc", 1);
     let (status, _, body) = send(&s, post("text/csv", bad)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -180,12 +186,12 @@ async fn limits_refuse_with_a_reason() {
         max_body_bytes: 200_000,
         ..WebLimits::default()
     });
-    let (csv, _) = sample_csv(&s.model, 6);
+    let (csv, _) = sample_csv(&s.model.current(), 6);
     let (status, _, body) = send(&s, post("text/csv", csv)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert!(body.contains("more than 5 rows"), "{body}");
 
-    let (csv, _) = sample_csv(&s.model, 5);
+    let (csv, _) = sample_csv(&s.model.current(), 5);
     let big = format!("{csv}{}", " ".repeat(200_000));
     let (status, _, body) = send(&s, post("text/csv", big)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
@@ -197,7 +203,7 @@ async fn limits_refuse_with_a_reason() {
         ..WebLimits::default()
     });
     let _held = s.score_slots.clone().try_acquire_owned().unwrap();
-    let (csv, _) = sample_csv(&s.model, 1);
+    let (csv, _) = sample_csv(&s.model.current(), 1);
     let (status, _, body) = send(&s, post("text/csv", csv)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }
@@ -208,7 +214,7 @@ async fn a_configured_token_guards_the_api_but_not_health() {
         token: Some("s3cret".into()),
         ..WebLimits::default()
     });
-    let (csv, _) = sample_csv(&s.model, 2);
+    let (csv, _) = sample_csv(&s.model.current(), 2);
     let (status, _, body) = send(&s, post("text/csv", csv.clone())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("Authorization: Bearer"), "{body}");
@@ -289,7 +295,7 @@ async fn a_request_past_its_time_limit_is_answered_with_a_reason() {
         request_timeout: std::time::Duration::from_millis(1),
         ..WebLimits::default()
     });
-    let (csv, _) = sample_csv(&s.model, 2000);
+    let (csv, _) = sample_csv(&s.model.current(), 2000);
     let (status, _, body) = send(&s, post("text/csv", csv)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("longer than 1 ms"), "{body}");

@@ -10,6 +10,7 @@
 
 pub mod card;
 pub mod ensemble;
+pub mod live;
 pub mod onnx;
 pub mod synthetic;
 

@@ -237,7 +237,7 @@ pub async fn score(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/csv")));
-    let model = s.model.clone();
+    let model = s.model.current();
     let limits = s.limits.clone();
     let allow_extra = s.allow_extra_columns;
     let work = tokio::task::spawn_blocking(move || -> Result<Response, ApiError> {

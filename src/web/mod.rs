@@ -4,6 +4,7 @@
 pub mod api;
 pub mod page;
 
+use crate::model::live::LiveModel;
 use crate::model::Model;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,8 +18,8 @@ use std::sync::Arc;
 /// What the handlers read.
 #[derive(Debug, Clone)]
 pub struct WebState {
-    /// The model being served.
-    pub model: Arc<Model>,
+    /// The model being served (reloadable).
+    pub model: LiveModel,
     /// Whether the source's connection is up.
     pub source_connected: Arc<AtomicBool>,
     /// Whether the publisher's connection is up.
@@ -44,7 +45,7 @@ impl WebState {
     ) -> WebState {
         let slots = limits.max_concurrent.max(1);
         WebState {
-            model,
+            model: LiveModel::fixed(model),
             source_connected: Arc::new(AtomicBool::new(false)),
             sink_connected: Arc::new(AtomicBool::new(false)),
             metrics,
@@ -65,6 +66,7 @@ pub fn router(state: WebState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/model", get(model_card))
+        .route("/api/model/reload", axum::routing::post(reload_model))
         .route("/metrics", get(metrics))
         .route("/api/drift", get(drift))
         .route(
@@ -147,7 +149,11 @@ async fn readyz(State(s): State<WebState>) -> Response {
     }
     let body = json!({
         "ready": ready,
-        "model": {"loaded": true, "version": s.model.version()},
+        "model": {
+            "loaded": true,
+            "version": s.model.current().version(),
+            "last_reload": s.model.last_reload(),
+        },
         "source": {"connected": source},
         "sink": {"connected": sink},
         "reasons": reasons,
@@ -164,5 +170,32 @@ async fn model_card(State(s): State<WebState>, headers: axum::http::HeaderMap) -
     if let Err(e) = api::authorize(&s, &headers) {
         return e.into_response();
     }
-    Json(s.model.card().clone()).into_response()
+    Json(s.model.current().card().clone()).into_response()
+}
+
+/// `POST /api/model/reload`: loads `[model] dir` again, checks it and swaps it in. 200 with the
+/// outcome when the new model serves; 422 with the reason when it was refused (the old model keeps
+/// serving); 409 when faultline serves its embedded model (nothing to reload from).
+async fn reload_model(State(s): State<WebState>, headers: axum::http::HeaderMap) -> Response {
+    if let Err(e) = api::authorize(&s, &headers) {
+        return e.into_response();
+    }
+    let embedded = s.model.dir().is_none();
+    let live = s.model.clone();
+    let status = match tokio::task::spawn_blocking(move || live.reload("api")).await {
+        Ok(status) => status,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": format!("the reload panicked: {e}")})),
+            )
+                .into_response()
+        }
+    };
+    let code = match (status.ok, embedded) {
+        (true, _) => StatusCode::OK,
+        (false, true) => StatusCode::CONFLICT,
+        (false, false) => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    (code, Json(status)).into_response()
 }

@@ -1,8 +1,12 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// The real wafer data directory, if this machine has it (`$FAULTLINE_DATA_DIR`, else
 /// `../shared/data` beside the repository). When it is absent the calling test reports that it
@@ -192,5 +196,145 @@ pub fn log() {
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_test_writer()
             .try_init();
+    }
+}
+
+/// The committed model's graph bytes and card.
+pub fn committed() -> (Vec<u8>, serde_json::Value) {
+    let dir = repo().join("models/wafer-fault");
+    let onnx = std::fs::read(dir.join("model.onnx")).unwrap();
+    let card = serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
+    (onnx, card)
+}
+
+/// Re-encodes a changed graph and a card that vouches for it (so only the change is tested).
+pub fn rewrite(
+    onnx: &[u8],
+    card: &serde_json::Value,
+    change: impl FnOnce(&mut tract_onnx::pb::ModelProto),
+) -> (Vec<u8>, serde_json::Value) {
+    use prost::Message;
+    let mut proto = tract_onnx::pb::ModelProto::decode(onnx).unwrap();
+    change(&mut proto);
+    let bytes = proto.encode_to_vec();
+    let sha = faultline::model::sha256_hex(&bytes);
+    let mut card = card.clone();
+    card["version"] = format!("wf-{}", &sha[..12]).into();
+    card["onnx_sha256"] = sha.into();
+    (bytes, card)
+}
+
+/// An HTTP/1.1 request over a plain TCP connection; returns (status code, body).
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A test client: publishes rows and collects what arrives on the subscribed topics.
+pub struct Client {
+    pub client: AsyncClient,
+    pub messages: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+}
+
+impl Client {
+    pub async fn connect(port: u16, id: &str, topics: &[String]) -> Client {
+        Client::connect_with(port, id, topics, true).await
+    }
+
+    /// With `clean = false` the broker keeps this client's subscription and queue while it is away.
+    pub async fn connect_with(port: u16, id: &str, topics: &[String], clean: bool) -> Client {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options
+            .set_max_packet_size(1 << 24, 1 << 24)
+            .set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(clean);
+        let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+        let (tx, messages) = mpsc::unbounded_channel();
+        let (ready_tx, mut ready) = mpsc::channel(1);
+        let subs: Vec<String> = topics.to_vec();
+        let sub_client = client.clone();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        for t in &subs {
+                            sub_client.subscribe(t, QoS::AtLeastOnce).await.unwrap();
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.try_send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        if !topics.is_empty() {
+            tokio::time::timeout(Duration::from_secs(10), ready.recv())
+                .await
+                .expect("subscribed");
+        }
+        Client { client, messages }
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .unwrap();
+    }
+
+    /// Collects messages until `done` says so; panics after `secs`.
+    pub async fn collect_until(
+        &mut self,
+        secs: u64,
+        mut done: impl FnMut(&[(String, Value)]) -> bool,
+    ) -> Vec<(String, Value)> {
+        let mut got = vec![];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while !done(&got) {
+            match tokio::time::timeout_at(deadline, self.messages.recv()).await {
+                Ok(Some((topic, payload))) => {
+                    got.push((topic, serde_json::from_slice(&payload).unwrap()))
+                }
+                _ => panic!(
+                    "timed out after {secs} s with {} messages: {:?}",
+                    got.len(),
+                    &got[..got.len().min(5)]
+                ),
+            }
+        }
+        got
     }
 }

@@ -1,0 +1,297 @@
+//! Kafka throughput and latency of `faultline serve`, end to end over real sockets, with the daemon
+//! in its own process: publish rows → Kafka → faultline → Kafka → the scores topic.
+//!
+//! ```text
+//! cargo build --release --features kafka
+//! cargo run --release --features kafka --example bench_kafka -- \
+//!     [--rows 50000] [--rate 5000] [--partitions 4] [--bootstrap HOST:PORT] [--input wafers.csv] \
+//!     [--bin target/release/faultline] [--compact]
+//! ```
+//!
+//! Without `--bootstrap` the cluster is librdkafka's in-process MockCluster (in this process, not
+//! the daemon's); with it, any Kafka-protocol broker (tansu: `target/tools/bin/tansu broker ...`).
+//! Rows are real wafers with `--input`, else synthetic; every id is unique. `--compact` sends the
+//! `{"id", "values": [...]}` form instead of one key per sensor. Prints rows/s (first publish to
+//! last verdict), p50/p99/max publish → verdict latency, and the daemon's peak RSS and CPU time.
+
+use faultline::model::{synthetic, Model};
+use faultline::row::csv::{CsvOptions, CsvRows};
+use faultline::row::json::encode_row;
+use faultline::row::Schema;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// (peak RSS in MB, user+system CPU seconds) of process `pid`.
+fn usage(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, r)| r.split_whitespace().collect());
+    // utime and stime are fields 14 and 15 (1-based); after the ')' they are 12 and 13 (1-based).
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|x| x.parse::<f64>().ok()).sum()
+    });
+    (rss, ticks / 100.0)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = arg(&args, "--rows").unwrap_or("50000".into()).parse()?;
+    let rate: Option<f64> = arg(&args, "--rate").map(|r| r.parse()).transpose()?;
+    let partitions: i32 = arg(&args, "--partitions").unwrap_or("4".into()).parse()?;
+    let compact = args.iter().any(|a| a == "--compact");
+    let bin = arg(&args, "--bin").unwrap_or("target/release/faultline".into());
+    let model = Model::embedded()?;
+
+    let base = match arg(&args, "--input") {
+        Some(path) => CsvRows::new(
+            std::fs::File::open(path)?,
+            &Schema::new(model.features()),
+            CsvOptions {
+                allow_extra_columns: true,
+                batch_rows: 4096,
+            },
+        )?
+        .read_all()?,
+        None => synthetic::rows(model.card(), 2000, 3),
+    };
+    // Id "b<i>" so the receiver finds the send time by index.
+    let payloads: Vec<String> = (0..n)
+        .map(|i| {
+            let j = i % base.len();
+            let id = format!("b{i}");
+            if compact {
+                let values: Vec<String> = base
+                    .row(j)
+                    .iter()
+                    .map(|v| {
+                        if v.is_nan() {
+                            "null".into()
+                        } else {
+                            v.to_string()
+                        }
+                    })
+                    .collect();
+                format!(r#"{{"id":"{id}","values":[{}]}}"#, values.join(","))
+            } else {
+                encode_row(&id, base.row(j), model.features())
+            }
+        })
+        .collect();
+    let bytes: usize = payloads.iter().map(String::len).sum();
+
+    // The cluster: MockCluster here, or the given broker.
+    let mock;
+    let bootstrap = match arg(&args, "--bootstrap") {
+        Some(b) => b,
+        None => {
+            mock = MockCluster::new(1)?;
+            mock.bootstrap_servers()
+        }
+    };
+    let run = format!("bench{}", std::process::id());
+    let (rows_topic, scores_topic) = (format!("{run}.rows"), format!("{run}.scores"));
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()?;
+    for (t, p) in [
+        (&rows_topic, partitions),
+        (&scores_topic, 1),
+        (&format!("{run}.faults"), 1),
+        (&format!("{run}.dead"), 1),
+    ] {
+        let r = admin
+            .create_topics(
+                &[NewTopic::new(t, p, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await?;
+        if let Some(Err((t, e))) = r.into_iter().next() {
+            anyhow::ensure!(e == RDKafkaErrorCode::TopicAlreadyExists, "{t}: {e}");
+        }
+    }
+
+    // The daemon, in its own process.
+    let web = free_port();
+    let mut daemon = std::process::Command::new(&bin)
+        .arg("serve")
+        .env("FAULTLINE_SOURCE__KIND", "kafka")
+        .env("FAULTLINE_SOURCE__KAFKA__BROKERS", &bootstrap)
+        .env("FAULTLINE_SOURCE__KAFKA__TOPIC", &rows_topic)
+        .env("FAULTLINE_SOURCE__KAFKA__GROUP_ID", &run)
+        .env("FAULTLINE_SINK__SCORES_TOPIC", &scores_topic)
+        .env("FAULTLINE_SINK__FAULTS_TOPIC", format!("{run}.faults"))
+        .env("FAULTLINE_SINK__DEAD_LETTER_TOPIC", format!("{run}.dead"))
+        .env("FAULTLINE_WEB__LISTEN", format!("127.0.0.1:{web}"))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {bin} (build it with --features kafka): {e}"))?;
+    let pid = daemon.id();
+    let ready = Instant::now();
+    loop {
+        let up = std::net::TcpStream::connect(("127.0.0.1", web)).is_ok_and(|mut s| {
+            use std::io::{Read, Write};
+            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out.contains("200 OK")
+        });
+        if up {
+            break;
+        }
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(30),
+            "daemon never ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Receiver: every verdict on the scores topic, from its end.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", format!("{run}-reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&scores_topic, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let start = Instant::now();
+    let receiver = tokio::spawn(async move {
+        let mut arrived = vec![None::<Instant>; n];
+        let mut count = 0;
+        while count < n {
+            match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
+                Ok(Ok(m)) => {
+                    let i = m
+                        .key()
+                        .and_then(|k| std::str::from_utf8(k).ok())
+                        .and_then(|k| k.strip_prefix('b'))
+                        .and_then(|k| k.parse::<usize>().ok());
+                    if let Some(i) = i.filter(|&i| i < n) {
+                        if arrived[i].is_none() {
+                            arrived[i] = Some(Instant::now());
+                            count += 1;
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        arrived
+    });
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "2")
+        .set("queue.buffering.max.messages", "200000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("message.max.bytes", "16777216")
+        .create()?;
+    let mut sent_at = Vec::with_capacity(n);
+    let mut reports = Vec::with_capacity(n);
+    for (i, payload) in payloads.iter().enumerate() {
+        if let Some(rate) = rate {
+            tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
+                .await;
+        }
+        let key = format!("b{i}");
+        let mut record = FutureRecord::to(&rows_topic).key(&key).payload(payload);
+        sent_at.push(Instant::now());
+        loop {
+            match producer.send_result(record) {
+                Ok(r) => {
+                    reports.push(r);
+                    break;
+                }
+                Err((_, r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+    let published = start.elapsed();
+    for r in reports {
+        r.await?.map_err(|(e, _)| e)?;
+    }
+    let arrived = receiver.await?;
+    let (rss, cpu) = usage(pid);
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
+    let _ = daemon.wait();
+
+    let mut latencies: Vec<f64> = arrived
+        .iter()
+        .zip(&sent_at)
+        .filter_map(|(a, s)| a.map(|a| (a - *s).as_secs_f64() * 1000.0))
+        .collect();
+    let got = latencies.len();
+    anyhow::ensure!(got > 0, "no verdict arrived");
+    let last = arrived.iter().flatten().max().copied().unwrap_or(start);
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "kafka ({}), {} rows ({:.1} KB each, {}), {} partitions{}",
+        if arg(&args, "--bootstrap").is_some() {
+            "external broker"
+        } else {
+            "MockCluster"
+        },
+        n,
+        bytes as f64 / n as f64 / 1024.0,
+        if compact {
+            "compact"
+        } else {
+            "one key per sensor"
+        },
+        partitions,
+        rate.map(|r| format!(", offered {r} rows/s"))
+            .unwrap_or_default()
+    );
+    println!(
+        "verdicts: {got}/{n}; published in {:.2} s; rows/s (first publish → last verdict): {:.0}",
+        published.as_secs_f64(),
+        got as f64 / (last - start).as_secs_f64()
+    );
+    println!(
+        "latency publish → verdict: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies[got - 1]
+    );
+    println!("daemon: peak RSS {rss:.0} MB, CPU {cpu:.1} s");
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The model being served, and its safe replacement while faultline runs.
+//!
+//! A reload (SIGHUP, `POST /api/model/reload`, or a change of the files under `[model] dir`)
+//! loads the directory's graph and card with every check a start-up load makes (hashes, schema,
+//! opsets, golden rows re-scored), then requires the same feature list as the model in service
+//! (the bus decoder and the drift window are laid out by it). Only then is the new model swapped
+//! in, atomically: the scorer takes [`LiveModel::current`] once per micro-batch, so a batch is
+//! scored by one model and its messages carry that model's version. If anything fails, the old
+//! model keeps serving and the reason goes to the log, `faultline_model_reloads_total{result}`
+//! and the API.
+
+use super::Model;
+use crate::metrics::Metrics;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+use tracing::{error, info};
+
+/// What the last reload did.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReloadStatus {
+    /// When it ran (RFC 3339).
+    pub at: String,
+    /// What asked for it: `SIGHUP`, `api` or `files changed`.
+    pub trigger: String,
+    /// Whether a model is now serving from the files (false: the old one kept serving).
+    pub ok: bool,
+    /// The version serving after it.
+    pub version: String,
+    /// The version before it.
+    pub previous_version: String,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The model in service, shared by the scorer, the web server and the drift task.
+#[derive(Debug, Clone)]
+pub struct LiveModel {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    current: RwLock<Arc<Model>>,
+    /// Where reloads read from; `None` for the embedded model.
+    dir: Option<PathBuf>,
+    /// The configured threshold override, applied to every model loaded.
+    threshold: Option<f32>,
+    metrics: Option<Arc<Metrics>>,
+    /// The last reload, and one reload at a time.
+    last: Mutex<Option<ReloadStatus>>,
+}
+
+impl LiveModel {
+    /// Serves `model`; reloads read `dir` (none: the embedded model cannot be reloaded).
+    pub fn new(
+        model: Arc<Model>,
+        dir: Option<PathBuf>,
+        threshold: Option<f32>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> LiveModel {
+        LiveModel {
+            inner: Arc::new(Inner {
+                current: RwLock::new(model),
+                dir,
+                threshold,
+                metrics,
+                last: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// A model that is never reloaded.
+    pub fn fixed(model: Arc<Model>) -> LiveModel {
+        LiveModel::new(model, None, None, None)
+    }
+
+    /// The model in service now.
+    pub fn current(&self) -> Arc<Model> {
+        match self.inner.current.read() {
+            Ok(m) => m.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The directory reloads read, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.inner.dir.as_deref()
+    }
+
+    /// What the last reload did, if one ran.
+    pub fn last_reload(&self) -> Option<ReloadStatus> {
+        self.inner.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Loads, checks and swaps in the model in `[model] dir`. Blocking (reads files, compiles the
+    /// graph, re-scores the golden rows): call it off the async runtime.
+    pub fn reload(&self, trigger: &str) -> ReloadStatus {
+        let mut last = match self.inner.last.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let previous = self.current();
+        let outcome = self.load_checked(&previous);
+        let status = ReloadStatus {
+            at: crate::sink::now_rfc3339(),
+            trigger: trigger.to_string(),
+            ok: outcome.is_ok(),
+            version: match &outcome {
+                Ok(m) => m.version().to_string(),
+                Err(_) => previous.version().to_string(),
+            },
+            previous_version: previous.version().to_string(),
+            error: outcome.as_ref().err().cloned(),
+        };
+        match outcome {
+            Ok(model) => {
+                if let Some(m) = &self.inner.metrics {
+                    m.set_model(model.version(), model.threshold());
+                    m.model_reloads.with_label_values(&["ok"]).inc();
+                }
+                info!(trigger, from = %status.previous_version, to = %status.version, "Reloaded the model; new batches are scored by it.");
+                match self.inner.current.write() {
+                    Ok(mut slot) => *slot = model,
+                    Err(poisoned) => *poisoned.into_inner() = model,
+                }
+            }
+            Err(ref e) => {
+                if let Some(m) = &self.inner.metrics {
+                    m.model_reloads.with_label_values(&["failed"]).inc();
+                }
+                error!(trigger, error = %e, version = %previous.version(), "The model reload failed; the model in service keeps serving.");
+            }
+        }
+        *last = Some(status.clone());
+        status
+    }
+
+    fn load_checked(&self, previous: &Model) -> Result<Arc<Model>, String> {
+        let Some(dir) = &self.inner.dir else {
+            return Err("faultline serves the model compiled into it; set [model] dir (FAULTLINE_MODEL__DIR) to a directory to reload models from".into());
+        };
+        let model = Model::load_dir(dir).map_err(|e| e.to_string())?;
+        let model = match self.inner.threshold {
+            Some(t) => model.with_threshold(t),
+            None => model,
+        };
+        if model.features() != previous.features() {
+            let first = model
+                .features()
+                .iter()
+                .zip(previous.features())
+                .position(|(a, b)| a != b)
+                .unwrap_or(model.width().min(previous.width()));
+            return Err(format!(
+                "the new model reads {} features and the one in service {}, first differing at position {first}; \
+                 a model with another feature list needs a restart",
+                model.width(),
+                previous.width()
+            ));
+        }
+        Ok(Arc::new(model))
+    }
+
+    /// Size and modification time of the model files, to notice when they change.
+    pub fn fingerprint(&self) -> Option<Vec<(u64, SystemTime)>> {
+        let dir = self.inner.dir.as_ref()?;
+        Some(
+            ["model.onnx", "model.json", "golden.csv"]
+                .iter()
+                .map(|f| {
+                    std::fs::metadata(dir.join(f))
+                        .map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
+                        .unwrap_or((0, SystemTime::UNIX_EPOCH))
+                })
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,323 @@
+//! Safe model changes while `faultline serve` runs: a new model in `[model] dir` is checked and
+//! swapped in (by the API, by a change of the files, by SIGHUP); a broken or incompatible one is
+//! refused and the model in service keeps scoring. Verdicts on the bus carry the version that
+//! scored them.
+
+mod common;
+
+use common::{committed, http, http_get, rewrite, rows, wait_ready, Client};
+use faultline::app;
+use faultline::config::{Config, RawConfig};
+use faultline::model::Model;
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A model directory holding the committed model's files.
+fn model_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "model.json", "golden.csv"] {
+        std::fs::copy(
+            common::repo().join("models/wafer-fault").join(f),
+            dir.path().join(f),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// Writes a graph and card the way the docs say: to temporary names, renamed into place.
+fn install(dir: &Path, onnx: &[u8], card: &Value) {
+    let tmp = dir.join(".model.onnx.tmp");
+    std::fs::write(&tmp, onnx).unwrap();
+    std::fs::rename(&tmp, dir.join("model.onnx")).unwrap();
+    let tmp = dir.join(".model.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(card).unwrap()).unwrap();
+    std::fs::rename(&tmp, dir.join("model.json")).unwrap();
+}
+
+/// The committed model with another producer version: the same trees (so the committed golden
+/// rows still reproduce), another graph hash, so another model version.
+fn second_model() -> (Vec<u8>, Value) {
+    let (onnx, card) = committed();
+    rewrite(&onnx, &card, |m| {
+        m.producer_version = "reload-test-2".into()
+    })
+}
+
+fn config(tag: &str, port: u16, dir: &Path, extra: &[(&str, &str)]) -> Config {
+    let mut env: Vec<(String, String)> = vec![
+        ("FAULTLINE_SOURCE__KIND".into(), "embedded".into()),
+        (
+            "FAULTLINE_BROKER__LISTEN".into(),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            "FAULTLINE_SOURCE__MQTT__TOPIC".into(),
+            format!("{tag}/rows"),
+        ),
+        (
+            "FAULTLINE_SOURCE__MQTT__CLIENT_ID".into(),
+            format!("faultline-{tag}"),
+        ),
+        (
+            "FAULTLINE_SINK__SCORES_TOPIC".into(),
+            format!("{tag}/scores"),
+        ),
+        (
+            "FAULTLINE_SINK__FAULTS_TOPIC".into(),
+            format!("{tag}/faults"),
+        ),
+        (
+            "FAULTLINE_SINK__DEAD_LETTER_TOPIC".into(),
+            format!("{tag}/dead"),
+        ),
+        ("FAULTLINE_WEB__LISTEN".into(), "127.0.0.1:0".into()),
+        ("FAULTLINE_MODEL__DIR".into(), dir.display().to_string()),
+    ];
+    for (k, v) in extra {
+        env.push((k.to_string(), v.to_string()));
+    }
+    RawConfig::load_with_env(None, env)
+        .unwrap()
+        .validate()
+        .unwrap()
+}
+
+/// Publishes one row and returns the version on its score message.
+async fn scored_by(c: &mut Client, tag: &str, model: &Model, id: &str) -> String {
+    let (_, _, good) = rows(model, 0);
+    let row = good.replace("Known-Good", id);
+    c.publish(&format!("{tag}/rows"), row).await;
+    let got = c
+        .collect_until(20, |g| g.iter().any(|(_, v)| v["id"] == id))
+        .await;
+    let (_, v) = got.iter().find(|(_, v)| v["id"] == id).unwrap();
+    v["model_version"].as_str().unwrap().to_string()
+}
+
+/// The version `/readyz` reports, and its last reload.
+async fn served(addr: std::net::SocketAddr) -> (String, Value) {
+    let r = http_get(addr, "/readyz").await;
+    let body: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
+    (
+        body["model"]["version"].as_str().unwrap().to_string(),
+        body["model"]["last_reload"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_swaps_in_a_checked_model_and_refuses_a_broken_or_incompatible_one() {
+    let dir = model_dir();
+    let port = common::free_port();
+    let tag = "reload-api";
+    let cfg = config(
+        tag,
+        port,
+        dir.path(),
+        &[
+            ("FAULTLINE_MODEL__WATCH_MS", "0"),
+            ("FAULTLINE_WEB__TOKEN", "s3cret"),
+        ],
+    );
+    let model = Arc::new(Model::load_dir(dir.path()).unwrap());
+    let v1 = model.version().to_string();
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let mut c = Client::connect(port, "reload-api-test", &[format!("{tag}/scores")]).await;
+    assert_eq!(scored_by(&mut c, tag, &model, "W-1").await, v1);
+    let auth = [("Authorization", "Bearer s3cret")];
+
+    let (code, _) = http(app.web_addr, "POST", "/api/model/reload", &[], "").await;
+    assert_eq!(code, 401, "the reload needs the token");
+
+    // A new model: checked, swapped in, on the next verdicts.
+    let (onnx2, card2) = second_model();
+    let v2 = card2["version"].as_str().unwrap().to_string();
+    assert_ne!(v1, v2);
+    install(dir.path(), &onnx2, &card2);
+    let (code, body) = http(app.web_addr, "POST", "/api/model/reload", &auth, "").await;
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(status["ok"], true);
+    assert_eq!(status["version"], v2.as_str());
+    assert_eq!(status["previous_version"], v1.as_str());
+    assert_eq!(status["trigger"], "api");
+    assert_eq!(scored_by(&mut c, tag, &model, "W-2").await, v2);
+    assert_eq!(served(app.web_addr).await.0, v2);
+
+    // Another feature list: refused, the model in service keeps scoring.
+    let (onnx, card) = committed();
+    let mut renamed = card.clone();
+    renamed["input"]["features"][0] = "Sensor-9000".into();
+    renamed["sensors"][0]["name"] = "Sensor-9000".into();
+    let (onnx3, card3) = rewrite(&onnx, &renamed, |m| m.producer_version = "renamed".into());
+    let golden = std::fs::read_to_string(dir.path().join("golden.csv")).unwrap();
+    let (header, rest) = golden.split_once('\n').unwrap();
+    let first = card["input"]["features"][0].as_str().unwrap();
+    let header = header.replacen(&format!(",{first},"), ",Sensor-9000,", 1);
+    install(dir.path(), &onnx3, &card3);
+    std::fs::write(dir.path().join("golden.csv"), format!("{header}\n{rest}")).unwrap();
+    let (code, body) = http(app.web_addr, "POST", "/api/model/reload", &auth, "").await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("needs a restart"), "{body}");
+    std::fs::write(dir.path().join("golden.csv"), golden).unwrap();
+
+    // A graph that does not match its card (a half-copied model): refused too.
+    install(dir.path(), b"not a graph", &card2);
+    let (code, body) = http(app.web_addr, "POST", "/api/model/reload", &auth, "").await;
+    assert_eq!(code, 422, "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["ok"], false);
+    assert_eq!(status["version"], v2.as_str());
+    assert!(
+        status["error"].as_str().unwrap().contains("sha256"),
+        "{body}"
+    );
+    assert_eq!(scored_by(&mut c, tag, &model, "W-3").await, v2);
+    let (version, last) = served(app.web_addr).await;
+    assert_eq!(version, v2);
+    assert_eq!(last["ok"], false);
+
+    let m = http_get(app.web_addr, "/metrics").await;
+    for line in [
+        "faultline_model_reloads_total{result=\"ok\"} 1".to_string(),
+        "faultline_model_reloads_total{result=\"failed\"} 2".to_string(),
+        format!("faultline_model_info{{version=\"{v2}\"}} 1"),
+    ] {
+        assert!(m.contains(&line), "missing `{line}` in:\n{m}");
+    }
+    assert!(!m.contains(&format!("version=\"{v1}\"")), "{m}");
+    app.shutdown().await.unwrap();
+    drop(onnx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_files_are_reloaded_and_a_half_written_model_waits_for_the_rest() {
+    let dir = model_dir();
+    let port = common::free_port();
+    let cfg = config(
+        "reload-watch",
+        port,
+        dir.path(),
+        &[("FAULTLINE_MODEL__WATCH_MS", "100")],
+    );
+    let model = Arc::new(Model::load_dir(dir.path()).unwrap());
+    let v1 = model.version().to_string();
+    let app = app::start(&cfg, model).await.unwrap();
+    wait_ready(app.web_addr).await;
+
+    // The graph first (its card still the old one: the check fails, the old model serves)...
+    let (onnx2, card2) = second_model();
+    std::fs::write(dir.path().join("model.onnx"), &onnx2).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (version, last) = served(app.web_addr).await;
+        if last["ok"] == false {
+            assert_eq!(version, v1);
+            assert_eq!(last["trigger"], "files changed");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no reload: {last}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ...then its card: the next look finds a model that checks out.
+    std::fs::write(
+        dir.path().join("model.json"),
+        serde_json::to_vec_pretty(&card2).unwrap(),
+    )
+    .unwrap();
+    let v2 = card2["version"].as_str().unwrap();
+    loop {
+        let (version, last) = served(app.web_addr).await;
+        if version == v2 {
+            assert_eq!(last["ok"], true);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not swapped: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_model_cannot_be_reloaded_and_says_how_to_serve_one_that_can() {
+    let port = common::free_port();
+    let cfg = RawConfig::load_with_env(
+        None,
+        [
+            ("FAULTLINE_BROKER__LISTEN", format!("127.0.0.1:{port}")),
+            ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    )
+    .unwrap()
+    .validate()
+    .unwrap();
+    let app = app::start(&cfg, Arc::new(Model::embedded().unwrap()))
+        .await
+        .unwrap();
+    let (code, body) = http(app.web_addr, "POST", "/api/model/reload", &[], "").await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("FAULTLINE_MODEL__DIR"), "{body}");
+    app.shutdown().await.unwrap();
+}
+
+#[test]
+fn sighup_reloads_the_model_of_a_running_daemon() {
+    let dir = model_dir();
+    let (port, web) = (common::free_port(), common::free_port());
+    let log = dir.path().join("serve.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("serve")
+        .env("FAULTLINE_BROKER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("FAULTLINE_WEB__LISTEN", format!("127.0.0.1:{web}"))
+        .env("FAULTLINE_MODEL__DIR", dir.path())
+        .env("FAULTLINE_MODEL__WATCH_MS", "0")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{web}").parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "never listened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (onnx2, card2) = second_model();
+        install(dir.path(), &onnx2, &card2);
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let v2 = card2["version"].as_str().unwrap();
+        loop {
+            let (version, last) = served(addr).await;
+            if version == v2 {
+                assert_eq!(last["trigger"], "SIGHUP");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not reloaded: {last}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP must not stop the daemon"
+    );
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
