@@ -504,3 +504,97 @@ async fn replay_publishes_a_csv_to_kafka_keyed_by_id() {
         .all(|m| m.key.as_deref() == m.body["id"].as_str()));
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_mid_stream_loses_no_row() {
+    let cluster = Cluster::start();
+    let t = topics("kill9");
+    // MockCluster keeps about 5 MB per partition, so it gets fewer rows over more partitions;
+    // a real broker (KAFKA_BOOTSTRAP, tansu in the test command) gets the full count.
+    let (n, partitions) = match cluster.mock {
+        Some(_) => (common::crash_row_count(100_000).min(6_000), 16),
+        None => (common::crash_row_count(100_000), 4),
+    };
+    create(&cluster, &t, partitions).await;
+    let model = Model::embedded().unwrap();
+    let (rows, origin) = common::crash_rows(&model, n, "a_kill_9_mid_stream_loses_no_row");
+    let env: Vec<(String, String)> = [
+        ("FAULTLINE_SOURCE__KIND", "kafka"),
+        (
+            "FAULTLINE_SOURCE__KAFKA__BROKERS",
+            cluster.bootstrap.as_str(),
+        ),
+        ("FAULTLINE_SOURCE__KAFKA__TOPIC", t.rows.as_str()),
+        (
+            "FAULTLINE_SOURCE__KAFKA__GROUP_ID",
+            &format!("{}-g", t.rows),
+        ),
+        (
+            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS",
+            "6000",
+        ),
+        (
+            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__HEARTBEAT_INTERVAL_MS",
+            "500",
+        ),
+        ("FAULTLINE_SINK__FAULTS_TOPIC", t.faults.as_str()),
+        ("FAULTLINE_SINK__SCORES_TOPIC", t.scores.as_str()),
+        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", t.dead.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let producer = cluster.producer();
+    let payloads: Vec<String> = rows.into_iter().map(|(_, r)| r).collect();
+    cluster.publish(&producer, &t.rows, &payloads).await;
+    drop(payloads);
+
+    let reader = cluster.reader(&[&t.scores]);
+    let daemon = common::Daemon::start(&env).await;
+    let kill_at = common::random_point(n);
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut total = 0usize;
+    collect_keys(&reader, &mut seen, &mut total, 600, |total, _| {
+        total >= kill_at
+    })
+    .await;
+    let before = total;
+    daemon.kill9();
+    // The killed member's partitions move after its session times out.
+    let daemon = common::Daemon::start(&env).await;
+    collect_keys(&reader, &mut seen, &mut total, 900, |_, distinct| {
+        distinct == n
+    })
+    .await;
+    let duplicates = total - n;
+    eprintln!(
+        "kill -9 mid-stream (Kafka, {}): {n} {origin} published, killed after {before} verdicts; \
+         0 lost, {duplicates} scored twice",
+        if cluster.mock.is_some() {
+            "MockCluster"
+        } else {
+            "external broker"
+        }
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+/// Reads verdict keys into `seen`, counting every message in `total`, until `until(total,
+/// distinct)`; panics after `secs`.
+async fn collect_keys(
+    reader: &Reader,
+    seen: &mut HashSet<String>,
+    total: &mut usize,
+    secs: u64,
+    until: impl Fn(usize, usize) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !until(*total, seen.len()) {
+        let m = match tokio::time::timeout_at(deadline, reader.consumer.recv()).await {
+            Ok(m) => m.unwrap(),
+            Err(_) => panic!("timed out: {total} verdicts, {} distinct", seen.len()),
+        };
+        seen.insert(String::from_utf8_lossy(m.key().unwrap()).into_owned());
+        *total += 1;
+    }
+}

@@ -379,3 +379,75 @@ async fn drift_names_the_sensor_that_moved_in_the_api_and_the_gauges() {
     assert!(out_of_range >= 1);
     app.shutdown().await.unwrap();
 }
+
+/// Collects score messages into `seen` (ids) until `done`; returns how many arrived in all.
+async fn count_scores(
+    c: &mut Client,
+    seen: &mut HashSet<String>,
+    secs: u64,
+    mut done: impl FnMut(usize, &HashSet<String>) -> bool,
+) -> usize {
+    let mut total = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !done(total, seen) {
+        match tokio::time::timeout_at(deadline, c.messages.recv()).await {
+            Ok(Some((_, payload))) => {
+                let v: Value = serde_json::from_slice(&payload).unwrap();
+                seen.insert(v["id"].as_str().unwrap().to_string());
+                total += 1;
+            }
+            _ => panic!(
+                "timed out after {secs} s: {total} verdicts, {} distinct",
+                seen.len()
+            ),
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_mid_stream_loses_no_row_on_mosquitto() {
+    let broker = common::Mosquitto::start();
+    let model = Model::embedded().unwrap();
+    let n = common::crash_row_count(100_000);
+    let (rows, origin) =
+        common::crash_rows(&model, n, "a_kill_9_mid_stream_loses_no_row_on_mosquitto");
+    let env: Vec<(String, String)> = [
+        ("FAULTLINE_SOURCE__KIND", "mqtt".to_string()),
+        (
+            "FAULTLINE_SOURCE__MQTT__URL",
+            format!("mqtt://127.0.0.1:{}", broker.port),
+        ),
+        ("FAULTLINE_SOURCE__MQTT__TOPIC", "k9/rows".into()),
+        ("FAULTLINE_SOURCE__MQTT__CLIENT_ID", "faultline-k9".into()),
+        ("FAULTLINE_SINK__SCORES_TOPIC", "k9/scores".into()),
+        ("FAULTLINE_SINK__FAULTS_TOPIC", "k9/faults".into()),
+        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", "k9/dead".into()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec();
+    let mut c = Client::connect(broker.port, "k9-test", &["k9/scores".into()]).await;
+    let daemon = common::Daemon::start(&env).await;
+    let publisher = c.client.clone();
+    let publishing = tokio::spawn(async move {
+        for (_, row) in rows {
+            publisher
+                .publish("k9/rows", rumqttc::QoS::AtLeastOnce, false, row)
+                .await
+                .unwrap();
+        }
+    });
+    let kill_at = common::random_point(n);
+    let mut seen = HashSet::new();
+    let before = count_scores(&mut c, &mut seen, 600, |total, _| total >= kill_at).await;
+    daemon.kill9();
+    let daemon = common::Daemon::start(&env).await;
+    let after = count_scores(&mut c, &mut seen, 900, |_, seen| seen.len() == n).await;
+    publishing.await.unwrap();
+    let duplicates = before + after - n;
+    eprintln!(
+        "kill -9 mid-stream (MQTT, Mosquitto, QoS 1, persistent session): {n} {origin} published, \
+         killed after {before} verdicts; 0 lost, {duplicates} scored twice"
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}

@@ -338,3 +338,129 @@ impl Client {
         got
     }
 }
+
+/// `faultline serve` in its own process (so it can be killed with SIGKILL), logging to a file.
+pub struct Daemon {
+    /// Its HTTP address.
+    pub web: std::net::SocketAddr,
+    child: std::process::Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Daemon {
+    /// Starts the binary with `env` (the web address is added) and waits until `/readyz` is 200.
+    pub async fn start(env: &[(String, String)]) -> Daemon {
+        let port = free_port();
+        let web: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("FAULTLINE_WEB__LISTEN", web.to_string())
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let mut d = Daemon { web, child, log };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!("faultline serve exited with {status}:\n{}", d.log_text());
+            }
+            if tokio::net::TcpStream::connect(web).await.is_ok()
+                && http_get(web, "/readyz").await.contains("200 OK")
+            {
+                return d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never ready:\n{}",
+                d.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown, no flush, no commit.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and its exit status once it has stopped.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Rows for the crash tests: real wafers replayed with unique ids (`<id>#<i>`) where the data is,
+/// else synthetic ones. Returns (id, JSON message) pairs and where they came from.
+pub fn crash_rows(
+    model: &faultline::model::Model,
+    n: usize,
+    test: &str,
+) -> (Vec<(String, String)>, &'static str) {
+    let (base, origin) = match data_dir(test) {
+        Some(dir) => {
+            let schema = faultline::row::Schema::new(model.features());
+            let rows = faultline::row::csv::CsvRows::new(
+                std::fs::File::open(dir.join("wafer/wafer_train.csv")).unwrap(),
+                &schema,
+                faultline::row::csv::CsvOptions {
+                    allow_extra_columns: true,
+                    batch_rows: 4096,
+                },
+            )
+            .unwrap()
+            .read_all()
+            .unwrap();
+            (rows, "real wafers")
+        }
+        None => (
+            faultline::model::synthetic::rows(model.card(), 2000, 5),
+            "synthetic wafers",
+        ),
+    };
+    let rows = (0..n)
+        .map(|i| {
+            let j = i % base.len();
+            let id = format!("{}#{i}", base.ids[j]);
+            let msg = faultline::row::json::encode_row(&id, base.row(j), model.features());
+            (id, msg)
+        })
+        .collect();
+    (rows, origin)
+}
+
+/// How many rows the crash tests publish: `FAULTLINE_CRASH_ROWS`, else `default`.
+pub fn crash_row_count(default: usize) -> usize {
+    std::env::var("FAULTLINE_CRASH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A point between 10% and 90% of `n`, different on every run.
+pub fn random_point(n: usize) -> usize {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    n / 10 + nanos % (n * 8 / 10).max(1)
+}
