@@ -113,13 +113,13 @@ async fn main() -> anyhow::Result<()> {
     let bytes: usize = payloads.iter().map(String::len).sum();
 
     // The cluster: MockCluster here, or the given broker.
-    let mock;
-    let bootstrap = match arg(&args, "--bootstrap") {
-        Some(b) => b,
-        None => {
-            mock = MockCluster::new(1)?;
-            mock.bootstrap_servers()
-        }
+    let mock = match arg(&args, "--bootstrap") {
+        Some(_) => None,
+        None => Some(MockCluster::new(1)?),
+    };
+    let bootstrap = match (&mock, arg(&args, "--bootstrap")) {
+        (Some(m), _) => m.bootstrap_servers(),
+        (None, b) => b.unwrap_or_default(),
     };
     let run = format!("bench{}", std::process::id());
     let (rows_topic, scores_topic) = (format!("{run}.rows"), format!("{run}.scores"));
@@ -132,6 +132,11 @@ async fn main() -> anyhow::Result<()> {
         (&format!("{run}.faults"), 1),
         (&format!("{run}.dead"), 1),
     ] {
+        // MockCluster has no CreateTopics handler.
+        if let Some(m) = &mock {
+            m.create_topic(t, p, 1)?;
+            continue;
+        }
         let r = admin
             .create_topics(
                 &[NewTopic::new(t, p, TopicReplication::Fixed(1))],

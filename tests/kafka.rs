@@ -598,3 +598,118 @@ async fn collect_keys(
         *total += 1;
     }
 }
+
+/// The value of the first `/metrics` line starting with `prefix`.
+async fn metric(addr: std::net::SocketAddr, prefix: &str) -> f64 {
+    let m = http_get(addr, "/metrics").await;
+    m.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{m}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_verdicts_cannot_be_written_reading_stops_and_nothing_is_committed() {
+    if std::env::var("KAFKA_BOOTSTRAP").is_ok_and(|b| !b.is_empty()) {
+        eprintln!("SKIPPED on an external broker: this test takes partitions' leaders away, which only MockCluster can do (it runs in the MockCluster pass)");
+        return;
+    }
+    common::log();
+    let mock = MockCluster::new(1).unwrap();
+    let cluster = Cluster {
+        bootstrap: mock.bootstrap_servers(),
+        mock: None,
+    };
+    let t = topics("stuck");
+    mock.create_topic(&t.rows, 8, 1).unwrap();
+    for out in [&t.faults, &t.scores, &t.dead] {
+        mock.create_topic(out, 1, 1).unwrap();
+        // No leader: nothing can be written there until one is back.
+        mock.partition_leader(out, 0, None).unwrap();
+    }
+    let model = Model::embedded().unwrap();
+    let n = 2000;
+    let (rows, _) = common::crash_rows(&model, n, "stuck output");
+    let payloads: Vec<String> = rows.into_iter().map(|(_, r)| r).collect();
+    cluster
+        .publish(&cluster.producer(), &t.rows, &payloads)
+        .await;
+    let group = format!("{}-g", t.rows);
+    let env: Vec<(String, String)> = [
+        ("FAULTLINE_SOURCE__KIND", "kafka"),
+        (
+            "FAULTLINE_SOURCE__KAFKA__BROKERS",
+            cluster.bootstrap.as_str(),
+        ),
+        ("FAULTLINE_SOURCE__KAFKA__TOPIC", t.rows.as_str()),
+        ("FAULTLINE_SOURCE__KAFKA__GROUP_ID", group.as_str()),
+        (
+            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS",
+            "6000",
+        ),
+        ("FAULTLINE_SINK__FAULTS_TOPIC", t.faults.as_str()),
+        ("FAULTLINE_SINK__SCORES_TOPIC", t.scores.as_str()),
+        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", t.dead.as_str()),
+        ("FAULTLINE_BATCH__QUEUE_ROWS", "300"),
+        ("FAULTLINE_BATCH__MAX_ROWS", "50"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let daemon = common::Daemon::start(&env).await;
+
+    // It reads until the in-flight bound is full, then stops: the bound holds for seconds.
+    let received = "faultline_rows_received_total{source=\"kafka\"}";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while metric(daemon.web, received).await < 300.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = metric(daemon.web, received).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // 300 in flight, and at most the one message that waits for room.
+    assert!(first <= 301.0, "{first}");
+    assert_eq!(metric(daemon.web, received).await, first);
+    assert_eq!(metric(daemon.web, "faultline_queue_rows ").await, 300.0);
+
+    // Nothing was committed: no verdict reached the cluster.
+    let probe: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &cluster.bootstrap)
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..8 {
+        tpl.add_partition(&t.rows, p);
+    }
+    let committed = probe
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    for e in committed.elements() {
+        assert_eq!(
+            e.offset(),
+            Offset::Invalid,
+            "partition {} committed",
+            e.partition()
+        );
+    }
+
+    // A crash now, then the outputs come back: every row is scored.
+    daemon.kill9();
+    for out in [&t.faults, &t.scores, &t.dead] {
+        mock.partition_leader(out, 0, Some(1)).unwrap();
+    }
+    let reader = cluster.reader(&[&t.scores]);
+    let daemon = common::Daemon::start(&env).await;
+    let (mut seen, mut total) = (HashSet::new(), 0);
+    collect_keys(&reader, &mut seen, &mut total, 120, |_, distinct| {
+        distinct == n
+    })
+    .await;
+    eprintln!("stuck output: reading stopped at 300 rows in flight, nothing committed; after a kill -9 and the outputs' return, {n} of {n} rows scored ({} twice)", total - n);
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
