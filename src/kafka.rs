@@ -126,11 +126,12 @@ impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
         use rdkafka::types::RDKafkaErrorCode as Code;
         match error.rdkafka_error_code() {
-            Some(Code::AllBrokersDown) => self.set_connected(false, reason),
-            // Transient: each broker's connection loss; retried by librdkafka.
-            Some(Code::BrokerTransportFailure) | Some(Code::Resolve) => {
-                debug!(client = self.role, "librdkafka: {error}: {reason}")
-            }
+            // Connection state comes from the statistics (every second), which say which
+            // brokers are up; these events arrive late and out of order during reconnects, and
+            // each retry would log again.
+            Some(Code::AllBrokersDown)
+            | Some(Code::BrokerTransportFailure)
+            | Some(Code::Resolve) => debug!(client = self.role, "librdkafka: {error}: {reason}"),
             _ => warn!(client = self.role, "librdkafka: {error}: {reason}"),
         }
     }

@@ -116,9 +116,9 @@ impl KafkaSource {
                         )
                     }
                     Err(e) => {
-                        // Logged once per distinct error, not per retry.
-                        let text = e.to_string();
-                        if last_error.as_deref() != Some(&text) {
+                        // Logged when the trouble starts, not per retry.
+                        if last_error.is_none() {
+                            let text = e.to_string();
                             warn!(topic = %topic, error = %text, "Kafka could not deliver rows; retrying with backoff.");
                             last_error = Some(text);
                         }
