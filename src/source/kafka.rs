@@ -97,24 +97,21 @@ impl KafkaSource {
             info!(topic = %topic, group = %group, "Reading rows from Kafka.");
             let mut backoff = Backoff::default();
             let mut last_error: Option<String> = None;
+            let admitter = super::Admitter::start(SOURCE_KAFKA, options, stopped.clone(), output);
             loop {
                 let message = tokio::select! {
                     m = reader.recv() => m,
                     _ = stopped.wait_for(|s| *s) => return,
                 };
-                let incoming = match message {
-                    Ok(m) => {
-                        let decoded = super::decode(m.payload().unwrap_or_default(), &options);
-                        Incoming::new(
-                            m.topic().to_string(),
-                            decoded,
-                            Ack::Kafka {
-                                topic: m.topic().to_string(),
-                                partition: m.partition(),
-                                offset: m.offset(),
-                            },
-                        )
-                    }
+                let (payload, ack) = match message {
+                    Ok(m) => (
+                        m.payload().unwrap_or_default().to_vec(),
+                        Ack::Kafka {
+                            topic: m.topic().to_string(),
+                            partition: m.partition(),
+                            offset: m.offset(),
+                        },
+                    ),
                     Err(e) => {
                         // Logged when the trouble starts, not per retry.
                         if last_error.is_none() {
@@ -130,7 +127,7 @@ impl KafkaSource {
                     info!(topic = %topic, "Kafka delivers rows again.");
                 }
                 backoff.reset();
-                if !super::admit(incoming, SOURCE_KAFKA, &options, &mut stopped, &output).await {
+                if !admitter.push(payload, topic.clone(), ack).await {
                     return;
                 }
             }

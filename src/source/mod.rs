@@ -194,6 +194,67 @@ fn too_large(payload: &[u8], options: &SourceOptions) -> Decoded {
     }
 }
 
+/// Messages decoded at once, ahead of the pipeline (each on the blocking pool).
+pub const DECODE_AHEAD: usize = 64;
+
+/// Decodes messages on the blocking pool, several at once (JSON decoding is the costliest step
+/// per row, and the source's network task should only read), and admits them to the pipeline in
+/// arrival order, which Kafka offsets and MQTT acknowledgements depend on.
+#[derive(Debug)]
+pub struct Admitter {
+    tx: mpsc::Sender<tokio::task::JoinHandle<Incoming>>,
+    options: Arc<SourceOptions>,
+}
+
+impl Admitter {
+    /// Starts the task that admits decoded messages in order to `out`.
+    pub fn start(
+        source: &'static str,
+        options: SourceOptions,
+        mut stopped: watch::Receiver<bool>,
+        out: mpsc::Sender<Incoming>,
+    ) -> Admitter {
+        let options = Arc::new(options);
+        let (tx, mut rx) = mpsc::channel::<tokio::task::JoinHandle<Incoming>>(DECODE_AHEAD);
+        let opts = options.clone();
+        tokio::spawn(async move {
+            while let Some(decoding) = rx.recv().await {
+                let incoming = match decoding.await {
+                    Ok(incoming) => incoming,
+                    Err(e) => {
+                        // Unacknowledged: the broker delivers it again (MQTT after a reconnect).
+                        tracing::error!(error = %e, "Decoding a message failed; it stays unacknowledged.");
+                        continue;
+                    }
+                };
+                if !admit(incoming, source, &opts, &mut stopped, &out).await {
+                    return;
+                }
+            }
+        });
+        Admitter { tx, options }
+    }
+
+    /// Queues one message for decoding; waits while [`DECODE_AHEAD`] are queued (backpressure).
+    /// False once the pipeline is stopping.
+    pub async fn push(
+        &self,
+        payload: impl AsRef<[u8]> + Send + 'static,
+        topic: String,
+        ack: Ack,
+    ) -> bool {
+        let options = self.options.clone();
+        let received = std::time::Instant::now();
+        let decoding = tokio::task::spawn_blocking(move || {
+            let decoded = decode(payload.as_ref(), &options);
+            let mut incoming = Incoming::new(topic, decoded, ack);
+            incoming.received = received;
+            incoming
+        });
+        self.tx.send(decoding).await.is_ok()
+    }
+}
+
 /// Counts a decoded message, takes its share of the in-flight bound (waiting while the pipeline
 /// is full: backpressure) and hands it on. False once the pipeline is stopping; the message then
 /// stays unacknowledged and the broker redelivers it.

@@ -59,7 +59,12 @@ impl MqttSource {
         let target = format!("{}:{}", settings.host, settings.port);
         let task = tokio::spawn(async move {
             let mut backoff = Backoff::default();
-            let mut output = Some(output);
+            let mut output = Some(super::Admitter::start(
+                SOURCE_MQTT,
+                options.clone(),
+                stopped.clone(),
+                output,
+            ));
             loop {
                 let event = eventloop.poll().await;
                 match event {
@@ -70,8 +75,14 @@ impl MqttSource {
                             output = None;
                             continue;
                         }
-                        let incoming = receive(publish, &options);
-                        if !super::admit(incoming, SOURCE_MQTT, &options, &mut stopped, out).await {
+                        let topic = publish.topic.clone();
+                        let payload = publish.payload.clone();
+                        let ack = if publish.qos == QoS::AtMostOnce {
+                            Ack::None
+                        } else {
+                            Ack::Mqtt(publish)
+                        };
+                        if !out.push(payload, topic, ack).await {
                             output = None;
                         }
                     }
@@ -143,16 +154,4 @@ impl MqttSource {
         self.stop.send_replace(true);
         super::disconnect(&self.client, self.task).await;
     }
-}
-
-/// Decodes one publish into an [`Incoming`].
-fn receive(publish: rumqttc::Publish, options: &SourceOptions) -> Incoming {
-    let topic = publish.topic.clone();
-    let decoded = super::decode(&publish.payload, options);
-    let ack = if publish.qos == QoS::AtMostOnce {
-        Ack::None
-    } else {
-        Ack::Mqtt(publish)
-    };
-    Incoming::new(topic, decoded, ack)
 }
