@@ -44,6 +44,9 @@ pub enum AppError {
     /// A pipeline task failed.
     #[error("the pipeline stopped: {0}")]
     Pipeline(String),
+    /// The MQTT TLS files are not usable.
+    #[error("cannot set up TLS for MQTT: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The Kafka client could not be created (a property librdkafka refuses, say).
     #[error(
         "cannot start the Kafka client: {0}; check [source.kafka] (FAULTLINE_SOURCE__KAFKA__*)"
@@ -300,8 +303,9 @@ fn connect(
             crate::source::kafka::KafkaSource::start(k, options, incoming).map_err(kafka)?;
         return Ok((Source::Kafka(source), Publisher::Kafka(publisher)));
     }
-    let publisher = MqttPublisher::start(&config.mqtt, MAX_PAYLOAD_BYTES + 1024);
-    let source = MqttSource::start(&config.mqtt, options, incoming);
+    let transport = crate::tls::transport(config.mqtt.tls.as_ref())?;
+    let publisher = MqttPublisher::start(&config.mqtt, transport.clone(), MAX_PAYLOAD_BYTES + 1024);
+    let source = MqttSource::start(&config.mqtt, transport, options, incoming);
     Ok((Source::Mqtt(source), Publisher::Mqtt(publisher)))
 }
 

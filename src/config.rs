@@ -95,6 +95,12 @@ pub struct MqttSection {
     pub shared_group: String,
     /// Keep-alive interval in seconds.
     pub keep_alive_s: u64,
+    /// PEM file of the CA(s) that sign the broker's certificate (mqtts://); empty: the system's.
+    pub ca_file: String,
+    /// PEM client certificate (chain) for brokers that require one; empty: none.
+    pub client_cert_file: String,
+    /// PEM private key of the client certificate.
+    pub client_key_file: String,
 }
 
 /// `[broker]`
@@ -300,6 +306,17 @@ pub struct MqttSettings {
     pub shared_group: Option<String>,
     /// Keep-alive interval.
     pub keep_alive: Duration,
+    /// TLS, for `mqtts://` URLs.
+    pub tls: Option<MqttTls>,
+}
+
+/// TLS settings of an `mqtts://` connection (files are read when faultline starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttTls {
+    /// CA certificates (PEM) to trust; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and key (PEM), for brokers that require client certificates.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl MqttSettings {
@@ -312,17 +329,28 @@ impl MqttSettings {
     }
 }
 
-/// Parses `mqtt://host[:port]`.
+/// Parses `mqtt://host[:port]` (plain TCP only).
 pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url.strip_prefix("mqtt://").ok_or_else(|| {
-        if url.starts_with("mqtts://") {
-            format!(
-                "'{url}': TLS (mqtts://) is not supported by this build yet; use mqtt://HOST:PORT"
-            )
-        } else {
-            format!("'{url}' is not an MQTT URL; write mqtt://HOST:PORT")
-        }
-    })?;
+    match parse_broker_url(url)? {
+        (_, _, true) => Err(format!(
+            "'{url}': TLS is not available here; use mqtt://HOST:PORT"
+        )),
+        (host, port, false) => Ok((host, port)),
+    }
+}
+
+/// Parses `mqtt://host[:port]` (port 1883) or `mqtts://host[:port]` (TLS, port 8883); the bool
+/// says TLS.
+pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
+    let (rest, tls) = if let Some(rest) = url.strip_prefix("mqtt://") {
+        (rest, false)
+    } else if let Some(rest) = url.strip_prefix("mqtts://") {
+        (rest, true)
+    } else {
+        return Err(format!(
+            "'{url}' is not an MQTT URL; write mqtt://HOST:PORT or mqtts://HOST:PORT"
+        ));
+    };
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
@@ -330,13 +358,13 @@ pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
             p.parse::<u16>()
                 .map_err(|_| format!("'{url}' has an invalid port '{p}'"))?,
         ),
-        _ => (rest, 1883),
+        _ => (rest, if tls { 8883 } else { 1883 }),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(format!("'{url}' names no host; write mqtt://HOST:PORT"));
     }
-    Ok((host.to_string(), port))
+    Ok((host.to_string(), port, tls))
 }
 
 /// `[model]`
@@ -483,12 +511,34 @@ impl RawConfig {
             ))
         })?;
         let m = &self.source.mqtt;
-        let (host, port) = match source {
-            SourceKind::Embedded => (broker_listen.ip().to_string(), broker_listen.port()),
+        let (host, port, tls) = match source {
+            SourceKind::Embedded => (broker_listen.ip().to_string(), broker_listen.port(), false),
             // Not used on Kafka, but checked all the same: a typo should not wait for a switch.
-            SourceKind::Mqtt | SourceKind::Kafka => parse_mqtt_url(m.url.trim())
+            SourceKind::Mqtt | SourceKind::Kafka => parse_broker_url(m.url.trim())
                 .map_err(|e| ConfigError::Invalid(format!("source.mqtt.url {e}")))?,
         };
+        let file = |f: &str| Some(PathBuf::from(f.trim())).filter(|p| !p.as_os_str().is_empty());
+        let client_cert = match (file(&m.client_cert_file), file(&m.client_key_file)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return invalid(
+                "source.mqtt.client_cert_file and client_key_file go together: set both or neither"
+                    .into(),
+            ),
+        };
+        if !tls
+            && (file(&m.ca_file).is_some() || client_cert.is_some())
+            && source == SourceKind::Mqtt
+        {
+            return invalid(format!(
+                "source.mqtt sets TLS files but the url \"{}\" is not mqtts://; write mqtts://HOST:PORT",
+                m.url.trim()
+            ));
+        }
+        let tls = tls.then(|| MqttTls {
+            ca_file: file(&m.ca_file),
+            client_cert,
+        });
         let kafka = match source {
             SourceKind::Kafka => Some(
                 KafkaSettings::from_section(&self.source.kafka).map_err(ConfigError::Invalid)?,
@@ -630,6 +680,7 @@ impl RawConfig {
                 qos: m.qos,
                 shared_group: (!group.is_empty()).then(|| group.to_string()),
                 keep_alive: Duration::from_secs(m.keep_alive_s),
+                tls,
             },
             kafka,
             broker_listen,
@@ -759,6 +810,8 @@ mod tests {
             .unwrap_err()
             .contains("mqtt://HOST:PORT"));
         assert!(parse_mqtt_url("mqtts://h:1").unwrap_err().contains("TLS"));
+        assert_eq!(parse_broker_url("mqtts://h"), Ok(("h".into(), 8883, true)));
+        assert_eq!(parse_broker_url("mqtt://h:2"), Ok(("h".into(), 2, false)));
         assert!(parse_mqtt_url("mqtt://h:x")
             .unwrap_err()
             .contains("invalid port"));

@@ -20,6 +20,7 @@
 //! | micro-batches | `batch.rs` | flush on size or age, drain on stop |
 //! | JSON rows | `row/json.rs` | one message → rows + dead letters |
 //! | verdicts → bus | `sink/mod.rs`, `sink/mqtt.rs`, `sink/kafka.rs` | message formats; publishers counting the broker's acknowledgements in order |
+//! | MQTT TLS | `tls.rs` | rustls client configuration from PEM files |
 //! | Kafka clients | `kafka.rs` | client properties, librdkafka logs, connection state, consumer lag |
 //! | HTTP | `web/mod.rs` | health, readiness, model card, `/metrics` |
 //! | metrics | `metrics.rs` | every metric name and help text |
@@ -42,4 +43,5 @@ pub mod row;
 pub mod score;
 pub mod sink;
 pub mod source;
+pub mod tls;
 pub mod web;

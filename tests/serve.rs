@@ -451,3 +451,171 @@ async fn a_kill_9_mid_stream_loses_no_row_on_mosquitto() {
     );
     assert_eq!(daemon.terminate().code(), Some(0));
 }
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA named `name` (`<name>.pem`, `<name>.key`) and, signed by it, `<leaf>.pem`/`<leaf>.key`
+/// for localhost with the given extended key usage.
+fn issue(dir: &std::path::Path, ca: &str, leaves: &[(&str, &str)]) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    let (ca_key, ca_pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+    let subject = format!("/CN={ca}");
+    args.extend([
+        "-keyout", &ca_key, "-out", &ca_pem, "-days", "2", "-subj", &subject,
+    ]);
+    openssl(dir, &args);
+    for (leaf, usage) in leaves {
+        let (key, csr, pem, ext) = (
+            format!("{leaf}.key"),
+            format!("{leaf}.csr"),
+            format!("{leaf}.pem"),
+            format!("{leaf}.ext"),
+        );
+        std::fs::write(
+            dir.join(&ext),
+            format!("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
+        )
+        .unwrap();
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
+        openssl(dir, &args);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_with_a_private_ca_and_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    issue(
+        d,
+        "ca",
+        &[("server", "serverAuth"), ("client", "clientAuth")],
+    );
+    issue(d, "other-ca", &[]);
+    // Mosquitto with a plain listener (for the test's client) and a TLS one that requires a
+    // client certificate signed by the CA.
+    let (plain, tls) = (common::free_port(), common::free_port());
+    let conf = d.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "per_listener_settings true\nuser root\nmax_queued_messages 0\n\
+             listener {plain} 127.0.0.1\nallow_anonymous true\n\
+             listener {tls} 127.0.0.1\nallow_anonymous true\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\nrequire_certificate true\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let mut broker = std::process::Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", tls)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mosquitto did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let path = |f: &str| d.join(f).display().to_string();
+    let tls_config = |tag: &str, ca: &str| {
+        config(
+            tag,
+            None,
+            0,
+            &[
+                (
+                    "FAULTLINE_SOURCE__MQTT__URL",
+                    format!("mqtts://localhost:{tls}"),
+                ),
+                ("FAULTLINE_SOURCE__MQTT__CA_FILE", path(ca)),
+                (
+                    "FAULTLINE_SOURCE__MQTT__CLIENT_CERT_FILE",
+                    path("client.pem"),
+                ),
+                (
+                    "FAULTLINE_SOURCE__MQTT__CLIENT_KEY_FILE",
+                    path("client.key"),
+                ),
+            ],
+        )
+    };
+    let model = Arc::new(Model::embedded().unwrap());
+
+    // The right CA and a client certificate: connected, scoring.
+    let app = app::start(&tls_config("tls", "ca.pem"), model.clone())
+        .await
+        .unwrap();
+    wait_ready(app.web_addr).await;
+    let mut c = Client::connect(plain, "tls-test", &["tls/scores".into()]).await;
+    let (_, faulty, _) = rows(&model, 0);
+    c.publish("tls/rows", faulty).await;
+    let got = c.collect_until(20, |g| !g.is_empty()).await;
+    assert_eq!(got[0].1["id"], "Known-Faulty");
+    app.shutdown().await.unwrap();
+
+    // A broker certificate from a CA faultline does not trust: never connected, never ready.
+    let app = app::start(&tls_config("tls-bad", "other-ca.pem"), model.clone())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = http_get(app.web_addr, "/readyz").await;
+    assert!(r.contains("503") && r.contains("not connected"), "{r}");
+    app.shutdown().await.unwrap();
+
+    // Unusable files are refused at start, naming the setting.
+    let mut cfg = tls_config("tls-missing", "ca.pem");
+    cfg.mqtt.tls.as_mut().unwrap().ca_file = Some(d.join("nope.pem"));
+    let e = app::start(&cfg, model).await.unwrap_err().to_string();
+    assert!(
+        e.contains("source.mqtt.ca_file") && e.contains("nope.pem"),
+        "{e}"
+    );
+    let _ = broker.kill();
+    let _ = broker.wait();
+}

@@ -39,13 +39,18 @@ pub struct MqttPublisher {
 
 impl MqttPublisher {
     /// Connects (in the background; publishes queue until connected) as `<client_id>-out`.
-    pub fn start(settings: &MqttSettings, max_packet_bytes: usize) -> MqttPublisher {
+    pub fn start(
+        settings: &MqttSettings,
+        transport: rumqttc::Transport,
+        max_packet_bytes: usize,
+    ) -> MqttPublisher {
         let mut options = MqttOptions::new(
             format!("{}-out", settings.client_id),
             &settings.host,
             settings.port,
         );
         options
+            .set_transport(transport)
             .set_keep_alive(settings.keep_alive)
             // A persistent session: publishes the broker has not acknowledged are sent again
             // after a reconnect.

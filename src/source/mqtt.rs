@@ -33,11 +33,13 @@ impl MqttSource {
     /// Connects (retrying in the background), subscribes and forwards every message to `output`.
     pub fn start(
         settings: &MqttSettings,
+        transport: rumqttc::Transport,
         options: SourceOptions,
         output: mpsc::Sender<Incoming>,
     ) -> MqttSource {
         let mut mqtt = MqttOptions::new(settings.client_id.clone(), &settings.host, settings.port);
-        mqtt.set_keep_alive(settings.keep_alive)
+        mqtt.set_transport(transport)
+            .set_keep_alive(settings.keep_alive)
             .set_clean_session(false)
             .set_manual_acks(true)
             .set_max_packet_size(
