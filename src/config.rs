@@ -1,5 +1,8 @@
 //! Configuration: serde types, loaded in layers, then validated without I/O.
 //!
+//! Secrets can come from files (`[web] token_file`, a Kafka property `<name>.file`), which
+//! validation reads; they are never printed (`Debug` redacts them).
+//!
 //! Layers, later wins: `config/default.toml` (compiled in, so it is the one place defaults live),
 //! the user's `--config FILE`, then environment variables `FAULTLINE_<SECTION>__<KEY>`. The double
 //! underscore separates nesting levels so keys that contain `_` survive
@@ -161,6 +164,9 @@ pub struct WebSection {
     pub max_concurrent: usize,
     /// Bearer token for /api/*; empty for none.
     pub token: String,
+    /// File holding the bearer token (instead of `token`); empty for none.
+    #[serde(default)]
+    pub token_file: String,
 }
 
 /// `[shutdown]`
@@ -183,7 +189,7 @@ pub enum SourceKind {
 }
 
 /// A Kafka connection's settings, checked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaSettings {
     /// Bootstrap servers.
     pub brokers: String,
@@ -213,6 +219,38 @@ const KAFKA_RESERVED: [(&str, &str); 5] = [
         "faultline reads the topic as an endless stream",
     ),
 ];
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: Vec<(&str, &str)> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let secret = ["password", "secret", "key", "token", "jaas"]
+                    .iter()
+                    .any(|s| k.contains(s));
+                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("group_id", &self.group_id)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+/// Reads a secret from `path`: the whole file, without the trailing newline.
+fn read_secret(setting: &str, path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path.trim())
+        .map_err(|e| format!("{setting} = {path}: cannot read it: {e}"))?;
+    let text = text.trim_end_matches(['\n', '\r']).to_string();
+    if text.is_empty() {
+        return Err(format!("{setting} = {path}: the file is empty"));
+    }
+    Ok(text)
+}
 
 impl KafkaSettings {
     /// Checks `[source.kafka]`. Property names may be written with `_` for `.` (environment
@@ -252,7 +290,13 @@ impl KafkaSettings {
                     "source.kafka.properties sets \"{name}\"; faultline sets it itself: {why}"
                 ));
             }
+            let mut name = name;
             let value = match value {
+                // `<property>.file`: the value is in that file (a secret kept out of the config).
+                serde_json::Value::String(path) if name.ends_with(".file") => {
+                    name = name.trim_end_matches(".file").to_string();
+                    read_secret(&format!("source.kafka.properties.\"{name}.file\""), path)?
+                }
                 serde_json::Value::String(s) => s.clone(),
                 serde_json::Value::Number(n) => n.to_string(),
                 serde_json::Value::Bool(b) => b.to_string(),
@@ -650,12 +694,22 @@ impl RawConfig {
                     .into(),
             );
         }
+        let token = match (web.token.trim(), web.token_file.trim()) {
+            (t, "") => Some(t.to_string()).filter(|t| !t.is_empty()),
+            ("", file) => Some(read_secret("web.token_file", file).map_err(ConfigError::Invalid)?),
+            _ => {
+                return invalid(
+                    "web.token and web.token_file are both set; keep one (the file keeps the token out of the configuration)"
+                        .into(),
+                )
+            }
+        };
         let web_limits = crate::web::api::WebLimits {
             max_body_bytes: web.max_body_bytes,
             max_rows: web.max_rows,
             request_timeout: Duration::from_millis(web.request_timeout_ms),
             max_concurrent: web.max_concurrent,
-            token: Some(web.token.trim().to_string()).filter(|t| !t.is_empty()),
+            token,
         };
         let dir = self.model.dir.trim();
         if self.model.watch_ms > 0 && self.model.watch_ms < 100 {
@@ -935,5 +989,61 @@ mod tests {
             e.contains("sink.faults_topic") && e.contains("Kafka topic names"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_are_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret-token\n").unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "kafka-pass").unwrap();
+        let mut pairs = vec![
+            ("FAULTLINE_WEB__TOKEN_FILE", token.to_str().unwrap()),
+            (
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SASL_PASSWORD_FILE",
+                password.to_str().unwrap(),
+            ),
+        ];
+        if cfg!(feature = "kafka") {
+            pairs.push(("FAULTLINE_SOURCE__KIND", "kafka"));
+        }
+        let c = RawConfig::load_with_env(None, env(&pairs))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(c.web_limits.token.as_deref(), Some("s3cret-token"));
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("s3cret-token"), "{printed}");
+        if let Some(k) = &c.kafka {
+            assert!(k
+                .properties
+                .contains(&("sasl.password".into(), "kafka-pass".into())));
+            assert!(!printed.contains("kafka-pass"), "{printed}");
+        }
+        let e = RawConfig::load_with_env(
+            None,
+            env(&[("FAULTLINE_WEB__TOKEN_FILE", "/nonexistent/token")]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("web.token_file") && e.contains("/nonexistent/token"),
+            "{e}"
+        );
+        let e = RawConfig::load_with_env(
+            None,
+            env(&[
+                ("FAULTLINE_WEB__TOKEN", "x"),
+                ("FAULTLINE_WEB__TOKEN_FILE", token.to_str().unwrap()),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("both set"), "{e}");
     }
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 use std::time::Duration;
 
 /// Limits on the HTTP API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebLimits {
     /// Largest request body.
     pub max_body_bytes: usize,
@@ -29,6 +29,18 @@ pub struct WebLimits {
     pub max_concurrent: usize,
     /// Bearer token required on `/api/*` when set.
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for WebLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebLimits")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_rows", &self.max_rows)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for WebLimits {
