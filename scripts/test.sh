@@ -31,6 +31,17 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# The Kafka feature builds librdkafka with TLS against the system's OpenSSL; the TLS tests make
+# their certificates with the openssl command.
+if command -v dpkg >/dev/null && ! dpkg -s libssl-dev >/dev/null 2>&1 && ! apt_install libssl-dev pkg-config; then
+  echo "building with Kafka needs OpenSSL's headers: sudo apt-get install libssl-dev pkg-config" >&2
+  exit 1
+fi
+if ! command -v openssl >/dev/null && ! apt_install openssl; then
+  echo "the TLS tests need the openssl command: sudo apt-get install openssl" >&2
+  exit 1
+fi
+
 # The broker tests start their own Mosquitto (Debian's package) on free ports.
 if ! command -v mosquitto >/dev/null && ! apt_install mosquitto; then
   echo "the broker tests need mosquitto: sudo apt-get install mosquitto" >&2
@@ -60,23 +71,33 @@ if [[ ! -f $stamp || "$(cat $stamp)" != "$want" ]]; then
   echo "$want" > $stamp
 fi
 
-echo "== Rust tests (with Kafka; the Kafka tests run on librdkafka's in-process MockCluster)"
-cargo test --all-targets --locked --features kafka
-cargo test --doc --locked --features kafka
-
-# The same Kafka tests against a real Kafka-protocol broker: tansu, built once into target/tools
-# (about 11 minutes on 2 cores the first time; reused after). FAULTLINE_SKIP_TANSU=1 skips it.
-if [[ "${FAULTLINE_SKIP_TANSU:-0}" == 1 ]]; then
-  echo "== Kafka tests on tansu: SKIPPED (FAULTLINE_SKIP_TANSU=1)"
-else
-  tansu=$root/target/tools/bin/tansu
+# A real Kafka-protocol broker for the Kafka tests: tansu, built once into target/tools (about 11
+# minutes on 2 cores the first time; reused after). FAULTLINE_SKIP_TANSU=1 skips it (the Kafka
+# tests then run on librdkafka's in-process MockCluster only, and the TLS one says it skipped).
+tansu=$root/target/tools/bin/tansu
+if [[ "${FAULTLINE_SKIP_TANSU:-0}" != 1 ]]; then
   if [[ ! -x $tansu ]]; then
     echo "== installing tansu 0.6.0 into target/tools (first run only)"
     cargo install --quiet --root "$root/target/tools" --target-dir "$root/target/tansu-build" \
       tansu --version 0.6.0 --locked --features dynostore
   fi
+  export TANSU_BIN=$tansu FAULTLINE_REQUIRE_TANSU=1
+  # The Kafka TLS test puts a TLS terminator (socat, with OpenSSL) in front of tansu.
+  if ! command -v socat >/dev/null && ! apt_install socat; then
+    echo "the Kafka TLS test needs socat: sudo apt-get install socat" >&2
+    exit 1
+  fi
+fi
+
+echo "== Rust tests (with Kafka; the Kafka tests run on librdkafka's in-process MockCluster)"
+cargo test --all-targets --locked --features kafka
+cargo test --doc --locked --features kafka
+
+if [[ "${FAULTLINE_SKIP_TANSU:-0}" == 1 ]]; then
+  echo "== Kafka tests on tansu: SKIPPED (FAULTLINE_SKIP_TANSU=1)"
+else
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  echo "== Kafka tests on tansu (127.0.0.1:$port)"
+  echo "== the Kafka tests again, on tansu (127.0.0.1:$port)"
   "$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
     --storage-engine memory://tansu/ > "$root/target/tansu.log" 2>&1 &
   tansu_pid=$!

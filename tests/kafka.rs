@@ -814,3 +814,146 @@ async fn a_broker_outage_mid_stream_loses_nothing_readiness_follows_and_logs_sta
     assert!(warnings <= 10, "{log}");
     assert_eq!(daemon.terminate().code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_over_tls_checks_the_brokers_certificate() {
+    // tansu 0.6.0 cannot serve TLS itself (its --cert and --key exclude each other), so a real
+    // TLS terminator (socat with OpenSSL) fronts a tansu that advertises the TLS port.
+    let Some(tansu) = std::env::var_os("TANSU_BIN").filter(|b| !b.is_empty()) else {
+        assert!(
+            std::env::var("FAULTLINE_REQUIRE_TANSU").as_deref() != Ok("1"),
+            "FAULTLINE_REQUIRE_TANSU=1 but TANSU_BIN is not set"
+        );
+        eprintln!("SKIPPED: set TANSU_BIN to a tansu binary (scripts/test.sh does) to test Kafka over TLS");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::issue(d, "ca", &[("server", "serverAuth")]);
+    common::issue(d, "other-ca", &[]);
+    let (plain, tls) = (common::free_port(), common::free_port());
+    let mut broker = std::process::Command::new(tansu)
+        .args([
+            "broker",
+            "--listener-url",
+            &format!("tcp://127.0.0.1:{plain}"),
+            "--advertised-listener-url",
+            &format!("tcp://localhost:{tls}"),
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut terminator = std::process::Command::new("socat")
+        .args([
+            &format!(
+                "OPENSSL-LISTEN:{tls},bind=127.0.0.1,reuseaddr,fork,cert={0}/server.pem,key={0}/server.key,verify=0",
+                d.display()
+            ),
+            &format!("TCP:127.0.0.1:{plain}"),
+        ])
+        .spawn()
+        .expect("socat runs (apt-get install socat)");
+    for port in [plain, tls] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "port {port} never opened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let ca = d.join("ca.pem").display().to_string();
+    let client = |ca: &str| {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", format!("localhost:{tls}"))
+            .set("security.protocol", "SSL")
+            .set("ssl.ca.location", ca);
+        c
+    };
+    let t = topics("tls");
+    let admin: AdminClient<DefaultClientContext> = client(&ca).create().unwrap();
+    for (name, partitions) in [(&t.rows, 2), (&t.faults, 1), (&t.scores, 1), (&t.dead, 1)] {
+        admin
+            .create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .unwrap();
+    }
+    let config = |ca: &str| {
+        let env: Vec<(String, String)> = [
+            ("FAULTLINE_SOURCE__KIND", "kafka".to_string()),
+            (
+                "FAULTLINE_SOURCE__KAFKA__BROKERS",
+                format!("localhost:{tls}"),
+            ),
+            ("FAULTLINE_SOURCE__KAFKA__TOPIC", t.rows.clone()),
+            ("FAULTLINE_SOURCE__KAFKA__GROUP_ID", format!("{}-g", t.rows)),
+            (
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SECURITY_PROTOCOL",
+                "SSL".into(),
+            ),
+            (
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SSL_CA_LOCATION",
+                ca.to_string(),
+            ),
+            ("FAULTLINE_SINK__FAULTS_TOPIC", t.faults.clone()),
+            ("FAULTLINE_SINK__SCORES_TOPIC", t.scores.clone()),
+            ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", t.dead.clone()),
+            ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .to_vec();
+        RawConfig::load_with_env(None, env)
+            .unwrap()
+            .validate()
+            .unwrap()
+    };
+    let model = Arc::new(Model::embedded().unwrap());
+
+    // A broker certificate from a CA faultline was not told to trust: never ready.
+    let other = d.join("other-ca.pem").display().to_string();
+    let app = app::start(&config(&other), model.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = http_get(app.web_addr, "/readyz").await;
+    assert!(r.contains("503"), "{r}");
+    app.shutdown().await.unwrap();
+
+    // The right CA: rows in and verdicts out over TLS.
+    let app = app::start(&config(&ca), model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let producer: FutureProducer = client(&ca).create().unwrap();
+    let (_, faulty, _) = rows(&model, 0);
+    producer
+        .send(
+            FutureRecord::to(&t.rows)
+                .key("Known-Faulty")
+                .payload(&faulty),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let reader: StreamConsumer = client(&ca)
+        .set("group.id", "tls-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&t.faults, 0, Offset::Beginning)
+        .unwrap();
+    reader.assign(&tpl).unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+        .await
+        .expect("a fault over TLS")
+        .unwrap();
+    assert_eq!(m.key(), Some(&b"Known-Faulty"[..]));
+    app.shutdown().await.unwrap();
+    let _ = terminator.kill();
+    let _ = broker.kill();
+    let _ = (terminator.wait(), broker.wait());
+}

@@ -452,87 +452,16 @@ async fn a_kill_9_mid_stream_loses_no_row_on_mosquitto() {
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
-/// Runs openssl with `args` in `dir`.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA named `name` (`<name>.pem`, `<name>.key`) and, signed by it, `<leaf>.pem`/`<leaf>.key`
-/// for localhost with the given extended key usage.
-fn issue(dir: &std::path::Path, ca: &str, leaves: &[(&str, &str)]) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut args = vec!["req", "-x509"];
-    args.extend(ec);
-    let (ca_key, ca_pem) = (format!("{ca}.key"), format!("{ca}.pem"));
-    let subject = format!("/CN={ca}");
-    args.extend([
-        "-keyout", &ca_key, "-out", &ca_pem, "-days", "2", "-subj", &subject,
-    ]);
-    openssl(dir, &args);
-    for (leaf, usage) in leaves {
-        let (key, csr, pem, ext) = (
-            format!("{leaf}.key"),
-            format!("{leaf}.csr"),
-            format!("{leaf}.pem"),
-            format!("{leaf}.ext"),
-        );
-        std::fs::write(
-            dir.join(&ext),
-            format!("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
-        )
-        .unwrap();
-        let mut args = vec!["req"];
-        args.extend(ec);
-        args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
-        openssl(dir, &args);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &ca_pem,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtts_with_a_private_ca_and_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    issue(
+    common::issue(
         d,
         "ca",
         &[("server", "serverAuth"), ("client", "clientAuth")],
     );
-    issue(d, "other-ca", &[]);
+    common::issue(d, "other-ca", &[]);
     // Mosquitto with a plain listener (for the test's client) and a TLS one that requires a
     // client certificate signed by the CA.
     let (plain, tls) = (common::free_port(), common::free_port());

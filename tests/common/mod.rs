@@ -464,3 +464,74 @@ pub fn random_point(n: usize) -> usize {
         .subsec_nanos() as usize;
     n / 10 + nanos % (n * 8 / 10).max(1)
 }
+
+/// Runs openssl with `args` in `dir`.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA named `name` (`<name>.pem`, `<name>.key`) and, signed by it, `<leaf>.pem`/`<leaf>.key`
+/// for localhost with the given extended key usage.
+pub fn issue(dir: &std::path::Path, ca: &str, leaves: &[(&str, &str)]) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    let (ca_key, ca_pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+    let subject = format!("/CN={ca}");
+    args.extend([
+        "-keyout", &ca_key, "-out", &ca_pem, "-days", "2", "-subj", &subject,
+    ]);
+    openssl(dir, &args);
+    for (leaf, usage) in leaves {
+        let (key, csr, pem, ext) = (
+            format!("{leaf}.key"),
+            format!("{leaf}.csr"),
+            format!("{leaf}.pem"),
+            format!("{leaf}.ext"),
+        );
+        std::fs::write(
+            dir.join(&ext),
+            format!("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
+        )
+        .unwrap();
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
+        openssl(dir, &args);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
