@@ -172,12 +172,24 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
     let acker = tokio::spawn(async move {
         let mut pending_rx = pending_rx;
         let mut acked = acked;
-        while let Some(p) = pending_rx.recv().await {
+        let mut acker_client = acker_client;
+        let mut retry = tokio::time::interval(Duration::from_millis(5));
+        loop {
+            let p = tokio::select! {
+                p = pending_rx.recv() => match p {
+                    Some(p) => p,
+                    None => break,
+                },
+                _ = retry.tick(), if acker_client.has_waiting() => {
+                    acker_client.flush();
+                    continue;
+                }
+            };
             if acked.wait_for(|a| *a >= p.seq_end).await.is_err() {
                 return;
             }
             for (ack, permit, received, rows) in p.acks {
-                acker_client.ack(ack).await;
+                acker_client.ack(ack);
                 drop(permit);
                 let latency = received.elapsed().as_secs_f64();
                 for _ in 0..rows {
@@ -186,6 +198,12 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
             }
             m.queue_rows
                 .set(permits as i64 - acker_in_flight.available_permits() as i64);
+        }
+        // Shutting down: hand over what still waits (the source disconnects after this).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while acker_client.has_waiting() && tokio::time::Instant::now() < deadline {
+            acker_client.flush();
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
 

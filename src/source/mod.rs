@@ -106,7 +106,7 @@ impl Source {
     /// A handle for acknowledgements.
     pub fn acker(&self) -> Acker {
         match self {
-            Source::Mqtt(s) => Acker::Mqtt(s.acker()),
+            Source::Mqtt(s) => Acker::Mqtt(s.acker(), Default::default()),
             #[cfg(feature = "kafka")]
             Source::Kafka(s) => Acker::Kafka(s.acker()),
         }
@@ -132,23 +132,28 @@ impl Source {
 }
 
 /// Acknowledges messages to the source's broker.
-#[derive(Clone)]
 pub enum Acker {
-    /// PUBACK through the MQTT source's connection.
-    Mqtt(rumqttc::AsyncClient),
+    /// PUBACK through the MQTT source's connection. rumqttc sends acknowledgements from the
+    /// event loop, which stops being polled while the pipeline is full; an acknowledgement that
+    /// does not fit in its request queue waits here (without its payload) instead of blocking the
+    /// acker, which would keep the pipeline full for ever.
+    Mqtt(
+        rumqttc::AsyncClient,
+        std::collections::VecDeque<rumqttc::Publish>,
+    ),
     /// Offset store on the Kafka consumer.
     #[cfg(feature = "kafka")]
     Kafka(kafka::KafkaAcker),
 }
 
 impl Acker {
-    /// Acknowledges one message whose outputs are on the broker.
-    pub async fn ack(&self, ack: Ack) {
+    /// Acknowledges one message whose outputs are on the broker. Never waits.
+    pub fn ack(&mut self, ack: Ack) {
         match (self, ack) {
-            (Acker::Mqtt(client), Ack::Mqtt(publish)) => {
-                if let Err(e) = client.ack(&publish).await {
-                    tracing::warn!(error = %e, "Could not acknowledge a message; the broker will redeliver it.");
-                }
+            (Acker::Mqtt(client, waiting), Ack::Mqtt(mut publish)) => {
+                publish.payload = Default::default();
+                waiting.push_back(publish);
+                Acker::send_waiting(client, waiting);
             }
             #[cfg(feature = "kafka")]
             (
@@ -160,6 +165,44 @@ impl Acker {
                 },
             ) => acker.store(&topic, partition, offset),
             _ => {}
+        }
+    }
+
+    /// True while acknowledgements wait for room; call [`Acker::flush`] again soon.
+    pub fn has_waiting(&self) -> bool {
+        match self {
+            Acker::Mqtt(_, waiting) => !waiting.is_empty(),
+            #[cfg(feature = "kafka")]
+            Acker::Kafka(_) => false,
+        }
+    }
+
+    /// Sends acknowledgements that waited for room, in order, as far as there is room.
+    pub fn flush(&mut self) {
+        match self {
+            Acker::Mqtt(client, waiting) => Acker::send_waiting(client, waiting),
+            #[cfg(feature = "kafka")]
+            Acker::Kafka(_) => {}
+        }
+    }
+
+    fn send_waiting(
+        client: &rumqttc::AsyncClient,
+        waiting: &mut std::collections::VecDeque<rumqttc::Publish>,
+    ) {
+        while let Some(publish) = waiting.front() {
+            match client.try_ack(publish) {
+                Ok(()) => {
+                    waiting.pop_front();
+                }
+                Err(rumqttc::ClientError::TryRequest(rumqttc::Request::PubAck(_))) => return,
+                Err(e) => {
+                    // The connection is gone for good (shutdown): the broker redelivers.
+                    tracing::debug!(error = %e, "Dropped acknowledgements; the broker will redeliver.");
+                    waiting.clear();
+                    return;
+                }
+            }
         }
     }
 }

@@ -357,7 +357,10 @@ impl Daemon {
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("FAULTLINE_WEB__LISTEN", web.to_string())
-            .env("RUST_LOG", "info,librdkafka=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("DAEMON_LOG").unwrap_or("info,librdkafka=warn".into()),
+            )
             .stdout(std::process::Stdio::null())
             .stderr(log.reopen().unwrap())
             .spawn()
