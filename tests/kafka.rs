@@ -853,6 +853,8 @@ async fn kafka_over_tls_checks_the_brokers_certificate() {
             ),
             &format!("TCP:127.0.0.1:{plain}"),
         ])
+        // It reports each refused handshake (the untrusted-CA case) on stderr.
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("socat runs (apt-get install socat)");
     for port in [plain, tls] {

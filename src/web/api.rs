@@ -205,6 +205,39 @@ struct ScoreResult<'a> {
     top_sensors: Vec<SensorMessage<'a>>,
 }
 
+/// The answer to a body over `[web] max_body_bytes`.
+fn too_large(s: &WebState) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the upload is larger than the limit of {} MiB ([web] max_body_bytes); split the file",
+            s.limits.max_body_bytes / (1024 * 1024)
+        ),
+    )
+}
+
+/// Runs before an upload's body is read: refuses a request without the token, or one whose
+/// declared `Content-Length` is over the limit, at once (instead of waiting for a body that may
+/// never come).
+pub async fn guard_upload(
+    State(s): State<WebState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Err(e) = authorize(&s, request.headers()) {
+        return e.into_response();
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > s.limits.max_body_bytes as u64) {
+        return too_large(&s).into_response();
+    }
+    next.run(request).await
+}
+
 /// `POST /api/score`: a CSV (`text/csv`) or a JSON array of row objects (`application/json`) in;
 /// JSON verdicts out, or CSV with `Accept: text/csv`. Same model and threshold as the stream.
 pub async fn score(
@@ -215,13 +248,7 @@ pub async fn score(
     authorize(&s, &headers)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the upload is larger than the limit of {} MiB ([web] max_body_bytes); split the file",
-                    s.limits.max_body_bytes / (1024 * 1024)
-                ),
-            )
+            too_large(&s)
         } else {
             ApiError::new(e.status(), format!("the request body cannot be read: {e}"))
         }

@@ -71,9 +71,14 @@ pub fn router(state: WebState) -> Router {
         .route("/api/drift", get(drift))
         .route(
             "/api/score",
-            axum::routing::post(api::score).layer(axum::extract::DefaultBodyLimit::max(
-                state.limits.max_body_bytes,
-            )),
+            axum::routing::post(api::score)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    state.limits.max_body_bytes,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    api::guard_upload,
+                )),
         )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
