@@ -97,7 +97,13 @@ impl KafkaSource {
             info!(topic = %topic, group = %group, "Reading rows from Kafka.");
             let mut backoff = Backoff::default();
             let mut last_error: Option<String> = None;
-            let admitter = super::Admitter::start(SOURCE_KAFKA, options, stopped.clone(), output);
+            let admitter = super::Admitter::start(
+                SOURCE_KAFKA,
+                super::Decode::InPlace,
+                options,
+                stopped.clone(),
+                output,
+            );
             loop {
                 let message = tokio::select! {
                     m = reader.recv() => m,
@@ -105,6 +111,8 @@ impl KafkaSource {
                 };
                 let (payload, ack) = match message {
                     Ok(m) => (
+                        // Decoded in place, but the message borrows the consumer across the
+                        // admission's wait, so it is copied (one memcpy per row).
                         m.payload().unwrap_or_default().to_vec(),
                         Ack::Kafka {
                             topic: m.topic().to_string(),

@@ -63,6 +63,7 @@ impl MqttSource {
             let mut backoff = Backoff::default();
             let mut output = Some(super::Admitter::start(
                 SOURCE_MQTT,
+                super::Decode::Offload,
                 options.clone(),
                 stopped.clone(),
                 output,
