@@ -254,6 +254,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let arrived = receiver.await?;
     let (rss, cpu) = usage(pid);
+    let inside = daemon_latency(web);
     let _ = std::process::Command::new("kill")
         .arg(pid.to_string())
         .status();
@@ -298,5 +299,45 @@ async fn main() -> anyhow::Result<()> {
         latencies[got - 1]
     );
     println!("daemon: peak RSS {rss:.0} MB, CPU {cpu:.1} s");
+    if let Some((p50, p99)) = inside {
+        println!(
+            "inside the daemon (faultline_row_latency_seconds: arrival → the cluster's ack of the verdict): p50 ≤ {:.1} ms, p99 ≤ {:.1} ms",
+            p50 * 1000.0,
+            p99 * 1000.0
+        );
+    }
     Ok(())
+}
+
+/// p50 and p99 upper bounds of the daemon's own row latency histogram (from row arrival to the
+/// cluster's acknowledgement of its verdict), read from its `/metrics`.
+fn daemon_latency(web: u16) -> Option<(f64, f64)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", web)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("faultline_row_latency_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, count) = l.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last()?.1;
+    let quantile = |q: f64| {
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= q * total)
+            .map(|(le, _)| *le)
+            .unwrap_or(f64::INFINITY)
+    };
+    (total > 0.0).then(|| (quantile(0.5), quantile(0.99)))
 }
