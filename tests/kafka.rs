@@ -197,16 +197,15 @@ async fn create(cluster: &Cluster, t: &Topics, partitions: i32) {
     }
 }
 
-/// A daemon configuration on `cluster` reading `t.rows` in `group`.
-fn config(cluster: &Cluster, t: &Topics, group: &str) -> Config {
-    let env: Vec<(String, String)> = [
+/// The daemon's environment: reading `t.rows` on `bootstrap` in group `<rows>-g`, writing the
+/// test's output topics, then `extra`.
+fn daemon_env(bootstrap: &str, t: &Topics, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let group = format!("{}-g", t.rows);
+    [
         ("FAULTLINE_SOURCE__KIND", "kafka"),
-        (
-            "FAULTLINE_SOURCE__KAFKA__BROKERS",
-            cluster.bootstrap.as_str(),
-        ),
-        ("FAULTLINE_SOURCE__KAFKA__TOPIC", t.rows.as_str()),
-        ("FAULTLINE_SOURCE__KAFKA__GROUP_ID", group),
+        ("FAULTLINE_SOURCE__KAFKA__BROKERS", bootstrap),
+        ("FAULTLINE_SOURCE__KAFKA__TOPIC", &t.rows),
+        ("FAULTLINE_SOURCE__KAFKA__GROUP_ID", &group),
         // A member that left is noticed quickly; the group rebalances within seconds.
         (
             "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS",
@@ -216,15 +215,26 @@ fn config(cluster: &Cluster, t: &Topics, group: &str) -> Config {
             "FAULTLINE_SOURCE__KAFKA__PROPERTIES__HEARTBEAT_INTERVAL_MS",
             "500",
         ),
-        ("FAULTLINE_SINK__FAULTS_TOPIC", t.faults.as_str()),
-        ("FAULTLINE_SINK__SCORES_TOPIC", t.scores.as_str()),
-        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", t.dead.as_str()),
-        ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
-        ("FAULTLINE_SHUTDOWN__GRACE_MS", "15000"),
+        ("FAULTLINE_SINK__FAULTS_TOPIC", &t.faults),
+        ("FAULTLINE_SINK__SCORES_TOPIC", &t.scores),
+        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", &t.dead),
     ]
     .iter()
+    .chain(extra)
     .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    .collect()
+}
+
+/// An in-process daemon's configuration on `cluster` (see [`daemon_env`]), web on a free port.
+fn config(cluster: &Cluster, t: &Topics) -> Config {
+    let env = daemon_env(
+        &cluster.bootstrap,
+        t,
+        &[
+            ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
+            ("FAULTLINE_SHUTDOWN__GRACE_MS", "15000"),
+        ],
+    );
     RawConfig::load_with_env(None, env)
         .unwrap()
         .validate()
@@ -265,12 +275,9 @@ async fn faults_are_keyed_by_id_with_the_model_version_and_bad_rows_are_dead_let
     let t = topics("e2e");
     create(&cluster, &t, 3).await;
     let model = Arc::new(Model::embedded().unwrap());
-    let app = app::start(
-        &config(&cluster, &t, &format!("{}-g", t.rows)),
-        model.clone(),
-    )
-    .await
-    .unwrap();
+    let app = app::start(&config(&cluster, &t), model.clone())
+        .await
+        .unwrap();
     wait_ready(app.web_addr).await;
 
     let (_, faulty, good) = rows(&model, 0);
@@ -384,7 +391,7 @@ async fn a_restart_mid_stream_resumes_after_the_last_published_row() {
     // MockCluster keeps about 5 MB per partition; 2,000 rows of ~10 KB need several.
     create(&cluster, &t, 8).await;
     let model = Arc::new(Model::embedded().unwrap());
-    let cfg = config(&cluster, &t, &format!("{}-g", t.rows));
+    let cfg = config(&cluster, &t);
     let (rows, _, _) = rows(&model, 2000);
     let producer = cluster.producer();
     let reader = cluster.reader(&[&t.scores]);
@@ -426,7 +433,7 @@ async fn two_instances_in_one_group_split_the_partitions() {
     let t = topics("group");
     create(&cluster, &t, 4).await;
     let model = Arc::new(Model::embedded().unwrap());
-    let cfg = config(&cluster, &t, &format!("{}-g", t.rows));
+    let cfg = config(&cluster, &t);
     let a = app::start(&cfg, model.clone()).await.unwrap();
     let b = app::start(&cfg, model.clone()).await.unwrap();
     // Wait until the group has given each instance its share.
@@ -483,9 +490,7 @@ async fn replay_publishes_a_csv_to_kafka_keyed_by_id() {
     let t = topics("replay");
     create(&cluster, &t, 2).await;
     let model = Arc::new(Model::embedded().unwrap());
-    let app = app::start(&config(&cluster, &t, &format!("{}-g", t.rows)), model)
-        .await
-        .unwrap();
+    let app = app::start(&config(&cluster, &t), model).await.unwrap();
     let csv = common::repo().join("examples/wafers.csv");
     let to = format!("kafka://{}/{}", cluster.bootstrap, t.rows);
     let out = tokio::task::spawn_blocking(move || {
@@ -518,32 +523,7 @@ async fn a_kill_9_mid_stream_loses_no_row() {
     create(&cluster, &t, partitions).await;
     let model = Model::embedded().unwrap();
     let (rows, origin) = common::crash_rows(&model, n, "a_kill_9_mid_stream_loses_no_row");
-    let env: Vec<(String, String)> = [
-        ("FAULTLINE_SOURCE__KIND", "kafka"),
-        (
-            "FAULTLINE_SOURCE__KAFKA__BROKERS",
-            cluster.bootstrap.as_str(),
-        ),
-        ("FAULTLINE_SOURCE__KAFKA__TOPIC", t.rows.as_str()),
-        (
-            "FAULTLINE_SOURCE__KAFKA__GROUP_ID",
-            &format!("{}-g", t.rows),
-        ),
-        (
-            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS",
-            "6000",
-        ),
-        (
-            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__HEARTBEAT_INTERVAL_MS",
-            "500",
-        ),
-        ("FAULTLINE_SINK__FAULTS_TOPIC", t.faults.as_str()),
-        ("FAULTLINE_SINK__SCORES_TOPIC", t.scores.as_str()),
-        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", t.dead.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let env = daemon_env(&cluster.bootstrap, &t, &[]);
     let producer = cluster.producer();
     let payloads: Vec<String> = rows.into_iter().map(|(_, r)| r).collect();
     cluster.publish(&producer, &t.rows, &payloads).await;
@@ -637,27 +617,14 @@ async fn when_verdicts_cannot_be_written_reading_stops_and_nothing_is_committed(
         .publish(&cluster.producer(), &t.rows, &payloads)
         .await;
     let group = format!("{}-g", t.rows);
-    let env: Vec<(String, String)> = [
-        ("FAULTLINE_SOURCE__KIND", "kafka"),
-        (
-            "FAULTLINE_SOURCE__KAFKA__BROKERS",
-            cluster.bootstrap.as_str(),
-        ),
-        ("FAULTLINE_SOURCE__KAFKA__TOPIC", t.rows.as_str()),
-        ("FAULTLINE_SOURCE__KAFKA__GROUP_ID", group.as_str()),
-        (
-            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS",
-            "6000",
-        ),
-        ("FAULTLINE_SINK__FAULTS_TOPIC", t.faults.as_str()),
-        ("FAULTLINE_SINK__SCORES_TOPIC", t.scores.as_str()),
-        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", t.dead.as_str()),
-        ("FAULTLINE_BATCH__QUEUE_ROWS", "300"),
-        ("FAULTLINE_BATCH__MAX_ROWS", "50"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            ("FAULTLINE_BATCH__QUEUE_ROWS", "300"),
+            ("FAULTLINE_BATCH__MAX_ROWS", "50"),
+        ],
+    );
     let daemon = common::Daemon::start(&env).await;
 
     // It reads until the in-flight bound is full, then stops: the bound holds for seconds.
@@ -736,22 +703,7 @@ async fn a_broker_outage_mid_stream_loses_nothing_readiness_follows_and_logs_sta
     let n = 3000;
     let (rows, _) = common::crash_rows(&model, n, "broker outage");
     let payloads: Vec<String> = rows.into_iter().map(|(_, r)| r).collect();
-    let group = format!("{}-g", t.rows);
-    let env: Vec<(String, String)> = [
-        ("FAULTLINE_SOURCE__KIND", "kafka"),
-        (
-            "FAULTLINE_SOURCE__KAFKA__BROKERS",
-            cluster.bootstrap.as_str(),
-        ),
-        ("FAULTLINE_SOURCE__KAFKA__TOPIC", t.rows.as_str()),
-        ("FAULTLINE_SOURCE__KAFKA__GROUP_ID", group.as_str()),
-        ("FAULTLINE_SINK__FAULTS_TOPIC", t.faults.as_str()),
-        ("FAULTLINE_SINK__SCORES_TOPIC", t.scores.as_str()),
-        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", t.dead.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let env = daemon_env(&cluster.bootstrap, &t, &[]);
     let daemon = common::Daemon::start(&env).await;
     let reader = cluster.reader(&[&t.scores]);
     let producer = cluster.producer();
@@ -887,29 +839,18 @@ async fn kafka_over_tls_checks_the_brokers_certificate() {
             .unwrap();
     }
     let config = |ca: &str| {
-        let env: Vec<(String, String)> = [
-            ("FAULTLINE_SOURCE__KIND", "kafka".to_string()),
-            (
-                "FAULTLINE_SOURCE__KAFKA__BROKERS",
-                format!("localhost:{tls}"),
-            ),
-            ("FAULTLINE_SOURCE__KAFKA__TOPIC", t.rows.clone()),
-            ("FAULTLINE_SOURCE__KAFKA__GROUP_ID", format!("{}-g", t.rows)),
-            (
-                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SECURITY_PROTOCOL",
-                "SSL".into(),
-            ),
-            (
-                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SSL_CA_LOCATION",
-                ca.to_string(),
-            ),
-            ("FAULTLINE_SINK__FAULTS_TOPIC", t.faults.clone()),
-            ("FAULTLINE_SINK__SCORES_TOPIC", t.scores.clone()),
-            ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", t.dead.clone()),
-            ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0".into()),
-        ]
-        .map(|(k, v)| (k.to_string(), v))
-        .to_vec();
+        let env = daemon_env(
+            &format!("localhost:{tls}"),
+            &t,
+            &[
+                (
+                    "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SECURITY_PROTOCOL",
+                    "SSL",
+                ),
+                ("FAULTLINE_SOURCE__KAFKA__PROPERTIES__SSL_CA_LOCATION", ca),
+                ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
+            ],
+        );
         RawConfig::load_with_env(None, env)
             .unwrap()
             .validate()
