@@ -14,10 +14,11 @@
 //! `{"id", "values": [...]}` form instead of one key per sensor. Prints rows/s (first publish to
 //! last verdict), p50/p99/max publish → verdict latency, and the daemon's peak RSS and CPU time.
 
-use faultline::model::{synthetic, Model};
-use faultline::row::csv::{CsvOptions, CsvRows};
+mod common;
+
+use common::{arg, free_port};
+use faultline::model::Model;
 use faultline::row::json::encode_row;
-use faultline::row::Schema;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -27,20 +28,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// (peak RSS in MB, user+system CPU seconds) of process `pid`.
 fn usage(pid: u32) -> (f64, f64) {
@@ -75,18 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let bin = arg(&args, "--bin").unwrap_or("target/release/faultline".into());
     let model = Model::embedded()?;
 
-    let base = match arg(&args, "--input") {
-        Some(path) => CsvRows::new(
-            std::fs::File::open(path)?,
-            &Schema::new(model.features()),
-            CsvOptions {
-                allow_extra_columns: true,
-                batch_rows: 4096,
-            },
-        )?
-        .read_all()?,
-        None => synthetic::rows(model.card(), 2000, 3),
-    };
+    let base = common::wafer_rows(arg(&args, "--input"), &model)?;
     // Id "b<i>" so the receiver finds the send time by index.
     let payloads: Vec<String> = (0..n)
         .map(|i| {

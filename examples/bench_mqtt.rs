@@ -10,29 +10,16 @@
 //! at QoS 1 as fast as possible or at --rate, and records, per row, publish → score-message time.
 //! Prints rows/s, p50/p99/max latency and the process's peak RSS.
 
+mod common;
+
+use common::{arg, free_port};
 use faultline::config::RawConfig;
-use faultline::model::{synthetic, Model};
-use faultline::row::csv::{CsvOptions, CsvRows};
+use faultline::model::Model;
 use faultline::row::json::encode_row;
-use faultline::row::Schema;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -60,21 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let model = Arc::new(Model::embedded()?);
 
     // Rows: real wafers when given, else synthetic; ids made unique per row.
-    let base = match arg(&args, "--input") {
-        Some(path) => {
-            let schema = Schema::new(model.features());
-            CsvRows::new(
-                std::fs::File::open(path)?,
-                &schema,
-                CsvOptions {
-                    allow_extra_columns: true,
-                    batch_rows: 4096,
-                },
-            )?
-            .read_all()?
-        }
-        None => synthetic::rows(model.card(), 2000, 3),
-    };
+    let base = common::wafer_rows(arg(&args, "--input"), &model)?;
     let payloads: Vec<(String, String)> = (0..n)
         .map(|i| {
             let j = i % base.len();

@@ -12,26 +12,13 @@
 //! sample: minutes, rows scored, rows/s over the interval, rows in flight, daemon RSS. At the end
 //! it compares RSS after the first sample (warm-up) with the last and the highest.
 
-use faultline::model::{synthetic, Model};
-use faultline::row::csv::{CsvOptions, CsvRows};
+mod common;
+
+use common::{arg, free_port};
+use faultline::model::Model;
 use faultline::row::json::encode_row;
-use faultline::row::Schema;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use std::time::{Duration, Instant};
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -65,18 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let sample = Duration::from_secs(arg(&args, "--sample-s").unwrap_or("30".into()).parse()?);
     let bin = arg(&args, "--bin").unwrap_or("target/release/faultline".into());
     let model = Model::embedded()?;
-    let base = match arg(&args, "--input") {
-        Some(path) => CsvRows::new(
-            std::fs::File::open(path)?,
-            &Schema::new(model.features()),
-            CsvOptions {
-                allow_extra_columns: true,
-                batch_rows: 4096,
-            },
-        )?
-        .read_all()?,
-        None => synthetic::rows(model.card(), 2000, 3),
-    };
+    let base = common::wafer_rows(arg(&args, "--input"), &model)?;
     // Each row's JSON after its id, so a unique id costs one format! per message.
     let bodies: Vec<String> = (0..base.len())
         .map(|i| {
