@@ -703,7 +703,16 @@ async fn a_broker_outage_mid_stream_loses_nothing_readiness_follows_and_logs_sta
     let n = 3000;
     let (rows, _) = common::crash_rows(&model, n, "broker outage");
     let payloads: Vec<String> = rows.into_iter().map(|(_, r)| r).collect();
-    let env = daemon_env(&cluster.bootstrap, &t, &[]);
+    // librdkafka's default session timeout (45 s): the group keeps this member through the
+    // outage, so the test sees the outage and not a rebalance (the last setting wins).
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[(
+            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS",
+            "45000",
+        )],
+    );
     let daemon = common::Daemon::start(&env).await;
     let reader = cluster.reader(&[&t.scores]);
     let producer = cluster.producer();
