@@ -6,7 +6,6 @@ mod common;
 
 use common::{http, http_get};
 use faultline::app;
-use faultline::config::RawConfig;
 use faultline::model::Model;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,18 +35,7 @@ async fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_get_clear_answers_and_the_daemon_stays_up() {
-    let port = common::free_port();
-    let cfg = RawConfig::load_with_env(
-        None,
-        [
-            ("FAULTLINE_BROKER__LISTEN", format!("127.0.0.1:{port}")),
-            ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0".into()),
-        ]
-        .map(|(k, v)| (k.to_string(), v)),
-    )
-    .unwrap()
-    .validate()
-    .unwrap();
+    let cfg = common::embedded_config();
     let model = Arc::new(Model::embedded().unwrap());
     let app = app::start(&cfg, model.clone()).await.unwrap();
     let addr = app.web_addr;

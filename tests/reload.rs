@@ -246,18 +246,7 @@ async fn changed_files_are_reloaded_and_a_half_written_model_waits_for_the_rest(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_model_cannot_be_reloaded_and_says_how_to_serve_one_that_can() {
-    let port = common::free_port();
-    let cfg = RawConfig::load_with_env(
-        None,
-        [
-            ("FAULTLINE_BROKER__LISTEN", format!("127.0.0.1:{port}")),
-            ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0".into()),
-        ]
-        .map(|(k, v)| (k.to_string(), v)),
-    )
-    .unwrap()
-    .validate()
-    .unwrap();
+    let cfg = common::embedded_config();
     let app = app::start(&cfg, Arc::new(Model::embedded().unwrap()))
         .await
         .unwrap();

@@ -538,3 +538,19 @@ pub fn issue(dir: &std::path::Path, ca: &str, leaves: &[(&str, &str)]) {
         );
     }
 }
+
+/// Defaults on the embedded broker (a free port) with the web server on a free port.
+pub fn embedded_config() -> faultline::config::Config {
+    let port = free_port();
+    faultline::config::RawConfig::load_with_env(
+        None,
+        [
+            ("FAULTLINE_BROKER__LISTEN", format!("127.0.0.1:{port}")),
+            ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    )
+    .unwrap()
+    .validate()
+    .unwrap()
+}
