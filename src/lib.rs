@@ -26,6 +26,11 @@
 //! | metrics | `metrics.rs` | every metric name and help text |
 //! | drift | `drift.rs` | recent rows vs the card's training distribution |
 //! | `faultline replay` | `replay.rs` | CSV → one JSON message per row |
+//! | late labels | `labels.rs` | label messages, JSON and CSV → labels, or the reason they are refused |
+//! | scored-row store | `store/mod.rs`, `store/segment.rs` | every scored row and label on disk (Arrow IPC), never blocking the fault stream |
+//! | the join | `store/ledger.rs` | scored rows × labels in memory, bounded; the window live quality is computed over |
+//! | live quality | `quality.rs` | ROC-AUC, PR-AUC, recall, false-alarm rate as scikit-learn defines them |
+//! | `faultline export` | `store/export.rs` | the store's labelled rows as a wafer batch file for training |
 //!
 //! `main.rs` only parses the command line and calls into these.
 
@@ -36,12 +41,15 @@ pub mod config;
 pub mod drift;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod labels;
 pub mod metrics;
 pub mod model;
+pub mod quality;
 pub mod replay;
 pub mod row;
 pub mod score;
 pub mod sink;
 pub mod source;
+pub mod store;
 pub mod tls;
 pub mod web;

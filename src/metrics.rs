@@ -6,8 +6,8 @@
 //! is; nothing is recomputed per scrape.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// `faultline_rows_received_total{source}`
@@ -53,6 +53,38 @@ pub const HTTP_SECONDS: &str = "faultline_http_request_seconds";
 pub const MODEL_RELOADS: &str = "faultline_model_reloads_total";
 /// `faultline_kafka_consumer_lag{topic,partition}`
 pub const KAFKA_CONSUMER_LAG: &str = "faultline_kafka_consumer_lag";
+
+/// `faultline_labels_total{result}`
+pub const LABELS: &str = "faultline_labels_total";
+/// `faultline_labels_pending`
+pub const LABELS_PENDING: &str = "faultline_labels_pending";
+/// `faultline_labels_expired_total`
+pub const LABELS_EXPIRED: &str = "faultline_labels_expired_total";
+/// `faultline_quality_roc_auc{model}`
+pub const QUALITY_ROC_AUC: &str = "faultline_quality_roc_auc";
+/// `faultline_quality_pr_auc{model}`
+pub const QUALITY_PR_AUC: &str = "faultline_quality_pr_auc";
+/// `faultline_quality_recall{model}`
+pub const QUALITY_RECALL: &str = "faultline_quality_recall";
+/// `faultline_quality_false_alarm_rate{model}`
+pub const QUALITY_FALSE_ALARM_RATE: &str = "faultline_quality_false_alarm_rate";
+/// `faultline_quality_labelled_rows{model}`
+pub const QUALITY_LABELLED: &str = "faultline_quality_labelled_rows";
+/// `faultline_store_rows_written_total{kind}`
+pub const STORE_ROWS_WRITTEN: &str = "faultline_store_rows_written_total";
+/// `faultline_store_rows_dropped_total{kind}`
+pub const STORE_ROWS_DROPPED: &str = "faultline_store_rows_dropped_total";
+/// `faultline_store_errors_total`
+pub const STORE_ERRORS: &str = "faultline_store_errors_total";
+/// `faultline_store_healthy`
+pub const STORE_HEALTHY: &str = "faultline_store_healthy";
+/// `faultline_shadow_model_info{version}`
+pub const SHADOW_MODEL_INFO: &str = "faultline_shadow_model_info";
+
+/// The `model` label of the serving model's quality.
+pub const MODEL_SERVING: &str = "serving";
+/// The `model` label of the shadow model's quality.
+pub const MODEL_SHADOW: &str = "shadow";
 
 /// The `source` label of the MQTT source.
 pub const SOURCE_MQTT: &str = "mqtt";
@@ -111,6 +143,33 @@ pub struct Metrics {
     /// Messages in each assigned Kafka partition not yet processed (high watermark minus the
     /// offset faultline stored after publishing), from librdkafka's statistics.
     pub kafka_consumer_lag: IntGaugeVec,
+    /// Labels accepted, by what they did: joined, relabelled, pending (row not scored yet) or
+    /// rejected (unreadable; sent to the dead-letter topic or refused by the API).
+    pub labels: IntCounterVec,
+    /// Labels waiting for their row.
+    pub labels_pending: IntGauge,
+    /// Labels whose row did not come in time.
+    pub labels_expired: IntCounter,
+    /// Live quality over the last labelled wafers, by model (serving, shadow); NaN while undefined.
+    pub quality_roc_auc: GaugeVec,
+    /// Average precision, by model.
+    pub quality_pr_auc: GaugeVec,
+    /// Recall at the threshold, by model.
+    pub quality_recall: GaugeVec,
+    /// Good wafers flagged / good wafers, by model.
+    pub quality_false_alarm_rate: GaugeVec,
+    /// Labelled wafers the quality figures are computed over, by model.
+    pub quality_labelled: IntGaugeVec,
+    /// Rows written to the store, by kind (scored, labels).
+    pub store_rows_written: IntCounterVec,
+    /// Rows scored (or labels accepted) but not stored, by kind.
+    pub store_rows_dropped: IntCounterVec,
+    /// Store writes that failed.
+    pub store_errors: IntCounter,
+    /// 1 while the store writes (or is not configured), 0 after a failure.
+    pub store_healthy: IntGauge,
+    /// 1 for the shadow model's version, when one runs.
+    pub shadow_model_info: IntGaugeVec,
 }
 
 fn buckets(start: f64, factor: f64, count: usize) -> Vec<f64> {
@@ -263,6 +322,74 @@ impl Metrics {
         registry
             .register(Box::new(kafka_consumer_lag.clone()))
             .expect("unique metric");
+        let labels = counter_vec(
+            LABELS,
+            "Labels received, by result: joined, relabelled, pending (row not scored yet), rejected.",
+            &["result"],
+        );
+        let labels_pending =
+            int_gauge(LABELS_PENDING, "Labels waiting for their row to be scored.");
+        let labels_expired = counter(
+            LABELS_EXPIRED,
+            "Labels dropped because their row was not scored within [labels] pending_s.",
+        );
+        let gauge_vec = |name: &str, help: &str| {
+            let g = GaugeVec::new(Opts::new(name, help), &["model"]).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let quality_roc_auc = gauge_vec(
+            QUALITY_ROC_AUC,
+            "ROC-AUC over the last labelled wafers, by model (NaN with one class only).",
+        );
+        let quality_pr_auc = gauge_vec(
+            QUALITY_PR_AUC,
+            "Average precision over the last labelled wafers, by model (NaN without a faulty wafer).",
+        );
+        let quality_recall = gauge_vec(
+            QUALITY_RECALL,
+            "Faulty wafers flagged / faulty wafers over the last labelled wafers, by model.",
+        );
+        let quality_false_alarm_rate = gauge_vec(
+            QUALITY_FALSE_ALARM_RATE,
+            "Good wafers flagged / good wafers over the last labelled wafers, by model.",
+        );
+        let quality_labelled = IntGaugeVec::new(
+            Opts::new(
+                QUALITY_LABELLED,
+                "Labelled wafers the quality figures are computed over, by model.",
+            ),
+            &["model"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(quality_labelled.clone()))
+            .expect("unique metric");
+        let store_rows_written = counter_vec(
+            STORE_ROWS_WRITTEN,
+            "Rows written to the on-disk store, by kind (scored, labels).",
+            &["kind"],
+        );
+        let store_rows_dropped = counter_vec(
+            STORE_ROWS_DROPPED,
+            "Rows scored or labels accepted but not written to the store, by kind.",
+            &["kind"],
+        );
+        let store_errors = counter(STORE_ERRORS, "Store writes that failed.");
+        let store_healthy = int_gauge(
+            STORE_HEALTHY,
+            "1 while the store writes (or none is configured), 0 after a failed write.",
+        );
+        let shadow_model_info = IntGaugeVec::new(
+            Opts::new(SHADOW_MODEL_INFO, "1 for the shadow model's version."),
+            &["version"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(shadow_model_info.clone()))
+            .expect("unique metric");
         let m = Metrics {
             registry,
             rows_received,
@@ -286,11 +413,33 @@ impl Metrics {
             http_requests,
             http_seconds,
             kafka_consumer_lag,
+            labels,
+            labels_pending,
+            labels_expired,
+            quality_roc_auc,
+            quality_pr_auc,
+            quality_recall,
+            quality_false_alarm_rate,
+            quality_labelled,
+            store_rows_written,
+            store_rows_dropped,
+            store_errors,
+            store_healthy,
+            shadow_model_info,
         };
         // Series that exist from the start, so dashboards show zeros rather than gaps.
         for result in ["ok", "failed"] {
             m.model_reloads.with_label_values(&[result]);
         }
+        for result in ["joined", "relabelled", "pending", "rejected"] {
+            m.labels.with_label_values(&[result]);
+        }
+        for kind in ["scored", "labels"] {
+            m.store_rows_written.with_label_values(&[kind]);
+            m.store_rows_dropped.with_label_values(&[kind]);
+        }
+        m.store_healthy.set(1);
+        m.set_quality(MODEL_SERVING, &crate::quality::compute(&[], 0.5));
         for reason in crate::row::json::RejectReason::ALL {
             m.rows_dead_lettered.with_label_values(&[reason.as_str()]);
         }
@@ -311,6 +460,34 @@ impl Metrics {
         self.model_info.reset();
         self.model_info.with_label_values(&[version]).set(1);
         self.model_threshold.set(threshold as f64);
+    }
+
+    /// Publishes a model's live quality as gauges (`model` is serving or shadow).
+    pub fn set_quality(&self, model: &str, q: &crate::quality::Quality) {
+        let or_nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        self.quality_roc_auc
+            .with_label_values(&[model])
+            .set(or_nan(q.roc_auc));
+        self.quality_pr_auc
+            .with_label_values(&[model])
+            .set(or_nan(q.pr_auc));
+        self.quality_recall
+            .with_label_values(&[model])
+            .set(or_nan(q.recall));
+        self.quality_false_alarm_rate
+            .with_label_values(&[model])
+            .set(or_nan(q.false_alarm_rate));
+        self.quality_labelled
+            .with_label_values(&[model])
+            .set(q.labelled as i64);
+    }
+
+    /// Records the shadow model (none: clears it).
+    pub fn set_shadow(&self, version: Option<&str>) {
+        self.shadow_model_info.reset();
+        if let Some(v) = version {
+            self.shadow_model_info.with_label_values(&[v]).set(1);
+        }
     }
 
     /// Publishes a drift report as gauges.
@@ -358,6 +535,12 @@ mod tests {
             MISSING_RATIO,
             SCORE_MEAN,
             MODEL_RELOADS,
+            LABELS,
+            LABELS_PENDING,
+            QUALITY_ROC_AUC,
+            QUALITY_LABELLED,
+            STORE_ROWS_WRITTEN,
+            STORE_HEALTHY,
         ] {
             assert!(
                 text.contains(&format!("# HELP {name} ")),

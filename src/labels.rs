@@ -1,0 +1,266 @@
+//! Late labels: a wafer's true outcome, reported hours or days after faultline scored it.
+//!
+//! A label arrives on the labels topic as `{"id": "Wafer-1146", "label": 1, "at": "<RFC 3339>"}`
+//! (`label` is `1`/`-1`, as in the wafer files' `Good/Bad`, or `"fail"`/`"pass"`; `at` is optional),
+//! or through `POST /api/labels` as the same JSON (one object or an array) or as CSV with an id
+//! column first and a `Good/Bad` (or `label`) column, optionally `at` (or `Time`); a labelled wafer
+//! file is such a CSV. Every rejection says which row and why.
+
+use serde_json::Value;
+
+/// The longest id accepted (ids are keys in memory and on disk).
+pub const MAX_ID_BYTES: usize = 256;
+
+/// One wafer's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    /// The row id the wafer was scored under.
+    pub id: String,
+    /// True when the wafer failed (label +1).
+    pub faulty: bool,
+    /// When the outcome was established, as sent (RFC 3339), if it was.
+    pub at: Option<String>,
+}
+
+impl Label {
+    /// `+1` for a faulty wafer, `-1` for a good one (the wafer files' `Good/Bad`).
+    pub fn good_bad(&self) -> i8 {
+        if self.faulty {
+            1
+        } else {
+            -1
+        }
+    }
+}
+
+/// Why a label was refused; `row` counts from 1 (CSV: data rows after the header; JSON: array
+/// elements).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LabelError {
+    /// Which label in the input.
+    pub row: usize,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Reads one label message from the bus: a JSON object.
+pub fn from_message(payload: &[u8]) -> Result<Label, String> {
+    let value: Value = serde_json::from_slice(payload)
+        .map_err(|e| format!("the label message is not JSON: {e}"))?;
+    from_value(&value)
+}
+
+/// Reads labels from a JSON body: one object or an array of them.
+pub fn from_json(body: &[u8]) -> Result<(Vec<Label>, Vec<LabelError>), String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let items = match value {
+        Value::Array(items) => items,
+        object @ Value::Object(_) => vec![object],
+        _ => return Err("expected a label object or an array of them".into()),
+    };
+    let mut labels = Vec::with_capacity(items.len());
+    let mut errors = vec![];
+    for (i, item) in items.iter().enumerate() {
+        match from_value(item) {
+            Ok(l) => labels.push(l),
+            Err(reason) => errors.push(LabelError { row: i + 1, reason }),
+        }
+    }
+    Ok((labels, errors))
+}
+
+fn from_value(value: &Value) -> Result<Label, String> {
+    let Value::Object(map) = value else {
+        return Err("a label is a JSON object with \"id\" and \"label\"".into());
+    };
+    let id = match map.get("id") {
+        Some(Value::String(s)) => check_id(s)?,
+        Some(_) => return Err("\"id\" must be a string".into()),
+        None => return Err("the label has no \"id\"".into()),
+    };
+    let faulty = match map.get("label") {
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(1) => true,
+            Some(-1) => false,
+            _ => return Err(format!("\"label\" is {n}; use 1 (faulty) or -1 (good)")),
+        },
+        Some(Value::String(s)) => parse_outcome(s)?,
+        Some(other) => {
+            return Err(format!(
+                "\"label\" is {other}; use 1 (faulty), -1 (good), \"fail\" or \"pass\""
+            ))
+        }
+        None => return Err(format!("the label for {id:?} has no \"label\"")),
+    };
+    let at = match map.get("at") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(check_time(s)?),
+        Some(_) => return Err("\"at\" must be an RFC 3339 time string".into()),
+    };
+    Ok(Label { id, faulty, at })
+}
+
+fn check_id(id: &str) -> Result<String, String> {
+    let id = id.trim();
+    if id.is_empty() {
+        return Err("the id is empty".into());
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(format!(
+            "the id is {} bytes long; at most {MAX_ID_BYTES}",
+            id.len()
+        ));
+    }
+    Ok(id.to_string())
+}
+
+fn check_time(at: &str) -> Result<String, String> {
+    chrono::DateTime::parse_from_rfc3339(at.trim())
+        .map(|_| at.trim().to_string())
+        .map_err(|e| format!("\"at\" is {at:?}, not an RFC 3339 time: {e}"))
+}
+
+/// `1`, `-1`, `+1`, `fail` or `pass` (any case).
+fn parse_outcome(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "+1" | "fail" => Ok(true),
+        "-1" | "pass" => Ok(false),
+        other => Err(format!(
+            "the label is {other:?}; use 1 (faulty), -1 (good), \"fail\" or \"pass\""
+        )),
+    }
+}
+
+/// Reads labels from CSV: the first column holds the id; the label is the column named
+/// `Good/Bad` or `label`; an `at` or `Time` column, if present, says when. Other columns (a
+/// labelled wafer file's sensors) are ignored.
+pub fn from_csv(body: &[u8]) -> Result<(Vec<Label>, Vec<LabelError>), String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(body);
+    let headers = reader
+        .byte_headers()
+        .map_err(|e| format!("the CSV header cannot be read: {e}"))?
+        .clone();
+    let find = |names: &[&str]| {
+        headers.iter().position(|h| {
+            let h = String::from_utf8_lossy(h);
+            names.iter().any(|n| h.trim().eq_ignore_ascii_case(n))
+        })
+    };
+    let Some(label_col) = find(&["Good/Bad", "label"]) else {
+        return Err(
+            "the CSV has no Good/Bad (or label) column; expected a header like id,Good/Bad".into(),
+        );
+    };
+    if label_col == 0 {
+        return Err("the first column must hold the wafer id; the label is in it".into());
+    }
+    let at_col = find(&["at", "Time"]);
+    let mut labels = vec![];
+    let mut errors = vec![];
+    let mut record = csv::ByteRecord::new();
+    let mut row = 0;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                errors.push(LabelError {
+                    row: row + 1,
+                    reason: format!("unreadable CSV: {e}"),
+                });
+                break;
+            }
+        }
+        row += 1;
+        let field = |i: usize| -> Result<&str, String> {
+            let bytes = record.get(i).unwrap_or_default();
+            std::str::from_utf8(bytes).map_err(|_| format!("column {} is not UTF-8", i + 1))
+        };
+        let label = (|| {
+            let id = check_id(field(0)?)?;
+            let faulty = parse_outcome(field(label_col)?)?;
+            let at = match at_col.map(field).transpose()? {
+                Some(t) if !t.trim().is_empty() => Some(check_time(t)?),
+                _ => None,
+            };
+            Ok::<_, String>(Label { id, faulty, at })
+        })();
+        match label {
+            Ok(l) => labels.push(l),
+            Err(reason) => errors.push(LabelError { row, reason }),
+        }
+    }
+    Ok((labels, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_in_every_documented_form() {
+        let l = from_message(br#"{"id": "Wafer-1146", "label": 1, "at": "2026-11-26T10:00:00Z"}"#)
+            .unwrap();
+        assert_eq!(l.id, "Wafer-1146");
+        assert!(l.faulty);
+        assert_eq!(l.at.as_deref(), Some("2026-11-26T10:00:00Z"));
+        assert!(!from_message(br#"{"id": "W", "label": -1}"#).unwrap().faulty);
+        assert!(
+            from_message(br#"{"id": "W", "label": "FAIL"}"#)
+                .unwrap()
+                .faulty
+        );
+        assert!(
+            !from_message(br#"{"id": "W", "label": "pass"}"#)
+                .unwrap()
+                .faulty
+        );
+    }
+
+    #[test]
+    fn bad_messages_say_why() {
+        for (payload, says) in [
+            (&b"not json"[..], "not JSON"),
+            (br#"{"label": 1}"#, "no \"id\""),
+            (br#"{"id": "W"}"#, "no \"label\""),
+            (br#"{"id": "W", "label": 0}"#, "use 1 (faulty)"),
+            (br#"{"id": "W", "label": "maybe"}"#, "\"maybe\""),
+            (br#"{"id": "W", "label": 1, "at": "yesterday"}"#, "RFC 3339"),
+            (br#"{"id": "", "label": 1}"#, "empty"),
+            (br#"[1]"#, "JSON object"),
+        ] {
+            let e = from_message(payload).unwrap_err();
+            assert!(e.contains(says), "{e:?} should say {says:?}");
+        }
+    }
+
+    #[test]
+    fn json_arrays_keep_good_labels_and_number_the_bad() {
+        let (labels, errors) =
+            from_json(br#"[{"id": "a", "label": 1}, {"id": "b"}, {"id": "c", "label": "pass"}]"#)
+                .unwrap();
+        assert_eq!(labels.len(), 2);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].row, 2);
+    }
+
+    #[test]
+    fn csv_with_a_wafer_files_header() {
+        let csv = b",Sensor-1,Sensor-2,Good/Bad\nWafer-1,1.0,,-1\nWafer-2,2.0,3.0,1\nWafer-3,,,2\n";
+        let (labels, errors) = from_csv(csv).unwrap();
+        assert_eq!(
+            labels.iter().map(|l| l.good_bad()).collect::<Vec<_>>(),
+            [-1, 1]
+        );
+        assert_eq!(errors[0].row, 3);
+        let (labels, _) = from_csv(b"id,label,at\nW-9,fail,2026-11-26T10:00:00+01:00\n").unwrap();
+        assert_eq!(labels[0].at.as_deref(), Some("2026-11-26T10:00:00+01:00"));
+        assert!(from_csv(b"id,score\nW,1\n")
+            .unwrap_err()
+            .contains("Good/Bad"));
+    }
+}

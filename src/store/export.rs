@@ -1,0 +1,246 @@
+//! `faultline export`: the store's rows, joined with their labels, as a wafer batch file.
+//!
+//! The CSV has the wafer files' layout, so `training/train.py --input` reads it: the id in an
+//! unnamed first column, the model's sensor columns (empty where a reading was missing), `Good/Bad`
+//! (+1 faulty, -1 good; empty for a wafer without a label), then `Time`, when the wafer was scored
+//! (RFC 3339, UTC), which training's `--since`/`--until` select on. A wafer scored more than once
+//! (redelivered after a crash) is written once, as last scored; a wafer labelled more than once
+//! takes its last label.
+
+use super::segment::{self, Kind};
+use arrow_array::{Array, Float32Array, Int8Array, StringArray, TimestampMillisecondArray};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+/// What to export.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Only wafers with a label.
+    pub labelled_only: bool,
+    /// Only wafers scored at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+}
+
+/// What was exported.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ExportSummary {
+    /// Rows written.
+    pub rows: usize,
+    /// Of those, rows with a label.
+    pub labelled: usize,
+    /// Of those, faulty wafers.
+    pub faulty: usize,
+    /// Segments read.
+    pub segments: usize,
+    /// Segments that ended early (a killed daemon) and were read up to the cut.
+    pub cut_short: usize,
+}
+
+/// Writes the store in `dir` as CSV to `out`.
+pub fn export(
+    dir: &Path,
+    options: &ExportOptions,
+    out: impl Write,
+) -> Result<ExportSummary, String> {
+    let list = |kind| {
+        segment::list(dir, kind)
+            .map_err(|e| format!("cannot read the store {}: {e}", dir.display()))
+    };
+    let (scored, labelled) = (list(Kind::Scored)?, list(Kind::Labels)?);
+    if scored.is_empty() {
+        return Err(format!(
+            "the store {} holds no scored rows (no scored-*.arrows files); is [store] dir the daemon's?",
+            dir.display()
+        ));
+    }
+    let mut summary = ExportSummary::default();
+    let mut labels: HashMap<String, i8> = HashMap::new();
+    for file in &labelled {
+        let (batches, cut) = segment::read(&file.path, None)?;
+        summary.segments += 1;
+        summary.cut_short += usize::from(cut.is_some());
+        for b in &batches {
+            let ids = segment::column::<StringArray>(b, "id")?;
+            let label = segment::column::<Int8Array>(b, "label")?;
+            for i in 0..b.num_rows() {
+                labels.insert(ids.value(i).to_string(), label.value(i));
+            }
+        }
+    }
+    // Where each wafer was scored last: (segment, batch, row).
+    let mut last: HashMap<String, (usize, usize, usize)> = HashMap::new();
+    for (s, file) in scored.iter().enumerate() {
+        let (batches, _) = segment::read(&file.path, Some(vec![0]))?;
+        for (b, batch) in batches.iter().enumerate() {
+            let ids = segment::column::<StringArray>(batch, "id")?;
+            for r in 0..batch.num_rows() {
+                last.insert(ids.value(r).to_string(), (s, b, r));
+            }
+        }
+    }
+    let mut writer = csv::Writer::from_writer(out);
+    let mut header: Option<Vec<String>> = None;
+    let mut record: Vec<String> = vec![];
+    for (s, file) in scored.iter().enumerate() {
+        let (batches, cut) = segment::read(&file.path, None)?;
+        summary.segments += 1;
+        summary.cut_short += usize::from(cut.is_some());
+        for (b, batch) in batches.iter().enumerate() {
+            let features: Vec<String> = batch.schema().fields()[segment::SCORED_FIXED_COLUMNS..]
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            match &header {
+                None => {
+                    let mut h = vec![String::new()];
+                    h.extend(features.iter().cloned());
+                    h.push("Good/Bad".into());
+                    h.push("Time".into());
+                    writer.write_record(&h).map_err(|e| e.to_string())?;
+                    header = Some(features.clone());
+                }
+                Some(h) if *h != features => {
+                    return Err(format!(
+                        "{} holds rows of a model with other features than the segments before it; \
+                         export a time range scored by one model with --since",
+                        file.path.display()
+                    ))
+                }
+                Some(_) => {}
+            }
+            let ids = segment::column::<StringArray>(batch, "id")?;
+            let at = segment::column::<TimestampMillisecondArray>(batch, "scored_at")?;
+            let columns: Vec<&Float32Array> = (segment::SCORED_FIXED_COLUMNS..batch.num_columns())
+                .map(|c| {
+                    batch
+                        .column(c)
+                        .as_any()
+                        .downcast_ref::<Float32Array>()
+                        .ok_or_else(|| {
+                            format!("{}: a feature column is not Float32", file.path.display())
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+            for r in 0..batch.num_rows() {
+                let id = ids.value(r);
+                if last.get(id) != Some(&(s, b, r)) {
+                    continue;
+                }
+                if options.since_ms.is_some_and(|since| at.value(r) < since) {
+                    continue;
+                }
+                let label = labels.get(id).copied();
+                if options.labelled_only && label.is_none() {
+                    continue;
+                }
+                record.clear();
+                record.push(id.to_string());
+                for c in &columns {
+                    let v = c.value(r);
+                    record.push(if c.is_null(r) || v.is_nan() {
+                        String::new()
+                    } else {
+                        v.to_string()
+                    });
+                }
+                record.push(label.map(|l| l.to_string()).unwrap_or_default());
+                record.push(segment::rfc3339_ms(at.value(r)));
+                writer.write_record(&record).map_err(|e| e.to_string())?;
+                summary.rows += 1;
+                summary.labelled += usize::from(label.is_some());
+                summary.faulty += usize::from(label == Some(1));
+            }
+        }
+    }
+    writer.flush().map_err(|e| e.to_string())?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Label;
+    use crate::metrics::Metrics;
+    use crate::store::ledger::LedgerLimits;
+    use crate::store::segment::ScoredBatch;
+    use crate::store::{Store, StoreSettings};
+    use std::sync::Arc;
+
+    #[test]
+    fn exports_the_last_scoring_of_each_labelled_wafer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            StoreSettings {
+                dir: Some(dir.path().to_path_buf()),
+                max_rows: 1000,
+                max_days: None,
+                segment_rows: 2,
+                ledger: LedgerLimits {
+                    max_rows: 1000,
+                    window: 10,
+                    max_pending: 10,
+                    pending_ttl_ms: 60_000,
+                },
+            },
+            vec!["Sensor-1".into(), "Sensor-2".into()],
+            Arc::new(Metrics::new()),
+        );
+        let batch = |ids: &[&str], values: Vec<f32>, at_ms| ScoredBatch {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            values,
+            width: 2,
+            probabilities: vec![0.5; ids.len()],
+            faults: vec![true; ids.len()],
+            version: Arc::from("v1"),
+            shadow: None,
+            at_ms,
+        };
+        store.record_scored(batch(&["a", "b"], vec![1.5, f32::NAN, 2.0, 3.25], 1_000));
+        // "a" redelivered and scored again: exported once, with the later values.
+        store.record_scored(batch(&["a", "c"], vec![9.0, 8.0, 0.1, 0.2], 2_000));
+        let label = |id: &str, faulty| Label {
+            id: id.into(),
+            faulty,
+            at: None,
+        };
+        store.record_labels(vec![label("a", true), label("b", false)]);
+        store.close();
+
+        let mut out = vec![];
+        let summary = export(
+            dir.path(),
+            &ExportOptions {
+                labelled_only: true,
+                since_ms: None,
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!((summary.rows, summary.labelled, summary.faulty), (2, 2, 1));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            ",Sensor-1,Sensor-2,Good/Bad,Time\n\
+             b,2,3.25,-1,1970-01-01T00:00:01.000Z\n\
+             a,9,8,1,1970-01-01T00:00:02.000Z\n"
+        );
+        let mut out = vec![];
+        let all = export(
+            dir.path(),
+            &ExportOptions {
+                labelled_only: false,
+                since_ms: Some(1_500),
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!((all.rows, all.labelled), (2, 1));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .ends_with("c,0.1,0.2,,1970-01-01T00:00:02.000Z\n"));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(export(empty.path(), &ExportOptions::default(), vec![])
+            .unwrap_err()
+            .contains("no scored rows"));
+    }
+}

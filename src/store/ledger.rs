@@ -1,0 +1,302 @@
+//! The in-memory join of scored rows and late labels, which live quality is computed from.
+//!
+//! Bounded three ways: the last `max_rows` scored rows (their probabilities, not their features),
+//! labels waiting for their row (`max_pending`, each for at most `pending_ttl_ms`), and the last
+//! `window` joined wafers. Rebuilt from the on-disk store at start.
+
+use crate::labels::Label;
+use crate::quality::{self, Quality};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// The scores one row got: (model version, P(fault)), the serving model's first.
+pub type Scores = Vec<(Arc<str>, f32)>;
+
+/// A scored row, as far as the join needs it.
+#[derive(Debug, Clone)]
+struct Scored {
+    /// When it was scored (ms since the epoch); tells a row from its later redelivery.
+    at_ms: i64,
+    scores: Scores,
+}
+
+/// A labelled wafer with its scores.
+#[derive(Debug, Clone)]
+struct Joined {
+    id: String,
+    faulty: bool,
+    scores: Scores,
+}
+
+/// What a label did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelOutcome {
+    /// Its row was scored: joined.
+    Joined,
+    /// Its row was joined before; the label replaced the earlier one.
+    Relabelled,
+    /// Its row has not been scored (yet): kept for a while.
+    Pending,
+}
+
+/// Label counts since start (and since the store's history was read back).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LabelCounts {
+    /// Labels accepted.
+    pub received: u64,
+    /// Labels joined to a scored row (at once or after waiting).
+    pub joined: u64,
+    /// Labels waiting for their row now.
+    pub pending: u64,
+    /// Labels whose row never came within the waiting time (or that were pushed out).
+    pub expired: u64,
+}
+
+/// Sizes of the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerLimits {
+    /// Scored rows remembered.
+    pub max_rows: usize,
+    /// Labelled wafers live quality is computed over.
+    pub window: usize,
+    /// Labels waiting for their row.
+    pub max_pending: usize,
+    /// How long a label waits for its row, in ms.
+    pub pending_ttl_ms: i64,
+}
+
+/// The join.
+#[derive(Debug)]
+pub struct Ledger {
+    limits: LedgerLimits,
+    scored: HashMap<String, Scored>,
+    /// Scoring order, for eviction: (id, at_ms); stale entries (re-scored rows) are skipped.
+    order: VecDeque<(String, i64)>,
+    joined: VecDeque<Joined>,
+    pending: HashMap<String, (Label, i64)>,
+    /// Arrival order of the pending labels: (id, received_ms).
+    pending_order: VecDeque<(String, i64)>,
+    counts: LabelCounts,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new(limits: LedgerLimits) -> Ledger {
+        Ledger {
+            limits,
+            scored: HashMap::new(),
+            order: VecDeque::new(),
+            joined: VecDeque::new(),
+            pending: HashMap::new(),
+            pending_order: VecDeque::new(),
+            counts: LabelCounts::default(),
+        }
+    }
+
+    /// Remembers a scored row; joins the label that waited for it, if any.
+    pub fn scored(&mut self, id: &str, at_ms: i64, scores: Scores) {
+        self.order.push_back((id.to_string(), at_ms));
+        self.scored.insert(id.to_string(), Scored { at_ms, scores });
+        while self.scored.len() > self.limits.max_rows {
+            let Some((old, at)) = self.order.pop_front() else {
+                break;
+            };
+            if self.scored.get(&old).is_some_and(|s| s.at_ms == at) {
+                self.scored.remove(&old);
+            }
+        }
+        // Keep the eviction queue from filling with stale entries of re-scored rows.
+        if self.order.len() > 2 * self.limits.max_rows.max(1) {
+            let scored = &self.scored;
+            self.order
+                .retain(|(id, at)| scored.get(id).is_some_and(|s| s.at_ms == *at));
+        }
+        if let Some((label, _)) = self.pending.remove(id) {
+            self.counts.pending = self.pending.len() as u64;
+            self.join(label);
+        }
+    }
+
+    /// Applies a label received at `now_ms`.
+    pub fn label(&mut self, label: Label, now_ms: i64) -> LabelOutcome {
+        self.counts.received += 1;
+        if self.scored.contains_key(&label.id) {
+            return self.join(label);
+        }
+        if let Some(j) = self.joined.iter_mut().find(|j| j.id == label.id) {
+            // Its row was evicted, but the wafer is still in the window: relabel it.
+            j.faulty = label.faulty;
+            return LabelOutcome::Relabelled;
+        }
+        self.pending_order.push_back((label.id.clone(), now_ms));
+        self.pending.insert(label.id.clone(), (label, now_ms));
+        while self.pending.len() > self.limits.max_pending {
+            match self.pending_order.pop_front() {
+                Some((id, at)) => {
+                    if self.pending.get(&id).is_some_and(|(_, t)| *t == at) {
+                        self.pending.remove(&id);
+                        self.counts.expired += 1;
+                    }
+                }
+                None => break,
+            }
+        }
+        self.counts.pending = self.pending.len() as u64;
+        LabelOutcome::Pending
+    }
+
+    fn join(&mut self, label: Label) -> LabelOutcome {
+        let scores = self
+            .scored
+            .get(&label.id)
+            .map(|s| s.scores.clone())
+            .unwrap_or_default();
+        if let Some(j) = self.joined.iter_mut().find(|j| j.id == label.id) {
+            j.faulty = label.faulty;
+            j.scores = scores;
+            return LabelOutcome::Relabelled;
+        }
+        self.counts.joined += 1;
+        self.joined.push_back(Joined {
+            id: label.id,
+            faulty: label.faulty,
+            scores,
+        });
+        while self.joined.len() > self.limits.window {
+            self.joined.pop_front();
+        }
+        LabelOutcome::Joined
+    }
+
+    /// Drops the labels that waited longer than the waiting time; returns how many.
+    pub fn expire(&mut self, now_ms: i64) -> usize {
+        let mut expired = 0;
+        while let Some((id, at)) = self.pending_order.front() {
+            if now_ms - at < self.limits.pending_ttl_ms {
+                break;
+            }
+            if self.pending.get(id).is_some_and(|(_, t)| t == at) {
+                self.pending.remove(id);
+                expired += 1;
+            }
+            self.pending_order.pop_front();
+        }
+        self.counts.expired += expired as u64;
+        self.counts.pending = self.pending.len() as u64;
+        expired as usize
+    }
+
+    /// Quality of model `version` over the last `window` joined wafers it scored.
+    pub fn quality(&self, version: &str, threshold: f32) -> Quality {
+        let pairs: Vec<(f32, bool)> = self
+            .joined
+            .iter()
+            .filter_map(|j| {
+                j.scores
+                    .iter()
+                    .find(|(v, _)| &**v == version)
+                    .map(|(_, p)| (*p, j.faulty))
+            })
+            .collect();
+        quality::compute(&pairs, threshold)
+    }
+
+    /// Label counts.
+    pub fn counts(&self) -> LabelCounts {
+        self.counts.clone()
+    }
+
+    /// Scored rows remembered.
+    pub fn rows(&self) -> usize {
+        self.scored.len()
+    }
+
+    /// Labelled wafers in the window.
+    pub fn window_len(&self) -> usize {
+        self.joined.len()
+    }
+
+    /// The configured window.
+    pub fn limits(&self) -> LedgerLimits {
+        self.limits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> LedgerLimits {
+        LedgerLimits {
+            max_rows: 3,
+            window: 2,
+            max_pending: 2,
+            pending_ttl_ms: 1000,
+        }
+    }
+
+    fn label(id: &str, faulty: bool) -> Label {
+        Label {
+            id: id.into(),
+            faulty,
+            at: None,
+        }
+    }
+
+    fn v(p: f32) -> Scores {
+        vec![(Arc::from("m1"), p), (Arc::from("m2"), 1.0 - p)]
+    }
+
+    #[test]
+    fn labels_join_now_or_when_their_row_comes() {
+        let mut l = Ledger::new(limits());
+        l.scored("a", 1, v(0.9));
+        assert_eq!(l.label(label("a", true), 10), LabelOutcome::Joined);
+        assert_eq!(l.label(label("b", false), 10), LabelOutcome::Pending);
+        assert_eq!(l.counts().pending, 1);
+        l.scored("b", 2, v(0.1));
+        assert_eq!(l.counts().pending, 0);
+        assert_eq!(l.counts().joined, 2);
+        let q = l.quality("m1", 0.5);
+        assert_eq!((q.labelled, q.roc_auc), (2, Some(1.0)));
+        // The shadow scored the same wafers the other way round.
+        assert_eq!(l.quality("m2", 0.5).roc_auc, Some(0.0));
+        assert_eq!(l.quality("m3", 0.5).labelled, 0);
+    }
+
+    #[test]
+    fn bounded_everywhere() {
+        let mut l = Ledger::new(limits());
+        for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+            l.scored(id, i as i64, v(0.5));
+        }
+        assert_eq!(l.rows(), 3);
+        // "a" was evicted: its label waits.
+        assert_eq!(l.label(label("a", true), 0), LabelOutcome::Pending);
+        for id in ["b", "c", "d"] {
+            l.label(label(id, false), 0);
+        }
+        assert_eq!(l.window_len(), 2);
+        l.label(label("x", true), 0);
+        l.label(label("y", true), 5);
+        assert_eq!(l.counts().pending, 2);
+        assert_eq!(l.counts().expired, 1, "the oldest waiting label made room");
+        assert_eq!(l.expire(1004), 1);
+        assert_eq!(l.counts().pending, 1);
+        assert_eq!(l.expire(1005), 1);
+        assert_eq!(l.counts().expired, 3);
+    }
+
+    #[test]
+    fn a_second_label_replaces_the_first() {
+        let mut l = Ledger::new(limits());
+        l.scored("a", 1, v(0.9));
+        l.label(label("a", false), 0);
+        assert_eq!(l.label(label("a", true), 0), LabelOutcome::Relabelled);
+        let q = l.quality("m1", 0.5);
+        assert_eq!((q.labelled, q.positives), (1, 1));
+        // A redelivered row keeps one entry.
+        l.scored("a", 2, v(0.8));
+        assert_eq!(l.rows(), 1);
+    }
+}

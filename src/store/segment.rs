@@ -1,0 +1,301 @@
+//! The store's files: Arrow IPC streams (`.arrows`), one record batch per micro-batch.
+//!
+//! `scored-NNNNNNNN.arrows` hold every scored row: `id`, `scored_at` (UTC timestamp, ms),
+//! `probability`, `fault`, `model_version`, `shadow_probability`, `shadow_version`, then one
+//! `Float32` column per model feature (NaN where the reading was missing).
+//! `labels-NNNNNNNN.arrows` hold every label accepted: `id`, `label` (+1 faulty, -1 good), `at` (as
+//! sent), `received_at`.
+//!
+//! A segment is flushed after each batch, so a killed daemon leaves a stream that ends early;
+//! readers stop at the last whole batch. pyarrow reads them with `pyarrow.ipc.open_stream`, polars
+//! with `read_ipc_stream`, pandas through pyarrow.
+
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float32Array, Int8Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// File extension of a segment.
+pub const EXTENSION: &str = "arrows";
+
+/// Columns of a scored segment before the features.
+pub const SCORED_FIXED_COLUMNS: usize = 7;
+
+/// Which stream a segment belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Scored rows.
+    Scored,
+    /// Labels.
+    Labels,
+}
+
+impl Kind {
+    /// The file name prefix, also the metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Scored => "scored",
+            Kind::Labels => "labels",
+        }
+    }
+}
+
+/// A segment on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentFile {
+    /// Its place in the stream's order.
+    pub seq: u64,
+    /// Its path.
+    pub path: PathBuf,
+}
+
+/// The segments of `kind` in `dir`, oldest first.
+pub fn list(dir: &Path, kind: Kind) -> std::io::Result<Vec<SegmentFile>> {
+    let mut found = vec![];
+    let prefix = format!("{}-", kind.name());
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(seq) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(&format!(".{EXTENSION}")))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        found.push(SegmentFile {
+            seq,
+            path: entry.path(),
+        });
+    }
+    found.sort_by_key(|s| s.seq);
+    Ok(found)
+}
+
+/// The path of segment `seq` of `kind`.
+pub fn path(dir: &Path, kind: Kind, seq: u64) -> PathBuf {
+    dir.join(format!("{}-{seq:08}.{EXTENSION}", kind.name()))
+}
+
+fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+/// The schema of scored segments for a model reading `features`.
+pub fn scored_schema(features: &[String]) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("scored_at", timestamp_type(), false),
+        Field::new("probability", DataType::Float32, false),
+        Field::new("fault", DataType::Boolean, false),
+        Field::new("model_version", DataType::Utf8, false),
+        Field::new("shadow_probability", DataType::Float32, true),
+        Field::new("shadow_version", DataType::Utf8, true),
+    ];
+    fields.extend(
+        features
+            .iter()
+            .map(|f| Field::new(f, DataType::Float32, false)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// The schema of label segments.
+pub fn labels_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("label", DataType::Int8, false),
+        Field::new("at", DataType::Utf8, true),
+        Field::new("received_at", timestamp_type(), false),
+    ]))
+}
+
+/// One micro-batch of scored rows, as the store keeps it.
+#[derive(Debug, Clone)]
+pub struct ScoredBatch {
+    /// Row ids.
+    pub ids: Vec<String>,
+    /// Row-major features, `ids.len() * width`.
+    pub values: Vec<f32>,
+    /// Features per row.
+    pub width: usize,
+    /// The serving model's P(fault) per row.
+    pub probabilities: Vec<f32>,
+    /// Its verdict per row.
+    pub faults: Vec<bool>,
+    /// Its version.
+    pub version: Arc<str>,
+    /// The shadow model's version and P(fault) per row, when one runs.
+    pub shadow: Option<(Arc<str>, Vec<f32>)>,
+    /// When the batch was scored (ms since the epoch).
+    pub at_ms: i64,
+}
+
+impl ScoredBatch {
+    /// As an Arrow record batch of `schema` (see [`scored_schema`]).
+    pub fn to_record_batch(&self, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+        let n = self.ids.len();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(SCORED_FIXED_COLUMNS + self.width);
+        columns.push(Arc::new(StringArray::from_iter_values(&self.ids)));
+        columns.push(Arc::new(
+            TimestampMillisecondArray::from(vec![self.at_ms; n]).with_timezone("UTC"),
+        ));
+        columns.push(Arc::new(Float32Array::from(self.probabilities.clone())));
+        columns.push(Arc::new(BooleanArray::from(self.faults.clone())));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            std::iter::repeat_n(&*self.version, n),
+        )));
+        match &self.shadow {
+            Some((version, p)) => {
+                columns.push(Arc::new(Float32Array::from(p.clone())));
+                columns.push(Arc::new(StringArray::from_iter_values(
+                    std::iter::repeat_n(&**version, n),
+                )));
+            }
+            None => {
+                columns.push(Arc::new(Float32Array::new_null(n)));
+                columns.push(Arc::new(StringArray::new_null(n)));
+            }
+        }
+        for f in 0..self.width {
+            columns.push(Arc::new(Float32Array::from_iter_values(
+                (0..n).map(|r| self.values[r * self.width + f]),
+            )));
+        }
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+}
+
+/// Labels as an Arrow record batch (see [`labels_schema`]).
+pub fn labels_batch(
+    labels: &[(crate::labels::Label, i64)],
+    schema: &SchemaRef,
+) -> Result<RecordBatch, ArrowError> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            labels.iter().map(|(l, _)| &l.id),
+        )),
+        Arc::new(Int8Array::from_iter_values(
+            labels.iter().map(|(l, _)| l.good_bad()),
+        )),
+        Arc::new(StringArray::from(
+            labels
+                .iter()
+                .map(|(l, _)| l.at.as_deref())
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(labels.iter().map(|(_, t)| *t))
+                .with_timezone("UTC"),
+        ),
+    ];
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// A segment being written.
+pub struct SegmentWriter {
+    /// Its file.
+    pub file: SegmentFile,
+    writer: arrow_ipc::writer::StreamWriter<BufWriter<File>>,
+    /// Rows written to it.
+    pub rows: usize,
+}
+
+impl std::fmt::Debug for SegmentWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentWriter")
+            .field("file", &self.file)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl SegmentWriter {
+    /// Creates segment `seq` of `kind` in `dir` (which must exist).
+    pub fn create(
+        dir: &Path,
+        kind: Kind,
+        seq: u64,
+        schema: &SchemaRef,
+    ) -> Result<SegmentWriter, String> {
+        let path = path(dir, kind, seq);
+        let file = File::create_new(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let writer = arrow_ipc::writer::StreamWriter::try_new(BufWriter::new(file), schema)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(SegmentWriter {
+            file: SegmentFile { seq, path },
+            writer,
+            rows: 0,
+        })
+    }
+
+    /// Appends a batch and hands it to the operating system.
+    pub fn append(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        self.writer
+            .write(batch)
+            .and_then(|_| self.writer.flush())
+            .map_err(|e| format!("cannot write {}: {e}", self.file.path.display()))?;
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// Ends the stream and syncs the file to disk.
+    pub fn finish(mut self) -> Result<(), String> {
+        let path = self.file.path.display().to_string();
+        self.writer
+            .finish()
+            .map_err(|e| format!("cannot finish {path}: {e}"))?;
+        self.writer
+            .get_mut()
+            .get_ref()
+            .sync_all()
+            .map_err(|e| format!("cannot sync {path}: {e}"))
+    }
+}
+
+/// Reads every whole batch of a segment, with `projection` (column indices) if given. A stream
+/// cut short (the daemon was killed mid-write) yields the batches before the cut and the reason.
+pub fn read(
+    path: &Path,
+    projection: Option<Vec<usize>>,
+) -> Result<(Vec<RecordBatch>, Option<String>), String> {
+    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let reader =
+        arrow_ipc::reader::StreamReader::try_new(std::io::BufReader::new(file), projection)
+            .map_err(|e| format!("{} is not an Arrow IPC stream: {e}", path.display()))?;
+    let mut batches = vec![];
+    for batch in reader {
+        match batch {
+            Ok(b) => batches.push(b),
+            Err(e) => return Ok((batches, Some(format!("{} ends early: {e}", path.display())))),
+        }
+    }
+    Ok((batches, None))
+}
+
+/// Column `name` of `batch` as `T`, or why not.
+pub fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, String> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| format!("the store segment has no {name} column of the expected type"))
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
+pub fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Whether an array slot holds a value.
+pub fn present(array: &dyn Array, i: usize) -> bool {
+    !array.is_null(i)
+}
