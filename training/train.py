@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """Train faultline's wafer-fault model and export it as ONNX + model card + golden rows.
 
-    python training/train.py [--input CSV ...] [--output-dir models/wafer-fault] [--seed 42]
-                             [--validation-fraction 0.2] [--grid full|quick]
+    python training/train.py [--input CSV ...] [--since T] [--until T] [--output-dir models/wafer-fault]
+                             [--seed 42] [--validation-fraction 0.2] [--grid full|quick]
 
 Label: Good/Bad = +1 means the wafer is FAULTY (-> 1), -1 means good (-> 0).
+
+Several inputs are concatenated in the order given (which must be production order).  A file may end with an
+extra `Time` column (RFC 3339, when the daemon scored the wafer; `faultline export --labelled` writes it); it is
+never a feature.  `--since` (inclusive) / `--until` (exclusive) keep only the rows whose `Time` is in the window;
+every input must then have a `Time` column.
 
 Validation is time-ordered: rows are in production order, the latest `validation-fraction`
 of the rows is held out (never shuffled).  Hyper-parameters are chosen among a small grid by
@@ -23,6 +28,7 @@ import hashlib
 import json
 import math
 import platform
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -41,6 +47,7 @@ MODEL_NAME = "wafer-fault"
 N_SENSORS = 590
 SENSORS = [f"Sensor-{i}" for i in range(1, N_SENSORS + 1)]
 LABEL = "Good/Bad"
+TIME = "Time"  # optional final column: when the wafer was scored (RFC 3339), never a feature
 
 MOSTLY_MISSING = 0.5  # drop a sensor when more than this share of training rows is empty
 MAX_FALSE_ALARM = 0.20  # threshold rule: at most this share of good wafers flagged
@@ -71,8 +78,60 @@ TOP_K = 40
 TARGETS = {"roc_auc": 0.72, "pr_auc": 0.15, "recall": 0.50, "false_alarm_rate": 0.20}
 
 
-class SchemaError(ValueError):
+class InputError(ValueError):
+    """The inputs cannot be used for training: a bad file, a bad time window, or too few rows left."""
+
+
+class SchemaError(InputError):
     """The input file does not follow the wafer schema."""
+
+
+# --------------------------------------------------------------------------------------
+# time window
+# --------------------------------------------------------------------------------------
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_TIME_RE = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})"
+    r"(?:[Tt ](?P<hms>\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?(?P<tz>[Zz]|[+-]\d{2}:\d{2}))?", re.ASCII)
+TIME_EXAMPLE = "2026-11-26T12:00:01.123Z"
+
+
+def parse_time(text: str, allow_date: bool = False) -> int:
+    """RFC 3339 date-time with a UTC offset ('Z' or +hh:mm) -> integer nanoseconds since the Unix epoch.
+    Fractions of a second up to nanoseconds are kept exactly (digits beyond 9 are truncated).  With
+    `allow_date`, a bare date YYYY-MM-DD means midnight UTC.  Raises ValueError with a short reason."""
+    s = text.strip()
+    m = _TIME_RE.fullmatch(s)
+    if not m or (m.group("hms") is None and not allow_date):
+        raise ValueError(f"{text!r} is not an RFC 3339 time with a UTC offset (e.g. {TIME_EXAMPLE})")
+    try:
+        if m.group("hms") is None:
+            t = _dt.datetime.fromisoformat(m.group("date")).replace(tzinfo=_dt.timezone.utc)
+        else:
+            tz = m.group("tz").upper()
+            t = _dt.datetime.fromisoformat(f"{m.group('date')}T{m.group('hms')}{'+00:00' if tz == 'Z' else tz}")
+    except ValueError as e:
+        raise ValueError(f"{text!r} is not a valid time ({e})") from None
+    frac = (m.group("frac") or "")[:9].ljust(9, "0")
+    return ((t - _EPOCH) // _dt.timedelta(seconds=1)) * 1_000_000_000 + int(frac)
+
+
+def format_time(ns: int) -> str:
+    """Integer nanoseconds since the epoch -> canonical RFC 3339 UTC ('...Z', fraction only when non-zero)."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    t = _EPOCH + _dt.timedelta(seconds=sec)
+    s = t.strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        s += "." + f"{frac:09d}".rstrip("0")
+    return s + "Z"
+
+
+def _time_arg(text: str) -> int:
+    try:
+        return parse_time(text, allow_date=True)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -84,31 +143,54 @@ class WaferData:
     ids: list
     X: np.ndarray  # float64 [n, 590], NaN = missing
     y: np.ndarray  # int64 [n], 1 = faulty
-    files: list = field(default_factory=list)  # [{"path", "sha256", "rows"}]
+    files: list = field(default_factory=list)  # [{"path", "sha256", "rows", "rows_read", "rows_used", "time_column"}]
+    times: list = field(default_factory=list)  # per row: the raw Time cell, or None when the file has no Time column
+    time_ns: list = field(default_factory=list)  # per row: the parsed Time (ns since the epoch); only with a window
+    lines: list = field(default_factory=list)  # per row: its line number in its file
+    sources: list = field(default_factory=list)  # per row: index into `files`
+    notes: list = field(default_factory=list)  # things worth printing (not errors)
 
 
-def validate_header(header: list, path: str) -> None:
+def validate_header(header: list, path: str) -> bool:
+    """Checks the wafer batch-file header; returns True when it ends with the extra `Time` column."""
     n = len(header)
+    names = [h.strip() for h in header]
     expected = 1 + N_SENSORS + 1
-    if n == 1 + N_SENSORS and [h.strip() for h in header[1:]] == SENSORS:
+    if n == 1 + N_SENSORS and names[1:] == SENSORS:
         raise SchemaError(
             f"{path}: {n} columns and no label column: expected '' (wafer id), Sensor-1..Sensor-590 and "
             f"'{LABEL}' (592 columns). This looks like an unlabelled prediction batch."
         )
-    if n != expected:
+    if n == 2 + N_SENSORS and names[1:-1] == SENSORS and names[-1] == TIME:
         raise SchemaError(
-            f"{path}: expected {expected} columns ('' wafer id, Sensor-1..Sensor-590, '{LABEL}'), got {n}"
+            f"{path}: {n} columns and no label column: expected '' (wafer id), Sensor-1..Sensor-590, "
+            f"'{LABEL}' and then '{TIME}' (593 columns). This looks like an unlabelled export."
         )
-    if header[0].strip() != "":
+    has_time = n == expected + 1
+    if n not in (expected, expected + 1):
+        raise SchemaError(
+            f"{path}: expected {expected} columns ('' wafer id, Sensor-1..Sensor-590, '{LABEL}'), "
+            f"or {expected + 1} with a final '{TIME}' column, got {n}"
+        )
+    if names[0] != "":
         raise SchemaError(f"{path}: the first header cell (wafer id column) must be empty, got {header[0]!r}")
-    for i, (got, want) in enumerate(zip(header[1:1 + N_SENSORS], SENSORS)):
-        if got.strip() != want:
-            raise SchemaError(f"{path}: header column {i + 2} must be {want!r}, got {got!r}")
-    if header[-1].strip() != LABEL:
-        raise SchemaError(f"{path}: the last header column must be the label {LABEL!r}, got {header[-1]!r}")
+    for i, (got, want) in enumerate(zip(names[1:1 + N_SENSORS], SENSORS)):
+        if got != want:
+            raise SchemaError(f"{path}: header column {i + 2} must be {want!r}, got {header[i + 1]!r}")
+    if has_time and names[-1] != TIME:
+        raise SchemaError(f"{path}: {n} columns, so the last header column must be {TIME!r} (after {LABEL!r}), "
+                          f"got {header[-1]!r}")
+    if names[1 + N_SENSORS] != LABEL:
+        col = "the last header column" if not has_time else f"header column {N_SENSORS + 2} (before {TIME!r})"
+        raise SchemaError(f"{path}: {col} must be the label {LABEL!r}, got {header[1 + N_SENSORS]!r}")
+    return has_time
 
 
-def read_wafer_csv(path: str) -> WaferData:
+def read_wafer_csv(path: str, name: str | None = None) -> WaferData:
+    """One labelled wafer CSV.  `name` (default: `path`) is how messages and the card name the file.
+    A final `Time` column is kept as raw text per row (never a feature); it is parsed only by `read_inputs`
+    when a time window is asked for."""
+    name = path if name is None else name
     p = Path(path)
     raw = p.read_bytes()
     text = raw.decode("utf-8-sig")
@@ -116,17 +198,18 @@ def read_wafer_csv(path: str) -> WaferData:
     try:
         header = next(reader)
     except StopIteration:
-        raise SchemaError(f"{path}: empty file") from None
-    validate_header(header, path)
-    ids, rows, labels = [], [], []
+        raise SchemaError(f"{name}: empty file") from None
+    has_time = validate_header(header, name)
+    label_col = 1 + N_SENSORS
+    ids, rows, labels, times, lines = [], [], [], [], []
     for lineno, rec in enumerate(reader, start=2):
         if not rec or all(c.strip() == "" for c in rec):
             continue
         if len(rec) != len(header):
-            raise SchemaError(f"{path}:{lineno}: expected {len(header)} fields, got {len(rec)}")
+            raise SchemaError(f"{name}:{lineno}: expected {len(header)} fields, got {len(rec)}")
         wid = rec[0].strip()
         if not wid:
-            raise SchemaError(f"{path}:{lineno}: empty wafer id")
+            raise SchemaError(f"{name}:{lineno}: empty wafer id")
         vals = []
         for j, cell in enumerate(rec[1:1 + N_SENSORS]):
             c = cell.strip()
@@ -136,45 +219,98 @@ def read_wafer_csv(path: str) -> WaferData:
             try:
                 v = float(c)
             except ValueError:
-                raise SchemaError(f"{path}:{lineno}: {SENSORS[j]} is not a number: {cell!r}") from None
+                raise SchemaError(f"{name}:{lineno}: {SENSORS[j]} is not a number: {cell!r}") from None
             if not math.isfinite(v):
-                raise SchemaError(f"{path}:{lineno}: {SENSORS[j]} is not finite: {cell!r} (use an empty cell for missing)")
+                raise SchemaError(f"{name}:{lineno}: {SENSORS[j]} is not finite: {cell!r} (use an empty cell for missing)")
             vals.append(v)
-        lab = rec[-1].strip()
+        lab = rec[label_col].strip()
         try:
             lv = float(lab)
         except ValueError:
-            raise SchemaError(f"{path}:{lineno}: label {LABEL} must be +1 or -1, got {lab!r}") from None
+            raise SchemaError(f"{name}:{lineno}: label {LABEL} must be +1 or -1, got {lab!r}") from None
         if lv == 1.0:
             labels.append(1)
         elif lv == -1.0:
             labels.append(0)
         else:
-            raise SchemaError(f"{path}:{lineno}: label {LABEL} must be +1 or -1, got {lab!r}")
+            raise SchemaError(f"{name}:{lineno}: label {LABEL} must be +1 or -1, got {lab!r}")
         ids.append(wid)
         rows.append(vals)
+        times.append(rec[label_col + 1].strip() if has_time else None)
+        lines.append(lineno)
     if not rows:
-        raise SchemaError(f"{path}: no data rows")
+        raise SchemaError(f"{name}: no data rows")
     X = np.asarray(rows, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
-    info = {"path": path, "sha256": hashlib.sha256(raw).hexdigest(), "rows": int(len(y))}
-    return WaferData(ids, X, y, [info])
+    info = {"path": name, "sha256": hashlib.sha256(raw).hexdigest(), "rows": int(len(y)),
+            "rows_read": int(len(y)), "rows_used": int(len(y)), "time_column": has_time}
+    return WaferData(ids, X, y, [info], times, [None] * len(y), lines, [0] * len(y))
 
 
-def read_inputs(paths: list, display: list) -> WaferData:
+def read_inputs(paths: list, display: list | None = None, since: int | None = None,
+                until: int | None = None) -> WaferData:
+    """Reads every file and concatenates the rows in the order given (file by file, each file's rows in file
+    order; never re-sorted).  With a window (`since` inclusive, `until` exclusive; nanoseconds since the epoch)
+    only rows whose `Time` falls inside it are kept; then every file must have a `Time` column and every row a
+    valid time.  `display` names the files in messages and in the card (default: the paths)."""
+    display = [str(p) for p in paths] if display is None else list(display)
+    window = since is not None or until is not None
+    if since is not None and until is not None and since >= until:
+        raise InputError(f"empty time window: --since {format_time(since)} is not before --until {format_time(until)}")
     parts = []
     for p, shown in zip(paths, display):
-        d = read_wafer_csv(str(p))
-        d.files[0]["path"] = shown
+        d = read_wafer_csv(str(p), shown)
+        info = d.files[0]
+        if window:
+            if not info["time_column"]:
+                raise InputError(
+                    f"{shown} has no '{TIME}' column, so --since/--until cannot tell which of its rows are in the "
+                    f"window; train without a window, or pass only files with a final '{TIME}' column "
+                    f"(as written by `faultline export --labelled`)")
+            keep = np.zeros(len(d.y), dtype=bool)
+            ns = []
+            for r, (cell, lineno) in enumerate(zip(d.times, d.lines)):
+                if cell == "":
+                    raise InputError(f"{shown}:{lineno}: empty {TIME}, so --since/--until cannot place wafer "
+                                     f"{d.ids[r]!r} in the window")
+                try:
+                    t = parse_time(cell)
+                except ValueError as e:
+                    raise InputError(f"{shown}:{lineno}: {TIME} of wafer {d.ids[r]!r}: {e}") from None
+                ns.append(t)
+                keep[r] = (since is None or t >= since) and (until is None or t < until)
+            idx = np.flatnonzero(keep)
+            d = WaferData([d.ids[i] for i in idx], d.X[idx], d.y[idx], d.files, [d.times[i] for i in idx],
+                          [ns[i] for i in idx], [d.lines[i] for i in idx], [0] * len(idx))
+            info["rows_used"] = info["rows"] = int(len(idx))
         parts.append(d)
-    ids = [i for d in parts for i in d.ids]
-    seen = set()
-    for i in ids:
-        if i in seen:
-            raise SchemaError(f"wafer id {i!r} appears more than once in the inputs")
-        seen.add(i)
-    return WaferData(ids, np.vstack([d.X for d in parts]), np.concatenate([d.y for d in parts]),
-                     [d.files[0] for d in parts])
+
+    ids, times, time_ns, lines, sources = [], [], [], [], []
+    for k, d in enumerate(parts):
+        ids += d.ids
+        times += d.times
+        time_ns += d.time_ns
+        lines += d.lines
+        sources += [k] * len(d.ids)
+    files = [d.files[0] for d in parts]
+    seen = {}
+    for i, wid in enumerate(ids):
+        if wid in seen:
+            j = seen[wid]
+            raise SchemaError(f"wafer id {wid!r} appears more than once in the inputs: "
+                              f"{files[sources[j]]['path']}:{lines[j]} and {files[sources[i]]['path']}:{lines[i]}")
+        seen[wid] = i
+    notes = []
+    if window:  # rows are used in the order given; say so when their times disagree with that order
+        back = [i for i in range(1, len(time_ns)) if time_ns[i] < time_ns[i - 1]]
+        if back:
+            i = back[0]
+            notes.append(f"{len(back)} row(s) have an earlier {TIME} than the row before them (first: "
+                         f"{files[sources[i]]['path']}:{lines[i]}); rows are used in the order given, "
+                         f"and the holdout is the last rows in that order")
+    X = np.vstack([d.X for d in parts])
+    y = np.concatenate([d.y for d in parts])
+    return WaferData(ids, X, y, files, times, time_ns, lines, sources, notes)
 
 
 # --------------------------------------------------------------------------------------
@@ -546,12 +682,43 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--input", nargs="+", default=None,
                     help=f"labelled wafer CSV(s), in production order (default: {DEFAULT_INPUT} from the repo root)")
+    ap.add_argument("--since", type=_time_arg, default=None, metavar="T",
+                    help=f"keep rows whose {TIME} is at or after T (RFC 3339, e.g. 2026-11-01T00:00:00Z; a bare "
+                         f"date means midnight UTC); every input must have a {TIME} column")
+    ap.add_argument("--until", type=_time_arg, default=None, metavar="T",
+                    help=f"keep rows whose {TIME} is before T (exclusive); same format as --since")
     ap.add_argument("--output-dir", default=None, help=f"default: {DEFAULT_OUTPUT} under the repo root")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--validation-fraction", type=float, default=0.2)
     ap.add_argument("--grid", choices=["full", "quick"], default="full",
                     help="hyper-parameter grid; 'quick' (3 points) is for tests")
     return ap.parse_args(argv)
+
+
+def check_trainable(data: WaferData, window: dict, n_fit: int, n_val: int) -> None:
+    """Fails with one clear sentence when the rows left (after the window) cannot train and validate a model."""
+    y = data.y
+    n = len(y)
+    if window["since"] is not None or window["until"] is not None:
+        where = (f" in the window {TIME} >= {window['since'] or '-inf'} and < {window['until'] or '+inf'} "
+                 f"(" + ", ".join(f"{f['path']}: {f['rows_used']} of {f['rows_read']}" for f in data.files) + ")")
+    else:
+        where = ""
+    if n == 0:
+        raise InputError(f"no rows{where}: nothing to train on")
+    if int(y.sum()) == 0:
+        raise InputError(f"no faulty wafers ({LABEL} = +1) among the {n} rows{where}: cannot train a fault model")
+    if n_val < 1 or n_fit < 10:
+        raise InputError(f"not enough rows ({n}){where} for a time-ordered holdout of {n_val} rows "
+                         f"and at least 10 earlier rows to fit on")
+    if int(y[:n_fit].sum()) == 0:
+        raise InputError(f"the {n_fit} earlier rows used for fitting have no faulty wafers ({n} rows{where}); "
+                         f"widen the window or add inputs")
+    hold = y[n_fit:]
+    if int(hold.sum()) == 0 or int((hold == 0).sum()) == 0:
+        kind = "faulty" if int(hold.sum()) == 0 else "good"
+        raise InputError(f"the time-ordered holdout (latest {n_val} of {n} rows{where}) has no {kind} wafers, "
+                         f"which the threshold rule needs; widen the window or add inputs")
 
 
 def main(argv=None) -> dict:
@@ -568,19 +735,26 @@ def main(argv=None) -> dict:
     if not 0.0 < args.validation_fraction < 1.0:
         raise SystemExit("--validation-fraction must be in (0, 1)")
 
-    data = read_inputs(paths, shown)
+    data = read_inputs(paths, shown, args.since, args.until)
+    window = {"since": None if args.since is None else format_time(args.since),
+              "until": None if args.until is None else format_time(args.until)}
     X, y, seed = data.X, data.y, args.seed
     n = len(y)
     n_val = int(math.floor(n * args.validation_fraction + 0.5))
     n_fit = n - n_val
-    if n_val < 1 or n_fit < 10:
-        raise SystemExit(f"not enough rows ({n}) for a {args.validation_fraction} holdout")
     Xtr, ytr, Xva, yva = X[:n_fit], y[:n_fit], X[n_fit:], y[n_fit:]
+    check_trainable(data, window, n_fit, n_val)
 
     out("=" * 78)
     out(f"faultline wafer-fault training  (seed {seed})")
     for f in data.files:
-        out(f"  input {f['path']}  rows={f['rows']}  sha256={f['sha256'][:16]}")
+        used = f" used={f['rows_used']}" if f["rows_used"] != f["rows_read"] else ""
+        out(f"  input {f['path']}  rows={f['rows_read']}{used}  sha256={f['sha256'][:16]}"
+            f"{'  (Time column)' if f['time_column'] else ''}")
+    if args.since is not None or args.until is not None:
+        out(f"  window: {TIME} >= {window['since'] or '-inf'} and < {window['until'] or '+inf'}")
+    for note in data.notes:
+        out(f"  NOTE: {note}")
     out(f"  rows={n} faults={int(y.sum())} ({y.mean():.1%})")
     out(f"  time-ordered split: fit on rows 1..{n_fit} ({int(ytr.sum())} faults), "
         f"validate on the latest {n_val} rows ({int(yva.sum())} faults)")
@@ -711,6 +885,7 @@ def main(argv=None) -> dict:
                            f"(ties -> the highest such threshold); a wafer is faulty when P(fault) >= threshold."),
         "training": {
             "files": data.files,
+            "window": window,
             "rows": n,
             "faults": int(y.sum()),
             "seed": seed,
@@ -775,6 +950,6 @@ def main(argv=None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except SchemaError as e:
+    except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
