@@ -19,8 +19,11 @@ use crate::model::Model;
 use crate::row::Schema;
 use crate::sink::mqtt::MqttPublisher;
 use crate::sink::{now_rfc3339, DeadLetter, Output, Publisher, VerdictMessage};
+use crate::source::labels::LabelsReader;
 use crate::source::mqtt::MqttSource;
 use crate::source::{Ack, Incoming, Source, SourceOptions};
+use crate::store::segment::ScoredBatch;
+use crate::store::Store;
 use crate::web::{router, WebState};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +50,11 @@ pub enum AppError {
     /// The MQTT TLS files are not usable.
     #[error("cannot set up TLS for MQTT: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The shadow model cannot run.
+    #[error(
+        "cannot run the shadow model: {0}; fix or empty [shadow] model (FAULTLINE_SHADOW__MODEL)"
+    )]
+    Shadow(String),
     /// The Kafka client could not be created (a property librdkafka refuses, say).
     #[error(
         "cannot start the Kafka client: {0}; check [source.kafka] (FAULTLINE_SOURCE__KAFKA__*)"
@@ -88,6 +96,12 @@ pub struct App {
     model: LiveModel,
     /// Reloads the model when its files change; ends on stop.
     watch_task: Option<JoinHandle<()>>,
+    /// Scored rows and labels, joined; on disk with `[store] dir`.
+    store: Arc<Store>,
+    /// Expires waiting labels and recomputes the quality gauges; ends on stop.
+    quality_task: JoinHandle<()>,
+    /// Reads `[labels] topic`, when set.
+    labels: Option<LabelsReader>,
 }
 
 /// Starts every part of `faultline serve`, returning once they run.
@@ -105,6 +119,27 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         config.threshold,
         Some(metrics.clone()),
     );
+    if let Some(dir) = config.shadow_dir.clone() {
+        let shadow = tokio::task::spawn_blocking(move || crate::model::Model::load_dir(&dir))
+            .await
+            .map_err(|e| AppError::Shadow(e.to_string()))?
+            .map_err(|e| AppError::Shadow(e.to_string()))?;
+        info!(version = %shadow.version(), origin = %shadow.origin(), "Loaded the shadow model; it scores every row beside the serving model.");
+        live.set_shadow(Arc::new(shadow))
+            .map_err(AppError::Shadow)?;
+    }
+    let store = {
+        let (settings, features, m) = (
+            config.store.clone(),
+            model.features().to_vec(),
+            metrics.clone(),
+        );
+        Arc::new(
+            tokio::task::spawn_blocking(move || Store::open(settings, features, m))
+                .await
+                .map_err(|e| AppError::Pipeline(e.to_string()))?,
+        )
+    };
     let drift = Arc::new(std::sync::Mutex::new(DriftWindow::new(
         model.width(),
         config.drift_window_rows.get(),
@@ -165,7 +200,10 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         live.clone(),
         topics,
         metrics.clone(),
-        drift.clone(),
+        Keep {
+            drift: drift.clone(),
+            store: store.clone(),
+        },
     ));
     let m = metrics.clone();
     let acker_in_flight = in_flight.clone();
@@ -240,6 +278,17 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
             }
         })
     };
+    let quality_task = tokio::spawn(refresh_quality(
+        store.clone(),
+        live.clone(),
+        metrics.clone(),
+        config.quality_interval,
+        stop_rx.clone(),
+    ));
+    let labels = match &config.labels_topic {
+        None => None,
+        Some(topic) => Some(start_labels(config, topic, store.clone(), metrics.clone())?),
+    };
     let watch_task = config
         .model_watch
         .map(|every| tokio::spawn(watch_model_files(live.clone(), every, stop_rx.clone())));
@@ -249,6 +298,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
     state.sink_connected = sink_connected;
     state.drift = drift_report;
     state.allow_extra_columns = config.allow_extra_columns;
+    state.store = Some(store.clone());
     let mut web_stop = stop_rx.clone();
     let web = tokio::spawn(async move {
         let shutdown = async move {
@@ -283,7 +333,70 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         drift_task,
         model: live,
         watch_task,
+        store,
+        quality_task,
+        labels,
     })
+}
+
+/// The labels reader on the configured bus.
+fn start_labels(
+    config: &Config,
+    topic: &str,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+) -> Result<LabelsReader, AppError> {
+    #[cfg(feature = "kafka")]
+    if let Some(k) = &config.kafka {
+        return crate::source::labels::start_kafka(
+            k,
+            topic.to_string(),
+            config.dead_letter_topic.clone(),
+            store,
+            metrics,
+        )
+        .map_err(|e| AppError::Kafka(e.to_string()));
+    }
+    let transport = crate::tls::transport(config.mqtt.tls.as_ref())?;
+    Ok(crate::source::labels::start_mqtt(
+        &config.mqtt,
+        transport,
+        topic.to_string(),
+        config.dead_letter_topic.clone(),
+        store,
+        metrics,
+    ))
+}
+
+/// Expires labels that waited too long and recomputes the quality gauges of both models.
+async fn refresh_quality(
+    store: Arc<Store>,
+    live: LiveModel,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        store.expire();
+        let (serving, shadow) = live.both();
+        let ledger = store.ledger();
+        metrics.set_quality(
+            crate::metrics::MODEL_SERVING,
+            &ledger.quality(serving.version(), serving.threshold()),
+        );
+        if let Some(s) = shadow {
+            metrics.set_quality(
+                crate::metrics::MODEL_SHADOW,
+                &ledger.quality(s.version(), s.threshold()),
+            );
+        }
+    }
 }
 
 /// Reloads the model when the files in its directory change (size or modification time).
@@ -327,6 +440,12 @@ fn connect(
     Ok((Source::Mqtt(source), Publisher::Mqtt(publisher)))
 }
 
+/// What remembers scored rows besides the bus: the drift window and the store.
+struct Keep {
+    drift: Arc<std::sync::Mutex<DriftWindow>>,
+    store: Arc<Store>,
+}
+
 /// Where outputs go.
 struct Topics {
     faults: String,
@@ -342,8 +461,9 @@ async fn score_batches(
     live: LiveModel,
     topics: Topics,
     metrics: Arc<Metrics>,
-    drift: Arc<std::sync::Mutex<DriftWindow>>,
+    keep: Keep,
 ) -> Result<Publisher, AppError> {
+    let Keep { drift, store } = keep;
     let sink = publisher.label();
     let pipeline = |e: crate::sink::PublishError| {
         metrics.publish_errors.with_label_values(&[sink]).inc();
@@ -352,8 +472,8 @@ async fn score_batches(
     while let Some(mut batch) = batches.recv().await {
         // Rows per message, counted before the rows move into the scoring batch.
         let counts: Vec<usize> = batch.iter().map(crate::batch::Rows::rows).collect();
-        // One model per batch: a reload takes effect between batches.
-        let model = live.current();
+        // One model per batch (and its shadow): a reload or promotion takes effect between batches.
+        let (model, shadow) = live.both();
         let mut rows = crate::row::RowBatch::new(model.width());
         for incoming in &mut batch {
             rows.append(std::mem::take(&mut incoming.decoded.rows));
@@ -361,6 +481,7 @@ async fn score_batches(
         let m = model.clone();
         let n = rows.len();
         let window = drift.clone();
+        let store = store.clone();
         let (verdicts, seconds) = tokio::task::spawn_blocking(move || {
             let t = std::time::Instant::now();
             let v = m.score(&rows);
@@ -368,6 +489,23 @@ async fn score_batches(
             let probs: Vec<f32> = v.iter().map(|v| v.probability).collect();
             if let Ok(mut w) = window.lock() {
                 w.push(&rows.values, &probs);
+            }
+            let shadow = shadow.map(|s| {
+                let mut p = vec![0.0; rows.len()];
+                s.probabilities(&rows.values, &mut p);
+                (Arc::from(s.version()), p)
+            });
+            if !rows.is_empty() {
+                store.record_scored(ScoredBatch {
+                    faults: v.iter().map(|v| v.fault).collect(),
+                    probabilities: probs,
+                    version: Arc::from(m.version()),
+                    shadow,
+                    width: rows.width,
+                    ids: rows.ids,
+                    values: rows.values,
+                    at_ms: crate::store::now_ms(),
+                });
             }
             (v, seconds)
         })
@@ -515,6 +653,12 @@ impl App {
             }
         };
         self.source.close().await;
+        if let Some(labels) = self.labels {
+            labels.close().await;
+        }
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        let _ = self.quality_task.await;
         let _ = self.drift_task.await;
         if let Some(task) = self.watch_task {
             let _ = task.await;

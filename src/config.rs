@@ -53,6 +53,50 @@ pub struct RawConfig {
     pub web: WebSection,
     /// Graceful shutdown.
     pub shutdown: ShutdownSection,
+    /// Late labels and live quality.
+    pub labels: LabelsSection,
+    /// The on-disk store of scored rows and labels.
+    pub store: StoreSection,
+    /// A challenger model scored beside the serving one.
+    pub shadow: ShadowSection,
+}
+
+/// `[labels]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsSection {
+    /// Topic the labels are published on; empty for none.
+    pub topic: String,
+    /// Labelled wafers live quality is computed over.
+    pub window_rows: usize,
+    /// Scored rows remembered for the join.
+    pub join_rows: usize,
+    /// Seconds a label waits for its row.
+    pub pending_s: u64,
+    /// Labels waiting at once.
+    pub max_pending: usize,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// Directory of the store; empty for none.
+    pub dir: String,
+    /// Scored rows kept on disk.
+    pub max_rows: usize,
+    /// Days kept on disk; 0 for no limit.
+    pub max_days: u32,
+    /// Rows per file.
+    pub segment_rows: usize,
+}
+
+/// `[shadow]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowSection {
+    /// Directory of the shadow model; empty for none.
+    pub model: String,
 }
 
 /// `[source]`
@@ -474,6 +518,14 @@ pub struct Config {
     pub drift_interval: Duration,
     /// Shutdown grace period.
     pub grace: Duration,
+    /// Topic (MQTT filter) the labels arrive on, if any.
+    pub labels_topic: Option<String>,
+    /// The store and the join's limits.
+    pub store: crate::store::StoreSettings,
+    /// How often waiting labels expire and the quality gauges are recomputed.
+    pub quality_interval: Duration,
+    /// The shadow model's directory, if one runs.
+    pub shadow_dir: Option<PathBuf>,
 }
 
 impl RawConfig {
@@ -718,7 +770,48 @@ impl RawConfig {
                 self.model.watch_ms
             ));
         }
+        let l = &self.labels;
+        if l.window_rows == 0 || l.join_rows == 0 || l.max_pending == 0 {
+            return invalid(
+                "labels.window_rows, labels.join_rows and labels.max_pending must all be above 0"
+                    .into(),
+            );
+        }
+        let labels_topic = Some(l.topic.trim().to_string()).filter(|t| !t.is_empty());
+        if let Some(bad) = labels_topic
+            .as_deref()
+            .filter(|_| on_kafka)
+            .and_then(kafka_topic_problem)
+        {
+            return invalid(format!("labels.topic \"{}\" {bad}", l.topic.trim()));
+        }
+        let st = &self.store;
+        if st.max_rows == 0 || st.segment_rows == 0 {
+            return invalid("store.max_rows and store.segment_rows must be above 0".into());
+        }
+        if st.segment_rows > st.max_rows {
+            return invalid(format!(
+                "store.segment_rows ({}) is larger than store.max_rows ({}); lower segment_rows: old rows are deleted a whole file at a time",
+                st.segment_rows, st.max_rows
+            ));
+        }
+        let store = crate::store::StoreSettings {
+            dir: file(&st.dir),
+            max_rows: st.max_rows,
+            max_days: (st.max_days > 0).then_some(st.max_days),
+            segment_rows: st.segment_rows,
+            ledger: crate::store::ledger::LedgerLimits {
+                max_rows: l.join_rows,
+                window: l.window_rows,
+                max_pending: l.max_pending,
+                pending_ttl_ms: (l.pending_s as i64).saturating_mul(1000),
+            },
+        };
         Ok(Config {
+            labels_topic,
+            store,
+            quality_interval: Duration::from_secs(1),
+            shadow_dir: file(&self.shadow.model),
             model_dir: (!dir.is_empty()).then(|| PathBuf::from(dir)),
             threshold,
             model_watch: (!dir.is_empty() && self.model.watch_ms > 0)

@@ -65,6 +65,22 @@ enum Command {
         #[arg(long, value_name = "N")]
         passes: Option<u64>,
     },
+    /// Write the rows the daemon stored ([store] dir) as a wafer CSV for training: the sensors,
+    /// Good/Bad from the labels that arrived, and Time (when the wafer was scored).
+    Export {
+        /// Only wafers that have a label (what training needs).
+        #[arg(long)]
+        labelled: bool,
+        /// Only wafers scored at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Output CSV; `-` writes standard output. A file is written whole or not at all.
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+        /// Store directory; default: [store] dir.
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+    },
     /// Print the model card: version, threshold, validation metrics.
     Model {
         /// Model directory; default: [model] dir, else the embedded model.
@@ -188,6 +204,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Export {
+            labelled,
+            since,
+            output,
+            store,
+        } => {
+            let Some(dir) = store.or(config.store.dir.clone()) else {
+                anyhow::bail!("no store to export: set [store] dir (FAULTLINE_STORE__DIR) or pass --store DIR");
+            };
+            let since_ms = since
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t.trim())
+                        .map(|d| d.timestamp_millis())
+                        .with_context(|| format!("--since {t:?} is not an RFC 3339 time such as 2026-11-01T00:00:00Z"))
+                })
+                .transpose()?;
+            let options = faultline::store::export::ExportOptions {
+                labelled_only: labelled,
+                since_ms,
+            };
+            let summary = write_atomically(&output, |out| {
+                faultline::store::export::export(&dir, &options, out).map_err(anyhow::Error::msg)
+            })?;
+            eprintln!(
+                "Exported {} rows ({} labelled, {} faulty) from {} store files in {}.",
+                summary.rows,
+                summary.labelled,
+                summary.faulty,
+                summary.segments,
+                dir.display()
+            );
+            if summary.cut_short > 0 {
+                eprintln!("{} store files ended early (the daemon was killed while writing them); their whole batches were exported.", summary.cut_short);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Model { model, json } => {
             let model = load_model(model, None)?;
             let mut out = std::io::stdout().lock();
@@ -251,9 +303,23 @@ fn score_file(
                 .with_context(|| format!("cannot open {}", input.display()))?,
         )
     };
+    write_atomically(output, |out| {
+        faultline::score::score_csv(model, reader, out, options)
+            .with_context(|| format!("{} was not scored", input.display()))
+    })
+}
+
+/// Runs `write` into `output` (`-`: standard output). A file appears only when `write`
+/// succeeded: it is written to a temporary file beside it, then renamed.
+fn write_atomically<T>(
+    output: &Path,
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     if output == Path::new("-") {
-        let out = BufWriter::new(std::io::stdout().lock());
-        return Ok(faultline::score::score_csv(model, reader, out, options)?);
+        let mut out = BufWriter::new(std::io::stdout().lock());
+        let result = write(&mut out)?;
+        out.flush()?;
+        return Ok(result);
     }
     let dir = output
         .parent()
@@ -261,12 +327,14 @@ fn score_file(
         .unwrap_or(Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    let summary =
-        faultline::score::score_csv(model, reader, BufWriter::new(tmp.as_file()), options)
-            .with_context(|| format!("{} was not scored", input.display()))?;
+    let mut out = BufWriter::new(tmp.as_file());
+    let result = write(&mut out)?;
+    out.flush()
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    drop(out);
     tmp.persist(output)
         .with_context(|| format!("cannot write {}", output.display()))?;
-    Ok(summary)
+    Ok(result)
 }
 
 fn print_card(model: &Model, out: &mut impl Write) -> std::io::Result<()> {

@@ -41,9 +41,16 @@ pub struct LiveModel {
     inner: Arc<Inner>,
 }
 
+/// The serving model and the shadow beside it, swapped together.
+#[derive(Debug, Clone)]
+struct Serving {
+    model: Arc<Model>,
+    shadow: Option<Arc<Model>>,
+}
+
 #[derive(Debug)]
 struct Inner {
-    current: RwLock<Arc<Model>>,
+    current: RwLock<Serving>,
     /// Where reloads read from; `None` for the embedded model.
     dir: Option<PathBuf>,
     /// The configured threshold override, applied to every model loaded.
@@ -63,7 +70,10 @@ impl LiveModel {
     ) -> LiveModel {
         LiveModel {
             inner: Arc::new(Inner {
-                current: RwLock::new(model),
+                current: RwLock::new(Serving {
+                    model,
+                    shadow: None,
+                }),
                 dir,
                 threshold,
                 metrics,
@@ -79,10 +89,87 @@ impl LiveModel {
 
     /// The model in service now.
     pub fn current(&self) -> Arc<Model> {
-        match self.inner.current.read() {
-            Ok(m) => m.clone(),
+        self.both().0
+    }
+
+    /// The model in service and the shadow model, read together (one micro-batch uses both).
+    pub fn both(&self) -> (Arc<Model>, Option<Arc<Model>>) {
+        let s = match self.inner.current.read() {
+            Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        (s.model, s.shadow)
+    }
+
+    /// The shadow model, if one runs.
+    pub fn shadow(&self) -> Option<Arc<Model>> {
+        self.both().1
+    }
+
+    fn write(&self, f: impl FnOnce(&mut Serving)) {
+        match self.inner.current.write() {
+            Ok(mut s) => f(&mut s),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
         }
+    }
+
+    /// Runs `shadow` beside the serving model. It must read the same features.
+    pub fn set_shadow(&self, shadow: Arc<Model>) -> Result<(), String> {
+        same_features(&shadow, &self.current())
+            .map_err(|e| format!("the shadow model cannot run beside the serving one: {e}"))?;
+        if let Some(m) = &self.inner.metrics {
+            m.set_shadow(Some(shadow.version()));
+        }
+        self.write(|s| s.shadow = Some(shadow));
+        Ok(())
+    }
+
+    /// Swaps the shadow and the serving model, between micro-batches: the shadow serves and the
+    /// model that served becomes the shadow, so promoting again rolls back. Not `ok` (nothing
+    /// changed) when no shadow runs.
+    pub fn promote(&self, trigger: &str) -> ReloadStatus {
+        let mut last = match self.inner.last.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (previous, shadow) = self.both();
+        let mut status = ReloadStatus {
+            at: crate::sink::now_rfc3339(),
+            trigger: trigger.to_string(),
+            ok: false,
+            version: previous.version().to_string(),
+            previous_version: previous.version().to_string(),
+            error: None,
+        };
+        let checked = match shadow {
+            None => Err("no shadow model runs; set [shadow] model (FAULTLINE_SHADOW__MODEL) to a model directory".to_string()),
+            Some(s) => same_features(&s, &previous).map(|_| s),
+        };
+        let shadow = match checked {
+            Ok(s) => s,
+            Err(e) => {
+                status.error = Some(e);
+                if let Some(m) = &self.inner.metrics {
+                    m.model_reloads.with_label_values(&["failed"]).inc();
+                }
+                *last = Some(status.clone());
+                return status;
+            }
+        };
+        self.write(|s| {
+            s.model = shadow.clone();
+            s.shadow = Some(previous.clone());
+        });
+        if let Some(m) = &self.inner.metrics {
+            m.set_model(shadow.version(), shadow.threshold());
+            m.set_shadow(Some(previous.version()));
+            m.model_reloads.with_label_values(&["ok"]).inc();
+        }
+        info!(trigger, from = %previous.version(), to = %shadow.version(), "Promoted the shadow model; new batches are scored by it and the previous model runs as the shadow.");
+        status.ok = true;
+        status.version = shadow.version().to_string();
+        *last = Some(status.clone());
+        status
     }
 
     /// The directory reloads read, if any.
@@ -122,10 +209,7 @@ impl LiveModel {
                     m.model_reloads.with_label_values(&["ok"]).inc();
                 }
                 info!(trigger, from = %status.previous_version, to = %status.version, "Reloaded the model; new batches are scored by it.");
-                match self.inner.current.write() {
-                    Ok(mut slot) => *slot = model,
-                    Err(poisoned) => *poisoned.into_inner() = model,
-                }
+                self.write(|s| s.model = model);
             }
             Err(ref e) => {
                 if let Some(m) = &self.inner.metrics {
@@ -147,20 +231,7 @@ impl LiveModel {
             Some(t) => model.with_threshold(t),
             None => model,
         };
-        if model.features() != previous.features() {
-            let first = model
-                .features()
-                .iter()
-                .zip(previous.features())
-                .position(|(a, b)| a != b)
-                .unwrap_or(model.width().min(previous.width()));
-            return Err(format!(
-                "the new model reads {} features and the one in service {}, first differing at position {first}; \
-                 a model with another feature list needs a restart",
-                model.width(),
-                previous.width()
-            ));
-        }
+        same_features(&model, previous)?;
         Ok(Arc::new(model))
     }
 
@@ -178,4 +249,23 @@ impl LiveModel {
                 .collect(),
         )
     }
+}
+
+/// `Ok` when `model` reads the features `previous` reads, in the same order.
+fn same_features(model: &Model, previous: &Model) -> Result<(), String> {
+    if model.features() == previous.features() {
+        return Ok(());
+    }
+    let first = model
+        .features()
+        .iter()
+        .zip(previous.features())
+        .position(|(a, b)| a != b)
+        .unwrap_or(model.width().min(previous.width()));
+    Err(format!(
+        "the new model reads {} features and the one in service {}, first differing at position {first}; \
+         a model with another feature list needs a restart",
+        model.width(),
+        previous.width()
+    ))
 }

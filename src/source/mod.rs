@@ -3,6 +3,7 @@
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod labels;
 pub mod mqtt;
 
 use crate::row::json::{self, Decoded};

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod page;
+pub mod quality;
 
 use crate::model::live::LiveModel;
 use crate::model::Model;
@@ -34,6 +35,8 @@ pub struct WebState {
     pub score_slots: Arc<tokio::sync::Semaphore>,
     /// Ignore unknown CSV columns instead of refusing the file.
     pub allow_extra_columns: bool,
+    /// Scored rows and labels (the daemon's; `None` for `faultline` without a bus).
+    pub store: Option<Arc<crate::store::Store>>,
 }
 
 impl WebState {
@@ -53,6 +56,7 @@ impl WebState {
             limits,
             score_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             allow_extra_columns: false,
+            store: None,
         }
     }
 }
@@ -67,6 +71,19 @@ pub fn router(state: WebState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/model", get(model_card))
         .route("/api/model/reload", axum::routing::post(reload_model))
+        .route("/api/model/promote", axum::routing::post(quality::promote))
+        .route("/api/quality", get(quality::quality))
+        .route(
+            "/api/labels",
+            axum::routing::post(quality::labels)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    state.limits.max_body_bytes,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    api::guard_upload,
+                )),
+        )
         .route("/metrics", get(metrics))
         .route("/api/drift", get(drift))
         .route(
@@ -161,6 +178,8 @@ async fn readyz(State(s): State<WebState>) -> Response {
         },
         "source": {"connected": source},
         "sink": {"connected": sink},
+        "shadow": s.model.shadow().map(|m| m.version().to_string()),
+        "store": s.store.as_ref().map(|st| st.status()),
         "reasons": reasons,
     });
     let status = if ready {

@@ -1,0 +1,303 @@
+//! Labels from the bus: `[labels] topic`, read at least once beside the rows.
+//!
+//! Every instance reads every label (the row it belongs to may have been scored by any of them):
+//! on MQTT a plain subscription of a client `<client_id>-labels` with a persistent session, on
+//! Kafka a consumer group of its own, `<group_id>.labels`. A label message is acknowledged (PUBACK,
+//! or its offset stored) after it was applied to the store, or, when it cannot be read, after
+//! its dead letter was acknowledged by the broker.
+//!
+//! ```text
+//! reader (MQTT event loop | Kafka consumer) ──LabelMessage──► apply ──► Store::record_labels
+//!                                                               └──► dead-letter topic
+//! ```
+
+use super::Backoff;
+use crate::metrics::Metrics;
+use crate::sink::{now_rfc3339, DeadLetter, Output, Publisher};
+use crate::store::Store;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+/// Label messages read but not yet applied.
+const QUEUE: usize = 256;
+
+/// How a label message is acknowledged once applied.
+enum LabelAck {
+    Mqtt(rumqttc::AsyncClient, rumqttc::Publish),
+    #[cfg(feature = "kafka")]
+    Kafka(
+        Arc<rdkafka::consumer::StreamConsumer<crate::kafka::Context>>,
+        String,
+        i32,
+        i64,
+    ),
+}
+
+struct LabelMessage {
+    payload: Vec<u8>,
+    topic: String,
+    ack: LabelAck,
+}
+
+/// A running labels reader.
+pub struct LabelsReader {
+    reader: tokio::task::JoinHandle<()>,
+    apply: tokio::task::JoinHandle<Publisher>,
+    stop: watch::Sender<bool>,
+    on_stop: Option<rumqttc::AsyncClient>,
+}
+
+impl std::fmt::Debug for LabelsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabelsReader").finish_non_exhaustive()
+    }
+}
+
+impl LabelsReader {
+    /// Stops reading, applies what was read, and disconnects.
+    pub async fn close(self) {
+        self.stop.send_replace(true);
+        if let Some(client) = &self.on_stop {
+            let _ = client.disconnect().await;
+        }
+        let _ = self.reader.await;
+        if let Ok(publisher) = self.apply.await {
+            publisher.close().await;
+        }
+    }
+}
+
+/// Reads labels from `topic` on MQTT.
+pub fn start_mqtt(
+    settings: &crate::config::MqttSettings,
+    transport: rumqttc::Transport,
+    topic: String,
+    dead_letter_topic: String,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+) -> LabelsReader {
+    let mut labels_settings = settings.clone();
+    labels_settings.client_id = format!("{}-labels", settings.client_id);
+    let publisher = Publisher::Mqtt(crate::sink::mqtt::MqttPublisher::start(
+        &labels_settings,
+        transport.clone(),
+        crate::app::MAX_PAYLOAD_BYTES + 1024,
+    ));
+    let mut options = rumqttc::MqttOptions::new(
+        labels_settings.client_id.clone(),
+        &settings.host,
+        settings.port,
+    );
+    options
+        .set_transport(transport)
+        .set_keep_alive(settings.keep_alive)
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_max_packet_size(
+            crate::app::MAX_PAYLOAD_BYTES + 1024,
+            crate::app::MAX_PAYLOAD_BYTES + 1024,
+        );
+    // Room for every acknowledgement the apply task can owe at once.
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 4 * QUEUE);
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (stop, stopped) = watch::channel(false);
+    let sub_client = client.clone();
+    let ack_client = client.clone();
+    let target = format!("{}:{}", settings.host, settings.port);
+    let filter = topic.clone();
+    let reader = tokio::spawn(async move {
+        let mut backoff = Backoff::default();
+        let mut up = false;
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    if *stopped.borrow() {
+                        continue;
+                    }
+                    let message = LabelMessage {
+                        payload: p.payload.to_vec(),
+                        topic: p.topic.clone(),
+                        ack: LabelAck::Mqtt(ack_client.clone(), p),
+                    };
+                    if tx.send(message).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
+                    up = true;
+                    backoff.reset();
+                    info!(broker = %target, topic = %filter, "Reading labels.");
+                    if !ack.session_present {
+                        if let Err(e) = sub_client
+                            .subscribe(filter.clone(), rumqttc::QoS::AtLeastOnce)
+                            .await
+                        {
+                            warn!(error = %e, "Could not request the labels subscription.");
+                        }
+                    }
+                }
+                Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    if *stopped.borrow() {
+                        return;
+                    }
+                    if std::mem::take(&mut up) || backoff.is_first() {
+                        warn!(broker = %target, error = %e, "Lost the broker of the labels topic; reconnecting with backoff.");
+                    }
+                    backoff.wait().await;
+                }
+            }
+        }
+    });
+    let apply = tokio::spawn(apply(rx, store, publisher, dead_letter_topic, metrics));
+    LabelsReader {
+        reader,
+        apply,
+        stop,
+        on_stop: Some(client),
+    }
+}
+
+/// Reads labels from `topic` on Kafka, in the group `<group_id>.labels`.
+#[cfg(feature = "kafka")]
+pub fn start_kafka(
+    settings: &crate::config::KafkaSettings,
+    topic: String,
+    dead_letter_topic: String,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+) -> Result<LabelsReader, rdkafka::error::KafkaError> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::Message;
+    let publisher = Publisher::Kafka(crate::sink::kafka::KafkaPublisher::start(
+        settings,
+        crate::app::MAX_PAYLOAD_BYTES + 1024,
+    )?);
+    let group = format!("{}.labels", settings.group_id);
+    let mut config = crate::kafka::client_config(
+        &settings.brokers,
+        &[
+            ("auto.offset.reset", "earliest"),
+            ("fetch.wait.max.ms", "100"),
+        ],
+        &settings.properties,
+    );
+    config
+        .set("group.id", &group)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("client.id", "faultline-labels");
+    let consumer: Arc<rdkafka::consumer::StreamConsumer<crate::kafka::Context>> =
+        Arc::new(config.create_with_context(crate::kafka::Context::new("labels consumer", None))?);
+    consumer.subscribe(&[&topic])?;
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (stop, mut stopped) = watch::channel(false);
+    let reader_consumer = consumer.clone();
+    let reader = tokio::spawn(async move {
+        info!(topic = %topic, group = %group, "Reading labels from Kafka.");
+        let mut backoff = Backoff::default();
+        loop {
+            let m = tokio::select! {
+                m = reader_consumer.recv() => m,
+                _ = stopped.wait_for(|s| *s) => return,
+            };
+            match m {
+                Ok(m) => {
+                    backoff.reset();
+                    let message = LabelMessage {
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        topic: m.topic().to_string(),
+                        ack: LabelAck::Kafka(
+                            reader_consumer.clone(),
+                            m.topic().to_string(),
+                            m.partition(),
+                            m.offset(),
+                        ),
+                    };
+                    if tx.send(message).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if backoff.is_first() {
+                        warn!(topic = %topic, error = %e, "Kafka could not deliver labels; retrying with backoff.");
+                    }
+                    backoff.wait().await;
+                }
+            }
+        }
+    });
+    let apply = tokio::spawn(apply(rx, store, publisher, dead_letter_topic, metrics));
+    Ok(LabelsReader {
+        reader,
+        apply,
+        stop,
+        on_stop: None,
+    })
+}
+
+/// Applies label messages in order; returns the dead-letter publisher when the readers end.
+async fn apply(
+    mut rx: mpsc::Receiver<LabelMessage>,
+    store: Arc<Store>,
+    mut publisher: Publisher,
+    dead_letter_topic: String,
+    metrics: Arc<Metrics>,
+) -> Publisher {
+    let mut acked = publisher.acked();
+    while let Some(m) = rx.recv().await {
+        match crate::labels::from_message(&m.payload) {
+            Ok(label) => {
+                store.record_labels(vec![label]);
+            }
+            Err(error) => {
+                metrics.labels.with_label_values(&["rejected"]).inc();
+                warn!(topic = %m.topic, error = %error, "Sent an unreadable label to the dead-letter topic.");
+                let payload = String::from_utf8_lossy(&m.payload);
+                let letter = DeadLetter {
+                    error: &error,
+                    reason: "bad_label",
+                    payload: &payload,
+                    topic: &m.topic,
+                    received_at: &now_rfc3339(),
+                };
+                let Ok(body) = serde_json::to_vec(&letter) else {
+                    continue;
+                };
+                let sent = publisher
+                    .publish(Output {
+                        topic: &dead_letter_topic,
+                        key: None,
+                        model_version: None,
+                        payload: body,
+                    })
+                    .await;
+                match sent {
+                    // Acknowledge the label only once its dead letter is safe.
+                    Ok(seq) => {
+                        if acked.wait_for(|a| *a >= seq).await.is_err() {
+                            return publisher;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "Could not publish a label's dead letter; it will be read again.");
+                        continue;
+                    }
+                }
+            }
+        }
+        match m.ack {
+            LabelAck::Mqtt(client, p) => {
+                let _ = client.ack(&p).await;
+            }
+            #[cfg(feature = "kafka")]
+            LabelAck::Kafka(consumer, topic, partition, offset) => {
+                use rdkafka::consumer::Consumer;
+                let _ = consumer.store_offset(&topic, partition, offset);
+            }
+        }
+    }
+    publisher
+}

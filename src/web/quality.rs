@@ -1,0 +1,130 @@
+//! The loop's endpoints: `POST /api/labels`, `GET /api/quality`, `POST /api/model/promote`.
+
+use super::api::{authorize, ApiError};
+use super::WebState;
+use crate::store::ledger::LabelOutcome;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+fn store(s: &WebState) -> Result<&std::sync::Arc<crate::store::Store>, ApiError> {
+    s.store.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "labels and live quality belong to the daemon: run `faultline serve`",
+        )
+    })
+}
+
+/// `POST /api/labels`: CSV (an id column first and `Good/Bad`, or a labelled wafer file) or JSON
+/// (`{"id", "label", "at"}` or an array of them). Good labels are applied even when others are
+/// refused; the answer counts what each did and lists every refusal with its row and reason.
+pub async fn labels(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&s, &headers)?;
+    let store = store(&s)?.clone();
+    let body = body
+        .map_err(|e| ApiError::new(e.status(), format!("the request body cannot be read: {e}")))?;
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let max_rows = s.limits.max_rows;
+    let metrics = s.metrics.clone();
+    let work = tokio::task::spawn_blocking(move || -> Result<Response, ApiError> {
+        let parsed = match kind.as_str() {
+            "text/csv" | "application/csv" => crate::labels::from_csv(&body),
+            "application/json" => crate::labels::from_json(&body),
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("send labels as text/csv (id,Good/Bad) or application/json ({{\"id\", \"label\"}} objects); got '{other}'"),
+                ))
+            }
+        };
+        let (labels, rejected) = parsed.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+        if labels.len() + rejected.len() > max_rows {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("more than {max_rows} labels in one request ([web] max_rows); split them"),
+            ));
+        }
+        metrics
+            .labels
+            .with_label_values(&["rejected"])
+            .inc_by(rejected.len() as u64);
+        let accepted = labels.len();
+        let outcomes = store.record_labels(labels);
+        let count = |o| outcomes.iter().filter(|x| **x == o).count();
+        let status = if accepted == 0 && !rejected.is_empty() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        };
+        Ok((
+            status,
+            Json(json!({
+                "accepted": accepted,
+                "joined": count(LabelOutcome::Joined),
+                "relabelled": count(LabelOutcome::Relabelled),
+                "pending": count(LabelOutcome::Pending),
+                "rejected": rejected,
+            })),
+        )
+            .into_response())
+    });
+    work.await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// `GET /api/quality`: live quality of the serving model and the shadow, the label counts and
+/// the store's health.
+pub async fn quality(State(s): State<WebState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&s, &headers)?;
+    let store = store(&s)?.clone();
+    let (serving, shadow) = s.model.both();
+    let ledger = store.ledger();
+    let model = |role: &str, m: &crate::model::Model| {
+        json!({
+            "role": role,
+            "version": m.version(),
+            "quality": ledger.quality(m.version(), m.threshold()),
+        })
+    };
+    let mut models = vec![model(crate::metrics::MODEL_SERVING, &serving)];
+    if let Some(sh) = &shadow {
+        models.push(model(crate::metrics::MODEL_SHADOW, sh));
+    }
+    let body = json!({
+        "window_rows": ledger.limits().window,
+        "models": models,
+        "labels": ledger.counts(),
+        "rows_remembered": ledger.rows(),
+        "store": store.status(),
+    });
+    Ok(Json(body).into_response())
+}
+
+/// `POST /api/model/promote`: the shadow model serves and the serving one becomes the shadow
+/// (promote again to roll back). 200 with the outcome; 409 when no shadow runs.
+pub async fn promote(State(s): State<WebState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&s, &headers)?;
+    let status = s.model.promote("api");
+    let code = if status.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    Ok((code, Json(status)).into_response())
+}
