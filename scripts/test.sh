@@ -90,6 +90,9 @@ if [[ "${FAULTLINE_SKIP_TANSU:-0}" != 1 ]]; then
 fi
 
 echo "== Rust tests (with Kafka; the Kafka tests run on librdkafka's in-process MockCluster)"
+# The closed-loop test checks live quality with scikit-learn and trains on an export: the
+# environment above has both, so its absence is an error here.
+export FAULTLINE_PYTHON="$root/.venv/bin/python" FAULTLINE_REQUIRE_PYTHON=1
 cargo test --all-targets --locked --features kafka
 cargo test --doc --locked --features kafka
 

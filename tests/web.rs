@@ -256,6 +256,7 @@ async fn the_page_is_served_with_security_headers_and_nothing_else_is() {
     for (path, ct) in [
         ("/", "text/html"),
         ("/app.js", "text/javascript"),
+        ("/quality.js", "text/javascript"),
         ("/style.css", "text/css"),
     ] {
         let res = router(s.clone()).oneshot(get(path)).await.unwrap();

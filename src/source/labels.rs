@@ -250,7 +250,9 @@ async fn apply(
     while let Some(m) = rx.recv().await {
         match crate::labels::from_message(&m.payload) {
             Ok(label) => {
-                store.record_labels(vec![label]);
+                // Waits for room in the store's queue: labels are never dropped.
+                let store = store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.record_labels(vec![label])).await;
             }
             Err(error) => {
                 metrics.labels.with_label_values(&["rejected"]).inc();

@@ -67,6 +67,8 @@ pub struct StoreStatus {
     pub rows_dropped: u64,
     /// Labels written since start.
     pub labels_written: u64,
+    /// Labels applied but not written (the writer stopped or the disk failed).
+    pub labels_dropped: u64,
     /// Scored rows read back from disk at start.
     pub rows_recovered: u64,
     /// Labels read back from disk at start.
@@ -182,7 +184,9 @@ impl Store {
         self.send(Record::Scored(batch), Kind::Scored, rows);
     }
 
-    /// Applies labels received now and queues them for the disk; never waits.
+    /// Applies labels received now and queues them for the disk. Labels are few and each one
+    /// matters, so this waits for room in the writer's queue (call it off the async runtime);
+    /// only the scored rows' path never waits.
     pub fn record_labels(&self, labels: Vec<Label>) -> Vec<LabelOutcome> {
         let now = now_ms();
         let outcomes: Vec<LabelOutcome> = {
@@ -202,7 +206,12 @@ impl Store {
         }
         let rows = labels.len() as u64;
         let stamped = labels.into_iter().map(|l| (l, now)).collect();
-        self.send(Record::Labels(stamped), Kind::Labels, rows);
+        let sender = lock(&self.sender).clone();
+        if let Some(tx) = sender {
+            if tx.send(Record::Labels(stamped)).is_err() {
+                self.dropped(Kind::Labels, rows, "the store's writer stopped".into());
+            }
+        }
         outcomes
     }
 
@@ -214,13 +223,19 @@ impl Store {
             Err(TrySendError::Full(_)) => "the store's writer fell behind".to_string(),
             Err(TrySendError::Disconnected(_)) => "the store's writer stopped".to_string(),
         };
+        drop(sender);
+        self.dropped(kind, rows, dropped);
+    }
+
+    fn dropped(&self, kind: Kind, rows: u64, dropped: String) {
         self.metrics
             .store_rows_dropped
             .with_label_values(&[kind.name()])
             .inc_by(rows);
         let mut status = lock(&self.status);
-        if kind == Kind::Scored {
-            status.rows_dropped += rows;
+        match kind {
+            Kind::Scored => status.rows_dropped += rows,
+            Kind::Labels => status.labels_dropped += rows,
         }
         if status.error.is_none() {
             warn!(error = %dropped, "Rows were scored but not stored.");
@@ -372,7 +387,34 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Record>) {
-        while let Ok(record) = rx.recv() {
+        while let Ok(first) = rx.recv() {
+            // Whatever else is queued goes out with it: consecutive labels as one batch.
+            let mut records = vec![first];
+            while records.len() < 64 {
+                match rx.try_recv() {
+                    Ok(Record::Labels(more)) => match records.last_mut() {
+                        Some(Record::Labels(l)) => l.extend(more),
+                        _ => records.push(Record::Labels(more)),
+                    },
+                    Ok(r) => records.push(r),
+                    Err(_) => break,
+                }
+            }
+            for record in records {
+                self.write(record);
+            }
+        }
+        for kind in [Kind::Scored, Kind::Labels] {
+            if let Some(w) = self.slot(kind).take() {
+                if let Err(e) = w.finish() {
+                    warn!(error = %e, "Could not close a store segment.");
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, record: Record) {
+        {
             let (kind, rows, result) = match record {
                 Record::Scored(b) => {
                     let rows = b.ids.len();
@@ -390,13 +432,6 @@ impl Writer {
                 }
             };
             self.report(kind, rows as u64, result);
-        }
-        for kind in [Kind::Scored, Kind::Labels] {
-            if let Some(w) = self.slot(kind).take() {
-                if let Err(e) = w.finish() {
-                    warn!(error = %e, "Could not close a store segment.");
-                }
-            }
         }
     }
 
@@ -513,8 +548,9 @@ impl Writer {
                     .store_rows_dropped
                     .with_label_values(&[kind.name()])
                     .inc_by(rows);
-                if kind == Kind::Scored {
-                    status.rows_dropped += rows;
+                match kind {
+                    Kind::Scored => status.rows_dropped += rows,
+                    Kind::Labels => status.labels_dropped += rows,
                 }
                 if status.error.as_deref() != Some(&e) {
                     warn!(error = %e, "The store cannot write; scoring and publishing go on without it.");

@@ -1,4 +1,4 @@
-//! The page: three static files compiled into the binary (no build step, no CDN), served with a
+//! The page: four static files compiled into the binary (no build step, no CDN), served with a
 //! Content-Security-Policy that allows no inline script and nothing from elsewhere.
 //!
 //! Only these fixed routes exist, so there is no path to traverse.
@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 const INDEX_HTML: &str = include_str!("static/index.html");
 /// Its script.
 const APP_JS: &str = include_str!("static/app.js");
+/// The live-quality panel's script (labels upload, shadow promotion).
+const QUALITY_JS: &str = include_str!("static/quality.js");
 /// Its styles.
 const STYLE_CSS: &str = include_str!("static/style.css");
 
@@ -31,6 +33,15 @@ pub async fn script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         APP_JS,
+    )
+        .into_response()
+}
+
+/// `GET /quality.js`
+pub async fn quality_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        QUALITY_JS,
     )
         .into_response()
 }

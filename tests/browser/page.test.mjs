@@ -1,7 +1,9 @@
 // The page in a real browser: Debian's Chromium driven by playwright-core against the real
 // `faultline serve`. Upload a wafer batch file, make a cell invalid and see the error, fix it,
 // score, find a known faulty wafer flagged, move the threshold slider, download the results and
-// compare them with `faultline score` on the same edited file. A screenshot is kept under
+// compare them with `faultline score` on the same edited file. Then stream the wafers through the
+// bus, upload their labels on the page and check the live-quality panel against GET /api/quality
+// (and the ROC-AUC against one computed here from `faultline score`). Screenshots are kept under
 // target/browser/.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -53,6 +55,26 @@ function inputFile() {
   return { path: join(ROOT, 'examples', 'wafers.csv'), real: false };
 }
 
+/** ROC-AUC as scikit-learn's roc_auc_score: the chance a faulty wafer outscores a good one, ties half. */
+function rocAuc(pairs) {
+  const pos = pairs.filter(([, y]) => y).map(([p]) => p);
+  const neg = pairs.filter(([, y]) => !y).map(([p]) => p);
+  let wins = 0;
+  for (const p of pos) for (const n of neg) wins += p > n ? 1 : p === n ? 0.5 : 0;
+  return wins / (pos.length * neg.length);
+}
+
+/** Polls `check` (async, truthy when done) every 100 ms for up to `ms`. */
+async function until(what, ms, check) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const got = await check();
+    if (got) return got;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function waitHealthy(url, ms) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
@@ -66,11 +88,11 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
   const { path: input, real } = inputFile();
   const [brokerPort, webPort] = [await freePort(), await freePort()];
   const url = `http://127.0.0.1:${webPort}`;
+  const work = mkdtempSync(join(tmpdir(), 'faultline-page-'));
   const server = spawn(BIN, ['serve'], {
-    env: { ...process.env, FAULTLINE_BROKER__LISTEN: `127.0.0.1:${brokerPort}`, FAULTLINE_WEB__LISTEN: `127.0.0.1:${webPort}`, FAULTLINE_DRIFT__INTERVAL_MS: '200', RUST_LOG: 'warn,rumqttd=off' },
+    env: { ...process.env, FAULTLINE_BROKER__LISTEN: `127.0.0.1:${brokerPort}`, FAULTLINE_WEB__LISTEN: `127.0.0.1:${webPort}`, FAULTLINE_DRIFT__INTERVAL_MS: '200', FAULTLINE_STORE__DIR: join(work, 'store'), RUST_LOG: 'warn,rumqttd=off' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  const work = mkdtempSync(join(tmpdir(), 'faultline-page-'));
   const shots = join(ROOT, 'target', 'browser');
   mkdirSync(shots, { recursive: true });
   let browser;
@@ -181,8 +203,49 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
     await page.waitForSelector('#drift-rows tr[data-sensor="Sensor-1"]', { timeout: 30_000 });
     assert.match(await page.textContent('#drift-summary'), /[1-9]\d* sensors? out of range/);
     await page.screenshot({ path: join(shots, 'drift.png') });
+
+    // Live quality: once the daemon remembers every streamed wafer, upload their labels (the real
+    // file's Good/Bad, else alternating) plus one refused line; the panel counts them and shows
+    // the ROC-AUC GET /api/quality reports, which is the one the model's probabilities give here.
+    const quality = async () => (await fetch(url + '/api/quality')).json();
+    await until('the streamed wafers in the ledger', 30_000, async () => (await quality()).rows_remembered >= rows);
+    const labelCol = header.indexOf('Good/Bad');
+    const labels = original.slice(1).map((r, i) => [r[0], labelCol >= 0 ? r[labelCol] : (i % 3 === 0 ? '1' : '-1')]);
+    assert.ok(labels.some(([, y]) => y === '1') && labels.some(([, y]) => y === '-1'), 'both classes are labelled');
+    const labelsPath = join(work, 'labels.csv');
+    writeFileSync(labelsPath, ['id,Good/Bad', ...labels.map((l) => l.join(',')), 'Wafer-unknown,2'].join('\n') + '\n');
+    assert.equal(await page.isHidden('#promote-button'), true, 'no promote button without a shadow model');
+    await page.setInputFiles('#labels-input', labelsPath);
+    await page.waitForFunction((n) => document.querySelector('#labels-result')?.textContent.includes(`${n} accepted: ${n} joined`), rows);
+    assert.match(await page.textContent('#labels-result li'), new RegExp(`^Row ${rows + 1}: .*use 1 \\(faulty\\)`));
+    const q = await quality();
+    const serving = q.models.find((m) => m.role === 'serving');
+    assert.equal(q.models.length, 1, 'no shadow model runs');
+    assert.equal(serving.version, card.version);
+    assert.equal(serving.quality.labelled, rows);
+    assert.equal(typeof serving.quality.roc_auc, 'number');
+    const qualityCell = (measure) => `#quality-rows td[data-role="serving"][data-measure="${measure}"]`;
+    await page.waitForFunction((sel) => /^\d/.test(document.querySelector(sel)?.textContent || ''), qualityCell('labelled'));
+    assert.match(await page.textContent(qualityCell('labelled')), new RegExp(`^${rows} \\(`));
+    assert.equal(await page.textContent(qualityCell('roc_auc')), serving.quality.roc_auc.toFixed(3));
+    assert.equal(await page.textContent(qualityCell('version')), card.version);
+    assert.match(await page.textContent('#quality-labels'), new RegExp(`^Labels: ${rows} received · ${rows} joined · 0 pending`));
+    assert.match(await page.textContent('#quality-store'), /rows? written/);
+    assert.equal(await page.isHidden('#store-warning'), true, 'the store writes');
+    assert.equal(await page.locator('#quality-head th[data-role]').count(), 1, 'one column: the serving model');
+    assert.equal(await page.isHidden('#promote-button'), true, 'no promote button without a shadow model');
+    const driftedOut = join(work, 'drifted-scored.csv');
+    execFileSync(BIN, ['score', '--input', driftedPath, '--output', driftedOut]);
+    const scored = parseCsv(readFileSync(driftedOut, 'utf8'));
+    const p = scored[0].indexOf('probability');
+    const truth = new Map(labels.map(([id, y]) => [id, y === '1']));
+    const auc = rocAuc(scored.slice(1).filter((r) => r.length > 1).map((r) => [Number(r[p]), truth.get(r[0])]));
+    assert.ok(Math.abs(auc - serving.quality.roc_auc) < 1e-9, `ROC-AUC ${serving.quality.roc_auc} from the daemon, ${auc} here`);
+    await page.locator('#quality').screenshot({ path: join(shots, 'quality.png') });
+    await page.screenshot({ path: join(shots, 'page-quality.png') });
+
     assert.deepEqual(consoleErrors, [], 'no errors in the browser console');
-    console.log(`page test: ${rows} rows (${real ? 'real batch file' : 'synthetic sample'}), ${flagged.length} flagged, screenshot ${join(shots, 'page.png')}`);
+    console.log(`page test: ${rows} rows (${real ? 'real batch file' : 'synthetic sample'}), ${flagged.length} flagged, live ROC-AUC ${serving.quality.roc_auc.toFixed(3)}, screenshots in ${shots}`);
   } finally {
     if (browser) await browser.close();
     server.kill('SIGTERM');

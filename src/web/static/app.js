@@ -16,6 +16,7 @@
 //   8. scoring, threshold, filter, sort, summary
 //   9. download
 //  10. errors, status, controls, wiring
+// The live-quality panel and the label upload live in quality.js, which uses window.faultline.
 'use strict';
 
 (() => {
@@ -2120,6 +2121,19 @@
       e.preventDefault();
       undo();
     }
+  });
+
+  // The page's other scripts (quality.js) share the token, its form and the model card through
+  // this; nothing else of this file is reachable from outside.
+  window.faultline = Object.freeze({
+    authHeaders,
+    /** Shows the token form (as refused when a token was sent) and resolves once one is given. */
+    askForToken: () => askForToken(Boolean(token)),
+    /** Shows the model card again (after a promotion); the threshold of scored rows stays theirs. */
+    refreshCard: () => getJson('/api/model').then((c) => {
+      card = c;
+      renderCard();
+    }),
   });
 
   updateControls();

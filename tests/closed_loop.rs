@@ -1,0 +1,440 @@
+//! Closing the loop, end to end through a real Mosquitto and the `faultline` binary: the dataset's
+//! wafers replayed in production order, their labels following later on the labels topic; live
+//! quality checked against scikit-learn on the store's own files; a restart in between; the
+//! labelled rows exported and trained on; the trained model run as a shadow and promoted.
+
+mod common;
+
+use common::{http, Client, Daemon, Mosquitto};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The repository's Python with scikit-learn and pyarrow, or `None` (the test then says it
+/// skipped that part, unless `FAULTLINE_REQUIRE_PYTHON=1`, which scripts/test.sh sets).
+fn python(test: &str) -> Option<PathBuf> {
+    let python = std::env::var_os("FAULTLINE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::repo().join(".venv/bin/python"));
+    let ok = Command::new(&python)
+        .args(["-c", "import sklearn, pyarrow, xgboost, onnx"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    if std::env::var("FAULTLINE_REQUIRE_PYTHON").as_deref() == Ok("1") {
+        panic!("{test}: FAULTLINE_REQUIRE_PYTHON=1 but {} lacks scikit-learn/pyarrow (pip install -r training/requirements.txt)", python.display());
+    }
+    eprintln!(
+        "{test}: SKIPPED the scikit-learn and training steps — no {} with training/requirements.txt",
+        python.display()
+    );
+    None
+}
+
+/// The real wafers in production order: (id, JSON row message, label +1/-1).
+fn wafers(dir: &Path, model: &faultline::model::Model) -> Vec<(String, String, i8)> {
+    let schema = faultline::row::Schema::new(model.features());
+    let rows = faultline::row::csv::CsvRows::new(
+        std::fs::File::open(dir.join("wafer/wafer_train.csv")).unwrap(),
+        &schema,
+        faultline::row::csv::CsvOptions {
+            allow_extra_columns: true,
+            batch_rows: 4096,
+        },
+    )
+    .unwrap()
+    .read_all()
+    .unwrap();
+    (0..rows.len())
+        .map(|i| {
+            let id = rows.ids[i].clone();
+            let msg = faultline::row::json::encode_row(&id, rows.row(i), model.features());
+            (
+                id,
+                msg,
+                rows.labels[i].expect("wafer_train.csv is labelled"),
+            )
+        })
+        .collect()
+}
+
+fn daemon_env(broker: u16, store: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("FAULTLINE_SOURCE__KIND", "mqtt".to_string()),
+        (
+            "FAULTLINE_SOURCE__MQTT__URL",
+            format!("mqtt://127.0.0.1:{broker}"),
+        ),
+        ("FAULTLINE_SOURCE__MQTT__TOPIC", "loop/rows".into()),
+        ("FAULTLINE_SOURCE__MQTT__CLIENT_ID", "loop".into()),
+        ("FAULTLINE_SINK__FAULTS_TOPIC", "loop/faults".into()),
+        ("FAULTLINE_SINK__SCORES_TOPIC", "loop/scores".into()),
+        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", "loop/dead".into()),
+        ("FAULTLINE_LABELS__TOPIC", "loop/labels".into()),
+        ("FAULTLINE_LABELS__WINDOW_ROWS", "300".into()),
+        ("FAULTLINE_STORE__DIR", store.display().to_string()),
+        // Small files, so rotation runs.
+        ("FAULTLINE_STORE__SEGMENT_ROWS", "250".into()),
+        ("FAULTLINE_WEB__TOKEN", "loop-token".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+const AUTH: (&str, &str) = ("Authorization", "Bearer loop-token");
+
+async fn quality(d: &Daemon) -> Value {
+    let (status, body) = http(d.web, "GET", "/api/quality", &[AUTH], "").await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Waits until `/api/quality` satisfies `done`.
+async fn quality_until(d: &Daemon, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let q = quality(d).await;
+        if done(&q) {
+            return q;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never happened: {q}\n{}",
+            d.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn publish_rows(c: &Client, rows: &[(String, String, i8)]) {
+    for (_, msg, _) in rows {
+        c.publish("loop/rows", msg.clone()).await;
+    }
+}
+
+async fn publish_labels(c: &Client, rows: &[(String, String, i8)]) {
+    for (id, _, y) in rows {
+        let label = serde_json::json!({"id": id, "label": y, "at": "2026-11-26T12:00:00Z"});
+        c.publish("loop/labels", label.to_string()).await;
+    }
+}
+
+/// Waits for `n` distinct ids on the scores topic.
+async fn scored(c: &mut Client, n: usize) {
+    c.collect_until(120, |g| {
+        g.iter()
+            .filter_map(|(_, v)| v["id"].as_str())
+            .collect::<HashSet<_>>()
+            .len()
+            >= n
+    })
+    .await;
+}
+
+/// The value of the series `series` on `/metrics`.
+async fn gauge(d: &Daemon, series: &str) -> Option<f64> {
+    let metrics = common::http_get(d.web, "/metrics").await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+fn serving(q: &Value) -> &Value {
+    &q["models"][0]["quality"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_labels_give_live_quality_that_matches_scikit_learn_across_a_restart() {
+    let test = "late_labels_give_live_quality_that_matches_scikit_learn_across_a_restart";
+    let Some(data) = common::data_dir(test) else {
+        return;
+    };
+    let python = python(test);
+    let model = faultline::model::Model::embedded().unwrap();
+    let wafers = wafers(&data, &model);
+    let n = wafers.len();
+    let half = n / 2;
+    let broker = Mosquitto::start();
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let env = daemon_env(broker.port, &store, &[]);
+    let mut c = Client::connect(
+        broker.port,
+        "loop-test",
+        &["loop/scores".into(), "loop/dead".into()],
+    )
+    .await;
+
+    // The first half of production, then (later) the labels of its first 400 wafers.
+    let d = Daemon::start(&env).await;
+    publish_rows(&c, &wafers[..half]).await;
+    scored(&mut c, half).await;
+    publish_labels(&c, &wafers[..400]).await;
+    // A label that cannot be read goes to the dead-letter topic with the reason.
+    c.publish("loop/labels", r#"{"id": "Wafer-1", "label": 7}"#)
+        .await;
+    // A label for a wafer not scored yet waits for it.
+    publish_labels(&c, &wafers[half..half + 1]).await;
+    let q = quality_until(&d, "400 labels joined", |q| q["labels"]["joined"] == 400).await;
+    assert_eq!(q["labels"]["pending"], 1, "{q}");
+    let dead = c
+        .collect_until(30, |g| g.iter().any(|(t, _)| t == "loop/dead"))
+        .await;
+    let letter = &dead.iter().find(|(t, _)| t == "loop/dead").unwrap().1;
+    assert_eq!(letter["reason"], "bad_label", "{letter}");
+    assert!(letter["error"].as_str().unwrap().contains("use 1 (faulty)"));
+
+    // A restart in between: the store brings back the rows, the labels and the joins.
+    assert!(d.terminate().success());
+    let d = Daemon::start(&env).await;
+    let q = quality(&d).await;
+    assert_eq!(q["labels"]["joined"], 400, "{q}");
+    assert_eq!(q["labels"]["pending"], 1, "{q}");
+    assert_eq!(q["store"]["rows_recovered"], half, "{q}");
+    assert_eq!(serving(&q)["labelled"], 300, "{q}");
+
+    // The rest of production, then the rest of the labels.
+    publish_rows(&c, &wafers[half..]).await;
+    scored(&mut c, n - half).await;
+    publish_labels(&c, &wafers[400..]).await;
+    let q = quality_until(&d, "every label joined", |q| q["labels"]["joined"] == n).await;
+    assert_eq!(
+        q["labels"]["pending"], 0,
+        "the waiting label found its row: {q}"
+    );
+    assert_eq!(q["store"]["rows_dropped"], 0, "{q}");
+    assert_eq!(q["store"]["labels_dropped"], 0, "{q}");
+    assert!(q["store"]["error"].is_null(), "{q}");
+    let live = serving(&q).clone();
+    eprintln!("live quality over the last 300 of {n} wafers: {live}");
+    let roc = live["roc_auc"].as_f64().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // The gauges are recomputed every second.
+    while gauge(&d, "faultline_quality_roc_auc{model=\"serving\"}")
+        .await
+        .is_none_or(|g| (g - roc).abs() > 1e-12)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gauge never showed the API's ROC-AUC {roc}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(d.terminate().success());
+
+    let Some(python) = python else { return };
+    // scikit-learn on the same joined rows, read from the store's files with pyarrow.
+    let out = Command::new(&python)
+        .arg(common::repo().join("tests/python/quality_check.py"))
+        .args(["--store", store.to_str().unwrap()])
+        .args(["--version", model.version()])
+        .args(["--threshold", &live["threshold"].to_string()])
+        .args(["--window", "300"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sk: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("scikit-learn on the store's rows: {sk}");
+    for key in [
+        "labelled",
+        "positives",
+        "negatives",
+        "true_positives",
+        "false_positives",
+        "false_negatives",
+        "true_negatives",
+    ] {
+        assert_eq!(
+            live[key], sk[key],
+            "{key}: faultline {live} vs scikit-learn {sk}"
+        );
+    }
+    for key in ["roc_auc", "pr_auc", "recall", "false_alarm_rate"] {
+        let (a, b) = (live[key].as_f64().unwrap(), sk[key].as_f64().unwrap());
+        // Equal up to the order of floating-point summation.
+        assert!(
+            (a - b).abs() < 1e-12,
+            "{key}: faultline {a} vs scikit-learn {b}"
+        );
+    }
+
+    // The labelled rows exported in the wafer schema, and trained on.
+    let fresh = work.path().join("fresh.csv");
+    let export = common::faultline(&[
+        "export",
+        "--labelled",
+        "--store",
+        store.to_str().unwrap(),
+        "--output",
+        fresh.to_str().unwrap(),
+    ]);
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let exported = faultline::row::csv::CsvRows::new(
+        std::fs::File::open(&fresh).unwrap(),
+        &faultline::row::Schema::new(model.features()),
+        faultline::row::csv::CsvOptions {
+            allow_extra_columns: true,
+            batch_rows: 4096,
+        },
+    )
+    .unwrap()
+    .read_all()
+    .unwrap();
+    assert_eq!(exported.len(), n, "every labelled wafer once");
+    let by_id: std::collections::HashMap<&str, usize> = exported
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let original = faultline::row::csv::CsvRows::new(
+        std::fs::File::open(data.join("wafer/wafer_train.csv")).unwrap(),
+        &faultline::row::Schema::new(model.features()),
+        faultline::row::csv::CsvOptions {
+            allow_extra_columns: true,
+            batch_rows: 4096,
+        },
+    )
+    .unwrap()
+    .read_all()
+    .unwrap();
+    for i in 0..original.len() {
+        let j = by_id[original.ids[i].as_str()];
+        assert_eq!(
+            exported.labels[j], original.labels[i],
+            "{}",
+            original.ids[i]
+        );
+        let (a, b) = (exported.row(j), original.row(i));
+        assert!(
+            a.iter()
+                .zip(b)
+                .all(|(x, y)| x == y || (x.is_nan() && y.is_nan())),
+            "{}: the exported sensors differ from the wafer file's",
+            original.ids[i]
+        );
+    }
+    let trained = work.path().join("retrained");
+    let train = Command::new(&python)
+        .arg(common::repo().join("training/train.py"))
+        .args(["--input", fresh.to_str().unwrap()])
+        .args(["--output-dir", trained.to_str().unwrap()])
+        .args(["--grid", "quick"])
+        .output()
+        .unwrap();
+    assert!(
+        train.status.success(),
+        "training on the export failed:\n{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    let card: Value =
+        serde_json::from_slice(&std::fs::read(trained.join("model.json")).unwrap()).unwrap();
+    let files = card["training"]["files"].as_array().unwrap();
+    assert!(
+        files
+            .iter()
+            .any(|f| f["path"] == fresh.to_str().unwrap() && f["rows_used"] == n),
+        "the model card names the exported file: {}",
+        card["training"]
+    );
+    let challenger = card["version"].as_str().unwrap().to_string();
+    eprintln!(
+        "retrained on the export: {challenger} ({} rows)",
+        card["training"]["rows"]
+    );
+    assert_ne!(challenger, model.version());
+
+    // The retrained model as a shadow: both score every row, only the serving one publishes.
+    let store = work.path().join("store-shadow");
+    let shadow_env = daemon_env(
+        broker.port,
+        &store,
+        &[
+            ("FAULTLINE_SHADOW__MODEL", trained.to_str().unwrap()),
+            ("FAULTLINE_SOURCE__MQTT__CLIENT_ID", "loop-shadow"),
+        ],
+    );
+    let mut c = Client::connect(broker.port, "loop-shadow-test", &["loop/faults".into()]).await;
+    let d = Daemon::start(&shadow_env).await;
+    publish_rows(&c, &wafers[..half]).await;
+    let before = c.collect_until(120, |g| g.len() >= 5).await;
+    assert!(
+        before
+            .iter()
+            .all(|(_, v)| v["model_version"] == model.version()),
+        "only the serving model publishes"
+    );
+    publish_labels(&c, &wafers[..half]).await;
+    let q = quality_until(&d, "both models' quality", |q| {
+        q["models"][1]["quality"]["labelled"] == 300 && serving(q)["labelled"] == 300
+    })
+    .await;
+    assert_eq!(q["models"][1]["role"], "shadow", "{q}");
+    assert_eq!(q["models"][1]["version"], challenger.as_str(), "{q}");
+    eprintln!(
+        "side by side on the same 300 wafers: serving ROC-AUC {}, shadow ROC-AUC {}",
+        serving(&q)["roc_auc"],
+        q["models"][1]["quality"]["roc_auc"]
+    );
+    let shadow_info = format!("faultline_shadow_model_info{{version=\"{challenger}\"}}");
+    assert_eq!(gauge(&d, &shadow_info).await, Some(1.0));
+
+    // Promotion needs the token, then swaps the models between micro-batches.
+    let (status, _) = http(d.web, "POST", "/api/model/promote", &[], "").await;
+    assert_eq!(status, 401);
+    let (status, body) = http(d.web, "POST", "/api/model/promote", &[AUTH], "").await;
+    assert_eq!(status, 200, "{body}");
+    let promoted: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(promoted["version"], challenger.as_str());
+    assert_eq!(promoted["previous_version"], model.version());
+    let second: HashSet<String> = wafers[half..].iter().map(|w| w.0.clone()).collect();
+    publish_rows(&c, &wafers[half..]).await;
+    let after = c
+        .collect_until(120, |g| {
+            g.iter()
+                .filter(|(_, v)| second.contains(v["id"].as_str().unwrap()))
+                .count()
+                >= 3
+        })
+        .await;
+    for (_, v) in after
+        .iter()
+        .filter(|(_, v)| second.contains(v["id"].as_str().unwrap()))
+    {
+        assert_eq!(
+            v["model_version"],
+            challenger.as_str(),
+            "faults after the promotion carry the new version: {v}"
+        );
+    }
+    let q = quality(&d).await;
+    assert_eq!(q["models"][0]["version"], challenger.as_str(), "{q}");
+    assert_eq!(
+        q["models"][1]["version"],
+        model.version(),
+        "the previous model stays as the shadow: {q}"
+    );
+    // Promoting again rolls back.
+    let (status, body) = http(d.web, "POST", "/api/model/promote", &[AUTH], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["version"],
+        model.version()
+    );
+    assert!(d.terminate().success());
+}
