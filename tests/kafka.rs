@@ -385,6 +385,94 @@ async fn faults_are_keyed_by_id_with_the_model_version_and_bad_rows_are_dead_let
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_on_a_kafka_topic_join_their_rows_and_bad_ones_are_dead_lettered() {
+    let cluster = Cluster::start();
+    let t = topics("labels");
+    create(&cluster, &t, 2).await;
+    let labels_topic = format!("{}.labels", t.rows);
+    cluster.topic(&labels_topic, 2).await;
+    let store = tempfile::tempdir().unwrap();
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
+            ("FAULTLINE_LABELS__TOPIC", &labels_topic),
+            ("FAULTLINE_STORE__DIR", store.path().to_str().unwrap()),
+        ],
+    );
+    let cfg = RawConfig::load_with_env(None, env)
+        .unwrap()
+        .validate()
+        .unwrap();
+    let model = Arc::new(Model::embedded().unwrap());
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+
+    let (rows, _, _) = rows(&model, 40);
+    let producer = cluster.producer();
+    cluster.publish(&producer, &t.rows, &rows).await;
+    let reader = cluster.reader(&[&t.scores, &t.dead]);
+    let scored = reader
+        .collect_until(60, |g| {
+            g.iter().filter(|m| m.topic == t.scores).count() >= 40
+        })
+        .await;
+    // Late labels: every other wafer faulty, one unreadable label, one for a wafer not seen yet.
+    let mut labels: Vec<String> = scored
+        .iter()
+        .filter(|m| m.topic == t.scores)
+        .enumerate()
+        .map(|(i, m)| {
+            serde_json::json!({"id": m.body["id"], "label": if i % 2 == 0 { "fail" } else { "pass" }})
+                .to_string()
+        })
+        .collect();
+    labels.push(r#"{"id": "W-bad", "label": "maybe"}"#.into());
+    labels.push(r#"{"id": "W-later", "label": -1}"#.into());
+    cluster.publish(&producer, &labels_topic, &labels).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let quality = loop {
+        let r = http_get(app.web_addr, "/api/quality").await;
+        let body: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
+        if body["labels"]["joined"] == 40 && body["labels"]["pending"] == 1 {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "labels never joined: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let q = &quality["models"][0]["quality"];
+    assert_eq!(
+        (q["labelled"].as_u64(), q["positives"].as_u64()),
+        (Some(40), Some(20)),
+        "{quality}"
+    );
+    assert!(q["roc_auc"].as_f64().is_some(), "{quality}");
+    let dead = reader
+        .collect_until(30, |g| g.iter().any(|m| m.topic == t.dead))
+        .await;
+    let letter = dead.iter().find(|m| m.topic == t.dead).unwrap();
+    assert_eq!(letter.body["reason"], "bad_label", "{letter:?}");
+    assert_eq!(letter.body["topic"], labels_topic.as_str());
+    assert!(letter.body["error"].as_str().unwrap().contains("\"maybe\""));
+    wait_metric(
+        app.web_addr,
+        &["faultline_labels_total{result=\"rejected\"} 1"],
+    )
+    .await;
+    wait_metric(
+        app.web_addr,
+        &["faultline_store_rows_written_total{kind=\"labels\"} 41"],
+    )
+    .await;
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_stream_resumes_after_the_last_published_row() {
     let cluster = Cluster::start();
     let t = topics("restart");
