@@ -778,6 +778,24 @@ impl RawConfig {
             );
         }
         let labels_topic = Some(l.topic.trim().to_string()).filter(|t| !t.is_empty());
+        let row_topic = match &kafka {
+            Some(k) => k.topic.clone(),
+            None => m.topic.trim().to_string(),
+        };
+        if let Some(t) = &labels_topic {
+            for (key, other) in [
+                ("the rows' topic", row_topic.as_str()),
+                ("sink.faults_topic", faults_topic.as_str()),
+                ("sink.dead_letter_topic", dead_letter_topic.as_str()),
+                ("sink.scores_topic", self.sink.scores_topic.trim()),
+            ] {
+                if t == other {
+                    return invalid(format!(
+                        "labels.topic \"{t}\" is also {key}; labels need a topic of their own"
+                    ));
+                }
+            }
+        }
         if let Some(bad) = labels_topic
             .as_deref()
             .filter(|_| on_kafka)
@@ -992,6 +1010,64 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("set 1"), "{e}");
+    }
+
+    #[test]
+    fn the_loop_sections_load_from_the_environment_and_are_checked() {
+        let c = RawConfig::load_with_env(
+            None,
+            env(&[
+                ("FAULTLINE_LABELS__TOPIC", "plant/labels"),
+                ("FAULTLINE_LABELS__WINDOW_ROWS", "250"),
+                ("FAULTLINE_LABELS__PENDING_S", "60"),
+                ("FAULTLINE_STORE__DIR", "/var/lib/faultline"),
+                ("FAULTLINE_STORE__MAX_DAYS", "0"),
+                ("FAULTLINE_SHADOW__MODEL", "/srv/models/challenger"),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(c.labels_topic.as_deref(), Some("plant/labels"));
+        assert_eq!(c.store.ledger.window, 250);
+        assert_eq!(c.store.ledger.pending_ttl_ms, 60_000);
+        assert_eq!(c.store.dir, Some(PathBuf::from("/var/lib/faultline")));
+        assert_eq!(c.store.max_days, None);
+        assert_eq!(c.shadow_dir, Some(PathBuf::from("/srv/models/challenger")));
+        let defaults = RawConfig::load_with_env(None, env(&[]))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            (
+                defaults.labels_topic,
+                defaults.store.dir,
+                defaults.shadow_dir
+            ),
+            (None, None, None)
+        );
+        assert_eq!(defaults.store.max_days, Some(30));
+        for (pairs, says) in [
+            (
+                vec![("FAULTLINE_LABELS__TOPIC", "faultline/rows")],
+                "is also the rows' topic",
+            ),
+            (vec![("FAULTLINE_LABELS__WINDOW_ROWS", "0")], "above 0"),
+            (
+                vec![
+                    ("FAULTLINE_STORE__MAX_ROWS", "10"),
+                    ("FAULTLINE_STORE__SEGMENT_ROWS", "100"),
+                ],
+                "lower segment_rows",
+            ),
+        ] {
+            let e = RawConfig::load_with_env(None, env(&pairs))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -301,3 +301,149 @@ async fn a_request_past_its_time_limit_is_answered_with_a_reason() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("longer than 1 ms"), "{body}");
 }
+
+/// A state with an in-memory store (no directory) holding `ids` scored by the embedded model.
+fn state_with_store(limits: WebLimits, ids: &[(&str, f32)]) -> WebState {
+    use faultline::store::{ledger::LedgerLimits, segment::ScoredBatch, Store, StoreSettings};
+    let mut s = state(limits);
+    let store = Store::open(
+        StoreSettings {
+            dir: None,
+            max_rows: 1000,
+            max_days: None,
+            segment_rows: 100,
+            ledger: LedgerLimits {
+                max_rows: 1000,
+                window: 100,
+                max_pending: 10,
+                pending_ttl_ms: 60_000,
+            },
+        },
+        s.model.current().features().to_vec(),
+        s.metrics.clone(),
+    );
+    let model = s.model.current();
+    store.record_scored(ScoredBatch {
+        ids: ids.iter().map(|(id, _)| id.to_string()).collect(),
+        values: vec![f32::NAN; ids.len() * model.width()],
+        width: model.width(),
+        probabilities: ids.iter().map(|(_, p)| *p).collect(),
+        faults: ids.iter().map(|(_, p)| *p >= model.threshold()).collect(),
+        version: Arc::from(model.version()),
+        shadow: None,
+        at_ms: 0,
+    });
+    s.store = Some(Arc::new(store));
+    s
+}
+
+fn post_to(path: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body.into())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn labels_join_and_quality_reports_them() {
+    let s = state_with_store(
+        WebLimits::default(),
+        &[("W-1", 0.9), ("W-2", 0.8), ("W-3", 0.1), ("W-4", 0.01)],
+    );
+    let csv = "id,Good/Bad\nW-1,1\nW-2,-1\nW-3,1\nW-x,-1\nW-4,maybe\n";
+    let (status, _, body) = send(&s, post_to("/api/labels", "text/csv", csv)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&v["accepted"], &v["joined"], &v["pending"]),
+        (&Value::from(4), &Value::from(3), &Value::from(1)),
+        "{v}"
+    );
+    assert_eq!(v["rejected"][0]["row"], 5, "{v}");
+    assert!(v["rejected"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("maybe"));
+    let json = r#"[{"id": "W-4", "label": "pass", "at": "2026-11-26T10:00:00Z"}]"#;
+    let (status, _, body) = send(&s, post_to("/api/labels", "application/json", json)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, _, body) = send(&s, get("/api/quality")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let q: Value = serde_json::from_str(&body).unwrap();
+    let serving = &q["models"][0];
+    assert_eq!(serving["role"], "serving");
+    assert_eq!(serving["quality"]["labelled"], 4, "{q}");
+    assert_eq!(serving["quality"]["positives"], 2, "{q}");
+    // Faulty 0.9 and 0.1 against good 0.8 and 0.01: 3 of 4 pairs ranked right.
+    assert_eq!(serving["quality"]["roc_auc"], 0.75, "{q}");
+    assert_eq!(q["labels"]["pending"], 1, "{q}");
+    assert_eq!(q["models"].as_array().unwrap().len(), 1, "no shadow: {q}");
+}
+
+#[tokio::test]
+async fn bad_label_uploads_are_refused_with_a_reason() {
+    let s = state_with_store(
+        WebLimits {
+            max_body_bytes: 1000,
+            token: Some("t0k".into()),
+            ..WebLimits::default()
+        },
+        &[],
+    );
+    let auth = |mut r: Request<Body>| {
+        r.headers_mut()
+            .insert(header::AUTHORIZATION, "Bearer t0k".parse().unwrap());
+        r
+    };
+    let (status, _, _) = send(&s, post_to("/api/labels", "text/csv", "id,Good/Bad\n")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for (ct, body, code, says) in [
+        (
+            "text/csv",
+            "id,score\nW,1\n".to_string(),
+            StatusCode::BAD_REQUEST,
+            "Good/Bad",
+        ),
+        (
+            "text/plain",
+            "W,1".into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "text/csv",
+        ),
+        (
+            "application/json",
+            "{".into(),
+            StatusCode::BAD_REQUEST,
+            "not JSON",
+        ),
+        (
+            "application/json",
+            r#"[{"id": "W"}]"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no \\\"label\\\"",
+        ),
+        (
+            "text/csv",
+            format!("id,Good/Bad\n{}", "W,1\n".repeat(400)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than the limit",
+        ),
+    ] {
+        let (status, _, text) = send(&s, auth(post_to("/api/labels", ct, body))).await;
+        assert_eq!(status, code, "{ct}: {text}");
+        assert!(text.contains(says), "{ct}: {text} should say {says}");
+    }
+    // Promotion without a shadow: 409 with the reason; nothing changes.
+    let (status, _, body) = send(
+        &s,
+        auth(
+            Request::post("/api/model/promote")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("[shadow] model"), "{body}");
+}

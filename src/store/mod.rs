@@ -387,6 +387,9 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Record>) {
+        // Old segments may have aged past max_days while faultline was down.
+        self.retire(Kind::Scored);
+        self.retire(Kind::Labels);
         while let Ok(first) = rx.recv() {
             // Whatever else is queued goes out with it: consecutive labels as one batch.
             let mut records = vec![first];

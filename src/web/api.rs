@@ -206,7 +206,7 @@ struct ScoreResult<'a> {
 }
 
 /// The answer to a body over `[web] max_body_bytes`.
-fn too_large(s: &WebState) -> ApiError {
+pub(crate) fn too_large(s: &WebState) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!(

@@ -29,8 +29,13 @@ pub async fn labels(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let store = store(&s)?.clone();
-    let body = body
-        .map_err(|e| ApiError::new(e.status(), format!("the request body cannot be read: {e}")))?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            super::api::too_large(&s)
+        } else {
+            ApiError::new(e.status(), format!("the request body cannot be read: {e}"))
+        }
+    })?;
     let kind = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
