@@ -4,8 +4,13 @@
 //! ```text
 //! cargo build --release
 //! cargo run --release --example soak -- [--minutes 30] [--rate 5000] [--sample-s 30] \
-//!     [--input wafers.csv] [--bin target/release/faultline]
+//!     [--input wafers.csv] [--bin target/release/faultline] [--store DIR [--store-max-rows N]]
 //! ```
+//!
+//! With `--store DIR` the daemon also keeps every row in the store under DIR (bounded by
+//! `--store-max-rows`, default 1,000,000) and reads labels from `faultline/labels`, where the
+//! soak publishes each wafer's label 1,000 rows after the wafer (the whole loop under load); each
+//! sample then adds the labels joined and the store's size on disk.
 //!
 //! Starts a Mosquitto on a free port and the daemon against it, publishes rows (real wafers with
 //! `--input`, else synthetic; every id unique) at QoS 1 at `--rate`, and prints one line per
@@ -51,6 +56,8 @@ async fn main() -> anyhow::Result<()> {
     let rate: f64 = arg(&args, "--rate").unwrap_or("5000".into()).parse()?;
     let sample = Duration::from_secs(arg(&args, "--sample-s").unwrap_or("30".into()).parse()?);
     let bin = arg(&args, "--bin").unwrap_or("target/release/faultline".into());
+    let store = arg(&args, "--store");
+    let store_max_rows = arg(&args, "--store-max-rows").unwrap_or("1000000".into());
     let model = Model::embedded()?;
     let base = common::wafer_rows(arg(&args, "--input"), &model)?;
     // Each row's JSON after its id, so a unique id costs one format! per message.
@@ -81,7 +88,19 @@ async fn main() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let web = free_port();
-    let mut daemon = std::process::Command::new(&bin)
+    let mut command = std::process::Command::new(&bin);
+    if let Some(dir) = &store {
+        command
+            .env("FAULTLINE_STORE__DIR", dir)
+            .env("FAULTLINE_STORE__MAX_ROWS", &store_max_rows)
+            .env(
+                "FAULTLINE_STORE__SEGMENT_ROWS",
+                (store_max_rows.parse::<usize>()? / 10).max(1).to_string(),
+            )
+            .env("FAULTLINE_LABELS__TOPIC", "faultline/labels");
+    }
+    let with_labels = store.is_some();
+    let mut daemon = command
         .arg("serve")
         .env("FAULTLINE_SOURCE__KIND", "mqtt")
         .env(
@@ -131,6 +150,20 @@ async fn main() -> anyhow::Result<()> {
             {
                 break;
             }
+            if with_labels && i >= 1000 {
+                let label = format!(
+                    "{{\"id\":\"soak-{}\",\"label\":{}}}",
+                    i - 1000,
+                    if i % 17 == 0 { 1 } else { -1 }
+                );
+                if client
+                    .publish("faultline/labels", QoS::AtLeastOnce, false, label)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
             i += 1;
         }
         i
@@ -141,8 +174,8 @@ async fn main() -> anyhow::Result<()> {
         base.len()
     );
     println!(
-        "{:>7} {:>12} {:>9} {:>9} {:>9}",
-        "minutes", "rows scored", "rows/s", "in flight", "RSS MB"
+        "{:>7} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "minutes", "rows scored", "rows/s", "in flight", "RSS MB", "joined", "store MB"
     );
     let (mut last_rows, mut last_t) = (0.0, Instant::now());
     let mut samples: Vec<f64> = vec![];
@@ -151,14 +184,28 @@ async fn main() -> anyhow::Result<()> {
         let rows = metric(web, "faultline_rows_scored_total ");
         let in_flight = metric(web, "faultline_queue_rows ");
         let rss = rss_mb(pid);
+        let joined = metric(web, "faultline_labels_total{result=\"joined\"} ");
+        let store_mb = store.as_ref().map_or(f64::NAN, |d| {
+            std::fs::read_dir(d)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok()?.metadata().ok())
+                        .map(|m| m.len() as f64)
+                        .sum::<f64>()
+                        / 1_048_576.0
+                })
+                .unwrap_or(f64::NAN)
+        });
         let now = Instant::now();
         println!(
-            "{:>7.1} {:>12.0} {:>9.0} {:>9.0} {:>9.1}",
+            "{:>7.1} {:>12.0} {:>9.0} {:>9.0} {:>9.1} {:>9.0} {:>9.0}",
             start.elapsed().as_secs_f64() / 60.0,
             rows,
             (rows - last_rows) / (now - last_t).as_secs_f64(),
             in_flight,
-            rss
+            rss,
+            joined,
+            store_mb
         );
         samples.push(rss);
         (last_rows, last_t) = (rows, now);
