@@ -564,3 +564,61 @@ async fn mqtts_with_a_private_ca_and_a_client_certificate() {
     let _ = broker.kill();
     let _ = broker.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_store_never_stops_the_fault_stream() {
+    let port = common::free_port();
+    let base = tempfile::tempdir().unwrap();
+    // A regular file where the store's parent directory should be: nothing can be created there.
+    let blocker = base.path().join("not-a-directory");
+    std::fs::write(&blocker, b"").unwrap();
+    let store = blocker.join("store");
+    let cfg = config(
+        "nostore",
+        Some(port),
+        port,
+        &[("FAULTLINE_STORE__DIR", store.display().to_string())],
+    );
+    let model = Arc::new(Model::embedded().unwrap());
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    let mut c = Client::connect(port, "nostore-test", &["nostore/scores".into()]).await;
+    wait_ready(app.web_addr).await;
+    let (rows, _, _) = rows(&model, 50);
+    for r in &rows {
+        c.publish("nostore/rows", r.clone()).await;
+    }
+    // Every row is still scored and published.
+    c.collect_until(30, |g| g.len() >= 50).await;
+    let ready = http_get(app.web_addr, "/readyz").await;
+    assert!(
+        ready.contains("200 OK"),
+        "the store does not decide readiness: {ready}"
+    );
+    let body: Value = serde_json::from_str(ready.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let error = body["store"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("not-a-directory"),
+        "/readyz names the problem: {body}"
+    );
+    let metrics = http_get(app.web_addr, "/metrics").await;
+    assert!(metrics.contains("faultline_store_healthy 0"), "{metrics}");
+    assert!(
+        metrics.contains("faultline_store_rows_dropped_total{kind=\"scored\"} 50"),
+        "every scored row is counted as not stored"
+    );
+    // Live quality still works from memory.
+    let (status, body) = common::http(
+        app.web_addr,
+        "POST",
+        "/api/labels",
+        &[("Content-Type", "application/json")],
+        &format!(
+            r#"{{"id": {}, "label": 1}}"#,
+            serde_json::from_str::<Value>(&rows[0]).unwrap()["id"]
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"joined\":1"), "{body}");
+    app.shutdown().await.unwrap();
+}
