@@ -68,6 +68,9 @@ pub struct Context {
     connected: Arc<AtomicBool>,
     /// Where the consumer lag goes; `None` for producers.
     metrics: Option<Arc<Metrics>>,
+    /// Whether the last offset commit failed: a failing commit is logged once, not per partition
+    /// and per retry (a group that lost its session fails every commit until it rejoins).
+    commit_failing: Arc<AtomicBool>,
 }
 
 impl Context {
@@ -77,6 +80,7 @@ impl Context {
             role,
             connected: Arc::new(AtomicBool::new(false)),
             metrics,
+            commit_failing: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -185,11 +189,19 @@ impl ConsumerContext for Context {
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
-            Ok(()) => {}
+            Ok(()) => {
+                if self.commit_failing.swap(false, Ordering::Relaxed) {
+                    info!(client = self.role, "Kafka offsets are committed again.");
+                }
+            }
             // Nothing stored since the last commit.
             Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
-                warn!(error = %e, "Could not commit Kafka offsets; rows since the last commit may be scored again after a restart.")
+                if self.commit_failing.swap(true, Ordering::Relaxed) {
+                    debug!(client = self.role, error = %e, "Could not commit Kafka offsets (again).");
+                } else {
+                    warn!(client = self.role, error = %e, "Could not commit Kafka offsets; rows since the last commit may be scored again after a restart. Logged once until a commit succeeds.")
+                }
             }
         }
     }
