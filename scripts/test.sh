@@ -114,6 +114,11 @@ else
   trap - EXIT
 fi
 
+# AFL++ on the JSON row decoder, the CSV reader and the label readers, FAULTLINE_FUZZ_SECONDS (60)
+# each; FAULTLINE_SKIP_FUZZ=1 skips it.
+echo "== Fuzzing (scripts/fuzz.sh)"
+scripts/fuzz.sh
+
 echo "== Browser test (playwright-core + Chromium)"
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 FAULTLINE_BIN="$root/target/debug/faultline" node --test tests/browser/
