@@ -73,7 +73,14 @@ pub struct StoreStatus {
     pub rows_recovered: u64,
     /// Labels read back from disk at start.
     pub labels_recovered: u64,
+    /// When a dropped batch was last logged (ms since the epoch): a writer that falls behind now
+    /// and then logs once a minute, not once per catch-up.
+    #[serde(skip)]
+    last_drop_log_ms: i64,
 }
+
+/// Least time between two log lines about rows not stored, in ms.
+const DROP_LOG_EVERY_MS: i64 = 60_000;
 
 /// Finished segments with the rows each holds, oldest first.
 type Segments = Vec<(SegmentFile, usize)>;
@@ -228,6 +235,7 @@ impl Store {
     }
 
     fn dropped(&self, kind: Kind, rows: u64, dropped: String) {
+        let now = now_ms();
         self.metrics
             .store_rows_dropped
             .with_label_values(&[kind.name()])
@@ -238,7 +246,11 @@ impl Store {
             Kind::Labels => status.labels_dropped += rows,
         }
         if status.error.is_none() {
-            warn!(error = %dropped, "Rows were scored but not stored.");
+            if now - status.last_drop_log_ms >= DROP_LOG_EVERY_MS {
+                status.last_drop_log_ms = now;
+                warn!(error = %dropped, rows_dropped = status.rows_dropped, labels_dropped = status.labels_dropped,
+                    "Rows were scored but not stored (logged at most once a minute; faultline_store_rows_dropped_total counts them).");
+            }
             status.error = Some(dropped);
             self.metrics.store_healthy.set(0);
         }
@@ -403,9 +415,18 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // And consecutive scored batches as one Arrow batch.
+            let mut scored: Vec<ScoredBatch> = vec![];
             for record in records {
-                self.write(record);
+                match record {
+                    Record::Scored(b) => scored.push(b),
+                    labels => {
+                        self.write_scored(std::mem::take(&mut scored));
+                        self.write(labels);
+                    }
+                }
             }
+            self.write_scored(scored);
         }
         for kind in [Kind::Scored, Kind::Labels] {
             if let Some(w) = self.slot(kind).take() {
@@ -416,16 +437,23 @@ impl Writer {
         }
     }
 
+    fn write_scored(&mut self, batches: Vec<ScoredBatch>) {
+        if batches.is_empty() {
+            return;
+        }
+        let rows: usize = batches.iter().map(|b| b.ids.len()).sum();
+        let result = ScoredBatch::to_record_batch(&batches, &self.scored_schema)
+            .map_err(|e| e.to_string())
+            .and_then(|batch| self.append(Kind::Scored, &batch));
+        self.report(Kind::Scored, rows as u64, result);
+    }
+
     fn write(&mut self, record: Record) {
         {
             let (kind, rows, result) = match record {
                 Record::Scored(b) => {
-                    let rows = b.ids.len();
-                    let r = b
-                        .to_record_batch(&self.scored_schema)
-                        .map_err(|e| e.to_string())
-                        .and_then(|batch| self.append(Kind::Scored, &batch));
-                    (Kind::Scored, rows, r)
+                    self.write_scored(vec![b]);
+                    return;
                 }
                 Record::Labels(l) => {
                     let r = segment::labels_batch(&l, &self.labels_schema)
@@ -541,7 +569,10 @@ impl Writer {
                     Kind::Labels => status.labels_written += rows,
                 }
                 if let Some(was) = status.error.take() {
-                    info!(previous_error = %was, "The store is writing again.");
+                    // After a drop the writer catches up at once; that is said with the drop.
+                    if now_ms() - status.last_drop_log_ms >= DROP_LOG_EVERY_MS {
+                        info!(previous_error = %was, "The store is writing again.");
+                    }
                     self.metrics.store_healthy.set(1);
                 }
             }
@@ -615,6 +646,13 @@ mod tests {
             let ids: Vec<String> = (0..3).map(|j| format!("w{}", i * 3 + j)).collect();
             let ids: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
             store.record_scored(batch(&ids, if i % 2 == 0 { 0.9 } else { 0.1 }));
+            // One write per batch (queued batches would be written together), so the
+            // segments below are predictable.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while store.status().rows_written < (i as u64 + 1) * 3 {
+                assert!(std::time::Instant::now() < deadline);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
         }
         store.record_labels(vec![
             Label {

@@ -138,35 +138,55 @@ pub struct ScoredBatch {
 }
 
 impl ScoredBatch {
-    /// As an Arrow record batch of `schema` (see [`scored_schema`]).
-    pub fn to_record_batch(&self, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
-        let n = self.ids.len();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(SCORED_FIXED_COLUMNS + self.width);
-        columns.push(Arc::new(StringArray::from_iter_values(&self.ids)));
-        columns.push(Arc::new(
-            TimestampMillisecondArray::from(vec![self.at_ms; n]).with_timezone("UTC"),
-        ));
-        columns.push(Arc::new(Float32Array::from(self.probabilities.clone())));
-        columns.push(Arc::new(BooleanArray::from(self.faults.clone())));
-        columns.push(Arc::new(StringArray::from_iter_values(
-            std::iter::repeat_n(&*self.version, n),
-        )));
-        match &self.shadow {
-            Some((version, p)) => {
-                columns.push(Arc::new(Float32Array::from(p.clone())));
-                columns.push(Arc::new(StringArray::from_iter_values(
-                    std::iter::repeat_n(&**version, n),
-                )));
-            }
-            None => {
-                columns.push(Arc::new(Float32Array::new_null(n)));
-                columns.push(Arc::new(StringArray::new_null(n)));
-            }
-        }
-        for f in 0..self.width {
-            columns.push(Arc::new(Float32Array::from_iter_values(
-                (0..n).map(|r| self.values[r * self.width + f]),
+    /// Several micro-batches as one Arrow record batch of `schema` (see [`scored_schema`]): one
+    /// IPC message and one write for all of them, which is what lets the writer keep up with
+    /// small micro-batches (each message carries ~600 column headers).
+    pub fn to_record_batch(
+        batches: &[ScoredBatch],
+        schema: &SchemaRef,
+    ) -> Result<RecordBatch, ArrowError> {
+        let n: usize = batches.iter().map(|b| b.ids.len()).sum();
+        let width = schema.fields().len().saturating_sub(SCORED_FIXED_COLUMNS);
+        if let Some(b) = batches.iter().find(|b| b.width != width) {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "a batch of {} features for a store of {width}",
+                b.width
             )));
+        }
+        let rows = || {
+            batches
+                .iter()
+                .flat_map(|b| (0..b.ids.len()).map(move |r| (b, r)))
+        };
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(SCORED_FIXED_COLUMNS + width);
+        columns.push(Arc::new(StringArray::from_iter_values(
+            rows().map(|(b, r)| &b.ids[r]),
+        )));
+        columns.push(Arc::new(
+            TimestampMillisecondArray::from_iter_values(rows().map(|(b, _)| b.at_ms))
+                .with_timezone("UTC"),
+        ));
+        columns.push(Arc::new(Float32Array::from_iter_values(
+            rows().map(|(b, r)| b.probabilities[r]),
+        )));
+        columns.push(Arc::new(BooleanArray::from_iter(
+            rows().map(|(b, r)| Some(b.faults[r])),
+        )));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            rows().map(|(b, _)| &*b.version),
+        )));
+        columns.push(Arc::new(Float32Array::from_iter(
+            rows().map(|(b, r)| b.shadow.as_ref().map(|(_, p)| p[r])),
+        )));
+        columns.push(Arc::new(StringArray::from_iter(
+            rows().map(|(b, _)| b.shadow.as_ref().map(|(v, _)| &**v)),
+        )));
+        for f in 0..width {
+            let mut values = Vec::with_capacity(n);
+            for b in batches {
+                values.extend((0..b.ids.len()).map(|r| b.values[r * width + f]));
+            }
+            columns.push(Arc::new(Float32Array::from(values)));
         }
         RecordBatch::try_new(schema.clone(), columns)
     }
