@@ -622,3 +622,43 @@ async fn an_unwritable_store_never_stops_the_fault_stream() {
     assert!(body.contains("\"joined\":1"), "{body}");
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_labels_is_read_to_the_last_one() {
+    // Labels faster than they are applied: the reader must keep polling its event loop (which
+    // sends the acknowledgements) while it waits for room; if it does not, the labels stall.
+    let broker = common::Mosquitto::start();
+    let port = broker.port;
+    let n = 50_000;
+    let cfg = config(
+        "flood",
+        None,
+        port,
+        &[("FAULTLINE_LABELS__TOPIC", "flood/labels".to_string())],
+    );
+    let model = Arc::new(Model::embedded().unwrap());
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let c = Client::connect(port, "flood-test", &[]).await;
+    for i in 0..n {
+        c.publish("flood/labels", format!(r#"{{"id": "W-{i}", "label": -1}}"#))
+            .await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = http_get(app.web_addr, "/api/quality").await;
+        let body: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
+        if body["labels"]["received"] == n {
+            // None of their rows was scored: every one waits.
+            assert_eq!(body["labels"]["pending"], n, "{body}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the labels stalled: {}",
+            body["labels"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.shutdown().await.unwrap();
+}

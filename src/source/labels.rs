@@ -247,7 +247,27 @@ async fn apply(
     metrics: Arc<Metrics>,
 ) -> Publisher {
     let mut acked = publisher.acked();
-    while let Some(m) = rx.recv().await {
+    // PUBACKs go through rumqttc's request queue, which only its event loop drains, and the event
+    // loop (the reader) waits for room in `rx` when labels come faster than they are applied. So
+    // acknowledging never waits: what does not fit now waits here, in order, and is retried.
+    let mut backlog: std::collections::VecDeque<(rumqttc::AsyncClient, rumqttc::Publish)> =
+        Default::default();
+    loop {
+        while let Some((client, p)) = backlog.front() {
+            if client.try_ack(p).is_err() {
+                break;
+            }
+            backlog.pop_front();
+        }
+        let m = if backlog.is_empty() {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                m = rx.recv() => m,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => continue,
+            }
+        };
+        let Some(m) = m else { break };
         match crate::labels::from_message(&m.payload) {
             Ok(label) => {
                 // Waits for room in the store's queue: labels are never dropped.
@@ -292,13 +312,26 @@ async fn apply(
         }
         match m.ack {
             LabelAck::Mqtt(client, p) => {
-                let _ = client.ack(&p).await;
+                if !backlog.is_empty() || client.try_ack(&p).is_err() {
+                    backlog.push_back((client, p));
+                }
             }
             #[cfg(feature = "kafka")]
             LabelAck::Kafka(consumer, topic, partition, offset) => {
                 use rdkafka::consumer::Consumer;
                 let _ = consumer.store_offset(&topic, partition, offset);
             }
+        }
+    }
+    // Readers gone (shutting down): hand over what is left while the event loop still runs.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while let Some((client, p)) = backlog.front() {
+        if client.try_ack(p).is_ok() {
+            backlog.pop_front();
+        } else if tokio::time::Instant::now() > deadline {
+            break;
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
     publisher
