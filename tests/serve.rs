@@ -600,12 +600,20 @@ async fn an_unwritable_store_never_stops_the_fault_stream() {
         error.contains("not-a-directory"),
         "/readyz names the problem: {body}"
     );
-    let metrics = http_get(app.web_addr, "/metrics").await;
-    assert!(metrics.contains("faultline_store_healthy 0"), "{metrics}");
-    assert!(
-        metrics.contains("faultline_store_rows_dropped_total{kind=\"scored\"} 50"),
-        "every scored row is counted as not stored"
-    );
+    // The writer tries (and fails) within its 250 ms linger: every scored row is counted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = http_get(app.web_addr, "/metrics").await;
+        assert!(metrics.contains("faultline_store_healthy 0"), "{metrics}");
+        if metrics.contains("faultline_store_rows_dropped_total{kind=\"scored\"} 50") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every scored row is counted as not stored:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Live quality still works from memory.
     let (status, body) = common::http(
         app.web_addr,

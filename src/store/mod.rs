@@ -82,12 +82,26 @@ pub struct StoreStatus {
 /// Least time between two log lines about rows not stored, in ms.
 const DROP_LOG_EVERY_MS: i64 = 60_000;
 
+/// How long the writer gathers records before writing them together...
+const WRITE_LINGER: std::time::Duration = std::time::Duration::from_millis(250);
+/// ...unless this many rows are waiting.
+const WRITE_ROWS: usize = 4096;
+
 /// Finished segments with the rows each holds, oldest first.
 type Segments = Vec<(SegmentFile, usize)>;
 
 enum Record {
     Scored(ScoredBatch),
     Labels(Vec<(Label, i64)>),
+}
+
+impl Record {
+    fn rows(&self) -> usize {
+        match self {
+            Record::Scored(b) => b.ids.len(),
+            Record::Labels(l) => l.len(),
+        }
+    }
 }
 
 /// The store: the ledger plus, with a directory, the writer thread.
@@ -403,16 +417,23 @@ impl Writer {
         self.retire(Kind::Scored);
         self.retire(Kind::Labels);
         while let Ok(first) = rx.recv() {
-            // Whatever else is queued goes out with it: consecutive labels as one batch.
+            // What arrives within WRITE_LINGER of the first record goes out with it (up to
+            // WRITE_ROWS rows): each Arrow message carries ~600 column headers, so writing every
+            // micro-batch alone costs more than the rows (the writer fell behind at 5k rows/s).
+            let deadline = std::time::Instant::now() + WRITE_LINGER;
+            let mut rows = first.rows();
             let mut records = vec![first];
-            while records.len() < 64 {
-                match rx.try_recv() {
-                    Ok(Record::Labels(more)) => match records.last_mut() {
-                        Some(Record::Labels(l)) => l.extend(more),
-                        _ => records.push(Record::Labels(more)),
-                    },
-                    Ok(r) => records.push(r),
+            while rows < WRITE_ROWS {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let next = match rx.recv_timeout(left) {
+                    Ok(r) => r,
                     Err(_) => break,
+                };
+                rows += next.rows();
+                match (next, records.last_mut()) {
+                    // Consecutive labels as one batch.
+                    (Record::Labels(more), Some(Record::Labels(l))) => l.extend(more),
+                    (r, _) => records.push(r),
                 }
             }
             // And consecutive scored batches as one Arrow batch.

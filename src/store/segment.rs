@@ -6,8 +6,10 @@
 //! `labels-NNNNNNNN.arrows` hold every label accepted: `id`, `label` (+1 faulty, -1 good), `at` (as
 //! sent), `received_at`.
 //!
-//! A segment is flushed after each batch, so a killed daemon leaves a stream that ends early;
-//! readers stop at the last whole batch. pyarrow reads them with `pyarrow.ipc.open_stream`, polars
+//! The writer gathers what is scored within 250 ms (or 4,096 rows) into one batch and hands it
+//! to the operating system at once, so a killed daemon loses at most that from the store (its
+//! verdicts were published) and leaves a stream that ends early; readers stop at the last whole
+//! batch. pyarrow reads them with `pyarrow.ipc.open_stream`, polars
 //! with `read_ipc_stream`, pandas through pyarrow.
 
 use arrow_array::{
