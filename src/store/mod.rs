@@ -430,24 +430,22 @@ impl Writer {
                     Err(_) => break,
                 };
                 rows += next.rows();
-                match (next, records.last_mut()) {
-                    // Consecutive labels as one batch.
-                    (Record::Labels(more), Some(Record::Labels(l))) => l.extend(more),
-                    (r, _) => records.push(r),
-                }
+                records.push(next);
             }
-            // And consecutive scored batches as one Arrow batch.
+            // Scored rows and labels go to files of their own: each kind as one Arrow batch, in
+            // the order it arrived.
             let mut scored: Vec<ScoredBatch> = vec![];
+            let mut labels: Vec<(Label, i64)> = vec![];
             for record in records {
                 match record {
                     Record::Scored(b) => scored.push(b),
-                    labels => {
-                        self.write_scored(std::mem::take(&mut scored));
-                        self.write(labels);
-                    }
+                    Record::Labels(l) => labels.extend(l),
                 }
             }
             self.write_scored(scored);
+            if !labels.is_empty() {
+                self.write(Record::Labels(labels));
+            }
         }
         for kind in [Kind::Scored, Kind::Labels] {
             if let Some(w) = self.slot(kind).take() {
