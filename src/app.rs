@@ -254,15 +254,11 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
             metrics.clone(),
             live.clone(),
         );
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
         let interval = config.drift_interval;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
+            let mut tick = Ticker::new(interval, stop);
+            while tick.next().await {
                 let (window, model) = (window.clone(), live.current());
                 let computed = tokio::task::spawn_blocking(move || {
                     let snapshot = window.lock().map(|w| w.clone()).ok()?;
@@ -368,21 +364,39 @@ fn start_labels(
     ))
 }
 
+/// The beat of a periodic background task: ticks every `every` until the daemon stops.
+struct Ticker {
+    interval: tokio::time::Interval,
+    stop: watch::Receiver<bool>,
+}
+
+impl Ticker {
+    fn new(every: Duration, stop: watch::Receiver<bool>) -> Ticker {
+        let mut interval = tokio::time::interval(every);
+        // A slow round delays the next instead of bunching them up.
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticker { interval, stop }
+    }
+
+    /// Waits for the next tick; false once the daemon is stopping.
+    async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.interval.tick() => true,
+            _ = self.stop.wait_for(|s| *s) => false,
+        }
+    }
+}
+
 /// Expires labels that waited too long and recomputes the quality gauges of both models.
 async fn refresh_quality(
     store: Arc<Store>,
     live: LiveModel,
     metrics: Arc<Metrics>,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+    let mut tick = Ticker::new(every, stop);
+    while tick.next().await {
         store.expire();
         let (serving, shadow) = live.both();
         let ledger = store.ledger();
@@ -400,15 +414,10 @@ async fn refresh_quality(
 }
 
 /// Reloads the model when the files in its directory change (size or modification time).
-async fn watch_model_files(live: LiveModel, every: Duration, mut stop: watch::Receiver<bool>) {
+async fn watch_model_files(live: LiveModel, every: Duration, stop: watch::Receiver<bool>) {
     let mut seen = live.fingerprint();
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+    let mut tick = Ticker::new(every, stop);
+    while tick.next().await {
         let now = live.fingerprint();
         if now == seen {
             continue;

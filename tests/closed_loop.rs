@@ -37,18 +37,7 @@ fn python(test: &str) -> Option<PathBuf> {
 
 /// The real wafers in production order: (id, JSON row message, label +1/-1).
 fn wafers(dir: &Path, model: &faultline::model::Model) -> Vec<(String, String, i8)> {
-    let schema = faultline::row::Schema::new(model.features());
-    let rows = faultline::row::csv::CsvRows::new(
-        std::fs::File::open(dir.join("wafer/wafer_train.csv")).unwrap(),
-        &schema,
-        faultline::row::csv::CsvOptions {
-            allow_extra_columns: true,
-            batch_rows: 4096,
-        },
-    )
-    .unwrap()
-    .read_all()
-    .unwrap();
+    let rows = common::read_wafers(&dir.join("wafer/wafer_train.csv"), model);
     (0..rows.len())
         .map(|i| {
             let id = rows.ids[i].clone();
@@ -284,17 +273,7 @@ async fn late_labels_give_live_quality_that_matches_scikit_learn_across_a_restar
         "{}",
         String::from_utf8_lossy(&export.stderr)
     );
-    let exported = faultline::row::csv::CsvRows::new(
-        std::fs::File::open(&fresh).unwrap(),
-        &faultline::row::Schema::new(model.features()),
-        faultline::row::csv::CsvOptions {
-            allow_extra_columns: true,
-            batch_rows: 4096,
-        },
-    )
-    .unwrap()
-    .read_all()
-    .unwrap();
+    let exported = common::read_wafers(&fresh, &model);
     assert_eq!(exported.len(), n, "every labelled wafer once");
     let by_id: std::collections::HashMap<&str, usize> = exported
         .ids
@@ -302,17 +281,7 @@ async fn late_labels_give_live_quality_that_matches_scikit_learn_across_a_restar
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    let original = faultline::row::csv::CsvRows::new(
-        std::fs::File::open(data.join("wafer/wafer_train.csv")).unwrap(),
-        &faultline::row::Schema::new(model.features()),
-        faultline::row::csv::CsvOptions {
-            allow_extra_columns: true,
-            batch_rows: 4096,
-        },
-    )
-    .unwrap()
-    .read_all()
-    .unwrap();
+    let original = common::read_wafers(&data.join("wafer/wafer_train.csv"), &model);
     for i in 0..original.len() {
         let j = by_id[original.ids[i].as_str()];
         assert_eq!(

@@ -272,13 +272,14 @@ impl Store {
 
     /// Drops labels that waited too long for their row; call now and then.
     pub fn expire(&self) {
-        let expired = lock(&self.ledger).expire(now_ms());
+        let (expired, pending) = {
+            let mut ledger = lock(&self.ledger);
+            (ledger.expire(now_ms()), ledger.counts().pending)
+        };
         if expired > 0 {
             self.metrics.labels_expired.inc_by(expired as u64);
         }
-        self.metrics
-            .labels_pending
-            .set(lock(&self.ledger).counts().pending as i64);
+        self.metrics.labels_pending.set(pending as i64);
     }
 
     /// The join, for quality and counts.

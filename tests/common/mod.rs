@@ -412,6 +412,24 @@ impl Drop for Daemon {
     }
 }
 
+/// Every row of a wafer CSV in `model`'s feature order (other columns, such as `Time`, ignored).
+pub fn read_wafers(
+    path: &std::path::Path,
+    model: &faultline::model::Model,
+) -> faultline::row::RowBatch {
+    faultline::row::csv::CsvRows::new(
+        std::fs::File::open(path).unwrap(),
+        &faultline::row::Schema::new(model.features()),
+        faultline::row::csv::CsvOptions {
+            allow_extra_columns: true,
+            batch_rows: 4096,
+        },
+    )
+    .unwrap()
+    .read_all()
+    .unwrap()
+}
+
 /// Rows for the crash tests: real wafers replayed with unique ids (`<id>#<i>`) where the data is,
 /// else synthetic ones. Returns (id, JSON message) pairs and where they came from.
 pub fn crash_rows(
@@ -420,21 +438,10 @@ pub fn crash_rows(
     test: &str,
 ) -> (Vec<(String, String)>, &'static str) {
     let (base, origin) = match data_dir(test) {
-        Some(dir) => {
-            let schema = faultline::row::Schema::new(model.features());
-            let rows = faultline::row::csv::CsvRows::new(
-                std::fs::File::open(dir.join("wafer/wafer_train.csv")).unwrap(),
-                &schema,
-                faultline::row::csv::CsvOptions {
-                    allow_extra_columns: true,
-                    batch_rows: 4096,
-                },
-            )
-            .unwrap()
-            .read_all()
-            .unwrap();
-            (rows, "real wafers")
-        }
+        Some(dir) => (
+            read_wafers(&dir.join("wafer/wafer_train.csv"), model),
+            "real wafers",
+        ),
         None => (
             faultline::model::synthetic::rows(model.card(), 2000, 5),
             "synthetic wafers",
