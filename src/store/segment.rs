@@ -269,16 +269,27 @@ impl SegmentWriter {
     }
 
     /// Ends the stream and syncs the file to disk.
-    pub fn finish(mut self) -> Result<(), String> {
+    pub fn finish(self) -> Result<(), String> {
+        let path = self.file.path.display().to_string();
+        self.close()?
+            .sync_all()
+            .map_err(|e| format!("cannot sync {path}: {e}"))
+    }
+
+    /// Ends the stream and hands it to the operating system; returns the file, for syncing
+    /// it to disk apart (a full segment takes a second or more to sync).
+    pub fn close(mut self) -> Result<File, String> {
         let path = self.file.path.display().to_string();
         self.writer
             .finish()
             .map_err(|e| format!("cannot finish {path}: {e}"))?;
-        self.writer
-            .get_mut()
-            .get_ref()
-            .sync_all()
-            .map_err(|e| format!("cannot sync {path}: {e}"))
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| format!("cannot finish {path}: {e}"))?
+            .into_inner()
+            .map_err(|e| format!("cannot finish {path}: {}", e.error()))?;
+        Ok(file)
     }
 }
 
