@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Without `--bootstrap` the cluster is librdkafka's in-process MockCluster (in this process, not
-//! the daemon's); with it, any Kafka-protocol broker (tansu: `target/tools/bin/tansu broker ...`).
+//! the daemon's); with it, any Kafka-protocol broker (tansu: `target/tools/tansu-0.6.0-dynostore-libsql/bin/tansu broker ...`).
 //! Rows are real wafers with `--input`, else synthetic; every id is unique. `--compact` sends the
 //! `{"id", "values": [...]}` form instead of one key per sensor. Prints rows/s (first publish to
 //! last verdict), p50/p99/max publish → verdict latency, and the daemon's peak RSS and CPU time.

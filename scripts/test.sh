@@ -73,13 +73,16 @@ fi
 
 # A real Kafka-protocol broker for the Kafka tests: tansu, built once into target/tools (about 11
 # minutes on 2 cores the first time; reused after). FAULTLINE_SKIP_TANSU=1 skips it (the Kafka
-# tests then run on librdkafka's in-process MockCluster only, and the TLS one says it skipped).
-tansu=$root/target/tools/bin/tansu
+# tests then run on librdkafka's in-process MockCluster only, and the TLS and SASL ones say they
+# skipped). Features: dynostore for in-memory topics, libsql for the SQLite storage that keeps the
+# SCRAM users of the SASL test (in-memory storage keeps none).
+tansu_root=$root/target/tools/tansu-0.6.0-dynostore-libsql
+tansu=$tansu_root/bin/tansu
 if [[ "${FAULTLINE_SKIP_TANSU:-0}" != 1 ]]; then
   if [[ ! -x $tansu ]]; then
-    echo "== installing tansu 0.6.0 into target/tools (first run only)"
-    cargo install --quiet --root "$root/target/tools" --target-dir "$root/target/tansu-build" \
-      tansu --version 0.6.0 --locked --features dynostore
+    echo "== installing tansu 0.6.0 into $tansu_root (first run only)"
+    cargo install --quiet --root "$tansu_root" --target-dir "$root/target/tansu-build" \
+      tansu --version 0.6.0 --locked --features dynostore,libsql
   fi
   export TANSU_BIN=$tansu FAULTLINE_REQUIRE_TANSU=1
   # The Kafka TLS test puts a TLS terminator (socat, with OpenSSL) in front of tansu.

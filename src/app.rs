@@ -178,8 +178,8 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
     let (source, publisher) = connect(config, options, incoming_tx)?;
     let acked = publisher.acked();
     let failure = publisher.failure();
-    let sink_connected = publisher.connected();
-    let source_connected = source.connected();
+    let sink_link = publisher.link();
+    let source_link = source.link();
     let acker_client = source.acker();
 
     let batcher = tokio::spawn(crate::batch::run(
@@ -290,8 +290,8 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         .map(|every| tokio::spawn(watch_model_files(live.clone(), every, stop_rx.clone())));
     let mut state = WebState::new(model, metrics.clone(), config.web_limits.clone());
     state.model = live.clone();
-    state.source_connected = source_connected;
-    state.sink_connected = sink_connected;
+    state.source = source_link;
+    state.sink = sink_link;
     state.drift = drift_report;
     state.allow_extra_columns = config.allow_extra_columns;
     state.store = Some(store.clone());

@@ -148,6 +148,15 @@ pub struct MqttSection {
     pub client_cert_file: String,
     /// PEM private key of the client certificate.
     pub client_key_file: String,
+    /// User name for brokers that require one; empty: none.
+    #[serde(default)]
+    pub username: String,
+    /// Password of `username` (prefer `password_file`).
+    #[serde(default)]
+    pub password: String,
+    /// File holding the password (its whole content, trailing newline dropped).
+    #[serde(default)]
+    pub password_file: String,
 }
 
 /// `[broker]`
@@ -285,6 +294,30 @@ impl std::fmt::Debug for KafkaSettings {
     }
 }
 
+/// `[source.mqtt]` user name and password (from `password` or `password_file`).
+fn mqtt_credentials(m: &MqttSection) -> Result<Option<(String, String)>, String> {
+    let user = m.username.trim();
+    let password = match (m.password.as_str(), m.password_file.trim()) {
+        ("", "") => String::new(),
+        (p, "") => p.to_string(),
+        ("", file) => read_secret("source.mqtt.password_file", file)?,
+        _ => {
+            return Err(
+                "source.mqtt.password and password_file are both set; keep one (the file keeps the password out of the configuration)"
+                    .into(),
+            )
+        }
+    };
+    match (user, password.is_empty()) {
+        ("", true) => Ok(None),
+        ("", false) => Err(
+            "source.mqtt has a password but no username; MQTT sends a password only with a user name"
+                .into(),
+        ),
+        (user, _) => Ok(Some((user.to_string(), password))),
+    }
+}
+
 /// Reads a secret from `path`: the whole file, without the trailing newline.
 fn read_secret(setting: &str, path: &str) -> Result<String, String> {
     let text = std::fs::read_to_string(path.trim())
@@ -378,7 +411,7 @@ pub fn kafka_topic_problem(topic: &str) -> Option<&'static str> {
 }
 
 /// An MQTT connection's settings, checked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MqttSettings {
     /// Broker host.
     pub host: String,
@@ -396,6 +429,30 @@ pub struct MqttSettings {
     pub keep_alive: Duration,
     /// TLS, for `mqtts://` URLs.
     pub tls: Option<MqttTls>,
+    /// User name and password sent in CONNECT (the password is never printed).
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for MqttSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("topic", &self.topic)
+            .field("client_id", &self.client_id)
+            .field("qos", &self.qos)
+            .field("shared_group", &self.shared_group)
+            .field("keep_alive", &self.keep_alive)
+            .field("tls", &self.tls)
+            .field(
+                "credentials",
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(user, _)| (user, "<redacted>")),
+            )
+            .finish()
+    }
 }
 
 /// TLS settings of an `mqtts://` connection (files are read when faultline starts).
@@ -631,6 +688,7 @@ impl RawConfig {
                 m.url.trim()
             ));
         }
+        let credentials = mqtt_credentials(m).map_err(ConfigError::Invalid)?;
         let tls = tls.then(|| MqttTls {
             ca_file: file(&m.ca_file),
             client_cert,
@@ -846,6 +904,7 @@ impl RawConfig {
                 shared_group: (!group.is_empty()).then(|| group.to_string()),
                 keep_alive: Duration::from_secs(m.keep_alive_s),
                 tls,
+                credentials,
             },
             kafka,
             broker_listen,
@@ -1214,5 +1273,64 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("both set"), "{e}");
+    }
+
+    #[test]
+    fn an_mqtt_login_comes_from_settings_or_a_file_and_is_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "mqtt-pass\n").unwrap();
+        let check = |pairs: &[(&str, &str)]| {
+            RawConfig::load_with_env(None, env(pairs))
+                .unwrap()
+                .validate()
+                .map(|c| c.mqtt)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(check(&[]).unwrap().credentials, None);
+        let m = check(&[
+            ("FAULTLINE_SOURCE__MQTT__USERNAME", "plant"),
+            (
+                "FAULTLINE_SOURCE__MQTT__PASSWORD_FILE",
+                file.to_str().unwrap(),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            m.credentials,
+            Some(("plant".to_string(), "mqtt-pass".to_string()))
+        );
+        let printed = format!("{m:?}");
+        assert!(
+            printed.contains("plant") && !printed.contains("mqtt-pass"),
+            "{printed}"
+        );
+        let m = check(&[
+            ("FAULTLINE_SOURCE__MQTT__USERNAME", "plant"),
+            ("FAULTLINE_SOURCE__MQTT__PASSWORD", "inline"),
+        ])
+        .unwrap();
+        assert_eq!(m.credentials.unwrap().1, "inline");
+        let e = check(&[("FAULTLINE_SOURCE__MQTT__PASSWORD", "inline")]).unwrap_err();
+        assert!(e.contains("no username"), "{e}");
+        let e = check(&[
+            ("FAULTLINE_SOURCE__MQTT__USERNAME", "plant"),
+            ("FAULTLINE_SOURCE__MQTT__PASSWORD", "inline"),
+            (
+                "FAULTLINE_SOURCE__MQTT__PASSWORD_FILE",
+                file.to_str().unwrap(),
+            ),
+        ])
+        .unwrap_err();
+        assert!(e.contains("both set"), "{e}");
+        let e = check(&[
+            ("FAULTLINE_SOURCE__MQTT__USERNAME", "plant"),
+            ("FAULTLINE_SOURCE__MQTT__PASSWORD_FILE", "/nonexistent/pw"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("source.mqtt.password_file") && e.contains("/nonexistent/pw"),
+            "{e}"
+        );
     }
 }

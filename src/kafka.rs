@@ -2,6 +2,7 @@
 //! context (logs into tracing, connection state for `/readyz`, consumer lag for `/metrics`).
 
 use crate::config::KafkaSettings;
+use crate::link::Link;
 use crate::metrics::Metrics;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -64,8 +65,9 @@ pub fn producer_properties(settings: &KafkaSettings) -> Vec<(String, String)> {
 pub struct Context {
     /// "consumer" or "producer", for logs.
     role: &'static str,
-    /// Whether some broker of the cluster is up (from statistics and error callbacks).
-    connected: Arc<AtomicBool>,
+    /// Whether some broker of the cluster is up (from statistics), and why the cluster refuses
+    /// this client when it does (authentication, TLS; from error callbacks).
+    link: Link,
     /// Where the consumer lag goes; `None` for producers.
     metrics: Option<Arc<Metrics>>,
     /// Whether the last offset commit failed: a failing commit is logged once, not per partition
@@ -78,20 +80,25 @@ impl Context {
     pub fn new(role: &'static str, metrics: Option<Arc<Metrics>>) -> Context {
         Context {
             role,
-            connected: Arc::new(AtomicBool::new(false)),
+            link: Link::default(),
             metrics,
             commit_failing: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Whether the client reaches the cluster.
-    pub fn connected(&self) -> Arc<AtomicBool> {
-        self.connected.clone()
+    /// Whether the client reaches the cluster, and why not when it is refused.
+    pub fn link(&self) -> Link {
+        self.link.clone()
     }
 
     /// Records a connection state, logging only changes.
     fn set_connected(&self, up: bool, detail: &str) {
-        let was = self.connected.swap(up, Ordering::Relaxed);
+        let was = if up || self.link.refused().is_none() {
+            self.link.set_up(up)
+        } else {
+            // Down because refused: the refusal stays on record (and was logged).
+            false
+        };
         if up && !was {
             info!(client = self.role, "Connected to the Kafka cluster.");
         } else if !up && was {
@@ -104,6 +111,20 @@ impl Context {
             m.source_connected
                 .with_label_values(&[crate::metrics::SOURCE_KAFKA])
                 .set(up as i64);
+        }
+    }
+
+    /// Records that the cluster refuses this client, logging it when it is news.
+    fn refused(&self, reason: String) {
+        if self.link.refuse(reason.clone()) {
+            error!(client = self.role, %reason, "The Kafka cluster refuses this client; librdkafka retries with backoff. Check the security.protocol / sasl.* / ssl.* properties.");
+        } else {
+            debug!(client = self.role, %reason, "The Kafka cluster still refuses this client.");
+        }
+        if let (Some(m), "consumer") = (&self.metrics, self.role) {
+            m.source_connected
+                .with_label_values(&[crate::metrics::SOURCE_KAFKA])
+                .set(0);
         }
     }
 }
@@ -136,11 +157,18 @@ impl ClientContext for Context {
             Some(Code::AllBrokersDown)
             | Some(Code::BrokerTransportFailure)
             | Some(Code::Resolve) => debug!(client = self.role, "librdkafka: {error}: {reason}"),
+            // The cluster refuses this client: librdkafka retries with backoff, so the refusal
+            // is logged once (until a connection succeeds) and shown on /readyz.
+            Some(Code::Authentication | Code::SaslAuthenticationFailed) => {
+                self.refused(format!("Kafka authentication failed: {reason}"))
+            }
+            Some(Code::SSL) => self.refused(format!("Kafka TLS failed: {reason}")),
             _ => warn!(client = self.role, "librdkafka: {error}: {reason}"),
         }
     }
 
     fn stats(&self, statistics: Statistics) {
+        // A refused client still shows its brokers' states; any of them UP means it got in.
         let up = statistics
             .brokers
             .values()

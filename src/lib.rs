@@ -22,6 +22,7 @@
 //! | verdicts → bus | `sink/mod.rs`, `sink/mqtt.rs`, `sink/kafka.rs` | message formats; publishers counting the broker's acknowledgements in order |
 //! | MQTT TLS | `tls.rs` | rustls client configuration from PEM files |
 //! | Kafka clients | `kafka.rs` | client properties, librdkafka logs, connection state, consumer lag |
+//! | connection state | `link.rs` | up or down, and why a broker refuses a client, for `/readyz` |
 //! | HTTP | `web/mod.rs` | health, readiness, model card, `/metrics` |
 //! | metrics | `metrics.rs` | every metric name and help text |
 //! | drift | `drift.rs` | recent rows vs the card's training distribution |
@@ -42,6 +43,7 @@ pub mod drift;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod labels;
+pub mod link;
 pub mod metrics;
 pub mod model;
 pub mod quality;

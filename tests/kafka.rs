@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{http_get, rows, wait_ready};
+use common::{http_get, metric, rows, wait_ready};
 use faultline::app;
 use faultline::config::{Config, RawConfig};
 use faultline::model::Model;
@@ -669,15 +669,6 @@ async fn collect_keys(
     }
 }
 
-/// The value of the first `/metrics` line starting with `prefix`.
-async fn metric(addr: std::net::SocketAddr, prefix: &str) -> f64 {
-    let m = http_get(addr, "/metrics").await;
-    m.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in:\n{m}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_verdicts_cannot_be_written_reading_stops_and_nothing_is_committed() {
     if std::env::var("KAFKA_BOOTSTRAP").is_ok_and(|b| !b.is_empty()) {
@@ -868,12 +859,7 @@ async fn a_broker_outage_mid_stream_loses_nothing_readiness_follows_and_logs_sta
 async fn kafka_over_tls_checks_the_brokers_certificate() {
     // tansu 0.6.0 cannot serve TLS itself (its --cert and --key exclude each other), so a real
     // TLS terminator (socat with OpenSSL) fronts a tansu that advertises the TLS port.
-    let Some(tansu) = std::env::var_os("TANSU_BIN").filter(|b| !b.is_empty()) else {
-        assert!(
-            std::env::var("FAULTLINE_REQUIRE_TANSU").as_deref() != Ok("1"),
-            "FAULTLINE_REQUIRE_TANSU=1 but TANSU_BIN is not set"
-        );
-        eprintln!("SKIPPED: set TANSU_BIN to a tansu binary (scripts/test.sh does) to test Kafka over TLS");
+    let Some(tansu) = tansu_bin("Kafka over TLS") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -881,20 +867,23 @@ async fn kafka_over_tls_checks_the_brokers_certificate() {
     common::issue(d, "ca", &[("server", "serverAuth")]);
     common::issue(d, "other-ca", &[]);
     let (plain, tls) = (common::free_port(), common::free_port());
-    let mut broker = std::process::Command::new(tansu)
-        .args([
-            "broker",
-            "--listener-url",
-            &format!("tcp://127.0.0.1:{plain}"),
-            "--advertised-listener-url",
-            &format!("tcp://localhost:{tls}"),
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut terminator = std::process::Command::new("socat")
+    let _broker = common::Helper(
+        std::process::Command::new(tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{plain}"),
+                "--advertised-listener-url",
+                &format!("tcp://localhost:{tls}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _terminator = common::Helper(
+        std::process::Command::new("socat")
         .args([
             &format!(
                 "OPENSSL-LISTEN:{tls},bind=127.0.0.1,reuseaddr,fork,cert={0}/server.pem,key={0}/server.key,verify=0",
@@ -905,17 +894,10 @@ async fn kafka_over_tls_checks_the_brokers_certificate() {
         // It reports each refused handshake (the untrusted-CA case) on stderr.
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("socat runs (apt-get install socat)");
-    for port in [plain, tls] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "port {port} never opened"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+        .expect("socat runs (apt-get install socat)"),
+    );
+    wait_port(plain);
+    wait_port(tls);
     let ca = d.join("ca.pem").display().to_string();
     let client = |ca: &str| {
         let mut c = ClientConfig::new();
@@ -955,12 +937,16 @@ async fn kafka_over_tls_checks_the_brokers_certificate() {
     };
     let model = Arc::new(Model::embedded().unwrap());
 
-    // A broker certificate from a CA faultline was not told to trust: never ready.
+    // A broker certificate from a CA faultline was not told to trust: never ready, and
+    // /readyz says why.
     let other = d.join("other-ca.pem").display().to_string();
     let app = app::start(&config(&other), model.clone()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let r = http_get(app.web_addr, "/readyz").await;
-    assert!(r.contains("503"), "{r}");
+    assert!(
+        r.contains("503") && r.contains("cannot connect: Kafka TLS failed"),
+        "{r}"
+    );
     app.shutdown().await.unwrap();
 
     // The right CA: rows in and verdicts out over TLS.
@@ -993,7 +979,195 @@ async fn kafka_over_tls_checks_the_brokers_certificate() {
         .unwrap();
     assert_eq!(m.key(), Some(&b"Known-Faulty"[..]));
     app.shutdown().await.unwrap();
-    let _ = terminator.kill();
-    let _ = broker.kill();
-    let _ = (terminator.wait(), broker.wait());
+}
+
+/// The tansu binary scripts/test.sh built (`TANSU_BIN`), or `None` after saying that the test
+/// of `what` is skipped (an error where `FAULTLINE_REQUIRE_TANSU=1`, as in CI).
+fn tansu_bin(what: &str) -> Option<std::ffi::OsString> {
+    let bin = std::env::var_os("TANSU_BIN").filter(|b| !b.is_empty());
+    if bin.is_none() {
+        assert!(
+            std::env::var("FAULTLINE_REQUIRE_TANSU").as_deref() != Ok("1"),
+            "FAULTLINE_REQUIRE_TANSU=1 but TANSU_BIN is not set"
+        );
+        eprintln!(
+            "SKIPPED: set TANSU_BIN to a tansu binary (scripts/test.sh builds one) to test {what}"
+        );
+    }
+    bin
+}
+
+/// Waits until something listens on 127.0.0.1:`port`.
+fn wait_port(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "port {port} never opened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz() {
+    // MockCluster does not authenticate; tansu checks SCRAM logins against the users in its
+    // storage (SQLite here). Its PLAIN accepts any password, so PLAIN cannot be tested on it.
+    let Some(tansu) = tansu_bin("Kafka with SASL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let broker = |authentication: bool| {
+        let mut c = std::process::Command::new(&tansu);
+        c.current_dir(dir.path())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(std::process::Stdio::null());
+        if authentication {
+            c.arg("--authentication");
+        }
+        let child = common::Helper(c.spawn().unwrap());
+        wait_port(port);
+        child
+    };
+    // Users are created through the broker (AlterUserScramCredentials) before it requires
+    // logins, then it restarts on the same storage requiring them.
+    let open = broker(false);
+    for (user, password, mechanism) in [
+        ("faultline", "s3cret-512", "scram512"),
+        ("operator", "s3cret-256", "scram256"),
+    ] {
+        let status = std::process::Command::new(&tansu)
+            .args(["user", "create", "--broker", &url, user, password])
+            .args(["--mechanism", mechanism])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "tansu user create {user}");
+    }
+    drop(open);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _secured = broker(true);
+
+    // The test's own clients log in as "operator" with SCRAM-SHA-256.
+    let operator = || {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", format!("127.0.0.1:{port}"))
+            .set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanism", "SCRAM-SHA-256")
+            .set("sasl.username", "operator")
+            .set("sasl.password", "s3cret-256");
+        c
+    };
+    let t = topics("sasl");
+    let admin: AdminClient<DefaultClientContext> = operator().create().unwrap();
+    for (name, partitions) in [(&t.rows, 2), (&t.faults, 1), (&t.scores, 1), (&t.dead, 1)] {
+        let created = admin
+            .create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .unwrap();
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+    }
+    let password_file = dir.path().join("kafka-password");
+    std::fs::write(&password_file, "s3cret-512\n").unwrap();
+    let config = |password: (&str, String)| {
+        let env = daemon_env(
+            &format!("127.0.0.1:{port}"),
+            &t,
+            &[
+                (
+                    "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SECURITY_PROTOCOL",
+                    "SASL_PLAINTEXT",
+                ),
+                (
+                    "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SASL_MECHANISM",
+                    "SCRAM-SHA-512",
+                ),
+                (
+                    "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SASL_USERNAME",
+                    "faultline",
+                ),
+                (password.0, password.1.as_str()),
+                ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
+            ],
+        );
+        RawConfig::load_with_env(None, env)
+            .unwrap()
+            .validate()
+            .unwrap()
+    };
+    let model = Arc::new(Model::embedded().unwrap());
+
+    // A wrong password: never ready, and /readyz says the login failed (not just "down").
+    let app = app::start(
+        &config((
+            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SASL_PASSWORD",
+            "not-the-password".into(),
+        )),
+        model.clone(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = http_get(app.web_addr, "/readyz").await;
+    app.shutdown().await.unwrap();
+    assert!(r.contains("503"), "{r}");
+    assert!(
+        r.contains("the source cannot connect: Kafka authentication failed")
+            && r.contains("the publisher cannot connect: Kafka authentication failed"),
+        "{r}"
+    );
+    assert!(!r.contains("not-the-password"), "{r}");
+
+    // The right password, from a file: rows in, verdicts out, offsets committed.
+    let app = app::start(
+        &config((
+            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SASL_PASSWORD_FILE",
+            password_file.display().to_string(),
+        )),
+        model.clone(),
+    )
+    .await
+    .unwrap();
+    wait_ready(app.web_addr).await;
+    let producer: FutureProducer = operator().set("linger.ms", "1").create().unwrap();
+    let (_, faulty, _) = rows(&model, 0);
+    producer
+        .send(
+            FutureRecord::to(&t.rows)
+                .key("Known-Faulty")
+                .payload(&faulty),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let reader: StreamConsumer = operator()
+        .set("group.id", "sasl-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&t.faults, 0, Offset::Beginning)
+        .unwrap();
+    reader.assign(&tpl).unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(30), reader.recv())
+        .await
+        .expect("a fault through a SASL/SCRAM broker")
+        .unwrap();
+    assert_eq!(m.key(), Some(&b"Known-Faulty"[..]));
+    app.shutdown().await.unwrap();
 }

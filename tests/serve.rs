@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{http_get, rows, wait_ready, Client};
+use common::{http_get, metric, rows, wait_ready, Client};
 use faultline::app;
 use faultline::config::{Config, RawConfig};
 use faultline::model::{synthetic, Model};
@@ -468,6 +468,145 @@ async fn a_kill_9_mid_stream_loses_no_row_on_mosquitto() {
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
+/// A TCP relay in front of a broker on `broker`. While `hold` is true it stops passing the
+/// broker's packets to the publisher's connection (the client id ending in `-out`) after its
+/// CONNACK: its publishes reach the broker, but no PUBACK comes back, as with a broker that
+/// cannot confirm the writes. Every other connection passes untouched.
+async fn relay(broker: u16, hold: tokio::sync::watch::Receiver<bool>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let mut hold = hold.clone();
+            tokio::spawn(async move {
+                let Ok(upstream) = tokio::net::TcpStream::connect(("127.0.0.1", broker)).await
+                else {
+                    return;
+                };
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut broker_rx, mut broker_tx) = upstream.into_split();
+                let mut buf = vec![0u8; 64 * 1024];
+                // The first packet is CONNECT, with the client id in it.
+                let Ok(n) = client_rx.read(&mut buf).await else {
+                    return;
+                };
+                let publisher = buf[..n].windows(4).any(|w| w == b"-out");
+                if n == 0 || broker_tx.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_rx, &mut broker_tx).await;
+                });
+                // CONNACK is the broker's first 4 bytes; what follows may be held.
+                let mut passed = 0usize;
+                loop {
+                    let Ok(n) = broker_rx.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    let mut from = 0;
+                    if publisher && passed < 4 {
+                        from = n.min(4 - passed);
+                        passed += from;
+                        if client_tx.write_all(&buf[..from]).await.is_err() {
+                            return;
+                        }
+                    }
+                    if publisher {
+                        while *hold.borrow_and_update() {
+                            if hold.changed().await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    if client_tx.write_all(&buf[from..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_verdicts_are_not_confirmed_reading_stops_and_no_row_is_acknowledged() {
+    let broker = common::Mosquitto::start();
+    let (hold_tx, hold) = tokio::sync::watch::channel(true);
+    let via = relay(broker.port, hold).await;
+    let model = Model::embedded().unwrap();
+    let n = 2000;
+    let (rows, _) = common::crash_rows(&model, n, "stuck output on MQTT");
+    let env = |port: u16| -> Vec<(String, String)> {
+        [
+            ("FAULTLINE_SOURCE__KIND", "mqtt".to_string()),
+            (
+                "FAULTLINE_SOURCE__MQTT__URL",
+                format!("mqtt://127.0.0.1:{port}"),
+            ),
+            ("FAULTLINE_SOURCE__MQTT__TOPIC", "stuck/rows".into()),
+            (
+                "FAULTLINE_SOURCE__MQTT__CLIENT_ID",
+                "faultline-stuck".into(),
+            ),
+            ("FAULTLINE_SINK__SCORES_TOPIC", "stuck/scores".into()),
+            ("FAULTLINE_SINK__FAULTS_TOPIC", "stuck/faults".into()),
+            ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", "stuck/dead".into()),
+            ("FAULTLINE_BATCH__QUEUE_ROWS", "300".into()),
+            ("FAULTLINE_BATCH__MAX_ROWS", "50".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .to_vec()
+    };
+    let daemon = common::Daemon::start(&env(via)).await;
+    let mut c = Client::connect(broker.port, "stuck-test", &["stuck/scores".into()]).await;
+    for (_, row) in &rows {
+        c.publish("stuck/rows", row.clone()).await;
+    }
+
+    // No PUBACK for the verdicts: it reads until the in-flight bound is full, then stops, and
+    // the bound holds.
+    let received = "faultline_rows_received_total{source=\"mqtt\"} ";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while metric(daemon.web, received).await < 300.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = metric(daemon.web, received).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(first <= 301.0, "{first}");
+    assert_eq!(metric(daemon.web, received).await, first);
+    assert_eq!(metric(daemon.web, "faultline_queue_rows ").await, 300.0);
+
+    // A crash now. No row was acknowledged, so the broker hands every one to the next
+    // instance: it receives all n, the ones the first held included.
+    daemon.kill9();
+    hold_tx.send_replace(false);
+    let daemon = common::Daemon::start(&env(broker.port)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while metric(daemon.web, received).await < n as f64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restarted daemon got {} of {n} rows:\n{}",
+            metric(daemon.web, received).await,
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut seen = HashSet::new();
+    count_scores(&mut c, &mut seen, 120, |_, seen| seen.len() == n).await;
+    assert_eq!(metric(daemon.web, received).await, n as f64);
+    eprintln!("stuck output (MQTT): reading stopped at {first} rows in flight with no verdict confirmed; after a kill -9 the next instance received all {n} rows and scored every one");
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtts_with_a_private_ca_and_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -492,13 +631,15 @@ async fn mqtts_with_a_private_ca_and_a_client_certificate() {
         ),
     )
     .unwrap();
-    let mut broker = std::process::Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let _broker = common::Helper(
+        std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", tls)).is_err() {
         assert!(
@@ -550,7 +691,10 @@ async fn mqtts_with_a_private_ca_and_a_client_certificate() {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let r = http_get(app.web_addr, "/readyz").await;
-    assert!(r.contains("503") && r.contains("not connected"), "{r}");
+    assert!(
+        r.contains("503") && r.contains("the source cannot connect: TLS: "),
+        "{r}"
+    );
     app.shutdown().await.unwrap();
 
     // Unusable files are refused at start, naming the setting.
@@ -561,8 +705,132 @@ async fn mqtts_with_a_private_ca_and_a_client_certificate() {
         e.contains("source.mqtt.ca_file") && e.contains("nope.pem"),
         "{e}"
     );
-    let _ = broker.kill();
-    let _ = broker.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_requires_a_login_gets_it_and_a_wrong_one_is_named_on_readyz() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Mosquitto with an open listener (for the test's client) and one that requires a login.
+    let passwords = d.join("passwd");
+    let status = std::process::Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&passwords)
+        .args(["faultline", "s3cret-pass"])
+        .status()
+        .expect("mosquitto_passwd runs (apt-get install mosquitto)");
+    assert!(status.success());
+    let (open, login) = (common::free_port(), common::free_port());
+    let conf = d.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "per_listener_settings true\nuser root\nmax_queued_messages 0\n\
+             listener {open} 127.0.0.1\nallow_anonymous true\n\
+             listener {login} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+            passwords.display()
+        ),
+    )
+    .unwrap();
+    let _broker = common::Helper(
+        std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for port in [open, login] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mosquitto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let password_file = d.join("password");
+    std::fs::write(&password_file, "s3cret-pass\n").unwrap();
+    let login_config = |tag: &str, login_env: &[(&str, String)]| {
+        let mut env = vec![(
+            "FAULTLINE_SOURCE__MQTT__URL",
+            format!("mqtt://127.0.0.1:{login}"),
+        )];
+        env.extend(login_env.iter().cloned());
+        config(tag, None, 0, &env)
+    };
+    let model = Arc::new(Model::embedded().unwrap());
+    let not_ready_because = |tag: &'static str, env: Vec<(&'static str, String)>| {
+        let model = model.clone();
+        async move {
+            let app = app::start(&login_config(tag, &env), model).await.unwrap();
+            // Refused, and retrying: never ready; /readyz says why, not just "not connected".
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let r = http_get(app.web_addr, "/readyz").await;
+            app.shutdown().await.unwrap();
+            assert!(r.contains("503"), "{r}");
+            r
+        }
+    };
+
+    let r = not_ready_because(
+        "login-wrong",
+        vec![
+            ("FAULTLINE_SOURCE__MQTT__USERNAME", "faultline".into()),
+            (
+                "FAULTLINE_SOURCE__MQTT__PASSWORD",
+                "not-the-password".into(),
+            ),
+        ],
+    )
+    .await;
+    // Mosquitto refuses a wrong password as "not authorized" (MQTT 3.1.1 return code 5).
+    assert!(
+        r.contains("the source cannot connect: the broker refused this client: not authorized")
+            && r.contains("the publisher cannot connect"),
+        "{r}"
+    );
+    assert!(!r.contains("not-the-password"), "{r}");
+    let r = not_ready_because("login-none", vec![]).await;
+    assert!(r.contains("not authorized"), "{r}");
+
+    // The password from a file (a mounted secret): the source, the publisher and the labels
+    // reader all log in; a row goes in and its verdict comes out.
+    let cfg = login_config(
+        "login",
+        &[
+            ("FAULTLINE_SOURCE__MQTT__USERNAME", "faultline".into()),
+            (
+                "FAULTLINE_SOURCE__MQTT__PASSWORD_FILE",
+                password_file.display().to_string(),
+            ),
+            ("FAULTLINE_LABELS__TOPIC", "login/labels".into()),
+        ],
+    );
+    assert!(!format!("{cfg:?}").contains("s3cret-pass"));
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let mut c = Client::connect(open, "login-test", &["login/scores".into()]).await;
+    let (_, faulty, _) = rows(&model, 0);
+    c.publish("login/rows", faulty).await;
+    let got = c.collect_until(20, |g| !g.is_empty()).await;
+    assert_eq!(got[0].1["id"], "Known-Faulty");
+    c.publish("login/labels", r#"{"id": "Known-Faulty", "label": 1}"#)
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !http_get(app.web_addr, "/metrics")
+        .await
+        .contains("faultline_labels_total{result=\"joined\"} 1")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the label never joined its row"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

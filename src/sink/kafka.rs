@@ -13,8 +13,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -38,7 +36,7 @@ pub struct KafkaPublisher {
     /// Deliveries acknowledged so far.
     acked: watch::Receiver<u64>,
     /// Whether the cluster is reachable.
-    connected: Arc<AtomicBool>,
+    link: crate::link::Link,
     /// Set when a delivery failed for good.
     failure: watch::Receiver<Option<String>>,
     /// The counting task.
@@ -63,7 +61,7 @@ impl KafkaPublisher {
             client_config(&settings.brokers, &DEFAULTS, &producer_properties(settings));
         config.set("message.max.bytes", max_message_bytes.to_string());
         let context = Context::new("producer", None);
-        let connected = context.connected();
+        let link = context.link();
         let producer: FutureProducer<Context> = config.create_with_context(context)?;
         let (deliveries, mut reports) = mpsc::channel::<DeliveryFuture>(65_536);
         let (ack_tx, acked) = watch::channel(0u64);
@@ -90,7 +88,7 @@ impl KafkaPublisher {
             sent: 0,
             deliveries,
             acked,
-            connected,
+            link,
             failure,
             task,
         })
@@ -141,8 +139,8 @@ impl KafkaPublisher {
     }
 
     /// Whether the cluster is reachable.
-    pub fn connected(&self) -> Arc<AtomicBool> {
-        self.connected.clone()
+    pub fn link(&self) -> crate::link::Link {
+        self.link.clone()
     }
 
     /// Resolves with the reason if a delivery fails for good.

@@ -10,8 +10,6 @@ pub mod mqtt;
 
 use crate::model::{Deviation, Model, Verdict};
 use serde::Serialize;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use tokio::sync::watch;
 
 /// A publisher stopped.
@@ -71,11 +69,11 @@ impl Publisher {
     }
 
     /// Whether the connection is up.
-    pub fn connected(&self) -> Arc<AtomicBool> {
+    pub fn link(&self) -> crate::link::Link {
         match self {
-            Publisher::Mqtt(p) => p.connected(),
+            Publisher::Mqtt(p) => p.link(),
             #[cfg(feature = "kafka")]
-            Publisher::Kafka(p) => p.connected(),
+            Publisher::Kafka(p) => p.link(),
         }
     }
 

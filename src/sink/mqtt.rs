@@ -11,13 +11,14 @@
 
 use super::PublishError;
 use crate::config::MqttSettings;
+use crate::link::Link;
 use crate::source::Backoff;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// Publishes to one MQTT broker.
 #[derive(Debug)]
@@ -30,7 +31,7 @@ pub struct MqttPublisher {
     /// PUBACKs received so far, from the event loop task.
     acked: watch::Receiver<u64>,
     /// Whether the connection is up (for readiness).
-    connected: Arc<AtomicBool>,
+    link: Link,
     /// The event loop task.
     task: JoinHandle<()>,
     /// Set when the publisher can no longer deliver (the broker lost its session).
@@ -44,14 +45,9 @@ impl MqttPublisher {
         transport: rumqttc::Transport,
         max_packet_bytes: usize,
     ) -> MqttPublisher {
-        let mut options = MqttOptions::new(
-            format!("{}-out", settings.client_id),
-            &settings.host,
-            settings.port,
-        );
+        let mut options =
+            crate::source::mqtt_options(settings, format!("{}-out", settings.client_id), transport);
         options
-            .set_transport(transport)
-            .set_keep_alive(settings.keep_alive)
             // A persistent session: publishes the broker has not acknowledged are sent again
             // after a reconnect.
             .set_clean_session(false)
@@ -60,8 +56,8 @@ impl MqttPublisher {
             .set_request_channel_capacity(1000);
         let (client, mut eventloop) = AsyncClient::new(options, 1000);
         let (ack_tx, acked) = watch::channel(0u64);
-        let connected = Arc::new(AtomicBool::new(false));
-        let flag = connected.clone();
+        let link = Link::default();
+        let flag = link.clone();
         let target = format!("{}:{}", settings.host, settings.port);
         let sent = Arc::new(AtomicU64::new(0));
         let sent_counter = sent.clone();
@@ -87,22 +83,20 @@ impl MqttPublisher {
                                 "the MQTT broker at {target} lost the publisher's session with {lost} verdicts unacknowledged; \
                                  enable persistence on the broker so sessions survive its restarts"
                             )));
-                            flag.store(false, Ordering::Relaxed);
+                            flag.set_up(false);
                             return;
                         }
-                        flag.store(true, Ordering::Relaxed);
+                        flag.set_up(true);
                         backoff.reset();
                         info!(broker = %target, "Connected the publisher to the MQTT broker.");
                     }
                     Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
-                        flag.store(false, Ordering::Relaxed);
+                        flag.set_up(false);
                         return;
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        if flag.swap(false, Ordering::Relaxed) || backoff.is_first() {
-                            warn!(broker = %target, error = %e, "The publisher lost the MQTT broker; retrying with backoff.");
-                        }
+                        crate::source::mqtt_failed(&flag, &e, &backoff, &target, "publisher");
                         if ack_tx.is_closed() {
                             return;
                         }
@@ -115,7 +109,7 @@ impl MqttPublisher {
             client,
             sent,
             acked,
-            connected,
+            link,
             task,
             failure,
         }
@@ -146,8 +140,8 @@ impl MqttPublisher {
     }
 
     /// Whether the connection is up.
-    pub fn connected(&self) -> Arc<AtomicBool> {
-        self.connected.clone()
+    pub fn link(&self) -> Link {
+        self.link.clone()
     }
 
     /// Disconnects cleanly and waits (briefly) for the event loop to end.

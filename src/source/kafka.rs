@@ -15,7 +15,6 @@ use crate::metrics::SOURCE_KAFKA;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::Message;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -27,7 +26,7 @@ pub struct KafkaSource {
     /// The group member.
     consumer: Arc<Client>,
     /// Whether the cluster is reachable.
-    connected: Arc<AtomicBool>,
+    link: crate::link::Link,
     /// The read loop; ends when told to stop.
     task: tokio::task::JoinHandle<()>,
     /// Tells the read loop to stop.
@@ -86,7 +85,7 @@ impl KafkaSource {
                 (options.max_payload_bytes + 1024).to_string(),
             );
         let context = Context::new("consumer", Some(options.metrics.clone()));
-        let connected = context.connected();
+        let link = context.link();
         let consumer: Arc<Client> = Arc::new(config.create_with_context(context)?);
         consumer.subscribe(&[&settings.topic])?;
         let (stop, mut stopped) = watch::channel(false);
@@ -142,15 +141,15 @@ impl KafkaSource {
         });
         Ok(KafkaSource {
             consumer,
-            connected,
+            link,
             task,
             stop,
         })
     }
 
     /// Whether the cluster is reachable.
-    pub fn connected(&self) -> Arc<AtomicBool> {
-        self.connected.clone()
+    pub fn link(&self) -> crate::link::Link {
+        self.link.clone()
     }
 
     /// A handle for storing offsets.

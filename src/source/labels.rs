@@ -84,14 +84,9 @@ pub fn start_mqtt(
         transport.clone(),
         crate::app::MAX_PAYLOAD_BYTES + 1024,
     ));
-    let mut options = rumqttc::MqttOptions::new(
-        labels_settings.client_id.clone(),
-        &settings.host,
-        settings.port,
-    );
+    let mut options =
+        crate::source::mqtt_options(settings, labels_settings.client_id.clone(), transport);
     options
-        .set_transport(transport)
-        .set_keep_alive(settings.keep_alive)
         .set_clean_session(false)
         .set_manual_acks(true)
         .set_max_packet_size(
@@ -108,7 +103,7 @@ pub fn start_mqtt(
     let filter = topic.clone();
     let reader = tokio::spawn(async move {
         let mut backoff = Backoff::default();
-        let mut up = false;
+        let link = crate::link::Link::default();
         loop {
             match eventloop.poll().await {
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
@@ -125,7 +120,7 @@ pub fn start_mqtt(
                     }
                 }
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
-                    up = true;
+                    link.set_up(true);
                     backoff.reset();
                     info!(broker = %target, topic = %filter, "Reading labels.");
                     if !ack.session_present {
@@ -143,9 +138,7 @@ pub fn start_mqtt(
                     if *stopped.borrow() {
                         return;
                     }
-                    if std::mem::take(&mut up) || backoff.is_first() {
-                        warn!(broker = %target, error = %e, "Lost the broker of the labels topic; reconnecting with backoff.");
-                    }
+                    super::mqtt_failed(&link, &e, &backoff, &target, "labels");
                     backoff.wait().await;
                 }
             }

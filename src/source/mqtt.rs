@@ -9,10 +9,9 @@
 
 use super::{Ack, Backoff, Incoming, SourceOptions};
 use crate::config::MqttSettings;
+use crate::link::Link;
 use crate::metrics::SOURCE_MQTT;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -22,7 +21,7 @@ pub struct MqttSource {
     /// For acknowledgements and the final disconnect.
     client: AsyncClient,
     /// Whether the connection is up.
-    connected: Arc<AtomicBool>,
+    link: Link,
     /// The event loop task; ends after [`MqttSource::close`].
     task: tokio::task::JoinHandle<()>,
     /// Tells the event loop to stop forwarding messages (they stay unacknowledged).
@@ -37,10 +36,8 @@ impl MqttSource {
         options: SourceOptions,
         output: mpsc::Sender<Incoming>,
     ) -> MqttSource {
-        let mut mqtt = MqttOptions::new(settings.client_id.clone(), &settings.host, settings.port);
-        mqtt.set_transport(transport)
-            .set_keep_alive(settings.keep_alive)
-            .set_clean_session(false)
+        let mut mqtt = super::mqtt_options(settings, settings.client_id.clone(), transport);
+        mqtt.set_clean_session(false)
             .set_manual_acks(true)
             .set_max_packet_size(
                 options.max_payload_bytes + 1024,
@@ -48,9 +45,9 @@ impl MqttSource {
             )
             .set_request_channel_capacity(options.max_permits as usize + 16);
         let (client, mut eventloop) = AsyncClient::new(mqtt, options.max_permits as usize + 16);
-        let connected = Arc::new(AtomicBool::new(false));
+        let link = Link::default();
         let (stop, mut stopped) = watch::channel(false);
-        let flag = connected.clone();
+        let flag = link.clone();
         let filter = settings.subscription();
         let qos = if settings.qos == 0 {
             QoS::AtMostOnce
@@ -90,7 +87,7 @@ impl MqttSource {
                         }
                     }
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                        flag.store(true, Ordering::Relaxed);
+                        flag.set_up(true);
                         options
                             .metrics
                             .source_connected
@@ -106,7 +103,7 @@ impl MqttSource {
                         }
                     }
                     Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
-                        flag.store(false, Ordering::Relaxed);
+                        flag.set_up(false);
                         options
                             .metrics
                             .source_connected
@@ -116,9 +113,7 @@ impl MqttSource {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        if flag.swap(false, Ordering::Relaxed) || backoff.is_first() {
-                            warn!(broker = %target, error = %e, "Lost the MQTT broker; reconnecting with backoff.");
-                        }
+                        super::mqtt_failed(&flag, &e, &backoff, &target, "source");
                         options
                             .metrics
                             .source_connected
@@ -131,15 +126,15 @@ impl MqttSource {
         });
         MqttSource {
             client,
-            connected,
+            link,
             task,
             stop,
         }
     }
 
     /// Whether the connection is up.
-    pub fn connected(&self) -> Arc<AtomicBool> {
-        self.connected.clone()
+    pub fn link(&self) -> Link {
+        self.link.clone()
     }
 
     /// A handle for acknowledgements.

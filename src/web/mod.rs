@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// What the handlers read.
@@ -21,10 +20,10 @@ use std::sync::Arc;
 pub struct WebState {
     /// The model being served (reloadable).
     pub model: LiveModel,
-    /// Whether the source's connection is up.
-    pub source_connected: Arc<AtomicBool>,
-    /// Whether the publisher's connection is up.
-    pub sink_connected: Arc<AtomicBool>,
+    /// The source's connection.
+    pub source: crate::link::Link,
+    /// The publisher's connection.
+    pub sink: crate::link::Link,
     /// The metrics `/metrics` renders.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The latest drift report (recomputed in the background).
@@ -49,8 +48,8 @@ impl WebState {
         let slots = limits.max_concurrent.max(1);
         WebState {
             model: LiveModel::fixed(model),
-            source_connected: Arc::new(AtomicBool::new(false)),
-            sink_connected: Arc::new(AtomicBool::new(false)),
+            source: Default::default(),
+            sink: Default::default(),
             metrics,
             drift: Arc::default(),
             limits,
@@ -160,15 +159,19 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(s): State<WebState>) -> Response {
-    let source = s.source_connected.load(Ordering::Relaxed);
-    let sink = s.sink_connected.load(Ordering::Relaxed);
+    let (source, sink) = (s.source.is_up(), s.sink.is_up());
+    let (source_refused, sink_refused) = (s.source.refused(), s.sink.refused());
     let ready = source && sink;
     let mut reasons = vec![];
-    if !source {
-        reasons.push("the source is not connected to its broker");
-    }
-    if !sink {
-        reasons.push("the publisher is not connected to its broker");
+    for (up, refused, who) in [
+        (source, &source_refused, "source"),
+        (sink, &sink_refused, "publisher"),
+    ] {
+        match refused {
+            Some(why) => reasons.push(format!("the {who} cannot connect: {why}")),
+            None if !up => reasons.push(format!("the {who} is not connected to its broker")),
+            None => {}
+        }
     }
     let body = json!({
         "ready": ready,
@@ -177,8 +180,8 @@ async fn readyz(State(s): State<WebState>) -> Response {
             "version": s.model.current().version(),
             "last_reload": s.model.last_reload(),
         },
-        "source": {"connected": source},
-        "sink": {"connected": sink},
+        "source": {"connected": source, "refused": source_refused},
+        "sink": {"connected": sink, "refused": sink_refused},
         "shadow": s.model.shadow().map(|m| m.version().to_string()),
         "store": s.store.as_ref().map(|st| st.status()),
         "reasons": reasons,

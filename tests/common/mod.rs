@@ -258,6 +258,26 @@ pub async fn http(
     (status, body)
 }
 
+/// A helper process (a broker, a TLS terminator) killed when the test ends, passed or not: a
+/// leaked one would keep the test runner's output pipe open.
+pub struct Helper(pub std::process::Child);
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The value of the first `/metrics` line starting with `prefix`.
+pub async fn metric(addr: std::net::SocketAddr, prefix: &str) -> f64 {
+    let m = http_get(addr, "/metrics").await;
+    m.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{m}"))
+}
+
 /// A test client: publishes rows and collects what arrives on the subscribed topics.
 pub struct Client {
     pub client: AsyncClient,

@@ -1,0 +1,66 @@
+//! The state of one connection to a broker, shared between the client that owns it and
+//! `/readyz`: whether it is up, and why not when the broker refused it (bad credentials, an
+//! untrusted certificate) rather than being out of reach.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One connection's state; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct Link {
+    up: Arc<AtomicBool>,
+    /// Why the broker refuses this client, until it accepts it again.
+    refused: Arc<Mutex<Option<String>>>,
+}
+
+impl Link {
+    /// Whether the connection is up.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Records the connection as up (which clears any refusal) or down; returns the previous
+    /// state.
+    pub fn set_up(&self, up: bool) -> bool {
+        if up {
+            *self.lock() = None;
+        }
+        self.up.swap(up, Ordering::Relaxed)
+    }
+
+    /// Records that the broker refused the connection, and why; returns whether this is news
+    /// (there was no refusal on record), so callers can log it once rather than per retry.
+    pub fn refuse(&self, reason: String) -> bool {
+        self.up.store(false, Ordering::Relaxed);
+        self.lock().replace(reason).is_none()
+    }
+
+    /// Why the broker refuses the connection, if it does.
+    pub fn refused(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_news_once_and_cleared_by_a_connection() {
+        let link = Link::default();
+        assert!(!link.is_up());
+        assert!(!link.set_up(true));
+        assert!(link.is_up());
+        assert!(link.refuse("bad password".into()));
+        assert!(!link.is_up());
+        assert!(!link.refuse("bad password, again".into()));
+        assert_eq!(link.refused().as_deref(), Some("bad password, again"));
+        assert!(!link.set_up(true));
+        assert_eq!(link.refused(), None);
+        assert!(link.refuse("bad password".into()));
+    }
+}
