@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{http_get, metric, rows, wait_ready};
+use common::{http_get, rows, wait_ready};
 use faultline::app;
 use faultline::config::{Config, RawConfig};
 use faultline::model::Model;
@@ -707,22 +707,7 @@ async fn when_verdicts_cannot_be_written_reading_stops_and_nothing_is_committed(
     let daemon = common::Daemon::start(&env).await;
 
     // It reads until the in-flight bound is full, then stops: the bound holds for seconds.
-    let received = "faultline_rows_received_total{source=\"kafka\"}";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while metric(daemon.web, received).await < 300.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{}",
-            daemon.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let first = metric(daemon.web, received).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    // 300 in flight, and at most the one message that waits for room.
-    assert!(first <= 301.0, "{first}");
-    assert_eq!(metric(daemon.web, received).await, first);
-    assert_eq!(metric(daemon.web, "faultline_queue_rows ").await, 300.0);
+    common::reading_stops_at(&daemon, "kafka", 300).await;
 
     // Nothing was committed: no verdict reached the cluster.
     let probe: StreamConsumer = ClientConfig::new()
@@ -952,8 +937,15 @@ async fn kafka_over_tls_checks_the_brokers_certificate() {
     // The right CA: rows in and verdicts out over TLS.
     let app = app::start(&config(&ca), model.clone()).await.unwrap();
     wait_ready(app.web_addr).await;
-    let producer: FutureProducer = client(&ca).create().unwrap();
-    let (_, faulty, _) = rows(&model, 0);
+    a_fault_comes_through(|| client(&ca), &t, &model).await;
+    app.shutdown().await.unwrap();
+}
+
+/// Publishes the known-faulty row to `t.rows` with a client made by `client` and waits for its
+/// fault on `t.faults` (30 s at most).
+async fn a_fault_comes_through(client: impl Fn() -> ClientConfig, t: &Topics, model: &Model) {
+    let producer: FutureProducer = client().set("linger.ms", "1").create().unwrap();
+    let (_, faulty, _) = rows(model, 0);
     producer
         .send(
             FutureRecord::to(&t.rows)
@@ -964,8 +956,8 @@ async fn kafka_over_tls_checks_the_brokers_certificate() {
         .await
         .map_err(|(e, _)| e)
         .unwrap();
-    let reader: StreamConsumer = client(&ca)
-        .set("group.id", "tls-reader")
+    let reader: StreamConsumer = client()
+        .set("group.id", format!("{}-reader", t.faults))
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
@@ -975,10 +967,9 @@ async fn kafka_over_tls_checks_the_brokers_certificate() {
     reader.assign(&tpl).unwrap();
     let m = tokio::time::timeout(Duration::from_secs(30), reader.recv())
         .await
-        .expect("a fault over TLS")
+        .expect("the fault of the row")
         .unwrap();
     assert_eq!(m.key(), Some(&b"Known-Faulty"[..]));
-    app.shutdown().await.unwrap();
 }
 
 /// The tansu binary scripts/test.sh built (`TANSU_BIN`), or `None` after saying that the test
@@ -1143,31 +1134,6 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
     .await
     .unwrap();
     wait_ready(app.web_addr).await;
-    let producer: FutureProducer = operator().set("linger.ms", "1").create().unwrap();
-    let (_, faulty, _) = rows(&model, 0);
-    producer
-        .send(
-            FutureRecord::to(&t.rows)
-                .key("Known-Faulty")
-                .payload(&faulty),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
-    let reader: StreamConsumer = operator()
-        .set("group.id", "sasl-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&t.faults, 0, Offset::Beginning)
-        .unwrap();
-    reader.assign(&tpl).unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(30), reader.recv())
-        .await
-        .expect("a fault through a SASL/SCRAM broker")
-        .unwrap();
-    assert_eq!(m.key(), Some(&b"Known-Faulty"[..]));
+    a_fault_comes_through(operator, &t, &model).await;
     app.shutdown().await.unwrap();
 }

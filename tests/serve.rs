@@ -569,21 +569,8 @@ async fn when_verdicts_are_not_confirmed_reading_stops_and_no_row_is_acknowledge
 
     // No PUBACK for the verdicts: it reads until the in-flight bound is full, then stops, and
     // the bound holds.
+    let first = common::reading_stops_at(&daemon, "mqtt", 300).await;
     let received = "faultline_rows_received_total{source=\"mqtt\"} ";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while metric(daemon.web, received).await < 300.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{}",
-            daemon.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let first = metric(daemon.web, received).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(first <= 301.0, "{first}");
-    assert_eq!(metric(daemon.web, received).await, first);
-    assert_eq!(metric(daemon.web, "faultline_queue_rows ").await, 300.0);
 
     // A crash now. No row was acknowledged, so the broker hands every one to the next
     // instance: it receives all n, the ones the first held included.
@@ -620,34 +607,16 @@ async fn mqtts_with_a_private_ca_and_a_client_certificate() {
     // Mosquitto with a plain listener (for the test's client) and a TLS one that requires a
     // client certificate signed by the CA.
     let (plain, tls) = (common::free_port(), common::free_port());
-    let conf = d.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let _broker = common::mosquitto_with(
+        d,
+        &format!(
             "per_listener_settings true\nuser root\nmax_queued_messages 0\n\
              listener {plain} 127.0.0.1\nallow_anonymous true\n\
              listener {tls} 127.0.0.1\nallow_anonymous true\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\nrequire_certificate true\n",
             d.display()
         ),
-    )
-    .unwrap();
-    let _broker = common::Helper(
-        std::process::Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+        &[plain, tls],
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", tls)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "mosquitto did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let path = |f: &str| d.join(f).display().to_string();
     let tls_config = |tag: &str, ca: &str| {
         config(
@@ -721,36 +690,16 @@ async fn a_broker_that_requires_a_login_gets_it_and_a_wrong_one_is_named_on_read
         .expect("mosquitto_passwd runs (apt-get install mosquitto)");
     assert!(status.success());
     let (open, login) = (common::free_port(), common::free_port());
-    let conf = d.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let _broker = common::mosquitto_with(
+        d,
+        &format!(
             "per_listener_settings true\nuser root\nmax_queued_messages 0\n\
              listener {open} 127.0.0.1\nallow_anonymous true\n\
              listener {login} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
             passwords.display()
         ),
-    )
-    .unwrap();
-    let _broker = common::Helper(
-        std::process::Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+        &[open, login],
     );
-    for port in [open, login] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "mosquitto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
     let password_file = d.join("password");
     std::fs::write(&password_file, "s3cret-pass\n").unwrap();
     let login_config = |tag: &str, login_env: &[(&str, String)]| {

@@ -58,7 +58,8 @@ pub fn free_port() -> u16 {
 pub struct Mosquitto {
     /// Its port.
     pub port: u16,
-    child: std::process::Child,
+    /// Declared before `dir`: the broker stops before its directory goes.
+    broker: Helper,
     dir: Option<tempfile::TempDir>,
 }
 
@@ -80,9 +81,9 @@ impl Mosquitto {
     pub fn stop(mut self) -> StoppedMosquitto {
         let _ = Command::new("kill")
             .arg("-TERM")
-            .arg(self.child.id().to_string())
+            .arg(self.broker.0.id().to_string())
             .status();
-        let _ = self.child.wait();
+        let _ = self.broker.0.wait();
         StoppedMosquitto(
             self.dir.take().expect("running broker has its directory"),
             self.port,
@@ -95,7 +96,6 @@ impl Mosquitto {
     }
 
     fn start_in(dir: tempfile::TempDir, port: u16, persistent: bool) -> Mosquitto {
-        let conf = dir.path().join("mosquitto.conf");
         // Offline queues must hold every row published while a persistent client is away.
         let persistence = if persistent {
             format!(
@@ -105,40 +105,18 @@ impl Mosquitto {
         } else {
             "persistence false\n".to_string()
         };
-        std::fs::write(
-            &conf,
-            format!(
+        let broker = mosquitto_with(
+            dir.path(),
+            &format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}max_queued_messages 0\nmax_inflight_messages 1000\n"
             ),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("mosquitto runs (apt-get install mosquitto)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "mosquitto did not start on port {port}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+            &[port],
+        );
         Mosquitto {
             port,
-            child,
+            broker,
             dir: Some(dir),
         }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -267,6 +245,56 @@ impl Drop for Helper {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Mosquitto with the configuration `conf` (written into `dir`), once every one of `ports`
+/// accepts connections.
+pub fn mosquitto_with(dir: &std::path::Path, conf: &str, ports: &[u16]) -> Helper {
+    let path = dir.join("mosquitto.conf");
+    std::fs::write(&path, conf).unwrap();
+    let broker = Helper(
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto runs (apt-get install mosquitto)"),
+    );
+    for &port in ports {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mosquitto did not start on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    broker
+}
+
+/// Waits until `daemon` has received `bound` rows from `source` (30 s at most), then checks that
+/// it stops there: the count stays put for 3 s, at most the one message that waits for room
+/// over the bound, and the queue holds `bound` rows. Returns the count.
+pub async fn reading_stops_at(daemon: &Daemon, source: &str, bound: u32) -> f64 {
+    let received = format!("faultline_rows_received_total{{source=\"{source}\"}} ");
+    let bound = f64::from(bound);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while metric(daemon.web, &received).await < bound {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = metric(daemon.web, &received).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(first <= bound + 1.0, "{first}");
+    assert_eq!(metric(daemon.web, &received).await, first);
+    assert_eq!(metric(daemon.web, "faultline_queue_rows ").await, bound);
+    first
 }
 
 /// The value of the first `/metrics` line starting with `prefix`.
