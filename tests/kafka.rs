@@ -847,6 +847,7 @@ async fn kafka_over_tls_checks_the_brokers_certificate() {
     let Some(tansu) = tansu_bin("Kafka over TLS") else {
         return;
     };
+    common::log();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     common::issue(d, "ca", &[("server", "serverAuth")]);
@@ -1007,6 +1008,7 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
     let Some(tansu) = tansu_bin("Kafka with SASL") else {
         return;
     };
+    common::log();
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let url = format!("tcp://127.0.0.1:{port}");
