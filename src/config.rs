@@ -295,7 +295,7 @@ impl std::fmt::Debug for KafkaSettings {
 }
 
 /// `[source.mqtt]` user name and password (from `password` or `password_file`).
-fn mqtt_credentials(m: &MqttSection) -> Result<Option<(String, String)>, String> {
+fn mqtt_credentials(m: &MqttSection) -> Result<Option<(String, Secret)>, String> {
     let user = m.username.trim();
     let password = match (m.password.as_str(), m.password_file.trim()) {
         ("", "") => String::new(),
@@ -314,7 +314,7 @@ fn mqtt_credentials(m: &MqttSection) -> Result<Option<(String, String)>, String>
             "source.mqtt has a password but no username; MQTT sends a password only with a user name"
                 .into(),
         ),
-        (user, _) => Ok(Some((user.to_string(), password))),
+        (user, _) => Ok(Some((user.to_string(), password.into()))),
     }
 }
 
@@ -410,8 +410,31 @@ pub fn kafka_topic_problem(topic: &str) -> Option<&'static str> {
     }
 }
 
+/// A password or token: its `Debug` never shows it (read it with `&*secret`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<T: Into<String>> From<T> for Secret {
+    fn from(s: T) -> Secret {
+        Secret(s.into())
+    }
+}
+
 /// An MQTT connection's settings, checked.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MqttSettings {
     /// Broker host.
     pub host: String,
@@ -430,29 +453,7 @@ pub struct MqttSettings {
     /// TLS, for `mqtts://` URLs.
     pub tls: Option<MqttTls>,
     /// User name and password sent in CONNECT (the password is never printed).
-    pub credentials: Option<(String, String)>,
-}
-
-impl std::fmt::Debug for MqttSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MqttSettings")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("topic", &self.topic)
-            .field("client_id", &self.client_id)
-            .field("qos", &self.qos)
-            .field("shared_group", &self.shared_group)
-            .field("keep_alive", &self.keep_alive)
-            .field("tls", &self.tls)
-            .field(
-                "credentials",
-                &self
-                    .credentials
-                    .as_ref()
-                    .map(|(user, _)| (user, "<redacted>")),
-            )
-            .finish()
-    }
+    pub credentials: Option<(String, Secret)>,
 }
 
 /// TLS settings of an `mqtts://` connection (files are read when faultline starts).
@@ -819,7 +820,7 @@ impl RawConfig {
             max_rows: web.max_rows,
             request_timeout: Duration::from_millis(web.request_timeout_ms),
             max_concurrent: web.max_concurrent,
-            token,
+            token: token.map(Secret::from),
         };
         let dir = self.model.dir.trim();
         if self.model.watch_ms > 0 && self.model.watch_ms < 100 {
@@ -1297,8 +1298,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            m.credentials,
-            Some(("plant".to_string(), "mqtt-pass".to_string()))
+            m.credentials.as_ref().map(|(u, p)| (u.as_str(), &**p)),
+            Some(("plant", "mqtt-pass"))
         );
         let printed = format!("{m:?}");
         assert!(
@@ -1310,7 +1311,7 @@ mod tests {
             ("FAULTLINE_SOURCE__MQTT__PASSWORD", "inline"),
         ])
         .unwrap();
-        assert_eq!(m.credentials.unwrap().1, "inline");
+        assert_eq!(&*m.credentials.unwrap().1, "inline");
         let e = check(&[("FAULTLINE_SOURCE__MQTT__PASSWORD", "inline")]).unwrap_err();
         assert!(e.contains("no username"), "{e}");
         let e = check(&[

@@ -93,12 +93,8 @@ impl Context {
 
     /// Records a connection state, logging only changes.
     fn set_connected(&self, up: bool, detail: &str) {
-        let was = if up || self.link.refused().is_none() {
-            self.link.set_up(up)
-        } else {
-            // Down because refused: the refusal stays on record (and was logged).
-            false
-        };
+        // A refusal already marked the link down (and was logged), so it reads as no change.
+        let was = self.link.set_up(up);
         if up && !was {
             info!(client = self.role, "Connected to the Kafka cluster.");
         } else if !up && was {

@@ -80,7 +80,7 @@ pub fn mqtt_options(
         .set_transport(transport)
         .set_keep_alive(settings.keep_alive);
     if let Some((user, password)) = &settings.credentials {
-        options.set_credentials(user.clone(), password.clone());
+        options.set_credentials(user.clone(), &**password);
     }
     options
 }

@@ -278,11 +278,8 @@ impl SegmentWriter {
 
     /// Ends the stream and hands it to the operating system; returns the file, for syncing
     /// it to disk apart (a full segment takes a second or more to sync).
-    pub fn close(mut self) -> Result<File, String> {
+    pub fn close(self) -> Result<File, String> {
         let path = self.file.path.display().to_string();
-        self.writer
-            .finish()
-            .map_err(|e| format!("cannot finish {path}: {e}"))?;
         let file = self
             .writer
             .into_inner()

@@ -17,7 +17,7 @@ use serde_json::json;
 use std::time::Duration;
 
 /// Limits on the HTTP API.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct WebLimits {
     /// Largest request body.
     pub max_body_bytes: usize,
@@ -28,19 +28,7 @@ pub struct WebLimits {
     /// Scoring requests served at once; more are refused with 503 (load shedding).
     pub max_concurrent: usize,
     /// Bearer token required on `/api/*` when set.
-    pub token: Option<String>,
-}
-
-impl std::fmt::Debug for WebLimits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebLimits")
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("max_rows", &self.max_rows)
-            .field("request_timeout", &self.request_timeout)
-            .field("max_concurrent", &self.max_concurrent)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub token: Option<crate::config::Secret>,
 }
 
 impl Default for WebLimits {
