@@ -1047,7 +1047,12 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
         assert!(status.success(), "tansu user create {user}");
     }
     drop(open);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first broker still listens"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let _secured = broker(true);
