@@ -228,7 +228,40 @@ def main(argv=None) -> int:
         n_nodes = len(ens.nodes_modes)
         print(f"{name:26s} trees={ens.n_trees} max_depth={ens.max_depth} nodes={n_nodes} post={post} "
               f"base_values={base} reference==ORT bit-exact rows {exact}/{len(X)} (max diff {diff:.2g})")
+    xgboost_contribs(out)
     return 0
+
+
+def xgboost_contribs(out: Path) -> None:
+    """xgb_contribs.onnx: XGBoost depth-3 trees (with node cover as nodes_hitrates) behind median
+    imputation, and xgb_contribs.csv: rows f0..f7 (empty = NaN), onnxruntime's P(fault), then
+    XGBoost's own `pred_contribs` on the imputed rows (c0..c7, bias): the exact path-dependent
+    TreeSHAP values the Rust explainer must reproduce."""
+    import xgboost as xgb
+
+    rng = np.random.default_rng(707)
+    n = 400
+    X = rng.normal(0.0, 1.0, size=(n, WIDTH)).astype(np.float32)
+    logit = 1.5 * X[:, 0] - X[:, 1] * X[:, 2] + 0.8 * (X[:, 3] > 0.5) - 1.0
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    X[rng.random((n, WIDTH)) < 0.1] = np.nan
+    med = np.nanmedian(X, axis=0).astype(np.float32)
+    Z = np.where(np.isnan(X), med[None, :], X).astype(np.float32)
+    params = {"objective": "binary:logistic", "base_score": 0.5, "tree_method": "exact", "max_depth": 3,
+              "learning_rate": 0.3, "nthread": 1, "seed": 7, "reg_lambda": 1.0}
+    booster = xgb.train(params, xgb.DMatrix(Z, label=y, nthread=1), num_boost_round=12)
+    ens = onnx_export.trees_from_booster(booster, list(range(WIDTH)))
+    blob = onnx_export.serialize(onnx_export.build_model(ens, WIDTH, med, "xgb_contribs"))
+    R = rows_for(np.random.default_rng(1008), ens, n=N_ROWS)
+    _, proba = onnx_export.ort_predict(blob, R)
+    Ri = np.where(np.isnan(R), med[None, :], R).astype(np.float32)
+    contribs = booster.predict(xgb.DMatrix(Ri, nthread=1), pred_contribs=True)
+    (out / "xgb_contribs.onnx").write_bytes(blob)
+    lines = [",".join([f"f{i}" for i in range(WIDTH)] + ["p1"] + [f"c{i}" for i in range(WIDTH)] + ["bias"])]
+    for x, p, c in zip(R, proba, contribs):
+        lines.append(",".join([fmt(v) for v in x] + [fmt(p[1])] + [fmt(v) for v in c]))
+    (out / "xgb_contribs.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"xgb_contribs               trees={ens.n_trees} max_depth={ens.max_depth} (XGBoost pred_contribs)")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,9 @@ class TreeEnsemble:
     nodes_truenodeids: list = field(default_factory=list)
     nodes_falsenodeids: list = field(default_factory=list)
     nodes_missing_value_tracks_true: list = field(default_factory=list)
+    # Training cover of each node (rows, or XGBoost's hessian sum, that reach it). onnxruntime ignores
+    # it; faultline's exact TreeSHAP needs it. Empty: not written.
+    nodes_hitrates: list = field(default_factory=list)
     class_treeids: list = field(default_factory=list)
     class_nodeids: list = field(default_factory=list)
     class_ids: list = field(default_factory=list)
@@ -109,6 +112,7 @@ def trees_from_booster(booster, feature_map: Sequence[int]) -> TreeEnsemble:
         cond = tree["split_conditions"]
         sidx = tree["split_indices"]
         dleft = tree["default_left"]
+        cover = tree["sum_hessian"]
         stype = tree.get("split_type", [0] * len(left))
         # reachable nodes only (pruned trees may keep deleted slots)
         order, depth_of, stack = [], {0: 0}, [0]
@@ -127,6 +131,7 @@ def trees_from_booster(booster, feature_map: Sequence[int]) -> TreeEnsemble:
         for n in order:
             ens.nodes_treeids.append(t)
             ens.nodes_nodeids.append(renum[n])
+            ens.nodes_hitrates.append(_f32(cover[n]))
             if left[n] == -1:
                 ens.nodes_featureids.append(0)
                 ens.nodes_modes.append("LEAF")
@@ -167,6 +172,8 @@ def make_classifier_node(ens: TreeEnsemble, input_name: str, post_transform: str
         nodes_values=[_f32(v) for v in ens.nodes_values],
         post_transform=post_transform,
     )
+    if ens.nodes_hitrates:
+        attrs["nodes_hitrates"] = [_f32(v) for v in ens.nodes_hitrates]
     if base_values is not None:
         attrs["base_values"] = [_f32(v) for v in base_values]
     return helper.make_node("TreeEnsembleClassifier", [input_name], ["label", "probabilities"],

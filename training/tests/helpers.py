@@ -48,10 +48,19 @@ def check_model_dir(out_dir: Path) -> dict:
     assert len(card["sensors"]) == 590
     assert [s["name"] for s in card["sensors"]] == train.SENSORS
     assert card["validation"]["onnxruntime_max_abs_diff"] <= 1e-5
-    for k in ("roc_auc", "pr_auc", "balanced_accuracy", "recall", "false_alarm_rate", "comparisons"):
-        assert k in card["validation"]
+    v = card["validation"]
+    for k in ("roc_auc", "pr_auc", "balanced_accuracy", "recall", "false_alarm_rate", "comparisons",
+              "alarm_rate_suggested", "expectation", "windows"):
+        assert k in v
+    # every claim comes with its interval, and the interval holds the claim
+    for k in ("roc_auc", "pr_auc", "recall", "false_alarm_rate"):
+        lo, hi = v[f"{k}_ci95"]
+        assert lo <= v[k] <= hi, (k, lo, v[k], hi)
+    assert v["faults"] == sum(w["faults"] for w in v["windows"])
+    assert sum(c["selected"] for c in v["comparisons"]) == 1
+    assert 0.0 < v["alarm_rate_suggested"] < 1.0
     t = card["training"]
-    assert t["n_trees"] > 0 and t["seed"] == 42 and t["model"] == "xgboost"
+    assert t["n_trees"] > 0 and t["seed"] == 42 and t["model"] in ("logistic-rank", "xgboost", "blend")
     assert set(t["dropped_sensors"]) == {"constant", "mostly_missing"}
     assert set(t["features_used"]) <= set(train.SENSORS)
 
@@ -61,6 +70,10 @@ def check_model_dir(out_dir: Path) -> dict:
     assert {o.domain: o.version for o in model.opset_import} == {"": 17, "ai.onnx.ml": 3}
     assert model.producer_name == "faultline-training"
     assert model.doc_string == "" and len(model.metadata_props) == 0
+    # node cover for exact TreeSHAP
+    node = [n for n in model.graph.node if n.op_type == "TreeEnsembleClassifier"][0]
+    hit = [a for a in node.attribute if a.name == "nodes_hitrates"]
+    assert hit and len(hit[0].floats) == len([a for a in node.attribute if a.name == "nodes_treeids"][0].ints)
     assert [n.op_type for n in model.graph.node] == ["IsNaN", "Where", "TreeEnsembleClassifier"]
     meds = onnx.numpy_helper.to_array([i for i in model.graph.initializer if i.name == "medians"][0])
     assert meds.dtype == np.float32 and meds.shape == (590,) and np.all(np.isfinite(meds))

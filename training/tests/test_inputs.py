@@ -70,7 +70,7 @@ def test_window_selects_rows_and_card_records_inputs(windowed, exports):
         {"path": str(b), "sha256": sha(b), "rows": 150, "rows_read": 200, "rows_used": 150, "time_column": True},
     ]
     assert t["window"] == {"since": SINCE, "until": UNTIL_Z}
-    assert t["rows"] == 250 and on_disk["validation"]["rows"] == 50
+    assert t["rows"] == 250 and on_disk["validation"]["rows"] == 200
     # Time is never a feature
     assert on_disk["input"]["features"] == train.SENSORS
     assert "Time" not in t["features_used"] and len(on_disk["sensors"]) == 590
