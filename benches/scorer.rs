@@ -2,7 +2,7 @@
 //! card. `benches/vs_onnxruntime.py` runs onnxruntime on the same graph and rows for the ratio.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use faultline::model::{synthetic, Model};
+use faultline::model::{synthetic, Explain, Model, Policy};
 use std::hint::black_box;
 
 fn scorer(c: &mut Criterion) {
@@ -25,6 +25,28 @@ fn scorer(c: &mut Criterion) {
     batch.values.truncate(256 * model.width());
     group.throughput(Throughput::Elements(256));
     group.bench_function("256", |b| b.iter(|| model.score(black_box(&batch))));
+    group.finish();
+    // The cost of the model's own explanations: faults only (the default; synthetic rows rarely
+    // reach the card's threshold, so a threshold at the 90th percentile makes ~10% faults, as a
+    // plant would see), every row, and none.
+    let mut p = vec![0f32; 256];
+    model.probabilities(&batch.values, &mut p);
+    p.sort_by(f32::total_cmp);
+    let t = p[230];
+    let mut group = c.benchmark_group("verdicts_256_contributions");
+    group.throughput(Throughput::Elements(256));
+    for (name, top_k, all_rows) in [
+        ("none", 0, false),
+        ("faults_only", 5, false),
+        ("all_rows", 5, true),
+    ] {
+        let m = Model::embedded().expect("loads").with_policy(&Policy {
+            threshold: Some(t),
+            budget: None,
+            explain: Explain { top_k, all_rows },
+        });
+        group.bench_function(name, |b| b.iter(|| m.score(black_box(&batch))));
+    }
     group.finish();
 }
 

@@ -116,7 +116,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
     let live = LiveModel::new(
         model.clone(),
         config.model_dir.clone(),
-        config.threshold,
+        config.policy(),
         Some(metrics.clone()),
     );
     if let Some(dir) = config.shadow_dir.clone() {
@@ -125,7 +125,13 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
             .map_err(|e| AppError::Shadow(e.to_string()))?
             .map_err(|e| AppError::Shadow(e.to_string()))?;
         info!(version = %shadow.version(), origin = %shadow.origin(), "Loaded the shadow model; it scores every row beside the serving model.");
-        live.set_shadow(Arc::new(shadow))
+        // The shadow keeps its card's threshold (as documented) but decides and explains like the
+        // serving model, so a promotion changes the model and nothing else.
+        let policy = crate::model::Policy {
+            threshold: None,
+            ..config.policy()
+        };
+        live.set_shadow(Arc::new(shadow.with_policy(&policy)))
             .map_err(AppError::Shadow)?;
     }
     let store = {
@@ -474,6 +480,8 @@ async fn score_batches(
 ) -> Result<Publisher, AppError> {
     let Keep { drift, store } = keep;
     let sink = publisher.label();
+    // The alarm budget's window of recent scores lives as long as the stream (across reloads).
+    let mut decider = live.current().decider();
     let pipeline = |e: crate::sink::PublishError| {
         metrics.publish_errors.with_label_values(&[sink]).inc();
         AppError::Pipeline(e.to_string())
@@ -491,9 +499,10 @@ async fn score_batches(
         let n = rows.len();
         let window = drift.clone();
         let store = store.clone();
-        let (verdicts, seconds) = tokio::task::spawn_blocking(move || {
+        let mut d = std::mem::replace(&mut decider, crate::model::Decider::new(None));
+        let (verdicts, seconds, d) = tokio::task::spawn_blocking(move || {
             let t = std::time::Instant::now();
-            let v = m.score(&rows);
+            let v = m.score_with(&rows, &mut d);
             let seconds = t.elapsed().as_secs_f64();
             let probs: Vec<f32> = v.iter().map(|v| v.probability).collect();
             if let Ok(mut w) = window.lock() {
@@ -516,10 +525,11 @@ async fn score_batches(
                     at_ms: crate::store::now_ms(),
                 });
             }
-            (v, seconds)
+            (v, seconds, d)
         })
         .await
         .map_err(|e| AppError::Pipeline(format!("scoring panicked: {e}")))?;
+        decider = d;
         if n > 0 {
             metrics.batch_rows.observe(n as f64);
             metrics.score_seconds.observe(seconds);
@@ -527,6 +537,12 @@ async fn score_batches(
             metrics
                 .faults
                 .inc_by(verdicts.iter().filter(|v| v.fault).count() as u64);
+            for v in &verdicts {
+                metrics.verdicts.with_label_values(&[v.rule.as_str()]).inc();
+            }
+            if let Some(last) = verdicts.last() {
+                metrics.model_threshold.set(last.threshold as f64);
+            }
         }
         let scored_at = now_rfc3339();
         for v in &verdicts {

@@ -523,6 +523,16 @@ pub struct ModelSection {
     pub threshold: f64,
     /// How often to look for changed model files, in milliseconds; 0 for never.
     pub watch_ms: u64,
+    /// Alarm budget: the share of recent wafers to flag, in (0, 1); 0 for the fixed threshold.
+    pub alarm_rate: f64,
+    /// Recent wafers the alarm budget's quantile is taken over.
+    pub alarm_window_rows: usize,
+    /// Wafers the window must hold before the budget decides (the fixed threshold decides until then).
+    pub alarm_warmup_rows: usize,
+    /// Contributions listed per explained verdict; 0 for none.
+    pub contributions_top_k: usize,
+    /// Explain every verdict, not only faults.
+    pub explain_all_rows: bool,
 }
 
 /// `[input]`
@@ -542,6 +552,10 @@ pub struct Config {
     pub model_dir: Option<PathBuf>,
     /// Threshold override.
     pub threshold: Option<f32>,
+    /// The alarm budget, when `[model] alarm_rate` is set.
+    pub alarm: Option<crate::model::Budget>,
+    /// Which verdicts carry contributions.
+    pub explain: crate::model::Explain,
     /// How often to look for changed model files (`None`: never, or no model directory).
     pub model_watch: Option<Duration>,
     /// Ignore unknown CSV columns.
@@ -584,6 +598,17 @@ pub struct Config {
     pub quality_interval: Duration,
     /// The shadow model's directory, if one runs.
     pub shadow_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// The decision policy every loaded model gets: threshold override, alarm budget, explanations.
+    pub fn policy(&self) -> crate::model::Policy {
+        crate::model::Policy {
+            threshold: self.threshold,
+            budget: self.alarm,
+            explain: self.explain,
+        }
+    }
 }
 
 impl RawConfig {
@@ -635,6 +660,39 @@ impl RawConfig {
                 "model.threshold is {}; set it between 0 and 1 (exclusive), or to -1 to use the model card's threshold",
                 self.model.threshold
             )));
+        };
+        let md = &self.model;
+        let alarm = if md.alarm_rate == 0.0 {
+            None
+        } else if md.alarm_rate > 0.0 && md.alarm_rate < 1.0 {
+            if md.alarm_window_rows == 0 || md.alarm_warmup_rows > md.alarm_window_rows {
+                return Err(ConfigError::Invalid(format!(
+                    "model.alarm_window_rows is {} and model.alarm_warmup_rows {}; the window must hold at least one row and at least the warm-up",
+                    md.alarm_window_rows, md.alarm_warmup_rows
+                )));
+            }
+            if (md.alarm_rate * md.alarm_window_rows as f64) < 1.0 {
+                return Err(ConfigError::Invalid(format!(
+                    "model.alarm_rate {} of model.alarm_window_rows {} is less than one wafer; widen the window to at least {} rows",
+                    md.alarm_rate,
+                    md.alarm_window_rows,
+                    (1.0 / md.alarm_rate).ceil()
+                )));
+            }
+            Some(crate::model::Budget {
+                rate: md.alarm_rate,
+                window_rows: md.alarm_window_rows,
+                warmup_rows: md.alarm_warmup_rows,
+            })
+        } else {
+            return Err(ConfigError::Invalid(format!(
+                "model.alarm_rate is {}; set the share of recent wafers to flag between 0 and 1 (exclusive, e.g. 0.1), or 0 to decide by the threshold alone",
+                md.alarm_rate
+            )));
+        };
+        let explain = crate::model::Explain {
+            top_k: md.contributions_top_k,
+            all_rows: md.explain_all_rows,
         };
         let csv_batch_rows = NonZeroUsize::new(self.input.csv_batch_rows).ok_or_else(|| {
             ConfigError::Invalid(
@@ -891,6 +949,8 @@ impl RawConfig {
             shadow_dir: file(&self.shadow.model),
             model_dir: (!dir.is_empty()).then(|| PathBuf::from(dir)),
             threshold,
+            alarm,
+            explain,
             model_watch: (!dir.is_empty() && self.model.watch_ms > 0)
                 .then(|| Duration::from_millis(self.model.watch_ms)),
             allow_extra_columns: self.input.allow_extra_columns,

@@ -12,6 +12,8 @@
 //! | scoring | `model/mod.rs` | loads graph + card, checks they match, scores batches, explains verdicts |
 //! | graph compiler | `model/onnx.rs` | reads the ONNX graph (tract-onnx) and compiles it to native trees |
 //! | evaluator | `model/ensemble.rs` | the flat, branch-light tree walk |
+//! | explanations | `model/shap.rs` | exact TreeSHAP: each sensor's contribution to a verdict's log-odds |
+//! | verdict rule | `model/decide.rs` | the fixed threshold, or an alarm budget over the recent wafers |
 //! | model card | `model/card.rs` | the card's types |
 //! | `faultline score` | `score.rs` | CSV in, verdicts CSV out, in bounded batches |
 //! | wiring of `serve` | `app.rs` | channels, tasks, graceful shutdown |

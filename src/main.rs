@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Score a wafer CSV: writes id,probability,fault,top_sensors,model_version (+ Good/Bad if present).
+    /// Score a wafer CSV: writes id, probability, fault, threshold, rule, base, contributions,
+    /// unusual_sensors, model_version (+ Good/Bad if present).
     Score {
         /// Input CSV in the wafer schema; `-` reads standard input.
         #[arg(long, short, value_name = "FILE")]
@@ -37,6 +38,10 @@ enum Command {
         /// Decision threshold on P(fault), overriding the model card's.
         #[arg(long, value_name = "P")]
         threshold: Option<f32>,
+        /// Flag the top share of wafers instead ([model] alarm_rate), over a window rolling through
+        /// the file in its order ([model] alarm_window_rows, alarm_warmup_rows).
+        #[arg(long, value_name = "SHARE")]
+        alarm_rate: Option<f64>,
     },
     /// Run the daemon: read rows from the bus, score them in micro-batches, publish faults.
     ///
@@ -133,8 +138,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = RawConfig::load(cli.config.as_deref())?.validate()?;
     let load_model = |dir: Option<PathBuf>, threshold: Option<f32>| -> anyhow::Result<Model> {
         let dir = dir.or(config.model_dir.clone());
-        let model = Model::load(dir.as_deref())?;
-        Ok(match threshold.or(config.threshold) {
+        let model = Model::load(dir.as_deref())?.with_policy(&config.policy());
+        Ok(match threshold {
             Some(t) if t > 0.0 && t < 1.0 => model.with_threshold(t),
             Some(t) => anyhow::bail!("--threshold {t} is not between 0 and 1"),
             None => model,
@@ -188,18 +193,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             model,
             threshold,
+            alarm_rate,
         } => {
-            let model = load_model(model, threshold)?;
+            let mut model = load_model(model, threshold)?;
+            if let Some(rate) = alarm_rate {
+                if !(rate > 0.0 && rate < 1.0) {
+                    anyhow::bail!("--alarm-rate {rate} is not between 0 and 1 (exclusive)");
+                }
+                let (window_rows, warmup_rows) = config
+                    .alarm
+                    .map_or((1000, 200), |b| (b.window_rows, b.warmup_rows));
+                let policy = faultline::model::Policy {
+                    threshold: Some(model.threshold()),
+                    budget: Some(faultline::model::Budget {
+                        rate,
+                        window_rows,
+                        warmup_rows,
+                    }),
+                    explain: model.explain_settings(),
+                };
+                model = model.with_policy(&policy);
+            }
             let options = CsvOptions {
                 allow_extra_columns: config.allow_extra_columns,
                 batch_rows: config.csv_batch_rows.get(),
             };
             let summary = score_file(&model, &input, &output, options)?;
+            let rule = match model.budget() {
+                Some(b) => format!(
+                    "alarm budget: the top {} of the last {} wafers, threshold {} until {} wafers were scored",
+                    b.rate,
+                    b.window_rows,
+                    model.threshold(),
+                    b.warmup_rows
+                ),
+                None => format!("threshold {}", model.threshold()),
+            };
             eprintln!(
-                "Scored {} rows: {} flagged as faulty (threshold {}, model {}).",
+                "Scored {} rows: {} flagged as faulty ({rule}, model {}).",
                 summary.rows,
                 summary.faults,
-                model.threshold(),
                 model.version()
             );
             Ok(ExitCode::SUCCESS)

@@ -36,6 +36,8 @@ pub const PUBLISH_ERRORS: &str = "faultline_publish_errors_total";
 pub const MODEL_INFO: &str = "faultline_model_info";
 /// `faultline_model_threshold`
 pub const MODEL_THRESHOLD: &str = "faultline_model_threshold";
+/// `faultline_verdicts_total`
+pub const VERDICTS: &str = "faultline_verdicts_total";
 /// `faultline_drift_sensors_out_of_range`
 pub const DRIFT_SENSORS: &str = "faultline_drift_sensors_out_of_range";
 /// `faultline_missing_ratio`
@@ -124,8 +126,10 @@ pub struct Metrics {
     pub publish_errors: IntCounterVec,
     /// 1 for the model version being served.
     pub model_info: IntGaugeVec,
-    /// The decision threshold in force.
+    /// The decision threshold in force (under an alarm budget: the one the last verdict used).
     pub model_threshold: Gauge,
+    /// Verdicts by the rule that made them (`threshold`, `alarm_rate`, `warmup`).
+    pub verdicts: IntCounterVec,
     /// Model reloads by result (`ok`, `failed`).
     pub model_reloads: IntCounterVec,
     /// Sensors whose recent median or missing rate left their training range.
@@ -251,6 +255,11 @@ impl Metrics {
             .expect("unique metric");
         let publish_errors =
             counter_vec(PUBLISH_ERRORS, "Publishes that failed, by sink.", &["sink"]);
+        let verdicts = counter_vec(
+            VERDICTS,
+            "Verdicts by the rule that made them: threshold, alarm_rate (the alarm budget) or warmup (budget window still filling).",
+            &["rule"],
+        );
         let model_info = IntGaugeVec::new(
             Opts::new(MODEL_INFO, "1 for the model version being served."),
             &["version"],
@@ -260,7 +269,7 @@ impl Metrics {
             .register(Box::new(model_info.clone()))
             .expect("unique metric");
         let model_threshold =
-            Gauge::new(MODEL_THRESHOLD, "Decision threshold on P(fault) in force.")
+            Gauge::new(MODEL_THRESHOLD, "Decision threshold on P(fault) in force (under an alarm budget, the one the last verdict used).")
                 .expect("valid metric");
         registry
             .register(Box::new(model_threshold.clone()))
@@ -405,6 +414,7 @@ impl Metrics {
             publish_errors,
             model_info,
             model_threshold,
+            verdicts,
             model_reloads,
             drift_sensors,
             missing_ratio,

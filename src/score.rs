@@ -1,7 +1,9 @@
 //! `faultline score`: a wafer CSV in, one verdict per row out, streamed in bounded batches.
 //!
-//! Output columns: `id,probability,fault,top_sensors,model_version`, plus `Good/Bad` when the input
-//! has it. Memory does not grow with the file: rows are read, scored and written a batch at a time.
+//! Output columns: `id,probability,fault,threshold,rule,base,contributions,unusual_sensors,model_version`,
+//! plus `Good/Bad` when the input has it. `contributions` are the model's own (exact TreeSHAP, in
+//! log-odds: `base + Σ = logit(probability)` over all sensors; the listed ones are the largest);
+//! `unusual_sensors` only says which values sit far from their training medians. Memory does not grow with the file: rows are read, scored and written a batch at a time.
 
 use crate::model::{Model, Verdict};
 use crate::row::csv::{CsvError, CsvOptions, CsvRows, LABEL_COLUMN};
@@ -49,16 +51,33 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The columns of a verdict in CSV (`faultline score` and `POST /api/score` with `Accept: text/csv`).
-pub const VERDICT_COLUMNS: [&str; 5] =
-    ["id", "probability", "fault", "top_sensors", "model_version"];
+pub const VERDICT_COLUMNS: [&str; 9] = [
+    "id",
+    "probability",
+    "fault",
+    "threshold",
+    "rule",
+    "base",
+    "contributions",
+    "unusual_sensors",
+    "model_version",
+];
 
 /// One verdict as a CSV record in [`VERDICT_COLUMNS`] order; the id is made spreadsheet-safe.
-pub fn verdict_record(model: &Model, v: &Verdict) -> [String; 5] {
+/// `base` and `contributions` are log-odds (empty when the verdict carries no explanation).
+pub fn verdict_record(model: &Model, v: &Verdict) -> [String; 9] {
     [
         spreadsheet_safe(&v.id).into_owned(),
         v.probability.to_string(),
         v.fault.to_string(),
-        model.describe_sensors(&v.top_sensors),
+        v.threshold.to_string(),
+        v.rule.as_str().to_string(),
+        v.explanation
+            .as_ref()
+            .map(|e| e.base.to_string())
+            .unwrap_or_default(),
+        model.describe_contributions(v.explanation.as_ref()),
+        model.describe_sensors(&v.unusual_sensors),
         model.version().to_string(),
     ]
 }
@@ -80,8 +99,10 @@ pub fn score_csv<R: Read, W: Write>(
     }
     out.write_record(&header)?;
     let mut summary = ScoreSummary::default();
+    // One decider for the whole file: an alarm budget's window rolls over the file in its order.
+    let mut decider = model.decider();
     while let Some(batch) = rows.next_batch()? {
-        let verdicts = model.score(&batch);
+        let verdicts = model.score_with(&batch, &mut decider);
         for (v, label) in verdicts.iter().zip(&batch.labels) {
             let mut record = verdict_record(model, v).to_vec();
             if labelled {

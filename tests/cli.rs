@@ -44,7 +44,17 @@ fn score_writes_one_verdict_per_row_matching_the_library() {
     let mut reader = csv::Reader::from_path(&output).unwrap();
     assert_eq!(
         reader.headers().unwrap().iter().collect::<Vec<_>>(),
-        ["id", "probability", "fault", "top_sensors", "model_version"]
+        [
+            "id",
+            "probability",
+            "fault",
+            "threshold",
+            "rule",
+            "base",
+            "contributions",
+            "unusual_sensors",
+            "model_version"
+        ]
     );
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(records.len(), 300);
@@ -54,8 +64,17 @@ fn score_writes_one_verdict_per_row_matching_the_library() {
         // Written with f32's shortest round-trip form: exactly the library's value.
         assert_eq!(p, v.probability);
         assert_eq!(&rec[2], if v.fault { "true" } else { "false" });
-        assert_eq!(&rec[4], model.version());
-        assert_eq!(rec[3].matches("(z=").count(), v.top_sensors.len());
+        assert_eq!(rec[3].parse::<f32>().unwrap(), model.threshold());
+        assert_eq!(&rec[4], "threshold");
+        assert_eq!(&rec[8], model.version());
+        // Faults carry the model's own contributions (five, in log-odds); other rows none.
+        let listed = rec[6].split("; ").filter(|s| !s.is_empty()).count();
+        assert_eq!(
+            listed,
+            v.explanation.as_ref().map_or(0, |e| e.contributions.len())
+        );
+        assert_eq!(rec[5].is_empty(), v.explanation.is_none());
+        assert_eq!(rec[7].matches("(z=").count(), v.unusual_sensors.len());
     }
 }
 
@@ -190,7 +209,7 @@ fn real_wafer_file_scores_with_labels_carried_through() {
     );
     let recs: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(recs.len(), 100);
-    assert_eq!(recs.iter().filter(|r| &r[5] == "1").count(), 17);
+    assert_eq!(recs.iter().filter(|r| &r[9] == "1").count(), 17);
 }
 
 #[test]

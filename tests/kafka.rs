@@ -316,7 +316,8 @@ async fn faults_are_keyed_by_id_with_the_model_version_and_bad_rows_are_dead_let
     assert_eq!(f.body["id"], "Known-Faulty");
     assert_eq!(f.body["fault"], true);
     assert_eq!(f.body["model_version"], model.version());
-    assert_eq!(f.body["top_sensors"].as_array().unwrap().len(), 3);
+    assert_eq!(f.body["unusual_sensors"].as_array().unwrap().len(), 3);
+    assert_eq!(f.body["contributions"].as_array().unwrap().len(), 5);
     let good = got
         .iter()
         .find(|m| m.topic == t.scores && m.body["id"] == "Known-Good")

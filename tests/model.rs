@@ -31,7 +31,7 @@ fn tract_probabilities(path: &Path, rows: &[f32], width: usize) -> Vec<f32> {
     (0..n).map(|i| probs[[i, 1]]).collect()
 }
 
-/// Reads a fixture CSV: `f0..f7,p0,p1` with empty cells for NaN.
+/// Reads a fixture CSV: `f0..f7,p0,p1` (or `f0..f7,p1,...`) with empty cells for NaN.
 fn read_fixture(path: &Path) -> (Vec<f32>, usize, Vec<[f32; 2]>) {
     let mut r = csv::Reader::from_path(path).unwrap();
     let width = r
@@ -40,6 +40,7 @@ fn read_fixture(path: &Path) -> (Vec<f32>, usize, Vec<[f32; 2]>) {
         .iter()
         .filter(|h| h.starts_with('f'))
         .count();
+    let headers = r.headers().unwrap().clone();
     let mut rows = vec![];
     let mut expected = vec![];
     for rec in r.records() {
@@ -52,7 +53,13 @@ fn read_fixture(path: &Path) -> (Vec<f32>, usize, Vec<[f32; 2]>) {
             }
         };
         rows.extend(rec.iter().take(width).map(num));
-        expected.push([num(&rec[width]), num(&rec[width + 1])]);
+        // `f..,p0,p1`, or `f..,p1,c..,bias` (the contributions fixture, which records P(fault) only).
+        if headers.get(width) == Some("p0") {
+            expected.push([num(&rec[width]), num(&rec[width + 1])]);
+        } else {
+            let p1 = num(&rec[width]);
+            expected.push([1.0 - p1, p1]);
+        }
     }
     (rows, width, expected)
 }

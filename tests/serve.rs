@@ -125,11 +125,18 @@ async fn embedded_broker_scores_faults_and_dead_letters_bad_rows() {
     assert_eq!(f["model_version"], model.version());
     assert!((f["threshold"].as_f64().unwrap() - model.threshold() as f64).abs() < 1e-6);
     assert!(f["probability"].as_f64().unwrap() >= f["threshold"].as_f64().unwrap());
-    assert_eq!(f["top_sensors"].as_array().unwrap().len(), 3);
-    assert!(f["top_sensors"][0]["sensor"]
-        .as_str()
-        .unwrap()
-        .starts_with("Sensor-"));
+    assert_eq!(f["rule"], "threshold");
+    assert_eq!(f["unusual_sensors"].as_array().unwrap().len(), 3);
+    // The model's own explanation: five sensors it reads, and base + Σ ≈ logit(P) (the rest is
+    // carried by sensors beyond the five).
+    let c = f["contributions"].as_array().unwrap();
+    assert_eq!(c.len(), 5);
+    assert!(c[0]["sensor"].as_str().unwrap().starts_with("Sensor-"));
+    assert!(
+        c[0]["contribution"].as_f64().unwrap().abs()
+            >= c[4]["contribution"].as_f64().unwrap().abs()
+    );
+    assert!(f["base"].as_f64().is_some());
     assert!(f["scored_at"].as_str().unwrap().ends_with('Z'));
 
     let dead: HashMap<String, &Value> = got

@@ -93,8 +93,14 @@ async fn a_csv_scores_like_the_library_as_json_or_csv() {
         assert_eq!(r["probability"].as_f64().unwrap() as f32, e.probability);
         assert_eq!(r["fault"], e.fault);
         assert_eq!(
-            r["top_sensors"].as_array().unwrap().len(),
-            e.top_sensors.len()
+            r["unusual_sensors"].as_array().unwrap().len(),
+            e.unusual_sensors.len()
+        );
+        assert_eq!(r["rule"], "threshold");
+        let listed = r["contributions"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            listed,
+            e.explanation.as_ref().map_or(0, |x| x.contributions.len())
         );
     }
 
@@ -107,7 +113,9 @@ async fn a_csv_scores_like_the_library_as_json_or_csv() {
     assert_eq!(status, StatusCode::OK);
     assert!(ct.starts_with("text/csv"));
     assert!(
-        body.starts_with("id,probability,fault,top_sensors,model_version\n"),
+        body.starts_with(
+            "id,probability,fault,threshold,rule,base,contributions,unusual_sensors,model_version\n"
+        ),
         "{body}"
     );
     assert_eq!(body.lines().count(), 41);

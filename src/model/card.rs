@@ -75,6 +75,12 @@ pub struct SensorStats {
     pub iqr: Option<f64>,
     /// Share of training rows where the sensor was missing.
     pub missing_ratio: f64,
+    /// 1st percentile of the non-missing training values (the low end of its training range).
+    #[serde(default)]
+    pub p01: Option<f64>,
+    /// 99th percentile of the non-missing training values (the high end of its training range).
+    #[serde(default)]
+    pub p99: Option<f64>,
 }
 
 impl ModelCard {

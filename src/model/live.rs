@@ -9,7 +9,7 @@
 //! model keeps serving and the reason goes to the log, `faultline_model_reloads_total{result}`
 //! and the API.
 
-use super::Model;
+use super::{Model, Policy};
 use crate::metrics::Metrics;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -53,8 +53,9 @@ struct Inner {
     current: RwLock<Serving>,
     /// Where reloads read from; `None` for the embedded model.
     dir: Option<PathBuf>,
-    /// The configured threshold override, applied to every model loaded.
-    threshold: Option<f32>,
+    /// The configured decision policy (threshold override, alarm budget, explanations), applied to
+    /// every model loaded.
+    policy: Policy,
     metrics: Option<Arc<Metrics>>,
     /// The last reload, and one reload at a time.
     last: Mutex<Option<ReloadStatus>>,
@@ -65,7 +66,7 @@ impl LiveModel {
     pub fn new(
         model: Arc<Model>,
         dir: Option<PathBuf>,
-        threshold: Option<f32>,
+        policy: Policy,
         metrics: Option<Arc<Metrics>>,
     ) -> LiveModel {
         LiveModel {
@@ -75,7 +76,7 @@ impl LiveModel {
                     shadow: None,
                 }),
                 dir,
-                threshold,
+                policy,
                 metrics,
                 last: Mutex::new(None),
             }),
@@ -84,7 +85,7 @@ impl LiveModel {
 
     /// A model that is never reloaded.
     pub fn fixed(model: Arc<Model>) -> LiveModel {
-        LiveModel::new(model, None, None, None)
+        LiveModel::new(model, None, Policy::default(), None)
     }
 
     /// The model in service now.
@@ -227,10 +228,7 @@ impl LiveModel {
             return Err("faultline serves the model compiled into it; set [model] dir (FAULTLINE_MODEL__DIR) to a directory to reload models from".into());
         };
         let model = Model::load_dir(dir).map_err(|e| e.to_string())?;
-        let model = match self.inner.threshold {
-            Some(t) => model.with_threshold(t),
-            None => model,
-        };
+        let model = model.with_policy(&self.inner.policy);
         same_features(&model, previous)?;
         Ok(Arc::new(model))
     }

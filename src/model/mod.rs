@@ -4,18 +4,23 @@
 //! - [`card`]: the model card's types.
 //! - [`onnx`]: compiles the graph (parsed with tract-onnx) into the native evaluator.
 //! - [`ensemble`]: the evaluator itself.
+//! - [`shap`]: exact TreeSHAP contributions of each sensor to a verdict, from the trees themselves.
+//! - [`decide`]: the rule that makes a verdict: the fixed threshold or an alarm budget.
 //!
 //! A [`Model`] is immutable and `Sync`: share it behind an `Arc` and call [`Model::score`] from a
 //! blocking worker, never from inside an async task's poll.
 
 pub mod card;
+pub mod decide;
 pub mod ensemble;
 pub mod live;
 pub mod onnx;
+pub mod shap;
 pub mod synthetic;
 
 use crate::row::RowBatch;
 use card::ModelCard;
+pub use decide::{Budget, Decider, Rule};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -24,8 +29,11 @@ use std::path::{Path, PathBuf};
 /// |z| of 3 means what an engineer expects it to mean.
 const IQR_TO_SIGMA: f64 = 1.349;
 
-/// How many sensors a verdict names.
+/// How many unusual sensors a verdict names.
 pub const TOP_SENSORS: usize = 3;
+
+/// How many contributions a verdict carries unless configured (`[model] contributions_top_k`).
+pub const DEFAULT_TOP_CONTRIBUTIONS: usize = 5;
 
 /// Largest P(fault) difference accepted between this scorer and the golden rows' onnxruntime values.
 pub const PARITY_TOLERANCE: f32 = 1e-5;
@@ -80,6 +88,47 @@ pub struct Deviation {
     pub z: f32,
 }
 
+/// One sensor's exact share of a verdict's log-odds (TreeSHAP).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Contribution {
+    /// Index of the sensor in the model's feature order.
+    pub index: usize,
+    /// The row's value (NaN when missing: the model then used the training median).
+    pub value: f32,
+    /// How far this sensor moved the log-odds from `base`.
+    pub contribution: f32,
+}
+
+/// Why the model scored a row as it did: `base + Σ contributions = logit(P(fault))`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// The expected log-odds over the training rows.
+    pub base: f32,
+    /// The largest contributions by magnitude (at most the configured top k; never a sensor the
+    /// model does not read, never a zero).
+    pub contributions: Vec<Contribution>,
+    /// Sum of the contributions left out of the list, so the listed ones still add up.
+    pub rest: f32,
+}
+
+/// Which verdicts carry contributions, and how many.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Explain {
+    /// Contributions per verdict, largest first; 0 lists none.
+    pub top_k: usize,
+    /// Explain every verdict, not only faults (costs a TreeSHAP walk per row).
+    pub all_rows: bool,
+}
+
+impl Default for Explain {
+    fn default() -> Explain {
+        Explain {
+            top_k: DEFAULT_TOP_CONTRIBUTIONS,
+            all_rows: false,
+        }
+    }
+}
+
 /// The scorer's judgement of one row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
@@ -89,8 +138,27 @@ pub struct Verdict {
     pub probability: f32,
     /// `probability >= threshold`.
     pub fault: bool,
-    /// Up to [`TOP_SENSORS`] sensors furthest from their training median, largest |z| first.
-    pub top_sensors: Vec<Deviation>,
+    /// The threshold the verdict used (the fixed one, or the alarm budget's quantile).
+    pub threshold: f32,
+    /// Which rule made the verdict.
+    pub rule: Rule,
+    /// The model's own explanation (faults, or every row when configured); `None` when not asked
+    /// for or the graph cannot be explained.
+    pub explanation: Option<Explanation>,
+    /// Up to [`TOP_SENSORS`] sensors furthest from their training median, largest |z| first: how
+    /// unusual the row is, not what the model used.
+    pub unusual_sensors: Vec<Deviation>,
+}
+
+/// The configured decision policy applied to every model loaded (`[model]`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Policy {
+    /// Threshold override (`None`: the card's).
+    pub threshold: Option<f32>,
+    /// Alarm budget (`None`: the fixed threshold decides).
+    pub budget: Option<Budget>,
+    /// Which verdicts carry contributions.
+    pub explain: Explain,
 }
 
 /// A loaded, validated model. Cheap to share (`Arc<Model>`), safe to call from many threads.
@@ -102,8 +170,12 @@ pub struct Model {
     graph: onnx::CompiledGraph,
     /// Decision threshold in force (the card's unless overridden).
     threshold: f32,
+    /// The alarm budget, when configured.
+    budget: Option<Budget>,
+    /// Which verdicts carry contributions.
+    explain: Explain,
     /// Per feature: training median and 1/scale for robust z-scores (0 when the scale is unknown).
-    explain: Vec<(f32, f32)>,
+    deviation: Vec<(f32, f32)>,
     /// Where the model came from, for logs and `faultline model`.
     origin: String,
 }
@@ -263,7 +335,9 @@ impl Model {
             card,
             graph,
             threshold,
-            explain,
+            budget: None,
+            explain: Explain::default(),
+            deviation: explain,
             origin,
         };
         if let Some(golden) = golden {
@@ -332,6 +406,74 @@ impl Model {
         self
     }
 
+    /// Applies the configured decision policy: threshold override, alarm budget, explanations.
+    pub fn with_policy(mut self, policy: &Policy) -> Model {
+        if let Some(t) = policy.threshold {
+            self.threshold = t;
+        }
+        self.budget = policy.budget;
+        self.explain = policy.explain;
+        self
+    }
+
+    /// The alarm budget in force, if any.
+    pub fn budget(&self) -> Option<Budget> {
+        self.budget
+    }
+
+    /// A fresh decider for this model's rule (an empty alarm-budget window).
+    pub fn decider(&self) -> Decider {
+        Decider::new(self.budget)
+    }
+
+    /// Which verdicts carry contributions.
+    pub fn explain_settings(&self) -> Explain {
+        self.explain
+    }
+
+    /// Whether verdicts can carry contributions; the error says why not.
+    pub fn explainable(&self) -> Result<(), String> {
+        self.graph
+            .shap
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The exact contributions of every sensor to `row`'s log-odds, and the base (expected log-odds),
+    /// or `None` when the graph cannot be explained. `base + Σ phi = logit(P(fault))`.
+    pub fn contributions(&self, row: &[f32]) -> Option<(f64, Vec<f64>)> {
+        let shap = self.graph.shap.as_ref().ok()?;
+        let mut phi = vec![0.0; self.width()];
+        shap.contributions(row, &mut phi);
+        Some((self.graph.base_margin as f64 + shap.expected(), phi))
+    }
+
+    /// The largest `top_k` contributions of `row` (all non-zero ones when `top_k` is 0), largest first.
+    pub fn explain(&self, row: &[f32], top_k: usize) -> Option<Explanation> {
+        let (base, phi) = self.contributions(row)?;
+        let mut order: Vec<usize> = (0..phi.len()).filter(|&i| phi[i] != 0.0).collect();
+        order.sort_by(|&a, &b| phi[b].abs().total_cmp(&phi[a].abs()).then(a.cmp(&b)));
+        let keep = if top_k == 0 {
+            order.len()
+        } else {
+            top_k.min(order.len())
+        };
+        let rest: f64 = order[keep..].iter().map(|&i| phi[i]).sum();
+        Some(Explanation {
+            base: base as f32,
+            contributions: order[..keep]
+                .iter()
+                .map(|&index| Contribution {
+                    index,
+                    value: row[index],
+                    contribution: phi[index] as f32,
+                })
+                .collect(),
+            rest: rest as f32,
+        })
+    }
+
     /// The model card.
     pub fn card(&self) -> &ModelCard {
         &self.card
@@ -380,7 +522,7 @@ impl Model {
     /// without a known spread are skipped), largest |z| first.
     pub fn top_sensors(&self, row: &[f32]) -> Vec<Deviation> {
         let mut top: [Option<Deviation>; TOP_SENSORS] = [None; TOP_SENSORS];
-        for (index, (&value, &(median, inv_scale))) in row.iter().zip(&self.explain).enumerate() {
+        for (index, (&value, &(median, inv_scale))) in row.iter().zip(&self.deviation).enumerate() {
             if inv_scale == 0.0 || value.is_nan() {
                 continue;
             }
@@ -399,8 +541,15 @@ impl Model {
         top.into_iter().flatten().collect()
     }
 
-    /// Scores a batch: probability, verdict and explanation for every row.
+    /// Scores a batch on its own (a fresh alarm-budget window): probability, verdict and explanation
+    /// for every row.
     pub fn score(&self, batch: &RowBatch) -> Vec<Verdict> {
+        self.score_with(batch, &mut self.decider())
+    }
+
+    /// Scores a batch, deciding each row in order with `decider` (which keeps a stream's recent
+    /// scores across batches for the alarm budget).
+    pub fn score_with(&self, batch: &RowBatch, decider: &mut Decider) -> Vec<Verdict> {
         let mut probs = vec![0.0; batch.len()];
         self.probabilities(&batch.values, &mut probs);
         batch
@@ -408,16 +557,45 @@ impl Model {
             .iter()
             .zip(probs)
             .enumerate()
-            .map(|(i, (id, probability))| Verdict {
-                id: id.clone(),
-                probability,
-                fault: probability >= self.threshold,
-                top_sensors: self.top_sensors(batch.row(i)),
+            .map(|(i, (id, probability))| {
+                let (fault, threshold, rule) = decider.decide(probability, self.threshold);
+                let row = batch.row(i);
+                let explanation = (self.explain.top_k > 0 && (fault || self.explain.all_rows))
+                    .then(|| self.explain(row, self.explain.top_k))
+                    .flatten();
+                Verdict {
+                    id: id.clone(),
+                    probability,
+                    fault,
+                    threshold,
+                    rule,
+                    explanation,
+                    unusual_sensors: self.top_sensors(row),
+                }
             })
             .collect()
     }
 
-    /// Formats a verdict's top sensors as `Sensor-59=2.31 (z=+6.20); ...` for CSV output.
+    /// Formats contributions as `Sensor-59=2.31 (+0.412); ...` for CSV output (log-odds).
+    pub fn describe_contributions(&self, e: Option<&Explanation>) -> String {
+        e.map(|e| {
+            e.contributions
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}={} ({:+.4})",
+                        self.features()[c.index],
+                        c.value,
+                        c.contribution
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+    }
+
+    /// Formats a verdict's unusual sensors as `Sensor-59=2.31 (z=+6.20); ...` for CSV output.
     pub fn describe_sensors(&self, top: &[Deviation]) -> String {
         top.iter()
             .map(|d| format!("{}={} (z={:+.2})", self.features()[d.index], d.value, d.z))

@@ -14,6 +14,7 @@
 //! would do, without copying any row.
 
 use super::ensemble::{BranchMode, BuildError, Ensemble, NodeSpec, TreeSpec};
+use super::shap::{ShapError, TreeShap};
 use std::collections::HashMap;
 use tract_onnx::pb::{self, attribute_proto::AttributeType, tensor_proto::DataType};
 use tract_onnx::prelude::Framework;
@@ -65,6 +66,8 @@ pub struct CompiledGraph {
     pub opsets: HashMap<String, i64>,
     /// Per-feature imputation values, when the graph imputes (NaN where it does not).
     pub impute: Option<Vec<f32>>,
+    /// The exact TreeSHAP explainer, or why this graph cannot be explained (no node cover).
+    pub shap: Result<TreeShap, ShapError>,
 }
 
 impl CompiledGraph {
@@ -154,7 +157,7 @@ fn compile_proto(model: &pb::ModelProto) -> Result<CompiledGraph, GraphError> {
     let width = input_width(input)?;
     values.insert(input.name.clone(), Value::Input);
 
-    let mut trees: Option<(Vec<TreeSpec>, f32, Finalize)> = None;
+    let mut trees: Option<Parsed> = None;
     let mut imputed: Option<Vec<f32>> = None;
     let mut probabilities_name = None;
     for node in &graph.node {
@@ -236,7 +239,7 @@ fn compile_proto(model: &pb::ModelProto) -> Result<CompiledGraph, GraphError> {
             }
         }
     }
-    let Some((specs, base_margin, finalize)) = trees else {
+    let Some((specs, base_margin, finalize, covers)) = trees else {
         return unsupported("the graph has no TreeEnsembleClassifier");
     };
     let Some(probabilities_name) = probabilities_name else {
@@ -245,7 +248,12 @@ fn compile_proto(model: &pb::ModelProto) -> Result<CompiledGraph, GraphError> {
     if !graph.output.iter().any(|o| o.name == probabilities_name) {
         return unsupported(format!("the graph does not output '{probabilities_name}'"));
     }
+    let shap = match covers {
+        Some(covers) => TreeShap::build(&specs, &covers),
+        None => Err(ShapError::NoCover),
+    };
     Ok(CompiledGraph {
+        shap,
         ensemble: Ensemble::build(width, &specs)?,
         base_margin,
         finalize,
@@ -376,12 +384,16 @@ fn strings(node: &pb::NodeProto, name: &str) -> Result<Vec<String>, GraphError> 
     }
 }
 
+/// The trees, base margin, post-transform and (when the graph has `nodes_hitrates`) each tree's node
+/// cover in the trees' node order.
+type Parsed = (Vec<TreeSpec>, f32, Finalize, Option<Vec<Vec<f32>>>);
+
 /// Builds tree specs from a `TreeEnsembleClassifier` node.
 fn parse_trees(
     node: &pb::NodeProto,
     width: usize,
     impute: Option<&[f32]>,
-) -> Result<(Vec<TreeSpec>, f32, Finalize), GraphError> {
+) -> Result<Parsed, GraphError> {
     let labels = attr(node, "classlabels_int64s")
         .map(|a| a.ints.clone())
         .unwrap_or_default();
@@ -402,7 +414,14 @@ fn parse_trees(
     let tracks = attr(node, "nodes_missing_value_tracks_true")
         .map(|a| a.ints.as_slice())
         .unwrap_or(&[]);
+    let hitrates = floats(node, "nodes_hitrates")?.unwrap_or(&[]);
     let n = tree_ids.len();
+    if !hitrates.is_empty() && hitrates.len() != n {
+        return unsupported(format!(
+            "nodes_hitrates has {} entries for {n} nodes",
+            hitrates.len()
+        ));
+    }
     for (name, len) in [
         ("nodes_nodeids", node_ids.len()),
         ("nodes_featureids", features.len()),
@@ -488,6 +507,7 @@ fn parse_trees(
     }
 
     let mut specs = Vec::with_capacity(order.len());
+    let mut covers = Vec::with_capacity(order.len());
     for &tid in &order {
         let members = &per_tree[&tid];
         // The root is the one node no other node of the tree points to.
@@ -548,9 +568,15 @@ fn parse_trees(
         let [root] = roots.as_slice() else {
             return unsupported(format!("tree {tid} has {} roots", roots.len()));
         };
+        if !hitrates.is_empty() {
+            let mut cover: Vec<f32> = members.iter().map(|&i| hitrates[i]).collect();
+            cover.swap(0, *root);
+            covers.push(cover);
+        }
         specs.push(reroot(nodes, *root));
     }
-    Ok((specs, base_margin, finalize))
+    let covers = (!hitrates.is_empty()).then_some(covers);
+    Ok((specs, base_margin, finalize, covers))
 }
 
 /// Moves `root` to position 0 (the builder's convention), renumbering children.

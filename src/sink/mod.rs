@@ -1,14 +1,16 @@
 //! Verdicts to the bus: the messages faultline publishes, and the MQTT publisher.
 //!
-//! - Fault / score message: `{"id", "probability", "fault", "threshold", "model_version",
-//!   "top_sensors": [{"sensor", "value", "z"}], "scored_at"}`.
+//! - Fault / score message: `{"id", "probability", "fault", "threshold", "rule", "model_version",
+//!   "base", "contributions": [{"sensor", "value", "median", "contribution"}],
+//!   "unusual_sensors": [{"sensor", "value", "z"}], "scored_at"}`. `base` and `contributions` are the
+//!   model's own explanation in log-odds (present on faults, or on every verdict when configured).
 //! - Dead letter: `{"error", "reason", "payload", "topic", "received_at"}`.
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod mqtt;
 
-use crate::model::{Deviation, Model, Verdict};
+use crate::model::{Deviation, Explanation, Model, Rule, Verdict};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -116,6 +118,37 @@ pub struct SensorMessage<'a> {
     pub z: f32,
 }
 
+/// One sensor's contribution in a verdict message.
+#[derive(Debug, Serialize)]
+pub struct ContributionMessage<'a> {
+    /// Sensor name.
+    pub sensor: &'a str,
+    /// The row's value; `null` when missing (the model then used the training median).
+    pub value: Option<f32>,
+    /// The sensor's training median, for context.
+    pub median: Option<f64>,
+    /// How far this sensor moved the log-odds from `base` (exact TreeSHAP).
+    pub contribution: f32,
+}
+
+impl<'a> ContributionMessage<'a> {
+    /// An explanation's contributions, named by `model`.
+    pub fn list(model: &'a Model, e: Option<&Explanation>) -> Vec<ContributionMessage<'a>> {
+        let Some(e) = e else {
+            return Vec::new();
+        };
+        e.contributions
+            .iter()
+            .map(|c| ContributionMessage {
+                sensor: &model.features()[c.index],
+                value: (!c.value.is_nan()).then_some(c.value),
+                median: model.card().sensors[c.index].median,
+                contribution: c.contribution,
+            })
+            .collect()
+    }
+}
+
 impl<'a> SensorMessage<'a> {
     /// A verdict's top sensors, named by `model`.
     pub fn list(model: &'a Model, top: &[Deviation]) -> Vec<SensorMessage<'a>> {
@@ -140,10 +173,18 @@ pub struct VerdictMessage<'a> {
     pub fault: bool,
     /// The threshold applied.
     pub threshold: f32,
+    /// The rule that made the verdict: `threshold`, `alarm_rate` or `warmup`.
+    pub rule: Rule,
     /// Version of the model that scored the row.
     pub model_version: &'a str,
-    /// Sensors furthest from their training medians.
-    pub top_sensors: Vec<SensorMessage<'a>>,
+    /// Expected log-odds over the training rows (with `contributions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<f32>,
+    /// The sensors that moved this verdict most, in log-odds (the model's own TreeSHAP).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contributions: Vec<ContributionMessage<'a>>,
+    /// Sensors furthest from their training medians (unusual values, not what the model used).
+    pub unusual_sensors: Vec<SensorMessage<'a>>,
     /// When the verdict was made (RFC 3339).
     pub scored_at: &'a str,
 }
@@ -155,9 +196,12 @@ impl<'a> VerdictMessage<'a> {
             id: &v.id,
             probability: v.probability,
             fault: v.fault,
-            threshold: model.threshold(),
+            threshold: v.threshold,
+            rule: v.rule,
             model_version: model.version(),
-            top_sensors: SensorMessage::list(model, &v.top_sensors),
+            base: v.explanation.as_ref().map(|e| e.base),
+            contributions: ContributionMessage::list(model, v.explanation.as_ref()),
+            unusual_sensors: SensorMessage::list(model, &v.unusual_sensors),
             scored_at,
         }
     }

@@ -181,7 +181,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 struct ScoreResponse<'a> {
     model_version: &'a str,
     threshold: f32,
+    /// The alarm budget's share, when one decides (each result says its rule and threshold).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alarm_rate: Option<f64>,
     results: Vec<ScoreResult<'a>>,
+}
+
+/// Query parameters of `POST /api/score`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ScoreQuery {
+    /// `all` explains every row; otherwise faults only (as configured).
+    explain: Option<String>,
 }
 
 /// One result of `POST /api/score`.
@@ -190,7 +200,13 @@ struct ScoreResult<'a> {
     id: &'a str,
     probability: f32,
     fault: bool,
-    top_sensors: Vec<SensorMessage<'a>>,
+    threshold: f32,
+    rule: crate::model::Rule,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base: Option<f32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    contributions: Vec<crate::sink::ContributionMessage<'a>>,
+    unusual_sensors: Vec<SensorMessage<'a>>,
 }
 
 /// The answer to a body over `[web] max_body_bytes`.
@@ -228,9 +244,12 @@ pub async fn guard_upload(
 
 /// `POST /api/score`: a CSV (`text/csv`) or a JSON array of row objects (`application/json`) in;
 /// JSON verdicts out, or CSV with `Accept: text/csv`. Same model and threshold as the stream.
+/// `?explain=all` explains every row, not only faults (the page asks for it: its threshold control
+/// can flag rows the model's threshold did not).
 pub async fn score(
     State(s): State<WebState>,
     headers: HeaderMap,
+    query: axum::extract::Query<ScoreQuery>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
@@ -281,7 +300,15 @@ pub async fn score(
                 ))
             }
         };
-        let verdicts = model.score(&rows);
+        let mut verdicts = model.score(&rows);
+        if query.explain.as_deref() == Some("all") {
+            let k = model.explain_settings().top_k.max(1);
+            for (i, v) in verdicts.iter_mut().enumerate() {
+                if v.explanation.is_none() {
+                    v.explanation = model.explain(rows.row(i), k);
+                }
+            }
+        }
         if wants_csv {
             let mut out = Vec::new();
             let mut w = csv::Writer::from_writer(&mut out);
@@ -298,7 +325,14 @@ pub async fn score(
                 id: &v.id,
                 probability: v.probability,
                 fault: v.fault,
-                top_sensors: SensorMessage::list(&model, &v.top_sensors),
+                threshold: v.threshold,
+                rule: v.rule,
+                base: v.explanation.as_ref().map(|e| e.base),
+                contributions: crate::sink::ContributionMessage::list(
+                    &model,
+                    v.explanation.as_ref(),
+                ),
+                unusual_sensors: SensorMessage::list(&model, &v.unusual_sensors),
             })
             .collect();
         // A typed body, not json!: json! widens f32 to f64 and prints 0.19673949480056763 where
@@ -306,6 +340,7 @@ pub async fn score(
         Ok(Json(ScoreResponse {
             model_version: model.version(),
             threshold: model.threshold(),
+            alarm_rate: model.budget().map(|b| b.rate),
             results,
         })
         .into_response())

@@ -66,6 +66,7 @@ pub fn router(state: WebState) -> Router {
         .route("/", get(page::index))
         .route("/app.js", get(page::script))
         .route("/quality.js", get(page::quality_script))
+        .route("/explain.js", get(page::explain_script))
         .route("/style.css", get(page::style))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -1,4 +1,4 @@
-//! The page: four static files compiled into the binary (no build step, no CDN), served with a
+//! The page: five static files compiled into the binary (no build step, no CDN), served with a
 //! Content-Security-Policy that allows no inline script and nothing from elsewhere.
 //!
 //! Only these fixed routes exist, so there is no path to traverse.
@@ -12,6 +12,8 @@ const INDEX_HTML: &str = include_str!("static/index.html");
 const APP_JS: &str = include_str!("static/app.js");
 /// The live-quality panel's script (labels upload, shadow promotion).
 const QUALITY_JS: &str = include_str!("static/quality.js");
+/// The explanation view's script (a wafer's contributions as a chart).
+const EXPLAIN_JS: &str = include_str!("static/explain.js");
 /// Its styles.
 const STYLE_CSS: &str = include_str!("static/style.css");
 
@@ -42,6 +44,15 @@ pub async fn quality_script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         QUALITY_JS,
+    )
+        .into_response()
+}
+
+/// `GET /explain.js`
+pub async fn explain_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        EXPLAIN_JS,
     )
         .into_response()
 }

@@ -180,7 +180,7 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
     await download.saveAs(downloaded);
     const got = parseCsv(readFileSync(downloaded, 'utf8')).filter((r) => r.length > 1);
     const gotHead = got[0];
-    assert.deepEqual(gotHead.slice(-4), ['probability', 'fault', 'top_sensors', 'model_version']);
+    assert.deepEqual(gotHead.slice(-4), ['probability', 'fault', 'contributions', 'model_version']);
     assert.deepEqual(gotHead.slice(1, header.length), header.slice(1));
     assert.equal(got.length - 1, cliRows.length);
     const g = (name) => gotHead.indexOf(name);

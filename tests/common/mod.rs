@@ -120,6 +120,28 @@ impl Mosquitto {
     }
 }
 
+/// `row` with each sensor moved to its training 1st or 99th percentile wherever that raises
+/// P(fault): a wafer the model clearly flags, built from the card alone.
+pub fn clearly_faulty(model: &faultline::model::Model, row: &[f32]) -> Vec<f32> {
+    let mut row = row.to_vec();
+    let mut best = [0f32];
+    model.probabilities(&row, &mut best);
+    for (i, s) in model.card().sensors.iter().enumerate() {
+        for v in [s.p01, s.p99].into_iter().flatten() {
+            let old = row[i];
+            row[i] = v as f32;
+            let mut p = [0f32];
+            model.probabilities(&row, &mut p);
+            if p[0] > best[0] {
+                best = p;
+            } else {
+                row[i] = old;
+            }
+        }
+    }
+    row
+}
+
 /// Synthetic rows with one clearly faulty and one clearly good row first.
 pub fn rows(model: &faultline::model::Model, n: usize) -> (Vec<String>, String, String) {
     let batch = faultline::model::synthetic::rows(model.card(), n.max(200), 21);
@@ -131,13 +153,16 @@ pub fn rows(model: &faultline::model::Model, n: usize) -> (Vec<String>, String, 
     let good = (0..batch.len())
         .min_by(|&a, &b| p[a].total_cmp(&p[b]))
         .unwrap();
-    assert!(p[faulty] >= model.threshold() && p[good] < model.threshold());
+    let faulty_row = clearly_faulty(model, batch.row(faulty));
+    let mut pf = [0f32];
+    model.probabilities(&faulty_row, &mut pf);
+    assert!(pf[0] >= model.threshold() && p[good] < model.threshold());
     let msgs = (0..n)
         .map(|i| faultline::row::json::encode_row(&batch.ids[i], batch.row(i), model.features()))
         .collect();
     (
         msgs,
-        faultline::row::json::encode_row("Known-Faulty", batch.row(faulty), model.features()),
+        faultline::row::json::encode_row("Known-Faulty", &faulty_row, model.features()),
         faultline::row::json::encode_row("Known-Good", batch.row(good), model.features()),
     )
 }

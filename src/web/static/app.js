@@ -27,7 +27,7 @@
   /** Header row height in pixels. */
   const HEAD_H = 30;
   /** Column widths in pixels, by kind of column. */
-  const WIDTH = { id: 150, probability: 108, fault: 64, top_sensors: 460, label: 80, sensor: 96 };
+  const WIDTH = { id: 150, probability: 108, fault: 64, contributions: 460, label: 80, sensor: 96 };
   /** Rows and columns rendered beyond the visible ones, so that small scrolls need no repaint. */
   const OVERSCAN_ROWS = 8;
   const OVERSCAN_COLS = 2;
@@ -219,7 +219,7 @@
   function postCsv(body, onUpload, onUploaded) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
-      xhr.open('POST', '/api/score');
+      xhr.open('POST', '/api/score?explain=all');
       xhr.setRequestHeader('Content-Type', 'text/csv');
       xhr.setRequestHeader('Accept', 'application/json');
       if (token) xhr.setRequestHeader('Authorization', `Bearer ${token}`);
@@ -257,7 +257,6 @@
 
   function renderCard() {
     const v = card.validation || {};
-    const targets = v.targets || {};
     clear(ui.card);
     const list = el('dl', 'card-list');
     const item = (term, value, title) => {
@@ -269,32 +268,35 @@
       list.append(box);
       return dd;
     };
-    const metric = (term, key, lowerIsBetter) => {
+    // Every figure with its bootstrap 95% interval and the number of faulty wafers behind it: no
+    // tick or cross, since a target "met" on a few dozen faults can be noise.
+    const metric = (term, key) => {
       if (typeof v[key] !== 'number') return;
-      const t = targets[key];
+      const ci = v[`${key}_ci95`];
       const dd = item(term, v[key].toFixed(3));
-      if (t && typeof t.target === 'number') {
-        const mark = el('span', t.met ? 'target met' : 'target missed',
-          `${t.met ? '✓' : '✗'} target ${lowerIsBetter ? '≤' : '≥'} ${t.target}`);
-        dd.append(' ', mark);
+      if (Array.isArray(ci) && typeof ci[0] === 'number') {
+        dd.append(' ', el('span', 'card-interval', `(95% CI ${ci[0].toFixed(2)}–${ci[1].toFixed(2)}, ${fmtInt(v.faults)} faults)`));
       }
     };
     item('Model', `${card.name || 'model'} ${card.version}`);
     item('Trained', formatDate(card.created_at), card.created_at);
     item('Threshold', formatThreshold(Number(card.threshold)), String(card.threshold));
     item('Positive class', card.positive_class || '');
-    metric('ROC-AUC', 'roc_auc', false);
-    metric('PR-AUC', 'pr_auc', false);
-    metric('Balanced accuracy', 'balanced_accuracy', false);
-    metric('Recall', 'recall', false);
-    metric('False-alarm rate', 'false_alarm_rate', true);
+    metric('ROC-AUC', 'roc_auc');
+    metric('PR-AUC', 'pr_auc');
+    metric('Recall', 'recall');
+    metric('False-alarm rate', 'false_alarm_rate');
+    if (typeof v.alarm_rate_suggested === 'number') {
+      item('Suggested alarm budget', `${(v.alarm_rate_suggested * 100).toFixed(1)}% of wafers`, 'validation.alarm_rate_suggested: set [model] alarm_rate to flag this share of recent wafers');
+    }
     if (typeof v.rows === 'number') {
       item('Validation set', `${fmtInt(v.rows)} rows, ${fmtInt(v.faults)} faults`, v.scheme || '');
     }
     ui.card.append(list);
     const notes = el('p', 'card-rule');
     if (v.scheme) notes.append(el('strong', '', 'Validation: '), `${v.scheme}. `);
-    if (card.threshold_rule) notes.append(el('strong', '', 'Threshold rule: '), card.threshold_rule);
+    if (card.threshold_rule) notes.append(el('strong', '', 'Threshold rule: '), card.threshold_rule, ' ');
+    if (v.expectation) notes.append(el('strong', '', 'On new wafers: '), v.expectation);
     ui.card.append(notes);
   }
 
@@ -553,6 +555,21 @@
   }
 
   /** The CLI's top-sensor text: `Sensor-59=2.31 (z=+6.20); Sensor-103=...`. */
+  /** A verdict's contributions as `Sensor-59=2.31 (+0.412)`, largest first (log-odds). */
+  function describeContributions(list) {
+    return list.map((c) => `${c.sensor}=${c.value === null ? 'missing' : f32Text(c.value)} (${c.contribution >= 0 ? '+' : ''}${c.contribution.toFixed(3)})`).join('; ');
+  }
+
+  /** Opens the explanation of row `r` (explain.js), judged at the threshold the page shows. */
+  function showExplanation(r) {
+    if (!results || !results.rowsOut || !results.rowsOut[r] || !window.faultlineExplain) return;
+    const x = results.rowsOut[r];
+    const t = Math.fround(threshold);
+    window.faultlineExplain.show($('explanation'), {
+      ...x, fault: Math.fround(results.prob[r]) >= t, threshold, rule: 'threshold',
+    }, card);
+  }
+
   function describeSensors(top) {
     return top.map((d) => `${d.sensor}=${f32Text(d.value)} (z=${signed2(d.z)})`).join('; ');
   }
@@ -1154,7 +1171,7 @@
     if (results) {
       cols.push({ key: 'probability', label: 'probability', kind: 'probability', c: -1, w: WIDTH.probability });
       cols.push({ key: 'fault', label: 'fault', kind: 'fault', c: -1, w: WIDTH.fault });
-      cols.push({ key: 'top_sensors', label: 'top sensors', kind: 'top_sensors', c: -1, w: WIDTH.top_sensors });
+      cols.push({ key: 'contributions', label: 'contributions (log-odds)', kind: 'contributions', c: -1, w: WIDTH.contributions });
     }
     for (let c = 0; c < d.nCols; c++) {
       if (c === d.idCol) continue;
@@ -1362,7 +1379,7 @@
         text = fault ? 'true' : 'false';
         cls += fault ? ' result flag' : ' result';
         break;
-      case 'top_sensors':
+      case 'contributions':
         text = results.topText[r];
         title = text;
         cls += ' result top';
@@ -1535,6 +1552,7 @@
         cursor = { r, key };
         cell.tabIndex = 0;
       }
+      if (results && !results.stale && Math.fround(results.prob[r]) >= Math.fround(threshold)) showExplanation(r);
     } else if (e.target === ui.grid && data) {
       const target = cellByKey.get(`${cursor.r}|${cursor.key}`);
       if (target) target.focus({ preventScroll: true });
@@ -1652,14 +1670,16 @@
     const probText = new Array(d.nRows);
     const topText = new Array(d.nRows);
     const topNames = new Array(d.nRows);
+    const rowsOut = new Array(d.nRows);
     let mismatched = 0;
     for (let r = 0; r < d.nRows; r++) {
       const x = list[r];
       prob[r] = Number(x.probability);
       probText[r] = f32Text(x.probability);
-      const top = Array.isArray(x.top_sensors) ? x.top_sensors : [];
-      topText[r] = describeSensors(top);
+      const top = Array.isArray(x.contributions) ? x.contributions : [];
+      topText[r] = describeContributions(top);
       topNames[r] = top.map((s) => s.sensor);
+      rowsOut[r] = x;
       if (String(x.id) !== rowId(d, r)) mismatched += 1;
     }
     const byProbability = new Int32Array(d.nRows);
@@ -1671,6 +1691,7 @@
       probText,
       topText,
       topNames,
+      rowsOut,
       byProbability,
       modelVersion: String(json.model_version || (card && card.version) || ''),
       serverThreshold: Number(json.threshold),
@@ -1822,7 +1843,7 @@
     try {
       const head = [];
       for (let c = 0; c < d.nCols; c++) head.push(csvField(spreadsheetSafe(d.header[c])));
-      head.push('probability', 'fault', 'top_sensors', 'model_version');
+      head.push('probability', 'fault', 'contributions', 'model_version');
       const parts = [head.join(','), '\n'];
       const t = Math.fround(threshold);
       const version = csvField(spreadsheetSafe(results.modelVersion));
@@ -2029,7 +2050,7 @@
     ui.download.disabled = !results || results.stale || Boolean(busy);
     ui.download.title = results && results.stale
       ? 'The table changed after scoring: score again to download matching results'
-      : 'Download the table with probability, fault, top_sensors and model_version as CSV';
+      : 'Download the table with probability, fault, contributions and model_version as CSV';
   }
 
   /** Shows progress `f` (0–1; null = indeterminate) with a label. */

@@ -1,0 +1,157 @@
+//! Which rule turns P(fault) into a verdict: the card's fixed threshold, or an alarm budget.
+//!
+//! Score levels drift between production periods while the ranking of wafers holds better, so a fixed
+//! threshold can flag almost nothing (or almost everything) on later wafers. An alarm budget
+//! (`[model] alarm_rate`, e.g. 0.1) flags a wafer when its P(fault) is among the top `alarm_rate` share
+//! of the last `alarm_window_rows` scored wafers (itself included): a rolling quantile. Until the window
+//! holds `alarm_warmup_rows` wafers the fixed threshold decides (the warm-up), and every verdict says
+//! which rule made it and the threshold it used.
+//!
+//! For `faultline score` and uploads the window rolls over the file itself, in its order, from empty.
+
+use serde::Serialize;
+use std::collections::VecDeque;
+
+/// The rule that made a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// P(fault) >= the model's fixed threshold (the card's, or `[model] threshold`).
+    Threshold,
+    /// P(fault) is in the top `alarm_rate` share of the recent wafers.
+    AlarmRate,
+    /// An alarm budget is set but its window is still filling: the fixed threshold decided.
+    Warmup,
+}
+
+impl Rule {
+    /// The name used in messages, CSV output and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Threshold => "threshold",
+            Rule::AlarmRate => "alarm_rate",
+            Rule::Warmup => "warmup",
+        }
+    }
+}
+
+/// Settings of an alarm budget (validated by the config).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// Share of recent wafers to flag, in (0, 1).
+    pub rate: f64,
+    /// How many recent wafers the quantile is taken over.
+    pub window_rows: usize,
+    /// Wafers the window must hold before the budget decides.
+    pub warmup_rows: usize,
+}
+
+/// Decides verdicts row by row, keeping the recent scores an alarm budget needs.
+#[derive(Debug, Clone)]
+pub struct Decider {
+    /// The budget, when one is set.
+    budget: Option<Budget>,
+    /// Recent scores in arrival order (to drop the oldest).
+    recent: VecDeque<f32>,
+    /// The same scores sorted (to read the quantile).
+    sorted: Vec<f32>,
+}
+
+impl Decider {
+    /// A decider for the fixed threshold only, or with an alarm budget.
+    pub fn new(budget: Option<Budget>) -> Decider {
+        let cap = budget.map_or(0, |b| b.window_rows);
+        Decider {
+            budget,
+            recent: VecDeque::with_capacity(cap),
+            sorted: Vec::with_capacity(cap),
+        }
+    }
+
+    /// The budget in force, if any.
+    pub fn budget(&self) -> Option<Budget> {
+        self.budget
+    }
+
+    /// Decides one wafer scored `p` given the model's fixed `threshold`: (fault, threshold used, rule).
+    pub fn decide(&mut self, p: f32, threshold: f32) -> (bool, f32, Rule) {
+        let Some(b) = self.budget else {
+            return (p >= threshold, threshold, Rule::Threshold);
+        };
+        if p.is_nan() {
+            return (false, threshold, Rule::Threshold);
+        }
+        if self.recent.len() == b.window_rows {
+            if let Some(old) = self.recent.pop_front() {
+                let at = self.sorted.partition_point(|&x| x < old);
+                self.sorted.remove(at);
+            }
+        }
+        self.recent.push_back(p);
+        let at = self.sorted.partition_point(|&x| x < p);
+        self.sorted.insert(at, p);
+        let n = self.sorted.len();
+        if n < b.warmup_rows.max(1) {
+            return (p >= threshold, threshold, Rule::Warmup);
+        }
+        // The smallest score among the top `rate` share (at least one wafer).
+        let flagged = ((b.rate * n as f64).ceil() as usize).clamp(1, n);
+        let t = self.sorted[n - flagged];
+        (p >= t, t, Rule::AlarmRate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_budget_the_fixed_threshold_decides() {
+        let mut d = Decider::new(None);
+        assert_eq!(d.decide(0.3, 0.2), (true, 0.2, Rule::Threshold));
+        assert_eq!(d.decide(0.1, 0.2), (false, 0.2, Rule::Threshold));
+    }
+
+    #[test]
+    fn a_budget_flags_the_top_share_of_the_window_after_warm_up() {
+        let budget = Budget {
+            rate: 0.1,
+            window_rows: 100,
+            warmup_rows: 20,
+        };
+        let mut d = Decider::new(Some(budget));
+        // Warm-up: the fixed threshold (0.5) decides, whatever the scores.
+        for i in 0..19 {
+            let (fault, t, rule) = d.decide(0.01 * i as f32, 0.5);
+            assert_eq!((fault, t, rule), (false, 0.5, Rule::Warmup));
+        }
+        // Scores far below the fixed threshold: the budget still flags about 10% of them.
+        let mut flagged = 0;
+        for i in 0..1000 {
+            let p = ((i * 37) % 100) as f32 / 1000.0; // 0.000 .. 0.099, levels repeat
+            let (fault, t, rule) = d.decide(p, 0.5);
+            assert_eq!(rule, Rule::AlarmRate);
+            assert!(t < 0.5);
+            flagged += fault as usize;
+        }
+        assert!((90..=130).contains(&flagged), "{flagged} of 1000 flagged");
+    }
+
+    #[test]
+    fn the_window_forgets_old_scores() {
+        let budget = Budget {
+            rate: 0.5,
+            window_rows: 4,
+            warmup_rows: 1,
+        };
+        let mut d = Decider::new(Some(budget));
+        for p in [0.9, 0.9, 0.9, 0.9] {
+            d.decide(p, 0.5);
+        }
+        // After four low scores the highs are gone: the threshold is the window's median.
+        for p in [0.1, 0.2, 0.3, 0.4] {
+            d.decide(p, 0.5);
+        }
+        assert_eq!(d.decide(0.35, 0.5), (true, 0.35, Rule::AlarmRate));
+    }
+}

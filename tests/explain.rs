@@ -1,0 +1,159 @@
+//! The model's own explanations: exact TreeSHAP against XGBoost's `pred_contribs`, local accuracy on
+//! the committed model (synthetic rows, and the real wafers where they are), sensors the model does
+//! not read never listed, and a listed sensor moving P(fault) the way its contribution says.
+
+mod common;
+
+use faultline::model::{onnx, synthetic, Model};
+
+fn logit(p: f32) -> f64 {
+    let p = p as f64;
+    (p / (1.0 - p)).ln()
+}
+
+#[test]
+fn contributions_equal_xgboost_pred_contribs_on_the_fixture_graph() {
+    let dir = common::repo().join("tests/fixtures/graphs");
+    let graph = onnx::compile(&std::fs::read(dir.join("xgb_contribs.onnx")).unwrap()).unwrap();
+    let shap = graph.shap.as_ref().expect("the fixture carries node cover");
+    let mut r = csv::Reader::from_path(dir.join("xgb_contribs.csv")).unwrap();
+    let num = |s: &str| {
+        if s.is_empty() {
+            f32::NAN
+        } else {
+            s.parse::<f64>().unwrap() as f32
+        }
+    };
+    let mut checked = 0;
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        let row: Vec<f32> = (0..8).map(|i| num(&rec[i])).collect();
+        let p = num(&rec[8]);
+        let want: Vec<f64> = (9..17).map(|i| num(&rec[i]) as f64).collect();
+        let bias = num(&rec[17]) as f64;
+        let mut phi = vec![0.0; 8];
+        shap.contributions(&row, &mut phi);
+        let base = graph.base_margin as f64 + shap.expected();
+        assert!((base - bias).abs() < 1e-4, "bias {base} vs xgboost {bias}");
+        for (f, (a, b)) in phi.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-4,
+                "row {checked} feature {f}: {a} vs xgboost {b}"
+            );
+        }
+        assert!((base + phi.iter().sum::<f64>() - logit(p)).abs() < 1e-4);
+        checked += 1;
+    }
+    assert_eq!(checked, 200);
+}
+
+/// Local accuracy, untouched unread sensors, and sorted, non-zero lists, for a batch of rows.
+fn check_rows(model: &Model, values: &[f32]) -> usize {
+    let w = model.width();
+    let read: std::collections::HashSet<&str> = model.card().training["features_used"]
+        .as_array()
+        .expect("the card lists the sensors the model reads")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let mut probs = vec![0.0; values.len() / w];
+    model.probabilities(values, &mut probs);
+    for (row, p) in values.chunks(w).zip(&probs) {
+        let (base, phi) = model
+            .contributions(row)
+            .expect("the committed model is explainable");
+        let sum = base + phi.iter().sum::<f64>();
+        assert!(
+            (sum - logit(*p)).abs() < 1e-4,
+            "base + contributions = {sum}, logit(P) = {}",
+            logit(*p)
+        );
+        for (i, c) in phi.iter().enumerate() {
+            if !read.contains(model.features()[i].as_str()) {
+                assert_eq!(
+                    *c,
+                    0.0,
+                    "{} is not read but moved the score",
+                    model.features()[i]
+                );
+            }
+        }
+        let e = model.explain(row, 5).unwrap();
+        assert!(e.contributions.len() <= 5);
+        for pair in e.contributions.windows(2) {
+            assert!(pair[0].contribution.abs() >= pair[1].contribution.abs());
+        }
+        for c in &e.contributions {
+            assert!(c.contribution != 0.0 && read.contains(model.features()[c.index].as_str()));
+        }
+        let listed: f64 = e.contributions.iter().map(|c| c.contribution as f64).sum();
+        assert!((e.base as f64 + listed + e.rest as f64 - logit(*p)).abs() < 1e-3);
+    }
+    probs.len()
+}
+
+#[test]
+fn committed_model_contributions_add_up_to_its_log_odds() {
+    let model = Model::embedded().unwrap();
+    let rows = synthetic::rows(model.card(), 300, 11);
+    assert_eq!(check_rows(&model, &rows.values), 300);
+    if let Some(dir) = common::data_dir("committed_model_contributions_add_up_to_its_log_odds") {
+        let batch = common::read_wafers(&dir.join("wafer/wafer_train.csv"), &model);
+        assert_eq!(check_rows(&model, &batch.values), 1145);
+    }
+}
+
+#[test]
+fn a_listed_sensor_moves_p_fault_the_way_its_contribution_says() {
+    let model = Model::embedded().unwrap();
+    let rows = synthetic::rows(model.card(), 200, 12);
+    let w = model.width();
+    let mut moved = 0;
+    for row in rows.values.chunks(w) {
+        let e = model.explain(row, 3).unwrap();
+        let mut p = [0.0f32];
+        model.probabilities(row, &mut p);
+        for c in &e.contributions {
+            // Put the sensor back on its training median: its contribution goes to what the median
+            // contributes, and P(fault) must move by exactly that change in log-odds.
+            let mut changed = row.to_vec();
+            changed[c.index] = model.card().sensors[c.index].median.unwrap() as f32;
+            let (_, phi2) = model.contributions(&changed).unwrap();
+            let delta = phi2[c.index] - c.contribution as f64;
+            let mut p2 = [0.0f32];
+            model.probabilities(&changed, &mut p2);
+            let observed = logit(p2[0]) - logit(p[0]);
+            assert!(
+                (observed - delta).abs() < 1e-3,
+                "{}: log-odds moved {observed}, contributions say {delta}",
+                model.features()[c.index]
+            );
+            if delta.abs() > 1e-3 {
+                assert_eq!(observed > 0.0, delta > 0.0);
+                moved += 1;
+            }
+        }
+    }
+    assert!(moved > 50, "only {moved} perturbations moved the score");
+}
+
+#[test]
+fn faults_carry_explanations_and_unread_sensors_never_appear() {
+    let model = Model::embedded().unwrap();
+    let rows = synthetic::rows(model.card(), 400, 13);
+    // Synthetic rows sit near the training medians; flag the top quarter of them.
+    let mut p = vec![0.0; rows.len()];
+    model.probabilities(&rows.values, &mut p);
+    p.sort_by(f32::total_cmp);
+    let model = model.with_threshold(p[300]);
+    let verdicts = model.score(&rows);
+    let faults: Vec<_> = verdicts.iter().filter(|v| v.fault).collect();
+    assert!(!faults.is_empty());
+    for v in &verdicts {
+        assert_eq!(v.explanation.is_some(), v.fault, "faults only, by default");
+    }
+    for v in faults {
+        let e = v.explanation.as_ref().unwrap();
+        assert_eq!(e.contributions.len(), 5);
+    }
+}
