@@ -442,7 +442,8 @@ mod tests {
     #[test]
     fn matches_brute_force_shapley_values_and_sums_to_the_margin() {
         let (spec, cover) = two_feature_tree();
-        let shap = TreeShap::build(std::slice::from_ref(&spec), &[cover.clone()]).unwrap();
+        let shap =
+            TreeShap::build(std::slice::from_ref(&spec), std::slice::from_ref(&cover)).unwrap();
         for row in [
             [0.2f32, 0.5, 9.0],
             [0.2, 1.5, 9.0],
@@ -476,7 +477,8 @@ mod tests {
         ];
         let spec = TreeSpec { nodes };
         let cover = vec![10.0, 6.0, 4.0, 2.0, 4.0, 1.0, 3.0];
-        let shap = TreeShap::build(std::slice::from_ref(&spec), &[cover.clone()]).unwrap();
+        let shap =
+            TreeShap::build(std::slice::from_ref(&spec), std::slice::from_ref(&cover)).unwrap();
         for row in [
             [0.1f32, -1.0],
             [0.3, 1.0],
@@ -505,7 +507,8 @@ mod tests {
         ];
         let spec = TreeSpec { nodes };
         let cover = vec![8.0, 5.0, 3.0, 1.0, 4.0];
-        let shap = TreeShap::build(std::slice::from_ref(&spec), &[cover.clone()]).unwrap();
+        let shap =
+            TreeShap::build(std::slice::from_ref(&spec), std::slice::from_ref(&cover)).unwrap();
         assert_eq!(shap.trees[0].single, Some(1));
         for row in [[5.0f32, -2.0], [5.0, -0.5], [5.0, 1.0]] {
             let mut phi = vec![0.0; 2];

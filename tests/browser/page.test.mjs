@@ -164,6 +164,22 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
     const rowIndex = await idCell.first().getAttribute('data-row');
     assert.equal(await page.locator(`[data-row="${rowIndex}"][data-col="fault"]`).first().textContent(), 'true');
 
+    // Clicking it opens its explanation: one bar per contribution the CLI lists for it, same sensors in
+    // the same order, and the chart ends at logit(P(fault)).
+    await page.locator(`[data-row="${rowIndex}"][data-col="probability"]`).first().click();
+    await page.waitForSelector('#explanation:not([hidden]) svg.explain-chart');
+    const cliSensors = known[col('contributions')].split('; ').map((c) => c.split('=')[0]);
+    assert.equal(cliSensors.length, 5);
+    const bars = await page.$$eval('#explanation .explain-table tr td:first-child', (tds) => tds.map((td) => td.textContent));
+    assert.deepEqual(bars, cliSensors);
+    const rects = await page.locator('#explanation svg rect').count();
+    assert.ok(rects >= cliSensors.length && rects <= cliSensors.length + 1, `${rects} bars`);
+    const pk = Number(known[col('probability')]);
+    const end = Math.log(pk / (1 - pk)).toFixed(3);
+    assert.ok((await page.textContent('#explanation svg')).includes(end), `the chart ends at logit(P) = ${end}`);
+    await page.screenshot({ path: join(shots, 'explanation.png') });
+    await page.click('#explanation .explain-close');
+
     // The slider recounts without re-scoring.
     const at = 0.5;
     const expectedAt = cliRows.filter((r) => Number(r[col('probability')]) >= at).length;
