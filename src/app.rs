@@ -15,7 +15,7 @@ use crate::config::{Config, SourceKind};
 use crate::drift::{DriftReport, DriftWindow};
 use crate::metrics::Metrics;
 use crate::model::live::{LiveModel, ReloadStatus};
-use crate::model::Model;
+use crate::model::{Model, Rule};
 use crate::row::Schema;
 use crate::sink::mqtt::MqttPublisher;
 use crate::sink::{now_rfc3339, DeadLetter, Output, Publisher, VerdictMessage};
@@ -537,8 +537,15 @@ async fn score_batches(
             metrics
                 .faults
                 .inc_by(verdicts.iter().filter(|v| v.fault).count() as u64);
-            for v in &verdicts {
-                metrics.verdicts.with_label_values(&[v.rule.as_str()]).inc();
+            // One counter update per rule and batch, not per row.
+            for rule in [Rule::Threshold, Rule::AlarmRate, Rule::Warmup] {
+                let k = verdicts.iter().filter(|v| v.rule == rule).count();
+                if k > 0 {
+                    metrics
+                        .verdicts
+                        .with_label_values(&[rule.as_str()])
+                        .inc_by(k as u64);
+                }
             }
             if let Some(last) = verdicts.last() {
                 metrics.model_threshold.set(last.threshold as f64);

@@ -554,6 +554,8 @@ pub struct Config {
     pub threshold: Option<f32>,
     /// The alarm budget, when `[model] alarm_rate` is set.
     pub alarm: Option<crate::model::Budget>,
+    /// `[model] alarm_window_rows` and `alarm_warmup_rows`, for a budget set on the command line.
+    pub alarm_rows: (usize, usize),
     /// Which verdicts carry contributions.
     pub explain: crate::model::Explain,
     /// How often to look for changed model files (`None`: never, or no model directory).
@@ -664,31 +666,14 @@ impl RawConfig {
         let md = &self.model;
         let alarm = if md.alarm_rate == 0.0 {
             None
-        } else if md.alarm_rate > 0.0 && md.alarm_rate < 1.0 {
-            if md.alarm_window_rows == 0 || md.alarm_warmup_rows > md.alarm_window_rows {
-                return Err(ConfigError::Invalid(format!(
-                    "model.alarm_window_rows is {} and model.alarm_warmup_rows {}; the window must hold at least one row and at least the warm-up",
-                    md.alarm_window_rows, md.alarm_warmup_rows
-                )));
-            }
-            if (md.alarm_rate * md.alarm_window_rows as f64) < 1.0 {
-                return Err(ConfigError::Invalid(format!(
-                    "model.alarm_rate {} of model.alarm_window_rows {} is less than one wafer; widen the window to at least {} rows",
-                    md.alarm_rate,
-                    md.alarm_window_rows,
-                    (1.0 / md.alarm_rate).ceil()
-                )));
-            }
-            Some(crate::model::Budget {
-                rate: md.alarm_rate,
-                window_rows: md.alarm_window_rows,
-                warmup_rows: md.alarm_warmup_rows,
-            })
         } else {
-            return Err(ConfigError::Invalid(format!(
-                "model.alarm_rate is {}; set the share of recent wafers to flag between 0 and 1 (exclusive, e.g. 0.1), or 0 to decide by the threshold alone",
-                md.alarm_rate
-            )));
+            let budget = crate::model::Budget::new(
+                md.alarm_rate,
+                md.alarm_window_rows,
+                md.alarm_warmup_rows,
+            )
+            .map_err(ConfigError::Invalid)?;
+            Some(budget)
         };
         let explain = crate::model::Explain {
             top_k: md.contributions_top_k,
@@ -950,6 +935,7 @@ impl RawConfig {
             model_dir: (!dir.is_empty()).then(|| PathBuf::from(dir)),
             threshold,
             alarm,
+            alarm_rows: (md.alarm_window_rows, md.alarm_warmup_rows),
             explain,
             model_watch: (!dir.is_empty() && self.model.watch_ms > 0)
                 .then(|| Duration::from_millis(self.model.watch_ms)),

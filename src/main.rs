@@ -200,19 +200,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if !(rate > 0.0 && rate < 1.0) {
                     anyhow::bail!("--alarm-rate {rate} is not between 0 and 1 (exclusive)");
                 }
-                let (window_rows, warmup_rows) = config
-                    .alarm
-                    .map_or((1000, 200), |b| (b.window_rows, b.warmup_rows));
-                let policy = faultline::model::Policy {
-                    threshold: Some(model.threshold()),
-                    budget: Some(faultline::model::Budget {
-                        rate,
-                        window_rows,
-                        warmup_rows,
-                    }),
-                    explain: model.explain_settings(),
-                };
-                model = model.with_policy(&policy);
+                let (window_rows, warmup_rows) = config.alarm_rows;
+                let budget = faultline::model::Budget::new(rate, window_rows, warmup_rows)
+                    .map_err(anyhow::Error::msg)?;
+                model = model.with_budget(Some(budget));
             }
             let options = CsvOptions {
                 allow_extra_columns: config.allow_extra_columns,

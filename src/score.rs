@@ -1,9 +1,10 @@
 //! `faultline score`: a wafer CSV in, one verdict per row out, streamed in bounded batches.
 //!
-//! Output columns: `id,probability,fault,threshold,rule,base,contributions,unusual_sensors,model_version`,
-//! plus `Good/Bad` when the input has it. `contributions` are the model's own (exact TreeSHAP, in
-//! log-odds: `base + Σ = logit(probability)` over all sensors; the listed ones are the largest);
-//! `unusual_sensors` only says which values sit far from their training medians. Memory does not grow with the file: rows are read, scored and written a batch at a time.
+//! Output columns: `id,probability,fault,threshold,rule,base,contributions,unusual_sensors,
+//! model_version`, plus `Good/Bad` when the input has it. `contributions` are the model's own (exact
+//! TreeSHAP, in log-odds: `base + Σ = logit(probability)` over all sensors; the listed ones are the
+//! largest); `unusual_sensors` only says which values sit far from their training medians. Memory
+//! does not grow with the file: rows are read, scored and written a batch at a time.
 
 use crate::model::{Model, Verdict};
 use crate::row::csv::{CsvError, CsvOptions, CsvRows, LABEL_COLUMN};

@@ -313,7 +313,7 @@ def fit_xgboost(X: np.ndarray, y: np.ndarray, recipe: Recipe, w: np.ndarray | No
     booster = xgb.train(params, xgb.DMatrix(Z, label=y, weight=w, nthread=1), num_boost_round=recipe.rounds)
     ens = onnx_export.trees_from_booster(booster, keep)
     used = sorted({f for f, m in zip(ens.nodes_featureids, ens.nodes_modes) if m != "LEAF"})
-    detail = {"params": dict(params, n_estimators=recipe.rounds), "booster": booster}
+    detail = {"params": dict(params, n_estimators=recipe.rounds), "booster": booster, "keep": keep}
     return Fitted(recipe, ens, med32, np.asarray(used, dtype=np.int64), dropped, detail)
 
 

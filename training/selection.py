@@ -109,9 +109,16 @@ def interval(values) -> list:
     return [round(float(lo), 4), round(float(hi), 4)]
 
 
-def ranking_with_intervals(y, s, boot) -> dict:
+def bootstrap_roc_auc(y, s, boot) -> np.ndarray:
+    """ROC-AUC of `s` on every bootstrap resample (computed once per candidate, used for its interval
+    and for the paired comparison)."""
+    return np.asarray([roc_auc(y[i], s[i]) for i in boot])
+
+
+def ranking_with_intervals(y, s, boot, aucs=None) -> dict:
+    aucs = bootstrap_roc_auc(y, s, boot) if aucs is None else aucs
     return {"roc_auc": roc_auc(y, s), "pr_auc": average_precision(y, s),
-            "roc_auc_ci95": interval(roc_auc(y[i], s[i]) for i in boot),
+            "roc_auc_ci95": interval(aucs),
             "pr_auc_ci95": interval(average_precision(y[i], s[i]) for i in boot)}
 
 
@@ -123,15 +130,17 @@ def threshold_with_intervals(y, p, t, boot) -> dict:
     return m
 
 
-def pick(y, margins: dict, order: list, boot) -> tuple:
-    """(chosen name, {name: gain interval over the simplest}) by the paired-bootstrap rule."""
+def pick(y, margins: dict, order: list, boot, aucs: dict | None = None) -> tuple:
+    """(chosen name, {name: gain interval over the simplest}) by the paired-bootstrap rule. `aucs` holds
+    each candidate's bootstrap ROC-AUCs on `boot` when they were computed already."""
+    aucs = dict(aucs or {})
+    for name in order:
+        if name not in aucs:
+            aucs[name] = bootstrap_roc_auc(y, margins[name], boot)
     simplest = order[0]
-    base = margins[simplest]
-    base_boot = np.asarray([roc_auc(y[i], base[i]) for i in boot])
     gains, better = {}, []
     for name in order[1:]:
-        s = margins[name]
-        diff = np.asarray([roc_auc(y[i], s[i]) for i in boot]) - base_boot
+        diff = aucs[name] - aucs[simplest]
         gi = interval(diff)
         gains[name] = gi
         if gi[0] is not None and gi[0] > 0:

@@ -293,26 +293,19 @@ def read_inputs(paths: list, display: list | None = None, since: int | None = No
 # preprocessing (shared with the recipes)
 # --------------------------------------------------------------------------------------
 
-graph_medians = recipes.graph_medians
 impute = recipes.impute
 choose_threshold = selection.choose_threshold
 
 
 def nan_stats(X: np.ndarray):
-    """Per column: median (float64, NaN if all empty), iqr, missing ratio."""
+    """Per column over the non-missing values: median (float64, NaN if all empty), IQR, missing ratio,
+    and the 1st and 99th percentiles (the training range the page shows)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(X, axis=0)
-        q75, q25 = np.nanpercentile(X, [75, 25], axis=0)
+        p01, q25, q75, p99 = np.nanpercentile(X, [1, 25, 75, 99], axis=0)
     miss = np.isnan(X).mean(axis=0)
-    return med, q75 - q25, miss
-
-
-def sensor_ranges(X: np.ndarray):
-    """Per column: the 1st and 99th percentiles of the non-missing training values (NaN if all empty)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanpercentile(X, [1, 99], axis=0)
+    return med, q75 - q25, miss, p01, p99
 
 
 # --------------------------------------------------------------------------------------
@@ -512,11 +505,12 @@ def main(argv=None) -> dict:
     # ---- pooled out-of-fold predictions of every candidate ------------------------------------
     cands = recipes.candidates(args.grid)
     boot = selection.bootstrap_indices(len(yp), seed, args.bootstrap)
-    margins, rows = {}, []
+    margins, aucs, rows = {}, {}, []
     for r in cands:
         m = selection.out_of_fold(X, y, r, seed, edges)[first:]
         margins[r.name] = m
-        res = selection.ranking_with_intervals(yp, m, boot)
+        aucs[r.name] = selection.bootstrap_roc_auc(yp, m, boot)
+        res = selection.ranking_with_intervals(yp, m, boot, aucs[r.name])
         per = []
         for a, b in zip(edges[:-1], edges[1:]):
             ys, ms = y[a:b], m[a - first:b - first]
@@ -525,7 +519,7 @@ def main(argv=None) -> dict:
         rows.append((r, res, per))
         out(f"  {r.name:32s} ROC-AUC {_fmt(res['roc_auc'])} {_ci(res['roc_auc_ci95'])}  "
             f"PR-AUC {_fmt(res['pr_auc'])} {_ci(res['pr_auc_ci95'])}")
-    chosen_name, gains = selection.pick(yp, margins, [r.name for r in cands], boot)
+    chosen_name, gains = selection.pick(yp, margins, [r.name for r in cands], boot, aucs)
     chosen = next(r for r in cands if r.name == chosen_name)
     chosen_res = next(res for r, res, _ in rows if r is chosen)
     chosen_per = next(per for r, _, per in rows if r is chosen)
@@ -565,13 +559,12 @@ def main(argv=None) -> dict:
         import xgboost as xgb
 
         booster = final.detail["booster"]
-        Zb = impute(X, final.medians)[:, recipes.usable_columns(X)[0]]
+        Zb = impute(X, final.medians)[:, final.detail["keep"]]
         d = float(np.max(np.abs(booster.predict(xgb.DMatrix(Zb, nthread=1)) - final.predict(X))))
         if not d <= PARITY_TOL:
             raise SystemExit(f"ONNX parity FAILED against XGBoost itself: max |diff| {d} > {PARITY_TOL}")
 
-    med64, iqr64, miss = nan_stats(X)
-    p01, p99 = sensor_ranges(X)
+    med64, iqr64, miss, p01, p99 = nan_stats(X)
     G = golden_rows(med64, iqr64, ens.splits(), seed, X)
     diff_gold, gproba = parity(G)
     out(f"golden rows: {len(G)} synthetic rows, onnxruntime vs the fitted model max|diff| = {diff_gold:.3g}")

@@ -35,7 +35,7 @@ impl Rule {
     }
 }
 
-/// Settings of an alarm budget (validated by the config).
+/// Settings of an alarm budget; [`Budget::new`] checks them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Budget {
     /// Share of recent wafers to flag, in (0, 1).
@@ -44,6 +44,34 @@ pub struct Budget {
     pub window_rows: usize,
     /// Wafers the window must hold before the budget decides.
     pub warmup_rows: usize,
+}
+
+impl Budget {
+    /// A budget flagging `rate` of the last `window_rows` wafers once `warmup_rows` were scored. The
+    /// error is a sentence naming the `[model]` key to change.
+    pub fn new(rate: f64, window_rows: usize, warmup_rows: usize) -> Result<Budget, String> {
+        if !(rate > 0.0 && rate < 1.0) {
+            return Err(format!(
+                "model.alarm_rate is {rate}; set the share of recent wafers to flag between 0 and 1 (exclusive, e.g. 0.1), or 0 to decide by the threshold alone"
+            ));
+        }
+        if window_rows == 0 || warmup_rows > window_rows {
+            return Err(format!(
+                "model.alarm_window_rows is {window_rows} and model.alarm_warmup_rows {warmup_rows}; the window must hold at least one row and at least the warm-up"
+            ));
+        }
+        if rate * (window_rows as f64) < 1.0 {
+            return Err(format!(
+                "model.alarm_rate {rate} of model.alarm_window_rows {window_rows} is less than one wafer; widen the window to at least {} rows",
+                (1.0 / rate).ceil()
+            ));
+        }
+        Ok(Budget {
+            rate,
+            window_rows,
+            warmup_rows,
+        })
+    }
 }
 
 /// Decides verdicts row by row, keeping the recent scores an alarm budget needs.
@@ -66,11 +94,6 @@ impl Decider {
             recent: VecDeque::with_capacity(cap),
             sorted: Vec::with_capacity(cap),
         }
-    }
-
-    /// The budget in force, if any.
-    pub fn budget(&self) -> Option<Budget> {
-        self.budget
     }
 
     /// Decides one wafer scored `p` given the model's fixed `threshold`: (fault, threshold used, rule).
@@ -114,12 +137,7 @@ mod tests {
 
     #[test]
     fn a_budget_flags_the_top_share_of_the_window_after_warm_up() {
-        let budget = Budget {
-            rate: 0.1,
-            window_rows: 100,
-            warmup_rows: 20,
-        };
-        let mut d = Decider::new(Some(budget));
+        let mut d = Decider::new(Some(Budget::new(0.1, 100, 20).unwrap()));
         // Warm-up: the fixed threshold (0.5) decides, whatever the scores.
         for i in 0..19 {
             let (fault, t, rule) = d.decide(0.01 * i as f32, 0.5);
@@ -139,12 +157,7 @@ mod tests {
 
     #[test]
     fn the_window_forgets_old_scores() {
-        let budget = Budget {
-            rate: 0.5,
-            window_rows: 4,
-            warmup_rows: 1,
-        };
-        let mut d = Decider::new(Some(budget));
+        let mut d = Decider::new(Some(Budget::new(0.5, 4, 1).unwrap()));
         for p in [0.9, 0.9, 0.9, 0.9] {
             d.decide(p, 0.5);
         }

@@ -122,6 +122,31 @@ pub enum NodeSpec {
     },
 }
 
+impl NodeSpec {
+    /// For a branch, the child `row` takes and the other one, as the compiled evaluator routes it
+    /// (NaN by `nan_yes`, numbers by the comparison); `None` for a leaf.
+    pub fn route(&self, row: &[f32]) -> Option<(usize, usize)> {
+        let NodeSpec::Branch {
+            feature,
+            mode,
+            threshold,
+            nan_yes,
+            yes,
+            no,
+        } = *self
+        else {
+            return None;
+        };
+        let x = row[feature];
+        let go_yes = if x.is_nan() {
+            nan_yes
+        } else {
+            mode.holds(x, threshold)
+        };
+        Some(if go_yes { (yes, no) } else { (no, yes) })
+    }
+}
+
 /// Why a tree could not be compiled.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BuildError {

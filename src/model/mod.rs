@@ -411,8 +411,13 @@ impl Model {
         if let Some(t) = policy.threshold {
             self.threshold = t;
         }
-        self.budget = policy.budget;
         self.explain = policy.explain;
+        self.with_budget(policy.budget)
+    }
+
+    /// Replaces the alarm budget (`None`: the fixed threshold decides).
+    pub fn with_budget(mut self, budget: Option<Budget>) -> Model {
+        self.budget = budget;
         self
     }
 
@@ -453,12 +458,17 @@ impl Model {
     pub fn explain(&self, row: &[f32], top_k: usize) -> Option<Explanation> {
         let (base, phi) = self.contributions(row)?;
         let mut order: Vec<usize> = (0..phi.len()).filter(|&i| phi[i] != 0.0).collect();
-        order.sort_by(|&a, &b| phi[b].abs().total_cmp(&phi[a].abs()).then(a.cmp(&b)));
+        let larger = |a: &usize, b: &usize| phi[*b].abs().total_cmp(&phi[*a].abs()).then(a.cmp(b));
         let keep = if top_k == 0 {
             order.len()
         } else {
             top_k.min(order.len())
         };
+        // Only the listed ones need an order: pick them first, then sort just those.
+        if keep > 0 && keep < order.len() {
+            order.select_nth_unstable_by(keep - 1, larger);
+        }
+        order[..keep].sort_unstable_by(larger);
         let rest: f64 = order[keep..].iter().map(|&i| phi[i]).sum();
         Some(Explanation {
             base: base as f32,
@@ -550,6 +560,16 @@ impl Model {
     /// Scores a batch, deciding each row in order with `decider` (which keeps a stream's recent
     /// scores across batches for the alarm budget).
     pub fn score_with(&self, batch: &RowBatch, decider: &mut Decider) -> Vec<Verdict> {
+        self.score_explaining(batch, decider, self.explain)
+    }
+
+    /// [`Model::score_with`], explaining the verdicts `explain` asks for instead of the configured ones.
+    pub fn score_explaining(
+        &self,
+        batch: &RowBatch,
+        decider: &mut Decider,
+        explain: Explain,
+    ) -> Vec<Verdict> {
         let mut probs = vec![0.0; batch.len()];
         self.probabilities(&batch.values, &mut probs);
         batch
@@ -560,8 +580,8 @@ impl Model {
             .map(|(i, (id, probability))| {
                 let (fault, threshold, rule) = decider.decide(probability, self.threshold);
                 let row = batch.row(i);
-                let explanation = (self.explain.top_k > 0 && (fault || self.explain.all_rows))
-                    .then(|| self.explain(row, self.explain.top_k))
+                let explanation = (explain.top_k > 0 && (fault || explain.all_rows))
+                    .then(|| self.explain(row, explain.top_k))
                     .flatten();
                 Verdict {
                     id: id.clone(),

@@ -17,31 +17,44 @@ use super::ensemble::{NodeSpec, TreeSpec};
 /// Deepest tree explained; deeper ones (never produced by training) leave the model without contributions.
 pub const MAX_DEPTH: usize = 64;
 
-/// One node in the explainer's copy of a tree.
-#[derive(Debug, Clone)]
-struct Node {
-    /// Feature read by a branch (unused by leaves).
-    feature: usize,
-    /// Child indices for a branch; `None` for a leaf.
-    children: Option<(usize, usize)>,
-    /// The split, as the evaluator applies it.
-    split: Option<NodeSpec>,
-    /// Leaf value (margin units).
-    value: f64,
-    /// Training cover.
-    cover: f64,
-}
-
-/// A tree with its expected value.
+/// A tree with its training cover and expected value.
 #[derive(Debug, Clone)]
 struct Tree {
-    nodes: Vec<Node>,
+    /// The nodes as compiled (`nodes[0]` is the root).
+    nodes: Vec<NodeSpec>,
+    /// Training cover of each node.
+    cover: Vec<f64>,
     /// Cover-weighted mean leaf value (XGBoost's node mean value at the root).
     expected: f64,
     /// The one feature the tree reads, when it reads exactly one.
     single: Option<usize>,
-    /// Longest root-to-leaf path.
-    depth: usize,
+}
+
+impl Tree {
+    /// A leaf's value (0 for a branch).
+    fn value(&self, at: usize) -> f64 {
+        match self.nodes[at] {
+            NodeSpec::Leaf { weight } => weight as f64,
+            NodeSpec::Branch { .. } => 0.0,
+        }
+    }
+
+    /// The feature a branch reads.
+    fn feature(&self, at: usize) -> Option<usize> {
+        match self.nodes[at] {
+            NodeSpec::Branch { feature, .. } => Some(feature),
+            NodeSpec::Leaf { .. } => None,
+        }
+    }
+
+    /// The leaf `row` reaches.
+    fn walk(&self, row: &[f32]) -> usize {
+        let mut at = 0;
+        while let Some((hot, _)) = self.nodes[at].route(row) {
+            at = hot;
+        }
+        at
+    }
 }
 
 /// The explainer for a whole ensemble.
@@ -50,8 +63,6 @@ pub struct TreeShap {
     trees: Vec<Tree>,
     /// Σ of the trees' expected values (the base margin is added by the model).
     expected: f64,
-    /// Deepest tree, sizing the path buffer.
-    depth: usize,
 }
 
 /// Why an ensemble cannot be explained.
@@ -93,43 +104,14 @@ impl TreeShap {
             if let Some(c) = cover.iter().find(|c| !c.is_finite() || **c < 0.0) {
                 return Err(ShapError::BadCover(t, format!("cover {c}")));
             }
-            let nodes: Vec<Node> = spec
-                .nodes
-                .iter()
-                .zip(cover)
-                .map(|(n, &c)| match *n {
-                    NodeSpec::Leaf { weight } => Node {
-                        feature: 0,
-                        children: None,
-                        split: None,
-                        value: weight as f64,
-                        cover: c as f64,
-                    },
-                    NodeSpec::Branch {
-                        feature, yes, no, ..
-                    } => Node {
-                        feature,
-                        children: Some((yes, no)),
-                        split: Some(n.clone()),
-                        value: 0.0,
-                        cover: c as f64,
-                    },
-                })
-                .collect();
             let mut tree = Tree {
-                nodes,
+                nodes: spec.nodes.clone(),
+                cover: cover.iter().map(|&c| c as f64).collect(),
                 expected: 0.0,
                 single: None,
-                depth: 0,
             };
-            let (expected, depth) = mean_value(&tree.nodes, 0, 0, t)?;
-            tree.expected = expected;
-            tree.depth = depth;
-            let mut features = tree
-                .nodes
-                .iter()
-                .filter(|n| n.children.is_some())
-                .map(|n| n.feature);
+            tree.expected = mean_value(&tree, 0, 0, t)?;
+            let mut features = (0..tree.nodes.len()).filter_map(|i| tree.feature(i));
             if let Some(first) = features.next() {
                 if features.all(|f| f == first) {
                     tree.single = Some(first);
@@ -138,12 +120,7 @@ impl TreeShap {
             trees.push(tree);
         }
         let expected = trees.iter().map(|t| t.expected).sum();
-        let depth = trees.iter().map(|t| t.depth).max().unwrap_or(0);
-        Ok(TreeShap {
-            trees,
-            expected,
-            depth,
-        })
+        Ok(TreeShap { trees, expected })
     }
 
     /// The ensemble's expected margin over the training cover (without the graph's base margin).
@@ -153,76 +130,34 @@ impl TreeShap {
 
     /// Adds each feature's contribution for `row` to `phi` (one entry per feature).
     pub fn contributions(&self, row: &[f32], phi: &mut [f64]) {
-        let size = (self.depth + 2) * (self.depth + 3) / 2;
-        let mut path = vec![PathElement::default(); size];
+        // Path copies for the general algorithm; grown on first use (never for single-sensor trees).
+        let mut path = Vec::new();
         for tree in &self.trees {
             if let Some(f) = tree.single {
-                let leaf = walk(&tree.nodes, row);
-                phi[f] += tree.nodes[leaf].value - tree.expected;
-            } else if tree.nodes[0].children.is_some() {
-                recurse(&tree.nodes, row, phi, 0, &mut path, 0, 0, 1.0, 1.0, -1);
+                phi[f] += tree.value(tree.walk(row)) - tree.expected;
+            } else if tree.feature(0).is_some() {
+                recurse(tree, row, phi, 0, &mut path, 0, 0, 1.0, 1.0, -1);
             }
         }
     }
 }
 
 /// XGBoost's node mean values: a leaf's value, or the children's means weighted by their cover over the
-/// node's own cover. Also returns the depth below `at`.
-fn mean_value(
-    nodes: &[Node],
-    at: usize,
-    depth: usize,
-    tree: usize,
-) -> Result<(f64, usize), ShapError> {
+/// node's own cover.
+fn mean_value(tree: &Tree, at: usize, depth: usize, index: usize) -> Result<f64, ShapError> {
     if depth > MAX_DEPTH {
-        return Err(ShapError::TooDeep(tree));
+        return Err(ShapError::TooDeep(index));
     }
-    let node = &nodes[at];
-    let Some((yes, no)) = node.children else {
-        return Ok((node.value, 0));
+    let NodeSpec::Branch { yes, no, .. } = tree.nodes[at] else {
+        return Ok(tree.value(at));
     };
-    let (my, dy) = mean_value(nodes, yes, depth + 1, tree)?;
-    let (mn, dn) = mean_value(nodes, no, depth + 1, tree)?;
-    let mean = if node.cover > 0.0 {
-        (my * nodes[yes].cover + mn * nodes[no].cover) / node.cover
+    let my = mean_value(tree, yes, depth + 1, index)?;
+    let mn = mean_value(tree, no, depth + 1, index)?;
+    Ok(if tree.cover[at] > 0.0 {
+        (my * tree.cover[yes] + mn * tree.cover[no]) / tree.cover[at]
     } else {
         (my + mn) / 2.0
-    };
-    Ok((mean, 1 + dy.max(dn)))
-}
-
-/// The child `row` takes at a branch, exactly as the evaluator routes it.
-fn next(node: &Node, row: &[f32]) -> (usize, usize) {
-    let (yes, no) = node.children.unwrap_or((0, 0));
-    let Some(NodeSpec::Branch {
-        feature,
-        mode,
-        threshold,
-        nan_yes,
-        ..
-    }) = node.split
-    else {
-        return (yes, no);
-    };
-    let x = row[feature];
-    let go_yes = if x.is_nan() {
-        nan_yes
-    } else {
-        mode.holds(x, threshold)
-    };
-    if go_yes {
-        (yes, no)
-    } else {
-        (no, yes)
-    }
-}
-
-fn walk(nodes: &[Node], row: &[f32]) -> usize {
-    let mut at = 0;
-    while nodes[at].children.is_some() {
-        at = next(&nodes[at], row).0;
-    }
-    at
+    })
 }
 
 fn extend(path: &mut [PathElement], depth: usize, zero: f64, one: f64, feature: isize) {
@@ -281,7 +216,7 @@ fn unwound_sum(path: &[PathElement], depth: usize, index: usize) -> f64 {
 /// One step of algorithm 2. `path` is a stack of path copies: this call's copy starts at `offset`.
 #[allow(clippy::too_many_arguments)]
 fn recurse(
-    nodes: &[Node],
+    tree: &Tree,
     row: &[f32],
     phi: &mut [f64],
     at: usize,
@@ -302,59 +237,47 @@ fn recurse(
     }
     let (_, cur) = path.split_at_mut(mine);
     extend(cur, depth, zero, one, feature);
-    let node = &nodes[at];
-    let Some(_) = node.children else {
+    let (Some((hot, cold)), Some(split)) = (tree.nodes[at].route(row), tree.feature(at)) else {
+        let value = tree.value(at);
         for i in 1..=depth {
             let w = unwound_sum(cur, depth, i);
             let el = cur[i];
-            phi[el.feature as usize] += w * (el.one - el.zero) * node.value;
+            phi[el.feature as usize] += w * (el.one - el.zero) * value;
         }
         return;
     };
-    let (hot, cold) = next(node, row);
-    let cover = node.cover;
+    let cover = tree.cover[at];
     let frac = |c: usize| {
         if cover > 0.0 {
-            nodes[c].cover / cover
+            tree.cover[c] / cover
         } else {
             0.5
         }
     };
-    let (hot_zero, cold_zero) = (frac(hot), frac(cold));
-    let mut incoming_zero = 1.0;
-    let mut incoming_one = 1.0;
+    let (mut incoming_zero, mut incoming_one) = (1.0, 1.0);
     let mut depth = depth;
-    if let Some(k) = (1..=depth).find(|&k| cur[k].feature == node.feature as isize) {
+    if let Some(k) = (1..=depth).find(|&k| cur[k].feature == split as isize) {
         incoming_zero = cur[k].zero;
         incoming_one = cur[k].one;
         unwind(cur, depth, k);
         depth -= 1;
     }
-    let f = node.feature as isize;
-    recurse(
-        nodes,
-        row,
-        phi,
-        hot,
-        path,
-        mine,
-        depth + 1,
-        hot_zero * incoming_zero,
-        incoming_one,
-        f,
-    );
-    recurse(
-        nodes,
-        row,
-        phi,
-        cold,
-        path,
-        mine,
-        depth + 1,
-        cold_zero * incoming_zero,
-        0.0,
-        f,
-    );
+    // The branch the row takes keeps the incoming "one" fraction; the other gets none of it.
+    for (child, one) in [(hot, incoming_one), (cold, 0.0)] {
+        let zero = frac(child) * incoming_zero;
+        recurse(
+            tree,
+            row,
+            phi,
+            child,
+            path,
+            mine,
+            depth + 1,
+            zero,
+            one,
+            split as isize,
+        );
+    }
 }
 
 #[cfg(test)]
@@ -456,8 +379,8 @@ mod tests {
             for (a, b) in phi.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-12, "{phi:?} vs {want:?} for {row:?}");
             }
-            let leaf = walk(&shap.trees[0].nodes, &row);
-            let margin = shap.trees[0].nodes[leaf].value;
+            let tree = &shap.trees[0];
+            let margin = tree.value(tree.walk(&row));
             assert!((shap.expected() + phi.iter().sum::<f64>() - margin).abs() < 1e-12);
             assert_eq!(phi[2], 0.0, "a feature no split reads gets nothing");
         }

@@ -175,8 +175,9 @@ pub struct VerdictMessage<'a> {
     pub threshold: f32,
     /// The rule that made the verdict: `threshold`, `alarm_rate` or `warmup`.
     pub rule: Rule,
-    /// Version of the model that scored the row.
-    pub model_version: &'a str,
+    /// Version of the model that scored the row (absent where an answer states it once for all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<&'a str>,
     /// Expected log-odds over the training rows (with `contributions`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base: Option<f32>,
@@ -185,24 +186,35 @@ pub struct VerdictMessage<'a> {
     pub contributions: Vec<ContributionMessage<'a>>,
     /// Sensors furthest from their training medians (unusual values, not what the model used).
     pub unusual_sensors: Vec<SensorMessage<'a>>,
-    /// When the verdict was made (RFC 3339).
-    pub scored_at: &'a str,
+    /// When the verdict was made (RFC 3339; absent in `POST /api/score` results).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scored_at: Option<&'a str>,
 }
 
 impl<'a> VerdictMessage<'a> {
     /// The message for `v`, scored by `model` at `scored_at`.
     pub fn new(v: &'a Verdict, model: &'a Model, scored_at: &'a str) -> VerdictMessage<'a> {
         VerdictMessage {
+            model_version: Some(model.version()),
+            scored_at: Some(scored_at),
+            ..VerdictMessage::result(v, model)
+        }
+    }
+
+    /// The verdict without its model version and time, as one result of `POST /api/score` (whose
+    /// answer states the version once).
+    pub fn result(v: &'a Verdict, model: &'a Model) -> VerdictMessage<'a> {
+        VerdictMessage {
             id: &v.id,
             probability: v.probability,
             fault: v.fault,
             threshold: v.threshold,
             rule: v.rule,
-            model_version: model.version(),
+            model_version: None,
             base: v.explanation.as_ref().map(|e| e.base),
             contributions: ContributionMessage::list(model, v.explanation.as_ref()),
             unusual_sensors: SensorMessage::list(model, &v.unusual_sensors),
-            scored_at,
+            scored_at: None,
         }
     }
 }

@@ -6,7 +6,7 @@
 use super::WebState;
 use crate::row::csv::{CsvError, CsvOptions, CsvRows};
 use crate::row::{json as json_rows, RowBatch, Schema};
-use crate::sink::SensorMessage;
+use crate::sink::VerdictMessage;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -184,7 +184,7 @@ struct ScoreResponse<'a> {
     /// The alarm budget's share, when one decides (each result says its rule and threshold).
     #[serde(skip_serializing_if = "Option::is_none")]
     alarm_rate: Option<f64>,
-    results: Vec<ScoreResult<'a>>,
+    results: Vec<VerdictMessage<'a>>,
 }
 
 /// Query parameters of `POST /api/score`.
@@ -192,21 +192,6 @@ struct ScoreResponse<'a> {
 pub struct ScoreQuery {
     /// `all` explains every row; otherwise faults only (as configured).
     explain: Option<String>,
-}
-
-/// One result of `POST /api/score`.
-#[derive(Debug, Serialize)]
-struct ScoreResult<'a> {
-    id: &'a str,
-    probability: f32,
-    fault: bool,
-    threshold: f32,
-    rule: crate::model::Rule,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    base: Option<f32>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    contributions: Vec<crate::sink::ContributionMessage<'a>>,
-    unusual_sensors: Vec<SensorMessage<'a>>,
 }
 
 /// The answer to a body over `[web] max_body_bytes`.
@@ -300,15 +285,11 @@ pub async fn score(
                 ))
             }
         };
-        let mut verdicts = model.score(&rows);
-        if query.explain.as_deref() == Some("all") {
-            let k = model.explain_settings().top_k.max(1);
-            for (i, v) in verdicts.iter_mut().enumerate() {
-                if v.explanation.is_none() {
-                    v.explanation = model.explain(rows.row(i), k);
-                }
-            }
-        }
+        let explain = crate::model::Explain {
+            all_rows: query.explain.as_deref() == Some("all"),
+            ..model.explain_settings()
+        };
+        let verdicts = model.score_explaining(&rows, &mut model.decider(), explain);
         if wants_csv {
             let mut out = Vec::new();
             let mut w = csv::Writer::from_writer(&mut out);
@@ -319,21 +300,9 @@ pub async fn score(
             drop(w);
             return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
         }
-        let results: Vec<ScoreResult> = verdicts
+        let results: Vec<VerdictMessage> = verdicts
             .iter()
-            .map(|v| ScoreResult {
-                id: &v.id,
-                probability: v.probability,
-                fault: v.fault,
-                threshold: v.threshold,
-                rule: v.rule,
-                base: v.explanation.as_ref().map(|e| e.base),
-                contributions: crate::sink::ContributionMessage::list(
-                    &model,
-                    v.explanation.as_ref(),
-                ),
-                unusual_sensors: SensorMessage::list(&model, &v.unusual_sensors),
-            })
+            .map(|v| VerdictMessage::result(v, &model))
             .collect();
         // A typed body, not json!: json! widens f32 to f64 and prints 0.19673949480056763 where
         // the CLI and the stream print the f32 0.1967395.
