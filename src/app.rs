@@ -113,6 +113,9 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         _ => Metrics::new().for_bus(crate::metrics::SOURCE_MQTT, crate::metrics::SINK_MQTT),
     });
     metrics.set_model(model.version(), model.threshold());
+    if let Err(why) = model.explainable() {
+        warn!(version = %model.version(), reason = %why, "Verdicts will carry no contributions: this model cannot be explained.");
+    }
     let live = LiveModel::new(
         model.clone(),
         config.model_dir.clone(),

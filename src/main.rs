@@ -374,6 +374,13 @@ fn print_card(model: &Model, out: &mut impl Write) -> std::io::Result<()> {
         card.input.features[card.input.width - 1]
     )?;
     writeln!(out, "trees      {}", model.tree_count())?;
+    match model.explainable() {
+        Ok(()) => writeln!(
+            out,
+            "explains   faults, with exact TreeSHAP contributions from the trees' node cover"
+        )?,
+        Err(why) => writeln!(out, "explains   nothing: {why}")?,
+    }
     writeln!(out, "positive   {}", card.positive_class)?;
     writeln!(
         out,

@@ -157,3 +157,44 @@ fn faults_carry_explanations_and_unread_sensors_never_appear() {
         assert_eq!(e.contributions.len(), 5);
     }
 }
+
+#[test]
+fn a_graph_without_node_cover_scores_alike_and_says_it_cannot_explain() {
+    let (onnx, card) = common::committed();
+    let (bytes, card) = common::rewrite(&onnx, &card, |m| {
+        let graph = m.graph.as_mut().unwrap();
+        for node in &mut graph.node {
+            node.attribute.retain(|a| a.name != "nodes_hitrates");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.onnx"), &bytes).unwrap();
+    std::fs::write(dir.path().join("model.json"), card.to_string()).unwrap();
+    let stripped = Model::load_dir(dir.path()).unwrap();
+    assert!(stripped
+        .explainable()
+        .unwrap_err()
+        .contains("nodes_hitrates"));
+    let model = Model::embedded().unwrap();
+    let rows = synthetic::rows(model.card(), 50, 14);
+    let (mut a, mut b) = (vec![0.0; 50], vec![0.0; 50]);
+    model.probabilities(&rows.values, &mut a);
+    stripped.probabilities(&rows.values, &mut b);
+    assert_eq!(a, b, "node cover never changes a score");
+    let stripped = stripped.with_threshold(0.0001);
+    assert!(stripped
+        .score(&rows)
+        .iter()
+        .all(|v| v.fault && v.explanation.is_none()));
+    // `faultline model` says so.
+    let o = common::faultline(&["model", "--model", dir.path().to_str().unwrap()]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("explains   nothing: the graph carries no node cover"),
+        "{text}"
+    );
+    let o = common::faultline(&["model"]);
+    assert!(String::from_utf8(o.stdout)
+        .unwrap()
+        .contains("explains   faults, with exact TreeSHAP"));
+}
