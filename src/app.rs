@@ -113,6 +113,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         _ => Metrics::new().for_bus(crate::metrics::SOURCE_MQTT, crate::metrics::SINK_MQTT),
     });
     metrics.set_model(model.version(), model.threshold());
+    info!(version = %model.version(), scorer = model.scorer(), "Loaded the model.");
     if let Err(why) = model.explainable() {
         warn!(version = %model.version(), reason = %why, "Verdicts will carry no contributions: this model cannot be explained.");
     }

@@ -11,6 +11,7 @@
 //! | reading rows | `row/mod.rs`, `row/csv.rs` | one record → a feature vector in model order, or an error naming row, column and value |
 //! | scoring | `model/mod.rs` | loads graph + card, checks they match, scores batches, explains verdicts |
 //! | graph compiler | `model/onnx.rs` | reads the ONNX graph (tract-onnx) and compiles it to native trees |
+//! | fallback scorer | `model/fallback.rs` | any other graph, run by tract-onnx (golden rows required) |
 //! | evaluator | `model/ensemble.rs` | the flat, branch-light tree walk |
 //! | explanations | `model/shap.rs` | exact TreeSHAP: each sensor's contribution to a verdict's log-odds |
 //! | verdict rule | `model/decide.rs` | the fixed threshold, or an alarm budget over the recent wafers |

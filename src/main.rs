@@ -373,6 +373,7 @@ fn print_card(model: &Model, out: &mut impl Write) -> std::io::Result<()> {
         card.input.features[0],
         card.input.features[card.input.width - 1]
     )?;
+    writeln!(out, "scored by  {}", model.scorer())?;
     writeln!(out, "trees      {}", model.tree_count())?;
     match model.explainable() {
         Ok(()) => writeln!(

@@ -74,6 +74,9 @@ fn native_scorer_matches_onnxruntime_and_tract_on_every_fixture_graph() {
             continue;
         }
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("fallback_") {
+            continue; // not a tree ensemble: tract-onnx runs it (see the fallback test below)
+        }
         let (rows, width, expected) = read_fixture(&path.with_extension("csv"));
         let compiled = onnx::compile(&std::fs::read(&path).unwrap());
         if name.starts_with("base_values") {
@@ -265,4 +268,172 @@ fn verdicts_explain_with_the_sensors_furthest_from_their_medians() {
     // Missing values are never blamed.
     let all_missing = vec![f32::NAN; w];
     assert!(model.top_sensors(&all_missing).is_empty());
+}
+
+/// A card for a width-8 fixture graph (features f0..f7), vouching for `bytes`.
+fn fixture_card(bytes: &[u8], threshold: f32) -> serde_json::Value {
+    let sha = faultline::model::sha256_hex(bytes);
+    let features: Vec<String> = (0..8).map(|i| format!("f{i}")).collect();
+    serde_json::json!({
+        "name": "fixture",
+        "version": format!("wf-{}", &sha[..12]),
+        "created_at": "2026-11-30T00:00:00Z",
+        "onnx_sha256": sha,
+        "positive_class": "1 = faulty",
+        "input": {"name": "input", "width": 8, "features": features},
+        "output": {"name": "probabilities", "fault_column": 1},
+        "opsets": {"ai.onnx": 17},
+        "threshold": threshold,
+        "sensors": features.iter().map(|f| serde_json::json!(
+            {"name": f, "median": 0.0, "iqr": 1.0, "missing_ratio": 0.0})).collect::<Vec<_>>(),
+    })
+}
+
+/// golden.csv for the first `n` fixture rows with the probabilities onnxruntime gave them.
+fn fixture_golden(rows: &[f32], expected: &[[f32; 2]], n: usize) -> String {
+    let mut out = String::from("id,f0,f1,f2,f3,f4,f5,f6,f7,expected_probability\n");
+    for (i, (row, e)) in rows.chunks(8).zip(expected).take(n).enumerate() {
+        out.push_str(&format!("G-{i},{},{}\n", csv_cells(row), e[1]));
+    }
+    out
+}
+
+/// A row as CSV cells (empty for NaN).
+fn csv_cells(row: &[f32]) -> String {
+    let cells: Vec<String> = row
+        .iter()
+        .map(|v| {
+            if v.is_nan() {
+                String::new()
+            } else {
+                v.to_string()
+            }
+        })
+        .collect();
+    cells.join(",")
+}
+
+#[test]
+fn a_graph_faultline_does_not_compile_runs_on_tract_like_onnxruntime() {
+    let path = fixtures().join("fallback_logistic.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    let native = onnx::compile(&bytes).unwrap_err().to_string();
+    assert!(native.contains("ai.onnx.Sub"), "{native}");
+    let (rows, width, expected) = read_fixture(&path.with_extension("csv"));
+    assert_eq!(width, 8);
+    let card = fixture_card(&bytes, 0.5);
+    let golden = fixture_golden(&rows, &expected, 20);
+    let model = Model::from_parts(
+        &bytes,
+        card.to_string().as_bytes(),
+        Some(golden.as_bytes()),
+        "fallback".into(),
+    )
+    .unwrap();
+    assert_eq!(model.scorer(), "tract-onnx");
+    assert!(model.explainable().unwrap_err().contains("tract-onnx"));
+    // Every row, in batches of several sizes (the batch dimension is symbolic), as onnxruntime.
+    for batch in [1usize, 7, 200] {
+        for (chunk, want) in rows.chunks(batch * 8).zip(expected.chunks(batch)) {
+            let mut p = vec![0f32; want.len()];
+            model.probabilities(chunk, &mut p);
+            for (got, e) in p.iter().zip(want) {
+                assert!(
+                    (got - e[1]).abs() <= 1e-5,
+                    "tract {got} vs onnxruntime {}",
+                    e[1]
+                );
+            }
+        }
+    }
+    // Verdicts say what they can: no contributions from a graph that is not trees.
+    let mut batch = faultline::row::RowBatch::new(8);
+    for (i, row) in rows.chunks(8).enumerate() {
+        batch.push(format!("R-{i}"), row, None);
+    }
+    let verdicts = model.with_threshold(0.01).score(&batch);
+    assert!(verdicts.iter().any(|v| v.fault));
+    assert!(verdicts.iter().all(|v| v.explanation.is_none()));
+
+    // The same as a user would run it: a model directory, `faultline model` and `faultline score`.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.onnx"), &bytes).unwrap();
+    std::fs::write(dir.path().join("model.json"), card.to_string()).unwrap();
+    std::fs::write(dir.path().join("golden.csv"), &golden).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let o = common::faultline(&["model", "--model", d]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("scored by  tract-onnx"), "{text}");
+    assert!(text.contains("explains   nothing"), "{text}");
+    let input = dir.path().join("rows.csv");
+    let mut text = String::from(",f0,f1,f2,f3,f4,f5,f6,f7\n");
+    for (i, row) in rows.chunks(8).enumerate() {
+        text.push_str(&format!("R-{i},{}\n", csv_cells(row)));
+    }
+    std::fs::write(&input, text).unwrap();
+    let o = common::faultline(&[
+        "score",
+        "--model",
+        d,
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        "-",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut r = csv::Reader::from_reader(o.stdout.as_slice());
+    let got: Vec<f32> = r
+        .records()
+        .map(|rec| rec.unwrap()[1].parse().unwrap())
+        .collect();
+    assert_eq!(got.len(), 200);
+    for (g, e) in got.iter().zip(&expected) {
+        assert!(
+            (g - e[1]).abs() <= 1e-5,
+            "faultline score {g} vs onnxruntime {}",
+            e[1]
+        );
+    }
+
+    // Golden rows that tract does not reproduce are refused, as for native graphs.
+    let wrong = golden.replacen(&format!(",{}\n", expected[0][1]), ",0.999\n", 1);
+    let e = Model::from_parts(
+        &bytes,
+        card.to_string().as_bytes(),
+        Some(wrong.as_bytes()),
+        "x".into(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("golden.csv") && e.contains("G-0"), "{e}");
+}
+
+#[test]
+fn a_graph_neither_scorer_can_run_is_refused_naming_the_operator() {
+    let bytes = std::fs::read(fixtures().join("fallback_logistic.onnx")).unwrap();
+    let (bytes, _) = rewrite(&bytes, &serde_json::json!({}), |m| {
+        for node in &mut m.graph.as_mut().unwrap().node {
+            if node.op_type == "Sigmoid" {
+                node.op_type = "Sigmoidal".into();
+            }
+        }
+    });
+    let card = fixture_card(&bytes, 0.5);
+    let (rows, _, expected) = read_fixture(&fixtures().join("fallback_logistic.csv"));
+    let golden = fixture_golden(&rows, &expected, 5);
+    let e = Model::from_parts(
+        &bytes,
+        card.to_string().as_bytes(),
+        Some(golden.as_bytes()),
+        "x".into(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("tract-onnx cannot run it either"), "{e}");
+    assert!(e.contains("Sigmoidal"), "{e}");
+    // Without golden rows faultline does not try tract at all: nothing would check it.
+    let e = Model::from_parts(&bytes, card.to_string().as_bytes(), None, "x".into())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only with a golden.csv"), "{e}");
 }

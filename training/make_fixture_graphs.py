@@ -229,6 +229,7 @@ def main(argv=None) -> int:
         print(f"{name:26s} trees={ens.n_trees} max_depth={ens.max_depth} nodes={n_nodes} post={post} "
               f"base_values={base} reference==ORT bit-exact rows {exact}/{len(X)} (max diff {diff:.2g})")
     xgboost_contribs(out)
+    fallback_logistic(out)
     return 0
 
 
@@ -262,6 +263,54 @@ def xgboost_contribs(out: Path) -> None:
         lines.append(",".join([fmt(v) for v in x] + [fmt(p[1])] + [fmt(v) for v in c]))
     (out / "xgb_contribs.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"xgb_contribs               trees={ens.n_trees} max_depth={ens.max_depth} (XGBoost pred_contribs)")
+
+
+def fallback_logistic(out: Path) -> None:
+    """fallback_logistic.onnx: a graph faultline does not compile natively (standard ai.onnx ops only:
+    median imputation, standardisation, MatMul, Add, Sigmoid, Concat), as a user might bring from
+    another tool; faultline runs it on tract-onnx. fallback_logistic.csv: rows f0..f7 (empty = NaN)
+    and onnxruntime's p0, p1."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(808)
+    med = rng.normal(0.0, 0.5, WIDTH).astype(np.float32)
+    mean = rng.normal(0.0, 0.3, WIDTH).astype(np.float32)
+    scale = rng.uniform(0.5, 2.0, WIDTH).astype(np.float32)
+    w = rng.normal(0.0, 0.8, (WIDTH, 1)).astype(np.float32)
+    inits = [numpy_helper.from_array(med, "medians"), numpy_helper.from_array(mean, "mean"),
+             numpy_helper.from_array(scale, "scale"), numpy_helper.from_array(w, "weights"),
+             numpy_helper.from_array(np.array([-0.4], dtype=np.float32), "bias"),
+             numpy_helper.from_array(np.array([1.0], dtype=np.float32), "one")]
+    nodes = [
+        helper.make_node("IsNaN", ["input"], ["isnan"], name="isnan"),
+        helper.make_node("Where", ["isnan", "medians", "input"], ["imputed"], name="impute"),
+        helper.make_node("Sub", ["imputed", "mean"], ["centred"], name="centre"),
+        helper.make_node("Div", ["centred", "scale"], ["scaled"], name="scale_by"),
+        helper.make_node("MatMul", ["scaled", "weights"], ["dot"], name="dot"),
+        helper.make_node("Add", ["dot", "bias"], ["logit"], name="add_bias"),
+        helper.make_node("Sigmoid", ["logit"], ["p1"], name="sigmoid"),
+        helper.make_node("Sub", ["one", "p1"], ["p0"], name="complement"),
+        helper.make_node("Concat", ["p0", "p1"], ["probabilities"], name="concat", axis=1),
+    ]
+    graph = helper.make_graph(nodes, "fallback_logistic",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", WIDTH])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_export.OPSET_ONNX)],
+                              ir_version=onnx_export.IR_VERSION, producer_name="faultline-fixtures")
+    import onnx
+
+    onnx.checker.check_model(model, full_check=True)
+    blob = onnx_export.serialize(model)
+    X = rng.normal(0.0, 1.0, size=(N_ROWS, WIDTH)).astype(np.float32)
+    X[rng.random(X.shape) < 0.15] = np.nan
+    proba = onnx_export.ort_session(blob).run(["probabilities"], {"input": X})[0]
+    (out / "fallback_logistic.onnx").write_bytes(blob)
+    lines = [",".join([f"f{i}" for i in range(WIDTH)] + ["p0", "p1"])]
+    for x, p in zip(X, proba):
+        lines.append(",".join([fmt(v) for v in x] + [fmt(p[0]), fmt(p[1])]))
+    (out / "fallback_logistic.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("fallback_logistic          standard ops (faultline runs it on tract-onnx)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 //! - [`card`]: the model card's types.
 //! - [`onnx`]: compiles the graph (parsed with tract-onnx) into the native evaluator.
 //! - [`ensemble`]: the evaluator itself.
+//! - [`fallback`]: any other graph, run by tract-onnx (slower, no contributions).
 //! - [`shap`]: exact TreeSHAP contributions of each sensor to a verdict, from the trees themselves.
 //! - [`decide`]: the rule that makes a verdict: the fixed threshold or an alarm budget.
 //!
@@ -13,6 +14,7 @@
 pub mod card;
 pub mod decide;
 pub mod ensemble;
+pub mod fallback;
 pub mod live;
 pub mod onnx;
 pub mod shap;
@@ -150,6 +152,15 @@ pub struct Verdict {
     pub unusual_sensors: Vec<Deviation>,
 }
 
+/// What scores a model's graph.
+#[derive(Debug)]
+enum Scorer {
+    /// The native trees (what training exports): fast, and explained by exact TreeSHAP.
+    Native(Box<onnx::CompiledGraph>),
+    /// Any other graph, run by tract-onnx.
+    Tract(fallback::TractGraph),
+}
+
 /// The configured decision policy applied to every model loaded (`[model]`).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Policy {
@@ -166,8 +177,10 @@ pub struct Policy {
 pub struct Model {
     /// The card as loaded.
     card: ModelCard,
-    /// The compiled graph.
-    graph: onnx::CompiledGraph,
+    /// What scores the graph.
+    graph: Scorer,
+    /// Features per row.
+    width: usize,
     /// Decision threshold in force (the card's unless overridden).
     threshold: f32,
     /// The alarm budget, when configured.
@@ -254,17 +267,58 @@ impl Model {
                 card.version
             ));
         }
-        let graph = onnx::compile(onnx_bytes).map_err(|source| ModelError::Graph {
+        let graph_error = |source| ModelError::Graph {
             origin: origin.clone(),
             source,
-        })?;
+        };
+        // Native trees when the graph is what training exports; any other graph on tract-onnx.
+        let (graph, interface, probabilities_name) = match onnx::compile(onnx_bytes) {
+            Ok(g) => {
+                let interface = onnx::Interface {
+                    opsets: g.opsets.clone(),
+                    input_name: g.input_name.clone(),
+                    width: g.width,
+                    outputs: vec![g.probabilities_name.clone()],
+                };
+                let name = g.probabilities_name.clone();
+                (Scorer::Native(Box::new(g)), interface, name)
+            }
+            // tract-onnx departs from onnxruntime in places (see tests/model.rs), so a graph it runs
+            // must bring golden rows to be checked against.
+            Err(onnx::GraphError::Unsupported(native)) if golden.is_none() => {
+                return Err(graph_error(onnx::GraphError::Unsupported(format!(
+                    "{native}; faultline runs such a graph on tract-onnx only with a golden.csv beside it \
+                     (rows with onnxruntime's P(fault)) to check it against"
+                ))));
+            }
+            Err(onnx::GraphError::Unsupported(native)) => {
+                let interface = onnx::interface(onnx_bytes).map_err(graph_error)?;
+                let name = card.output.name.clone();
+                if !interface.outputs.contains(&name) {
+                    return mismatch(format!(
+                        "the card says P(fault) is output '{name}', but the graph outputs {:?}",
+                        interface.outputs
+                    ));
+                }
+                let tract = fallback::TractGraph::load(onnx_bytes, interface.width, &name)
+                    .map_err(|e| {
+                        graph_error(onnx::GraphError::Unsupported(format!(
+                            "{native}; and tract-onnx cannot run it either: {e:#}"
+                        )))
+                    })?;
+                (Scorer::Tract(tract), interface, name)
+            }
+            Err(e) => return Err(graph_error(e)),
+        };
         let width = card.input.width;
-        if graph.width != width || card.input.features.len() != width || card.sensors.len() != width
+        if interface.width != width
+            || card.input.features.len() != width
+            || card.sensors.len() != width
         {
             return mismatch(format!(
                 "the graph takes {} features but the card says width {width} with {} feature names and {} \
                  sensor statistics",
-                graph.width,
+                interface.width,
                 card.input.features.len(),
                 card.sensors.len()
             ));
@@ -286,10 +340,10 @@ impl Model {
         {
             return mismatch(format!("the card names feature '{dup}' twice"));
         }
-        if graph.input_name != card.input.name || graph.probabilities_name != card.output.name {
+        if interface.input_name != card.input.name || probabilities_name != card.output.name {
             return mismatch(format!(
                 "the graph's input/output are '{}'/'{}' but the card says '{}'/'{}'",
-                graph.input_name, graph.probabilities_name, card.input.name, card.output.name
+                interface.input_name, probabilities_name, card.input.name, card.output.name
             ));
         }
         if card.output.fault_column != 1 {
@@ -299,14 +353,14 @@ impl Model {
             ));
         }
         for (domain, version) in &card.opsets {
-            if graph.opsets.get(domain) != Some(version) {
+            if interface.opsets.get(domain) != Some(version) {
                 return mismatch(format!(
                     "the card says opset {domain} {version} but the graph imports {:?}",
-                    graph.opsets.get(domain)
+                    interface.opsets.get(domain)
                 ));
             }
         }
-        for (domain, version) in &graph.opsets {
+        for (domain, version) in &interface.opsets {
             if card.opsets.get(domain) != Some(version) {
                 return mismatch(format!(
                     "the graph imports opset {domain} {version}, which the card does not list"
@@ -334,6 +388,7 @@ impl Model {
         let model = Model {
             card,
             graph,
+            width,
             threshold,
             budget: None,
             explain: Explain::default(),
@@ -438,20 +493,30 @@ impl Model {
 
     /// Whether verdicts can carry contributions; the error says why not.
     pub fn explainable(&self) -> Result<(), String> {
-        self.graph
-            .shap
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        match &self.graph {
+            Scorer::Native(g) => g.shap.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            Scorer::Tract(_) => Err("the graph runs on tract-onnx, and contributions need the native trees (a TreeEnsembleClassifier as training exports it)".into()),
+        }
+    }
+
+    /// What scores the graph: `native trees` or `tract-onnx`.
+    pub fn scorer(&self) -> &'static str {
+        match self.graph {
+            Scorer::Native(_) => "native trees",
+            Scorer::Tract(_) => "tract-onnx",
+        }
     }
 
     /// The exact contributions of every sensor to `row`'s log-odds, and the base (expected log-odds),
     /// or `None` when the graph cannot be explained. `base + Σ phi = logit(P(fault))`.
     pub fn contributions(&self, row: &[f32]) -> Option<(f64, Vec<f64>)> {
-        let shap = self.graph.shap.as_ref().ok()?;
+        let Scorer::Native(g) = &self.graph else {
+            return None;
+        };
+        let shap = g.shap.as_ref().ok()?;
         let mut phi = vec![0.0; self.width()];
         shap.contributions(row, &mut phi);
-        Some((self.graph.base_margin as f64 + shap.expected(), phi))
+        Some((g.base_margin as f64 + shap.expected(), phi))
     }
 
     /// The largest `top_k` contributions of `row` (all non-zero ones when `top_k` is 0), largest first.
@@ -506,7 +571,7 @@ impl Model {
 
     /// Features per row.
     pub fn width(&self) -> usize {
-        self.graph.width
+        self.width
     }
 
     /// Where the model was loaded from.
@@ -514,17 +579,33 @@ impl Model {
         &self.origin
     }
 
-    /// Number of trees in the ensemble.
+    /// Number of trees in the ensemble (0 for a graph on tract-onnx).
     pub fn tree_count(&self) -> usize {
-        self.graph.ensemble.tree_count()
+        match &self.graph {
+            Scorer::Native(g) => g.ensemble.tree_count(),
+            Scorer::Tract(_) => 0,
+        }
     }
 
     /// Writes P(fault) of each row (`rows` is row-major, `width` values a row, NaN = missing) to `out`.
+    ///
+    /// A graph on tract-onnx that fails on a batch (its golden rows passed at load, so this is not
+    /// expected) gives NaN, which no threshold flags, and logs the reason.
     pub fn probabilities(&self, rows: &[f32], out: &mut [f32]) {
-        out.fill(0.0);
-        self.graph.ensemble.margins(rows, out);
-        for p in out.iter_mut() {
-            *p = self.graph.probability(*p);
+        match &self.graph {
+            Scorer::Native(g) => {
+                out.fill(0.0);
+                g.ensemble.margins(rows, out);
+                for p in out.iter_mut() {
+                    *p = g.probability(*p);
+                }
+            }
+            Scorer::Tract(t) => {
+                if let Err(e) = t.probabilities(rows, out) {
+                    out.fill(f32::NAN);
+                    tracing::error!(version = %self.version(), reason = %e, "tract-onnx could not score a batch; its rows get no verdict of fault.");
+                }
+            }
         }
     }
 

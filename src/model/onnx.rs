@@ -112,14 +112,35 @@ enum Value {
 
 /// Reads and compiles an ONNX model from its bytes.
 pub fn compile(bytes: &[u8]) -> Result<CompiledGraph, GraphError> {
-    let mut reader = bytes;
-    let proto = tract_onnx::onnx()
-        .proto_model_for_read(&mut reader)
-        .map_err(|e| GraphError::Decode(e.to_string()))?;
-    compile_proto(&proto)
+    compile_proto(&parse(bytes)?)
 }
 
-fn compile_proto(model: &pb::ModelProto) -> Result<CompiledGraph, GraphError> {
+/// What any graph faultline serves must offer, whichever scorer runs it.
+#[derive(Debug, Clone)]
+pub struct Interface {
+    /// Opset versions by domain (`ai.onnx` for the default domain).
+    pub opsets: HashMap<String, i64>,
+    /// The one graph input (float32 `[N, width]`).
+    pub input_name: String,
+    /// Features per row.
+    pub width: usize,
+    /// The graph's output names.
+    pub outputs: Vec<String>,
+}
+
+/// Reads the interface of an ONNX model from its bytes (for the tract-onnx fallback).
+pub fn interface(bytes: &[u8]) -> Result<Interface, GraphError> {
+    interface_of(&parse(bytes)?)
+}
+
+fn parse(bytes: &[u8]) -> Result<pb::ModelProto, GraphError> {
+    let mut reader = bytes;
+    tract_onnx::onnx()
+        .proto_model_for_read(&mut reader)
+        .map_err(|e| GraphError::Decode(e.to_string()))
+}
+
+fn interface_of(model: &pb::ModelProto) -> Result<Interface, GraphError> {
     let mut opsets = HashMap::new();
     for o in &model.opset_import {
         let domain = if o.domain.is_empty() {
@@ -132,16 +153,12 @@ fn compile_proto(model: &pb::ModelProto) -> Result<CompiledGraph, GraphError> {
     let Some(graph) = &model.graph else {
         return unsupported("the ONNX model has no graph");
     };
-
-    let mut values: HashMap<String, Value> = HashMap::new();
-    for init in &graph.initializer {
-        let data = float_tensor(init)?;
-        values.insert(init.name.clone(), Value::Const(data));
-    }
+    let initializers: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|i| i.name.as_str()).collect();
     let inputs: Vec<&pb::ValueInfoProto> = graph
         .input
         .iter()
-        .filter(|i| !values.contains_key(&i.name))
+        .filter(|i| !initializers.contains(i.name.as_str()))
         .collect();
     let [input] = inputs.as_slice() else {
         return unsupported(format!(
@@ -154,8 +171,30 @@ fn compile_proto(model: &pb::ModelProto) -> Result<CompiledGraph, GraphError> {
                 .join(", ")
         ));
     };
-    let width = input_width(input)?;
-    values.insert(input.name.clone(), Value::Input);
+    Ok(Interface {
+        opsets,
+        input_name: input.name.clone(),
+        width: input_width(input)?,
+        outputs: graph.output.iter().map(|o| o.name.clone()).collect(),
+    })
+}
+
+fn compile_proto(model: &pb::ModelProto) -> Result<CompiledGraph, GraphError> {
+    let Interface {
+        opsets,
+        input_name,
+        width,
+        outputs,
+    } = interface_of(model)?;
+    let Some(graph) = &model.graph else {
+        return unsupported("the ONNX model has no graph");
+    };
+    let mut values: HashMap<String, Value> = HashMap::new();
+    for init in &graph.initializer {
+        let data = float_tensor(init)?;
+        values.insert(init.name.clone(), Value::Const(data));
+    }
+    values.insert(input_name.clone(), Value::Input);
 
     let mut trees: Option<Parsed> = None;
     let mut imputed: Option<Vec<f32>> = None;
@@ -245,7 +284,7 @@ fn compile_proto(model: &pb::ModelProto) -> Result<CompiledGraph, GraphError> {
     let Some(probabilities_name) = probabilities_name else {
         return unsupported("the TreeEnsembleClassifier has no probabilities output");
     };
-    if !graph.output.iter().any(|o| o.name == probabilities_name) {
+    if !outputs.contains(&probabilities_name) {
         return unsupported(format!("the graph does not output '{probabilities_name}'"));
     }
     let shap = match covers {
@@ -258,7 +297,7 @@ fn compile_proto(model: &pb::ModelProto) -> Result<CompiledGraph, GraphError> {
         base_margin,
         finalize,
         width,
-        input_name: input.name.clone(),
+        input_name,
         probabilities_name,
         opsets,
         impute: imputed,

@@ -17,7 +17,7 @@ NAMES = [v[0] for v in make_fixture_graphs.variants()]
 
 def test_regeneration_is_byte_identical(tmp_path):
     make_fixture_graphs.main(["--out-dir", str(tmp_path)])
-    for name in NAMES + ["xgb_contribs"]:
+    for name in NAMES + ["xgb_contribs", "fallback_logistic"]:
         for ext in (".onnx", ".csv"):
             assert (tmp_path / f"{name}{ext}").read_bytes() == (FIXTURES / f"{name}{ext}").read_bytes(), name + ext
 
