@@ -8,7 +8,11 @@
 //!   no branch on "is this a leaf", and [`Ensemble::margins`] walks [`LANES`] rows through a tree at
 //!   once, which lets the CPU overlap their memory loads;
 //! - the six ONNX branch modes are folded into three comparison flags (`<`, `==`, or both) plus a flag
-//!   for where a missing (NaN) value goes, so one loop handles every mode without a `match`.
+//!   for where a missing (NaN) value goes, so one loop handles every mode without a `match`;
+//! - a tree that splits one feature with `<` at thresholds increasing from left to right is a step
+//!   function (what training exports for a rank-mapped linear model: one per sensor). It is kept as
+//!   its sorted thresholds and leaf values and evaluated by a branch-free search over a few
+//!   contiguous floats instead of a walk through scattered nodes.
 //!
 //! tract's own execution of the same graph stays the reference in the tests.
 
@@ -36,6 +40,70 @@ pub struct Node {
     yes: u32,
     /// Absolute index of the child taken otherwise.
     no: u32,
+}
+
+/// A tree kept as a step function of one feature: its leaf for `x` is the one after the last
+/// threshold `<= x` (the walk sends `x < t` to the lower side).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Steps {
+    /// Compacted feature index (into `Ensemble::used`).
+    feature: u32,
+    /// First threshold in `step_thresholds`.
+    start: u32,
+    /// Thresholds, padded with NaN (never `<= x`) to a multiple of [`STEP_CHUNK`].
+    len: u32,
+    /// First leaf in `step_leaves`.
+    leaves: u32,
+    /// The leaf (0..=thresholds) a NaN reaches, as the walk would send it.
+    nan_leaf: u32,
+}
+
+/// Thresholds compared at once: a step function's leaf index is a count of `t <= x` over its
+/// thresholds, which the compiler turns into a few vector compares.
+const STEP_CHUNK: usize = 8;
+
+/// The thresholds and leaves (in order from the lowest values up) of a tree that splits one feature
+/// with `<` only and whose thresholds increase from left to right, and the leaf a NaN reaches; `None`
+/// for any other tree.
+fn as_step_function(spec: &TreeSpec) -> Option<(usize, Vec<f32>, Vec<f32>, u32)> {
+    let mut feature = None;
+    let (mut thresholds, mut leaves) = (Vec::new(), Vec::new());
+    let mut nan_leaf = None;
+    // In-order walk with an explicit stack; `nan` marks the nodes on the path a NaN takes.
+    let mut stack = vec![(0usize, true, false)];
+    while let Some((at, nan, expanded)) = stack.pop() {
+        match spec.nodes[at] {
+            NodeSpec::Leaf { weight } => {
+                if nan {
+                    nan_leaf = Some(leaves.len() as u32);
+                }
+                leaves.push(weight);
+            }
+            NodeSpec::Branch {
+                feature: f,
+                mode,
+                threshold,
+                nan_yes,
+                yes,
+                no,
+            } => {
+                if mode != BranchMode::Lt || *feature.get_or_insert(f) != f || threshold.is_nan() {
+                    return None;
+                }
+                if expanded {
+                    if thresholds.last().is_some_and(|&t| t >= threshold) {
+                        return None;
+                    }
+                    thresholds.push(threshold);
+                    stack.push((no, nan && !nan_yes, false));
+                } else {
+                    stack.push((at, nan, true));
+                    stack.push((yes, nan && nan_yes, false));
+                }
+            }
+        }
+    }
+    Some((feature?, thresholds, leaves, nan_leaf?))
 }
 
 /// A branch's comparison, as ONNX's `nodes_modes` names it.
@@ -200,8 +268,14 @@ pub struct Ensemble {
     nodes: Vec<Node>,
     /// Leaf weight by node index (0 for branches), kept apart so branch nodes stay 16 bytes.
     leaf_weight: Vec<f32>,
-    /// Each tree's root index and depth (number of steps from root to its deepest leaf).
+    /// Each walked tree's root index and depth (number of steps from root to its deepest leaf).
     trees: Vec<(u32, u32)>,
+    /// The trees evaluated as step functions instead of walked.
+    steps: Vec<Steps>,
+    /// Thresholds of all step functions, each one's ascending.
+    step_thresholds: Vec<f32>,
+    /// Leaf values of all step functions (one more per function than thresholds).
+    step_leaves: Vec<f32>,
     /// The input columns any split reads, ascending; nodes index into this list, not the row.
     used: Vec<u32>,
 }
@@ -216,6 +290,8 @@ impl Ensemble {
         let mut nodes = Vec::with_capacity(total);
         let mut leaf_weight = Vec::with_capacity(total);
         let mut trees = Vec::with_capacity(specs.len());
+        let mut steps = Vec::new();
+        let (mut step_thresholds, mut step_leaves) = (Vec::new(), Vec::new());
         for (t, spec) in specs.iter().enumerate() {
             let len = spec.nodes.len();
             if len == 0 {
@@ -300,7 +376,23 @@ impl Ensemble {
                     }
                 }
             }
-            trees.push((base as u32, max_depth));
+            match as_step_function(spec) {
+                Some((feature, thresholds, leaves, nan_leaf)) if feature < width => {
+                    let padded = thresholds.len().div_ceil(STEP_CHUNK) * STEP_CHUNK;
+                    steps.push(Steps {
+                        feature: feature as u32,
+                        start: step_thresholds.len() as u32,
+                        len: padded as u32,
+                        leaves: step_leaves.len() as u32,
+                        nan_leaf,
+                    });
+                    step_thresholds.extend(&thresholds);
+                    step_thresholds
+                        .resize(step_thresholds.len() + padded - thresholds.len(), f32::NAN);
+                    step_leaves.extend(leaves);
+                }
+                _ => trees.push((base as u32, max_depth)),
+            }
         }
         // Compact the features: a block of rows is first gathered into a small buffer holding only
         // the columns the trees read, so the walk touches a few KB instead of whole 590-wide rows.
@@ -319,11 +411,17 @@ impl Ensemble {
                 n.feature = (n.feature & !FEATURE_MASK) | compact;
             }
         }
+        for s in &mut steps {
+            s.feature = used.binary_search(&s.feature).unwrap_or(0) as u32;
+        }
         Ok(Ensemble {
             width,
             nodes,
             leaf_weight,
             trees,
+            steps,
+            step_thresholds,
+            step_leaves,
             used,
         })
     }
@@ -335,7 +433,7 @@ impl Ensemble {
 
     /// Number of trees.
     pub fn tree_count(&self) -> usize {
-        self.trees.len()
+        self.trees.len() + self.steps.len()
     }
 
     /// Number of nodes over all trees.
@@ -401,7 +499,49 @@ impl Ensemble {
                 acc[lane] += self.leaf_weight[at[lane] as usize];
             }
         }
+        // Step functions: count, for all lanes at once, the thresholds at or below each lane's
+        // value (one threshold against N values: plain vector compares, no branch, no search).
+        for s in &self.steps {
+            let start = s.start as usize;
+            let f = s.feature as usize * LANES;
+            let x: [f32; N] = std::array::from_fn(|lane| buf[f + lane]);
+            let mut count = [0u32; N];
+            for &t in &self.step_thresholds[start..start + s.len as usize] {
+                for lane in 0..N {
+                    count[lane] += u32::from(t <= x[lane]);
+                }
+            }
+            for lane in 0..N {
+                let k = if x[lane].is_nan() {
+                    s.nan_leaf
+                } else {
+                    count[lane]
+                };
+                acc[lane] += self.step_leaves[s.leaves as usize + k as usize];
+            }
+        }
         acc
+    }
+
+    /// The leaf value step function `s` gives lane `lane` of the gathered block: the leaf after
+    /// the last threshold `<= x`, counted without branches (NaN padding never counts).
+    #[inline(always)]
+    fn step_value(&self, s: &Steps, lane: usize, buf: &[f32]) -> f32 {
+        let x = buf[s.feature as usize * LANES + lane];
+        let k = if x.is_nan() {
+            s.nan_leaf as usize
+        } else {
+            let start = s.start as usize;
+            let t = &self.step_thresholds[start..start + s.len as usize];
+            let mut count = [0u32; STEP_CHUNK];
+            for chunk in t.chunks_exact(STEP_CHUNK) {
+                for (c, &v) in count.iter_mut().zip(chunk) {
+                    *c += u32::from(v <= x);
+                }
+            }
+            count.iter().sum::<u32>() as usize
+        };
+        self.step_leaves[s.leaves as usize + k]
     }
 
     /// Walks every tree for one lane (the tail of a batch).
@@ -413,6 +553,9 @@ impl Ensemble {
                 at = self.step(at, lane, buf);
             }
             acc += self.leaf_weight[at as usize];
+        }
+        for s in &self.steps {
+            acc += self.step_value(s, lane, buf);
         }
         acc
     }
@@ -459,6 +602,111 @@ mod tests {
         let mut out = vec![0.0; xs.len() / e.width()];
         e.margins(xs, &mut out);
         out
+    }
+
+    /// A balanced `<` tree over `feature` with the given ascending thresholds; `nan_yes` per branch
+    /// from `bits`; leaves numbered from the lowest values up.
+    fn step_tree(feature: usize, thresholds: &[f32], bits: u64) -> TreeSpec {
+        fn grow(
+            nodes: &mut Vec<NodeSpec>,
+            feature: usize,
+            t: &[f32],
+            leaf: &mut f32,
+            bits: u64,
+        ) -> usize {
+            let at = nodes.len();
+            if t.is_empty() {
+                nodes.push(NodeSpec::Leaf { weight: *leaf });
+                *leaf += 1.0;
+                return at;
+            }
+            nodes.push(NodeSpec::Leaf { weight: 0.0 });
+            let mid = t.len() / 2;
+            let yes = grow(nodes, feature, &t[..mid], leaf, bits);
+            let no = grow(nodes, feature, &t[mid + 1..], leaf, bits);
+            nodes[at] = NodeSpec::Branch {
+                feature,
+                mode: BranchMode::Lt,
+                threshold: t[mid],
+                nan_yes: bits >> (at % 64) & 1 == 1,
+                yes,
+                no,
+            };
+            at
+        }
+        let mut nodes = Vec::new();
+        grow(&mut nodes, feature, thresholds, &mut 0.0, bits);
+        TreeSpec { nodes }
+    }
+
+    /// The leaf a row reaches by walking the spec itself.
+    fn walk_spec(spec: &TreeSpec, row: &[f32]) -> f32 {
+        let mut at = 0;
+        while let Some((hot, _)) = spec.nodes[at].route(row) {
+            at = hot;
+        }
+        match spec.nodes[at] {
+            NodeSpec::Leaf { weight } => weight,
+            NodeSpec::Branch { .. } => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn step_functions_score_exactly_like_the_trees_they_replace() {
+        let thresholds: Vec<Vec<f32>> = vec![
+            vec![0.5],
+            vec![-1.0, 0.0, 1.0],
+            (0..31).map(|i| i as f32 * 0.25 - 4.0).collect(),
+            (0..7).map(|i| (i * i) as f32).collect(),
+        ];
+        let specs: Vec<TreeSpec> = thresholds
+            .iter()
+            .enumerate()
+            .map(|(f, t)| step_tree(f, t, 0x9e37_79b9_7f4a_7c15 >> f))
+            .collect();
+        let e = Ensemble::build(4, &specs).unwrap();
+        assert_eq!((e.steps.len(), e.trees.len()), (4, 0));
+        // Below, above, on and between every threshold, and NaN, in every column.
+        let mut values: Vec<f32> = thresholds.iter().flatten().copied().collect();
+        values.extend(values.clone().iter().map(|v| v + 0.1));
+        values.extend([-100.0, 100.0, f32::NAN, -0.0]);
+        let mut rows = Vec::new();
+        for i in 0..values.len() {
+            for f in 0..4 {
+                rows.push(values[(i + 7 * f) % values.len()]);
+            }
+        }
+        let got = eval(&e, &rows);
+        for (row, g) in rows.chunks(4).zip(&got) {
+            let want: f32 = specs.iter().map(|t| walk_spec(t, row)).sum();
+            assert_eq!(*g, want, "row {row:?}");
+        }
+    }
+
+    #[test]
+    fn only_one_feature_lt_trees_with_ascending_thresholds_become_step_functions() {
+        let mut two_features = step_tree(0, &[1.0, 2.0, 3.0], 0);
+        if let NodeSpec::Branch { feature, .. } = &mut two_features.nodes[0] {
+            *feature = 1;
+        }
+        let mut descending = step_tree(0, &[1.0, 2.0, 3.0], 0);
+        if let NodeSpec::Branch { threshold, .. } = &mut descending.nodes[0] {
+            *threshold = 9.0;
+        }
+        let specs = [
+            two_features,
+            descending,
+            stump(BranchMode::Leq, 0.5, false),
+            stump(BranchMode::Lt, 0.5, true),
+        ];
+        let e = Ensemble::build(2, &specs).unwrap();
+        assert_eq!((e.steps.len(), e.trees.len(), e.tree_count()), (1, 3, 4));
+        let rows = [0.4f32, 2.5, 9.5, 1.5, f32::NAN, 0.0, 2.0, f32::NAN];
+        let got = eval(&e, &rows);
+        for (row, g) in rows.chunks(2).zip(&got) {
+            let want: f32 = specs.iter().map(|t| walk_spec(t, row)).sum();
+            assert_eq!(*g, want, "row {row:?}");
+        }
     }
 
     #[test]
