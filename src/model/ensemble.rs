@@ -65,7 +65,7 @@ const STEP_CHUNK: usize = 8;
 /// The thresholds and leaves (in order from the lowest values up) of a tree that splits one feature
 /// with `<` only and whose thresholds increase from left to right, and the leaf a NaN reaches; `None`
 /// for any other tree.
-fn as_step_function(spec: &TreeSpec) -> Option<(usize, Vec<f32>, Vec<f32>, u32)> {
+pub(crate) fn as_step_function(spec: &TreeSpec) -> Option<(usize, Vec<f32>, Vec<f32>, u32)> {
     let mut feature = None;
     let (mut thresholds, mut leaves) = (Vec::new(), Vec::new());
     let mut nan_leaf = None;

@@ -12,7 +12,7 @@
 //! Missing values follow the same routing as scoring (the graph's median imputation is folded into
 //! each split), and the contribution is credited to the sensor whose value was missing.
 
-use super::ensemble::{NodeSpec, TreeSpec};
+use super::ensemble::{as_step_function, NodeSpec, TreeSpec};
 
 /// Deepest tree explained; deeper ones (never produced by training) leave the model without contributions.
 pub const MAX_DEPTH: usize = 64;
@@ -28,6 +28,9 @@ struct Tree {
     expected: f64,
     /// The one feature the tree reads, when it reads exactly one.
     single: Option<usize>,
+    /// The tree as a step function of that feature (ascending thresholds, leaf values, the leaf a
+    /// NaN reaches), when it is one: its leaf is a count, not a walk.
+    steps: Option<(Vec<f32>, Vec<f32>, usize)>,
 }
 
 impl Tree {
@@ -44,6 +47,22 @@ impl Tree {
         match self.nodes[at] {
             NodeSpec::Branch { feature, .. } => Some(feature),
             NodeSpec::Leaf { .. } => None,
+        }
+    }
+
+    /// The value of the leaf `row` reaches.
+    fn leaf_value(&self, row: &[f32]) -> f64 {
+        match (&self.steps, self.single) {
+            (Some((thresholds, leaves, nan)), Some(f)) => {
+                let x = row[f];
+                let k = if x.is_nan() {
+                    *nan
+                } else {
+                    thresholds.iter().filter(|&&t| t <= x).count()
+                };
+                leaves[k] as f64
+            }
+            _ => self.value(self.walk(row)),
         }
     }
 
@@ -109,6 +128,7 @@ impl TreeShap {
                 cover: cover.iter().map(|&c| c as f64).collect(),
                 expected: 0.0,
                 single: None,
+                steps: as_step_function(spec).map(|(_, t, l, nan)| (t, l, nan as usize)),
             };
             tree.expected = mean_value(&tree, 0, 0, t)?;
             let mut features = (0..tree.nodes.len()).filter_map(|i| tree.feature(i));
@@ -134,7 +154,7 @@ impl TreeShap {
         let mut path = Vec::new();
         for tree in &self.trees {
             if let Some(f) = tree.single {
-                phi[f] += tree.value(tree.walk(row)) - tree.expected;
+                phi[f] += tree.leaf_value(row) - tree.expected;
             } else if tree.feature(0).is_some() {
                 recurse(tree, row, phi, 0, &mut path, 0, 0, 1.0, 1.0, -1);
             }
