@@ -298,7 +298,9 @@ def fit_logistic_rank(X: np.ndarray, y: np.ndarray, recipe: Recipe, w: np.ndarra
         t += 1
     ens.n_trees = t
     detail = {"intercept": intercept, "l2_per_row": recipe.l2, "C": 1.0 / (recipe.l2 * n),
-              "coefficients": {int(j): float(c) for j, c in zip(keep, coef)}}
+              "coefficients": {int(j): float(c) for j, c in zip(keep, coef)},
+              # the regression's own pieces, per kept sensor: the term is coef * (rank - mean) / sd
+              "terms": {int(j): (edges[k], float(coef[k]), float(mu[k]), float(sd[k])) for k, j in enumerate(keep)}}
     return Fitted(recipe, ens, med32, np.asarray(read, dtype=np.int64), dropped, detail)
 
 

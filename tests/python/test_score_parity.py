@@ -89,3 +89,53 @@ def test_real_wafers_match_onnxruntime_and_flag_faulty_ones(tmp_path):
     assert labels.count("1") == 65
     flagged_faulty = sum(1 for r in got if r["Good/Bad"] == "1" and r["fault"] == "true")
     assert flagged_faulty > 0
+
+
+def test_contributions_are_the_regressions_own_terms(tmp_path):
+    """The committed model is a logistic regression on rank-mapped sensors. Its exact explanation is
+    each sensor's term coef * (rank - mean) / sd, from the regression itself (refit here: training is
+    deterministic), and base is the intercept. faultline's TreeSHAP on the exported trees must list
+    exactly those, for every real wafer."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(ROOT / "training"))
+    import recipes
+    import train
+
+    card = json.loads((MODEL / "model.json").read_text())
+    assert card["training"]["model"] == "logistic-rank", "this check is for the logistic-rank family"
+    d = data_dir()
+    data = train.read_inputs([d / "wafer" / "wafer_train.csv"])
+    recipe = next(r for r in recipes.candidates("full") if r.name == card["training"]["recipe"]["name"])
+    fitted = recipes.fit(data.X, data.y, recipe, card["training"]["seed"])
+    Z = recipes.impute(data.X, fitted.medians)
+
+    out = tmp_path / "scores.csv"
+    env = dict(os.environ, FAULTLINE_MODEL__CONTRIBUTIONS_TOP_K="1000", FAULTLINE_MODEL__EXPLAIN_ALL_ROWS="true")
+    proc = subprocess.run([BIN, "score", "--input", str(d / "wafer" / "wafer_train.csv"), "--output", str(out)],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    with open(out, newline="") as f:
+        got = list(csv.DictReader(f))
+    assert len(got) == len(data.ids)
+    worst = 0.0
+    for i, r in enumerate(got):
+        assert abs(float(r["base"]) - fitted.detail["intercept"]) <= 1e-4
+        listed = {}
+        for item in r["contributions"].split("; "):
+            name, rest = item.split("=", 1)
+            listed[name] = float(rest.rsplit("(", 1)[1].rstrip(")"))
+        for j, (edges, coef, mu, sd) in fitted.detail["terms"].items():
+            rank = np.searchsorted(edges, Z[i, j], side="right") / max(len(edges), 1)
+            term = coef * (rank - mu) / sd
+            name = train.SENSORS[j]
+            if abs(term) < 1e-4:  # printed to 4 decimals; a zero is not listed at all
+                assert abs(listed.get(name, 0.0)) <= 1.5e-4, (r["id"], name)
+                continue
+            worst = max(worst, abs(listed[name] - term))
+        # and nothing else: no sensor the regression does not read
+        read = {train.SENSORS[j] for j in fitted.detail["terms"]}
+        assert set(listed) <= read, (r["id"], set(listed) - read)
+    assert worst <= 1e-4, worst
+    print(f"1,145 real wafers: contributions vs the regression's terms, max |diff| {worst:.2e}")
