@@ -61,6 +61,7 @@ class Recipe:
     rounds: int = 150  # xgboost
     reg_lambda: float = 5.0  # xgboost
     min_child_weight: float = 2.0  # xgboost
+    top_k: int | None = None  # logistic: keep the k sensors with the strongest univariate ranking
     recent_rows: int | None = None  # drift-aware: fit on the latest rows only
     half_life_rows: float | None = None  # drift-aware: row weight halves every this many rows back
 
@@ -73,6 +74,9 @@ class Recipe:
                  f"min_child_weight {self.min_child_weight:g}, subsample 0.8, colsample 0.5, median-imputed")
         else:
             s = "mean of the margins of logistic-rank (penalty 1) and XGBoost depth 1"
+        if self.top_k:
+            s += (f"; only the {self.top_k} sensors whose rank best separates faulty from good wafers on the "
+                  f"fitting rows (univariate |ROC-AUC - 0.5|)")
         if self.recent_rows:
             s += f"; fitted on the latest {self.recent_rows} rows only"
         if self.half_life_rows:
@@ -86,7 +90,7 @@ class Recipe:
         if self.family in ("xgboost", "blend"):
             d.update(depth=self.depth, rounds=self.rounds, reg_lambda=self.reg_lambda,
                      min_child_weight=self.min_child_weight)
-        d.update(recent_rows=self.recent_rows, half_life_rows=self.half_life_rows)
+        d.update(top_k=self.top_k, recent_rows=self.recent_rows, half_life_rows=self.half_life_rows)
         return d
 
 
@@ -100,6 +104,7 @@ def candidates(kind: str) -> list:
     return [
         simple,
         Recipe("logistic-rank/weak-penalty", "logistic-rank", 2, l2=0.1),
+        Recipe("logistic-rank/top-50-univariate", "logistic-rank", 2, l2=1.0, top_k=50),
         Recipe("logistic-rank/half-life-400", "logistic-rank", 3, l2=1.0, half_life_rows=400.0),
         Recipe("logistic-rank/recent-500", "logistic-rank", 3, l2=1.0, recent_rows=500),
         Recipe("xgboost-depth1", "xgboost", 4, depth=1),
@@ -263,6 +268,18 @@ def _step_tree(ens: TreeEnsemble, t: int, feature: int, edges: np.ndarray, leave
     return depth
 
 
+def _auc(y: np.ndarray, s: np.ndarray) -> float:
+    """ROC-AUC of scores `s` for labels `y` (ties get average ranks); 0.5 with one class only."""
+    from scipy.stats import rankdata
+
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return 0.5
+    r = rankdata(s)
+    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+
+
 def fit_logistic_rank(X: np.ndarray, y: np.ndarray, recipe: Recipe, w: np.ndarray | None) -> Fitted:
     from sklearn.linear_model import LogisticRegression
 
@@ -277,15 +294,23 @@ def fit_logistic_rank(X: np.ndarray, y: np.ndarray, recipe: Recipe, w: np.ndarra
     sd = R.std(axis=0)
     sd[sd == 0] = 1.0
     S = (R - mu) / sd
+    chosen = np.arange(len(keep))
+    if recipe.top_k and recipe.top_k < len(keep):
+        strength = np.abs(np.array([_auc(y, S[:, k]) for k in range(len(keep))]) - 0.5)
+        chosen = np.sort(np.argsort(-strength, kind="stable")[:recipe.top_k])
     lr = LogisticRegression(C=1.0 / (recipe.l2 * n), max_iter=5000, tol=1e-8)
-    lr.fit(S, y, sample_weight=w)
-    coef, intercept = lr.coef_[0], float(lr.intercept_[0])
+    lr.fit(S[:, chosen], y, sample_weight=w)
+    coef = np.zeros(len(keep))
+    coef[chosen] = lr.coef_[0]
+    intercept = float(lr.intercept_[0])
+    in_model = np.zeros(len(keep), dtype=bool)
+    in_model[chosen] = True
     ens = TreeEnsemble()
     t = 0
     read = []
     for k, j in enumerate(keep):
         e = edges[k]
-        if len(e) == 0:  # one value after imputation: the term is a constant, folded away
+        if len(e) == 0 or not in_model[k]:  # a constant term (one value after imputation), or not chosen
             continue
         read.append(int(j))
         levels = np.arange(len(e) + 1) / max(len(e), 1)
@@ -298,9 +323,9 @@ def fit_logistic_rank(X: np.ndarray, y: np.ndarray, recipe: Recipe, w: np.ndarra
         t += 1
     ens.n_trees = t
     detail = {"intercept": intercept, "l2_per_row": recipe.l2, "C": 1.0 / (recipe.l2 * n),
-              "coefficients": {int(j): float(c) for j, c in zip(keep, coef)},
-              # the regression's own pieces, per kept sensor: the term is coef * (rank - mean) / sd
-              "terms": {int(j): (edges[k], float(coef[k]), float(mu[k]), float(sd[k])) for k, j in enumerate(keep)}}
+              "coefficients": {int(keep[k]): float(coef[k]) for k in chosen},
+              # the regression's own pieces, per sensor it reads: the term is coef * (rank - mean) / sd
+              "terms": {int(keep[k]): (edges[k], float(coef[k]), float(mu[k]), float(sd[k])) for k in chosen}}
     return Fitted(recipe, ens, med32, np.asarray(read, dtype=np.int64), dropped, detail)
 
 

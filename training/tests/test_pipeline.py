@@ -167,3 +167,17 @@ def test_logistic_rank_trees_reproduce_the_regression():
     # the model reads sensor 5 (index 4) most
     top = max(f.detail["coefficients"].items(), key=lambda kv: abs(kv[1]))
     assert top[0] == 4 and top[1] > 0
+
+
+def test_univariate_selection_keeps_the_strongest_sensors_only():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 590))
+    y = (rng.random(300) < 1 / (1 + np.exp(-3 * X[:, 9]))).astype(np.int64)
+    recipe = recipes.Recipe("t", "logistic-rank", 2, l2=1.0, top_k=10)
+    f = recipes.fit(X, y, recipe, seed=1)
+    assert f.trees.n_trees == 10 and len(f.columns) == 10 and 9 in set(f.columns.tolist())
+    assert set(f.detail["coefficients"]) == set(f.columns.tolist())
+    # the exported trees are exactly those sensors' terms
+    assert np.allclose(f.margin(X), [f.detail["intercept"] + sum(
+        c * (np.searchsorted(e, np.float32(x[j]), side="right") / len(e) - m) / sd
+        for j, (e, c, m, sd) in f.detail["terms"].items()) for x in X], atol=1e-4)
