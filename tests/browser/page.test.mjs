@@ -84,26 +84,37 @@ async function waitHealthy(url, ms) {
   throw new Error(`faultline did not answer ${url}/healthz within ${ms} ms`);
 }
 
-test('upload, edit, score, slide, download: the page agrees with faultline score', { timeout: 180_000 }, async () => {
-  const { path: input, real } = inputFile();
+/** Starts `faultline serve` on free ports with `env` added; returns its page URL and process. */
+async function startDaemon(work, env = {}) {
   const [brokerPort, webPort] = [await freePort(), await freePort()];
   const url = `http://127.0.0.1:${webPort}`;
-  const work = mkdtempSync(join(tmpdir(), 'faultline-page-'));
   const server = spawn(BIN, ['serve'], {
-    env: { ...process.env, FAULTLINE_BROKER__LISTEN: `127.0.0.1:${brokerPort}`, FAULTLINE_WEB__LISTEN: `127.0.0.1:${webPort}`, FAULTLINE_DRIFT__INTERVAL_MS: '200', FAULTLINE_STORE__DIR: join(work, 'store'), RUST_LOG: 'warn,rumqttd=off' },
+    env: { ...process.env, FAULTLINE_BROKER__LISTEN: `127.0.0.1:${brokerPort}`, FAULTLINE_WEB__LISTEN: `127.0.0.1:${webPort}`, FAULTLINE_DRIFT__INTERVAL_MS: '200', FAULTLINE_STORE__DIR: join(work, 'store'), RUST_LOG: 'warn,rumqttd=off', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
+  return { url, brokerPort, server };
+}
+
+/** Debian's Chromium, headless, with the flags this closed network needs. */
+function launchChromium() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+      '--no-first-run', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+test('upload, edit, score, slide, download: the page agrees with faultline score', { timeout: 180_000 }, async () => {
+  const { path: input, real } = inputFile();
+  const work = mkdtempSync(join(tmpdir(), 'faultline-page-'));
+  const { url, brokerPort, server } = await startDaemon(work);
   const shots = join(ROOT, 'target', 'browser');
   mkdirSync(shots, { recursive: true });
   let browser;
   try {
     await waitHealthy(url, 20_000);
     const card = await (await fetch(url + '/api/model')).json();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
-        '--no-first-run', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
     const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1400, height: 900 } });
     const page = await context.newPage();
     const consoleErrors = [];
@@ -262,6 +273,37 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
 
     assert.deepEqual(consoleErrors, [], 'no errors in the browser console');
     console.log(`page test: ${rows} rows (${real ? 'real batch file' : 'synthetic sample'}), ${flagged.length} flagged, live ROC-AUC ${serving.quality.roc_auc.toFixed(3)}, screenshots in ${shots}`);
+  } finally {
+    if (browser) await browser.close();
+    server.kill('SIGTERM');
+  }
+});
+
+test('with an alarm budget the page says how the daemon decided', { timeout: 120_000 }, async () => {
+  const { path: input } = inputFile();
+  const work = mkdtempSync(join(tmpdir(), 'faultline-budget-'));
+  const budget = { FAULTLINE_MODEL__ALARM_RATE: '0.1', FAULTLINE_MODEL__ALARM_WARMUP_ROWS: '20' };
+  const { url, server } = await startDaemon(work, budget);
+  let browser;
+  try {
+    await waitHealthy(url, 20_000);
+    // What faultline score decides on the same file with the same budget, rule by rule.
+    const cli = parseCsv(execFileSync(BIN, ['score', '--input', input, '--output', '-'], { env: { ...process.env, ...budget } }).toString());
+    const rule = cli[0].indexOf('rule');
+    const fault = cli[0].indexOf('fault');
+    const flagged = (r) => cli.slice(1).filter((x) => x.length > 1 && x[fault] === 'true' && x[rule] === r).length;
+    const [byBudget, inWarmup] = [flagged('alarm_rate'), flagged('warmup')];
+    assert.ok(byBudget > 0, 'the budget flags some wafers after its warm-up');
+    browser = await launchChromium();
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(url);
+    await page.setInputFiles('#file-input', input);
+    await page.waitForFunction(() => !document.querySelector('#score-button')?.disabled);
+    await page.click('#score-button');
+    await page.waitForFunction(() => /alarm budget/.test(document.querySelector('#summary')?.textContent || ''));
+    const summary = await page.textContent('#summary');
+    assert.match(summary, /the top 10\.0% of recent wafers/);
+    assert.match(summary, new RegExp(`it flagged ${byBudget + inWarmup} of these \\(${byBudget} by the budget, ${inWarmup} by the threshold`));
   } finally {
     if (browser) await browser.close();
     server.kill('SIGTERM');

@@ -1695,6 +1695,11 @@
       byProbability,
       modelVersion: String(json.model_version || (card && card.version) || ''),
       serverThreshold: Number(json.threshold),
+      // With [model] alarm_rate the daemon decides by a rolling share, not one threshold: keep its
+      // own verdicts to say so beside the slider's count.
+      alarmRate: typeof json.alarm_rate === 'number' ? json.alarm_rate : null,
+      byBudget: list.filter((x) => x.fault && x.rule === 'alarm_rate').length,
+      inWarmup: list.filter((x) => x.fault && x.rule === 'warmup').length,
       generation,
       stale: d.generation !== generation,
     };
@@ -1788,6 +1793,10 @@
       text += `; sensors recurring among them: ${shown.join(', ')}${top.length > 5 ? ', …' : ''}`;
     } else {
       text += '.';
+    }
+    if (results.alarmRate !== null) {
+      const flaggedByDaemon = results.byBudget + results.inWarmup;
+      text += ` The daemon decides by an alarm budget, the top ${(results.alarmRate * 100).toFixed(1)}% of recent wafers: it flagged ${fmtInt(flaggedByDaemon)} of these (${fmtInt(results.byBudget)} by the budget, ${fmtInt(results.inWarmup)} by the threshold while its window warmed up); the slider recounts at one fixed threshold.`;
     }
     if (results.stale) text = `Out of date, the table changed after scoring: score again. ${text}`;
     ui.summary.textContent = text;
