@@ -217,5 +217,20 @@ fn the_readme_sample_scores() {
     let input = common::repo().join("examples/wafers.csv");
     let o = faultline(&["score", "--input", input.to_str().unwrap(), "--output", "-"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 51);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(text.lines().count(), 51);
+    // The README's demo shows faults arriving: the sample must hold some the model flags, each
+    // with its contributions, and mostly wafers it does not.
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let faults: Vec<csv::StringRecord> = r
+        .records()
+        .map(Result::unwrap)
+        .filter(|rec| &rec[2] == "true")
+        .collect();
+    assert_eq!(
+        faults.len(),
+        5,
+        "examples/make_sample.rs writes 5 faulty-looking wafers"
+    );
+    assert!(faults.iter().all(|rec| rec[6].split("; ").count() == 5));
 }

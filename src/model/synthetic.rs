@@ -60,6 +60,32 @@ pub fn rows(card: &ModelCard, n: usize, seed: u64) -> RowBatch {
     batch
 }
 
+/// Moves sensors of `row` to their training 1st or 99th percentile, one at a time in feature order,
+/// wherever that raises `model`'s P(fault), until P(fault) reaches `until` (1.0: a full pass): a
+/// wafer the model reads as faulty, built from the card alone (for demos and tests).
+pub fn towards_fault(model: &super::Model, row: &[f32], until: f32) -> Vec<f32> {
+    let mut row = row.to_vec();
+    let mut best = [0f32];
+    model.probabilities(&row, &mut best);
+    for (i, s) in model.card().sensors.iter().enumerate() {
+        if best[0] >= until {
+            break;
+        }
+        for v in [s.p01, s.p99].into_iter().flatten() {
+            let old = row[i];
+            row[i] = v as f32;
+            let mut p = [0f32];
+            model.probabilities(&row, &mut p);
+            if p[0] > best[0] {
+                best = p;
+            } else {
+                row[i] = old;
+            }
+        }
+    }
+    row
+}
+
 /// Writes `batch` as a CSV in the wafer schema (blank first header cell, features, no label).
 pub fn write_csv(
     batch: &RowBatch,

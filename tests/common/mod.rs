@@ -123,23 +123,7 @@ impl Mosquitto {
 /// `row` with each sensor moved to its training 1st or 99th percentile wherever that raises
 /// P(fault): a wafer the model clearly flags, built from the card alone.
 pub fn clearly_faulty(model: &faultline::model::Model, row: &[f32]) -> Vec<f32> {
-    let mut row = row.to_vec();
-    let mut best = [0f32];
-    model.probabilities(&row, &mut best);
-    for (i, s) in model.card().sensors.iter().enumerate() {
-        for v in [s.p01, s.p99].into_iter().flatten() {
-            let old = row[i];
-            row[i] = v as f32;
-            let mut p = [0f32];
-            model.probabilities(&row, &mut p);
-            if p[0] > best[0] {
-                best = p;
-            } else {
-                row[i] = old;
-            }
-        }
-    }
-    row
+    faultline::model::synthetic::towards_fault(model, row, 1.0)
 }
 
 /// Synthetic rows with one clearly faulty and one clearly good row first.
