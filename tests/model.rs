@@ -397,14 +397,7 @@ fn a_graph_faultline_does_not_compile_runs_on_tract_like_onnxruntime() {
 
     // Golden rows that tract does not reproduce are refused, as for native graphs.
     let wrong = golden.replacen(&format!(",{}\n", expected[0][1]), ",0.999\n", 1);
-    let e = Model::from_parts(
-        &bytes,
-        card.to_string().as_bytes(),
-        Some(wrong.as_bytes()),
-        "x".into(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = refusal(&bytes, &card, Some(&wrong));
     assert!(e.contains("golden.csv") && e.contains("G-0"), "{e}");
 }
 
@@ -421,19 +414,22 @@ fn a_graph_neither_scorer_can_run_is_refused_naming_the_operator() {
     let card = fixture_card(&bytes, 0.5);
     let (rows, _, expected) = read_fixture(&fixtures().join("fallback_logistic.csv"));
     let golden = fixture_golden(&rows, &expected, 5);
-    let e = Model::from_parts(
-        &bytes,
-        card.to_string().as_bytes(),
-        Some(golden.as_bytes()),
-        "x".into(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = refusal(&bytes, &card, Some(&golden));
     assert!(e.contains("tract-onnx cannot run it either"), "{e}");
     assert!(e.contains("Sigmoidal"), "{e}");
     // Without golden rows faultline does not try tract at all: nothing would check it.
-    let e = Model::from_parts(&bytes, card.to_string().as_bytes(), None, "x".into())
-        .unwrap_err()
-        .to_string();
+    let e = refusal(&bytes, &card, None);
     assert!(e.contains("only with a golden.csv"), "{e}");
+}
+
+/// Why `Model::from_parts` refuses this graph, card and golden rows.
+fn refusal(bytes: &[u8], card: &serde_json::Value, golden: Option<&str>) -> String {
+    Model::from_parts(
+        bytes,
+        card.to_string().as_bytes(),
+        golden.map(str::as_bytes),
+        "x".into(),
+    )
+    .unwrap_err()
+    .to_string()
 }
