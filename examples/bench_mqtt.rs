@@ -97,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     let config = RawConfig::load_with_env(None, env)?.validate()?;
-    let app = faultline::app::start(&config, model.clone()).await?;
+    let app = faultline::pipeline::start(&config, model.clone()).await?;
 
     // Subscriber: records when each id's score arrives.
     let mut options = MqttOptions::new(format!("bench-sub-{port}"), "127.0.0.1", port);

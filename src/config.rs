@@ -579,7 +579,7 @@ pub struct Config {
     /// Topic for unreadable rows.
     pub dead_letter_topic: String,
     /// When to flush a micro-batch.
-    pub batch: crate::batch::BatchPolicy,
+    pub batch: crate::pipeline::batch::BatchPolicy,
     /// Rows in flight.
     pub queue_rows: NonZeroUsize,
     /// HTTP listen address.
@@ -958,7 +958,7 @@ impl RawConfig {
             faults_topic,
             scores_topic: Some(self.sink.scores_topic.trim().to_string()).filter(|t| !t.is_empty()),
             dead_letter_topic,
-            batch: crate::batch::BatchPolicy {
+            batch: crate::pipeline::batch::BatchPolicy {
                 max_rows,
                 linger: Duration::from_millis(self.batch.linger_ms),
             },

@@ -150,7 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging();
             let model = std::sync::Arc::new(load_model(None, None)?);
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(faultline::app::run(config, model, shutdown_signal()))?;
+            runtime.block_on(faultline::pipeline::run(config, model, shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {

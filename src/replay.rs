@@ -188,7 +188,7 @@ enum Out {
         acked: watch::Receiver<u64>,
     },
     #[cfg(feature = "kafka")]
-    Kafka(crate::sink::kafka::KafkaPublisher),
+    Kafka(crate::bus::kafka::publisher::KafkaPublisher),
 }
 
 impl Out {
@@ -203,7 +203,7 @@ impl Out {
                     group_id: String::new(),
                     properties: vec![],
                 };
-                crate::sink::kafka::KafkaPublisher::start(&settings, 1 << 24)
+                crate::bus::kafka::publisher::KafkaPublisher::start(&settings, 1 << 24)
                     .map(Out::Kafka)
                     .map_err(|e| ReplayError::Broker(e.to_string()))
             }
@@ -254,7 +254,7 @@ impl Out {
             }
             #[cfg(feature = "kafka")]
             Out::Kafka(p) => p
-                .publish(crate::sink::Output {
+                .publish(crate::bus::Output {
                     topic,
                     key: Some(id),
                     model_version: None,

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{http, http_get};
-use faultline::app;
 use faultline::model::Model;
+use faultline::pipeline as app;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

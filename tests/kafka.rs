@@ -9,9 +9,9 @@
 mod common;
 
 use common::{http_get, rows, wait_ready};
-use faultline::app;
 use faultline::config::{Config, RawConfig};
 use faultline::model::Model;
+use faultline::pipeline as app;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;

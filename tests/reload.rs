@@ -6,9 +6,9 @@
 mod common;
 
 use common::{committed, http, http_get, rewrite, rows, wait_ready, Client};
-use faultline::app;
 use faultline::config::{Config, RawConfig};
 use faultline::model::Model;
+use faultline::pipeline as app;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;

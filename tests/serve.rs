@@ -4,9 +4,9 @@
 mod common;
 
 use common::{http_get, metric, rows, wait_ready, Client};
-use faultline::app;
 use faultline::config::{Config, RawConfig};
 use faultline::model::{synthetic, Model};
+use faultline::pipeline as app;
 use faultline::row::json::encode_row;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};

@@ -12,19 +12,26 @@
 //! - JSON: a message that is one object is one row or one reject, never both nor neither; an
 //!   accepted row written back with `encode_row` decodes to the same id and the same bits.
 
-use faultline::labels::{self, Label, LabelError};
-use faultline::model::Model;
-use faultline::row::csv::{CsvOptions, CsvRows};
-use faultline::row::json::{self, decode, encode_row};
-use faultline::row::{RowBatch, Schema};
+use faultline_rows::csv::{CsvOptions, CsvRows};
+use faultline_rows::json::{self, decode, encode_row};
+use faultline_rows::labels::{self, Label, LabelError};
+use faultline_rows::{RowBatch, Schema};
 
 /// Rows per message re-encoded for the round-trip check (each costs ~600 float formats).
 const ROUND_TRIP_ROWS: usize = 3;
 
-/// The embedded model's schema, built once before the fuzz loop starts (AFL++ forks after it).
+/// The shipped model's card: its `input.features` are the schema the daemon decodes against.
+const CARD: &[u8] = include_bytes!("../../models/wafer-fault/model.json");
+
+/// The shipped model's schema, built once before the fuzz loop starts (AFL++ forks after it).
 pub fn model_schema() -> (Schema, Vec<String>) {
-    let model = Model::embedded().expect("the embedded model loads");
-    let features = model.features().to_vec();
+    let card: serde_json::Value = serde_json::from_slice(CARD).expect("the model card is JSON");
+    let features: Vec<String> = card["input"]["features"]
+        .as_array()
+        .expect("the card lists input.features")
+        .iter()
+        .map(|f| f.as_str().expect("a feature name is a string").to_string())
+        .collect();
     assert!(!features.is_empty());
     (Schema::new(&features), features)
 }
@@ -50,7 +57,7 @@ fn check_batch(b: &RowBatch, schema: &Schema) {
 }
 
 /// One bus message (an MQTT payload or a Kafka value) through the JSON row decoder, as
-/// `faultline::source::decode` runs it below the payload size limit.
+/// `faultline::bus::admit::decode` runs it below the payload size limit.
 pub fn check_json(data: &[u8], schema: &Schema, features: &[String]) {
     let d = decode(data, schema);
     for r in &d.rejects {

@@ -160,8 +160,8 @@ pub fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::Label;
     use crate::metrics::Metrics;
+    use crate::row::labels::Label;
     use crate::store::ledger::LedgerLimits;
     use crate::store::segment::ScoredBatch;
     use crate::store::{Store, StoreSettings};

@@ -4,8 +4,8 @@
 //! labels waiting for their row (`max_pending`, each for at most `pending_ttl_ms`), and the last
 //! `window` joined wafers. Rebuilt from the on-disk store at start.
 
-use crate::labels::Label;
 use crate::quality::{self, Quality};
+use crate::row::labels::Label;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 

@@ -21,8 +21,8 @@ pub mod export;
 pub mod ledger;
 pub mod segment;
 
-use crate::labels::Label;
 use crate::metrics::Metrics;
+use crate::row::labels::Label;
 use arrow_array::{Float32Array, Int8Array, StringArray, TimestampMillisecondArray};
 use ledger::{LabelOutcome, Ledger, LedgerLimits, Scores};
 use segment::{Kind, ScoredBatch, SegmentFile, SegmentWriter};

@@ -196,7 +196,7 @@ impl ScoredBatch {
 
 /// Labels as an Arrow record batch (see [`labels_schema`]).
 pub fn labels_batch(
-    labels: &[(crate::labels::Label, i64)],
+    labels: &[(crate::row::labels::Label, i64)],
     schema: &SchemaRef,
 ) -> Result<RecordBatch, ArrowError> {
     let columns: Vec<ArrayRef> = vec![

@@ -4,9 +4,9 @@
 //! with a message a person can act on.
 
 use super::WebState;
+use crate::bus::messages::VerdictMessage;
 use crate::row::csv::{CsvError, CsvOptions, CsvRows};
 use crate::row::{json as json_rows, RowBatch, Schema};
-use crate::sink::VerdictMessage;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};

@@ -21,9 +21,9 @@ pub struct WebState {
     /// The model being served (reloadable).
     pub model: LiveModel,
     /// The source's connection.
-    pub source: crate::link::Link,
+    pub source: crate::bus::link::Link,
     /// The publisher's connection.
-    pub sink: crate::link::Link,
+    pub sink: crate::bus::link::Link,
     /// The metrics `/metrics` renders.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The latest drift report (recomputed in the background).

@@ -4,12 +4,23 @@
 //! - [`Schema`]: the model's feature names and where each lives in a row.
 //! - [`RowBatch`]: rows decoded into one row-major `f32` matrix, ready to score.
 //! - [`csv`]: the wafer CSV schema, streamed in batches via arrow-csv.
+//! - [`json`]: one bus message (an MQTT payload or a Kafka value) → rows and dead letters.
+//! - [`labels`]: late labels (a wafer's true outcome) from messages, JSON and CSV.
+//!
+//! These are faultline's readers of untrusted bytes, in a crate of their own so the fuzz targets
+//! build only them; faultline re-exports this crate as `faultline::row` (and the labels as
+//! `faultline::labels`).
 //!
 //! Missing values (an empty cell, `NA`, `NaN`, `nan`, `null`) become NaN, which the model's graph
 //! imputes. Anything else that is not a finite number is an error: faultline never guesses.
 
 pub mod csv;
 pub mod json;
+pub mod labels;
+
+/// Longest row or label id accepted, in bytes, by every reader. Ids are keys in memory and on
+/// disk, and travel into logs and result topics.
+pub const MAX_ID_BYTES: usize = 256;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -16,6 +16,12 @@ pub trait Rows {
     fn rows(&self) -> usize;
 }
 
+impl Rows for crate::bus::Incoming {
+    fn rows(&self) -> usize {
+        crate::bus::Incoming::rows(self)
+    }
+}
+
 /// When to flush.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPolicy {

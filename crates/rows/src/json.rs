@@ -34,8 +34,7 @@ use std::fmt::{self, Write as _};
 /// past this count, so that one message cannot claim an unbounded share of memory.
 pub const MAX_ROWS: usize = 100_000;
 
-/// Longest id accepted, in bytes. Ids travel into logs, metrics exemplars and result topics.
-pub const MAX_ID_BYTES: usize = 256;
+pub use super::MAX_ID_BYTES;
 
 /// Shown values (an offending string) are cut to this many characters in messages.
 const CLIP_CHARS: usize = 64;

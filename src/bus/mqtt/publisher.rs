@@ -9,10 +9,10 @@
 //!
 //! The publisher has its own connection, so publishing never waits behind the source's reads.
 
-use super::PublishError;
+use crate::bus::link::Link;
+use crate::bus::Backoff;
+use crate::bus::PublishError;
 use crate::config::MqttSettings;
-use crate::link::Link;
-use crate::source::Backoff;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,8 +45,11 @@ impl MqttPublisher {
         transport: rumqttc::Transport,
         max_packet_bytes: usize,
     ) -> MqttPublisher {
-        let mut options =
-            crate::source::mqtt_options(settings, format!("{}-out", settings.client_id), transport);
+        let mut options = crate::bus::mqtt::mqtt_options(
+            settings,
+            format!("{}-out", settings.client_id),
+            transport,
+        );
         options
             // A persistent session: publishes the broker has not acknowledged are sent again
             // after a reconnect.
@@ -96,7 +99,7 @@ impl MqttPublisher {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        crate::source::mqtt_failed(&flag, &e, &backoff, &target, "publisher");
+                        crate::bus::mqtt::mqtt_failed(&flag, &e, &backoff, &target, "publisher");
                         if ack_tx.is_closed() {
                             return;
                         }
@@ -146,6 +149,6 @@ impl MqttPublisher {
 
     /// Disconnects cleanly and waits (briefly) for the event loop to end.
     pub async fn close(self) {
-        crate::source::disconnect(&self.client, self.task).await;
+        crate::bus::mqtt::disconnect(&self.client, self.task).await;
     }
 }

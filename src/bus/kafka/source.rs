@@ -8,9 +8,9 @@
 //! passes an unprocessed message of its partition. If faultline dies first, the group resumes
 //! from the last commit: rows repeat, none are lost.
 
-use super::{Ack, Backoff, Incoming, SourceOptions};
+use crate::bus::kafka::{client_config, Context};
+use crate::bus::{Ack, Backoff, Incoming, SourceOptions};
 use crate::config::KafkaSettings;
-use crate::kafka::{client_config, Context};
 use crate::metrics::SOURCE_KAFKA;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -26,7 +26,7 @@ pub struct KafkaSource {
     /// The group member.
     consumer: Arc<Client>,
     /// Whether the cluster is reachable.
-    link: crate::link::Link,
+    link: crate::bus::link::Link,
     /// The read loop; ends when told to stop.
     task: tokio::task::JoinHandle<()>,
     /// Tells the read loop to stop.
@@ -96,9 +96,9 @@ impl KafkaSource {
             info!(topic = %topic, group = %group, "Reading rows from Kafka.");
             let mut backoff = Backoff::default();
             let mut last_error: Option<String> = None;
-            let admitter = super::Admitter::start(
+            let admitter = crate::bus::admit::Admitter::start(
                 SOURCE_KAFKA,
-                super::Decode::InPlace,
+                crate::bus::admit::Decode::InPlace,
                 options,
                 stopped.clone(),
                 output,
@@ -148,7 +148,7 @@ impl KafkaSource {
     }
 
     /// Whether the cluster is reachable.
-    pub fn link(&self) -> crate::link::Link {
+    pub fn link(&self) -> crate::bus::link::Link {
         self.link.clone()
     }
 

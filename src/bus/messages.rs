@@ -1,4 +1,4 @@
-//! Verdicts to the bus: the messages faultline publishes, and the MQTT publisher.
+//! The messages faultline publishes: verdicts and dead letters (also the API's result rows).
 //!
 //! - Fault / score message: `{"id", "probability", "fault", "threshold", "rule", "model_version",
 //!   "base", "contributions": [{"sensor", "value", "median", "contribution"}],
@@ -6,106 +6,8 @@
 //!   model's own explanation in log-odds (present on faults, or on every verdict when configured).
 //! - Dead letter: `{"error", "reason", "payload", "topic", "received_at"}`.
 
-#[cfg(feature = "kafka")]
-pub mod kafka;
-pub mod mqtt;
-
 use crate::model::{Deviation, Explanation, Model, Rule, Verdict};
 use serde::Serialize;
-use tokio::sync::watch;
-
-/// A publisher stopped.
-#[derive(Debug, thiserror::Error)]
-#[error("the publisher has stopped: {0}")]
-pub struct PublishError(pub String);
-
-/// One message to publish.
-#[derive(Debug)]
-pub struct Output<'a> {
-    /// Topic.
-    pub topic: &'a str,
-    /// Message key on Kafka (the row id); unused on MQTT.
-    pub key: Option<&'a str>,
-    /// `model_version` header on Kafka; unused on MQTT (the payload carries it too).
-    pub model_version: Option<&'a str>,
-    /// The JSON body.
-    pub payload: Vec<u8>,
-}
-
-/// Publishes outputs on the source's bus and counts the broker's acknowledgements, in order.
-#[derive(Debug)]
-pub enum Publisher {
-    /// MQTT, QoS 1.
-    Mqtt(mqtt::MqttPublisher),
-    /// Kafka.
-    #[cfg(feature = "kafka")]
-    Kafka(kafka::KafkaPublisher),
-}
-
-impl Publisher {
-    /// Queues a message; returns its sequence number.
-    pub async fn publish(&mut self, out: Output<'_>) -> Result<u64, PublishError> {
-        match self {
-            Publisher::Mqtt(p) => p.publish(out.topic, out.payload).await,
-            #[cfg(feature = "kafka")]
-            Publisher::Kafka(p) => p.publish(out).await,
-        }
-    }
-
-    /// The last sequence number handed out.
-    pub fn sent(&self) -> u64 {
-        match self {
-            Publisher::Mqtt(p) => p.sent(),
-            #[cfg(feature = "kafka")]
-            Publisher::Kafka(p) => p.sent(),
-        }
-    }
-
-    /// Watches how many publishes the broker has acknowledged.
-    pub fn acked(&self) -> watch::Receiver<u64> {
-        match self {
-            Publisher::Mqtt(p) => p.acked(),
-            #[cfg(feature = "kafka")]
-            Publisher::Kafka(p) => p.acked(),
-        }
-    }
-
-    /// Whether the connection is up.
-    pub fn link(&self) -> crate::link::Link {
-        match self {
-            Publisher::Mqtt(p) => p.link(),
-            #[cfg(feature = "kafka")]
-            Publisher::Kafka(p) => p.link(),
-        }
-    }
-
-    /// Resolves with the reason if the publisher fails for good.
-    pub fn failure(&self) -> watch::Receiver<Option<String>> {
-        match self {
-            Publisher::Mqtt(p) => p.failure(),
-            #[cfg(feature = "kafka")]
-            Publisher::Kafka(p) => p.failure(),
-        }
-    }
-
-    /// The `sink` metrics label.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Publisher::Mqtt(_) => crate::metrics::SINK_MQTT,
-            #[cfg(feature = "kafka")]
-            Publisher::Kafka(_) => crate::metrics::SINK_KAFKA,
-        }
-    }
-
-    /// Delivers what is queued (briefly) and disconnects.
-    pub async fn close(self) {
-        match self {
-            Publisher::Mqtt(p) => p.close().await,
-            #[cfg(feature = "kafka")]
-            Publisher::Kafka(p) => p.close().await,
-        }
-    }
-}
 
 /// One sensor in a verdict message.
 #[derive(Debug, Serialize)]

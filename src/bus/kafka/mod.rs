@@ -1,8 +1,11 @@
 //! What the Kafka source, sink and `replay` share: client configuration and the librdkafka client
 //! context (logs into tracing, connection state for `/readyz`, consumer lag for `/metrics`).
 
+pub mod publisher;
+pub mod source;
+
+use crate::bus::link::Link;
 use crate::config::KafkaSettings;
-use crate::link::Link;
 use crate::metrics::Metrics;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};

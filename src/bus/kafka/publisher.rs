@@ -6,9 +6,9 @@
 //! A delivery that fails for good (librdkafka retries until `message.timeout.ms`) stops the
 //! daemon: the rows behind it were not committed and will be read again.
 
-use super::{Output, PublishError};
+use crate::bus::kafka::{client_config, producer_properties, Context};
+use crate::bus::{Output, PublishError};
 use crate::config::KafkaSettings;
-use crate::kafka::{client_config, producer_properties, Context};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -36,7 +36,7 @@ pub struct KafkaPublisher {
     /// Deliveries acknowledged so far.
     acked: watch::Receiver<u64>,
     /// Whether the cluster is reachable.
-    link: crate::link::Link,
+    link: crate::bus::link::Link,
     /// Set when a delivery failed for good.
     failure: watch::Receiver<Option<String>>,
     /// The counting task.
@@ -139,7 +139,7 @@ impl KafkaPublisher {
     }
 
     /// Whether the cluster is reachable.
-    pub fn link(&self) -> crate::link::Link {
+    pub fn link(&self) -> crate::bus::link::Link {
         self.link.clone()
     }
 

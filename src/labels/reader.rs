@@ -11,9 +11,10 @@
 //!                                                               └──► dead-letter topic
 //! ```
 
-use super::Backoff;
+use crate::bus::messages::{now_rfc3339, DeadLetter};
+use crate::bus::Backoff;
+use crate::bus::{Output, Publisher};
 use crate::metrics::Metrics;
-use crate::sink::{now_rfc3339, DeadLetter, Output, Publisher};
 use crate::store::Store;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -27,7 +28,7 @@ enum LabelAck {
     Mqtt(rumqttc::AsyncClient, rumqttc::Publish),
     #[cfg(feature = "kafka")]
     Kafka(
-        Arc<rdkafka::consumer::StreamConsumer<crate::kafka::Context>>,
+        Arc<rdkafka::consumer::StreamConsumer<crate::bus::kafka::Context>>,
         String,
         i32,
         i64,
@@ -79,19 +80,19 @@ pub fn start_mqtt(
 ) -> LabelsReader {
     let mut labels_settings = settings.clone();
     labels_settings.client_id = format!("{}-labels", settings.client_id);
-    let publisher = Publisher::Mqtt(crate::sink::mqtt::MqttPublisher::start(
+    let publisher = Publisher::Mqtt(crate::bus::mqtt::publisher::MqttPublisher::start(
         &labels_settings,
         transport.clone(),
-        crate::app::MAX_PAYLOAD_BYTES + 1024,
+        crate::bus::MAX_PAYLOAD_BYTES + 1024,
     ));
     let mut options =
-        crate::source::mqtt_options(settings, labels_settings.client_id.clone(), transport);
+        crate::bus::mqtt::mqtt_options(settings, labels_settings.client_id.clone(), transport);
     options
         .set_clean_session(false)
         .set_manual_acks(true)
         .set_max_packet_size(
-            crate::app::MAX_PAYLOAD_BYTES + 1024,
-            crate::app::MAX_PAYLOAD_BYTES + 1024,
+            crate::bus::MAX_PAYLOAD_BYTES + 1024,
+            crate::bus::MAX_PAYLOAD_BYTES + 1024,
         );
     // Room for every acknowledgement the apply task can owe at once.
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 4 * QUEUE);
@@ -103,7 +104,7 @@ pub fn start_mqtt(
     let filter = topic.clone();
     let reader = tokio::spawn(async move {
         let mut backoff = Backoff::default();
-        let link = crate::link::Link::default();
+        let link = crate::bus::link::Link::default();
         loop {
             match eventloop.poll().await {
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
@@ -138,7 +139,7 @@ pub fn start_mqtt(
                     if *stopped.borrow() {
                         return;
                     }
-                    super::mqtt_failed(&link, &e, &backoff, &target, "labels");
+                    crate::bus::mqtt::mqtt_failed(&link, &e, &backoff, &target, "labels");
                     backoff.wait().await;
                 }
             }
@@ -164,12 +165,12 @@ pub fn start_kafka(
 ) -> Result<LabelsReader, rdkafka::error::KafkaError> {
     use rdkafka::consumer::Consumer;
     use rdkafka::Message;
-    let publisher = Publisher::Kafka(crate::sink::kafka::KafkaPublisher::start(
+    let publisher = Publisher::Kafka(crate::bus::kafka::publisher::KafkaPublisher::start(
         settings,
-        crate::app::MAX_PAYLOAD_BYTES + 1024,
+        crate::bus::MAX_PAYLOAD_BYTES + 1024,
     )?);
     let group = format!("{}.labels", settings.group_id);
-    let mut config = crate::kafka::client_config(
+    let mut config = crate::bus::kafka::client_config(
         &settings.brokers,
         &[
             ("auto.offset.reset", "earliest"),
@@ -182,8 +183,9 @@ pub fn start_kafka(
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("client.id", "faultline-labels");
-    let consumer: Arc<rdkafka::consumer::StreamConsumer<crate::kafka::Context>> =
-        Arc::new(config.create_with_context(crate::kafka::Context::new("labels consumer", None))?);
+    let consumer: Arc<rdkafka::consumer::StreamConsumer<crate::bus::kafka::Context>> = Arc::new(
+        config.create_with_context(crate::bus::kafka::Context::new("labels consumer", None))?,
+    );
     consumer.subscribe(&[&topic])?;
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop, mut stopped) = watch::channel(false);

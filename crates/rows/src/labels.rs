@@ -8,8 +8,7 @@
 
 use serde_json::Value;
 
-/// The longest id accepted (ids are keys in memory and on disk).
-pub const MAX_ID_BYTES: usize = 256;
+pub use super::MAX_ID_BYTES;
 
 /// One wafer's outcome.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,9 +7,9 @@
 //! The event loop is polled without pause, as rumqttc requires; the only waits inside it are for
 //! room in the bounded pipeline (backpressure: the broker holds the rest) and the reconnect backoff.
 
-use super::{Ack, Backoff, Incoming, SourceOptions};
+use crate::bus::link::Link;
+use crate::bus::{Ack, Backoff, Incoming, SourceOptions};
 use crate::config::MqttSettings;
-use crate::link::Link;
 use crate::metrics::SOURCE_MQTT;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::{mpsc, watch};
@@ -58,9 +58,9 @@ impl MqttSource {
         let target = format!("{}:{}", settings.host, settings.port);
         let task = tokio::spawn(async move {
             let mut backoff = Backoff::default();
-            let mut output = Some(super::Admitter::start(
+            let mut output = Some(crate::bus::admit::Admitter::start(
                 SOURCE_MQTT,
-                super::Decode::Offload,
+                crate::bus::admit::Decode::Offload,
                 options.clone(),
                 stopped.clone(),
                 output,

@@ -1,0 +1,219 @@
+//! Admission: every source's front door into the pipeline. Decodes each message (ahead, in
+//! arrival order), counts it, and takes its share of the in-flight bound, waiting while the
+//! pipeline is full (backpressure: the source stops reading and the broker holds the rest).
+
+use super::Ack;
+use crate::row::json::{self, Decoded};
+use crate::row::Schema;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+/// One broker message, decoded, waiting to be scored.
+#[derive(Debug)]
+pub struct Incoming {
+    /// Topic it arrived on.
+    pub topic: String,
+    /// Rows that decoded, rows that did not, and the count of unknown keys.
+    pub decoded: Decoded,
+    /// When it arrived (RFC 3339), for dead letters.
+    pub received_at: String,
+    /// When it arrived, for latency.
+    pub received: std::time::Instant,
+    /// How to acknowledge it to the broker once its outputs are published.
+    pub ack: Ack,
+    /// Its share of the in-flight bound; released when it is acknowledged.
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Incoming {
+    /// Rows it carries, readable or not (its share of the in-flight bound and of a batch).
+    pub fn rows(&self) -> usize {
+        self.decoded.rows.len() + self.decoded.rejects.len()
+    }
+
+    /// A message that has just arrived.
+    pub fn new(topic: String, decoded: Decoded, ack: Ack) -> Incoming {
+        Incoming {
+            topic,
+            decoded,
+            received_at: super::messages::now_rfc3339(),
+            received: std::time::Instant::now(),
+            ack,
+            permit: None,
+        }
+    }
+}
+
+/// Settings a source needs beyond its connection.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Model schema for decoding.
+    pub schema: Schema,
+    /// Bound on rows in flight.
+    pub in_flight: Arc<Semaphore>,
+    /// Total permits of `in_flight` (a message never takes more than this).
+    pub max_permits: u32,
+    /// Largest accepted message.
+    pub max_payload_bytes: usize,
+    /// Where counts go.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Decodes a message's payload, refusing one over the size limit.
+pub fn decode(payload: &[u8], options: &SourceOptions) -> Decoded {
+    if payload.len() > options.max_payload_bytes {
+        too_large(payload, options)
+    } else {
+        json::decode(payload, &options.schema)
+    }
+}
+
+/// A message over the size limit: one reject carrying the message's first 64 KiB.
+#[cold]
+fn too_large(payload: &[u8], options: &SourceOptions) -> Decoded {
+    const KEEP: usize = 64 * 1024;
+    let mut text = String::from_utf8_lossy(&payload[..payload.len().min(KEEP)]).into_owned();
+    text.push_str("…(truncated)");
+    Decoded {
+        rows: crate::row::RowBatch::new(options.schema.width()),
+        rejects: vec![json::Reject {
+            error: format!(
+                "the message is {} bytes; faultline accepts at most {} (split it into smaller arrays of rows)",
+                payload.len(),
+                options.max_payload_bytes
+            ),
+            reason: json::RejectReason::TooLarge,
+            payload: text,
+        }],
+        unknown_keys: 0,
+    }
+}
+
+/// Messages decoded at once, ahead of the pipeline (each on the blocking pool).
+pub const DECODE_AHEAD: usize = 64;
+
+/// Decodes messages and admits them to the pipeline in arrival order, which Kafka offsets and
+/// MQTT acknowledgements depend on. With [`Decode::Offload`] each message is decoded on the
+/// blocking pool, several at once: JSON decoding is the costliest step per row, and the MQTT
+/// source's task also does the network reads. Kafka's client reads in its own threads, so the
+/// Kafka source decodes in place ([`Decode::InPlace`]) and saves the hand-offs (measured: the
+/// hand-offs cost more CPU than they freed there).
+#[derive(Debug)]
+pub struct Admitter {
+    tx: mpsc::Sender<Decoding>,
+    options: Arc<SourceOptions>,
+    decode: Decode,
+}
+
+/// Where an [`Admitter`] decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decode {
+    /// On the blocking pool, up to [`DECODE_AHEAD`] at once.
+    Offload,
+    /// On the caller's task.
+    InPlace,
+}
+
+/// A message on its way to admission.
+#[derive(Debug)]
+enum Decoding {
+    /// Being decoded on the blocking pool.
+    Pending(tokio::task::JoinHandle<Incoming>),
+    /// Decoded.
+    Ready(Box<Incoming>),
+}
+
+impl Admitter {
+    /// Starts the task that admits decoded messages in order to `out`.
+    pub fn start(
+        source: &'static str,
+        decode: Decode,
+        options: SourceOptions,
+        mut stopped: watch::Receiver<bool>,
+        out: mpsc::Sender<Incoming>,
+    ) -> Admitter {
+        let options = Arc::new(options);
+        let (tx, mut rx) = mpsc::channel::<Decoding>(DECODE_AHEAD);
+        let opts = options.clone();
+        tokio::spawn(async move {
+            while let Some(decoding) = rx.recv().await {
+                let decoded = match decoding {
+                    Decoding::Ready(incoming) => Ok(*incoming),
+                    Decoding::Pending(handle) => handle.await,
+                };
+                let incoming = match decoded {
+                    Ok(incoming) => incoming,
+                    Err(e) => {
+                        // Unacknowledged: the broker delivers it again (MQTT after a reconnect).
+                        tracing::error!(error = %e, "Decoding a message failed; it stays unacknowledged.");
+                        continue;
+                    }
+                };
+                if !admit(incoming, source, &opts, &mut stopped, &out).await {
+                    return;
+                }
+            }
+        });
+        Admitter {
+            tx,
+            options,
+            decode,
+        }
+    }
+
+    /// Queues one message for decoding; waits while [`DECODE_AHEAD`] are queued (backpressure).
+    /// False once the pipeline is stopping.
+    pub async fn push(
+        &self,
+        payload: impl AsRef<[u8]> + Send + 'static,
+        topic: String,
+        ack: Ack,
+    ) -> bool {
+        let decoding = match self.decode {
+            Decode::InPlace => {
+                let decoded = decode(payload.as_ref(), &self.options);
+                Decoding::Ready(Box::new(Incoming::new(topic, decoded, ack)))
+            }
+            Decode::Offload => {
+                let options = self.options.clone();
+                let received = std::time::Instant::now();
+                Decoding::Pending(tokio::task::spawn_blocking(move || {
+                    let decoded = decode(payload.as_ref(), &options);
+                    let mut incoming = Incoming::new(topic, decoded, ack);
+                    incoming.received = received;
+                    incoming
+                }))
+            }
+        };
+        self.tx.send(decoding).await.is_ok()
+    }
+}
+
+/// Counts a decoded message, takes its share of the in-flight bound (waiting while the pipeline
+/// is full: backpressure) and hands it on. False once the pipeline is stopping; the message then
+/// stays unacknowledged and the broker redelivers it.
+pub async fn admit(
+    mut incoming: Incoming,
+    source: &str,
+    options: &SourceOptions,
+    stopped: &mut watch::Receiver<bool>,
+    out: &mpsc::Sender<Incoming>,
+) -> bool {
+    let m = &options.metrics;
+    m.rows_received
+        .with_label_values(&[source])
+        .inc_by(incoming.rows() as u64);
+    m.unknown_keys.inc_by(incoming.decoded.unknown_keys);
+    let rows = incoming.rows().clamp(1, options.max_permits as usize) as u32;
+    let permit = tokio::select! {
+        p = options.in_flight.clone().acquire_many_owned(rows) => p.ok(),
+        _ = stopped.wait_for(|s| *s) => None,
+    };
+    let Some(permit) = permit else {
+        return false;
+    };
+    incoming.permit = Some(permit);
+    m.queue_rows
+        .set(options.max_permits as i64 - options.in_flight.available_permits() as i64);
+    out.send(incoming).await.is_ok()
+}

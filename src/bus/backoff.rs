@@ -1,0 +1,66 @@
+//! Reconnecting without hammering the broker: capped exponential backoff, shared by every client.
+
+use std::time::Duration;
+
+/// Capped exponential backoff for reconnecting: 100 ms doubling to 10 s.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    /// The next wait.
+    next: Duration,
+    /// Waits since the last success.
+    attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: Backoff::MIN,
+            attempts: 0,
+        }
+    }
+}
+
+impl Backoff {
+    /// First wait after a failure.
+    pub const MIN: Duration = Duration::from_millis(100);
+    /// Longest wait.
+    pub const MAX: Duration = Duration::from_secs(10);
+
+    /// True before the first wait since the last success: the moment to log a state change.
+    pub fn is_first(&self) -> bool {
+        self.attempts == 0
+    }
+
+    /// Sleeps for the current wait, then doubles it (up to [`Backoff::MAX`]).
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(Backoff::MAX);
+        self.attempts += 1;
+    }
+
+    /// After a success.
+    pub fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_up_to_its_cap_and_resets() {
+        let mut b = Backoff::default();
+        assert!(b.is_first());
+        let mut waits = vec![];
+        for _ in 0..9 {
+            let t = tokio::time::Instant::now();
+            b.wait().await;
+            waits.push(t.elapsed().as_millis());
+        }
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 6400, 10000, 10000]);
+        assert!(!b.is_first());
+        b.reset();
+        assert!(b.is_first());
+    }
+}

@@ -1,0 +1,262 @@
+//! The bus, one folder per transport, both directions in each: rows in, verdicts and dead letters
+//! out, acknowledged to the source's broker only once its outputs are on the broker.
+//!
+//! - [`mqtt`]: MQTT (an external broker, or the embedded one in [`mqtt::broker`]), with TLS.
+//! - `kafka` (feature `kafka`): Kafka through librdkafka.
+//! - [`admit`]: decoding and the in-flight bound, every source's way into the pipeline.
+//! - [`messages`]: what faultline publishes (verdicts, dead letters).
+//! - [`link`], [`backoff`]: connection state for `/readyz`, and reconnecting.
+//!
+//! [`Source`], [`Acker`] and [`Publisher`] dispatch to the configured transport.
+
+pub mod admit;
+pub mod backoff;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod link;
+pub mod messages;
+pub mod mqtt;
+
+pub use admit::{Incoming, SourceOptions};
+pub use backoff::Backoff;
+pub use messages::now_rfc3339;
+use tokio::sync::watch;
+
+/// Largest message accepted from the bus (a JSON array of rows).
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+
+/// What acknowledging a message takes.
+#[derive(Debug)]
+pub enum Ack {
+    /// An MQTT QoS 1 publish, acknowledged with PUBACK through the source's connection.
+    Mqtt(rumqttc::Publish),
+    /// A Kafka message: its offset is stored for the next commit.
+    #[cfg(feature = "kafka")]
+    Kafka {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The message's offset (the commit will be past it).
+        offset: i64,
+    },
+    /// Nothing to acknowledge (QoS 0, or a message that did not come from a broker).
+    None,
+}
+
+/// A running source.
+#[derive(Debug)]
+pub enum Source {
+    /// MQTT (an external broker or the embedded one).
+    Mqtt(mqtt::source::MqttSource),
+    /// Kafka.
+    #[cfg(feature = "kafka")]
+    Kafka(kafka::source::KafkaSource),
+}
+
+impl Source {
+    /// Whether the connection is up.
+    pub fn link(&self) -> link::Link {
+        match self {
+            Source::Mqtt(s) => s.link(),
+            #[cfg(feature = "kafka")]
+            Source::Kafka(s) => s.link(),
+        }
+    }
+
+    /// A handle for acknowledgements.
+    pub fn acker(&self) -> Acker {
+        match self {
+            Source::Mqtt(s) => Acker::Mqtt(s.acker(), Default::default()),
+            #[cfg(feature = "kafka")]
+            Source::Kafka(s) => Acker::Kafka(s.acker()),
+        }
+    }
+
+    /// Stops forwarding messages; what arrives from now on stays unacknowledged.
+    pub fn stop_reading(&self) {
+        match self {
+            Source::Mqtt(s) => s.stop_reading(),
+            #[cfg(feature = "kafka")]
+            Source::Kafka(s) => s.stop_reading(),
+        }
+    }
+
+    /// Commits what was acknowledged and disconnects.
+    pub async fn close(self) {
+        match self {
+            Source::Mqtt(s) => s.close().await,
+            #[cfg(feature = "kafka")]
+            Source::Kafka(s) => s.close().await,
+        }
+    }
+}
+
+/// Acknowledges messages to the source's broker.
+pub enum Acker {
+    /// PUBACK through the MQTT source's connection. rumqttc sends acknowledgements from the
+    /// event loop, which stops being polled while the pipeline is full; an acknowledgement that
+    /// does not fit in its request queue waits here (without its payload) instead of blocking the
+    /// acker, which would keep the pipeline full for ever.
+    Mqtt(
+        rumqttc::AsyncClient,
+        std::collections::VecDeque<rumqttc::Publish>,
+    ),
+    /// Offset store on the Kafka consumer.
+    #[cfg(feature = "kafka")]
+    Kafka(kafka::source::KafkaAcker),
+}
+
+impl Acker {
+    /// Acknowledges one message whose outputs are on the broker. Never waits.
+    pub fn ack(&mut self, ack: Ack) {
+        match (self, ack) {
+            (Acker::Mqtt(client, waiting), Ack::Mqtt(mut publish)) => {
+                publish.payload = Default::default();
+                waiting.push_back(publish);
+                Acker::send_waiting(client, waiting);
+            }
+            #[cfg(feature = "kafka")]
+            (
+                Acker::Kafka(acker),
+                Ack::Kafka {
+                    topic,
+                    partition,
+                    offset,
+                },
+            ) => acker.store(&topic, partition, offset),
+            _ => {}
+        }
+    }
+
+    /// True while acknowledgements wait for room; call [`Acker::flush`] again soon.
+    pub fn has_waiting(&self) -> bool {
+        match self {
+            Acker::Mqtt(_, waiting) => !waiting.is_empty(),
+            #[cfg(feature = "kafka")]
+            Acker::Kafka(_) => false,
+        }
+    }
+
+    /// Sends acknowledgements that waited for room, in order, as far as there is room.
+    pub fn flush(&mut self) {
+        match self {
+            Acker::Mqtt(client, waiting) => Acker::send_waiting(client, waiting),
+            #[cfg(feature = "kafka")]
+            Acker::Kafka(_) => {}
+        }
+    }
+
+    fn send_waiting(
+        client: &rumqttc::AsyncClient,
+        waiting: &mut std::collections::VecDeque<rumqttc::Publish>,
+    ) {
+        while let Some(publish) = waiting.front() {
+            match client.try_ack(publish) {
+                Ok(()) => {
+                    waiting.pop_front();
+                }
+                Err(rumqttc::ClientError::TryRequest(rumqttc::Request::PubAck(_))) => return,
+                Err(e) => {
+                    // The connection is gone for good (shutdown): the broker redelivers.
+                    tracing::debug!(error = %e, "Dropped acknowledgements; the broker will redeliver.");
+                    waiting.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A publisher stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the publisher has stopped: {0}")]
+pub struct PublishError(pub String);
+
+/// One message to publish.
+#[derive(Debug)]
+pub struct Output<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Message key on Kafka (the row id); unused on MQTT.
+    pub key: Option<&'a str>,
+    /// `model_version` header on Kafka; unused on MQTT (the payload carries it too).
+    pub model_version: Option<&'a str>,
+    /// The JSON body.
+    pub payload: Vec<u8>,
+}
+
+/// Publishes outputs on the source's bus and counts the broker's acknowledgements, in order.
+#[derive(Debug)]
+pub enum Publisher {
+    /// MQTT, QoS 1.
+    Mqtt(mqtt::publisher::MqttPublisher),
+    /// Kafka.
+    #[cfg(feature = "kafka")]
+    Kafka(kafka::publisher::KafkaPublisher),
+}
+
+impl Publisher {
+    /// Queues a message; returns its sequence number.
+    pub async fn publish(&mut self, out: Output<'_>) -> Result<u64, PublishError> {
+        match self {
+            Publisher::Mqtt(p) => p.publish(out.topic, out.payload).await,
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.publish(out).await,
+        }
+    }
+
+    /// The last sequence number handed out.
+    pub fn sent(&self) -> u64 {
+        match self {
+            Publisher::Mqtt(p) => p.sent(),
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.sent(),
+        }
+    }
+
+    /// Watches how many publishes the broker has acknowledged.
+    pub fn acked(&self) -> watch::Receiver<u64> {
+        match self {
+            Publisher::Mqtt(p) => p.acked(),
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.acked(),
+        }
+    }
+
+    /// Whether the connection is up.
+    pub fn link(&self) -> link::Link {
+        match self {
+            Publisher::Mqtt(p) => p.link(),
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.link(),
+        }
+    }
+
+    /// Resolves with the reason if the publisher fails for good.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        match self {
+            Publisher::Mqtt(p) => p.failure(),
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.failure(),
+        }
+    }
+
+    /// The `sink` metrics label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Publisher::Mqtt(_) => crate::metrics::SINK_MQTT,
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(_) => crate::metrics::SINK_KAFKA,
+        }
+    }
+
+    /// Delivers what is queued (briefly) and disconnects.
+    pub async fn close(self) {
+        match self {
+            Publisher::Mqtt(p) => p.close().await,
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.close().await,
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! Wiring for `faultline serve`: channels, tasks and shutdown. No logic of its own; each stage
+//! lives in its own file:
+//!
+//! - admission (decode-ahead, the in-flight bound): [`crate::bus::admit`], called by every source;
+//! - [`batch`]: micro-batches, flushed on size or age;
+//! - [`scoring`]: the model and its shadow, drift, the store, verdicts and dead letters out;
+//! - [`ack`]: acknowledging rows to their broker once their outputs are on it;
+//! - [`tasks`]: drift, live quality and the model-file watch, periodically;
+//! - [`shutdown`]: the one stop signal.
+//!
+//! ```text
+//! source ──Incoming──► batcher ──Vec<Incoming>──► scorer (blocking pool) ──► publisher ──► broker
+//!   ▲                                                    │
+//!   └──── PUBACK / offset store (acker, after the broker acknowledged the outputs) ◄──┘
+//! ```
+//!
+//! The source and the publisher are on the same bus: MQTT (external or embedded) or Kafka.
+//!
+//! Every queue is bounded; the in-flight semaphore bounds rows read but not yet acknowledged.
+//! When it is full the source stops reading and the broker holds the rest.
+
+pub mod ack;
+pub mod batch;
+pub mod scoring;
+pub mod shutdown;
+pub mod tasks;
+
+use crate::bus::mqtt::publisher::MqttPublisher;
+use crate::bus::mqtt::source::MqttSource;
+use crate::bus::{now_rfc3339, Incoming, Publisher, Source, SourceOptions, MAX_PAYLOAD_BYTES};
+use crate::config::{Config, SourceKind};
+use crate::drift::{DriftReport, DriftWindow};
+use crate::labels::reader::LabelsReader;
+use crate::metrics::Metrics;
+use crate::model::live::{LiveModel, ReloadStatus};
+use crate::model::Model;
+use crate::row::Schema;
+use crate::store::Store;
+use crate::web::{router, WebState};
+use ack::{Acknowledger, Pending};
+use scoring::{ScoringStage, Topics};
+use shutdown::Shutdown;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The embedded broker did not start.
+    #[error(transparent)]
+    Broker(#[from] crate::bus::mqtt::broker::BrokerError),
+    /// The web address could not be bound.
+    #[error("cannot listen for HTTP on {0}: {1}; set [web] listen (FAULTLINE_WEB__LISTEN) to a free address")]
+    Web(SocketAddr, std::io::Error),
+    /// A pipeline task failed.
+    #[error("the pipeline stopped: {0}")]
+    Pipeline(String),
+    /// The MQTT TLS files are not usable.
+    #[error("cannot set up TLS for MQTT: {0}")]
+    Tls(#[from] crate::bus::mqtt::tls::TlsError),
+    /// The shadow model cannot run.
+    #[error(
+        "cannot run the shadow model: {0}; fix or empty [shadow] model (FAULTLINE_SHADOW__MODEL)"
+    )]
+    Shadow(String),
+    /// The Kafka client could not be created (a property librdkafka refuses, say).
+    #[error(
+        "cannot start the Kafka client: {0}; check [source.kafka] (FAULTLINE_SOURCE__KAFKA__*)"
+    )]
+    Kafka(String),
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct App {
+    /// Where the HTTP server listens (the real port when configured with port 0).
+    pub web_addr: SocketAddr,
+    /// Stops every task.
+    stop: Shutdown,
+    /// The pipeline's tasks, ended in order by [`App::shutdown`].
+    source: Source,
+    batcher: JoinHandle<()>,
+    scorer: JoinHandle<Result<Publisher, AppError>>,
+    acker: JoinHandle<()>,
+    web: JoinHandle<()>,
+    /// Shutdown grace period.
+    grace: Duration,
+    /// Set when the pipeline can no longer deliver; the daemon then stops with this reason.
+    failure: watch::Receiver<Option<String>>,
+    /// The daemon's metrics (also served at `/metrics`).
+    pub metrics: Arc<Metrics>,
+    /// Recomputes drift; ends on stop.
+    drift_task: JoinHandle<()>,
+    /// The model in service.
+    model: LiveModel,
+    /// Reloads the model when its files change; ends on stop.
+    watch_task: Option<JoinHandle<()>>,
+    /// Scored rows and labels, joined; on disk with `[store] dir`.
+    store: Arc<Store>,
+    /// Expires waiting labels and recomputes the quality gauges; ends on stop.
+    quality_task: JoinHandle<()>,
+    /// Reads `[labels] topic`, when set.
+    labels: Option<LabelsReader>,
+}
+
+/// Starts every part of `faultline serve`, returning once they run.
+pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> {
+    let metrics = Arc::new(match config.source {
+        SourceKind::Kafka => {
+            Metrics::new().for_bus(crate::metrics::SOURCE_KAFKA, crate::metrics::SINK_KAFKA)
+        }
+        _ => Metrics::new().for_bus(crate::metrics::SOURCE_MQTT, crate::metrics::SINK_MQTT),
+    });
+    metrics.set_model(model.version(), model.threshold());
+    info!(version = %model.version(), scorer = model.scorer(), "Loaded the model.");
+    if let Err(why) = model.explainable() {
+        warn!(version = %model.version(), reason = %why, "Verdicts will carry no contributions: this model cannot be explained.");
+    }
+    let live = LiveModel::new(
+        model.clone(),
+        config.model_dir.clone(),
+        config.policy(),
+        Some(metrics.clone()),
+    );
+    if let Some(dir) = config.shadow_dir.clone() {
+        let shadow = tokio::task::spawn_blocking(move || crate::model::Model::load_dir(&dir))
+            .await
+            .map_err(|e| AppError::Shadow(e.to_string()))?
+            .map_err(|e| AppError::Shadow(e.to_string()))?;
+        info!(version = %shadow.version(), origin = %shadow.origin(), "Loaded the shadow model; it scores every row beside the serving model.");
+        // The shadow keeps its card's threshold (as documented) but decides and explains like the
+        // serving model, so a promotion changes the model and nothing else.
+        let policy = crate::model::Policy {
+            threshold: None,
+            ..config.policy()
+        };
+        live.set_shadow(Arc::new(shadow.with_policy(&policy)))
+            .map_err(AppError::Shadow)?;
+    }
+    let store = {
+        let (settings, features, m) = (
+            config.store.clone(),
+            model.features().to_vec(),
+            metrics.clone(),
+        );
+        Arc::new(
+            tokio::task::spawn_blocking(move || Store::open(settings, features, m))
+                .await
+                .map_err(|e| AppError::Pipeline(e.to_string()))?,
+        )
+    };
+    let drift = Arc::new(std::sync::Mutex::new(DriftWindow::new(
+        model.width(),
+        config.drift_window_rows.get(),
+    )));
+    if config.source == SourceKind::Embedded {
+        let listen = config.broker_listen;
+        tokio::task::spawn_blocking(move || {
+            crate::bus::mqtt::broker::start(listen, MAX_PAYLOAD_BYTES)
+        })
+        .await
+        .map_err(|e| AppError::Pipeline(e.to_string()))??;
+    }
+    let listener = tokio::net::TcpListener::bind(config.web_listen)
+        .await
+        .map_err(|e| AppError::Web(config.web_listen, e))?;
+    let web_addr = listener
+        .local_addr()
+        .map_err(|e| AppError::Web(config.web_listen, e))?;
+
+    let stop = Shutdown::default();
+    let permits = config
+        .queue_rows
+        .get()
+        .min(Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize) as u32;
+    let in_flight = Arc::new(Semaphore::new(permits as usize));
+    let (incoming_tx, incoming_rx) = mpsc::channel::<Incoming>(config.queue_rows.get().min(4096));
+    let (batch_tx, batch_rx) = mpsc::channel::<Vec<Incoming>>(2);
+    let (pending_tx, pending_rx) = mpsc::channel::<Pending>(config.queue_rows.get().min(4096));
+
+    let options = SourceOptions {
+        schema: Schema::new(model.features()),
+        in_flight: in_flight.clone(),
+        max_permits: permits,
+        max_payload_bytes: MAX_PAYLOAD_BYTES,
+        metrics: metrics.clone(),
+    };
+    let (source, publisher) = connect(config, options, incoming_tx)?;
+    let acked = publisher.acked();
+    let failure = publisher.failure();
+    let sink_link = publisher.link();
+    let source_link = source.link();
+
+    let batcher = tokio::spawn(batch::run(
+        incoming_rx,
+        batch_tx,
+        config.batch,
+        stop.subscribe().receiver(),
+    ));
+    let scoring = ScoringStage {
+        live: live.clone(),
+        topics: Topics {
+            faults: config.faults_topic.clone(),
+            scores: config.scores_topic.clone(),
+            dead_letter: config.dead_letter_topic.clone(),
+        },
+        metrics: metrics.clone(),
+        drift: drift.clone(),
+        store: store.clone(),
+    };
+    let scorer = tokio::spawn(scoring.run(batch_rx, publisher, pending_tx));
+    let acknowledger = Acknowledger {
+        acker: source.acker(),
+        acked,
+        in_flight,
+        permits,
+        metrics: metrics.clone(),
+    };
+    let acker = tokio::spawn(acknowledger.run(pending_rx));
+    let drift_report = Arc::new(std::sync::RwLock::new(DriftReport::default()));
+    let drift_task = tokio::spawn(tasks::recompute_drift(
+        drift,
+        drift_report.clone(),
+        live.clone(),
+        metrics.clone(),
+        config.drift_interval,
+        stop.subscribe(),
+    ));
+    let quality_task = tokio::spawn(tasks::refresh_quality(
+        store.clone(),
+        live.clone(),
+        metrics.clone(),
+        config.quality_interval,
+        stop.subscribe(),
+    ));
+    let labels = match &config.labels_topic {
+        None => None,
+        Some(topic) => Some(start_labels(config, topic, store.clone(), metrics.clone())?),
+    };
+    let watch_task = config.model_watch.map(|every| {
+        tokio::spawn(tasks::watch_model_files(
+            live.clone(),
+            every,
+            stop.subscribe(),
+        ))
+    });
+    let mut state = WebState::new(model, metrics.clone(), config.web_limits.clone());
+    state.model = live.clone();
+    state.source = source_link;
+    state.sink = sink_link;
+    state.drift = drift_report;
+    state.allow_extra_columns = config.allow_extra_columns;
+    state.store = Some(store.clone());
+    let mut web_stop = stop.subscribe();
+    let web = tokio::spawn(async move {
+        let shutdown = async move { web_stop.wait().await };
+        if let Err(e) = axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            error!(error = %e, "The HTTP server failed.");
+        }
+    });
+    match &config.kafka {
+        Some(k) => {
+            info!(web = %web_addr, brokers = %k.brokers, topic = %k.topic, group = %k.group_id, "faultline is serving.")
+        }
+        None => {
+            info!(web = %web_addr, subscription = %config.mqtt.subscription(), "faultline is serving.")
+        }
+    }
+    Ok(App {
+        web_addr,
+        stop,
+        source,
+        batcher,
+        scorer,
+        acker,
+        web,
+        grace: config.grace,
+        failure,
+        metrics,
+        drift_task,
+        model: live,
+        watch_task,
+        store,
+        quality_task,
+        labels,
+    })
+}
+
+/// The labels reader on the configured bus.
+fn start_labels(
+    config: &Config,
+    topic: &str,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+) -> Result<LabelsReader, AppError> {
+    #[cfg(feature = "kafka")]
+    if let Some(k) = &config.kafka {
+        return crate::labels::reader::start_kafka(
+            k,
+            topic.to_string(),
+            config.dead_letter_topic.clone(),
+            store,
+            metrics,
+        )
+        .map_err(|e| AppError::Kafka(e.to_string()));
+    }
+    let transport = crate::bus::mqtt::tls::transport(config.mqtt.tls.as_ref())?;
+    Ok(crate::labels::reader::start_mqtt(
+        &config.mqtt,
+        transport,
+        topic.to_string(),
+        config.dead_letter_topic.clone(),
+        store,
+        metrics,
+    ))
+}
+
+/// The source and the publisher for the configured bus.
+fn connect(
+    config: &Config,
+    options: SourceOptions,
+    incoming: mpsc::Sender<Incoming>,
+) -> Result<(Source, Publisher), AppError> {
+    #[cfg(feature = "kafka")]
+    if let Some(k) = &config.kafka {
+        let kafka = |e: rdkafka::error::KafkaError| AppError::Kafka(e.to_string());
+        let publisher =
+            crate::bus::kafka::publisher::KafkaPublisher::start(k, MAX_PAYLOAD_BYTES + 1024)
+                .map_err(kafka)?;
+        let source =
+            crate::bus::kafka::source::KafkaSource::start(k, options, incoming).map_err(kafka)?;
+        return Ok((Source::Kafka(source), Publisher::Kafka(publisher)));
+    }
+    let transport = crate::bus::mqtt::tls::transport(config.mqtt.tls.as_ref())?;
+    let publisher = MqttPublisher::start(&config.mqtt, transport.clone(), MAX_PAYLOAD_BYTES + 1024);
+    let source = MqttSource::start(&config.mqtt, transport, options, incoming);
+    Ok((Source::Mqtt(source), Publisher::Mqtt(publisher)))
+}
+
+impl App {
+    /// Reloads the model from `[model] dir` (see [`LiveModel::reload`]).
+    pub async fn reload_model(&self, trigger: &str) -> ReloadStatus {
+        let (live, trigger) = (self.model.clone(), trigger.to_string());
+        match tokio::task::spawn_blocking(move || live.reload(&trigger)).await {
+            Ok(status) => status,
+            Err(e) => ReloadStatus {
+                at: now_rfc3339(),
+                trigger: "reload".into(),
+                ok: false,
+                version: self.model.current().version().to_string(),
+                previous_version: self.model.current().version().to_string(),
+                error: Some(format!("the reload panicked: {e}")),
+            },
+        }
+    }
+
+    /// The model in service.
+    pub fn model(&self) -> Arc<Model> {
+        self.model.current()
+    }
+
+    /// Resolves with the reason when the pipeline fails for good (never, while all is well).
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.clone();
+        let reason = match failure.wait_for(|f| f.is_some()).await {
+            Ok(f) => f.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops reading, scores and publishes what was accepted, acknowledges it, and stops every
+    /// task; gives up after the grace period (unacknowledged rows are redelivered later).
+    pub async fn shutdown(self) -> Result<(), AppError> {
+        info!("Stopping: no new rows; finishing the ones in flight.");
+        self.source.stop_reading();
+        self.stop.trigger();
+        let grace = self.grace;
+        let drain = async {
+            let _ = self.batcher.await;
+            let publisher = self
+                .scorer
+                .await
+                .map_err(|e| AppError::Pipeline(e.to_string()))??;
+            let _ = self.acker.await;
+            Ok::<_, AppError>(publisher)
+        };
+        let result = match tokio::time::timeout(grace, drain).await {
+            Ok(Ok(publisher)) => {
+                publisher.close().await;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                warn!(grace_ms = grace.as_millis() as u64, "The grace period ended before every row was acknowledged; the broker will redeliver the rest.");
+                Ok(())
+            }
+        };
+        self.source.close().await;
+        if let Some(labels) = self.labels {
+            labels.close().await;
+        }
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        let _ = self.quality_task.await;
+        let _ = self.drift_task.await;
+        if let Some(task) = self.watch_task {
+            let _ = task.await;
+        }
+        let _ = self.web.await;
+        info!("Stopped.");
+        result
+    }
+}
+
+/// Runs the daemon until `shutdown` resolves, then stops it gracefully.
+pub async fn run(
+    config: Config,
+    model: Arc<Model>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AppError> {
+    let app = start(&config, model).await?;
+    tokio::pin!(shutdown);
+    let failure = loop {
+        tokio::select! {
+            _ = &mut shutdown => break None,
+            reason = app.failed() => break Some(reason),
+            _ = hangup() => {
+                app.reload_model("SIGHUP").await;
+            }
+        }
+    };
+    let result = app.shutdown().await;
+    match failure {
+        Some(reason) => Err(AppError::Pipeline(reason)),
+        None => result,
+    }
+}
+
+/// Resolves on each SIGHUP (never on platforms without it).
+async fn hangup() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut s) = signal(SignalKind::hangup()) {
+            s.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}

@@ -1,0 +1,239 @@
+//! The scoring stage: each micro-batch is scored by the serving model (and its shadow) off the
+//! runtime, remembered (the drift window, the store), counted, and published: a verdict per row
+//! to the faults topic (and the scores topic when configured), a dead letter per unreadable row.
+//! Its acknowledgements then go to the [`super::ack`] stage, which releases them once the broker
+//! has the outputs.
+
+use super::ack::Pending;
+use super::AppError;
+use crate::bus::messages::{now_rfc3339, DeadLetter, VerdictMessage};
+use crate::bus::{Incoming, Output, PublishError, Publisher};
+use crate::drift::DriftWindow;
+use crate::metrics::Metrics;
+use crate::model::live::LiveModel;
+use crate::model::{Decider, Model, Rule, Verdict};
+use crate::row::RowBatch;
+use crate::store::segment::ScoredBatch;
+use crate::store::Store;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+/// Where outputs go.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Every fault.
+    pub faults: String,
+    /// Every verdict, when set.
+    pub scores: Option<String>,
+    /// Unreadable rows.
+    pub dead_letter: String,
+}
+
+/// The scoring stage of `faultline serve`.
+pub struct ScoringStage {
+    /// The serving model and its shadow, swapped between batches by reloads and promotions.
+    pub live: LiveModel,
+    /// Where outputs go.
+    pub topics: Topics,
+    /// Where counts go.
+    pub metrics: Arc<Metrics>,
+    /// Recent rows, for drift.
+    pub drift: Arc<Mutex<DriftWindow>>,
+    /// Every scored row, for the join with labels.
+    pub store: Arc<Store>,
+}
+
+/// One batch scored: its verdicts and how long the model took.
+struct Scored {
+    verdicts: Vec<Verdict>,
+    seconds: f64,
+    rows: usize,
+}
+
+impl ScoringStage {
+    /// Scores each batch from `batches`, publishes its outputs on `publisher` and hands its
+    /// acknowledgements to `pending`. Returns the publisher when the batches end (shutdown) so
+    /// that it can deliver what is queued; fails when the publisher stops for good.
+    pub async fn run(
+        self,
+        mut batches: mpsc::Receiver<Vec<Incoming>>,
+        mut publisher: Publisher,
+        pending: mpsc::Sender<Pending>,
+    ) -> Result<Publisher, AppError> {
+        // The alarm budget's window of recent scores lives as long as the stream (across reloads).
+        let mut decider = self.live.current().decider();
+        while let Some(mut batch) = batches.recv().await {
+            // Rows per message, counted before the rows move into the scoring batch.
+            let counts: Vec<usize> = batch.iter().map(Incoming::rows).collect();
+            // One model per batch (and its shadow): a reload or promotion takes effect between
+            // batches.
+            let (model, shadow) = self.live.both();
+            let mut rows = RowBatch::new(model.width());
+            for incoming in &mut batch {
+                rows.append(std::mem::take(&mut incoming.decoded.rows));
+            }
+            let scored;
+            (scored, decider) = self.score(model.clone(), shadow, rows, decider).await?;
+            self.count(&scored);
+            self.publish_verdicts(&mut publisher, &model, &scored.verdicts)
+                .await?;
+            let mut acks = Vec::with_capacity(batch.len());
+            for (incoming, rows) in batch.into_iter().zip(counts) {
+                self.dead_letter(&mut publisher, &incoming).await?;
+                acks.push((incoming.ack, incoming.permit, incoming.received, rows));
+            }
+            let seq_end = publisher.sent();
+            if pending.send(Pending { seq_end, acks }).await.is_err() {
+                break;
+            }
+        }
+        Ok(publisher)
+    }
+
+    /// Scores `rows` on the blocking pool with `model` and the shadow, and remembers them in the
+    /// drift window and the store.
+    async fn score(
+        &self,
+        model: Arc<Model>,
+        shadow: Option<Arc<Model>>,
+        rows: RowBatch,
+        mut decider: Decider,
+    ) -> Result<(Scored, Decider), AppError> {
+        let (window, store) = (self.drift.clone(), self.store.clone());
+        tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
+            let verdicts = model.score_with(&rows, &mut decider);
+            let seconds = t.elapsed().as_secs_f64();
+            let probabilities: Vec<f32> = verdicts.iter().map(|v| v.probability).collect();
+            if let Ok(mut w) = window.lock() {
+                w.push(&rows.values, &probabilities);
+            }
+            let shadow = shadow.map(|s| {
+                let mut p = vec![0.0; rows.len()];
+                s.probabilities(&rows.values, &mut p);
+                (Arc::from(s.version()), p)
+            });
+            let n = rows.len();
+            if n > 0 {
+                store.record_scored(ScoredBatch {
+                    faults: verdicts.iter().map(|v| v.fault).collect(),
+                    probabilities,
+                    version: Arc::from(model.version()),
+                    shadow,
+                    width: rows.width,
+                    ids: rows.ids,
+                    values: rows.values,
+                    at_ms: crate::store::now_ms(),
+                });
+            }
+            let scored = Scored {
+                verdicts,
+                seconds,
+                rows: n,
+            };
+            (scored, decider)
+        })
+        .await
+        .map_err(|e| AppError::Pipeline(format!("scoring panicked: {e}")))
+    }
+
+    /// Counts a scored batch: rows, faults, verdicts by rule, the time the model took.
+    fn count(&self, scored: &Scored) {
+        if scored.rows == 0 {
+            return;
+        }
+        let (m, verdicts) = (&self.metrics, &scored.verdicts);
+        m.batch_rows.observe(scored.rows as f64);
+        m.score_seconds.observe(scored.seconds);
+        m.rows_scored.inc_by(scored.rows as u64);
+        m.faults
+            .inc_by(verdicts.iter().filter(|v| v.fault).count() as u64);
+        // One counter update per rule and batch, not per row.
+        for rule in [Rule::Threshold, Rule::AlarmRate, Rule::Warmup] {
+            let k = verdicts.iter().filter(|v| v.rule == rule).count();
+            if k > 0 {
+                m.verdicts
+                    .with_label_values(&[rule.as_str()])
+                    .inc_by(k as u64);
+            }
+        }
+        if let Some(last) = verdicts.last() {
+            m.model_threshold.set(last.threshold as f64);
+        }
+    }
+
+    /// Publishes each verdict to the scores topic (when set) and each fault to the faults topic.
+    async fn publish_verdicts(
+        &self,
+        publisher: &mut Publisher,
+        model: &Model,
+        verdicts: &[Verdict],
+    ) -> Result<(), AppError> {
+        let scored_at = now_rfc3339();
+        for v in verdicts {
+            let message = serde_json::to_vec(&VerdictMessage::new(v, model, &scored_at))
+                .map_err(|e| AppError::Pipeline(e.to_string()))?;
+            let output = |topic, payload| Output {
+                topic,
+                key: Some(&v.id),
+                model_version: Some(model.version()),
+                payload,
+            };
+            if let Some(scores) = &self.topics.scores {
+                let r = publisher.publish(output(scores, message.clone())).await;
+                r.map_err(|e| self.failed(publisher, e))?;
+            }
+            if v.fault {
+                let r = publisher
+                    .publish(output(&self.topics.faults, message))
+                    .await;
+                r.map_err(|e| self.failed(publisher, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends each of a message's unreadable rows to the dead-letter topic.
+    async fn dead_letter(
+        &self,
+        publisher: &mut Publisher,
+        incoming: &Incoming,
+    ) -> Result<(), AppError> {
+        for reject in &incoming.decoded.rejects {
+            let letter = DeadLetter {
+                error: &reject.error,
+                reason: reject.reason.as_str(),
+                payload: &reject.payload,
+                topic: &incoming.topic,
+                received_at: &incoming.received_at,
+            };
+            self.metrics
+                .rows_dead_lettered
+                .with_label_values(&[reject.reason.as_str()])
+                .inc();
+            warn!(topic = %incoming.topic, reason = reject.reason.as_str(), error = %reject.error, "Sent an unreadable row to the dead-letter topic.");
+            let payload =
+                serde_json::to_vec(&letter).map_err(|e| AppError::Pipeline(e.to_string()))?;
+            let r = publisher
+                .publish(Output {
+                    topic: &self.topics.dead_letter,
+                    key: None,
+                    model_version: None,
+                    payload,
+                })
+                .await;
+            r.map_err(|e| self.failed(publisher, e))?;
+        }
+        Ok(())
+    }
+
+    /// Counts a publish that failed for good and turns it into the pipeline's error.
+    fn failed(&self, publisher: &Publisher, e: PublishError) -> AppError {
+        self.metrics
+            .publish_errors
+            .with_label_values(&[publisher.label()])
+            .inc();
+        AppError::Pipeline(e.to_string())
+    }
+}

@@ -1,0 +1,101 @@
+//! The periodic tasks of `faultline serve`, each on a [`Ticker`] until the daemon stops: drift
+//! (recomputed off the runtime, never per scrape), live quality (expiring labels, recomputing the
+//! gauges) and watching the model's files for a reload.
+
+use super::shutdown::Stopping;
+use crate::drift::{DriftReport, DriftWindow};
+use crate::metrics::Metrics;
+use crate::model::live::LiveModel;
+use crate::store::Store;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// The beat of a periodic background task: ticks every `every` until the daemon stops.
+struct Ticker {
+    interval: tokio::time::Interval,
+    stop: Stopping,
+}
+
+impl Ticker {
+    fn new(every: Duration, stop: Stopping) -> Ticker {
+        let mut interval = tokio::time::interval(every);
+        // A slow round delays the next instead of bunching them up.
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticker { interval, stop }
+    }
+
+    /// Waits for the next tick; false once the daemon is stopping.
+    async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.interval.tick() => true,
+            _ = self.stop.wait() => false,
+        }
+    }
+}
+
+/// Recomputes drift from the window of recent rows every `every` into `report` and the gauges.
+pub async fn recompute_drift(
+    window: Arc<Mutex<DriftWindow>>,
+    report: Arc<RwLock<DriftReport>>,
+    live: LiveModel,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    stop: Stopping,
+) {
+    let mut tick = Ticker::new(every, stop);
+    while tick.next().await {
+        let (window, model) = (window.clone(), live.current());
+        let computed = tokio::task::spawn_blocking(move || {
+            let snapshot = window.lock().map(|w| w.clone()).ok()?;
+            Some(snapshot.report(model.card()))
+        })
+        .await;
+        if let Ok(Some(r)) = computed {
+            metrics.set_drift(&r);
+            if let Ok(mut slot) = report.write() {
+                *slot = r;
+            }
+        }
+    }
+}
+
+/// Expires labels that waited too long and recomputes the quality gauges of both models.
+pub async fn refresh_quality(
+    store: Arc<Store>,
+    live: LiveModel,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    stop: Stopping,
+) {
+    let mut tick = Ticker::new(every, stop);
+    while tick.next().await {
+        store.expire();
+        let (serving, shadow) = live.both();
+        let ledger = store.ledger();
+        metrics.set_quality(
+            crate::metrics::MODEL_SERVING,
+            &ledger.quality(serving.version(), serving.threshold()),
+        );
+        if let Some(s) = shadow {
+            metrics.set_quality(
+                crate::metrics::MODEL_SHADOW,
+                &ledger.quality(s.version(), s.threshold()),
+            );
+        }
+    }
+}
+
+/// Reloads the model when the files in its directory change (size or modification time).
+pub async fn watch_model_files(live: LiveModel, every: Duration, stop: Stopping) {
+    let mut seen = live.fingerprint();
+    let mut tick = Ticker::new(every, stop);
+    while tick.next().await {
+        let now = live.fingerprint();
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let l = live.clone();
+        let _ = tokio::task::spawn_blocking(move || l.reload("files changed")).await;
+    }
+}
