@@ -261,12 +261,27 @@ async fn a_real_batch_file_scores_and_flags_faulty_wafers() {
 #[tokio::test]
 async fn the_page_is_served_with_security_headers_and_nothing_else_is() {
     let s = state(WebLimits::default());
-    for (path, ct) in [
-        ("/", "text/html"),
-        ("/app.js", "text/javascript"),
-        ("/quality.js", "text/javascript"),
-        ("/style.css", "text/css"),
-    ] {
+    // Every file of src/web/static is served as it is, each module as JavaScript (a module the
+    // table of src/web/page.rs lacks would break the page); index.html is `/`.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web/static");
+    let mut files = vec![];
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let (path, ct) = match name.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("html") if name == "index.html" => ("/".to_string(), "text/html"),
+            Some("js") => (format!("/{name}"), "text/javascript"),
+            Some("css") => (format!("/{name}"), "text/css"),
+            _ => panic!("a file of an unexpected kind in src/web/static: {name}"),
+        };
+        files.push((path, ct, std::fs::read_to_string(dir.join(&name)).unwrap()));
+    }
+    assert!(
+        files.len() >= 5,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for (path, ct, content) in &files {
+        let path = path.as_str();
         let res = router(s.clone()).oneshot(get(path)).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         let h = res.headers();
@@ -280,17 +295,24 @@ async fn the_page_is_served_with_security_headers_and_nothing_else_is() {
             "{csp}"
         );
         assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(body == content.as_bytes(), "{path} is not its file");
     }
     let index = send(&s, get("/")).await.2;
     assert!(
-        !index.contains("<script>") && index.contains("src=\"/app.js\""),
+        !index.contains("<script>") && index.contains("<script type=\"module\" src=\"/main.js\">"),
         "no inline script: {index}"
     );
     for path in [
         "/../Cargo.toml",
-        "/static/app.js",
+        "/static/main.js",
         "/%2e%2e/Cargo.toml",
-        "/app.js/../../x",
+        "/main.js/../../x",
+        "/main.js/",
+        "/index.html",
+        "/web.rs",
     ] {
         let (status, _, _) = send(&s, get(path)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");

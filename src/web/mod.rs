@@ -63,11 +63,7 @@ impl WebState {
 /// The routes.
 pub fn router(state: WebState) -> Router {
     Router::new()
-        .route("/", get(page::index))
-        .route("/app.js", get(page::script))
-        .route("/quality.js", get(page::quality_script))
-        .route("/explain.js", get(page::explain_script))
-        .route("/style.css", get(page::style))
+        .merge(page::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/model", get(model_card))

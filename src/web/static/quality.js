@@ -2,364 +2,366 @@
 // matched the outcomes reported later, from GET /api/quality (polled); the label upload
 // (POST /api/labels) and the promotion of the shadow (POST /api/model/promote).
 //
-// Plain ES2020 like app.js, and under the same Content-Security-Policy: the DOM is built with
-// createElement and textContent only. The token, its form and the model card belong to app.js,
-// which shares them as window.faultline (loaded first: both scripts are deferred, in order).
-'use strict';
+// A module like the rest of the page, under the same Content-Security-Policy: the DOM is built
+// with createElement and textContent only. The token and its form (api.js) and the model card
+// (card.js) are imported; main.js starts the panel with startQuality once the page has started.
 
-(() => {
-  /** How often live quality is fetched, in milliseconds; after failures the wait doubles up to MAX_MS. */
-  const POLL_MS = 5000;
-  const MAX_MS = 60000;
-  /** Whether the panel is open, kept across reloads. */
-  const OPEN_KEY = 'faultline.quality-open';
-  /** The daemon's default body limit ([web] max_body_bytes). */
-  const MAX_FILE_BYTES = 64 * 1024 * 1024;
-  /** Refused labels listed one by one; the rest are counted. */
-  const REJECTIONS_SHOWN = 20;
-  /** The table's rows: a heading, and what each model's column shows. */
-  const MEASURES = [
-    ['version', 'Version', (m) => String(m.version || '')],
-    ['labelled', 'Labelled wafers', (m, q) => `${fmtInt(q.labelled)} (${fmtInt(q.positives)} faulty / ${fmtInt(q.negatives)} good)`],
-    ['roc_auc', 'ROC-AUC', (m, q) => fixed3(q.roc_auc)],
-    ['pr_auc', 'PR-AUC', (m, q) => fixed3(q.pr_auc)],
-    ['threshold', 'Threshold', (m, q) => (isNumber(q.threshold) ? q.threshold.toFixed(4) : '—')],
-    ['recall', 'Recall', (m, q) => fixed3(q.recall),
-      (q) => `${fmtInt(q.true_positives)} of ${fmtInt(q.true_positives + q.false_negatives)} faulty wafers flagged`],
-    ['false_alarm_rate', 'False-alarm rate', (m, q) => fixed3(q.false_alarm_rate),
-      (q) => `${fmtInt(q.false_positives)} of ${fmtInt(q.false_positives + q.true_negatives)} good wafers flagged`],
-    ['confusion', 'TP / FP / FN / TN', (m, q) => [q.true_positives, q.false_positives, q.false_negatives, q.true_negatives].map(fmtInt).join(' / '),
-      () => 'Faulty wafers flagged / good wafers flagged / faulty wafers missed / good wafers passed, at the threshold'],
-  ];
-  const ROLES = { serving: 'Serving', shadow: 'Shadow' };
+import { askForToken, authHeaders, token } from './api.js';
+import { refreshCard } from './card.js';
 
-  const api = window.faultline || { authHeaders: () => ({}), askForToken: () => new Promise(() => {}), refreshCard: () => Promise.resolve() };
-  const $ = (id) => document.getElementById(id);
-  const ui = {
-    details: $('quality-details'),
-    summary: $('quality-summary'),
-    error: $('quality-error'),
-    storeWarning: $('store-warning'),
-    table: $('quality-table'),
-    head: $('quality-head'),
-    rows: $('quality-rows'),
-    labels: $('quality-labels'),
-    store: $('quality-store'),
-    input: $('labels-input'),
-    inputLabel: $('labels-label'),
-    promote: $('promote-button'),
-    labelsResult: $('labels-result'),
-    promoteResult: $('promote-result'),
-  };
+/** How often live quality is fetched, in milliseconds; after failures the wait doubles up to MAX_MS. */
+const POLL_MS = 5000;
+const MAX_MS = 60000;
+/** Whether the panel is open, kept across reloads. */
+const OPEN_KEY = 'faultline.quality-open';
+/** The daemon's default body limit ([web] max_body_bytes). */
+const MAX_FILE_BYTES = 64 * 1024 * 1024;
+/** Refused labels listed one by one; the rest are counted. */
+const REJECTIONS_SHOWN = 20;
+/** The table's rows: a heading, and what each model's column shows. */
+const MEASURES = [
+  ['version', 'Version', (m) => String(m.version || '')],
+  ['labelled', 'Labelled wafers', (m, q) => `${fmtInt(q.labelled)} (${fmtInt(q.positives)} faulty / ${fmtInt(q.negatives)} good)`],
+  ['roc_auc', 'ROC-AUC', (m, q) => fixed3(q.roc_auc)],
+  ['pr_auc', 'PR-AUC', (m, q) => fixed3(q.pr_auc)],
+  ['threshold', 'Threshold', (m, q) => (isNumber(q.threshold) ? q.threshold.toFixed(4) : '—')],
+  ['recall', 'Recall', (m, q) => fixed3(q.recall),
+    (q) => `${fmtInt(q.true_positives)} of ${fmtInt(q.true_positives + q.false_negatives)} faulty wafers flagged`],
+  ['false_alarm_rate', 'False-alarm rate', (m, q) => fixed3(q.false_alarm_rate),
+    (q) => `${fmtInt(q.false_positives)} of ${fmtInt(q.false_positives + q.true_negatives)} good wafers flagged`],
+  ['confusion', 'TP / FP / FN / TN', (m, q) => [q.true_positives, q.false_positives, q.false_negatives, q.true_negatives].map(fmtInt).join(' / '),
+    () => 'Faulty wafers flagged / good wafers flagged / faulty wafers missed / good wafers passed, at the threshold'],
+];
+const ROLES = { serving: 'Serving', shadow: 'Shadow' };
 
-  // ---------------------------------------------------------------- helpers
+const $ = (id) => document.getElementById(id);
+const ui = {
+  details: $('quality-details'),
+  summary: $('quality-summary'),
+  error: $('quality-error'),
+  storeWarning: $('store-warning'),
+  table: $('quality-table'),
+  head: $('quality-head'),
+  rows: $('quality-rows'),
+  labels: $('quality-labels'),
+  store: $('quality-store'),
+  input: $('labels-input'),
+  inputLabel: $('labels-label'),
+  promote: $('promote-button'),
+  labelsResult: $('labels-result'),
+  promoteResult: $('promote-result'),
+};
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+// ---------------------------------------------------------------- helpers
 
-  function clear(node) {
-    while (node.firstChild) node.firstChild.remove();
-  }
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
 
-  function isNumber(x) {
-    return typeof x === 'number' && Number.isFinite(x);
-  }
+function clear(node) {
+  while (node.firstChild) node.firstChild.remove();
+}
 
-  /** A figure with 3 decimals; '—' when the daemon says it is undefined (null). */
-  function fixed3(x) {
-    return isNumber(x) ? x.toFixed(3) : '—';
-  }
+function isNumber(x) {
+  return typeof x === 'number' && Number.isFinite(x);
+}
 
-  function fmtInt(n) {
-    return isNumber(Number(n)) ? Number(n).toLocaleString('en-US') : '—';
-  }
+/** A figure with 3 decimals; '—' when the daemon says it is undefined (null). */
+function fixed3(x) {
+  return isNumber(x) ? x.toFixed(3) : '—';
+}
 
-  function plural(n, one, many) {
-    return `${fmtInt(n)} ${n === 1 ? one : (many || `${one}s`)}`;
-  }
+function fmtInt(n) {
+  return isNumber(Number(n)) ? Number(n).toLocaleString('en-US') : '—';
+}
 
-  /** A message as a sentence: capitalized, with a full stop. */
-  function sentence(message) {
-    const m = String(message || 'unknown error').trim();
-    const s = m.charAt(0).toUpperCase() + m.slice(1);
-    return /[.!?…]$/.test(s) ? s : `${s}.`;
-  }
+function plural(n, one, many) {
+  return `${fmtInt(n)} ${n === 1 ? one : (many || `${one}s`)}`;
+}
 
-  /** Shows `text` in a status line (hidden when empty), marked as bad news or not. */
-  function say(node, text, bad) {
-    node.textContent = text || '';
-    node.hidden = !text;
-    node.classList.toggle('bad', Boolean(bad));
-  }
+/** A message as a sentence: capitalized, with a full stop. */
+function sentence(message) {
+  const m = String(message || 'unknown error').trim();
+  const s = m.charAt(0).toUpperCase() + m.slice(1);
+  return /[.!?…]$/.test(s) ? s : `${s}.`;
+}
 
-  // ---------------------------------------------------------------- API access
+/** Shows `text` in a status line (hidden when empty), marked as bad news or not. */
+function say(node, text, bad) {
+  node.textContent = text || '';
+  node.hidden = !text;
+  node.classList.toggle('bad', Boolean(bad));
+}
 
-  /** An answer of the daemon: its status and JSON body (an {error} object when it sent no JSON). */
-  async function call(method, path, body, type) {
-    for (;;) {
-      const headers = { Accept: 'application/json', ...api.authHeaders() };
-      if (type) headers['Content-Type'] = type;
-      let response;
-      try {
-        response = await fetch(path, { method, headers, body, cache: 'no-store' });
-      } catch (_) {
-        throw new Error('faultline could not be reached; is the daemon running?');
-      }
-      if (response.status === 401) {
-        if (!shown) ui.summary.textContent = 'Waiting for the access token…';
-        await api.askForToken();
-        continue;
-      }
-      const text = await response.text();
-      let json;
-      try {
-        json = JSON.parse(text);
-      } catch (_) {
-        json = { error: text.trim() || `the daemon answered HTTP ${response.status}` };
-      }
-      return { status: response.status, ok: response.ok, body: json || {} };
-    }
-  }
+// ---------------------------------------------------------------- API access
 
-  // ---------------------------------------------------------------- the panel, polled
-
-  let timer = 0;
-  let busy = false;
-  /** A refresh was asked for while a request was under way: fetch again as soon as it ends. */
-  let again = false;
-  let failures = 0;
-  /** Whether an answer was shown yet (an error then keeps it, marked as stale). */
-  let shown = false;
-  /** The table's content as JSON: an unchanged answer does not rebuild it. */
-  let tableKey = '';
-
-  function schedule(ms) {
-    clearTimeout(timer);
-    timer = setTimeout(poll, ms);
-  }
-
-  /** Fetches and shows live quality; one request at a time, none while the tab is hidden. */
-  async function poll() {
-    timer = 0;
-    if (busy || document.hidden) return; // a hidden tab resumes on visibilitychange
-    busy = true;
+/** An answer of the daemon: its status and JSON body (an {error} object when it sent no JSON). */
+async function call(method, path, body, type) {
+  for (;;) {
+    const headers = { Accept: 'application/json', ...authHeaders() };
+    if (type) headers['Content-Type'] = type;
+    let response;
     try {
-      const answer = await call('GET', '/api/quality');
-      if (!answer.ok) throw new Error(answer.body.error || `the daemon answered HTTP ${answer.status}`);
-      render(answer.body);
-      failures = 0;
-      showError(null);
-    } catch (e) {
-      failures += 1;
-      showError(e);
-    } finally {
-      busy = false;
-      schedule(again ? 0 : failures ? Math.min(MAX_MS, POLL_MS * 2 ** (failures - 1)) : POLL_MS);
-      again = false;
+      response = await fetch(path, { method, headers, body, cache: 'no-store' });
+    } catch (_) {
+      throw new Error('faultline could not be reached; is the daemon running?');
     }
-  }
-
-  /** Fetches live quality now (after an upload or a promotion), or right after the request under way. */
-  function refresh() {
-    if (busy) again = true;
-    else schedule(0);
-  }
-
-  function showError(e) {
-    ui.summary.classList.toggle('stale', Boolean(e) && shown);
-    if (!e) {
-      say(ui.error, '');
-      return;
+    if (response.status === 401) {
+      if (!shown) ui.summary.textContent = 'Waiting for the access token…';
+      await askForToken(Boolean(token));
+      continue;
     }
-    const kept = shown ? ' The panel shows the last figures.' : '';
-    if (!shown) ui.summary.textContent = 'Live quality unavailable.';
-    say(ui.error, `Live quality cannot be loaded. ${sentence(e.message)}${kept} Retrying in the background.`);
-  }
-
-  /** Renders one /api/quality answer. */
-  function render(report) {
-    const r = report || {};
-    const models = Array.isArray(r.models) ? r.models : [];
-    const labels = r.labels || {};
-    const store = r.store || {};
-    shown = true;
-
-    const serving = models.find((m) => m.role === 'serving') || models[0];
-    const shadow = models.find((m) => m.role === 'shadow');
-    renderSummary(serving, shadow, labels, store);
-    renderTable(models);
-
-    const over = isNumber(r.window_rows) ? ` · figures over the last ${plural(r.window_rows, 'labelled wafer')}` : '';
-    const remembered = isNumber(r.rows_remembered) ? ` · ${plural(r.rows_remembered, 'scored row')} remembered for the join` : '';
-    say(ui.labels, `Labels: ${fmtInt(labels.received)} received · ${fmtInt(labels.joined)} joined · ` +
-      `${fmtInt(labels.pending)} pending · ${fmtInt(labels.expired)} expired${over}${remembered}`);
-
-    let storeText;
-    if (store.enabled) {
-      const recovered = (store.rows_recovered || store.labels_recovered)
-        ? ` · read back at start: ${plural(store.rows_recovered || 0, 'row')}, ${plural(store.labels_recovered || 0, 'label')}`
-        : '';
-      storeText = `Store${store.dir ? ` (${store.dir})` : ''}: ${plural(store.rows_written || 0, 'row')} written · ` +
-        `${plural(store.rows_dropped || 0, 'row')} dropped · ${plural(store.labels_written || 0, 'label')} written${recovered}`;
-    } else {
-      storeText = 'Store: off ([store] dir is empty); scored rows and labels are kept in memory only, until a restart.';
+    const text = await response.text();
+    let json;
+    try {
+      json = JSON.parse(text);
+    } catch (_) {
+      json = { error: text.trim() || `the daemon answered HTTP ${response.status}` };
     }
-    say(ui.store, storeText, Number(store.rows_dropped) > 0);
-    say(ui.storeWarning, store.error
-      ? `The store is failing: ${sentence(store.error)} Scoring and publishing go on, but rows and labels are not all kept on disk.`
-      : '');
-
-    ui.promote.hidden = !shadow;
-    ui.promote.dataset.shadow = shadow ? String(shadow.version) : '';
-    ui.promote.dataset.serving = serving ? String(serving.version) : '';
+    return { status: response.status, ok: response.ok, body: json || {} };
   }
+}
 
-  function renderSummary(serving, shadow, labels, store) {
-    const q = (serving && serving.quality) || {};
-    let text;
-    if (!serving) text = 'No model reported.';
-    else if (!q.labelled) text = `No labelled wafers yet (${plural(Number(labels.received) || 0, 'label')} received)`;
-    else {
-      text = `${plural(q.labelled, 'labelled wafer')} · serving ROC-AUC ${fixed3(q.roc_auc)} · recall ${fixed3(q.recall)}`;
-      const sq = (shadow && shadow.quality) || null;
-      if (sq && sq.labelled) text += ` · shadow ROC-AUC ${fixed3(sq.roc_auc)}`;
-    }
-    const failing = store.error ? ' · store failing' : '';
-    if (ui.summary.textContent === text + failing) return;
-    clear(ui.summary);
-    ui.summary.append(text);
-    if (failing) ui.summary.append(el('span', 'drift-out alert', failing));
+// ---------------------------------------------------------------- the panel, polled
+
+let timer = 0;
+let busy = false;
+/** A refresh was asked for while a request was under way: fetch again as soon as it ends. */
+let again = false;
+let failures = 0;
+/** Whether an answer was shown yet (an error then keeps it, marked as stale). */
+let shown = false;
+/** The table's content as JSON: an unchanged answer does not rebuild it. */
+let tableKey = '';
+
+function schedule(ms) {
+  clearTimeout(timer);
+  timer = setTimeout(poll, ms);
+}
+
+/** Fetches and shows live quality; one request at a time, none while the tab is hidden. */
+async function poll() {
+  timer = 0;
+  if (busy || document.hidden) return; // a hidden tab resumes on visibilitychange
+  busy = true;
+  try {
+    const answer = await call('GET', '/api/quality');
+    if (!answer.ok) throw new Error(answer.body.error || `the daemon answered HTTP ${answer.status}`);
+    render(answer.body);
+    failures = 0;
+    showError(null);
+  } catch (e) {
+    failures += 1;
+    showError(e);
+  } finally {
+    busy = false;
+    schedule(again ? 0 : failures ? Math.min(MAX_MS, POLL_MS * 2 ** (failures - 1)) : POLL_MS);
+    again = false;
   }
+}
 
-  /** One column per model (serving first), one row per measure. */
-  function renderTable(models) {
-    ui.table.hidden = !models.length;
-    const key = JSON.stringify(models);
-    if (key === tableKey) return;
-    tableKey = key;
-    while (ui.head.children.length > 1) ui.head.lastElementChild.remove();
+/** Fetches live quality now (after an upload or a promotion), or right after the request under way. */
+function refresh() {
+  if (busy) again = true;
+  else schedule(0);
+}
+
+function showError(e) {
+  ui.summary.classList.toggle('stale', Boolean(e) && shown);
+  if (!e) {
+    say(ui.error, '');
+    return;
+  }
+  const kept = shown ? ' The panel shows the last figures.' : '';
+  if (!shown) ui.summary.textContent = 'Live quality unavailable.';
+  say(ui.error, `Live quality cannot be loaded. ${sentence(e.message)}${kept} Retrying in the background.`);
+}
+
+/** Renders one /api/quality answer. */
+function render(report) {
+  const r = report || {};
+  const models = Array.isArray(r.models) ? r.models : [];
+  const labels = r.labels || {};
+  const store = r.store || {};
+  shown = true;
+
+  const serving = models.find((m) => m.role === 'serving') || models[0];
+  const shadow = models.find((m) => m.role === 'shadow');
+  renderSummary(serving, shadow, labels, store);
+  renderTable(models);
+
+  const over = isNumber(r.window_rows) ? ` · figures over the last ${plural(r.window_rows, 'labelled wafer')}` : '';
+  const remembered = isNumber(r.rows_remembered) ? ` · ${plural(r.rows_remembered, 'scored row')} remembered for the join` : '';
+  say(ui.labels, `Labels: ${fmtInt(labels.received)} received · ${fmtInt(labels.joined)} joined · ` +
+    `${fmtInt(labels.pending)} pending · ${fmtInt(labels.expired)} expired${over}${remembered}`);
+
+  let storeText;
+  if (store.enabled) {
+    const recovered = (store.rows_recovered || store.labels_recovered)
+      ? ` · read back at start: ${plural(store.rows_recovered || 0, 'row')}, ${plural(store.labels_recovered || 0, 'label')}`
+      : '';
+    storeText = `Store${store.dir ? ` (${store.dir})` : ''}: ${plural(store.rows_written || 0, 'row')} written · ` +
+      `${plural(store.rows_dropped || 0, 'row')} dropped · ${plural(store.labels_written || 0, 'label')} written${recovered}`;
+  } else {
+    storeText = 'Store: off ([store] dir is empty); scored rows and labels are kept in memory only, until a restart.';
+  }
+  say(ui.store, storeText, Number(store.rows_dropped) > 0);
+  say(ui.storeWarning, store.error
+    ? `The store is failing: ${sentence(store.error)} Scoring and publishing go on, but rows and labels are not all kept on disk.`
+    : '');
+
+  ui.promote.hidden = !shadow;
+  ui.promote.dataset.shadow = shadow ? String(shadow.version) : '';
+  ui.promote.dataset.serving = serving ? String(serving.version) : '';
+}
+
+function renderSummary(serving, shadow, labels, store) {
+  const q = (serving && serving.quality) || {};
+  let text;
+  if (!serving) text = 'No model reported.';
+  else if (!q.labelled) text = `No labelled wafers yet (${plural(Number(labels.received) || 0, 'label')} received)`;
+  else {
+    text = `${plural(q.labelled, 'labelled wafer')} · serving ROC-AUC ${fixed3(q.roc_auc)} · recall ${fixed3(q.recall)}`;
+    const sq = (shadow && shadow.quality) || null;
+    if (sq && sq.labelled) text += ` · shadow ROC-AUC ${fixed3(sq.roc_auc)}`;
+  }
+  const failing = store.error ? ' · store failing' : '';
+  if (ui.summary.textContent === text + failing) return;
+  clear(ui.summary);
+  ui.summary.append(text);
+  if (failing) ui.summary.append(el('span', 'drift-out alert', failing));
+}
+
+/** One column per model (serving first), one row per measure. */
+function renderTable(models) {
+  ui.table.hidden = !models.length;
+  const key = JSON.stringify(models);
+  if (key === tableKey) return;
+  tableKey = key;
+  while (ui.head.children.length > 1) ui.head.lastElementChild.remove();
+  for (const m of models) {
+    const th = el('th', 'num', ROLES[m.role] || String(m.role));
+    th.scope = 'col';
+    th.dataset.role = String(m.role);
+    ui.head.append(th);
+  }
+  clear(ui.rows);
+  for (const [measure, heading, value, explain] of MEASURES) {
+    const tr = el('tr');
+    tr.dataset.measure = measure;
+    const th = el('th', '', heading);
+    th.scope = 'row';
+    tr.append(th);
     for (const m of models) {
-      const th = el('th', 'num', ROLES[m.role] || String(m.role));
-      th.scope = 'col';
-      th.dataset.role = String(m.role);
-      ui.head.append(th);
+      const q = m.quality || {};
+      const td = el('td', measure === 'version' ? 'version' : 'num', value(m, q));
+      td.dataset.role = String(m.role);
+      td.dataset.measure = measure;
+      if (explain && isNumber(q.labelled)) td.title = explain(q);
+      tr.append(td);
     }
-    clear(ui.rows);
-    for (const [measure, heading, value, explain] of MEASURES) {
-      const tr = el('tr');
-      tr.dataset.measure = measure;
-      const th = el('th', '', heading);
-      th.scope = 'row';
-      tr.append(th);
-      for (const m of models) {
-        const q = m.quality || {};
-        const td = el('td', measure === 'version' ? 'version' : 'num', value(m, q));
-        td.dataset.role = String(m.role);
-        td.dataset.measure = measure;
-        if (explain && isNumber(q.labelled)) td.title = explain(q);
-        tr.append(td);
-      }
-      ui.rows.append(tr);
+    ui.rows.append(tr);
+  }
+}
+
+// ---------------------------------------------------------------- labels upload
+
+/** JSON when the name says so, or (without a telling name) when the text starts like JSON. */
+function labelsType(file, text) {
+  const name = String(file.name || '').toLowerCase();
+  if (name.endsWith('.json')) return 'application/json';
+  if (name.endsWith('.csv')) return 'text/csv';
+  if (/json/.test(file.type || '')) return 'application/json';
+  return /^\s*[[{]/.test(text) ? 'application/json' : 'text/csv';
+}
+
+async function uploadLabels(file) {
+  ui.input.disabled = true;
+  ui.inputLabel.classList.add('disabled');
+  showUpload(`Uploading ${file.name}…`);
+  try {
+    if (file.size > MAX_FILE_BYTES) {
+      throw new Error(`${file.name} is ${(file.size / 1048576).toFixed(1)} MiB; the daemon takes at most 64 MiB at once`);
+    }
+    const text = await file.text();
+    const answer = await call('POST', '/api/labels', text, labelsType(file, text));
+    showUploadAnswer(file.name, answer);
+  } catch (e) {
+    showUpload(`The labels were not sent: ${sentence(e.message)}`, true);
+  } finally {
+    ui.input.disabled = false;
+    ui.inputLabel.classList.remove('disabled');
+    refresh();
+  }
+}
+
+function showUpload(text, bad, rejected) {
+  clear(ui.labelsResult);
+  ui.labelsResult.classList.toggle('bad', Boolean(bad));
+  ui.labelsResult.append(el('p', 'labels-counts', text));
+  const list = Array.isArray(rejected) ? rejected : [];
+  if (list.length) {
+    const ul = el('ul', 'labels-rejected');
+    for (const r of list.slice(0, REJECTIONS_SHOWN)) {
+      ul.append(el('li', '', `Row ${fmtInt(r.row)}: ${r.reason}`));
+    }
+    ui.labelsResult.append(ul);
+    if (list.length > REJECTIONS_SHOWN) {
+      ui.labelsResult.append(el('p', 'muted', `…and ${plural(list.length - REJECTIONS_SHOWN, 'more refused label')}.`));
     }
   }
+  ui.labelsResult.hidden = false;
+}
 
-  // ---------------------------------------------------------------- labels upload
-
-  /** JSON when the name says so, or (without a telling name) when the text starts like JSON. */
-  function labelsType(file, text) {
-    const name = String(file.name || '').toLowerCase();
-    if (name.endsWith('.json')) return 'application/json';
-    if (name.endsWith('.csv')) return 'text/csv';
-    if (/json/.test(file.type || '')) return 'application/json';
-    return /^\s*[[{]/.test(text) ? 'application/json' : 'text/csv';
+function showUploadAnswer(name, answer) {
+  const b = answer.body;
+  if (answer.status === 200 || answer.status === 422) {
+    const rejected = Array.isArray(b.rejected) ? b.rejected : [];
+    const counts = `${fmtInt(b.accepted)} accepted: ${fmtInt(b.joined)} joined, ${fmtInt(b.relabelled)} relabelled, ` +
+      `${fmtInt(b.pending)} pending (not scored yet)`;
+    const refused = rejected.length ? `; ${plural(rejected.length, 'label')} refused:` : '.';
+    const head = answer.status === 422 ? `${name}: every label was refused:` : `${name}: ${counts}${refused}`;
+    showUpload(head, answer.status === 422, rejected);
+    return;
   }
+  const details = Array.isArray(b.details) ? b.details : [];
+  showUpload(`${name} was refused: ${sentence(b.error || `the daemon answered HTTP ${answer.status}`)}`, true,
+    details.map((d, i) => (typeof d === 'object' && d ? { row: d.row ?? i + 1, reason: d.reason || d.message || JSON.stringify(d) } : { row: i + 1, reason: String(d) })));
+}
 
-  async function uploadLabels(file) {
-    ui.input.disabled = true;
-    ui.inputLabel.classList.add('disabled');
-    showUpload(`Uploading ${file.name}…`);
-    try {
-      if (file.size > MAX_FILE_BYTES) {
-        throw new Error(`${file.name} is ${(file.size / 1048576).toFixed(1)} MiB; the daemon takes at most 64 MiB at once`);
-      }
-      const text = await file.text();
-      const answer = await call('POST', '/api/labels', text, labelsType(file, text));
-      showUploadAnswer(file.name, answer);
-    } catch (e) {
-      showUpload(`The labels were not sent: ${sentence(e.message)}`, true);
-    } finally {
-      ui.input.disabled = false;
-      ui.inputLabel.classList.remove('disabled');
-      refresh();
-    }
-  }
+// ---------------------------------------------------------------- promotion
 
-  function showUpload(text, bad, rejected) {
-    clear(ui.labelsResult);
-    ui.labelsResult.classList.toggle('bad', Boolean(bad));
-    ui.labelsResult.append(el('p', 'labels-counts', text));
-    const list = Array.isArray(rejected) ? rejected : [];
-    if (list.length) {
-      const ul = el('ul', 'labels-rejected');
-      for (const r of list.slice(0, REJECTIONS_SHOWN)) {
-        ul.append(el('li', '', `Row ${fmtInt(r.row)}: ${r.reason}`));
-      }
-      ui.labelsResult.append(ul);
-      if (list.length > REJECTIONS_SHOWN) {
-        ui.labelsResult.append(el('p', 'muted', `…and ${plural(list.length - REJECTIONS_SHOWN, 'more refused label')}.`));
-      }
-    }
-    ui.labelsResult.hidden = false;
-  }
-
-  function showUploadAnswer(name, answer) {
+async function promote() {
+  const shadow = ui.promote.dataset.shadow || 'the shadow model';
+  const serving = ui.promote.dataset.serving || 'the serving model';
+  if (!window.confirm(`Promote ${shadow}? It scores and publishes from the next batch on, and ${serving} ` +
+    'runs as the shadow (promote again to roll back). The promotion lasts until the daemon restarts.')) return;
+  ui.promote.disabled = true;
+  say(ui.promoteResult, 'Promoting…');
+  try {
+    const answer = await call('POST', '/api/model/promote');
     const b = answer.body;
-    if (answer.status === 200 || answer.status === 422) {
-      const rejected = Array.isArray(b.rejected) ? b.rejected : [];
-      const counts = `${fmtInt(b.accepted)} accepted: ${fmtInt(b.joined)} joined, ${fmtInt(b.relabelled)} relabelled, ` +
-        `${fmtInt(b.pending)} pending (not scored yet)`;
-      const refused = rejected.length ? `; ${plural(rejected.length, 'label')} refused:` : '.';
-      const head = answer.status === 422 ? `${name}: every label was refused:` : `${name}: ${counts}${refused}`;
-      showUpload(head, answer.status === 422, rejected);
-      return;
+    if (answer.ok && b.ok) {
+      say(ui.promoteResult, `Promoted: ${b.version} serves now; ${b.previous_version} runs as the shadow.`);
+      refreshCard().catch(() => { /* the card keeps the old version until the page reloads */ });
+    } else {
+      say(ui.promoteResult, `Not promoted: ${sentence(b.error || `the daemon answered HTTP ${answer.status}`)}`, true);
     }
-    const details = Array.isArray(b.details) ? b.details : [];
-    showUpload(`${name} was refused: ${sentence(b.error || `the daemon answered HTTP ${answer.status}`)}`, true,
-      details.map((d, i) => (typeof d === 'object' && d ? { row: d.row ?? i + 1, reason: d.reason || d.message || JSON.stringify(d) } : { row: i + 1, reason: String(d) })));
+  } catch (e) {
+    say(ui.promoteResult, `Not promoted: ${sentence(e.message)}`, true);
+  } finally {
+    ui.promote.disabled = false;
+    refresh();
   }
+}
 
-  // ---------------------------------------------------------------- promotion
+// ---------------------------------------------------------------- wiring
 
-  async function promote() {
-    const shadow = ui.promote.dataset.shadow || 'the shadow model';
-    const serving = ui.promote.dataset.serving || 'the serving model';
-    if (!window.confirm(`Promote ${shadow}? It scores and publishes from the next batch on, and ${serving} ` +
-      'runs as the shadow (promote again to roll back). The promotion lasts until the daemon restarts.')) return;
-    ui.promote.disabled = true;
-    say(ui.promoteResult, 'Promoting…');
-    try {
-      const answer = await call('POST', '/api/model/promote');
-      const b = answer.body;
-      if (answer.ok && b.ok) {
-        say(ui.promoteResult, `Promoted: ${b.version} serves now; ${b.previous_version} runs as the shadow.`);
-        api.refreshCard().catch(() => { /* the card keeps the old version until the page reloads */ });
-      } else {
-        say(ui.promoteResult, `Not promoted: ${sentence(b.error || `the daemon answered HTTP ${answer.status}`)}`, true);
-      }
-    } catch (e) {
-      say(ui.promoteResult, `Not promoted: ${sentence(e.message)}`, true);
-    } finally {
-      ui.promote.disabled = false;
-      refresh();
-    }
-  }
-
-  // ---------------------------------------------------------------- wiring
-
+/** Wires the panel's controls and starts polling. */
+export function startQuality() {
   ui.input.addEventListener('change', () => {
     const file = ui.input.files && ui.input.files[0];
     ui.input.value = '';
@@ -376,4 +378,4 @@
     if (!document.hidden) refresh();
   });
   poll();
-})();
+}

@@ -1,0 +1,128 @@
+// The page's constants, its DOM handles, the state its modules share, and the two helpers that
+// build DOM nodes. Imports nothing, so every other module can rely on it being evaluated first.
+
+/** Row height in pixels; every row has it, so a row's position is its index times this. */
+export const ROW_H = 24;
+/** Header row height in pixels. */
+export const HEAD_H = 30;
+/** Column widths in pixels, by kind of column. */
+export const WIDTH = { id: 150, probability: 108, fault: 64, contributions: 460, label: 80, sensor: 96 };
+/** Rows and columns rendered beyond the visible ones, so that small scrolls need no repaint. */
+export const OVERSCAN_ROWS = 8;
+export const OVERSCAN_COLS = 2;
+/** The daemon's default body limit ([web] max_body_bytes). */
+export const MAX_FILE_BYTES = 64 * 1024 * 1024;
+/** A file with more bad cells than this is not a sensor file; it is refused rather than kept. */
+export const MAX_INVALID_CELLS = 200000;
+/** Errors listed one by one; the rest are counted. */
+export const ERROR_LIST_LIMIT = 50;
+/** How long one parsing or export slice may hold the main thread, in milliseconds. */
+export const SLICE_MS = 16;
+export const TOKEN_KEY = 'faultline.token';
+/** Whether the drift panel is open, kept across reloads. */
+export const DRIFT_OPEN_KEY = 'faultline.drift-open';
+/** How often the drift report is fetched, in milliseconds; after failures the wait doubles up to DRIFT_MAX_MS. */
+export const DRIFT_POLL_MS = 5000;
+export const DRIFT_MAX_MS = 60000;
+/** Out-of-range sensors listed in the drift table (the daemon sends them worst first). */
+export const DRIFT_ROWS = 10;
+/** Rows the daemon's window must hold before it judges any sensor (src/drift.rs MIN_ROWS). */
+export const DRIFT_MIN_ROWS = 50;
+/** The daemon's reason codes, as the table shows them. */
+export const DRIFT_REASONS = { median_shift: 'median shift', missing_rate: 'missing rate' };
+export const LABEL_COLUMN = 'Good/Bad';
+/** Spellings of a missing value, exactly as the daemon accepts them (src/row/mod.rs). */
+export const MISSING = new Set(['', 'NA', 'NaN', 'nan', 'null', 'NULL']);
+/** A decimal number as Rust's f64 parser reads it (no hex, no Infinity, no thousands separators). */
+export const NUMBER_RE = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+export const INFINITY_RE = /^[+-]?(?:inf|infinity)$/i;
+export const KIND_ID = 0;
+export const KIND_SENSOR = 1;
+export const KIND_LABEL = 2;
+/** Cell classes: a usable number, a missing value, or "look closer" (a string reason follows). */
+export const C_OK = 0;
+export const C_MISSING = 1;
+export const C_SLOW = 2;
+export const REASON_NAN = 'is not a number';
+export const REASON_INFINITE = 'is not a finite float32 number';
+export const REASON_LABEL = 'is not a label: use 1 (faulty), -1 (good) or leave it empty';
+export const REASON_NO_ID = 'is empty: every row needs a wafer id';
+
+export const $ = (id) => document.getElementById(id);
+export const ui = {
+  fileInput: $('file-input'),
+  fileLabel: $('file-label'),
+  dropZone: $('drop-zone'),
+  grid: $('grid'),
+  empty: $('empty-state'),
+  score: $('score-button'),
+  undo: $('undo-button'),
+  filter: $('filter-faults'),
+  sort: $('sort-probability'),
+  slider: $('threshold'),
+  count: $('threshold-count'),
+  reset: $('threshold-reset'),
+  download: $('download-button'),
+  progressWrap: $('progress-wrap'),
+  progress: $('progress'),
+  progressLabel: $('progress-label'),
+  errors: $('errors'),
+  tableInfo: $('table-info'),
+  summary: $('summary'),
+  card: $('model-card'),
+  tokenForm: $('token-form'),
+  tokenInput: $('token-input'),
+  tokenMessage: $('token-message'),
+  driftDetails: $('drift-details'),
+  driftSummary: $('drift-summary'),
+  driftError: $('drift-error'),
+  driftTable: $('drift-table'),
+  driftRows: $('drift-rows'),
+  driftNote: $('drift-note'),
+};
+
+/**
+ * The page's state, shared by its modules: one object, so that any module can change a field
+ * (an imported binding cannot be assigned).
+ */
+export const state = {
+  /** The model card, once loaded. */
+  card: null,
+  /** Resolves to the model card (waits for a token if the daemon wants one). */
+  cardPromise: null,
+  /** The loaded file (see loadText for its fields), or null. */
+  data: null,
+  /** The last scoring answer for `data`, or null (see score for its fields). */
+  results: null,
+  /** The threshold the fault column, highlights, counts and download use. */
+  threshold: NaN,
+  /** The threshold the scorer uses (the answer's, else the card's): the slider's "Reset". */
+  baseThreshold: NaN,
+  /** Whether the user moved the slider (then a new answer does not move it back). */
+  thresholdTouched: false,
+  sortByProbability: false,
+  faultsOnly: false,
+  /** Display order: original row indices of the rows shown, top to bottom. */
+  view: new Int32Array(0),
+  /** For each original row, its position in `view`, or -1 when filtered out. */
+  viewPos: new Int32Array(0),
+  /** Edits to undo, last on top; each is a list of {r, c, before} (before = the edit it replaced, or undefined). */
+  undoStack: [],
+  /** What the page is busy with ('' = nothing): 'loading', 'scoring' or 'exporting'. */
+  busy: '',
+  /** The focused (or last focused) cell of the grid: original row index and column key. */
+  cursor: { r: 0, key: 'id' },
+};
+
+/** A new element with an optional class and text. */
+export function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** Removes every child of `node`. */
+export function clear(node) {
+  while (node.firstChild) node.firstChild.remove();
+}

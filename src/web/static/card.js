@@ -1,0 +1,233 @@
+// The model card (GET /api/model: the model, its threshold and its validation figures) and the
+// drift panel (GET /api/drift, polled: how the rows streamed from the message bus compare with
+// the training statistics).
+
+import { clear, DRIFT_MAX_MS, DRIFT_MIN_ROWS, DRIFT_OPEN_KEY, DRIFT_POLL_MS, DRIFT_REASONS, DRIFT_ROWS, el, state, ui } from './base.js';
+import { ApiError, getJson } from './api.js';
+import { fmtInt, formatThreshold, plainNumber, plural } from './cells.js';
+import { setThreshold } from './scoring.js';
+import { sentence, setErrorGroup, updateControls } from './status.js';
+
+export function loadCard() {
+  state.cardPromise = getJson('/api/model').then((c) => {
+    state.card = c;
+    setErrorGroup('card', null);
+    state.baseThreshold = Number(c.threshold);
+    if (!state.thresholdTouched) setThreshold(state.baseThreshold, true);
+    renderCard();
+    updateControls();
+    return c;
+  });
+  state.cardPromise.catch((e) => {
+    clear(ui.card);
+    ui.card.append(el('p', 'muted', 'The model card is unavailable.'));
+    setErrorGroup('card', {
+      title: `The model card cannot be loaded (${sentence(e.message)}) Files cannot be checked or scored until it is; reload the page when faultline is up.`,
+      items: [],
+    });
+  });
+  return state.cardPromise;
+}
+
+/** Shows the model card again (after a promotion); the threshold of scored rows stays theirs. */
+export function refreshCard() {
+  return getJson('/api/model').then((c) => {
+    state.card = c;
+    renderCard();
+  });
+}
+
+function renderCard() {
+  const v = state.card.validation || {};
+  clear(ui.card);
+  const list = el('dl', 'card-list');
+  const item = (term, value, title) => {
+    const box = el('div', 'card-item');
+    box.append(el('dt', '', term));
+    const dd = el('dd', '', value);
+    if (title) dd.title = title;
+    box.append(dd);
+    list.append(box);
+    return dd;
+  };
+  // Every figure with its bootstrap 95% interval and the number of faulty wafers behind it: no
+  // tick or cross, since a target "met" on a few dozen faults can be noise.
+  const metric = (term, key) => {
+    if (typeof v[key] !== 'number') return;
+    const ci = v[`${key}_ci95`];
+    const dd = item(term, v[key].toFixed(3));
+    if (Array.isArray(ci) && typeof ci[0] === 'number') {
+      dd.append(' ', el('span', 'card-interval', `(95% CI ${ci[0].toFixed(2)}–${ci[1].toFixed(2)}, ${fmtInt(v.faults)} faults)`));
+    }
+  };
+  item('Model', `${state.card.name || 'model'} ${state.card.version}`);
+  item('Trained', formatDate(state.card.created_at), state.card.created_at);
+  item('Threshold', formatThreshold(Number(state.card.threshold)), String(state.card.threshold));
+  item('Positive class', state.card.positive_class || '');
+  metric('ROC-AUC', 'roc_auc');
+  metric('PR-AUC', 'pr_auc');
+  metric('Recall', 'recall');
+  metric('False-alarm rate', 'false_alarm_rate');
+  if (typeof v.alarm_rate_suggested === 'number') {
+    item('Suggested alarm budget', `${(v.alarm_rate_suggested * 100).toFixed(1)}% of wafers`, 'validation.alarm_rate_suggested: set [model] alarm_rate to flag this share of recent wafers');
+  }
+  if (typeof v.rows === 'number') {
+    item('Validation set', `${fmtInt(v.rows)} rows, ${fmtInt(v.faults)} faults`, v.scheme || '');
+  }
+  ui.card.append(list);
+  const notes = el('p', 'card-rule');
+  if (v.scheme) notes.append(el('strong', '', 'Validation: '), `${v.scheme}. `);
+  if (state.card.threshold_rule) notes.append(el('strong', '', 'Threshold rule: '), state.card.threshold_rule, ' ');
+  if (v.expectation) notes.append(el('strong', '', 'On new wafers: '), v.expectation);
+  ui.card.append(notes);
+}
+
+function formatDate(iso) {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return String(iso || 'unknown');
+  return `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+// The drift panel: polled every DRIFT_POLL_MS (one request at a time, none while the tab is
+// hidden). A failure shows one message in the panel, keeps the last report and retries quietly,
+// waiting longer after each failure in a row.
+
+let driftTimer = 0;
+let driftBusy = false;
+let driftFailures = 0;
+/** Whether a report was shown yet (an error then keeps it, marked as stale). */
+export let driftShown = false;
+/** The sensors the table shows, as JSON: an unchanged report does not rebuild it. */
+let driftKey = '';
+
+function scheduleDrift(ms) {
+  clearTimeout(driftTimer);
+  driftTimer = setTimeout(pollDrift, ms);
+}
+
+async function pollDrift() {
+  driftTimer = 0;
+  if (driftBusy || document.hidden) return; // a hidden tab resumes on visibilitychange
+  driftBusy = true;
+  try {
+    renderDrift(await getJson('/api/drift'));
+    driftFailures = 0;
+    showDriftError(null);
+  } catch (e) {
+    driftFailures += 1;
+    showDriftError(e);
+  } finally {
+    driftBusy = false;
+    scheduleDrift(driftDelay());
+  }
+}
+
+function driftDelay() {
+  return driftFailures ? Math.min(DRIFT_MAX_MS, DRIFT_POLL_MS * 2 ** (driftFailures - 1)) : DRIFT_POLL_MS;
+}
+
+function showDriftError(e) {
+  ui.driftSummary.classList.toggle('stale', Boolean(e) && driftShown);
+  if (!e) {
+    ui.driftError.hidden = true;
+    ui.driftError.textContent = '';
+    return;
+  }
+  // fetch rejects with a TypeError when the daemon cannot be reached.
+  const unreachable = !(e instanceof ApiError) && e instanceof TypeError && /fetch|network/i.test(e.message);
+  const why = unreachable ? 'Faultline could not be reached; is the daemon running?' : sentence(e.message);
+  const kept = driftShown ? ' The panel shows the last report.' : '';
+  const text = `The drift report cannot be loaded. ${why}${kept} Retrying in the background.`;
+  if (!driftShown) ui.driftSummary.textContent = 'Drift report unavailable.';
+  if (ui.driftError.textContent !== text) ui.driftError.textContent = text;
+  ui.driftError.hidden = false;
+}
+
+/** Renders one /api/drift answer: the summary line, and the worst sensors in the table. */
+function renderDrift(report) {
+  const r = report || {};
+  const rows = Number(r.window_rows) || 0;
+  const out = Number(r.sensors_out_of_range) || 0;
+  const sensors = Array.isArray(r.sensors) ? r.sensors : [];
+  driftShown = true;
+  // Parts of the summary line; the out-of-range count is marked when it is not 0.
+  const parts = r.judged
+    ? [`${plural(rows, 'recent row')} from the bus · `, `${plural(out, 'sensor')} out of range`,
+      ` · missing cells ${percent(r.missing_ratio)} · mean P(fault) ${fixed(r.score_mean, 3)}`]
+    : [`Not enough streamed rows yet (${fmtInt(rows)} of ${DRIFT_MIN_ROWS})`];
+  if (ui.driftSummary.textContent !== parts.join('')) {
+    clear(ui.driftSummary);
+    if (r.judged) ui.driftSummary.append(parts[0], el('span', out > 0 ? 'drift-out alert' : 'drift-out', parts[1]), parts[2]);
+    else ui.driftSummary.append(parts[0]);
+  }
+  ui.driftSummary.title = Number.isFinite(Number(r.rows_seen))
+    ? `${plural(Number(r.rows_seen), 'row')} scored from the message bus since the daemon started`
+    : '';
+
+  const shown = r.judged ? sensors.slice(0, DRIFT_ROWS) : [];
+  let note = '';
+  if (r.judged && !sensors.length) note = 'No sensor is out of range.';
+  else if (sensors.length < out || shown.length < sensors.length) note = `The ${shown.length} worst of ${plural(Math.max(out, sensors.length), 'sensor')} out of range are listed.`;
+  ui.driftNote.textContent = note;
+  ui.driftNote.hidden = !note;
+  ui.driftTable.hidden = !shown.length;
+
+  const key = JSON.stringify(shown);
+  if (key === driftKey) return;
+  driftKey = key;
+  clear(ui.driftRows);
+  for (const s of shown) {
+    const reasons = Array.isArray(s.reasons) ? s.reasons : [];
+    const tr = el('tr');
+    tr.dataset.sensor = String(s.sensor);
+    tr.append(el('td', '', String(s.sensor)));
+    tr.append(el('td', '', reasons.map((x) => DRIFT_REASONS[x] || String(x)).join(', ')));
+    const median = el('td', 'num', driftNumber(s.median));
+    median.append(' ', el('span', 'training', `(${driftNumber(s.training_median)})`));
+    const shift = el('td', 'num', isNumber(s.shift_z) ? signed1(s.shift_z) : '—');
+    const missing = el('td', 'num', percent(s.missing_ratio));
+    missing.append(' ', el('span', 'training', `(${percent(s.training_missing_ratio)})`));
+    if (reasons.includes('median_shift')) {
+      median.classList.add('hit');
+      shift.classList.add('hit');
+    }
+    if (reasons.includes('missing_rate')) missing.classList.add('hit');
+    tr.append(median, shift, missing);
+    ui.driftRows.append(tr);
+  }
+}
+
+function isNumber(x) {
+  return typeof x === 'number' && Number.isFinite(x);
+}
+
+/** A sensor value with 4 significant digits, never in exponent form; '—' when absent. */
+function driftNumber(x) {
+  return isNumber(x) ? plainNumber(Number(x.toPrecision(4))) : '—';
+}
+
+function percent(x) {
+  return isNumber(x) ? `${(100 * x).toFixed(1)}%` : '—';
+}
+
+function fixed(x, digits) {
+  return isNumber(x) ? x.toFixed(digits) : '—';
+}
+
+function signed1(x) {
+  const t = Math.abs(x).toFixed(1);
+  return `${x < 0 && t !== '0.0' ? '-' : '+'}${t}`;
+}
+
+export function startDrift() {
+  try {
+    if (localStorage.getItem(DRIFT_OPEN_KEY) === 'false') ui.driftDetails.open = false;
+  } catch (_) { /* storage unavailable: open */ }
+  ui.driftDetails.addEventListener('toggle', () => {
+    try { localStorage.setItem(DRIFT_OPEN_KEY, String(ui.driftDetails.open)); } catch (_) { /* not kept */ }
+  });
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && !driftBusy) scheduleDrift(0);
+  });
+  pollDrift();
+}

@@ -1,0 +1,171 @@
+// Cell rules (what an id, sensor or label cell may hold, as the daemon reads them) and the
+// number formats of the CLI (`faultline score`), so that the page shows and downloads the same
+// text; also the counts and name lists the messages use.
+
+import { C_MISSING, C_OK, INFINITY_RE, KIND_LABEL, KIND_SENSOR, MISSING, NUMBER_RE, REASON_INFINITE, REASON_LABEL, REASON_NAN, REASON_NO_ID } from './base.js';
+
+/** A sensor cell: C_OK, C_MISSING, or why it cannot be scored. */
+export function classifySensor(value) {
+  const t = value.trim();
+  if (MISSING.has(t)) return C_MISSING;
+  if (NUMBER_RE.test(t)) {
+    const v = Number(t);
+    return Number.isFinite(v) && Number.isFinite(Math.fround(v)) ? C_OK : REASON_INFINITE;
+  }
+  return INFINITY_RE.test(t) ? REASON_INFINITE : REASON_NAN;
+}
+
+/** A Good/Bad cell: 1, -1 or missing. */
+function classifyLabel(value) {
+  const t = value.trim();
+  if (MISSING.has(t)) return C_MISSING;
+  if (NUMBER_RE.test(t) && (Number(t) === 1 || Number(t) === -1)) return C_OK;
+  return REASON_LABEL;
+}
+
+/** A wafer id: anything but empty. */
+function classifyId(value) {
+  return value.trim() === '' ? REASON_NO_ID : C_OK;
+}
+
+export function classify(kind, value) {
+  if (kind === KIND_SENSOR) return classifySensor(value);
+  if (kind === KIND_LABEL) return classifyLabel(value);
+  return classifyId(value);
+}
+
+/** "'abc' is not a number", the value clipped as the daemon clips it. */
+export function reasonText(value, reason) {
+  const v = value.trim();
+  const shown = v.length > 64 ? `${v.slice(0, 64)}…` : v;
+  return `'${shown}' ${reason}`;
+}
+
+/**
+ * An f32 as Rust's `Display` writes it (what `faultline score` prints): the shortest digits that
+ * read back as the same f32, never an exponent. The API's JSON widens its f32s to f64
+ * (0.19673949480056763 for the f32 0.1967395), so the digits are found again here.
+ */
+export function f32Text(x) {
+  if (x === null || x === undefined) return 'NaN';
+  const f = Math.fround(Number(x));
+  if (!Number.isFinite(f) || f === 0) return plainNumber(f);
+  for (let p = 1; p < 9; p++) {
+    const shorter = Number(f.toPrecision(p));
+    if (Math.fround(shorter) === f) return plainNumber(shorter);
+  }
+  return plainNumber(Number(f.toPrecision(9)));
+}
+
+/** A number in plain decimal notation (String() without its exponent form). */
+export function plainNumber(x) {
+  if (x === null || x === undefined) return 'NaN';
+  const n = Number(x);
+  if (Number.isNaN(n)) return 'NaN';
+  if (!Number.isFinite(n)) return n > 0 ? 'inf' : '-inf';
+  if (Object.is(n, -0)) return '-0';
+  const s = String(n);
+  const e = s.indexOf('e');
+  if (e < 0) return s;
+  let mantissa = s.slice(0, e);
+  const exponent = Number(s.slice(e + 1));
+  let sign = '';
+  if (mantissa[0] === '-') {
+    sign = '-';
+    mantissa = mantissa.slice(1);
+  }
+  const dot = mantissa.indexOf('.');
+  const digits = dot < 0 ? mantissa : mantissa.slice(0, dot) + mantissa.slice(dot + 1);
+  const point = (dot < 0 ? mantissa.length : dot) + exponent;
+  if (point <= 0) return `${sign}0.${'0'.repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + '0'.repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+
+/**
+ * Rust's `{:+.2}` of an f32: the exact f32 value rounded to 2 decimals, ties to even, sign always.
+ * A tie needs |x|·100 to end in exactly .5, i.e. |x|·8 an odd integer (x is a binary fraction).
+ */
+function signed2(x) {
+  if (x === null || x === undefined || Number.isNaN(Number(x))) return 'NaN';
+  const f = Math.fround(Number(x));
+  const negative = f < 0 || Object.is(f, -0);
+  const a = Math.abs(f);
+  if (!Number.isFinite(a)) return `${negative ? '-' : '+'}inf`;
+  let text;
+  const eighths = a * 8;
+  if (Number.isInteger(eighths) && eighths % 2 === 1) {
+    let n = Math.floor(a * 100);
+    if (n % 2 === 1) n += 1;
+    text = `${Math.floor(n / 100)}.${String(n % 100).padStart(2, '0')}`;
+  } else if (a >= 1e21) {
+    text = `${BigInt(a)}.00`; // an f32 this large is an integer; toFixed would switch to exponents
+  } else {
+    text = a.toFixed(2);
+  }
+  return (negative ? '-' : '+') + text;
+}
+
+/** The CLI's top-sensor text: `Sensor-59=2.31 (z=+6.20); Sensor-103=...`. */
+/** A verdict's contributions as `Sensor-59=2.31 (+0.412)`, largest first (log-odds). */
+export function describeContributions(list) {
+  return list.map((c) => `${c.sensor}=${c.value === null ? 'missing' : f32Text(c.value)} (${c.contribution >= 0 ? '+' : ''}${c.contribution.toFixed(3)})`).join('; ');
+}
+
+function describeSensors(top) {
+  return top.map((d) => `${d.sensor}=${f32Text(d.value)} (z=${signed2(d.z)})`).join('; ');
+}
+
+/** Whether a probability is a fault at threshold `t`, compared as f32 like the scorer does. */
+function isFaultAt(p, t) {
+  return Math.fround(p) >= Math.fround(t);
+}
+
+export function formatThreshold(t) {
+  return Number.isFinite(t) ? t.toFixed(4) : '?';
+}
+
+export function fmtInt(n) {
+  return Number(n).toLocaleString('en-US');
+}
+
+export function plural(n, one, many) {
+  return `${fmtInt(n)} ${n === 1 ? one : (many || `${one}s`)}`;
+}
+
+/** Column names listed compactly: runs of 3+ consecutive `Sensor-N` become `Sensor-A..Sensor-B`. */
+export function summarizeNames(names) {
+  const number = (s) => {
+    const m = /^Sensor-(\d+)$/.exec(s);
+    return m ? Number(m[1]) : null;
+  };
+  const parts = [];
+  let i = 0;
+  while (i < names.length) {
+    let j = i;
+    let n = number(names[i]);
+    if (n !== null) {
+      while (j + 1 < names.length && number(names[j + 1]) === n + 1) {
+        j += 1;
+        n += 1;
+      }
+    }
+    if (j > i + 1) parts.push(`${names[i]}..${names[j]}`);
+    else for (let k = i; k <= j; k++) parts.push(names[k] === '' ? '(blank)' : names[k]);
+    i = j + 1;
+  }
+  return parts.join(', ');
+}
+
+/** Runs of 1-based positions: `2, 555..591`. */
+export function summarizePositions(positions) {
+  const parts = [];
+  let i = 0;
+  while (i < positions.length) {
+    let j = i;
+    while (j + 1 < positions.length && positions[j + 1] === positions[j] + 1) j += 1;
+    parts.push(j > i ? `${positions[i] + 1}..${positions[j] + 1}` : String(positions[i] + 1));
+    i = j + 1;
+  }
+  return parts.join(', ');
+}

@@ -1,0 +1,102 @@
+// The download: the scored table as CSV with probability, fault, contributions and model_version
+// columns, built in slices; cells a spreadsheet would run as formulas get a leading ', as in the CLI.
+
+import { MISSING, NUMBER_RE, SLICE_MS, state } from './base.js';
+import { fmtInt } from './cells.js';
+import { cellText } from './table.js';
+import { closeEditor } from './grid.js';
+import { hideProgress, setBusy, showProgress } from './status.js';
+
+/** A CSV field: missing spellings were blanked by the caller; quoted when RFC 4180 needs it. */
+export function csvField(v) {
+  return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
+}
+
+/** '' for a missing spelling (NA, NaN, null, …), else `v`; only a letter or a blank can start one. */
+function blankIfMissing(v) {
+  if (v === '') return v;
+  const ch = v.charCodeAt(0);
+  if (ch > 57 || ch === 32 || ch === 9) return MISSING.has(v.trim()) ? '' : v;
+  return v;
+}
+
+/** A cell a spreadsheet would run as a formula gets a leading `'`; plain numbers stay as they are. */
+function spreadsheetSafe(v) {
+  if (v === '') return v;
+  const ch = v.charCodeAt(0);
+  // = + - @ tab CR, as the CLI (src/score.rs)
+  if (ch === 61 || ch === 43 || ch === 45 || ch === 64 || ch === 9 || ch === 13) {
+    if (!(NUMBER_RE.test(v) || /^[+-]?(?:inf|infinity|nan)$/i.test(v))) return `'${v}`;
+  }
+  return v;
+}
+
+export async function download() {
+  if (!state.results || state.results.stale || state.busy || !state.data) return;
+  closeEditor(true);
+  const d = state.data;
+  setBusy('exporting');
+  try {
+    const head = [];
+    for (let c = 0; c < d.nCols; c++) head.push(csvField(spreadsheetSafe(d.header[c])));
+    head.push('probability', 'fault', 'contributions', 'model_version');
+    const parts = [head.join(','), '\n'];
+    const t = Math.fround(state.threshold);
+    const version = csvField(spreadsheetSafe(state.results.modelVersion));
+    let r = 0;
+    await new Promise((resolve) => {
+      const tick = () => {
+        const deadline = performance.now() + SLICE_MS;
+        while (r < d.nRows) {
+          const line = d.text.slice(d.rowStart[r], d.rowEnd[r]);
+          let fields;
+          if (!d.editedRows.has(r) && line.indexOf('"') < 0) {
+            // Fast path: an unedited row without quotes splits on commas, and none of its
+            // fields can need quoting (they hold no comma, quote or line break).
+            fields = line.split(',');
+            for (let c = 0; c < d.nCols; c++) {
+              let v = fields[c];
+              if (c === d.idCol) v = v.trim();
+              else v = blankIfMissing(v);
+              fields[c] = spreadsheetSafe(v);
+            }
+          } else {
+            fields = new Array(d.nCols);
+            for (let c = 0; c < d.nCols; c++) {
+              let v = cellText(d, r, c);
+              if (c === d.idCol) v = v.trim();
+              else v = blankIfMissing(v);
+              fields[c] = csvField(spreadsheetSafe(v));
+            }
+          }
+          fields[d.nCols] = state.results.probText[r];
+          fields[d.nCols + 1] = Math.fround(state.results.prob[r]) >= t ? 'true' : 'false';
+          fields[d.nCols + 2] = csvField(spreadsheetSafe(state.results.topText[r]));
+          fields[d.nCols + 3] = version;
+          parts.push(fields.join(','), '\n');
+          r += 1;
+          if ((r & 15) === 0 && performance.now() > deadline) break;
+        }
+        if (r < d.nRows) {
+          showProgress(r / d.nRows, `Preparing the download… ${fmtInt(r)} rows`);
+          setTimeout(tick, 0);
+        } else {
+          resolve();
+        }
+      };
+      tick();
+    });
+    const url = URL.createObjectURL(new Blob(parts, { type: 'text/csv;charset=utf-8' }));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = 'faultline-results.csv';
+    a.hidden = true;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } finally {
+    hideProgress();
+    setBusy('');
+  }
+}

@@ -1,0 +1,240 @@
+// Scoring (POST /api/score with every row's contributions) and what follows from the answer: the
+// threshold slider, the fault filter, the sort by probability, the summary line, and the
+// explanation of a flagged row (explain.js).
+
+import { $, ERROR_LIST_LIMIT, KIND_ID, MISSING, state, ui } from './base.js';
+import { ApiError, askForToken, postCsv, token } from './api.js';
+import { describeContributions, f32Text, fmtInt, formatThreshold, plural } from './cells.js';
+import { cellText, rowId } from './table.js';
+import { buildColumns, closeEditor, columnOfFileColumn, invalidate, rebuildView } from './grid.js';
+import { csvField } from './download.js';
+import * as explain from './explain.js';
+import { hideProgress, sentence, setBusy, setErrorGroup, showProgress, updateControls, updateInfo } from './status.js';
+
+/** The current table as the CSV body: unedited rows are sent exactly as they were read. */
+function currentCsv() {
+  const d = state.data;
+  const parts = [d.text.slice(0, d.headerEnd), '\n'];
+  for (let r = 0; r < d.nRows; r++) {
+    if (!d.editedRows.has(r)) {
+      parts.push(d.text.slice(d.rowStart[r], d.rowEnd[r]), '\n');
+      continue;
+    }
+    const fields = [];
+    for (let c = 0; c < d.nCols; c++) {
+      let v = cellText(d, r, c);
+      if (d.kinds[c] !== KIND_ID && MISSING.has(v.trim())) v = '';
+      fields.push(csvField(v));
+    }
+    parts.push(fields.join(','), '\n');
+  }
+  return new Blob(parts, { type: 'text/csv' });
+}
+
+export async function score() {
+  if (!canScore()) return;
+  closeEditor(true);
+  if (!canScore()) return;
+  const d = state.data;
+  const generation = d.generation;
+  setBusy('scoring');
+  setErrorGroup('api', null);
+  try {
+    const body = currentCsv();
+    let answer;
+    for (;;) {
+      showProgress(0, `Uploading ${fmtInt(d.nRows)} rows…`);
+      answer = await postCsv(body,
+        (f) => showProgress(f, `Uploading ${fmtInt(d.nRows)} rows… ${Math.round(100 * f)} %`),
+        () => showProgress(null, `Scoring ${fmtInt(d.nRows)} rows…`));
+      if (answer.status === 401) {
+        showProgress(null, 'Waiting for the access token…');
+        await askForToken(Boolean(token));
+        continue;
+      }
+      break;
+    }
+    let json;
+    try {
+      json = JSON.parse(answer.text);
+    } catch (_) {
+      json = { error: answer.text.trim() || `the daemon answered HTTP ${answer.status}` };
+    }
+    if (answer.status < 200 || answer.status >= 300) throw new ApiError(answer.status, json);
+    if (state.data !== d) return; // another file was loaded meanwhile
+    adoptResults(json, generation);
+  } catch (e) {
+    showApiError(e);
+  } finally {
+    hideProgress();
+    setBusy('');
+  }
+}
+
+function adoptResults(json, generation) {
+  const d = state.data;
+  const list = Array.isArray(json.results) ? json.results : [];
+  if (list.length !== d.nRows) {
+    throw new Error(`the daemon answered ${fmtInt(list.length)} results for ${fmtInt(d.nRows)} rows`);
+  }
+  const prob = new Float64Array(d.nRows);
+  const probText = new Array(d.nRows);
+  const topText = new Array(d.nRows);
+  const topNames = new Array(d.nRows);
+  const rowsOut = new Array(d.nRows);
+  let mismatched = 0;
+  for (let r = 0; r < d.nRows; r++) {
+    const x = list[r];
+    prob[r] = Number(x.probability);
+    probText[r] = f32Text(x.probability);
+    const top = Array.isArray(x.contributions) ? x.contributions : [];
+    topText[r] = describeContributions(top);
+    topNames[r] = top.map((s) => s.sensor);
+    rowsOut[r] = x;
+    if (String(x.id) !== rowId(d, r)) mismatched += 1;
+  }
+  const byProbability = new Int32Array(d.nRows);
+  for (let r = 0; r < d.nRows; r++) byProbability[r] = r;
+  byProbability.sort((a, b) => (prob[b] - prob[a]) || (a - b));
+  const hadResults = Boolean(state.results);
+  state.results = {
+    prob,
+    probText,
+    topText,
+    topNames,
+    rowsOut,
+    byProbability,
+    modelVersion: String(json.model_version || (state.card && state.card.version) || ''),
+    serverThreshold: Number(json.threshold),
+    // With [model] alarm_rate the daemon decides by a rolling share, not one threshold: keep its
+    // own verdicts to say so beside the slider's count.
+    alarmRate: typeof json.alarm_rate === 'number' ? json.alarm_rate : null,
+    byBudget: list.filter((x) => x.fault && x.rule === 'alarm_rate').length,
+    inWarmup: list.filter((x) => x.fault && x.rule === 'warmup').length,
+    generation,
+    stale: d.generation !== generation,
+  };
+  if (Number.isFinite(state.results.serverThreshold)) {
+    state.baseThreshold = state.results.serverThreshold;
+    if (!state.thresholdTouched) setThreshold(state.baseThreshold, true);
+  }
+  if (mismatched) {
+    setErrorGroup('api', { title: `The answer's wafer ids differ from the table's in ${plural(mismatched, 'row')}; the results may not line up. Score again.`, items: [] });
+  }
+  if (!hadResults) {
+    buildColumns();
+  }
+  rebuildView();
+  updateSummary();
+  updateInfo();
+  updateControls();
+  invalidate();
+}
+
+function showApiError(e) {
+  const details = (e.details || []).map(formatDetail);
+  const items = details.slice(0, ERROR_LIST_LIMIT);
+  if (details.length > items.length) items.push({ text: `…and ${plural(details.length - items.length, 'more problem')}.` });
+  const status = e.status ? ` (HTTP ${e.status})` : '';
+  setErrorGroup('api', { title: `Scoring failed${status}: ${sentence(e.message)}`, items });
+}
+
+/** One detail of an API error in words, linked to its cell when the table has it. */
+function formatDetail(x) {
+  const where = [];
+  if (x.row !== null && x.row !== undefined) {
+    const r = Number(x.row) - 1;
+    const id = state.data && r >= 0 && r < state.data.nRows ? ` (${rowId(state.data, r)})` : '';
+    where.push(`Row ${x.row}${id}`);
+  }
+  if (x.column) where.push(x.column);
+  const hasValue = x.value !== null && x.value !== undefined;
+  const what = `${hasValue ? `'${x.value}' ` : ''}${x.reason || ''}`.trim();
+  const item = { text: where.length ? `${where.join(', ')}: ${what}` : what };
+  if (state.data && x.row && x.column) {
+    const c = state.data.header.indexOf(x.column);
+    const r = Number(x.row) - 1;
+    const col = c >= 0 ? columnOfFileColumn(c) : null;
+    if (col && r >= 0 && r < state.data.nRows) item.goto = { r, key: col.key };
+  }
+  return item;
+}
+
+export function canScore() {
+  return Boolean(state.data && state.card && !state.busy && state.data.invalid.size === 0);
+}
+
+/** Sets the threshold in force; `moveSlider` puts the slider on it (to its nearest step). */
+export function setThreshold(t, moveSlider) {
+  state.threshold = t;
+  if (moveSlider && Number.isFinite(t)) ui.slider.value = String(t);
+  updateThresholdCount();
+  ui.reset.disabled = !(Number.isFinite(state.baseThreshold) && state.threshold !== state.baseThreshold);
+}
+
+function updateThresholdCount() {
+  const at = formatThreshold(state.threshold);
+  if (!state.results) {
+    ui.count.textContent = Number.isFinite(state.threshold) ? `threshold ${at}` : '';
+    return;
+  }
+  let n = 0;
+  const t = Math.fround(state.threshold);
+  for (let r = 0; r < state.results.prob.length; r++) if (Math.fround(state.results.prob[r]) >= t) n += 1;
+  ui.count.textContent = `${plural(n, 'wafer')} flagged at ${at}`;
+}
+
+export function updateSummary() {
+  if (!state.results || !state.data) {
+    ui.summary.textContent = '';
+    return;
+  }
+  const t = Math.fround(state.threshold);
+  const counts = new Map();
+  let flagged = 0;
+  for (let r = 0; r < state.data.nRows; r++) {
+    if (Math.fround(state.results.prob[r]) < t) continue;
+    flagged += 1;
+    for (const s of state.results.topNames[r]) counts.set(s, (counts.get(s) || 0) + 1);
+  }
+  let text = `${fmtInt(flagged)} of ${fmtInt(state.data.nRows)} ${state.data.nRows === 1 ? 'wafer' : 'wafers'} flagged (threshold ${formatThreshold(state.threshold)})`;
+  if (flagged) {
+    const top = [...counts.entries()].sort((a, b) => (b[1] - a[1]) || a[0].localeCompare(b[0], 'en', { numeric: true }));
+    const shown = top.slice(0, 5).map(([s, k]) => `${s} (${k})`);
+    text += `; sensors recurring among them: ${shown.join(', ')}${top.length > 5 ? ', …' : ''}`;
+  } else {
+    text += '.';
+  }
+  if (state.results.alarmRate !== null) {
+    const flaggedByDaemon = state.results.byBudget + state.results.inWarmup;
+    text += ` The daemon decides by an alarm budget, the top ${(state.results.alarmRate * 100).toFixed(1)}% of recent wafers: it flagged ${fmtInt(flaggedByDaemon)} of these (${fmtInt(state.results.byBudget)} by the budget, ${fmtInt(state.results.inWarmup)} by the threshold while its window warmed up); the slider recounts at one fixed threshold.`;
+  }
+  if (state.results.stale) text = `Out of date, the table changed after scoring: score again. ${text}`;
+  ui.summary.textContent = text;
+  ui.summary.classList.toggle('stale', state.results.stale);
+}
+
+export function onThresholdInput() {
+  let t = Number(ui.slider.value);
+  // The slider moves in steps of 0.0001; the step nearest the scorer's threshold means that threshold.
+  if (Number.isFinite(state.baseThreshold) && Math.abs(t - state.baseThreshold) <= Number(ui.slider.step) / 2) t = state.baseThreshold;
+  state.thresholdTouched = t !== state.baseThreshold;
+  setThreshold(t, false);
+  if (!state.results) return;
+  updateSummary();
+  if (state.faultsOnly) {
+    rebuildView();
+    updateInfo();
+  }
+  invalidate();
+}
+
+/** Opens the explanation of row `r` (explain.js), judged at the threshold the page shows. */
+export function showExplanation(r) {
+  if (!state.results || !state.results.rowsOut || !state.results.rowsOut[r]) return;
+  const x = state.results.rowsOut[r];
+  const t = Math.fround(state.threshold);
+  explain.show($('explanation'), {
+    ...x, fault: Math.fround(state.results.prob[r]) >= t, threshold: state.threshold, rule: 'threshold',
+  }, state.card);
+}
