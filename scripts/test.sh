@@ -10,6 +10,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
+# Each step's wall time, printed at the end (and on failure), so a run says where its minutes went.
+step_name="setup" step_start=$SECONDS steps=()
+step() {
+  steps+=("$(printf '%5d s  %s' $((SECONDS - step_start)) "$step_name")")
+  step_name=$1 step_start=$SECONDS
+  echo "== $1"
+}
+report_steps() {
+  steps+=("$(printf '%5d s  %s' $((SECONDS - step_start)) "$step_name")")
+  echo "== time per step (total $SECONDS s)"
+  printf '   %s\n' "${steps[@]}"
+}
+trap report_steps EXIT
+
 if [[ -z "${FAULTLINE_DATA_DIR:-}" && -d "$root/../shared/data" ]]; then
   export FAULTLINE_DATA_DIR="$root/../shared/data"
 fi
@@ -60,7 +74,7 @@ if ! command -v promtool >/dev/null && ! apt_install --no-install-recommends pro
   echo "   no promtool; the promtool checks will be skipped"
 fi
 
-echo "== Python environment (.venv, training/requirements.txt)"
+step "Python environment (.venv, training/requirements.txt)"
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
@@ -80,7 +94,7 @@ tansu_root=$root/target/tools/tansu-0.6.0-dynostore-libsql
 tansu=$tansu_root/bin/tansu
 if [[ "${FAULTLINE_SKIP_TANSU:-0}" != 1 ]]; then
   if [[ ! -x $tansu ]]; then
-    echo "== installing tansu 0.6.0 into $tansu_root (first run only)"
+    step "installing tansu 0.6.0 into $tansu_root (first run only)"
     cargo install --quiet --root "$tansu_root" --target-dir "$root/target/tansu-build" \
       tansu --version 0.6.0 --locked --features dynostore,libsql
   fi
@@ -92,40 +106,40 @@ if [[ "${FAULTLINE_SKIP_TANSU:-0}" != 1 ]]; then
   fi
 fi
 
-echo "== Rust tests (with Kafka; the Kafka tests run on librdkafka's in-process MockCluster)"
+step "Rust tests (with Kafka; the Kafka tests run on librdkafka's in-process MockCluster)"
 # The closed-loop test checks live quality with scikit-learn and trains on an export: the
 # environment above has both, so its absence is an error here.
 export FAULTLINE_PYTHON="$root/.venv/bin/python" FAULTLINE_REQUIRE_PYTHON=1
-cargo test --all-targets --locked --features kafka
-cargo test --doc --locked --features kafka
+cargo test --workspace --all-targets --locked --features kafka
+cargo test --workspace --doc --locked --features kafka
 
 if [[ "${FAULTLINE_SKIP_TANSU:-0}" == 1 ]]; then
   echo "== Kafka tests on tansu: SKIPPED (FAULTLINE_SKIP_TANSU=1)"
 else
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  echo "== the Kafka tests again, on tansu (127.0.0.1:$port)"
+  step "the Kafka tests again, on tansu (127.0.0.1:$port)"
   "$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
     --storage-engine memory://tansu/ > "$root/target/tansu.log" 2>&1 &
   tansu_pid=$!
-  trap 'kill $tansu_pid 2>/dev/null || true' EXIT
+  trap 'kill $tansu_pid 2>/dev/null || true; report_steps' EXIT
   for _ in $(seq 100); do
     (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
     sleep 0.1
   done
   KAFKA_BOOTSTRAP=127.0.0.1:$port cargo test --locked --features kafka --test kafka
   kill $tansu_pid 2>/dev/null || true
-  trap - EXIT
+  trap report_steps EXIT
 fi
 
 # AFL++ on the JSON row decoder, the CSV reader and the label readers, FAULTLINE_FUZZ_SECONDS (60)
 # each; FAULTLINE_SKIP_FUZZ=1 skips it.
-echo "== Fuzzing (scripts/fuzz.sh)"
+step "Fuzzing (scripts/fuzz.sh)"
 scripts/fuzz.sh
 
-echo "== Browser test (playwright-core + Chromium)"
+step "Browser test (playwright-core + Chromium)"
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 FAULTLINE_BIN="$root/target/debug/faultline" node --test tests/browser/
 
-echo "== Python tests"
+step "Python tests"
 export FAULTLINE_BIN="$root/target/debug/faultline"
 .venv/bin/python -m pytest -q training/tests tests/python
