@@ -235,11 +235,48 @@ async fn a_configured_token_guards_the_api_but_not_health() {
     };
     assert_eq!(send(&s, req("wrong")).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(send(&s, req("s3cret")).await.0, StatusCode::OK);
-    assert_eq!(
-        send(&s, get("/api/model")).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(send(&s, get("/healthz")).await.0, StatusCode::OK);
+    // Every /api/ route is behind the token (one layer on the API router), before any body is
+    // read; the page, health, readiness and /metrics are not.
+    for path in ["/api/model", "/api/drift", "/api/quality"] {
+        assert_eq!(
+            send(&s, get(path)).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    for path in [
+        "/api/model/reload",
+        "/api/model/promote",
+        "/api/labels",
+        "/api/score",
+    ] {
+        let (status, _, body) = send(&s, post_to(path, "text/csv", "id,Good/Bad\nW,1\n")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+    }
+    for path in ["/healthz", "/", "/metrics"] {
+        assert_eq!(send(&s, get(path)).await.0, StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn json_rejects_carry_their_row_number() {
+    let s = state(WebLimits::default());
+    let rows = r#"[{"id": "A", "Sensor-1": 1.5}, {"id": "B", "Sensor-1": "abc"}, {"id": "C"}]"#;
+    let (status, _, body) = send(&s, post("application/json", rows)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["details"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(v["details"][0]["row"], 2, "{body}");
+    assert!(v["details"][0]["value"].as_str().unwrap().contains("abc"));
+    // A message that is not an array of rows has no row number.
+    let (status, _, body) = send(
+        &s,
+        post("application/json", "{\"id\": 7, \"Sensor-1\": []}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["details"][0]["row"].is_null(), "{body}");
 }
 
 #[tokio::test]

@@ -82,6 +82,7 @@ fn too_large(payload: &[u8], options: &SourceOptions) -> Decoded {
                 payload.len(),
                 options.max_payload_bytes
             ),
+            row: None,
             reason: json::RejectReason::TooLarge,
             payload: text,
         }],

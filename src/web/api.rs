@@ -167,6 +167,19 @@ pub fn authorize(state: &WebState, headers: &HeaderMap) -> Result<(), ApiError> 
     }
 }
 
+/// The API's token check as a layer: every `/api/` route runs it before its handler (and before
+/// an upload's body is read), so no handler can forget it.
+pub async fn require_token(
+    State(s): State<WebState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match authorize(&s, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Compares without an early exit on the first differing byte.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() ^ b.len()) as u8;
@@ -205,17 +218,14 @@ pub(crate) fn too_large(s: &WebState) -> ApiError {
     )
 }
 
-/// Runs before an upload's body is read: refuses a request without the token, or one whose
-/// declared `Content-Length` is over the limit, at once (instead of waiting for a body that may
-/// never come).
+/// Runs before an upload's body is read (after [`require_token`]): refuses a request whose
+/// declared `Content-Length` is over the limit at once, instead of waiting for a body that may
+/// never come.
 pub async fn guard_upload(
     State(s): State<WebState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Err(e) = authorize(&s, request.headers()) {
-        return e.into_response();
-    }
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -237,7 +247,6 @@ pub async fn score(
     query: axum::extract::Query<ScoreQuery>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&s, &headers)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large(&s)
@@ -368,11 +377,7 @@ fn read_json(body: &[u8], schema: &Schema, max_rows: usize) -> Result<RowBatch, 
             .rejects
             .iter()
             .map(|r| Detail {
-                row: r
-                    .error
-                    .strip_prefix("row ")
-                    .and_then(|t| t.split(':').next())
-                    .and_then(|n| n.parse().ok()),
+                row: r.row,
                 column: None,
                 value: Some(r.payload.chars().take(120).collect()),
                 reason: r.error.clone(),

@@ -62,10 +62,9 @@ impl WebState {
 
 /// The routes.
 pub fn router(state: WebState) -> Router {
-    Router::new()
-        .merge(page::routes())
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    // Everything under /api/ needs the token (when one is configured); the page, health,
+    // readiness and /metrics do not.
+    let api = Router::new()
         .route("/api/model", get(model_card))
         .route("/api/model/reload", axum::routing::post(reload_model))
         .route("/api/model/promote", axum::routing::post(quality::promote))
@@ -81,7 +80,6 @@ pub fn router(state: WebState) -> Router {
                     api::guard_upload,
                 )),
         )
-        .route("/metrics", get(metrics))
         .route("/api/drift", get(drift))
         .route(
             "/api/score",
@@ -94,6 +92,16 @@ pub fn router(state: WebState) -> Router {
                     api::guard_upload,
                 )),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::require_token,
+        ));
+    Router::new()
+        .merge(page::routes())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(api)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -126,10 +134,7 @@ async fn count_requests(
     response
 }
 
-async fn drift(State(s): State<WebState>, headers: axum::http::HeaderMap) -> Response {
-    if let Err(e) = api::authorize(&s, &headers) {
-        return e.into_response();
-    }
+async fn drift(State(s): State<WebState>) -> Response {
     match s.drift.read() {
         Ok(report) => Json(report.clone()).into_response(),
         Err(_) => (
@@ -191,20 +196,14 @@ async fn readyz(State(s): State<WebState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn model_card(State(s): State<WebState>, headers: axum::http::HeaderMap) -> Response {
-    if let Err(e) = api::authorize(&s, &headers) {
-        return e.into_response();
-    }
+async fn model_card(State(s): State<WebState>) -> Response {
     Json(s.model.current().card().clone()).into_response()
 }
 
 /// `POST /api/model/reload`: loads `[model] dir` again, checks it and swaps it in. 200 with the
 /// outcome when the new model serves; 422 with the reason when it was refused (the old model keeps
 /// serving); 409 when faultline serves its embedded model (nothing to reload from).
-async fn reload_model(State(s): State<WebState>, headers: axum::http::HeaderMap) -> Response {
-    if let Err(e) = api::authorize(&s, &headers) {
-        return e.into_response();
-    }
+async fn reload_model(State(s): State<WebState>) -> Response {
     let embedded = s.model.dir().is_none();
     let live = s.model.clone();
     let status = match tokio::task::spawn_blocking(move || live.reload("api")).await {

@@ -58,6 +58,9 @@ pub struct Reject {
     /// `row 3: "Sensor-12" must be a number or null, not the string "abc"`. Rows of an array are
     /// numbered from 1; a message that is a single object has no row prefix.
     pub error: String,
+    /// The rejected row's 1-based position in the message's array; `None` when the reject is
+    /// the whole message (a single object, or a message that is not an array of rows).
+    pub row: Option<usize>,
     /// Why, as a low-cardinality label for metrics.
     pub reason: RejectReason,
     /// The rejected text exactly as received, for the dead-letter topic: an array element's own
@@ -361,6 +364,7 @@ impl Decoded {
         };
         self.rejects.push(Reject {
             error: message,
+            row,
             reason: error.reason(),
             payload,
         });
