@@ -8,6 +8,9 @@
 //! underscore separates nesting levels so keys that contain `_` survive
 //! (`FAULTLINE_INPUT__ALLOW_EXTRA_COLUMNS=true`).
 
+use crate::bus::kafka::{kafka_topic_problem, KafkaSection, KafkaSettings};
+use crate::bus::mqtt::{MqttSection, MqttSettings};
+use crate::secret::{read_secret, Secret};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -111,54 +114,6 @@ pub struct SourceSection {
     pub kafka: KafkaSection,
 }
 
-/// `[source.kafka]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSection {
-    /// Bootstrap servers, `host:port[,host:port...]`.
-    pub brokers: String,
-    /// Topic the rows are published on.
-    pub topic: String,
-    /// Consumer group.
-    pub group_id: String,
-    /// librdkafka properties passed through to the consumer and the producer (TLS, SASL, tuning).
-    #[serde(default)]
-    pub properties: std::collections::BTreeMap<String, serde_json::Value>,
-}
-
-/// `[source.mqtt]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttSection {
-    /// `mqtt://host:port`.
-    pub url: String,
-    /// Topic filter.
-    pub topic: String,
-    /// Stable client id.
-    pub client_id: String,
-    /// Subscription QoS (0 or 1).
-    pub qos: u8,
-    /// Shared subscription group, empty for none.
-    pub shared_group: String,
-    /// Keep-alive interval in seconds.
-    pub keep_alive_s: u64,
-    /// PEM file of the CA(s) that sign the broker's certificate (mqtts://); empty: the system's.
-    pub ca_file: String,
-    /// PEM client certificate (chain) for brokers that require one; empty: none.
-    pub client_cert_file: String,
-    /// PEM private key of the client certificate.
-    pub client_key_file: String,
-    /// User name for brokers that require one; empty: none.
-    #[serde(default)]
-    pub username: String,
-    /// Password of `username` (prefer `password_file`).
-    #[serde(default)]
-    pub password: String,
-    /// File holding the password (its whole content, trailing newline dropped).
-    #[serde(default)]
-    pub password_file: String,
-}
-
 /// `[broker]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -230,289 +185,6 @@ pub struct ShutdownSection {
     pub grace_ms: u64,
 }
 
-/// Where rows come from, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceKind {
-    /// The embedded broker on `broker_listen`.
-    Embedded,
-    /// An external MQTT broker.
-    Mqtt,
-    /// A Kafka cluster (needs the `kafka` cargo feature).
-    Kafka,
-}
-
-/// A Kafka connection's settings, checked.
-#[derive(Clone)]
-pub struct KafkaSettings {
-    /// Bootstrap servers.
-    pub brokers: String,
-    /// Topic to consume.
-    pub topic: String,
-    /// Consumer group.
-    pub group_id: String,
-    /// librdkafka properties, names with dots (`security.protocol`), values as text.
-    pub properties: Vec<(String, String)>,
-}
-
-/// librdkafka properties faultline sets itself: at-least-once depends on them, or they have their
-/// own keys.
-const KAFKA_RESERVED: [(&str, &str); 5] = [
-    ("bootstrap.servers", "set source.kafka.brokers instead"),
-    ("group.id", "set source.kafka.group_id instead"),
-    (
-        "enable.auto.offset.store",
-        "faultline stores a row's offset only after its verdict is on the broker",
-    ),
-    (
-        "enable.auto.commit",
-        "faultline commits only offsets it has stored, after their verdicts are on the broker",
-    ),
-    (
-        "enable.partition.eof",
-        "faultline reads the topic as an endless stream",
-    ),
-];
-
-impl std::fmt::Debug for KafkaSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let properties: Vec<(&str, &str)> = self
-            .properties
-            .iter()
-            .map(|(k, v)| {
-                let secret = ["password", "secret", "key", "token", "jaas"]
-                    .iter()
-                    .any(|s| k.contains(s));
-                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
-            })
-            .collect();
-        f.debug_struct("KafkaSettings")
-            .field("brokers", &self.brokers)
-            .field("topic", &self.topic)
-            .field("group_id", &self.group_id)
-            .field("properties", &properties)
-            .finish()
-    }
-}
-
-/// `[source.mqtt]` user name and password (from `password` or `password_file`).
-fn mqtt_credentials(m: &MqttSection) -> Result<Option<(String, Secret)>, String> {
-    let user = m.username.trim();
-    let password = match (m.password.as_str(), m.password_file.trim()) {
-        ("", "") => String::new(),
-        (p, "") => p.to_string(),
-        ("", file) => read_secret("source.mqtt.password_file", file)?,
-        _ => {
-            return Err(
-                "source.mqtt.password and password_file are both set; keep one (the file keeps the password out of the configuration)"
-                    .into(),
-            )
-        }
-    };
-    match (user, password.is_empty()) {
-        ("", true) => Ok(None),
-        ("", false) => Err(
-            "source.mqtt has a password but no username; MQTT sends a password only with a user name"
-                .into(),
-        ),
-        (user, _) => Ok(Some((user.to_string(), password.into()))),
-    }
-}
-
-/// Reads a secret from `path`: the whole file, without the trailing newline.
-fn read_secret(setting: &str, path: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(path.trim())
-        .map_err(|e| format!("{setting} = {path}: cannot read it: {e}"))?;
-    let text = text.trim_end_matches(['\n', '\r']).to_string();
-    if text.is_empty() {
-        return Err(format!("{setting} = {path}: the file is empty"));
-    }
-    Ok(text)
-}
-
-impl KafkaSettings {
-    /// Checks `[source.kafka]`. Property names may be written with `_` for `.` (environment
-    /// variables cannot hold dots): `FAULTLINE_SOURCE__KAFKA__PROPERTIES__SECURITY_PROTOCOL=SSL`.
-    pub fn from_section(k: &KafkaSection) -> Result<KafkaSettings, String> {
-        let brokers = k.brokers.trim();
-        if brokers.is_empty() {
-            return Err("source.kafka.brokers is empty; set host:port[,host:port]".into());
-        }
-        if brokers.contains("://") {
-            return Err(format!(
-                "source.kafka.brokers is \"{brokers}\"; write host:port[,host:port] without a scheme"
-            ));
-        }
-        let topic = k.topic.trim();
-        if topic.is_empty() {
-            return Err(
-                "source.kafka.topic is empty; set the topic the rows are published on".into(),
-            );
-        }
-        if let Some(bad) = kafka_topic_problem(topic) {
-            return Err(format!("source.kafka.topic \"{topic}\" {bad}"));
-        }
-        let group_id = k.group_id.trim();
-        if group_id.is_empty() {
-            return Err("source.kafka.group_id is empty; instances in one group split the partitions, so set a stable name".into());
-        }
-        let mut properties = Vec::with_capacity(k.properties.len());
-        for (name, value) in &k.properties {
-            let name = if name.contains('.') {
-                name.clone()
-            } else {
-                name.replace('_', ".")
-            };
-            if let Some((_, why)) = KAFKA_RESERVED.iter().find(|(n, _)| *n == name) {
-                return Err(format!(
-                    "source.kafka.properties sets \"{name}\"; faultline sets it itself: {why}"
-                ));
-            }
-            let mut name = name;
-            let value = match value {
-                // `<property>.file`: the value is in that file (a secret kept out of the config).
-                serde_json::Value::String(path) if name.ends_with(".file") => {
-                    name = name.trim_end_matches(".file").to_string();
-                    read_secret(&format!("source.kafka.properties.\"{name}.file\""), path)?
-                }
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
-                serde_json::Value::Bool(b) => b.to_string(),
-                _ => {
-                    return Err(format!(
-                        "source.kafka.properties.\"{name}\" must be a string, number or boolean"
-                    ))
-                }
-            };
-            properties.push((name, value));
-        }
-        Ok(KafkaSettings {
-            brokers: brokers.to_string(),
-            topic: topic.to_string(),
-            group_id: group_id.to_string(),
-            properties,
-        })
-    }
-}
-
-/// Why `topic` is not a legal Kafka topic name, if it is not.
-pub fn kafka_topic_problem(topic: &str) -> Option<&'static str> {
-    if topic.len() > 249 {
-        Some("is longer than 249 characters")
-    } else if topic == "." || topic == ".." {
-        Some("is not a legal Kafka topic name")
-    } else if !topic
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
-        Some("may hold only letters, digits, '.', '_' and '-' (Kafka topic names)")
-    } else {
-        None
-    }
-}
-
-/// A password or token: its `Debug` never shows it (read it with `&*secret`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl std::ops::Deref for Secret {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<T: Into<String>> From<T> for Secret {
-    fn from(s: T) -> Secret {
-        Secret(s.into())
-    }
-}
-
-/// An MQTT connection's settings, checked.
-#[derive(Debug, Clone)]
-pub struct MqttSettings {
-    /// Broker host.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
-    /// Topic filter to subscribe to (without any `$share` prefix).
-    pub topic: String,
-    /// Client id.
-    pub client_id: String,
-    /// Subscription QoS.
-    pub qos: u8,
-    /// Shared subscription group.
-    pub shared_group: Option<String>,
-    /// Keep-alive interval.
-    pub keep_alive: Duration,
-    /// TLS, for `mqtts://` URLs.
-    pub tls: Option<MqttTls>,
-    /// User name and password sent in CONNECT (the password is never printed).
-    pub credentials: Option<(String, Secret)>,
-}
-
-/// TLS settings of an `mqtts://` connection (files are read when faultline starts).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MqttTls {
-    /// CA certificates (PEM) to trust; `None`: the system's roots.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate chain and key (PEM), for brokers that require client certificates.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-}
-
-impl MqttSettings {
-    /// The filter to subscribe to: `$share/<group>/<topic>` on a shared subscription.
-    pub fn subscription(&self) -> String {
-        match &self.shared_group {
-            Some(g) => format!("$share/{g}/{}", self.topic),
-            None => self.topic.clone(),
-        }
-    }
-}
-
-/// Parses `mqtt://host[:port]` (plain TCP only).
-pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
-    match parse_broker_url(url)? {
-        (_, _, true) => Err(format!(
-            "'{url}': TLS is not available here; use mqtt://HOST:PORT"
-        )),
-        (host, port, false) => Ok((host, port)),
-    }
-}
-
-/// Parses `mqtt://host[:port]` (port 1883) or `mqtts://host[:port]` (TLS, port 8883); the bool
-/// says TLS.
-pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
-    let (rest, tls) = if let Some(rest) = url.strip_prefix("mqtt://") {
-        (rest, false)
-    } else if let Some(rest) = url.strip_prefix("mqtts://") {
-        (rest, true)
-    } else {
-        return Err(format!(
-            "'{url}' is not an MQTT URL; write mqtt://HOST:PORT or mqtts://HOST:PORT"
-        ));
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| format!("'{url}' has an invalid port '{p}'"))?,
-        ),
-        _ => (rest, if tls { 8883 } else { 1883 }),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!("'{url}' names no host; write mqtt://HOST:PORT"));
-    }
-    Ok((host.to_string(), port, tls))
-}
-
 /// `[model]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -564,14 +236,8 @@ pub struct Config {
     pub allow_extra_columns: bool,
     /// Rows per CSV batch.
     pub csv_batch_rows: NonZeroUsize,
-    /// Where rows come from.
-    pub source: SourceKind,
-    /// The MQTT connection (to the embedded broker when `source` is `Embedded`).
-    pub mqtt: MqttSettings,
-    /// The Kafka connection, when `source` is `Kafka`.
-    pub kafka: Option<KafkaSettings>,
-    /// The embedded broker's listen address.
-    pub broker_listen: SocketAddr,
+    /// The bus rows come from and verdicts go to.
+    pub bus: Bus,
     /// Topic for faults.
     pub faults_topic: String,
     /// Topic for every verdict.
@@ -579,7 +245,7 @@ pub struct Config {
     /// Topic for unreadable rows.
     pub dead_letter_topic: String,
     /// When to flush a micro-batch.
-    pub batch: crate::pipeline::batch::BatchPolicy,
+    pub batch: BatchPolicy,
     /// Rows in flight.
     pub queue_rows: NonZeroUsize,
     /// HTTP listen address.
@@ -600,6 +266,65 @@ pub struct Config {
     pub quality_interval: Duration,
     /// The shadow model's directory, if one runs.
     pub shadow_dir: Option<PathBuf>,
+}
+
+/// `[batch]`, checked: when the micro-batcher flushes.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPolicy {
+    /// Flush as soon as this many rows are waiting.
+    pub max_rows: NonZeroUsize,
+    /// Flush this long after the first row of a batch arrived.
+    pub linger: Duration,
+}
+
+/// The bus rows come from and verdicts go to, checked: each kind carries only its own settings.
+#[derive(Debug, Clone)]
+pub enum Bus {
+    /// faultline's own MQTT broker on `listen`; its clients connect there with `mqtt`.
+    Embedded {
+        /// Where the embedded broker listens.
+        listen: SocketAddr,
+        /// The connection faultline's clients make to it.
+        mqtt: MqttSettings,
+    },
+    /// An external MQTT broker.
+    Mqtt(MqttSettings),
+    /// A Kafka cluster (builds with the `kafka` feature; others refuse this configuration).
+    Kafka(KafkaSettings),
+}
+
+impl Bus {
+    /// The MQTT connection's settings, on an MQTT bus.
+    pub fn mqtt(&self) -> Option<&MqttSettings> {
+        match self {
+            Bus::Embedded { mqtt, .. } | Bus::Mqtt(mqtt) => Some(mqtt),
+            Bus::Kafka(_) => None,
+        }
+    }
+
+    /// As [`Bus::mqtt`], to change them (tests, the command line).
+    pub fn mqtt_mut(&mut self) -> Option<&mut MqttSettings> {
+        match self {
+            Bus::Embedded { mqtt, .. } | Bus::Mqtt(mqtt) => Some(mqtt),
+            Bus::Kafka(_) => None,
+        }
+    }
+
+    /// The Kafka connection's settings, on Kafka.
+    pub fn kafka(&self) -> Option<&KafkaSettings> {
+        match self {
+            Bus::Kafka(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The topic (MQTT filter) the rows arrive on.
+    pub fn rows_topic(&self) -> &str {
+        match self {
+            Bus::Embedded { mqtt, .. } | Bus::Mqtt(mqtt) => &mqtt.topic,
+            Bus::Kafka(k) => &k.topic,
+        }
+    }
 }
 
 impl Config {
@@ -685,10 +410,30 @@ impl RawConfig {
             )
         })?;
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
-        let source = match self.source.kind.as_str() {
-            "embedded" => SourceKind::Embedded,
-            "mqtt" => SourceKind::Mqtt,
-            "kafka" if cfg!(feature = "kafka") => SourceKind::Kafka,
+        let m = &self.source.mqtt;
+        let bus = match self.source.kind.as_str() {
+            "embedded" => {
+                let listen: SocketAddr = self.broker.listen.parse().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "broker.listen is \"{}\"; write an IP address and port such as 127.0.0.1:1883",
+                        self.broker.listen
+                    ))
+                })?;
+                let mqtt = MqttSettings::from_section(m, Some(listen), true)
+                    .map_err(ConfigError::Invalid)?;
+                Bus::Embedded { listen, mqtt }
+            }
+            "mqtt" => Bus::Mqtt(
+                MqttSettings::from_section(m, None, true).map_err(ConfigError::Invalid)?,
+            ),
+            "kafka" if cfg!(feature = "kafka") => {
+                // [source.mqtt] is checked all the same: a typo should not wait for a switch.
+                MqttSettings::from_section(m, None, false).map_err(ConfigError::Invalid)?;
+                Bus::Kafka(
+                    KafkaSettings::from_section(&self.source.kafka)
+                        .map_err(ConfigError::Invalid)?,
+                )
+            }
             "kafka" => {
                 return invalid(
                     "source.kind is \"kafka\", but this build of faultline was compiled without Kafka; rebuild with `cargo build --release --features kafka`"
@@ -701,50 +446,9 @@ impl RawConfig {
                 ))
             }
         };
-        let broker_listen: SocketAddr = self.broker.listen.parse().map_err(|_| {
-            ConfigError::Invalid(format!(
-                "broker.listen is \"{}\"; write an IP address and port such as 127.0.0.1:1883",
-                self.broker.listen
-            ))
-        })?;
-        let m = &self.source.mqtt;
-        let (host, port, tls) = match source {
-            SourceKind::Embedded => (broker_listen.ip().to_string(), broker_listen.port(), false),
-            // Not used on Kafka, but checked all the same: a typo should not wait for a switch.
-            SourceKind::Mqtt | SourceKind::Kafka => parse_broker_url(m.url.trim())
-                .map_err(|e| ConfigError::Invalid(format!("source.mqtt.url {e}")))?,
-        };
         let file = |f: &str| Some(PathBuf::from(f.trim())).filter(|p| !p.as_os_str().is_empty());
-        let client_cert = match (file(&m.client_cert_file), file(&m.client_key_file)) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => return invalid(
-                "source.mqtt.client_cert_file and client_key_file go together: set both or neither"
-                    .into(),
-            ),
-        };
-        if !tls
-            && (file(&m.ca_file).is_some() || client_cert.is_some())
-            && source == SourceKind::Mqtt
-        {
-            return invalid(format!(
-                "source.mqtt sets TLS files but the url \"{}\" is not mqtts://; write mqtts://HOST:PORT",
-                m.url.trim()
-            ));
-        }
-        let credentials = mqtt_credentials(m).map_err(ConfigError::Invalid)?;
-        let tls = tls.then(|| MqttTls {
-            ca_file: file(&m.ca_file),
-            client_cert,
-        });
-        let kafka = match source {
-            SourceKind::Kafka => Some(
-                KafkaSettings::from_section(&self.source.kafka).map_err(ConfigError::Invalid)?,
-            ),
-            _ => None,
-        };
         // Empty sink topics take the bus's own default names.
-        let on_kafka = source == SourceKind::Kafka;
+        let on_kafka = matches!(bus, Bus::Kafka(_));
         let bus_default = |topic: &str, mqtt: &str, kafka: &str| -> String {
             match topic.trim() {
                 "" if on_kafka => kafka.to_string(),
@@ -762,40 +466,6 @@ impl RawConfig {
             "faultline/dead-letter",
             "faultline.dead-letter",
         );
-        let host = if host == "0.0.0.0" {
-            "127.0.0.1".to_string()
-        } else {
-            host
-        };
-        if m.topic.trim().is_empty() {
-            return invalid(
-                "source.mqtt.topic is empty; set the topic the rows are published on".into(),
-            );
-        }
-        if m.client_id.trim().is_empty() {
-            return invalid(
-                "source.mqtt.client_id is empty; set a stable id so the broker keeps the session"
-                    .into(),
-            );
-        }
-        if m.qos > 1 {
-            return invalid(format!(
-                "source.mqtt.qos is {}; set 1 (at least once) or 0 (at most once)",
-                m.qos
-            ));
-        }
-        if m.keep_alive_s < 5 {
-            return invalid(format!(
-                "source.mqtt.keep_alive_s is {}; set at least 5 seconds",
-                m.keep_alive_s
-            ));
-        }
-        let group = m.shared_group.trim();
-        if group.contains(['/', '+', '#']) {
-            return invalid(format!(
-                "source.mqtt.shared_group \"{group}\" may not contain /, + or #"
-            ));
-        }
         for (key, topic) in [
             ("sink.faults_topic", faults_topic.as_str()),
             ("sink.dead_letter_topic", dead_letter_topic.as_str()),
@@ -880,13 +550,10 @@ impl RawConfig {
             );
         }
         let labels_topic = Some(l.topic.trim().to_string()).filter(|t| !t.is_empty());
-        let row_topic = match &kafka {
-            Some(k) => k.topic.clone(),
-            None => m.topic.trim().to_string(),
-        };
+        let row_topic = bus.rows_topic();
         if let Some(t) = &labels_topic {
             for (key, other) in [
-                ("the rows' topic", row_topic.as_str()),
+                ("the rows' topic", row_topic),
                 ("sink.faults_topic", faults_topic.as_str()),
                 ("sink.dead_letter_topic", dead_letter_topic.as_str()),
                 ("sink.scores_topic", self.sink.scores_topic.trim()),
@@ -941,24 +608,11 @@ impl RawConfig {
                 .then(|| Duration::from_millis(self.model.watch_ms)),
             allow_extra_columns: self.input.allow_extra_columns,
             csv_batch_rows,
-            source,
-            mqtt: MqttSettings {
-                host,
-                port,
-                topic: m.topic.trim().to_string(),
-                client_id: m.client_id.trim().to_string(),
-                qos: m.qos,
-                shared_group: (!group.is_empty()).then(|| group.to_string()),
-                keep_alive: Duration::from_secs(m.keep_alive_s),
-                tls,
-                credentials,
-            },
-            kafka,
-            broker_listen,
+            bus,
             faults_topic,
             scores_topic: Some(self.sink.scores_topic.trim().to_string()).filter(|t| !t.is_empty()),
             dead_letter_topic,
-            batch: crate::pipeline::batch::BatchPolicy {
+            batch: BatchPolicy {
                 max_rows,
                 linger: Duration::from_millis(self.batch.linger_ms),
             },
@@ -1051,9 +705,11 @@ mod tests {
         .unwrap()
         .validate()
         .unwrap();
-        assert_eq!(c.source, SourceKind::Mqtt);
-        assert_eq!((c.mqtt.host.as_str(), c.mqtt.port), ("broker.local", 2883));
-        assert_eq!(c.mqtt.subscription(), "$share/scorers/faultline/rows");
+        let Bus::Mqtt(mqtt) = &c.bus else {
+            panic!("not an MQTT bus: {:?}", c.bus)
+        };
+        assert_eq!((mqtt.host.as_str(), mqtt.port), ("broker.local", 2883));
+        assert_eq!(mqtt.subscription(), "$share/scorers/faultline/rows");
         assert_eq!(c.scores_topic.as_deref(), Some("faultline/scores"));
         assert_eq!(c.batch.max_rows.get(), 64);
     }
@@ -1064,28 +720,14 @@ mod tests {
             .unwrap()
             .validate()
             .unwrap();
-        assert_eq!(c.source, SourceKind::Embedded);
-        assert_eq!(c.broker_listen.to_string(), "127.0.0.1:1883");
-        assert_eq!((c.mqtt.host.as_str(), c.mqtt.port), ("127.0.0.1", 1883));
+        let Bus::Embedded { listen, mqtt } = &c.bus else {
+            panic!("not the embedded broker: {:?}", c.bus)
+        };
+        assert_eq!(listen.to_string(), "127.0.0.1:1883");
+        assert_eq!((mqtt.host.as_str(), mqtt.port), ("127.0.0.1", 1883));
         assert_eq!(c.faults_topic, "faultline/faults");
         assert_eq!(c.scores_topic, None);
         assert_eq!(c.batch.linger, Duration::from_millis(5));
-    }
-
-    #[test]
-    fn mqtt_urls_parse_or_say_how_to_write_them() {
-        assert_eq!(parse_mqtt_url("mqtt://h:1"), Ok(("h".into(), 1)));
-        assert_eq!(parse_mqtt_url("mqtt://h"), Ok(("h".into(), 1883)));
-        assert_eq!(parse_mqtt_url("mqtt://[::1]:9"), Ok(("::1".into(), 9)));
-        assert!(parse_mqtt_url("tcp://h:1")
-            .unwrap_err()
-            .contains("mqtt://HOST:PORT"));
-        assert!(parse_mqtt_url("mqtts://h:1").unwrap_err().contains("TLS"));
-        assert_eq!(parse_broker_url("mqtts://h"), Ok(("h".into(), 8883, true)));
-        assert_eq!(parse_broker_url("mqtt://h:2"), Ok(("h".into(), 2, false)));
-        assert!(parse_mqtt_url("mqtt://h:x")
-            .unwrap_err()
-            .contains("invalid port"));
     }
 
     #[test]
@@ -1216,8 +858,9 @@ mod tests {
         .unwrap()
         .validate()
         .unwrap();
-        assert_eq!(c.source, SourceKind::Kafka);
-        let k = c.kafka.unwrap();
+        let Bus::Kafka(k) = c.bus else {
+            panic!("not Kafka: {:?}", c.bus)
+        };
         assert_eq!(k.brokers, "10.0.0.1:9092,10.0.0.2:9092");
         assert_eq!(
             (k.topic.as_str(), k.group_id.as_str()),
@@ -1290,7 +933,7 @@ mod tests {
         assert_eq!(c.web_limits.token.as_deref(), Some("s3cret-token"));
         let printed = format!("{c:?}");
         assert!(!printed.contains("s3cret-token"), "{printed}");
-        if let Some(k) = &c.kafka {
+        if let Some(k) = c.bus.kafka() {
             assert!(k
                 .properties
                 .contains(&("sasl.password".into(), "kafka-pass".into())));
@@ -1331,7 +974,7 @@ mod tests {
             RawConfig::load_with_env(None, env(pairs))
                 .unwrap()
                 .validate()
-                .map(|c| c.mqtt)
+                .map(|c| c.bus.mqtt().cloned().expect("an MQTT bus"))
                 .map_err(|e| e.to_string())
         };
         assert_eq!(check(&[]).unwrap().credentials, None);

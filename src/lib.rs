@@ -7,15 +7,16 @@
 //!
 //! | stage | file | what it does |
 //! |---|---|---|
-//! | configuration | `config.rs` | serde types, layered loading (defaults, file, env), pure validation |
+//! | configuration | `config.rs` | layered loading (defaults, file, env); assembles the sections into [`config::Config`], with the bus as one enum |
+//! | secrets, time | `secret.rs`, `clock.rs` | passwords and tokens never printed, read from files; timestamps |
 //! | reading rows | `crates/rows`: `lib.rs`, `csv.rs`, `json.rs` (re-exported as `row`) | one record or bus message → feature vectors in model order, or errors naming row, column and value |
 //! | embedded broker | `bus/mqtt/broker.rs` | rumqttd on its own thread |
-//! | MQTT | `bus/mqtt/mod.rs`, `source.rs`, `publisher.rs`, `tls.rs` | rows in at QoS 1 with manual acks; verdicts out, the broker's acks counted in order; rustls |
-//! | Kafka | `bus/kafka/mod.rs`, `source.rs`, `publisher.rs` | client properties, logs, lag; offsets stored after publish; the producer |
+//! | MQTT | `bus/mqtt/mod.rs`, `settings.rs`, `source.rs`, `publisher.rs`, `tls.rs` | `[source.mqtt]` checked; rows in at QoS 1 with manual acks; verdicts out, the broker's acks counted in order; rustls |
+//! | Kafka | `bus/kafka/mod.rs`, `settings.rs`, `client.rs`, `source.rs`, `publisher.rs` | `[source.kafka]` checked (in every build); client properties, logs, lag; offsets stored after publish; the producer |
 //! | transport dispatch | `bus/mod.rs` | [`bus::Source`], [`bus::Acker`], [`bus::Publisher`] over the configured transport |
 //! | admission | `bus/admit.rs` | decode-ahead in arrival order, the in-flight bound (backpressure) |
 //! | connection state | `bus/link.rs`, `bus/backoff.rs` | up or down, and why a broker refuses a client (`/readyz`); reconnect backoff |
-//! | wiring of `serve` | `pipeline/mod.rs` | channels, tasks, graceful shutdown; no logic of its own |
+//! | wiring of `serve` | `pipeline/mod.rs`, `pipeline/error.rs` | channels, tasks, graceful shutdown; no logic of its own; why it could not start |
 //! | micro-batches | `pipeline/batch.rs` | flush on size or age, drain on stop |
 //! | scoring stage | `pipeline/scoring.rs` | model + shadow, drift window, store, verdicts and dead letters out |
 //! | scoring | `model/mod.rs` | loads graph + card, checks they match, scores batches, explains verdicts |
@@ -42,6 +43,7 @@
 //! `main.rs` only parses the command line and calls into these.
 
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod drift;
 pub mod labels;
@@ -52,5 +54,6 @@ pub mod quality;
 pub mod replay;
 pub use faultline_rows as row;
 pub mod score;
+pub mod secret;
 pub mod store;
 pub mod web;

@@ -30,6 +30,8 @@ pub const ROW_LATENCY: &str = "faultline_row_latency_seconds";
 pub const QUEUE_ROWS: &str = "faultline_queue_rows";
 /// `faultline_source_connected{source}`
 pub const SOURCE_CONNECTED: &str = "faultline_source_connected";
+/// `faultline_broker_session_lost_total{client}`
+pub const BROKER_SESSION_LOST: &str = "faultline_broker_session_lost_total";
 /// `faultline_publish_errors_total{sink}`
 pub const PUBLISH_ERRORS: &str = "faultline_publish_errors_total";
 /// `faultline_model_info{version}`
@@ -124,6 +126,8 @@ pub struct Metrics {
     pub source_connected: IntGaugeVec,
     /// Publishes that failed, by sink.
     pub publish_errors: IntCounterVec,
+    /// Sessions an MQTT broker lost (it came back without them), by client.
+    pub broker_session_lost: IntCounterVec,
     /// 1 for the model version being served.
     pub model_info: IntGaugeVec,
     /// The decision threshold in force (under an alarm budget: the one the last verdict used).
@@ -255,6 +259,11 @@ impl Metrics {
             .expect("unique metric");
         let publish_errors =
             counter_vec(PUBLISH_ERRORS, "Publishes that failed, by sink.", &["sink"]);
+        let broker_session_lost = counter_vec(
+            BROKER_SESSION_LOST,
+            "Times the MQTT broker came back without a faultline client's session (a restart without persistence), by client: source, publisher, labels. What the broker had queued for faultline then is gone.",
+            &["client"],
+        );
         let verdicts = counter_vec(
             VERDICTS,
             "Verdicts by the rule that made them: threshold, alarm_rate (the alarm budget) or warmup (budget window still filling).",
@@ -412,6 +421,7 @@ impl Metrics {
             queue_rows,
             source_connected,
             publish_errors,
+            broker_session_lost,
             model_info,
             model_threshold,
             verdicts,
@@ -462,6 +472,11 @@ impl Metrics {
         self.rows_received.with_label_values(&[source]);
         self.source_connected.with_label_values(&[source]);
         self.publish_errors.with_label_values(&[sink]);
+        if source == SOURCE_MQTT {
+            for client in ["source", "publisher"] {
+                self.broker_session_lost.with_label_values(&[client]);
+            }
+        }
         self
     }
 
@@ -501,11 +516,17 @@ impl Metrics {
     }
 
     /// Publishes a drift report as gauges.
-    pub fn set_drift(&self, report: &crate::drift::DriftReport) {
-        self.drift_sensors.set(report.sensors_out_of_range as i64);
-        self.missing_ratio.set(report.missing_ratio);
-        self.score_mean.set(report.score_mean);
-        self.drift_window_rows.set(report.window_rows as i64);
+    pub fn set_drift(
+        &self,
+        sensors_out_of_range: usize,
+        missing_ratio: f64,
+        score_mean: f64,
+        window_rows: usize,
+    ) {
+        self.drift_sensors.set(sensors_out_of_range as i64);
+        self.missing_ratio.set(missing_ratio);
+        self.score_mean.set(score_mean);
+        self.drift_window_rows.set(window_rows as i64);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -536,6 +557,7 @@ mod tests {
             ROWS_DEAD_LETTERED,
             SOURCE_CONNECTED,
             PUBLISH_ERRORS,
+            BROKER_SESSION_LOST,
             MODEL_INFO,
             MODEL_THRESHOLD,
             ROWS_SCORED,

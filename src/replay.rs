@@ -1,11 +1,10 @@
 //! `faultline replay`: publishes a wafer CSV to the bus, one JSON object per row — for demos and as
 //! the load generator.
 
-use crate::config::parse_mqtt_url;
+use crate::bus::mqtt::parse_mqtt_url;
 use crate::row::csv::{CsvOptions, CsvRows};
 use crate::row::json::encode_row;
 use crate::row::Schema;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -81,7 +80,7 @@ pub fn parse_target(to: &str) -> Result<Target, ReplayError> {
             )))
         }
         Bus::Kafka => {
-            if let Some(bad) = crate::config::kafka_topic_problem(topic) {
+            if let Some(bad) = crate::bus::kafka::kafka_topic_problem(topic) {
                 return Err(ReplayError::Target(format!("--to '{to}': the topic {bad}")));
             }
         }
@@ -182,11 +181,7 @@ pub async fn replay(
 
 /// The publishing end of a replay: a connection and the count of acknowledged rows.
 enum Out {
-    Mqtt {
-        client: AsyncClient,
-        poller: tokio::task::JoinHandle<Result<(), String>>,
-        acked: watch::Receiver<u64>,
-    },
+    Mqtt(crate::bus::mqtt::publisher::MqttPublisher),
     #[cfg(feature = "kafka")]
     Kafka(crate::bus::kafka::publisher::KafkaPublisher),
 }
@@ -197,7 +192,7 @@ impl Out {
             Bus::Mqtt => Ok(Out::mqtt(target)),
             #[cfg(feature = "kafka")]
             Bus::Kafka => {
-                let settings = crate::config::KafkaSettings {
+                let settings = crate::bus::kafka::KafkaSettings {
                     brokers: format!("{}:{}", target.host, target.port),
                     topic: target.topic.clone(),
                     group_id: String::new(),
@@ -213,43 +208,21 @@ impl Out {
     }
 
     fn mqtt(target: &Target) -> Out {
-        let client_id = format!("faultline-replay-{}", std::process::id());
-        let mut options = MqttOptions::new(client_id, &target.host, target.port);
-        options
-            .set_keep_alive(Duration::from_secs(30))
-            .set_max_packet_size(1 << 24, 1 << 24)
-            .set_inflight(1000);
-        let (client, mut eventloop) = AsyncClient::new(options, 1000);
-        let (acked_tx, acked) = watch::channel(0u64);
-        let poller = tokio::spawn(async move {
-            let mut count = 0u64;
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        count += 1;
-                        acked_tx.send_replace(count);
-                    }
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return Ok(()),
-                    Ok(_) => {}
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-        });
-        Out::Mqtt {
-            client,
-            poller,
-            acked,
-        }
+        Out::Mqtt(crate::bus::mqtt::publisher::MqttPublisher::for_replay(
+            &target.host,
+            target.port,
+            1 << 24,
+        ))
     }
 
     async fn publish(&mut self, topic: &str, id: &str, payload: String) -> Result<(), ReplayError> {
         let broker = |e: String| ReplayError::Broker(e);
         match self {
-            Out::Mqtt { client, .. } => {
+            Out::Mqtt(p) => {
                 let _ = id;
-                client
-                    .publish(topic, QoS::AtLeastOnce, false, payload)
+                p.publish(topic, payload.into_bytes())
                     .await
+                    .map(|_| ())
                     .map_err(|e| broker(e.to_string()))
             }
             #[cfg(feature = "kafka")]
@@ -269,7 +242,7 @@ impl Out {
     /// True once the connection failed for good.
     fn failed(&self) -> bool {
         match self {
-            Out::Mqtt { poller, .. } => poller.is_finished(),
+            Out::Mqtt(p) => p.failure().borrow().is_some(),
             #[cfg(feature = "kafka")]
             Out::Kafka(p) => p.failure().borrow().is_some(),
         }
@@ -277,7 +250,7 @@ impl Out {
 
     fn acked(&self) -> watch::Receiver<u64> {
         match self {
-            Out::Mqtt { acked, .. } => acked.clone(),
+            Out::Mqtt(p) => p.acked(),
             #[cfg(feature = "kafka")]
             Out::Kafka(p) => p.acked(),
         }
@@ -286,11 +259,10 @@ impl Out {
     /// The failure, if the connection failed.
     async fn error(&mut self) -> Result<(), ReplayError> {
         match self {
-            Out::Mqtt { poller, .. } if poller.is_finished() => poller
-                .await
-                .map_err(|e| ReplayError::Broker(e.to_string()))?
-                .map_err(ReplayError::Broker),
-            Out::Mqtt { .. } => Ok(()),
+            Out::Mqtt(p) => match p.failure().borrow().clone() {
+                Some(e) => Err(ReplayError::Broker(e)),
+                None => Ok(()),
+            },
             #[cfg(feature = "kafka")]
             Out::Kafka(p) => match p.failure().borrow().clone() {
                 Some(e) => Err(ReplayError::Broker(e)),
@@ -301,9 +273,7 @@ impl Out {
 
     async fn close(self) {
         match self {
-            Out::Mqtt { client, .. } => {
-                let _ = client.disconnect().await;
-            }
+            Out::Mqtt(p) => p.close().await,
             #[cfg(feature = "kafka")]
             Out::Kafka(p) => p.close().await,
         }

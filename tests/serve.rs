@@ -251,9 +251,9 @@ async fn two_instances_on_a_shared_subscription_split_the_rows() {
         "scorers".to_string(),
     )];
     let mut a = config("shared", None, broker.port, &group);
-    a.mqtt.client_id = "faultline-shared-a".into();
+    a.bus.mqtt_mut().unwrap().client_id = "faultline-shared-a".into();
     let mut b = a.clone();
-    b.mqtt.client_id = "faultline-shared-b".into();
+    b.bus.mqtt_mut().unwrap().client_id = "faultline-shared-b".into();
     let mut c = Client::connect(broker.port, "shared-test", &["shared/scores".into()]).await;
     let app_a = app::start(&a, model.clone()).await.unwrap();
     let app_b = app::start(&b, model.clone()).await.unwrap();
@@ -475,16 +475,26 @@ async fn a_kill_9_mid_stream_loses_no_row_on_mosquitto() {
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
-/// A TCP relay in front of a broker on `broker`. While `hold` is true it stops passing the
-/// broker's packets to the publisher's connection (the client id ending in `-out`) after its
-/// CONNACK: its publishes reach the broker, but no PUBACK comes back, as with a broker that
-/// cannot confirm the writes. Every other connection passes untouched.
-async fn relay(broker: u16, hold: tokio::sync::watch::Receiver<bool>) -> u16 {
+/// A TCP relay in front of a broker on `broker`. While `hold` is true it drops the broker's
+/// packets to the publisher's connection (the client id ending in `-out`) after its CONNACK: its
+/// publishes reach the broker, but no PUBACK comes back, as with a broker that cannot confirm
+/// the writes. Every other connection passes untouched. While `open` is false it
+/// closes every new connection at once (a broker that is not back yet, for faultline's clients
+/// only).
+async fn relay(
+    broker: u16,
+    hold: tokio::sync::watch::Receiver<bool>,
+    open: tokio::sync::watch::Receiver<bool>,
+) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
+            if !*open.borrow() {
+                drop(client);
+                continue;
+            }
             let mut hold = hold.clone();
             tokio::spawn(async move {
                 let Ok(upstream) = tokio::net::TcpStream::connect(("127.0.0.1", broker)).await
@@ -522,12 +532,10 @@ async fn relay(broker: u16, hold: tokio::sync::watch::Receiver<bool>) -> u16 {
                             return;
                         }
                     }
-                    if publisher {
-                        while *hold.borrow_and_update() {
-                            if hold.changed().await.is_err() {
-                                return;
-                            }
-                        }
+                    if publisher && *hold.borrow_and_update() {
+                        // Lost on the way, as if the broker never sent them (released later, a
+                        // connection would see half packets: it ends with the broker instead).
+                        continue;
                     }
                     if client_tx.write_all(&buf[from..n]).await.is_err() {
                         return;
@@ -539,11 +547,152 @@ async fn relay(broker: u16, hold: tokio::sync::watch::Receiver<bool>) -> u16 {
     port
 }
 
+/// Mosquitto without persistence (its default) restarted twice mid-stream, with SIGTERM and then
+/// SIGKILL, while the broker had not acknowledged faultline's verdicts: faultline stays up and
+/// ready, every verdict it had published unacknowledged arrives again from the new broker, and
+/// every row that reached it gets a verdict. The lost sessions are counted, logged once each and
+/// shown on `/readyz`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_forgets_its_sessions_never_stops_detection() {
+    let broker = common::Mosquitto::start();
+    let port = broker.port;
+    let (hold_tx, hold) = tokio::sync::watch::channel(false);
+    let (open_tx, open) = tokio::sync::watch::channel(true);
+    // faultline's clients reach the broker through the relay; the test's connect directly.
+    let via = relay(port, hold, open).await;
+    let model = Arc::new(Model::embedded().unwrap());
+    let (rows, _, _) = rows(&model, 900);
+    let daemon = common::Daemon::start(&daemon_env("forget", None, via, &[])).await;
+    let mut broker = Some(broker);
+    let mut c = Client::connect(port, "forget-test", &["forget/scores".into()]).await;
+    let ids = |got: &[(String, Value)]| -> HashSet<String> {
+        got.iter()
+            .map(|(_, v)| v["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (round, how) in [common::Stop::Term, common::Stop::Kill]
+        .into_iter()
+        .enumerate()
+    {
+        let batch = &rows[round * 300..(round + 1) * 300];
+        let want: HashSet<String> = batch
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<Value>(r).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        // The broker receives the verdicts (the subscriber sees them) but its PUBACKs are held:
+        // every verdict of the round is published and unacknowledged, every row unacknowledged.
+        hold_tx.send_replace(true);
+        for r in batch {
+            c.publish("forget/rows", r.clone()).await;
+        }
+        let got = c.collect_until(60, |g| want.is_subset(&ids(g))).await;
+        assert!(want.is_subset(&ids(&got)));
+        // Restart the broker without its memory; faultline's clients stay out until the test's
+        // subscriber is back, so that nothing they re-send can pass unseen.
+        open_tx.send_replace(false);
+        let port = broker.take().unwrap().stop_with(how);
+        broker = Some(common::Mosquitto::start_on(port));
+        // A new id: the old client is still trying to reconnect, and two clients with one id
+        // take the connection from each other.
+        let id = format!("forget-test-{round}");
+        c = Client::connect(port, &id, &["forget/scores".into()]).await;
+        hold_tx.send_replace(false);
+        open_tx.send_replace(true);
+        // Every verdict it had published unacknowledged arrives again.
+        let mut again = vec![];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !want.is_subset(&ids(&again)) {
+            match tokio::time::timeout_at(deadline, c.messages.recv()).await {
+                Ok(Some((topic, payload))) => {
+                    again.push((topic, serde_json::from_slice(&payload).unwrap()))
+                }
+                _ => panic!(
+                    "after restart {}: {} of {} verdicts arrived again:\n{}",
+                    round + 1,
+                    want.intersection(&ids(&again)).count(),
+                    want.len(),
+                    daemon.log_text()
+                ),
+            }
+        }
+        eprintln!(
+            "broker restart {} ({how:?}) without persistence: {} verdicts re-sent for {} rows",
+            round + 1,
+            again.len(),
+            want.len()
+        );
+        wait_ready(daemon.web).await;
+        // Its subscription was requested with the CONNECT's answer; give the broker a moment
+        // to file it before the next rows come.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // And it keeps scoring what comes next.
+    let rest: HashSet<String> = rows[600..]
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(r).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for r in &rows[600..] {
+        c.publish("forget/rows", r.clone()).await;
+    }
+    c.collect_until(60, |g| rest.is_subset(&ids(g))).await;
+    let ready = http_get(daemon.web, "/readyz").await;
+    assert!(ready.contains("200 OK"), "{ready}");
+    assert!(ready.contains("lost the publisher's session"), "{ready}");
+    assert!(ready.contains("lost the source's session"), "{ready}");
+    let lost = "faultline_broker_session_lost_total{client=\"publisher\"} ";
+    assert_eq!(metric(daemon.web, lost).await, 2.0);
+    let lost = "faultline_broker_session_lost_total{client=\"source\"} ";
+    assert_eq!(metric(daemon.web, lost).await, 2.0);
+    let log = daemon.log_text();
+    let said = log.matches("lost this client's session").count();
+    assert_eq!(said, 4, "one warning per client and restart:\n{log}");
+    assert_eq!(daemon.terminate().code(), Some(0), "{log}");
+}
+
+/// With `on_session_lost = "exit"` the same restart stops faultline (status 1), naming the broker
+/// and the setting, for a supervisor to decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_session_lost_exit_stops_when_the_broker_forgets_unacknowledged_verdicts() {
+    let broker = common::Mosquitto::start();
+    let port = broker.port;
+    let (hold_tx, hold) = tokio::sync::watch::channel(true);
+    let via = relay(port, hold, tokio::sync::watch::channel(true).1).await;
+    let model = Arc::new(Model::embedded().unwrap());
+    let (rows, _, _) = rows(&model, 50);
+    let extra = [(
+        "FAULTLINE_SOURCE__MQTT__ON_SESSION_LOST",
+        "exit".to_string(),
+    )];
+    let mut daemon = common::Daemon::start(&daemon_env("exit", None, via, &extra)).await;
+    let mut c = Client::connect(port, "exit-test", &["exit/scores".into()]).await;
+    for r in &rows {
+        c.publish("exit/rows", r.clone()).await;
+    }
+    c.collect_until(60, |g| g.len() >= 50).await;
+    let port = broker.stop_with(common::Stop::Term);
+    let _broker = common::Mosquitto::start_on(port);
+    hold_tx.send_replace(false);
+    let status = daemon.wait_exit(Duration::from_secs(60)).await;
+    let log = daemon.log_text();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{log}");
+    assert!(log.contains("on_session_lost"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_verdicts_are_not_confirmed_reading_stops_and_no_row_is_acknowledged() {
     let broker = common::Mosquitto::start();
     let (hold_tx, hold) = tokio::sync::watch::channel(true);
-    let via = relay(broker.port, hold).await;
+    let via = relay(broker.port, hold, tokio::sync::watch::channel(true).1).await;
     let model = Model::embedded().unwrap();
     let n = 2000;
     let (rows, _) = common::crash_rows(&model, n, "stuck output on MQTT");
@@ -675,7 +824,7 @@ async fn mqtts_with_a_private_ca_and_a_client_certificate() {
 
     // Unusable files are refused at start, naming the setting.
     let mut cfg = tls_config("tls-missing", "ca.pem");
-    cfg.mqtt.tls.as_mut().unwrap().ca_file = Some(d.join("nope.pem"));
+    cfg.bus.mqtt_mut().unwrap().tls.as_mut().unwrap().ca_file = Some(d.join("nope.pem"));
     let e = app::start(&cfg, model).await.unwrap_err().to_string();
     assert!(
         e.contains("source.mqtt.ca_file") && e.contains("nope.pem"),

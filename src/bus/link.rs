@@ -11,6 +11,8 @@ pub struct Link {
     up: Arc<AtomicBool>,
     /// Why the broker refuses this client, until it accepts it again.
     refused: Arc<Mutex<Option<String>>>,
+    /// The last time the broker lost this client's session, and what that means.
+    session_lost: Arc<Mutex<Option<String>>>,
 }
 
 impl Link {
@@ -38,6 +40,20 @@ impl Link {
     /// Why the broker refuses the connection, if it does.
     pub fn refused(&self) -> Option<String> {
         self.lock().clone()
+    }
+
+    /// Records that the broker lost this client's session (kept, with the time, for `/readyz`).
+    pub fn note_session_lost(&self, what: String) {
+        let note = format!("{}: {what}", crate::clock::now_rfc3339());
+        *self.session_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(note);
+    }
+
+    /// When the broker last lost this client's session, and what that means; `None` if never.
+    pub fn session_lost(&self) -> Option<String> {
+        self.session_lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {

@@ -136,7 +136,5 @@ pub struct DeadLetter<'a> {
     pub received_at: &'a str,
 }
 
-/// Now, as RFC 3339 with milliseconds in UTC.
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+/// Message timestamps (`scored_at`, `received_at`).
+pub use crate::clock::now_rfc3339;

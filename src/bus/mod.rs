@@ -2,7 +2,7 @@
 //! out, acknowledged to the source's broker only once its outputs are on the broker.
 //!
 //! - [`mqtt`]: MQTT (an external broker, or the embedded one in [`mqtt::broker`]), with TLS.
-//! - `kafka` (feature `kafka`): Kafka through librdkafka.
+//! - [`kafka`]: Kafka through librdkafka (the `kafka` feature; its settings are checked in every build).
 //! - [`admit`]: decoding and the in-flight bound, every source's way into the pipeline.
 //! - [`messages`]: what faultline publishes (verdicts, dead letters).
 //! - [`link`], [`backoff`]: connection state for `/readyz`, and reconnecting.
@@ -11,7 +11,6 @@
 
 pub mod admit;
 pub mod backoff;
-#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod link;
 pub mod messages;
@@ -28,8 +27,14 @@ pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
 /// What acknowledging a message takes.
 #[derive(Debug)]
 pub enum Ack {
-    /// An MQTT QoS 1 publish, acknowledged with PUBACK through the source's connection.
-    Mqtt(rumqttc::Publish),
+    /// An MQTT QoS 1 publish, acknowledged with PUBACK through the source's connection, unless
+    /// the broker has since lost the `session` it arrived in.
+    Mqtt {
+        /// The message (its payload is dropped before it waits for acknowledgement).
+        publish: rumqttc::Publish,
+        /// The broker session it arrived in.
+        session: u64,
+    },
     /// A Kafka message: its offset is stored for the next commit.
     #[cfg(feature = "kafka")]
     Kafka {
@@ -67,7 +72,10 @@ impl Source {
     /// A handle for acknowledgements.
     pub fn acker(&self) -> Acker {
         match self {
-            Source::Mqtt(s) => Acker::Mqtt(s.acker(), Default::default()),
+            Source::Mqtt(s) => {
+                let (client, session) = s.acker();
+                Acker::Mqtt(MqttAcker::new(client, session))
+            }
             #[cfg(feature = "kafka")]
             Source::Kafka(s) => Acker::Kafka(s.acker()),
         }
@@ -94,28 +102,80 @@ impl Source {
 
 /// Acknowledges messages to the source's broker.
 pub enum Acker {
-    /// PUBACK through the MQTT source's connection. rumqttc sends acknowledgements from the
-    /// event loop, which stops being polled while the pipeline is full; an acknowledgement that
-    /// does not fit in its request queue waits here (without its payload) instead of blocking the
-    /// acker, which would keep the pipeline full for ever.
-    Mqtt(
-        rumqttc::AsyncClient,
-        std::collections::VecDeque<rumqttc::Publish>,
-    ),
+    /// PUBACK through the MQTT source's connection.
+    Mqtt(MqttAcker),
     /// Offset store on the Kafka consumer.
     #[cfg(feature = "kafka")]
     Kafka(kafka::source::KafkaAcker),
+}
+
+/// PUBACKs in order through the MQTT source's connection. rumqttc sends acknowledgements from the
+/// event loop, which stops being polled while the pipeline is full; an acknowledgement that does
+/// not fit in its request queue waits here (without its payload) instead of blocking the
+/// acknowledger, which would keep the pipeline full for ever. An acknowledgement for a message
+/// of a session the broker has lost is dropped: its packet id would name another message in the
+/// new session.
+pub struct MqttAcker {
+    client: rumqttc::AsyncClient,
+    session: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    waiting: std::collections::VecDeque<(rumqttc::Publish, u64)>,
+}
+
+impl MqttAcker {
+    /// Acknowledges through `client`; `session` is its driver's current session.
+    pub fn new(
+        client: rumqttc::AsyncClient,
+        session: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> MqttAcker {
+        MqttAcker {
+            client,
+            session,
+            waiting: Default::default(),
+        }
+    }
+
+    /// Acknowledges `publish` (of `session`) now, or as soon as there is room. Never waits.
+    pub fn ack(&mut self, mut publish: rumqttc::Publish, session: u64) {
+        publish.payload = Default::default();
+        self.waiting.push_back((publish, session));
+        self.flush();
+    }
+
+    /// True while acknowledgements wait for room.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Sends acknowledgements that waited for room, in order, as far as there is room.
+    pub fn flush(&mut self) {
+        let current = self.session.load(std::sync::atomic::Ordering::Relaxed);
+        while let Some((publish, session)) = self.waiting.front() {
+            if *session != current {
+                // The broker lost that session (and the message with it).
+                self.waiting.pop_front();
+                continue;
+            }
+            match self.client.try_ack(publish) {
+                Ok(()) => {
+                    self.waiting.pop_front();
+                }
+                Err(rumqttc::ClientError::TryRequest(rumqttc::Request::PubAck(_))) => return,
+                Err(e) => {
+                    // The connection is gone for good (shutdown): the broker redelivers.
+                    tracing::debug!(error = %e, "Dropped acknowledgements; the broker will redeliver.");
+                    self.waiting.clear();
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl Acker {
     /// Acknowledges one message whose outputs are on the broker. Never waits.
     pub fn ack(&mut self, ack: Ack) {
         match (self, ack) {
-            (Acker::Mqtt(client, waiting), Ack::Mqtt(mut publish)) => {
-                publish.payload = Default::default();
-                waiting.push_back(publish);
-                Acker::send_waiting(client, waiting);
-            }
+            (Acker::Mqtt(acker), Ack::Mqtt { publish, session }) => acker.ack(publish, session),
             #[cfg(feature = "kafka")]
             (
                 Acker::Kafka(acker),
@@ -132,7 +192,7 @@ impl Acker {
     /// True while acknowledgements wait for room; call [`Acker::flush`] again soon.
     pub fn has_waiting(&self) -> bool {
         match self {
-            Acker::Mqtt(_, waiting) => !waiting.is_empty(),
+            Acker::Mqtt(acker) => acker.has_waiting(),
             #[cfg(feature = "kafka")]
             Acker::Kafka(_) => false,
         }
@@ -141,29 +201,9 @@ impl Acker {
     /// Sends acknowledgements that waited for room, in order, as far as there is room.
     pub fn flush(&mut self) {
         match self {
-            Acker::Mqtt(client, waiting) => Acker::send_waiting(client, waiting),
+            Acker::Mqtt(acker) => acker.flush(),
             #[cfg(feature = "kafka")]
             Acker::Kafka(_) => {}
-        }
-    }
-
-    fn send_waiting(
-        client: &rumqttc::AsyncClient,
-        waiting: &mut std::collections::VecDeque<rumqttc::Publish>,
-    ) {
-        while let Some(publish) = waiting.front() {
-            match client.try_ack(publish) {
-                Ok(()) => {
-                    waiting.pop_front();
-                }
-                Err(rumqttc::ClientError::TryRequest(rumqttc::Request::PubAck(_))) => return,
-                Err(e) => {
-                    // The connection is gone for good (shutdown): the broker redelivers.
-                    tracing::debug!(error = %e, "Dropped acknowledgements; the broker will redeliver.");
-                    waiting.clear();
-                    return;
-                }
-            }
         }
     }
 }

@@ -12,7 +12,8 @@
 //! ```
 
 use crate::bus::messages::{now_rfc3339, DeadLetter};
-use crate::bus::Backoff;
+use crate::bus::mqtt::driver::{Driver, Role, Step};
+use crate::bus::MqttAcker;
 use crate::bus::{Output, Publisher};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -25,10 +26,11 @@ const QUEUE: usize = 256;
 
 /// How a label message is acknowledged once applied.
 enum LabelAck {
-    Mqtt(rumqttc::AsyncClient, rumqttc::Publish),
+    /// The message and the broker session it arrived in.
+    Mqtt(rumqttc::Publish, u64),
     #[cfg(feature = "kafka")]
     Kafka(
-        Arc<rdkafka::consumer::StreamConsumer<crate::bus::kafka::Context>>,
+        Arc<rdkafka::consumer::StreamConsumer<crate::bus::kafka::client::Context>>,
         String,
         i32,
         i64,
@@ -71,7 +73,7 @@ impl LabelsReader {
 
 /// Reads labels from `topic` on MQTT.
 pub fn start_mqtt(
-    settings: &crate::config::MqttSettings,
+    settings: &crate::bus::mqtt::MqttSettings,
     transport: rumqttc::Transport,
     topic: String,
     dead_letter_topic: String,
@@ -84,6 +86,7 @@ pub fn start_mqtt(
         &labels_settings,
         transport.clone(),
         crate::bus::MAX_PAYLOAD_BYTES + 1024,
+        Some(metrics.broker_session_lost.with_label_values(&["labels"])),
     ));
     let mut options =
         crate::bus::mqtt::mqtt_options(settings, labels_settings.client_id.clone(), transport);
@@ -94,58 +97,50 @@ pub fn start_mqtt(
             crate::bus::MAX_PAYLOAD_BYTES + 1024,
             crate::bus::MAX_PAYLOAD_BYTES + 1024,
         );
+    let role = Role {
+        broker: format!("{}:{}", settings.host, settings.port),
+        client: "labels",
+    };
     // Room for every acknowledgement the apply task can owe at once.
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 4 * QUEUE);
+    let (driver, client) = Driver::new(options, 4 * QUEUE, role);
+    let mut driver = driver
+        .subscribe(topic.clone(), rumqttc::QoS::AtLeastOnce)
+        .count_sessions_lost(metrics.broker_session_lost.with_label_values(&["labels"]));
+    let acker = MqttAcker::new(client.clone(), driver.session());
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop, stopped) = watch::channel(false);
-    let sub_client = client.clone();
-    let ack_client = client.clone();
-    let target = format!("{}:{}", settings.host, settings.port);
-    let filter = topic.clone();
     let reader = tokio::spawn(async move {
-        let mut backoff = Backoff::default();
-        let link = crate::bus::link::Link::default();
         loop {
-            match eventloop.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+            match driver.next().await {
+                Step::Message(p, session) => {
                     if *stopped.borrow() {
                         continue;
                     }
                     let message = LabelMessage {
                         payload: p.payload.to_vec(),
                         topic: p.topic.clone(),
-                        ack: LabelAck::Mqtt(ack_client.clone(), p),
+                        ack: LabelAck::Mqtt(p, session),
                     };
                     if tx.send(message).await.is_err() {
                         return;
                     }
                 }
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
-                    link.set_up(true);
-                    backoff.reset();
-                    info!(broker = %target, topic = %filter, "Reading labels.");
-                    if !ack.session_present {
-                        if let Err(e) = sub_client
-                            .subscribe(filter.clone(), rumqttc::QoS::AtLeastOnce)
-                            .await
-                        {
-                            warn!(error = %e, "Could not request the labels subscription.");
-                        }
-                    }
+                Step::Connected { .. } => {
+                    info!(topic = %topic, "Reading labels.");
                 }
-                Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
-                Ok(_) => {}
-                Err(e) => {
-                    if *stopped.borrow() {
-                        return;
-                    }
-                    crate::bus::mqtt::mqtt_failed(&link, &e, &backoff, &target, "labels");
-                    backoff.wait().await;
-                }
+                Step::Closed | Step::Failed(_) => return,
+                Step::PubAck => {}
             }
         }
     });
-    let apply = tokio::spawn(apply(rx, store, publisher, dead_letter_topic, metrics));
+    let apply = tokio::spawn(apply(
+        rx,
+        store,
+        publisher,
+        dead_letter_topic,
+        metrics,
+        Some(acker),
+    ));
     LabelsReader {
         reader,
         apply,
@@ -157,7 +152,7 @@ pub fn start_mqtt(
 /// Reads labels from `topic` on Kafka, in the group `<group_id>.labels`.
 #[cfg(feature = "kafka")]
 pub fn start_kafka(
-    settings: &crate::config::KafkaSettings,
+    settings: &crate::bus::kafka::KafkaSettings,
     topic: String,
     dead_letter_topic: String,
     store: Arc<Store>,
@@ -170,7 +165,7 @@ pub fn start_kafka(
         crate::bus::MAX_PAYLOAD_BYTES + 1024,
     )?);
     let group = format!("{}.labels", settings.group_id);
-    let mut config = crate::bus::kafka::client_config(
+    let mut config = crate::bus::kafka::client::client_config(
         &settings.brokers,
         &[
             ("auto.offset.reset", "earliest"),
@@ -183,16 +178,20 @@ pub fn start_kafka(
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("client.id", "faultline-labels");
-    let consumer: Arc<rdkafka::consumer::StreamConsumer<crate::bus::kafka::Context>> = Arc::new(
-        config.create_with_context(crate::bus::kafka::Context::new("labels consumer", None))?,
-    );
+    let consumer: Arc<rdkafka::consumer::StreamConsumer<crate::bus::kafka::client::Context>> =
+        Arc::new(
+            config.create_with_context(crate::bus::kafka::client::Context::new(
+                "labels consumer",
+                None,
+            ))?,
+        );
     consumer.subscribe(&[&topic])?;
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop, mut stopped) = watch::channel(false);
     let reader_consumer = consumer.clone();
     let reader = tokio::spawn(async move {
         info!(topic = %topic, group = %group, "Reading labels from Kafka.");
-        let mut backoff = Backoff::default();
+        let mut backoff = crate::bus::Backoff::default();
         loop {
             let m = tokio::select! {
                 m = reader_consumer.recv() => m,
@@ -224,7 +223,14 @@ pub fn start_kafka(
             }
         }
     });
-    let apply = tokio::spawn(apply(rx, store, publisher, dead_letter_topic, metrics));
+    let apply = tokio::spawn(apply(
+        rx,
+        store,
+        publisher,
+        dead_letter_topic,
+        metrics,
+        None,
+    ));
     Ok(LabelsReader {
         reader,
         apply,
@@ -240,21 +246,19 @@ async fn apply(
     mut publisher: Publisher,
     dead_letter_topic: String,
     metrics: Arc<Metrics>,
+    mut acker: Option<MqttAcker>,
 ) -> Publisher {
     let mut acked = publisher.acked();
     // PUBACKs go through rumqttc's request queue, which only its event loop drains, and the event
     // loop (the reader) waits for room in `rx` when labels come faster than they are applied. So
-    // acknowledging never waits: what does not fit now waits here, in order, and is retried.
-    let mut backlog: std::collections::VecDeque<(rumqttc::AsyncClient, rumqttc::Publish)> =
-        Default::default();
+    // acknowledging never waits: what does not fit now waits in the acker, in order, and is
+    // retried.
+    let waiting = |a: &Option<MqttAcker>| a.as_ref().is_some_and(MqttAcker::has_waiting);
     loop {
-        while let Some((client, p)) = backlog.front() {
-            if client.try_ack(p).is_err() {
-                break;
-            }
-            backlog.pop_front();
+        if let Some(a) = acker.as_mut() {
+            a.flush();
         }
-        let m = if backlog.is_empty() {
+        let m = if !waiting(&acker) {
             rx.recv().await
         } else {
             tokio::select! {
@@ -306,9 +310,9 @@ async fn apply(
             }
         }
         match m.ack {
-            LabelAck::Mqtt(client, p) => {
-                if !backlog.is_empty() || client.try_ack(&p).is_err() {
-                    backlog.push_back((client, p));
+            LabelAck::Mqtt(p, session) => {
+                if let Some(a) = acker.as_mut() {
+                    a.ack(p, session);
                 }
             }
             #[cfg(feature = "kafka")]
@@ -320,14 +324,11 @@ async fn apply(
     }
     // Readers gone (shutting down): hand over what is left while the event loop still runs.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-    while let Some((client, p)) = backlog.front() {
-        if client.try_ack(p).is_ok() {
-            backlog.pop_front();
-        } else if tokio::time::Instant::now() > deadline {
-            break;
-        } else {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    while waiting(&acker) && tokio::time::Instant::now() < deadline {
+        if let Some(a) = acker.as_mut() {
+            a.flush();
         }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     publisher
 }

@@ -135,7 +135,7 @@ impl LiveModel {
         };
         let (previous, shadow) = self.both();
         let mut status = ReloadStatus {
-            at: crate::bus::messages::now_rfc3339(),
+            at: crate::clock::now_rfc3339(),
             trigger: trigger.to_string(),
             ok: false,
             version: previous.version().to_string(),
@@ -193,7 +193,7 @@ impl LiveModel {
         let previous = self.current();
         let outcome = self.load_checked(&previous);
         let status = ReloadStatus {
-            at: crate::bus::messages::now_rfc3339(),
+            at: crate::clock::now_rfc3339(),
             trigger: trigger.to_string(),
             ok: outcome.is_ok(),
             version: match &outcome {

@@ -5,8 +5,7 @@
 //! since that first message, whichever comes first, and whatever is left is flushed when the input
 //! ends. A message is never split: a batch may exceed `max_rows` by the last message's rows.
 
-use std::num::NonZeroUsize;
-use std::time::Duration;
+pub use crate::config::BatchPolicy;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
@@ -20,15 +19,6 @@ impl Rows for crate::bus::Incoming {
     fn rows(&self) -> usize {
         crate::bus::Incoming::rows(self)
     }
-}
-
-/// When to flush.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchPolicy {
-    /// Flush as soon as this many rows are waiting.
-    pub max_rows: NonZeroUsize,
-    /// Flush this long after the first row of a batch arrived.
-    pub linger: Duration,
 }
 
 /// Reads items from `input` and sends batches to `output` until `input` closes (then flushes the
@@ -87,6 +77,8 @@ pub async fn run<T: Rows>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
 
     impl Rows for usize {
         fn rows(&self) -> usize {

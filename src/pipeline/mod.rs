@@ -6,7 +6,7 @@
 //! - [`scoring`]: the model and its shadow, drift, the store, verdicts and dead letters out;
 //! - [`ack`]: acknowledging rows to their broker once their outputs are on it;
 //! - [`tasks`]: drift, live quality and the model-file watch, periodically;
-//! - [`shutdown`]: the one stop signal.
+//! - [`shutdown`]: the one stop signal; [`error`]: why the daemon could not start or stopped.
 //!
 //! ```text
 //! source ──Incoming──► batcher ──Vec<Incoming>──► scorer (blocking pool) ──► publisher ──► broker
@@ -21,14 +21,16 @@
 
 pub mod ack;
 pub mod batch;
+pub mod error;
 pub mod scoring;
 pub mod shutdown;
 pub mod tasks;
 
 use crate::bus::mqtt::publisher::MqttPublisher;
 use crate::bus::mqtt::source::MqttSource;
+use crate::bus::mqtt::MqttSettings;
 use crate::bus::{now_rfc3339, Incoming, Publisher, Source, SourceOptions, MAX_PAYLOAD_BYTES};
-use crate::config::{Config, SourceKind};
+use crate::config::{Bus, Config};
 use crate::drift::{DriftReport, DriftWindow};
 use crate::labels::reader::LabelsReader;
 use crate::metrics::Metrics;
@@ -38,6 +40,7 @@ use crate::row::Schema;
 use crate::store::Store;
 use crate::web::{router, WebState};
 use ack::{Acknowledger, Pending};
+pub use error::AppError;
 use scoring::{ScoringStage, Topics};
 use shutdown::Shutdown;
 use std::net::SocketAddr;
@@ -46,33 +49,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
-
-/// Why the daemon could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    /// The embedded broker did not start.
-    #[error(transparent)]
-    Broker(#[from] crate::bus::mqtt::broker::BrokerError),
-    /// The web address could not be bound.
-    #[error("cannot listen for HTTP on {0}: {1}; set [web] listen (FAULTLINE_WEB__LISTEN) to a free address")]
-    Web(SocketAddr, std::io::Error),
-    /// A pipeline task failed.
-    #[error("the pipeline stopped: {0}")]
-    Pipeline(String),
-    /// The MQTT TLS files are not usable.
-    #[error("cannot set up TLS for MQTT: {0}")]
-    Tls(#[from] crate::bus::mqtt::tls::TlsError),
-    /// The shadow model cannot run.
-    #[error(
-        "cannot run the shadow model: {0}; fix or empty [shadow] model (FAULTLINE_SHADOW__MODEL)"
-    )]
-    Shadow(String),
-    /// The Kafka client could not be created (a property librdkafka refuses, say).
-    #[error(
-        "cannot start the Kafka client: {0}; check [source.kafka] (FAULTLINE_SOURCE__KAFKA__*)"
-    )]
-    Kafka(String),
-}
 
 /// A running daemon.
 #[derive(Debug)]
@@ -109,8 +85,8 @@ pub struct App {
 
 /// Starts every part of `faultline serve`, returning once they run.
 pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> {
-    let metrics = Arc::new(match config.source {
-        SourceKind::Kafka => {
+    let metrics = Arc::new(match config.bus {
+        Bus::Kafka(_) => {
             Metrics::new().for_bus(crate::metrics::SOURCE_KAFKA, crate::metrics::SINK_KAFKA)
         }
         _ => Metrics::new().for_bus(crate::metrics::SOURCE_MQTT, crate::metrics::SINK_MQTT),
@@ -157,8 +133,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         model.width(),
         config.drift_window_rows.get(),
     )));
-    if config.source == SourceKind::Embedded {
-        let listen = config.broker_listen;
+    if let Bus::Embedded { listen, .. } = config.bus {
         tokio::task::spawn_blocking(move || {
             crate::bus::mqtt::broker::start(listen, MAX_PAYLOAD_BYTES)
         })
@@ -266,12 +241,12 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
             error!(error = %e, "The HTTP server failed.");
         }
     });
-    match &config.kafka {
-        Some(k) => {
+    match &config.bus {
+        Bus::Kafka(k) => {
             info!(web = %web_addr, brokers = %k.brokers, topic = %k.topic, group = %k.group_id, "faultline is serving.")
         }
-        None => {
-            info!(web = %web_addr, subscription = %config.mqtt.subscription(), "faultline is serving.")
+        Bus::Embedded { mqtt, .. } | Bus::Mqtt(mqtt) => {
+            info!(web = %web_addr, subscription = %mqtt.subscription(), "faultline is serving.")
         }
     }
     Ok(App {
@@ -301,20 +276,23 @@ fn start_labels(
     store: Arc<Store>,
     metrics: Arc<Metrics>,
 ) -> Result<LabelsReader, AppError> {
-    #[cfg(feature = "kafka")]
-    if let Some(k) = &config.kafka {
-        return crate::labels::reader::start_kafka(
-            k,
-            topic.to_string(),
-            config.dead_letter_topic.clone(),
-            store,
-            metrics,
-        )
-        .map_err(|e| AppError::Kafka(e.to_string()));
-    }
-    let transport = crate::bus::mqtt::tls::transport(config.mqtt.tls.as_ref())?;
+    let mqtt = match &config.bus {
+        #[cfg(feature = "kafka")]
+        Bus::Kafka(k) => {
+            return crate::labels::reader::start_kafka(
+                k,
+                topic.to_string(),
+                config.dead_letter_topic.clone(),
+                store,
+                metrics,
+            )
+            .map_err(|e| AppError::Kafka(e.to_string()));
+        }
+        other => mqtt_settings(other)?,
+    };
+    let transport = crate::bus::mqtt::tls::transport(mqtt.tls.as_ref())?;
     Ok(crate::labels::reader::start_mqtt(
-        &config.mqtt,
+        mqtt,
         transport,
         topic.to_string(),
         config.dead_letter_topic.clone(),
@@ -329,20 +307,39 @@ fn connect(
     options: SourceOptions,
     incoming: mpsc::Sender<Incoming>,
 ) -> Result<(Source, Publisher), AppError> {
-    #[cfg(feature = "kafka")]
-    if let Some(k) = &config.kafka {
-        let kafka = |e: rdkafka::error::KafkaError| AppError::Kafka(e.to_string());
-        let publisher =
-            crate::bus::kafka::publisher::KafkaPublisher::start(k, MAX_PAYLOAD_BYTES + 1024)
+    let mqtt = match &config.bus {
+        #[cfg(feature = "kafka")]
+        Bus::Kafka(k) => {
+            let kafka = |e: rdkafka::error::KafkaError| AppError::Kafka(e.to_string());
+            let publisher =
+                crate::bus::kafka::publisher::KafkaPublisher::start(k, MAX_PAYLOAD_BYTES + 1024)
+                    .map_err(kafka)?;
+            let source = crate::bus::kafka::source::KafkaSource::start(k, options, incoming)
                 .map_err(kafka)?;
-        let source =
-            crate::bus::kafka::source::KafkaSource::start(k, options, incoming).map_err(kafka)?;
-        return Ok((Source::Kafka(source), Publisher::Kafka(publisher)));
-    }
-    let transport = crate::bus::mqtt::tls::transport(config.mqtt.tls.as_ref())?;
-    let publisher = MqttPublisher::start(&config.mqtt, transport.clone(), MAX_PAYLOAD_BYTES + 1024);
-    let source = MqttSource::start(&config.mqtt, transport, options, incoming);
+            return Ok((Source::Kafka(source), Publisher::Kafka(publisher)));
+        }
+        other => mqtt_settings(other)?,
+    };
+    let transport = crate::bus::mqtt::tls::transport(mqtt.tls.as_ref())?;
+    let sessions_lost = options
+        .metrics
+        .broker_session_lost
+        .with_label_values(&["publisher"]);
+    let publisher = MqttPublisher::start(
+        mqtt,
+        transport.clone(),
+        MAX_PAYLOAD_BYTES + 1024,
+        Some(sessions_lost),
+    );
+    let source = MqttSource::start(mqtt, transport, options, incoming);
     Ok((Source::Mqtt(source), Publisher::Mqtt(publisher)))
+}
+
+/// The MQTT settings of an MQTT bus; a Kafka bus in a build without Kafka cannot get past the
+/// configuration's checks, so this refusal is only a guard.
+fn mqtt_settings(bus: &Bus) -> Result<&MqttSettings, AppError> {
+    bus.mqtt()
+        .ok_or_else(|| AppError::Kafka("this build of faultline was compiled without Kafka".into()))
 }
 
 impl App {

@@ -5,7 +5,7 @@
 //! has the outputs.
 
 use super::ack::Pending;
-use super::AppError;
+use super::error::AppError;
 use crate::bus::messages::{now_rfc3339, DeadLetter, VerdictMessage};
 use crate::bus::{Incoming, Output, PublishError, Publisher};
 use crate::drift::DriftWindow;

@@ -51,7 +51,12 @@ pub async fn recompute_drift(
         })
         .await;
         if let Ok(Some(r)) = computed {
-            metrics.set_drift(&r);
+            metrics.set_drift(
+                r.sensors_out_of_range,
+                r.missing_ratio,
+                r.score_mean,
+                r.window_rows,
+            );
             if let Ok(mut slot) = report.write() {
                 *slot = r;
             }

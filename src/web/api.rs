@@ -28,7 +28,7 @@ pub struct WebLimits {
     /// Scoring requests served at once; more are refused with 503 (load shedding).
     pub max_concurrent: usize,
     /// Bearer token required on `/api/*` when set.
-    pub token: Option<crate::config::Secret>,
+    pub token: Option<crate::secret::Secret>,
 }
 
 impl Default for WebLimits {

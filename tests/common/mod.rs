@@ -66,6 +66,15 @@ pub struct Mosquitto {
 /// A stopped persistent Mosquitto: its directory (with the saved state) and port.
 pub struct StoppedMosquitto(tempfile::TempDir, u16);
 
+/// How to stop a broker.
+#[derive(Debug, Clone, Copy)]
+pub enum Stop {
+    /// SIGTERM: a persistent broker saves its state.
+    Term,
+    /// SIGKILL: nothing is saved.
+    Kill,
+}
+
 impl Mosquitto {
     /// Starts `mosquitto` (Debian's package) and waits until it accepts connections.
     pub fn start() -> Mosquitto {
@@ -88,6 +97,25 @@ impl Mosquitto {
             self.dir.take().expect("running broker has its directory"),
             self.port,
         )
+    }
+
+    /// Starts a broker that keeps nothing across restarts (Mosquitto's default) on `port`.
+    pub fn start_on(port: u16) -> Mosquitto {
+        Mosquitto::start_in(tempfile::tempdir().unwrap(), port, false)
+    }
+
+    /// Stops it with `how`; returns its port.
+    pub fn stop_with(mut self, how: Stop) -> u16 {
+        let signal = match how {
+            Stop::Term => "-TERM",
+            Stop::Kill => "-KILL",
+        };
+        let _ = Command::new("kill")
+            .arg(signal)
+            .arg(self.broker.0.id().to_string())
+            .status();
+        let _ = self.broker.0.wait();
+        self.port
     }
 
     /// Starts a persistent broker again on its old port, from its saved state.
@@ -451,6 +479,18 @@ impl Daemon {
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Waits up to `limit` for it to exit by itself; its status, if it did.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
     }
 
     /// SIGTERM, and its exit status once it has stopped.

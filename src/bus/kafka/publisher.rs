@@ -6,9 +6,9 @@
 //! A delivery that fails for good (librdkafka retries until `message.timeout.ms`) stops the
 //! daemon: the rows behind it were not committed and will be read again.
 
-use crate::bus::kafka::{client_config, producer_properties, Context};
+use crate::bus::kafka::client::{client_config, producer_properties, Context};
+use crate::bus::kafka::KafkaSettings;
 use crate::bus::{Output, PublishError};
-use crate::config::KafkaSettings;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};

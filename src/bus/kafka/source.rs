@@ -8,9 +8,9 @@
 //! passes an unprocessed message of its partition. If faultline dies first, the group resumes
 //! from the last commit: rows repeat, none are lost.
 
-use crate::bus::kafka::{client_config, Context};
+use crate::bus::kafka::client::{client_config, Context};
+use crate::bus::kafka::KafkaSettings;
 use crate::bus::{Ack, Backoff, Incoming, SourceOptions};
-use crate::config::KafkaSettings;
 use crate::metrics::SOURCE_KAFKA;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;

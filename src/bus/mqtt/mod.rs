@@ -3,9 +3,15 @@
 //! every faultline MQTT connection shares (options, failure reporting, a clean disconnect).
 
 pub mod broker;
+pub mod driver;
 pub mod publisher;
+pub mod settings;
 pub mod source;
 pub mod tls;
+
+pub use settings::{
+    parse_broker_url, parse_mqtt_url, MqttSection, MqttSettings, MqttTls, OnSessionLost,
+};
 
 use super::Backoff;
 use std::time::Duration;
@@ -13,7 +19,7 @@ use std::time::Duration;
 /// The options every faultline MQTT connection starts from: `client_id` on the configured broker,
 /// over `transport`, with the configured keep-alive and login.
 pub fn mqtt_options(
-    settings: &crate::config::MqttSettings,
+    settings: &crate::bus::mqtt::MqttSettings,
     client_id: String,
     transport: rumqttc::Transport,
 ) -> rumqttc::MqttOptions {

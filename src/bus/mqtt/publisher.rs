@@ -8,17 +8,22 @@
 //! repeats rows, never loses them.
 //!
 //! The publisher has its own connection, so publishing never waits behind the source's reads.
+//!
+//! When the broker comes back without the publisher's session (a restart without persistence),
+//! the [`Driver`] sends again, in their first order, the publishes the broker had not
+//! acknowledged, so the count stays true and no verdict is lost (some may repeat: at least once).
+//! With `[source.mqtt] on_session_lost = "exit"` the publisher fails instead, as before.
 
+use super::driver::{Driver, Role, Step};
 use crate::bus::link::Link;
-use crate::bus::Backoff;
+use crate::bus::mqtt::{MqttSettings, OnSessionLost};
 use crate::bus::PublishError;
-use crate::config::MqttSettings;
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::{AsyncClient, QoS};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{error, info};
+use tracing::error;
 
 /// Publishes to one MQTT broker.
 #[derive(Debug)]
@@ -34,77 +39,99 @@ pub struct MqttPublisher {
     link: Link,
     /// The event loop task.
     task: JoinHandle<()>,
-    /// Set when the publisher can no longer deliver (the broker lost its session).
+    /// Set when the publisher can no longer deliver (a lost session with `on_session_lost =
+    /// "exit"`, or a failed connection of a fail-fast publisher).
     failure: watch::Receiver<Option<String>>,
 }
 
 impl MqttPublisher {
-    /// Connects (in the background; publishes queue until connected) as `<client_id>-out`.
+    /// Connects (in the background; publishes queue until connected) as `<client_id>-out`, with
+    /// a persistent session, reconnecting for ever; counts lost sessions on `sessions_lost`.
     pub fn start(
         settings: &MqttSettings,
         transport: rumqttc::Transport,
         max_packet_bytes: usize,
+        sessions_lost: Option<prometheus::IntCounter>,
     ) -> MqttPublisher {
         let mut options = crate::bus::mqtt::mqtt_options(
             settings,
             format!("{}-out", settings.client_id),
             transport,
         );
+        // A persistent session: publishes the broker has not acknowledged are sent again after a
+        // reconnect (and by the driver when the broker lost the session).
+        options.set_clean_session(false);
+        let role = Role {
+            broker: format!("{}:{}", settings.host, settings.port),
+            client: "publisher",
+        };
+        let mut driver = MqttPublisher::driver(options, max_packet_bytes, role);
+        if let Some(counter) = sessions_lost {
+            driver = driver.count_sessions_lost(counter);
+        }
+        MqttPublisher::run(driver, settings.on_session_lost)
+    }
+
+    /// A publisher for `faultline replay`: a clean session to `host:port` that reports the first
+    /// connection failure (a wrong address should fail the command, not retry for ever).
+    pub fn for_replay(host: &str, port: u16, max_packet_bytes: usize) -> MqttPublisher {
+        let client_id = format!("faultline-replay-{}", std::process::id());
+        let mut options = rumqttc::MqttOptions::new(client_id, host, port);
+        options.set_keep_alive(std::time::Duration::from_secs(30));
+        let role = Role {
+            broker: format!("{host}:{port}"),
+            client: "replay",
+        };
+        let driver = MqttPublisher::driver(options, max_packet_bytes, role).fail_fast();
+        MqttPublisher::run(driver, OnSessionLost::Resume)
+    }
+
+    fn driver(mut options: rumqttc::MqttOptions, max_packet_bytes: usize, role: Role) -> Driver {
         options
-            // A persistent session: publishes the broker has not acknowledged are sent again
-            // after a reconnect.
-            .set_clean_session(false)
             .set_max_packet_size(max_packet_bytes, max_packet_bytes)
             .set_inflight(1000)
             .set_request_channel_capacity(1000);
-        let (client, mut eventloop) = AsyncClient::new(options, 1000);
+        Driver::new(options, 1000, role).0
+    }
+
+    /// Counts the broker's acknowledgements on the driver's task until the client disconnects.
+    fn run(mut driver: Driver, on_session_lost: OnSessionLost) -> MqttPublisher {
+        let client = driver.client();
+        let link = driver.link();
         let (ack_tx, acked) = watch::channel(0u64);
-        let link = Link::default();
-        let flag = link.clone();
-        let target = format!("{}:{}", settings.host, settings.port);
         let sent = Arc::new(AtomicU64::new(0));
         let sent_counter = sent.clone();
         let (failed, failure) = watch::channel(None);
         let task = tokio::spawn(async move {
-            let mut backoff = Backoff::default();
             let mut count = 0u64;
             loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                match driver.next().await {
+                    Step::PubAck => {
                         count += 1;
                         ack_tx.send_replace(count);
                     }
-                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                        // A broker that forgot our session (restarted without persistence) also
-                        // made rumqttc drop every publish it had not acknowledged: those verdicts
-                        // are gone and the PUBACK count can no longer be trusted. Stop loudly so a
-                        // supervisor restarts faultline; the rows behind them were not acknowledged.
-                        if !ack.session_present && sent_counter.load(Ordering::Relaxed) > count {
-                            let lost = sent_counter.load(Ordering::Relaxed) - count;
-                            error!(broker = %target, unacknowledged = lost, "The MQTT broker lost the publisher's session (did it restart without persistence?); stopping, since up to this many verdicts were not delivered.");
-                            let _ = failed.send(Some(format!(
-                                "the MQTT broker at {target} lost the publisher's session with {lost} verdicts unacknowledged; \
-                                 enable persistence on the broker so sessions survive its restarts"
-                            )));
-                            flag.set_up(false);
-                            return;
-                        }
-                        flag.set_up(true);
-                        backoff.reset();
-                        info!(broker = %target, "Connected the publisher to the MQTT broker.");
-                    }
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
-                        flag.set_up(false);
+                    Step::Connected { resumed: false }
+                        if on_session_lost == OnSessionLost::Exit
+                            && sent_counter.load(Ordering::Relaxed) > count =>
+                    {
+                        // Fail-stop, for those who want a supervisor to decide: the rows behind
+                        // these verdicts were not acknowledged, so they are read again after a
+                        // restart (if the broker still has them).
+                        let lost = sent_counter.load(Ordering::Relaxed) - count;
+                        let broker = &driver.role().broker;
+                        error!(broker = %broker, unacknowledged = lost, "The MQTT broker lost the publisher's session; stopping, as [source.mqtt] on_session_lost = \"exit\" asks.");
+                        let _ = failed.send(Some(format!(
+                            "the MQTT broker at {broker} lost the publisher's session with {lost} verdicts unacknowledged \
+                             ([source.mqtt] on_session_lost = \"exit\"; \"resume\" re-sends them and keeps serving)"
+                        )));
                         return;
                     }
-                    Ok(_) => {}
-                    Err(e) => {
-                        crate::bus::mqtt::mqtt_failed(&flag, &e, &backoff, &target, "publisher");
-                        if ack_tx.is_closed() {
-                            return;
-                        }
-                        backoff.wait().await;
+                    Step::Failed(e) => {
+                        let _ = failed.send(Some(e));
+                        return;
                     }
+                    Step::Closed => return,
+                    Step::Connected { .. } | Step::Message(..) => {}
                 }
             }
         });

@@ -7,13 +7,16 @@
 //! The event loop is polled without pause, as rumqttc requires; the only waits inside it are for
 //! room in the bounded pipeline (backpressure: the broker holds the rest) and the reconnect backoff.
 
+use super::driver::{Driver, Role, Step};
 use crate::bus::link::Link;
-use crate::bus::{Ack, Backoff, Incoming, SourceOptions};
-use crate::config::MqttSettings;
+use crate::bus::mqtt::MqttSettings;
+use crate::bus::{Ack, Incoming, SourceOptions};
 use crate::metrics::SOURCE_MQTT;
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::{AsyncClient, QoS};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::info;
 
 /// A running MQTT source.
 #[derive(Debug)]
@@ -26,6 +29,8 @@ pub struct MqttSource {
     task: tokio::task::JoinHandle<()>,
     /// Tells the event loop to stop forwarding messages (they stay unacknowledged).
     stop: watch::Sender<bool>,
+    /// The broker session messages are read in (see [`Driver::session`]).
+    session: Arc<AtomicU64>,
 }
 
 impl MqttSource {
@@ -44,20 +49,33 @@ impl MqttSource {
                 options.max_payload_bytes + 1024,
             )
             .set_request_channel_capacity(options.max_permits as usize + 16);
-        let (client, mut eventloop) = AsyncClient::new(mqtt, options.max_permits as usize + 16);
-        let link = Link::default();
-        let (stop, mut stopped) = watch::channel(false);
-        let flag = link.clone();
-        let filter = settings.subscription();
         let qos = if settings.qos == 0 {
             QoS::AtMostOnce
         } else {
             QoS::AtLeastOnce
         };
-        let sub_client = client.clone();
-        let target = format!("{}:{}", settings.host, settings.port);
+        let role = Role {
+            broker: format!("{}:{}", settings.host, settings.port),
+            client: "source",
+        };
+        let sessions_lost = options
+            .metrics
+            .broker_session_lost
+            .with_label_values(&["source"]);
+        let (driver, client) = Driver::new(mqtt, options.max_permits as usize + 16, role);
+        let connected = options
+            .metrics
+            .source_connected
+            .with_label_values(&[SOURCE_MQTT]);
+        let mut driver = driver
+            .subscribe(settings.subscription(), qos)
+            .count_sessions_lost(sessions_lost)
+            .connected_gauge(connected);
+        let link = driver.link();
+        let session = driver.session();
+        let (stop, stopped) = watch::channel(false);
+        let filter = settings.subscription();
         let task = tokio::spawn(async move {
-            let mut backoff = Backoff::default();
             let mut output = Some(crate::bus::admit::Admitter::start(
                 SOURCE_MQTT,
                 crate::bus::admit::Decode::Offload,
@@ -65,10 +83,10 @@ impl MqttSource {
                 stopped.clone(),
                 output,
             ));
+            let mut stopped = stopped;
             loop {
-                let event = eventloop.poll().await;
-                match event {
-                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                match driver.next().await {
+                    Step::Message(publish, session) => {
                         let Some(out) = output.as_ref() else { continue };
                         if *stopped.borrow_and_update() {
                             // Shutting down: leave it unacknowledged; the broker redelivers it.
@@ -80,47 +98,17 @@ impl MqttSource {
                         let ack = if publish.qos == QoS::AtMostOnce {
                             Ack::None
                         } else {
-                            Ack::Mqtt(publish)
+                            Ack::Mqtt { publish, session }
                         };
                         if !out.push(payload, topic, ack).await {
                             output = None;
                         }
                     }
-                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                        flag.set_up(true);
-                        options
-                            .metrics
-                            .source_connected
-                            .with_label_values(&[SOURCE_MQTT])
-                            .set(1);
-                        backoff.reset();
-                        info!(broker = %target, filter = %filter, session_present = ack.session_present, "Connected to the MQTT broker.");
-                        // A broker that lost our session lost our subscription too.
-                        if !ack.session_present {
-                            if let Err(e) = sub_client.subscribe(filter.clone(), qos).await {
-                                warn!(error = %e, "Could not request the subscription.");
-                            }
-                        }
+                    Step::Connected { resumed } => {
+                        info!(filter = %filter, session_present = resumed, "Reading rows.");
                     }
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
-                        flag.set_up(false);
-                        options
-                            .metrics
-                            .source_connected
-                            .with_label_values(&[SOURCE_MQTT])
-                            .set(0);
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        super::mqtt_failed(&flag, &e, &backoff, &target, "source");
-                        options
-                            .metrics
-                            .source_connected
-                            .with_label_values(&[SOURCE_MQTT])
-                            .set(0);
-                        backoff.wait().await;
-                    }
+                    Step::Closed | Step::Failed(_) => return,
+                    Step::PubAck => {}
                 }
             }
         });
@@ -129,6 +117,7 @@ impl MqttSource {
             link,
             task,
             stop,
+            session,
         }
     }
 
@@ -137,9 +126,10 @@ impl MqttSource {
         self.link.clone()
     }
 
-    /// A handle for acknowledgements.
-    pub fn acker(&self) -> AsyncClient {
-        self.client.clone()
+    /// A handle for acknowledgements, and the current session (an acknowledgement for a message
+    /// of a session the broker lost is dropped, never sent into the new one).
+    pub fn acker(&self) -> (AsyncClient, Arc<AtomicU64>) {
+        (self.client.clone(), self.session.clone())
     }
 
     /// Stops forwarding messages; what arrives from now on stays unacknowledged.

@@ -1,6 +1,6 @@
 //! TLS for MQTT (`mqtts://`): a rustls client configuration (ring provider) from PEM files.
 
-use crate::config::MqttTls;
+use crate::bus::mqtt::MqttTls;
 use rumqttc::{TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

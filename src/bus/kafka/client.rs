@@ -1,0 +1,248 @@
+//! What the Kafka source, publisher, labels reader and `replay` share: client configuration and the librdkafka client
+//! context (logs into tracing, connection state for `/readyz`, consumer lag for `/metrics`).
+
+use super::KafkaSettings;
+use crate::bus::link::Link;
+use crate::metrics::Metrics;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::statistics::Statistics;
+use rdkafka::TopicPartitionList;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tracing::{debug, error, info, warn};
+
+/// How often librdkafka reports statistics (connection state and lag), unless the properties
+/// table sets `statistics.interval.ms`.
+pub const STATISTICS_INTERVAL_MS: &str = "1000";
+
+/// A client configuration: `defaults` first, then the user's properties (which win), then what
+/// faultline must set itself.
+pub fn client_config(
+    brokers: &str,
+    defaults: &[(&str, &str)],
+    properties: &[(String, String)],
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    for (k, v) in defaults {
+        config.set(*k, *v);
+    }
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    config.set("bootstrap.servers", brokers);
+    // librdkafka's own log lines go through the context below.
+    config.set_log_level(RDKafkaLogLevel::Info);
+    config
+}
+
+/// The properties given for the consumer, minus consumer-only ones, for the producer (so
+/// librdkafka does not warn about each).
+pub fn producer_properties(settings: &KafkaSettings) -> Vec<(String, String)> {
+    const CONSUMER_ONLY: [&str; 8] = [
+        "auto.offset.reset",
+        "auto.commit.interval.ms",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "partition.assignment.strategy",
+        "queued.max.messages.kbytes",
+        "fetch.max.bytes",
+    ];
+    settings
+        .properties
+        .iter()
+        .filter(|(k, _)| !CONSUMER_ONLY.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// The librdkafka client context of one faultline client (consumer or producer).
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// "consumer" or "producer", for logs.
+    role: &'static str,
+    /// Whether some broker of the cluster is up (from statistics), and why the cluster refuses
+    /// this client when it does (authentication, TLS; from error callbacks).
+    link: Link,
+    /// Where the consumer lag goes; `None` for producers.
+    metrics: Option<Arc<Metrics>>,
+    /// Whether the last offset commit failed: a failing commit is logged once, not per partition
+    /// and per retry (a group that lost its session fails every commit until it rejoins).
+    commit_failing: Arc<AtomicBool>,
+}
+
+impl Context {
+    /// A context for a client playing `role`.
+    pub fn new(role: &'static str, metrics: Option<Arc<Metrics>>) -> Context {
+        Context {
+            role,
+            link: Link::default(),
+            metrics,
+            commit_failing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether the client reaches the cluster, and why not when it is refused.
+    pub fn link(&self) -> Link {
+        self.link.clone()
+    }
+
+    /// Records a connection state, logging only changes.
+    fn set_connected(&self, up: bool, detail: &str) {
+        // A refusal already marked the link down (and was logged), so it reads as no change.
+        let was = self.link.set_up(up);
+        if up && !was {
+            info!(client = self.role, "Connected to the Kafka cluster.");
+        } else if !up && was {
+            warn!(
+                client = self.role,
+                detail, "Lost the Kafka cluster; librdkafka reconnects with backoff."
+            );
+        }
+        if let (Some(m), "consumer") = (&self.metrics, self.role) {
+            m.source_connected
+                .with_label_values(&[crate::metrics::SOURCE_KAFKA])
+                .set(up as i64);
+        }
+    }
+
+    /// Records that the cluster refuses this client, logging it when it is news.
+    fn refused(&self, reason: String) {
+        if self.link.refuse(reason.clone()) {
+            error!(client = self.role, %reason, "The Kafka cluster refuses this client; librdkafka retries with backoff. Check the security.protocol / sasl.* / ssl.* properties.");
+        } else {
+            debug!(client = self.role, %reason, "The Kafka cluster still refuses this client.");
+        }
+        if let (Some(m), "consumer") = (&self.metrics, self.role) {
+            m.source_connected
+                .with_label_values(&[crate::metrics::SOURCE_KAFKA])
+                .set(0);
+        }
+    }
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // Connection failures repeat on every retry; the state change is logged once by
+        // `set_connected` instead.
+        let connection = matches!(fac, "FAIL" | "BROKERFAIL" | "CONNECT");
+        match level {
+            _ if connection => debug!(client = self.role, fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => error!(client = self.role, fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Warning => warn!(client = self.role, fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                info!(client = self.role, fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Debug => debug!(client = self.role, fac, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        match error.rdkafka_error_code() {
+            // Connection state comes from the statistics (every second), which say which
+            // brokers are up; these events arrive late and out of order during reconnects, and
+            // each retry would log again.
+            Some(Code::AllBrokersDown)
+            | Some(Code::BrokerTransportFailure)
+            | Some(Code::Resolve) => debug!(client = self.role, "librdkafka: {error}: {reason}"),
+            // The cluster refuses this client: librdkafka retries with backoff, so the refusal
+            // is logged once (until a connection succeeds) and shown on /readyz.
+            Some(Code::Authentication | Code::SaslAuthenticationFailed) => {
+                self.refused(format!("Kafka authentication failed: {reason}"))
+            }
+            Some(Code::SSL) => self.refused(format!("Kafka TLS failed: {reason}")),
+            _ => warn!(client = self.role, "librdkafka: {error}: {reason}"),
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        // A refused client still shows its brokers' states; any of them UP means it got in.
+        let up = statistics
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.set_connected(up, "no broker of the cluster is up");
+        let Some(metrics) = &self.metrics else { return };
+        let lag = &metrics.kafka_consumer_lag;
+        lag.reset();
+        for (name, topic) in &statistics.topics {
+            for (id, p) in &topic.partitions {
+                if *id < 0 || !p.desired {
+                    continue;
+                }
+                // Lag behind what faultline stored (published), else behind the last commit,
+                // else (nothing processed yet) everything the partition holds.
+                let value = if p.consumer_lag_stored >= 0 {
+                    p.consumer_lag_stored
+                } else if p.consumer_lag >= 0 {
+                    p.consumer_lag
+                } else if p.hi_offset >= 0 {
+                    p.hi_offset - p.lo_offset.max(0)
+                } else {
+                    -1
+                };
+                if value >= 0 {
+                    lag.with_label_values(&[name.as_str(), &id.to_string()])
+                        .set(value);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                info!(partitions = %describe(list), "Kafka assigned partitions to this instance.")
+            }
+            Rebalance::Revoke(list) => {
+                info!(partitions = %describe(list), "Kafka revoked partitions from this instance.")
+            }
+            Rebalance::Error(e) => warn!(error = %e, "A Kafka rebalance failed."),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                if self.commit_failing.swap(false, Ordering::Relaxed) {
+                    info!(client = self.role, "Kafka offsets are committed again.");
+                }
+            }
+            // Nothing stored since the last commit.
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                if self.commit_failing.swap(true, Ordering::Relaxed) {
+                    debug!(client = self.role, error = %e, "Could not commit Kafka offsets (again).");
+                } else {
+                    warn!(client = self.role, error = %e, "Could not commit Kafka offsets; rows since the last commit may be scored again after a restart. Logged once until a commit succeeds.")
+                }
+            }
+        }
+    }
+}
+
+/// `topic[0,1,2]` for logs.
+fn describe(list: &TopicPartitionList) -> String {
+    let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    for e in list.elements() {
+        by_topic
+            .entry(e.topic().to_string())
+            .or_default()
+            .push(e.partition());
+    }
+    by_topic
+        .iter()
+        .map(|(t, p)| format!("{t}{p:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,243 @@
+//! The one MQTT connection driver: every faultline MQTT client (the source, the publisher, the
+//! labels reader, `replay`) polls its rumqttc event loop through a [`Driver`], which connects and
+//! reconnects with backoff, keeps the connection's [`Link`] current for `/readyz`, logs a failure
+//! once (not every retry), renews the subscription when the broker kept no session, and counts a
+//! session the broker lost. Callers see only the [`Step`]s they act on.
+//!
+//! The event loop must be polled without pause (rumqttc sends and receives only while it is):
+//! nothing here waits except the reconnect backoff, and requests go out with `try_*` calls.
+
+use super::{mqtt_failed, Backoff};
+use crate::bus::link::Link;
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// What a connection reports to its owner.
+#[derive(Debug)]
+pub enum Step {
+    /// A message arrived on the subscription, in `session` (see [`Driver::session`]).
+    Message(rumqttc::Publish, u64),
+    /// The broker acknowledged one QoS 1 publish; brokers acknowledge them in the order they
+    /// received them (MQTT 3.1.1, 4.6).
+    PubAck,
+    /// Connected. `resumed`: the broker kept this client's session; when it did not, everything
+    /// rumqttc had queued or in flight for the old session is gone.
+    Connected {
+        /// The broker kept the session.
+        resumed: bool,
+    },
+    /// The connection failed and this driver does not reconnect ([`Driver::fail_fast`]).
+    Failed(String),
+    /// The client disconnected ([`AsyncClient::disconnect`]): the loop is over.
+    Closed,
+}
+
+/// Where and who, for logs and metrics.
+#[derive(Debug, Clone)]
+pub struct Role {
+    /// `host:port` of the broker.
+    pub broker: String,
+    /// Which client: `source`, `publisher`, `labels`, `replay`.
+    pub client: &'static str,
+}
+
+/// One MQTT connection's event loop.
+pub struct Driver {
+    eventloop: EventLoop,
+    client: AsyncClient,
+    link: Link,
+    backoff: Backoff,
+    role: Role,
+    /// The filter and QoS to (re)subscribe to when the broker has no session for this client.
+    subscription: Option<(String, QoS)>,
+    /// 1 while connected, 0 otherwise (`faultline_source_connected`).
+    connected_gauge: Option<prometheus::IntGauge>,
+    /// Counts sessions the broker lost (`faultline_broker_session_lost_total{client}`).
+    sessions_lost: Option<prometheus::IntCounter>,
+    /// The session messages arrive in: bumped each time the broker forgets this client's session,
+    /// so an acknowledgement for a message of an earlier session is never sent into a new one
+    /// (its packet id would name another message there).
+    session: Arc<AtomicU64>,
+    /// Whether this client has been connected before (a first connection loses no session).
+    connected_before: bool,
+    /// Report a failure instead of reconnecting (`replay`).
+    fail_fast: bool,
+    /// What rumqttc held for the broker when the connection dropped (publishes not yet
+    /// acknowledged, requests not yet sent), in order, kept across the reconnect: rumqttc drops
+    /// them when the broker comes back without the session, and they go out again either way.
+    held: std::collections::VecDeque<rumqttc::Request>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// A connection with `options`, and its client (`capacity`: requests the client may queue).
+    pub fn new(options: MqttOptions, capacity: usize, role: Role) -> (Driver, AsyncClient) {
+        let (client, eventloop) = AsyncClient::new(options, capacity);
+        let driver = Driver {
+            eventloop,
+            client: client.clone(),
+            link: Link::default(),
+            backoff: Backoff::default(),
+            role,
+            subscription: None,
+            sessions_lost: None,
+            connected_gauge: None,
+            session: Arc::new(AtomicU64::new(0)),
+            connected_before: false,
+            fail_fast: false,
+            held: Default::default(),
+        };
+        (driver, client)
+    }
+
+    /// Subscribes to `filter` on every connection the broker kept no session for.
+    pub fn subscribe(mut self, filter: String, qos: QoS) -> Driver {
+        self.subscription = Some((filter, qos));
+        self
+    }
+
+    /// Counts lost sessions on `counter`.
+    pub fn count_sessions_lost(mut self, counter: prometheus::IntCounter) -> Driver {
+        self.sessions_lost = Some(counter);
+        self
+    }
+
+    /// Keeps `gauge` at 1 while connected and 0 otherwise.
+    pub fn connected_gauge(mut self, gauge: prometheus::IntGauge) -> Driver {
+        self.connected_gauge = Some(gauge);
+        self
+    }
+
+    /// Reports the first connection failure as [`Step::Failed`] instead of reconnecting.
+    pub fn fail_fast(mut self) -> Driver {
+        self.fail_fast = true;
+        self
+    }
+
+    /// A handle on the connection, for requests.
+    pub fn client(&self) -> AsyncClient {
+        self.client.clone()
+    }
+
+    /// The connection's state, for `/readyz`.
+    pub fn link(&self) -> Link {
+        self.link.clone()
+    }
+
+    /// The current session's number, shared: compare a message's session with it before
+    /// acknowledging the message.
+    pub fn session(&self) -> Arc<AtomicU64> {
+        self.session.clone()
+    }
+
+    /// Where and who.
+    pub fn role(&self) -> &Role {
+        &self.role
+    }
+
+    /// Polls until the next step worth acting on; handles failures (logged when they are news,
+    /// then the backoff) and connections (link, subscription, lost sessions) itself.
+    pub async fn next(&mut self) -> Step {
+        loop {
+            if self.eventloop.network.is_none() {
+                // About to (re)connect: keep what rumqttc holds for the broker (see `held`).
+                let pending = std::mem::take(&mut self.eventloop.pending);
+                self.held.extend(pending);
+            }
+            match self.eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    return Step::Message(p, self.session.load(Ordering::Relaxed))
+                }
+                Ok(Event::Incoming(Packet::PubAck(_))) => return Step::PubAck,
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    self.connected(ack.session_present);
+                    return Step::Connected {
+                        resumed: ack.session_present,
+                    };
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                    self.set_up(false);
+                    return Step::Closed;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(step) = self.failed(e).await {
+                        return step;
+                    }
+                }
+            }
+        }
+    }
+
+    fn connected(&mut self, session_present: bool) {
+        // Whether or not the broker kept the session, what it had not acknowledged goes out
+        // again first, in the order it was first sent (so acknowledgements stay in order).
+        let held = std::mem::take(&mut self.held);
+        let resent = held.len();
+        self.eventloop.pending = held;
+        self.set_up(true);
+        self.backoff.reset();
+        let lost = self.connected_before && !session_present && self.persistent();
+        self.connected_before = true;
+        info!(broker = %self.role.broker, client = self.role.client, session_present, "Connected to the MQTT broker.");
+        if lost {
+            self.session.fetch_add(1, Ordering::Relaxed);
+            if let Some(c) = &self.sessions_lost {
+                c.inc();
+            }
+            self.link.note_session_lost(format!(
+                "the broker at {} lost the {}'s session (restarted without persistence?); messages it had queued for faultline are gone",
+                self.role.broker, self.role.client
+            ));
+            warn!(broker = %self.role.broker, client = self.role.client, resent, "The MQTT broker lost this client's session (did it restart without persistence?). faultline resumes: it re-sends what the broker had not acknowledged and subscribes again, but messages the broker had queued for it are gone (see the README on broker persistence).");
+        }
+        if !session_present {
+            if let Some((filter, qos)) = &self.subscription {
+                // try_: this task is the event loop; it must not wait for room in its own queue.
+                if let Err(e) = self.client.try_subscribe(filter.clone(), *qos) {
+                    warn!(error = %e, filter = %filter, "Could not request the subscription.");
+                }
+            }
+        }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.link.set_up(up);
+        if let Some(g) = &self.connected_gauge {
+            g.set(up as i64);
+        }
+    }
+
+    /// Whether the client asked for a persistent session (only then can a broker lose one).
+    fn persistent(&self) -> bool {
+        !self.eventloop.mqtt_options.clean_session()
+    }
+
+    async fn failed(&mut self, e: ConnectionError) -> Option<Step> {
+        if let Some(g) = &self.connected_gauge {
+            g.set(0);
+        }
+        if self.fail_fast {
+            self.set_up(false);
+            return Some(Step::Failed(format!("{}: {e}", self.role.broker)));
+        }
+        mqtt_failed(
+            &self.link,
+            &e,
+            &self.backoff,
+            &self.role.broker,
+            self.role.client,
+        );
+        self.backoff.wait().await;
+        None
+    }
+}

@@ -1,0 +1,273 @@
+//! `[source.mqtt]`: the section as written, and the checked settings every faultline MQTT
+//! connection (source, publisher, labels reader) is made from.
+
+use crate::secret::Secret;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `[source.mqtt]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://host:port`.
+    pub url: String,
+    /// Topic filter.
+    pub topic: String,
+    /// Stable client id.
+    pub client_id: String,
+    /// Subscription QoS (0 or 1).
+    pub qos: u8,
+    /// Shared subscription group, empty for none.
+    pub shared_group: String,
+    /// Keep-alive interval in seconds.
+    pub keep_alive_s: u64,
+    /// PEM file of the CA(s) that sign the broker's certificate (mqtts://); empty: the system's.
+    pub ca_file: String,
+    /// PEM client certificate (chain) for brokers that require one; empty: none.
+    pub client_cert_file: String,
+    /// PEM private key of the client certificate.
+    pub client_key_file: String,
+    /// User name for brokers that require one; empty: none.
+    #[serde(default)]
+    pub username: String,
+    /// Password of `username` (prefer `password_file`).
+    #[serde(default)]
+    pub password: String,
+    /// File holding the password (its whole content, trailing newline dropped).
+    #[serde(default)]
+    pub password_file: String,
+    /// `resume` or `exit`, when the broker comes back without faultline's sessions.
+    pub on_session_lost: String,
+}
+
+/// What faultline does when the broker comes back without its sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSessionLost {
+    /// Re-send what the broker had not acknowledged, subscribe again and keep serving.
+    Resume,
+    /// Stop (status 1) when verdicts were unacknowledged, for a supervisor to decide.
+    Exit,
+}
+
+/// An MQTT connection's settings, checked.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Topic filter to subscribe to (without any `$share` prefix).
+    pub topic: String,
+    /// Client id.
+    pub client_id: String,
+    /// Subscription QoS.
+    pub qos: u8,
+    /// Shared subscription group.
+    pub shared_group: Option<String>,
+    /// Keep-alive interval.
+    pub keep_alive: Duration,
+    /// TLS, for `mqtts://` URLs.
+    pub tls: Option<MqttTls>,
+    /// User name and password sent in CONNECT (the password is never printed).
+    pub credentials: Option<(String, Secret)>,
+    /// When the broker comes back without faultline's sessions.
+    pub on_session_lost: OnSessionLost,
+}
+
+/// TLS settings of an `mqtts://` connection (files are read when faultline starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttTls {
+    /// CA certificates (PEM) to trust; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and key (PEM), for brokers that require client certificates.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl MqttSettings {
+    /// Checks `[source.mqtt]`. On the embedded broker (`embedded`: its listen address) the
+    /// clients connect there and the url is not used; TLS files need an `mqtts://` url only when
+    /// this is the bus (`in_use`), but the rest is checked all the same: a typo should not wait
+    /// for a switch of `source.kind`.
+    pub fn from_section(
+        m: &MqttSection,
+        embedded: Option<SocketAddr>,
+        in_use: bool,
+    ) -> Result<MqttSettings, String> {
+        let (host, port, tls) = match embedded {
+            Some(listen) => (listen.ip().to_string(), listen.port(), false),
+            None => parse_broker_url(m.url.trim()).map_err(|e| format!("source.mqtt.url {e}"))?,
+        };
+        let file = |f: &str| Some(PathBuf::from(f.trim())).filter(|p| !p.as_os_str().is_empty());
+        let client_cert = match (file(&m.client_cert_file), file(&m.client_key_file)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(
+                "source.mqtt.client_cert_file and client_key_file go together: set both or neither"
+                    .into(),
+            ),
+        };
+        if !tls
+            && (file(&m.ca_file).is_some() || client_cert.is_some())
+            && in_use
+            && embedded.is_none()
+        {
+            return Err(format!(
+                "source.mqtt sets TLS files but the url \"{}\" is not mqtts://; write mqtts://HOST:PORT",
+                m.url.trim()
+            ));
+        }
+        let credentials = mqtt_credentials(m)?;
+        let tls = tls.then(|| MqttTls {
+            ca_file: file(&m.ca_file),
+            client_cert,
+        });
+        let host = if host == "0.0.0.0" {
+            "127.0.0.1".to_string()
+        } else {
+            host
+        };
+        if m.topic.trim().is_empty() {
+            return Err(
+                "source.mqtt.topic is empty; set the topic the rows are published on".into(),
+            );
+        }
+        if m.client_id.trim().is_empty() {
+            return Err(
+                "source.mqtt.client_id is empty; set a stable id so the broker keeps the session"
+                    .into(),
+            );
+        }
+        if m.qos > 1 {
+            return Err(format!(
+                "source.mqtt.qos is {}; set 1 (at least once) or 0 (at most once)",
+                m.qos
+            ));
+        }
+        if m.keep_alive_s < 5 {
+            return Err(format!(
+                "source.mqtt.keep_alive_s is {}; set at least 5 seconds",
+                m.keep_alive_s
+            ));
+        }
+        let group = m.shared_group.trim();
+        if group.contains(['/', '+', '#']) {
+            return Err(format!(
+                "source.mqtt.shared_group \"{group}\" may not contain /, + or #"
+            ));
+        }
+        let on_session_lost = match m.on_session_lost.trim() {
+            "resume" => OnSessionLost::Resume,
+            "exit" => OnSessionLost::Exit,
+            other => {
+                return Err(format!(
+                    "source.mqtt.on_session_lost is \"{other}\"; set \"resume\" (keep serving after the broker lost faultline's sessions) or \"exit\" (stop, for a supervisor to decide)"
+                ))
+            }
+        };
+        Ok(MqttSettings {
+            on_session_lost,
+            host,
+            port,
+            topic: m.topic.trim().to_string(),
+            client_id: m.client_id.trim().to_string(),
+            qos: m.qos,
+            shared_group: (!group.is_empty()).then(|| group.to_string()),
+            keep_alive: Duration::from_secs(m.keep_alive_s),
+            tls,
+            credentials,
+        })
+    }
+
+    /// The filter to subscribe to: `$share/<group>/<topic>` on a shared subscription.
+    pub fn subscription(&self) -> String {
+        match &self.shared_group {
+            Some(g) => format!("$share/{g}/{}", self.topic),
+            None => self.topic.clone(),
+        }
+    }
+}
+
+/// Parses `mqtt://host[:port]` (plain TCP only).
+pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
+    match parse_broker_url(url)? {
+        (_, _, true) => Err(format!(
+            "'{url}': TLS is not available here; use mqtt://HOST:PORT"
+        )),
+        (host, port, false) => Ok((host, port)),
+    }
+}
+
+/// Parses `mqtt://host[:port]` (port 1883) or `mqtts://host[:port]` (TLS, port 8883); the bool
+/// says TLS.
+pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
+    let (rest, tls) = if let Some(rest) = url.strip_prefix("mqtt://") {
+        (rest, false)
+    } else if let Some(rest) = url.strip_prefix("mqtts://") {
+        (rest, true)
+    } else {
+        return Err(format!(
+            "'{url}' is not an MQTT URL; write mqtt://HOST:PORT or mqtts://HOST:PORT"
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("'{url}' has an invalid port '{p}'"))?,
+        ),
+        _ => (rest, if tls { 8883 } else { 1883 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("'{url}' names no host; write mqtt://HOST:PORT"));
+    }
+    Ok((host.to_string(), port, tls))
+}
+
+/// `[source.mqtt]` user name and password (from `password` or `password_file`).
+fn mqtt_credentials(m: &MqttSection) -> Result<Option<(String, Secret)>, String> {
+    let user = m.username.trim();
+    let password = match (m.password.as_str(), m.password_file.trim()) {
+        ("", "") => String::new(),
+        (p, "") => p.to_string(),
+        ("", file) => crate::secret::read_secret("source.mqtt.password_file", file)?,
+        _ => {
+            return Err(
+                "source.mqtt.password and password_file are both set; keep one (the file keeps the password out of the configuration)"
+                    .into(),
+            )
+        }
+    };
+    match (user, password.is_empty()) {
+        ("", true) => Ok(None),
+        ("", false) => Err(
+            "source.mqtt has a password but no username; MQTT sends a password only with a user name"
+                .into(),
+        ),
+        (user, _) => Ok(Some((user.to_string(), password.into()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mqtt_urls_parse_or_say_how_to_write_them() {
+        assert_eq!(parse_mqtt_url("mqtt://h:1"), Ok(("h".into(), 1)));
+        assert_eq!(parse_mqtt_url("mqtt://h"), Ok(("h".into(), 1883)));
+        assert_eq!(parse_mqtt_url("mqtt://[::1]:9"), Ok(("::1".into(), 9)));
+        assert!(parse_mqtt_url("tcp://h:1")
+            .unwrap_err()
+            .contains("mqtt://HOST:PORT"));
+        assert!(parse_mqtt_url("mqtts://h:1").unwrap_err().contains("TLS"));
+        assert_eq!(parse_broker_url("mqtts://h"), Ok(("h".into(), 8883, true)));
+        assert_eq!(parse_broker_url("mqtt://h:2"), Ok(("h".into(), 2, false)));
+        assert!(parse_mqtt_url("mqtt://h:x")
+            .unwrap_err()
+            .contains("invalid port"));
+    }
+}
