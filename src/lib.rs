@@ -9,11 +9,11 @@
 //! |---|---|---|
 //! | configuration | `config.rs` | layered loading (defaults, file, env); assembles the sections into [`config::Config`], with the bus as one enum |
 //! | secrets, time | `secret.rs`, `clock.rs` | passwords and tokens never printed, read from files; timestamps |
-//! | reading rows | `crates/rows`: `lib.rs`, `csv.rs`, `json.rs` (re-exported as `row`) | one record or bus message → feature vectors in model order, or errors naming row, column and value |
+//! | reading rows | `crates/rows`: `lib.rs`, `csv.rs`, `json/mod.rs`, `json/visit.rs` (re-exported as `row`) | one record or bus message → feature vectors in model order, or errors naming row, column and value |
 //! | embedded broker | `bus/mqtt/broker.rs` | rumqttd on its own thread |
-//! | MQTT | `bus/mqtt/mod.rs`, `settings.rs`, `source.rs`, `publisher.rs`, `tls.rs` | `[source.mqtt]` checked; rows in at QoS 1 with manual acks; verdicts out, the broker's acks counted in order; rustls |
+//! | MQTT | `bus/mqtt/mod.rs`, `settings.rs`, `driver.rs`, `source.rs`, `publisher.rs`, `tls.rs` | `[source.mqtt]` checked; the one event-loop driver (reconnects, re-sends what a broker that lost the session had not acknowledged); rows in at QoS 1 with manual acks; verdicts out, the broker's acks counted in order; rustls |
 //! | Kafka | `bus/kafka/mod.rs`, `settings.rs`, `client.rs`, `source.rs`, `publisher.rs` | `[source.kafka]` checked (in every build); client properties, logs, lag; offsets stored after publish; the producer |
-//! | transport dispatch | `bus/mod.rs` | [`bus::Source`], [`bus::Acker`], [`bus::Publisher`] over the configured transport |
+//! | transport dispatch | `bus/mod.rs` | [`bus::Source`], [`bus::Acker`] (with the one MQTT PUBACK backlog, [`bus::MqttAcker`]), [`bus::Publisher`] over the configured transport |
 //! | admission | `bus/admit.rs` | decode-ahead in arrival order, the in-flight bound (backpressure) |
 //! | connection state | `bus/link.rs`, `bus/backoff.rs` | up or down, and why a broker refuses a client (`/readyz`); reconnect backoff |
 //! | wiring of `serve` | `pipeline/mod.rs`, `pipeline/error.rs` | channels, tasks, graceful shutdown; no logic of its own; why it could not start |

@@ -1145,3 +1145,115 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
     a_fault_comes_through(operator, &t, &model).await;
     app.shutdown().await.unwrap();
 }
+
+/// A real Kafka-protocol broker (tansu) stopped mid-stream (SIGTERM, then SIGKILL) and started
+/// again on the same port with its storage: nothing is lost, and the daemon stays up and ready.
+/// MockCluster's outage test above keeps its broker's state in memory; this one restarts the
+/// broker process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_on_its_storage_loses_nothing_and_the_daemon_stays_up() {
+    if std::env::var("KAFKA_BOOTSTRAP").is_ok_and(|b| !b.is_empty()) {
+        eprintln!("SKIPPED in the external-broker pass: this test starts and restarts its own tansu (it runs in the first pass)");
+        return;
+    }
+    let Some(tansu) = tansu_bin("a Kafka broker restart") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let start = || {
+        let child = std::process::Command::new(&tansu)
+            .current_dir(dir.path())
+            .args(["broker", "--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_port(port);
+        common::Helper(child)
+    };
+    let stop = |mut broker: common::Helper, signal: &str| {
+        let _ = std::process::Command::new("kill")
+            .args([signal, &broker.0.id().to_string()])
+            .status();
+        let _ = broker.0.wait();
+    };
+    let mut broker = start();
+    let cluster = Cluster {
+        bootstrap: format!("127.0.0.1:{port}"),
+        mock: None,
+    };
+    let t = topics("broker-restart");
+    create(&cluster, &t, 4).await;
+    let model = Model::embedded().unwrap();
+    let n = 1500;
+    let (rows, _) = common::crash_rows(&model, n, "broker restart");
+    let payloads: Vec<String> = rows.into_iter().map(|(_, r)| r).collect();
+    let daemon = common::Daemon::start(&daemon_env(&cluster.bootstrap, &t, &[])).await;
+    let producer = cluster.producer();
+    let (mut seen, mut total) = (HashSet::new(), 0);
+    let reader = cluster.reader(&[&t.scores]);
+    for (round, signal) in ["-TERM", "-KILL"].into_iter().enumerate() {
+        let part = &payloads[round * 500..(round + 1) * 500];
+        cluster.publish(&producer, &t.rows, part).await;
+        // Mid-stream: some of this part scored, some not yet.
+        let before = seen.len();
+        collect_keys(&reader, &mut seen, &mut total, 60, |_, d| d >= before + 100).await;
+        stop(broker, signal);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        broker = start();
+        let want = (round + 1) * 500;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        while seen.len() < want {
+            match tokio::time::timeout_at(deadline, reader.consumer.recv()).await {
+                Ok(Ok(m)) => {
+                    seen.insert(String::from_utf8_lossy(m.key().unwrap()).into_owned());
+                    total += 1;
+                }
+                Ok(Err(_)) => continue,
+                Err(_) => panic!(
+                    "after restart {}: {} of {want} rows scored:\n{}\n{}",
+                    round + 1,
+                    seen.len(),
+                    http_get(daemon.web, "/metrics")
+                        .await
+                        .lines()
+                        .filter(|l| l.contains("rows_received")
+                            || l.contains("rows_scored")
+                            || l.contains("lag"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    daemon.log_text()
+                ),
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !http_get(daemon.web, "/readyz").await.contains("200 OK") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not ready after restart {}: {}\n{}",
+                round + 1,
+                http_get(daemon.web, "/readyz").await,
+                daemon.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!(
+            "tansu restart {} ({signal}) mid-stream: {} of {want} rows scored so far",
+            round + 1,
+            seen.len()
+        );
+    }
+    cluster.publish(&producer, &t.rows, &payloads[1000..]).await;
+    collect_keys(&reader, &mut seen, &mut total, 90, |_, d| d == n).await;
+    eprintln!(
+        "tansu restarted twice mid-stream: {n} of {n} rows scored, {} twice",
+        total - n
+    );
+    assert!(http_get(daemon.web, "/readyz").await.contains("200 OK"));
+    assert_eq!(daemon.terminate().code(), Some(0), "{}", "exit status");
+    drop(broker);
+}

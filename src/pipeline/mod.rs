@@ -6,7 +6,7 @@
 //! - [`scoring`]: the model and its shadow, drift, the store, verdicts and dead letters out;
 //! - [`ack`]: acknowledging rows to their broker once their outputs are on it;
 //! - [`tasks`]: drift, live quality and the model-file watch, periodically;
-//! - [`shutdown`]: the one stop signal; [`error`]: why the daemon could not start or stopped.
+//! - [`shutdown`]: the one stop signal; [`error`](mod@error): why the daemon could not start or stopped.
 //!
 //! ```text
 //! source ──Incoming──► batcher ──Vec<Incoming>──► scorer (blocking pool) ──► publisher ──► broker

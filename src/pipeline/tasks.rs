@@ -1,4 +1,4 @@
-//! The periodic tasks of `faultline serve`, each on a [`Ticker`] until the daemon stops: drift
+//! The periodic tasks of `faultline serve`, each on a `Ticker` until the daemon stops: drift
 //! (recomputed off the runtime, never per scrape), live quality (expiring labels, recomputing the
 //! gauges) and watching the model's files for a reload.
 

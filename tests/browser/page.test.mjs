@@ -177,7 +177,15 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
 
     // Clicking it opens its explanation: one bar per contribution the CLI lists for it, same sensors in
     // the same order, and the chart ends at logit(P(fault)).
-    await page.locator(`[data-row="${rowIndex}"][data-col="probability"]`).first().click();
+    // The grid re-renders on the next animation frame after sorting and filtering; a click that
+    // lands while it moves hits the grid rather than the cell (which then focuses its cursor
+    // cell, another wafer). So: click, and click again until the clicked wafer's view is open.
+    const shows = (id) => page.evaluate((id) => (document.querySelector('#explanation:not([hidden]) strong')?.textContent || '').startsWith(`Wafer ${id}:`), id);
+    for (let i = 0; i < 10 && !(await shows(known[col('id')])); i++) {
+      await page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))));
+      await page.locator(`[data-row="${rowIndex}"][data-col="probability"]`).first().click();
+    }
+    assert.ok(await shows(known[col('id')]), `clicking ${known[col('id')]} opens its explanation`);
     await page.waitForSelector('#explanation:not([hidden]) svg.explain-chart');
     const cliSensors = known[col('contributions')].split('; ').map((c) => c.split('=')[0]);
     assert.equal(cliSensors.length, 5);

@@ -19,11 +19,15 @@ use tokio::task::JoinHandle;
 use tracing::error;
 
 /// Producer defaults; the properties table may change them.
-const DEFAULTS: [(&str, &str); 3] = [
+const DEFAULTS: [(&str, &str); 4] = [
     // Acknowledged by every in-sync replica: a verdict the cluster acknowledged survives a broker.
     ("acks", "all"),
     ("linger.ms", "5"),
     ("client.id", "faultline-out"),
+    // Keep connections to the brokers while idle (librdkafka otherwise reconnects only when it
+    // has something to send): after a broker restart /readyz then says whether the publisher
+    // could deliver now, not whether it has delivered since.
+    ("enable.sparse.connections", "false"),
 ];
 
 /// Publishes to one Kafka cluster.
