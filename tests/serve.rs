@@ -575,15 +575,7 @@ async fn a_broker_that_forgets_its_sessions_never_stops_detection() {
         .enumerate()
     {
         let batch = &rows[round * 300..(round + 1) * 300];
-        let want: HashSet<String> = batch
-            .iter()
-            .map(|r| {
-                serde_json::from_str::<Value>(r).unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let want = row_ids(batch);
         // The broker receives the verdicts (the subscriber sees them) but its PUBACKs are held:
         // every verdict of the round is published and unacknowledged, every row unacknowledged.
         hold_tx.send_replace(true);
@@ -632,15 +624,7 @@ async fn a_broker_that_forgets_its_sessions_never_stops_detection() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // And it keeps scoring what comes next.
-    let rest: HashSet<String> = rows[600..]
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<Value>(r).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let rest = row_ids(&rows[600..]);
     for r in &rows[600..] {
         c.publish("forget/rows", r.clone()).await;
     }
@@ -657,6 +641,16 @@ async fn a_broker_that_forgets_its_sessions_never_stops_detection() {
     let said = log.matches("lost this client's session").count();
     assert_eq!(said, 4, "one warning per client and restart:\n{log}");
     assert_eq!(daemon.terminate().code(), Some(0), "{log}");
+}
+
+/// The ids of JSON rows.
+fn row_ids(rows: &[String]) -> HashSet<String> {
+    rows.iter()
+        .map(|r| {
+            let v: Value = serde_json::from_str(r).unwrap();
+            v["id"].as_str().unwrap().to_string()
+        })
+        .collect()
 }
 
 /// With `on_session_lost = "exit"` the same restart stops faultline (status 1), naming the broker

@@ -8,6 +8,8 @@
 // A module under the page's Content-Security-Policy: SVG and DOM built with createElementNS /
 // createElement, attributes and textContent only (no inline style).
 
+import { el } from './base.js';
+
 const SVG = 'http://www.w3.org/2000/svg';
 const BAR_H = 22;
 const LABEL_W = 250;
@@ -21,12 +23,6 @@ function svg(tag, attrs, text) {
   return e;
 }
 
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 const num = (v, d) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(d) : '—');
 const signed = (v) => (v >= 0 ? '+' : '−') + Math.abs(v).toFixed(3);

@@ -7,6 +7,8 @@
 // (card.js) are imported; main.js starts the panel with startQuality once the page has started.
 
 import { askForToken, authHeaders, token } from './api.js';
+import { clear, el } from './base.js';
+import { sentence } from './status.js';
 import { refreshCard } from './card.js';
 
 /** How often live quality is fetched, in milliseconds; after failures the wait doubles up to MAX_MS. */
@@ -54,17 +56,6 @@ const ui = {
 
 // ---------------------------------------------------------------- helpers
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function clear(node) {
-  while (node.firstChild) node.firstChild.remove();
-}
-
 function isNumber(x) {
   return typeof x === 'number' && Number.isFinite(x);
 }
@@ -80,13 +71,6 @@ function fmtInt(n) {
 
 function plural(n, one, many) {
   return `${fmtInt(n)} ${n === 1 ? one : (many || `${one}s`)}`;
-}
-
-/** A message as a sentence: capitalized, with a full stop. */
-function sentence(message) {
-  const m = String(message || 'unknown error').trim();
-  const s = m.charAt(0).toUpperCase() + m.slice(1);
-  return /[.!?…]$/.test(s) ? s : `${s}.`;
 }
 
 /** Shows `text` in a status line (hidden when empty), marked as bad news or not. */
