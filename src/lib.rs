@@ -34,7 +34,7 @@
 //! | scored-row store | `store/mod.rs`, `store/segment.rs` | every scored row and label on disk (Arrow IPC), never blocking the fault stream |
 //! | the join | `store/ledger.rs` | scored rows × labels in memory, bounded; the window live quality is computed over |
 //! | live quality | `quality.rs` | ROC-AUC, PR-AUC, recall, false-alarm rate as scikit-learn defines them |
-//! | HTTP | `web/mod.rs`, `web/api.rs`, `web/quality.rs`, `web/page.rs` | health, readiness, card, `/metrics`; scoring and labels API; the page |
+//! | HTTP | `web/mod.rs`, `api.rs`, `health.rs`, `score.rs`, `model.rs`, `quality.rs`, `page.rs` | the router and the token layer; `/healthz`, `/readyz`, `/metrics`; `POST /api/score`; the card, reload, promotion, drift; labels in, live quality out; the page |
 //! | metrics | `metrics.rs` | every metric name and help text |
 //! | `faultline score` | `score.rs` | CSV in, verdicts CSV out, in bounded batches |
 //! | `faultline replay` | `replay.rs` | CSV → one JSON message per row |

@@ -1,18 +1,21 @@
-//! The HTTP server: health, readiness, the model card, drift, metrics and the scoring API.
-//! (The page comes with its own issue.)
+//! The HTTP server, one file per thing it serves: [`health`] (`/healthz`, `/readyz`, `/metrics`),
+//! [`score`] (`POST /api/score`), [`model`] (the card, reload, promotion, drift), [`quality`]
+//! (labels in, live quality out) and [`page`] (the page's static files). [`api`] holds what the
+//! API routes share: the token layer, upload limits and JSON errors.
 
 pub mod api;
+pub mod health;
+pub mod model;
 pub mod page;
 pub mod quality;
+pub mod score;
 
 use crate::model::live::LiveModel;
 use crate::model::Model;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
 use std::sync::Arc;
 
 /// What the handlers read.
@@ -65,9 +68,12 @@ pub fn router(state: WebState) -> Router {
     // Everything under /api/ needs the token (when one is configured); the page, health,
     // readiness and /metrics do not.
     let api = Router::new()
-        .route("/api/model", get(model_card))
-        .route("/api/model/reload", axum::routing::post(reload_model))
-        .route("/api/model/promote", axum::routing::post(quality::promote))
+        .route("/api/model", get(model::model_card))
+        .route(
+            "/api/model/reload",
+            axum::routing::post(model::reload_model),
+        )
+        .route("/api/model/promote", axum::routing::post(model::promote))
         .route("/api/quality", get(quality::quality))
         .route(
             "/api/labels",
@@ -80,10 +86,10 @@ pub fn router(state: WebState) -> Router {
                     api::guard_upload,
                 )),
         )
-        .route("/api/drift", get(drift))
+        .route("/api/drift", get(model::drift))
         .route(
             "/api/score",
-            axum::routing::post(api::score)
+            axum::routing::post(score::score)
                 .layer(axum::extract::DefaultBodyLimit::max(
                     state.limits.max_body_bytes,
                 ))
@@ -98,9 +104,9 @@ pub fn router(state: WebState) -> Router {
         ));
     Router::new()
         .merge(page::routes())
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .merge(api)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -132,94 +138,4 @@ async fn count_requests(
         .with_label_values(&[path.as_str()])
         .observe(started.elapsed().as_secs_f64());
     response
-}
-
-async fn drift(State(s): State<WebState>) -> Response {
-    match s.drift.read() {
-        Ok(report) => Json(report.clone()).into_response(),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": "the drift report is unavailable"})),
-        )
-            .into_response(),
-    }
-}
-
-async fn metrics(State(s): State<WebState>) -> Response {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
-        .into_response()
-}
-
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
-}
-
-async fn readyz(State(s): State<WebState>) -> Response {
-    let (source, sink) = (s.source.is_up(), s.sink.is_up());
-    let (source_refused, sink_refused) = (s.source.refused(), s.sink.refused());
-    let ready = source && sink;
-    let mut reasons = vec![];
-    for (up, refused, who) in [
-        (source, &source_refused, "source"),
-        (sink, &sink_refused, "publisher"),
-    ] {
-        match refused {
-            Some(why) => reasons.push(format!("the {who} cannot connect: {why}")),
-            None if !up => reasons.push(format!("the {who} is not connected to its broker")),
-            None => {}
-        }
-    }
-    let body = json!({
-        "ready": ready,
-        "model": {
-            "loaded": true,
-            "version": s.model.current().version(),
-            "last_reload": s.model.last_reload(),
-        },
-        "source": {"connected": source, "refused": source_refused, "session_lost": s.source.session_lost()},
-        "sink": {"connected": sink, "refused": sink_refused, "session_lost": s.sink.session_lost()},
-        "shadow": s.model.shadow().map(|m| m.version().to_string()),
-        "store": s.store.as_ref().map(|st| st.status()),
-        "reasons": reasons,
-    });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
-}
-
-async fn model_card(State(s): State<WebState>) -> Response {
-    Json(s.model.current().card().clone()).into_response()
-}
-
-/// `POST /api/model/reload`: loads `[model] dir` again, checks it and swaps it in. 200 with the
-/// outcome when the new model serves; 422 with the reason when it was refused (the old model keeps
-/// serving); 409 when faultline serves its embedded model (nothing to reload from).
-async fn reload_model(State(s): State<WebState>) -> Response {
-    let embedded = s.model.dir().is_none();
-    let live = s.model.clone();
-    let status = match tokio::task::spawn_blocking(move || live.reload("api")).await {
-        Ok(status) => status,
-        Err(e) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": format!("the reload panicked: {e}")})),
-            )
-                .into_response()
-        }
-    };
-    let code = match (status.ok, embedded) {
-        (true, _) => StatusCode::OK,
-        (false, true) => StatusCode::CONFLICT,
-        (false, false) => StatusCode::UNPROCESSABLE_ENTITY,
-    };
-    (code, Json(status)).into_response()
 }

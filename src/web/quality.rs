@@ -118,15 +118,3 @@ pub async fn quality(State(s): State<WebState>) -> Result<Response, ApiError> {
     });
     Ok(Json(body).into_response())
 }
-
-/// `POST /api/model/promote`: the shadow model serves and the serving one becomes the shadow
-/// (promote again to roll back). 200 with the outcome; 409 when no shadow runs.
-pub async fn promote(State(s): State<WebState>) -> Result<Response, ApiError> {
-    let status = s.model.promote("api");
-    let code = if status.ok {
-        StatusCode::OK
-    } else {
-        StatusCode::CONFLICT
-    };
-    Ok((code, Json(status)).into_response())
-}

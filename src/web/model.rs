@@ -1,0 +1,64 @@
+//! The model in service: `GET /api/model` (its card), `POST /api/model/reload`, `POST
+//! /api/model/promote` (the shadow becomes the serving model) and `GET /api/drift` (recent rows
+//! against the card's training distribution).
+
+use super::api::ApiError;
+use super::WebState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// `GET /api/drift`
+pub async fn drift(State(s): State<WebState>) -> Response {
+    match s.drift.read() {
+        Ok(report) => Json(report.clone()).into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "the drift report is unavailable"})),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /api/model`
+pub async fn model_card(State(s): State<WebState>) -> Response {
+    Json(s.model.current().card().clone()).into_response()
+}
+
+/// `POST /api/model/reload`: loads `[model] dir` again, checks it and swaps it in. 200 with the
+/// outcome when the new model serves; 422 with the reason when it was refused (the old model keeps
+/// serving); 409 when faultline serves its embedded model (nothing to reload from).
+pub async fn reload_model(State(s): State<WebState>) -> Response {
+    let embedded = s.model.dir().is_none();
+    let live = s.model.clone();
+    let status = match tokio::task::spawn_blocking(move || live.reload("api")).await {
+        Ok(status) => status,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": format!("the reload panicked: {e}")})),
+            )
+                .into_response()
+        }
+    };
+    let code = match (status.ok, embedded) {
+        (true, _) => StatusCode::OK,
+        (false, true) => StatusCode::CONFLICT,
+        (false, false) => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    (code, Json(status)).into_response()
+}
+
+/// `POST /api/model/promote`: the shadow model serves and the serving one becomes the shadow
+/// (promote again to roll back). 200 with the outcome; 409 when no shadow runs.
+pub async fn promote(State(s): State<WebState>) -> Result<Response, ApiError> {
+    let status = s.model.promote("api");
+    let code = if status.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    Ok((code, Json(status)).into_response())
+}
