@@ -10,7 +10,8 @@
 
 use crate::bus::kafka::{kafka_topic_problem, KafkaSection, KafkaSettings};
 use crate::bus::mqtt::{MqttSection, MqttSettings};
-use crate::secret::{read_secret, Secret};
+use crate::store::{LabelsSection, StoreSection, StoreSettings};
+use crate::web::api::{WebLimits, WebSection};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -62,36 +63,6 @@ pub struct RawConfig {
     pub store: StoreSection,
     /// A challenger model scored beside the serving one.
     pub shadow: ShadowSection,
-}
-
-/// `[labels]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LabelsSection {
-    /// Topic the labels are published on; empty for none.
-    pub topic: String,
-    /// Labelled wafers live quality is computed over.
-    pub window_rows: usize,
-    /// Scored rows remembered for the join.
-    pub join_rows: usize,
-    /// Seconds a label waits for its row.
-    pub pending_s: u64,
-    /// Labels waiting at once.
-    pub max_pending: usize,
-}
-
-/// `[store]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreSection {
-    /// Directory of the store; empty for none.
-    pub dir: String,
-    /// Scored rows kept on disk.
-    pub max_rows: usize,
-    /// Days kept on disk; 0 for no limit.
-    pub max_days: u32,
-    /// Rows per file.
-    pub segment_rows: usize,
 }
 
 /// `[shadow]`
@@ -154,27 +125,6 @@ pub struct DriftSection {
     pub window_rows: usize,
     /// Recompute interval in milliseconds.
     pub interval_ms: u64,
-}
-
-/// `[web]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebSection {
-    /// HTTP listen address.
-    pub listen: String,
-    /// Largest request body in bytes.
-    pub max_body_bytes: usize,
-    /// Most rows per scoring request.
-    pub max_rows: usize,
-    /// Request timeout in milliseconds.
-    pub request_timeout_ms: u64,
-    /// Scoring requests at once.
-    pub max_concurrent: usize,
-    /// Bearer token for /api/*; empty for none.
-    pub token: String,
-    /// File holding the bearer token (instead of `token`); empty for none.
-    #[serde(default)]
-    pub token_file: String,
 }
 
 /// `[shutdown]`
@@ -251,7 +201,7 @@ pub struct Config {
     /// HTTP listen address.
     pub web_listen: SocketAddr,
     /// HTTP API limits and token.
-    pub web_limits: crate::web::api::WebLimits,
+    pub web_limits: WebLimits,
     /// Rows in the drift window.
     pub drift_window_rows: NonZeroUsize,
     /// Drift recompute interval.
@@ -261,7 +211,7 @@ pub struct Config {
     /// Topic (MQTT filter) the labels arrive on, if any.
     pub labels_topic: Option<String>,
     /// The store and the join's limits.
-    pub store: crate::store::StoreSettings,
+    pub store: StoreSettings,
     /// How often waiting labels expire and the quality gauges are recomputed.
     pub quality_interval: Duration,
     /// The shadow model's directory, if one runs.
@@ -507,34 +457,7 @@ impl RawConfig {
                 self.drift.interval_ms
             ));
         }
-        let web = &self.web;
-        if web.max_body_bytes == 0
-            || web.max_rows == 0
-            || web.max_concurrent == 0
-            || web.request_timeout_ms == 0
-        {
-            return invalid(
-                "web.max_body_bytes, web.max_rows, web.max_concurrent and web.request_timeout_ms must all be above 0"
-                    .into(),
-            );
-        }
-        let token = match (web.token.trim(), web.token_file.trim()) {
-            (t, "") => Some(t.to_string()).filter(|t| !t.is_empty()),
-            ("", file) => Some(read_secret("web.token_file", file).map_err(ConfigError::Invalid)?),
-            _ => {
-                return invalid(
-                    "web.token and web.token_file are both set; keep one (the file keeps the token out of the configuration)"
-                        .into(),
-                )
-            }
-        };
-        let web_limits = crate::web::api::WebLimits {
-            max_body_bytes: web.max_body_bytes,
-            max_rows: web.max_rows,
-            request_timeout: Duration::from_millis(web.request_timeout_ms),
-            max_concurrent: web.max_concurrent,
-            token: token.map(Secret::from),
-        };
+        let web_limits = WebLimits::from_section(&self.web).map_err(ConfigError::Invalid)?;
         let dir = self.model.dir.trim();
         if self.model.watch_ms > 0 && self.model.watch_ms < 100 {
             return invalid(format!(
@@ -543,12 +466,6 @@ impl RawConfig {
             ));
         }
         let l = &self.labels;
-        if l.window_rows == 0 || l.join_rows == 0 || l.max_pending == 0 {
-            return invalid(
-                "labels.window_rows, labels.join_rows and labels.max_pending must all be above 0"
-                    .into(),
-            );
-        }
         let labels_topic = Some(l.topic.trim().to_string()).filter(|t| !t.is_empty());
         let row_topic = bus.rows_topic();
         if let Some(t) = &labels_topic {
@@ -572,28 +489,8 @@ impl RawConfig {
         {
             return invalid(format!("labels.topic \"{}\" {bad}", l.topic.trim()));
         }
-        let st = &self.store;
-        if st.max_rows == 0 || st.segment_rows == 0 {
-            return invalid("store.max_rows and store.segment_rows must be above 0".into());
-        }
-        if st.segment_rows > st.max_rows {
-            return invalid(format!(
-                "store.segment_rows ({}) is larger than store.max_rows ({}); lower segment_rows: old rows are deleted a whole file at a time",
-                st.segment_rows, st.max_rows
-            ));
-        }
-        let store = crate::store::StoreSettings {
-            dir: file(&st.dir),
-            max_rows: st.max_rows,
-            max_days: (st.max_days > 0).then_some(st.max_days),
-            segment_rows: st.segment_rows,
-            ledger: crate::store::ledger::LedgerLimits {
-                max_rows: l.join_rows,
-                window: l.window_rows,
-                max_pending: l.max_pending,
-                pending_ttl_ms: (l.pending_s as i64).saturating_mul(1000),
-            },
-        };
+        let store = StoreSettings::from_sections(&self.store, &self.labels)
+            .map_err(ConfigError::Invalid)?;
         Ok(Config {
             labels_topic,
             store,

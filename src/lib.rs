@@ -7,7 +7,7 @@
 //!
 //! | stage | file | what it does |
 //! |---|---|---|
-//! | configuration | `config.rs` | layered loading (defaults, file, env); assembles the sections into [`config::Config`], with the bus as one enum |
+//! | configuration | `config.rs` | layered loading (defaults, file, env); assembles the sections into [`config::Config`], with the bus as one enum; each owner checks its section (`bus/mqtt/settings.rs`, `bus/kafka/settings.rs`, `store/settings.rs`, `web/api.rs`) |
 //! | secrets, time | `secret.rs`, `clock.rs` | passwords and tokens never printed, read from files; timestamps |
 //! | reading rows | `crates/rows`: `lib.rs`, `csv.rs`, `json/mod.rs`, `json/visit.rs` (re-exported as `row`) | one record or bus message → feature vectors in model order, or errors naming row, column and value |
 //! | embedded broker | `bus/mqtt/broker.rs` | rumqttd on its own thread |
@@ -31,7 +31,7 @@
 //! | periodic tasks | `pipeline/tasks.rs`, `pipeline/shutdown.rs` | drift, live quality, the model-file watch; the one stop signal |
 //! | drift | `drift.rs` | recent rows vs the card's training distribution |
 //! | late labels | `crates/rows/src/labels.rs`, `labels/reader.rs` | label messages, JSON and CSV → labels or the reason they are refused; the labels topic's reader |
-//! | scored-row store | `store/mod.rs`, `store/segment.rs` | every scored row and label on disk (Arrow IPC), never blocking the fault stream |
+//! | scored-row store | `store/mod.rs`, `store/settings.rs`, `store/writer.rs`, `store/segment.rs` | every scored row and label on disk (Arrow IPC), never blocking the fault stream; `[store]` checked; the writer thread |
 //! | the join | `store/ledger.rs` | scored rows × labels in memory, bounded; the window live quality is computed over |
 //! | live quality | `quality.rs` | ROC-AUC, PR-AUC, recall, false-alarm rate as scikit-learn defines them |
 //! | HTTP | `web/mod.rs`, `api.rs`, `health.rs`, `score.rs`, `model.rs`, `quality.rs`, `page.rs` | the router and the token layer; `/healthz`, `/readyz`, `/metrics`; `POST /api/score`; the card, reload, promotion, drift; labels in, live quality out; the page |

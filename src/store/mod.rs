@@ -20,35 +20,24 @@
 pub mod export;
 pub mod ledger;
 pub mod segment;
+pub mod settings;
+mod writer;
 
 use crate::metrics::Metrics;
 use crate::row::labels::Label;
 use arrow_array::{Float32Array, Int8Array, StringArray, TimestampMillisecondArray};
-use ledger::{LabelOutcome, Ledger, LedgerLimits, Scores};
+use ledger::{LabelOutcome, Ledger, Scores};
 use segment::{Kind, ScoredBatch, SegmentFile, SegmentWriter};
 use serde::Serialize;
+pub use settings::{LabelsSection, StoreSection, StoreSettings};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::{info, warn};
+use writer::{Chores, Writer};
 
 /// Batches waiting for the writer before the store starts dropping.
 const QUEUE_BATCHES: usize = 256;
-
-/// Where and how much to keep.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoreSettings {
-    /// Directory of the segments; `None`: nothing on disk (the join still runs in memory).
-    pub dir: Option<PathBuf>,
-    /// Scored rows kept on disk (and remembered for the join); the oldest segments go first.
-    pub max_rows: usize,
-    /// Segments older than this many days are deleted; `None`: no age limit.
-    pub max_days: Option<u32>,
-    /// Rows per segment before the next one starts.
-    pub segment_rows: usize,
-    /// The join's limits.
-    pub ledger: LedgerLimits,
-}
 
 /// The store's health, for `/readyz` and the API.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -399,296 +388,6 @@ fn recover_labels(b: &arrow_array::RecordBatch, ledger: &mut Ledger) -> Result<u
     Ok(b.num_rows())
 }
 
-/// The writer thread's state.
-struct Writer {
-    dir: PathBuf,
-    settings: StoreSettings,
-    scored_schema: arrow_schema::SchemaRef,
-    labels_schema: arrow_schema::SchemaRef,
-    scored: Option<SegmentWriter>,
-    labels: Option<SegmentWriter>,
-    /// Finished segments with their rows, oldest first, for retention.
-    segments: (Segments, Segments),
-    /// Syncs and deletions, off the writer's path (done when the writer ends).
-    chores: Chores,
-    status: Arc<Mutex<StoreStatus>>,
-    metrics: Arc<Metrics>,
-}
-
-/// Slow file work the writer hands to a thread of its own: syncing a finished segment (~100 MB)
-/// or deleting an old one each take up to a second or more, during which the writer would not
-/// drain its queue (the 30-minute soak at 5k rows/s dropped ~300 rows per rotation and then per
-/// deletion).
-enum Chore {
-    /// Sync a finished segment to disk.
-    Sync(std::fs::File, PathBuf),
-    /// Delete a segment retention retired.
-    Remove(PathBuf),
-}
-
-impl Chore {
-    fn run(self) {
-        match self {
-            Chore::Sync(file, path) => {
-                if let Err(e) = file.sync_all() {
-                    warn!(segment = %path.display(), error = %e, "Could not sync a finished store segment to disk.");
-                }
-            }
-            Chore::Remove(path) => {
-                if let Err(e) = std::fs::remove_file(&path) {
-                    warn!(segment = %path.display(), error = %e, "Could not delete an old store segment.");
-                }
-            }
-        }
-    }
-}
-
-/// Runs chores in order on a thread of its own; done (joined) when dropped.
-struct Chores {
-    tx: Option<std::sync::mpsc::Sender<Chore>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Chores {
-    fn start() -> Chores {
-        let (tx, rx) = std::sync::mpsc::channel::<Chore>();
-        let thread = std::thread::Builder::new()
-            .name("faultline-store-chores".into())
-            .spawn(move || rx.into_iter().for_each(Chore::run))
-            .ok();
-        Chores {
-            tx: thread.is_some().then_some(tx),
-            thread,
-        }
-    }
-
-    /// Queues `chore`, or runs it here if the thread is not there.
-    fn push(&self, chore: Chore) {
-        match &self.tx {
-            Some(tx) => {
-                if let Err(e) = tx.send(chore) {
-                    e.0.run();
-                }
-            }
-            None => chore.run(),
-        }
-    }
-}
-
-impl Drop for Chores {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Writer {
-    fn run(mut self, rx: Receiver<Record>) {
-        // Old segments may have aged past max_days while faultline was down.
-        self.retire(Kind::Scored);
-        self.retire(Kind::Labels);
-        while let Ok(first) = rx.recv() {
-            // What arrives within WRITE_LINGER of the first record goes out with it (up to
-            // WRITE_ROWS rows): each Arrow message carries ~600 column headers, so writing every
-            // micro-batch alone costs more than the rows (the writer fell behind at 5k rows/s).
-            let deadline = std::time::Instant::now() + WRITE_LINGER;
-            let mut rows = first.rows();
-            let mut records = vec![first];
-            while rows < WRITE_ROWS {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let next = match rx.recv_timeout(left) {
-                    Ok(r) => r,
-                    Err(_) => break,
-                };
-                rows += next.rows();
-                records.push(next);
-            }
-            // Scored rows and labels go to files of their own: each kind as one Arrow batch, in
-            // the order it arrived.
-            let mut scored: Vec<ScoredBatch> = vec![];
-            let mut labels: Vec<(Label, i64)> = vec![];
-            for record in records {
-                match record {
-                    Record::Scored(b) => scored.push(b),
-                    Record::Labels(l) => labels.extend(l),
-                }
-            }
-            self.write_scored(scored);
-            if !labels.is_empty() {
-                self.write(Record::Labels(labels));
-            }
-        }
-        for kind in [Kind::Scored, Kind::Labels] {
-            if let Some(w) = self.slot(kind).take() {
-                if let Err(e) = w.finish() {
-                    warn!(error = %e, "Could not close a store segment.");
-                }
-            }
-        }
-    }
-
-    fn write_scored(&mut self, batches: Vec<ScoredBatch>) {
-        if batches.is_empty() {
-            return;
-        }
-        let rows: usize = batches.iter().map(|b| b.ids.len()).sum();
-        let result = ScoredBatch::to_record_batch(&batches, &self.scored_schema)
-            .map_err(|e| e.to_string())
-            .and_then(|batch| self.append(Kind::Scored, &batch));
-        self.report(Kind::Scored, rows as u64, result);
-    }
-
-    fn write(&mut self, record: Record) {
-        {
-            let (kind, rows, result) = match record {
-                Record::Scored(b) => {
-                    self.write_scored(vec![b]);
-                    return;
-                }
-                Record::Labels(l) => {
-                    let r = segment::labels_batch(&l, &self.labels_schema)
-                        .map_err(|e| e.to_string())
-                        .and_then(|batch| self.append(Kind::Labels, &batch));
-                    (Kind::Labels, l.len(), r)
-                }
-            };
-            self.report(kind, rows as u64, result);
-        }
-    }
-
-    fn slot(&mut self, kind: Kind) -> &mut Option<SegmentWriter> {
-        match kind {
-            Kind::Scored => &mut self.scored,
-            Kind::Labels => &mut self.labels,
-        }
-    }
-
-    fn finished(&mut self, kind: Kind) -> &mut Segments {
-        match kind {
-            Kind::Scored => &mut self.segments.0,
-            Kind::Labels => &mut self.segments.1,
-        }
-    }
-
-    fn append(&mut self, kind: Kind, batch: &arrow_array::RecordBatch) -> Result<(), String> {
-        let segment_rows = self.settings.segment_rows;
-        let full = self
-            .slot(kind)
-            .as_ref()
-            .is_some_and(|w| w.rows >= segment_rows);
-        if full {
-            if let Some(w) = self.slot(kind).take() {
-                let done = (w.file.clone(), w.rows);
-                // The data is with the operating system; the sync to disk is a chore (a
-                // failure there is logged).
-                let file = w.close()?;
-                self.chores.push(Chore::Sync(file, done.0.path.clone()));
-                self.finished(kind).push(done);
-            }
-            self.retire(kind);
-        }
-        if self.slot(kind).is_none() {
-            std::fs::create_dir_all(&self.dir)
-                .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-            let next = segment::list(&self.dir, kind)
-                .map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?
-                .last()
-                .map_or(1, |s| s.seq + 1);
-            let schema = match kind {
-                Kind::Scored => self.scored_schema.clone(),
-                Kind::Labels => self.labels_schema.clone(),
-            };
-            *self.slot(kind) = Some(SegmentWriter::create(&self.dir, kind, next, &schema)?);
-        }
-        let result = match self.slot(kind).as_mut() {
-            Some(w) => w.append(batch),
-            None => Ok(()),
-        };
-        if result.is_err() {
-            // Abandon the segment: the next batch starts a new one.
-            if let Some(w) = self.slot(kind).take() {
-                let done = (w.file.clone(), w.rows);
-                drop(w);
-                self.finished(kind).push(done);
-            }
-        }
-        result
-    }
-
-    /// Deletes the oldest finished segments beyond the row and age limits.
-    fn retire(&mut self, kind: Kind) {
-        let max_rows = self.settings.max_rows;
-        let max_age = self
-            .settings
-            .max_days
-            .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400));
-        let current = self.slot(kind).as_ref().map_or(0, |w| w.rows);
-        let finished = self.finished(kind);
-        let mut total: usize = current + finished.iter().map(|(_, r)| r).sum::<usize>();
-        let mut removed = vec![];
-        while let Some((file, rows)) = finished.first().cloned() {
-            let too_many = total > max_rows;
-            let too_old = max_age.is_some_and(|age| {
-                std::fs::metadata(&file.path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|e| e > age)
-            });
-            if !too_many && !too_old {
-                break;
-            }
-            finished.remove(0);
-            total -= rows;
-            removed.push(file);
-        }
-        for file in removed {
-            self.chores.push(Chore::Remove(file.path));
-        }
-    }
-
-    fn report(&mut self, kind: Kind, rows: u64, result: Result<(), String>) {
-        let mut status = lock(&self.status);
-        match result {
-            Ok(()) => {
-                self.metrics
-                    .store_rows_written
-                    .with_label_values(&[kind.name()])
-                    .inc_by(rows);
-                match kind {
-                    Kind::Scored => status.rows_written += rows,
-                    Kind::Labels => status.labels_written += rows,
-                }
-                if let Some(was) = status.error.take() {
-                    // After a drop the writer catches up at once; that is said with the drop.
-                    if now_ms() - status.last_drop_log_ms >= DROP_LOG_EVERY_MS {
-                        info!(previous_error = %was, "The store is writing again.");
-                    }
-                    self.metrics.store_healthy.set(1);
-                }
-            }
-            Err(e) => {
-                self.metrics.store_errors.inc();
-                self.metrics
-                    .store_rows_dropped
-                    .with_label_values(&[kind.name()])
-                    .inc_by(rows);
-                match kind {
-                    Kind::Scored => status.rows_dropped += rows,
-                    Kind::Labels => status.labels_dropped += rows,
-                }
-                if status.error.as_deref() != Some(&e) {
-                    warn!(error = %e, "The store cannot write; scoring and publishing go on without it.");
-                    self.metrics.store_healthy.set(0);
-                }
-                status.error = Some(e);
-            }
-        }
-    }
-}
-
 /// The directory's segments of `kind` (for export and tests).
 pub fn segments(dir: &Path, kind: Kind) -> std::io::Result<Vec<SegmentFile>> {
     segment::list(dir, kind)
@@ -697,6 +396,7 @@ pub fn segments(dir: &Path, kind: Kind) -> std::io::Result<Vec<SegmentFile>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ledger::LedgerLimits;
 
     fn settings(dir: &Path) -> StoreSettings {
         StoreSettings {

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Deserialize;
 use serde::Serialize;
 use serde_json::json;
 use std::time::Duration;
@@ -26,6 +27,60 @@ pub struct WebLimits {
     pub max_concurrent: usize,
     /// Bearer token required on `/api/*` when set.
     pub token: Option<crate::secret::Secret>,
+}
+
+/// `[web]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    /// HTTP listen address.
+    pub listen: String,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Most rows per scoring request.
+    pub max_rows: usize,
+    /// Request timeout in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Scoring requests at once.
+    pub max_concurrent: usize,
+    /// Bearer token for /api/*; empty for none.
+    pub token: String,
+    /// File holding the bearer token (instead of `token`); empty for none.
+    #[serde(default)]
+    pub token_file: String,
+}
+
+impl WebLimits {
+    /// Checks `[web]`'s limits and reads its token (from `token` or `token_file`).
+    pub fn from_section(web: &WebSection) -> Result<WebLimits, String> {
+        if web.max_body_bytes == 0
+            || web.max_rows == 0
+            || web.max_concurrent == 0
+            || web.request_timeout_ms == 0
+        {
+            return Err(
+                "web.max_body_bytes, web.max_rows, web.max_concurrent and web.request_timeout_ms must all be above 0"
+                    .into(),
+            );
+        }
+        let token = match (web.token.trim(), web.token_file.trim()) {
+            (t, "") => Some(t.to_string()).filter(|t| !t.is_empty()),
+            ("", file) => Some(crate::secret::read_secret("web.token_file", file)?),
+            _ => {
+                return Err(
+                    "web.token and web.token_file are both set; keep one (the file keeps the token out of the configuration)"
+                        .into(),
+                )
+            }
+        };
+        Ok(WebLimits {
+            max_body_bytes: web.max_body_bytes,
+            max_rows: web.max_rows,
+            request_timeout: Duration::from_millis(web.request_timeout_ms),
+            max_concurrent: web.max_concurrent,
+            token: token.map(crate::secret::Secret::from),
+        })
+    }
 }
 
 impl Default for WebLimits {
