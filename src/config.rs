@@ -10,6 +10,7 @@
 
 use crate::bus::kafka::{kafka_topic_problem, KafkaSection, KafkaSettings};
 use crate::bus::mqtt::{MqttSection, MqttSettings};
+use crate::model::settings::ModelSection;
 use crate::store::{LabelsSection, StoreSection, StoreSettings};
 use crate::web::api::{WebLimits, WebSection};
 use serde::Deserialize;
@@ -133,28 +134,6 @@ pub struct DriftSection {
 pub struct ShutdownSection {
     /// Grace period in milliseconds.
     pub grace_ms: u64,
-}
-
-/// `[model]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSection {
-    /// Model directory; empty for the embedded model.
-    pub dir: String,
-    /// Threshold override; negative for the card's.
-    pub threshold: f64,
-    /// How often to look for changed model files, in milliseconds; 0 for never.
-    pub watch_ms: u64,
-    /// Alarm budget: the share of recent wafers to flag, in (0, 1); 0 for the fixed threshold.
-    pub alarm_rate: f64,
-    /// Recent wafers the alarm budget's quantile is taken over.
-    pub alarm_window_rows: usize,
-    /// Wafers the window must hold before the budget decides (the fixed threshold decides until then).
-    pub alarm_warmup_rows: usize,
-    /// Contributions listed per explained verdict; 0 for none.
-    pub contributions_top_k: usize,
-    /// Explain every verdict, not only faults.
-    pub explain_all_rows: bool,
 }
 
 /// `[input]`
@@ -328,32 +307,12 @@ impl RawConfig {
 
     /// Checks ranges and cross-field rules; no I/O.
     pub fn validate(self) -> Result<Config, ConfigError> {
-        let threshold = if self.model.threshold < 0.0 {
-            None
-        } else if self.model.threshold > 0.0 && self.model.threshold < 1.0 {
-            Some(self.model.threshold as f32)
-        } else {
-            return Err(ConfigError::Invalid(format!(
-                "model.threshold is {}; set it between 0 and 1 (exclusive), or to -1 to use the model card's threshold",
-                self.model.threshold
-            )));
-        };
         let md = &self.model;
-        let alarm = if md.alarm_rate == 0.0 {
-            None
-        } else {
-            let budget = crate::model::Budget::new(
-                md.alarm_rate,
-                md.alarm_window_rows,
-                md.alarm_warmup_rows,
-            )
-            .map_err(ConfigError::Invalid)?;
-            Some(budget)
-        };
-        let explain = crate::model::Explain {
-            top_k: md.contributions_top_k,
-            all_rows: md.explain_all_rows,
-        };
+        let crate::model::Policy {
+            threshold,
+            budget: alarm,
+            explain,
+        } = crate::model::Policy::from_section(md).map_err(ConfigError::Invalid)?;
         let csv_batch_rows = NonZeroUsize::new(self.input.csv_batch_rows).ok_or_else(|| {
             ConfigError::Invalid(
                 "input.csv_batch_rows is 0; set it to at least 1 (the default is 4096)".into(),
@@ -459,12 +418,7 @@ impl RawConfig {
         }
         let web_limits = WebLimits::from_section(&self.web).map_err(ConfigError::Invalid)?;
         let dir = self.model.dir.trim();
-        if self.model.watch_ms > 0 && self.model.watch_ms < 100 {
-            return invalid(format!(
-                "model.watch_ms is {}; set at least 100, or 0 to not watch the model files",
-                self.model.watch_ms
-            ));
-        }
+        let model_watch = md.watch().map_err(ConfigError::Invalid)?;
         let l = &self.labels;
         let labels_topic = Some(l.topic.trim().to_string()).filter(|t| !t.is_empty());
         let row_topic = bus.rows_topic();
@@ -501,8 +455,7 @@ impl RawConfig {
             alarm,
             alarm_rows: (md.alarm_window_rows, md.alarm_warmup_rows),
             explain,
-            model_watch: (!dir.is_empty() && self.model.watch_ms > 0)
-                .then(|| Duration::from_millis(self.model.watch_ms)),
+            model_watch: model_watch.filter(|_| !dir.is_empty()),
             allow_extra_columns: self.input.allow_extra_columns,
             csv_batch_rows,
             bus,

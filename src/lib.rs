@@ -7,7 +7,7 @@
 //!
 //! | stage | file | what it does |
 //! |---|---|---|
-//! | configuration | `config.rs` | layered loading (defaults, file, env); assembles the sections into [`config::Config`], with the bus as one enum; each owner checks its section (`bus/mqtt/settings.rs`, `bus/kafka/settings.rs`, `store/settings.rs`, `web/api.rs`) |
+//! | configuration | `config.rs` | layered loading (defaults, file, env); assembles the sections into [`config::Config`], with the bus as one enum; each owner checks its section (`bus/mqtt/settings.rs`, `bus/kafka/settings.rs`, `model/settings.rs`, `store/settings.rs`, `web/api.rs`) |
 //! | secrets, time | `secret.rs`, `clock.rs` | passwords and tokens never printed, read from files; timestamps |
 //! | reading rows | `crates/rows`: `lib.rs`, `csv.rs`, `json/mod.rs`, `json/visit.rs` (re-exported as `row`) | one record or bus message → feature vectors in model order, or errors naming row, column and value |
 //! | embedded broker | `bus/mqtt/broker.rs` | rumqttd on its own thread |

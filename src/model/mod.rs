@@ -17,6 +17,7 @@ pub mod ensemble;
 pub mod fallback;
 pub mod live;
 pub mod onnx;
+pub mod settings;
 pub mod shap;
 pub mod synthetic;
 
