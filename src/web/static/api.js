@@ -2,7 +2,6 @@
 // JSON GETs that ask for the token on a 401, and the CSV upload of scoring (with progress).
 
 import { clear, el, state, TOKEN_KEY, ui } from './base.js';
-import { driftShown } from './card.js';
 import { setErrorGroup } from './status.js';
 
 /** The bearer token ('' = none); other modules read it, only this one changes it. */
@@ -44,7 +43,7 @@ export function askForToken(refused) {
       clear(ui.card);
       ui.card.append(el('p', 'muted', 'Waiting for the access token…'));
     }
-    if (!driftShown) ui.driftSummary.textContent = 'Waiting for the access token…';
+    if (!state.driftShown) ui.driftSummary.textContent = 'Waiting for the access token…';
     ui.tokenForm.hidden = false;
     ui.tokenInput.value = '';
     ui.tokenInput.focus();

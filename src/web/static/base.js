@@ -86,6 +86,8 @@ export const ui = {
  * (an imported binding cannot be assigned).
  */
 export const state = {
+  /** Whether a drift report was shown yet (an error then keeps it, marked as stale). */
+  driftShown: false,
   /** The model card, once loaded. */
   card: null,
   /** Resolves to the model card (waits for a token if the daemon wants one). */
@@ -126,3 +128,10 @@ export function el(tag, className, text) {
 export function clear(node) {
   while (node.firstChild) node.firstChild.remove();
 }
+
+/**
+ * Functions of upper modules that lower ones call back, set once by main.js before the page
+ * starts, so that every module imports only downward:
+ * base ← cells ← status ← api ← table ← grid ← load, download ← card ← scoring ← quality ← main.
+ */
+export const hooks = {};

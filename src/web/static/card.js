@@ -2,10 +2,9 @@
 // drift panel (GET /api/drift, polled: how the rows streamed from the message bus compare with
 // the training statistics).
 
-import { clear, DRIFT_MAX_MS, DRIFT_MIN_ROWS, DRIFT_OPEN_KEY, DRIFT_POLL_MS, DRIFT_REASONS, DRIFT_ROWS, el, state, ui } from './base.js';
+import { clear, DRIFT_MAX_MS, DRIFT_MIN_ROWS, DRIFT_OPEN_KEY, DRIFT_POLL_MS, DRIFT_REASONS, DRIFT_ROWS, el, state, ui, hooks } from './base.js';
 import { ApiError, getJson } from './api.js';
 import { fmtInt, formatThreshold, plainNumber, plural } from './cells.js';
-import { setThreshold } from './scoring.js';
 import { sentence, setErrorGroup, updateControls } from './status.js';
 
 export function loadCard() {
@@ -13,7 +12,7 @@ export function loadCard() {
     state.card = c;
     setErrorGroup('card', null);
     state.baseThreshold = Number(c.threshold);
-    if (!state.thresholdTouched) setThreshold(state.baseThreshold, true);
+    if (!state.thresholdTouched) hooks.setThreshold(state.baseThreshold, true);
     renderCard();
     updateControls();
     return c;
@@ -95,8 +94,6 @@ function formatDate(iso) {
 let driftTimer = 0;
 let driftBusy = false;
 let driftFailures = 0;
-/** Whether a report was shown yet (an error then keeps it, marked as stale). */
-export let driftShown = false;
 /** The sensors the table shows, as JSON: an unchanged report does not rebuild it. */
 let driftKey = '';
 
@@ -127,7 +124,7 @@ function driftDelay() {
 }
 
 function showDriftError(e) {
-  ui.driftSummary.classList.toggle('stale', Boolean(e) && driftShown);
+  ui.driftSummary.classList.toggle('stale', Boolean(e) && state.driftShown);
   if (!e) {
     ui.driftError.hidden = true;
     ui.driftError.textContent = '';
@@ -136,9 +133,9 @@ function showDriftError(e) {
   // fetch rejects with a TypeError when the daemon cannot be reached.
   const unreachable = !(e instanceof ApiError) && e instanceof TypeError && /fetch|network/i.test(e.message);
   const why = unreachable ? 'Faultline could not be reached; is the daemon running?' : sentence(e.message);
-  const kept = driftShown ? ' The panel shows the last report.' : '';
+  const kept = state.driftShown ? ' The panel shows the last report.' : '';
   const text = `The drift report cannot be loaded. ${why}${kept} Retrying in the background.`;
-  if (!driftShown) ui.driftSummary.textContent = 'Drift report unavailable.';
+  if (!state.driftShown) ui.driftSummary.textContent = 'Drift report unavailable.';
   if (ui.driftError.textContent !== text) ui.driftError.textContent = text;
   ui.driftError.hidden = false;
 }
@@ -149,7 +146,7 @@ function renderDrift(report) {
   const rows = Number(r.window_rows) || 0;
   const out = Number(r.sensors_out_of_range) || 0;
   const sensors = Array.isArray(r.sensors) ? r.sensors : [];
-  driftShown = true;
+  state.driftShown = true;
   // Parts of the summary line; the out-of-range count is marked when it is not 0.
   const parts = r.judged
     ? [`${plural(rows, 'recent row')} from the bus · `, `${plural(out, 'sensor')} out of range`,

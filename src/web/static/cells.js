@@ -169,3 +169,25 @@ export function summarizePositions(positions) {
   }
   return parts.join(', ');
 }
+
+/** Decodes a quoted field [s, e) of `text` (s at the opening quote), RFC 4180 style. */
+export function unquote(text, s, e) {
+  let out = '';
+  let i = s + 1;
+  while (i < e) {
+    const q = text.indexOf('"', i);
+    if (q < 0 || q >= e) {
+      out += text.slice(i, e);
+      break;
+    }
+    out += text.slice(i, q);
+    if (q + 1 < e && text.charCodeAt(q + 1) === 34) {
+      out += '"';
+      i = q + 2;
+    } else {
+      out += text.slice(q + 1, e); // lenient, like the csv crate: text after the closing quote is kept
+      break;
+    }
+  }
+  return out;
+}

@@ -2,10 +2,9 @@
 // and repositioned through the CSSOM as the grid scrolls; the cursor, keyboard moves and the cell
 // editor.
 
-import { el, HEAD_H, KIND_LABEL, MISSING, OVERSCAN_COLS, OVERSCAN_ROWS, ROW_H, state, ui, WIDTH } from './base.js';
+import { el, HEAD_H, KIND_LABEL, MISSING, OVERSCAN_COLS, OVERSCAN_ROWS, ROW_H, state, ui, WIDTH, hooks } from './base.js';
 import { reasonText } from './cells.js';
 import { cellText, editCell, rowId } from './table.js';
-import { showExplanation } from './scoring.js';
 import { updateInfo } from './status.js';
 
 /** Displayed columns: {key (data-col), label, kind, c (file column, -1 for results), w}. */
@@ -424,7 +423,7 @@ ui.grid.addEventListener('focusin', (e) => {
       state.cursor = { r, key };
       cell.tabIndex = 0;
     }
-    if (state.results && !state.results.stale && Math.fround(state.results.prob[r]) >= Math.fround(state.threshold)) showExplanation(r);
+    if (state.results && !state.results.stale && Math.fround(state.results.prob[r]) >= Math.fround(state.threshold)) hooks.showExplanation(r);
   } else if (e.target === ui.grid && state.data) {
     const target = cellByKey.get(`${state.cursor.r}|${state.cursor.key}`);
     if (target) target.focus({ preventScroll: true });

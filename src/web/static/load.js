@@ -1,10 +1,9 @@
 // Loading a wafer CSV: the file checks, the FileReader, a chunked RFC 4180 parser that keeps the
 // page responsive, and the header check against the model card's features, as the daemon does.
 
-import { C_MISSING, C_OK, C_SLOW, KIND_ID, KIND_LABEL, KIND_SENSOR, LABEL_COLUMN, MAX_FILE_BYTES, MAX_INVALID_CELLS, SLICE_MS, state, ui } from './base.js';
-import { classify, classifySensor, fmtInt, plural, summarizeNames, summarizePositions } from './cells.js';
+import { C_MISSING, C_OK, C_SLOW, KIND_ID, KIND_LABEL, KIND_SENSOR, LABEL_COLUMN, MAX_FILE_BYTES, MAX_INVALID_CELLS, SLICE_MS, state, ui, hooks } from './base.js';
+import { classify, classifySensor, fmtInt, plural, summarizeNames, summarizePositions, unquote } from './cells.js';
 import { buildColumns, closeEditor, invalidate, rebuildView } from './grid.js';
-import { setThreshold } from './scoring.js';
 import { hideProgress, refreshCellErrors, sentence, setBusy, setErrorGroup, showProgress, updateControls, updateInfo } from './status.js';
 
 function looksLikeCsv(file) {
@@ -74,27 +73,6 @@ function readText(file) {
   });
 }
 
-/** Decodes a quoted field [s, e) of `text` (s at the opening quote), RFC 4180 style. */
-export function unquote(text, s, e) {
-  let out = '';
-  let i = s + 1;
-  while (i < e) {
-    const q = text.indexOf('"', i);
-    if (q < 0 || q >= e) {
-      out += text.slice(i, e);
-      break;
-    }
-    out += text.slice(i, q);
-    if (q + 1 < e && text.charCodeAt(q + 1) === 34) {
-      out += '"';
-      i = q + 2;
-    } else {
-      out += text.slice(q + 1, e); // lenient, like the csv crate: text after the closing quote is kept
-      break;
-    }
-  }
-  return out;
-}
 
 /**
  * Parses one record starting at `pos`: field starts go into `starts` (up to its length), and the
@@ -399,7 +377,7 @@ function adopt(d) {
   ui.sort.setAttribute('aria-pressed', 'false');
   state.thresholdTouched = false;
   state.baseThreshold = state.card ? Number(state.card.threshold) : NaN;
-  if (state.card) setThreshold(state.baseThreshold, true);
+  if (state.card) hooks.setThreshold(state.baseThreshold, true);
   state.cursor = { r: 0, key: 'id' };
   setErrorGroup('api', null);
   ui.summary.textContent = '';

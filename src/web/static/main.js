@@ -19,15 +19,21 @@
 //   explain.js   the explanation view of one wafer
 // This one wires the controls to them and starts the page.
 
-import { state, ui } from './base.js';
+import { hooks, state, ui } from './base.js';
 import { loadCard, startDrift } from './card.js';
 import { loadFile } from './load.js';
-import { undo } from './table.js';
-import { closeEditor, goToCell, invalidate, rebuildView } from './grid.js';
-import { onThresholdInput, score, setThreshold, updateSummary } from './scoring.js';
+import { blankInvalid, cellText, rowId, undo } from './table.js';
+import { closeEditor, columnOfFileColumn, goToCell, invalidate, rebuildView } from './grid.js';
+import { canScore, onThresholdInput, score, setThreshold, showExplanation, updateSummary } from './scoring.js';
 import { download } from './download.js';
 import { sentence, setErrorGroup, updateControls, updateInfo } from './status.js';
 import { startQuality } from './quality.js';
+
+// What lower modules call back (see `hooks` in base.js), before anything starts.
+Object.assign(hooks, {
+  blankInvalid, canScore, cellText, closeEditor, columnOfFileColumn, goToCell, invalidate, rowId,
+  setThreshold, showExplanation, updateSummary,
+});
 
 function activateErrorItem(target) {
   const li = target.closest && target.closest('li.goto');

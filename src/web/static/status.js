@@ -1,11 +1,8 @@
 // Errors, status and controls: the error groups above the table (each linked to its cell when it
 // has one), the status bar, the busy state, the progress bar and which buttons are enabled.
 
-import { clear, el, ERROR_LIST_LIMIT, KIND_ID, state, ui } from './base.js';
+import { clear, el, ERROR_LIST_LIMIT, KIND_ID, state, ui, hooks } from './base.js';
 import { fmtInt, plural, reasonText } from './cells.js';
-import { blankInvalid, cellText, rowId } from './table.js';
-import { columnOfFileColumn } from './grid.js';
-import { canScore } from './scoring.js';
 
 /** Error groups shown in #errors, by name, in display order. */
 const errorGroups = new Map([['auth', null], ['card', null], ['file', null], ['cells', null], ['api', null]]);
@@ -71,11 +68,11 @@ export function refreshCellErrors() {
   const items = keys.map((i) => {
     const r = Math.floor(i / d.nCols);
     const c = i % d.nCols;
-    const col = columnOfFileColumn(c);
+    const col = hooks.columnOfFileColumn(c);
     const name = d.kinds[c] === KIND_ID ? 'wafer id' : d.header[c];
-    const id = rowId(d, r) || 'no id';
+    const id = hooks.rowId(d, r) || 'no id';
     return {
-      text: `Row ${r + 1} (${id}), ${name}: ${reasonText(cellText(d, r, c), d.invalid.get(i))}`,
+      text: `Row ${r + 1} (${id}), ${name}: ${reasonText(hooks.cellText(d, r, c), d.invalid.get(i))}`,
       goto: col ? { r, key: col.key } : null,
     };
   });
@@ -86,7 +83,7 @@ export function refreshCellErrors() {
       + 'Double-click a cell (or select it and press Enter) and type a number, or leave it empty (or NA) for a missing value:',
     items,
     action: [...d.invalid.keys()].some((i) => d.kinds[i % d.nCols] !== KIND_ID)
-      ? { id: 'blank-invalid', label: `Mark ${n === 1 ? 'it' : `all ${fmtInt(n)}`} as missing (undoable)`, run: blankInvalid }
+      ? { id: 'blank-invalid', label: `Mark ${n === 1 ? 'it' : `all ${fmtInt(n)}`} as missing (undoable)`, run: () => hooks.blankInvalid() }
       : null,
   });
 }
@@ -116,7 +113,7 @@ export function updateControls() {
   const loaded = Boolean(state.data);
   ui.fileInput.disabled = Boolean(state.busy);
   ui.fileLabel.classList.toggle('disabled', Boolean(state.busy));
-  ui.score.disabled = !canScore();
+  ui.score.disabled = !hooks.canScore();
   if (!loaded) ui.score.title = 'Open a wafer CSV first';
   else if (state.data.invalid.size) ui.score.title = 'Fix the invalid cells first (listed above the table)';
   else if (!state.card) ui.score.title = 'Waiting for the model card';

@@ -1,11 +1,8 @@
 // The loaded table: a cell's text (the file's, or the edit that replaced it), edits that keep the
 // counts, marks and error list in step, and undo.
 
-import { C_MISSING, C_OK, KIND_ID, KIND_SENSOR, state } from './base.js';
-import { classify } from './cells.js';
-import { unquote } from './load.js';
-import { closeEditor, columnOfFileColumn, goToCell, invalidate } from './grid.js';
-import { updateSummary } from './scoring.js';
+import { C_MISSING, C_OK, KIND_ID, KIND_SENSOR, state, hooks } from './base.js';
+import { classify, unquote } from './cells.js';
 import { refreshCellErrors, updateControls, updateInfo } from './status.js';
 
 function rawCell(d, r, c) {
@@ -56,9 +53,9 @@ function changeCell(r, c, value) {
 function afterChange() {
   refreshCellErrors();
   updateInfo();
-  if (state.results) updateSummary();
+  if (state.results) hooks.updateSummary();
   updateControls();
-  invalidate();
+  hooks.invalidate();
 }
 
 /** An edit by the user: recorded for undo. */
@@ -73,7 +70,7 @@ export function editCell(r, c, typed) {
 export function blankInvalid() {
   const d = state.data;
   if (!d || state.busy) return;
-  closeEditor(true);
+  hooks.closeEditor(true);
   const step = [];
   for (const i of [...d.invalid.keys()]) {
     const r = Math.floor(i / d.nCols);
@@ -89,13 +86,13 @@ export function blankInvalid() {
 
 export function undo() {
   if (!state.data || state.busy || !state.undoStack.length) return;
-  closeEditor(true);
+  hooks.closeEditor(true);
   const step = state.undoStack.pop();
   for (let k = step.length - 1; k >= 0; k--) {
     const x = step[k];
     changeCell(x.r, x.c, x.before === undefined ? rawCell(state.data, x.r, x.c) : x.before);
   }
   afterChange();
-  const col = columnOfFileColumn(step[0].c);
-  if (col) goToCell(step[0].r, col.key, true);
+  const col = hooks.columnOfFileColumn(step[0].c);
+  if (col) hooks.goToCell(step[0].r, col.key, true);
 }
