@@ -619,9 +619,38 @@ async fn a_broker_that_forgets_its_sessions_never_stops_detection() {
             want.len()
         );
         wait_ready(daemon.web).await;
-        // Its subscription was requested with the CONNECT's answer; give the broker a moment
-        // to file it before the next rows come.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Its subscription is requested with the CONNECT's answer: wait until the broker routes
+        // rows to it again (a probe row's verdict arrives) before the next rows come.
+        let model = Model::embedded().unwrap();
+        let probe_rows = synthetic::rows(model.card(), 1, 7);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for i in 0.. {
+            let id = format!("probe-{round}-{i}");
+            c.publish(
+                "forget/rows",
+                encode_row(&id, probe_rows.row(0), model.features()),
+            )
+            .await;
+            let until = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
+            let mut seen = false;
+            while let Ok(Some((_, payload))) =
+                tokio::time::timeout_at(until, c.messages.recv()).await
+            {
+                let v: Value = serde_json::from_slice(&payload).unwrap();
+                if v["id"] == id.as_str() {
+                    seen = true;
+                    break;
+                }
+            }
+            if seen {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no probe verdict after restart {}",
+                round + 1
+            );
+        }
     }
     // And it keeps scoring what comes next.
     let rest = row_ids(&rows[600..]);
