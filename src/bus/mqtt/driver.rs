@@ -7,8 +7,8 @@
 //! The event loop must be polled without pause (rumqttc sends and receives only while it is):
 //! nothing here waits except the reconnect backoff, and requests go out with `try_*` calls.
 
-use super::{mqtt_failed, Backoff};
 use crate::bus::link::Link;
+use crate::bus::Backoff;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -240,4 +240,50 @@ impl Driver {
         self.backoff.wait().await;
         None
     }
+}
+
+/// Records a failed MQTT connection attempt of `client` on `link`, and logs it if it is news
+/// (the first failure after being up, or a refusal not yet on record; not every retry).
+fn mqtt_failed(
+    link: &crate::bus::link::Link,
+    error: &rumqttc::ConnectionError,
+    backoff: &Backoff,
+    broker: &str,
+    client: &str,
+) {
+    if !mqtt_failure_is_news(link, error, backoff) {
+        return;
+    }
+    match link.refused() {
+        Some(reason) => {
+            tracing::warn!(broker, client, %reason, "The MQTT broker refuses this client; retrying with backoff until it is let in.")
+        }
+        None => {
+            tracing::warn!(broker, client, %error, "Lost the MQTT broker; reconnecting with backoff.")
+        }
+    }
+}
+
+fn mqtt_failure_is_news(
+    link: &crate::bus::link::Link,
+    error: &rumqttc::ConnectionError,
+    backoff: &Backoff,
+) -> bool {
+    use rumqttc::{ConnectReturnCode as Code, ConnectionError as E};
+    let refused = match error {
+        E::ConnectionRefused(Code::BadUserNamePassword) => {
+            "the broker refused the user name or password (source.mqtt.username, password)".into()
+        }
+        // Mosquitto answers a wrong password this way too (MQTT 3.1.1 return code 5).
+        E::ConnectionRefused(Code::NotAuthorized) => {
+            "the broker refused this client: not authorized (a wrong or missing login? see source.mqtt.username, password)".into()
+        }
+        E::ConnectionRefused(code) => format!("the broker refused the connection: {code:?}"),
+        E::Tls(e) => format!("TLS: {e}"),
+        _ => {
+            let was_up = link.set_up(false);
+            return was_up || backoff.is_first();
+        }
+    };
+    link.refuse(refused)
 }
