@@ -3,7 +3,7 @@
 //!
 //! - [`Schema`]: the model's feature names and where each lives in a row.
 //! - [`RowBatch`]: rows decoded into one row-major `f32` matrix, ready to score.
-//! - [`csv`]: the wafer CSV schema, streamed in batches via arrow-csv.
+//! - [`csv`]: the wafer CSV schema, streamed in batches straight into the feature matrix.
 //! - [`json`]: one bus message (an MQTT payload or a Kafka value) → rows and dead letters.
 //! - [`labels`]: late labels (a wafer's true outcome) from messages, JSON and CSV.
 //!
@@ -17,13 +17,41 @@
 pub mod csv;
 pub mod json;
 pub mod labels;
+mod number;
 
 /// Longest row or label id accepted, in bytes, by every reader. Ids are keys in memory and on
 /// disk, and travel into logs and result topics.
 pub const MAX_ID_BYTES: usize = 256;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+
+/// FNV-1a: a feature name is a few bytes from the schema or a producer's key, looked up once per
+/// cell; SipHash's protection against chosen collisions buys nothing for a fixed table of a few
+/// hundred names, and costs most of a lookup.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// The model's features by name, shared by every decoder.
 #[derive(Debug, Clone)]
@@ -31,7 +59,7 @@ pub struct Schema {
     /// Feature names in model order.
     features: Arc<[String]>,
     /// Name -> position in a row.
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, BuildHasherDefault<Fnv>>,
 }
 
 impl Schema {
@@ -146,6 +174,13 @@ const MISSING: [&str; 6] = ["", "NA", "NaN", "nan", "null", "NULL"];
 /// f32 once, exactly as training's numpy `astype(float32)` does.
 #[inline]
 pub fn parse_cell(cell: &str) -> Result<f32, CellProblem> {
+    // Most cells are a plain decimal with no spaces around it: read it in one pass.
+    if let Some((x, end)) = number::decimal(cell.as_bytes(), 0) {
+        let f = x as f32;
+        if end == cell.len() && f.is_finite() {
+            return Ok(f);
+        }
+    }
     let cell = cell.trim();
     match cell.parse::<f64>() {
         Ok(v) if v.is_finite() => {
