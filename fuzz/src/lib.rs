@@ -60,6 +60,17 @@ fn check_batch(b: &RowBatch, schema: &Schema) {
 /// `faultline::bus::admit::decode` runs it below the payload size limit.
 pub fn check_json(data: &[u8], schema: &Schema, features: &[String]) {
     let d = decode(data, schema);
+    // The fast path reads a subset of JSON; whatever it reads, the full reader reads the same.
+    let full = json::decode_full(data, schema);
+    let bits = |b: &RowBatch| b.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert!(
+        d.rows.ids == full.rows.ids
+            && d.rows.labels == full.rows.labels
+            && bits(&d.rows) == bits(&full.rows)
+            && d.rejects == full.rejects
+            && d.unknown_keys == full.unknown_keys,
+        "the fast path and the full reader disagree:\n{d:?}\n{full:?}"
+    );
     for r in &d.rejects {
         assert!(!r.error.is_empty(), "a reject without a message: {r:?}");
         assert!(

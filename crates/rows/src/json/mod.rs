@@ -18,12 +18,16 @@
 //! carries its own JSON text for the dead-letter topic. Only a message that is not JSON at all (or
 //! not UTF-8, or too large) is rejected whole.
 //!
-//! Speed: a row is decoded by a serde visitor that writes each value straight into the batch's
-//! row buffer while walking the object; no `serde_json::Value` or map is built. A message is read
-//! in one pass. Only when something is wrong is it read again, element by element, to find each
-//! element's own text (serde_json does not tell a visitor where it is), so the cost of rejects is
-//! paid by the messages that have them.
+//! Speed: a well-formed message of flat rows is read by a byte scanner (`fast.rs`) that writes
+//! each number straight into the row, finding its column by guessing the next feature in order
+//! and otherwise by hash. Anything it does not handle (escapes, nested values, anything to
+//! reject) is read again from the start by the full reader: a serde visitor that also writes
+//! straight into the row buffer, with no `serde_json::Value` or map. Only when something is wrong
+//! is an array read a third time, element by element, to find each element's own text (serde_json
+//! does not tell a visitor where it is), so the cost of rejects is paid by the messages that have
+//! them.
 
+mod fast;
 mod visit;
 
 use super::csv::LABEL_COLUMN;
@@ -291,12 +295,27 @@ impl From<Scalar<'_>> for Found {
 /// Decodes one message into rows, rejects and a count of ignored keys. Never fails as a whole:
 /// what cannot be read is in [`Decoded::rejects`].
 pub fn decode(payload: &[u8], schema: &Schema) -> Decoded {
-    let mut out = Decoded::empty(schema.width());
     let Ok(text) = std::str::from_utf8(payload) else {
+        let mut out = Decoded::empty(schema.width());
         let payload = String::from_utf8_lossy(payload).into_owned();
         out.reject(None, JsonError::NotUtf8, payload);
         return out;
     };
+    fast::decode(text, schema).unwrap_or_else(|| full(text, schema))
+}
+
+/// [`decode`] by the full reader alone, without the fast path: the same result for every input,
+/// slower. For differential tests, the fuzz targets and the decoding benchmark.
+pub fn decode_full(payload: &[u8], schema: &Schema) -> Decoded {
+    match std::str::from_utf8(payload) {
+        Ok(text) => full(text, schema),
+        Err(_) => decode(payload, schema),
+    }
+}
+
+/// The full reader: any JSON, every reject with its reason (see the module docs).
+fn full(text: &str, schema: &Schema) -> Decoded {
+    let mut out = Decoded::empty(schema.width());
     match text.as_bytes().get(skip_ws(text.as_bytes(), 0)) {
         Some(b'[') => decode_array(text, schema, &mut out),
         Some(b'{') => {

@@ -1,0 +1,589 @@
+//! The fast path for well-formed messages: a byte scanner for the flat rows the bus carries.
+//!
+//! A row message is one flat object (or an array of them) whose keys are plain strings and whose
+//! values are numbers, nulls and short strings. This reader walks such text once, byte by byte,
+//! and writes each number straight into the row at its feature's position:
+//!
+//! - a key is found by guessing that it is the feature after the previous one (producers write
+//!   sensors in model order, so this is one comparison of a few bytes), else by the schema's hash
+//!   table;
+//! - a number is checked against JSON's grammar here and converted by the standard library's
+//!   correctly rounded `f64` parser, then rounded once to `f32`: the value serde_json with
+//!   `float_roundtrip` gives, bit for bit.
+//!
+//! It accepts a strict subset of what the full reader ([`super::decode`]'s serde visitor)
+//! accepts, with the same result. Whenever it meets anything else (an escape, a nested value, a
+//! value of the wrong type, a syntax error, a row to reject), it gives up and returns `None`, and
+//! the full reader reads the message from the start, so every reject and message is the full
+//! reader's own. The cost of the unusual is paid only by the messages that have it.
+
+use super::super::Schema;
+use super::{Decoded, LABEL_COLUMN, MAX_ID_BYTES, MAX_ROWS};
+use crate::number::decimal;
+
+/// Decodes `text` if it is made only of what this reader handles; `None` otherwise.
+pub(super) fn decode(text: &str, schema: &Schema) -> Option<Decoded> {
+    let mut s = Scanner {
+        b: text.as_bytes(),
+        p: 0,
+    };
+    let mut out = Decoded::empty(schema.width());
+    s.ws();
+    match s.peek()? {
+        b'{' => s.row(schema, &mut out)?,
+        b'[' => {
+            s.p += 1;
+            s.ws();
+            if s.peek()? == b']' {
+                return None; // an empty array: the full reader says what that is
+            }
+            loop {
+                if out.rows.len() == MAX_ROWS {
+                    return None;
+                }
+                s.row(schema, &mut out)?;
+                s.ws();
+                match s.next()? {
+                    b',' => s.ws(),
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+        }
+        _ => return None,
+    }
+    s.ws();
+    (s.p == s.b.len()).then_some(out)
+}
+
+/// A position in the message.
+struct Scanner<'a> {
+    b: &'a [u8],
+    p: usize,
+}
+
+impl<'a> Scanner<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.p).copied()
+    }
+
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.p += 1;
+        Some(c)
+    }
+
+    /// Skips JSON whitespace.
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.p += 1;
+        }
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    /// A string without escapes or control characters, the quotes excluded.
+    #[inline]
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let rest = &self.b[self.p..];
+        let len = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        self.p += len + 1;
+        Some(&rest[..len])
+    }
+
+    /// A number as JSON writes it; its text and whether it is an integer (no fraction, no
+    /// exponent).
+    #[inline]
+    fn number(&mut self) -> Option<(&'a [u8], bool)> {
+        let start = self.p;
+        if self.peek() == Some(b'-') {
+            self.p += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            self.p += 1;
+            self.digit()?;
+            self.digits();
+            integer = false;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.p += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.p += 1;
+            }
+            self.digit()?;
+            self.digits();
+            integer = false;
+        }
+        Some((&self.b[start..self.p], integer))
+    }
+
+    #[inline]
+    fn digit(&mut self) -> Option<()> {
+        self.next().filter(u8::is_ascii_digit).map(|_| ())
+    }
+
+    #[inline]
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.p += 1;
+        }
+    }
+
+    /// `null`.
+    #[inline]
+    fn null(&mut self) -> Option<()> {
+        (self.b.get(self.p..self.p + 4)? == b"null").then(|| self.p += 4)
+    }
+
+    /// A sensor value: a number within f32's range, or null (NaN).
+    #[inline(always)]
+    fn cell(&mut self) -> Option<f32> {
+        if self.peek()? == b'n' {
+            self.null()?;
+            return Some(f32::NAN);
+        }
+        let x = self.float()?;
+        let f = x as f32;
+        f.is_finite().then_some(f)
+    }
+
+    /// A number, as [`decimal`] reads it.
+    #[inline(always)]
+    fn float(&mut self) -> Option<f64> {
+        let (x, end) = decimal(self.b, self.p)?;
+        self.p = end;
+        Some(x)
+    }
+
+    /// One row object, appended to `out` only when all of it is read.
+    fn row(&mut self, schema: &Schema, out: &mut Decoded) -> Option<()> {
+        self.eat(b'{')?;
+        let width = schema.width();
+        let features = schema.features();
+        let start = out.rows.values.len();
+        out.rows.values.resize(start + width, f32::NAN);
+        let mut id: Option<&[u8]> = None;
+        let mut label = None;
+        let mut unknown = 0;
+        let (mut sensors, mut values) = (false, false);
+        // The feature the next key is guessed to be.
+        let mut guess = 0;
+        self.ws();
+        if self.peek()? != b'}' {
+            loop {
+                // The guessed feature's name in quotes is matched in place, without scanning
+                // the key first; any other key is scanned and looked up.
+                let (key, at) = match self.guessed(features.get(guess)) {
+                    Some(key) => (key, Some(guess)),
+                    None => {
+                        let key = self.plain_string()?;
+                        (key, schema.position(as_str(key)))
+                    }
+                };
+                self.colon()?;
+                let row = &mut out.rows.values[start..start + width];
+                if let Some(i) = at {
+                    if values {
+                        return None;
+                    }
+                    sensors = true;
+                    row[i] = self.cell()?;
+                    guess = i + 1;
+                } else {
+                    match key {
+                        b"values" if !sensors => {
+                            values = true;
+                            self.values(row)?;
+                        }
+                        b"id" => id = Some(self.id()?),
+                        k if k == LABEL_COLUMN.as_bytes() => label = self.label()?,
+                        b"values" => return None,
+                        _ => {
+                            self.scalar()?;
+                            unknown += 1;
+                        }
+                    }
+                }
+                self.ws();
+                match self.next()? {
+                    b',' => self.ws(),
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        } else {
+            self.p += 1;
+        }
+        let id = id?;
+        let rows = &mut out.rows;
+        rows.ids.push(as_str(id).to_string());
+        rows.labels.push(label);
+        out.unknown_keys += unknown;
+        Some(())
+    }
+
+    /// If the text here is `"name"` for the guessed feature's name, steps past it.
+    #[inline]
+    fn guessed(&mut self, feature: Option<&String>) -> Option<&'a [u8]> {
+        let name = feature?.as_bytes();
+        let end = self.p + 1 + name.len();
+        let b = self.b;
+        if b.get(end) == Some(&b'"') && b[self.p] == b'"' && same(&b[self.p + 1..end], name) {
+            let key = &b[self.p + 1..end];
+            self.p = end + 1;
+            Some(key)
+        } else {
+            None
+        }
+    }
+
+    /// `:` with any whitespace around it.
+    #[inline]
+    fn colon(&mut self) -> Option<()> {
+        if self.peek() == Some(b':') {
+            self.p += 1;
+        } else {
+            self.ws();
+            self.eat(b':')?;
+        }
+        self.ws();
+        Some(())
+    }
+
+    /// The compact form's array: exactly one cell per feature, in model order.
+    fn values(&mut self, row: &mut [f32]) -> Option<()> {
+        self.eat(b'[')?;
+        for (i, slot) in row.iter_mut().enumerate() {
+            self.ws();
+            if i > 0 {
+                self.eat(b',')?;
+                self.ws();
+            }
+            *slot = self.cell()?;
+        }
+        self.ws();
+        self.eat(b']')
+    }
+
+    /// An id: a plain non-empty string of at most [`MAX_ID_BYTES`], or an integer that fits 64
+    /// bits, kept as written (JSON integers have one spelling, as serde_json prints them).
+    fn id(&mut self) -> Option<&'a [u8]> {
+        let id = if self.peek()? == b'"' {
+            self.plain_string()?
+        } else {
+            let (text, integer) = self.number()?;
+            let s = as_str(text);
+            let fits = s.parse::<u64>().is_ok() || (s != "-0" && s.parse::<i64>().is_ok());
+            if !(integer && fits) {
+                return None;
+            }
+            text
+        };
+        (!id.is_empty() && id.len() <= MAX_ID_BYTES).then_some(id)
+    }
+
+    /// `Good/Bad`: 1 or -1 (in any spelling of those numbers), or null.
+    fn label(&mut self) -> Option<Option<i8>> {
+        if self.peek()? == b'n' {
+            self.null()?;
+            return Some(None);
+        }
+        match self.float()? {
+            1.0 => Some(Some(1)),
+            -1.0 => Some(Some(-1)),
+            _ => None,
+        }
+    }
+
+    /// An ignored key's value: any scalar (an object or an array goes to the full reader).
+    fn scalar(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.plain_string().map(|_| ()),
+            b'n' => self.null(),
+            b't' => (self.b.get(self.p..self.p + 4)? == b"true").then(|| self.p += 4),
+            b'f' => (self.b.get(self.p..self.p + 5)? == b"false").then(|| self.p += 5),
+            // A number serde_json cannot hold is a syntax error there: let it say so.
+            _ => self.float()?.is_finite().then_some(()),
+        }
+    }
+}
+
+/// `a == b` for slices of one length; names of 8 to 16 bytes (`Sensor-1` to `Sensor-590`) are
+/// compared as two overlapping words instead of by a call to memcmp.
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        let word =
+            |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+        word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+    } else {
+        a == b
+    }
+}
+
+/// Text the scanner has checked is ASCII (digits, signs) or cut at ASCII quotes from valid UTF-8.
+#[inline]
+fn as_str(b: &[u8]) -> &str {
+    // Cut at ASCII bytes from a `str`, so always valid; the check is a cheap guard.
+    std::str::from_utf8(b).unwrap_or("\u{fffd}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema::new(&[
+            "Sensor-1".to_string(),
+            "Sensor-2".to_string(),
+            "Sensor-3".to_string(),
+        ])
+    }
+
+    #[test]
+    fn plain_rows_are_read_here_and_anything_else_is_left_to_the_full_reader() {
+        let s = schema();
+        let d = decode(r#" {"id":"W-1","Sensor-1":1.5,"Sensor-3":null,"Sensor-2":-2e3,"x":"y","Good/Bad":-1} "#, &s).unwrap();
+        assert_eq!(d.rows.ids, ["W-1"]);
+        assert_eq!(d.rows.row(0)[..2], [1.5, -2000.0]);
+        assert!(d.rows.row(0)[2].is_nan());
+        assert_eq!((d.rows.labels.clone(), d.unknown_keys), (vec![Some(-1)], 1));
+        let d = decode(
+            r#"[{"id":7,"values":[1,2,3]},{"values":[null,0.25,1E2],"id":"b"}]"#,
+            &s,
+        )
+        .unwrap();
+        assert_eq!(d.rows.ids, ["7", "b"]);
+        assert_eq!(d.rows.row(1)[1..], [0.25, 100.0]);
+        for other in [
+            r#"{"id":"W\u002d1","Sensor-1":1}"#,           // an escape
+            r#"{"id":"W-1","Sensor-1":"1"}"#,              // a string for a sensor
+            r#"{"id":"W-1","Sensor-1":01}"#,               // not JSON
+            r#"{"id":"W-1","Sensor-1":1e39}"#,             // past f32
+            r#"{"id":-0,"Sensor-1":1}"#,                   // serde_json reads the id as "0"
+            r#"{"Sensor-1":1}"#,                           // no id
+            r#"{"id":"","Sensor-1":1}"#,                   // empty id
+            r#"{"id":1.5,"Sensor-1":1}"#,                  // a float id
+            r#"{"id":"W","values":[1,2]}"#,                // short values
+            r#"{"id":"W","values":[1,2,3],"Sensor-1":1}"#, // mixed forms
+            r#"{"id":"W","x":{"nested":1}}"#,              // a nested unknown value
+            r#"{"id":"W","Good/Bad":0}"#,                  // a bad label
+            r#"[]"#,
+            r#"{"id":"W"} x"#,
+            r#"[{"id":"W"},]"#,
+        ] {
+            assert!(decode(other, &s).is_none(), "{other}");
+        }
+    }
+
+    /// Rows as the fast reader and the full reader see them, bit for bit.
+    fn same(a: &Decoded, b: &Decoded) -> bool {
+        let bits = |d: &Decoded| {
+            d.rows
+                .values
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        a.rows.ids == b.rows.ids
+            && a.rows.labels == b.rows.labels
+            && bits(a) == bits(b)
+            && a.rejects == b.rejects
+            && a.unknown_keys == b.unknown_keys
+    }
+
+    #[test]
+    fn whatever_it_reads_the_full_reader_reads_the_same() {
+        let s = schema();
+        let pieces = [
+            "1",
+            "-1",
+            "0",
+            "-0",
+            "0.5",
+            "-0.0",
+            "1e3",
+            "1E-3",
+            "2.5e+2",
+            "1e39",
+            "1e400",
+            "3.4028235e38",
+            "123456789012345678901234",
+            "-9223372036854775808",
+            "18446744073709551615",
+            "0.1",
+            "null",
+            "nul",
+            "true",
+            "\"x\"",
+            "\"1\"",
+            "\"\"",
+            "{}",
+            "[]",
+            "[1,2,3]",
+            "[null,1,2]",
+            "01",
+            "1.",
+            ".5",
+            "+1",
+            "- 1",
+            "NaN",
+        ];
+        let keys = [
+            "\"id\"",
+            "\"Sensor-1\"",
+            "\"Sensor-2\"",
+            "\"Sensor-3\"",
+            "\"values\"",
+            "\"Good/Bad\"",
+            "\"other\"",
+            "\"Sensor\\u002d1\"",
+            "\"i\\\"d\"",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rand = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let (mut fast, mut total) = (0, 0);
+        for _ in 0..20_000 {
+            let mut rows = Vec::new();
+            for _ in 0..1 + rand(3) {
+                let mut members = Vec::new();
+                if rand(8) != 0 {
+                    members.push(format!(
+                        "\"id\":{}",
+                        ["\"W-1\"", "7", "-3", "\"\"", "1.5", "null"][rand(6)]
+                    ));
+                }
+                for _ in 0..rand(5) {
+                    let ws = [" ", "", "\n\t", ""][rand(4)];
+                    members.push(format!(
+                        "{ws}{}{ws}:{ws}{}{ws}",
+                        keys[rand(keys.len())],
+                        pieces[rand(pieces.len())]
+                    ));
+                }
+                let k = rand(members.len() + 1).min(members.len());
+                members.rotate_left(k);
+                rows.push(format!("{{{}}}", members.join(",")));
+            }
+            let text = if rows.len() == 1 && rand(2) == 0 {
+                rows.pop().unwrap()
+            } else {
+                format!("[{}]", rows.join(", "))
+            };
+            total += 1;
+            if let Some(d) = decode(&text, &s) {
+                fast += 1;
+                let full = super::super::decode_full(text.as_bytes(), &s);
+                assert!(same(&d, &full), "{text}\nfast: {d:?}\nfull: {full:?}");
+            }
+        }
+        // The generator must reach the fast path often, or this test proves nothing.
+        assert!(
+            fast > total / 20,
+            "only {fast} of {total} messages took the fast path"
+        );
+    }
+
+    #[test]
+    fn numbers_read_to_the_same_bits_as_serde_json() {
+        let s = schema();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..30_000 {
+            let bits = next();
+            let x = f64::from_bits(bits >> 2 | 0x3000_0000_0000_0000)
+                * [1.0, 1e-9, 1e9, -3.0][(bits % 4) as usize];
+            let digits = (next() % 20) as usize;
+            let texts = [
+                format!("{x}"),
+                format!("{x:e}"),
+                format!("{x:.digits$}"),
+                format!("{}", x as f32),
+                format!("{}", next() % 100_000_000_000),
+                format!("{}e{}", next() % 10_000_000, (next() % 60) as i64 - 30),
+            ];
+            let msg = format!(
+                r#"{{"id":"W","values":[{},{},{}]}}"#,
+                texts[0], texts[2], texts[5]
+            );
+            let msg2 = format!(
+                r#"{{"id":"W","values":[{},{},{}]}}"#,
+                texts[1], texts[3], texts[4]
+            );
+            for m in [msg, msg2] {
+                let full = super::super::decode_full(m.as_bytes(), &s);
+                match decode(&m, &s) {
+                    Some(d) => assert!(same(&d, &full), "{m}\nfast: {d:?}\nfull: {full:?}"),
+                    None => assert!(
+                        !full.rejects.is_empty(),
+                        "the fast path left a good row: {m}"
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn floats_are_the_nearest_f64_as_the_standard_library_reads_them() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let m = next() % [10, 1_000, 1_000_000, 1 << 53, u64::MAX][(next() % 5) as usize];
+            let e = (next() % 70) as i64 - 35;
+            let frac = (next() % 12) as usize;
+            let texts = [
+                format!("{m}e{e}"),
+                format!("-{m}E{e}"),
+                format!("{}", m as f64 / 10f64.powi(frac as i32)),
+                format!("{:.frac$}", m as f64 * 1e-7),
+            ];
+            for t in texts {
+                let mut sc = Scanner {
+                    b: t.as_bytes(),
+                    p: 0,
+                };
+                let want: f64 = t.parse().unwrap();
+                let got = sc.float().unwrap();
+                assert_eq!(got.to_bits(), want.to_bits(), "{t}");
+                assert_eq!(sc.p, t.len(), "{t}");
+            }
+        }
+    }
+}
