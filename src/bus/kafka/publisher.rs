@@ -3,20 +3,28 @@
 //!
 //! Each publish gets a sequence number; a task awaits the delivery reports in that order, so
 //! "everything up to sequence n is on the cluster" is `acked >= n`, as with the MQTT publisher.
-//! A delivery that fails for good (librdkafka retries until `message.timeout.ms`) stops the
-//! daemon: the rows behind it were not committed and will be read again.
+//!
+//! A delivery that fails (a broker restarting answers with errors librdkafka does not retry, and
+//! a cluster down longer than `message.timeout.ms` times messages out) is sent again, with
+//! backoff, until the cluster takes it: the task holds the message, and the count waits for it,
+//! so nothing behind it is committed early and a broker restart never stops detection. Verdicts
+//! may then arrive more than once, or out of order across a failure, as at-least-once allows.
+//! Only a refusal that no retry can change (the message is too large, the client is not
+//! authorised, the broker cannot read it) stops the daemon; the rows behind it were not
+//! committed and will be read again.
 
+use crate::bus::backoff::Backoff;
 use crate::bus::kafka::client::{client_config, producer_properties, Context};
 use crate::bus::kafka::KafkaSettings;
 use crate::bus::{Output, PublishError};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::error;
+use tracing::{error, info, warn};
 
 /// Producer defaults; the properties table may change them.
 const DEFAULTS: [(&str, &str); 4] = [
@@ -70,21 +78,37 @@ impl KafkaPublisher {
         let (deliveries, mut reports) = mpsc::channel::<DeliveryFuture>(65_536);
         let (ack_tx, acked) = watch::channel(0u64);
         let (failed, failure) = watch::channel(None);
+        let resender = producer.clone();
         let task = tokio::spawn(async move {
             let mut count = 0u64;
+            // Verdicts sent again since the first refusal, while the cluster refuses them.
+            let mut resent: Option<u64> = None;
+            let mut backoff = Backoff::default();
             while let Some(report) = reports.recv().await {
                 let problem = match report.await {
                     Ok(Ok(_)) => {
-                        count += 1;
-                        ack_tx.send_replace(count);
-                        continue;
+                        if let Some(n) = resent.take() {
+                            info!(resent = n, "Kafka takes verdicts again; every refused one was sent again and taken.");
+                        }
+                        None
                     }
-                    Ok(Err((e, _))) => e.to_string(),
-                    Err(_) => "the producer was dropped".to_string(),
+                    Ok(Err((e, message))) => {
+                        if resent.is_none() && !is_permanent(&e) {
+                            warn!(topic = message.topic(), error = %e, "Kafka refused a verdict; sending refused verdicts again, with backoff, until it takes them.");
+                        }
+                        let n = resent.get_or_insert(0);
+                        *n += 1;
+                        redeliver(&resender, e, message, &mut backoff).await.err()
+                    }
+                    Err(_) => Some("the producer was dropped".to_string()),
                 };
-                error!(error = %problem, "Kafka did not accept a verdict; stopping, since the rows behind it cannot be committed.");
-                let _ = failed.send(Some(format!("Kafka did not accept a verdict: {problem}")));
-                return;
+                if let Some(problem) = problem {
+                    error!(error = %problem, "Kafka refused a verdict for good; stopping, since the rows behind it cannot be committed.");
+                    let _ = failed.send(Some(format!("Kafka did not accept a verdict: {problem}")));
+                    return;
+                }
+                count += 1;
+                ack_tx.send_replace(count);
             }
         });
         Ok(KafkaPublisher {
@@ -168,5 +192,107 @@ impl KafkaPublisher {
         })
         .await;
         let _ = task.await;
+    }
+}
+
+/// Sends a message whose delivery failed again until the cluster takes it: at once, then with
+/// `backoff` (shared by the refused verdicts that follow, and reset when one is taken). An error
+/// that no retry can change is returned.
+async fn redeliver(
+    producer: &FutureProducer<Context>,
+    mut error: KafkaError,
+    message: OwnedMessage,
+    backoff: &mut Backoff,
+) -> Result<(), String> {
+    loop {
+        if is_permanent(&error) {
+            return Err(error.to_string());
+        }
+        let headers = message.headers().map(|h| {
+            h.iter().fold(OwnedHeaders::new(), |acc, h| {
+                acc.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                })
+            })
+        });
+        let mut record = FutureRecord::<[u8], [u8]>::to(message.topic());
+        if let Some(p) = message.payload() {
+            record = record.payload(p);
+        }
+        if let Some(k) = message.key() {
+            record = record.key(k);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        let report = loop {
+            match producer.send_result(record) {
+                Ok(report) => break report,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(e.to_string()),
+            }
+        };
+        match report.await {
+            Ok(Ok(_)) => {
+                backoff.reset();
+                return Ok(());
+            }
+            Ok(Err((e, _))) => error = e,
+            Err(_) => return Err("the producer was dropped".into()),
+        }
+        backoff.wait().await;
+    }
+}
+
+/// Whether Kafka refused a message for a reason a retry cannot change.
+fn is_permanent(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::MessageSizeTooLarge
+                | Code::InvalidMessageSize
+                | Code::InvalidMessage
+                | Code::InvalidRecord
+                | Code::TopicAuthorizationFailed
+                | Code::ClusterAuthorizationFailed
+                | Code::TransactionalIdAuthorizationFailed
+                | Code::UnsupportedForMessageFormat
+                | Code::UnsupportedVersion
+                | Code::InvalidRequiredAcks
+                | Code::InvalidTopic
+                | Code::MessageBatchTooLarge
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refusals_no_retry_can_change_are_permanent() {
+        let produce = |c| KafkaError::MessageProduction(c);
+        // What a restarting broker (tansu) answers, and a cluster down past the timeout.
+        for c in [
+            RDKafkaErrorCode::Unknown,
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::AllBrokersDown,
+        ] {
+            assert!(!is_permanent(&produce(c)), "{c:?}");
+        }
+        for c in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::InvalidRecord,
+        ] {
+            assert!(is_permanent(&produce(c)), "{c:?}");
+        }
     }
 }
