@@ -29,25 +29,6 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
-/// (peak RSS in MB, user+system CPU seconds) of process `pid`.
-fn usage(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(vec![], |(_, r)| r.split_whitespace().collect());
-    // utime and stime are fields 14 and 15 (1-based); after the ')' they are 12 and 13 (1-based).
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
-        f.iter().filter_map(|x| x.parse::<f64>().ok()).sum()
-    });
-    (rss, ticks / 100.0)
-}
-
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
 }
@@ -229,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
         r.await?.map_err(|(e, _)| e)?;
     }
     let arrived = receiver.await?;
-    let (rss, cpu) = usage(pid);
+    let (rss, cpu) = common::usage(pid);
     let inside = daemon_latency(web);
     let _ = std::process::Command::new("kill")
         .arg(pid.to_string())

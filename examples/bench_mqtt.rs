@@ -2,8 +2,11 @@
 //! publish rows → broker → faultline → broker → the scores topic.
 //!
 //! ```text
-//! cargo run --release --example bench_mqtt -- [--rows 20000] [--rate 5000] [--broker embedded|mosquitto] [--input wafers.csv]
+//! cargo run --release --example bench_mqtt -- [--rows 20000] [--rate 5000] [--broker embedded|mosquitto] [--input wafers.csv] [--bin target/release/faultline]
 //! ```
+//!
+//! With `--bin` the daemon runs as its own process (build it first: `cargo build --release`) and
+//! its CPU time and peak RSS are reported; without it, it runs in this process.
 //!
 //! Starts the daemon in-process (its own runtime threads) against an embedded rumqttd or a fresh
 //! Mosquitto on a free port, publishes rows (unique ids; real wafers with --input, else synthetic)
@@ -69,7 +72,6 @@ async fn main() -> anyhow::Result<()> {
             "FAULTLINE_SOURCE__MQTT__CLIENT_ID".into(),
             format!("bench-{port}"),
         ),
-        ("FAULTLINE_WEB__LISTEN".into(), "127.0.0.1:0".into()),
     ];
     if broker == "mosquitto" {
         let dir = std::env::temp_dir().join(format!("faultline-bench-{port}"));
@@ -96,8 +98,18 @@ async fn main() -> anyhow::Result<()> {
             format!("127.0.0.1:{port}"),
         ));
     }
-    let config = RawConfig::load_with_env(None, env)?.validate()?;
-    let app = faultline::pipeline::start(&config, model.clone()).await?;
+    // The daemon: in this process, or with --bin in its own (so its CPU and memory are its own).
+    let bin = arg(&args, "--bin");
+    let mut app = None;
+    let mut daemon = None;
+    match &bin {
+        Some(bin) => daemon = Some(common::spawn_daemon(bin, &env, free_port())?),
+        None => {
+            env.push(("FAULTLINE_WEB__LISTEN".into(), "127.0.0.1:0".into()));
+            let config = RawConfig::load_with_env(None, env)?.validate()?;
+            app = Some(faultline::pipeline::start(&config, model.clone()).await?);
+        }
+    }
 
     // Subscriber: records when each id's score arrives.
     let mut options = MqttOptions::new(format!("bench-sub-{port}"), "127.0.0.1", port);
@@ -184,17 +196,33 @@ async fn main() -> anyhow::Result<()> {
             .copied()
             .unwrap_or(f64::NAN)
     };
+    let (rss, who) = match &daemon {
+        Some(d) => (common::usage(d.id()).0, "daemon"),
+        None => (peak_rss_mb(), "this process"),
+    };
     println!(
-        "broker={broker} rows={n} scored={} rate={} -> {:.0} rows/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; peak RSS {:.0} MB",
+        "broker={broker} rows={n} scored={} rate={} -> {:.0} rows/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; peak RSS ({who}) {rss:.0} MB",
         got.len(),
         rate.map(|r| format!("{r:.0}/s")).unwrap_or("max".into()),
         got.len() as f64 / elapsed.max(1e-9),
         pct(0.50),
         pct(0.99),
         latencies.last().copied().unwrap_or(f64::NAN),
-        peak_rss_mb()
     );
-    app.shutdown().await?;
+    if let Some(mut d) = daemon {
+        let (_, cpu) = common::usage(d.id());
+        println!(
+            "daemon CPU {cpu:.2} s for {} rows: {:.1} µs per row, {:.2} CPU-s per 100,000 rows",
+            got.len(),
+            cpu * 1e6 / got.len().max(1) as f64,
+            cpu * 1e5 / got.len().max(1) as f64
+        );
+        let _ = d.kill();
+        let _ = d.wait();
+    }
+    if let Some(app) = app {
+        app.shutdown().await?;
+    }
     if let Some(mut m) = mosquitto {
         let _ = m.kill();
     }

@@ -36,3 +36,56 @@ pub fn wafer_rows(path: Option<String>, model: &Model) -> anyhow::Result<RowBatc
         None => synthetic::rows(model.card(), 2000, 3),
     })
 }
+
+/// (peak RSS in MB, user+system CPU seconds) of process `pid`, from /proc.
+pub fn usage(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, r)| r.split_whitespace().collect());
+    // utime and stime are fields 14 and 15 (1-based); after the ')' they are 12 and 13 (1-based).
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|x| x.parse::<f64>().ok()).sum()
+    });
+    (rss, ticks / 100.0)
+}
+
+/// Starts `bin serve` as its own process with `env` and waits until its /readyz (on `web`)
+/// answers 200.
+pub fn spawn_daemon(
+    bin: &str,
+    env: &[(String, String)],
+    web: u16,
+) -> anyhow::Result<std::process::Child> {
+    let mut daemon = std::process::Command::new(bin)
+        .arg("serve")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("FAULTLINE_WEB__LISTEN", format!("127.0.0.1:{web}"))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {bin}: {e}"))?;
+    let ready = std::time::Instant::now();
+    loop {
+        let up = std::net::TcpStream::connect(("127.0.0.1", web)).is_ok_and(|mut s| {
+            use std::io::{Read, Write};
+            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out.contains("200 OK")
+        });
+        if up {
+            return Ok(daemon);
+        }
+        if ready.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = daemon.kill();
+            anyhow::bail!("{bin} serve was not ready within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
