@@ -9,8 +9,9 @@ Each contender is a whole process, started fresh per run, reading the same file 
 cache and writing its probabilities: `faultline score --input F --output /dev/null`, and a
 ten-line Python script (polars.read_csv, then onnxruntime on models/wafer-fault/model.onnx, the
 same graph faultline scores with). Runs alternate between the contenders so that a change in the
-machine's load touches both. For each: CPU seconds (user + system, from wait4), wall seconds, peak
-RSS, and CSV megabytes per CPU-second; the table gives the median of --runs with the lowest and
+machine's load touches both. For each: CPU seconds (user + system, from wait4), wall seconds and
+CSV megabytes per CPU-second (no peak RSS: wait4's counts the Python parent's pages from before
+the exec); the table gives the median of --runs with the lowest and
 highest in brackets, and the ratio of the medians. --prototype adds the old Flask prototype's
 path (pandas.read_csv, coerce every cell, a median-imputer + XGBoost pipeline), one run.
 
@@ -122,14 +123,13 @@ def main():
     print(f"{args.rows} rows x {len(header)} columns, {mb:.1f} MB, rows from {src}")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end")
     print(f"median of {args.runs} runs [lowest–highest]")
-    print(f"| process | CPU s | wall s | peak RSS MB | MB/s per CPU-s |")
-    print(f"|---|---:|---:|---:|---:|")
+    print(f"| process | CPU s | wall s | MB/s per CPU-s |")
+    print(f"|---|---:|---:|---:|")
     for name, rs in results.items():
         cpu = [r[0] for r in rs]
         wall = [r[1] for r in rs]
-        rss = [r[2] for r in rs]
         rate = [mb / c for c in cpu]
-        print(f"| {name} | {med(cpu)} | {med(wall)} | {statistics.median(rss):.0f} | "
+        print(f"| {name} | {med(cpu)} | {med(wall)} | "
               f"{statistics.median(rate):.0f} [{min(rate):.0f}–{max(rate):.0f}] |")
     fl = statistics.median(r[0] for r in results["faultline score"])
     for name, rs in results.items():

@@ -98,13 +98,22 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let version = format!(
-        "{} (embedded model {})",
-        env!("CARGO_PKG_VERSION"),
-        Model::embedded()
-            .map(|m| m.version().to_string())
-            .unwrap_or_else(|e| format!("unavailable: {e}"))
-    );
+    // Loading the embedded model (compiling its graph, checking its hash) costs as much CPU as
+    // reading a few thousand rows: only `--version` pays for it here, not every command.
+    let asked = std::env::args()
+        .skip(1)
+        .any(|a| a == "--version" || a == "-V");
+    let version = if asked {
+        format!(
+            "{} (embedded model {})",
+            env!("CARGO_PKG_VERSION"),
+            Model::embedded()
+                .map(|m| m.version().to_string())
+                .unwrap_or_else(|e| format!("unavailable: {e}"))
+        )
+    } else {
+        env!("CARGO_PKG_VERSION").to_string()
+    };
     let matches = Cli::command().version(version).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
