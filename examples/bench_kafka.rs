@@ -106,39 +106,22 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // The daemon, in its own process.
+    let env: Vec<(String, String)> = [
+        ("FAULTLINE_SOURCE__KIND", "kafka".to_string()),
+        ("FAULTLINE_SOURCE__KAFKA__BROKERS", bootstrap.clone()),
+        ("FAULTLINE_SOURCE__KAFKA__TOPIC", rows_topic.clone()),
+        ("FAULTLINE_SOURCE__KAFKA__GROUP_ID", run.clone()),
+        ("FAULTLINE_SINK__SCORES_TOPIC", scores_topic.clone()),
+        ("FAULTLINE_SINK__FAULTS_TOPIC", format!("{run}.faults")),
+        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", format!("{run}.dead")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     let web = free_port();
-    let mut daemon = std::process::Command::new(&bin)
-        .arg("serve")
-        .env("FAULTLINE_SOURCE__KIND", "kafka")
-        .env("FAULTLINE_SOURCE__KAFKA__BROKERS", &bootstrap)
-        .env("FAULTLINE_SOURCE__KAFKA__TOPIC", &rows_topic)
-        .env("FAULTLINE_SOURCE__KAFKA__GROUP_ID", &run)
-        .env("FAULTLINE_SINK__SCORES_TOPIC", &scores_topic)
-        .env("FAULTLINE_SINK__FAULTS_TOPIC", format!("{run}.faults"))
-        .env("FAULTLINE_SINK__DEAD_LETTER_TOPIC", format!("{run}.dead"))
-        .env("FAULTLINE_WEB__LISTEN", format!("127.0.0.1:{web}"))
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start {bin} (build it with --features kafka): {e}"))?;
+    let mut daemon = common::spawn_daemon(&bin, &env, web)
+        .map_err(|e| anyhow::anyhow!("{e} (build it with --features kafka)"))?;
     let pid = daemon.id();
-    let ready = Instant::now();
-    loop {
-        let up = std::net::TcpStream::connect(("127.0.0.1", web)).is_ok_and(|mut s| {
-            use std::io::{Read, Write};
-            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            out.contains("200 OK")
-        });
-        if up {
-            break;
-        }
-        anyhow::ensure!(
-            ready.elapsed() < Duration::from_secs(30),
-            "daemon never ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     // Receiver: every verdict on the scores topic, from its end.
     let consumer: StreamConsumer = ClientConfig::new()
