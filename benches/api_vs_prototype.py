@@ -13,7 +13,6 @@ trip (upload, parse, validate, score, explain, JSON answer). The prototype's tim
 unpickling + predict_proba (no HTTP at all, which favours it). Best of --repeat runs each.
 """
 import argparse
-import csv
 import io
 import json
 import os
@@ -21,8 +20,9 @@ import pickle
 import socket
 import subprocess
 import sys
-import tempfile
 import time
+
+from wafer_files import big_csv
 import urllib.request
 
 import numpy as np
@@ -41,30 +41,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def source_rows():
-    data = os.environ.get("FAULTLINE_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
-    real = os.path.join(data, "wafer", "wafer_train.csv")
-    path = real if os.path.exists(real) else os.path.join(ROOT, "examples", "wafers.csv")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    return path, rows[0], rows[1:]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    src, header, rows = source_rows()
-    tmp = tempfile.mkdtemp(prefix="faultline-bench-")
-    big = os.path.join(tmp, "wafers.csv")
-    with open(big, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for i in range(args.rows):
-            r = list(rows[i % len(rows)])
-            r[0] = f"{r[0]}#{i}"
-            w.writerow(r)
+    src, header, rows, tmp, big = big_csv(args.rows)
     size_mb = os.path.getsize(big) / 1e6
 
     # The prototype's model: a pickled median-imputer + XGBoost pipeline, trained on the source rows.

@@ -22,13 +22,13 @@ The file repeats the real wafers of ../shared/data/wafer/wafer_train.csv (ids ma
 --rows; without the data it repeats examples/wafers.csv.
 """
 import argparse
-import csv
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+
+from wafer_files import big_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,15 +55,6 @@ assert len(p) == len(frame)
 """
 
 
-def source_rows():
-    data = os.environ.get("FAULTLINE_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
-    real = os.path.join(data, "wafer", "wafer_train.csv")
-    path = real if os.path.exists(real) else os.path.join(ROOT, "examples", "wafers.csv")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    return path, rows[0], rows[1:]
-
-
 def measure(cmd):
     """Runs cmd; returns (cpu_s, wall_s, max_rss_mb)."""
     t = time.perf_counter()
@@ -86,16 +77,7 @@ def main():
     ap.add_argument("--prototype", action="store_true")
     ap.add_argument("--faultline", default=os.path.join(ROOT, "target", "release", "faultline"))
     args = ap.parse_args()
-    src, header, rows = source_rows()
-    tmp = tempfile.mkdtemp(prefix="faultline-bench-")
-    big = os.path.join(tmp, "wafers.csv")
-    with open(big, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for i in range(args.rows):
-            r = list(rows[i % len(rows)])
-            r[0] = f"{r[0]}#{i}"
-            w.writerow(r)
+    src, header, rows, tmp, big = big_csv(args.rows)
     mb = os.path.getsize(big) / 1e6
     model = os.path.join(ROOT, "models", "wafer-fault", "model.onnx")
     peer = os.path.join(tmp, "peer.py")
