@@ -13,6 +13,7 @@ root=$(pwd)
 # Each step's wall time, printed at the end (and on failure), so a run says where its minutes went.
 step_name="setup" step_start=$SECONDS steps=()
 step() {
+  check_dev_null
   steps+=("$(printf '%5d s  %s' $((SECONDS - step_start)) "$step_name")")
   step_name=$1 step_start=$SECONDS
   echo "== $1"
@@ -23,6 +24,22 @@ report_steps() {
   printf '   %s\n' "${steps[@]}"
 }
 trap report_steps EXIT
+
+# /dev/null must be the null device. On a CI machine something replaced it with a regular file
+# (something writing "to /dev/null" by renaming a temporary file over it, as root): every later
+# `2>/dev/null` then wrote into that file and every program given /dev/null as stdin read it back,
+# so cargo's rustc probe failed on text that was never a program. Each step checks, names the step
+# that left it broken, and (as root) puts the device back so the rest of the run means something.
+check_dev_null() {
+  [[ -c /dev/null ]] && return 0
+  echo "!! /dev/null is not the null device after step '$step_name': $(ls -l /dev/null)" >&2
+  if [[ $(id -u) == 0 ]]; then
+    rm -f /dev/null && mknod -m 666 /dev/null c 1 3 && echo "   restored /dev/null (mknod c 1 3)" >&2
+  else
+    exit 1
+  fi
+}
+check_dev_null
 
 if [[ -z "${FAULTLINE_DATA_DIR:-}" && -d "$root/../shared/data" ]]; then
   export FAULTLINE_DATA_DIR="$root/../shared/data"
