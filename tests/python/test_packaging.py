@@ -33,6 +33,8 @@ DOCKERFILE = DOCKER / "Dockerfile"
 FAULTLINE_TOML = DOCKER / "faultline.toml"
 MOSQUITTO_CONF = DOCKER / "mosquitto" / "mosquitto.conf"
 PROMETHEUS_YML = DOCKER / "prometheus" / "prometheus.yml"
+ALERTS_YML = DOCKER / "prometheus" / "alerts.yml"
+ALERTS_TEST_YML = DOCKER / "prometheus" / "alerts.test.yml"
 GRAFANA_DATASOURCE = DOCKER / "grafana" / "provisioning" / "datasources" / "prometheus.yaml"
 GRAFANA_DASHBOARDS = DOCKER / "grafana" / "provisioning" / "dashboards" / "faultline.yaml"
 BIN = os.environ.get("FAULTLINE_BIN", str(ROOT / "target" / "debug" / "faultline"))
@@ -533,6 +535,43 @@ def test_promtool_accepts_prometheus_config():
     proc = subprocess.run([promtool, "check", "config", str(PROMETHEUS_YML)],
                           capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_alert_rules_are_loaded_mounted_and_query_only_exported_metrics(live_metrics):
+    assert yaml.safe_load(PROMETHEUS_YML.read_text()).get("rule_files") == ["alerts.yml"]
+    prometheus = load_compose()["services"]["prometheus"]
+    assert mount_of(prometheus, ALERTS_YML) == "/etc/prometheus/alerts.yml"
+    rules = [r for g in yaml.safe_load(ALERTS_YML.read_text())["groups"] for r in g["rules"]]
+    names = {r["alert"] for r in rules}
+    assert names >= {"FaultlineDown", "FaultlineNotReading", "FaultlineFaultRateSpike", "FaultlineDrift",
+                     "FaultlineLiveQualityLow", "FaultlineRowsNotStored"}, names
+    families = metric_families(live_metrics)
+    for r in rules:
+        for name in metric_names(r["expr"]) - {"up"}:
+            assert is_exported(name, families), f"{r['alert']} queries {name}, which faultline does not export"
+        assert r["labels"]["severity"] in ("critical", "warning"), r
+        assert r["annotations"]["summary"], r
+
+
+def test_promtool_fires_each_alert_on_its_test_series():
+    """docker/prometheus/alerts.test.yml: each alert on series that must fire it and series that must not."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        pytest.skip("promtool is not installed (Debian: apt-get install prometheus), so the alert rules were only parsed")
+    tested = {t["alertname"] for case in yaml.safe_load(ALERTS_TEST_YML.read_text())["tests"]
+              for t in case["alert_rule_test"]}
+    rules = {r["alert"] for g in yaml.safe_load(ALERTS_YML.read_text())["groups"] for r in g["rules"]}
+    assert tested == rules, f"alerts without a promtool test: {sorted(rules - tested)}"
+    proc = subprocess.run([promtool, "test", "rules", str(ALERTS_TEST_YML)], capture_output=True, text=True,
+                          timeout=COMMAND_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_compose_starts_kafka_only_for_those_who_ask():
+    services = load_compose()["services"]
+    assert services["kafka"].get("profiles") == ["kafka"]
+    for name in ("faultline", "mosquitto", "prometheus", "grafana"):
+        assert not services[name].get("profiles"), f"{name} must start with a plain `docker compose up`"
 
 
 def test_promtool_accepts_every_dashboard_query(tmp_path):
