@@ -25,6 +25,12 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Environment variable prefix.
 pub const ENV_PREFIX: &str = "FAULTLINE";
 
+/// The configuration's sections (the first word of every key).
+const SECTIONS: [&str; 12] = [
+    "model", "input", "source", "broker", "sink", "batch", "drift", "web", "shutdown", "labels",
+    "store", "shadow",
+];
+
 /// Why configuration cannot be used. Messages say what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -92,6 +98,9 @@ pub struct SourceSection {
 pub struct BrokerSection {
     /// Listen address of the embedded broker.
     pub listen: String,
+    /// Whether `listen` was set by the file or the environment (not the default).
+    #[serde(skip)]
+    pub listen_chosen: bool,
 }
 
 /// `[sink]`
@@ -215,6 +224,10 @@ pub enum Bus {
         listen: SocketAddr,
         /// The connection faultline's clients make to it.
         mqtt: MqttSettings,
+        /// When `listen` is taken by an MQTT broker, serve on that broker instead of stopping
+        /// (true when `listen` is the default rather than chosen: a first run on a machine that
+        /// already runs Mosquitto on 1883 works, and every client's default address still fits).
+        use_existing: bool,
     },
     /// An external MQTT broker.
     Mqtt(MqttSettings),
@@ -282,27 +295,53 @@ impl RawConfig {
             DEFAULT_TOML,
             config::FileFormat::Toml,
         ));
-        if let Some(file) = file {
-            builder = builder.add_source(
-                config::File::from(file)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
-        }
         // Only FAULTLINE_<SECTION>__<KEY>: every key lives in a section, and other FAULTLINE_*
-        // variables (a test's FAULTLINE_BIN, say) are not configuration.
+        // variables (a test's FAULTLINE_BIN, say) are not configuration. One that names a section
+        // with a single underscore (FAULTLINE_BATCH_MAX_ROWS) is a typo, not something to ignore.
         let env: config::Map<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")) && k.contains("__"))
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")))
             .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true)
-                .source(Some(env)),
-        );
-        Ok(builder.build()?.try_deserialize()?)
+        for name in env.keys().filter(|k| !k.contains("__")) {
+            let rest = name[ENV_PREFIX.len() + 1..].to_ascii_lowercase();
+            if let Some(section) = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) {
+                let key = &name[ENV_PREFIX.len() + 2 + section.len()..];
+                return Err(ConfigError::Invalid(format!(
+                    "{name} is not read: a configuration variable puts two underscores between \
+                     the section and the key, as in {ENV_PREFIX}_{}__{key}",
+                    section.to_ascii_uppercase()
+                )));
+            }
+        }
+        let env: config::Map<String, String> =
+            env.into_iter().filter(|(k, _)| k.contains("__")).collect();
+        let user_layers =
+            |builder: config::builder::ConfigBuilder<config::builder::DefaultState>| {
+                let builder = match file {
+                    Some(file) => builder.add_source(
+                        config::File::from(file)
+                            .format(config::FileFormat::Toml)
+                            .required(true),
+                    ),
+                    None => builder,
+                };
+                builder.add_source(
+                    config::Environment::with_prefix(ENV_PREFIX)
+                        .prefix_separator("_")
+                        .separator("__")
+                        .try_parsing(true)
+                        .source(Some(env.clone())),
+                )
+            };
+        builder = user_layers(builder);
+        let mut raw: RawConfig = builder.build()?.try_deserialize()?;
+        // Whether the file or the environment chose the embedded broker's address, or it is the
+        // default (which `serve` may find taken by a broker it can use instead).
+        raw.broker.listen_chosen = user_layers(config::Config::builder())
+            .build()?
+            .get_string("broker.listen")
+            .is_ok();
+        Ok(raw)
     }
 
     /// Checks ranges and cross-field rules; no I/O.
@@ -330,7 +369,11 @@ impl RawConfig {
                 })?;
                 let mqtt = MqttSettings::from_section(m, Some(listen), true)
                     .map_err(ConfigError::Invalid)?;
-                Bus::Embedded { listen, mqtt }
+                Bus::Embedded {
+                    listen,
+                    mqtt,
+                    use_existing: !self.broker.listen_chosen,
+                }
             }
             "mqtt" => Bus::Mqtt(
                 MqttSettings::from_section(m, None, true).map_err(ConfigError::Invalid)?,
@@ -570,14 +613,97 @@ mod tests {
             .unwrap()
             .validate()
             .unwrap();
-        let Bus::Embedded { listen, mqtt } = &c.bus else {
+        let Bus::Embedded {
+            listen,
+            mqtt,
+            use_existing,
+        } = &c.bus
+        else {
             panic!("not the embedded broker: {:?}", c.bus)
         };
         assert_eq!(listen.to_string(), "127.0.0.1:1883");
+        assert!(
+            use_existing,
+            "the default address may be served by a broker already there"
+        );
         assert_eq!((mqtt.host.as_str(), mqtt.port), ("127.0.0.1", 1883));
         assert_eq!(c.faults_topic, "faultline/faults");
         assert_eq!(c.scores_topic, None);
         assert_eq!(c.batch.linger, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_chosen_broker_address_is_never_swapped_for_another_broker() {
+        for (k, v) in [
+            ("FAULTLINE_BROKER__LISTEN", "127.0.0.1:1884"),
+            ("FAULTLINE_BROKER__LISTEN", "127.0.0.1:1883"),
+        ] {
+            let c = RawConfig::load_with_env(None, env(&[(k, v)]))
+                .unwrap()
+                .validate()
+                .unwrap();
+            assert!(
+                matches!(
+                    c.bus,
+                    Bus::Embedded {
+                        use_existing: false,
+                        ..
+                    }
+                ),
+                "{v}: {:?}",
+                c.bus
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("faultline.toml");
+        std::fs::write(&file, "[broker]\nlisten = \"127.0.0.1:1883\"\n").unwrap();
+        let c = RawConfig::load_with_env(Some(&file), env(&[]))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(matches!(
+            c.bus,
+            Bus::Embedded {
+                use_existing: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_sections_list_is_the_default_files_sections() {
+        let defaults = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ))
+            .build()
+            .unwrap()
+            .try_deserialize::<config::Map<String, config::Value>>()
+            .unwrap();
+        let mut in_file: Vec<&str> = defaults.keys().map(String::as_str).collect();
+        let mut listed = SECTIONS.to_vec();
+        in_file.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(in_file, listed);
+    }
+
+    #[test]
+    fn a_variable_with_one_underscore_after_a_section_is_named_with_its_spelling() {
+        let e = RawConfig::load_with_env(None, env(&[("FAULTLINE_BATCH_MAX_ROWS", "64")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("FAULTLINE_BATCH_MAX_ROWS is not read")
+                && e.contains("FAULTLINE_BATCH__MAX_ROWS"),
+            "{e}"
+        );
+        // Variables that are not configuration (the tests' own) stay ignored.
+        RawConfig::load_with_env(
+            None,
+            env(&[("FAULTLINE_DATA_DIR", "/x"), ("FAULTLINE_BIN", "/y")]),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -9,12 +9,12 @@
 //! |---|---|---|
 //! | configuration | `config.rs` | layered loading (defaults, file, env); assembles the sections into [`config::Config`], with the bus as one enum; each owner checks its section (`bus/mqtt/settings.rs`, `bus/kafka/settings.rs`, `model/settings.rs`, `store/settings.rs`, `web/api.rs`) |
 //! | secrets, time | `secret.rs`, `clock.rs` | passwords and tokens never printed, read from files; timestamps |
-//! | reading rows | `crates/rows`: `lib.rs`, `number.rs`, `csv/{mod,plan,decode}.rs`, `json/{mod,fast,visit}.rs` (re-exported as `row`) | one record or bus message → feature vectors in model order, or errors naming row, column and value |
+//! | reading rows | `crates/rows`: `lib.rs`, `number.rs`, `csv/{mod,plan,decode}.rs`, `json/{mod,fast,visit}.rs`, `sparkplug.rs` (re-exported as `row`) | one record or bus message (JSON, or Sparkplug B protobuf) → feature vectors in model order, or errors naming row, column and value |
 //! | embedded broker | `bus/mqtt/broker.rs` | rumqttd on its own thread |
 //! | MQTT | `bus/mqtt/mod.rs`, `settings.rs`, `driver.rs`, `source.rs`, `publisher.rs`, `tls.rs` | `[source.mqtt]` checked; the one event-loop driver (reconnects, re-sends what a broker that lost the session had not acknowledged); rows in at QoS 1 with manual acks; verdicts out, the broker's acks counted in order; rustls |
 //! | Kafka | `bus/kafka/mod.rs`, `settings.rs`, `client.rs`, `source.rs`, `publisher.rs` | `[source.kafka]` checked (in every build); client properties, logs, lag; offsets stored after publish; the producer |
 //! | transport dispatch | `bus/mod.rs` | [`bus::Source`], [`bus::Acker`] (with the one MQTT PUBACK backlog, [`bus::MqttAcker`]), [`bus::Publisher`] over the configured transport |
-//! | admission | `bus/admit.rs` | decode-ahead in arrival order, the in-flight bound (backpressure) |
+//! | admission | `bus/admit.rs` | decode-ahead in arrival order (JSON, or Sparkplug B with the aliases its births bound), the in-flight bound (backpressure) |
 //! | connection state | `bus/link.rs`, `bus/backoff.rs` | up or down, and why a broker refuses a client (`/readyz`); reconnect backoff |
 //! | wiring of `serve` | `pipeline/mod.rs`, `pipeline/error.rs` | channels, tasks, graceful shutdown; no logic of its own; why it could not start |
 //! | micro-batches | `pipeline/batch.rs` | flush on size or age, drain on stop |
@@ -34,9 +34,9 @@
 //! | scored-row store | `store/mod.rs`, `store/settings.rs`, `store/writer.rs`, `store/segment.rs` | every scored row and label on disk (Arrow IPC), never blocking the fault stream; `[store]` checked; the writer thread |
 //! | the join | `store/ledger.rs` | scored rows × labels in memory, bounded; the window live quality is computed over |
 //! | live quality | `quality.rs` | ROC-AUC, PR-AUC, recall, false-alarm rate as scikit-learn defines them |
-//! | HTTP | `web/mod.rs`, `api.rs`, `health.rs`, `score.rs`, `model.rs`, `quality.rs`, `page.rs` | the router and the token layer; `/healthz`, `/readyz`, `/metrics`; `POST /api/score`; the card, reload, promotion, drift; labels in, live quality out; the page |
+//! | HTTP | `web/mod.rs`, `api.rs`, `health.rs`, `score.rs`, `model.rs`, `quality.rs`, `page.rs` | the router and the token layer; `/healthz`, `/readyz`, `/metrics`; `POST /api/score`; the card, reload, promotion, drift; labels in, live quality and the recent stream out; the page |
 //! | metrics | `metrics.rs` | every metric name and help text |
-//! | `faultline score` | `score.rs` | CSV in, verdicts CSV out, in bounded batches |
+//! | `faultline score` | `score.rs` | CSV in, verdicts CSV out, in bounded batches; a file's checks (its labels' figures, its drift) for the CLI and `POST /api/score` |
 //! | `faultline replay` | `replay.rs` | CSV → one JSON message per row |
 //! | `faultline export` | `store/export.rs` | the store's labelled rows as a wafer batch file for training |
 //!

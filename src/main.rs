@@ -235,6 +235,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 summary.faults,
                 model.version()
             );
+            if let Some(q) = &summary.checks.evaluation {
+                eprintln!("{}", faultline::score::describe_evaluation(q));
+            }
+            if let Some(w) = &summary.checks.warning {
+                eprintln!("Warning: {w}.");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Export {

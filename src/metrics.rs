@@ -342,7 +342,7 @@ impl Metrics {
             .expect("unique metric");
         let labels = counter_vec(
             LABELS,
-            "Labels received, by result: joined, relabelled, pending (row not scored yet), rejected.",
+            "Labels received, by result: joined (to its row, on arrival or when a row that came later was scored), relabelled, pending (row not scored yet; counted again as joined if it comes), rejected.",
             &["result"],
         );
         let labels_pending =
@@ -478,6 +478,17 @@ impl Metrics {
             }
         }
         self
+    }
+
+    /// Rows read from every source so far.
+    pub fn rows_received_total(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.rows_received
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
     }
 
     /// Records the model being served.

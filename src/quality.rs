@@ -39,6 +39,8 @@ pub struct Quality {
     pub recall: Option<f64>,
     /// Good wafers flagged / good wafers; `None` without a good wafer.
     pub false_alarm_rate: Option<f64>,
+    /// Faulty wafers flagged / wafers flagged; `None` when none is flagged.
+    pub precision: Option<f64>,
 }
 
 /// The figures for `(P(fault), faulty)` pairs at `threshold`.
@@ -69,6 +71,7 @@ pub fn compute(pairs: &[(f32, bool)], threshold: f32) -> Quality {
         true_negatives: negatives - fp,
         recall: (positives > 0).then(|| tp as f64 / positives as f64),
         false_alarm_rate: (negatives > 0).then(|| fp as f64 / negatives as f64),
+        precision: (tp + fp > 0).then(|| tp as f64 / (tp + fp) as f64),
     }
 }
 
@@ -147,6 +150,10 @@ mod tests {
             (1, 0, 1, 2)
         );
         assert_eq!(q.recall, Some(0.5));
+        assert_eq!(q.precision, Some(1.0));
+        let q = compute(&[(0.5, true), (0.5, false), (0.7, true), (0.1, false)], 0.5);
+        assert_eq!(q.precision, Some(2.0 / 3.0));
+        assert_eq!(compute(&[(0.1, true)], 0.5).precision, None);
     }
 
     #[test]

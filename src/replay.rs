@@ -21,9 +21,12 @@ pub enum ReplayError {
     /// Reading the file failed.
     #[error("cannot open {0}: {1}")]
     Open(String, std::io::Error),
-    /// The broker went away.
+    /// The broker went away (or never answered).
     #[error("the broker failed: {0}")]
     Broker(String),
+    /// As `Broker`, naming the address that was tried.
+    #[error("the broker at {0} failed: {1}")]
+    BrokerAt(String, String),
 }
 
 /// Which bus a target is on.
@@ -46,6 +49,16 @@ pub struct Target {
     pub port: u16,
     /// Topic.
     pub topic: String,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = match self.bus {
+            Bus::Mqtt => "mqtt",
+            Bus::Kafka => "kafka",
+        };
+        write!(f, "{scheme}://{}:{}/{}", self.host, self.port, self.topic)
+    }
 }
 
 /// Parses `mqtt://HOST:PORT/TOPIC` (the topic may contain `/`) or `kafka://HOST:PORT/TOPIC`.
@@ -114,6 +127,21 @@ pub struct ReplaySummary {
 /// `passes` times (ids get a `#<pass>` suffix after the first pass, so every row is unique), and
 /// returns once the broker has acknowledged them all.
 pub async fn replay(
+    file: &Path,
+    target: &Target,
+    features: &[String],
+    rate: Option<f64>,
+    passes: Option<u64>,
+) -> Result<ReplaySummary, ReplayError> {
+    replay_to(file, target, features, rate, passes)
+        .await
+        .map_err(|e| match e {
+            ReplayError::Broker(why) => ReplayError::BrokerAt(target.to_string(), why),
+            other => other,
+        })
+}
+
+async fn replay_to(
     file: &Path,
     target: &Target,
     features: &[String],

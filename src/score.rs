@@ -6,9 +6,12 @@
 //! largest); `unusual_sensors` only says which values sit far from their training medians. Memory
 //! does not grow with the file: rows are read, scored and written a batch at a time.
 
+use crate::drift::{DriftReport, DriftWindow};
 use crate::model::{Model, Verdict};
+use crate::quality::Quality;
 use crate::row::csv::{CsvError, CsvOptions, CsvRows, LABEL_COLUMN};
-use crate::row::Schema;
+use crate::row::{RowBatch, Schema};
+use serde::Serialize;
 use std::io::{Read, Write};
 
 /// Why scoring a CSV stopped.
@@ -29,12 +32,132 @@ impl From<csv::Error> for ScoreError {
 }
 
 /// What a run of [`score_csv`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ScoreSummary {
     /// Rows scored.
     pub rows: usize,
     /// Rows at or above the threshold.
     pub faults: usize,
+    /// The file's own labels against its verdicts, and its sensors against training.
+    pub checks: FileChecks,
+}
+
+/// Rows of a scored file its drift is judged on: its last this many (all of a smaller file).
+pub const FILE_DRIFT_ROWS: usize = 2000;
+/// Sensors off their training distribution beyond which a scored file gets a warning (the same
+/// count the shipped `FaultlineDrift` alert uses for the stream).
+pub const MANY_SENSORS_OFF: usize = 20;
+/// Out-of-range sensors a file's checks name (the count says how many there are in all).
+const SENSORS_NAMED: usize = 20;
+
+/// What a scored file says beyond its verdicts: how the verdicts did against the file's own
+/// `Good/Bad` labels (live quality's definitions, scikit-learn's), and how far its sensors sit
+/// from the training distribution (the stream's drift test, on the file).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FileChecks {
+    /// Over the rows that carry a label; `None` when none does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Quality>,
+    /// The file's last [`FILE_DRIFT_ROWS`] rows against the card (the worst sensors first, at
+    /// most 20 named; `sensors_out_of_range` counts them all).
+    pub drift: DriftReport,
+    /// A sentence when more than [`MANY_SENSORS_OFF`] sensors are off their training range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// One sentence for a file's evaluation against its own labels.
+pub fn describe_evaluation(q: &Quality) -> String {
+    let figure = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));
+    format!(
+        "Against the file's Good/Bad labels ({} wafers, {} faulty), at threshold {}: caught {} of {} \
+         faulty wafers (recall {}), {} false alarms among {} good wafers (false-alarm rate {}), \
+         precision {}, ROC-AUC {}, PR-AUC {}.",
+        q.labelled,
+        q.positives,
+        q.threshold,
+        q.true_positives,
+        q.positives,
+        figure(q.recall),
+        q.false_positives,
+        q.negatives,
+        figure(q.false_alarm_rate),
+        figure(q.precision),
+        figure(q.roc_auc),
+        figure(q.pr_auc)
+    )
+}
+
+/// Collects a file's [`FileChecks`] as its batches are scored; memory is bounded.
+#[derive(Debug)]
+pub struct FileCheck {
+    window: DriftWindow,
+    probabilities: Vec<f32>,
+    pairs: Vec<(f32, bool)>,
+    threshold: f32,
+}
+
+impl FileCheck {
+    /// For files scored by `model`.
+    pub fn new(model: &Model) -> FileCheck {
+        FileCheck {
+            window: DriftWindow::new(model.width(), FILE_DRIFT_ROWS),
+            probabilities: Vec::new(),
+            pairs: Vec::new(),
+            threshold: model.threshold(),
+        }
+    }
+
+    /// Adds a scored batch.
+    pub fn add(&mut self, batch: &RowBatch, verdicts: &[Verdict]) {
+        self.probabilities.clear();
+        self.probabilities
+            .extend(verdicts.iter().map(|v| v.probability));
+        self.window.push(&batch.values, &self.probabilities);
+        for (v, label) in verdicts.iter().zip(&batch.labels) {
+            if let Some(label) = label {
+                self.pairs.push((v.probability, *label == 1));
+            }
+        }
+    }
+
+    /// The checks, against `model`'s card.
+    pub fn finish(self, model: &Model) -> FileChecks {
+        let mut drift = self.window.report(model.card());
+        let warning = (drift.sensors_out_of_range > MANY_SENSORS_OFF).then(|| {
+            let named: Vec<String> = drift
+                .sensors
+                .iter()
+                .take(3)
+                .map(|d| match d.shift_z {
+                    Some(z) if d.reasons.contains(&"median_shift") => {
+                        format!("{} (median {z:+.1} robust sigmas)", d.sensor)
+                    }
+                    _ => format!(
+                        "{} (missing {:.0}% vs {:.0}% in training)",
+                        d.sensor,
+                        100.0 * d.missing_ratio,
+                        100.0 * d.training_missing_ratio
+                    ),
+                })
+                .collect();
+            format!(
+                "{} of {} sensors in this file are off their training distribution ({}, ...): \
+                 the model was not trained on inputs like these, so its scores may not mean what \
+                 its card says",
+                drift.sensors_out_of_range,
+                model.width(),
+                named.join(", ")
+            )
+        });
+        drift.sensors.truncate(SENSORS_NAMED);
+        FileChecks {
+            evaluation: (!self.pairs.is_empty())
+                .then(|| crate::quality::compute(&self.pairs, self.threshold)),
+            drift,
+            warning,
+        }
+    }
 }
 
 /// Makes a text cell safe to open in a spreadsheet: a cell that starts with `=`, `+`, `-` or `@`
@@ -100,10 +223,12 @@ pub fn score_csv<R: Read, W: Write>(
     }
     out.write_record(&header)?;
     let mut summary = ScoreSummary::default();
+    let mut check = FileCheck::new(model);
     // One decider for the whole file: an alarm budget's window rolls over the file in its order.
     let mut decider = model.decider();
     while let Some(batch) = rows.next_batch()? {
         let verdicts = model.score_with(&batch, &mut decider);
+        check.add(&batch, &verdicts);
         for (v, label) in verdicts.iter().zip(&batch.labels) {
             let mut record = verdict_record(model, v).to_vec();
             if labelled {
@@ -115,6 +240,7 @@ pub fn score_csv<R: Read, W: Write>(
         summary.rows += verdicts.len();
     }
     out.flush()?;
+    summary.checks = check.finish(model);
     Ok(summary)
 }
 

@@ -210,6 +210,22 @@ fn real_wafer_file_scores_with_labels_carried_through() {
     let recs: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(recs.len(), 100);
     assert_eq!(recs.iter().filter(|r| &r[9] == "1").count(), 17);
+    // The file's own labels evaluate its verdicts, counted here from the output.
+    let caught = recs
+        .iter()
+        .filter(|r| &r[9] == "1" && &r[2] == "true")
+        .count();
+    let false_alarms = recs
+        .iter()
+        .filter(|r| &r[9] == "-1" && &r[2] == "true")
+        .count();
+    let said = stderr(&o);
+    assert!(
+        said.contains("Against the file's Good/Bad labels (100 wafers, 17 faulty)")
+            && said.contains(&format!("caught {caught} of 17 faulty wafers"))
+            && said.contains(&format!("{false_alarms} false alarms among 83 good wafers")),
+        "{said}"
+    );
 }
 
 #[test]
@@ -217,7 +233,7 @@ fn the_readme_sample_scores() {
     let input = common::repo().join("examples/wafers.csv");
     let o = faultline(&["score", "--input", input.to_str().unwrap(), "--output", "-"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let text = String::from_utf8(o.stdout).unwrap();
+    let text = String::from_utf8(o.stdout.clone()).unwrap();
     assert_eq!(text.lines().count(), 51);
     // The README's demo shows faults arriving: the sample must hold some the model flags, each
     // with its contributions, and mostly wafers it does not.
@@ -233,4 +249,21 @@ fn the_readme_sample_scores() {
         "examples/make_sample.rs writes 5 faulty-looking wafers"
     );
     assert!(faults.iter().all(|rec| rec[6].split("; ").count() == 5));
+    // Drawn from the training distribution: no drift warning, and no labels to evaluate.
+    let said = stderr(&o);
+    assert!(
+        !said.contains("Warning") && !said.contains("Good/Bad labels"),
+        "{said}"
+    );
+}
+
+#[test]
+fn replay_to_a_port_where_nothing_listens_names_the_address() {
+    let port = common::free_port();
+    let to = format!("mqtt://127.0.0.1:{port}/faultline/rows");
+    let sample = common::repo().join("examples/wafers.csv");
+    let o = faultline(&["replay", sample.to_str().unwrap(), "--to", &to]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains(&format!("the broker at {to} failed")), "{e}");
 }

@@ -249,7 +249,13 @@ async fn late_labels_give_live_quality_that_matches_scikit_learn_across_a_restar
             "{key}: faultline {live} vs scikit-learn {sk}"
         );
     }
-    for key in ["roc_auc", "pr_auc", "recall", "false_alarm_rate"] {
+    for key in [
+        "roc_auc",
+        "pr_auc",
+        "recall",
+        "false_alarm_rate",
+        "precision",
+    ] {
         let (a, b) = (live[key].as_f64().unwrap(), sk[key].as_f64().unwrap());
         // Equal up to the order of floating-point summation.
         assert!(

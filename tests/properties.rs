@@ -168,3 +168,57 @@ fn read_csv(bytes: &[u8]) -> Result<(), TestCaseError> {
     }
     Ok(())
 }
+
+/// Sparkplug B (`[source.mqtt] format = "sparkplug"`): arbitrary bytes never panic and are refused
+/// with a reason; a DDATA built from a row reads back as that row.
+mod sparkplug_rows {
+    use super::*;
+    use faultline::row::sparkplug::{decode_data, Metric, Payload, Value};
+    use prost::Message;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_payloads_never_panic_and_every_reject_has_a_reason(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            let d = decode_data(&bytes, &schema().0, "wafer_id", None);
+            prop_assert_eq!(d.rows.len() + d.rejects.len(), 1);
+            for r in &d.rejects {
+                prop_assert!(!r.error.is_empty());
+            }
+            if d.rows.len() == 1 {
+                // Only a payload that decodes as protobuf and carries the id can be a row.
+                prop_assert!(Payload::decode(bytes.as_slice()).is_ok());
+            }
+        }
+
+        #[test]
+        fn a_row_sent_as_ddata_reads_back_as_that_row(
+            id in "[A-Za-z0-9-]{1,16}",
+            cells in prop::collection::vec((0usize..590, prop::option::of(any::<f32>().prop_filter("finite", |v| v.is_finite()))), 0..60),
+            doubles in any::<bool>(),
+        ) {
+            let (schema, features) = schema();
+            let mut expected = vec![f32::NAN; schema.width()];
+            let mut metrics = vec![Metric { name: Some("wafer_id".into()), datatype: Some(12), value: Some(Value::String(id.clone())), ..Default::default() }];
+            for (j, v) in &cells {
+                let j = j % features.len();
+                expected[j] = v.unwrap_or(f32::NAN);
+                metrics.push(Metric {
+                    name: Some(features[j].clone()),
+                    datatype: Some(if doubles { 10 } else { 9 }),
+                    is_null: v.is_none().then_some(true),
+                    value: v.map(|v| if doubles { Value::Double(v as f64) } else { Value::Float(v) }),
+                    ..Default::default()
+                });
+            }
+            let payload = Payload { metrics, ..Default::default() }.encode_to_vec();
+            let d = decode_data(&payload, schema, "wafer_id", None);
+            prop_assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+            prop_assert_eq!(&d.rows.ids, &vec![id]);
+            for (got, want) in d.rows.row(0).iter().zip(&expected) {
+                prop_assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{} vs {}", got, want);
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{http_get, metric, rows, wait_ready, Client};
-use faultline::config::{Config, RawConfig};
+use faultline::config::{Bus, Config, RawConfig};
 use faultline::model::{synthetic, Model};
 use faultline::pipeline as app;
 use faultline::row::json::encode_row;
@@ -210,6 +210,44 @@ async fn a_port_taken_by_another_broker_is_a_clear_error() {
         e.contains("already in use") && e.contains("FAULTLINE_BROKER__LISTEN"),
         "{e}"
     );
+}
+
+/// A first run where the default address is taken by a broker (as on a machine that runs
+/// Mosquitto on 1883): `serve` uses that broker, and rows published there are scored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_address_taken_by_an_mqtt_broker_serves_on_that_broker() {
+    let broker = common::Mosquitto::start();
+    let mut cfg = config("existing", Some(broker.port), broker.port, &[]);
+    // As when [broker] listen is the default rather than chosen (config.rs tests which is which).
+    match &mut cfg.bus {
+        Bus::Embedded { use_existing, .. } => *use_existing = true,
+        other => panic!("{other:?}"),
+    }
+    let model = Arc::new(Model::embedded().unwrap());
+    let mut c = Client::connect(broker.port, "existing-test", &["existing/faults".into()]).await;
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let (_, faulty, _) = rows(&model, 0);
+    c.publish("existing/rows", faulty).await;
+    let got = c.collect_until(20, |g| !g.is_empty()).await;
+    assert_eq!(got[0].1["id"], "Known-Faulty", "{got:?}");
+    app.shutdown().await.unwrap();
+
+    // Something that is not an MQTT broker on the default address is still a clear error.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut cfg = config("taken-default", Some(port), port, &[]);
+    if let Bus::Embedded { use_existing, .. } = &mut cfg.bus {
+        *use_existing = true;
+    }
+    let answer = std::thread::spawn(move || {
+        // Accept the probe and say nothing MQTT: the probe must give up, not hang.
+        let (_conn, _) = taken.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+    });
+    let e = app::start(&cfg, model).await.unwrap_err().to_string();
+    assert!(e.contains("already in use"), "{e}");
+    answer.join().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

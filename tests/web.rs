@@ -121,6 +121,127 @@ async fn a_csv_scores_like_the_library_as_json_or_csv() {
     assert_eq!(body.lines().count(), 41);
 }
 
+/// `batch` as a wafer CSV with a `Good/Bad` column: `label(i)` for row i.
+fn labelled_csv(
+    model: &Model,
+    batch: &faultline::row::RowBatch,
+    label: impl Fn(usize) -> i8,
+) -> String {
+    let mut out = Vec::new();
+    synthetic::write_csv(batch, model.features(), &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let mut lines = text.lines();
+    let mut csv = format!("{},Good/Bad\n", lines.next().unwrap());
+    for (i, line) in lines.enumerate() {
+        csv.push_str(&format!("{line},{}\n", label(i)));
+    }
+    csv
+}
+
+#[tokio::test]
+async fn a_labelled_upload_is_evaluated_against_its_own_labels() {
+    let s = state(WebLimits::default());
+    let model = s.model.current();
+    let mut batch = synthetic::rows(model.card(), 60, 23);
+    // Every third wafer pushed towards a fault and labelled faulty, and two faulty wafers left
+    // as they were (to be missed): the counts below come from the verdicts, not from the model.
+    for i in (0..60).step_by(3) {
+        let row = synthetic::towards_fault(&model, batch.row(i), 0.9);
+        batch.values[i * batch.width..(i + 1) * batch.width].copy_from_slice(&row);
+    }
+    let faulty = |i: usize| i % 3 == 0 || i == 1 || i == 4;
+    let csv = labelled_csv(&model, &batch, |i| if faulty(i) { 1 } else { -1 });
+    let (status, _, body) = send(&s, post("text/csv", csv)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let results = v["results"].as_array().unwrap();
+    let flagged = |i: usize| results[i]["fault"] == true;
+    let tp = (0..60).filter(|&i| faulty(i) && flagged(i)).count();
+    let fp = (0..60).filter(|&i| !faulty(i) && flagged(i)).count();
+    let e = &v["evaluation"];
+    assert_eq!(e["labelled"], 60, "{e}");
+    assert_eq!(e["positives"], 22);
+    assert_eq!(
+        (e["true_positives"].as_u64(), e["false_positives"].as_u64()),
+        (Some(tp as u64), Some(fp as u64))
+    );
+    assert_eq!(e["false_negatives"], 22 - tp);
+    assert!((e["recall"].as_f64().unwrap() - tp as f64 / 22.0).abs() < 1e-12);
+    assert!((e["precision"].as_f64().unwrap() - tp as f64 / (tp + fp) as f64).abs() < 1e-12);
+    assert!(tp >= 20, "the pushed wafers are flagged: {e}");
+    // ROC-AUC from the returned probabilities, by pair counting (ties count a half).
+    let p = |i: usize| results[i]["probability"].as_f64().unwrap();
+    let (mut wins, mut pairs) = (0.0, 0.0);
+    for i in (0..60).filter(|&i| faulty(i)) {
+        for j in (0..60).filter(|&j| !faulty(j)) {
+            pairs += 1.0;
+            wins += if p(i) > p(j) {
+                1.0
+            } else if p(i) == p(j) {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    assert!(
+        (e["roc_auc"].as_f64().unwrap() - wins / pairs).abs() < 1e-9,
+        "{e}"
+    );
+    assert!(e["pr_auc"].as_f64().is_some());
+    // Synthetic rows come from the training distribution: judged, and no warning.
+    assert_eq!(v["drift"]["judged"], true);
+    assert!(v.get("warning").is_none(), "{}", v["warning"]);
+
+    // Without labels there is no evaluation.
+    let (csv, _) = sample_csv(&model, 10);
+    let (_, _, body) = send(&s, post("text/csv", csv)).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v.get("evaluation").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn an_upload_far_from_the_training_data_gets_a_warning_naming_sensors() {
+    let s = state(WebLimits::default());
+    let model = s.model.current();
+    let mut batch = synthetic::rows(model.card(), 80, 29);
+    // 30 sensors moved 10 robust sigmas up in every row.
+    let moved: Vec<usize> = model
+        .card()
+        .sensors
+        .iter()
+        .enumerate()
+        .filter(|(_, st)| st.iqr.is_some_and(|q| q > 0.0) && st.median.is_some())
+        .map(|(j, _)| j)
+        .take(30)
+        .collect();
+    for i in 0..80 {
+        for &j in &moved {
+            let st = &model.card().sensors[j];
+            batch.values[i * batch.width + j] =
+                (st.median.unwrap() + 10.0 * st.iqr.unwrap() / 1.349) as f32;
+        }
+    }
+    let mut out = Vec::new();
+    synthetic::write_csv(&batch, model.features(), &mut out).unwrap();
+    let (status, _, body) = send(&s, post("text/csv", out)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["drift"]["sensors_out_of_range"].as_u64().unwrap() >= 30,
+        "{}",
+        v["drift"]
+    );
+    let warning = v["warning"].as_str().unwrap();
+    let first = v["drift"]["sensors"][0]["sensor"].as_str().unwrap();
+    assert!(
+        warning.contains("sensors in this file are off their training distribution"),
+        "{warning}"
+    );
+    assert!(warning.contains(first), "{warning}");
+    assert_eq!(v["drift"]["sensors"].as_array().unwrap().len(), 20);
+}
+
 #[tokio::test]
 async fn a_json_array_scores_too() {
     let s = state(WebLimits::default());
@@ -513,4 +634,24 @@ async fn bad_label_uploads_are_refused_with_a_reason() {
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body.contains("[shadow] model"), "{body}");
+}
+
+#[tokio::test]
+async fn recent_returns_the_last_streamed_rows_oldest_first() {
+    let s = state_with_store(WebLimits::default(), &[("a", 0.9), ("b", 0.01), ("c", 0.2)]);
+    let (status, _, body) = send(&s, get("/api/recent?rows=2")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["b", "c"]);
+    assert_eq!(rows[1]["probability"].as_f64().unwrap() as f32, 0.2);
+    assert_eq!(rows[0]["at"], "1970-01-01T00:00:00.000Z");
+    assert_eq!(v["model_version"], s.model.current().version());
+    let (_, _, body) = send(&s, get("/api/recent")).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["rows"].as_array().unwrap().len(), 3);
+    // Without the daemon's store (a bare API), it says whose it is.
+    let (status, _, _) = send(&state(WebLimits::default()), get("/api/recent")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
 }

@@ -4,7 +4,7 @@
 
 use super::Ack;
 use crate::row::json::{self, Decoded};
-use crate::row::Schema;
+use crate::row::{sparkplug, Schema};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
@@ -57,6 +57,52 @@ pub struct SourceOptions {
     pub max_payload_bytes: usize,
     /// Where counts go.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// How the messages encode rows.
+    pub reader: Reader,
+}
+
+/// How a source's messages encode rows.
+#[derive(Debug, Clone, Default)]
+pub enum Reader {
+    /// faultline's JSON rows.
+    #[default]
+    Json,
+    /// Sparkplug B payloads, with the aliases the births bound.
+    Sparkplug(Arc<SparkplugReader>),
+}
+
+/// Reads Sparkplug B: each NDATA/DDATA is a row; births bind aliases for the data after them.
+#[derive(Debug)]
+pub struct SparkplugReader {
+    id_metric: String,
+    /// `group/node[/device]` → the aliases of its last birth.
+    births: std::sync::Mutex<std::collections::HashMap<String, Arc<sparkplug::Aliases>>>,
+}
+
+impl SparkplugReader {
+    /// Reads the wafer id from the metric `id_metric`.
+    pub fn new(id_metric: &str) -> SparkplugReader {
+        SparkplugReader {
+            id_metric: id_metric.to_string(),
+            births: Default::default(),
+        }
+    }
+
+    fn births(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<sparkplug::Aliases>>> {
+        self.births.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A message that holds no row (a birth, a death, a command): nothing to score, acknowledged in
+/// its turn.
+fn no_rows(options: &SourceOptions) -> Decoded {
+    Decoded {
+        rows: crate::row::RowBatch::new(options.schema.width()),
+        rejects: vec![],
+        unknown_keys: 0,
+    }
 }
 
 /// Decodes a message's payload, refusing one over the size limit.
@@ -170,6 +216,10 @@ impl Admitter {
         topic: String,
         ack: Ack,
     ) -> bool {
+        if let Reader::Sparkplug(reader) = &self.options.reader {
+            let decoding = self.sparkplug(reader.clone(), payload, topic, ack);
+            return self.tx.send(decoding).await.is_ok();
+        }
         let decoding = match self.decode {
             Decode::InPlace => {
                 let decoded = decode(payload.as_ref(), &self.options);
@@ -187,6 +237,62 @@ impl Admitter {
             }
         };
         self.tx.send(decoding).await.is_ok()
+    }
+}
+
+impl Admitter {
+    /// A Sparkplug B message: a birth binds its aliases here, in arrival order, so the data after
+    /// it (decoded later, possibly on another thread) sees them; data is decoded as rows are.
+    fn sparkplug(
+        &self,
+        reader: Arc<SparkplugReader>,
+        payload: impl AsRef<[u8]> + Send + 'static,
+        topic: String,
+        ack: Ack,
+    ) -> Decoding {
+        let Some(t) = sparkplug::topic(&topic) else {
+            return Decoding::Ready(Box::new(Incoming::new(topic, no_rows(&self.options), ack)));
+        };
+        match t.kind {
+            sparkplug::Kind::NBirth | sparkplug::Kind::DBirth => {
+                let mut decoded = no_rows(&self.options);
+                match sparkplug::birth_aliases(payload.as_ref()) {
+                    Ok(aliases) => {
+                        reader.births().insert(t.source, Arc::new(aliases));
+                    }
+                    Err(error) => decoded.rejects.push(json::Reject {
+                        error,
+                        row: None,
+                        reason: json::RejectReason::NotSparkplug,
+                        payload: format!("{} bytes on {topic}", payload.as_ref().len()),
+                    }),
+                }
+                Decoding::Ready(Box::new(Incoming::new(topic, decoded, ack)))
+            }
+            sparkplug::Kind::NData | sparkplug::Kind::DData => {
+                let aliases = reader.births().get(&t.source).cloned();
+                let options = self.options.clone();
+                let received = std::time::Instant::now();
+                Decoding::Pending(tokio::task::spawn_blocking(move || {
+                    let decoded = if payload.as_ref().len() > options.max_payload_bytes {
+                        too_large(payload.as_ref(), &options)
+                    } else {
+                        sparkplug::decode_data(
+                            payload.as_ref(),
+                            &options.schema,
+                            &reader.id_metric,
+                            aliases.as_deref(),
+                        )
+                    };
+                    let mut incoming = Incoming::new(topic, decoded, ack);
+                    incoming.received = received;
+                    incoming
+                }))
+            }
+            sparkplug::Kind::Other => {
+                Decoding::Ready(Box::new(Incoming::new(topic, no_rows(&self.options), ack)))
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The periodic tasks of `faultline serve`, each on a `Ticker` until the daemon stops: drift
 //! (recomputed off the runtime, never per scrape), live quality (expiring labels, recomputing the
-//! gauges) and watching the model's files for a reload.
+//! gauges) and watching the model's files for a reload; and, once, saying where rows are expected
+//! when none has arrived a while after the start.
 
 use super::shutdown::Stopping;
 use crate::drift::{DriftReport, DriftWindow};
@@ -102,5 +103,53 @@ pub async fn watch_model_files(live: LiveModel, every: Duration, stop: Stopping)
         seen = now;
         let l = live.clone();
         let _ = tokio::task::spawn_blocking(move || l.reload("files changed")).await;
+    }
+}
+
+/// Logs once, `after` the start, if no row has arrived by then: where faultline expects them
+/// (`rows_at`, as `faultline replay --to` takes it), so a silent first run says what to check.
+/// Returns whether it did.
+pub async fn say_if_idle(
+    metrics: Arc<Metrics>,
+    after: Duration,
+    rows_at: String,
+    mut stop: Stopping,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(after) => {}
+        _ = stop.wait() => return false,
+    }
+    if metrics.rows_received_total() > 0 {
+        return false;
+    }
+    tracing::warn!(
+        waited_s = after.as_secs(),
+        "No row has arrived yet. faultline reads rows from {rows_at}; publish there \
+         (e.g. faultline replay examples/wafers.csv --to {rows_at})."
+    );
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::shutdown::Shutdown;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_daemon_that_received_nothing_says_where_it_listens_once() {
+        let at = "mqtt://127.0.0.1:1883/faultline/rows".to_string();
+        let quiet = Arc::new(Metrics::new().for_bus("mqtt", "mqtt"));
+        let stop = Shutdown::default();
+        let idle = Duration::from_secs(60);
+        assert!(say_if_idle(quiet.clone(), idle, at.clone(), stop.subscribe()).await);
+
+        let busy = Arc::new(Metrics::new().for_bus("mqtt", "mqtt"));
+        busy.rows_received.with_label_values(&["mqtt"]).inc();
+        assert_eq!(busy.rows_received_total(), 1);
+        assert!(!say_if_idle(busy, idle, at.clone(), stop.subscribe()).await);
+
+        let task = tokio::spawn(say_if_idle(quiet, idle, at, stop.subscribe()));
+        stop.trigger();
+        assert!(!task.await.unwrap(), "a stopping daemon says nothing");
     }
 }

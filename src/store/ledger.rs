@@ -12,6 +12,10 @@ use std::sync::Arc;
 /// The scores one row got: (model version, P(fault)), the serving model's first.
 pub type Scores = Vec<(Arc<str>, f32)>;
 
+/// A recently scored row: id, when (ms since the epoch), and the score of the model that served
+/// then (its version, P(fault)).
+pub type Recent<'a> = (&'a str, i64, &'a (Arc<str>, f32));
+
 /// A scored row, as far as the join needs it.
 #[derive(Debug, Clone)]
 struct Scored {
@@ -94,7 +98,8 @@ impl Ledger {
     }
 
     /// Remembers a scored row; joins the label that waited for it, if any.
-    pub fn scored(&mut self, id: &str, at_ms: i64, scores: Scores) {
+    /// Returns true when a label that was waiting for this row joined it.
+    pub fn scored(&mut self, id: &str, at_ms: i64, scores: Scores) -> bool {
         self.order.push_back((id.to_string(), at_ms));
         self.scored.insert(id.to_string(), Scored { at_ms, scores });
         while self.scored.len() > self.limits.max_rows {
@@ -114,7 +119,9 @@ impl Ledger {
         if let Some((label, _)) = self.pending.remove(id) {
             self.counts.pending = self.pending.len() as u64;
             self.join(label);
+            return true;
         }
+        false
     }
 
     /// Applies a label received at `now_ms`.
@@ -211,6 +218,22 @@ impl Ledger {
         self.scored.len()
     }
 
+    /// The last `n` rows scored, oldest first.
+    pub fn recent(&self, n: usize) -> Vec<Recent<'_>> {
+        let mut out: Vec<_> = self
+            .order
+            .iter()
+            .rev()
+            .filter_map(|(id, at)| {
+                let s = self.scored.get(id).filter(|s| s.at_ms == *at)?;
+                Some((id.as_str(), *at, s.scores.first()?))
+            })
+            .take(n)
+            .collect();
+        out.reverse();
+        out
+    }
+
     /// Labelled wafers in the window.
     pub fn window_len(&self) -> usize {
         self.joined.len()
@@ -262,6 +285,22 @@ mod tests {
         // The shadow scored the same wafers the other way round.
         assert_eq!(l.quality("m2", 0.5).roc_auc, Some(0.0));
         assert_eq!(l.quality("m3", 0.5).labelled, 0);
+    }
+
+    #[test]
+    fn recent_rows_come_oldest_first_once_each() {
+        let mut l = Ledger::new(limits());
+        l.scored("a", 1, v(0.9));
+        l.scored("b", 2, v(0.2));
+        l.scored("a", 3, v(0.4)); // re-scored: only its latest score counts
+        let recent: Vec<(&str, i64, f32)> = l
+            .recent(10)
+            .into_iter()
+            .map(|(id, at, (_, p))| (id, at, *p))
+            .collect();
+        assert_eq!(recent, [("b", 2, 0.2), ("a", 3, 0.4)]);
+        assert_eq!(l.recent(1).len(), 1);
+        assert_eq!(l.recent(1)[0].0, "a");
     }
 
     #[test]

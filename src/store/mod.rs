@@ -181,6 +181,7 @@ impl Store {
 
     /// Remembers a scored batch for the join and queues it for the disk; never waits.
     pub fn record_scored(&self, batch: ScoredBatch) {
+        let mut joined = 0;
         {
             let mut ledger = lock(&self.ledger);
             for (i, id) in batch.ids.iter().enumerate() {
@@ -188,8 +189,18 @@ impl Store {
                 if let Some((v, p)) = &batch.shadow {
                     scores.push((v.clone(), p[i]));
                 }
-                ledger.scored(id, batch.at_ms, scores);
+                joined += u64::from(ledger.scored(id, batch.at_ms, scores));
             }
+        }
+        if joined > 0 {
+            // Labels that arrived first (counted as pending then) join now.
+            self.metrics
+                .labels
+                .with_label_values(&["joined"])
+                .inc_by(joined);
+            self.metrics
+                .labels_pending
+                .set(lock(&self.ledger).counts().pending as i64);
         }
         let rows = batch.ids.len() as u64;
         self.send(Record::Scored(batch), Kind::Scored, rows);
@@ -202,10 +213,14 @@ impl Store {
         let now = now_ms();
         let outcomes: Vec<LabelOutcome> = {
             let mut ledger = lock(&self.ledger);
-            labels
+            let outcomes = labels
                 .iter()
                 .map(|l| ledger.label(l.clone(), now))
-                .collect()
+                .collect();
+            self.metrics
+                .labels_pending
+                .set(ledger.counts().pending as i64);
+            outcomes
         };
         for o in &outcomes {
             let result = match o {
@@ -367,7 +382,7 @@ fn recover_scored(b: &arrow_array::RecordBatch, ledger: &mut Ledger) -> Result<(
         if segment::present(shadow_p, i) && segment::present(shadow_v, i) {
             scores.push((intern(shadow_v.value(i)), shadow_p.value(i)));
         }
-        ledger.scored(ids.value(i), at.value(i), scores);
+        ledger.scored(ids.value(i), at.value(i), scores); // recovery: not news for the metrics
     }
     Ok(())
 }
@@ -483,6 +498,28 @@ mod tests {
         let q = ledger.quality("v1", 0.5);
         assert_eq!((q.labelled, q.positives, q.roc_auc), (2, 1, Some(1.0)));
         assert_eq!(ledger.quality("v2", 0.5).roc_auc, Some(0.0));
+    }
+
+    #[test]
+    fn a_label_that_arrives_before_its_row_counts_as_joined_when_the_row_comes() {
+        let metrics = Arc::new(Metrics::new());
+        let mut s = settings(Path::new("/unused"));
+        s.dir = None;
+        let store = Store::open(s, features(), metrics.clone());
+        let label = |id: &str| Label {
+            id: id.into(),
+            faulty: true,
+            at: None,
+        };
+        store.record_scored(batch(&["first"], 0.9));
+        store.record_labels(vec![label("first"), label("early")]);
+        let count = |result: &str| metrics.labels.with_label_values(&[result]).get();
+        assert_eq!((count("joined"), count("pending")), (1, 1));
+        assert_eq!(metrics.labels_pending.get(), 1);
+        store.record_scored(batch(&["early", "other"], 0.9));
+        assert_eq!((count("joined"), count("pending")), (2, 1));
+        assert_eq!(metrics.labels_pending.get(), 0);
+        assert_eq!(store.ledger().counts().pending, 0);
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub fn router(state: WebState) -> Router {
         )
         .route("/api/model/promote", axum::routing::post(model::promote))
         .route("/api/quality", get(quality::quality))
+        .route("/api/recent", get(quality::recent))
         .route(
             "/api/labels",
             axum::routing::post(quality::labels)

@@ -62,6 +62,8 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("/quality.js", include_str!("static/quality.js"), JAVASCRIPT),
     // The explanation view: a wafer's contributions as a chart.
     ("/explain.js", include_str!("static/explain.js"), JAVASCRIPT),
+    // The threshold's log scale and the histogram of an upload's scores.
+    ("/chart.js", include_str!("static/chart.js"), JAVASCRIPT),
 ];
 
 /// The policy for every response: scripts, styles and requests only from this server.

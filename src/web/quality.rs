@@ -118,3 +118,46 @@ pub async fn quality(State(s): State<WebState>) -> Result<Response, ApiError> {
     });
     Ok(Json(body).into_response())
 }
+
+/// Rows `GET /api/recent` returns at most (and by default).
+pub const RECENT_ROWS: usize = 2000;
+
+/// Query of `GET /api/recent`.
+#[derive(Debug, serde::Deserialize)]
+pub struct RecentQuery {
+    /// How many of the last scored rows (at most [`RECENT_ROWS`]).
+    rows: Option<usize>,
+}
+
+/// `GET /api/recent?rows=N`: the last rows the daemon scored from the bus, oldest first, with
+/// when and the P(fault) of the model that served then; and the serving model's version and
+/// threshold (a row is a fault at or above it; under an alarm budget the verdicts used the
+/// budget's moving threshold instead).
+pub async fn recent(
+    State(s): State<WebState>,
+    query: axum::extract::Query<RecentQuery>,
+) -> Result<Response, ApiError> {
+    let store = store(&s)?.clone();
+    let n = query.rows.unwrap_or(RECENT_ROWS).min(RECENT_ROWS);
+    let model = s.model.current();
+    let ledger = store.ledger();
+    let rows: Vec<serde_json::Value> = ledger
+        .recent(n)
+        .into_iter()
+        .map(|(id, at, (version, p))| {
+            json!({
+                "id": id,
+                "at": crate::clock::rfc3339_ms(at),
+                "probability": p,
+                "model_version": &**version,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "model_version": model.version(),
+        "threshold": model.threshold(),
+        "alarm_rate": model.budget().map(|b| b.rate),
+        "rows": rows,
+    }))
+    .into_response())
+}

@@ -22,6 +22,9 @@ struct ScoreResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     alarm_rate: Option<f64>,
     results: Vec<VerdictMessage<'a>>,
+    /// The upload's own labels against its verdicts, its drift, and a warning if it needs one.
+    #[serde(flatten)]
+    checks: crate::score::FileChecks,
 }
 
 /// Query parameters of `POST /api/score`.
@@ -93,6 +96,9 @@ pub async fn score(
             ..model.explain_settings()
         };
         let verdicts = model.score_explaining(&rows, &mut model.decider(), explain);
+        let mut check = crate::score::FileCheck::new(&model);
+        check.add(&rows, &verdicts);
+        let checks = check.finish(&model);
         if wants_csv {
             let mut out = Vec::new();
             let mut w = csv::Writer::from_writer(&mut out);
@@ -114,6 +120,7 @@ pub async fn score(
             threshold: model.threshold(),
             alarm_rate: model.budget().map(|b| b.rate),
             results,
+            checks,
         })
         .into_response())
     });

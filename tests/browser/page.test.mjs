@@ -199,23 +199,62 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
     await page.screenshot({ path: join(shots, 'explanation.png') });
     await page.click('#explanation .explain-close');
 
-    // The slider recounts without re-scoring.
+    // The histogram of P(fault): one bar segment per bin and class, every wafer counted once; with
+    // the file's labels, the faulty ones apart, and the evaluation the CLI's verdicts imply.
+    const segments = await page.$$eval('#score-histogram rect.bar', (rs) => rs.map((r) => [r.dataset.kind, Number(r.dataset.count)]));
+    assert.equal(segments.reduce((n, [, k]) => n + k, 0), rows, 'the histogram counts every wafer');
+    if (real) {
+      const faulty = cliRows.filter((r) => r[col('Good/Bad')] === '1');
+      const caught = faulty.filter((r) => r[col('fault')] === 'true').length;
+      const falseAlarms = cliRows.filter((r) => r[col('Good/Bad')] === '-1' && r[col('fault')] === 'true').length;
+      assert.equal(segments.filter(([k]) => k === 'faulty').reduce((n, [, k]) => n + k, 0), faulty.length);
+      const evaluation = await page.textContent('#file-evaluation');
+      assert.match(evaluation, new RegExp(`\\(${rows} wafers, ${faulty.length} faulty\\)`));
+      assert.match(evaluation, new RegExp(`caught ${caught} of ${faulty.length} faulty wafers .* ${falseAlarms} false alarms? among ${rows - faulty.length} good`));
+      // The ROC curve: its area is the one computed here from the CLI's probabilities, and its
+      // marked point holds the CLI's confusion counts.
+      const auc = rocAuc(cliRows.map((r) => [Number(r[col('probability')]), r[col('Good/Bad')] === '1']));
+      assert.ok(Math.abs(Number(await page.getAttribute('#roc-curve', 'data-auc')) - auc) < 1e-9, `ROC-AUC ${auc}`);
+      assert.equal(Number(await page.getAttribute('#roc-curve', 'data-tp')), caught);
+      assert.equal(Number(await page.getAttribute('#roc-curve', 'data-fp')), falseAlarms);
+      assert.match(evaluation, new RegExp(`ROC-AUC ${auc.toFixed(2)}`));
+    } else {
+      assert.ok(segments.every(([k]) => k === 'unlabelled'));
+      assert.equal(await page.isHidden('#file-evaluation'), true, 'no labels, no evaluation');
+      assert.equal(await page.isHidden('#roc'), true, 'no labels, no ROC curve');
+    }
+    await page.locator('#file-checks').screenshot({ path: join(shots, 'file-checks.png') });
+    assert.equal(Number(await page.getAttribute('#score-histogram line.model-threshold', 'data-threshold')), card.threshold);
+
+    // The slider (a log scale) recounts without re-scoring; off the model's threshold the download says so.
+    const slide = (t) => page.$eval('#threshold', (el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', { bubbles: true })); }, t > 0 ? Math.log10(t) : -4);
     const at = 0.5;
-    const expectedAt = cliRows.filter((r) => Number(r[col('probability')]) >= at).length;
-    await page.$eval('#threshold', (el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', { bubbles: true })); }, at);
+    // The slider's step (0.001 on log10) puts 0.5 at 10^-0.301; the page compares as f32, like the scorer.
+    const tAt = Math.fround(10 ** (Math.round(Math.log10(at) * 1000) / 1000));
+    const expectedAt = cliRows.filter((r) => Math.fround(Number(r[col('probability')])) >= tAt).length;
+    await slide(at);
     await page.waitForFunction((n) => document.querySelector('#threshold-count')?.textContent.startsWith(`${n} wafer`), expectedAt);
-    await page.$eval('#threshold', (el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', { bubbles: true })); }, card.threshold);
+    assert.match(await page.textContent('#download-note'), /not the model's/);
+    // Nothing reaches P = 1: with "Faults only" the page says why the table is empty.
+    await slide(1);
+    await page.waitForSelector('#file-empty:not([hidden])');
+    assert.match(await page.textContent('#file-empty'), /lower the threshold or untick/);
+    await slide(card.threshold);
     await page.waitForFunction((n) => document.querySelector('#threshold-count')?.textContent.startsWith(`${n} wafer`), flagged.length);
+    assert.equal(await page.isHidden('#download-note'), true, 'at the model\'s threshold there is nothing to say');
     await page.uncheck('#filter-faults');
     await page.screenshot({ path: join(shots, 'page.png') });
 
     // Download and compare with the CLI, row by row.
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-button')]);
+    const stem = input.split('/').pop().replace(/\.csv$/, '');
+    assert.equal(download.suggestedFilename(), `${stem}-scored-${card.version}-t${card.threshold.toFixed(4)}.csv`);
     const downloaded = join(work, 'download.csv');
     await download.saveAs(downloaded);
     const got = parseCsv(readFileSync(downloaded, 'utf8')).filter((r) => r.length > 1);
     const gotHead = got[0];
-    assert.deepEqual(gotHead.slice(-4), ['probability', 'fault', 'contributions', 'model_version']);
+    assert.deepEqual(gotHead.slice(-5), ['probability', 'fault', 'threshold', 'contributions', 'model_version']);
+    assert.ok(got.slice(1).every((r) => r[gotHead.indexOf('threshold')] === card.threshold.toFixed(4)), 'each row says its threshold');
     assert.deepEqual(gotHead.slice(1, header.length), header.slice(1));
     assert.equal(got.length - 1, cliRows.length);
     const g = (name) => gotHead.indexOf(name);
@@ -275,9 +314,26 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
     const p = scored[0].indexOf('probability');
     const truth = new Map(labels.map(([id, y]) => [id, y === '1']));
     const auc = rocAuc(scored.slice(1).filter((r) => r.length > 1).map((r) => [Number(r[p]), truth.get(r[0])]));
+    // The streamed wafers over time: one dot each, the faults the CLI finds on the same rows in red.
+    const driftedFaults = scored.slice(1).filter((r) => r.length > 1 && r[scored[0].indexOf('fault')] === 'true').length;
+    await page.waitForFunction((n) => Number(document.querySelector('#stream-svg')?.dataset.rows) === n, rows);
+    assert.equal(Number(await page.getAttribute('#stream-svg', 'data-faults')), driftedFaults);
+    assert.equal(await page.locator('#stream-svg circle.fault').count(), driftedFaults);
     assert.ok(Math.abs(auc - serving.quality.roc_auc) < 1e-9, `ROC-AUC ${serving.quality.roc_auc} from the daemon, ${auc} here`);
     await page.locator('#quality').screenshot({ path: join(shots, 'quality.png') });
     await page.screenshot({ path: join(shots, 'page-quality.png') });
+
+    // Opening another file while the table has edits asks first; declined, the table stays.
+    let asked = '';
+    page.once('dialog', async (d) => { asked = d.message(); await d.dismiss(); });
+    await page.setInputFiles('#file-input', join(ROOT, 'examples', 'wafers.csv'));
+    await until('the question about the edits', 10_000, async () => asked);
+    assert.match(asked, /edited row .* will be lost/);
+    assert.match(await page.textContent('#table-info'), new RegExp(`${rows} rows`));
+    page.once('dialog', (d) => d.accept());
+    await page.setInputFiles('#file-input', join(ROOT, 'examples', 'wafers.csv'));
+    await page.waitForFunction(() => document.querySelector('#table-info')?.textContent.includes('50 rows'));
+    assert.equal(await page.isHidden('#file-checks'), true, 'a new file has no scores yet');
 
     assert.deepEqual(consoleErrors, [], 'no errors in the browser console');
     console.log(`page test: ${rows} rows (${real ? 'real batch file' : 'synthetic sample'}), ${flagged.length} flagged, live ROC-AUC ${serving.quality.roc_auc.toFixed(3)}, screenshots in ${shots}`);

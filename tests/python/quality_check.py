@@ -16,7 +16,7 @@ import os
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc
-from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
+from sklearn.metrics import average_precision_score, confusion_matrix, precision_score, roc_auc_score
 
 
 def read(pattern):
@@ -72,6 +72,7 @@ def main():
         "true_negatives": int(tn),
         "recall": float(tp / (tp + fn)) if tp + fn else None,
         "false_alarm_rate": float(fp / (fp + tn)) if fp + tn else None,
+        "precision": float(precision_score(y, flagged, zero_division=0)) if tp + fp else None,
     }
     print(json.dumps(out))
 

@@ -18,6 +18,7 @@ pub mod csv;
 pub mod json;
 pub mod labels;
 mod number;
+pub mod sparkplug;
 
 /// Longest row or label id accepted, in bytes, by every reader. Ids are keys in memory and on
 /// disk, and travel into logs and result topics.

@@ -2,7 +2,9 @@
 //!
 //! rumqttd's `start()` blocks forever, so it runs on its own thread for the life of the process;
 //! it cannot bind port 0 and report the port, so the address is checked before it starts (a taken
-//! port is an error that says what to change) and faultline waits until it accepts connections.
+//! port is an error that says what to change, unless the address is the default and an MQTT
+//! broker answers there: [`speaks_mqtt`] lets `serve` use that one) and faultline waits until it
+//! accepts connections.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,6 +23,40 @@ pub enum BrokerError {
     /// Any other bind or start failure.
     #[error("cannot start the embedded MQTT broker on {0}: {1}")]
     Start(SocketAddr, String),
+}
+
+/// Whether an MQTT broker that takes anonymous clients answers at `addr`: an MQTT 3.1.1 CONNECT
+/// (clean session, a client id of its own) must get a CONNACK that accepts it within 3 s.
+pub fn speaks_mqtt(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let target = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let timeout = Duration::from_secs(3);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&target, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let id = format!("faultline-probe-{}", std::process::id());
+    // Variable header: protocol name "MQTT", level 4, flags: clean session, keep alive 10 s.
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 10];
+    body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    body.extend_from_slice(id.as_bytes());
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend_from_slice(&body);
+    let mut connack = [0u8; 4];
+    let accepted = stream.write_all(&packet).is_ok()
+        && stream.read_exact(&mut connack).is_ok()
+        && connack[0] == 0x20
+        && connack[1] == 2
+        && connack[3] == 0;
+    if accepted {
+        let _ = stream.write_all(&[0xE0, 0]); // DISCONNECT
+    }
+    accepted
 }
 
 /// Starts rumqttd on `listen` and returns once it accepts TCP connections.

@@ -11,7 +11,7 @@ pub mod source;
 pub mod tls;
 
 pub use settings::{
-    parse_broker_url, parse_mqtt_url, MqttSection, MqttSettings, MqttTls, OnSessionLost,
+    parse_broker_url, parse_mqtt_url, MqttSection, MqttSettings, MqttTls, OnSessionLost, RowFormat,
 };
 
 use std::time::Duration;

@@ -40,6 +40,22 @@ pub struct MqttSection {
     pub password_file: String,
     /// `resume` or `exit`, when the broker comes back without faultline's sessions.
     pub on_session_lost: String,
+    /// `json` (faultline's rows) or `sparkplug` (Sparkplug B payloads).
+    pub format: String,
+    /// With `format = "sparkplug"`: the metric holding the wafer id.
+    pub sparkplug_id_metric: String,
+}
+
+/// How rows are encoded on an MQTT topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowFormat {
+    /// JSON objects (or arrays of them), faultline's own.
+    Json,
+    /// Sparkplug B: protobuf NDATA/DDATA payloads, one wafer each; births bind metric aliases.
+    Sparkplug {
+        /// The metric holding the wafer id.
+        id_metric: String,
+    },
 }
 
 /// What faultline does when the broker comes back without its sessions.
@@ -74,6 +90,8 @@ pub struct MqttSettings {
     pub credentials: Option<(String, Secret)>,
     /// When the broker comes back without faultline's sessions.
     pub on_session_lost: OnSessionLost,
+    /// How the rows are encoded.
+    pub format: RowFormat,
 }
 
 /// TLS settings of an `mqtts://` connection (files are read when faultline starts).
@@ -166,7 +184,31 @@ impl MqttSettings {
                 ))
             }
         };
+        let format = match m.format.trim() {
+            "json" => RowFormat::Json,
+            "sparkplug" => {
+                let id_metric = m.sparkplug_id_metric.trim();
+                if id_metric.is_empty() {
+                    return Err("source.mqtt.sparkplug_id_metric is empty; name the Sparkplug metric that holds the wafer id".into());
+                }
+                if !m.topic.trim().starts_with("spBv1.0/") {
+                    return Err(format!(
+                        "source.mqtt.format is \"sparkplug\" but topic \"{}\" is not in the Sparkplug B namespace; subscribe to spBv1.0/<group>/# (births and data)",
+                        m.topic.trim()
+                    ));
+                }
+                RowFormat::Sparkplug {
+                    id_metric: id_metric.to_string(),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "source.mqtt.format is \"{other}\"; set \"json\" (faultline's JSON rows) or \"sparkplug\" (Sparkplug B)"
+                ))
+            }
+        };
         Ok(MqttSettings {
+            format,
             on_session_lost,
             host,
             port,

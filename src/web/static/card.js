@@ -1,11 +1,12 @@
 // The model card (GET /api/model: the model, its threshold and its validation figures) and the
 // drift panel (GET /api/drift, polled: how the rows streamed from the message bus compare with
-// the training statistics).
+// the training statistics), with the streamed wafers' P(fault) over time (GET /api/recent).
 
-import { clear, DRIFT_MAX_MS, DRIFT_MIN_ROWS, DRIFT_OPEN_KEY, DRIFT_POLL_MS, DRIFT_REASONS, DRIFT_ROWS, el, state, ui, hooks } from './base.js';
+import { $, clear, DRIFT_MAX_MS, DRIFT_MIN_ROWS, DRIFT_OPEN_KEY, DRIFT_POLL_MS, DRIFT_REASONS, DRIFT_ROWS, el, state, ui, hooks } from './base.js';
 import { ApiError, getJson } from './api.js';
 import { fmtInt, formatThreshold, plainNumber, plural } from './cells.js';
 import { sentence, setErrorGroup, updateControls } from './status.js';
+import { drawStream } from './chart.js';
 
 export function loadCard() {
   state.cardPromise = getJson('/api/model').then((c) => {
@@ -108,6 +109,7 @@ async function pollDrift() {
   driftBusy = true;
   try {
     renderDrift(await getJson('/api/drift'));
+    drawStream($('stream-chart'), await getJson('/api/recent?rows=1000'));
     driftFailures = 0;
     showDriftError(null);
   } catch (e) {

@@ -1,8 +1,9 @@
-// The download: the scored table as CSV with probability, fault, contributions and model_version
-// columns, built in slices; cells a spreadsheet would run as formulas get a leading ', as in the CLI.
+// The download: the scored table as CSV with probability, fault, threshold, contributions and
+// model_version columns, built in slices; cells a spreadsheet would run as formulas get a leading ',
+// as in the CLI. Its name says what it holds: the file's, the model version and the threshold.
 
 import { MISSING, NUMBER_RE, SLICE_MS, state } from './base.js';
-import { fmtInt } from './cells.js';
+import { fmtInt, formatThreshold } from './cells.js';
 import { cellText } from './table.js';
 import { closeEditor } from './grid.js';
 import { hideProgress, setBusy, showProgress } from './status.js';
@@ -31,6 +32,13 @@ function spreadsheetSafe(v) {
   return v;
 }
 
+/** `<file>-scored-<model version>-t<threshold>.csv`, in characters every file system takes. */
+export function downloadName(file, version, threshold) {
+  const safe = (v) => String(v).replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '') || 'x';
+  const base = safe(String(file || 'wafers').replace(/\.csv$/i, ''));
+  return `${base}-scored-${safe(version || 'model')}-t${safe(threshold)}.csv`;
+}
+
 export async function download() {
   if (!state.results || state.results.stale || state.busy || !state.data) return;
   closeEditor(true);
@@ -39,9 +47,10 @@ export async function download() {
   try {
     const head = [];
     for (let c = 0; c < d.nCols; c++) head.push(csvField(spreadsheetSafe(d.header[c])));
-    head.push('probability', 'fault', 'contributions', 'model_version');
+    head.push('probability', 'fault', 'threshold', 'contributions', 'model_version');
     const parts = [head.join(','), '\n'];
     const t = Math.fround(state.threshold);
+    const tText = formatThreshold(state.threshold);
     const version = csvField(spreadsheetSafe(state.results.modelVersion));
     let r = 0;
     await new Promise((resolve) => {
@@ -71,8 +80,9 @@ export async function download() {
           }
           fields[d.nCols] = state.results.probText[r];
           fields[d.nCols + 1] = Math.fround(state.results.prob[r]) >= t ? 'true' : 'false';
-          fields[d.nCols + 2] = csvField(spreadsheetSafe(state.results.topText[r]));
-          fields[d.nCols + 3] = version;
+          fields[d.nCols + 2] = tText;
+          fields[d.nCols + 3] = csvField(spreadsheetSafe(state.results.topText[r]));
+          fields[d.nCols + 4] = version;
           parts.push(fields.join(','), '\n');
           r += 1;
           if ((r & 15) === 0 && performance.now() > deadline) break;
@@ -89,7 +99,7 @@ export async function download() {
     const url = URL.createObjectURL(new Blob(parts, { type: 'text/csv;charset=utf-8' }));
     const a = document.createElement('a');
     a.href = url;
-    a.download = 'faultline-results.csv';
+    a.download = downloadName(d.name, state.results.modelVersion, tText);
     a.hidden = true;
     document.body.append(a);
     a.click();

@@ -17,6 +17,11 @@ export async function loadFile(file) {
     return;
   }
   const kept = state.data ? ` The table still shows ${state.data.name}.` : '';
+  const edits = state.data ? state.data.editedRows.size : 0;
+  if (edits && !window.confirm(`Open ${file.name}? The ${plural(edits, 'edited row')} of ${state.data.name} will be lost (download the results first to keep them).`)) {
+    ui.fileInput.value = '';
+    return;
+  }
   setErrorGroup('file', null);
   if (!looksLikeCsv(file)) {
     setErrorGroup('file', {
@@ -381,6 +386,8 @@ function adopt(d) {
   state.cursor = { r: 0, key: 'id' };
   setErrorGroup('api', null);
   ui.summary.textContent = '';
+  document.getElementById('file-checks').hidden = true;
+  document.getElementById('download-note').hidden = true;
   ui.grid.hidden = false;
   ui.empty.hidden = true;
   buildColumns();

@@ -94,6 +94,7 @@ ui.filter.addEventListener('change', () => {
   rebuildView();
   ui.grid.scrollTop = 0;
   updateInfo();
+  updateSummary();
   invalidate();
 });
 ui.sort.addEventListener('click', () => {

@@ -2,13 +2,14 @@
 // threshold slider, the fault filter, the sort by probability, the summary line, and the
 // explanation of a flagged row (explain.js).
 
-import { $, ERROR_LIST_LIMIT, KIND_ID, MISSING, state, ui } from './base.js';
+import { $, ERROR_LIST_LIMIT, KIND_ID, KIND_LABEL, MISSING, state, ui } from './base.js';
 import { ApiError, askForToken, postCsv, token } from './api.js';
 import { describeContributions, f32Text, fmtInt, formatThreshold, plural } from './cells.js';
 import { cellText, rowId } from './table.js';
 import { buildColumns, closeEditor, columnOfFileColumn, invalidate, rebuildView } from './grid.js';
 import { csvField } from './download.js';
 import * as explain from './explain.js';
+import { drawHistogram, drawRoc, scaleOf, thresholdAt } from './chart.js';
 import { hideProgress, sentence, setBusy, setErrorGroup, showProgress, updateControls, updateInfo } from './status.js';
 
 /** The current table as the CSV body: unedited rows are sent exactly as they were read. */
@@ -113,6 +114,10 @@ function adoptResults(json, generation) {
     inWarmup: list.filter((x) => x.fault && x.rule === 'warmup').length,
     generation,
     stale: d.generation !== generation,
+    // The file's own Good/Bad labels per row (true faulty, false good, null none), when it has them.
+    labels: fileLabels(d),
+    evaluation: json.evaluation || null,
+    warning: typeof json.warning === 'string' ? json.warning : null,
   };
   if (Number.isFinite(state.results.serverThreshold)) {
     state.baseThreshold = state.results.serverThreshold;
@@ -129,6 +134,46 @@ function adoptResults(json, generation) {
   updateInfo();
   updateControls();
   invalidate();
+}
+
+/** The loaded file's Good/Bad labels, or null without that column. */
+function fileLabels(d) {
+  const c = d.kinds.indexOf(KIND_LABEL);
+  if (c < 0) return null;
+  const out = new Array(d.nRows);
+  for (let r = 0; r < d.nRows; r++) {
+    const v = cellText(d, r, c).trim();
+    out[r] = v === '1' || v === '+1' ? true : v === '-1' ? false : null;
+  }
+  return out;
+}
+
+const figure = (v) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(2) : 'n/a');
+
+/** The scored file's panel: the histogram, its evaluation against its labels, its drift warning. */
+function updateFileChecks() {
+  const box = $('file-checks');
+  const res = state.results;
+  if (!res || !state.data) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  drawHistogram($('histogram'), res.prob, res.labels, state.threshold, state.baseThreshold);
+  const roc = $('roc');
+  roc.hidden = !res.labels || drawRoc(roc, res.prob, res.labels, state.threshold) === null;
+  const ev = $('file-evaluation');
+  const q = res.evaluation;
+  ev.hidden = !q;
+  if (q) {
+    ev.textContent = `Against this file's Good/Bad labels (${fmtInt(q.labelled)} wafers, ${fmtInt(q.positives)} faulty), at the model's threshold ${formatThreshold(q.threshold)}: `
+      + `caught ${fmtInt(q.true_positives)} of ${fmtInt(q.positives)} faulty wafers (recall ${figure(q.recall)}) with ${plural(q.false_positives, 'false alarm')} among ${fmtInt(q.negatives)} good ones (false-alarm rate ${figure(q.false_alarm_rate)}); `
+      + `precision ${figure(q.precision)}, ROC-AUC ${figure(q.roc_auc)}, PR-AUC ${figure(q.pr_auc)}.`
+      + (q.positives < 20 ? ` With ${plural(q.positives, 'faulty wafer')} these figures are rough.` : '');
+  }
+  const warn = $('file-warning');
+  warn.hidden = !res.warning;
+  warn.textContent = res.warning ? `${sentence(res.warning)}` : '';
 }
 
 function showApiError(e) {
@@ -167,9 +212,15 @@ export function canScore() {
 /** Sets the threshold in force; `moveSlider` puts the slider on it (to its nearest step). */
 export function setThreshold(t, moveSlider) {
   state.threshold = t;
-  if (moveSlider && Number.isFinite(t)) ui.slider.value = String(t);
+  if (moveSlider && Number.isFinite(t)) ui.slider.value = String(scaleOf(t));
+  if (Number.isFinite(t)) ui.slider.setAttribute('aria-valuetext', formatThreshold(t));
+  if (Number.isFinite(state.baseThreshold)) $('threshold-mark').value = String(scaleOf(state.baseThreshold));
   updateThresholdCount();
-  ui.reset.disabled = !(Number.isFinite(state.baseThreshold) && state.threshold !== state.baseThreshold);
+  const custom = Number.isFinite(state.baseThreshold) && state.threshold !== state.baseThreshold;
+  ui.reset.disabled = !custom;
+  const note = $('download-note');
+  note.hidden = !(custom && state.results);
+  note.textContent = note.hidden ? '' : `The download flags wafers at ${formatThreshold(state.threshold)}, not the model's ${formatThreshold(state.baseThreshold)}.`;
 }
 
 function updateThresholdCount() {
@@ -197,7 +248,11 @@ export function updateSummary() {
     flagged += 1;
     for (const s of state.results.topNames[r]) counts.set(s, (counts.get(s) || 0) + 1);
   }
-  let text = `${fmtInt(flagged)} of ${fmtInt(state.data.nRows)} ${state.data.nRows === 1 ? 'wafer' : 'wafers'} flagged (threshold ${formatThreshold(state.threshold)})`;
+  const rate = state.data.nRows ? (100 * flagged) / state.data.nRows : 0;
+  let text = `${fmtInt(flagged)} of ${fmtInt(state.data.nRows)} ${state.data.nRows === 1 ? 'wafer' : 'wafers'} flagged (${rate.toFixed(1)}%; threshold ${formatThreshold(state.threshold)}, model ${state.results.modelVersion})`;
+  const empty = $('file-empty');
+  empty.hidden = !(flagged === 0 && state.faultsOnly);
+  empty.textContent = empty.hidden ? '' : `No wafer reaches P(fault) ${formatThreshold(state.threshold)}, so "Faults only" shows none: lower the threshold or untick "Faults only".`;
   if (flagged) {
     const top = [...counts.entries()].sort((a, b) => (b[1] - a[1]) || a[0].localeCompare(b[0], 'en', { numeric: true }));
     const shown = top.slice(0, 5).map(([s, k]) => `${s} (${k})`);
@@ -212,12 +267,15 @@ export function updateSummary() {
   if (state.results.stale) text = `Out of date, the table changed after scoring: score again. ${text}`;
   ui.summary.textContent = text;
   ui.summary.classList.toggle('stale', state.results.stale);
+  updateFileChecks();
 }
 
 export function onThresholdInput() {
-  let t = Number(ui.slider.value);
-  // The slider moves in steps of 0.0001; the step nearest the scorer's threshold means that threshold.
-  if (Number.isFinite(state.baseThreshold) && Math.abs(t - state.baseThreshold) <= Number(ui.slider.step) / 2) t = state.baseThreshold;
+  const v = Number(ui.slider.value);
+  let t = thresholdAt(v);
+  // The slider moves in steps of 0.001 on the log scale; the step nearest the scorer's threshold
+  // means that threshold.
+  if (Number.isFinite(state.baseThreshold) && Math.abs(v - scaleOf(state.baseThreshold)) <= Number(ui.slider.step) / 2) t = state.baseThreshold;
   state.thresholdTouched = t !== state.baseThreshold;
   setThreshold(t, false);
   if (!state.results) return;

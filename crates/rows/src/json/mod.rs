@@ -96,11 +96,13 @@ pub enum RejectReason {
     NotAnObject,
     /// The array holds more than [`MAX_ROWS`] rows, or an id is longer than [`MAX_ID_BYTES`].
     TooLarge,
+    /// With `format = "sparkplug"`: the message is not a Sparkplug B protobuf payload.
+    NotSparkplug,
 }
 
 impl RejectReason {
     /// Every reason, so metrics can be registered at zero before the first reject.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::MalformedJson,
         RejectReason::NotUtf8,
         RejectReason::WrongType,
@@ -110,6 +112,7 @@ impl RejectReason {
         RejectReason::MixedForms,
         RejectReason::NotAnObject,
         RejectReason::TooLarge,
+        RejectReason::NotSparkplug,
     ];
 
     /// The metric label value.
@@ -124,6 +127,7 @@ impl RejectReason {
             RejectReason::MixedForms => "mixed_forms",
             RejectReason::NotAnObject => "not_an_object",
             RejectReason::TooLarge => "too_large",
+            RejectReason::NotSparkplug => "not_sparkplug",
         }
     }
 }

@@ -1,0 +1,475 @@
+//! Sparkplug B rows: the protobuf payloads of industrial MQTT (Ignition, HiveMQ, Cirrus Link,
+//! Eclipse Tahu) on `spBv1.0/<group>/<message type>/<edge node>[/<device>]`.
+//!
+//! One NDATA or DDATA message is one wafer. Its metrics named like the model's features are the
+//! sensor readings; a metric may carry only its alias, which the last NBIRTH (edge node) or DBIRTH
+//! (device) on that topic bound to a name. The metric named by the configured id metric holds the
+//! wafer id. Metrics the model does not read are counted as unknown keys; sensors the message does
+//! not carry are missing (Sparkplug reports by exception: send every sensor of a wafer together).
+//! Births teach aliases and are not rows; deaths, commands and STATE are not rows either.
+//!
+//! The messages are declared below with prost's derive, field for field from Eclipse Tahu's
+//! `sparkplug_b.proto` (fields faultline does not read — metadata, properties, datasets,
+//! templates, extensions — are skipped as unknown fields, as protobuf allows).
+
+use crate::json::{Decoded, Reject, RejectReason};
+use crate::{RowBatch, Schema, MAX_ID_BYTES};
+use std::collections::HashMap;
+
+/// `org.eclipse.tahu.protobuf.Payload`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Payload {
+    /// Milliseconds since the epoch.
+    #[prost(uint64, optional, tag = "1")]
+    pub timestamp: Option<u64>,
+    /// The readings.
+    #[prost(message, repeated, tag = "2")]
+    pub metrics: Vec<Metric>,
+    /// Sequence number (0–255).
+    #[prost(uint64, optional, tag = "3")]
+    pub seq: Option<u64>,
+    /// Optional payload id.
+    #[prost(string, optional, tag = "4")]
+    pub uuid: Option<String>,
+    /// Optional opaque body.
+    #[prost(bytes = "vec", optional, tag = "5")]
+    pub body: Option<Vec<u8>>,
+}
+
+/// `Payload.Metric`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Metric {
+    /// Name (always in births; data messages may send the alias only).
+    #[prost(string, optional, tag = "1")]
+    pub name: Option<String>,
+    /// Alias, bound to the name by a birth.
+    #[prost(uint64, optional, tag = "2")]
+    pub alias: Option<u64>,
+    /// Milliseconds since the epoch.
+    #[prost(uint64, optional, tag = "3")]
+    pub timestamp: Option<u64>,
+    /// Sparkplug data type ([`DataType`]).
+    #[prost(uint32, optional, tag = "4")]
+    pub datatype: Option<u32>,
+    /// Historical data, not a live reading.
+    #[prost(bool, optional, tag = "5")]
+    pub is_historical: Option<bool>,
+    /// Not to be stored.
+    #[prost(bool, optional, tag = "6")]
+    pub is_transient: Option<bool>,
+    /// The value is null (missing).
+    #[prost(bool, optional, tag = "7")]
+    pub is_null: Option<bool>,
+    /// The value.
+    #[prost(oneof = "Value", tags = "10, 11, 12, 13, 14, 15, 16")]
+    pub value: Option<Value>,
+}
+
+/// `Payload.Metric.value`.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Value {
+    /// Int8, Int16, Int32 (two's complement in the type's width), UInt8, UInt16, UInt32.
+    #[prost(uint32, tag = "10")]
+    Int(u32),
+    /// Int64 (two's complement), UInt64, DateTime.
+    #[prost(uint64, tag = "11")]
+    Long(u64),
+    /// Float.
+    #[prost(float, tag = "12")]
+    Float(f32),
+    /// Double.
+    #[prost(double, tag = "13")]
+    Double(f64),
+    /// Boolean.
+    #[prost(bool, tag = "14")]
+    Boolean(bool),
+    /// String, Text, UUID.
+    #[prost(string, tag = "15")]
+    String(String),
+    /// Bytes, File, arrays.
+    #[prost(bytes = "vec", tag = "16")]
+    Bytes(Vec<u8>),
+}
+
+/// Sparkplug B data types faultline reads as numbers.
+mod datatype {
+    pub const INT8: u32 = 1;
+    pub const INT16: u32 = 2;
+    pub const INT32: u32 = 3;
+    pub const INT64: u32 = 4;
+}
+
+/// The message types of the Sparkplug B topic namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Edge node birth: binds the node's aliases.
+    NBirth,
+    /// Device birth: binds the device's aliases.
+    DBirth,
+    /// Edge node data: a row.
+    NData,
+    /// Device data: a row.
+    DData,
+    /// Deaths, commands, STATE: not rows.
+    Other,
+}
+
+/// A topic in the Sparkplug B namespace: its message type and whose aliases apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    /// The message type.
+    pub kind: Kind,
+    /// `group/edge node[/device]`: the births that bind this topic's aliases have the same.
+    pub source: String,
+}
+
+/// Parses `spBv1.0/<group>/<type>/<edge node>[/<device>]`; `None` for any other topic.
+pub fn topic(topic: &str) -> Option<Topic> {
+    let mut parts = topic.split('/');
+    if parts.next()? != "spBv1.0" {
+        return None;
+    }
+    let group = parts.next()?;
+    let kind = parts.next()?;
+    let node = parts.next()?;
+    let device = parts.next();
+    if parts.next().is_some() || group.is_empty() || node.is_empty() {
+        return None;
+    }
+    let kind = match kind {
+        "NBIRTH" => Kind::NBirth,
+        "DBIRTH" => Kind::DBirth,
+        "NDATA" => Kind::NData,
+        "DDATA" => Kind::DData,
+        _ => Kind::Other,
+    };
+    let source = match device {
+        Some(d) => format!("{group}/{node}/{d}"),
+        None => format!("{group}/{node}"),
+    };
+    Some(Topic { kind, source })
+}
+
+/// Aliases bound by a birth: alias → metric name.
+pub type Aliases = HashMap<u64, String>;
+
+/// The aliases a birth payload binds; an error sentence when it is not a Sparkplug B payload.
+pub fn birth_aliases(payload: &[u8]) -> Result<Aliases, String> {
+    let p = <Payload as prost::Message>::decode(payload).map_err(not_sparkplug)?;
+    Ok(p.metrics
+        .into_iter()
+        .filter_map(|m| Some((m.alias?, m.name?)))
+        .collect())
+}
+
+fn not_sparkplug(e: prost::DecodeError) -> String {
+    format!("the message is not a Sparkplug B payload: {e}")
+}
+
+/// Decodes a data message (NDATA or DDATA) into one row: sensors by metric name (or by alias,
+/// from `aliases`), the wafer id from the metric named `id_metric`.
+pub fn decode_data(
+    payload: &[u8],
+    schema: &Schema,
+    id_metric: &str,
+    aliases: Option<&Aliases>,
+) -> Decoded {
+    let mut decoded = Decoded {
+        rows: RowBatch::new(schema.width()),
+        rejects: vec![],
+        unknown_keys: 0,
+    };
+    let reject = |error: String, reason: RejectReason| Reject {
+        error,
+        row: None,
+        reason,
+        payload: describe(payload),
+    };
+    let p = match <Payload as prost::Message>::decode(payload) {
+        Ok(p) => p,
+        Err(e) => {
+            decoded
+                .rejects
+                .push(reject(not_sparkplug(e), RejectReason::NotSparkplug));
+            return decoded;
+        }
+    };
+    let mut values = vec![f32::NAN; schema.width()];
+    let mut id = None;
+    for m in &p.metrics {
+        let name = match (&m.name, m.alias) {
+            (Some(n), _) => n.as_str(),
+            (None, Some(a)) => match aliases.and_then(|x| x.get(&a)) {
+                Some(n) => n.as_str(),
+                None => {
+                    decoded.rejects.push(reject(
+                        format!(
+                            "metric alias {a} was not bound by a birth of this edge node or \
+                             device (publish its NBIRTH/DBIRTH first, or send metric names)"
+                        ),
+                        RejectReason::WrongType,
+                    ));
+                    return decoded;
+                }
+            },
+            (None, None) => {
+                decoded.rejects.push(reject(
+                    "a metric has neither a name nor an alias".into(),
+                    RejectReason::WrongType,
+                ));
+                return decoded;
+            }
+        };
+        if name == id_metric {
+            id = Some(match &m.value {
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(Value::Int(v)) => v.to_string(),
+                Some(Value::Long(v)) => v.to_string(),
+                _ => {
+                    decoded.rejects.push(reject(
+                        format!("the id metric \"{id_metric}\" must be a non-empty string or an integer"),
+                        RejectReason::MissingId,
+                    ));
+                    return decoded;
+                }
+            });
+            continue;
+        }
+        let Some(j) = schema.position(name) else {
+            decoded.unknown_keys += 1;
+            continue;
+        };
+        match reading(m) {
+            Ok(v) => values[j] = v,
+            Err((why, reason)) => {
+                decoded
+                    .rejects
+                    .push(reject(format!("metric \"{name}\" {why}"), reason));
+                return decoded;
+            }
+        }
+    }
+    let Some(id) = id else {
+        decoded.rejects.push(reject(
+            format!("the message has no \"{id_metric}\" metric with the wafer id ([source.mqtt] sparkplug_id_metric)"),
+            RejectReason::MissingId,
+        ));
+        return decoded;
+    };
+    if id.len() > MAX_ID_BYTES {
+        decoded.rejects.push(reject(
+            format!(
+                "the wafer id is {} bytes long; at most {MAX_ID_BYTES}",
+                id.len()
+            ),
+            RejectReason::TooLarge,
+        ));
+        return decoded;
+    }
+    decoded.rows.push(id, &values, None);
+    decoded
+}
+
+/// A sensor reading as f32 (NaN when null); why not, with the reject reason.
+fn reading(m: &Metric) -> Result<f32, (String, RejectReason)> {
+    if m.is_null == Some(true) {
+        return Ok(f32::NAN);
+    }
+    let dt = m.datatype.unwrap_or(0);
+    let v: f64 = match &m.value {
+        None => return Ok(f32::NAN),
+        Some(Value::Float(v)) => *v as f64,
+        Some(Value::Double(v)) => *v,
+        Some(Value::Int(v)) => match dt {
+            datatype::INT8 => (*v as u8 as i8) as f64,
+            datatype::INT16 => (*v as u16 as i16) as f64,
+            datatype::INT32 => (*v as i32) as f64,
+            _ => *v as f64,
+        },
+        Some(Value::Long(v)) if dt == datatype::INT64 => (*v as i64) as f64,
+        Some(Value::Long(v)) => *v as f64,
+        Some(Value::Boolean(_)) => {
+            return Err((
+                "must be a number, not a boolean".into(),
+                RejectReason::WrongType,
+            ))
+        }
+        Some(Value::String(s)) => {
+            return Err((
+                format!("must be a number, not the string {s:?}"),
+                RejectReason::WrongType,
+            ))
+        }
+        Some(Value::Bytes(_)) => {
+            return Err((
+                "must be a number, not bytes".into(),
+                RejectReason::WrongType,
+            ))
+        }
+    };
+    let f = v as f32;
+    if f.is_finite() || v.is_nan() {
+        Ok(f)
+    } else {
+        Err((
+            format!("is {v}, outside the float32 range"),
+            RejectReason::NotFinite,
+        ))
+    }
+}
+
+/// A dead letter's payload text for a binary message: its length and first bytes in hex.
+fn describe(payload: &[u8]) -> String {
+    let head: String = payload
+        .iter()
+        .take(64)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "Sparkplug B payload, {} bytes: {head}{}",
+        payload.len(),
+        if payload.len() > 64 { "…" } else { "" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    fn schema() -> Schema {
+        Schema::new(&["Sensor-1".into(), "Sensor-2".into(), "Sensor-3".into()])
+    }
+
+    fn metric(
+        name: Option<&str>,
+        alias: Option<u64>,
+        datatype: u32,
+        value: Option<Value>,
+    ) -> Metric {
+        Metric {
+            name: name.map(String::from),
+            alias,
+            datatype: Some(datatype),
+            value,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn topics_name_their_type_and_source() {
+        assert_eq!(
+            topic("spBv1.0/fab/DDATA/etch-7/chamber-2"),
+            Some(Topic {
+                kind: Kind::DData,
+                source: "fab/etch-7/chamber-2".into()
+            })
+        );
+        assert_eq!(
+            topic("spBv1.0/fab/NBIRTH/etch-7").unwrap().kind,
+            Kind::NBirth
+        );
+        assert_eq!(
+            topic("spBv1.0/fab/NDEATH/etch-7").unwrap().kind,
+            Kind::Other
+        );
+        assert_eq!(topic("faultline/rows"), None);
+        assert_eq!(topic("spBv1.0/fab/DDATA/n/d/extra"), None);
+    }
+
+    #[test]
+    fn a_data_message_is_one_row_by_name_or_alias() {
+        let birth = Payload {
+            metrics: vec![
+                metric(Some("Sensor-2"), Some(7), 10, Some(Value::Double(0.0))),
+                metric(Some("Sensor-3"), Some(8), 1, Some(Value::Int(0))),
+            ],
+            ..Default::default()
+        };
+        let aliases = birth_aliases(&birth.encode_to_vec()).unwrap();
+        assert_eq!(aliases.get(&7).map(String::as_str), Some("Sensor-2"));
+        let data = Payload {
+            metrics: vec![
+                metric(
+                    Some("wafer_id"),
+                    None,
+                    12,
+                    Some(Value::String("W-1".into())),
+                ),
+                metric(Some("Sensor-1"), None, 9, Some(Value::Float(1.5))),
+                metric(None, Some(7), 10, Some(Value::Double(-2.25))),
+                metric(None, Some(8), 1, Some(Value::Int(0xFF))), // Int8 -1
+                metric(Some("Chamber-Temp"), None, 9, Some(Value::Float(3.0))),
+            ],
+            ..Default::default()
+        };
+        let d = decode_data(&data.encode_to_vec(), &schema(), "wafer_id", Some(&aliases));
+        assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+        assert_eq!(d.rows.ids, ["W-1"]);
+        assert_eq!(d.rows.row(0), [1.5, -2.25, -1.0]);
+        assert_eq!(d.unknown_keys, 1);
+    }
+
+    #[test]
+    fn unusable_messages_are_refused_with_their_reason() {
+        let s = schema();
+        let d = decode_data(b"{\"id\": 1}", &s, "wafer_id", None);
+        assert_eq!(d.rejects[0].reason, RejectReason::NotSparkplug);
+        assert!(d.rejects[0]
+            .payload
+            .starts_with("Sparkplug B payload, 9 bytes: 7b22"));
+
+        let no_id = Payload {
+            metrics: vec![metric(Some("Sensor-1"), None, 9, Some(Value::Float(1.0)))],
+            ..Default::default()
+        };
+        let d = decode_data(&no_id.encode_to_vec(), &s, "wafer_id", None);
+        assert_eq!(d.rejects[0].reason, RejectReason::MissingId);
+        assert!(
+            d.rejects[0].error.contains("\"wafer_id\""),
+            "{}",
+            d.rejects[0].error
+        );
+
+        let text = Payload {
+            metrics: vec![
+                metric(Some("wafer_id"), None, 12, Some(Value::String("W".into()))),
+                metric(
+                    Some("Sensor-1"),
+                    None,
+                    12,
+                    Some(Value::String("hot".into())),
+                ),
+            ],
+            ..Default::default()
+        };
+        let d = decode_data(&text.encode_to_vec(), &s, "wafer_id", None);
+        assert_eq!(d.rejects[0].reason, RejectReason::WrongType);
+        assert!(d.rejects[0].error.contains("\"Sensor-1\""));
+
+        let unbound = Payload {
+            metrics: vec![metric(None, Some(99), 9, Some(Value::Float(1.0)))],
+            ..Default::default()
+        };
+        let d = decode_data(&unbound.encode_to_vec(), &s, "wafer_id", None);
+        assert!(
+            d.rejects[0].error.contains("alias 99"),
+            "{}",
+            d.rejects[0].error
+        );
+
+        let null = Payload {
+            metrics: vec![
+                metric(Some("wafer_id"), None, 4, Some(Value::Long(42))),
+                Metric {
+                    is_null: Some(true),
+                    ..metric(Some("Sensor-1"), None, 9, None)
+                },
+            ],
+            ..Default::default()
+        };
+        let d = decode_data(&null.encode_to_vec(), &s, "wafer_id", None);
+        assert_eq!(d.rows.ids, ["42"]);
+        assert!(d.rows.row(0).iter().all(|v| v.is_nan()));
+    }
+}
