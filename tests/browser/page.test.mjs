@@ -122,6 +122,11 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
     page.on('pageerror', (e) => consoleErrors.push(String(e)));
     await page.goto(url);
     await page.waitForFunction((v) => document.querySelector('#model-card')?.textContent.includes(v), card.version);
+    // The drift and live-quality panels start folded, so the table fits a laptop's screen (the
+    // second test checks that); open them to check what they show.
+    assert.equal(await page.$eval('#drift-details', (d) => d.open), false);
+    await page.click('#drift-details > summary');
+    await page.click('#quality-details > summary');
 
     // Upload.
     const original = parseCsv(readFileSync(input, 'utf8')).filter((r) => r.length > 1);
@@ -367,6 +372,11 @@ test('with an alarm budget the page says how the daemon decided', { timeout: 120
     await page.waitForFunction(() => /alarm budget/.test(document.querySelector('#summary')?.textContent || ''));
     const summary = await page.textContent('#summary');
     assert.match(summary, /the top 10\.0% of recent wafers/);
+    // On a 1280×720 laptop screen, with the scored file's charts shown, the table still shows rows.
+    assert.deepEqual(page.viewportSize(), { width: 1280, height: 720 });
+    const gridTop = await page.$eval('#grid', (g) => g.getBoundingClientRect().top);
+    assert.ok(gridTop <= 720 - 4 * 24, `the table starts at ${gridTop} px of 720`);
+    await page.screenshot({ path: join(ROOT, 'target', 'browser', 'laptop.png') });
     assert.match(summary, new RegExp(`it flagged ${byBudget + inWarmup} of these \\(${byBudget} by the budget, ${inWarmup} by the threshold`));
   } finally {
     if (browser) await browser.close();

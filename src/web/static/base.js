@@ -21,6 +21,10 @@ export const SLICE_MS = 16;
 export const TOKEN_KEY = 'faultline.token';
 /** Whether the drift panel is open, kept across reloads. */
 export const DRIFT_OPEN_KEY = 'faultline.drift-open';
+/** Whether the live-quality panel is open, kept across reloads. */
+export const QUALITY_OPEN_KEY = 'faultline.quality-open';
+/** Whether the model card's prose is open, kept across reloads. */
+export const CARD_OPEN_KEY = 'faultline.card-open';
 /** How often the drift report is fetched, in milliseconds; after failures the wait doubles up to DRIFT_MAX_MS. */
 export const DRIFT_POLL_MS = 5000;
 export const DRIFT_MAX_MS = 60000;

@@ -2,7 +2,7 @@
 // drift panel (GET /api/drift, polled: how the rows streamed from the message bus compare with
 // the training statistics), with the streamed wafers' P(fault) over time (GET /api/recent).
 
-import { $, clear, DRIFT_MAX_MS, DRIFT_MIN_ROWS, DRIFT_OPEN_KEY, DRIFT_POLL_MS, DRIFT_REASONS, DRIFT_ROWS, el, state, ui, hooks } from './base.js';
+import { $, CARD_OPEN_KEY, clear, DRIFT_MAX_MS, DRIFT_MIN_ROWS, DRIFT_OPEN_KEY, DRIFT_POLL_MS, DRIFT_REASONS, DRIFT_ROWS, el, state, ui, hooks } from './base.js';
 import { ApiError, getJson } from './api.js';
 import { fmtInt, formatThreshold, plainNumber, plural } from './cells.js';
 import { sentence, setErrorGroup, updateControls } from './status.js';
@@ -75,11 +75,30 @@ function renderCard() {
     item('Validation set', `${fmtInt(v.rows)} rows, ${fmtInt(v.faults)} faults`, v.scheme || '');
   }
   ui.card.append(list);
+  // The prose is long: folded under one line (opened, it stays open across reloads).
+  const more = el('details', 'card-more');
+  more.id = 'card-more';
+  more.append(el('summary', 'card-more-head', 'How it was validated, the threshold rule, and what to expect on new wafers'));
   const notes = el('p', 'card-rule');
   if (v.scheme) notes.append(el('strong', '', 'Validation: '), `${v.scheme}. `);
   if (state.card.threshold_rule) notes.append(el('strong', '', 'Threshold rule: '), state.card.threshold_rule, ' ');
   if (v.expectation) notes.append(el('strong', '', 'On new wafers: '), v.expectation);
-  ui.card.append(notes);
+  more.append(notes);
+  rememberOpen(more, CARD_OPEN_KEY, false);
+  ui.card.append(more);
+}
+
+/** Keeps `details` open or closed across reloads under `key`; `fallback` when never chosen. */
+export function rememberOpen(details, key, fallback) {
+  let open = fallback;
+  try {
+    const kept = localStorage.getItem(key);
+    if (kept !== null) open = kept === 'true';
+  } catch (_) { /* storage unavailable */ }
+  details.open = open;
+  details.addEventListener('toggle', () => {
+    try { localStorage.setItem(key, String(details.open)); } catch (_) { /* not kept */ }
+  });
 }
 
 function formatDate(iso) {
@@ -219,12 +238,8 @@ function signed1(x) {
 }
 
 export function startDrift() {
-  try {
-    if (localStorage.getItem(DRIFT_OPEN_KEY) === 'false') ui.driftDetails.open = false;
-  } catch (_) { /* storage unavailable: open */ }
-  ui.driftDetails.addEventListener('toggle', () => {
-    try { localStorage.setItem(DRIFT_OPEN_KEY, String(ui.driftDetails.open)); } catch (_) { /* not kept */ }
-  });
+  // Folded by default (its summary line says the state), so the table fits a laptop's screen.
+  rememberOpen(ui.driftDetails, DRIFT_OPEN_KEY, false);
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden && !driftBusy) scheduleDrift(0);
   });

@@ -7,15 +7,14 @@
 // (card.js) are imported; main.js starts the panel with startQuality once the page has started.
 
 import { askForToken, authHeaders, token } from './api.js';
-import { clear, el } from './base.js';
+import { clear, el, QUALITY_OPEN_KEY } from './base.js';
 import { sentence } from './status.js';
-import { refreshCard } from './card.js';
+import { refreshCard, rememberOpen } from './card.js';
 
 /** How often live quality is fetched, in milliseconds; after failures the wait doubles up to MAX_MS. */
 const POLL_MS = 5000;
 const MAX_MS = 60000;
 /** Whether the panel is open, kept across reloads. */
-const OPEN_KEY = 'faultline.quality-open';
 /** The daemon's default body limit ([web] max_body_bytes). */
 const MAX_FILE_BYTES = 64 * 1024 * 1024;
 /** Refused labels listed one by one; the rest are counted. */
@@ -352,12 +351,8 @@ export function startQuality() {
     if (file) uploadLabels(file);
   });
   ui.promote.addEventListener('click', promote);
-  try {
-    if (localStorage.getItem(OPEN_KEY) === 'false') ui.details.open = false;
-  } catch (_) { /* storage unavailable: open */ }
-  ui.details.addEventListener('toggle', () => {
-    try { localStorage.setItem(OPEN_KEY, String(ui.details.open)); } catch (_) { /* not kept */ }
-  });
+  // Folded by default (its summary line says the state), so the table fits a laptop's screen.
+  rememberOpen(ui.details, QUALITY_OPEN_KEY, false);
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden) refresh();
   });
