@@ -25,11 +25,12 @@ report_steps() {
 }
 trap report_steps EXIT
 
-# /dev/null must be the null device. On a CI machine something replaced it with a regular file
-# (something writing "to /dev/null" by renaming a temporary file over it, as root): every later
-# `2>/dev/null` then wrote into that file and every program given /dev/null as stdin read it back,
-# so cargo's rustc probe failed on text that was never a program. Each step checks, names the step
-# that left it broken, and (as root) puts the device back so the rest of the run means something.
+# /dev/null must be the null device. `faultline score --output /dev/null` (a benchmark's) once
+# replaced it with a regular file, as root, by renaming its temporary output over it (fixed: a
+# device or pipe is now written in place; tests/cli.rs checks it). Every later `2>/dev/null` then
+# wrote into that file and every program given /dev/null as stdin read it back, so cargo's rustc
+# probe failed on text that was never a program. Each step checks, names the step that left it
+# broken, and (as root) puts the device back so the rest of the run means something.
 check_dev_null() {
   [[ -c /dev/null ]] && return 0
   echo "!! /dev/null is not the null device after step '$step_name': $(ls -l /dev/null)" >&2

@@ -349,7 +349,8 @@ fn score_file(
 }
 
 /// Runs `write` into `output` (`-`: standard output). A file appears only when `write`
-/// succeeded: it is written to a temporary file beside it, then renamed.
+/// succeeded: it is written to a temporary file beside it, then renamed. A device or pipe (say
+/// /dev/null) is written in place, never replaced.
 fn write_atomically<T>(
     output: &Path,
     write: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>,
@@ -358,6 +359,20 @@ fn write_atomically<T>(
         let mut out = BufWriter::new(std::io::stdout().lock());
         let result = write(&mut out)?;
         out.flush()?;
+        return Ok(result);
+    }
+    // Not a regular file (/dev/null, a FIFO, a terminal): written in place. Renaming a temporary
+    // file over it would replace the device or pipe itself (as root, /dev/null became a regular
+    // file that every later `2>/dev/null` wrote into).
+    if std::fs::metadata(output).is_ok_and(|m| !m.is_file()) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(output)
+            .with_context(|| format!("cannot write {}", output.display()))?;
+        let mut out = BufWriter::new(file);
+        let result = write(&mut out)?;
+        out.flush()
+            .with_context(|| format!("cannot write {}", output.display()))?;
         return Ok(result);
     }
     let dir = output

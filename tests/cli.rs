@@ -267,3 +267,35 @@ fn replay_to_a_port_where_nothing_listens_names_the_address() {
     let e = stderr(&o);
     assert!(e.contains(&format!("the broker at {to} failed")), "{e}");
 }
+
+/// `--output` naming a pipe (or a device such as /dev/null) is written into, never replaced by a
+/// renamed temporary file: as root that rename once turned /dev/null into a regular file.
+#[cfg(unix)]
+#[test]
+fn score_writes_into_a_pipe_and_leaves_it_a_pipe() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_sample(dir.path(), 20);
+    let fifo = dir.path().join("verdicts.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let o = faultline(&[
+        "score",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        fifo.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // First: still a pipe (were it replaced, the reader would wait for a writer for ever).
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    let text = reader.join().unwrap();
+    assert_eq!(text.lines().count(), 21, "{text}");
+}
