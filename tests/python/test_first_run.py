@@ -6,31 +6,17 @@ own broker there. Either way the demo's rows must be scored and its 5 faulty-loo
 
 The web server goes on a free port (the demo does not use it; 8080 is too often taken to rely on).
 """
-import os
 import re
-import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = os.environ.get("FAULTLINE_BIN", str(ROOT / "target" / "debug" / "faultline"))
-if not os.path.isabs(BIN):
-    BIN = str(ROOT / BIN)
-HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+from daemon import BIN, HTTP, ROOT, clean_env, free_port, serve
+
 DEFAULT_BROKER = ("127.0.0.1", 1883)
 DEMO_ROWS, DEMO_FAULTS = 50, 5
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def broker_state():
@@ -63,32 +49,13 @@ def metrics(base):
 
 
 def test_the_readme_demo_works_whatever_listens_on_1883(tmp_path):
-    if not os.access(BIN, os.X_OK):
-        pytest.fail(f"no faultline binary at {BIN}: run `cargo build` (or set FAULTLINE_BIN)")
     state = broker_state()
     if state == "other":
         pytest.skip("127.0.0.1:1883 is held by something that is not an MQTT broker taking anonymous clients")
-    env = {k: v for k, v in os.environ.items() if not (k.startswith("FAULTLINE_") and "__" in k)}
     web = free_port()
-    env["FAULTLINE_WEB__LISTEN"] = f"127.0.0.1:{web}"
     base = f"http://127.0.0.1:{web}"
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        serve = subprocess.Popen([BIN, "serve"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                                 stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if serve.poll() is not None:
-                pytest.fail(f"serve exited with {serve.returncode} (1883 was {state}):\n{log.read_text()}")
-            try:
-                with HTTP.open(f"{base}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            assert time.monotonic() < deadline, f"not ready in 30 s (1883 was {state}):\n{log.read_text()}"
-            time.sleep(0.2)
+    with serve(clean_env(FAULTLINE_WEB__LISTEN=f"127.0.0.1:{web}"), log, base, ready="/readyz", cwd=tmp_path):
         said = log.read_text()
         assert "publish rows to mqtt://127.0.0.1:1883/faultline/rows" in said, said
         if state == "mqtt":
@@ -99,7 +66,7 @@ def test_the_readme_demo_works_whatever_listens_on_1883(tmp_path):
         # The README's demo command, word for word (from the repository, where the sample lives).
         replay = subprocess.run([BIN, "replay", "examples/wafers.csv", "--to",
                                  "mqtt://127.0.0.1:1883/faultline/rows"],
-                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+                                cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
         assert replay.returncode == 0, replay.stderr
         deadline = time.monotonic() + 30
         while True:
@@ -109,10 +76,3 @@ def test_the_readme_demo_works_whatever_listens_on_1883(tmp_path):
             time.sleep(0.2)
         assert m.get("faultline_rows_scored_total") == DEMO_ROWS, f"{m}\n{log.read_text()}"
         assert m.get("faultline_faults_total") == DEMO_FAULTS, f"{m}\n{log.read_text()}"
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait(timeout=5)

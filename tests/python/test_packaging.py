@@ -25,6 +25,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+import daemon
+from daemon import clean_env, free_port, require_binary
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 DASHBOARD = ROOT / "dashboards" / "faultline.json"
@@ -75,25 +78,7 @@ STOP_TIMEOUT_S = 15
 COMMAND_TIMEOUT_S = 30
 
 
-# --- helpers --------------------------------------------------------------------------------------
-
-
-def clean_env(**extra):
-    """This process's environment without faultline configuration (FAULTLINE_<SECTION>__<KEY>), plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not (k.startswith("FAULTLINE_") and "__" in k)}
-    env.update(extra)
-    return env
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def require_binary():
-    if not os.access(BIN, os.X_OK):
-        pytest.fail(f"no faultline binary at {BIN}: run `cargo build` (or set FAULTLINE_BIN)")
+# --- helpers (the daemon's own: tests/python/daemon.py) ------------------------------------------------
 
 
 # Words of PromQL that look like metric names but are not.
@@ -304,39 +289,15 @@ def test_dashboard_shows_what_an_operator_needs():
 @pytest.fixture(scope="module")
 def live_metrics(tmp_path_factory):
     """/metrics of a real `faultline serve` (embedded broker and web server on free ports)."""
-    require_binary()
     web = free_port()
     env = clean_env(FAULTLINE_BROKER__LISTEN=f"127.0.0.1:{free_port()}", FAULTLINE_WEB__LISTEN=f"127.0.0.1:{web}")
-    log = tmp_path_factory.mktemp("serve") / "faultline.log"
     base = f"http://127.0.0.1:{web}"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([BIN, "serve"], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"faultline serve exited with {proc.returncode} before /healthz answered:\n{log.read_text()}")
-            try:
-                with HTTP.open(f"{base}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"/healthz did not answer within {START_TIMEOUT_S} s:\n{log.read_text()}")
-            time.sleep(0.1)
+    with daemon.serve(env, tmp_path_factory.mktemp("serve") / "faultline.log", base, timeout_s=START_TIMEOUT_S):
         # Metric families with labels (faultline_http_requests_total{path,status}) appear once they have a
         # series: the /healthz requests above gave the HTTP ones theirs.
         with HTTP.open(f"{base}/metrics", timeout=5) as r:
             assert r.status == 200
             return r.read().decode()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def test_every_metric_the_dashboard_queries_is_exported(live_metrics):

@@ -8,32 +8,17 @@ as faults; a DDATA whose sensor is a String and one without the wafer id must be
 their reasons; births must not count as rows.
 """
 import csv
-import os
 import re
-import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 import pysparkplug as psp
+from daemon import HTTP, ROOT, clean_env, free_port, serve
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = os.environ.get("FAULTLINE_BIN", str(ROOT / "target" / "debug" / "faultline"))
-if not os.path.isabs(BIN):
-    BIN = str(ROOT / BIN)
-HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 SAMPLE = ROOT / "examples" / "wafers.csv"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def metrics(base):
@@ -67,87 +52,67 @@ def mosquitto(tmp_path):
 
 
 def test_a_sparkplug_edge_node_s_wafers_are_scored_and_bad_ones_dead_lettered(mosquitto, tmp_path):
-    if not os.access(BIN, os.X_OK):
-        pytest.fail(f"no faultline binary at {BIN}: run `cargo build` (or set FAULTLINE_BIN)")
     web = free_port()
     base = f"http://127.0.0.1:{web}"
-    env = {k: v for k, v in os.environ.items() if not (k.startswith("FAULTLINE_") and "__" in k)}
-    env.update({
-        "FAULTLINE_SOURCE__KIND": "mqtt",
-        "FAULTLINE_SOURCE__MQTT__URL": f"mqtt://127.0.0.1:{mosquitto}",
-        "FAULTLINE_SOURCE__MQTT__TOPIC": "spBv1.0/fab/#",
-        "FAULTLINE_SOURCE__MQTT__FORMAT": "sparkplug",
-        "FAULTLINE_SOURCE__MQTT__SPARKPLUG_ID_METRIC": "wafer_id",
-        "FAULTLINE_SOURCE__MQTT__CLIENT_ID": f"faultline-sparkplug-{web}",
-        "FAULTLINE_WEB__LISTEN": f"127.0.0.1:{web}",
-    })
+    env = clean_env(
+        FAULTLINE_SOURCE__KIND="mqtt",
+        FAULTLINE_SOURCE__MQTT__URL=f"mqtt://127.0.0.1:{mosquitto}",
+        FAULTLINE_SOURCE__MQTT__TOPIC="spBv1.0/fab/#",
+        FAULTLINE_SOURCE__MQTT__FORMAT="sparkplug",
+        FAULTLINE_SOURCE__MQTT__SPARKPLUG_ID_METRIC="wafer_id",
+        FAULTLINE_SOURCE__MQTT__CLIENT_ID=f"faultline-sparkplug-{web}",
+        FAULTLINE_WEB__LISTEN=f"127.0.0.1:{web}",
+    )
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        serve = subprocess.Popen([BIN, "serve"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                                 stdout=out, stderr=subprocess.STDOUT)
     node = None
-    try:
-        def ready():
-            assert serve.poll() is None, f"serve exited with {serve.returncode}:\n{log.read_text()}"
-            try:
-                with HTTP.open(f"{base}/readyz", timeout=2) as r:
-                    return r.status == 200
-            except (urllib.error.URLError, OSError):
-                return False
-        wait_for("faultline ready", 30, ready)
-
-        with open(SAMPLE, newline="") as f:
-            rows = list(csv.reader(f))
-        header, wafers = rows[0], rows[1:]
-        sensors = header[1:]
-        now = psp.get_current_timestamp()
-        chamber = psp.Device("chamber-2", metrics=[
-            psp.Metric(timestamp=now, name="wafer_id", datatype=psp.DataType.STRING, value=""),
-            *(psp.Metric(timestamp=now, name=s, datatype=psp.DataType.DOUBLE, value=0.0) for s in sensors),
-        ])
-        # A device that reports Sensor-1 as text: its data cannot be a reading.
-        odd = psp.Device("chamber-3", metrics=[
-            psp.Metric(timestamp=now, name="wafer_id", datatype=psp.DataType.STRING, value=""),
-            psp.Metric(timestamp=now, name="Sensor-1", datatype=psp.DataType.STRING, value=""),
-        ])
-        node = psp.EdgeNode("fab", "etch-7", metrics=[])
-        node.register(chamber)
-        node.register(odd)
-        node.connect("127.0.0.1", port=mosquitto, blocking=False)
-        wait_for("the edge node's births", 10, lambda: node._connected)
-        time.sleep(0.5)  # births are QoS 0: let them reach faultline before the data
-
-        for w in wafers:
-            ts = psp.get_current_timestamp()
-            readings = [psp.Metric(timestamp=ts, name="wafer_id", datatype=psp.DataType.STRING, value=w[0])]
-            readings += [psp.Metric(timestamp=ts, name=s, datatype=psp.DataType.DOUBLE, value=float(v))
-                         for s, v in zip(sensors, w[1:]) if v.strip() != ""]
-            node.update_device("chamber-2", readings)
-            time.sleep(0.01)  # QoS 0 end to end: do not outrun the broker's queue for faultline
-        ts = psp.get_current_timestamp()
-        node.update_device("chamber-3", [
-            psp.Metric(timestamp=ts, name="wafer_id", datatype=psp.DataType.STRING, value="W-odd"),
-            psp.Metric(timestamp=ts, name="Sensor-1", datatype=psp.DataType.STRING, value="hot"),
-        ])
-        node.update_device("chamber-2", [psp.Metric(timestamp=ts, name="Sensor-1", datatype=psp.DataType.DOUBLE, value=1.0)])
-
-        def done():
-            m = metrics(base)
-            dead = sum(v for k, v in m.items() if k.startswith("faultline_rows_dead_lettered_total"))
-            return m if m.get("faultline_rows_scored_total", 0) + dead >= len(wafers) + 2 else None
-        m = wait_for("every wafer scored or dead-lettered", 30, done)
-        assert m["faultline_rows_scored_total"] == len(wafers), f"{m}\n{log.read_text()}"
-        assert m["faultline_faults_total"] == 5, m
-        assert m['faultline_rows_dead_lettered_total{reason="wrong_type"}'] == 1, m
-        assert m['faultline_rows_dead_lettered_total{reason="missing_id"}'] == 1, m
-        # Births and deaths are not rows: received = scored + dead-lettered.
-        assert m['faultline_rows_received_total{source="mqtt"}'] == len(wafers) + 2, m
-    finally:
-        if node is not None:
-            node.disconnect()
-        serve.send_signal(signal.SIGTERM)
+    with serve(env, log, base, ready="/readyz", cwd=tmp_path):
         try:
-            serve.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait(timeout=5)
+            with open(SAMPLE, newline="") as f:
+                rows = list(csv.reader(f))
+            header, wafers = rows[0], rows[1:]
+            sensors = header[1:]
+            now = psp.get_current_timestamp()
+            chamber = psp.Device("chamber-2", metrics=[
+                psp.Metric(timestamp=now, name="wafer_id", datatype=psp.DataType.STRING, value=""),
+                *(psp.Metric(timestamp=now, name=s, datatype=psp.DataType.DOUBLE, value=0.0) for s in sensors),
+            ])
+            # A device that reports Sensor-1 as text: its data cannot be a reading.
+            odd = psp.Device("chamber-3", metrics=[
+                psp.Metric(timestamp=now, name="wafer_id", datatype=psp.DataType.STRING, value=""),
+                psp.Metric(timestamp=now, name="Sensor-1", datatype=psp.DataType.STRING, value=""),
+            ])
+            node = psp.EdgeNode("fab", "etch-7", metrics=[])
+            node.register(chamber)
+            node.register(odd)
+            node.connect("127.0.0.1", port=mosquitto, blocking=False)
+            wait_for("the edge node's births", 10, lambda: node._connected)
+            time.sleep(0.5)  # births are QoS 0: let them reach faultline before the data
+
+            for w in wafers:
+                ts = psp.get_current_timestamp()
+                readings = [psp.Metric(timestamp=ts, name="wafer_id", datatype=psp.DataType.STRING, value=w[0])]
+                readings += [psp.Metric(timestamp=ts, name=s, datatype=psp.DataType.DOUBLE, value=float(v))
+                             for s, v in zip(sensors, w[1:]) if v.strip() != ""]
+                node.update_device("chamber-2", readings)
+                time.sleep(0.01)  # QoS 0 end to end: do not outrun the broker's queue for faultline
+            ts = psp.get_current_timestamp()
+            node.update_device("chamber-3", [
+                psp.Metric(timestamp=ts, name="wafer_id", datatype=psp.DataType.STRING, value="W-odd"),
+                psp.Metric(timestamp=ts, name="Sensor-1", datatype=psp.DataType.STRING, value="hot"),
+            ])
+            node.update_device("chamber-2", [psp.Metric(timestamp=ts, name="Sensor-1", datatype=psp.DataType.DOUBLE, value=1.0)])
+
+            def done():
+                m = metrics(base)
+                dead = sum(v for k, v in m.items() if k.startswith("faultline_rows_dead_lettered_total"))
+                return m if m.get("faultline_rows_scored_total", 0) + dead >= len(wafers) + 2 else None
+            m = wait_for("every wafer scored or dead-lettered", 30, done)
+            assert m["faultline_rows_scored_total"] == len(wafers), f"{m}\n{log.read_text()}"
+            assert m["faultline_faults_total"] == 5, m
+            assert m['faultline_rows_dead_lettered_total{reason="wrong_type"}'] == 1, m
+            assert m['faultline_rows_dead_lettered_total{reason="missing_id"}'] == 1, m
+            # Births and deaths are not rows: received = scored + dead-lettered.
+            assert m['faultline_rows_received_total{source="mqtt"}'] == len(wafers) + 2, m
+        finally:
+            if node is not None:
+                node.disconnect()

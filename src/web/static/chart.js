@@ -17,7 +17,8 @@ const PAD_L = 36;
 const PAD_B = 20;
 const PAD_T = 8;
 
-function svg(tag, attrs, text) {
+/** An SVG element with `attrs` (attributes only: no inline style, under the page's CSP). */
+export function svg(tag, attrs, text) {
   const e = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
   if (text !== undefined) e.textContent = text;

@@ -9,20 +9,12 @@
 // createElement, attributes and textContent only (no inline style).
 
 import { el } from './base.js';
+import { svg } from './chart.js';
 
-const SVG = 'http://www.w3.org/2000/svg';
 const BAR_H = 22;
 const LABEL_W = 250;
 const PLOT_W = 420;
 const PAD = 8;
-
-function svg(tag, attrs, text) {
-  const e = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-
 
 const num = (v, d) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(d) : '—');
 const signed = (v) => (v >= 0 ? '+' : '−') + Math.abs(v).toFixed(3);
