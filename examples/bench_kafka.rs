@@ -238,6 +238,46 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 0.99),
         latencies[got - 1]
     );
+    // Where the slowest rows sit: the latency of each second of publishing, so a start-up
+    // wait (the consumer group's first assignment) is told apart from a steady tail.
+    let mut by_second: Vec<Vec<f64>> = vec![];
+    for (a, s) in arrived.iter().zip(&sent_at) {
+        if let Some(a) = a {
+            let sec = (*s - start).as_secs() as usize;
+            if by_second.len() <= sec {
+                by_second.resize(sec + 1, vec![]);
+            }
+            by_second[sec].push((*a - *s).as_secs_f64() * 1000.0);
+        }
+    }
+    let seconds: Vec<String> = by_second
+        .iter_mut()
+        .map(|l| {
+            l.sort_by(f64::total_cmp);
+            if l.is_empty() {
+                "-".into()
+            } else {
+                format!("{:.0}/{:.0}", percentile(l, 0.5), percentile(l, 0.99))
+            }
+        })
+        .collect();
+    println!(
+        "latency p50/p99 ms by second of publishing: {}",
+        seconds.join(" ")
+    );
+    let steady: Vec<f64> = {
+        let mut v: Vec<f64> = by_second.iter().skip(1).flatten().copied().collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    if !steady.is_empty() {
+        println!(
+            "latency after the first second: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(&steady, 0.5),
+            percentile(&steady, 0.99),
+            steady[steady.len() - 1]
+        );
+    }
     println!("daemon: peak RSS {rss:.0} MB, CPU {cpu:.1} s");
     if let Some((p50, p99)) = inside {
         println!(

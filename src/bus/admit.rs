@@ -140,11 +140,11 @@ fn too_large(payload: &[u8], options: &SourceOptions) -> Decoded {
 pub const DECODE_AHEAD: usize = 64;
 
 /// Decodes messages and admits them to the pipeline in arrival order, which Kafka offsets and
-/// MQTT acknowledgements depend on. With [`Decode::Offload`] each message is decoded on the
-/// blocking pool, several at once: JSON decoding is the costliest step per row, and the MQTT
-/// source's task also does the network reads. Kafka's client reads in its own threads, so the
-/// Kafka source decodes in place ([`Decode::InPlace`]) and saves the hand-offs (measured: the
-/// hand-offs cost more CPU than they freed there).
+/// MQTT acknowledgements depend on. Both sources decode in place ([`Decode::InPlace`]): handing
+/// each message to the blocking pool ([`Decode::Offload`], several at once) cost more CPU than it
+/// freed, on Kafka (whose client reads in its own threads) and on MQTT too, where the hand-offs'
+/// futex traffic and allocations made the daemon spend 53–58 µs of CPU a row against 31–36 µs in
+/// place, and capped the stream at ~16k rows/s against ~21k (BENCHMARKS.md).
 #[derive(Debug)]
 pub struct Admitter {
     tx: mpsc::Sender<Decoding>,
@@ -273,7 +273,7 @@ impl Admitter {
                 let aliases = reader.births().get(&t.source).cloned();
                 let options = self.options.clone();
                 let received = std::time::Instant::now();
-                Decoding::Pending(tokio::task::spawn_blocking(move || {
+                let work = move || {
                     let decoded = if payload.as_ref().len() > options.max_payload_bytes {
                         too_large(payload.as_ref(), &options)
                     } else {
@@ -287,7 +287,11 @@ impl Admitter {
                     let mut incoming = Incoming::new(topic, decoded, ack);
                     incoming.received = received;
                     incoming
-                }))
+                };
+                match self.decode {
+                    Decode::InPlace => Decoding::Ready(Box::new(work())),
+                    Decode::Offload => Decoding::Pending(tokio::task::spawn_blocking(work)),
+                }
             }
             sparkplug::Kind::Other => {
                 Decoding::Ready(Box::new(Incoming::new(topic, no_rows(&self.options), ack)))
