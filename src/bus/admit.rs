@@ -95,16 +95,6 @@ impl SparkplugReader {
     }
 }
 
-/// A message that holds no row (a birth, a death, a command): nothing to score, acknowledged in
-/// its turn.
-fn no_rows(options: &SourceOptions) -> Decoded {
-    Decoded {
-        rows: crate::row::RowBatch::new(options.schema.width()),
-        rejects: vec![],
-        unknown_keys: 0,
-    }
-}
-
 /// Decodes a message's payload, refusing one over the size limit.
 pub fn decode(payload: &[u8], options: &SourceOptions) -> Decoded {
     if payload.len() > options.max_payload_bytes {
@@ -136,127 +126,68 @@ fn too_large(payload: &[u8], options: &SourceOptions) -> Decoded {
     }
 }
 
-/// Messages decoded at once, ahead of the pipeline (each on the blocking pool).
+/// Decoded messages queued for admission ahead of the pipeline.
 pub const DECODE_AHEAD: usize = 64;
 
-/// Decodes messages and admits them to the pipeline in arrival order, which Kafka offsets and
-/// MQTT acknowledgements depend on. Both sources decode in place ([`Decode::InPlace`]): handing
-/// each message to the blocking pool ([`Decode::Offload`], several at once) cost more CPU than it
-/// freed, on Kafka (whose client reads in its own threads) and on MQTT too, where the hand-offs'
-/// futex traffic and allocations made the daemon spend 53–58 µs of CPU a row against 31–36 µs in
-/// place, and capped the stream at ~16k rows/s against ~21k (BENCHMARKS.md).
+/// Decodes messages on the source's task and admits them to the pipeline in arrival order, which
+/// Kafka offsets and MQTT acknowledgements depend on; a task of its own waits for room in the
+/// in-flight bound, so the source keeps reading up to [`DECODE_AHEAD`] messages ahead. Decoding
+/// each message on the blocking pool instead was measured and dropped: on Kafka (whose client
+/// reads in its own threads) and on MQTT, the hand-offs' futex traffic and allocations cost more
+/// CPU than they freed (MQTT: 53–58 µs of daemon CPU a row against 31–36 µs in place, ~16k rows/s
+/// against ~21k; BENCHMARKS.md).
 #[derive(Debug)]
 pub struct Admitter {
-    tx: mpsc::Sender<Decoding>,
+    tx: mpsc::Sender<Incoming>,
     options: Arc<SourceOptions>,
-    decode: Decode,
-}
-
-/// Where an [`Admitter`] decodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decode {
-    /// On the blocking pool, up to [`DECODE_AHEAD`] at once.
-    Offload,
-    /// On the caller's task.
-    InPlace,
-}
-
-/// A message on its way to admission.
-#[derive(Debug)]
-enum Decoding {
-    /// Being decoded on the blocking pool.
-    Pending(tokio::task::JoinHandle<Incoming>),
-    /// Decoded.
-    Ready(Box<Incoming>),
 }
 
 impl Admitter {
     /// Starts the task that admits decoded messages in order to `out`.
     pub fn start(
         source: &'static str,
-        decode: Decode,
         options: SourceOptions,
         mut stopped: watch::Receiver<bool>,
         out: mpsc::Sender<Incoming>,
     ) -> Admitter {
         let options = Arc::new(options);
-        let (tx, mut rx) = mpsc::channel::<Decoding>(DECODE_AHEAD);
+        let (tx, mut rx) = mpsc::channel::<Incoming>(DECODE_AHEAD);
         let opts = options.clone();
         tokio::spawn(async move {
-            while let Some(decoding) = rx.recv().await {
-                let decoded = match decoding {
-                    Decoding::Ready(incoming) => Ok(*incoming),
-                    Decoding::Pending(handle) => handle.await,
-                };
-                let incoming = match decoded {
-                    Ok(incoming) => incoming,
-                    Err(e) => {
-                        // Unacknowledged: the broker delivers it again (MQTT after a reconnect).
-                        tracing::error!(error = %e, "Decoding a message failed; it stays unacknowledged.");
-                        continue;
-                    }
-                };
+            while let Some(incoming) = rx.recv().await {
                 if !admit(incoming, source, &opts, &mut stopped, &out).await {
                     return;
                 }
             }
         });
-        Admitter {
-            tx,
-            options,
-            decode,
-        }
+        Admitter { tx, options }
     }
 
-    /// Queues one message for decoding; waits while [`DECODE_AHEAD`] are queued (backpressure).
-    /// False once the pipeline is stopping.
-    pub async fn push(
-        &self,
-        payload: impl AsRef<[u8]> + Send + 'static,
-        topic: String,
-        ack: Ack,
-    ) -> bool {
-        if let Reader::Sparkplug(reader) = &self.options.reader {
-            let decoding = self.sparkplug(reader.clone(), payload, topic, ack);
-            return self.tx.send(decoding).await.is_ok();
-        }
-        let decoding = match self.decode {
-            Decode::InPlace => {
-                let decoded = decode(payload.as_ref(), &self.options);
-                Decoding::Ready(Box::new(Incoming::new(topic, decoded, ack)))
-            }
-            Decode::Offload => {
-                let options = self.options.clone();
-                let received = std::time::Instant::now();
-                Decoding::Pending(tokio::task::spawn_blocking(move || {
-                    let decoded = decode(payload.as_ref(), &options);
-                    let mut incoming = Incoming::new(topic, decoded, ack);
-                    incoming.received = received;
-                    incoming
-                }))
-            }
+    /// Decodes one message and queues it for admission; waits while [`DECODE_AHEAD`] are queued
+    /// (backpressure). False once the pipeline is stopping.
+    pub async fn push(&self, payload: impl AsRef<[u8]>, topic: String, ack: Ack) -> bool {
+        let decoded = match &self.options.reader {
+            Reader::Json => decode(payload.as_ref(), &self.options),
+            Reader::Sparkplug(reader) => self.sparkplug(reader, payload.as_ref(), &topic),
         };
-        self.tx.send(decoding).await.is_ok()
+        drop(payload);
+        self.tx
+            .send(Incoming::new(topic, decoded, ack))
+            .await
+            .is_ok()
     }
-}
 
-impl Admitter {
-    /// A Sparkplug B message: a birth binds its aliases here, in arrival order, so the data after
-    /// it (decoded later, possibly on another thread) sees them; data is decoded as rows are.
-    fn sparkplug(
-        &self,
-        reader: Arc<SparkplugReader>,
-        payload: impl AsRef<[u8]> + Send + 'static,
-        topic: String,
-        ack: Ack,
-    ) -> Decoding {
-        let Some(t) = sparkplug::topic(&topic) else {
-            return Decoding::Ready(Box::new(Incoming::new(topic, no_rows(&self.options), ack)));
+    /// A Sparkplug B message: a birth binds its aliases (in arrival order, so the data after it
+    /// sees them) and holds no row; data is one row; other types hold none.
+    fn sparkplug(&self, reader: &SparkplugReader, payload: &[u8], topic: &str) -> Decoded {
+        let options = &self.options;
+        let Some(t) = sparkplug::topic(topic) else {
+            return Decoded::empty(options.schema.width());
         };
         match t.kind {
             sparkplug::Kind::NBirth | sparkplug::Kind::DBirth => {
-                let mut decoded = no_rows(&self.options);
-                match sparkplug::birth_aliases(payload.as_ref()) {
+                let mut decoded = Decoded::empty(options.schema.width());
+                match sparkplug::birth_aliases(payload) {
                     Ok(aliases) => {
                         reader.births().insert(t.source, Arc::new(aliases));
                     }
@@ -264,38 +195,24 @@ impl Admitter {
                         error,
                         row: None,
                         reason: json::RejectReason::NotSparkplug,
-                        payload: format!("{} bytes on {topic}", payload.as_ref().len()),
+                        payload: format!("{} bytes on {topic}", payload.len()),
                     }),
                 }
-                Decoding::Ready(Box::new(Incoming::new(topic, decoded, ack)))
+                decoded
             }
             sparkplug::Kind::NData | sparkplug::Kind::DData => {
-                let aliases = reader.births().get(&t.source).cloned();
-                let options = self.options.clone();
-                let received = std::time::Instant::now();
-                let work = move || {
-                    let decoded = if payload.as_ref().len() > options.max_payload_bytes {
-                        too_large(payload.as_ref(), &options)
-                    } else {
-                        sparkplug::decode_data(
-                            payload.as_ref(),
-                            &options.schema,
-                            &reader.id_metric,
-                            aliases.as_deref(),
-                        )
-                    };
-                    let mut incoming = Incoming::new(topic, decoded, ack);
-                    incoming.received = received;
-                    incoming
-                };
-                match self.decode {
-                    Decode::InPlace => Decoding::Ready(Box::new(work())),
-                    Decode::Offload => Decoding::Pending(tokio::task::spawn_blocking(work)),
+                if payload.len() > options.max_payload_bytes {
+                    return too_large(payload, options);
                 }
+                let aliases = reader.births().get(&t.source).cloned();
+                sparkplug::decode_data(
+                    payload,
+                    &options.schema,
+                    &reader.id_metric,
+                    aliases.as_deref(),
+                )
             }
-            sparkplug::Kind::Other => {
-                Decoding::Ready(Box::new(Incoming::new(topic, no_rows(&self.options), ack)))
-            }
+            sparkplug::Kind::Other => Decoded::empty(options.schema.width()),
         }
     }
 }

@@ -96,9 +96,6 @@ pub async fn score(
             ..model.explain_settings()
         };
         let verdicts = model.score_explaining(&rows, &mut model.decider(), explain);
-        let mut check = crate::score::FileCheck::new(&model);
-        check.add(&rows, &verdicts);
-        let checks = check.finish(&model);
         if wants_csv {
             let mut out = Vec::new();
             let mut w = csv::Writer::from_writer(&mut out);
@@ -109,6 +106,10 @@ pub async fn score(
             drop(w);
             return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
         }
+        // The file's checks travel in the JSON answer only (the CSV is one verdict per row).
+        let mut check = crate::score::FileCheck::new(&model);
+        check.add(&rows, &verdicts);
+        let checks = check.finish(&model);
         let results: Vec<VerdictMessage> = verdicts
             .iter()
             .map(|v| VerdictMessage::result(v, &model))

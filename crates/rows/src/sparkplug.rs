@@ -13,7 +13,7 @@
 //! templates, extensions — are skipped as unknown fields, as protobuf allows).
 
 use crate::json::{Decoded, Reject, RejectReason};
-use crate::{RowBatch, Schema, MAX_ID_BYTES};
+use crate::{Schema, MAX_ID_BYTES};
 use std::collections::HashMap;
 
 /// `org.eclipse.tahu.protobuf.Payload`.
@@ -174,11 +174,7 @@ pub fn decode_data(
     id_metric: &str,
     aliases: Option<&Aliases>,
 ) -> Decoded {
-    let mut decoded = Decoded {
-        rows: RowBatch::new(schema.width()),
-        rejects: vec![],
-        unknown_keys: 0,
-    };
+    let mut decoded = Decoded::empty(schema.width());
     let reject = |error: String, reason: RejectReason| Reject {
         error,
         row: None,

@@ -96,13 +96,8 @@ impl KafkaSource {
             info!(topic = %topic, group = %group, "Reading rows from Kafka.");
             let mut backoff = Backoff::default();
             let mut last_error: Option<String> = None;
-            let admitter = crate::bus::admit::Admitter::start(
-                SOURCE_KAFKA,
-                crate::bus::admit::Decode::InPlace,
-                options,
-                stopped.clone(),
-                output,
-            );
+            let admitter =
+                crate::bus::admit::Admitter::start(SOURCE_KAFKA, options, stopped.clone(), output);
             loop {
                 let message = tokio::select! {
                     m = reader.recv() => m,

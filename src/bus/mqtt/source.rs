@@ -78,7 +78,6 @@ impl MqttSource {
         let task = tokio::spawn(async move {
             let mut output = Some(crate::bus::admit::Admitter::start(
                 SOURCE_MQTT,
-                crate::bus::admit::Decode::InPlace,
                 options.clone(),
                 stopped.clone(),
                 output,

@@ -373,7 +373,8 @@ pub fn encode_row(id: &str, values: &[f32], features: &[String]) -> String {
 }
 
 impl Decoded {
-    fn empty(width: usize) -> Decoded {
+    /// No row, no reject: a message that holds none (a Sparkplug birth, say).
+    pub fn empty(width: usize) -> Decoded {
         Decoded {
             rows: RowBatch::new(width),
             rejects: Vec::new(),
