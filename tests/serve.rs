@@ -240,13 +240,16 @@ async fn the_default_address_taken_by_an_mqtt_broker_serves_on_that_broker() {
     if let Bus::Embedded { use_existing, .. } = &mut cfg.bus {
         *use_existing = true;
     }
+    let (done, finished) = std::sync::mpsc::channel::<()>();
     let answer = std::thread::spawn(move || {
-        // Accept the probe and say nothing MQTT: the probe must give up, not hang.
+        // Accept the probe and say nothing MQTT until the test ends: the probe must give up on
+        // its own, not hang.
         let (_conn, _) = taken.accept().unwrap();
-        std::thread::sleep(Duration::from_secs(4));
+        let _ = finished.recv();
     });
     let e = app::start(&cfg, model).await.unwrap_err().to_string();
     assert!(e.contains("already in use"), "{e}");
+    drop(done);
     answer.join().unwrap();
 }
 
