@@ -260,6 +260,19 @@ impl Bus {
         }
     }
 
+    /// Where rows go on this bus, as `faultline replay --to` takes it.
+    pub fn rows_address(&self) -> String {
+        match self {
+            Bus::Kafka(k) => {
+                let first = k.brokers.split(',').next().unwrap_or_default().trim();
+                format!("kafka://{first}/{}", k.topic)
+            }
+            Bus::Embedded { mqtt, .. } | Bus::Mqtt(mqtt) => {
+                format!("mqtt://{}:{}/{}", mqtt.host, mqtt.port, mqtt.topic)
+            }
+        }
+    }
+
     /// The topic (MQTT filter) the rows arrive on.
     pub fn rows_topic(&self) -> &str {
         match self {

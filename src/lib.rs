@@ -10,7 +10,7 @@
 //! | configuration | `config.rs` | layered loading (defaults, file, env); assembles the sections into [`config::Config`], with the bus as one enum; each owner checks its section (`bus/mqtt/settings.rs`, `bus/kafka/settings.rs`, `model/settings.rs`, `store/settings.rs`, `web/api.rs`) |
 //! | secrets, time | `secret.rs`, `clock.rs` | passwords and tokens never printed, read from files; timestamps |
 //! | reading rows | `crates/rows`: `lib.rs`, `number.rs`, `csv/{mod,plan,decode}.rs`, `json/{mod,fast,visit}.rs`, `sparkplug.rs` (re-exported as `row`) | one record or bus message (JSON, or Sparkplug B protobuf) → feature vectors in model order, or errors naming row, column and value |
-//! | embedded broker | `bus/mqtt/broker.rs` | rumqttd on its own thread |
+//! | embedded broker | `bus/mqtt/broker.rs` | rumqttd on its own thread, or the MQTT broker already on the default address |
 //! | MQTT | `bus/mqtt/mod.rs`, `settings.rs`, `driver.rs`, `source.rs`, `publisher.rs`, `tls.rs` | `[source.mqtt]` checked; the one event-loop driver (reconnects, re-sends what a broker that lost the session had not acknowledged); rows in at QoS 1 with manual acks; verdicts out, the broker's acks counted in order; rustls |
 //! | Kafka | `bus/kafka/mod.rs`, `settings.rs`, `client.rs`, `source.rs`, `publisher.rs` | `[source.kafka]` checked (in every build); client properties, logs, lag; offsets stored after publish; the producer |
 //! | transport dispatch | `bus/mod.rs` | [`bus::Source`], [`bus::Acker`] (with the one MQTT PUBACK backlog, [`bus::MqttAcker`]), [`bus::Publisher`] over the configured transport |

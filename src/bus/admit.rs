@@ -71,6 +71,18 @@ pub enum Reader {
     Sparkplug(Arc<SparkplugReader>),
 }
 
+impl Reader {
+    /// The reader for an MQTT source's format (`None`: not MQTT, so JSON).
+    pub fn new(format: Option<&super::mqtt::RowFormat>) -> Reader {
+        match format {
+            Some(super::mqtt::RowFormat::Sparkplug { id_metric }) => {
+                Reader::Sparkplug(Arc::new(SparkplugReader::new(id_metric)))
+            }
+            _ => Reader::Json,
+        }
+    }
+}
+
 /// Reads Sparkplug B: each NDATA/DDATA is a row; births bind aliases for the data after them.
 #[derive(Debug)]
 pub struct SparkplugReader {

@@ -141,9 +141,11 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         ..
     } = config.bus
     {
-        tokio::task::spawn_blocking(move || start_broker(listen, use_existing))
-            .await
-            .map_err(|e| AppError::Pipeline(e.to_string()))??;
+        tokio::task::spawn_blocking(move || {
+            crate::bus::mqtt::broker::start_or_use(listen, MAX_PAYLOAD_BYTES, use_existing)
+        })
+        .await
+        .map_err(|e| AppError::Pipeline(e.to_string()))??;
     }
     let listener = tokio::net::TcpListener::bind(config.web_listen)
         .await
@@ -169,14 +171,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         max_permits: permits,
         max_payload_bytes: MAX_PAYLOAD_BYTES,
         metrics: metrics.clone(),
-        reader: match config.bus.mqtt().map(|m| &m.format) {
-            Some(crate::bus::mqtt::RowFormat::Sparkplug { id_metric }) => {
-                crate::bus::admit::Reader::Sparkplug(Arc::new(
-                    crate::bus::admit::SparkplugReader::new(id_metric),
-                ))
-            }
-            _ => crate::bus::admit::Reader::Json,
-        },
+        reader: crate::bus::admit::Reader::new(config.bus.mqtt().map(|m| &m.format)),
     };
     let (source, publisher) = connect(config, options, incoming_tx)?;
     let acked = publisher.acked();
@@ -254,7 +249,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
             error!(error = %e, "The HTTP server failed.");
         }
     });
-    let rows_at = rows_address(&config.bus);
+    let rows_at = config.bus.rows_address();
     match &config.bus {
         Bus::Kafka(k) => {
             info!(web = %web_addr, brokers = %k.brokers, topic = %k.topic, group = %k.group_id, "faultline is serving: publish rows to {rows_at}")
@@ -292,36 +287,6 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
 
 /// How long `serve` waits for its first row before saying, once, where it listens.
 const IDLE_AFTER: Duration = Duration::from_secs(60);
-
-/// Where rows go for this bus, as `faultline replay --to` takes it.
-fn rows_address(bus: &Bus) -> String {
-    match bus {
-        Bus::Kafka(k) => {
-            let first = k.brokers.split(',').next().unwrap_or_default().trim();
-            format!("kafka://{first}/{}", k.topic)
-        }
-        Bus::Embedded { mqtt, .. } | Bus::Mqtt(mqtt) => {
-            format!("mqtt://{}:{}/{}", mqtt.host, mqtt.port, mqtt.topic)
-        }
-    }
-}
-
-/// Starts the embedded broker on `listen`; when the address is taken and `use_existing` (the
-/// address is the default, not chosen), serves on the MQTT broker that holds it instead, saying so.
-fn start_broker(listen: SocketAddr, use_existing: bool) -> Result<(), AppError> {
-    use crate::bus::mqtt::broker::{self, BrokerError};
-    match broker::start(listen, MAX_PAYLOAD_BYTES) {
-        Err(BrokerError::PortTaken(addr)) if use_existing && broker::speaks_mqtt(addr) => {
-            info!(
-                broker = %addr,
-                "An MQTT broker already listens on {addr}: faultline serves on it instead of starting its own \
-                 (set [broker] listen, e.g. FAULTLINE_BROKER__LISTEN=127.0.0.1:1884, to start the embedded broker there)."
-            );
-            Ok(())
-        }
-        other => Ok(other?),
-    }
-}
 
 /// The labels reader on the configured bus.
 fn start_labels(

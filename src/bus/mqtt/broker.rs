@@ -25,6 +25,27 @@ pub enum BrokerError {
     Start(SocketAddr, String),
 }
 
+/// Starts the embedded broker on `listen`; when the address is taken and `use_existing` (the
+/// address is the default, not chosen) and an MQTT broker answers there, uses that one instead,
+/// saying so.
+pub fn start_or_use(
+    listen: SocketAddr,
+    max_payload_bytes: usize,
+    use_existing: bool,
+) -> Result<(), BrokerError> {
+    match start(listen, max_payload_bytes) {
+        Err(BrokerError::PortTaken(addr)) if use_existing && speaks_mqtt(addr) => {
+            tracing::info!(
+                broker = %addr,
+                "An MQTT broker already listens on {addr}: faultline serves on it instead of starting its own \
+                 (set [broker] listen, e.g. FAULTLINE_BROKER__LISTEN=127.0.0.1:1884, to start the embedded broker there)."
+            );
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// Whether an MQTT broker that takes anonymous clients answers at `addr`: an MQTT 3.1.1 CONNECT
 /// (clean session, a client id of its own) must get a CONNACK that accepts it within 3 s.
 pub fn speaks_mqtt(addr: SocketAddr) -> bool {
