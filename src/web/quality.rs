@@ -140,16 +140,21 @@ pub async fn recent(
     let store = store(&s)?.clone();
     let n = query.rows.unwrap_or(RECENT_ROWS).min(RECENT_ROWS);
     let model = s.model.current();
-    let ledger = store.ledger();
-    let rows: Vec<serde_json::Value> = ledger
+    // Copied out under the ledger's lock (the scorer takes it for every batch), rendered after.
+    let recent: Vec<(String, i64, std::sync::Arc<str>, f32)> = store
+        .ledger()
         .recent(n)
         .into_iter()
-        .map(|(id, at, (version, p))| {
+        .map(|(id, at, (version, p))| (id.to_string(), at, version.clone(), *p))
+        .collect();
+    let rows: Vec<serde_json::Value> = recent
+        .into_iter()
+        .map(|(id, at, version, p)| {
             json!({
                 "id": id,
                 "at": crate::clock::rfc3339_ms(at),
                 "probability": p,
-                "model_version": &**version,
+                "model_version": &*version,
             })
         })
         .collect();
