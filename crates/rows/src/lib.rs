@@ -61,6 +61,40 @@ pub struct Schema {
     features: Arc<[String]>,
     /// Name -> position in a row.
     index: HashMap<String, usize, BuildHasherDefault<Fnv>>,
+    /// Each feature's JSON key as the bus writes it, for the JSON reader to match in place.
+    keys: Arc<[JsonKey]>,
+}
+
+/// A feature's `"name":` as 16 bytes, for names of up to 13 bytes (longer names match otherwise).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonKey {
+    /// The text, little-endian, zero past its end.
+    pub(crate) word: u128,
+    /// Ones over the text's bytes; zero for a name too long to fit.
+    pub(crate) mask: u128,
+    /// The text's length.
+    pub(crate) len: usize,
+}
+
+impl JsonKey {
+    fn new(name: &str) -> JsonKey {
+        let text = format!("\"{name}\":");
+        let mut bytes = [0u8; 16];
+        if text.len() > 16 || name.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) {
+            // Too long, or a name JSON must escape: never matched in place.
+            return JsonKey {
+                word: 0,
+                mask: 0,
+                len: 0,
+            };
+        }
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        JsonKey {
+            word: u128::from_le_bytes(bytes),
+            mask: u128::MAX >> (8 * (16 - text.len())),
+            len: text.len(),
+        }
+    }
 }
 
 impl Schema {
@@ -74,6 +108,7 @@ impl Schema {
         Schema {
             features: features.into(),
             index,
+            keys: features.iter().map(|f| JsonKey::new(f)).collect(),
         }
     }
 
@@ -85,6 +120,11 @@ impl Schema {
     /// Feature names in model order.
     pub fn features(&self) -> &[String] {
         &self.features
+    }
+
+    /// Each feature's JSON key, in model order.
+    pub(crate) fn json_keys(&self) -> &[JsonKey] {
+        &self.keys
     }
 
     /// Position of a named feature.

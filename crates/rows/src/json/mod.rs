@@ -299,13 +299,18 @@ impl From<Scalar<'_>> for Found {
 /// Decodes one message into rows, rejects and a count of ignored keys. Never fails as a whole:
 /// what cannot be read is in [`Decoded::rejects`].
 pub fn decode(payload: &[u8], schema: &Schema) -> Decoded {
+    // The fast path checks UTF-8 only inside strings (all else it accepts is ASCII), so a
+    // well-formed row is not scanned twice.
+    if let Some(out) = fast::decode(payload, schema) {
+        return out;
+    }
     let Ok(text) = std::str::from_utf8(payload) else {
         let mut out = Decoded::empty(schema.width());
         let payload = String::from_utf8_lossy(payload).into_owned();
         out.reject(None, JsonError::NotUtf8, payload);
         return out;
     };
-    fast::decode(text, schema).unwrap_or_else(|| full(text, schema))
+    full(text, schema)
 }
 
 /// [`decode`] by the full reader alone, without the fast path: the same result for every input,
