@@ -62,6 +62,59 @@ pub(crate) fn decimal(b: &[u8], p: usize) -> Option<(f64, usize)> {
     Some((text.parse::<f64>().ok()?, p))
 }
 
+/// A short plain number at the start of `w`, `-?(0|[1-9][0-9]*)(\.[0-9]+)?` with at most 19
+/// digits and no exponent, when Clinger's fast path applies: its nearest f64 (as [`decimal`]
+/// gives it) and its length. `None` for anything else, which [`decimal`] then reads: a longer
+/// number, an exponent, text that is not a number. The byte after the number is not looked at
+/// beyond checking that it cannot continue one.
+#[inline(always)]
+pub(crate) fn short_number(w: &[u8; 32]) -> Option<(f64, usize)> {
+    let negative = w[0] == b'-';
+    let int_start = usize::from(negative);
+    let mut i = int_start;
+    let mut m = 0u64;
+    while i < 21 {
+        let d = w[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
+    let int_digits = i - int_start;
+    if int_digits == 0 || (int_digits > 1 && w[int_start] == b'0') {
+        return None;
+    }
+    let mut frac_digits = 0;
+    if w[i] == b'.' {
+        i += 1;
+        let first = i;
+        while i < 31 {
+            let d = w[i].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        frac_digits = i - first;
+        if frac_digits == 0 {
+            return None;
+        }
+    }
+    let after = w[i];
+    if after.is_ascii_digit()
+        || after | 0x20 == b'e'
+        || int_digits + frac_digits > 19
+        || m > 1 << 53
+    {
+        return None;
+    }
+    // At most 19 digits, so no wrap, and a fraction of at most 18 (after a digit): exact powers.
+    let x = m as f64 / POW10[frac_digits];
+    Some((if negative { -x } else { x }, i))
+}
+
 /// Reads decimal digits from `b[p..]` onto `m` (wrapping past 19 digits, which the caller
 /// checks); returns the new value and the position after the last digit.
 #[inline(always)]
@@ -82,3 +135,78 @@ const POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `text` followed by `after`, padded to a window as the JSON reader passes it.
+    fn window(text: &str, after: u8) -> [u8; 32] {
+        let mut w = [b' '; 32];
+        let n = text.len().min(31);
+        w[..n].copy_from_slice(&text.as_bytes()[..n]);
+        w[n] = after;
+        w
+    }
+
+    #[test]
+    fn short_numbers_read_as_decimal_reads_them_or_not_at_all() {
+        let fixed = [
+            "0",
+            "-0",
+            "7",
+            "3030.93",
+            "-0.0259",
+            "00",
+            "01",
+            "-",
+            "1.",
+            ".5",
+            "1e3",
+            "1.5E2",
+            "9007199254740993",
+            "1234567890123456789",
+            "12345678901234567890",
+            "0.000000000000000001",
+            "1.0000000000000000001",
+            "99999999999999999999999999999",
+            "x",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut texts: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
+        for _ in 0..100_000 {
+            let digits = 1 + (next() % 22) as usize;
+            let m = next() % 10u64.pow(digits.min(19) as u32);
+            let frac = (next() % 24) as usize;
+            let sign = if next() % 3 == 0 { "-" } else { "" };
+            texts.push(format!("{sign}{m}"));
+            texts.push(format!("{sign}{}", m as f64 / 10f64.powi(frac as i32)));
+            texts.push(format!("{sign}{m}.{:0frac$}", next() % 1000));
+        }
+        let mut short = 0;
+        for t in &texts {
+            for after in [b',', b'}', b' ', b'e', b'5', b'.', b'x'] {
+                let w = window(t, after);
+                let want = decimal(&w, 0);
+                // Where it declines, decimal reads the text or it is not a number.
+                if let Some((x, n)) = short_number(&w) {
+                    short += 1;
+                    let (y, m) = want.unwrap_or_else(|| panic!("{t:?}+{after}: decimal refuses"));
+                    let after = after as char;
+                    assert_eq!((x.to_bits(), n), (y.to_bits(), m), "{t:?} then {after:?}");
+                    assert!(!after.is_ascii_digit() && after != 'e' || n != t.len());
+                }
+            }
+        }
+        assert!(
+            short > texts.len(),
+            "only {short} windows were read as short numbers"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 
 use super::plan::{Plan, Role};
 use super::{CsvError, LABEL_COLUMN};
+use crate::number::{decimal, short_number};
 use crate::{parse_cell, parse_label, CellProblem, RowBatch};
 
 /// Batches at least this long are parsed on two threads.
@@ -139,7 +140,13 @@ impl RowRef<'_> {
                             p += 1; // the comma
                         }
                         if let Role::Feature(f) = *role {
-                            if let Some((x, e)) = crate::number::decimal(line, p) {
+                            // A short number is read from a window of the line when 32 bytes
+                            // remain in it (lines lie end to end in `text`), else by `decimal`.
+                            let short = line.get(p..p + 32).and_then(|w| {
+                                let (x, n) = short_number(w.try_into().ok()?)?;
+                                Some((x, p + n))
+                            });
+                            if let Some((x, e)) = short.or_else(|| decimal(line, p)) {
                                 let v = x as f32;
                                 if (e == line.len() || line[e] == b',') && v.is_finite() {
                                     row[f] = v;
