@@ -270,6 +270,43 @@ fn verdicts_explain_with_the_sensors_furthest_from_their_medians() {
     assert!(model.top_sensors(&all_missing).is_empty());
 }
 
+#[test]
+fn the_unusual_sensors_are_those_a_full_sort_by_distance_ranks_first() {
+    let model = Model::embedded().unwrap();
+    let sensors = &model.card().sensors;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..300 {
+        // Values on a coarse grid around the medians, so that ties are common; some missing.
+        let row: Vec<f32> = sensors
+            .iter()
+            .map(|s| match next() % 10 {
+                0 => f32::NAN,
+                k => (s.median.unwrap_or(0.0) + (k as f64 - 5.0) * s.iqr.unwrap_or(1.0)) as f32,
+            })
+            .collect();
+        let mut all: Vec<(f32, usize)> = (0..row.len())
+            .filter_map(|i| {
+                let s = &sensors[i];
+                let q = s.iqr.filter(|&q| q > 0.0)?;
+                let m = s.median.filter(|m| m.is_finite())?;
+                let z = (row[i] - m as f32) * (1.349 / q) as f32;
+                (!row[i].is_nan()).then_some((z.abs(), i))
+            })
+            .collect();
+        // Largest |z| first; ties keep the lower sensor index first.
+        all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let got: Vec<usize> = model.top_sensors(&row).iter().map(|d| d.index).collect();
+        let want: Vec<usize> = all.iter().take(3).map(|a| a.1).collect();
+        assert_eq!(got, want);
+    }
+}
+
 /// A card for a width-8 fixture graph (features f0..f7), vouching for `bytes`.
 fn fixture_card(bytes: &[u8], threshold: f32) -> serde_json::Value {
     let sha = faultline::model::sha256_hex(bytes);

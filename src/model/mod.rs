@@ -614,11 +614,16 @@ impl Model {
     /// without a known spread are skipped), largest |z| first.
     pub fn top_sensors(&self, row: &[f32]) -> Vec<Deviation> {
         let mut top: [Option<Deviation>; TOP_SENSORS] = [None; TOP_SENSORS];
+        // The |z| a sensor must exceed to enter: the last one's once the list is full.
+        let mut floor = -1.0f32;
         for (index, (&value, &(median, inv_scale))) in row.iter().zip(&self.deviation).enumerate() {
             if inv_scale == 0.0 || value.is_nan() {
                 continue;
             }
             let z = (value - median) * inv_scale;
+            if z.abs() <= floor {
+                continue;
+            }
             let d = Deviation { index, value, z };
             // Insertion into a tiny sorted array; ties keep the lower sensor index first.
             let mut slot = TOP_SENSORS;
@@ -628,6 +633,7 @@ impl Model {
             if slot < TOP_SENSORS {
                 top.copy_within(slot..TOP_SENSORS - 1, slot + 1);
                 top[slot] = Some(d);
+                floor = top[TOP_SENSORS - 1].map_or(-1.0, |t| t.z.abs());
             }
         }
         top.into_iter().flatten().collect()

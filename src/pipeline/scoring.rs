@@ -69,7 +69,7 @@ impl ScoringStage {
             // One model per batch (and its shadow): a reload or promotion takes effect between
             // batches.
             let (model, shadow) = self.live.both();
-            let mut rows = RowBatch::new(model.width());
+            let mut rows = RowBatch::with_capacity(model.width(), counts.iter().sum());
             for incoming in &mut batch {
                 rows.append(std::mem::take(&mut incoming.decoded.rows));
             }

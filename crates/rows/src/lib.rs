@@ -155,6 +155,16 @@ impl RowBatch {
         }
     }
 
+    /// An empty batch of rows `width` wide with room for `rows` rows.
+    pub fn with_capacity(width: usize, rows: usize) -> RowBatch {
+        RowBatch {
+            width,
+            ids: Vec::with_capacity(rows),
+            values: Vec::with_capacity(rows * width),
+            labels: Vec::with_capacity(rows),
+        }
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.ids.len()
