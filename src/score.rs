@@ -226,7 +226,13 @@ pub fn score_csv<R: Read, W: Write>(
     let mut check = FileCheck::new(model);
     // One decider for the whole file: an alarm budget's window rolls over the file in its order.
     let mut decider = model.decider();
-    while let Some(batch) = rows.next_batch()? {
+    // One batch, cleared and refilled: its memory is allocated once for the whole file.
+    let mut batch = RowBatch::new(model.width());
+    loop {
+        batch.clear();
+        if rows.read_into(&mut batch)? == 0 {
+            break;
+        }
         let verdicts = model.score_with(&batch, &mut decider);
         check.add(&batch, &verdicts);
         for (v, label) in verdicts.iter().zip(&batch.labels) {

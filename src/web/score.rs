@@ -163,8 +163,7 @@ fn read_csv(
         },
     )?;
     let mut all = RowBatch::new(schema.width());
-    while let Some(b) = reader.next_batch()? {
-        all.append(b);
+    while reader.read_into(&mut all)? > 0 {
         if all.len() > max_rows {
             return Err(too_many(max_rows));
         }

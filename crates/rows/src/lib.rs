@@ -165,6 +165,13 @@ impl RowBatch {
         }
     }
 
+    /// Removes every row, keeping the memory for the next ones.
+    pub fn clear(&mut self) {
+        self.ids.clear();
+        self.values.clear();
+        self.labels.clear();
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.ids.len()

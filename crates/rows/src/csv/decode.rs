@@ -3,7 +3,7 @@
 use super::plan::{Plan, Role};
 use super::{CsvError, LABEL_COLUMN};
 use crate::number::{decimal, short_number};
-use crate::{parse_cell, parse_label, CellProblem, RowBatch};
+use crate::{parse_cell, parse_label, CellProblem};
 
 /// Batches at least this long are parsed on two threads.
 pub(super) const PARALLEL_ROWS: usize = 256;
@@ -78,20 +78,21 @@ impl RowRef<'_> {
     /// `NA`, spaces, an error) is cut out at its comma and judged by [`parse_cell`]. Errors keep
     /// the order they always had within a row: the id, then the label, then the first bad sensor
     /// cell in column order.
+    ///
+    /// The rows' values go to `values` (`range.len()` rows of `width`, all NaN on entry), their
+    /// ids and labels are pushed onto `ids` and `labels`.
     pub(super) fn decode<'t>(
         self,
         records: &Records<'t>,
         range: std::ops::Range<usize>,
-        width: usize,
-    ) -> Result<RowBatch, CsvError> {
+        values: &mut [f32],
+        ids: &mut Vec<String>,
+        labels: &mut Vec<Option<i8>>,
+    ) -> Result<(), CsvError> {
         let plan = self.plan;
         let columns = plan.roles.len();
         let text: &'t [u8] = records.text;
-        let n = range.len();
-        let mut out = RowBatch::new(width);
-        out.ids.reserve(n);
-        out.labels.reserve(n);
-        out.values.resize(n * width, f32::NAN);
+        let width = values.len() / range.len().max(1);
         let mut split = Vec::new();
         for (k, r) in range.enumerate() {
             let row_no = self.first_row + r;
@@ -101,7 +102,7 @@ impl RowRef<'_> {
                 expected: columns,
                 found: found.to_string(),
             };
-            let row = &mut out.values[k * width..(k + 1) * width];
+            let row = &mut values[k * width..(k + 1) * width];
             let (mut id, mut label): (&'t [u8], Option<&'t [u8]>) = (b"", None);
             let mut fault: Option<CellFault<'t>> = None;
             let mut other = |c: usize, cell: &'t [u8], row: &mut [f32]| {
@@ -210,10 +211,10 @@ impl RowRef<'_> {
                     reason: f.problem.reason(),
                 });
             }
-            out.ids.push(id.to_string());
-            out.labels.push(label);
+            ids.push(id.to_string());
+            labels.push(label);
         }
-        Ok(out)
+        Ok(())
     }
 }
 

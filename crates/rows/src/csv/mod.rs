@@ -226,12 +226,21 @@ impl<R: Read> CsvRows<R> {
     }
 
     /// The next batch of rows, `None` at the end. A file with a header but no rows is an error.
-    ///
-    /// The fields of up to `batch_rows` records are split into one buffer, then each cell is
-    /// parsed from it straight into the batch's matrix at its feature's position: no per-column
-    /// strings, no copies of the text. A large batch is parsed on two threads, each a contiguous
-    /// run of rows, so the batch comes out in input order and the first bad cell is reported.
     pub fn next_batch(&mut self) -> Result<Option<RowBatch>, CsvError> {
+        let mut batch = RowBatch::new(self.schema.width());
+        Ok((self.read_into(&mut batch)? > 0).then_some(batch))
+    }
+
+    /// Appends the next batch of up to `batch_rows` rows to `out` and returns how many; 0 at the
+    /// end. A file with a header but no rows is an error. On an error `out` is left as it was.
+    ///
+    /// The fields of the batch's records are split into one buffer, then each cell is parsed
+    /// from it straight into `out`'s matrix at its feature's position: no per-column strings, no
+    /// copies of the text, and no batch of its own to copy (a caller that clears and reuses one
+    /// `out` allocates nothing per batch). A large batch is parsed on two threads, each a
+    /// contiguous run of rows, so rows come out in input order and the first bad cell is
+    /// reported.
+    pub fn read_into(&mut self, out: &mut RowBatch) -> Result<usize, CsvError> {
         self.text_len = 0;
         self.ends_len = 0;
         self.records.clear();
@@ -243,7 +252,7 @@ impl<R: Read> CsvRows<R> {
             return if self.rows_read == 0 {
                 Err(CsvError::NoRows)
             } else {
-                Ok(None)
+                Ok(0)
             };
         }
         let records = Records {
@@ -257,31 +266,50 @@ impl<R: Read> CsvRows<R> {
             header_lines: self.header_lines,
         };
         let width = self.schema.width();
-        let batch = if rows >= PARALLEL_ROWS && self.plan.features.len() >= 64 {
+        debug_assert_eq!(out.width, width);
+        let before = out.len();
+        out.values.resize((before + rows) * width, f32::NAN);
+        let RowBatch {
+            ids,
+            values,
+            labels,
+            ..
+        } = out;
+        let values = &mut values[before * width..];
+        let result = if rows >= PARALLEL_ROWS && self.plan.features.len() >= 64 {
             let half = rows / 2;
+            let (front, back) = values.split_at_mut(half * width);
+            let (mut back_ids, mut back_labels) = (Vec::new(), Vec::new());
             let (a, b) = std::thread::scope(|s| {
-                let b = s.spawn(|| first.decode(&records, half..rows, width));
-                let a = first.decode(&records, 0..half, width);
+                let b = s.spawn(|| {
+                    first.decode(&records, half..rows, back, &mut back_ids, &mut back_labels)
+                });
+                let a = first.decode(&records, 0..half, front, ids, labels);
                 (a, b.join())
             });
-            let mut a = a?;
             // A panic in the helper thread is a bug; surface it as one.
-            let b = b.unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-            a.append(b);
-            a
+            a.and_then(|()| b.unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .map(|()| {
+                    ids.append(&mut back_ids);
+                    labels.append(&mut back_labels);
+                })
         } else {
-            first.decode(&records, 0..rows, width)?
+            first.decode(&records, 0..rows, values, ids, labels)
         };
+        if let Err(e) = result {
+            out.ids.truncate(before);
+            out.labels.truncate(before);
+            out.values.truncate(before * width);
+            return Err(e);
+        }
         self.rows_read += rows;
-        Ok(Some(batch))
+        Ok(rows)
     }
 
     /// Reads every remaining row into one batch (for inputs already bounded in size).
     pub fn read_all(mut self) -> Result<RowBatch, CsvError> {
         let mut all = RowBatch::new(self.schema.width());
-        while let Some(b) = self.next_batch()? {
-            all.append(b);
-        }
+        while self.read_into(&mut all)? > 0 {}
         Ok(all)
     }
 
@@ -600,6 +628,41 @@ mod tests {
             out.push(rec[0].to_string(), &row, None);
         }
         out
+    }
+
+    #[test]
+    fn a_batch_that_fails_leaves_the_rows_read_before_it_untouched() {
+        let (schema, names) = wide();
+        let mut text = format!(",{}\n", names.join(","));
+        let row = |id: usize, v: &str| format!("W-{id},{}\n", vec![v; names.len()].join(","));
+        for i in 0..600 {
+            text.push_str(&row(i, "1.5"));
+        }
+        // The second batch (on two threads) fails in its second half, then in its first.
+        for (i, bad) in [(900, "x"), (700, "y")] {
+            let mut t = text.clone();
+            for j in 600..1200 {
+                t.push_str(&row(j, if j == i { bad } else { "2" }));
+            }
+            let options = CsvOptions {
+                batch_rows: 600,
+                ..CsvOptions::default()
+            };
+            let mut rows = CsvRows::new(t.as_bytes(), &schema, options).unwrap();
+            let mut out = RowBatch::new(schema.width());
+            assert_eq!(rows.read_into(&mut out).unwrap(), 600);
+            let before = out.clone();
+            let e = rows.read_into(&mut out).unwrap_err();
+            assert!(e.to_string().contains(&format!("W-{i}")), "{e}");
+            assert_eq!(out, before);
+        }
+        // A cleared batch is refilled from its start.
+        let mut rows = CsvRows::new(text.as_bytes(), &schema, CsvOptions::default()).unwrap();
+        let mut out = RowBatch::new(schema.width());
+        rows.read_into(&mut out).unwrap();
+        out.clear();
+        assert_eq!(rows.read_into(&mut out).unwrap(), 0);
+        assert!(out.is_empty());
     }
 
     #[test]
