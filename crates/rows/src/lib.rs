@@ -311,6 +311,17 @@ pub fn summarize_names(names: &[String]) -> String {
     parts.join(", ")
 }
 
+/// A small deterministic generator (xorshift64) for the tests' random inputs.
+#[cfg(test)]
+pub(crate) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,32 +71,15 @@ pub(crate) fn decimal(b: &[u8], p: usize) -> Option<(f64, usize)> {
 pub(crate) fn short_number(w: &[u8; 32]) -> Option<(f64, usize)> {
     let negative = w[0] == b'-';
     let int_start = usize::from(negative);
-    let mut i = int_start;
-    let mut m = 0u64;
-    while i < 21 {
-        let d = w[i].wrapping_sub(b'0');
-        if d > 9 {
-            break;
-        }
-        m = m.wrapping_mul(10).wrapping_add(u64::from(d));
-        i += 1;
-    }
+    let (mut m, mut i) = window_digits(w, int_start, 21, 0);
     let int_digits = i - int_start;
     if int_digits == 0 || (int_digits > 1 && w[int_start] == b'0') {
         return None;
     }
     let mut frac_digits = 0;
     if w[i] == b'.' {
-        i += 1;
-        let first = i;
-        while i < 31 {
-            let d = w[i].wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            m = m.wrapping_mul(10).wrapping_add(u64::from(d));
-            i += 1;
-        }
+        let first = i + 1;
+        (m, i) = window_digits(w, first, 31, m);
         frac_digits = i - first;
         if frac_digits == 0 {
             return None;
@@ -113,6 +96,20 @@ pub(crate) fn short_number(w: &[u8; 32]) -> Option<(f64, usize)> {
     // At most 19 digits, so no wrap, and a fraction of at most 18 (after a digit): exact powers.
     let x = m as f64 / POW10[frac_digits];
     Some((if negative { -x } else { x }, i))
+}
+
+/// [`digits`] within a window, stopping at `limit` (< 32) at the latest: no bounds checks.
+#[inline(always)]
+fn window_digits(w: &[u8; 32], mut i: usize, limit: usize, mut m: u64) -> (u64, usize) {
+    while i < limit {
+        let d = w[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
+    (m, i)
 }
 
 /// Reads decimal digits from `b[p..]` onto `m` (wrapping past 19 digits, which the caller
@@ -172,13 +169,7 @@ mod tests {
             "99999999999999999999999999999",
             "x",
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::xorshift(0x9e37_79b9_7f4a_7c15_u64);
         let mut texts: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
         for _ in 0..100_000 {
             let digits = 1 + (next() % 22) as usize;

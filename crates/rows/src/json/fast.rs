@@ -579,13 +579,8 @@ mod tests {
             "\"Sensor\\u002d1\"",
             "\"i\\\"d\"",
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut rand = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = crate::xorshift(0x9e37_79b9_7f4a_7c15_u64);
+        let mut rand = |n: usize| (next() % n as u64) as usize;
         let (mut fast, mut total) = (0, 0);
         for _ in 0..20_000 {
             let mut rows = Vec::new();
@@ -653,13 +648,8 @@ mod tests {
             "0.1234567890123456789",
             "[1]",
         ];
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut rand = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1d_u64);
+        let mut rand = |n: usize| (next() % n as u64) as usize;
         let (mut fast, mut total) = (0, 0);
         for _ in 0..4_000 {
             let mut members = vec!["\"id\":\"W\"".to_string()];
@@ -711,13 +701,7 @@ mod tests {
     #[test]
     fn numbers_read_to_the_same_bits_as_serde_json() {
         let s = schema();
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1d_u64);
         for _ in 0..30_000 {
             let bits = next();
             let x = f64::from_bits(bits >> 2 | 0x3000_0000_0000_0000)
@@ -754,13 +738,7 @@ mod tests {
 
     #[test]
     fn floats_are_the_nearest_f64_as_the_standard_library_reads_them() {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::xorshift(0x9e37_79b9_7f4a_7c15_u64);
         for _ in 0..200_000 {
             let m = next() % [10, 1_000, 1_000_000, 1 << 53, u64::MAX][(next() % 5) as usize];
             let e = (next() % 70) as i64 - 35;
