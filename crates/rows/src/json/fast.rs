@@ -99,7 +99,7 @@ impl<'a> Scanner<'a> {
             .iter()
             .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
         let text = &rest[..len];
-        if rest[len] != b'"' || !(text.is_ascii() || std::str::from_utf8(text).is_ok()) {
+        if rest[len] != b'"' || std::str::from_utf8(text).is_err() {
             return None;
         }
         self.p += len + 1;
@@ -160,13 +160,9 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     fn cell(&mut self) -> Option<f32> {
         if let Some(window) = self.b.get(self.p..self.p + 32) {
-            let window: &[u8; 32] = window.try_into().unwrap_or(&[0; 32]);
-            if let Some((x, len)) = short_number(window) {
-                let f = x as f32;
-                if f.is_finite() {
-                    self.p += len;
-                    return Some(f);
-                }
+            if let Some((f, len)) = short_cell(window.try_into().unwrap_or(&[0; 32])) {
+                self.p += len;
+                return Some(f);
             }
         }
         if self.peek()? == b'n' {
@@ -286,21 +282,8 @@ impl<'a> Scanner<'a> {
                 break;
             }
             let q = p + key.len;
-            let window: &[u8; 32] = b[q..q + 32].try_into().unwrap_or(&[0; 32]);
-            let (value, len) = if window[0] == b'n' {
-                if window[..4] != *b"null" {
-                    break;
-                }
-                (f32::NAN, 4)
-            } else {
-                let Some((x, len)) = short_number(window) else {
-                    break;
-                };
-                let f = x as f32;
-                if !f.is_finite() {
-                    break;
-                }
-                (f, len)
+            let Some((value, len)) = short_cell(b[q..q + 32].try_into().unwrap_or(&[0; 32])) else {
+                break;
             };
             row[guess] = value;
             guess += 1;
@@ -414,6 +397,19 @@ impl<'a> Scanner<'a> {
             _ => self.float()?.is_finite().then_some(()),
         }
     }
+}
+
+/// A sensor value at the start of `w` in its common forms: `null` (NaN) or a short plain number
+/// within f32's range ([`short_number`]); its value and length. `None` for anything else, which
+/// [`Scanner::cell`] reads the long way.
+#[inline(always)]
+fn short_cell(w: &[u8; 32]) -> Option<(f32, usize)> {
+    if w[0] == b'n' {
+        return (w[..4] == *b"null").then_some((f32::NAN, 4));
+    }
+    let (x, len) = short_number(w)?;
+    let f = x as f32;
+    f.is_finite().then_some((f, len))
 }
 
 /// `a == b` for slices of one length; names of 8 to 16 bytes (`Sensor-1` to `Sensor-590`) are
