@@ -35,6 +35,9 @@ const IQR_TO_SIGMA: f64 = 1.349;
 /// How many unusual sensors a verdict names.
 pub const TOP_SENSORS: usize = 3;
 
+/// A batch of at least this many rows is scored and explained on two threads.
+const PARALLEL_ROWS: usize = 2048;
+
 /// How many contributions a verdict carries unless configured (`[model] contributions_top_k`).
 pub const DEFAULT_TOP_CONTRIBUTIONS: usize = 5;
 
@@ -613,16 +616,21 @@ impl Model {
     /// The sensors of `row` furthest from their training medians (missing values and sensors
     /// without a known spread are skipped), largest |z| first.
     pub fn top_sensors(&self, row: &[f32]) -> Vec<Deviation> {
+        const CHUNK: usize = 8;
         let mut top: [Option<Deviation>; TOP_SENSORS] = [None; TOP_SENSORS];
         // The |z| a sensor must exceed to enter: the last one's once the list is full.
         let mut floor = -1.0f32;
-        for (index, (&value, &(median, inv_scale))) in row.iter().zip(&self.deviation).enumerate() {
+        let consider = |top: &mut [Option<Deviation>; TOP_SENSORS],
+                        floor: &mut f32,
+                        index: usize,
+                        value: f32,
+                        (median, inv_scale): (f32, f32)| {
             if inv_scale == 0.0 || value.is_nan() {
-                continue;
+                return;
             }
             let z = (value - median) * inv_scale;
-            if z.abs() <= floor {
-                continue;
+            if z.abs() <= *floor {
+                return;
             }
             let d = Deviation { index, value, z };
             // Insertion into a tiny sorted array; ties keep the lower sensor index first.
@@ -633,8 +641,34 @@ impl Model {
             if slot < TOP_SENSORS {
                 top.copy_within(slot..TOP_SENSORS - 1, slot + 1);
                 top[slot] = Some(d);
-                floor = top[TOP_SENSORS - 1].map_or(-1.0, |t| t.z.abs());
+                *floor = top[TOP_SENSORS - 1].map_or(-1.0, |t| t.z.abs());
             }
+        };
+        let row = &row[..self.deviation.len().min(row.len())];
+        let whole = row.len() / CHUNK * CHUNK;
+        for (c, (values, deviation)) in row[..whole]
+            .chunks_exact(CHUNK)
+            .zip(self.deviation.chunks_exact(CHUNK))
+            .enumerate()
+        {
+            // Most chunks hold no sensor above the floor: one branch-free test (NaN and sensors
+            // without a spread never pass it once the list is full) skips all eight.
+            let mut above = false;
+            for (&v, &(median, inv_scale)) in values.iter().zip(deviation) {
+                above |= ((v - median) * inv_scale).abs() > floor;
+            }
+            if above {
+                for (k, (&v, &d)) in values.iter().zip(deviation).enumerate() {
+                    consider(&mut top, &mut floor, c * CHUNK + k, v, d);
+                }
+            }
+        }
+        for (k, (&v, &d)) in row[whole..]
+            .iter()
+            .zip(&self.deviation[whole..])
+            .enumerate()
+        {
+            consider(&mut top, &mut floor, whole + k, v, d);
         }
         top.into_iter().flatten().collect()
     }
@@ -658,30 +692,54 @@ impl Model {
         decider: &mut Decider,
         explain: Explain,
     ) -> Vec<Verdict> {
-        let mut probs = vec![0.0; batch.len()];
-        self.probabilities(&batch.values, &mut probs);
-        batch
-            .ids
+        let n = batch.len();
+        // A large batch (an upload, `faultline score`'s batches) is scored and explained on two
+        // threads, each a contiguous half; the stream's micro-batches stay on their own thread.
+        let half = if n >= PARALLEL_ROWS { n / 2 } else { n };
+        let mut probs = vec![0.0; n];
+        let (front, back) = probs.split_at_mut(half);
+        let (front_rows, back_rows) = batch.values.split_at(half * batch.width);
+        std::thread::scope(|s| {
+            let back = (!back.is_empty()).then(|| s.spawn(|| self.probabilities(back_rows, back)));
+            self.probabilities(front_rows, front);
+            if let Some(b) = back {
+                b.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            }
+        });
+        // The alarm budget decides in input order.
+        let decisions: Vec<(bool, f32, Rule)> = probs
             .iter()
-            .zip(probs)
-            .enumerate()
-            .map(|(i, (id, probability))| {
-                let (fault, threshold, rule) = decider.decide(probability, self.threshold);
-                let row = batch.row(i);
-                let explanation = (explain.top_k > 0 && (fault || explain.all_rows))
-                    .then(|| self.explain(row, explain.top_k))
-                    .flatten();
-                Verdict {
-                    id: id.clone(),
-                    probability,
-                    fault,
-                    threshold,
-                    rule,
-                    explanation,
-                    unusual_sensors: self.top_sensors(row),
-                }
-            })
-            .collect()
+            .map(|&p| decider.decide(p, self.threshold))
+            .collect();
+        let verdicts = |range: std::ops::Range<usize>| -> Vec<Verdict> {
+            range
+                .map(|i| {
+                    let (fault, threshold, rule) = decisions[i];
+                    let row = batch.row(i);
+                    let explanation = (explain.top_k > 0 && (fault || explain.all_rows))
+                        .then(|| self.explain(row, explain.top_k))
+                        .flatten();
+                    Verdict {
+                        id: batch.ids[i].clone(),
+                        probability: probs[i],
+                        fault,
+                        threshold,
+                        rule,
+                        explanation,
+                        unusual_sensors: self.top_sensors(row),
+                    }
+                })
+                .collect()
+        };
+        if half == n {
+            return verdicts(0..n);
+        }
+        std::thread::scope(|s| {
+            let back = s.spawn(|| verdicts(half..n));
+            let mut all = verdicts(0..half);
+            all.extend(back.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            all
+        })
     }
 
     /// Formats contributions as `Sensor-59=2.31 (+0.412); ...` for CSV output (log-odds).
