@@ -121,6 +121,111 @@ async fn a_csv_scores_like_the_library_as_json_or_csv() {
     assert_eq!(body.lines().count(), 41);
 }
 
+/// A request body that arrives as `pieces`, an error where a piece is `None`; `taken` counts the
+/// pieces the server has read.
+fn arriving(pieces: Vec<Option<Vec<u8>>>, taken: Arc<std::sync::atomic::AtomicUsize>) -> Body {
+    Body::from_stream(futures_util::stream::iter(pieces.into_iter().map(
+        move |piece| {
+            taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            piece.ok_or_else(|| std::io::Error::other("the client went away"))
+        },
+    )))
+}
+
+/// `text` cut at pseudo-random places, 1 to `most` bytes a piece.
+fn cut(text: &[u8], most: usize, mut seed: u64) -> Vec<Option<Vec<u8>>> {
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    while at < text.len() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let n = (1 + seed as usize % most).min(text.len() - at);
+        pieces.push(Some(text[at..at + n].to_vec()));
+        at += n;
+    }
+    pieces
+}
+
+#[tokio::test]
+async fn a_csv_arriving_in_pieces_scores_like_one_sent_whole() {
+    // The CSV is parsed as its body arrives: pieces that split lines, cells, numbers and CRLF
+    // pairs anywhere give the answer the whole body gives, byte for byte.
+    let s = state(WebLimits::default());
+    let (csv, _) = sample_csv(&s.model.current(), 300);
+    let crlf = csv.replace('\n', "\r\n");
+    for text in [csv, crlf] {
+        let (status, _, whole) = send(&s, post("text/csv", text.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{whole}");
+        for (most, seed) in [(7, 1), (4_000, 2), (70_000, 3)] {
+            let pieces = cut(text.as_bytes(), most, seed);
+            let n = pieces.len();
+            let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let body = arriving(pieces, taken.clone());
+            let (status, _, answer) = send(&s, post("text/csv", body)).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert!(
+                answer == whole,
+                "{n} pieces of up to {most} bytes: the answers differ"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bad_cell_or_header_early_in_a_long_upload_is_named_after_the_whole_body_is_read() {
+    // The parser stops at the first bad cell (here in the first of two batches) or at the
+    // header; the rest of the body is still read (a client still sending gets the answer, not
+    // a reset connection) and the answer names what is wrong.
+    let s = state(WebLimits::default());
+    let (csv, _) = sample_csv(&s.model.current(), 1500);
+    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+    let header = lines[0].clone();
+    let column = header.split(',').nth(3).unwrap().to_string();
+    let mut cells: Vec<String> = lines[2].split(',').map(str::to_string).collect();
+    cells[3] = "125x".to_string();
+    lines[2] = cells.join(",");
+    let bad_cell = lines.join("\n") + "\n";
+    lines[0] = header.replacen(&format!(",{column}"), "", 1);
+    let missing_column = lines.join("\n") + "\n";
+    for (text, status, detail) in [
+        (bad_cell, StatusCode::UNPROCESSABLE_ENTITY, (2, "125x")),
+        (missing_column, StatusCode::BAD_REQUEST, (0, "")),
+    ] {
+        let pieces = cut(text.as_bytes(), 20_000, 4);
+        let n = pieces.len();
+        let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (got, _, body) = send(&s, post("text/csv", arriving(pieces, taken.clone()))).await;
+        assert_eq!(got, status, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["details"][0]["column"], column.as_str(), "{body}");
+        if detail.0 > 0 {
+            assert_eq!(v["details"][0]["row"], detail.0, "{body}");
+            assert_eq!(v["details"][0]["value"], detail.1, "{body}");
+        } else {
+            assert_eq!(v["details"][0]["reason"], "missing", "{body}");
+        }
+        assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), n, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn an_upload_cut_short_is_refused_and_nothing_is_scored() {
+    // The body fails after some whole rows: a 400 that says so, not verdicts for the rows that
+    // came (the parser sees an error, never a clean end).
+    let s = state(WebLimits::default());
+    let (csv, _) = sample_csv(&s.model.current(), 50);
+    let mut pieces = cut(csv.as_bytes(), 3_000, 5);
+    pieces.truncate(pieces.len() / 2);
+    pieces.push(None);
+    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (status, _, body) = send(&s, post("text/csv", arriving(pieces, taken))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("the request body cannot be read"), "{body}");
+    assert!(body.contains("the client went away"), "{body}");
+    assert!(!body.contains("results"), "{body}");
+}
+
 /// `batch` as a wafer CSV with a `Good/Bad` column: `label(i)` for row i.
 fn labelled_csv(
     model: &Model,

@@ -6,11 +6,12 @@ use super::WebState;
 use crate::bus::messages::VerdictMessage;
 use crate::row::csv::{CsvOptions, CsvRows};
 use crate::row::{json as json_rows, RowBatch, Schema};
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use http_body_util::BodyExt;
 use serde::Serialize;
 
 /// The body of a successful `POST /api/score`.
@@ -38,19 +39,18 @@ pub struct ScoreQuery {
 /// JSON verdicts out, or CSV with `Accept: text/csv`. Same model and threshold as the stream.
 /// `?explain=all` explains every row, not only faults (the page asks for it: its threshold control
 /// can flag rows the model's threshold did not).
+///
+/// A CSV is parsed as it arrives: the body's chunks go to the parsing thread as they come, so
+/// the first rows are parsed while the last are still on the wire, and the body is never held
+/// whole. The request's scoring slot is taken before the body is read, and its time limit
+/// (`[web] request_timeout_ms`) counts from the body's last byte, as it did when the body was
+/// read first.
 pub async fn score(
     State(s): State<WebState>,
     headers: HeaderMap,
     query: axum::extract::Query<ScoreQuery>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large(&s)
-        } else {
-            ApiError::new(e.status(), format!("the request body cannot be read: {e}"))
-        }
-    })?;
     let Ok(_slot) = s.score_slots.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -77,54 +77,80 @@ pub async fn score(
     let model = s.model.current();
     let limits = s.limits.clone();
     let allow_extra = s.allow_extra_columns;
-    let work = tokio::task::spawn_blocking(move || -> Result<Response, ApiError> {
-        let schema = Schema::new(model.features());
-        let rows = match kind.as_str() {
-            "text/csv" | "application/csv" => read_csv(&body, &schema, allow_extra, limits.max_rows)?,
-            "application/json" => read_json(&body, &schema, limits.max_rows)?,
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    format!(
-                        "send the rows as text/csv (a wafer CSV) or application/json (an array of row objects); got '{other}'"
-                    ),
-                ))
+    let explain_all = query.explain.as_deref() == Some("all");
+    let started = std::time::Instant::now();
+    let mut upload = Upload {
+        body,
+        received: 0,
+        limit: s.limits.max_body_bytes,
+    };
+    let work = match kind.as_str() {
+        "text/csv" | "application/csv" => {
+            let (tx, rx) = tokio::sync::mpsc::channel(UPLOAD_CHUNKS_AHEAD);
+            let work = tokio::task::spawn_blocking(move || {
+                let schema = Schema::new(model.features());
+                let chunks = Chunks {
+                    rx,
+                    current: Bytes::new(),
+                    ended: false,
+                };
+                let rows = read_csv(chunks, &schema, allow_extra, limits.max_rows)?;
+                tracing::debug!(
+                    read_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "read an upload's rows"
+                );
+                Ok(answer(&model, &rows, explain_all, wants_csv))
+            });
+            // Feed the parser until the body ends. If it stops early (a bad cell, too many
+            // rows), the rest of the body is still read and dropped, so the client, which may
+            // still be sending, gets the answer rather than a reset connection.
+            let mut parser = Some(tx);
+            let received = async {
+                while let Some(chunk) = upload.next(&s).await? {
+                    if let Some(tx) = &parser {
+                        if tx.send(Piece::Data(chunk)).await.is_err() {
+                            parser = None;
+                        }
+                    }
+                }
+                Ok::<(), ApiError>(())
             }
-        };
-        let explain = crate::model::Explain {
-            all_rows: query.explain.as_deref() == Some("all"),
-            ..model.explain_settings()
-        };
-        let verdicts = model.score_explaining(&rows, &mut model.decider(), explain);
-        if wants_csv {
-            let mut out = Vec::new();
-            let mut w = csv::Writer::from_writer(&mut out);
-            let _ = w.write_record(crate::score::VERDICT_COLUMNS);
-            for v in &verdicts {
-                let _ = w.write_record(crate::score::verdict_record(&model, v));
+            .await;
+            tracing::debug!(
+                bytes = upload.received,
+                received_ms = started.elapsed().as_secs_f64() * 1e3,
+                "received an upload"
+            );
+            match (received, parser) {
+                // Dropping the sender without `End` makes the parser stop with an error.
+                (Err(e), _) => return Err(e),
+                (Ok(()), Some(tx)) => {
+                    let _ = tx.send(Piece::End).await;
+                }
+                (Ok(()), None) => {}
             }
-            drop(w);
-            return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
+            work
         }
-        // The file's checks travel in the JSON answer only (the CSV is one verdict per row).
-        let mut check = crate::score::FileCheck::new(&model);
-        check.add(&rows, &verdicts);
-        let checks = check.finish(&model);
-        let results: Vec<VerdictMessage> = verdicts
-            .iter()
-            .map(|v| VerdictMessage::result(v, &model))
-            .collect();
-        // A typed body, not json!: json! widens f32 to f64 and prints 0.19673949480056763 where
-        // the CLI and the stream print the f32 0.1967395.
-        Ok(Json(ScoreResponse {
-            model_version: model.version(),
-            threshold: model.threshold(),
-            alarm_rate: model.budget().map(|b| b.rate),
-            results,
-            checks,
-        })
-        .into_response())
-    });
+        "application/json" => {
+            let mut body = Vec::new();
+            while let Some(chunk) = upload.next(&s).await? {
+                body.extend_from_slice(&chunk);
+            }
+            tokio::task::spawn_blocking(move || {
+                let schema = Schema::new(model.features());
+                let rows = read_json(&body, &schema, limits.max_rows)?;
+                Ok(answer(&model, &rows, explain_all, wants_csv))
+            })
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "send the rows as text/csv (a wafer CSV) or application/json (an array of row objects); got '{other}'"
+                ),
+            ))
+        }
+    };
     match tokio::time::timeout(s.limits.request_timeout, work).await {
         Ok(Ok(result)) => result,
         Ok(Err(e)) => Err(ApiError::new(
@@ -141,6 +167,133 @@ pub async fn score(
     }
 }
 
+/// How many of the body's chunks may wait for the CSV parser before receiving pauses.
+const UPLOAD_CHUNKS_AHEAD: usize = 64;
+
+/// An upload's body, read chunk by chunk against the size limit.
+struct Upload {
+    body: Body,
+    received: usize,
+    limit: usize,
+}
+
+impl Upload {
+    /// The next chunk of the body, `None` at its end.
+    async fn next(&mut self, s: &WebState) -> Result<Option<Bytes>, ApiError> {
+        loop {
+            let Some(frame) = self.body.frame().await else {
+                return Ok(None);
+            };
+            let frame = frame.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the request body cannot be read: {e}"),
+                )
+            })?;
+            // Trailers carry no rows.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            self.received += data.len();
+            if self.received > self.limit {
+                return Err(too_large(s));
+            }
+            return Ok(Some(data));
+        }
+    }
+}
+
+/// What the receiving side hands the CSV parser.
+enum Piece {
+    Data(Bytes),
+    /// The body ended here. A channel closed without it means the upload failed.
+    End,
+}
+
+/// The parser's side of a CSV upload: the body's chunks as one `Read`.
+struct Chunks {
+    rx: tokio::sync::mpsc::Receiver<Piece>,
+    current: Bytes,
+    /// `End` came: every later read is the end too.
+    ended: bool,
+}
+
+impl std::io::Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Piece::Data(chunk)) => self.current = chunk,
+                Some(Piece::End) => self.ended = true,
+                None => {
+                    return Err(std::io::Error::other(
+                        "the upload stopped before the end of its body",
+                    ))
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Scores and explains `rows` and writes the answer: JSON with the file's checks, or CSV.
+fn answer(
+    model: &crate::model::Model,
+    rows: &RowBatch,
+    explain_all: bool,
+    wants_csv: bool,
+) -> Response {
+    let explain = crate::model::Explain {
+        all_rows: explain_all,
+        ..model.explain_settings()
+    };
+    let started = std::time::Instant::now();
+    let verdicts = model.score_explaining(rows, &mut model.decider(), explain);
+    let scored = started.elapsed();
+    if wants_csv {
+        let mut out = Vec::new();
+        let mut w = csv::Writer::from_writer(&mut out);
+        let _ = w.write_record(crate::score::VERDICT_COLUMNS);
+        for v in &verdicts {
+            let _ = w.write_record(crate::score::verdict_record(model, v));
+        }
+        drop(w);
+        return ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
+    }
+    // The file's checks travel in the JSON answer only (the CSV is one verdict per row).
+    let mut check = crate::score::FileCheck::new(model);
+    check.add(rows, &verdicts);
+    let checks = check.finish(model);
+    let results: Vec<VerdictMessage> = verdicts
+        .iter()
+        .map(|v| VerdictMessage::result(v, model))
+        .collect();
+    let checked = started.elapsed();
+    // A typed body, not json!: json! widens f32 to f64 and prints 0.19673949480056763 where
+    // the CLI and the stream print the f32 0.1967395.
+    let response = Json(ScoreResponse {
+        model_version: model.version(),
+        threshold: model.threshold(),
+        alarm_rate: model.budget().map(|b| b.rate),
+        results,
+        checks,
+    })
+    .into_response();
+    tracing::debug!(
+        rows = rows.len(),
+        score_ms = scored.as_secs_f64() * 1e3,
+        checks_ms = (checked - scored).as_secs_f64() * 1e3,
+        json_ms = (started.elapsed() - checked).as_secs_f64() * 1e3,
+        "scored an upload"
+    );
+    response
+}
+
 fn too_many(max_rows: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -149,7 +302,7 @@ fn too_many(max_rows: usize) -> ApiError {
 }
 
 fn read_csv(
-    body: &[u8],
+    body: impl std::io::Read,
     schema: &Schema,
     allow_extra: bool,
     max_rows: usize,
@@ -159,7 +312,7 @@ fn read_csv(
         schema,
         CsvOptions {
             allow_extra_columns: allow_extra,
-            batch_rows: 4096,
+            batch_rows: 1024,
         },
     )?;
     let mut all = RowBatch::new(schema.width());
