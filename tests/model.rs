@@ -307,6 +307,31 @@ fn the_unusual_sensors_are_those_a_full_sort_by_distance_ranks_first() {
     }
 }
 
+#[test]
+fn a_large_batch_scored_on_two_threads_gives_the_verdicts_of_one_row_at_a_time() {
+    // 5,000 rows are scored and explained on two threads; the alarm budget still decides in
+    // input order, so every verdict equals the one a row-by-row stream gets.
+    let budget = faultline::model::Budget::new(0.1, 700, 200).unwrap();
+    let model = Model::embedded().unwrap().with_budget(Some(budget));
+    let batch = synthetic::rows(model.card(), 5000, 23);
+    let whole = model.score(&batch);
+    let mut decider = model.decider();
+    let mut one = Vec::new();
+    for i in 0..batch.len() {
+        let mut row = faultline::row::RowBatch::new(batch.width);
+        row.push(batch.ids[i].clone(), batch.row(i), None);
+        one.extend(model.score_with(&row, &mut decider));
+    }
+    assert_eq!(whole.len(), one.len());
+    for (i, (a, b)) in whole.iter().zip(&one).enumerate() {
+        assert_eq!(a, b, "row {i}");
+    }
+    assert!(whole.iter().any(|v| v.explanation.is_some()));
+    assert!(whole[4000..]
+        .iter()
+        .any(|v| v.rule == faultline::model::Rule::AlarmRate && v.fault));
+}
+
 /// A card for a width-8 fixture graph (features f0..f7), vouching for `bytes`.
 fn fixture_card(bytes: &[u8], threshold: f32) -> serde_json::Value {
     let sha = faultline::model::sha256_hex(bytes);
