@@ -47,6 +47,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--faultline", default=os.path.join(ROOT, "target", "release", "faultline"),
+                    help="the binary to serve with (to compare two builds in one session)")
     args = ap.parse_args()
     src, header, rows, tmp, big = big_csv(args.rows)
     size_mb = os.path.getsize(big) / 1e6
@@ -75,7 +77,7 @@ def main():
     web, broker = free_port(), free_port()
     env = dict(os.environ, FAULTLINE_WEB__LISTEN=f"127.0.0.1:{web}", FAULTLINE_BROKER__LISTEN=f"127.0.0.1:{broker}",
                RUST_LOG="warn,rumqttd=off")
-    server = subprocess.Popen([os.path.join(ROOT, "target", "release", "faultline"), "serve"], env=env)
+    server = subprocess.Popen([args.faultline, "serve"], env=env)
     try:
         deadline = time.time() + 30
         while True:

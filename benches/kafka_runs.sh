@@ -19,5 +19,5 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break;
 cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 echo "== $(date +%T), load average $(cut -d' ' -f1 /proc/loadavg): bench_kafka $*"
 before=$(cpu $tansu_pid)
-target/release/examples/bench_kafka --bootstrap "127.0.0.1:$port" --bin target/release/faultline "$@"
+target/release/examples/bench_kafka --bootstrap "127.0.0.1:$port" --broker-pid "$tansu_pid" --bin target/release/faultline "$@"
 echo "tansu: $(awk -v a="$before" -v b="$(cpu $tansu_pid)" 'BEGIN { printf "%.2f", b - a }') CPU-s during the run"

@@ -5,14 +5,16 @@
 //! cargo build --release --features kafka
 //! cargo run --release --features kafka --example bench_kafka -- \
 //!     [--rows 50000] [--rate 5000] [--partitions 4] [--bootstrap HOST:PORT] [--input wafers.csv] \
-//!     [--bin target/release/faultline] [--compact]
+//!     [--bin target/release/faultline] [--compact] [--broker-pid PID]
 //! ```
 //!
 //! Without `--bootstrap` the cluster is librdkafka's in-process MockCluster (in this process, not
 //! the daemon's); with it, any Kafka-protocol broker (tansu: `target/tools/tansu-0.6.0-dynostore-libsql/bin/tansu broker ...`).
 //! Rows are real wafers with `--input`, else synthetic; every id is unique. `--compact` sends the
 //! `{"id", "values": [...]}` form instead of one key per sensor. Prints rows/s (first publish to
-//! last verdict), p50/p99/max publish → verdict latency, and the daemon's peak RSS and CPU time.
+//! last verdict), p50/p99/max publish → verdict latency, the daemon's peak RSS and CPU time, and
+//! the CPU-seconds each process (this one, the daemon, the broker given by `--broker-pid`), the
+//! rest of the machine and idle took while the rows flowed.
 
 mod common;
 
@@ -133,6 +135,18 @@ async fn main() -> anyhow::Result<()> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&scores_topic, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;
+    // Who used the cores while the rows flowed (what binds, when the daemon is not it).
+    let mut watched = vec![
+        (
+            "producer and receiver (this process)".to_string(),
+            std::process::id(),
+        ),
+        ("daemon".to_string(), pid),
+    ];
+    if let Some(broker) = arg(&args, "--broker-pid") {
+        watched.push(("broker".to_string(), broker.parse()?));
+    }
+    let budget = common::CpuBudget::start(watched);
     let start = Instant::now();
     let receiver = tokio::spawn(async move {
         let mut arrived = vec![None::<Instant>; n];
@@ -193,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
         r.await?.map_err(|(e, _)| e)?;
     }
     let arrived = receiver.await?;
+    let budget = budget.report();
     let (rss, cpu) = common::usage(pid);
     let inside = daemon_latency(web);
     let _ = std::process::Command::new("kill")
@@ -279,6 +294,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("daemon: peak RSS {rss:.0} MB, CPU {cpu:.1} s");
+    println!("{budget}");
     if let Some((p50, p99)) = inside {
         println!(
             "inside the daemon (faultline_row_latency_seconds: arrival → the cluster's ack of the verdict): p50 ≤ {:.1} ms, p99 ≤ {:.1} ms",

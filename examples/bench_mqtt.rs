@@ -11,7 +11,9 @@
 //! Starts the daemon in-process (its own runtime threads) against an embedded rumqttd or a fresh
 //! Mosquitto on a free port, publishes rows (unique ids; real wafers with --input, else synthetic)
 //! at QoS 1 as fast as possible or at --rate, and records, per row, publish → score-message time.
-//! Prints rows/s, p50/p99/max latency and the process's peak RSS.
+//! Prints rows/s, p50/p99/max latency and the process's peak RSS, and the CPU-seconds each
+//! process (this one, the daemon with `--bin`, Mosquitto), the rest of the machine and idle took
+//! while the rows flowed: on a machine with no idle left, the largest share is what binds.
 
 mod common;
 
@@ -158,6 +160,18 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(n);
+    // Who used the two cores while the rows flowed (what binds, when the daemon is not it).
+    let mut watched = vec![(
+        "publisher and receiver (this process)".to_string(),
+        std::process::id(),
+    )];
+    if let Some(d) = &daemon {
+        watched.push(("daemon".into(), d.id()));
+    }
+    if let Some(m) = &mosquitto {
+        watched.push(("mosquitto".into(), m.id()));
+    }
+    let budget = common::CpuBudget::start(watched);
     let start = Instant::now();
     let receiver = tokio::spawn(async move {
         let mut got = Vec::with_capacity(n);
@@ -180,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     let got = receiver.await?;
+    let budget = budget.report();
     let elapsed = got
         .last()
         .map(|(_, t)| *t - start)
@@ -209,6 +224,7 @@ async fn main() -> anyhow::Result<()> {
         pct(0.99),
         latencies.last().copied().unwrap_or(f64::NAN),
     );
+    println!("{budget}");
     if let Some(mut d) = daemon {
         let (_, cpu) = common::usage(d.id());
         println!(

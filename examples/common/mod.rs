@@ -56,6 +56,70 @@ pub fn usage(pid: u32) -> (f64, f64) {
     (rss, ticks / 100.0)
 }
 
+/// The whole machine's CPU time since boot from /proc/stat: (busy, idle) in seconds (all cores).
+pub fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    let busy: f64 = ticks.iter().take(8).sum::<f64>() - idle;
+    (busy / 100.0, idle / 100.0)
+}
+
+/// Where the machine's CPU went during a run: each named process's CPU-seconds between two
+/// snapshots of [`usage`], the rest of the machine, and idle, with each share of the total.
+pub struct CpuBudget {
+    pids: Vec<(String, u32, f64)>,
+    machine: (f64, f64),
+}
+
+impl CpuBudget {
+    /// Snapshots `pids` (name, pid) and the machine now.
+    pub fn start(pids: Vec<(String, u32)>) -> CpuBudget {
+        CpuBudget {
+            pids: pids
+                .into_iter()
+                .map(|(name, pid)| {
+                    let cpu = usage(pid).1;
+                    (name, pid, cpu)
+                })
+                .collect(),
+            machine: machine_cpu(),
+        }
+    }
+
+    /// One line: each process's CPU-seconds since [`CpuBudget::start`] and its share.
+    pub fn report(&self) -> String {
+        let (busy, idle) = machine_cpu();
+        let (busy, idle) = (busy - self.machine.0, idle - self.machine.1);
+        let total = (busy + idle).max(1e-9);
+        let mut named = 0.0;
+        let mut parts = Vec::new();
+        for (name, pid, before) in &self.pids {
+            let cpu = usage(*pid).1 - before;
+            named += cpu;
+            parts.push(format!("{name} {cpu:.2} ({:.0}%)", 100.0 * cpu / total));
+        }
+        let rest = (busy - named).max(0.0);
+        parts.push(format!(
+            "rest of the machine {rest:.2} ({:.0}%)",
+            100.0 * rest / total
+        ));
+        parts.push(format!("idle {idle:.2} ({:.0}%)", 100.0 * idle / total));
+        format!(
+            "CPU-seconds during the run ({total:.2} on all cores): {}",
+            parts.join(", ")
+        )
+    }
+}
+
 /// Starts `bin serve` as its own process with `env` and waits until its /readyz (on `web`)
 /// answers 200.
 pub fn spawn_daemon(
