@@ -15,8 +15,8 @@ pub struct Incoming {
     pub topic: String,
     /// Rows that decoded, rows that did not, and the count of unknown keys.
     pub decoded: Decoded,
-    /// When it arrived (RFC 3339), for dead letters.
-    pub received_at: String,
+    /// When it arrived, for dead letters (formatted only for one: most messages never need it).
+    pub received_at: chrono::DateTime<chrono::Utc>,
     /// When it arrived, for latency.
     pub received: std::time::Instant,
     /// How to acknowledge it to the broker once its outputs are published.
@@ -36,7 +36,7 @@ impl Incoming {
         Incoming {
             topic,
             decoded,
-            received_at: super::messages::now_rfc3339(),
+            received_at: chrono::Utc::now(),
             received: std::time::Instant::now(),
             ack,
             permit: None,

@@ -200,13 +200,16 @@ impl ScoringStage {
         publisher: &mut Publisher,
         incoming: &Incoming,
     ) -> Result<(), AppError> {
+        let received_at = incoming
+            .received_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         for reject in &incoming.decoded.rejects {
             let letter = DeadLetter {
                 error: &reject.error,
                 reason: reject.reason.as_str(),
                 payload: &reject.payload,
                 topic: &incoming.topic,
-                received_at: &incoming.received_at,
+                received_at: &received_at,
             };
             self.metrics
                 .rows_dead_lettered
