@@ -6,7 +6,8 @@
 #   for i in 1 2 3; do benches/kafka_runs.sh --rows 100000 --partitions 4 \
 #       --input ../shared/data/wafer/wafer_train.csv; done
 #
-# tansu comes from scripts/test.sh (target/tools, built once); TANSU_BIN overrides it.
+# tansu comes from scripts/test.sh (target/tools, built once); TANSU_BIN overrides it, and
+# FAULTLINE_BIN the daemon's binary (to compare two builds in one session).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tansu=${TANSU_BIN:-target/tools/tansu-0.6.0-dynostore-libsql/bin/tansu}
@@ -19,5 +20,5 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break;
 cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 echo "== $(date +%T), load average $(cut -d' ' -f1 /proc/loadavg): bench_kafka $*"
 before=$(cpu $tansu_pid)
-target/release/examples/bench_kafka --bootstrap "127.0.0.1:$port" --broker-pid "$tansu_pid" --bin target/release/faultline "$@"
+target/release/examples/bench_kafka --bootstrap "127.0.0.1:$port" --broker-pid "$tansu_pid" --bin "${FAULTLINE_BIN:-target/release/faultline}" "$@"
 echo "tansu: $(awk -v a="$before" -v b="$(cpu $tansu_pid)" 'BEGIN { printf "%.2f", b - a }') CPU-s during the run"

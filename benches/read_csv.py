@@ -13,7 +13,9 @@ machine's load touches both. For each: CPU seconds (user + system, from wait4), 
 CSV megabytes per CPU-second (no peak RSS: wait4's counts the Python parent's pages from before
 the exec); the table gives the median of --runs with the lowest and
 highest in brackets, and the ratio of the medians. --prototype adds the old Flask prototype's
-path (pandas.read_csv, coerce every cell, a median-imputer + XGBoost pipeline), one run.
+path (pandas.read_csv, coerce every cell, a median-imputer + XGBoost pipeline), one run;
+--prototype-imputer knn makes its imputer sklearn's KNNImputer (5 neighbours), the pipeline issue
+17's 44x was measured against.
 
 The physical floor is measured the same way: `faultline-scan`, a plain read of the file counting
 newlines (examples/scan.rs), is what any reader pays to see the bytes once.
@@ -75,6 +77,7 @@ def main():
     ap.add_argument("--rows", type=int, default=20_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--prototype", action="store_true")
+    ap.add_argument("--prototype-imputer", choices=["median", "knn"], default="median")
     ap.add_argument("--faultline", default=os.path.join(ROOT, "target", "release", "faultline"))
     args = ap.parse_args()
     src, header, rows, tmp, big = big_csv(args.rows)
@@ -100,7 +103,8 @@ def main():
         for name, cmd in contenders.items():
             results[name].append(measure(cmd))
     if args.prototype:
-        results["prototype (pandas + pickled pipeline), 1 run"] = [prototype(tmp, big, src)]
+        results[f"prototype (pandas + {args.prototype_imputer} imputer + pickled XGBoost), 1 run"] = [
+            prototype(tmp, big, src, args.prototype_imputer)]
 
     print(f"{args.rows} rows x {len(header)} columns, {mb:.1f} MB, rows from {src}")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end")
@@ -119,19 +123,20 @@ def main():
             print(f"CPU ratio {name} / faultline score: {statistics.median(r[0] for r in rs) / fl:.1f}x")
 
 
-def prototype(tmp, big, src):
+def prototype(tmp, big, src, imputer="median"):
     import numpy as np
     import pandas as pd
     import pickle
     import xgboost as xgb
-    from sklearn.impute import SimpleImputer
+    from sklearn.impute import KNNImputer, SimpleImputer
     from sklearn.pipeline import Pipeline
 
     sensors = [f"Sensor-{i}" for i in range(1, 591)]
     df = pd.read_csv(src)
     X = df[sensors].apply(pd.to_numeric, errors="coerce")
     y = (df["Good/Bad"] == 1).astype(int).to_numpy() if "Good/Bad" in df else (np.arange(len(df)) % 2)
-    pipe = Pipeline([("impute", SimpleImputer(strategy="median")),
+    impute = KNNImputer(n_neighbors=5) if imputer == "knn" else SimpleImputer(strategy="median")
+    pipe = Pipeline([("impute", impute),
                      ("xgb", xgb.XGBClassifier(n_estimators=150, max_depth=6, n_jobs=1, random_state=42))])
     pipe.fit(X, y)
     pickled = os.path.join(tmp, "model.pkl")
