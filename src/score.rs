@@ -187,23 +187,51 @@ pub const VERDICT_COLUMNS: [&str; 9] = [
     "model_version",
 ];
 
-/// One verdict as a CSV record in [`VERDICT_COLUMNS`] order; the id is made spreadsheet-safe.
-/// `base` and `contributions` are log-odds (empty when the verdict carries no explanation).
-pub fn verdict_record(model: &Model, v: &Verdict) -> [String; 9] {
-    [
-        spreadsheet_safe(&v.id).into_owned(),
-        v.probability.to_string(),
-        v.fault.to_string(),
-        v.threshold.to_string(),
-        v.rule.as_str().to_string(),
-        v.explanation
-            .as_ref()
-            .map(|e| e.base.to_string())
-            .unwrap_or_default(),
-        model.describe_contributions(v.explanation.as_ref()),
-        model.describe_sensors(&v.unusual_sensors),
-        model.version().to_string(),
-    ]
+/// Writes verdicts as CSV records in [`VERDICT_COLUMNS`] order (and the label, for a labelled
+/// file) into buffers it keeps: once warm it allocates nothing per row, where a record of fresh
+/// strings cost about twenty allocations. The id is made spreadsheet-safe. `base` and
+/// `contributions` are log-odds (empty when the verdict carries no explanation).
+#[derive(Debug, Default)]
+pub struct VerdictRecords {
+    fields: [String; 10],
+    /// The last threshold written and its text (every row of a file usually shares one).
+    threshold: Option<(u32, String)>,
+}
+
+impl VerdictRecords {
+    /// `v` as a record; `label` adds the `Good/Bad` column (`Some(None)`: an empty cell).
+    pub fn record(&mut self, model: &Model, v: &Verdict, label: Option<Option<i8>>) -> &[String] {
+        use std::fmt::Write;
+        self.fields.iter_mut().for_each(String::clear);
+        let [id, probability, fault, threshold, rule, base, contributions, sensors, version, good_bad] =
+            &mut self.fields;
+        id.push_str(&spreadsheet_safe(&v.id));
+        let _ = write!(probability, "{}", v.probability);
+        fault.push_str(if v.fault { "true" } else { "false" });
+        let bits = v.threshold.to_bits();
+        if self.threshold.as_ref().is_none_or(|(b, _)| *b != bits) {
+            self.threshold = Some((bits, v.threshold.to_string()));
+        }
+        if let Some((_, text)) = &self.threshold {
+            threshold.push_str(text);
+        }
+        rule.push_str(v.rule.as_str());
+        if let Some(e) = &v.explanation {
+            let _ = write!(base, "{}", e.base);
+        }
+        model.write_contributions(contributions, v.explanation.as_ref());
+        model.write_sensors(sensors, &v.unusual_sensors);
+        version.push_str(model.version());
+        match label {
+            None => &self.fields[..9],
+            Some(label) => {
+                if let Some(l) = label {
+                    let _ = write!(good_bad, "{l}");
+                }
+                &self.fields[..]
+            }
+        }
+    }
 }
 
 /// Scores every row of `input` and writes the verdicts to `output` as CSV.
@@ -228,6 +256,7 @@ pub fn score_csv<R: Read, W: Write>(
     let mut decider = model.decider();
     // One batch, cleared and refilled: its memory is allocated once for the whole file.
     let mut batch = RowBatch::new(model.width());
+    let mut records = VerdictRecords::default();
     loop {
         batch.clear();
         if rows.read_into(&mut batch)? == 0 {
@@ -236,11 +265,7 @@ pub fn score_csv<R: Read, W: Write>(
         let verdicts = model.score_with(&batch, &mut decider);
         check.add(&batch, &verdicts);
         for (v, label) in verdicts.iter().zip(&batch.labels) {
-            let mut record = verdict_record(model, v).to_vec();
-            if labelled {
-                record.push(label.map(|l| l.to_string()).unwrap_or_default());
-            }
-            out.write_record(&record)?;
+            out.write_record(records.record(model, v, labelled.then_some(*label)))?;
             summary.faults += usize::from(v.fault);
         }
         summary.rows += verdicts.len();
@@ -253,6 +278,77 @@ pub fn score_csv<R: Read, W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The record as it was written before the buffers were reused: fresh strings, format!.
+    fn fresh_record(model: &Model, v: &Verdict, label: Option<Option<i8>>) -> Vec<String> {
+        let contributions = v.explanation.as_ref().map_or(String::new(), |e| {
+            e.contributions
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}={} ({:+.4})",
+                        model.features()[c.index],
+                        c.value,
+                        c.contribution
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        let sensors = v
+            .unusual_sensors
+            .iter()
+            .map(|d| format!("{}={} (z={:+.2})", model.features()[d.index], d.value, d.z))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut record = vec![
+            spreadsheet_safe(&v.id).into_owned(),
+            v.probability.to_string(),
+            v.fault.to_string(),
+            v.threshold.to_string(),
+            v.rule.as_str().to_string(),
+            v.explanation
+                .as_ref()
+                .map(|e| e.base.to_string())
+                .unwrap_or_default(),
+            contributions,
+            sensors,
+            model.version().to_string(),
+        ];
+        if let Some(label) = label {
+            record.push(label.map(|l| l.to_string()).unwrap_or_default());
+        }
+        record
+    }
+
+    #[test]
+    fn reused_record_buffers_write_what_fresh_strings_wrote() {
+        // Faults (explained) and good rows interleaved, thresholds moving under an alarm budget,
+        // formula-like ids, labels present and absent: nothing of one row leaks into the next.
+        let budget = crate::model::Budget::new(0.2, 50, 10).unwrap();
+        let model = Model::embedded().unwrap().with_budget(Some(budget));
+        let mut batch = crate::model::synthetic::rows(model.card(), 400, 5);
+        batch.ids[3] = "=SUM(A1)".into();
+        let verdicts = model.score(&batch);
+        assert!(verdicts.iter().any(|v| v.explanation.is_some()));
+        assert!(verdicts.iter().any(|v| v.explanation.is_none()));
+        let thresholds: std::collections::BTreeSet<u32> =
+            verdicts.iter().map(|v| v.threshold.to_bits()).collect();
+        assert!(thresholds.len() > 5, "the thresholds must move");
+        let mut records = VerdictRecords::default();
+        for (i, v) in verdicts.iter().enumerate() {
+            let label = match i % 3 {
+                0 => None,
+                1 => Some(None),
+                _ => Some(Some(if i % 2 == 0 { 1 } else { -1 })),
+            };
+            assert_eq!(
+                records.record(&model, v, label),
+                fresh_record(&model, v, label).as_slice(),
+                "row {i}"
+            );
+        }
+    }
 
     #[test]
     fn formula_cells_are_escaped_but_numbers_are_not() {

@@ -742,30 +742,38 @@ impl Model {
         })
     }
 
-    /// Formats contributions as `Sensor-59=2.31 (+0.412); ...` for CSV output (log-odds).
-    pub fn describe_contributions(&self, e: Option<&Explanation>) -> String {
-        e.map(|e| {
-            e.contributions
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{}={} ({:+.4})",
-                        self.features()[c.index],
-                        c.value,
-                        c.contribution
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .unwrap_or_default()
+    /// Appends contributions as `Sensor-59=2.31 (+0.412); ...` to `out`, for CSV output (log-odds).
+    pub fn write_contributions(&self, out: &mut String, e: Option<&Explanation>) {
+        use std::fmt::Write;
+        for (i, c) in e.map_or(&[][..], |e| &e.contributions).iter().enumerate() {
+            if i > 0 {
+                out.push_str("; ");
+            }
+            let _ = write!(
+                out,
+                "{}={} ({:+.4})",
+                self.features()[c.index],
+                c.value,
+                c.contribution
+            );
+        }
     }
 
-    /// Formats a verdict's unusual sensors as `Sensor-59=2.31 (z=+6.20); ...` for CSV output.
-    pub fn describe_sensors(&self, top: &[Deviation]) -> String {
-        top.iter()
-            .map(|d| format!("{}={} (z={:+.2})", self.features()[d.index], d.value, d.z))
-            .collect::<Vec<_>>()
-            .join("; ")
+    /// Appends a verdict's unusual sensors as `Sensor-59=2.31 (z=+6.20); ...` to `out`, for CSV
+    /// output.
+    pub fn write_sensors(&self, out: &mut String, top: &[Deviation]) {
+        use std::fmt::Write;
+        for (i, d) in top.iter().enumerate() {
+            if i > 0 {
+                out.push_str("; ");
+            }
+            let _ = write!(
+                out,
+                "{}={} (z={:+.2})",
+                self.features()[d.index],
+                d.value,
+                d.z
+            );
+        }
     }
 }

@@ -259,8 +259,9 @@ fn answer(
         let mut out = Vec::new();
         let mut w = csv::Writer::from_writer(&mut out);
         let _ = w.write_record(crate::score::VERDICT_COLUMNS);
+        let mut records = crate::score::VerdictRecords::default();
         for v in &verdicts {
-            let _ = w.write_record(crate::score::verdict_record(model, v));
+            let _ = w.write_record(records.record(model, v, None));
         }
         drop(w);
         return ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
