@@ -26,6 +26,7 @@ use card::ModelCard;
 pub use decide::{Budget, Decider, Rule};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Robust z-scores divide by IQR / 1.349, which equals the standard deviation for normal data, so a
@@ -195,6 +196,30 @@ pub struct Model {
     deviation: Vec<(f32, f32)>,
     /// Where the model came from, for logs and `faultline model`.
     origin: String,
+}
+
+/// Runs `a` here and `b` on a scoped thread at the same time; a panic in `b` is resumed here.
+fn on_two_threads<A, B: Send>(a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B) {
+    std::thread::scope(|s| {
+        let b = s.spawn(b);
+        let a = a();
+        (a, b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })
+}
+
+/// Appends `items` to `out`, each written by `item`, separated by `; `.
+fn write_joined<T>(
+    out: &mut String,
+    items: &[T],
+    mut item: impl FnMut(&mut String, &T) -> std::fmt::Result,
+) {
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        // Writing into a String cannot fail.
+        let _ = item(out, x);
+    }
 }
 
 /// sha256 of `bytes` as lowercase hex.
@@ -697,15 +722,16 @@ impl Model {
         // threads, each a contiguous half; the stream's micro-batches stay on their own thread.
         let half = if n >= PARALLEL_ROWS { n / 2 } else { n };
         let mut probs = vec![0.0; n];
-        let (front, back) = probs.split_at_mut(half);
-        let (front_rows, back_rows) = batch.values.split_at(half * batch.width);
-        std::thread::scope(|s| {
-            let back = (!back.is_empty()).then(|| s.spawn(|| self.probabilities(back_rows, back)));
-            self.probabilities(front_rows, front);
-            if let Some(b) = back {
-                b.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            }
-        });
+        if half == n {
+            self.probabilities(&batch.values, &mut probs);
+        } else {
+            let (front, back) = probs.split_at_mut(half);
+            let (front_rows, back_rows) = batch.values.split_at(half * batch.width);
+            on_two_threads(
+                || self.probabilities(front_rows, front),
+                || self.probabilities(back_rows, back),
+            );
+        }
         // The alarm budget decides in input order.
         let decisions: Vec<(bool, f32, Rule)> = probs
             .iter()
@@ -734,46 +760,26 @@ impl Model {
         if half == n {
             return verdicts(0..n);
         }
-        std::thread::scope(|s| {
-            let back = s.spawn(|| verdicts(half..n));
-            let mut all = verdicts(0..half);
-            all.extend(back.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-            all
-        })
+        let (mut all, back) = on_two_threads(|| verdicts(0..half), || verdicts(half..n));
+        all.extend(back);
+        all
     }
 
     /// Appends contributions as `Sensor-59=2.31 (+0.412); ...` to `out`, for CSV output (log-odds).
     pub fn write_contributions(&self, out: &mut String, e: Option<&Explanation>) {
-        use std::fmt::Write;
-        for (i, c) in e.map_or(&[][..], |e| &e.contributions).iter().enumerate() {
-            if i > 0 {
-                out.push_str("; ");
-            }
-            let _ = write!(
-                out,
-                "{}={} ({:+.4})",
-                self.features()[c.index],
-                c.value,
-                c.contribution
-            );
-        }
+        let contributions = e.map_or(&[][..], |e| &e.contributions);
+        write_joined(out, contributions, |out, c| {
+            let name = &self.features()[c.index];
+            write!(out, "{name}={} ({:+.4})", c.value, c.contribution)
+        });
     }
 
     /// Appends a verdict's unusual sensors as `Sensor-59=2.31 (z=+6.20); ...` to `out`, for CSV
     /// output.
     pub fn write_sensors(&self, out: &mut String, top: &[Deviation]) {
-        use std::fmt::Write;
-        for (i, d) in top.iter().enumerate() {
-            if i > 0 {
-                out.push_str("; ");
-            }
-            let _ = write!(
-                out,
-                "{}={} (z={:+.2})",
-                self.features()[d.index],
-                d.value,
-                d.z
-            );
-        }
+        write_joined(out, top, |out, d| {
+            let name = &self.features()[d.index];
+            write!(out, "{name}={} (z={:+.2})", d.value, d.z)
+        });
     }
 }
