@@ -1164,14 +1164,22 @@ async fn a_broker_restart_on_its_storage_loses_nothing_and_the_daemon_stays_up()
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let url = format!("tcp://127.0.0.1:{port}");
+    // The broker's log, across its restarts, for a failure's message.
+    let log_path = dir.path().join("tansu.log");
     let start = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
         let child = std::process::Command::new(&tansu)
             .current_dir(dir.path())
+            .env("RUST_LOG", "warn,tansu_broker::coordinator=info")
             .args(["broker", "--listener-url", &url])
             .args(["--advertised-listener-url", &url])
             .args(["--storage-engine", "sqlite://tansu.db"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap();
         wait_port(port);
@@ -1182,6 +1190,11 @@ async fn a_broker_restart_on_its_storage_loses_nothing_and_the_daemon_stays_up()
             .args([signal, &broker.0.id().to_string()])
             .status();
         let _ = broker.0.wait();
+    };
+    let broker_log = || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
     };
     let mut broker = start();
     let cluster = Cluster {
@@ -1204,11 +1217,18 @@ async fn a_broker_restart_on_its_storage_loses_nothing_and_the_daemon_stays_up()
         // Mid-stream: some of this part scored, some not yet.
         let before = seen.len();
         collect_keys(&reader, &mut seen, &mut total, 60, |_, d| d >= before + 100).await;
+        let stopping = std::time::Instant::now();
         stop(broker, signal);
+        let stopped = stopping.elapsed();
         tokio::time::sleep(Duration::from_secs(2)).await;
         broker = start();
+        let down = stopping.elapsed();
         let want = (round + 1) * 500;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        // Detection resumes within librdkafka's own reconnect backoff (10 s at most): 1-10 s
+        // after tansu listens again, over twelve restarts. The bound is that with room for a
+        // loaded machine. A read loop that stopped polling the consumer on errors took 20-71 s,
+        // once more than 85 s (the group's rejoin waits for the consumer to be polled).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
         while seen.len() < want {
             match tokio::time::timeout_at(deadline, reader.consumer.recv()).await {
                 Ok(Ok(m)) => {
@@ -1217,7 +1237,7 @@ async fn a_broker_restart_on_its_storage_loses_nothing_and_the_daemon_stays_up()
                 }
                 Ok(Err(_)) => continue,
                 Err(_) => panic!(
-                    "after restart {}: {} of {want} rows scored:\n{}\n{}",
+                    "after restart {} (tansu took {stopped:?} to stop, {down:?} until it listened again): {} of {want} rows scored:\n{}\n{}\ntansu's log:\n{}",
                     round + 1,
                     seen.len(),
                     http_get(daemon.web, "/metrics")
@@ -1228,7 +1248,8 @@ async fn a_broker_restart_on_its_storage_loses_nothing_and_the_daemon_stays_up()
                             || l.contains("lag"))
                         .collect::<Vec<_>>()
                         .join("\n"),
-                    daemon.log_text()
+                    daemon.log_text(),
+                    broker_log()
                 ),
             }
         }
@@ -1244,9 +1265,10 @@ async fn a_broker_restart_on_its_storage_loses_nothing_and_the_daemon_stays_up()
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         eprintln!(
-            "tansu restart {} ({signal}) mid-stream: {} of {want} rows scored so far",
+            "tansu restart {} ({signal}) mid-stream: {} of {want} rows scored {:?} after it listened again; it took {stopped:?} to stop, {down:?} until it listened again",
             round + 1,
-            seen.len()
+            seen.len(),
+            stopping.elapsed() - down
         );
     }
     cluster.publish(&producer, &t.rows, &payloads[1000..]).await;

@@ -191,7 +191,8 @@ pub fn start_kafka(
     let reader_consumer = consumer.clone();
     let reader = tokio::spawn(async move {
         info!(topic = %topic, group = %group, "Reading labels from Kafka.");
-        let mut backoff = crate::bus::Backoff::default();
+        // Set while Kafka reports errors, so the trouble is logged once.
+        let mut failing = false;
         loop {
             let m = tokio::select! {
                 m = reader_consumer.recv() => m,
@@ -199,7 +200,9 @@ pub fn start_kafka(
             };
             match m {
                 Ok(m) => {
-                    backoff.reset();
+                    if std::mem::take(&mut failing) {
+                        info!(topic = %topic, "Kafka delivers labels again.");
+                    }
                     let message = LabelMessage {
                         payload: m.payload().unwrap_or_default().to_vec(),
                         topic: m.topic().to_string(),
@@ -215,10 +218,11 @@ pub fn start_kafka(
                     }
                 }
                 Err(e) => {
-                    if backoff.is_first() {
-                        warn!(topic = %topic, error = %e, "Kafka could not deliver labels; retrying with backoff.");
+                    if !std::mem::replace(&mut failing, true) {
+                        warn!(topic = %topic, error = %e, "Kafka could not deliver labels; librdkafka retries with backoff.");
                     }
-                    backoff.wait().await;
+                    // Polled again at once: rebalances are served only while it is polled.
+                    tokio::time::sleep(crate::bus::kafka::client::ERROR_PAUSE).await;
                 }
             }
         }

@@ -8,9 +8,9 @@
 //! passes an unprocessed message of its partition. If faultline dies first, the group resumes
 //! from the last commit: rows repeat, none are lost.
 
-use crate::bus::kafka::client::{client_config, Context};
+use crate::bus::kafka::client::{client_config, Context, ERROR_PAUSE};
 use crate::bus::kafka::KafkaSettings;
-use crate::bus::{Ack, Backoff, Incoming, SourceOptions};
+use crate::bus::{Ack, Incoming, SourceOptions};
 use crate::metrics::SOURCE_KAFKA;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -94,7 +94,6 @@ impl KafkaSource {
         let group = settings.group_id.clone();
         let task = tokio::spawn(async move {
             info!(topic = %topic, group = %group, "Reading rows from Kafka.");
-            let mut backoff = Backoff::default();
             let mut last_error: Option<String> = None;
             let admitter =
                 crate::bus::admit::Admitter::start(SOURCE_KAFKA, options, stopped.clone(), output);
@@ -115,20 +114,21 @@ impl KafkaSource {
                         },
                     ),
                     Err(e) => {
-                        // Logged when the trouble starts, not per retry.
+                        // Logged when the trouble starts, not per event.
                         if last_error.is_none() {
                             let text = e.to_string();
-                            warn!(topic = %topic, error = %text, "Kafka could not deliver rows; retrying with backoff.");
+                            warn!(topic = %topic, error = %text, "Kafka could not deliver rows; librdkafka retries with backoff.");
                             last_error = Some(text);
                         }
-                        backoff.wait().await;
+                        // Polled again at once (see ERROR_PAUSE): a backoff here held the
+                        // group's rejoin after a broker restart.
+                        tokio::time::sleep(ERROR_PAUSE).await;
                         continue;
                     }
                 };
                 if last_error.take().is_some() {
                     info!(topic = %topic, "Kafka delivers rows again.");
                 }
-                backoff.reset();
                 if !admitter.push(payload, topic.clone(), ack).await {
                     return;
                 }
