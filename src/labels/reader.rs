@@ -191,8 +191,7 @@ pub fn start_kafka(
     let reader_consumer = consumer.clone();
     let reader = tokio::spawn(async move {
         info!(topic = %topic, group = %group, "Reading labels from Kafka.");
-        // Set while Kafka reports errors, so the trouble is logged once.
-        let mut failing = false;
+        let mut errors = crate::bus::kafka::client::ReadErrors::new("labels");
         loop {
             let m = tokio::select! {
                 m = reader_consumer.recv() => m,
@@ -200,9 +199,7 @@ pub fn start_kafka(
             };
             match m {
                 Ok(m) => {
-                    if std::mem::take(&mut failing) {
-                        info!(topic = %topic, "Kafka delivers labels again.");
-                    }
+                    errors.delivered(&topic);
                     let message = LabelMessage {
                         payload: m.payload().unwrap_or_default().to_vec(),
                         topic: m.topic().to_string(),
@@ -217,13 +214,7 @@ pub fn start_kafka(
                         return;
                     }
                 }
-                Err(e) => {
-                    if !std::mem::replace(&mut failing, true) {
-                        warn!(topic = %topic, error = %e, "Kafka could not deliver labels; librdkafka retries with backoff.");
-                    }
-                    // Polled again at once: rebalances are served only while it is polled.
-                    tokio::time::sleep(crate::bus::kafka::client::ERROR_PAUSE).await;
-                }
+                Err(e) => errors.failed(&topic, &e).await,
             }
         }
     });

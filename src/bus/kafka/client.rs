@@ -39,15 +39,51 @@ pub fn client_config(
     config
 }
 
-/// How long a consumer's read loop pauses after an error event before it polls again.
+/// How a consumer's read loop (the rows source's, the labels reader's) meets the errors the
+/// consumer returns: it logs the first of a run of them and the first message after, and polls
+/// again at once.
 ///
 /// An error from a consumer is an event librdkafka queued while it retries by itself, not a
-/// failed attempt of ours, so the loop polls again at once: the group's rebalances (the rejoin
-/// after a broker restart) and the offset commits' results are served only while the consumer
-/// is polled. A doubling backoff here once slept through every queued error in turn and held
-/// the rejoin for 27 s to more than 80 s after a tansu restart. The pause only keeps an error
-/// that repeated without end from spinning a core.
-pub const ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+/// failed attempt of ours. The group's rebalances (the rejoin after a broker restart) and the
+/// offset commits' results are served only while the consumer is polled. A doubling backoff here
+/// once slept through every queued error in turn and held the rejoin for 27 s to more than 80 s
+/// after a tansu restart. The pause ([`ERROR_PAUSE`]) only keeps an error that repeated without
+/// end from spinning a core.
+#[derive(Debug)]
+pub struct ReadErrors {
+    /// What the loop reads, for logs: "rows", "labels".
+    what: &'static str,
+    /// Set from an error until the next message.
+    failing: bool,
+}
+
+/// How long a consumer's read loop pauses after an error before it polls again.
+const ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl ReadErrors {
+    /// For a loop reading `what` ("rows", "labels").
+    pub fn new(what: &'static str) -> ReadErrors {
+        ReadErrors {
+            what,
+            failing: false,
+        }
+    }
+
+    /// Logs `error` if it starts a run of errors, then pauses [`ERROR_PAUSE`].
+    pub async fn failed(&mut self, topic: &str, error: &KafkaError) {
+        if !std::mem::replace(&mut self.failing, true) {
+            warn!(topic = %topic, error = %error, "Kafka could not deliver {}; librdkafka retries with backoff.", self.what);
+        }
+        tokio::time::sleep(ERROR_PAUSE).await;
+    }
+
+    /// Notes a message; after errors, logs that messages arrive again.
+    pub fn delivered(&mut self, topic: &str) {
+        if std::mem::take(&mut self.failing) {
+            info!(topic = %topic, "Kafka delivers {} again.", self.what);
+        }
+    }
+}
 
 /// The properties given for the consumer, minus consumer-only ones, for the producer (so
 /// librdkafka does not warn about each).

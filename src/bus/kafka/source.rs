@@ -8,7 +8,7 @@
 //! passes an unprocessed message of its partition. If faultline dies first, the group resumes
 //! from the last commit: rows repeat, none are lost.
 
-use crate::bus::kafka::client::{client_config, Context, ERROR_PAUSE};
+use crate::bus::kafka::client::{client_config, Context, ReadErrors};
 use crate::bus::kafka::KafkaSettings;
 use crate::bus::{Ack, Incoming, SourceOptions};
 use crate::metrics::SOURCE_KAFKA;
@@ -94,7 +94,7 @@ impl KafkaSource {
         let group = settings.group_id.clone();
         let task = tokio::spawn(async move {
             info!(topic = %topic, group = %group, "Reading rows from Kafka.");
-            let mut last_error: Option<String> = None;
+            let mut errors = ReadErrors::new("rows");
             let admitter =
                 crate::bus::admit::Admitter::start(SOURCE_KAFKA, options, stopped.clone(), output);
             loop {
@@ -114,21 +114,11 @@ impl KafkaSource {
                         },
                     ),
                     Err(e) => {
-                        // Logged when the trouble starts, not per event.
-                        if last_error.is_none() {
-                            let text = e.to_string();
-                            warn!(topic = %topic, error = %text, "Kafka could not deliver rows; librdkafka retries with backoff.");
-                            last_error = Some(text);
-                        }
-                        // Polled again at once (see ERROR_PAUSE): a backoff here held the
-                        // group's rejoin after a broker restart.
-                        tokio::time::sleep(ERROR_PAUSE).await;
+                        errors.failed(&topic, &e).await;
                         continue;
                     }
                 };
-                if last_error.take().is_some() {
-                    info!(topic = %topic, "Kafka delivers rows again.");
-                }
+                errors.delivered(&topic);
                 if !admitter.push(payload, topic.clone(), ack).await {
                     return;
                 }
