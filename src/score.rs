@@ -194,8 +194,10 @@ pub const VERDICT_COLUMNS: [&str; 9] = [
 #[derive(Debug, Default)]
 pub struct VerdictRecords {
     fields: [String; 10],
-    /// The last threshold written and its text (every row of a file usually shares one).
-    threshold: Option<(u32, String)>,
+    /// The last threshold written (its bits) and its text: every row of a file usually shares
+    /// one, so it is formatted once while it holds.
+    threshold_bits: Option<u32>,
+    threshold_text: String,
 }
 
 impl VerdictRecords {
@@ -208,13 +210,12 @@ impl VerdictRecords {
         id.push_str(&spreadsheet_safe(&v.id));
         let _ = write!(probability, "{}", v.probability);
         fault.push_str(if v.fault { "true" } else { "false" });
-        let bits = v.threshold.to_bits();
-        if self.threshold.as_ref().is_none_or(|(b, _)| *b != bits) {
-            self.threshold = Some((bits, v.threshold.to_string()));
+        if self.threshold_bits != Some(v.threshold.to_bits()) {
+            self.threshold_text.clear();
+            let _ = write!(self.threshold_text, "{}", v.threshold);
+            self.threshold_bits = Some(v.threshold.to_bits());
         }
-        if let Some((_, text)) = &self.threshold {
-            threshold.push_str(text);
-        }
+        threshold.push_str(&self.threshold_text);
         rule.push_str(v.rule.as_str());
         if let Some(e) = &v.explanation {
             let _ = write!(base, "{}", e.base);
