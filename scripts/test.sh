@@ -136,6 +136,10 @@ if [[ "${FAULTLINE_SKIP_TANSU:-0}" == 1 ]]; then
 else
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   step "the Kafka tests again, on tansu (127.0.0.1:$port)"
+  # memory:// storage: on SQLite's the kill -9 test read 40,000 of its 100,000 rows in 600 s. Its one
+  # defect that matters here (a fetch that starts inside a record batch skips the rest of the
+  # batch) is worked around by publishing one row per batch on an external broker; see
+  # tests/kafka.rs, the_broker_serves_a_fetch_that_starts_inside_a_record_batch.
   "$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
     --storage-engine memory://tansu/ > "$root/target/tansu.log" 2>&1 &
   tansu_pid=$!

@@ -475,10 +475,11 @@ impl Daemon {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
-    /// SIGKILL: no shutdown, no flush, no commit.
-    pub fn kill9(mut self) {
+    /// SIGKILL: no shutdown, no flush, no commit. Returns what it had logged.
+    pub fn kill9(mut self) -> String {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        self.log_text()
     }
 
     /// Waits up to `limit` for it to exit by itself; its status, if it did.
