@@ -30,7 +30,7 @@ pub enum Ack {
     /// An MQTT QoS 1 publish, acknowledged with PUBACK through the source's connection, unless
     /// the broker has since lost the `session` it arrived in.
     Mqtt {
-        /// The message (its payload is dropped before it waits for acknowledgement).
+        /// The message, without its topic and payload (the source hands those to decoding).
         publish: rumqttc::Publish,
         /// The broker session it arrived in.
         session: u64,

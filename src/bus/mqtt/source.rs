@@ -85,15 +85,19 @@ impl MqttSource {
             let mut stopped = stopped;
             loop {
                 match driver.next().await {
-                    Step::Message(publish, session) => {
+                    Step::Message(mut publish, session) => {
                         let Some(out) = output.as_ref() else { continue };
                         if *stopped.borrow_and_update() {
                             // Shutting down: leave it unacknowledged; the broker redelivers it.
                             output = None;
                             continue;
                         }
-                        let topic = publish.topic.clone();
-                        let payload = publish.payload.clone();
+                        // The acknowledgement needs only the packet id. A payload kept for it
+                        // would hold its share of rumqttc's read buffer until the verdicts are
+                        // acknowledged, so the buffer could never be reused and grew by a fresh
+                        // allocation (and fresh pages) for every packet.
+                        let topic = std::mem::take(&mut publish.topic);
+                        let payload = std::mem::take(&mut publish.payload);
                         let ack = if publish.qos == QoS::AtMostOnce {
                             Ack::None
                         } else {
