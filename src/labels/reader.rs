@@ -112,13 +112,15 @@ pub fn start_mqtt(
     let reader = tokio::spawn(async move {
         loop {
             match driver.next().await {
-                Step::Message(p, session) => {
+                Step::Message(mut p, session) => {
                     if *stopped.borrow() {
                         continue;
                     }
+                    // The acknowledgement needs only the packet id: the payload's share of
+                    // rumqttc's read buffer goes now, as in the rows source.
                     let message = LabelMessage {
-                        payload: p.payload.to_vec(),
-                        topic: p.topic.clone(),
+                        payload: std::mem::take(&mut p.payload).to_vec(),
+                        topic: std::mem::take(&mut p.topic),
                         ack: LabelAck::Mqtt(p, session),
                     };
                     if tx.send(message).await.is_err() {
