@@ -127,14 +127,20 @@ impl Cluster {
         }
     }
 
-    /// Reads `topics` (single-partition output topics) from the start, without a group.
-    fn reader(&self, topics: &[&str]) -> Reader {
-        let consumer: StreamConsumer = ClientConfig::new()
+    /// A consumer in `group` that never commits (the tests assign partitions to it, or read the
+    /// group's commits with it).
+    fn consumer(&self, group: &str) -> StreamConsumer {
+        ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", "faultline-test-reader")
+            .set("group.id", group)
             .set("enable.auto.commit", "false")
             .create()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Reads `topics` (single-partition output topics) from the start, without a group.
+    fn reader(&self, topics: &[&str]) -> Reader {
+        let consumer = self.consumer("faultline-test-reader");
         let mut tpl = TopicPartitionList::new();
         for t in topics {
             tpl.add_partition_offset(t, 0, Offset::Beginning).unwrap();
@@ -785,11 +791,7 @@ async fn fetch_inside_a_batch(cluster: &Cluster) -> Vec<i64> {
     offsets.push(last.await.unwrap().map_err(|(e, _)| e).unwrap().offset);
     assert_eq!(offsets, (0..11).collect::<Vec<i64>>());
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &cluster.bootstrap)
-        .set("group.id", format!("{}-g", t.rows))
-        .create()
-        .unwrap();
+    let consumer = cluster.consumer(&format!("{}-g", t.rows));
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&t.rows, 0, Offset::Offset(5))
         .unwrap();
@@ -869,13 +871,8 @@ async fn explain_missing(
         ids.len(),
         missing.iter().take(20).collect::<Vec<_>>()
     );
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &cluster.bootstrap)
-        .set("group.id", "faultline-test-explain")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    // Every message of `topic` up to its end now: (partition, offset, key).
+    let consumer = cluster.consumer("faultline-test-explain");
+    // Assigns `topic`'s partitions from their start; returns the end of each that holds any.
     let read_all = |topic: &str, partitions: i32, out: &mut String| {
         let mut tpl = TopicPartitionList::new();
         let mut ends = HashMap::new();
@@ -963,12 +960,7 @@ async fn explain_missing(
     for p in 0..partitions {
         tpl.add_partition(&t.rows, p);
     }
-    let probe: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &cluster.bootstrap)
-        .set("group.id", format!("{}-g", t.rows))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+    let probe = cluster.consumer(&format!("{}-g", t.rows));
     match probe.committed_offsets(tpl, Duration::from_secs(10)) {
         Ok(committed) => {
             for e in committed.elements() {
