@@ -9,6 +9,11 @@ use crate::row::labels::Label;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+/// A map by wafer id. Every scored row is inserted and looked up once (and evicted once), so the
+/// hash is on the stream's path: foldhash's quality variant (seeded per process, so ids chosen to
+/// collide are no cheaper to find than with SipHash's) hashes a short id several times faster.
+type ById<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+
 /// The scores one row got: (model version, P(fault)), the serving model's first.
 pub type Scores = Vec<(Arc<str>, f32)>;
 
@@ -73,11 +78,12 @@ pub struct LedgerLimits {
 #[derive(Debug)]
 pub struct Ledger {
     limits: LedgerLimits,
-    scored: HashMap<String, Scored>,
+    /// The scored rows by id; the id's one copy is shared with `order`.
+    scored: ById<Arc<str>, Scored>,
     /// Scoring order, for eviction: (id, at_ms); stale entries (re-scored rows) are skipped.
-    order: VecDeque<(String, i64)>,
+    order: VecDeque<(Arc<str>, i64)>,
     joined: VecDeque<Joined>,
-    pending: HashMap<String, (Label, i64)>,
+    pending: ById<String, (Label, i64)>,
     /// Arrival order of the pending labels: (id, received_ms).
     pending_order: VecDeque<(String, i64)>,
     counts: LabelCounts,
@@ -88,10 +94,10 @@ impl Ledger {
     pub fn new(limits: LedgerLimits) -> Ledger {
         Ledger {
             limits,
-            scored: HashMap::new(),
+            scored: ById::default(),
             order: VecDeque::new(),
             joined: VecDeque::new(),
-            pending: HashMap::new(),
+            pending: ById::default(),
             pending_order: VecDeque::new(),
             counts: LabelCounts::default(),
         }
@@ -100,23 +106,24 @@ impl Ledger {
     /// Remembers a scored row; joins the label that waited for it, if any.
     /// Returns true when a label that was waiting for this row joined it.
     pub fn scored(&mut self, id: &str, at_ms: i64, scores: Scores) -> bool {
-        self.order.push_back((id.to_string(), at_ms));
-        self.scored.insert(id.to_string(), Scored { at_ms, scores });
+        let id: Arc<str> = Arc::from(id);
+        self.order.push_back((id.clone(), at_ms));
+        self.scored.insert(id.clone(), Scored { at_ms, scores });
         while self.scored.len() > self.limits.max_rows {
             let Some((old, at)) = self.order.pop_front() else {
                 break;
             };
-            if self.scored.get(&old).is_some_and(|s| s.at_ms == at) {
-                self.scored.remove(&old);
+            if self.scored.get(&*old).is_some_and(|s| s.at_ms == at) {
+                self.scored.remove(&*old);
             }
         }
         // Keep the eviction queue from filling with stale entries of re-scored rows.
         if self.order.len() > 2 * self.limits.max_rows.max(1) {
             let scored = &self.scored;
             self.order
-                .retain(|(id, at)| scored.get(id).is_some_and(|s| s.at_ms == *at));
+                .retain(|(id, at)| scored.get(&**id).is_some_and(|s| s.at_ms == *at));
         }
-        if let Some((label, _)) = self.pending.remove(id) {
+        if let Some((label, _)) = self.pending.remove(&*id) {
             self.counts.pending = self.pending.len() as u64;
             self.join(label);
             return true;
@@ -127,7 +134,7 @@ impl Ledger {
     /// Applies a label received at `now_ms`.
     pub fn label(&mut self, label: Label, now_ms: i64) -> LabelOutcome {
         self.counts.received += 1;
-        if self.scored.contains_key(&label.id) {
+        if self.scored.contains_key(label.id.as_str()) {
             return self.join(label);
         }
         if let Some(j) = self.joined.iter_mut().find(|j| j.id == label.id) {
@@ -155,7 +162,7 @@ impl Ledger {
     fn join(&mut self, label: Label) -> LabelOutcome {
         let scores = self
             .scored
-            .get(&label.id)
+            .get(label.id.as_str())
             .map(|s| s.scores.clone())
             .unwrap_or_default();
         if let Some(j) = self.joined.iter_mut().find(|j| j.id == label.id) {
@@ -225,8 +232,8 @@ impl Ledger {
             .iter()
             .rev()
             .filter_map(|(id, at)| {
-                let s = self.scored.get(id).filter(|s| s.at_ms == *at)?;
-                Some((id.as_str(), *at, s.scores.first()?))
+                let s = self.scored.get(&**id).filter(|s| s.at_ms == *at)?;
+                Some((&**id, *at, s.scores.first()?))
             })
             .take(n)
             .collect();
