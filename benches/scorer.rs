@@ -43,7 +43,11 @@ fn scorer(c: &mut Criterion) {
         let m = Model::embedded().expect("loads").with_policy(&Policy {
             threshold: Some(t),
             budget: None,
-            explain: Explain { top_k, all_rows },
+            explain: Explain {
+                top_k,
+                all_rows,
+                unusual_all_rows: true,
+            },
         });
         group.bench_function(name, |b| b.iter(|| m.score(black_box(&batch))));
     }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use faultline::model::{onnx, synthetic, Model};
+use faultline::model::{onnx, synthetic, Explain, Model};
 
 fn logit(p: f32) -> f64 {
     let p = p as f64;
@@ -155,6 +155,40 @@ fn faults_carry_explanations_and_unread_sensors_never_appear() {
     for v in faults {
         let e = v.explanation.as_ref().unwrap();
         assert_eq!(e.contributions.len(), 5);
+    }
+}
+
+#[test]
+fn unusual_sensors_on_faults_only_leave_every_fault_as_it_was() {
+    let model = Model::embedded().unwrap();
+    let rows = synthetic::rows(model.card(), 400, 13);
+    let mut p = vec![0.0; rows.len()];
+    model.probabilities(&rows.values, &mut p);
+    p.sort_by(f32::total_cmp);
+    let model = model.with_threshold(p[300]);
+    // By default every verdict lists its unusual sensors (the CLI, the page, a scores topic).
+    let every = model.score(&rows);
+    let faults = every.iter().filter(|v| v.fault).count();
+    assert!(faults > 0 && faults < every.len());
+    assert!(every.iter().all(|v| v.unusual_sensors.len() == 3));
+    // The stream without a scores topic publishes faults alone and skips the others' lists.
+    let explain = Explain {
+        unusual_all_rows: false,
+        ..model.explain_settings()
+    };
+    let lean = model.score_explaining(&rows, &mut model.decider(), explain);
+    assert_eq!(lean.len(), every.len());
+    for (a, b) in every.iter().zip(&lean) {
+        assert_eq!(
+            (&a.id, a.probability, a.fault),
+            (&b.id, b.probability, b.fault)
+        );
+        assert_eq!(a.explanation, b.explanation);
+        if a.fault {
+            assert_eq!(a.unusual_sensors, b.unusual_sensors, "{}", a.id);
+        } else {
+            assert!(b.unusual_sensors.is_empty(), "{}", a.id);
+        }
     }
 }
 

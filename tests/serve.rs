@@ -138,6 +138,18 @@ async fn embedded_broker_scores_faults_and_dead_letters_bad_rows() {
     );
     assert!(f["base"].as_f64().is_some());
     assert!(f["scored_at"].as_str().unwrap().ends_with('Z'));
+    // With a scores topic, a verdict that is not a fault lists its unusual sensors too.
+    let good = got
+        .iter()
+        .find(|(t, v)| t == "e2e/scores" && v["id"] == "Known-Good")
+        .map(|(_, v)| v)
+        .expect("the good row's score");
+    assert_eq!(good["fault"], false);
+    assert_eq!(
+        good["unusual_sensors"].as_array().unwrap().len(),
+        3,
+        "{good}"
+    );
 
     let dead: HashMap<String, &Value> = got
         .iter()

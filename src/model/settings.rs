@@ -49,6 +49,7 @@ impl Policy {
         let explain = Explain {
             top_k: md.contributions_top_k,
             all_rows: md.explain_all_rows,
+            unusual_all_rows: true,
         };
         Ok(Policy {
             threshold,

@@ -11,7 +11,7 @@ use crate::bus::{Incoming, Output, PublishError, Publisher};
 use crate::drift::DriftWindow;
 use crate::metrics::Metrics;
 use crate::model::live::LiveModel;
-use crate::model::{Decider, Model, Rule, Verdict};
+use crate::model::{Decider, Explain, Model, Rule, Verdict};
 use crate::row::RowBatch;
 use crate::store::segment::ScoredBatch;
 use crate::store::Store;
@@ -101,9 +101,15 @@ impl ScoringStage {
         mut decider: Decider,
     ) -> Result<(Scored, Decider), AppError> {
         let (window, store) = (self.drift.clone(), self.store.clone());
+        // Without a scores topic only the faults are published: the other verdicts need no
+        // unusual sensors.
+        let explain = Explain {
+            unusual_all_rows: self.topics.scores.is_some(),
+            ..model.explain_settings()
+        };
         tokio::task::spawn_blocking(move || {
             let t = std::time::Instant::now();
-            let verdicts = model.score_with(&rows, &mut decider);
+            let verdicts = model.score_explaining(&rows, &mut decider, explain);
             let seconds = t.elapsed().as_secs_f64();
             let probabilities: Vec<f32> = verdicts.iter().map(|v| v.probability).collect();
             if let Ok(mut w) = window.lock() {
