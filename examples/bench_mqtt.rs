@@ -2,8 +2,16 @@
 //! publish rows → broker → faultline → broker → the scores topic.
 //!
 //! ```text
-//! cargo run --release --example bench_mqtt -- [--rows 20000] [--rate 5000] [--broker embedded|mosquitto] [--input wafers.csv] [--bin target/release/faultline]
+//! cargo run --release --example bench_mqtt -- [--rows 20000] [--rate 5000] [--broker embedded|mosquitto] [--input wafers.csv] [--bin target/release/faultline] [--rows-per-message 1]
 //! ```
+//!
+//! With `--faults-only` (needs `--bin`) the daemon runs as configured by default: it publishes
+//! faults only, not a score for every row. The run ends when the daemon's own
+//! `faultline_rows_scored_total` reaches the row count, and latency covers the faults alone.
+//!
+//! With `--rows-per-message K` each message is a JSON array of K rows (the last one may hold
+//! fewer), as a producer that batches sends them; `--rate` then paces messages so that rows
+//! still arrive at that rate.
 //!
 //! With `--bin` the daemon runs as its own process (build it first: `cargo build --release`) and
 //! its CPU time and peak RSS are reported; without it, it runs in this process.
@@ -49,11 +57,27 @@ async fn main() -> anyhow::Result<()> {
     let n: usize = arg(&args, "--rows").unwrap_or("20000".into()).parse()?;
     let rate: Option<f64> = arg(&args, "--rate").map(|r| r.parse()).transpose()?;
     let broker = arg(&args, "--broker").unwrap_or("embedded".into());
+    let per_message: usize = arg(&args, "--rows-per-message")
+        .unwrap_or("1".into())
+        .parse()?;
+    anyhow::ensure!(per_message >= 1, "--rows-per-message must be at least 1");
+    let faults_only = args.iter().any(|a| a == "--faults-only");
+    let bin = arg(&args, "--bin");
+    anyhow::ensure!(
+        !faults_only || bin.is_some(),
+        "--faults-only reads the daemon's /metrics: give --bin"
+    );
+    // What the receiver listens to: every score, or with --faults-only the faults.
+    let watched_topic = if faults_only {
+        "bench/faults"
+    } else {
+        "bench/scores"
+    };
     let model = Arc::new(Model::embedded()?);
 
     // Rows: real wafers when given, else synthetic; ids made unique per row.
     let base = common::wafer_rows(arg(&args, "--input"), &model)?;
-    let payloads: Vec<(String, String)> = (0..n)
+    let rows: Vec<(String, String)> = (0..n)
         .map(|i| {
             let j = i % base.len();
             let id = format!("{}#{i}", base.ids[j]);
@@ -61,13 +85,25 @@ async fn main() -> anyhow::Result<()> {
             (id, p)
         })
         .collect();
+    // One message per row, or arrays of `per_message` rows: the ids a message carries, its text.
+    let payloads: Vec<(Vec<String>, String)> = if per_message == 1 {
+        rows.into_iter().map(|(id, p)| (vec![id], p)).collect()
+    } else {
+        rows.chunks(per_message)
+            .map(|chunk| {
+                let ids = chunk.iter().map(|(id, _)| id.clone()).collect();
+                let texts: Vec<&str> = chunk.iter().map(|(_, p)| p.as_str()).collect();
+                (ids, format!("[{}]", texts.join(",")))
+            })
+            .collect()
+    };
 
     let port = free_port();
     let mut mosquitto = None;
     let mut env = vec![
         (
-            "FAULTLINE_SINK__SCORES_TOPIC".to_string(),
-            "bench/scores".to_string(),
+            "FAULTLINE_SINK__FAULTS_TOPIC".to_string(),
+            "bench/faults".to_string(),
         ),
         ("FAULTLINE_SOURCE__MQTT__TOPIC".into(), "bench/rows".into()),
         (
@@ -75,6 +111,9 @@ async fn main() -> anyhow::Result<()> {
             format!("bench-{port}"),
         ),
     ];
+    if !faults_only {
+        env.push(("FAULTLINE_SINK__SCORES_TOPIC".into(), "bench/scores".into()));
+    }
     if broker == "mosquitto" {
         let dir = std::env::temp_dir().join(format!("faultline-bench-{port}"));
         std::fs::create_dir_all(&dir)?;
@@ -101,11 +140,11 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     // The daemon: in this process, or with --bin in its own (so its CPU and memory are its own).
-    let bin = arg(&args, "--bin");
     let mut app = None;
     let mut daemon = None;
+    let web = free_port();
     match &bin {
-        Some(bin) => daemon = Some(common::spawn_daemon(bin, &env, free_port())?),
+        Some(bin) => daemon = Some(common::spawn_daemon(bin, &env, web)?),
         None => {
             env.push(("FAULTLINE_WEB__LISTEN".into(), "127.0.0.1:0".into()));
             let config = RawConfig::load_with_env(None, env)?.validate()?;
@@ -125,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
         loop {
             match sub_loop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    sub.subscribe("bench/scores", QoS::AtLeastOnce)
+                    sub.subscribe(watched_topic, QoS::AtLeastOnce)
                         .await
                         .unwrap();
                 }
@@ -173,31 +212,66 @@ async fn main() -> anyhow::Result<()> {
     }
     let budget = common::CpuBudget::start(watched);
     let start = Instant::now();
+    let (done_tx, mut done) = tokio::sync::watch::channel(false);
     let receiver = tokio::spawn(async move {
         let mut got = Vec::with_capacity(n);
-        while got.len() < n {
-            match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
-                Ok(Some(x)) => got.push(x),
-                _ => break,
+        // Every score: until each row's arrives. Faults only: until the daemon has scored every
+        // row (and the faults it published so far have had a moment to arrive).
+        while faults_only || got.len() < n {
+            let finished = tokio::select! {
+                x = tokio::time::timeout(Duration::from_secs(30), rx.recv()) => match x {
+                    Ok(Some(x)) => {
+                        got.push(x);
+                        false
+                    }
+                    _ => break,
+                },
+                r = done.wait_for(|d| *d) => r.is_ok(),
+            };
+            if finished {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while let Ok(x) = rx.try_recv() {
+                    got.push(x);
+                }
+                break;
             }
         }
         got
     });
-    for (i, (id, payload)) in payloads.into_iter().enumerate() {
+    for (i, (ids, payload)) in payloads.into_iter().enumerate() {
         if let Some(rate) = rate {
-            tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
-                .await;
+            let row = (i * per_message) as f64;
+            tokio::time::sleep_until((start + Duration::from_secs_f64(row / rate)).into()).await;
         }
-        sent_at.insert(id, Instant::now());
+        let now = Instant::now();
+        sent_at.extend(ids.into_iter().map(|id| (id, now)));
         publisher
             .publish("bench/rows", QoS::AtLeastOnce, false, payload)
             .await?;
     }
+    // Faults only: the daemon's own count says when every row is scored.
+    let mut scored_at = None;
+    if faults_only {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while Instant::now() < deadline {
+            if scored_rows(web).is_some_and(|k| k >= n as u64) {
+                scored_at = Some(Instant::now());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        done_tx.send_replace(true);
+    }
     let got = receiver.await?;
     let budget = budget.report();
-    let elapsed = got
-        .last()
-        .map(|(_, t)| *t - start)
+    let scored = if faults_only {
+        scored_rows(web).unwrap_or(0) as usize
+    } else {
+        got.len()
+    };
+    let elapsed = scored_at
+        .or(got.last().map(|(_, t)| *t))
+        .map(|t| t - start)
         .unwrap_or_default()
         .as_secs_f64();
     let mut latencies: Vec<f64> = got
@@ -215,11 +289,15 @@ async fn main() -> anyhow::Result<()> {
         Some(d) => (common::usage(d.id()).0, "daemon"),
         None => (peak_rss_mb(), "this process"),
     };
+    let outputs = if faults_only {
+        format!("faults only ({} faults; latency of faults)", got.len())
+    } else {
+        "every score".into()
+    };
     println!(
-        "broker={broker} rows={n} scored={} rate={} -> {:.0} rows/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; peak RSS ({who}) {rss:.0} MB",
-        got.len(),
+        "broker={broker} rows={n} rows/message={per_message} outputs: {outputs}; scored={scored} rate={} -> {:.0} rows/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; peak RSS ({who}) {rss:.0} MB",
         rate.map(|r| format!("{r:.0}/s")).unwrap_or("max".into()),
-        got.len() as f64 / elapsed.max(1e-9),
+        scored as f64 / elapsed.max(1e-9),
         pct(0.50),
         pct(0.99),
         latencies.last().copied().unwrap_or(f64::NAN),
@@ -228,10 +306,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(mut d) = daemon {
         let (_, cpu) = common::usage(d.id());
         println!(
-            "daemon CPU {cpu:.2} s for {} rows: {:.1} µs per row, {:.2} CPU-s per 100,000 rows",
-            got.len(),
-            cpu * 1e6 / got.len().max(1) as f64,
-            cpu * 1e5 / got.len().max(1) as f64
+            "daemon CPU {cpu:.2} s for {scored} rows: {:.1} µs per row, {:.2} CPU-s per 100,000 rows",
+            cpu * 1e6 / scored.max(1) as f64,
+            cpu * 1e5 / scored.max(1) as f64
         );
         let _ = d.kill();
         let _ = d.wait();
@@ -243,4 +320,18 @@ async fn main() -> anyhow::Result<()> {
         let _ = m.kill();
     }
     Ok(())
+}
+
+/// The daemon's `faultline_rows_scored_total`, from its /metrics on `port`.
+fn scored_rows(port: u16) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(faultline::metrics::ROWS_SCORED))
+        .and_then(|rest| rest.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
