@@ -209,6 +209,60 @@ async fn embedded_broker_scores_faults_and_dead_letters_bad_rows() {
     app.shutdown().await.unwrap();
 }
 
+/// The default outputs (no scores topic): a fault is published whole, with its unusual sensors and
+/// contributions, and nothing else is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_scores_topic_only_faults_are_published_and_they_are_whole() {
+    let port = common::free_port();
+    let mut env = daemon_env("lean", Some(port), port, &[]);
+    env.retain(|(k, _)| k != "FAULTLINE_SINK__SCORES_TOPIC");
+    let cfg = RawConfig::load_with_env(None, env)
+        .unwrap()
+        .validate()
+        .unwrap();
+    let model = Arc::new(Model::embedded().unwrap());
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let mut c = Client::connect(port, "lean-test", &["lean/#".into()]).await;
+    let (_, faulty, good) = rows(&model, 0);
+    c.publish("lean/rows", good.clone()).await;
+    c.publish("lean/rows", faulty).await;
+    c.publish("lean/rows", good.replace("Known-Good", "Known-Good-2"))
+        .await;
+
+    // Every row scored and acknowledged, then whatever was published has had time to arrive.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = http_get(app.web_addr, "/metrics").await;
+        if m.contains("faultline_row_latency_seconds_count 3") {
+            assert!(m.contains("faultline_rows_scored_total 3"), "{m}");
+            assert!(m.contains("faultline_faults_total 1"), "{m}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not scored: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut got = c
+        .collect_until(20, |g| g.iter().any(|(t, _)| t == "lean/faults"))
+        .await;
+    // The rows were acknowledged only after their outputs reached the broker: anything else
+    // published is on its way to this subscriber already.
+    while let Ok(Some((topic, payload))) =
+        tokio::time::timeout(Duration::from_millis(500), c.messages.recv()).await
+    {
+        got.push((topic, serde_json::from_slice(&payload).unwrap()));
+    }
+    let published: Vec<&(String, Value)> = got.iter().filter(|(t, _)| t != "lean/rows").collect();
+    assert_eq!(published.len(), 1, "{published:?}");
+    let (topic, f) = published[0];
+    assert_eq!(topic, "lean/faults");
+    assert_eq!(f["id"], "Known-Faulty");
+    assert_eq!(f["unusual_sensors"].as_array().unwrap().len(), 3, "{f}");
+    assert_eq!(f["contributions"].as_array().unwrap().len(), 5, "{f}");
+
+    app.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_port_taken_by_another_broker_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -178,6 +178,11 @@ impl ScoringStage {
     ) -> Result<(), AppError> {
         let scored_at = now_rfc3339();
         for v in verdicts {
+            // Without a scores topic a verdict that is not a fault goes nowhere: not even its
+            // message is built.
+            if !v.fault && self.topics.scores.is_none() {
+                continue;
+            }
             let message = serde_json::to_vec(&VerdictMessage::new(v, model, &scored_at))
                 .map_err(|e| AppError::Pipeline(e.to_string()))?;
             let output = |topic, payload| Output {

@@ -10,8 +10,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// A map by wafer id. Every scored row is inserted and looked up once (and evicted once), so the
-/// hash is on the stream's path: foldhash's quality variant (seeded per process, so ids chosen to
-/// collide are no cheaper to find than with SipHash's) hashes a short id several times faster.
+/// hash is on the stream's path: foldhash's quality variant hashes a short id several times faster
+/// than SipHash. It is seeded per process but, by its own account, only minimally resistant to ids
+/// crafted to collide; ids come from the plant's own producers, and the map is bounded.
 type ById<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
 
 /// The scores one row got: (model version, P(fault)), the serving model's first.
