@@ -7,11 +7,12 @@
 //!
 //! With `--faults-only` (needs `--bin`) the daemon runs as configured by default: it publishes
 //! faults only, not a score for every row. The run ends when the daemon's own
-//! `faultline_rows_scored_total` reaches the row count, and latency covers the faults alone.
+//! `faultline_rows_scored_total` reaches the row count (read every 20 ms; the CPU shares stop
+//! there), and latency covers the faults alone.
 //!
 //! With `--rows-per-message K` each message is a JSON array of K rows (the last one may hold
 //! fewer), as a producer that batches sends them; `--rate` then paces messages so that rows
-//! still arrive at that rate.
+//! still arrive at that rate (in bursts of K).
 //!
 //! With `--bin` the daemon runs as its own process (build it first: `cargo build --release`) and
 //! its CPU time and peak RSS are reported; without it, it runs in this process.
@@ -212,28 +213,33 @@ async fn main() -> anyhow::Result<()> {
     }
     let budget = common::CpuBudget::start(watched);
     let start = Instant::now();
-    let (done_tx, mut done) = tokio::sync::watch::channel(false);
+    // Faults only: once every row is scored, how many faults the daemon published.
+    let (done_tx, mut done) = tokio::sync::watch::channel(None::<usize>);
     let receiver = tokio::spawn(async move {
         let mut got = Vec::with_capacity(n);
-        // Every score: until each row's arrives. Faults only: until the daemon has scored every
-        // row (and the faults it published so far have had a moment to arrive).
-        while faults_only || got.len() < n {
-            let finished = tokio::select! {
-                x = tokio::time::timeout(Duration::from_secs(30), rx.recv()) => match x {
-                    Ok(Some(x)) => {
-                        got.push(x);
-                        false
-                    }
+        // Every score: until each row's has arrived (or 30 s pass without one). Faults only:
+        // until as many faults have arrived as the daemon published, or 10 s after it said so.
+        let mut drain_until = None;
+        loop {
+            let want = if faults_only { *done.borrow() } else { Some(n) };
+            if want.is_some_and(|w| got.len() >= w) {
+                break;
+            }
+            let now = tokio::time::Instant::now();
+            if faults_only && want.is_some() && drain_until.is_none() {
+                drain_until = Some(now + Duration::from_secs(10));
+            }
+            let limit = drain_until.unwrap_or(now + Duration::from_secs(30));
+            tokio::select! {
+                x = tokio::time::timeout_at(limit, rx.recv()) => match x {
+                    Ok(Some(x)) => got.push(x),
                     _ => break,
                 },
-                r = done.wait_for(|d| *d) => r.is_ok(),
-            };
-            if finished {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                while let Ok(x) = rx.try_recv() {
-                    got.push(x);
+                r = done.changed(), if faults_only && want.is_none() => {
+                    if r.is_err() {
+                        break;
+                    }
                 }
-                break;
             }
         }
         got
@@ -249,31 +255,49 @@ async fn main() -> anyhow::Result<()> {
             .publish("bench/rows", QoS::AtLeastOnce, false, payload)
             .await?;
     }
-    // Faults only: the daemon's own count says when every row is scored.
-    let mut scored_at = None;
+    // Faults only: the daemon's own count says when every row is scored (read every 20 ms).
+    let mut finished = None;
+    let mut last_count = 0;
+    let mut budget_report = None;
     if faults_only {
         let deadline = Instant::now() + Duration::from_secs(300);
         while Instant::now() < deadline {
-            if scored_rows(web).is_some_and(|k| k >= n as u64) {
-                scored_at = Some(Instant::now());
+            last_count = daemon_counter(web, faultline::metrics::ROWS_SCORED).unwrap_or(last_count);
+            if last_count >= n as u64 {
+                finished = Some(Instant::now());
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        done_tx.send_replace(true);
+        if finished.is_none() {
+            println!("NOT FINISHED: the daemon scored {last_count} of {n} rows in 300 s");
+        }
+        // CPU shares up to here: the wait for the last faults below is the benchmark's own.
+        budget_report = Some(budget.report());
+        let faults = daemon_counter(web, faultline::metrics::FAULTS).unwrap_or(0) as usize;
+        done_tx.send_replace(Some(faults));
     }
     let got = receiver.await?;
-    let budget = budget.report();
+    let budget = budget_report.unwrap_or_else(|| budget.report());
     let scored = if faults_only {
-        scored_rows(web).unwrap_or(0) as usize
+        let published = *done_tx.borrow();
+        if published != Some(got.len()) {
+            println!(
+                "received {} faults of the {} the daemon published (latency covers those received)",
+                got.len(),
+                published.map_or("?".into(), |p| p.to_string())
+            );
+        }
+        last_count as usize
     } else {
         got.len()
     };
-    let elapsed = scored_at
-        .or(got.last().map(|(_, t)| *t))
-        .map(|t| t - start)
-        .unwrap_or_default()
-        .as_secs_f64();
+    let elapsed = if faults_only {
+        finished.unwrap_or_else(Instant::now) - start
+    } else {
+        got.last().map(|(_, t)| *t - start).unwrap_or_default()
+    }
+    .as_secs_f64();
     let mut latencies: Vec<f64> = got
         .iter()
         .filter_map(|(id, t)| sent_at.get(id).map(|s| (*t - *s).as_secs_f64() * 1e3))
@@ -322,16 +346,18 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The daemon's `faultline_rows_scored_total`, from its /metrics on `port`.
-fn scored_rows(port: u16) -> Option<u64> {
+/// A counter of the daemon's (`name`, without labels) from its /metrics on `port`.
+fn daemon_counter(port: u16, name: &str) -> Option<u64> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     text.lines()
-        .find_map(|l| l.strip_prefix(faultline::metrics::ROWS_SCORED))
-        .and_then(|rest| rest.trim().parse::<f64>().ok())
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
 }
