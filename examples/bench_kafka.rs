@@ -5,8 +5,12 @@
 //! cargo build --release --features kafka
 //! cargo run --release --features kafka --example bench_kafka -- \
 //!     [--rows 50000] [--rate 5000] [--partitions 4] [--bootstrap HOST:PORT] [--input wafers.csv] \
-//!     [--bin target/release/faultline] [--compact] [--broker-pid PID]
+//!     [--bin target/release/faultline] [--compact] [--broker-pid PID] [--faults-only]
 //! ```
+//!
+//! With `--faults-only` the daemon publishes faults only, as configured by default, instead of a
+//! score for every row: the run ends when its own `faultline_rows_scored_total` reaches the row
+//! count (read every 20 ms; the CPU shares stop there), and latency covers the faults alone.
 //!
 //! Without `--bootstrap` the cluster is librdkafka's in-process MockCluster (in this process, not
 //! the daemon's); with it, any Kafka-protocol broker (tansu: `target/tools/tansu-0.6.0-dynostore-libsql/bin/tansu broker ...`).
@@ -42,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let rate: Option<f64> = arg(&args, "--rate").map(|r| r.parse()).transpose()?;
     let partitions: i32 = arg(&args, "--partitions").unwrap_or("4".into()).parse()?;
     let compact = args.iter().any(|a| a == "--compact");
+    let faults_only = args.iter().any(|a| a == "--faults-only");
     let bin = arg(&args, "--bin").unwrap_or("target/release/faultline".into());
     let model = Model::embedded()?;
 
@@ -118,14 +123,21 @@ async fn main() -> anyhow::Result<()> {
         ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", format!("{run}.dead")),
     ]
     .into_iter()
+    .filter(|(k, _)| !(faults_only && *k == "FAULTLINE_SINK__SCORES_TOPIC"))
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    // What the receiver reads: every score, or with --faults-only the faults.
+    let watched_topic = if faults_only {
+        format!("{run}.faults")
+    } else {
+        scores_topic.clone()
+    };
     let web = free_port();
     let mut daemon = common::spawn_daemon(&bin, &env, web)
         .map_err(|e| anyhow::anyhow!("{e} (build it with --features kafka)"))?;
     let pid = daemon.id();
 
-    // Receiver: every verdict on the scores topic, from its end.
+    // Receiver: every verdict on the scores topic (or every fault), from the start.
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("group.id", format!("{run}-reader"))
@@ -133,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
         .set("fetch.wait.max.ms", "5")
         .create()?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&scores_topic, 0, Offset::Beginning)?;
+    tpl.add_partition_offset(&watched_topic, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;
     // Who used the cores while the rows flowed (what binds, when the daemon is not it).
     let mut watched = vec![
@@ -148,11 +160,34 @@ async fn main() -> anyhow::Result<()> {
     }
     let budget = common::CpuBudget::start(watched);
     let start = Instant::now();
+    // Faults only: once every row is scored, how many faults the daemon published.
+    let (done_tx, mut done) = tokio::sync::watch::channel(None::<usize>);
     let receiver = tokio::spawn(async move {
         let mut arrived = vec![None::<Instant>; n];
         let mut count = 0;
-        while count < n {
-            match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
+        // Every score: until each row's has arrived (or 30 s pass without one). Faults only:
+        // until as many faults have arrived as the daemon published, or 10 s after it said so.
+        let mut drain_until = None;
+        loop {
+            let want = if faults_only { *done.borrow() } else { Some(n) };
+            if want.is_some_and(|w| count >= w) {
+                break;
+            }
+            let now = tokio::time::Instant::now();
+            if faults_only && want.is_some() && drain_until.is_none() {
+                drain_until = Some(now + Duration::from_secs(10));
+            }
+            let limit = drain_until.unwrap_or(now + Duration::from_secs(30));
+            let next = tokio::select! {
+                m = tokio::time::timeout_at(limit, consumer.recv()) => m,
+                r = done.changed(), if faults_only && want.is_none() => {
+                    if r.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            match next {
                 Ok(Ok(m)) => {
                     let i = m
                         .key()
@@ -206,8 +241,31 @@ async fn main() -> anyhow::Result<()> {
     for r in reports {
         r.await?.map_err(|(e, _)| e)?;
     }
+    // Faults only: the daemon's own count says when every row is scored.
+    let mut finished = None;
+    let mut last_count = 0;
+    let mut budget_report = None;
+    if faults_only {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while Instant::now() < deadline {
+            last_count =
+                common::daemon_counter(web, faultline::metrics::ROWS_SCORED).unwrap_or(last_count);
+            if last_count >= n as u64 {
+                finished = Some(Instant::now());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if finished.is_none() {
+            println!("NOT FINISHED: the daemon scored {last_count} of {n} rows in 300 s");
+        }
+        // CPU shares up to here: the wait for the last faults below is the benchmark's own.
+        budget_report = Some(budget.report());
+        let faults = common::daemon_counter(web, faultline::metrics::FAULTS).unwrap_or(0);
+        done_tx.send_replace(Some(faults as usize));
+    }
     let arrived = receiver.await?;
-    let budget = budget.report();
+    let budget = budget_report.unwrap_or_else(|| budget.report());
     let (rss, cpu) = common::usage(pid);
     let inside = daemon_latency(web);
     let _ = std::process::Command::new("kill")
@@ -242,11 +300,21 @@ async fn main() -> anyhow::Result<()> {
         rate.map(|r| format!(", offered {r} rows/s"))
             .unwrap_or_default()
     );
-    println!(
-        "verdicts: {got}/{n}; published in {:.2} s; rows/s (first publish → last verdict): {:.0}",
-        published.as_secs_f64(),
-        got as f64 / (last - start).as_secs_f64()
-    );
+    if faults_only {
+        let published_faults = *done_tx.borrow();
+        println!(
+            "faults only: {got} faults received of the {} the daemon published; rows scored {last_count}/{n}; published in {:.2} s; rows/s (first publish → every row scored): {:.0}",
+            published_faults.map_or("?".into(), |p| p.to_string()),
+            published.as_secs_f64(),
+            last_count as f64 / (finished.unwrap_or_else(Instant::now) - start).as_secs_f64()
+        );
+    } else {
+        println!(
+            "verdicts: {got}/{n}; published in {:.2} s; rows/s (first publish → last verdict): {:.0}",
+            published.as_secs_f64(),
+            got as f64 / (last - start).as_secs_f64()
+        );
+    }
     println!(
         "latency publish → verdict: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(&latencies, 0.5),
@@ -293,7 +361,15 @@ async fn main() -> anyhow::Result<()> {
             steady[steady.len() - 1]
         );
     }
-    println!("daemon: peak RSS {rss:.0} MB, CPU {cpu:.1} s");
+    let rows = if faults_only {
+        last_count as usize
+    } else {
+        got
+    };
+    println!(
+        "daemon: peak RSS {rss:.0} MB, CPU {cpu:.2} s: {:.1} µs a row",
+        cpu * 1e6 / rows.max(1) as f64
+    );
     println!("{budget}");
     if let Some((p50, p99)) = inside {
         println!(
@@ -308,12 +384,7 @@ async fn main() -> anyhow::Result<()> {
 /// p50 and p99 upper bounds of the daemon's own row latency histogram (from row arrival to the
 /// cluster's acknowledgement of its verdict), read from its `/metrics`.
 fn daemon_latency(web: u16) -> Option<(f64, f64)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", web)).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
+    let text = common::metrics_text(web)?;
     let buckets: Vec<(f64, f64)> = text
         .lines()
         .filter_map(|l| l.strip_prefix("faultline_row_latency_seconds_bucket{le=\""))

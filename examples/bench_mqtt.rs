@@ -26,7 +26,7 @@
 
 mod common;
 
-use common::{arg, free_port};
+use common::{arg, daemon_counter, free_port};
 use faultline::config::RawConfig;
 use faultline::model::Model;
 use faultline::row::json::encode_row;
@@ -344,20 +344,4 @@ async fn main() -> anyhow::Result<()> {
         let _ = m.kill();
     }
     Ok(())
-}
-
-/// A counter of the daemon's (`name`, without labels) from its /metrics on `port`.
-fn daemon_counter(port: u16, name: &str) -> Option<u64> {
-    use std::io::{Read, Write};
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
 }

@@ -153,3 +153,26 @@ pub fn spawn_daemon(
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// The daemon's /metrics text, from its web port (2 s timeouts).
+pub fn metrics_text(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let timeout = std::time::Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// A counter of the daemon's (`name`, without labels), from its /metrics on `port`.
+pub fn daemon_counter(port: u16, name: &str) -> Option<u64> {
+    metrics_text(port)?
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
