@@ -260,18 +260,7 @@ async fn main() -> anyhow::Result<()> {
     let mut last_count = 0;
     let mut budget_report = None;
     if faults_only {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while Instant::now() < deadline {
-            last_count = daemon_counter(web, faultline::metrics::ROWS_SCORED).unwrap_or(last_count);
-            if last_count >= n as u64 {
-                finished = Some(Instant::now());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if finished.is_none() {
-            println!("NOT FINISHED: the daemon scored {last_count} of {n} rows in 300 s");
-        }
+        (finished, last_count) = common::wait_scored(web, n).await;
         // CPU shares up to here: the wait for the last faults below is the benchmark's own.
         budget_report = Some(budget.report());
         let faults = daemon_counter(web, faultline::metrics::FAULTS).unwrap_or(0) as usize;

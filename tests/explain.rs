@@ -137,15 +137,20 @@ fn a_listed_sensor_moves_p_fault_the_way_its_contribution_says() {
     assert!(moved > 50, "only {moved} perturbations moved the score");
 }
 
-#[test]
-fn faults_carry_explanations_and_unread_sensors_never_appear() {
+/// The committed model and 400 synthetic rows, with the threshold set so that the top quarter of
+/// them (synthetic rows sit near the training medians) are faults.
+fn top_quarter_flagged() -> (Model, faultline::row::RowBatch) {
     let model = Model::embedded().unwrap();
     let rows = synthetic::rows(model.card(), 400, 13);
-    // Synthetic rows sit near the training medians; flag the top quarter of them.
     let mut p = vec![0.0; rows.len()];
     model.probabilities(&rows.values, &mut p);
     p.sort_by(f32::total_cmp);
-    let model = model.with_threshold(p[300]);
+    (model.with_threshold(p[300]), rows)
+}
+
+#[test]
+fn faults_carry_explanations_and_unread_sensors_never_appear() {
+    let (model, rows) = top_quarter_flagged();
     let verdicts = model.score(&rows);
     let faults: Vec<_> = verdicts.iter().filter(|v| v.fault).collect();
     assert!(!faults.is_empty());
@@ -160,12 +165,7 @@ fn faults_carry_explanations_and_unread_sensors_never_appear() {
 
 #[test]
 fn unusual_sensors_on_faults_only_leave_every_fault_as_it_was() {
-    let model = Model::embedded().unwrap();
-    let rows = synthetic::rows(model.card(), 400, 13);
-    let mut p = vec![0.0; rows.len()];
-    model.probabilities(&rows.values, &mut p);
-    p.sort_by(f32::total_cmp);
-    let model = model.with_threshold(p[300]);
+    let (model, rows) = top_quarter_flagged();
     // By default every verdict lists its unusual sensors (the CLI, the page, a scores topic).
     let every = model.score(&rows);
     let faults = every.iter().filter(|v| v.fault).count();

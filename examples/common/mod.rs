@@ -176,3 +176,19 @@ pub fn daemon_counter(port: u16, name: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
 }
+
+/// Reads the daemon's `faultline_rows_scored_total` every 20 ms until it reaches `n`, for at most
+/// 300 s (saying so when it does not): when it did, and the last count read.
+pub async fn wait_scored(web: u16, n: usize) -> (Option<std::time::Instant>, u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let mut count = 0;
+    while std::time::Instant::now() < deadline {
+        count = daemon_counter(web, faultline::metrics::ROWS_SCORED).unwrap_or(count);
+        if count >= n as u64 {
+            return (Some(std::time::Instant::now()), count);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    println!("NOT FINISHED: the daemon scored {count} of {n} rows in 300 s");
+    (None, count)
+}
