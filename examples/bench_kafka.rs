@@ -361,7 +361,7 @@ async fn main() -> anyhow::Result<()> {
     println!("{budget}");
     if let Some((p50, p99)) = inside {
         println!(
-            "inside the daemon (faultline_row_latency_seconds: arrival → the cluster's ack of the verdict): p50 ≤ {:.1} ms, p99 ≤ {:.1} ms",
+            "inside the daemon (faultline_row_latency_seconds: arrival → acknowledged to the source, after its verdict if published): p50 ≤ {:.1} ms, p99 ≤ {:.1} ms",
             p50 * 1000.0,
             p99 * 1000.0
         );
@@ -369,8 +369,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// p50 and p99 upper bounds of the daemon's own row latency histogram (from row arrival to the
-/// cluster's acknowledgement of its verdict), read from its `/metrics`.
+/// p50 and p99 upper bounds of the daemon's own row latency histogram (from a row's arrival until
+/// it is acknowledged to its source, after its verdict if published), read from its `/metrics`.
 fn daemon_latency(web: u16) -> Option<(f64, f64)> {
     let text = common::metrics_text(web)?;
     let buckets: Vec<(f64, f64)> = text

@@ -118,7 +118,8 @@ pub struct Metrics {
     pub batch_rows: Histogram,
     /// Time to score one batch.
     pub score_seconds: Histogram,
-    /// Time from a row's arrival to the broker's acknowledgement of its verdict.
+    /// Time from a row's arrival until it is acknowledged to its source: after its verdict, if
+    /// published, and every earlier output are acknowledged by the output broker.
     pub row_latency: Histogram,
     /// Rows read but not yet acknowledged.
     pub queue_rows: IntGauge,
@@ -238,7 +239,7 @@ impl Metrics {
         );
         let row_latency = histogram(
             ROW_LATENCY,
-            "Time from a row's arrival to the broker's acknowledgement of its verdict.",
+            "Time from a row's arrival until it is acknowledged to its source: after its verdict, if published, and every earlier output are acknowledged by the output broker.",
             buckets(0.000_5, 2.0, 16),
         );
         let queue_rows =
