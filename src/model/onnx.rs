@@ -15,6 +15,7 @@
 
 use super::ensemble::{BranchMode, BuildError, Ensemble, NodeSpec, TreeSpec};
 use super::shap::{ShapError, TreeShap};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use tract_onnx::pb::{self, attribute_proto::AttributeType, tensor_proto::DataType};
 use tract_onnx::prelude::Framework;
@@ -409,12 +410,13 @@ fn floats<'a>(node: &'a pb::NodeProto, name: &str) -> Result<Option<&'a [f32]>, 
     Ok(attr(node, name).map(|a| a.floats.as_slice()))
 }
 
-fn strings(node: &pb::NodeProto, name: &str) -> Result<Vec<String>, GraphError> {
+fn strings<'a>(node: &'a pb::NodeProto, name: &str) -> Result<Vec<Cow<'a, str>>, GraphError> {
     match attr(node, name) {
+        // Borrowed unless a string is not UTF-8: one per tree node, so no copies.
         Some(a) => Ok(a
             .strings
             .iter()
-            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .map(|s| String::from_utf8_lossy(s))
             .collect()),
         None => unsupported(format!(
             "TreeEnsembleClassifier '{}' lacks attribute {name}",
@@ -426,6 +428,9 @@ fn strings(node: &pb::NodeProto, name: &str) -> Result<Vec<String>, GraphError> 
 /// The trees, base margin, post-transform and (when the graph has `nodes_hitrates`) each tree's node
 /// cover in the trees' node order.
 type Parsed = (Vec<TreeSpec>, f32, Finalize, Option<Vec<Vec<f32>>>);
+
+/// The tree parser's maps, keyed by tree and node ids.
+type NodeMap<K, V> = foldhash::HashMap<K, V>;
 
 /// Builds tree specs from a `TreeEnsembleClassifier` node.
 fn parse_trees(
@@ -524,9 +529,12 @@ fn parse_trees(
     };
 
     // Group nodes by tree, in order of first appearance (the order onnxruntime sums them in).
+    // (foldhash: SipHash's resistance to chosen keys buys nothing here, and at tens of thousands
+    // of nodes it was a sixth of loading the model.)
     let mut order: Vec<i64> = Vec::new();
-    let mut pos: HashMap<(i64, i64), usize> = HashMap::with_capacity(n);
-    let mut per_tree: HashMap<i64, Vec<usize>> = HashMap::new();
+    let mut pos: NodeMap<(i64, i64), usize> =
+        NodeMap::with_capacity_and_hasher(n, Default::default());
+    let mut per_tree: NodeMap<i64, Vec<usize>> = NodeMap::default();
     for i in 0..n {
         let list = per_tree.entry(tree_ids[i]).or_insert_with(|| {
             order.push(tree_ids[i]);
@@ -540,7 +548,7 @@ fn parse_trees(
         }
         list.push(i);
     }
-    let mut weight: HashMap<(i64, i64), f32> = HashMap::new();
+    let mut weight: NodeMap<(i64, i64), f32> = NodeMap::default();
     for j in 0..m {
         *weight.entry((class_tree[j], class_node[j])).or_insert(0.0) += class_weights[j];
     }
