@@ -574,10 +574,22 @@ async fn a_kill_9_mid_stream_loses_no_row_on_mosquitto() {
     let daemon = common::Daemon::start(&env).await;
     let after = count_scores(&mut c, &mut seen, 900, |_, seen| seen.len() == n).await;
     publishing.await.unwrap();
+    // The kill must have fallen mid-stream, or the test shows nothing: the restarted daemon read
+    // rows the killed one had not acknowledged (or had not been sent).
+    let resumed = common::counter_or_zero(
+        daemon.web,
+        "faultline_rows_received_total{source=\"mqtt\"} ",
+    )
+    .await;
+    assert!(
+        resumed > 0.0,
+        "the restarted daemon read no row: the killed one (at {before} verdicts) had finished all {n}"
+    );
     let duplicates = before + after - n;
     eprintln!(
         "kill -9 mid-stream (MQTT, Mosquitto, QoS 1, persistent session): {n} {origin} published, \
-         killed after {before} verdicts; 0 lost, {duplicates} scored twice"
+         killed after {before} verdicts; the restarted daemon read {resumed} rows; 0 lost, \
+         {duplicates} scored twice"
     );
     assert_eq!(daemon.terminate().code(), Some(0));
 }

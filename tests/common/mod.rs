@@ -343,6 +343,19 @@ pub async fn metric(addr: std::net::SocketAddr, prefix: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {prefix} in:\n{m}"))
 }
 
+/// A labelled counter's value, 0 while its series does not exist: a series such as
+/// `faultline_rows_received_total{source="kafka"}` appears on its first increment.
+pub async fn counter_or_zero(addr: std::net::SocketAddr, prefix: &str) -> f64 {
+    let m = http_get(addr, "/metrics").await;
+    match m.lines().find_map(|l| l.strip_prefix(prefix)) {
+        Some(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{prefix} has no number in:\n{m}")),
+        None => 0.0,
+    }
+}
+
 /// A test client: publishes rows and collects what arrives on the subscribed topics.
 pub struct Client {
     pub client: AsyncClient,
