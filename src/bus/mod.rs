@@ -73,8 +73,8 @@ impl Source {
     pub fn acker(&self) -> Acker {
         match self {
             Source::Mqtt(s) => {
-                let (client, session) = s.acker();
-                Acker::Mqtt(MqttAcker::new(client, session))
+                let (client, session, direct) = s.acker();
+                Acker::Mqtt(MqttAcker::new(client, session, direct))
             }
             #[cfg(feature = "kafka")]
             Source::Kafka(s) => Acker::Kafka(s.acker()),
@@ -109,27 +109,33 @@ pub enum Acker {
     Kafka(kafka::source::KafkaAcker),
 }
 
-/// PUBACKs in order through the MQTT source's connection. rumqttc sends acknowledgements from the
+/// PUBACKs through the MQTT source's connection. QoS 1 acknowledgements go to the connection's
+/// driver, which writes them itself before each poll ([`mqtt::driver::DirectAcks`]); while its
+/// poll has waited [`mqtt::driver::DirectAcks::STALE`] (the connection is idle), they and any
+/// other acknowledgement go through the client's request queue. rumqttc serves that queue from the
 /// event loop, which stops being polled while the pipeline is full; an acknowledgement that does
-/// not fit in its request queue waits here (without its payload) instead of blocking the
-/// acknowledger, which would keep the pipeline full for ever. An acknowledgement for a message
-/// of a session the broker has lost is dropped: its packet id would name another message in the
-/// new session.
+/// not fit waits here (without its payload) instead of blocking the acknowledger, which would
+/// keep the pipeline full for ever. An acknowledgement for a message of a session the broker has
+/// lost is dropped: its packet id would name another message in the new session.
 pub struct MqttAcker {
     client: rumqttc::AsyncClient,
     session: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    direct: std::sync::Arc<mqtt::driver::DirectAcks>,
     waiting: std::collections::VecDeque<(rumqttc::Publish, u64)>,
 }
 
 impl MqttAcker {
-    /// Acknowledges through `client`; `session` is its driver's current session.
+    /// Acknowledges through the driver that drains `direct`, or through `client`; `session` is
+    /// that driver's current session.
     pub fn new(
         client: rumqttc::AsyncClient,
         session: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        direct: std::sync::Arc<mqtt::driver::DirectAcks>,
     ) -> MqttAcker {
         MqttAcker {
             client,
             session,
+            direct,
             waiting: Default::default(),
         }
     }
@@ -137,17 +143,27 @@ impl MqttAcker {
     /// Acknowledges `publish` (of `session`) now, or as soon as there is room. Never waits.
     pub fn ack(&mut self, mut publish: rumqttc::Publish, session: u64) {
         publish.payload = Default::default();
-        self.waiting.push_back((publish, session));
-        self.flush();
+        if publish.qos == rumqttc::QoS::AtLeastOnce {
+            self.direct.push(publish, session);
+            if !self.waiting.is_empty() {
+                self.flush();
+            }
+        } else {
+            self.waiting.push_back((publish, session));
+            self.flush();
+        }
     }
 
-    /// True while acknowledgements wait for room.
+    /// True while acknowledgements wait (for the driver or for room).
     pub fn has_waiting(&self) -> bool {
-        !self.waiting.is_empty()
+        !self.waiting.is_empty() || !self.direct.is_empty()
     }
 
-    /// Sends acknowledgements that waited for room, in order, as far as there is room.
+    /// Sends acknowledgements the driver has left (its connection idle) and those that waited
+    /// for room, in order, as far as there is room.
     pub fn flush(&mut self) {
+        self.direct
+            .take_stale(std::time::Instant::now(), &mut self.waiting);
         let current = self.session.load(std::sync::atomic::Ordering::Relaxed);
         while let Some((publish, session)) = self.waiting.front() {
             if *session != current {

@@ -103,10 +103,12 @@ pub fn start_mqtt(
     };
     // Room for every acknowledgement the apply task can owe at once.
     let (driver, client) = Driver::new(options, 4 * QUEUE, role);
+    let direct = Arc::new(crate::bus::mqtt::driver::DirectAcks::default());
     let mut driver = driver
+        .direct_acks(direct.clone())
         .subscribe(topic.clone(), rumqttc::QoS::AtLeastOnce)
         .count_sessions_lost(metrics.broker_session_lost.with_label_values(&["labels"]));
-    let acker = MqttAcker::new(client.clone(), driver.session());
+    let acker = MqttAcker::new(client.clone(), driver.session(), direct);
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop, stopped) = watch::channel(false);
     let reader = tokio::spawn(async move {
@@ -246,10 +248,10 @@ async fn apply(
     mut acker: Option<MqttAcker>,
 ) -> Publisher {
     let mut acked = publisher.acked();
-    // PUBACKs go through rumqttc's request queue, which only its event loop drains, and the event
-    // loop (the reader) waits for room in `rx` when labels come faster than they are applied. So
-    // acknowledging never waits: what does not fit now waits in the acker, in order, and is
-    // retried.
+    // PUBACKs go to the reader's driver, or (while its connection is idle) through rumqttc's
+    // request queue, which only its event loop drains; the event loop (the reader) waits for room
+    // in `rx` when labels come faster than they are applied. So acknowledging never waits: what
+    // the driver has not taken or does not fit now waits in the acker, in order, and is retried.
     let waiting = |a: &Option<MqttAcker>| a.as_ref().is_some_and(MqttAcker::has_waiting);
     loop {
         if let Some(a) = acker.as_mut() {

@@ -10,9 +10,76 @@
 use crate::bus::link::Link;
 use crate::bus::Backoff;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
+
+/// PUBACKs released by the pipeline (QoS 1 messages whose outputs are on the broker), for the
+/// driver to write onto its own connection.
+///
+/// Sent through the client instead, they fall far behind while messages keep arriving: rumqttc's
+/// event loop returns the up to ten messages one read buffered before it looks at its request
+/// channel again, and then serves either the network or one request (bytebeamio/rumqtt#1025), so
+/// about one PUBACK went out per ten messages read, and after a crash the broker redelivered
+/// nearly every row read since the stream began. The driver writes every queued PUBACK before
+/// each poll, in one flush. When its poll has waited [`DirectAcks::STALE`] (the connection is
+/// idle) it takes none; then the acknowledger hands them to the client's channel, which an idle
+/// event loop serves at once. Each PUBACK leaves this queue once, by one path or the other.
+/// (Across the two paths PUBACKs can leave out of order; brokers match them by packet id.)
+#[derive(Debug, Default)]
+pub struct DirectAcks {
+    inner: Mutex<Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    acks: VecDeque<(rumqttc::Publish, u64)>,
+    /// Since when the driver has been in its poll (None: it is not).
+    polling_since: Option<Instant>,
+}
+
+impl DirectAcks {
+    /// How long the driver's poll may wait before the client's channel takes the PUBACKs.
+    pub const STALE: Duration = Duration::from_millis(5);
+
+    /// Queues the acknowledgement of `publish` (QoS 1, payload already dropped) of `session`.
+    pub fn push(&self, publish: rumqttc::Publish, session: u64) {
+        self.lock().acks.push_back((publish, session));
+    }
+
+    /// Whether no PUBACK waits.
+    pub fn is_empty(&self) -> bool {
+        self.lock().acks.is_empty()
+    }
+
+    /// Moves every queued PUBACK to `out`, oldest first, if the driver has been in its poll for
+    /// [`DirectAcks::STALE`] or longer at `now`. (A driver outside its poll, waiting for room in
+    /// the pipeline, writes them as soon as the room its own PUBACKs make lets it go on.)
+    pub fn take_stale(&self, now: Instant, out: &mut VecDeque<(rumqttc::Publish, u64)>) {
+        let mut queue = self.lock();
+        if queue
+            .polling_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= Self::STALE)
+        {
+            out.extend(queue.acks.drain(..));
+        }
+    }
+
+    fn take_all(&self) -> VecDeque<(rumqttc::Publish, u64)> {
+        std::mem::take(&mut self.lock().acks)
+    }
+
+    fn polling(&self, polling: bool) {
+        self.lock().polling_since = polling.then(Instant::now);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A panic while holding the lock cannot leave the queue half-changed.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// What a connection reports to its owner.
 #[derive(Debug)]
@@ -68,6 +135,8 @@ pub struct Driver {
     /// acknowledged, requests not yet sent), in order, kept across the reconnect: rumqttc drops
     /// them when the broker comes back without the session, and they go out again either way.
     held: std::collections::VecDeque<rumqttc::Request>,
+    /// PUBACKs this driver writes itself ([`Driver::direct_acks`]).
+    direct_acks: Option<Arc<DirectAcks>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -95,6 +164,7 @@ impl Driver {
             connected_before: false,
             fail_fast: false,
             held: Default::default(),
+            direct_acks: None,
         };
         (driver, client)
     }
@@ -114,6 +184,13 @@ impl Driver {
     /// Keeps `gauge` at 1 while connected and 0 otherwise.
     pub fn connected_gauge(mut self, gauge: prometheus::IntGauge) -> Driver {
         self.connected_gauge = Some(gauge);
+        self
+    }
+
+    /// Writes the PUBACKs queued on `acks` onto this connection before each poll (see
+    /// [`DirectAcks`]).
+    pub fn direct_acks(mut self, acks: Arc<DirectAcks>) -> Driver {
+        self.direct_acks = Some(acks);
         self
     }
 
@@ -152,8 +229,23 @@ impl Driver {
                 // About to (re)connect: keep what rumqttc holds for the broker (see `held`).
                 let pending = std::mem::take(&mut self.eventloop.pending);
                 self.held.extend(pending);
+            } else if let Err(e) = self.write_acks().await {
+                // The connection is broken: rumqttc reconnects on the next poll. The PUBACKs not
+                // written are lost with it; the broker redelivers their messages.
+                self.eventloop.clean();
+                if let Some(step) = self.failed(e).await {
+                    return step;
+                }
+                continue;
             }
-            match self.eventloop.poll().await {
+            if let Some(acks) = &self.direct_acks {
+                acks.polling(true);
+            }
+            let event = self.eventloop.poll().await;
+            if let Some(acks) = &self.direct_acks {
+                acks.polling(false);
+            }
+            match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     return Step::Message(p, self.session.load(Ordering::Relaxed))
                 }
@@ -175,6 +267,37 @@ impl Driver {
                     }
                 }
             }
+        }
+    }
+
+    /// Writes every PUBACK queued on [`Driver::direct_acks`] (of the current session) and
+    /// flushes once. Call only while connected.
+    async fn write_acks(&mut self) -> Result<(), ConnectionError> {
+        let (Some(acks), Some(network)) = (&self.direct_acks, self.eventloop.network.as_mut())
+        else {
+            return Ok(());
+        };
+        let batch = acks.take_all();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let current = self.session.load(Ordering::Relaxed);
+        let timeout = Duration::from_secs(self.eventloop.network_options.connection_timeout());
+        let write = async {
+            for (publish, session) in batch {
+                // An acknowledgement for a message of a session the broker lost is never sent:
+                // its packet id would name another message in the new session.
+                if session == current {
+                    network
+                        .write(Packet::PubAck(rumqttc::PubAck::new(publish.pkid)))
+                        .await?;
+                }
+            }
+            network.flush().await
+        };
+        match tokio::time::timeout(timeout, write).await {
+            Ok(result) => result.map_err(ConnectionError::MqttState),
+            Err(_) => Err(ConnectionError::FlushTimeout),
         }
     }
 

@@ -7,7 +7,7 @@
 //! The event loop is polled without pause, as rumqttc requires; the only waits inside it are for
 //! room in the bounded pipeline (backpressure: the broker holds the rest) and the reconnect backoff.
 
-use super::driver::{Driver, Role, Step};
+use super::driver::{DirectAcks, Driver, Role, Step};
 use crate::bus::link::Link;
 use crate::bus::mqtt::MqttSettings;
 use crate::bus::{Ack, Incoming, SourceOptions};
@@ -31,6 +31,8 @@ pub struct MqttSource {
     stop: watch::Sender<bool>,
     /// The broker session messages are read in (see [`Driver::session`]).
     session: Arc<AtomicU64>,
+    /// PUBACKs the event loop's driver writes itself.
+    direct: Arc<DirectAcks>,
 }
 
 impl MqttSource {
@@ -67,7 +69,9 @@ impl MqttSource {
             .metrics
             .source_connected
             .with_label_values(&[SOURCE_MQTT]);
+        let direct = Arc::new(DirectAcks::default());
         let mut driver = driver
+            .direct_acks(direct.clone())
             .subscribe(settings.subscription(), qos)
             .count_sessions_lost(sessions_lost)
             .connected_gauge(connected);
@@ -121,6 +125,7 @@ impl MqttSource {
             task,
             stop,
             session,
+            direct,
         }
     }
 
@@ -129,10 +134,15 @@ impl MqttSource {
         self.link.clone()
     }
 
-    /// A handle for acknowledgements, and the current session (an acknowledgement for a message
-    /// of a session the broker lost is dropped, never sent into the new one).
-    pub fn acker(&self) -> (AsyncClient, Arc<AtomicU64>) {
-        (self.client.clone(), self.session.clone())
+    /// A handle for acknowledgements, the current session (an acknowledgement for a message of a
+    /// session the broker lost is dropped, never sent into the new one) and the queue of PUBACKs
+    /// the driver writes itself.
+    pub fn acker(&self) -> (AsyncClient, Arc<AtomicU64>, Arc<DirectAcks>) {
+        (
+            self.client.clone(),
+            self.session.clone(),
+            self.direct.clone(),
+        )
     }
 
     /// Stops forwarding messages; what arrives from now on stays unacknowledged.
