@@ -119,11 +119,11 @@ pub struct Metrics {
     /// Time to score one batch.
     pub score_seconds: Histogram,
     /// Time from a row's arrival until faultline acknowledges it to its source (Kafka: offset
-    /// stored; MQTT: PUBACK handed to the client, which may send it later), which waits until its
-    /// verdict, if published, and every earlier output are confirmed by the output broker.
+    /// stored; MQTT: PUBACK queued for the connection), which waits until its verdict, if
+    /// published, and every earlier output are confirmed by the output broker.
     pub row_latency: Histogram,
-    /// Rows read that faultline has not yet acknowledged to their source (MQTT PUBACKs handed to
-    /// the client but not yet sent are not counted).
+    /// Rows read that faultline has not yet acknowledged to their source (MQTT PUBACKs queued but
+    /// not yet written are not counted).
     pub queue_rows: IntGauge,
     /// 1 while a source is connected.
     pub source_connected: IntGaugeVec,
@@ -241,11 +241,11 @@ impl Metrics {
         );
         let row_latency = histogram(
             ROW_LATENCY,
-            "Time from a row's arrival until faultline acknowledges it to its source (Kafka: its offset stored for the next commit; MQTT: its PUBACK handed to the client, which may send it later), which waits until its verdict, if published, and every earlier output are confirmed by the output broker.",
+            "Time from a row's arrival until faultline acknowledges it to its source (Kafka: its offset stored for the next commit; MQTT: its PUBACK queued for the connection), which waits until its verdict, if published, and every earlier output are confirmed by the output broker.",
             buckets(0.000_5, 2.0, 16),
         );
         let queue_rows =
-            IntGauge::new(QUEUE_ROWS, "Rows read that faultline has not yet acknowledged to their source (MQTT PUBACKs handed to the client but not yet sent are not counted).").expect("valid metric");
+            IntGauge::new(QUEUE_ROWS, "Rows read that faultline has not yet acknowledged to their source (MQTT PUBACKs queued but not yet written are not counted).").expect("valid metric");
         registry
             .register(Box::new(queue_rows.clone()))
             .expect("unique metric");
