@@ -28,12 +28,12 @@ pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug)]
 pub enum Ack {
     /// An MQTT QoS 1 publish, acknowledged with PUBACK through the source's connection, unless
-    /// the broker has since lost the `session` it arrived in.
+    /// it arrived on an earlier `connection` (see [`mqtt::driver::Driver::connection`]).
     Mqtt {
         /// The message, without its topic and payload (the source hands those to decoding).
         publish: rumqttc::Publish,
-        /// The broker session it arrived in.
-        session: u64,
+        /// The number of the connection it arrived on.
+        connection: u64,
     },
     /// A Kafka message: its offset is stored for the next commit.
     #[cfg(feature = "kafka")]
@@ -73,8 +73,8 @@ impl Source {
     pub fn acker(&self) -> Acker {
         match self {
             Source::Mqtt(s) => {
-                let (client, session, direct) = s.acker();
-                Acker::Mqtt(MqttAcker::new(client, session, direct))
+                let (client, connection, direct) = s.acker();
+                Acker::Mqtt(MqttAcker::new(client, connection, direct))
             }
             #[cfg(feature = "kafka")]
             Source::Kafka(s) => Acker::Kafka(s.acker()),
@@ -115,41 +115,41 @@ pub enum Acker {
 /// other acknowledgement go through the client's request queue. rumqttc serves that queue from the
 /// event loop, which stops being polled while the pipeline is full; an acknowledgement that does
 /// not fit waits here (without its payload) instead of blocking the acknowledger, which would
-/// keep the pipeline full for ever. An acknowledgement for a message of a session the broker has
-/// lost is dropped: its packet id would name another message in the new session.
+/// keep the pipeline full for ever. An acknowledgement for a message of an earlier connection is
+/// dropped (see [`mqtt::driver::Driver::connection`]): the broker sends that message again if it
+/// kept the session, and otherwise its packet id names another message.
 pub struct MqttAcker {
     client: rumqttc::AsyncClient,
-    session: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    connection: std::sync::Arc<std::sync::atomic::AtomicU64>,
     direct: std::sync::Arc<mqtt::driver::DirectAcks>,
     waiting: std::collections::VecDeque<(rumqttc::Publish, u64)>,
 }
 
 impl MqttAcker {
-    /// Acknowledges through the driver that drains `direct`, or through `client`; `session` is
-    /// that driver's current session.
+    /// Acknowledges through the driver that drains `direct`, or through `client`; `connection`
+    /// is that driver's current connection number.
     pub fn new(
         client: rumqttc::AsyncClient,
-        session: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        connection: std::sync::Arc<std::sync::atomic::AtomicU64>,
         direct: std::sync::Arc<mqtt::driver::DirectAcks>,
     ) -> MqttAcker {
         MqttAcker {
             client,
-            session,
+            connection,
             direct,
             waiting: Default::default(),
         }
     }
 
-    /// Acknowledges `publish` (of `session`) now, or as soon as there is room. Never waits.
-    pub fn ack(&mut self, mut publish: rumqttc::Publish, session: u64) {
+    /// Acknowledges `publish` (of `connection`) now, or as soon as there is room. Never waits.
+    pub fn ack(&mut self, mut publish: rumqttc::Publish, connection: u64) {
         publish.payload = Default::default();
-        if publish.qos == rumqttc::QoS::AtLeastOnce {
-            self.direct.push(publish, session);
-            if !self.waiting.is_empty() {
-                self.flush();
-            }
+        // Behind acknowledgements waiting for room in the client's queue, it waits there too, so
+        // that PUBACKs keep the order of their messages (MQTT 3.1.1, 4.6).
+        if publish.qos == rumqttc::QoS::AtLeastOnce && self.waiting.is_empty() {
+            self.direct.push(publish, connection);
         } else {
-            self.waiting.push_back((publish, session));
+            self.waiting.push_back((publish, connection));
             self.flush();
         }
     }
@@ -164,10 +164,10 @@ impl MqttAcker {
     pub fn flush(&mut self) {
         self.direct
             .take_stale(std::time::Instant::now(), &mut self.waiting);
-        let current = self.session.load(std::sync::atomic::Ordering::Relaxed);
-        while let Some((publish, session)) = self.waiting.front() {
-            if *session != current {
-                // The broker lost that session (and the message with it).
+        let current = self.connection.load(std::sync::atomic::Ordering::Relaxed);
+        while let Some((publish, connection)) = self.waiting.front() {
+            if *connection != current {
+                // Of an earlier connection (see `Driver::connection`).
                 self.waiting.pop_front();
                 continue;
             }
@@ -191,7 +191,13 @@ impl Acker {
     /// Acknowledges one message whose outputs are on the broker. Never waits.
     pub fn ack(&mut self, ack: Ack) {
         match (self, ack) {
-            (Acker::Mqtt(acker), Ack::Mqtt { publish, session }) => acker.ack(publish, session),
+            (
+                Acker::Mqtt(acker),
+                Ack::Mqtt {
+                    publish,
+                    connection,
+                },
+            ) => acker.ack(publish, connection),
             #[cfg(feature = "kafka")]
             (
                 Acker::Kafka(acker),

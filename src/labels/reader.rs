@@ -26,7 +26,7 @@ const QUEUE: usize = 256;
 
 /// How a label message is acknowledged once applied.
 enum LabelAck {
-    /// The message and the broker session it arrived in.
+    /// The message and the number of the connection it arrived on.
     Mqtt(rumqttc::Publish, u64),
     #[cfg(feature = "kafka")]
     Kafka(
@@ -108,13 +108,13 @@ pub fn start_mqtt(
         .direct_acks(direct.clone())
         .subscribe(topic.clone(), rumqttc::QoS::AtLeastOnce)
         .count_sessions_lost(metrics.broker_session_lost.with_label_values(&["labels"]));
-    let acker = MqttAcker::new(client.clone(), driver.session(), direct);
+    let acker = MqttAcker::new(client.clone(), driver.connection(), direct);
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop, stopped) = watch::channel(false);
     let reader = tokio::spawn(async move {
         loop {
             match driver.next().await {
-                Step::Message(mut p, session) => {
+                Step::Message(mut p, connection) => {
                     if *stopped.borrow() {
                         continue;
                     }
@@ -123,7 +123,7 @@ pub fn start_mqtt(
                     let message = LabelMessage {
                         payload: std::mem::take(&mut p.payload).to_vec(),
                         topic: std::mem::take(&mut p.topic),
-                        ack: LabelAck::Mqtt(p, session),
+                        ack: LabelAck::Mqtt(p, connection),
                     };
                     if tx.send(message).await.is_err() {
                         return;
@@ -309,9 +309,9 @@ async fn apply(
             }
         }
         match m.ack {
-            LabelAck::Mqtt(p, session) => {
+            LabelAck::Mqtt(p, connection) => {
                 if let Some(a) = acker.as_mut() {
-                    a.ack(p, session);
+                    a.ack(p, connection);
                 }
             }
             #[cfg(feature = "kafka")]

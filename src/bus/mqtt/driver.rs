@@ -44,9 +44,10 @@ impl DirectAcks {
     /// How long the driver's poll may wait before the client's channel takes the PUBACKs.
     pub const STALE: Duration = Duration::from_millis(5);
 
-    /// Queues the acknowledgement of `publish` (QoS 1, payload already dropped) of `session`.
-    pub fn push(&self, publish: rumqttc::Publish, session: u64) {
-        self.lock().acks.push_back((publish, session));
+    /// Queues the acknowledgement of `publish` (QoS 1, payload already dropped), which arrived on
+    /// `connection` (see [`Driver::connection`]).
+    pub fn push(&self, publish: rumqttc::Publish, connection: u64) {
+        self.lock().acks.push_back((publish, connection));
     }
 
     /// Whether no PUBACK waits.
@@ -84,7 +85,7 @@ impl DirectAcks {
 /// What a connection reports to its owner.
 #[derive(Debug)]
 pub enum Step {
-    /// A message arrived on the subscription, in `session` (see [`Driver::session`]).
+    /// A message arrived on the subscription, on `connection` (see [`Driver::connection`]).
     Message(rumqttc::Publish, u64),
     /// The broker acknowledged one QoS 1 publish; brokers acknowledge them in the order they
     /// received them (MQTT 3.1.1, 4.6).
@@ -123,10 +124,15 @@ pub struct Driver {
     connected_gauge: Option<prometheus::IntGauge>,
     /// Counts sessions the broker lost (`faultline_broker_session_lost_total{client}`).
     sessions_lost: Option<prometheus::IntCounter>,
-    /// The session messages arrive in: bumped each time the broker forgets this client's session,
-    /// so an acknowledgement for a message of an earlier session is never sent into a new one
+    /// The number of the connection messages arrive on, bumped on every reconnect, so an
+    /// acknowledgement for a message of an earlier connection is never sent on a later one. If the
+    /// broker kept the session, it sends such a message again (MQTT 3.1.1, 4.4) and its new copy is
+    /// acknowledged; a late PUBACK for the first copy would be a second one for that packet id,
+    /// which the broker may have given to another message meanwhile. If the broker lost the
+    /// session, the id names another message there. (rumqttc drops the PUBACKs in its own queue
+    /// on a disconnect for the same reason.)
     /// (its packet id would name another message there).
-    session: Arc<AtomicU64>,
+    connection: Arc<AtomicU64>,
     /// Whether this client has been connected before (a first connection loses no session).
     connected_before: bool,
     /// Report a failure instead of reconnecting (`replay`).
@@ -160,7 +166,7 @@ impl Driver {
             subscription: None,
             sessions_lost: None,
             connected_gauge: None,
-            session: Arc::new(AtomicU64::new(0)),
+            connection: Arc::new(AtomicU64::new(0)),
             connected_before: false,
             fail_fast: false,
             held: Default::default(),
@@ -210,10 +216,10 @@ impl Driver {
         self.link.clone()
     }
 
-    /// The current session's number, shared: compare a message's session with it before
+    /// The current connection's number, shared: compare a message's connection with it before
     /// acknowledging the message.
-    pub fn session(&self) -> Arc<AtomicU64> {
-        self.session.clone()
+    pub fn connection(&self) -> Arc<AtomicU64> {
+        self.connection.clone()
     }
 
     /// Where and who.
@@ -230,15 +236,18 @@ impl Driver {
                 let pending = std::mem::take(&mut self.eventloop.pending);
                 self.held.extend(pending);
             } else if let Err(e) = self.write_acks().await {
-                // The connection is broken: rumqttc reconnects on the next poll. The PUBACKs not
-                // written are lost with it; the broker redelivers their messages.
+                // The connection is broken: rumqttc reconnects on the next poll. The PUBACKs of
+                // the batch not written are lost with it (the broker redelivers their messages),
+                // and those queued later belong to this connection and are dropped.
                 self.eventloop.clean();
                 if let Some(step) = self.failed(e).await {
                     return step;
                 }
                 continue;
             }
-            if let Some(acks) = &self.direct_acks {
+            // Only while connected: during a reconnect the acknowledger must not hand the queue
+            // to rumqttc, which would send it on the new connection (see `connection`).
+            if let (Some(acks), Some(_)) = (&self.direct_acks, &self.eventloop.network) {
                 acks.polling(true);
             }
             let event = self.eventloop.poll().await;
@@ -247,7 +256,7 @@ impl Driver {
             }
             match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    return Step::Message(p, self.session.load(Ordering::Relaxed))
+                    return Step::Message(p, self.connection.load(Ordering::Relaxed))
                 }
                 Ok(Event::Incoming(Packet::PubAck(_))) => return Step::PubAck,
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -270,7 +279,7 @@ impl Driver {
         }
     }
 
-    /// Writes every PUBACK queued on [`Driver::direct_acks`] (of the current session) and
+    /// Writes every PUBACK queued on [`Driver::direct_acks`] (of the current connection) and
     /// flushes once. Call only while connected.
     async fn write_acks(&mut self) -> Result<(), ConnectionError> {
         let (Some(acks), Some(network)) = (&self.direct_acks, self.eventloop.network.as_mut())
@@ -281,13 +290,13 @@ impl Driver {
         if batch.is_empty() {
             return Ok(());
         }
-        let current = self.session.load(Ordering::Relaxed);
+        let current = self.connection.load(Ordering::Relaxed);
         let timeout = Duration::from_secs(self.eventloop.network_options.connection_timeout());
         let write = async {
-            for (publish, session) in batch {
-                // An acknowledgement for a message of a session the broker lost is never sent:
-                // its packet id would name another message in the new session.
-                if session == current {
+            for (publish, connection) in batch {
+                // A message of an earlier connection is acknowledged on this one only through
+                // its copy that the broker sends again (see `connection`).
+                if connection == current {
                     network
                         .write(Packet::PubAck(rumqttc::PubAck::new(publish.pkid)))
                         .await?;
@@ -310,10 +319,12 @@ impl Driver {
         self.set_up(true);
         self.backoff.reset();
         let lost = self.connected_before && !session_present && self.persistent();
+        if self.connected_before {
+            self.connection.fetch_add(1, Ordering::Relaxed);
+        }
         self.connected_before = true;
         info!(broker = %self.role.broker, client = self.role.client, session_present, "Connected to the MQTT broker.");
         if lost {
-            self.session.fetch_add(1, Ordering::Relaxed);
             if let Some(c) = &self.sessions_lost {
                 c.inc();
             }

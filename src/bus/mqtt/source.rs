@@ -29,8 +29,8 @@ pub struct MqttSource {
     task: tokio::task::JoinHandle<()>,
     /// Tells the event loop to stop forwarding messages (they stay unacknowledged).
     stop: watch::Sender<bool>,
-    /// The broker session messages are read in (see [`Driver::session`]).
-    session: Arc<AtomicU64>,
+    /// The number of the connection messages are read on (see [`Driver::connection`]).
+    connection: Arc<AtomicU64>,
     /// PUBACKs the event loop's driver writes itself.
     direct: Arc<DirectAcks>,
 }
@@ -76,7 +76,7 @@ impl MqttSource {
             .count_sessions_lost(sessions_lost)
             .connected_gauge(connected);
         let link = driver.link();
-        let session = driver.session();
+        let connection = driver.connection();
         let (stop, stopped) = watch::channel(false);
         let filter = settings.subscription();
         let task = tokio::spawn(async move {
@@ -89,7 +89,7 @@ impl MqttSource {
             let mut stopped = stopped;
             loop {
                 match driver.next().await {
-                    Step::Message(mut publish, session) => {
+                    Step::Message(mut publish, connection) => {
                         let Some(out) = output.as_ref() else { continue };
                         if *stopped.borrow_and_update() {
                             // Shutting down: leave it unacknowledged; the broker redelivers it.
@@ -105,7 +105,10 @@ impl MqttSource {
                         let ack = if publish.qos == QoS::AtMostOnce {
                             Ack::None
                         } else {
-                            Ack::Mqtt { publish, session }
+                            Ack::Mqtt {
+                                publish,
+                                connection,
+                            }
                         };
                         if !out.push(payload, topic, ack).await {
                             output = None;
@@ -124,7 +127,7 @@ impl MqttSource {
             link,
             task,
             stop,
-            session,
+            connection,
             direct,
         }
     }
@@ -134,13 +137,13 @@ impl MqttSource {
         self.link.clone()
     }
 
-    /// A handle for acknowledgements, the current session (an acknowledgement for a message of a
-    /// session the broker lost is dropped, never sent into the new one) and the queue of PUBACKs
-    /// the driver writes itself.
+    /// A handle for acknowledgements, the current connection's number (an acknowledgement for a
+    /// message of an earlier connection is dropped) and the queue of PUBACKs the driver writes
+    /// itself.
     pub fn acker(&self) -> (AsyncClient, Arc<AtomicU64>, Arc<DirectAcks>) {
         (
             self.client.clone(),
-            self.session.clone(),
+            self.connection.clone(),
             self.direct.clone(),
         )
     }
