@@ -145,7 +145,8 @@ impl MqttAcker {
     pub fn ack(&mut self, mut publish: rumqttc::Publish, connection: u64) {
         publish.payload = Default::default();
         // Behind acknowledgements waiting for room in the client's queue, it waits there too, so
-        // that PUBACKs keep the order of their messages (MQTT 3.1.1, 4.6).
+        // that those go out first. (Once in the client's queue, a PUBACK can still leave after a
+        // later one the driver writes: MQTT 3.1.1, 4.6 asks for order; brokers match packet ids.)
         if publish.qos == rumqttc::QoS::AtLeastOnce && self.waiting.is_empty() {
             self.direct.push(publish, connection);
         } else {
