@@ -336,24 +336,25 @@ pub async fn reading_stops_at(daemon: &Daemon, source: &str, bound: u32) -> f64 
 
 /// The value of the first `/metrics` line starting with `prefix`.
 pub async fn metric(addr: std::net::SocketAddr, prefix: &str) -> f64 {
-    let m = http_get(addr, "/metrics").await;
-    m.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in:\n{m}"))
+    let (value, m) = metric_if_any(addr, prefix).await;
+    value.unwrap_or_else(|| panic!("no {prefix} in:\n{m}"))
 }
 
 /// A labelled counter's value, 0 while its series does not exist: a series such as
 /// `faultline_rows_received_total{source="kafka"}` appears on its first increment.
 pub async fn counter_or_zero(addr: std::net::SocketAddr, prefix: &str) -> f64 {
+    metric_if_any(addr, prefix).await.0.unwrap_or(0.0)
+}
+
+/// The value on the line of `/metrics` that starts with `prefix`, if there is one, and the page.
+async fn metric_if_any(addr: std::net::SocketAddr, prefix: &str) -> (Option<f64>, String) {
     let m = http_get(addr, "/metrics").await;
-    match m.lines().find_map(|l| l.strip_prefix(prefix)) {
-        Some(v) => v
-            .trim()
+    let value = m.lines().find_map(|l| l.strip_prefix(prefix)).map(|v| {
+        v.trim()
             .parse()
-            .unwrap_or_else(|_| panic!("{prefix} has no number in:\n{m}")),
-        None => 0.0,
-    }
+            .unwrap_or_else(|_| panic!("{prefix} has no number in:\n{m}"))
+    });
+    (value, m)
 }
 
 /// A test client: publishes rows and collects what arrives on the subscribed topics.

@@ -131,7 +131,6 @@ pub struct Driver {
     /// which the broker may have given to another message meanwhile. If the broker lost the
     /// session, the id names another message there. (rumqttc drops the PUBACKs in its own queue
     /// on a disconnect for the same reason.)
-    /// (its packet id would name another message there).
     connection: Arc<AtomicU64>,
     /// Whether this client has been connected before (a first connection loses no session).
     connected_before: bool,
