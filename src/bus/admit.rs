@@ -178,11 +178,23 @@ impl Admitter {
     /// Decodes one message and queues it for admission; waits while [`DECODE_AHEAD`] are queued
     /// (backpressure). False once the pipeline is stopping.
     pub async fn push(&self, payload: impl AsRef<[u8]>, topic: String, ack: Ack) -> bool {
-        let decoded = match &self.options.reader {
-            Reader::Json => decode(payload.as_ref(), &self.options),
-            Reader::Sparkplug(reader) => self.sparkplug(reader, payload.as_ref(), &topic),
-        };
+        let decoded = self.decode(payload.as_ref(), &topic);
         drop(payload);
+        self.queue(topic, decoded, ack).await
+    }
+
+    /// Decodes one message's payload (for [`Admitter::queue`]), so that a source whose payload is
+    /// borrowed can let go of it before waiting for room.
+    pub fn decode(&self, payload: &[u8], topic: &str) -> Decoded {
+        match &self.options.reader {
+            Reader::Json => decode(payload, &self.options),
+            Reader::Sparkplug(reader) => self.sparkplug(reader, payload, topic),
+        }
+    }
+
+    /// Queues a message decoded by [`Admitter::decode`] for admission; waits while
+    /// [`DECODE_AHEAD`] are queued (backpressure). False once the pipeline is stopping.
+    pub async fn queue(&self, topic: String, decoded: Decoded, ack: Ack) -> bool {
         self.tx
             .send(Incoming::new(topic, decoded, ack))
             .await

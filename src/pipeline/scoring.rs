@@ -211,6 +211,10 @@ impl ScoringStage {
         publisher: &mut Publisher,
         incoming: &Incoming,
     ) -> Result<(), AppError> {
+        // Most messages have no unreadable row: their arrival time is never formatted.
+        if incoming.decoded.rejects.is_empty() {
+            return Ok(());
+        }
         let received_at = incoming
             .received_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

@@ -102,11 +102,11 @@ impl KafkaSource {
                     m = reader.recv() => m,
                     _ = stopped.wait_for(|s| *s) => return,
                 };
-                let (payload, ack) = match message {
+                // Decoded straight from librdkafka's buffer; the message is released before
+                // the wait for room in the admission queue.
+                let (decoded, ack) = match message {
                     Ok(m) => (
-                        // Decoded in place, but the message borrows the consumer across the
-                        // admission's wait, so it is copied (one memcpy per row).
-                        m.payload().unwrap_or_default().to_vec(),
+                        admitter.decode(m.payload().unwrap_or_default(), &topic),
                         Ack::Kafka {
                             topic: m.topic().to_string(),
                             partition: m.partition(),
@@ -119,7 +119,7 @@ impl KafkaSource {
                     }
                 };
                 errors.delivered(&topic);
-                if !admitter.push(payload, topic.clone(), ack).await {
+                if !admitter.queue(topic.clone(), decoded, ack).await {
                     return;
                 }
             }
