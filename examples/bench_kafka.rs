@@ -5,12 +5,23 @@
 //! cargo build --release --features kafka
 //! cargo run --release --features kafka --example bench_kafka -- \
 //!     [--rows 50000] [--rate 5000] [--partitions 4] [--bootstrap HOST:PORT] [--input wafers.csv] \
-//!     [--bin target/release/faultline] [--compact] [--broker-pid PID] [--faults-only]
+//!     [--bin target/release/faultline] [--compact] [--broker-pid PID] [--faults-only] [--backlog]
+//!     [--idle SECONDS]
 //! ```
 //!
 //! With `--faults-only` the daemon publishes faults only, as configured by default, instead of a
 //! score for every row: the run ends when its own `faultline_rows_scored_total` reaches the row
 //! count (read every 20 ms; the CPU shares stop there), and latency covers the faults alone.
+//!
+//! With `--backlog` every row is published (and acknowledged by the broker) before the daemon
+//! starts, which then reads the topic as a backlog, as after an outage: the producer is out of
+//! the picture, so the rate is the daemon's and the broker's fetches alone. The clock and the CPU
+//! shares run from the first row the daemon counts as scored to the last; faults only, no
+//! latency.
+//!
+//! With `--idle SECONDS` no row is published: the daemon is started, left 2 s to join its group,
+//! and the CPU-seconds it and the broker use while it waits for rows are measured for SECONDS
+//! (what the consumer's empty fetches cost: see `fetch.wait.max.ms`).
 //!
 //! Without `--bootstrap` the cluster is librdkafka's in-process MockCluster (in this process, not
 //! the daemon's); with it, any Kafka-protocol broker (tansu: `target/tools/tansu-0.6.0-dynostore-libsql/bin/tansu broker ...`).
@@ -46,7 +57,12 @@ async fn main() -> anyhow::Result<()> {
     let rate: Option<f64> = arg(&args, "--rate").map(|r| r.parse()).transpose()?;
     let partitions: i32 = arg(&args, "--partitions").unwrap_or("4".into()).parse()?;
     let compact = args.iter().any(|a| a == "--compact");
-    let faults_only = args.iter().any(|a| a == "--faults-only");
+    let backlog = args.iter().any(|a| a == "--backlog");
+    let faults_only = backlog || args.iter().any(|a| a == "--faults-only");
+    anyhow::ensure!(
+        !(backlog && rate.is_some()),
+        "--backlog publishes every row before the daemon starts; it takes no --rate"
+    );
     let bin = arg(&args, "--bin").unwrap_or("target/release/faultline".into());
     let model = Model::embedded()?;
 
@@ -132,6 +148,25 @@ async fn main() -> anyhow::Result<()> {
     } else {
         scores_topic.clone()
     };
+    let broker_pid: Option<u32> = arg(&args, "--broker-pid").map(|p| p.parse()).transpose()?;
+    if let Some(seconds) = arg(&args, "--idle") {
+        let web = free_port();
+        let mut daemon = common::spawn_daemon(&bin, &env, web)?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut watched = vec![("daemon".to_string(), daemon.id())];
+        if let Some(broker) = broker_pid {
+            watched.push(("broker".to_string(), broker));
+        }
+        let budget = common::CpuBudget::start(watched);
+        tokio::time::sleep(Duration::from_secs_f64(seconds.parse()?)).await;
+        println!("idle for {seconds} s, no rows: {}", budget.report());
+        daemon.kill()?;
+        daemon.wait()?;
+        return Ok(());
+    }
+    if backlog {
+        return drain_backlog(&bootstrap, &rows_topic, &payloads, &bin, &env, broker_pid).await;
+    }
     let web = free_port();
     let mut daemon = common::spawn_daemon(&bin, &env, web)
         .map_err(|e| anyhow::anyhow!("{e} (build it with --features kafka)"))?;
@@ -155,8 +190,8 @@ async fn main() -> anyhow::Result<()> {
         ),
         ("daemon".to_string(), pid),
     ];
-    if let Some(broker) = arg(&args, "--broker-pid") {
-        watched.push(("broker".to_string(), broker.parse()?));
+    if let Some(broker) = broker_pid {
+        watched.push(("broker".to_string(), broker));
     }
     let budget = common::CpuBudget::start(watched);
     let start = Instant::now();
@@ -207,13 +242,7 @@ async fn main() -> anyhow::Result<()> {
         arrived
     });
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", "2")
-        .set("queue.buffering.max.messages", "200000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .set("message.max.bytes", "16777216")
-        .create()?;
+    let producer = producer(&bootstrap)?;
     let mut sent_at = Vec::with_capacity(n);
     let mut reports = Vec::with_capacity(n);
     for (i, payload) in payloads.iter().enumerate() {
@@ -221,21 +250,8 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
                 .await;
         }
-        let key = format!("b{i}");
-        let mut record = FutureRecord::to(&rows_topic).key(&key).payload(payload);
         sent_at.push(Instant::now());
-        loop {
-            match producer.send_result(record) {
-                Ok(r) => {
-                    reports.push(r);
-                    break;
-                }
-                Err((_, r)) => {
-                    record = r;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        }
+        reports.push(send(&producer, &rows_topic, i, payload).await);
     }
     let published = start.elapsed();
     for r in reports {
@@ -362,6 +378,121 @@ async fn main() -> anyhow::Result<()> {
     if let Some((p50, p99)) = inside {
         println!(
             "inside the daemon (faultline_row_latency_seconds: arrival → acknowledged to the source, after its verdict if published): p50 ≤ {:.1} ms, p99 ≤ {:.1} ms",
+            p50 * 1000.0,
+            p99 * 1000.0
+        );
+    }
+    Ok(())
+}
+
+/// The load generator's producer.
+fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "2")
+        .set("queue.buffering.max.messages", "200000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("message.max.bytes", "16777216")
+        .create()?)
+}
+
+/// Queues row `i` (key `b<i>`) for `topic`, waiting while the producer's queue is full.
+async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    i: usize,
+    payload: &str,
+) -> rdkafka::producer::DeliveryFuture {
+    let key = format!("b{i}");
+    let mut record = FutureRecord::to(topic).key(&key).payload(payload);
+    loop {
+        match producer.send_result(record) {
+            Ok(r) => return r,
+            Err((_, r)) => {
+                record = r;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}
+
+/// `--backlog`: publishes every row, then starts the daemon (faults only) and times it from the
+/// first row it counts as scored to the last.
+async fn drain_backlog(
+    bootstrap: &str,
+    rows_topic: &str,
+    payloads: &[String],
+    bin: &str,
+    env: &[(String, String)],
+    broker_pid: Option<u32>,
+) -> anyhow::Result<()> {
+    let n = payloads.len();
+    let producer = producer(bootstrap)?;
+    let start = Instant::now();
+    let mut reports = Vec::with_capacity(n);
+    for (i, payload) in payloads.iter().enumerate() {
+        reports.push(send(&producer, rows_topic, i, payload).await);
+    }
+    for r in reports {
+        r.await?.map_err(|(e, _)| e)?;
+    }
+    let published = start.elapsed();
+    drop(producer);
+    let web = free_port();
+    let mut daemon = common::start_daemon(bin, env, web)?;
+    let pid = daemon.id();
+    // The clock starts at the first row scored (its /metrics read every millisecond from the
+    // start): the daemon's start and the group's join are not its rate.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        let count = common::daemon_counter(web, faultline::metrics::ROWS_SCORED).unwrap_or(0);
+        if count > 0 {
+            break count;
+        }
+        if let Some(status) = daemon.try_wait()? {
+            anyhow::bail!("{bin} serve exited ({status}) before scoring a row");
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the daemon scored no row within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let t0 = Instant::now();
+    let cpu0 = common::usage(pid).1;
+    let mut watched = vec![("daemon".to_string(), pid)];
+    if let Some(broker) = broker_pid {
+        watched.push(("broker".to_string(), broker));
+    }
+    let budget = common::CpuBudget::start(watched);
+    let (finished, last) = common::wait_scored(web, n).await;
+    let report = budget.report();
+    let cpu = common::usage(pid).1 - cpu0;
+    let (rss, _) = common::usage(pid);
+    let seconds = (finished.unwrap_or_else(Instant::now) - t0).as_secs_f64();
+    let rows = last.saturating_sub(first);
+    let inside = daemon_latency(web);
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
+    let _ = daemon.wait();
+    println!(
+        "kafka backlog: {n} rows ({:.1} KB each) published in {:.2} s before the daemon started",
+        payloads.iter().map(String::len).sum::<usize>() as f64 / n as f64 / 1024.0,
+        published.as_secs_f64()
+    );
+    println!(
+        "drained: rows scored {last}/{n}; {rows} rows from the first scored ({first}) to the last in {seconds:.2} s: {:.0} rows/s",
+        rows as f64 / seconds
+    );
+    println!(
+        "daemon: peak RSS {rss:.0} MB, CPU {cpu:.2} s while draining: {:.1} µs a row",
+        cpu * 1e6 / rows.max(1) as f64
+    );
+    println!("{report}");
+    if let Some((p50, p99)) = inside {
+        println!(
+            "inside the daemon (arrival → acknowledged to the source): p50 ≤ {:.1} ms, p99 ≤ {:.1} ms",
             p50 * 1000.0,
             p99 * 1000.0
         );

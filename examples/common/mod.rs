@@ -127,13 +127,7 @@ pub fn spawn_daemon(
     env: &[(String, String)],
     web: u16,
 ) -> anyhow::Result<std::process::Child> {
-    let mut daemon = std::process::Command::new(bin)
-        .arg("serve")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("FAULTLINE_WEB__LISTEN", format!("127.0.0.1:{web}"))
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start {bin}: {e}"))?;
+    let mut daemon = start_daemon(bin, env, web)?;
     let ready = std::time::Instant::now();
     loop {
         let up = std::net::TcpStream::connect(("127.0.0.1", web)).is_ok_and(|mut s| {
@@ -152,6 +146,21 @@ pub fn spawn_daemon(
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Starts `bin serve` as its own process with `env`, its web server on `web`, without waiting.
+pub fn start_daemon(
+    bin: &str,
+    env: &[(String, String)],
+    web: u16,
+) -> anyhow::Result<std::process::Child> {
+    std::process::Command::new(bin)
+        .arg("serve")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("FAULTLINE_WEB__LISTEN", format!("127.0.0.1:{web}"))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {bin}: {e}"))
 }
 
 /// The daemon's /metrics text, from its web port (2 s timeouts).
