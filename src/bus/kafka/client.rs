@@ -88,7 +88,7 @@ impl ReadErrors {
 /// The properties given for the consumer, minus consumer-only ones, for the producer (so
 /// librdkafka does not warn about each).
 pub fn producer_properties(settings: &KafkaSettings) -> Vec<(String, String)> {
-    const CONSUMER_ONLY: [&str; 8] = [
+    const CONSUMER_ONLY: [&str; 13] = [
         "auto.offset.reset",
         "auto.commit.interval.ms",
         "session.timeout.ms",
@@ -96,7 +96,12 @@ pub fn producer_properties(settings: &KafkaSettings) -> Vec<(String, String)> {
         "max.poll.interval.ms",
         "partition.assignment.strategy",
         "queued.max.messages.kbytes",
+        "queued.min.messages",
         "fetch.max.bytes",
+        "fetch.min.bytes",
+        "fetch.wait.max.ms",
+        "fetch.error.backoff.ms",
+        "max.partition.fetch.bytes",
     ];
     settings
         .properties
@@ -291,4 +296,33 @@ fn describe(list: &TopicPartitionList) -> String {
         .map(|(t, p)| format!("{t}{p:?}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_gets_the_shared_properties_and_none_of_the_consumers_fetch_tuning() {
+        let settings = KafkaSettings {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "rows".into(),
+            group_id: "g".into(),
+            properties: [
+                ("security.protocol", "SSL"),
+                ("fetch.wait.max.ms", "2"),
+                ("max.partition.fetch.bytes", "4194304"),
+                ("auto.offset.reset", "latest"),
+                ("linger.ms", "5"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        };
+        let names: Vec<String> = producer_properties(&settings)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(names, ["security.protocol", "linger.ms"]);
+    }
 }
