@@ -16,8 +16,8 @@
 //! With `--backlog` every row is published (and acknowledged by the broker) before the daemon
 //! starts, which then reads the topic as a backlog, as after an outage: the producer is out of
 //! the picture, so the rate is the daemon's and the broker's fetches alone. The clock and the CPU
-//! shares run from the first row the daemon counts as scored to the last; faults only, no
-//! latency.
+//! shares run from the first row the daemon counts as scored to the last; faults only, and of
+//! latency only the daemon's own histogram (the rows waited in the topic).
 //!
 //! With `--idle SECONDS` no row is published: the daemon is started, left 2 s to join its group,
 //! and the CPU-seconds it and the broker use while it waits for rows are measured for SECONDS
@@ -150,6 +150,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let broker_pid: Option<u32> = arg(&args, "--broker-pid").map(|p| p.parse()).transpose()?;
     if let Some(seconds) = arg(&args, "--idle") {
+        let seconds: f64 = seconds.parse()?;
+        anyhow::ensure!(!backlog, "--idle publishes no rows; it takes no --backlog");
         let web = free_port();
         let mut daemon = common::spawn_daemon(&bin, &env, web)?;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -158,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
             watched.push(("broker".to_string(), broker));
         }
         let budget = common::CpuBudget::start(watched);
-        tokio::time::sleep(Duration::from_secs_f64(seconds.parse()?)).await;
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         println!("idle for {seconds} s, no rows: {}", budget.report());
         daemon.kill()?;
         daemon.wait()?;
@@ -472,10 +474,19 @@ async fn drain_backlog(
     let seconds = (finished.unwrap_or_else(Instant::now) - t0).as_secs_f64();
     let rows = last.saturating_sub(first);
     let inside = daemon_latency(web);
+    let exited = daemon.try_wait()?;
     let _ = std::process::Command::new("kill")
         .arg(pid.to_string())
         .status();
     let _ = daemon.wait();
+    if let Some(status) = exited {
+        anyhow::bail!("{bin} serve exited ({status}) after scoring {last} of {n} rows");
+    }
+    anyhow::ensure!(finished.is_some(), "the daemon scored {last} of {n} rows");
+    anyhow::ensure!(
+        rows > 0,
+        "the daemon scored all {n} rows before its first count was read: give more --rows"
+    );
     println!(
         "kafka backlog: {n} rows ({:.1} KB each) published in {:.2} s before the daemon started",
         payloads.iter().map(String::len).sum::<usize>() as f64 / n as f64 / 1024.0,
