@@ -57,10 +57,10 @@ impl KafkaAcker {
 const DEFAULTS: [(&str, &str); 5] = [
     // A new group starts at the oldest row rather than skipping what is already waiting.
     ("auto.offset.reset", "earliest"),
-    // Some brokers (tansu 0.6.0) hold every fetch for the full wait even when rows are there,
-    // and answer at most 5 MB; 500 ms (librdkafka's default) then caps throughput near 2k rows/s,
-    // 10 ms near 28k (2 ms: 46-51k, for more empty fetches while idle; BENCHMARKS.md). Apache
-    // Kafka answers at once, so there this only paces an idle consumer's empty fetches.
+    // Some brokers (tansu 0.6.0) hold every fetch for the rest of the wait even when rows are
+    // there, and answer at most 5 MB; 500 ms (librdkafka's default) then caps throughput near 2k
+    // rows/s, 10 ms near 28k (2 ms: 46-47k, for more empty fetches while idle; BENCHMARKS.md).
+    // Apache Kafka answers at once, so there this only paces an idle consumer's empty fetches.
     ("fetch.wait.max.ms", "10"),
     ("auto.commit.interval.ms", "1000"),
     // librdkafka prefetches up to this much per partition set; bounds memory under load.
