@@ -155,11 +155,10 @@ async fn main() -> anyhow::Result<()> {
         let web = free_port();
         let mut daemon = common::spawn_daemon(&bin, &env, web)?;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let mut watched = vec![("daemon".to_string(), daemon.id())];
-        if let Some(broker) = broker_pid {
-            watched.push(("broker".to_string(), broker));
-        }
-        let budget = common::CpuBudget::start(watched);
+        let budget = common::CpuBudget::start(watched(
+            vec![("daemon".to_string(), daemon.id())],
+            broker_pid,
+        ));
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         println!("idle for {seconds} s, no rows: {}", budget.report());
         daemon.kill()?;
@@ -185,17 +184,16 @@ async fn main() -> anyhow::Result<()> {
     tpl.add_partition_offset(&watched_topic, 0, Offset::Beginning)?;
     consumer.assign(&tpl)?;
     // Who used the cores while the rows flowed (what binds, when the daemon is not it).
-    let mut watched = vec![
-        (
-            "producer and receiver (this process)".to_string(),
-            std::process::id(),
-        ),
-        ("daemon".to_string(), pid),
-    ];
-    if let Some(broker) = broker_pid {
-        watched.push(("broker".to_string(), broker));
-    }
-    let budget = common::CpuBudget::start(watched);
+    let budget = common::CpuBudget::start(watched(
+        vec![
+            (
+                "producer and receiver (this process)".to_string(),
+                std::process::id(),
+            ),
+            ("daemon".to_string(), pid),
+        ],
+        broker_pid,
+    ));
     let start = Instant::now();
     // Faults only: once every row is scored, how many faults the daemon published.
     let (done_tx, mut done) = tokio::sync::watch::channel(None::<usize>);
@@ -377,6 +375,18 @@ async fn main() -> anyhow::Result<()> {
         cpu * 1e6 / rows.max(1) as f64
     );
     println!("{budget}");
+    print_daemon_latency(inside);
+    Ok(())
+}
+
+/// The processes whose CPU the run reports: `named`, and the broker when its pid was given.
+fn watched(mut named: Vec<(String, u32)>, broker_pid: Option<u32>) -> Vec<(String, u32)> {
+    named.extend(broker_pid.map(|pid| ("broker".to_string(), pid)));
+    named
+}
+
+/// Prints the daemon's own row latency, as read by [`daemon_latency`].
+fn print_daemon_latency(inside: Option<(f64, f64)>) {
     if let Some((p50, p99)) = inside {
         println!(
             "inside the daemon (faultline_row_latency_seconds: arrival → acknowledged to the source, after its verdict if published): p50 ≤ {:.1} ms, p99 ≤ {:.1} ms",
@@ -384,7 +394,6 @@ async fn main() -> anyhow::Result<()> {
             p99 * 1000.0
         );
     }
-    Ok(())
 }
 
 /// The load generator's producer.
@@ -462,15 +471,11 @@ async fn drain_backlog(
     };
     let t0 = Instant::now();
     let cpu0 = common::usage(pid).1;
-    let mut watched = vec![("daemon".to_string(), pid)];
-    if let Some(broker) = broker_pid {
-        watched.push(("broker".to_string(), broker));
-    }
-    let budget = common::CpuBudget::start(watched);
+    let budget = common::CpuBudget::start(watched(vec![("daemon".to_string(), pid)], broker_pid));
     let (finished, last) = common::wait_scored(web, n).await;
     let report = budget.report();
-    let cpu = common::usage(pid).1 - cpu0;
-    let (rss, _) = common::usage(pid);
+    let (rss, cpu) = common::usage(pid);
+    let cpu = cpu - cpu0;
     let seconds = (finished.unwrap_or_else(Instant::now) - t0).as_secs_f64();
     let rows = last.saturating_sub(first);
     let inside = daemon_latency(web);
@@ -501,13 +506,7 @@ async fn drain_backlog(
         cpu * 1e6 / rows.max(1) as f64
     );
     println!("{report}");
-    if let Some((p50, p99)) = inside {
-        println!(
-            "inside the daemon (arrival → acknowledged to the source): p50 ≤ {:.1} ms, p99 ≤ {:.1} ms",
-            p50 * 1000.0,
-            p99 * 1000.0
-        );
-    }
+    print_daemon_latency(inside);
     Ok(())
 }
 
