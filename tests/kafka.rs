@@ -1162,6 +1162,71 @@ async fn a_broker_outage_mid_stream_loses_nothing_readiness_follows_and_logs_sta
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_the_cluster_refused_for_a_while_goes_out_soon_after_it_takes_them_again() {
+    if std::env::var("KAFKA_BOOTSTRAP").is_ok_and(|b| !b.is_empty()) {
+        eprintln!("SKIPPED on an external broker: this test makes the cluster refuse writes, which only MockCluster can do (it runs in the MockCluster pass)");
+        return;
+    }
+    common::log();
+    let mock = MockCluster::new(1).unwrap();
+    let cluster = Cluster {
+        bootstrap: mock.bootstrap_servers(),
+        mock: None,
+    };
+    let t = topics("refused");
+    mock.create_topic(&t.rows, 1, 1).unwrap();
+    for out in [&t.faults, &t.scores, &t.dead] {
+        mock.create_topic(out, 1, 1).unwrap();
+    }
+    let model = Model::embedded().unwrap();
+    let (rows, _) = common::crash_rows(&model, 1, "refused");
+    let (id, payloads) = (rows[0].0.clone(), vec![rows[0].1.clone()]);
+    // The row waits 3 s in the batcher: time to make the cluster refuse its verdict.
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[("FAULTLINE_BATCH__LINGER_MS", "3000")],
+    );
+    let daemon = common::Daemon::start(&env).await;
+    let reader = cluster.reader(&[&t.scores]);
+    cluster
+        .publish(&cluster.producer(), &t.rows, &payloads)
+        .await;
+    wait_metric(
+        daemon.web,
+        &["faultline_rows_received_total{source=\"kafka\"} 1"],
+    )
+    .await;
+    // Every write refused at once, as a restarting broker answers: librdkafka reports each
+    // failure, and the daemon sends the verdict again, with backoff, until one is taken.
+    let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 100_000];
+    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+    // Long enough for the backoff to reach its longest wait.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    // Scored, and its verdict held by the daemon, not lost.
+    wait_metric(daemon.web, &["faultline_rows_scored_total 1"]).await;
+    mock.clear_request_errors(rdkafka::types::RDKafkaApiKey::Produce);
+    let back = std::time::Instant::now();
+    let got = reader.collect_until(30, |g| !g.is_empty()).await;
+    let after = back.elapsed();
+    eprintln!(
+        "a verdict refused for about 13 s went out {after:?} after the cluster took writes again"
+    );
+    assert_eq!(got[0].key.as_deref(), Some(id.as_str()));
+    assert!(
+        after < Duration::from_secs(5),
+        "the verdict went out {after:?} after the cluster took writes again:\n{}",
+        daemon.log_text()
+    );
+    assert!(
+        daemon.log_text().contains("Kafka refused a verdict"),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_over_tls_checks_the_brokers_certificate() {
     // tansu 0.6.0 cannot serve TLS itself (its --cert and --key exclude each other), so a real
     // TLS terminator (socat with OpenSSL) fronts a tansu that advertises the TLS port.

@@ -38,6 +38,14 @@ const DEFAULTS: [(&str, &str); 4] = [
     ("enable.sparse.connections", "false"),
 ];
 
+/// The longest wait between two sends of a verdict the cluster refused. A refusal is one
+/// request answered at once (a broker restarting, a partition moving), so waiting longer spares
+/// the cluster nothing; and every wait past the cluster's return holds that verdict, the offsets
+/// behind it and, once the in-flight bound is full, the reading of new rows. With the 10 s of a
+/// reconnect's backoff, a verdict refused for 13 s went out 9.9 s after the cluster took writes
+/// again (`a_verdict_the_cluster_refused_for_a_while_goes_out_soon_after_it_takes_them_again`).
+const RESEND_MAX_WAIT: Duration = Duration::from_secs(1);
+
 /// Publishes to one Kafka cluster.
 pub struct KafkaPublisher {
     producer: FutureProducer<Context>,
@@ -83,7 +91,7 @@ impl KafkaPublisher {
             let mut count = 0u64;
             // Verdicts sent again since the first refusal, while the cluster refuses them.
             let mut resent: Option<u64> = None;
-            let mut backoff = Backoff::default();
+            let mut backoff = Backoff::up_to(RESEND_MAX_WAIT);
             while let Some(report) = reports.recv().await {
                 let problem = match report.await {
                     Ok(Ok(_)) => {
