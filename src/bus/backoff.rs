@@ -1,8 +1,9 @@
-//! Reconnecting without hammering the broker: capped exponential backoff, shared by every client.
+//! Retrying without hammering the broker: capped exponential backoff, shared by every client's
+//! reconnects and by the Kafka publisher's resends of refused verdicts (with a shorter cap).
 
 use std::time::Duration;
 
-/// Capped exponential backoff for reconnecting: 100 ms doubling to 10 s (or a shorter cap).
+/// Capped exponential backoff: 100 ms doubling to 10 s, or to a shorter cap ([`Backoff::up_to`]).
 #[derive(Debug, Clone)]
 pub struct Backoff {
     /// The next wait.
