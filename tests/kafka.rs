@@ -1162,7 +1162,7 @@ async fn a_broker_outage_mid_stream_loses_nothing_readiness_follows_and_logs_sta
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_verdict_the_cluster_refused_for_a_while_goes_out_soon_after_it_takes_them_again() {
+async fn a_verdict_the_cluster_refused_goes_out_once_it_takes_writes_again() {
     if std::env::var("KAFKA_BOOTSTRAP").is_ok_and(|b| !b.is_empty()) {
         eprintln!("SKIPPED on an external broker: this test makes the cluster refuse writes, which only MockCluster can do (it runs in the MockCluster pass)");
         return;
@@ -1182,7 +1182,7 @@ async fn a_verdict_the_cluster_refused_for_a_while_goes_out_soon_after_it_takes_
     let (rows, _) = common::crash_rows(&model, 1, "refused");
     let (id, payloads) = (rows[0].0.clone(), vec![rows[0].1.clone()]);
     // The row waits 8 s in the batcher: time, even on a loaded machine, to make the cluster
-    // refuse its verdict (the check of the log below fails the test if it was not refused).
+    // refuse its verdict (the wait for the refusal's log line below fails the test otherwise).
     let env = daemon_env(
         &cluster.bootstrap,
         &t,
@@ -1202,30 +1202,18 @@ async fn a_verdict_the_cluster_refused_for_a_while_goes_out_soon_after_it_takes_
     // failure, and the daemon sends the verdict again, with backoff, until one is taken.
     let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 100_000];
     mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
-    // The verdict is refused for about 14 s. The reconnect backoff this once used (100 ms
-    // doubling to 10 s) was then 1.3 s into a 10 s wait: the verdict went out 8-10 s after the
-    // cluster took writes again. The resend waits stop at 1 s.
-    tokio::time::sleep(Duration::from_secs(22)).await;
-    // Scored, and its verdict held by the daemon, not lost.
+    // Scored and refused: the daemon holds the verdict. (How long it waits between tries is
+    // the publisher's unit test.)
+    daemon.wait_log("Kafka refused a verdict", 60).await;
     wait_metric(daemon.web, &["faultline_rows_scored_total 1"]).await;
     mock.clear_request_errors(rdkafka::types::RDKafkaApiKey::Produce);
     let back = std::time::Instant::now();
     let got = reader.collect_until(30, |g| !g.is_empty()).await;
-    let after = back.elapsed();
     eprintln!(
-        "a verdict refused for about 14 s went out {after:?} after the cluster took writes again"
+        "a refused verdict went out {:?} after the cluster took writes again",
+        back.elapsed()
     );
     assert_eq!(got[0].key.as_deref(), Some(id.as_str()));
-    assert!(
-        after < Duration::from_secs(5),
-        "the verdict went out {after:?} after the cluster took writes again:\n{}",
-        daemon.log_text()
-    );
-    assert!(
-        daemon.log_text().contains("Kafka refused a verdict"),
-        "{}",
-        daemon.log_text()
-    );
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 

@@ -489,6 +489,19 @@ impl Daemon {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
+    /// Waits up to `secs` for its log to hold `needle`; panics with the log if it never does.
+    pub async fn wait_log(&self, needle: &str, secs: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while !self.log_text().contains(needle) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {needle:?} in its log after {secs} s:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// SIGKILL: no shutdown, no flush, no commit. Returns what it had logged.
     pub fn kill9(mut self) -> String {
         self.child.kill().unwrap();
