@@ -228,6 +228,36 @@ async fn create(cluster: &Cluster, t: &Topics, partitions: i32) {
     }
 }
 
+/// A MockCluster of one broker for a test that needs its controls (`does` says which), with the
+/// test's topics (`partitions` for the rows) and a [`Cluster`] on it; `None`, saying why, in the
+/// pass on an external broker.
+fn own_mock(
+    tag: &str,
+    partitions: i32,
+    does: &str,
+) -> Option<(
+    MockCluster<'static, DefaultProducerContext>,
+    Cluster,
+    Topics,
+)> {
+    if std::env::var("KAFKA_BOOTSTRAP").is_ok_and(|b| !b.is_empty()) {
+        eprintln!("SKIPPED on an external broker: this test {does}, which only MockCluster can do (it runs in the MockCluster pass)");
+        return None;
+    }
+    common::log();
+    let mock = MockCluster::new(1).unwrap();
+    let cluster = Cluster {
+        bootstrap: mock.bootstrap_servers(),
+        mock: None,
+    };
+    let t = topics(tag);
+    mock.create_topic(&t.rows, partitions, 1).unwrap();
+    for out in [&t.faults, &t.scores, &t.dead] {
+        mock.create_topic(out, 1, 1).unwrap();
+    }
+    Some((mock, cluster, t))
+}
+
 /// The daemon's environment: reading `t.rows` on `bootstrap` in group `<rows>-g`, writing the
 /// test's output topics, then `extra`.
 fn daemon_env(bootstrap: &str, t: &Topics, extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -990,20 +1020,10 @@ async fn explain_missing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_verdicts_cannot_be_written_reading_stops_and_nothing_is_committed() {
-    if std::env::var("KAFKA_BOOTSTRAP").is_ok_and(|b| !b.is_empty()) {
-        eprintln!("SKIPPED on an external broker: this test takes partitions' leaders away, which only MockCluster can do (it runs in the MockCluster pass)");
+    let Some((mock, cluster, t)) = own_mock("stuck", 8, "takes partitions' leaders away") else {
         return;
-    }
-    common::log();
-    let mock = MockCluster::new(1).unwrap();
-    let cluster = Cluster {
-        bootstrap: mock.bootstrap_servers(),
-        mock: None,
     };
-    let t = topics("stuck");
-    mock.create_topic(&t.rows, 8, 1).unwrap();
     for out in [&t.faults, &t.scores, &t.dead] {
-        mock.create_topic(out, 1, 1).unwrap();
         // No leader: nothing can be written there until one is back.
         mock.partition_leader(out, 0, None).unwrap();
     }
@@ -1068,20 +1088,9 @@ async fn when_verdicts_cannot_be_written_reading_stops_and_nothing_is_committed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_mid_stream_loses_nothing_readiness_follows_and_logs_stay_quiet() {
-    if std::env::var("KAFKA_BOOTSTRAP").is_ok_and(|b| !b.is_empty()) {
-        eprintln!("SKIPPED on an external broker: this test stops and starts the broker, which only MockCluster's controls do here (it runs in the MockCluster pass)");
+    let Some((mock, cluster, t)) = own_mock("outage", 8, "stops and starts the broker") else {
         return;
-    }
-    let mock = MockCluster::new(1).unwrap();
-    let cluster = Cluster {
-        bootstrap: mock.bootstrap_servers(),
-        mock: None,
     };
-    let t = topics("outage");
-    mock.create_topic(&t.rows, 8, 1).unwrap();
-    for out in [&t.faults, &t.scores, &t.dead] {
-        mock.create_topic(out, 1, 1).unwrap();
-    }
     let model = Model::embedded().unwrap();
     let n = 3000;
     let (rows, _) = common::crash_rows(&model, n, "broker outage");
@@ -1163,21 +1172,9 @@ async fn a_broker_outage_mid_stream_loses_nothing_readiness_follows_and_logs_sta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verdict_the_cluster_refused_goes_out_once_it_takes_writes_again() {
-    if std::env::var("KAFKA_BOOTSTRAP").is_ok_and(|b| !b.is_empty()) {
-        eprintln!("SKIPPED on an external broker: this test makes the cluster refuse writes, which only MockCluster can do (it runs in the MockCluster pass)");
+    let Some((mock, cluster, t)) = own_mock("refused", 1, "makes the cluster refuse writes") else {
         return;
-    }
-    common::log();
-    let mock = MockCluster::new(1).unwrap();
-    let cluster = Cluster {
-        bootstrap: mock.bootstrap_servers(),
-        mock: None,
     };
-    let t = topics("refused");
-    mock.create_topic(&t.rows, 1, 1).unwrap();
-    for out in [&t.faults, &t.scores, &t.dead] {
-        mock.create_topic(out, 1, 1).unwrap();
-    }
     let model = Model::embedded().unwrap();
     let (rows, _) = common::crash_rows(&model, 1, "refused");
     let (id, payloads) = (rows[0].0.clone(), vec![rows[0].1.clone()]);
