@@ -307,7 +307,10 @@ async fn late_labels_give_live_quality_that_matches_scikit_learn_across_a_restar
     let trained = work.path().join("retrained");
     // Training is deterministic: on exactly the committed model's rows it would rebuild the committed
     // model byte for byte. Train on the export's later rows (a --since window on its Time column), as
-    // a plant retraining on recent production would, so the challenger differs.
+    // a plant retraining on recent production would, so the challenger differs. `Time` is when the
+    // wafer was scored, in milliseconds, and a micro-batch (up to 256 rows) shares one: the window
+    // starts where `Time` changes at or after the 151st row, so the rows before it fall outside
+    // however the batches fell (a start inside a batch kept every row, and CI saw that).
     let since = {
         let mut r = csv::Reader::from_path(&fresh).unwrap();
         let time_col = r
@@ -316,8 +319,16 @@ async fn late_labels_give_live_quality_that_matches_scikit_learn_across_a_restar
             .iter()
             .position(|h| h == "Time")
             .unwrap();
-        let rec = r.records().nth(150).unwrap().unwrap();
-        rec[time_col].to_string()
+        let times: Vec<String> = r
+            .records()
+            .map(|rec| rec.unwrap()[time_col].to_string())
+            .collect();
+        let at = (150..times.len())
+            .find(|&i| times[i] != times[i - 1])
+            .or_else(|| (1..times.len()).find(|&i| times[i] != times[i - 1]))
+            .expect("the export's rows were scored at more than one time (two daemon runs)");
+        eprintln!("retraining on rows {at}.. of {n}: Time >= {}", times[at]);
+        times[at].clone()
     };
     let train = Command::new(&python)
         .arg(common::repo().join("training/train.py"))
