@@ -171,8 +171,12 @@ async fn late_labels_give_live_quality_that_matches_scikit_learn_across_a_restar
         .await;
     // A label for a wafer not scored yet waits for it.
     publish_labels(&c, &wafers[half..half + 1]).await;
-    let q = quality_until(&d, "400 labels joined", |q| q["labels"]["joined"] == 400).await;
-    assert_eq!(q["labels"]["pending"], 1, "{q}");
+    // Labels are applied in order, and the dead letter's PUBACK comes between the 400th and the
+    // waiting one: wait for both.
+    quality_until(&d, "400 labels joined and one waiting", |q| {
+        q["labels"]["joined"] == 400 && q["labels"]["pending"] == 1
+    })
+    .await;
     let dead = c
         .collect_until(30, |g| g.iter().any(|(t, _)| t == "loop/dead"))
         .await;
