@@ -1,6 +1,7 @@
 //! The state of one connection to a broker, shared between the client that owns it and
-//! `/readyz`: whether it is up, and why not when the broker refused it (bad credentials, an
-//! untrusted certificate) rather than being out of reach.
+//! `/readyz`: whether it is up (for a subscriber: connected and subscribed), and why not when the
+//! broker refused it (bad credentials, an untrusted certificate, a subscription it does not allow)
+//! rather than being out of reach.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,10 +10,19 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone, Default)]
 pub struct Link {
     up: Arc<AtomicBool>,
-    /// Why the broker refuses this client, until it accepts it again.
-    refused: Arc<Mutex<Option<String>>>,
+    /// What the broker refuses this client and why, until it accepts it again.
+    refused: Arc<Mutex<Option<(Refused, String)>>>,
     /// The last time the broker lost this client's session, and what that means.
     session_lost: Arc<Mutex<Option<String>>>,
+}
+
+/// What a broker refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The connection (credentials, TLS).
+    Connection,
+    /// The subscription (the broker answered the SUBSCRIBE with a failure code).
+    Subscription,
 }
 
 impl Link {
@@ -33,12 +43,27 @@ impl Link {
     /// Records that the broker refused the connection, and why; returns whether this is news
     /// (there was no refusal on record), so callers can log it once rather than per retry.
     pub fn refuse(&self, reason: String) -> bool {
-        self.up.store(false, Ordering::Relaxed);
-        self.lock().replace(reason).is_none()
+        self.refuse_as(Refused::Connection, reason)
     }
 
-    /// Why the broker refuses the connection, if it does.
+    /// Records that the broker refused the subscription of a connection it accepted; returns
+    /// whether this is news, as [`Link::refuse`] does.
+    pub fn refuse_subscription(&self, reason: String) -> bool {
+        self.refuse_as(Refused::Subscription, reason)
+    }
+
+    fn refuse_as(&self, what: Refused, reason: String) -> bool {
+        self.up.store(false, Ordering::Relaxed);
+        self.lock().replace((what, reason)).is_none()
+    }
+
+    /// Why the broker refuses this client, if it does.
     pub fn refused(&self) -> Option<String> {
+        self.lock().as_ref().map(|(_, why)| why.clone())
+    }
+
+    /// What the broker refuses this client and why, if it does.
+    pub fn refusal(&self) -> Option<(Refused, String)> {
         self.lock().clone()
     }
 
@@ -56,7 +81,7 @@ impl Link {
             .clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Refused, String)>> {
         self.refused.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -78,5 +103,16 @@ mod tests {
         assert!(!link.set_up(true));
         assert_eq!(link.refused(), None);
         assert!(link.refuse("bad password".into()));
+        assert_eq!(
+            link.refusal(),
+            Some((Refused::Connection, "bad password".into()))
+        );
+        assert!(!link.refuse_subscription("not allowed".into()));
+        assert_eq!(
+            link.refusal(),
+            Some((Refused::Subscription, "not allowed".into()))
+        );
+        assert!(!link.set_up(true));
+        assert_eq!(link.refusal(), None);
     }
 }

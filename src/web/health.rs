@@ -1,8 +1,10 @@
 //! Health, readiness and metrics: `GET /healthz` (the process answers), `GET /readyz` (the model
-//! is loaded and both bus connections are up, with the reasons when not) and `GET /metrics`
+//! is loaded and both bus connections are up, the source's subscription confirmed by its broker,
+//! with the reasons when not) and `GET /metrics`
 //! (Prometheus). None of them needs the API token.
 
 use super::WebState;
+use crate::bus::link::Refused;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -29,7 +31,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// `GET /readyz`
 pub async fn readyz(State(s): State<WebState>) -> Response {
     let (source, sink) = (s.source.is_up(), s.sink.is_up());
-    let (source_refused, sink_refused) = (s.source.refused(), s.sink.refused());
+    let (source_refused, sink_refused) = (s.source.refusal(), s.sink.refusal());
     let ready = source && sink;
     let mut reasons = vec![];
     for (up, refused, who) in [
@@ -37,11 +39,22 @@ pub async fn readyz(State(s): State<WebState>) -> Response {
         (sink, &sink_refused, "publisher"),
     ] {
         match refused {
-            Some(why) => reasons.push(format!("the {who} cannot connect: {why}")),
-            None if !up => reasons.push(format!("the {who} is not connected to its broker")),
+            Some((Refused::Connection, why)) => {
+                reasons.push(format!("the {who} cannot connect: {why}"))
+            }
+            Some((Refused::Subscription, why)) => {
+                reasons.push(format!("the {who} cannot subscribe: {why}"))
+            }
+            None if !up => reasons.push(format!(
+                "the {who} is not connected to its broker (or not subscribed yet)"
+            )),
             None => {}
         }
     }
+    let (source_refused, sink_refused) = (
+        source_refused.map(|(_, why)| why),
+        sink_refused.map(|(_, why)| why),
+    );
     let body = json!({
         "ready": ready,
         "model": {

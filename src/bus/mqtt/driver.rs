@@ -7,7 +7,7 @@
 //! The event loop must be polled without pause (rumqttc sends and receives only while it is):
 //! nothing here waits except the reconnect backoff, and requests go out with `try_*` calls.
 
-use crate::bus::link::Link;
+use crate::bus::link::{Link, Refused};
 use crate::bus::Backoff;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::collections::VecDeque;
@@ -120,6 +120,9 @@ pub struct Driver {
     role: Role,
     /// The filter and QoS to (re)subscribe to when the broker has no session for this client.
     subscription: Option<(String, QoS)>,
+    /// A SUBSCRIBE went out on this connection and its SUBACK has not come: the link is not up
+    /// until the broker confirms it (a row published before that would not reach faultline).
+    subscribing: bool,
     /// 1 while connected, 0 otherwise (`faultline_source_connected`).
     connected_gauge: Option<prometheus::IntGauge>,
     /// Counts sessions the broker lost (`faultline_broker_session_lost_total{client}`).
@@ -163,6 +166,7 @@ impl Driver {
             backoff: Backoff::default(),
             role,
             subscription: None,
+            subscribing: false,
             sessions_lost: None,
             connected_gauge: None,
             connection: Arc::new(AtomicU64::new(0)),
@@ -258,6 +262,10 @@ impl Driver {
                     return Step::Message(p, self.connection.load(Ordering::Relaxed))
                 }
                 Ok(Event::Incoming(Packet::PubAck(_))) => return Step::PubAck,
+                Ok(Event::Incoming(Packet::SubAck(ack))) if self.subscribing => {
+                    self.subscribing = false;
+                    self.subscribed(&ack.return_codes);
+                }
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     self.connected(ack.session_present);
                     return Step::Connected {
@@ -315,7 +323,6 @@ impl Driver {
         let held = std::mem::take(&mut self.held);
         let resent = held.len();
         self.eventloop.pending = held;
-        self.set_up(true);
         self.backoff.reset();
         let lost = self.connected_before && !session_present && self.persistent();
         if self.connected_before {
@@ -333,13 +340,46 @@ impl Driver {
             ));
             warn!(broker = %self.role.broker, client = self.role.client, resent, "The MQTT broker lost this client's session (did it restart without persistence?). faultline resumes: it re-sends what the broker had not acknowledged and subscribes again, but messages the broker had queued for it are gone (see the README on broker persistence).");
         }
-        if !session_present {
+        self.subscribing = false;
+        // A session the broker kept holds the subscription, unless the broker refused it.
+        let refused = matches!(self.link.refusal(), Some((Refused::Subscription, _)));
+        if !session_present || refused {
             if let Some((filter, qos)) = &self.subscription {
                 // try_: this task is the event loop; it must not wait for room in its own queue.
-                if let Err(e) = self.client.try_subscribe(filter.clone(), *qos) {
-                    warn!(error = %e, filter = %filter, "Could not request the subscription.");
+                match self.client.try_subscribe(filter.clone(), *qos) {
+                    Ok(()) => self.subscribing = true,
+                    Err(e) => {
+                        warn!(error = %e, filter = %filter, "Could not request the subscription.")
+                    }
                 }
             }
+        }
+        if let Some(g) = &self.connected_gauge {
+            g.set(1);
+        }
+        if !self.subscribing {
+            self.link.set_up(true);
+        }
+    }
+
+    /// The broker's answer to the subscription: up if it granted it; if it refused it (an ACL,
+    /// a filter it does not allow), not up, with the reason on `/readyz` and one log line.
+    fn subscribed(&self, codes: &[rumqttc::SubscribeReasonCode]) {
+        let filter = self.subscription.as_ref().map_or("", |(f, _)| f.as_str());
+        if codes
+            .iter()
+            .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)))
+        {
+            self.link.set_up(true);
+            return;
+        }
+        let reason = format!(
+            "the broker at {} refused the subscription to '{filter}' (is this client allowed to \
+             read it? faultline subscribes again when it reconnects)",
+            self.role.broker
+        );
+        if self.link.refuse_subscription(reason) {
+            warn!(broker = %self.role.broker, client = self.role.client, filter = %filter, "The MQTT broker refused the subscription: no rows will arrive. Let this client read the topic (the broker's ACL); faultline subscribes again when it reconnects.");
         }
     }
 
@@ -419,4 +459,102 @@ fn mqtt_failure_is_news(
         }
     };
     link.refuse(refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Reads one MQTT packet: its type (the fixed header's high nibble) and its body.
+    async fn packet(s: &mut TcpStream) -> (u8, Vec<u8>) {
+        let kind = s.read_u8().await.unwrap();
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let b = s.read_u8().await.unwrap();
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        s.read_exact(&mut body).await.unwrap();
+        (kind >> 4, body)
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Mosquitto grants every subscription (it drops what an ACL forbids), so a broker that
+    /// answers SUBACK with a failure code, as EMQX, HiveMQ or AWS IoT do for a topic the client
+    /// may not read, is played here on a real socket: CONNACK, then the SUBACK once the test has
+    /// looked at the link in between.
+    #[tokio::test]
+    async fn the_link_is_up_only_once_the_broker_grants_the_subscription() {
+        for (code, granted) in [(0x01u8, true), (0x80, false)] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (answer, answer_now) = tokio::sync::oneshot::channel::<()>();
+            let broker = tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                assert_eq!(packet(&mut s).await.0, 1, "CONNECT");
+                s.write_all(&[0x20, 2, 0, 0]).await.unwrap();
+                let (kind, body) = packet(&mut s).await;
+                assert_eq!(kind, 8, "SUBSCRIBE");
+                answer_now.await.unwrap();
+                s.write_all(&[0x90, 3, body[0], body[1], code])
+                    .await
+                    .unwrap();
+                // Hold the connection until the client goes.
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest).await;
+            });
+            let role = Role {
+                broker: format!("127.0.0.1:{port}"),
+                client: "source",
+            };
+            let gauge = prometheus::IntGauge::new("connected", "connected").unwrap();
+            let (driver, _client) =
+                Driver::new(MqttOptions::new("subscriber", "127.0.0.1", port), 10, role);
+            let mut driver = driver
+                .subscribe("faultline/rows".into(), QoS::AtLeastOnce)
+                .connected_gauge(gauge.clone());
+            let link = driver.link();
+            let polling = tokio::spawn(async move {
+                loop {
+                    driver.next().await;
+                }
+            });
+            until("connected", || gauge.get() == 1).await;
+            assert!(
+                !link.is_up(),
+                "connected, but the subscription is not confirmed yet"
+            );
+            answer.send(()).unwrap();
+            if granted {
+                until("up", || link.is_up()).await;
+                assert_eq!(link.refusal(), None);
+            } else {
+                until("refused", || link.refusal().is_some()).await;
+                let (what, why) = link.refusal().unwrap();
+                assert_eq!(what, Refused::Subscription);
+                assert!(
+                    why.contains("refused the subscription to 'faultline/rows'"),
+                    "{why}"
+                );
+                assert!(!link.is_up());
+                assert_eq!(gauge.get(), 1, "still connected");
+            }
+            polling.abort();
+            let _ = polling.await;
+            broker.await.unwrap();
+        }
+    }
 }
