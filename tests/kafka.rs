@@ -1301,8 +1301,7 @@ async fn kafka_over_tls_checks_the_brokers_certificate() {
     // /readyz says why.
     let other = d.join("other-ca.pem").display().to_string();
     let app = app::start(&config(&other), model.clone()).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let r = http_get(app.web_addr, "/readyz").await;
+    let r = common::readyz_when(app.web_addr, |r| r.contains("cannot connect")).await;
     assert!(
         r.contains("503") && r.contains("cannot connect: Kafka TLS failed"),
         "{r}"
@@ -1493,8 +1492,10 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let r = http_get(app.web_addr, "/readyz").await;
+    let r = common::readyz_when(app.web_addr, |r| {
+        r.contains("the source cannot connect") && r.contains("the publisher cannot connect")
+    })
+    .await;
     app.shutdown().await.unwrap();
     assert!(r.contains("503"), "{r}");
     assert!(

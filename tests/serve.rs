@@ -967,8 +967,7 @@ async fn mqtts_with_a_private_ca_and_a_client_certificate() {
     let app = app::start(&tls_config("tls-bad", "other-ca.pem"), model.clone())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let r = http_get(app.web_addr, "/readyz").await;
+    let r = common::readyz_when(app.web_addr, |r| r.contains("the source cannot connect")).await;
     assert!(
         r.contains("503") && r.contains("the source cannot connect: TLS: "),
         "{r}"
@@ -1025,8 +1024,11 @@ async fn a_broker_that_requires_a_login_gets_it_and_a_wrong_one_is_named_on_read
         async move {
             let app = app::start(&login_config(tag, &env), model).await.unwrap();
             // Refused, and retrying: never ready; /readyz says why, not just "not connected".
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let r = http_get(app.web_addr, "/readyz").await;
+            let r = common::readyz_when(app.web_addr, |r| {
+                r.contains("the source cannot connect")
+                    && r.contains("the publisher cannot connect")
+            })
+            .await;
             app.shutdown().await.unwrap();
             assert!(r.contains("503"), "{r}");
             r

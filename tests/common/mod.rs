@@ -204,6 +204,20 @@ pub async fn wait_ready(addr: std::net::SocketAddr) {
     }
 }
 
+/// Polls `/readyz` (up to 30 s) until its answer satisfies `done`, and returns the last answer,
+/// for the caller's assertions: a refusal shows after a connection attempt or two, which a loaded
+/// machine can take seconds to make.
+pub async fn readyz_when(addr: std::net::SocketAddr, done: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = http_get(addr, "/readyz").await;
+        if done(&r) || tokio::time::Instant::now() >= deadline {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Sends the daemon's logs to the test output when `TEST_LOG` holds a filter (`TEST_LOG=info`).
 pub fn log() {
     if let Ok(filter) = std::env::var("TEST_LOG") {
