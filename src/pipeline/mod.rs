@@ -447,13 +447,16 @@ pub async fn run(
     model: Arc<Model>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AppError> {
+    // Listening for SIGHUP before the web port opens: from then on a SIGHUP reloads the model
+    // (its default action would end the process), and one that comes during a reload is kept.
+    let mut hangups = Hangups::listen();
     let app = start(&config, model).await?;
     tokio::pin!(shutdown);
     let failure = loop {
         tokio::select! {
             _ = &mut shutdown => break None,
             reason = app.failed() => break Some(reason),
-            _ = hangup() => {
+            _ = hangups.next() => {
                 app.reload_model("SIGHUP").await;
             }
         }
@@ -465,15 +468,28 @@ pub async fn run(
     }
 }
 
-/// Resolves on each SIGHUP (never on platforms without it).
-async fn hangup() {
+/// The process's SIGHUPs (none on platforms without them, or if the handler cannot be set).
+struct Hangups {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut s) = signal(SignalKind::hangup()) {
-            s.recv().await;
-            return;
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    fn listen() -> Hangups {
+        Hangups {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
         }
     }
-    std::future::pending::<()>().await
+
+    /// Resolves on the next SIGHUP (one that came since the last call resolves at once).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.signal {
+            if s.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    }
 }
