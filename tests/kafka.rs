@@ -1215,6 +1215,73 @@ async fn a_verdict_the_cluster_refused_goes_out_once_it_takes_writes_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_refused_during_an_outage_go_out_together_once_the_cluster_takes_writes() {
+    let Some((mock, cluster, t)) = own_mock("backlog", 1, "makes the cluster refuse writes") else {
+        return;
+    };
+    let model = Model::embedded().unwrap();
+    // (MockCluster kept 471 of 1,000 such rows in a partition.)
+    let n = 400;
+    let (rows, _) = common::crash_rows(&model, n, "backlog");
+    let payloads: Vec<String> = rows.iter().map(|(_, p)| p.clone()).collect();
+    // All the rows wait in one batch (8 s) while the cluster is made to refuse writes, so every
+    // verdict is refused; only then are they scored and sent.
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            ("FAULTLINE_BATCH__LINGER_MS", "8000"),
+            ("FAULTLINE_BATCH__MAX_ROWS", "2000"),
+        ],
+    );
+    let daemon = common::Daemon::start(&env).await;
+    let reader = cluster.reader(&[&t.scores]);
+    cluster
+        .publish(&cluster.producer(), &t.rows, &payloads)
+        .await;
+    wait_metric(
+        daemon.web,
+        &[&format!(
+            "faultline_rows_received_total{{source=\"kafka\"}} {n}"
+        )],
+    )
+    .await;
+    let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
+    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+    daemon.wait_log("Kafka refused a verdict", 60).await;
+    wait_metric(daemon.web, &[&format!("faultline_rows_scored_total {n}")]).await;
+    // Time for the refusals of the verdicts behind the first to come back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    mock.clear_request_errors(rdkafka::types::RDKafkaApiKey::Produce);
+    let back = std::time::Instant::now();
+    let mut seen = std::collections::HashSet::new();
+    reader
+        .collect_until(120, |g| {
+            seen.extend(g.iter().filter_map(|m| m.key.clone()));
+            seen.len() == n
+        })
+        .await;
+    eprintln!(
+        "{n} refused verdicts went out {:?} after the cluster took writes again",
+        back.elapsed()
+    );
+    // Sent again together, not one at a time as each reached its turn.
+    daemon
+        .wait_log(
+            "the verdicts it refused meanwhile are sent again at once",
+            30,
+        )
+        .await;
+    daemon
+        .wait_log("every refused one was sent again and taken", 30)
+        .await;
+    for (id, _) in &rows {
+        assert!(seen.contains(id), "{id} never arrived");
+    }
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_over_tls_checks_the_brokers_certificate() {
     // tansu 0.6.0 cannot serve TLS itself (its --cert and --key exclude each other), so a real
     // TLS terminator (socat with OpenSSL) fronts a tansu that advertises the TLS port.

@@ -6,7 +6,8 @@
 //!
 //! A delivery that fails (a broker restarting answers with errors librdkafka does not retry, and
 //! a cluster down longer than `message.timeout.ms` times messages out) is sent again, with
-//! backoff, until the cluster takes it: the task holds the message, and the count waits for it,
+//! backoff, until the cluster takes it; then the verdicts behind it whose refusals have come are
+//! sent again together. The task holds each message, and the count waits for it,
 //! so nothing behind it is committed early and a broker restart never stops detection. Verdicts
 //! may then arrive more than once, or out of order across a failure, as at-least-once allows.
 //! Only a refusal that no retry can change (the message is too large, the client is not
@@ -21,6 +22,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+use std::collections::VecDeque;
+use std::future::Future;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -97,12 +100,26 @@ impl KafkaPublisher {
             let mut count = 0u64;
             // Verdicts sent again since the first refusal, while the cluster refuses them.
             let mut resent: Option<u64> = None;
+            // Reports taken off the channel ahead of their turn (while a refused verdict was
+            // being sent again), in order, and how many of them are for verdicts sent again.
+            let mut queue: VecDeque<Slot> = VecDeque::new();
+            let mut resends_queued = 0usize;
             let mut backoff = resend_backoff();
-            while let Some(report) = reports.recv().await {
-                let problem = match report.await {
+            loop {
+                let slot = match queue.pop_front() {
+                    Some(slot) => slot,
+                    None => match reports.recv().await {
+                        Some(report) => Slot::first(report),
+                        None => break,
+                    },
+                };
+                resends_queued -= usize::from(slot.resent);
+                let problem = match slot.report.result().await {
                     Ok(Ok(_)) => {
-                        if let Some(n) = resent.take() {
-                            info!(resent = n, "Kafka takes verdicts again; every refused one was sent again and taken.");
+                        if resends_queued == 0 {
+                            if let Some(n) = resent.take() {
+                                info!(resent = n, "Kafka takes verdicts again; every refused one was sent again and taken.");
+                            }
                         }
                         None
                     }
@@ -110,9 +127,28 @@ impl KafkaPublisher {
                         if resent.is_none() && !is_permanent(&e) {
                             warn!(topic = message.topic(), error = %e, "Kafka refused a verdict; sending refused verdicts again, with backoff, until it takes them.");
                         }
-                        let n = resent.get_or_insert(0);
-                        *n += 1;
-                        redeliver(&resender, e, message, &mut backoff).await.err()
+                        *resent.get_or_insert(0) += 1;
+                        match redeliver(&resender, e, message, &mut backoff).await {
+                            // Taken: the cluster takes writes again. The refusals that have
+                            // come for verdicts behind this one go out again now, together.
+                            Ok(()) => {
+                                while let Ok(report) = reports.try_recv() {
+                                    queue.push_back(Slot::first(report));
+                                }
+                                match resend_refused(&resender, &mut queue).await {
+                                    Ok(n) => {
+                                        if n > 0 {
+                                            info!(verdicts = n, "Kafka takes writes again; the verdicts it refused meanwhile are sent again at once.");
+                                        }
+                                        resends_queued += n;
+                                        *resent.get_or_insert(0) += n as u64;
+                                        None
+                                    }
+                                    Err(e) => Some(e),
+                                }
+                            }
+                            Err(e) => Some(e),
+                        }
                     }
                     Err(_) => Some("the producer was dropped".to_string()),
                 };
@@ -209,6 +245,76 @@ impl KafkaPublisher {
     }
 }
 
+/// A delivery report the counting task holds ahead of its turn.
+struct Slot {
+    report: Report,
+    /// The verdict was sent again after a refusal.
+    resent: bool,
+}
+
+enum Report {
+    Waiting(DeliveryFuture),
+    Came(<DeliveryFuture as Future>::Output),
+}
+
+impl Slot {
+    fn first(report: DeliveryFuture) -> Slot {
+        Slot {
+            report: Report::Waiting(report),
+            resent: false,
+        }
+    }
+}
+
+impl Report {
+    async fn result(self) -> <DeliveryFuture as Future>::Output {
+        match self {
+            Report::Waiting(report) => report.await,
+            Report::Came(result) => result,
+        }
+    }
+}
+
+/// Once the cluster has taken a refused verdict again: sends again, at once, every verdict in
+/// `queue` whose refusal has already come (a retryable one), and returns how many. One at a
+/// time, as each reached its turn, each would wait for its own report (`linger.ms` and a round
+/// trip), and a backlog refused during an outage would drain at a few hundred a second while
+/// the offsets behind it, and the reading of new rows, waited.
+async fn resend_refused(
+    producer: &FutureProducer<Context>,
+    queue: &mut VecDeque<Slot>,
+) -> Result<usize, String> {
+    let mut n = 0;
+    for slot in queue.iter_mut() {
+        let Report::Waiting(report) = &mut slot.report else {
+            continue;
+        };
+        let Some(result) = come(report) else {
+            continue;
+        };
+        slot.report = match result {
+            Ok(Err((e, message))) if !is_permanent(&e) => {
+                if !slot.resent {
+                    n += 1;
+                }
+                slot.resent = true;
+                Report::Waiting(send_again(producer, &message).await?)
+            }
+            other => Report::Came(other),
+        };
+    }
+    Ok(n)
+}
+
+/// The report, if it has come (it is not polled again after that).
+fn come(report: &mut DeliveryFuture) -> Option<<DeliveryFuture as Future>::Output> {
+    let mut look = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(report).poll(&mut look) {
+        std::task::Poll::Ready(result) => Some(result),
+        std::task::Poll::Pending => None,
+    }
+}
+
 /// Sends a message whose delivery failed again until the cluster takes it: at once, then with
 /// `backoff` (shared by the refused verdicts that follow, and reset when one is taken). An error
 /// that no retry can change is returned.
@@ -222,35 +328,7 @@ async fn redeliver(
         if is_permanent(&error) {
             return Err(error.to_string());
         }
-        let headers = message.headers().map(|h| {
-            h.iter().fold(OwnedHeaders::new(), |acc, h| {
-                acc.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                })
-            })
-        });
-        let mut record = FutureRecord::<[u8], [u8]>::to(message.topic());
-        if let Some(p) = message.payload() {
-            record = record.payload(p);
-        }
-        if let Some(k) = message.key() {
-            record = record.key(k);
-        }
-        if let Some(h) = headers {
-            record = record.headers(h);
-        }
-        let report = loop {
-            match producer.send_result(record) {
-                Ok(report) => break report,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                Err((e, _)) => return Err(e.to_string()),
-            }
-        };
-        match report.await {
+        match send_again(producer, &message).await?.await {
             Ok(Ok(_)) => {
                 backoff.reset();
                 return Ok(());
@@ -259,6 +337,42 @@ async fn redeliver(
             Err(_) => return Err("the producer was dropped".into()),
         }
         backoff.wait().await;
+    }
+}
+
+/// Queues `message` again (its topic, key, payload and headers); waits while librdkafka's queue
+/// is full.
+async fn send_again(
+    producer: &FutureProducer<Context>,
+    message: &OwnedMessage,
+) -> Result<DeliveryFuture, String> {
+    let headers = message.headers().map(|h| {
+        h.iter().fold(OwnedHeaders::new(), |acc, h| {
+            acc.insert(Header {
+                key: h.key,
+                value: h.value,
+            })
+        })
+    });
+    let mut record = FutureRecord::<[u8], [u8]>::to(message.topic());
+    if let Some(p) = message.payload() {
+        record = record.payload(p);
+    }
+    if let Some(k) = message.key() {
+        record = record.key(k);
+    }
+    if let Some(h) = headers {
+        record = record.headers(h);
+    }
+    loop {
+        match producer.send_result(record) {
+            Ok(report) => return Ok(report),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err((e, _)) => return Err(e.to_string()),
+        }
     }
 }
 
