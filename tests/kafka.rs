@@ -1250,7 +1250,9 @@ async fn verdicts_refused_during_an_outage_go_out_together_once_the_cluster_take
     mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
     daemon.wait_log("Kafka refused a verdict", 60).await;
     wait_metric(daemon.web, &[&format!("faultline_rows_scored_total {n}")]).await;
-    // Time for the refusals of the verdicts behind the first to come back.
+    // Time for the refusals of the verdicts behind the first to come back (each Produce request
+    // is refused at once). One that comes later is sent again at its turn: the test still
+    // passes, as long as one had come when the first was taken.
     tokio::time::sleep(Duration::from_secs(2)).await;
     mock.clear_request_errors(rdkafka::types::RDKafkaApiKey::Produce);
     let back = std::time::Instant::now();

@@ -98,7 +98,8 @@ impl KafkaPublisher {
         let resender = producer.clone();
         let task = tokio::spawn(async move {
             let mut count = 0u64;
-            // Verdicts sent again since the first refusal, while the cluster refuses them.
+            // Sends of refused verdicts since the first refusal, until every verdict sent again
+            // has been taken (a run of refusals, logged once).
             let mut resent: Option<u64> = None;
             // Reports taken off the channel ahead of their turn (while a refused verdict was
             // being sent again), in order, and how many of them are for verdicts sent again.
@@ -115,14 +116,7 @@ impl KafkaPublisher {
                 };
                 resends_queued -= usize::from(slot.resent);
                 let problem = match slot.report.result().await {
-                    Ok(Ok(_)) => {
-                        if resends_queued == 0 {
-                            if let Some(n) = resent.take() {
-                                info!(resent = n, "Kafka takes verdicts again; every refused one was sent again and taken.");
-                            }
-                        }
-                        None
-                    }
+                    Ok(Ok(_)) => None,
                     Ok(Err((e, message))) => {
                         if resent.is_none() && !is_permanent(&e) {
                             warn!(topic = message.topic(), error = %e, "Kafka refused a verdict; sending refused verdicts again, with backoff, until it takes them.");
@@ -136,12 +130,12 @@ impl KafkaPublisher {
                                     queue.push_back(Slot::first(report));
                                 }
                                 match resend_refused(&resender, &mut queue).await {
-                                    Ok(n) => {
-                                        if n > 0 {
-                                            info!(verdicts = n, "Kafka takes writes again; the verdicts it refused meanwhile are sent again at once.");
+                                    Ok(Swept { sent, marked }) => {
+                                        if sent > 0 {
+                                            info!(verdicts = sent, "Kafka takes writes again; the verdicts it refused meanwhile are sent again at once.");
                                         }
-                                        resends_queued += n;
-                                        *resent.get_or_insert(0) += n as u64;
+                                        resends_queued += marked;
+                                        *resent.get_or_insert(0) += sent as u64;
                                         None
                                     }
                                     Err(e) => Some(e),
@@ -159,6 +153,11 @@ impl KafkaPublisher {
                 }
                 count += 1;
                 ack_tx.send_replace(count);
+                if resends_queued == 0 {
+                    if let Some(n) = resent.take() {
+                        info!(resends = n, "Kafka takes verdicts again; every refused one was sent again and taken.");
+                    }
+                }
             }
         });
         Ok(KafkaPublisher {
@@ -275,16 +274,23 @@ impl Report {
     }
 }
 
+/// What [`resend_refused`] did: verdicts it sent again, and how many of them it marked as sent
+/// again for the first time.
+struct Swept {
+    sent: usize,
+    marked: usize,
+}
+
 /// Once the cluster has taken a refused verdict again: sends again, at once, every verdict in
-/// `queue` whose refusal has already come (a retryable one), and returns how many. One at a
+/// `queue` whose refusal has already come (a retryable one). One at a
 /// time, as each reached its turn, each would wait for its own report (`linger.ms` and a round
 /// trip), and a backlog refused during an outage would drain at a few hundred a second while
 /// the offsets behind it, and the reading of new rows, waited.
 async fn resend_refused(
     producer: &FutureProducer<Context>,
     queue: &mut VecDeque<Slot>,
-) -> Result<usize, String> {
-    let mut n = 0;
+) -> Result<Swept, String> {
+    let (mut sent, mut marked) = (0, 0);
     for slot in queue.iter_mut() {
         let Report::Waiting(report) = &mut slot.report else {
             continue;
@@ -294,16 +300,15 @@ async fn resend_refused(
         };
         slot.report = match result {
             Ok(Err((e, message))) if !is_permanent(&e) => {
-                if !slot.resent {
-                    n += 1;
-                }
+                sent += 1;
+                marked += usize::from(!slot.resent);
                 slot.resent = true;
                 Report::Waiting(send_again(producer, &message).await?)
             }
             other => Report::Came(other),
         };
     }
-    Ok(n)
+    Ok(Swept { sent, marked })
 }
 
 /// The report, if it has come (it is not polled again after that).
