@@ -1170,62 +1170,18 @@ async fn a_broker_outage_mid_stream_loses_nothing_readiness_follows_and_logs_sta
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_verdict_the_cluster_refused_goes_out_once_it_takes_writes_again() {
-    let Some((mock, cluster, t)) = own_mock("refused", 1, "makes the cluster refuse writes") else {
-        return;
-    };
-    let model = Model::embedded().unwrap();
-    let (rows, _) = common::crash_rows(&model, 1, "refused");
-    let (id, payloads) = (rows[0].0.clone(), vec![rows[0].1.clone()]);
-    // The row waits 8 s in the batcher: time, even on a loaded machine, to make the cluster
-    // refuse its verdict (the wait for the refusal's log line below fails the test otherwise).
-    let env = daemon_env(
-        &cluster.bootstrap,
-        &t,
-        &[("FAULTLINE_BATCH__LINGER_MS", "8000")],
-    );
-    let daemon = common::Daemon::start(&env).await;
-    let reader = cluster.reader(&[&t.scores]);
-    cluster
-        .publish(&cluster.producer(), &t.rows, &payloads)
-        .await;
-    wait_metric(
-        daemon.web,
-        &["faultline_rows_received_total{source=\"kafka\"} 1"],
-    )
-    .await;
-    // Every write refused at once, as a restarting broker answers: librdkafka reports each
-    // failure, and the daemon sends the verdict again, with backoff, until one is taken.
-    let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 100_000];
-    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
-    // Scored and refused: the daemon holds the verdict. (How long it waits between tries is
-    // the publisher's unit test.)
-    daemon.wait_log("Kafka refused a verdict", 60).await;
-    wait_metric(daemon.web, &["faultline_rows_scored_total 1"]).await;
-    mock.clear_request_errors(rdkafka::types::RDKafkaApiKey::Produce);
-    let back = std::time::Instant::now();
-    let got = reader.collect_until(30, |g| !g.is_empty()).await;
-    eprintln!(
-        "a refused verdict went out {:?} after the cluster took writes again",
-        back.elapsed()
-    );
-    assert_eq!(got[0].key.as_deref(), Some(id.as_str()));
-    assert_eq!(daemon.terminate().code(), Some(0));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verdicts_refused_during_an_outage_go_out_together_once_the_cluster_takes_writes() {
-    let Some((mock, cluster, t)) = own_mock("backlog", 1, "makes the cluster refuse writes") else {
-        return;
-    };
+/// `n` rows wait 8 s in one batch, time (even on a loaded machine) to make MockCluster refuse
+/// every write, as a restarting broker answers: librdkafka reports each failure, and the daemon
+/// holds the verdicts, sending them again with backoff. Once they are all scored and refused, the
+/// cluster takes writes again. Returns the cluster and the daemon (both still running: a daemon
+/// whose cluster is gone cannot stop cleanly), the rows' ids and the keys of the verdicts that
+/// arrived, once every row's has. `None` on an external broker.
+async fn refused_then_taken(tag: &str, n: usize) -> Option<Refused> {
+    let (mock, cluster, t) = own_mock(tag, 1, "makes the cluster refuse writes")?;
     let model = Model::embedded().unwrap();
     // (MockCluster kept 471 of 1,000 such rows in a partition.)
-    let n = 400;
-    let (rows, _) = common::crash_rows(&model, n, "backlog");
+    let (rows, _) = common::crash_rows(&model, n, tag);
     let payloads: Vec<String> = rows.iter().map(|(_, p)| p.clone()).collect();
-    // All the rows wait in one batch (8 s) while the cluster is made to refuse writes, so every
-    // verdict is refused; only then are they scored and sent.
     let env = daemon_env(
         &cluster.bootstrap,
         &t,
@@ -1248,15 +1204,19 @@ async fn verdicts_refused_during_an_outage_go_out_together_once_the_cluster_take
     .await;
     let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
     mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+    // Scored and refused: the daemon holds the verdicts. (How long it waits between tries is
+    // the publisher's unit test.)
     daemon.wait_log("Kafka refused a verdict", 60).await;
     wait_metric(daemon.web, &[&format!("faultline_rows_scored_total {n}")]).await;
-    // Time for the refusals of the verdicts behind the first to come back (each Produce request
-    // is refused at once). One that comes later is sent again at its turn: the test still
-    // passes, as long as one had come when the first was taken.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    if n > 1 {
+        // Time for the refusals of the verdicts behind the first to come back (each Produce
+        // request is refused at once). One that comes later is sent again at its turn: the
+        // test still passes, as long as one had come when the first was taken.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     mock.clear_request_errors(rdkafka::types::RDKafkaApiKey::Produce);
     let back = std::time::Instant::now();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     reader
         .collect_until(120, |g| {
             seen.extend(g.iter().filter_map(|m| m.key.clone()));
@@ -1264,9 +1224,52 @@ async fn verdicts_refused_during_an_outage_go_out_together_once_the_cluster_take
         })
         .await;
     eprintln!(
-        "{n} refused verdicts went out {:?} after the cluster took writes again",
+        "{n} refused verdict(s) went out {:?} after the cluster took writes again",
         back.elapsed()
     );
+    let ids = rows.into_iter().map(|(id, _)| id).collect();
+    Some(Refused {
+        _mock: mock,
+        daemon,
+        ids,
+        seen,
+    })
+}
+
+/// What [`refused_then_taken`] leaves.
+struct Refused {
+    _mock: MockCluster<'static, DefaultProducerContext>,
+    daemon: common::Daemon,
+    ids: Vec<String>,
+    seen: HashSet<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_the_cluster_refused_goes_out_once_it_takes_writes_again() {
+    let Some(Refused {
+        _mock,
+        daemon,
+        ids,
+        seen,
+    }) = refused_then_taken("refused", 1).await
+    else {
+        return;
+    };
+    assert!(seen.contains(&ids[0]), "{seen:?}");
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_refused_during_an_outage_go_out_together_once_the_cluster_takes_writes() {
+    let Some(Refused {
+        _mock,
+        daemon,
+        ids,
+        seen,
+    }) = refused_then_taken("backlog", 400).await
+    else {
+        return;
+    };
     // Sent again together, not one at a time as each reached its turn.
     daemon
         .wait_log(
@@ -1277,7 +1280,7 @@ async fn verdicts_refused_during_an_outage_go_out_together_once_the_cluster_take
     daemon
         .wait_log("every refused one was sent again and taken", 30)
         .await;
-    for (id, _) in &rows {
+    for id in &ids {
         assert!(seen.contains(id), "{id} never arrived");
     }
     assert_eq!(daemon.terminate().code(), Some(0));

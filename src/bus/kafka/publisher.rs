@@ -19,7 +19,7 @@ use crate::bus::kafka::client::{client_config, producer_properties, Context};
 use crate::bus::kafka::KafkaSettings;
 use crate::bus::{Output, PublishError};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage, ToBytes};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::VecDeque;
@@ -187,16 +187,9 @@ impl KafkaPublisher {
         if let Some(h) = headers {
             record = record.headers(h);
         }
-        let report = loop {
-            match self.producer.send_result(record) {
-                Ok(report) => break report,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                Err((e, _)) => return Err(PublishError(e.to_string())),
-            }
-        };
+        let report = queue_record(&self.producer, record)
+            .await
+            .map_err(|e| PublishError(e.to_string()))?;
         self.deliveries
             .send(report)
             .await
@@ -345,8 +338,7 @@ async fn redeliver(
     }
 }
 
-/// Queues `message` again (its topic, key, payload and headers); waits while librdkafka's queue
-/// is full.
+/// Queues `message` again (its topic, key, payload and headers).
 async fn send_again(
     producer: &FutureProducer<Context>,
     message: &OwnedMessage,
@@ -369,6 +361,20 @@ async fn send_again(
     if let Some(h) = headers {
         record = record.headers(h);
     }
+    queue_record(producer, record)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Queues `record` for delivery, waiting while librdkafka's queue is full.
+async fn queue_record<K, P>(
+    producer: &FutureProducer<Context>,
+    mut record: FutureRecord<'_, K, P>,
+) -> Result<DeliveryFuture, KafkaError>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
     loop {
         match producer.send_result(record) {
             Ok(report) => return Ok(report),
@@ -376,7 +382,7 @@ async fn send_again(
                 record = r;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            Err((e, _)) => return Err(e.to_string()),
+            Err((e, _)) => return Err(e),
         }
     }
 }
