@@ -159,7 +159,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging();
             let model = std::sync::Arc::new(load_model(None, None)?);
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(faultline::pipeline::run(config, model, shutdown_signal()))?;
+            let result =
+                runtime.block_on(faultline::pipeline::run(config, model, shutdown_signal()));
+            // A close given up at the end of the grace period can still hold a blocking thread
+            // (a Kafka client waiting for a cluster that is gone); dropping the runtime would
+            // wait for it without end.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {

@@ -1287,6 +1287,86 @@ async fn verdicts_refused_during_an_outage_go_out_together_once_the_cluster_take
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_whose_cluster_went_away_holding_a_refused_verdict_stops_when_asked() {
+    let Some(log) = gone_then_stopped("gone-refused", true).await else {
+        return;
+    };
+    assert!(
+        log.contains("the broker will redeliver the rest"),
+        "the unacknowledged rows are not reported as left to the broker:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_whose_cluster_went_away_with_offsets_to_commit_stops_when_asked() {
+    let Some(log) = gone_then_stopped("gone-commit", false).await else {
+        return;
+    };
+    assert!(
+        log.contains("did not let faultline close its connections within the grace period"),
+        "the abandoned commit is not reported:\n{log}"
+    );
+}
+
+/// Starts a daemon on its own MockCluster, gives it 20 rows, and takes the cluster away: after
+/// refusing their verdicts (`refuse`), or once the verdicts are out and the offsets not yet
+/// committed. Then SIGTERM: the daemon must stop, with status 0, within its grace period and
+/// the bounded waits after it. Its log.
+async fn gone_then_stopped(tag: &str, refuse: bool) -> Option<String> {
+    let (mock, cluster, t) = own_mock(tag, 1, "takes the cluster away")?;
+    let model = Model::embedded().unwrap();
+    let (rows, _) = common::crash_rows(&model, 20, tag);
+    let payloads: Vec<String> = rows.iter().map(|(_, p)| p.clone()).collect();
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            (
+                "FAULTLINE_BATCH__LINGER_MS",
+                if refuse { "4000" } else { "50" },
+            ),
+            ("FAULTLINE_SHUTDOWN__GRACE_MS", "2000"),
+        ],
+    );
+    let mut daemon = common::Daemon::start(&env).await;
+    let reader = cluster.reader(&[&t.scores]);
+    cluster
+        .publish(&cluster.producer(), &t.rows, &payloads)
+        .await;
+    wait_metric(
+        daemon.web,
+        &["faultline_rows_received_total{source=\"kafka\"} 20"],
+    )
+    .await;
+    if refuse {
+        let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
+        mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+        daemon.wait_log("Kafka refused a verdict", 60).await;
+    } else {
+        reader.collect_until(60, |g| g.len() >= 20).await;
+        wait_metric(daemon.web, &["faultline_queue_rows 0"]).await;
+    }
+    drop(reader);
+    drop(mock);
+    daemon.sigterm();
+    let asked = std::time::Instant::now();
+    let status = daemon.wait_exit(Duration::from_secs(30)).await;
+    let took = asked.elapsed();
+    let log = daemon.log_text();
+    let status = status.unwrap_or_else(|| panic!("still running 30 s after SIGTERM:\n{log}"));
+    eprintln!("stopped {took:?} after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{log}");
+    // The grace period (2 s) bounds the drain and the closing together; a commit waiting for
+    // the group's coordinator took the session timeout (6 s here, 45 s by default) and the
+    // consumer's close as long again. The slack is for a debug build on a loaded machine.
+    assert!(
+        took < Duration::from_secs(5),
+        "stopped {took:?} after SIGTERM, with a grace period of 2 s:\n{log}"
+    );
+    Some(log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_over_tls_checks_the_brokers_certificate() {
     // tansu 0.6.0 cannot serve TLS itself (its --cert and --key exclude each other), so a real
     // TLS terminator (socat with OpenSSL) fronts a tansu that advertises the TLS port.

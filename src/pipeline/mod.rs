@@ -397,12 +397,15 @@ impl App {
     }
 
     /// Stops reading, scores and publishes what was accepted, acknowledges it, and stops every
-    /// task; gives up after the grace period (unacknowledged rows are redelivered later).
+    /// task. The grace period bounds the drain and the closing of the bus connections (final
+    /// flush and offset commit) together; closing gets at least [`CLOSE_AT_LEAST`] when the drain
+    /// used the whole period. What was not acknowledged is redelivered later.
     pub async fn shutdown(self) -> Result<(), AppError> {
         info!("Stopping: no new rows; finishing the ones in flight.");
         self.source.stop_reading();
         self.stop.trigger();
         let grace = self.grace;
+        let deadline = tokio::time::Instant::now() + grace;
         let drain = async {
             let _ = self.batcher.await;
             let publisher = self
@@ -412,20 +415,30 @@ impl App {
             let _ = self.acker.await;
             Ok::<_, AppError>(publisher)
         };
-        let result = match tokio::time::timeout(grace, drain).await {
-            Ok(Ok(publisher)) => {
-                publisher.close().await;
-                Ok(())
-            }
-            Ok(Err(e)) => Err(e),
+        let (result, publisher) = match tokio::time::timeout_at(deadline, drain).await {
+            Ok(Ok(publisher)) => (Ok(()), Some(publisher)),
+            Ok(Err(e)) => (Err(e), None),
             Err(_) => {
                 warn!(grace_ms = grace.as_millis() as u64, "The grace period ended before every row was acknowledged; the broker will redeliver the rest.");
-                Ok(())
+                (Ok(()), None)
             }
         };
-        self.source.close().await;
-        if let Some(labels) = self.labels {
-            labels.close().await;
+        // A broker that is gone can hold a flush or a commit for as long as its client's
+        // timeouts (librdkafka's commit waits for the group coordinator): bounded here.
+        let close_by = deadline.max(tokio::time::Instant::now() + CLOSE_AT_LEAST);
+        let labels = self.labels;
+        let source = self.source;
+        let close = async move {
+            if let Some(publisher) = publisher {
+                publisher.close().await;
+            }
+            source.close().await;
+            if let Some(labels) = labels {
+                labels.close().await;
+            }
+        };
+        if tokio::time::timeout_at(close_by, close).await.is_err() {
+            warn!(grace_ms = grace.as_millis() as u64, "The broker did not let faultline close its connections within the grace period; stopping without them (rows whose acknowledgement did not reach it are delivered again).");
         }
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
@@ -440,6 +453,9 @@ impl App {
         result
     }
 }
+
+/// How long closing the bus connections may take after a drain that used the whole grace period.
+pub const CLOSE_AT_LEAST: Duration = Duration::from_secs(1);
 
 /// Runs the daemon until `shutdown` resolves, then stops it gracefully.
 pub async fn run(

@@ -535,6 +535,13 @@ impl Daemon {
         None
     }
 
+    /// Sends SIGTERM and returns at once (see [`Daemon::wait_exit`]).
+    pub fn sigterm(&self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
     /// SIGTERM, and its exit status once it has stopped.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
