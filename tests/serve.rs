@@ -1043,9 +1043,15 @@ async fn a_broker_that_requires_a_login_gets_it_and_a_wrong_one_is_named_on_read
                 "FAULTLINE_SOURCE__MQTT__PASSWORD",
                 "not-the-password".into(),
             ),
+            ("FAULTLINE_LABELS__TOPIC", "login-wrong/labels".into()),
         ],
     )
     .await;
+    // The labels reader is part of readiness: a daemon that cannot read labels says so.
+    assert!(
+        r.contains("the labels reader cannot connect: the broker refused this client"),
+        "{r}"
+    );
     // Mosquitto refuses a wrong password as "not authorized" (MQTT 3.1.1 return code 5).
     assert!(
         r.contains("the source cannot connect: the broker refused this client: not authorized")
@@ -1072,6 +1078,9 @@ async fn a_broker_that_requires_a_login_gets_it_and_a_wrong_one_is_named_on_read
     assert!(!format!("{cfg:?}").contains("s3cret-pass"));
     let app = app::start(&cfg, model.clone()).await.unwrap();
     wait_ready(app.web_addr).await;
+    let ready = http_get(app.web_addr, "/readyz").await;
+    let body: Value = serde_json::from_str(ready.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["labels"]["connected"], true, "{body}");
     let mut c = Client::connect(open, "login-test", &["login/scores".into()]).await;
     let (_, faulty, _) = rows(&model, 0);
     c.publish("login/rows", faulty).await;

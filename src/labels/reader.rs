@@ -49,6 +49,7 @@ pub struct LabelsReader {
     apply: tokio::task::JoinHandle<Publisher>,
     stop: watch::Sender<bool>,
     on_stop: Option<rumqttc::AsyncClient>,
+    link: crate::bus::link::Link,
 }
 
 impl std::fmt::Debug for LabelsReader {
@@ -58,6 +59,11 @@ impl std::fmt::Debug for LabelsReader {
 }
 
 impl LabelsReader {
+    /// The reader's connection (on MQTT up once its subscription is confirmed), for `/readyz`.
+    pub fn link(&self) -> crate::bus::link::Link {
+        self.link.clone()
+    }
+
     /// Stops reading, applies what was read, and disconnects.
     pub async fn close(self) {
         self.stop.send_replace(true);
@@ -109,6 +115,7 @@ pub fn start_mqtt(
         .subscribe(topic.clone(), rumqttc::QoS::AtLeastOnce)
         .count_sessions_lost(metrics.broker_session_lost.with_label_values(&["labels"]));
     let acker = MqttAcker::new(client.clone(), driver.connection(), direct);
+    let link = driver.link();
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop, stopped) = watch::channel(false);
     let reader = tokio::spawn(async move {
@@ -150,6 +157,7 @@ pub fn start_mqtt(
         apply,
         stop,
         on_stop: Some(client),
+        link,
     }
 }
 
@@ -190,6 +198,7 @@ pub fn start_kafka(
             ))?,
         );
     consumer.subscribe(&[&topic])?;
+    let link = consumer.context().link();
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop, mut stopped) = watch::channel(false);
     let reader_consumer = consumer.clone();
@@ -235,6 +244,7 @@ pub fn start_kafka(
         apply,
         stop,
         on_stop: None,
+        link,
     })
 }
 

@@ -236,6 +236,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
     state.model = live.clone();
     state.source = source_link;
     state.sink = sink_link;
+    state.labels = labels.as_ref().map(LabelsReader::link);
     state.drift = drift_report;
     state.allow_extra_columns = config.allow_extra_columns;
     state.store = Some(store.clone());

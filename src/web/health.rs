@@ -1,6 +1,6 @@
 //! Health, readiness and metrics: `GET /healthz` (the process answers), `GET /readyz` (the model
-//! is loaded and both bus connections are up, the source's subscription confirmed by its broker,
-//! with the reasons when not) and `GET /metrics`
+//! is loaded and every bus connection is up, the source's and the labels reader's subscriptions
+//! confirmed by their broker, with the reasons when not) and `GET /metrics`
 //! (Prometheus). None of them needs the API token.
 
 use super::WebState;
@@ -30,15 +30,18 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 /// `GET /readyz`
 pub async fn readyz(State(s): State<WebState>) -> Response {
-    let (source, sink) = (s.source.is_up(), s.sink.is_up());
-    let (source_refused, sink_refused) = (s.source.refusal(), s.sink.refusal());
-    let ready = source && sink;
+    let labels = s.labels.as_ref();
+    let mut ready = true;
     let mut reasons = vec![];
-    for (up, refused, who) in [
-        (source, &source_refused, "source"),
-        (sink, &sink_refused, "publisher"),
+    for (link, who) in [
+        (Some(&s.source), "source"),
+        (Some(&s.sink), "publisher"),
+        (labels, "labels reader"),
     ] {
-        match refused {
+        let Some(link) = link else { continue };
+        let up = link.is_up();
+        ready &= up;
+        match link.refusal() {
             Some((Refused::Connection, why)) => {
                 reasons.push(format!("the {who} cannot connect: {why}"))
             }
@@ -51,10 +54,7 @@ pub async fn readyz(State(s): State<WebState>) -> Response {
             None => {}
         }
     }
-    let (source_refused, sink_refused) = (
-        source_refused.map(|(_, why)| why),
-        sink_refused.map(|(_, why)| why),
-    );
+    let state = |link: &crate::bus::link::Link| json!({"connected": link.is_up(), "refused": link.refused(), "session_lost": link.session_lost()});
     let body = json!({
         "ready": ready,
         "model": {
@@ -62,8 +62,9 @@ pub async fn readyz(State(s): State<WebState>) -> Response {
             "version": s.model.current().version(),
             "last_reload": s.model.last_reload(),
         },
-        "source": {"connected": source, "refused": source_refused, "session_lost": s.source.session_lost()},
-        "sink": {"connected": sink, "refused": sink_refused, "session_lost": s.sink.session_lost()},
+        "source": state(&s.source),
+        "sink": state(&s.sink),
+        "labels": labels.map(state),
         "shadow": s.model.shadow().map(|m| m.version().to_string()),
         "store": s.store.as_ref().map(|st| st.status()),
         "reasons": reasons,

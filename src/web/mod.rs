@@ -27,6 +27,8 @@ pub struct WebState {
     pub source: crate::bus::link::Link,
     /// The publisher's connection.
     pub sink: crate::bus::link::Link,
+    /// The labels reader's connection, when it reads labels.
+    pub labels: Option<crate::bus::link::Link>,
     /// The metrics `/metrics` renders.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The latest drift report (recomputed in the background).
@@ -53,6 +55,7 @@ impl WebState {
             model: LiveModel::fixed(model),
             source: Default::default(),
             sink: Default::default(),
+            labels: None,
             metrics,
             drift: Arc::default(),
             limits,
