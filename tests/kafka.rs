@@ -1326,6 +1326,12 @@ async fn gone_then_stopped(tag: &str, refuse: bool) -> Option<String> {
                 if refuse { "4000" } else { "50" },
             ),
             ("FAULTLINE_SHUTDOWN__GRACE_MS", "2000"),
+            // No commit of its own between the verdicts and the cluster's end: the final one
+            // at shutdown has the offsets to commit.
+            (
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__AUTO_COMMIT_INTERVAL_MS",
+                "600000",
+            ),
         ],
     );
     let mut daemon = common::Daemon::start(&env).await;

@@ -1022,11 +1022,13 @@ async fn a_broker_that_requires_a_login_gets_it_and_a_wrong_one_is_named_on_read
     let not_ready_because = |tag: &'static str, env: Vec<(&'static str, String)>| {
         let model = model.clone();
         async move {
+            let labels = env.iter().any(|(k, _)| *k == "FAULTLINE_LABELS__TOPIC");
             let app = app::start(&login_config(tag, &env), model).await.unwrap();
             // Refused, and retrying: never ready; /readyz says why, not just "not connected".
             let r = common::readyz_when(app.web_addr, |r| {
                 r.contains("the source cannot connect")
                     && r.contains("the publisher cannot connect")
+                    && (!labels || r.contains("the labels reader cannot connect"))
             })
             .await;
             app.shutdown().await.unwrap();

@@ -29,12 +29,7 @@ enum LabelAck {
     /// The message and the number of the connection it arrived on.
     Mqtt(rumqttc::Publish, u64),
     #[cfg(feature = "kafka")]
-    Kafka(
-        Arc<rdkafka::consumer::StreamConsumer<crate::bus::kafka::client::Context>>,
-        String,
-        i32,
-        i64,
-    ),
+    Kafka(KafkaConsumer, String, i32, i64),
 }
 
 struct LabelMessage {
@@ -50,7 +45,13 @@ pub struct LabelsReader {
     stop: watch::Sender<bool>,
     on_stop: Option<rumqttc::AsyncClient>,
     link: crate::bus::link::Link,
+    /// The Kafka consumer, dropped off the runtime once the tasks end (its close blocks).
+    #[cfg(feature = "kafka")]
+    consumer: Option<KafkaConsumer>,
 }
+
+#[cfg(feature = "kafka")]
+type KafkaConsumer = Arc<rdkafka::consumer::StreamConsumer<crate::bus::kafka::client::Context>>;
 
 impl std::fmt::Debug for LabelsReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,6 +74,10 @@ impl LabelsReader {
         let _ = self.reader.await;
         if let Ok(publisher) = self.apply.await {
             publisher.close().await;
+        }
+        #[cfg(feature = "kafka")]
+        if let Some(consumer) = self.consumer {
+            let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
         }
     }
 }
@@ -158,6 +163,8 @@ pub fn start_mqtt(
         stop,
         on_stop: Some(client),
         link,
+        #[cfg(feature = "kafka")]
+        consumer: None,
     }
 }
 
@@ -190,13 +197,9 @@ pub fn start_kafka(
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("client.id", "faultline-labels");
-    let consumer: Arc<rdkafka::consumer::StreamConsumer<crate::bus::kafka::client::Context>> =
-        Arc::new(
-            config.create_with_context(crate::bus::kafka::client::Context::new(
-                "labels consumer",
-                None,
-            ))?,
-        );
+    let consumer: KafkaConsumer = Arc::new(config.create_with_context(
+        crate::bus::kafka::client::Context::new("labels consumer", None),
+    )?);
     consumer.subscribe(&[&topic])?;
     let link = consumer.context().link();
     let (tx, rx) = mpsc::channel(QUEUE);
@@ -245,6 +248,7 @@ pub fn start_kafka(
         stop,
         on_stop: None,
         link,
+        consumer: Some(consumer),
     })
 }
 
@@ -280,7 +284,11 @@ async fn apply(
             Ok(label) => {
                 // Waits for room in the store's queue: labels are never dropped.
                 let store = store.clone();
-                let _ = tokio::task::spawn_blocking(move || store.record_labels(vec![label])).await;
+                match tokio::task::spawn_blocking(move || store.record_labels(vec![label])).await {
+                    Ok(Ok(_)) => {}
+                    // Stopping: not applied, so not acknowledged; the broker delivers it again.
+                    Ok(Err(crate::store::StoreClosed)) | Err(_) => continue,
+                }
             }
             Err(error) => {
                 metrics.labels.with_label_values(&["rejected"]).inc();

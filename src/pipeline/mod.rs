@@ -427,17 +427,26 @@ impl App {
         // A broker that is gone can hold a flush or a commit for as long as its client's
         // timeouts (librdkafka's commit waits for the group coordinator): bounded here.
         let close_by = deadline.max(tokio::time::Instant::now() + CLOSE_AT_LEAST);
+        // Together, and in a task of their own: one that waits on a broker holds none of the
+        // others, and what is left of them at the deadline is not waited for (nor dropped here:
+        // dropping a Kafka client blocks while it closes).
         let labels = self.labels;
         let source = self.source;
-        let close = async move {
-            if let Some(publisher) = publisher {
-                publisher.close().await;
-            }
-            source.close().await;
-            if let Some(labels) = labels {
-                labels.close().await;
-            }
-        };
+        let close = tokio::spawn(async move {
+            tokio::join!(
+                async {
+                    if let Some(publisher) = publisher {
+                        publisher.close().await;
+                    }
+                },
+                source.close(),
+                async {
+                    if let Some(labels) = labels {
+                        labels.close().await;
+                    }
+                },
+            );
+        });
         if tokio::time::timeout_at(close_by, close).await.is_err() {
             warn!(grace_ms = grace.as_millis() as u64, "The broker did not let faultline close its connections within the grace period; stopping without them (rows whose acknowledgement did not reach it are delivered again).");
         }

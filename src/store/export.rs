@@ -204,7 +204,9 @@ mod tests {
             faulty,
             at: None,
         };
-        store.record_labels(vec![label("a", true), label("b", false)]);
+        store
+            .record_labels(vec![label("a", true), label("b", false)])
+            .unwrap();
         store.close();
 
         let mut out = vec![];

@@ -100,8 +100,23 @@ pub struct Store {
     status: Arc<Mutex<StoreStatus>>,
     sender: Mutex<Option<SyncSender<Record>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by [`Store::close`] (under `sender`'s lock): labels are refused from then on.
+    closed: std::sync::atomic::AtomicBool,
     metrics: Arc<Metrics>,
 }
+
+/// The store was closed (the daemon is stopping): the labels were not applied, and the caller
+/// must not acknowledge them, so that they are delivered again to the next run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreClosed;
+
+impl std::fmt::Display for StoreClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the store is closed: faultline is stopping")
+    }
+}
+
+impl std::error::Error for StoreClosed {}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
@@ -175,6 +190,7 @@ impl Store {
             status,
             sender: Mutex::new(sender),
             writer: Mutex::new(writer),
+            closed: std::sync::atomic::AtomicBool::new(false),
             metrics,
         }
     }
@@ -208,8 +224,18 @@ impl Store {
 
     /// Applies labels received now and queues them for the disk. Labels are few and each one
     /// matters, so this waits for room in the writer's queue (call it off the async runtime);
-    /// only the scored rows' path never waits.
-    pub fn record_labels(&self, labels: Vec<Label>) -> Vec<LabelOutcome> {
+    /// only the scored rows' path never waits. Once the store is closed, applies nothing and
+    /// says so: a label acknowledged then would be lost.
+    pub fn record_labels(&self, labels: Vec<Label>) -> Result<Vec<LabelOutcome>, StoreClosed> {
+        // The sender is taken here (a clone keeps the writer running until this send is done,
+        // and close() waits for the writer), or the store is closed and nothing is applied.
+        let sender = {
+            let sender = lock(&self.sender);
+            if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(StoreClosed);
+            }
+            sender.clone()
+        };
         let now = now_ms();
         let outcomes: Vec<LabelOutcome> = {
             let mut ledger = lock(&self.ledger);
@@ -232,13 +258,12 @@ impl Store {
         }
         let rows = labels.len() as u64;
         let stamped = labels.into_iter().map(|l| (l, now)).collect();
-        let sender = lock(&self.sender).clone();
         if let Some(tx) = sender {
             if tx.send(Record::Labels(stamped)).is_err() {
                 self.dropped(Kind::Labels, rows, "the store's writer stopped".into());
             }
         }
-        outcomes
+        Ok(outcomes)
     }
 
     fn send(&self, record: Record, kind: Kind, rows: u64) {
@@ -299,7 +324,12 @@ impl Store {
 
     /// Writes what is queued, closes the segments and stops the writer.
     pub fn close(&self) {
-        lock(&self.sender).take();
+        {
+            let mut sender = lock(&self.sender);
+            self.closed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            sender.take();
+        }
         if let Some(handle) = lock(&self.writer).take() {
             let _ = handle.join();
         }
@@ -462,24 +492,35 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
         }
-        store.record_labels(vec![
-            Label {
-                id: "w14".into(),
-                faulty: true,
-                at: None,
-            },
-            Label {
-                id: "w9".into(),
-                faulty: false,
-                at: Some("2026-11-26T10:00:00Z".into()),
-            },
-            Label {
-                id: "later".into(),
-                faulty: true,
-                at: None,
-            },
-        ]);
+        store
+            .record_labels(vec![
+                Label {
+                    id: "w14".into(),
+                    faulty: true,
+                    at: None,
+                },
+                Label {
+                    id: "w9".into(),
+                    faulty: false,
+                    at: Some("2026-11-26T10:00:00Z".into()),
+                },
+                Label {
+                    id: "later".into(),
+                    faulty: true,
+                    at: None,
+                },
+            ])
+            .unwrap();
         store.close();
+        // Closed: a label is refused, not applied in memory only (its sender would acknowledge
+        // it and it would be lost).
+        let refused = Label {
+            id: "w13".into(),
+            faulty: true,
+            at: None,
+        };
+        assert_eq!(store.record_labels(vec![refused]), Err(StoreClosed));
+        assert_eq!(store.ledger().counts().joined, 2);
         let status = store.status();
         assert_eq!((status.rows_written, status.rows_dropped), (15, 0));
         assert_eq!(status.error, None);
@@ -512,7 +553,9 @@ mod tests {
             at: None,
         };
         store.record_scored(batch(&["first"], 0.9));
-        store.record_labels(vec![label("first"), label("early")]);
+        store
+            .record_labels(vec![label("first"), label("early")])
+            .unwrap();
         let count = |result: &str| metrics.labels.with_label_values(&[result]).get();
         assert_eq!((count("joined"), count("pending")), (1, 1));
         assert_eq!(metrics.labels_pending.get(), 1);

@@ -4,7 +4,7 @@
 //! (Prometheus). None of them needs the API token.
 
 use super::WebState;
-use crate::bus::link::Refused;
+use crate::bus::link::{Link, Refused};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -30,31 +30,36 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 /// `GET /readyz`
 pub async fn readyz(State(s): State<WebState>) -> Response {
-    let labels = s.labels.as_ref();
+    // Each link read once, so that the answer agrees with itself.
+    let read = |link: &Link| LinkState {
+        up: link.is_up(),
+        refusal: link.refusal(),
+        session_lost: link.session_lost(),
+    };
+    let (source, sink) = (read(&s.source), read(&s.sink));
+    let labels = s.labels.as_ref().map(read);
     let mut ready = true;
     let mut reasons = vec![];
     for (link, who) in [
-        (Some(&s.source), "source"),
-        (Some(&s.sink), "publisher"),
-        (labels, "labels reader"),
+        (Some(&source), "source"),
+        (Some(&sink), "publisher"),
+        (labels.as_ref(), "labels reader"),
     ] {
         let Some(link) = link else { continue };
-        let up = link.is_up();
-        ready &= up;
-        match link.refusal() {
+        ready &= link.up;
+        match &link.refusal {
             Some((Refused::Connection, why)) => {
                 reasons.push(format!("the {who} cannot connect: {why}"))
             }
             Some((Refused::Subscription, why)) => {
                 reasons.push(format!("the {who} cannot subscribe: {why}"))
             }
-            None if !up => reasons.push(format!(
+            None if !link.up => reasons.push(format!(
                 "the {who} is not connected to its broker (or not subscribed yet)"
             )),
             None => {}
         }
     }
-    let state = |link: &crate::bus::link::Link| json!({"connected": link.is_up(), "refused": link.refused(), "session_lost": link.session_lost()});
     let body = json!({
         "ready": ready,
         "model": {
@@ -62,9 +67,9 @@ pub async fn readyz(State(s): State<WebState>) -> Response {
             "version": s.model.current().version(),
             "last_reload": s.model.last_reload(),
         },
-        "source": state(&s.source),
-        "sink": state(&s.sink),
-        "labels": labels.map(state),
+        "source": source.json(),
+        "sink": sink.json(),
+        "labels": labels.as_ref().map(LinkState::json),
         "shadow": s.model.shadow().map(|m| m.version().to_string()),
         "store": s.store.as_ref().map(|st| st.status()),
         "reasons": reasons,
@@ -75,4 +80,21 @@ pub async fn readyz(State(s): State<WebState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// One connection's state, as `/readyz` read it.
+struct LinkState {
+    up: bool,
+    refusal: Option<(Refused, String)>,
+    session_lost: Option<String>,
+}
+
+impl LinkState {
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "connected": self.up,
+            "refused": self.refusal.as_ref().map(|(_, why)| why),
+            "session_lost": self.session_lost,
+        })
+    }
 }

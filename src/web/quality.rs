@@ -69,7 +69,9 @@ pub async fn labels(
             .with_label_values(&["rejected"])
             .inc_by(rejected.len() as u64);
         let accepted = labels.len();
-        let outcomes = store.record_labels(labels);
+        let outcomes = store
+            .record_labels(labels)
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         let count = |o| outcomes.iter().filter(|x| **x == o).count();
         let status = if accepted == 0 && !rejected.is_empty() {
             StatusCode::UNPROCESSABLE_ENTITY

@@ -324,6 +324,7 @@ impl Driver {
         let resent = held.len();
         self.eventloop.pending = held;
         self.backoff.reset();
+        let first = !self.connected_before;
         let lost = self.connected_before && !session_present && self.persistent();
         if self.connected_before {
             self.connection.fetch_add(1, Ordering::Relaxed);
@@ -341,17 +342,22 @@ impl Driver {
             warn!(broker = %self.role.broker, client = self.role.client, resent, "The MQTT broker lost this client's session (did it restart without persistence?). faultline resumes: it re-sends what the broker had not acknowledged and subscribes again, but messages the broker had queued for it are gone (see the README on broker persistence).");
         }
         self.subscribing = false;
-        // A session the broker kept holds the subscription, unless the broker refused it.
+        // A session the broker kept holds the subscriptions of this process's earlier
+        // connections, unless the broker refused them. One kept from before this process started
+        // may not hold this one (a refused or unconfirmed SUBSCRIBE, another topic configured):
+        // the first connection subscribes whatever the broker kept.
         let refused = matches!(self.link.refusal(), Some((Refused::Subscription, _)));
-        if !session_present || refused {
+        if first || !session_present || refused {
             if let Some((filter, qos)) = &self.subscription {
-                // try_: this task is the event loop; it must not wait for room in its own queue.
-                match self.client.try_subscribe(filter.clone(), *qos) {
-                    Ok(()) => self.subscribing = true,
-                    Err(e) => {
-                        warn!(error = %e, filter = %filter, "Could not request the subscription.")
-                    }
-                }
+                // Sent after what is held, on this connection; straight to the event loop's
+                // queue, which this task owns (the client's request queue could be full).
+                self.eventloop
+                    .pending
+                    .push_back(rumqttc::Request::Subscribe(rumqttc::Subscribe::new(
+                        filter.clone(),
+                        *qos,
+                    )));
+                self.subscribing = true;
             }
         }
         if let Some(g) = &self.connected_gauge {
@@ -496,16 +502,20 @@ mod tests {
     /// answers SUBACK with a failure code, as EMQX, HiveMQ or AWS IoT do for a topic the client
     /// may not read, is played here on a real socket: CONNACK, then the SUBACK once the test has
     /// looked at the link in between.
+    ///
+    /// The third case is a broker that kept a session from before this process started: it may
+    /// not hold this subscription (refused, never confirmed, another topic then), so the first
+    /// connection subscribes anyway.
     #[tokio::test]
     async fn the_link_is_up_only_once_the_broker_grants_the_subscription() {
-        for (code, granted) in [(0x01u8, true), (0x80, false)] {
+        for (code, granted, kept) in [(0x01u8, true, 0u8), (0x80, false, 0), (0x01, true, 1)] {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let port = listener.local_addr().unwrap().port();
             let (answer, answer_now) = tokio::sync::oneshot::channel::<()>();
             let broker = tokio::spawn(async move {
                 let (mut s, _) = listener.accept().await.unwrap();
                 assert_eq!(packet(&mut s).await.0, 1, "CONNECT");
-                s.write_all(&[0x20, 2, 0, 0]).await.unwrap();
+                s.write_all(&[0x20, 2, kept, 0]).await.unwrap();
                 let (kind, body) = packet(&mut s).await;
                 assert_eq!(kind, 8, "SUBSCRIBE");
                 answer_now.await.unwrap();
@@ -521,8 +531,9 @@ mod tests {
                 client: "source",
             };
             let gauge = prometheus::IntGauge::new("connected", "connected").unwrap();
-            let (driver, _client) =
-                Driver::new(MqttOptions::new("subscriber", "127.0.0.1", port), 10, role);
+            let mut options = MqttOptions::new("subscriber", "127.0.0.1", port);
+            options.set_clean_session(kept == 0);
+            let (driver, _client) = Driver::new(options, 10, role);
             let mut driver = driver
                 .subscribe("faultline/rows".into(), QoS::AtLeastOnce)
                 .connected_gauge(gauge.clone());
