@@ -34,6 +34,8 @@ pub const SOURCE_CONNECTED: &str = "faultline_source_connected";
 pub const BROKER_SESSION_LOST: &str = "faultline_broker_session_lost_total";
 /// `faultline_publish_errors_total{sink}`
 pub const PUBLISH_ERRORS: &str = "faultline_publish_errors_total";
+/// `faultline_outputs_resent_total{sink}`
+pub const OUTPUTS_RESENT: &str = "faultline_outputs_resent_total";
 /// `faultline_model_info{version}`
 pub const MODEL_INFO: &str = "faultline_model_info";
 /// `faultline_model_threshold`
@@ -129,6 +131,8 @@ pub struct Metrics {
     pub source_connected: IntGaugeVec,
     /// Publishes that failed, by sink.
     pub publish_errors: IntCounterVec,
+    /// Outputs the broker refused and faultline sent again, by sink (Kafka).
+    pub outputs_resent: IntCounterVec,
     /// Sessions an MQTT broker lost (it came back without them), by client.
     pub broker_session_lost: IntCounterVec,
     /// 1 for the model version being served.
@@ -262,6 +266,11 @@ impl Metrics {
             .expect("unique metric");
         let publish_errors =
             counter_vec(PUBLISH_ERRORS, "Publishes that failed, by sink.", &["sink"]);
+        let outputs_resent = counter_vec(
+            OUTPUTS_RESENT,
+            "Outputs (verdicts, scores, dead letters) the Kafka cluster refused and faultline sent again until it took them, by sink. Rising: the cluster refuses writes; nothing behind a refused output is committed meanwhile.",
+            &["sink"],
+        );
         let broker_session_lost = counter_vec(
             BROKER_SESSION_LOST,
             "Times the MQTT broker came back without a faultline client's session (a restart without persistence), by client: source, publisher, labels. What the broker had queued for faultline then is gone.",
@@ -424,6 +433,7 @@ impl Metrics {
             queue_rows,
             source_connected,
             publish_errors,
+            outputs_resent,
             broker_session_lost,
             model_info,
             model_threshold,
@@ -475,6 +485,9 @@ impl Metrics {
         self.rows_received.with_label_values(&[source]);
         self.source_connected.with_label_values(&[source]);
         self.publish_errors.with_label_values(&[sink]);
+        if sink == SINK_KAFKA {
+            self.outputs_resent.with_label_values(&[sink]);
+        }
         if source == SOURCE_MQTT {
             for client in ["source", "publisher"] {
                 self.broker_session_lost.with_label_values(&[client]);

@@ -226,7 +226,7 @@ impl Out {
                     group_id: String::new(),
                     properties: vec![],
                 };
-                crate::bus::kafka::publisher::KafkaPublisher::start(&settings, 1 << 24)
+                crate::bus::kafka::publisher::KafkaPublisher::start(&settings, 1 << 24, None)
                     .map(Out::Kafka)
                     .map_err(|e| ReplayError::Broker(e.to_string()))
             }

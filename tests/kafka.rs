@@ -410,6 +410,7 @@ async fn faults_are_keyed_by_id_with_the_model_version_and_bad_rows_are_dead_let
         "faultline_faults_total 1",
         "faultline_source_connected{source=\"kafka\"} 1",
         "faultline_publish_errors_total{sink=\"kafka\"} 0",
+        "faultline_outputs_resent_total{sink=\"kafka\"} 0",
     ] {
         assert!(m.contains(line), "missing `{line}` in:\n{m}");
     }
@@ -432,16 +433,22 @@ async fn faults_are_keyed_by_id_with_the_model_version_and_bad_rows_are_dead_let
         .iter()
         .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
         .filter_map(|t| t["expr"].as_str().map(str::to_string))
-        .filter(|e| e.contains("faultline_kafka_"))
+        .filter(|e| e.contains("faultline_kafka_") || e.contains("faultline_outputs_resent"))
         .collect();
     assert!(!exprs.is_empty(), "no Kafka panel on the dashboard");
     let m = http_get(app.web_addr, "/metrics").await;
-    assert!(
-        m.contains("# TYPE faultline_kafka_consumer_lag gauge"),
-        "{m}"
-    );
+    for family in [
+        "faultline_kafka_consumer_lag gauge",
+        "faultline_outputs_resent_total counter",
+    ] {
+        assert!(m.contains(&format!("# TYPE {family}")), "{m}");
+    }
     for e in exprs {
-        assert!(e.contains("faultline_kafka_consumer_lag"), "{e}");
+        assert!(
+            e.contains("faultline_kafka_consumer_lag")
+                || e.contains("faultline_outputs_resent_total"),
+            "{e}"
+        );
     }
     app.shutdown().await.unwrap();
 }
@@ -1256,6 +1263,12 @@ async fn a_verdict_the_cluster_refused_goes_out_once_it_takes_writes_again() {
         return;
     };
     assert!(seen.contains(&ids[0]), "{seen:?}");
+    // Counted for operators: one output refused and sent again (however many tries it took).
+    wait_metric(
+        daemon.web,
+        &["faultline_outputs_resent_total{sink=\"kafka\"} 1"],
+    )
+    .await;
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
@@ -1283,6 +1296,8 @@ async fn verdicts_refused_during_an_outage_go_out_together_once_the_cluster_take
     for id in &ids {
         assert!(seen.contains(id), "{id} never arrived");
     }
+    let resent = common::metric(daemon.web, "faultline_outputs_resent_total{sink=\"kafka\"}").await;
+    assert!(resent >= 400.0, "{resent} outputs counted as sent again");
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 

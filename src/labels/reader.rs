@@ -182,6 +182,7 @@ pub fn start_kafka(
     let publisher = Publisher::Kafka(crate::bus::kafka::publisher::KafkaPublisher::start(
         settings,
         crate::bus::MAX_PAYLOAD_BYTES + 1024,
+        Some(metrics.outputs_resent.with_label_values(&["kafka"])),
     )?);
     let group = format!("{}.labels", settings.group_id);
     let mut config = crate::bus::kafka::client::client_config(

@@ -331,9 +331,13 @@ fn connect(
         #[cfg(feature = "kafka")]
         Bus::Kafka(k) => {
             let kafka = |e: rdkafka::error::KafkaError| AppError::Kafka(e.to_string());
-            let publisher =
-                crate::bus::kafka::publisher::KafkaPublisher::start(k, MAX_PAYLOAD_BYTES + 1024)
-                    .map_err(kafka)?;
+            let resent = options.metrics.outputs_resent.with_label_values(&["kafka"]);
+            let publisher = crate::bus::kafka::publisher::KafkaPublisher::start(
+                k,
+                MAX_PAYLOAD_BYTES + 1024,
+                Some(resent),
+            )
+            .map_err(kafka)?;
             let source = crate::bus::kafka::source::KafkaSource::start(k, options, incoming)
                 .map_err(kafka)?;
             return Ok((Source::Kafka(source), Publisher::Kafka(publisher)));

@@ -63,11 +63,12 @@ DASHBOARD_METRICS = {
     "faultline_model_threshold",
     "faultline_http_requests_total",
     "faultline_kafka_consumer_lag",
+    "faultline_outputs_resent_total",
 }
 
 # Series that exist only on Kafka: the live fixture runs on the embedded MQTT broker, so these are
 # checked against a Kafka-fed /metrics by tests/kafka.rs instead.
-KAFKA_ONLY = {"faultline_kafka_consumer_lag"}
+KAFKA_ONLY = {"faultline_kafka_consumer_lag", "faultline_outputs_resent_total"}
 
 # Straight to 127.0.0.1, whatever http_proxy says.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))

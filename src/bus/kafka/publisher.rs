@@ -81,10 +81,12 @@ impl std::fmt::Debug for KafkaPublisher {
 }
 
 impl KafkaPublisher {
-    /// Creates the producer (it connects in the background).
+    /// Creates the producer (it connects in the background); `resent` counts the messages sent
+    /// again after the cluster refused them.
     pub fn start(
         settings: &KafkaSettings,
         max_message_bytes: usize,
+        resent_counter: Option<prometheus::IntCounter>,
     ) -> Result<KafkaPublisher, KafkaError> {
         let mut config =
             client_config(&settings.brokers, &DEFAULTS, &producer_properties(settings));
@@ -122,6 +124,9 @@ impl KafkaPublisher {
                             warn!(topic = message.topic(), error = %e, "Kafka refused a verdict; sending refused verdicts again, with backoff, until it takes them.");
                         }
                         *resent.get_or_insert(0) += 1;
+                        if let Some(c) = &resent_counter {
+                            c.inc();
+                        }
                         match redeliver(&resender, e, message, &mut backoff).await {
                             // Taken: the cluster takes writes again. The refusals that have
                             // come for verdicts behind this one go out again now, together.
@@ -136,6 +141,9 @@ impl KafkaPublisher {
                                         }
                                         resends_queued += marked;
                                         *resent.get_or_insert(0) += sent as u64;
+                                        if let Some(c) = &resent_counter {
+                                            c.inc_by(sent as u64);
+                                        }
                                         None
                                     }
                                     Err(e) => Some(e),
