@@ -1209,3 +1209,35 @@ async fn a_flood_of_labels_is_read_to_the_last_one() {
     }
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_while_starting_stops_the_daemon_gracefully() {
+    // A shadow model whose file is a FIFO nobody writes: reading it holds the start-up for as
+    // long as the test wants (a large shadow model or store on a slow disk does the same).
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("model.onnx");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let port = common::free_port();
+    let env = daemon_env(
+        "starting",
+        Some(port),
+        port,
+        &[("FAULTLINE_SHADOW__MODEL", dir.path().display().to_string())],
+    );
+    let mut daemon = common::Daemon::spawn(&env);
+    daemon.wait_log("Loaded the model.", 30).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = daemon.log_text();
+    assert!(!log.contains("faultline is serving"), "{log}");
+    daemon.sigterm();
+    let status = daemon.wait_exit(Duration::from_secs(15)).await;
+    let log = daemon.log_text();
+    let status = status.unwrap_or_else(|| panic!("still running 15 s after SIGTERM:\n{log}"));
+    // Not killed by the signal's default action: a clean exit that says what happened.
+    assert_eq!(status.code(), Some(0), "{status}:\n{log}");
+    assert!(log.contains("Stopped while starting"), "{log}");
+}

@@ -480,8 +480,16 @@ pub async fn run(
     // Listening for SIGHUP before the web port opens: from then on a SIGHUP reloads the model
     // (its default action would end the process), and one that comes during a reload is kept.
     let mut hangups = Hangups::listen();
-    let app = start(&config, model).await?;
     tokio::pin!(shutdown);
+    // Asked to stop while starting (loading a shadow model, reading back the store): start()
+    // waits only before any source or task runs, so nothing was read and nothing is lost.
+    let app = tokio::select! {
+        app = start(&config, model) => app?,
+        _ = &mut shutdown => {
+            info!("Stopped while starting, before reading any row.");
+            return Ok(());
+        }
+    };
     let failure = loop {
         tokio::select! {
             _ = &mut shutdown => break None,

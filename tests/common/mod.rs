@@ -463,22 +463,8 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the binary with `env` (the web address is added) and waits until `/readyz` is 200.
     pub async fn start(env: &[(String, String)]) -> Daemon {
-        let port = free_port();
-        let web: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_faultline"))
-            .arg("serve")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("FAULTLINE_WEB__LISTEN", web.to_string())
-            .env(
-                "RUST_LOG",
-                std::env::var("DAEMON_LOG").unwrap_or("info,librdkafka=warn".into()),
-            )
-            .stdout(std::process::Stdio::null())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        let mut d = Daemon { web, child, log };
+        let mut d = Daemon::spawn(env);
+        let web = d.web;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = d.child.try_wait() {
@@ -496,6 +482,26 @@ impl Daemon {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Starts the binary with `env` (the web address is added) and returns at once.
+    pub fn spawn(env: &[(String, String)]) -> Daemon {
+        let port = free_port();
+        let web: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("FAULTLINE_WEB__LISTEN", web.to_string())
+            .env(
+                "RUST_LOG",
+                std::env::var("DAEMON_LOG").unwrap_or("info,librdkafka=warn".into()),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { web, child, log }
     }
 
     /// What it logged so far.
