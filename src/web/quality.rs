@@ -64,14 +64,16 @@ pub async fn labels(
                 format!("more than {max_rows} labels in one request ([web] max_rows); split them"),
             ));
         }
+        let accepted = labels.len();
+        // Refused while stopping: nothing is counted, so a client that sends again later is
+        // counted once.
+        let outcomes = store
+            .record_labels(labels)
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         metrics
             .labels
             .with_label_values(&["rejected"])
             .inc_by(rejected.len() as u64);
-        let accepted = labels.len();
-        let outcomes = store
-            .record_labels(labels)
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         let count = |o| outcomes.iter().filter(|x| **x == o).count();
         let status = if accepted == 0 && !rejected.is_empty() {
             StatusCode::UNPROCESSABLE_ENTITY

@@ -124,7 +124,7 @@ impl KafkaPublisher {
                             warn!(topic = message.topic(), error = %e, "Kafka refused a verdict; sending refused verdicts again, with backoff, until it takes them.");
                         }
                         *resent.get_or_insert(0) += 1;
-                        if let Some(c) = &resent_counter {
+                        if let (Some(c), false) = (&resent_counter, is_permanent(&e)) {
                             c.inc();
                         }
                         match redeliver(&resender, e, message, &mut backoff).await {

@@ -7,7 +7,7 @@
 //! The event loop must be polled without pause (rumqttc sends and receives only while it is):
 //! nothing here waits except the reconnect backoff, and requests go out with `try_*` calls.
 
-use crate::bus::link::{Link, Refused};
+use crate::bus::link::Link;
 use crate::bus::Backoff;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::collections::VecDeque;
@@ -123,6 +123,8 @@ pub struct Driver {
     /// A SUBSCRIBE went out on this connection and its SUBACK has not come: the link is not up
     /// until the broker confirms it (a row published before that would not reach faultline).
     subscribing: bool,
+    /// The broker granted the subscription to this process, in the session it still keeps.
+    confirmed: bool,
     /// 1 while connected, 0 otherwise (`faultline_source_connected`).
     connected_gauge: Option<prometheus::IntGauge>,
     /// Counts sessions the broker lost (`faultline_broker_session_lost_total{client}`).
@@ -167,6 +169,7 @@ impl Driver {
             role,
             subscription: None,
             subscribing: false,
+            confirmed: false,
             sessions_lost: None,
             connected_gauge: None,
             connection: Arc::new(AtomicU64::new(0)),
@@ -324,7 +327,6 @@ impl Driver {
         let resent = held.len();
         self.eventloop.pending = held;
         self.backoff.reset();
-        let first = !self.connected_before;
         let lost = self.connected_before && !session_present && self.persistent();
         if self.connected_before {
             self.connection.fetch_add(1, Ordering::Relaxed);
@@ -342,21 +344,24 @@ impl Driver {
             warn!(broker = %self.role.broker, client = self.role.client, resent, "The MQTT broker lost this client's session (did it restart without persistence?). faultline resumes: it re-sends what the broker had not acknowledged and subscribes again, but messages the broker had queued for it are gone (see the README on broker persistence).");
         }
         self.subscribing = false;
-        // A session the broker kept holds the subscriptions of this process's earlier
-        // connections, unless the broker refused them. One kept from before this process started
-        // may not hold this one (a refused or unconfirmed SUBSCRIBE, another topic configured):
-        // the first connection subscribes whatever the broker kept.
-        let refused = matches!(self.link.refusal(), Some((Refused::Subscription, _)));
-        if first || !session_present || refused {
+        if !session_present {
+            self.confirmed = false;
+        }
+        // A session the broker kept holds the subscription only if the broker granted it to this
+        // process: one kept from before it started may not hold it (a refused or unconfirmed
+        // SUBSCRIBE, another topic configured then), nor may one whose SUBACK a dropped
+        // connection lost. Otherwise faultline subscribes (again).
+        if !self.confirmed {
             if let Some((filter, qos)) = &self.subscription {
-                // Sent after what is held, on this connection; straight to the event loop's
-                // queue, which this task owns (the client's request queue could be full).
-                self.eventloop
-                    .pending
-                    .push_back(rumqttc::Request::Subscribe(rumqttc::Subscribe::new(
-                        filter.clone(),
-                        *qos,
-                    )));
+                // After what is held, on this connection, once (a SUBSCRIBE held from a
+                // connection that dropped before sending it is replaced); straight to the event
+                // loop's queue, which this task owns (the client's request queue could be full).
+                let pending = &mut self.eventloop.pending;
+                pending.retain(|r| !matches!(r, rumqttc::Request::Subscribe(_)));
+                pending.push_back(rumqttc::Request::Subscribe(rumqttc::Subscribe::new(
+                    filter.clone(),
+                    *qos,
+                )));
                 self.subscribing = true;
             }
         }
@@ -370,12 +375,13 @@ impl Driver {
 
     /// The broker's answer to the subscription: up if it granted it; if it refused it (an ACL,
     /// a filter it does not allow), not up, with the reason on `/readyz` and one log line.
-    fn subscribed(&self, codes: &[rumqttc::SubscribeReasonCode]) {
+    fn subscribed(&mut self, codes: &[rumqttc::SubscribeReasonCode]) {
         let filter = self.subscription.as_ref().map_or("", |(f, _)| f.as_str());
         if codes
             .iter()
             .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)))
         {
+            self.confirmed = true;
             self.link.set_up(true);
             return;
         }
@@ -470,6 +476,7 @@ fn mqtt_failure_is_news(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::link::Refused;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
@@ -567,5 +574,64 @@ mod tests {
             let _ = polling.await;
             broker.await.unwrap();
         }
+    }
+
+    /// The connection drops after the SUBSCRIBE went out and before its SUBACK; the broker then
+    /// keeps the session. Whether it holds the subscription, faultline cannot know: it subscribes
+    /// again, and is up only once that is granted.
+    #[tokio::test]
+    async fn a_subscription_whose_suback_was_lost_is_asked_for_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (answer, answer_now) = tokio::sync::oneshot::channel::<()>();
+        let broker = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            assert_eq!(packet(&mut s).await.0, 1, "CONNECT");
+            s.write_all(&[0x20, 2, 0, 0]).await.unwrap();
+            assert_eq!(packet(&mut s).await.0, 8, "SUBSCRIBE");
+            drop(s);
+            let (mut s, _) = listener.accept().await.unwrap();
+            assert_eq!(packet(&mut s).await.0, 1, "CONNECT again");
+            s.write_all(&[0x20, 2, 1, 0]).await.unwrap();
+            let (kind, body) = packet(&mut s).await;
+            assert_eq!(kind, 8, "SUBSCRIBE again, on the kept session");
+            answer_now.await.unwrap();
+            s.write_all(&[0x90, 3, body[0], body[1], 0x01])
+                .await
+                .unwrap();
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        });
+        let role = Role {
+            broker: format!("127.0.0.1:{port}"),
+            client: "source",
+        };
+        let gauge = prometheus::IntGauge::new("connected", "connected").unwrap();
+        let mut options = MqttOptions::new("subscriber", "127.0.0.1", port);
+        options.set_clean_session(false);
+        let (driver, _client) = Driver::new(options, 10, role);
+        let mut driver = driver
+            .subscribe("faultline/rows".into(), QoS::AtLeastOnce)
+            .connected_gauge(gauge.clone());
+        let link = driver.link();
+        let connection = driver.connection();
+        let polling = tokio::spawn(async move {
+            loop {
+                driver.next().await;
+            }
+        });
+        until("reconnected", || {
+            connection.load(Ordering::Relaxed) >= 1 && gauge.get() == 1
+        })
+        .await;
+        assert!(
+            !link.is_up(),
+            "up on a kept session whose subscription was never confirmed"
+        );
+        answer.send(()).unwrap();
+        until("up", || link.is_up()).await;
+        polling.abort();
+        let _ = polling.await;
+        broker.await.unwrap();
     }
 }
