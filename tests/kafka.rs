@@ -1300,6 +1300,78 @@ async fn verdicts_refused_during_an_outage_go_out_together_once_the_cluster_take
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
+/// While the output cluster refuses verdicts, the in-flight bound fills and the source waits
+/// for room. librdkafka takes a consumer that is not polled for `max.poll.interval.ms` for stuck
+/// and leaves the group, which then reads every row in flight again. faultline keeps the
+/// consumer polled, with its partitions paused, for as long as the wait lasts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_wait_for_room_keeps_the_consumer_in_its_group() {
+    let Some((mock, cluster, t)) = own_mock("stall", 1, "makes the cluster refuse writes") else {
+        return;
+    };
+    let model = Model::embedded().unwrap();
+    let n = 300;
+    let (rows, _) = common::crash_rows(&model, n, "stall");
+    let payloads: Vec<String> = rows.iter().map(|(_, p)| p.clone()).collect();
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            // 100 rows in flight, 64 decoded ahead: the source waits with rows left to read.
+            ("FAULTLINE_BATCH__QUEUE_ROWS", "100"),
+            ("FAULTLINE_BATCH__MAX_ROWS", "50"),
+            ("FAULTLINE_BATCH__LINGER_MS", "20"),
+            // The least librdkafka allows (the session timeout): 6 s.
+            (
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__MAX_POLL_INTERVAL_MS",
+                "6000",
+            ),
+        ],
+    );
+    // The rows wait on the topic; the cluster then refuses writes, and the daemon starts.
+    cluster
+        .publish(&cluster.producer(), &t.rows, &payloads)
+        .await;
+    let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
+    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+    let daemon = common::Daemon::start(&env).await;
+    let reader = cluster.reader(&[&t.scores]);
+    daemon.wait_log("Kafka refused a verdict", 60).await;
+    // Twice the poll interval with the source waiting for room.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let received = common::metric(
+        daemon.web,
+        "faultline_rows_received_total{source=\"kafka\"}",
+    )
+    .await;
+    assert!(
+        received < n as f64,
+        "the source never had to wait: {received}"
+    );
+    mock.clear_request_errors(rdkafka::types::RDKafkaApiKey::Produce);
+    let mut seen = HashSet::new();
+    reader
+        .collect_until(120, |g| {
+            seen.extend(g.iter().filter_map(|m| m.key.clone()));
+            seen.len() == n
+        })
+        .await;
+    wait_metric(daemon.web, &["faultline_queue_rows 0"]).await;
+    let log = daemon.log_text();
+    assert!(
+        !log.contains("revoked partitions"),
+        "the consumer left its group:\n{log}"
+    );
+    // Each row read once: none again after a rebalance.
+    let received = common::metric(
+        daemon.web,
+        "faultline_rows_received_total{source=\"kafka\"}",
+    )
+    .await;
+    assert_eq!(received, n as f64, "{log}");
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_whose_cluster_went_away_holding_a_refused_verdict_stops_when_asked() {
     let Some(log) = gone_then_stopped("gone-refused", true).await else {

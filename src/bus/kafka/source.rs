@@ -12,9 +12,11 @@ use crate::bus::kafka::client::{client_config, Context, ReadErrors};
 use crate::bus::kafka::KafkaSettings;
 use crate::bus::{Ack, Incoming, SourceOptions};
 use crate::metrics::SOURCE_KAFKA;
+use crate::row::json::Decoded;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::Message;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -68,6 +70,45 @@ const DEFAULTS: [(&str, &str); 5] = [
     ("client.id", "faultline"),
 ];
 
+/// How long the source waits for room in the pipeline before it pauses its partitions and
+/// polls the consumer while it waits.
+const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A message decoded straight from librdkafka's buffer (released before any wait), and how to
+/// acknowledge it.
+fn read(
+    admitter: &crate::bus::admit::Admitter,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    topic: &str,
+) -> (Decoded, Ack) {
+    (
+        admitter.decode(m.payload().unwrap_or_default(), topic),
+        Ack::Kafka {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+        },
+    )
+}
+
+/// Pauses fetching from every partition assigned now; whether it did.
+fn pause(consumer: &Client) -> bool {
+    match consumer.assignment().and_then(|a| consumer.pause(&a)) {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(error = %e, "Could not pause the Kafka partitions while the pipeline is full.");
+            false
+        }
+    }
+}
+
+/// Resumes fetching from every partition assigned now.
+fn resume(consumer: &Client) {
+    if let Err(e) = consumer.assignment().and_then(|a| consumer.resume(&a)) {
+        warn!(error = %e, "Could not resume the Kafka partitions.");
+    }
+}
+
 impl KafkaSource {
     /// Creates the consumer, subscribes and forwards every message to `output`. Connecting
     /// happens in the background; librdkafka retries with backoff.
@@ -99,30 +140,61 @@ impl KafkaSource {
             let mut errors = ReadErrors::new("rows");
             let admitter =
                 crate::bus::admit::Admitter::start(SOURCE_KAFKA, options, stopped.clone(), output);
+            // Messages read while the partitions were paused, in order, and whether they are.
+            let mut held: VecDeque<(Decoded, Ack)> = VecDeque::new();
+            let mut paused = false;
             loop {
-                let message = tokio::select! {
-                    m = reader.recv() => m,
-                    _ = stopped.wait_for(|s| *s) => return,
-                };
-                // Decoded straight from librdkafka's buffer; the message is released before
-                // the wait for room in the admission queue.
-                let (decoded, ack) = match message {
-                    Ok(m) => (
-                        admitter.decode(m.payload().unwrap_or_default(), &topic),
-                        Ack::Kafka {
-                            topic: m.topic().to_string(),
-                            partition: m.partition(),
-                            offset: m.offset(),
-                        },
-                    ),
-                    Err(e) => {
-                        errors.failed(&topic, &e).await;
-                        continue;
+                let (decoded, ack) = match held.pop_front() {
+                    Some(message) => message,
+                    None => {
+                        if std::mem::take(&mut paused) {
+                            resume(&reader);
+                        }
+                        let message = tokio::select! {
+                            m = reader.recv() => m,
+                            _ = stopped.wait_for(|s| *s) => return,
+                        };
+                        match message {
+                            Ok(m) => {
+                                errors.delivered(&topic);
+                                read(&admitter, &m, &topic)
+                            }
+                            Err(e) => {
+                                errors.failed(&topic, &e).await;
+                                continue;
+                            }
+                        }
                     }
                 };
-                errors.delivered(&topic);
-                if !admitter.queue(topic.clone(), decoded, ack).await {
-                    return;
+                // While the pipeline has no room (verdicts the cluster does not take hold the
+                // in-flight bound), the consumer is still polled, its partitions paused:
+                // librdkafka takes a consumer not polled for max.poll.interval.ms for stuck and
+                // leaves the group, which would then read every row in flight again.
+                let queued = admitter.queue(topic.clone(), decoded, ack);
+                tokio::pin!(queued);
+                let mut waited = false;
+                loop {
+                    tokio::select! {
+                        biased;
+                        ok = &mut queued => {
+                            if !ok {
+                                return;
+                            }
+                            break;
+                        }
+                        _ = tokio::time::sleep(PAUSE_AFTER), if !waited => {
+                            waited = true;
+                            paused |= pause(&reader);
+                        }
+                        m = reader.recv(), if waited => match m {
+                            // Fetched before the pause took effect: kept for its turn.
+                            Ok(m) => {
+                                held.push_back(read(&admitter, &m, &topic));
+                                paused |= pause(&reader);
+                            }
+                            Err(e) => errors.failed(&topic, &e).await,
+                        },
+                    }
                 }
             }
         });
