@@ -497,6 +497,40 @@ mod tests {
         (kind >> 4, body)
     }
 
+    /// A driver subscribing to `faultline/rows` on the broker at `port`, polled in a task.
+    struct Subscriber {
+        link: Link,
+        gauge: prometheus::IntGauge,
+        connection: Arc<std::sync::atomic::AtomicU64>,
+        polling: tokio::task::JoinHandle<()>,
+    }
+
+    fn subscriber(port: u16, clean_session: bool) -> Subscriber {
+        let role = Role {
+            broker: format!("127.0.0.1:{port}"),
+            client: "source",
+        };
+        let gauge = prometheus::IntGauge::new("connected", "connected").unwrap();
+        let mut options = MqttOptions::new("subscriber", "127.0.0.1", port);
+        options.set_clean_session(clean_session);
+        let (driver, _client) = Driver::new(options, 10, role);
+        let mut driver = driver
+            .subscribe("faultline/rows".into(), QoS::AtLeastOnce)
+            .connected_gauge(gauge.clone());
+        let (link, connection) = (driver.link(), driver.connection());
+        let polling = tokio::spawn(async move {
+            loop {
+                driver.next().await;
+            }
+        });
+        Subscriber {
+            link,
+            gauge,
+            connection,
+            polling,
+        }
+    }
+
     async fn until(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !done() {
@@ -533,23 +567,12 @@ mod tests {
                 let mut rest = Vec::new();
                 let _ = s.read_to_end(&mut rest).await;
             });
-            let role = Role {
-                broker: format!("127.0.0.1:{port}"),
-                client: "source",
-            };
-            let gauge = prometheus::IntGauge::new("connected", "connected").unwrap();
-            let mut options = MqttOptions::new("subscriber", "127.0.0.1", port);
-            options.set_clean_session(kept == 0);
-            let (driver, _client) = Driver::new(options, 10, role);
-            let mut driver = driver
-                .subscribe("faultline/rows".into(), QoS::AtLeastOnce)
-                .connected_gauge(gauge.clone());
-            let link = driver.link();
-            let polling = tokio::spawn(async move {
-                loop {
-                    driver.next().await;
-                }
-            });
+            let Subscriber {
+                link,
+                gauge,
+                polling,
+                ..
+            } = subscriber(port, kept == 0);
             until("connected", || gauge.get() == 1).await;
             assert!(
                 !link.is_up(),
@@ -602,24 +625,12 @@ mod tests {
             let mut rest = Vec::new();
             let _ = s.read_to_end(&mut rest).await;
         });
-        let role = Role {
-            broker: format!("127.0.0.1:{port}"),
-            client: "source",
-        };
-        let gauge = prometheus::IntGauge::new("connected", "connected").unwrap();
-        let mut options = MqttOptions::new("subscriber", "127.0.0.1", port);
-        options.set_clean_session(false);
-        let (driver, _client) = Driver::new(options, 10, role);
-        let mut driver = driver
-            .subscribe("faultline/rows".into(), QoS::AtLeastOnce)
-            .connected_gauge(gauge.clone());
-        let link = driver.link();
-        let connection = driver.connection();
-        let polling = tokio::spawn(async move {
-            loop {
-                driver.next().await;
-            }
-        });
+        let Subscriber {
+            link,
+            gauge,
+            connection,
+            polling,
+        } = subscriber(port, false);
         until("reconnected", || {
             connection.load(Ordering::Relaxed) >= 1 && gauge.get() == 1
         })
