@@ -141,6 +141,17 @@ fn too_large(payload: &[u8], options: &SourceOptions) -> Decoded {
 /// Decoded messages queued for admission ahead of the pipeline.
 pub const DECODE_AHEAD: usize = 64;
 
+/// What [`Admitter::try_queue`] did.
+#[derive(Debug)]
+pub enum Queued {
+    /// Queued.
+    Yes,
+    /// No room now: the message, back (boxed: this is the rare, slow path).
+    Full(Box<Incoming>),
+    /// The pipeline is stopping.
+    Stopping,
+}
+
 /// Decodes messages on the source's task and admits them to the pipeline in arrival order, which
 /// Kafka offsets and MQTT acknowledgements depend on; a task of its own waits for room in the
 /// in-flight bound, so the source keeps reading up to [`DECODE_AHEAD`] messages ahead. Decoding
@@ -195,10 +206,22 @@ impl Admitter {
     /// Queues a message decoded by [`Admitter::decode`] for admission; waits while
     /// [`DECODE_AHEAD`] are queued (backpressure). False once the pipeline is stopping.
     pub async fn queue(&self, topic: String, decoded: Decoded, ack: Ack) -> bool {
-        self.tx
-            .send(Incoming::new(topic, decoded, ack))
+        self.queue_incoming(Incoming::new(topic, decoded, ack))
             .await
-            .is_ok()
+    }
+
+    /// [`Admitter::queue`] for a message already made.
+    pub async fn queue_incoming(&self, incoming: Incoming) -> bool {
+        self.tx.send(incoming).await.is_ok()
+    }
+
+    /// Queues a message if there is room now, without waiting.
+    pub fn try_queue(&self, incoming: Incoming) -> Queued {
+        match self.tx.try_send(incoming) {
+            Ok(()) => Queued::Yes,
+            Err(mpsc::error::TrySendError::Full(incoming)) => Queued::Full(Box::new(incoming)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Queued::Stopping,
+        }
     }
 
     /// A Sparkplug B message: a birth binds its aliases (in arrival order, so the data after it

@@ -8,6 +8,7 @@
 //! passes an unprocessed message of its partition. If faultline dies first, the group resumes
 //! from the last commit: rows repeat, none are lost.
 
+use crate::bus::admit::Queued;
 use crate::bus::kafka::client::{client_config, Context, ReadErrors};
 use crate::bus::kafka::KafkaSettings;
 use crate::bus::{Ack, Incoming, SourceOptions};
@@ -170,7 +171,13 @@ impl KafkaSource {
                 // in-flight bound), the consumer is still polled, its partitions paused:
                 // librdkafka takes a consumer not polled for max.poll.interval.ms for stuck and
                 // leaves the group, which would then read every row in flight again.
-                let queued = admitter.queue(topic.clone(), decoded, ack);
+                let incoming = match admitter.try_queue(Incoming::new(topic.clone(), decoded, ack))
+                {
+                    Queued::Yes => continue,
+                    Queued::Stopping => return,
+                    Queued::Full(incoming) => incoming,
+                };
+                let queued = admitter.queue_incoming(*incoming);
                 tokio::pin!(queued);
                 let mut waited = false;
                 loop {
