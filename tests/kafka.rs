@@ -1372,6 +1372,85 @@ async fn a_long_wait_for_room_keeps_the_consumer_in_its_group() {
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
+/// librdkafka keeps a pause through a rebalance: a partition paused during a wait for room,
+/// revoked, and given back later comes back paused. The source resumes what it paused, assigned
+/// or not, so the partition is read again when it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_paused_revoked_and_given_back_is_read_again() {
+    let Some((mock, cluster, t)) = own_mock("comeback", 2, "makes the cluster refuse writes")
+    else {
+        return;
+    };
+    let model = Model::embedded().unwrap();
+    let (rows, _) = common::crash_rows(&model, 600, "comeback");
+    let payloads = |rows: &[(String, String)]| -> Vec<String> {
+        rows.iter().map(|(_, p)| p.clone()).collect()
+    };
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            ("FAULTLINE_BATCH__QUEUE_ROWS", "100"),
+            ("FAULTLINE_BATCH__MAX_ROWS", "50"),
+            ("FAULTLINE_BATCH__LINGER_MS", "20"),
+            ("FAULTLINE_SHUTDOWN__GRACE_MS", "5000"),
+        ],
+    );
+    let producer = cluster.producer();
+    cluster
+        .publish(&producer, &t.rows, &payloads(&rows[..300]))
+        .await;
+    let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
+    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+    let a = common::Daemon::start(&env).await;
+    let reader = cluster.reader(&[&t.scores]);
+    a.wait_log("Kafka refused a verdict", 60).await;
+    // A waits for room for longer than the second after which it pauses its partitions.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let b = common::Daemon::start(&env).await;
+    let split =
+        |a: &str, b: &str| assigned(a, &t.rows).len() == 1 && assigned(b, &t.rows).len() == 1;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !split(
+        &http_get(a.web, "/metrics").await,
+        &http_get(b.web, "/metrics").await,
+    ) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group never split"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    mock.clear_request_errors(rdkafka::types::RDKafkaApiKey::Produce);
+    let mut seen = HashSet::new();
+    let mut count = |g: &[Got], n: usize| {
+        seen.extend(g.iter().filter_map(|m| m.key.clone()));
+        seen.len() >= n
+    };
+    reader.collect_until(120, |g| count(g, 300)).await;
+    // B leaves; A gets its partition back, and must read what comes to it.
+    assert_eq!(b.terminate().code(), Some(0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while assigned(&http_get(a.web, "/metrics").await, &t.rows).len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never got both partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster
+        .publish(&producer, &t.rows, &payloads(&rows[300..]))
+        .await;
+    reader.collect_until(60, |g| count(g, 600)).await;
+    let ids: HashSet<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+    assert!(
+        ids.is_subset(&seen),
+        "{} of 600 rows scored",
+        ids.intersection(&seen).count()
+    );
+    assert_eq!(a.terminate().code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_whose_cluster_went_away_holding_a_refused_verdict_stops_when_asked() {
     let Some(log) = gone_then_stopped("gone-refused", true).await else {

@@ -16,7 +16,7 @@ use crate::metrics::SOURCE_KAFKA;
 use crate::row::json::Decoded;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::Message;
+use rdkafka::{Message, TopicPartitionList};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -92,21 +92,46 @@ fn read(
     )
 }
 
-/// Pauses fetching from every partition assigned now; whether it did.
-fn pause(consumer: &Client) -> bool {
-    match consumer.assignment().and_then(|a| consumer.pause(&a)) {
-        Ok(()) => true,
-        Err(e) => {
-            warn!(error = %e, "Could not pause the Kafka partitions while the pipeline is full.");
-            false
+/// The partitions the source paused while the pipeline had no room. librdkafka keeps a pause
+/// through a rebalance (a partition revoked while paused comes back paused), so exactly these are
+/// resumed, assigned now or not.
+#[derive(Default)]
+struct Paused(TopicPartitionList);
+
+impl Paused {
+    /// Pauses the partitions assigned now that are not paused yet (each pause waits for
+    /// librdkafka's threads, so it is asked once a partition).
+    fn pause(&mut self, consumer: &Client) {
+        let fresh = consumer.assignment().map(|assigned| {
+            let mut fresh = TopicPartitionList::new();
+            for e in assigned.elements() {
+                if self.0.find_partition(e.topic(), e.partition()).is_none() {
+                    fresh.add_partition(e.topic(), e.partition());
+                }
+            }
+            fresh
+        });
+        match fresh.and_then(|fresh| consumer.pause(&fresh).map(|()| fresh)) {
+            Ok(fresh) => {
+                for e in fresh.elements() {
+                    self.0.add_partition(e.topic(), e.partition());
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "Could not pause the Kafka partitions while the pipeline is full.")
+            }
         }
     }
-}
 
-/// Resumes fetching from every partition assigned now.
-fn resume(consumer: &Client) {
-    if let Err(e) = consumer.assignment().and_then(|a| consumer.resume(&a)) {
-        warn!(error = %e, "Could not resume the Kafka partitions.");
+    /// Resumes every partition paused; kept for another try if that fails.
+    fn resume(&mut self, consumer: &Client) {
+        if self.0.count() == 0 {
+            return;
+        }
+        match consumer.resume(&self.0) {
+            Ok(()) => self.0 = TopicPartitionList::new(),
+            Err(e) => warn!(error = %e, "Could not resume the Kafka partitions."),
+        }
     }
 }
 
@@ -141,16 +166,14 @@ impl KafkaSource {
             let mut errors = ReadErrors::new("rows");
             let admitter =
                 crate::bus::admit::Admitter::start(SOURCE_KAFKA, options, stopped.clone(), output);
-            // Messages read while the partitions were paused, in order, and whether they are.
+            // Messages read while the pipeline had no room, in order, and the partitions paused.
             let mut held: VecDeque<(Decoded, Ack)> = VecDeque::new();
-            let mut paused = false;
+            let mut paused = Paused::default();
             loop {
                 let (decoded, ack) = match held.pop_front() {
                     Some(message) => message,
                     None => {
-                        if std::mem::take(&mut paused) {
-                            resume(&reader);
-                        }
+                        paused.resume(&reader);
                         let message = tokio::select! {
                             m = reader.recv() => m,
                             _ = stopped.wait_for(|s| *s) => return,
@@ -191,13 +214,15 @@ impl KafkaSource {
                         }
                         _ = tokio::time::sleep(PAUSE_AFTER), if !waited => {
                             waited = true;
-                            paused |= pause(&reader);
+                            paused.pause(&reader);
                         }
                         m = reader.recv(), if waited => match m {
-                            // Fetched before the pause took effect: kept for its turn.
+                            // From a partition assigned since the pause (pausing drops what was
+                            // fetched for the paused ones): kept for its turn, and it is paused.
                             Ok(m) => {
+                                errors.delivered(&topic);
                                 held.push_back(read(&admitter, &m, &topic));
-                                paused |= pause(&reader);
+                                paused.pause(&reader);
                             }
                             Err(e) => errors.failed(&topic, &e).await,
                         },
