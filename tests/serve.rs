@@ -1230,7 +1230,6 @@ async fn a_sigterm_while_starting_stops_the_daemon_gracefully() {
     );
     let mut daemon = common::Daemon::spawn(&env);
     daemon.wait_log("Loaded the model.", 30).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let log = daemon.log_text();
     assert!(!log.contains("faultline is serving"), "{log}");
     daemon.sigterm();
