@@ -447,6 +447,7 @@ async fn a_broker_restart_mid_stream_loses_no_row_readiness_follows_it_and_logs_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_names_the_sensor_that_moved_in_the_api_and_the_gauges() {
+    common::log();
     let port = common::free_port();
     let extra = [
         ("FAULTLINE_DRIFT__INTERVAL_MS", "100".to_string()),

@@ -111,18 +111,17 @@ pub enum Acker {
 
 /// PUBACKs through the MQTT source's connection. QoS 1 acknowledgements go to the connection's
 /// driver, which writes them itself before each poll ([`mqtt::driver::DirectAcks`]); while its
-/// poll has waited [`mqtt::driver::DirectAcks::STALE`] (the connection is idle), they and any
-/// other acknowledgement go through the client's request queue. rumqttc serves that queue from the
-/// event loop, which stops being polled while the pipeline is full; an acknowledgement that does
-/// not fit waits here (without its payload) instead of blocking the acknowledger, which would
-/// keep the pipeline full for ever. An acknowledgement for a message of an earlier connection is
-/// dropped (see [`mqtt::driver::Driver::connection`]): the broker sends that message again if it
-/// kept the session, and otherwise its packet id names another message.
+/// poll has waited [`mqtt::driver::DirectAcks::STALE`] (the connection is idle), the oldest goes
+/// through the client's request queue to wake it, and the driver writes the rest once that one is
+/// out. Nothing here waits: rumqttc serves that queue from the event loop, which stops being
+/// polled while the pipeline is full, and an acknowledger that waited for it would keep the
+/// pipeline full for ever. An acknowledgement for a message of an earlier connection is dropped
+/// (see [`mqtt::driver::Driver::connection`]): the broker sends that message again if it kept the
+/// session, and otherwise its packet id names another message.
 pub struct MqttAcker {
     client: rumqttc::AsyncClient,
     connection: std::sync::Arc<std::sync::atomic::AtomicU64>,
     direct: std::sync::Arc<mqtt::driver::DirectAcks>,
-    waiting: std::collections::VecDeque<(rumqttc::Publish, u64)>,
 }
 
 impl MqttAcker {
@@ -137,50 +136,47 @@ impl MqttAcker {
             client,
             connection,
             direct,
-            waiting: Default::default(),
         }
     }
 
-    /// Acknowledges `publish` (of `connection`) now, or as soon as there is room. Never waits.
+    /// Acknowledges `publish` (of `connection`) as soon as the driver writes it. Never waits.
+    /// Only QoS 1 messages are acknowledged: a QoS 1 subscription receives nothing above QoS 1,
+    /// and a QoS 0 message has no acknowledgement.
     pub fn ack(&mut self, mut publish: rumqttc::Publish, connection: u64) {
-        publish.payload = Default::default();
-        // Behind acknowledgements waiting for room in the client's queue, it waits there too, so
-        // that those go out first. (Once in the client's queue, a PUBACK can still leave after a
-        // later one the driver writes: MQTT 3.1.1, 4.6 asks for order; brokers match packet ids.)
-        if publish.qos == rumqttc::QoS::AtLeastOnce && self.waiting.is_empty() {
-            self.direct.push(publish, connection);
-        } else {
-            self.waiting.push_back((publish, connection));
-            self.flush();
+        if publish.qos != rumqttc::QoS::AtLeastOnce {
+            return;
         }
+        publish.payload = Default::default();
+        self.direct.push(publish, connection);
+        self.flush();
     }
 
-    /// True while acknowledgements wait (for the driver or for room).
+    /// True while acknowledgements wait for the driver.
     pub fn has_waiting(&self) -> bool {
-        !self.waiting.is_empty() || !self.direct.is_empty()
+        !self.direct.is_empty()
     }
 
-    /// Sends acknowledgements the driver has left (its connection idle) and those that waited
-    /// for room, in order, as far as there is room.
+    /// If the driver's connection is idle, hands the oldest waiting acknowledgement to the
+    /// client's queue to wake it (the driver writes the rest after it).
     pub fn flush(&mut self) {
-        self.direct
-            .take_stale(std::time::Instant::now(), &mut self.waiting);
         let current = self.connection.load(std::sync::atomic::Ordering::Relaxed);
-        while let Some((publish, connection)) = self.waiting.front() {
-            if *connection != current {
+        while let Some((publish, connection)) = self.direct.take_stale(std::time::Instant::now()) {
+            if connection != current {
                 // Of an earlier connection (see `Driver::connection`).
-                self.waiting.pop_front();
+                self.direct.not_handed(None);
                 continue;
             }
-            match self.client.try_ack(publish) {
-                Ok(()) => {
-                    self.waiting.pop_front();
+            match self.client.try_ack(&publish) {
+                Ok(()) => return,
+                Err(rumqttc::ClientError::TryRequest(rumqttc::Request::PubAck(_))) => {
+                    self.direct.not_handed(Some((publish, connection)));
+                    return;
                 }
-                Err(rumqttc::ClientError::TryRequest(rumqttc::Request::PubAck(_))) => return,
                 Err(e) => {
                     // The connection is gone for good (shutdown): the broker redelivers.
-                    tracing::debug!(error = %e, "Dropped acknowledgements; the broker will redeliver.");
-                    self.waiting.clear();
+                    tracing::debug!(error = %e, "Dropped the acknowledgements; the broker will redeliver.");
+                    self.direct.not_handed(None);
+                    self.direct.clear();
                     return;
                 }
             }

@@ -24,10 +24,15 @@ use tracing::{info, warn};
 /// channel again, and then serves either the network or one request (bytebeamio/rumqtt#1025), so
 /// about one PUBACK went out per ten messages read, and after a crash the broker redelivered
 /// nearly every row read since the stream began. The driver writes every queued PUBACK before
-/// each poll, in one flush. When its poll has waited [`DirectAcks::STALE`] (the connection is
-/// idle) it takes none; then the acknowledger hands them to the client's channel, which an idle
-/// event loop serves at once. Each PUBACK leaves this queue once, by one path or the other.
-/// (Across the two paths PUBACKs can leave out of order; brokers match them by packet id.)
+/// each poll, in one flush.
+///
+/// A driver waiting in its poll on an idle connection writes nothing until something arrives.
+/// When its poll has waited [`DirectAcks::STALE`], the acknowledger hands the oldest PUBACK to the
+/// client's channel, which wakes the event loop; once rumqttc has written it, the driver writes
+/// the rest. PUBACKs leave in the order their messages arrived (MQTT 3.1.1, 4.6.0-2; rumqttd, the
+/// embedded broker, drops a connection that acknowledges out of order and redelivers what it had
+/// sent on it): while the one handed over is not written, the driver writes none. Only one is
+/// ever in the channel, so the driver's own path never waits behind a backlog there.
 #[derive(Debug, Default)]
 pub struct DirectAcks {
     inner: Mutex<Queue>,
@@ -38,10 +43,13 @@ struct Queue {
     acks: VecDeque<(rumqttc::Publish, u64)>,
     /// Since when the driver has been in its poll (None: it is not).
     polling_since: Option<Instant>,
+    /// A PUBACK was taken for the client's request channel and the event loop has not written it
+    /// yet (set when it is taken, so never unset while it is on its way).
+    in_client: bool,
 }
 
 impl DirectAcks {
-    /// How long the driver's poll may wait before the client's channel takes the PUBACKs.
+    /// How long the driver's poll may wait before the client's channel takes a PUBACK.
     pub const STALE: Duration = Duration::from_millis(5);
 
     /// Queues the acknowledgement of `publish` (QoS 1, payload already dropped), which arrived on
@@ -55,21 +63,58 @@ impl DirectAcks {
         self.lock().acks.is_empty()
     }
 
-    /// Moves every queued PUBACK to `out`, oldest first, if the driver has been in its poll for
-    /// [`DirectAcks::STALE`] or longer at `now`. (A driver outside its poll, waiting for room in
-    /// the pipeline, writes them as soon as the room its own PUBACKs make lets it go on.)
-    pub fn take_stale(&self, now: Instant, out: &mut VecDeque<(rumqttc::Publish, u64)>) {
+    /// The oldest queued PUBACK, for the client's channel, if the driver has been in its poll for
+    /// [`DirectAcks::STALE`] or longer at `now` and none handed over is still unwritten. Call
+    /// [`DirectAcks::not_handed`] if it does not go. (A driver outside its poll, waiting for room
+    /// in the pipeline, writes them as soon as the room its own PUBACKs make lets it go on.)
+    pub fn take_stale(&self, now: Instant) -> Option<(rumqttc::Publish, u64)> {
         let mut queue = self.lock();
-        if queue
+        let stale = queue
             .polling_since
-            .is_some_and(|since| now.saturating_duration_since(since) >= Self::STALE)
-        {
-            out.extend(queue.acks.drain(..));
+            .is_some_and(|since| now.saturating_duration_since(since) >= Self::STALE);
+        if !stale || queue.in_client {
+            return None;
+        }
+        let oldest = queue.acks.pop_front()?;
+        queue.in_client = true;
+        Some(oldest)
+    }
+
+    /// The PUBACK [`DirectAcks::take_stale`] gave did not go to the client's channel: `back`
+    /// returns it to the head of the queue (the channel was full); `None` drops it (its
+    /// connection is gone: the broker sends its message again).
+    pub fn not_handed(&self, back: Option<(rumqttc::Publish, u64)>) {
+        let mut queue = self.lock();
+        queue.in_client = false;
+        if let Some(ack) = back {
+            queue.acks.push_front(ack);
         }
     }
 
+    /// Drops every queued PUBACK (the connection is gone for good).
+    pub fn clear(&self) {
+        self.lock().acks.clear();
+    }
+
+    /// Every queued PUBACK, oldest first, unless the one handed to the client's channel is still
+    /// to be written (it is older: these wait for it).
     fn take_all(&self) -> VecDeque<(rumqttc::Publish, u64)> {
-        std::mem::take(&mut self.lock().acks)
+        let mut queue = self.lock();
+        if queue.in_client {
+            return VecDeque::new();
+        }
+        std::mem::take(&mut queue.acks)
+    }
+
+    /// The event loop wrote a PUBACK from the client's channel.
+    fn written_by_client(&self) {
+        self.lock().in_client = false;
+    }
+
+    /// The connection is gone, and with it a PUBACK the client's channel held (rumqttc drops it:
+    /// its message comes again).
+    fn connection_ended(&self) {
+        self.lock().in_client = false;
     }
 
     fn polling(&self, polling: bool) {
@@ -241,6 +286,9 @@ impl Driver {
                 // About to (re)connect: keep what rumqttc holds for the broker (see `held`).
                 let pending = std::mem::take(&mut self.eventloop.pending);
                 self.held.extend(pending);
+                if let Some(acks) = &self.direct_acks {
+                    acks.connection_ended();
+                }
             } else if let Err(e) = self.write_acks().await {
                 // The connection is broken: rumqttc reconnects on the next poll. The PUBACKs of
                 // the batch not written are lost with it (the broker redelivers their messages),
@@ -265,6 +313,11 @@ impl Driver {
                     return Step::Message(p, self.connection.load(Ordering::Relaxed))
                 }
                 Ok(Event::Incoming(Packet::PubAck(_))) => return Step::PubAck,
+                Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(_))) => {
+                    if let Some(acks) = &self.direct_acks {
+                        acks.written_by_client();
+                    }
+                }
                 Ok(Event::Incoming(Packet::SubAck(ack))) if self.subscribing => {
                     self.subscribing = false;
                     self.subscribed(&ack.return_codes);
@@ -597,6 +650,109 @@ mod tests {
             let _ = polling.await;
             broker.await.unwrap();
         }
+    }
+
+    /// PUBACKs go out in the order their messages came, whichever path each takes: one handed
+    /// to the client's channel while the connection was idle (the acknowledger's stale path) is
+    /// written before the next one the driver writes itself. rumqttd drops a connection that
+    /// acknowledges out of order. Each round: message a; the idle driver's acknowledgement goes
+    /// to the channel; message b comes, and rumqttc may return it before it serves the channel
+    /// (it picks a ready branch at random); b is acknowledged directly. The broker played here
+    /// records the order.
+    #[tokio::test]
+    async fn pubacks_leave_in_order_across_both_paths() {
+        const ROUNDS: u16 = 12;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (send, mut to_send) = tokio::sync::mpsc::unbounded_channel::<u16>();
+        let acked = Arc::new(Mutex::new(Vec::<u16>::new()));
+        let seen = acked.clone();
+        let broker = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            assert_eq!(packet(&mut s).await.0, 1, "CONNECT");
+            s.write_all(&[0x20, 2, 0, 0]).await.unwrap();
+            let (kind, body) = packet(&mut s).await;
+            assert_eq!(kind, 8, "SUBSCRIBE");
+            s.write_all(&[0x90, 3, body[0], body[1], 0x01])
+                .await
+                .unwrap();
+            let (mut read, mut write) = s.into_split();
+            let reading = tokio::spawn(async move {
+                loop {
+                    let mut head = [0u8; 4];
+                    if read.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    assert_eq!(head[0] >> 4, 4, "only PUBACKs come: {head:?}");
+                    seen.lock()
+                        .unwrap()
+                        .push(u16::from_be_bytes([head[2], head[3]]));
+                }
+            });
+            let topic = b"faultline/rows";
+            while let Some(pkid) = to_send.recv().await {
+                let mut publish = vec![0x32, (2 + topic.len() + 2 + 1) as u8, 0];
+                publish.push(topic.len() as u8);
+                publish.extend_from_slice(topic);
+                publish.extend_from_slice(&pkid.to_be_bytes());
+                publish.push(b'x');
+                write.write_all(&publish).await.unwrap();
+            }
+            reading.abort();
+        });
+        let role = Role {
+            broker: format!("127.0.0.1:{port}"),
+            client: "source",
+        };
+        let mut options = MqttOptions::new("subscriber", "127.0.0.1", port);
+        options.set_clean_session(false).set_manual_acks(true);
+        let (driver, client) = Driver::new(options, 10, role);
+        let direct = Arc::new(DirectAcks::default());
+        let mut driver = driver
+            .subscribe("faultline/rows".into(), QoS::AtLeastOnce)
+            .direct_acks(direct.clone());
+        let mut acker = crate::bus::MqttAcker::new(client, driver.connection(), direct);
+        async fn message(driver: &mut Driver, pkid: u16) -> (rumqttc::Publish, u64) {
+            loop {
+                if let Step::Message(p, connection) = driver.next().await {
+                    assert_eq!(p.pkid, pkid);
+                    return (p, connection);
+                }
+            }
+        }
+        /// Polls until the connection has been idle for 20 ms.
+        async fn idle(driver: &mut Driver) {
+            while let Ok(step) =
+                tokio::time::timeout(Duration::from_millis(20), driver.next()).await
+            {
+                assert!(!matches!(step, Step::Message(..)), "no message was sent");
+            }
+        }
+        for round in 0..ROUNDS {
+            let (a, b) = (2 * round + 1, 2 * round + 2);
+            send.send(a).unwrap();
+            let (p, connection) = message(&mut driver, a).await;
+            idle(&mut driver).await;
+            acker.ack(p, connection);
+            acker.flush();
+            assert!(
+                !acker.has_waiting(),
+                "the idle driver's PUBACK went to the channel"
+            );
+            send.send(b).unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let (p, connection) = message(&mut driver, b).await;
+            acker.ack(p, connection);
+            idle(&mut driver).await;
+        }
+        until("every PUBACK", || {
+            acked.lock().unwrap().len() == 2 * ROUNDS as usize
+        })
+        .await;
+        let order = acked.lock().unwrap().clone();
+        assert_eq!(order, (1..=2 * ROUNDS).collect::<Vec<_>>());
+        drop(send);
+        broker.await.unwrap();
     }
 
     /// The connection drops after the SUBSCRIBE went out and before its SUBACK; the broker then
