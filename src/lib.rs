@@ -13,7 +13,7 @@
 //! | embedded broker | `bus/mqtt/broker.rs` | rumqttd on its own thread, or the MQTT broker already on the default address |
 //! | MQTT | `bus/mqtt/mod.rs`, `settings.rs`, `driver.rs`, `source.rs`, `publisher.rs`, `tls.rs` | `[source.mqtt]` checked; the one event-loop driver (reconnects, re-sends what a broker that lost the session had not acknowledged); rows in at QoS 1 with manual acks; verdicts out, the broker's acks counted in order; rustls |
 //! | Kafka | `bus/kafka/mod.rs`, `settings.rs`, `client.rs`, `source.rs`, `publisher.rs` | `[source.kafka]` checked (in every build); client properties, logs, lag; offsets stored after publish; the producer |
-//! | transport dispatch | `bus/mod.rs` | [`bus::Source`], [`bus::Acker`] (with the one MQTT PUBACK backlog, [`bus::MqttAcker`]), [`bus::Publisher`] over the configured transport |
+//! | transport dispatch | `bus/mod.rs` | [`bus::Source`], [`bus::Acker`] (MQTT PUBACKs through [`bus::MqttAcker`] to the source's driver, which writes them in order), [`bus::Publisher`] over the configured transport |
 //! | admission | `bus/admit.rs` | decode-ahead in arrival order (JSON, or Sparkplug B with the aliases its births bound), the in-flight bound (backpressure) |
 //! | connection state | `bus/link.rs`, `bus/backoff.rs` | up or down, and why a broker refuses a client (`/readyz`); reconnect backoff |
 //! | wiring of `serve` | `pipeline/mod.rs`, `pipeline/error.rs` | channels, tasks, graceful shutdown; no logic of its own; why it could not start |

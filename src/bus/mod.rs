@@ -151,36 +151,17 @@ impl MqttAcker {
         self.flush();
     }
 
-    /// True while acknowledgements wait for the driver.
+    /// True while acknowledgements wait for the driver (and it is still there).
     pub fn has_waiting(&self) -> bool {
-        !self.direct.is_empty()
+        self.direct.has_waiting()
     }
 
     /// If the driver's connection is idle, hands the oldest waiting acknowledgement to the
     /// client's queue to wake it (the driver writes the rest after it).
     pub fn flush(&mut self) {
         let current = self.connection.load(std::sync::atomic::Ordering::Relaxed);
-        while let Some((publish, connection)) = self.direct.take_stale(std::time::Instant::now()) {
-            if connection != current {
-                // Of an earlier connection (see `Driver::connection`).
-                self.direct.not_handed(None);
-                continue;
-            }
-            match self.client.try_ack(&publish) {
-                Ok(()) => return,
-                Err(rumqttc::ClientError::TryRequest(rumqttc::Request::PubAck(_))) => {
-                    self.direct.not_handed(Some((publish, connection)));
-                    return;
-                }
-                Err(e) => {
-                    // The connection is gone for good (shutdown): the broker redelivers.
-                    tracing::debug!(error = %e, "Dropped the acknowledgements; the broker will redeliver.");
-                    self.direct.not_handed(None);
-                    self.direct.clear();
-                    return;
-                }
-            }
-        }
+        self.direct
+            .hand_over(std::time::Instant::now(), current, &self.client);
     }
 }
 

@@ -263,10 +263,10 @@ async fn apply(
     mut acker: Option<MqttAcker>,
 ) -> Publisher {
     let mut acked = publisher.acked();
-    // PUBACKs go to the reader's driver, or (while its connection is idle) through rumqttc's
-    // request queue, which only its event loop drains; the event loop (the reader) waits for room
-    // in `rx` when labels come faster than they are applied. So acknowledging never waits: what
-    // the driver has not taken or does not fit now waits in the acker, in order, and is retried.
+    // PUBACKs go to the reader's driver, which writes them before each poll; while its
+    // connection is idle, the oldest goes through rumqttc's request queue to wake it, which only
+    // its event loop drains, and the event loop (the reader) waits for room in `rx` when labels
+    // come faster than they are applied. So acknowledging never waits: the hand-over is retried.
     let waiting = |a: &Option<MqttAcker>| a.as_ref().is_some_and(MqttAcker::has_waiting);
     loop {
         if let Some(a) = acker.as_mut() {
@@ -340,7 +340,8 @@ async fn apply(
             }
         }
     }
-    // Readers gone (shutting down): hand over what is left while the event loop still runs.
+    // Readers gone (shutting down): hand over what is left while the driver is still there
+    // (once it is gone, nothing waits).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
     while waiting(&acker) && tokio::time::Instant::now() < deadline {
         if let Some(a) = acker.as_mut() {

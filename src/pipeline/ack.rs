@@ -34,7 +34,8 @@ pub struct Acknowledger {
 
 impl Acknowledger {
     /// Acknowledges each batch from `pending` once its outputs are on the broker; ends when the
-    /// scoring stage ends, after handing over (for up to 2 s) what still waits for room.
+    /// scoring stage ends, after handing over (for up to 2 s) what the source's driver has not
+    /// written yet.
     pub async fn run(mut self, mut pending: mpsc::Receiver<Pending>) {
         let mut retry = tokio::time::interval(Duration::from_millis(5));
         loop {

@@ -31,8 +31,11 @@ use tracing::{info, warn};
 /// client's channel, which wakes the event loop; once rumqttc has written it, the driver writes
 /// the rest. PUBACKs leave in the order their messages arrived (MQTT 3.1.1, 4.6.0-2; rumqttd, the
 /// embedded broker, drops a connection that acknowledges out of order and redelivers what it had
-/// sent on it): while the one handed over is not written, the driver writes none. Only one is
-/// ever in the channel, so the driver's own path never waits behind a backlog there.
+/// sent on it): while the one handed over is not written, the driver writes none. At most one is
+/// in the channel, so the driver's own path never waits behind a backlog there. The hand-over
+/// happens under this queue's lock and only while the driver polls a live connection; before
+/// it reconnects, the driver takes the lock and empties the channel of PUBACKs, so none is ever
+/// written on a connection its message did not arrive on.
 #[derive(Debug, Default)]
 pub struct DirectAcks {
     inner: Mutex<Queue>,
@@ -41,11 +44,12 @@ pub struct DirectAcks {
 #[derive(Debug, Default)]
 struct Queue {
     acks: VecDeque<(rumqttc::Publish, u64)>,
-    /// Since when the driver has been in its poll (None: it is not).
+    /// Since when the driver has been in its poll of a live connection (None: it is not).
     polling_since: Option<Instant>,
-    /// A PUBACK was taken for the client's request channel and the event loop has not written it
-    /// yet (set when it is taken, so never unset while it is on its way).
+    /// A PUBACK is in the client's request channel, not yet written by the event loop.
     in_client: bool,
+    /// The driver is gone: nothing will write what is queued.
+    closed: bool,
 }
 
 impl DirectAcks {
@@ -55,45 +59,43 @@ impl DirectAcks {
     /// Queues the acknowledgement of `publish` (QoS 1, payload already dropped), which arrived on
     /// `connection` (see [`Driver::connection`]).
     pub fn push(&self, publish: rumqttc::Publish, connection: u64) {
-        self.lock().acks.push_back((publish, connection));
+        let mut queue = self.lock();
+        if !queue.closed {
+            queue.acks.push_back((publish, connection));
+        }
     }
 
-    /// Whether no PUBACK waits.
-    pub fn is_empty(&self) -> bool {
-        self.lock().acks.is_empty()
+    /// Whether PUBACKs wait for a driver that is still there.
+    pub fn has_waiting(&self) -> bool {
+        let queue = self.lock();
+        !queue.closed && !queue.acks.is_empty()
     }
 
-    /// The oldest queued PUBACK, for the client's channel, if the driver has been in its poll for
-    /// [`DirectAcks::STALE`] or longer at `now` and none handed over is still unwritten. Call
-    /// [`DirectAcks::not_handed`] if it does not go. (A driver outside its poll, waiting for room
+    /// If the driver has been in its poll for [`DirectAcks::STALE`] or longer at `now` and no
+    /// PUBACK is in `client`'s channel, hands it the oldest queued one of connection `current`
+    /// (dropping older connections' ones: see [`Driver::connection`]), to wake the event loop.
+    /// Never waits: a full channel leaves it queued. (A driver outside its poll, waiting for room
     /// in the pipeline, writes them as soon as the room its own PUBACKs make lets it go on.)
-    pub fn take_stale(&self, now: Instant) -> Option<(rumqttc::Publish, u64)> {
+    pub fn hand_over(&self, now: Instant, current: u64, client: &rumqttc::AsyncClient) {
         let mut queue = self.lock();
         let stale = queue
             .polling_since
             .is_some_and(|since| now.saturating_duration_since(since) >= Self::STALE);
         if !stale || queue.in_client {
-            return None;
+            return;
         }
-        let oldest = queue.acks.pop_front()?;
-        queue.in_client = true;
-        Some(oldest)
-    }
-
-    /// The PUBACK [`DirectAcks::take_stale`] gave did not go to the client's channel: `back`
-    /// returns it to the head of the queue (the channel was full); `None` drops it (its
-    /// connection is gone: the broker sends its message again).
-    pub fn not_handed(&self, back: Option<(rumqttc::Publish, u64)>) {
-        let mut queue = self.lock();
-        queue.in_client = false;
-        if let Some(ack) = back {
-            queue.acks.push_front(ack);
+        while let Some((publish, connection)) = queue.acks.front() {
+            if *connection != current {
+                queue.acks.pop_front();
+                continue;
+            }
+            // Full, or the event loop is gone (then the driver closes this queue).
+            if client.try_ack(publish).is_ok() {
+                queue.acks.pop_front();
+                queue.in_client = true;
+            }
+            return;
         }
-    }
-
-    /// Drops every queued PUBACK (the connection is gone for good).
-    pub fn clear(&self) {
-        self.lock().acks.clear();
     }
 
     /// Every queued PUBACK, oldest first, unless the one handed to the client's channel is still
@@ -111,14 +113,14 @@ impl DirectAcks {
         self.lock().in_client = false;
     }
 
-    /// The connection is gone, and with it a PUBACK the client's channel held (rumqttc drops it:
-    /// its message comes again).
-    fn connection_ended(&self) {
-        self.lock().in_client = false;
-    }
-
     fn polling(&self, polling: bool) {
         self.lock().polling_since = polling.then(Instant::now);
+    }
+
+    fn close(&self) {
+        let mut queue = self.lock();
+        queue.closed = true;
+        queue.acks.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -192,6 +194,17 @@ pub struct Driver {
     held: std::collections::VecDeque<rumqttc::Request>,
     /// PUBACKs this driver writes itself ([`Driver::direct_acks`]).
     direct_acks: Option<Arc<DirectAcks>>,
+    /// Messages rumqttc had read and not yet returned when their connection died, with that
+    /// connection's number (their PUBACKs must not go out on the next one).
+    orphans: VecDeque<Step>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(acks) = &self.direct_acks {
+            acks.close();
+        }
+    }
 }
 
 impl std::fmt::Debug for Driver {
@@ -222,6 +235,7 @@ impl Driver {
             fail_fast: false,
             held: Default::default(),
             direct_acks: None,
+            orphans: VecDeque::new(),
         };
         (driver, client)
     }
@@ -282,12 +296,13 @@ impl Driver {
     /// then the backoff) and connections (link, subscription, lost sessions) itself.
     pub async fn next(&mut self) -> Step {
         loop {
+            if let Some(step) = self.orphans.pop_front() {
+                return step;
+            }
             if self.eventloop.network.is_none() {
-                // About to (re)connect: keep what rumqttc holds for the broker (see `held`).
-                let pending = std::mem::take(&mut self.eventloop.pending);
-                self.held.extend(pending);
-                if let Some(acks) = &self.direct_acks {
-                    acks.connection_ended();
+                self.before_connecting();
+                if let Some(step) = self.orphans.pop_front() {
+                    return step;
                 }
             } else if let Err(e) = self.write_acks().await {
                 // The connection is broken: rumqttc reconnects on the next poll. The PUBACKs of
@@ -299,7 +314,7 @@ impl Driver {
                 }
                 continue;
             }
-            // Only while connected: during a reconnect the acknowledger must not hand the queue
+            // Only while connected: during a reconnect the acknowledger must not hand a PUBACK
             // to rumqttc, which would send it on the new connection (see `connection`).
             if let (Some(acks), Some(_)) = (&self.direct_acks, &self.eventloop.network) {
                 acks.polling(true);
@@ -340,6 +355,29 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Before a (re)connect: keeps what rumqttc holds for the broker (see `held`). A driver that
+    /// writes PUBACKs ([`Driver::direct_acks`]; it publishes nothing) also empties rumqttc's
+    /// request channel of PUBACKs under the acknowledger's lock (one handed over while the
+    /// connection died would go out on the next one, and none can follow now), and takes the
+    /// messages rumqttc had read but not returned, which belong to the connection that died, as
+    /// [`Driver::orphans`]; its other events are over (a PUBACK of that connection written).
+    fn before_connecting(&mut self) {
+        if let Some(acks) = self.direct_acks.clone() {
+            let mut queue = acks.lock();
+            self.eventloop.clean();
+            queue.in_client = false;
+            drop(queue);
+            let connection = self.connection.load(Ordering::Relaxed);
+            for event in std::mem::take(&mut self.eventloop.state.events) {
+                if let Event::Incoming(Packet::Publish(p)) = event {
+                    self.orphans.push_back(Step::Message(p, connection));
+                }
+            }
+        }
+        let pending = std::mem::take(&mut self.eventloop.pending);
+        self.held.extend(pending);
     }
 
     /// Writes every PUBACK queued on [`Driver::direct_acks`] (of the current connection) and
@@ -698,7 +736,8 @@ mod tests {
                 publish.push(b'x');
                 write.write_all(&publish).await.unwrap();
             }
-            reading.abort();
+            // The reader ends when the driver goes (its panic, if any, fails the test).
+            reading.await.unwrap();
         });
         let role = Role {
             broker: format!("127.0.0.1:{port}"),
@@ -733,8 +772,10 @@ mod tests {
             send.send(a).unwrap();
             let (p, connection) = message(&mut driver, a).await;
             idle(&mut driver).await;
+            // The last poll, cancelled, left the driver polling: stale after STALE, whatever
+            // the scheduler did meanwhile.
+            tokio::time::sleep(2 * DirectAcks::STALE).await;
             acker.ack(p, connection);
-            acker.flush();
             assert!(
                 !acker.has_waiting(),
                 "the idle driver's PUBACK went to the channel"
@@ -752,7 +793,15 @@ mod tests {
         let order = acked.lock().unwrap().clone();
         assert_eq!(order, (1..=2 * ROUNDS).collect::<Vec<_>>());
         drop(send);
+        drop(driver);
         broker.await.unwrap();
+        let mut late = rumqttc::Publish::new("faultline/rows", QoS::AtLeastOnce, vec![]);
+        late.pkid = 99;
+        acker.ack(late, 0);
+        assert!(
+            !acker.has_waiting(),
+            "nothing waits for a driver that is gone"
+        );
     }
 
     /// The connection drops after the SUBSCRIBE went out and before its SUBACK; the broker then
