@@ -139,7 +139,8 @@ impl MqttAcker {
         }
     }
 
-    /// Acknowledges `publish` (of `connection`) as soon as the driver writes it. Never waits.
+    /// Acknowledges `publish` (of `connection`) as soon as the driver writes it (or, on an idle
+    /// connection, the next [`MqttAcker::flush`] hands it over). Never waits.
     /// Only QoS 1 messages are acknowledged: a QoS 1 subscription receives nothing above QoS 1,
     /// and a QoS 0 message has no acknowledgement.
     pub fn ack(&mut self, mut publish: rumqttc::Publish, connection: u64) {
@@ -148,7 +149,6 @@ impl MqttAcker {
         }
         publish.payload = Default::default();
         self.direct.push(publish, connection);
-        self.flush();
     }
 
     /// True while acknowledgements wait for the driver (and it is still there).

@@ -776,6 +776,7 @@ mod tests {
             // the scheduler did meanwhile.
             tokio::time::sleep(2 * DirectAcks::STALE).await;
             acker.ack(p, connection);
+            acker.flush();
             assert!(
                 !acker.has_waiting(),
                 "the idle driver's PUBACK went to the channel"
