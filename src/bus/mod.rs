@@ -159,9 +159,8 @@ impl MqttAcker {
     /// If the driver's connection is idle, hands the oldest waiting acknowledgement to the
     /// client's queue to wake it (the driver writes the rest after it).
     pub fn flush(&mut self) {
-        let current = self.connection.load(std::sync::atomic::Ordering::Relaxed);
         self.direct
-            .hand_over(std::time::Instant::now(), current, &self.client);
+            .hand_over(std::time::Instant::now(), &self.connection, &self.client);
     }
 }
 

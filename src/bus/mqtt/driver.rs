@@ -44,7 +44,8 @@ pub struct DirectAcks {
 #[derive(Debug, Default)]
 struct Queue {
     acks: VecDeque<(rumqttc::Publish, u64)>,
-    /// Since when the driver has been in its poll of a live connection (None: it is not).
+    /// Since when the driver has been in its poll of a live connection (None: it is not; a
+    /// `next()` cancelled mid-poll, which only tests do, leaves it set).
     polling_since: Option<Instant>,
     /// A PUBACK is in the client's request channel, not yet written by the event loop.
     in_client: bool,
@@ -72,12 +73,16 @@ impl DirectAcks {
     }
 
     /// If the driver has been in its poll for [`DirectAcks::STALE`] or longer at `now` and no
-    /// PUBACK is in `client`'s channel, hands it the oldest queued one of connection `current`
-    /// (dropping older connections' ones: see [`Driver::connection`]), to wake the event loop.
-    /// Never waits: a full channel leaves it queued. (A driver outside its poll, waiting for room
-    /// in the pipeline, writes them as soon as the room its own PUBACKs make lets it go on.)
-    pub fn hand_over(&self, now: Instant, current: u64, client: &rumqttc::AsyncClient) {
+    /// PUBACK is in `client`'s channel, hands it the oldest queued one of the driver's current
+    /// `connection` (dropping older connections' ones: see [`Driver::connection`]), to wake the
+    /// event loop. Never waits: a full channel leaves it queued. (A driver outside its poll,
+    /// waiting for room in the pipeline, writes them as soon as the room its own PUBACKs make
+    /// lets it go on.)
+    pub fn hand_over(&self, now: Instant, connection: &AtomicU64, client: &rumqttc::AsyncClient) {
         let mut queue = self.lock();
+        // Read under the lock: the driver numbers a new connection before it next polls, and it
+        // takes this lock to say it polls.
+        let current = connection.load(Ordering::Relaxed);
         let stale = queue
             .polling_since
             .is_some_and(|since| now.saturating_duration_since(since) >= Self::STALE);
@@ -195,8 +200,12 @@ pub struct Driver {
     /// PUBACKs this driver writes itself ([`Driver::direct_acks`]).
     direct_acks: Option<Arc<DirectAcks>>,
     /// Messages rumqttc had read and not yet returned when their connection died, with that
-    /// connection's number (their PUBACKs must not go out on the next one).
+    /// connection's number (their PUBACKs must not go out on the next one), until the next
+    /// CONNACK: a broker that kept the session sends them again (MQTT 3.1.1, 4.4), so they are
+    /// dropped; one that lost it has forgotten them, so they are returned.
     orphans: VecDeque<Step>,
+    /// Orphans to return, once the broker said it lost the session.
+    returned_orphans: VecDeque<Step>,
 }
 
 impl Drop for Driver {
@@ -236,6 +245,7 @@ impl Driver {
             held: Default::default(),
             direct_acks: None,
             orphans: VecDeque::new(),
+            returned_orphans: VecDeque::new(),
         };
         (driver, client)
     }
@@ -296,14 +306,11 @@ impl Driver {
     /// then the backoff) and connections (link, subscription, lost sessions) itself.
     pub async fn next(&mut self) -> Step {
         loop {
-            if let Some(step) = self.orphans.pop_front() {
+            if let Some(step) = self.returned_orphans.pop_front() {
                 return step;
             }
             if self.eventloop.network.is_none() {
                 self.before_connecting();
-                if let Some(step) = self.orphans.pop_front() {
-                    return step;
-                }
             } else if let Err(e) = self.write_acks().await {
                 // The connection is broken: rumqttc reconnects on the next poll. The PUBACKs of
                 // the batch not written are lost with it (the broker redelivers their messages),
@@ -362,7 +369,7 @@ impl Driver {
     /// request channel of PUBACKs under the acknowledger's lock (one handed over while the
     /// connection died would go out on the next one, and none can follow now), and takes the
     /// messages rumqttc had read but not returned, which belong to the connection that died, as
-    /// [`Driver::orphans`]; its other events are over (a PUBACK of that connection written).
+    /// orphans (see `orphans`); its other events are over (a PUBACK of that connection written).
     fn before_connecting(&mut self) {
         if let Some(acks) = self.direct_acks.clone() {
             let mut queue = acks.lock();
@@ -419,6 +426,10 @@ impl Driver {
         self.eventloop.pending = held;
         self.backoff.reset();
         let lost = self.connected_before && !session_present && self.persistent();
+        let orphans = std::mem::take(&mut self.orphans);
+        if !session_present {
+            self.returned_orphans.extend(orphans);
+        }
         if self.connected_before {
             self.connection.fetch_add(1, Ordering::Relaxed);
         }
