@@ -599,6 +599,15 @@ mod tests {
         (kind >> 4, body)
     }
 
+    /// Plays a broker's side of a connection: accepts the next client on `listener`, reads its
+    /// CONNECT and answers CONNACK (`kept`: 1 if the broker kept a session, else 0).
+    async fn accept_client(listener: &TcpListener, kept: u8) -> TcpStream {
+        let (mut s, _) = listener.accept().await.unwrap();
+        assert_eq!(packet(&mut s).await.0, 1, "CONNECT");
+        s.write_all(&[0x20, 2, kept, 0]).await.unwrap();
+        s
+    }
+
     /// A driver subscribing to `faultline/rows` on the broker at `port`, polled in a task.
     struct Subscriber {
         link: Link,
@@ -656,9 +665,7 @@ mod tests {
             let port = listener.local_addr().unwrap().port();
             let (answer, answer_now) = tokio::sync::oneshot::channel::<()>();
             let broker = tokio::spawn(async move {
-                let (mut s, _) = listener.accept().await.unwrap();
-                assert_eq!(packet(&mut s).await.0, 1, "CONNECT");
-                s.write_all(&[0x20, 2, kept, 0]).await.unwrap();
+                let mut s = accept_client(&listener, kept).await;
                 let (kind, body) = packet(&mut s).await;
                 assert_eq!(kind, 8, "SUBSCRIBE");
                 answer_now.await.unwrap();
@@ -717,9 +724,7 @@ mod tests {
         let acked = Arc::new(Mutex::new(Vec::<u16>::new()));
         let seen = acked.clone();
         let broker = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            assert_eq!(packet(&mut s).await.0, 1, "CONNECT");
-            s.write_all(&[0x20, 2, 0, 0]).await.unwrap();
+            let mut s = accept_client(&listener, 0).await;
             let (kind, body) = packet(&mut s).await;
             assert_eq!(kind, 8, "SUBSCRIBE");
             s.write_all(&[0x90, 3, body[0], body[1], 0x01])
@@ -825,14 +830,10 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let (answer, answer_now) = tokio::sync::oneshot::channel::<()>();
         let broker = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            assert_eq!(packet(&mut s).await.0, 1, "CONNECT");
-            s.write_all(&[0x20, 2, 0, 0]).await.unwrap();
+            let mut s = accept_client(&listener, 0).await;
             assert_eq!(packet(&mut s).await.0, 8, "SUBSCRIBE");
             drop(s);
-            let (mut s, _) = listener.accept().await.unwrap();
-            assert_eq!(packet(&mut s).await.0, 1, "CONNECT again");
-            s.write_all(&[0x20, 2, 1, 0]).await.unwrap();
+            let mut s = accept_client(&listener, 1).await;
             let (kind, body) = packet(&mut s).await;
             assert_eq!(kind, 8, "SUBSCRIBE again, on the kept session");
             answer_now.await.unwrap();
