@@ -26,9 +26,9 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 pub const ENV_PREFIX: &str = "FAULTLINE";
 
 /// The configuration's sections (the first word of every key).
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "model", "input", "source", "broker", "sink", "batch", "drift", "web", "shutdown", "labels",
-    "store", "shadow",
+    "store", "shadow", "runtime",
 ];
 
 /// Why configuration cannot be used. Messages say what to change.
@@ -70,6 +70,16 @@ pub struct RawConfig {
     pub store: StoreSection,
     /// A challenger model scored beside the serving one.
     pub shadow: ShadowSection,
+    /// The threads the daemon's tasks run on.
+    pub runtime: RuntimeSection,
+}
+
+/// `[runtime]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// `auto` (one per core) or a number of threads.
+    pub workers: String,
 }
 
 /// `[shadow]`
@@ -204,6 +214,8 @@ pub struct Config {
     pub quality_interval: Duration,
     /// The shadow model's directory, if one runs.
     pub shadow_dir: Option<PathBuf>,
+    /// Threads for the daemon's tasks; `None` for one per core.
+    pub workers: Option<NonZeroUsize>,
 }
 
 /// `[batch]`, checked: when the micro-batcher flushes.
@@ -371,6 +383,15 @@ impl RawConfig {
             )
         })?;
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let workers = match self.runtime.workers.trim() {
+            "auto" => None,
+            n => Some(n.parse::<NonZeroUsize>().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "runtime.workers is \"{n}\"; write auto (one thread per core) or a number of \
+                     threads of at least 1"
+                ))
+            })?),
+        };
         let m = &self.source.mqtt;
         let bus = match self.source.kind.as_str() {
             "embedded" => {
@@ -528,6 +549,7 @@ impl RawConfig {
             drift_window_rows,
             drift_interval: Duration::from_millis(self.drift.interval_ms),
             grace: Duration::from_millis(self.shutdown.grace_ms),
+            workers,
         })
     }
 }
@@ -717,6 +739,28 @@ mod tests {
             env(&[("FAULTLINE_DATA_DIR", "/x"), ("FAULTLINE_BIN", "/y")]),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn runtime_workers_are_auto_or_a_positive_count() {
+        let workers = |v: &str| {
+            RawConfig::load_with_env(None, env(&[("FAULTLINE_RUNTIME__WORKERS", v)]))
+                .unwrap()
+                .validate()
+                .map(|c| c.workers.map(NonZeroUsize::get))
+        };
+        let defaults = RawConfig::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(defaults.validate().unwrap().workers, None);
+        assert_eq!(workers("auto").unwrap(), None);
+        assert_eq!(workers("1").unwrap(), Some(1));
+        assert_eq!(workers("3").unwrap(), Some(3));
+        for bad in ["0", "-1", "two", ""] {
+            let e = workers(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("runtime.workers is") && e.contains("auto"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -158,7 +158,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             init_logging();
             let model = std::sync::Arc::new(load_model(None, None)?);
-            let runtime = tokio::runtime::Runtime::new()?;
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = config.workers {
+                runtime.worker_threads(n.get());
+            }
+            let runtime = runtime.enable_all().build()?;
             let result =
                 runtime.block_on(faultline::pipeline::run(config, model, shutdown_signal()));
             // A close given up at the end of the grace period can still hold a blocking thread

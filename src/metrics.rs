@@ -86,6 +86,8 @@ pub const STORE_ERRORS: &str = "faultline_store_errors_total";
 pub const STORE_HEALTHY: &str = "faultline_store_healthy";
 /// `faultline_shadow_model_info{version}`
 pub const SHADOW_MODEL_INFO: &str = "faultline_shadow_model_info";
+/// `faultline_runtime_workers`
+pub const RUNTIME_WORKERS: &str = "faultline_runtime_workers";
 
 /// The `model` label of the serving model's quality.
 pub const MODEL_SERVING: &str = "serving";
@@ -185,6 +187,8 @@ pub struct Metrics {
     pub store_healthy: IntGauge,
     /// 1 for the shadow model's version, when one runs.
     pub shadow_model_info: IntGaugeVec,
+    /// Threads the daemon's tasks run on (`[runtime] workers`).
+    pub runtime_workers: IntGauge,
 }
 
 fn buckets(start: f64, factor: f64, count: usize) -> Vec<f64> {
@@ -420,6 +424,10 @@ impl Metrics {
         registry
             .register(Box::new(shadow_model_info.clone()))
             .expect("unique metric");
+        let runtime_workers = int_gauge(
+            RUNTIME_WORKERS,
+            "Threads the daemon's tasks run on: [runtime] workers (auto: one per core). Scoring runs on threads of its own.",
+        );
         let m = Metrics {
             registry,
             rows_received,
@@ -459,6 +467,7 @@ impl Metrics {
             store_errors,
             store_healthy,
             shadow_model_info,
+            runtime_workers,
         };
         // Series that exist from the start, so dashboards show zeros rather than gaps.
         for result in ["ok", "failed"] {
@@ -600,6 +609,7 @@ mod tests {
             QUALITY_LABELLED,
             STORE_ROWS_WRITTEN,
             STORE_HEALTHY,
+            RUNTIME_WORKERS,
         ] {
             assert!(
                 text.contains(&format!("# HELP {name} ")),

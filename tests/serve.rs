@@ -196,6 +196,8 @@ async fn embedded_broker_scores_faults_and_dead_letters_bad_rows() {
         "faultline_rows_dead_lettered_total{reason=\"wrong_length\"} 1",
         "faultline_source_connected{source=\"mqtt\"} 1",
         "faultline_queue_rows 0",
+        // The test's runtime, which the pipeline runs on here.
+        "faultline_runtime_workers 2",
         "faultline_row_latency_seconds_count 5",
         "faultline_http_requests_total{path=\"/healthz\",status=\"200\"} 1",
     ] {
@@ -391,8 +393,15 @@ async fn a_broker_restart_mid_stream_loses_no_row_readiness_follows_it_and_logs_
     let model = Arc::new(Model::embedded().unwrap());
     let (rows, _, _) = rows(&model, 1000);
     let mut c = Client::connect_with(port, "bounce-test", &["bounce/scores".into()], false).await;
-    // In its own process, so its log is its own.
-    let app = common::Daemon::start(&daemon_env("bounce", None, port, &[])).await;
+    // In its own process, so its log is its own; on one worker thread, the setting for a small
+    // machine shared with the broker, so that the reconnects are seen to need no second one.
+    let one = [("FAULTLINE_RUNTIME__WORKERS", "1".to_string())];
+    let app = common::Daemon::start(&daemon_env("bounce", None, port, &one)).await;
+    let metrics = http_get(app.web, "/metrics").await;
+    assert!(
+        metrics.contains("\nfaultline_runtime_workers 1\n"),
+        "{metrics}"
+    );
     for r in &rows[..500] {
         c.publish("bounce/rows", r.clone()).await;
     }

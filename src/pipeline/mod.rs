@@ -94,6 +94,9 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         _ => Metrics::new().for_bus(crate::metrics::SOURCE_MQTT, crate::metrics::SINK_MQTT),
     });
     metrics.set_model(model.version(), model.threshold());
+    // The runtime's own count: what the tasks really run on, whoever built it.
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    metrics.runtime_workers.set(workers as i64);
     info!(version = %model.version(), scorer = model.scorer(), "Loaded the model.");
     if let Err(why) = model.explainable() {
         warn!(version = %model.version(), reason = %why, "Verdicts will carry no contributions: this model cannot be explained.");
