@@ -822,6 +822,43 @@ fn row_ids(rows: &[String]) -> HashSet<String> {
         .collect()
 }
 
+/// SIGTERM ends the daemon within its grace period even while an HTTP client holds a request
+/// open (here an upload that stopped sending): the request is cut off, not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_left_open_does_not_hold_the_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = common::free_port();
+    let extra = [("FAULTLINE_SHUTDOWN__GRACE_MS", "1000".to_string())];
+    let mut daemon = common::Daemon::start(&daemon_env("open", Some(port), port, &extra)).await;
+    let mut upload = tokio::net::TcpStream::connect(daemon.web).await.unwrap();
+    upload
+        .write_all(
+            b"POST /api/score HTTP/1.1\r\nHost: faultline\r\nContent-Type: text/csv\r\n\
+              Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // The server asks for the body once the handler reads it: the request is in.
+    let mut answer = Vec::new();
+    while !String::from_utf8_lossy(&answer).contains("100 Continue") {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(10), upload.read(&mut buf))
+            .await
+            .expect("no 100 Continue")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    upload.write_all(b"id,Sensor-1\nW-1,1.5\n").await.unwrap();
+    daemon.sigterm();
+    // The grace period is 1 s, and closing gets at most a second more.
+    let status = daemon.wait_exit(Duration::from_secs(15)).await;
+    let log = daemon.log_text();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{log}");
+    assert!(log.contains("was cut off"), "{log}");
+    drop(upload);
+}
+
 /// With `on_session_lost = "exit"` the same restart stops faultline (status 1), naming the broker
 /// and the setting, for a supervisor to decide.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

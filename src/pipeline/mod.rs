@@ -465,7 +465,17 @@ impl App {
         if let Some(task) = self.watch_task {
             let _ = task.await;
         }
-        let _ = self.web.await;
+        // The HTTP server stopped taking requests at the start; one still open (a slow upload,
+        // a client that stopped sending) is cut off with the bus connections' bound, not waited
+        // for without end.
+        let mut web = self.web;
+        if tokio::time::timeout_at(close_by, &mut web).await.is_err() {
+            web.abort();
+            warn!(
+                grace_ms = grace.as_millis() as u64,
+                "An HTTP request was still open at the end of the grace period; it was cut off."
+            );
+        }
         info!("Stopped.");
         result
     }
