@@ -182,7 +182,11 @@ pub fn start_kafka(
     let publisher = Publisher::Kafka(crate::bus::kafka::publisher::KafkaPublisher::start(
         settings,
         crate::bus::MAX_PAYLOAD_BYTES + 1024,
-        Some(metrics.outputs_resent.with_label_values(&["kafka"])),
+        Some(
+            metrics
+                .outputs_resent
+                .with_label_values(&[crate::metrics::SINK_KAFKA]),
+        ),
     )?);
     let group = format!("{}.labels", settings.group_id);
     let mut config = crate::bus::kafka::client::client_config(

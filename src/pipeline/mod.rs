@@ -334,7 +334,10 @@ fn connect(
         #[cfg(feature = "kafka")]
         Bus::Kafka(k) => {
             let kafka = |e: rdkafka::error::KafkaError| AppError::Kafka(e.to_string());
-            let resent = options.metrics.outputs_resent.with_label_values(&["kafka"]);
+            let resent = options
+                .metrics
+                .outputs_resent
+                .with_label_values(&[crate::metrics::SINK_KAFKA]);
             let publisher = crate::bus::kafka::publisher::KafkaPublisher::start(
                 k,
                 MAX_PAYLOAD_BYTES + 1024,
