@@ -31,6 +31,10 @@ const SECTIONS: [&str; 13] = [
     "store", "shadow", "runtime",
 ];
 
+/// The most threads `[runtime] workers` may ask for: past the machine's cores they only wait on
+/// each other, and far past it the runtime could not start them.
+const MAX_WORKERS: usize = 1024;
+
 /// Why configuration cannot be used. Messages say what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -384,13 +388,18 @@ impl RawConfig {
         })?;
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         let workers = match self.runtime.workers.trim() {
-            "auto" => None,
-            n => Some(n.parse::<NonZeroUsize>().map_err(|_| {
-                ConfigError::Invalid(format!(
-                    "runtime.workers is \"{n}\"; write auto (one thread per core) or a number of \
-                     threads of at least 1"
-                ))
-            })?),
+            auto if auto.eq_ignore_ascii_case("auto") => None,
+            n => Some(
+                n.parse::<NonZeroUsize>()
+                    .ok()
+                    .filter(|n| n.get() <= MAX_WORKERS)
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(format!(
+                            "runtime.workers is \"{n}\"; write auto (one thread per core) or a \
+                             number of threads from 1 to {MAX_WORKERS}"
+                        ))
+                    })?,
+            ),
         };
         let m = &self.source.mqtt;
         let bus = match self.source.kind.as_str() {
@@ -752,9 +761,10 @@ mod tests {
         let defaults = RawConfig::load_with_env(None, env(&[])).unwrap();
         assert_eq!(defaults.validate().unwrap().workers, None);
         assert_eq!(workers("auto").unwrap(), None);
+        assert_eq!(workers("Auto").unwrap(), None);
         assert_eq!(workers("1").unwrap(), Some(1));
-        assert_eq!(workers("3").unwrap(), Some(3));
-        for bad in ["0", "-1", "two", ""] {
+        assert_eq!(workers("1024").unwrap(), Some(1024));
+        for bad in ["0", "-1", "two", "", "1025", "100000"] {
             let e = workers(bad).unwrap_err().to_string();
             assert!(
                 e.contains("runtime.workers is") && e.contains("auto"),
