@@ -412,4 +412,47 @@ mod tests {
         }
         assert_eq!(order, ["1", "2"]);
     }
+
+    /// The Kafka source's way in: `try_queue` admits at once, queues behind a waiting message,
+    /// gives a message back when the queue is full, and admits at once again once all before it
+    /// are through (the count of queued messages came back down on every path).
+    #[tokio::test(flavor = "current_thread")]
+    async fn try_queue_keeps_the_order_and_recovers_from_a_full_queue() {
+        let options = SourceOptions {
+            schema: Schema::new(&["S1".to_string()]),
+            in_flight: Arc::new(Semaphore::new(1)),
+            max_permits: 1,
+            max_payload_bytes: 1 << 20,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            reader: Reader::Json,
+        };
+        let (out, mut admitted) = mpsc::channel(2 * DECODE_AHEAD);
+        let (_stop, stopped) = watch::channel(false);
+        let admitter = Admitter::start("kafka", options, stopped, out);
+        let incoming = |i: usize| {
+            let decoded = admitter.decode(&message(i), "t");
+            Incoming::new("t".into(), decoded, Ack::None)
+        };
+        assert!(matches!(admitter.try_queue(incoming(0)), Queued::Yes));
+        let first = admitted.try_recv().expect("admitted at once");
+        // The admitting task has not run: it holds the next DECODE_AHEAD, then the queue is full.
+        for i in 1..=DECODE_AHEAD {
+            assert!(matches!(admitter.try_queue(incoming(i)), Queued::Yes));
+        }
+        let last = DECODE_AHEAD + 1;
+        let Queued::Full(back) = admitter.try_queue(incoming(last)) else {
+            panic!("the queue took more than {DECODE_AHEAD}");
+        };
+        assert_eq!(id(&back), last.to_string());
+        drop(first);
+        for i in 1..=DECODE_AHEAD {
+            let m = admitted.recv().await.unwrap();
+            assert_eq!(id(&m), i.to_string());
+        }
+        assert!(matches!(admitter.try_queue(*back), Queued::Yes));
+        let m = admitted
+            .try_recv()
+            .expect("admitted at once after the queue emptied");
+        assert_eq!(id(&m), last.to_string());
+    }
 }
