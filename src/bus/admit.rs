@@ -5,6 +5,7 @@
 use super::Ack;
 use crate::row::json::{self, Decoded};
 use crate::row::{sparkplug, Schema};
+use prometheus::IntCounter;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -158,11 +159,11 @@ pub enum Queued {
 /// waiting before it goes straight on; otherwise a task of its own waits for room in the
 /// in-flight bound, so the source keeps reading up to [`DECODE_AHEAD`] messages ahead. (Handing
 /// every message to that task woke the runtime's second thread about twice as often: 0.39
-/// context switches a row against 0.18 on MQTT, BENCHMARKS.md.) Decoding
-/// each message on the blocking pool instead was measured and dropped: on Kafka (whose client
-/// reads in its own threads) and on MQTT, the hand-offs' futex traffic and allocations cost more
-/// CPU than they freed (MQTT: 53–58 µs of daemon CPU a row against 31–36 µs in place, ~16k rows/s
-/// against ~21k; BENCHMARKS.md).
+/// context switches a row against 0.18 on MQTT, BENCHMARKS.md.) Decoding each message on the
+/// blocking pool instead was measured and dropped: on Kafka (whose client reads in its own
+/// threads) and on MQTT, the hand-offs' futex traffic and allocations cost more CPU than they
+/// freed (MQTT: 53–58 µs of daemon CPU a row against 31–36 µs in place, ~16k rows/s against
+/// ~21k; BENCHMARKS.md).
 #[derive(Debug)]
 pub struct Admitter {
     tx: mpsc::Sender<Incoming>,
@@ -171,7 +172,8 @@ pub struct Admitter {
     queued: Arc<AtomicUsize>,
     /// Where admitted messages go.
     out: mpsc::Sender<Incoming>,
-    source: &'static str,
+    /// This source's count of rows received, looked up once.
+    received: IntCounter,
     stopped: watch::Receiver<bool>,
 }
 
@@ -189,9 +191,11 @@ impl Admitter {
         let queued = Arc::new(AtomicUsize::new(0));
         let (left, to) = (queued.clone(), out.clone());
         let watching = stopped.clone();
+        let received = options.metrics.rows_received.with_label_values(&[source]);
+        let counter = received.clone();
         tokio::spawn(async move {
             while let Some(incoming) = rx.recv().await {
-                let admitted = admit(incoming, source, &opts, &mut stopped, &to).await;
+                let admitted = admit(incoming, &counter, &opts, &mut stopped, &to).await;
                 left.fetch_sub(1, Ordering::Release);
                 if !admitted {
                     return;
@@ -203,7 +207,7 @@ impl Admitter {
             options,
             queued,
             out,
-            source,
+            received,
             stopped: watching,
         }
     }
@@ -217,14 +221,14 @@ impl Admitter {
             return Some(incoming);
         }
         let options = &self.options;
-        let rows = incoming.rows().clamp(1, options.max_permits as usize) as u32;
+        let rows = permits(&incoming, options);
         let Ok(permit) = options.in_flight.clone().try_acquire_many_owned(rows) else {
             return Some(incoming);
         };
         let Ok(slot) = self.out.try_reserve() else {
             return Some(incoming);
         };
-        count(&incoming, self.source, options);
+        count(&incoming, &self.received, options);
         incoming.permit = Some(permit);
         queue_gauge(options);
         slot.send(incoming);
@@ -327,15 +331,15 @@ impl Admitter {
 /// Counts a decoded message, takes its share of the in-flight bound (waiting while the pipeline
 /// is full: backpressure) and hands it on. False once the pipeline is stopping; the message then
 /// stays unacknowledged and the broker redelivers it.
-pub async fn admit(
+async fn admit(
     mut incoming: Incoming,
-    source: &str,
+    received: &IntCounter,
     options: &SourceOptions,
     stopped: &mut watch::Receiver<bool>,
     out: &mpsc::Sender<Incoming>,
 ) -> bool {
-    count(&incoming, source, options);
-    let rows = incoming.rows().clamp(1, options.max_permits as usize) as u32;
+    count(&incoming, received, options);
+    let rows = permits(&incoming, options);
     let permit = tokio::select! {
         p = options.in_flight.clone().acquire_many_owned(rows) => p.ok(),
         _ = stopped.wait_for(|s| *s) => None,
@@ -348,13 +352,19 @@ pub async fn admit(
     out.send(incoming).await.is_ok()
 }
 
-/// Counts a message's rows and unknown keys as received.
-fn count(incoming: &Incoming, source: &str, options: &SourceOptions) {
-    let m = &options.metrics;
-    m.rows_received
-        .with_label_values(&[source])
-        .inc_by(incoming.rows() as u64);
-    m.unknown_keys.inc_by(incoming.decoded.unknown_keys);
+/// Counts a message's rows (on its source's `received`) and unknown keys as received.
+fn count(incoming: &Incoming, received: &IntCounter, options: &SourceOptions) {
+    received.inc_by(incoming.rows() as u64);
+    options
+        .metrics
+        .unknown_keys
+        .inc_by(incoming.decoded.unknown_keys);
+}
+
+/// A message's share of the in-flight bound: a permit a row (one for a message without rows),
+/// never more than the bound.
+fn permits(incoming: &Incoming, options: &SourceOptions) -> u32 {
+    incoming.rows().clamp(1, options.max_permits as usize) as u32
 }
 
 /// Sets the gauge of rows in flight.
