@@ -821,6 +821,124 @@ mod tests {
         );
     }
 
+    /// Messages rumqttc had read but not yet returned when their connection died (orphans) are
+    /// returned once the broker comes back without the session, which has forgotten them, and
+    /// dropped when it kept the session, which sends them again. A returned orphan keeps its old
+    /// connection's number, so its PUBACK never goes out on the new connection, where its packet
+    /// id names nothing or another message. Played on a real socket: the orphans are put in
+    /// rumqttc's queue of read events before the driver's first poll, as a drop leaves them.
+    #[tokio::test]
+    async fn messages_read_before_a_drop_come_back_only_if_the_broker_lost_the_session() {
+        for kept in [0u8, 1] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (pubacks, mut puback) = tokio::sync::mpsc::unbounded_channel::<u16>();
+            let broker = tokio::spawn(async move {
+                let mut s = accept_client(&listener, kept).await;
+                let (kind, body) = packet(&mut s).await;
+                assert_eq!(kind, 8, "SUBSCRIBE");
+                s.write_all(&[0x90, 3, body[0], body[1], 0x01])
+                    .await
+                    .unwrap();
+                // A message of this connection, packet id 1 as the first orphan's.
+                let topic = b"faultline/rows";
+                let mut publish = vec![0x32, (2 + topic.len() + 2 + 1) as u8, 0];
+                publish.push(topic.len() as u8);
+                publish.extend_from_slice(topic);
+                publish.extend_from_slice(&1u16.to_be_bytes());
+                publish.push(b'n');
+                s.write_all(&publish).await.unwrap();
+                loop {
+                    let (kind, body) = packet(&mut s).await;
+                    assert_eq!(kind, 4, "only PUBACKs come");
+                    if pubacks
+                        .send(u16::from_be_bytes([body[0], body[1]]))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+            let role = Role {
+                broker: format!("127.0.0.1:{port}"),
+                client: "source",
+            };
+            let mut options = MqttOptions::new("subscriber", "127.0.0.1", port);
+            options.set_clean_session(false).set_manual_acks(true);
+            let (driver, client) = Driver::new(options, 10, role);
+            let direct = Arc::new(DirectAcks::default());
+            let mut driver = driver
+                .subscribe("faultline/rows".into(), QoS::AtLeastOnce)
+                .direct_acks(direct.clone());
+            // As a connection that died leaves it: connected before, two messages read.
+            driver.connected_before = true;
+            for (pkid, text) in [(1, "a"), (2, "b")] {
+                let mut p = rumqttc::Publish::new("faultline/rows", QoS::AtLeastOnce, text);
+                p.pkid = pkid;
+                driver
+                    .eventloop
+                    .state
+                    .events
+                    .push_back(Event::Incoming(Packet::Publish(p)));
+            }
+            let mut acker = crate::bus::MqttAcker::new(client, driver.connection(), direct);
+            let mut messages = Vec::new();
+            while messages.len() < if kept == 0 { 3 } else { 1 } {
+                match tokio::time::timeout(Duration::from_secs(10), driver.next()).await {
+                    Ok(Step::Message(p, connection)) => messages.push((p, connection)),
+                    Ok(Step::Connected { resumed }) => assert_eq!(resumed, kept == 1),
+                    Ok(_) => {}
+                    Err(_) => panic!("no message came: {messages:?}"),
+                }
+            }
+            let seen: Vec<(Vec<u8>, u16, u64)> = messages
+                .iter()
+                .map(|(p, c)| (p.payload.to_vec(), p.pkid, *c))
+                .collect();
+            let fresh = (b"n".to_vec(), 1, 1);
+            if kept == 0 {
+                let orphans = [(b"a".to_vec(), 1, 0), (b"b".to_vec(), 2, 0)];
+                assert_eq!(
+                    seen[..2],
+                    orphans,
+                    "the orphans first, of the old connection"
+                );
+                assert_eq!(seen[2], fresh);
+            } else {
+                assert_eq!(seen, [fresh], "the kept session sends them again: dropped");
+            }
+            // Every message acknowledged, orphans first: only the new connection's goes out.
+            for (p, connection) in messages {
+                acker.ack(p, connection);
+            }
+            let written = loop {
+                tokio::select! {
+                    pkid = puback.recv() => break pkid.unwrap(),
+                    _ = driver.next() => {}
+                }
+            };
+            assert_eq!(written, 1);
+            // Nothing else was written: the next PUBACK is of a message acknowledged now.
+            let mut late = rumqttc::Publish::new("faultline/rows", QoS::AtLeastOnce, "z");
+            late.pkid = 9;
+            acker.ack(late, 1);
+            let written = loop {
+                tokio::select! {
+                    pkid = puback.recv() => break pkid.unwrap(),
+                    _ = driver.next() => {}
+                }
+            };
+            assert_eq!(
+                written, 9,
+                "an orphan's PUBACK went out on the new connection"
+            );
+            // The played broker waits for the next PUBACK: stopped there, not by a read
+            // that fails.
+            broker.abort();
+            assert!(broker.await.unwrap_err().is_cancelled());
+        }
+    }
+
     /// The connection drops after the SUBSCRIBE went out and before its SUBACK; the broker then
     /// keeps the session. Whether it holds the subscription, faultline cannot know: it subscribes
     /// again, and is up only once that is granted.
