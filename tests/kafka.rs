@@ -1202,6 +1202,10 @@ async fn refused_then_taken(tag: &str, n: usize) -> Option<Refused> {
     cluster
         .publish(&cluster.producer(), &t.rows, &payloads)
         .await;
+    // Refused from now on, before the batch's linger can run out (the rows are on the topic:
+    // this test's own writes are done).
+    let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
+    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
     wait_metric(
         daemon.web,
         &[&format!(
@@ -1209,8 +1213,6 @@ async fn refused_then_taken(tag: &str, n: usize) -> Option<Refused> {
         )],
     )
     .await;
-    let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
-    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
     // Scored and refused: the daemon holds the verdicts. (How long it waits between tries is
     // the publisher's unit test.)
     daemon.wait_log("Kafka refused a verdict", 60).await;
@@ -1508,14 +1510,18 @@ async fn gone_then_stopped(tag: &str, refuse: bool, says: &str) {
     cluster
         .publish(&cluster.producer(), &t.rows, &payloads)
         .await;
+    if refuse {
+        // Refused from now on, before the batch's linger can run out (the rows are on the
+        // topic: this test's own writes are done).
+        let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
+        mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+    }
     wait_metric(
         daemon.web,
         &["faultline_rows_received_total{source=\"kafka\"} 20"],
     )
     .await;
     if refuse {
-        let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
-        mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
         daemon.wait_log("Kafka refused a verdict", 60).await;
     } else {
         reader.collect_until(60, |g| g.len() >= 20).await;

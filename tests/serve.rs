@@ -180,7 +180,9 @@ async fn embedded_broker_scores_faults_and_dead_letters_bad_rows() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let metrics = loop {
         let m = http_get(app.web_addr, "/metrics").await;
-        if m.contains("faultline_row_latency_seconds_count 5")
+        // The acknowledger sets the queue's gauge after the batch's latencies.
+        if (m.contains("faultline_row_latency_seconds_count 5")
+            && m.contains("faultline_queue_rows 0"))
             || tokio::time::Instant::now() > deadline
         {
             break m;
