@@ -1102,14 +1102,15 @@ async fn a_broker_outage_mid_stream_loses_nothing_readiness_follows_and_logs_sta
     let n = 3000;
     let (rows, _) = common::crash_rows(&model, n, "broker outage");
     let payloads: Vec<String> = rows.into_iter().map(|(_, r)| r).collect();
-    // librdkafka's default session timeout (45 s): the group keeps this member through the
-    // outage, so the test sees the outage and not a rebalance (the last setting wins).
+    // A session timeout longer than the outage can last (the wait for readiness to follow, up
+    // to 60 s, and 5 s more): the group keeps this member through it, so the test sees the
+    // outage and not a rebalance (the last setting wins).
     let env = daemon_env(
         &cluster.bootstrap,
         &t,
         &[(
             "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS",
-            "45000",
+            "120000",
         )],
     );
     let daemon = common::Daemon::start(&env).await;
