@@ -228,6 +228,12 @@ async fn create(cluster: &Cluster, t: &Topics, partitions: i32) {
     }
 }
 
+/// Makes `mock` refuse every write (Produce) from now on, until `clear_request_errors`.
+fn refuse_writes(mock: &MockCluster<'static, DefaultProducerContext>) {
+    let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
+    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+}
+
 /// A MockCluster of one broker for a test that needs its controls (`does` says which), with the
 /// test's topics (`partitions` for the rows) and a [`Cluster`] on it; `None`, saying why, in the
 /// pass on an external broker.
@@ -1205,8 +1211,7 @@ async fn refused_then_taken(tag: &str, n: usize) -> Option<Refused> {
         .await;
     // Refused from now on, before the batch's linger can run out (the rows are on the topic:
     // this test's own writes are done).
-    let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
-    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+    refuse_writes(&mock);
     wait_metric(
         daemon.web,
         &[&format!(
@@ -1335,8 +1340,7 @@ async fn a_long_wait_for_room_keeps_the_consumer_in_its_group() {
     cluster
         .publish(&cluster.producer(), &t.rows, &payloads)
         .await;
-    let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
-    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+    refuse_writes(&mock);
     let daemon = common::Daemon::start(&env).await;
     let reader = cluster.reader(&[&t.scores]);
     daemon.wait_log("Kafka refused a verdict", 60).await;
@@ -1403,8 +1407,7 @@ async fn a_partition_paused_revoked_and_given_back_is_read_again() {
     cluster
         .publish(&producer, &t.rows, &payloads(&rows[..300]))
         .await;
-    let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
-    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+    refuse_writes(&mock);
     let a = common::Daemon::start(&env).await;
     let reader = cluster.reader(&[&t.scores]);
     a.wait_log("Kafka refused a verdict", 60).await;
@@ -1514,8 +1517,7 @@ async fn gone_then_stopped(tag: &str, refuse: bool, says: &str) {
     if refuse {
         // Refused from now on, before the batch's linger can run out (the rows are on the
         // topic: this test's own writes are done).
-        let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
-        mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+        refuse_writes(&mock);
     }
     wait_metric(
         daemon.web,

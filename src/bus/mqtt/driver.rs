@@ -608,6 +608,18 @@ mod tests {
         s
     }
 
+    /// A QoS 1 PUBLISH on `faultline/rows` with packet id `pkid` and a one-byte payload, as a
+    /// broker sends it.
+    fn publish(pkid: u16, payload: u8) -> Vec<u8> {
+        let topic = b"faultline/rows";
+        let mut packet = vec![0x32, (2 + topic.len() + 2 + 1) as u8, 0];
+        packet.push(topic.len() as u8);
+        packet.extend_from_slice(topic);
+        packet.extend_from_slice(&pkid.to_be_bytes());
+        packet.push(payload);
+        packet
+    }
+
     /// A driver subscribing to `faultline/rows` on the broker at `port`, polled in a task.
     struct Subscriber {
         link: Link,
@@ -743,14 +755,8 @@ mod tests {
                         .push(u16::from_be_bytes([head[2], head[3]]));
                 }
             });
-            let topic = b"faultline/rows";
             while let Some(pkid) = to_send.recv().await {
-                let mut publish = vec![0x32, (2 + topic.len() + 2 + 1) as u8, 0];
-                publish.push(topic.len() as u8);
-                publish.extend_from_slice(topic);
-                publish.extend_from_slice(&pkid.to_be_bytes());
-                publish.push(b'x');
-                write.write_all(&publish).await.unwrap();
+                write.write_all(&publish(pkid, b'x')).await.unwrap();
             }
             // The reader ends when the driver goes (its panic, if any, fails the test).
             reading.await.unwrap();
@@ -842,13 +848,7 @@ mod tests {
                     .await
                     .unwrap();
                 // A message of this connection, packet id 1 as the first orphan's.
-                let topic = b"faultline/rows";
-                let mut publish = vec![0x32, (2 + topic.len() + 2 + 1) as u8, 0];
-                publish.push(topic.len() as u8);
-                publish.extend_from_slice(topic);
-                publish.extend_from_slice(&1u16.to_be_bytes());
-                publish.push(b'n');
-                s.write_all(&publish).await.unwrap();
+                s.write_all(&publish(1, b'n')).await.unwrap();
                 loop {
                     let (kind, body) = packet(&mut s).await;
                     assert_eq!(kind, 4, "only PUBACKs come");
