@@ -6,7 +6,7 @@
 //! cargo run --release --features kafka --example bench_kafka -- \
 //!     [--rows 50000] [--rate 5000] [--partitions 4] [--bootstrap HOST:PORT] [--input wafers.csv] \
 //!     [--bin target/release/faultline] [--compact] [--broker-pid PID] [--faults-only] [--backlog]
-//!     [--idle SECONDS]
+//!     [--idle SECONDS] [--rows-per-message 1]
 //! ```
 //!
 //! With `--faults-only` the daemon publishes faults only, as configured by default, instead of a
@@ -24,9 +24,12 @@
 //! (what the consumer's empty fetches cost: see `fetch.wait.max.ms`).
 //!
 //! Without `--bootstrap` the cluster is librdkafka's in-process MockCluster (in this process, not
-//! the daemon's); with it, any Kafka-protocol broker (tansu: `target/tools/tansu-0.6.0-dynostore-libsql/bin/tansu broker ...`).
+//! the daemon's), which keeps only about 5 MB a partition: a run at full speed that would put more
+//! on a partition is refused, since older rows would be dropped unread. With `--bootstrap`, any Kafka-protocol broker (tansu: `target/tools/tansu-0.6.0-dynostore-libsql/bin/tansu broker ...`).
 //! Rows are real wafers with `--input`, else synthetic; every id is unique. `--compact` sends the
-//! `{"id", "values": [...]}` form instead of one key per sensor. Prints rows/s (first publish to
+//! `{"id", "values": [...]}` form instead of one key per sensor. `--rows-per-message K` sends each
+//! message as a JSON array of K rows (the last one may hold fewer), keyed by its first row's id;
+//! every row of a message counts as sent when the message is. Prints rows/s (first publish to
 //! last verdict), p50/p99/max publish → verdict latency, the daemon's peak RSS and CPU time, and
 //! the CPU-seconds each process (this one, the daemon, the broker given by `--broker-pid`), the
 //! rest of the machine and idle took while the rows flowed.
@@ -57,6 +60,10 @@ async fn main() -> anyhow::Result<()> {
     let rate: Option<f64> = arg(&args, "--rate").map(|r| r.parse()).transpose()?;
     let partitions: i32 = arg(&args, "--partitions").unwrap_or("4".into()).parse()?;
     let compact = args.iter().any(|a| a == "--compact");
+    let per_message: usize = arg(&args, "--rows-per-message")
+        .unwrap_or("1".into())
+        .parse()?;
+    anyhow::ensure!(per_message >= 1, "--rows-per-message must be at least 1");
     let backlog = args.iter().any(|a| a == "--backlog");
     let faults_only = backlog || args.iter().any(|a| a == "--faults-only");
     anyhow::ensure!(
@@ -68,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
 
     let base = common::wafer_rows(arg(&args, "--input"), &model)?;
     // Id "b<i>" so the receiver finds the send time by index.
-    let payloads: Vec<String> = (0..n)
+    let rows: Vec<String> = (0..n)
         .map(|i| {
             let j = i % base.len();
             let id = format!("b{i}");
@@ -90,12 +97,41 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .collect();
-    let bytes: usize = payloads.iter().map(String::len).sum();
+    let bytes: usize = rows.iter().map(String::len).sum();
+    // One message per row, or arrays of `per_message` rows.
+    let payloads: Vec<String> = if per_message == 1 {
+        rows
+    } else {
+        rows.chunks(per_message)
+            .map(|chunk| format!("[{}]", chunk.join(",")))
+            .collect()
+    };
 
     // The cluster: MockCluster here, or the given broker.
     let mock = match arg(&args, "--bootstrap") {
         Some(_) => None,
-        None => Some(MockCluster::new(1)?),
+        None => {
+            // librdkafka's mock partitions keep about 5 MB (rdkafka_mock.c) and drop older
+            // messages: published faster than the daemon reads, rows would vanish unread.
+            let per_partition = payloads.iter().map(String::len).sum::<usize>() as f64
+                / partitions.max(1) as f64
+                / 1e6;
+            let keeps = 5.0 * 1024.0 * 1024.0 / 1e6;
+            anyhow::ensure!(
+                rate.is_some() || per_partition < keeps,
+                "this run puts {per_partition:.1} MB on each of {partitions} partitions, and \
+                 MockCluster keeps about {keeps:.1} MB a partition, dropping older rows before \
+                 the daemon reads them: give --bootstrap (a real broker, e.g. tansu), --rate, \
+                 more --partitions or fewer --rows"
+            );
+            if per_partition >= keeps {
+                println!(
+                    "note: {per_partition:.1} MB a partition, past the ~{keeps:.1} MB MockCluster \
+                     keeps: rows are lost if the daemon falls behind the rate"
+                );
+            }
+            Some(MockCluster::new(1)?)
+        }
     };
     let bootstrap = match (&mock, arg(&args, "--bootstrap")) {
         (Some(m), _) => m.bootstrap_servers(),
@@ -166,7 +202,15 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if backlog {
-        return drain_backlog(&bootstrap, &rows_topic, &payloads, &bin, &env, broker_pid).await;
+        return drain_backlog(
+            &bootstrap,
+            &rows_topic,
+            (&payloads, per_message, n),
+            &bin,
+            &env,
+            broker_pid,
+        )
+        .await;
     }
     let web = free_port();
     let mut daemon = common::spawn_daemon(&bin, &env, web)
@@ -245,12 +289,15 @@ async fn main() -> anyhow::Result<()> {
     let producer = producer(&bootstrap)?;
     let mut sent_at = Vec::with_capacity(n);
     let mut reports = Vec::with_capacity(n);
-    for (i, payload) in payloads.iter().enumerate() {
+    for (m, payload) in payloads.iter().enumerate() {
+        // The message's first row.
+        let i = m * per_message;
         if let Some(rate) = rate {
             tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
                 .await;
         }
-        sent_at.push(Instant::now());
+        let now = Instant::now();
+        sent_at.resize((i + per_message).min(n), now);
         reports.push(send(&producer, &rows_topic, i, payload).await);
     }
     let published = start.elapsed();
@@ -287,7 +334,7 @@ async fn main() -> anyhow::Result<()> {
     let last = arrived.iter().flatten().max().copied().unwrap_or(start);
     latencies.sort_by(f64::total_cmp);
     println!(
-        "kafka ({}), {} rows ({:.1} KB each, {}), {} partitions{}",
+        "kafka ({}), {} rows ({:.1} KB each, {}, {per_message} a message), {} partitions{}",
         if arg(&args, "--bootstrap").is_some() {
             "external broker"
         } else {
@@ -407,7 +454,8 @@ fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
         .create()?)
 }
 
-/// Queues row `i` (key `b<i>`) for `topic`, waiting while the producer's queue is full.
+/// Queues the message whose first row is `i` (key `b<i>`) for `topic`, waiting while the
+/// producer's queue is full.
 async fn send(
     producer: &FutureProducer,
     topic: &str,
@@ -427,22 +475,21 @@ async fn send(
     }
 }
 
-/// `--backlog`: publishes every row, then starts the daemon (faults only) and times it from the
-/// first row it counts as scored to the last.
+/// `--backlog`: publishes every message (`per_message` rows each, `n` rows in all), then starts
+/// the daemon (faults only) and times it from the first row it counts as scored to the last.
 async fn drain_backlog(
     bootstrap: &str,
     rows_topic: &str,
-    payloads: &[String],
+    (payloads, per_message, n): (&[String], usize, usize),
     bin: &str,
     env: &[(String, String)],
     broker_pid: Option<u32>,
 ) -> anyhow::Result<()> {
-    let n = payloads.len();
     let producer = producer(bootstrap)?;
     let start = Instant::now();
-    let mut reports = Vec::with_capacity(n);
-    for (i, payload) in payloads.iter().enumerate() {
-        reports.push(send(&producer, rows_topic, i, payload).await);
+    let mut reports = Vec::with_capacity(payloads.len());
+    for (m, payload) in payloads.iter().enumerate() {
+        reports.push(send(&producer, rows_topic, m * per_message, payload).await);
     }
     for r in reports {
         r.await?.map_err(|(e, _)| e)?;
@@ -493,7 +540,7 @@ async fn drain_backlog(
         "the daemon scored all {n} rows before its first count was read: give more --rows"
     );
     println!(
-        "kafka backlog: {n} rows ({:.1} KB each) published in {:.2} s before the daemon started",
+        "kafka backlog: {n} rows ({:.1} KB each, {per_message} a message) published in {:.2} s before the daemon started",
         payloads.iter().map(String::len).sum::<usize>() as f64 / n as f64 / 1024.0,
         published.as_secs_f64()
     );
