@@ -60,10 +60,8 @@ async fn main() -> anyhow::Result<()> {
     let rate: Option<f64> = arg(&args, "--rate").map(|r| r.parse()).transpose()?;
     let partitions: i32 = arg(&args, "--partitions").unwrap_or("4".into()).parse()?;
     let compact = args.iter().any(|a| a == "--compact");
-    let per_message: usize = arg(&args, "--rows-per-message")
-        .unwrap_or("1".into())
-        .parse()?;
-    anyhow::ensure!(per_message >= 1, "--rows-per-message must be at least 1");
+    let per_message = common::rows_per_message(&args)?;
+    let idle: Option<f64> = arg(&args, "--idle").map(|s| s.parse()).transpose()?;
     let backlog = args.iter().any(|a| a == "--backlog");
     let faults_only = backlog || args.iter().any(|a| a == "--faults-only");
     anyhow::ensure!(
@@ -119,16 +117,15 @@ async fn main() -> anyhow::Result<()> {
                 / 1e6;
             let keeps = 5.0 * 1024.0 * 1024.0 / 1e6;
             let allowed = 0.8 * keeps;
-            let idle = arg(&args, "--idle").is_some();
             anyhow::ensure!(
-                idle || rate.is_some() || per_partition < allowed,
+                idle.is_some() || rate.is_some() || per_partition < allowed,
                 "this run puts {per_partition:.1} MB on each of its {partitions} partitions on \
                  average, and MockCluster keeps {keeps:.1} MB a partition, dropping older rows \
                  before the daemon reads them: give --bootstrap (a real broker, e.g. tansu), more \
                  --partitions or fewer --rows (runs under {allowed:.1} MB a partition on average \
                  are allowed), or a --rate the daemon keeps up with (then this is only a note)"
             );
-            if !idle && per_partition >= allowed {
+            if idle.is_none() && per_partition >= allowed {
                 println!(
                     "note: {per_partition:.1} MB a partition on average, near or past the \
                      {keeps:.1} MB MockCluster keeps: rows are lost if the daemon falls behind \
@@ -190,8 +187,7 @@ async fn main() -> anyhow::Result<()> {
         scores_topic.clone()
     };
     let broker_pid: Option<u32> = arg(&args, "--broker-pid").map(|p| p.parse()).transpose()?;
-    if let Some(seconds) = arg(&args, "--idle") {
-        let seconds: f64 = seconds.parse()?;
+    if let Some(seconds) = idle {
         anyhow::ensure!(!backlog, "--idle publishes no rows; it takes no --backlog");
         let web = free_port();
         let mut daemon = common::spawn_daemon(&bin, &env, web)?;

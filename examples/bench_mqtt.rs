@@ -58,10 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let n: usize = arg(&args, "--rows").unwrap_or("20000".into()).parse()?;
     let rate: Option<f64> = arg(&args, "--rate").map(|r| r.parse()).transpose()?;
     let broker = arg(&args, "--broker").unwrap_or("embedded".into());
-    let per_message: usize = arg(&args, "--rows-per-message")
-        .unwrap_or("1".into())
-        .parse()?;
-    anyhow::ensure!(per_message >= 1, "--rows-per-message must be at least 1");
+    let per_message = common::rows_per_message(&args)?;
     let faults_only = args.iter().any(|a| a == "--faults-only");
     let bin = arg(&args, "--bin");
     anyhow::ensure!(

@@ -12,6 +12,15 @@ pub fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// `--rows-per-message K` (at least 1; 1 when not given).
+pub fn rows_per_message(args: &[String]) -> anyhow::Result<usize> {
+    let k: usize = arg(args, "--rows-per-message")
+        .unwrap_or("1".into())
+        .parse()?;
+    anyhow::ensure!(k >= 1, "--rows-per-message must be at least 1");
+    Ok(k)
+}
+
 /// A free TCP port on 127.0.0.1 (bound, read, released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -214,18 +214,11 @@ mod tests {
     }
 
     /// `window_digits` takes digits four at a time; every start and limit its callers could
-    /// give, on windows of digits broken by a non-digit anywhere, must read as one digit at a
-    /// time does (the tail after the last step of four included: `short_number` refuses what
+    /// give, on windows of digits broken by a non-digit anywhere, must read as [`digits`] reads
+    /// one at a time (the tail after the last step of four included: `short_number` refuses what
     /// reaches it, so only this test sees it).
     #[test]
     fn digits_four_at_a_time_read_as_one_at_a_time() {
-        fn one_at_a_time(w: &[u8; 32], mut i: usize, limit: usize, mut m: u64) -> (u64, usize) {
-            while i < limit && w[i].is_ascii_digit() {
-                m = m.wrapping_mul(10).wrapping_add(u64::from(w[i] - b'0'));
-                i += 1;
-            }
-            (m, i)
-        }
         let mut next = crate::xorshift(0x2545_f491_4f6c_dd1d);
         let mut checked = 0;
         for _ in 0..2_000 {
@@ -242,7 +235,7 @@ mod tests {
                     let m = next() % 1000;
                     assert_eq!(
                         window_digits(&w, i, limit, m),
-                        one_at_a_time(&w, i, limit, m),
+                        digits(&w[..limit], i, m),
                         "{:?} from {i} to {limit}",
                         std::str::from_utf8(&w)
                     );
