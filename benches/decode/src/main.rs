@@ -2,7 +2,8 @@
 //!
 //! JSON: one message per row, 590 sensor keys each (the form `faultline replay` and most producers
 //! send), and the compact `values` form. Contenders, each producing the row's f32 feature vector:
-//! - `faultline decode`: the fast path (falls back to the full reader on anything unusual);
+//! - `faultline decode`: the fast path (falls back to the full reader on anything unusual); also on
+//!   the same objects sent ten to a message as a JSON array;
 //! - `faultline full reader`: the serde visitor alone (what every message paid before);
 //! - `serde_json::Value`: parse to a Value, then look each sensor up by name into the vector;
 //! - `simd-json BorrowedValue`: the same with simd-json (which needs a mutable copy of the text).
@@ -80,6 +81,16 @@ fn main() {
         compact.push(serde_json::json!({"id": id, "values": list}).to_string().into_bytes());
         objects.push(text.into_bytes());
     }
+    // The same objects sent ten to a message, as a JSON array (`bench_mqtt --rows-per-message 10`).
+    let arrays: Vec<Vec<u8>> = objects
+        .chunks(10)
+        .map(|chunk| {
+            let mut m = b"[".to_vec();
+            m.extend(chunk.join(&b","[..]));
+            m.push(b']');
+            m
+        })
+        .collect();
     let json_mb = objects.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
     println!(
         "{rows} rows from {input}; JSON {json_mb:.1} MB ({} bytes/row), CSV {:.1} MB; {runs} runs each, one thread",
@@ -98,6 +109,16 @@ fn main() {
             for m in &objects {
                 let d = decode(m, &schema);
                 assert_eq!(d.rows.len(), 1, "{:?}", d.rejects);
+                black_box(&d.rows.values);
+            }
+        }),
+    ));
+    table.push((
+        "JSON arrays of ten: faultline decode",
+        measure(wanted("JSON arrays of ten: faultline decode"), runs, || {
+            for m in &arrays {
+                let d = decode(m, &schema);
+                assert!(d.rejects.is_empty(), "{:?}", d.rejects);
                 black_box(&d.rows.values);
             }
         }),
