@@ -358,7 +358,10 @@ impl RawConfig {
                     config::Environment::with_prefix(ENV_PREFIX)
                         .prefix_separator("_")
                         .separator("__")
-                        .try_parsing(true)
+                        // Values stay text: a setting that is a number or a switch reads its
+                        // text as one, and a token, password or group id stays as written
+                        // (parsed first, 00123 would come back as 123 and 1e3 as 1000).
+                        .try_parsing(false)
                         .source(Some(env.clone())),
                 )
             };
@@ -950,6 +953,72 @@ mod tests {
             e.contains("sink.faults_topic") && e.contains("Kafka topic names"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn environment_values_are_kept_as_written() {
+        // A token, a password or a group id that looks like a number is still the text the user
+        // set: not 123 for 00123, nor 1000 for 1e3.
+        let mut pairs = vec![
+            ("FAULTLINE_WEB__TOKEN", "00123"),
+            ("FAULTLINE_SOURCE__KIND", "mqtt"),
+            ("FAULTLINE_SOURCE__MQTT__USERNAME", "007"),
+            ("FAULTLINE_SOURCE__MQTT__PASSWORD", "1e3"),
+            ("FAULTLINE_SOURCE__MQTT__CLIENT_ID", "1.50"),
+            ("FAULTLINE_SOURCE__KAFKA__GROUP_ID", "0042"),
+            (
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SASL_PASSWORD",
+                "+12345678901234567890123",
+            ),
+            // Numbers and switches are still read as such.
+            ("FAULTLINE_BATCH__MAX_ROWS", "64"),
+            ("FAULTLINE_MODEL__THRESHOLD", "0.25"),
+            ("FAULTLINE_INPUT__ALLOW_EXTRA_COLUMNS", "true"),
+            ("FAULTLINE_RUNTIME__WORKERS", "2"),
+        ];
+        let c = RawConfig::load_with_env(None, env(&pairs))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(c.web_limits.token.as_deref(), Some("00123"));
+        let mqtt = c.bus.mqtt().unwrap();
+        assert_eq!(mqtt.client_id, "1.50");
+        let (user, password) = mqtt.credentials.as_ref().unwrap();
+        assert_eq!((user.as_str(), &**password), ("007", "1e3"));
+        assert_eq!(c.batch.max_rows.get(), 64);
+        assert_eq!(c.threshold, Some(0.25));
+        assert!(c.allow_extra_columns);
+        assert_eq!(c.workers.map(NonZeroUsize::get), Some(2));
+        // Text that is not what a number or a switch needs is refused by its key.
+        for (k, v, key) in [
+            ("FAULTLINE_BATCH__MAX_ROWS", "lots", "batch.max_rows"),
+            ("FAULTLINE_MODEL__THRESHOLD", "half", "model.threshold"),
+            (
+                "FAULTLINE_INPUT__ALLOW_EXTRA_COLUMNS",
+                "sometimes",
+                "input.allow_extra_columns",
+            ),
+        ] {
+            let e = RawConfig::load_with_env(None, env(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && e.contains(v), "{e}");
+        }
+        if cfg!(feature = "kafka") {
+            pairs[1] = ("FAULTLINE_SOURCE__KIND", "kafka");
+            let c = RawConfig::load_with_env(None, env(&pairs))
+                .unwrap()
+                .validate()
+                .unwrap();
+            let k = c.bus.kafka().unwrap();
+            assert_eq!(k.group_id, "0042");
+            assert!(
+                k.properties
+                    .contains(&("sasl.password".into(), "+12345678901234567890123".into())),
+                "{:?}",
+                k.properties
+            );
+        }
     }
 
     #[test]
