@@ -525,6 +525,40 @@ impl RawConfig {
                 }
             }
         }
+        // The source must not read what faultline itself publishes, nor the labels: a verdict
+        // would come back as a row of missing sensors under a real wafer's id, a dead letter
+        // (which has no id) would be dead-lettered again for ever, a label would be scored.
+        let rows_key = if on_kafka {
+            "source.kafka.topic"
+        } else {
+            "source.mqtt.topic"
+        };
+        for (key, topic, what) in [
+            ("sink.faults_topic", faults_topic.as_str(), "faults"),
+            (
+                "sink.dead_letter_topic",
+                dead_letter_topic.as_str(),
+                "dead letters",
+            ),
+            ("sink.scores_topic", self.sink.scores_topic.trim(), "scores"),
+            (
+                "labels.topic",
+                labels_topic.as_deref().unwrap_or(""),
+                "labels",
+            ),
+        ] {
+            let overlap = if on_kafka {
+                topic == row_topic
+            } else {
+                filters_overlap(topic, row_topic)
+            };
+            if !topic.is_empty() && overlap {
+                return invalid(format!(
+                    "{key} \"{topic}\" is read by {rows_key} \"{row_topic}\": faultline would \
+                     read its own {what} as rows; give {key} a topic outside the rows' topic"
+                ));
+            }
+        }
         if let Some(bad) = labels_topic
             .as_deref()
             .filter(|_| on_kafka)
@@ -563,6 +597,38 @@ impl RawConfig {
             grace: Duration::from_millis(self.shutdown.grace_ms),
             workers,
         })
+    }
+}
+
+/// Whether some MQTT topic matches both filters (a topic name is a filter without wildcards):
+/// `+` stands for one level, `#` for the rest (the parent level included), and a wildcard at
+/// the start does not match a topic that starts with `$` (MQTT 3.1.1, 4.7.2).
+fn filters_overlap(a: &str, b: &str) -> bool {
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    let (mut x, mut y) = (a.split('/'), b.split('/'));
+    let mut first = true;
+    loop {
+        match (x.next(), y.next()) {
+            (Some(p), Some(q)) => {
+                let wild = |l: &str| l == "+" || l == "#";
+                if first && ((wild(p) && q.starts_with('$')) || (wild(q) && p.starts_with('$'))) {
+                    return false;
+                }
+                if p == "#" || q == "#" {
+                    return true;
+                }
+                if !(p == "+" || q == "+" || p == q) {
+                    return false;
+                }
+            }
+            (None, None) => return true,
+            // "a/#" also matches "a".
+            (Some("#"), None) | (None, Some("#")) => return true,
+            _ => return false,
+        }
+        first = false;
     }
 }
 
@@ -953,6 +1019,94 @@ mod tests {
             e.contains("sink.faults_topic") && e.contains("Kafka topic names"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn topic_filters_overlap_where_a_topic_matches_both() {
+        for (a, b) in [
+            ("faultline/faults", "faultline/#"),
+            ("faultline/faults", "faultline/+"),
+            ("faultline", "faultline/#"),
+            ("plant/a/rows", "plant/+/rows"),
+            ("plant/+/rows", "plant/a/+"),
+            ("#", "anything/at/all"),
+            ("x/y", "x/y"),
+        ] {
+            assert!(filters_overlap(a, b) && filters_overlap(b, a), "{a} {b}");
+        }
+        for (a, b) in [
+            ("faultline/faults", "faultline/rows"),
+            ("faultline/faults/x", "faultline/+"),
+            ("plant/a/rows", "plant/+/labels"),
+            ("$SYS/x", "#"),
+            ("$SYS/x", "+/x"),
+            ("x", ""),
+        ] {
+            assert!(!filters_overlap(a, b) && !filters_overlap(b, a), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn the_rows_topic_never_reads_faultlines_own_outputs() {
+        let refused = |pairs: &[(&str, &str)]| {
+            RawConfig::load_with_env(None, env(pairs))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string()
+        };
+        // The default outputs are under faultline/: a rows filter over all of it reads them.
+        let e = refused(&[("FAULTLINE_SOURCE__MQTT__TOPIC", "faultline/#")]);
+        assert!(
+            e.contains("sink.faults_topic")
+                && e.contains("faultline/#")
+                && e.contains("its own faults"),
+            "{e}"
+        );
+        let e = refused(&[
+            ("FAULTLINE_SOURCE__MQTT__TOPIC", "plant/+"),
+            ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", "plant/dead"),
+        ]);
+        assert!(
+            e.contains("sink.dead_letter_topic") && e.contains("dead letters"),
+            "{e}"
+        );
+        let e = refused(&[("FAULTLINE_SINK__SCORES_TOPIC", "faultline/rows")]);
+        assert!(e.contains("sink.scores_topic"), "{e}");
+        let e = refused(&[
+            ("FAULTLINE_SOURCE__MQTT__TOPIC", "plant/#"),
+            ("FAULTLINE_LABELS__TOPIC", "plant/labels"),
+        ]);
+        assert!(
+            e.contains("labels.topic") && e.contains("its own labels"),
+            "{e}"
+        );
+        // Filters that only look alike are fine.
+        for pairs in [
+            &[("FAULTLINE_SOURCE__MQTT__TOPIC", "plant/+/rows")][..],
+            &[
+                ("FAULTLINE_SOURCE__MQTT__TOPIC", "plant/#"),
+                ("FAULTLINE_SINK__FAULTS_TOPIC", "verdicts/faults"),
+                ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", "verdicts/dead"),
+                ("FAULTLINE_LABELS__TOPIC", "verdicts/labels"),
+            ][..],
+        ] {
+            RawConfig::load_with_env(None, env(pairs))
+                .unwrap()
+                .validate()
+                .unwrap();
+        }
+        if cfg!(feature = "kafka") {
+            let e = refused(&[
+                ("FAULTLINE_SOURCE__KIND", "kafka"),
+                ("FAULTLINE_SOURCE__KAFKA__TOPIC", "wafers"),
+                ("FAULTLINE_SINK__FAULTS_TOPIC", "wafers"),
+            ]);
+            assert!(
+                e.contains("source.kafka.topic") && e.contains("sink.faults_topic"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
