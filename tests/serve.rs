@@ -861,6 +861,62 @@ async fn an_upload_left_open_does_not_hold_the_shutdown() {
     drop(upload);
 }
 
+/// Reads from `stream` into `answer` until it holds `what` (at most 20 s).
+async fn read_until(stream: &mut tokio::net::TcpStream, answer: &mut Vec<u8>, what: &str) {
+    use tokio::io::AsyncReadExt;
+    while !String::from_utf8_lossy(answer).contains(what) {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {what}: {}", String::from_utf8_lossy(answer)))
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// An upload that stops sending (a laptop asleep mid-upload, a dropped VPN) is answered 408 once
+/// it has sent nothing for `[web] request_timeout_ms`, and gives back its scoring slot: with one
+/// slot, the next upload scores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_stops_sending_is_cut_off_and_frees_its_slot() {
+    use tokio::io::AsyncWriteExt;
+    let port = common::free_port();
+    let extra = [
+        ("FAULTLINE_WEB__REQUEST_TIMEOUT_MS", "1000".to_string()),
+        ("FAULTLINE_WEB__MAX_CONCURRENT", "1".to_string()),
+    ];
+    let daemon = common::Daemon::start(&daemon_env("stall", Some(port), port, &extra)).await;
+    let mut upload = tokio::net::TcpStream::connect(daemon.web).await.unwrap();
+    upload
+        .write_all(
+            b"POST /api/score HTTP/1.1\r\nHost: faultline\r\nContent-Type: text/csv\r\n\
+              Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    // The handler reads the body (the slot is taken), and the upload stops after one row.
+    read_until(&mut upload, &mut answer, "100 Continue").await;
+    upload.write_all(b"id,Sensor-1\nW-1,1.5\n").await.unwrap();
+    // While it is stalled, its slot is taken: another upload is refused.
+    let features = Model::embedded().unwrap().features().to_vec();
+    let csv = format!(
+        ",{}\nW-2{}\n",
+        features.join(","),
+        ",1.5".repeat(features.len())
+    );
+    let headers = [("Content-Type", "text/csv")];
+    let (status, body) = common::http(daemon.web, "POST", "/api/score", &headers, &csv).await;
+    assert_eq!(status, 503, "{body}");
+    read_until(&mut upload, &mut answer, "sent nothing for 1000 ms").await;
+    let text = String::from_utf8_lossy(&answer).to_string();
+    assert!(text.contains("HTTP/1.1 408"), "{text}");
+    let (status, body) = common::http(daemon.web, "POST", "/api/score", &headers, &csv).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"W-2\""), "{body}");
+}
+
 /// With `on_session_lost = "exit"` the same restart stops faultline (status 1), naming the broker
 /// and the setting, for a supervisor to decide.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,7 +44,8 @@ pub struct ScoreQuery {
 /// the first rows are parsed while the last are still on the wire, and the body is never held
 /// whole. The request's scoring slot is taken before the body is read, and its time limit
 /// (`[web] request_timeout_ms`) counts from the body's last byte, as it did when the body was
-/// read first.
+/// read first; before that, the same limit bounds each pause in the body (a slow upload goes on,
+/// a stalled one is answered 408 and frees its slot).
 pub async fn score(
     State(s): State<WebState>,
     headers: HeaderMap,
@@ -83,6 +84,7 @@ pub async fn score(
         body,
         received: 0,
         limit: s.limits.max_body_bytes,
+        idle: s.limits.request_timeout,
     };
     let work = match kind.as_str() {
         "text/csv" | "application/csv" => {
@@ -175,13 +177,27 @@ struct Upload {
     body: Body,
     received: usize,
     limit: usize,
+    /// Longest the body may send nothing: a stalled upload (a client asleep or cut off without a
+    /// word) would otherwise hold its scoring slot for as long as its connection lives.
+    idle: std::time::Duration,
 }
 
 impl Upload {
     /// The next chunk of the body, `None` at its end.
     async fn next(&mut self, s: &WebState) -> Result<Option<Bytes>, ApiError> {
         loop {
-            let Some(frame) = self.body.frame().await else {
+            let Ok(frame) = tokio::time::timeout(self.idle, self.body.frame()).await else {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the upload sent nothing for {} ms after {} bytes; send the whole body \
+                         without pausing",
+                        self.idle.as_millis(),
+                        self.received
+                    ),
+                ));
+            };
+            let Some(frame) = frame else {
                 return Ok(None);
             };
             let frame = frame.map_err(|e| {
