@@ -496,9 +496,17 @@ impl RawConfig {
                 self.web.listen
             ))
         })?;
-        let drift_window_rows = NonZeroUsize::new(self.drift.window_rows).ok_or_else(|| {
-            ConfigError::Invalid("drift.window_rows is 0; set at least 50 (default 1000)".into())
-        })?;
+        // Below MIN_ROWS rows no sensor is ever judged: the drift gauges would stay silent.
+        let drift_window_rows = NonZeroUsize::new(self.drift.window_rows)
+            .filter(|n| n.get() >= crate::drift::MIN_ROWS)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "drift.window_rows is {}; set at least {} (default 1000): with fewer rows no \
+                     sensor is judged",
+                    self.drift.window_rows,
+                    crate::drift::MIN_ROWS
+                ))
+            })?;
         if self.drift.interval_ms < 100 {
             return invalid(format!(
                 "drift.interval_ms is {}; set at least 100 (default 5000)",
@@ -944,6 +952,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("at least 1"), "{e}");
+        // Fewer rows than drift ever judges, and a keep-alive MQTT cannot carry.
+        for (k, v, says) in [
+            ("FAULTLINE_DRIFT__WINDOW_ROWS", "20", "at least 50"),
+            (
+                "FAULTLINE_SOURCE__MQTT__KEEP_ALIVE_S",
+                "70000",
+                "5 to 65535",
+            ),
+        ] {
+            let e = RawConfig::load_with_env(None, env(&[(k, v)]))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says) && e.contains(v), "{e}");
+        }
     }
 
     #[cfg(feature = "kafka")]
@@ -1019,6 +1043,30 @@ mod tests {
             e.contains("sink.faults_topic") && e.contains("Kafka topic names"),
             "{e}"
         );
+        // Verdicts acknowledged by the leader alone (or by nobody) could be lost after their
+        // rows' offsets are stored.
+        for (k, v) in [
+            ("FAULTLINE_SOURCE__KAFKA__PROPERTIES__ACKS", "1"),
+            (
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__REQUEST_REQUIRED_ACKS",
+                "0",
+            ),
+        ] {
+            let e = refuse(&[(k, v)]);
+            assert!(e.contains("acks=all") && e.contains(v), "{e}");
+        }
+        for v in ["all", "-1"] {
+            RawConfig::load_with_env(
+                None,
+                env(&[
+                    ("FAULTLINE_SOURCE__KIND", "kafka"),
+                    ("FAULTLINE_SOURCE__KAFKA__PROPERTIES__ACKS", v),
+                ]),
+            )
+            .unwrap()
+            .validate()
+            .unwrap();
+        }
     }
 
     #[test]

@@ -182,6 +182,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
                 anyhow::bail!("--rate must be a positive number of rows per second");
             }
+            if passes == Some(0) {
+                anyhow::bail!("--passes must be at least 1 (or leave it out with --loop)");
+            }
             let target = faultline::replay::parse_target(&to)?;
             let model = load_model(None, None)?;
             let passes = if repeat {

@@ -266,6 +266,18 @@ fn replay_to_a_port_where_nothing_listens_names_the_address() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains(&format!("the broker at {to} failed")), "{e}");
+    // Zero passes is refused before any broker is tried (it published the file once).
+    let o = faultline(&[
+        "replay",
+        sample.to_str().unwrap(),
+        "--to",
+        &to,
+        "--passes",
+        "0",
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("--passes must be at least 1"), "{e}");
 }
 
 /// `--output` naming a pipe (or a device such as /dev/null) is written into, never replaced by a

@@ -110,6 +110,22 @@ impl KafkaSettings {
                     "source.kafka.properties sets \"{name}\"; faultline sets it itself: {why}"
                 ));
             }
+            // A row's offset is stored once its verdicts are acknowledged: that acknowledgement
+            // must mean every in-sync replica has them.
+            let acks = |v: &serde_json::Value| match v {
+                serde_json::Value::String(s) => s.trim().to_string(),
+                other => other.to_string(),
+            };
+            if matches!(name.as_str(), "acks" | "request.required.acks")
+                && !matches!(acks(value).as_str(), "all" | "-1")
+            {
+                return Err(format!(
+                    "source.kafka.properties sets \"{name}\" to {}; faultline needs acks=all \
+                     (a row's offset is stored once its verdicts are acknowledged, so they must \
+                     be on every in-sync replica): remove it or set \"all\"",
+                    acks(value)
+                ));
+            }
             let mut name = name;
             let value = match value {
                 // `<property>.file`: the value is in that file (a secret kept out of the config).

@@ -163,9 +163,10 @@ impl MqttSettings {
                 m.qos
             ));
         }
-        if m.keep_alive_s < 5 {
+        // MQTT carries the keep-alive in 16 bits: a larger value would reach the broker wrapped.
+        if !(5..=u64::from(u16::MAX)).contains(&m.keep_alive_s) {
             return Err(format!(
-                "source.mqtt.keep_alive_s is {}; set at least 5 seconds",
+                "source.mqtt.keep_alive_s is {}; set 5 to 65535 seconds",
                 m.keep_alive_s
             ));
         }
