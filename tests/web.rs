@@ -679,6 +679,7 @@ async fn bad_label_uploads_are_refused_with_a_reason() {
     let s = state_with_store(
         WebLimits {
             max_body_bytes: 1000,
+            max_rows: 50,
             token: Some("t0k".into()),
             ..WebLimits::default()
         },
@@ -721,6 +722,12 @@ async fn bad_label_uploads_are_refused_with_a_reason() {
             format!("id,Good/Bad\n{}", "W,1\n".repeat(400)),
             StatusCode::PAYLOAD_TOO_LARGE,
             "larger than the limit",
+        ),
+        (
+            "text/csv",
+            format!("id,Good/Bad\n{}", "W,1\n".repeat(51)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "more than 50 labels",
         ),
     ] {
         let (status, _, text) = send(&s, auth(post_to("/api/labels", ct, body))).await;

@@ -48,7 +48,8 @@ pub async fn labels(
     let metrics = s.metrics.clone();
     let work = tokio::task::spawn_blocking(move || -> Result<Response, ApiError> {
         let parsed = match kind.as_str() {
-            "text/csv" | "application/csv" => crate::labels::from_csv(&body),
+            // At most one row past the limit is read: enough to refuse the request.
+            "text/csv" | "application/csv" => crate::labels::from_csv(&body, max_rows),
             "application/json" => crate::labels::from_json(&body),
             other => {
                 return Err(ApiError::new(

@@ -134,7 +134,10 @@ fn parse_outcome(s: &str) -> Result<bool, String> {
 /// Reads labels from CSV: the first column holds the id; the label is the column named
 /// `Good/Bad` or `label`; an `at` or `Time` column, if present, says when. Other columns (a
 /// labelled wafer file's sensors) are ignored.
-pub fn from_csv(body: &[u8]) -> Result<(Vec<Label>, Vec<LabelError>), String> {
+///
+/// Reads at most `most + 1` rows (labels and refusals together): one more than `most` tells the
+/// caller the body holds too many, without holding every row of a large body first.
+pub fn from_csv(body: &[u8], most: usize) -> Result<(Vec<Label>, Vec<LabelError>), String> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -162,7 +165,7 @@ pub fn from_csv(body: &[u8]) -> Result<(Vec<Label>, Vec<LabelError>), String> {
     let mut errors = vec![];
     let mut record = csv::ByteRecord::new();
     let mut row = 0;
-    loop {
+    while labels.len() + errors.len() <= most {
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
@@ -250,16 +253,34 @@ mod tests {
     #[test]
     fn csv_with_a_wafer_files_header() {
         let csv = b",Sensor-1,Sensor-2,Good/Bad\nWafer-1,1.0,,-1\nWafer-2,2.0,3.0,1\nWafer-3,,,2\n";
-        let (labels, errors) = from_csv(csv).unwrap();
+        let (labels, errors) = from_csv(csv, usize::MAX).unwrap();
         assert_eq!(
             labels.iter().map(|l| l.good_bad()).collect::<Vec<_>>(),
             [-1, 1]
         );
         assert_eq!(errors[0].row, 3);
-        let (labels, _) = from_csv(b"id,label,at\nW-9,fail,2026-11-26T10:00:00+01:00\n").unwrap();
+        let (labels, _) = from_csv(
+            b"id,label,at\nW-9,fail,2026-11-26T10:00:00+01:00\n",
+            usize::MAX,
+        )
+        .unwrap();
         assert_eq!(labels[0].at.as_deref(), Some("2026-11-26T10:00:00+01:00"));
-        assert!(from_csv(b"id,score\nW,1\n")
+        assert!(from_csv(b"id,score\nW,1\n", usize::MAX)
             .unwrap_err()
             .contains("Good/Bad"));
+    }
+
+    #[test]
+    fn csv_reading_stops_one_row_past_the_most_asked_for() {
+        let mut csv = b"id,Good/Bad\n".to_vec();
+        for i in 0..1000 {
+            csv.extend_from_slice(
+                format!("W-{i},{}\n", if i % 3 == 0 { "x" } else { "1" }).as_bytes(),
+            );
+        }
+        let (labels, errors) = from_csv(&csv, 10).unwrap();
+        assert_eq!(labels.len() + errors.len(), 11);
+        let (labels, errors) = from_csv(&csv, 1000).unwrap();
+        assert_eq!(labels.len() + errors.len(), 1000);
     }
 }
