@@ -431,6 +431,17 @@ async fn limits_refuse_with_a_reason() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert!(body.contains("larger than the limit"), "{body}");
 
+    // A JSON array is too large past the most rows one JSON request holds (100,000), even when
+    // max_rows allows more, and says so: 413, not an unreadable row.
+    let many = state(WebLimits {
+        max_rows: 200_000,
+        ..WebLimits::default()
+    });
+    let json = format!("[{}]", vec![r#"{"id":1}"#; 100_001].join(","));
+    let (status, _, body) = send(&many, post("application/json", json)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body.contains("more than 100000 rows"), "{body}");
+
     // Every scoring slot busy: shed load at once instead of queueing.
     let s = state(WebLimits {
         max_concurrent: 1,

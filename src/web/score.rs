@@ -343,6 +343,14 @@ fn read_csv(
 
 fn read_json(body: &[u8], schema: &Schema, max_rows: usize) -> Result<RowBatch, ApiError> {
     let decoded = json_rows::decode(body, schema);
+    // An array past what one JSON message may hold is too large, like one past max_rows.
+    if decoded
+        .rejects
+        .iter()
+        .any(json_rows::Reject::is_too_many_rows)
+    {
+        return Err(too_many(max_rows.min(json_rows::MAX_ROWS)));
+    }
     if !decoded.rejects.is_empty() {
         let details = decoded
             .rejects

@@ -138,6 +138,14 @@ impl fmt::Display for RejectReason {
     }
 }
 
+impl Reject {
+    /// Whether the whole message was refused for holding more than [`MAX_ROWS`] rows (an API
+    /// answers that as too large, not as unreadable).
+    pub fn is_too_many_rows(&self) -> bool {
+        self.row.is_none() && self.error == JsonError::TooManyRows.to_string()
+    }
+}
+
 /// Why a message or row is refused; the text becomes [`Reject::error`].
 #[derive(Debug, thiserror::Error)]
 enum JsonError {
@@ -711,13 +719,16 @@ mod tests {
             read(&format!(r#"{{"id": "{longest}"}}"#)).rows.ids,
             [longest]
         );
+        let long = format!(r#"{{"id": "{}"}}"#, "x".repeat(MAX_ID_BYTES + 1));
         assert_eq!(
-            only_reject(&format!(r#"{{"id": "{}"}}"#, "x".repeat(MAX_ID_BYTES + 1))),
+            only_reject(&long),
             (
                 "too_large",
                 r#""id" is 257 bytes long; at most 256 are allowed"#.into()
             )
         );
+        // Too large, but not for its rows.
+        assert!(!read(&long).rejects[0].is_too_many_rows());
     }
 
     #[test]
@@ -944,6 +955,7 @@ mod tests {
         assert!(d.rows.is_empty());
         assert_eq!(d.rejects.len(), 1);
         assert_eq!(d.rejects[0].reason, RejectReason::TooLarge);
+        assert!(d.rejects[0].is_too_many_rows());
         assert_eq!(
             d.rejects[0].error,
             "the message holds more than 100000 rows; send at most 100000 per message"
