@@ -520,6 +520,38 @@ mod tests {
         .read_all()
         .unwrap();
         assert_eq!(b.row(0), &[1.0, 2.0, 3.0]);
+        // A quote inside a name (not at its start) opens nothing: every row after it is read.
+        let b = CsvRows::new(
+            ",Sensor-1,Sensor-2,Sensor-3,Gap 5\"\nW-1,1,2,3,x\nW-2,4,5,6,y\nW-3,7,8,9,\"z\"\n"
+                .as_bytes(),
+            &schema(),
+            opts,
+        )
+        .unwrap()
+        .read_all()
+        .unwrap();
+        assert_eq!(b.ids, ["W-1", "W-2", "W-3"]);
+        assert_eq!(b.row(2), &[7.0, 8.0, 9.0]);
+    }
+
+    #[test]
+    fn a_header_spans_lines_only_inside_quotes() {
+        // The quoted name holds a newline: the header is read whole (two lines, four names), and
+        // that name is no sensor of the model.
+        let e = read("\"\",\"Sensor\n-1\",Sensor-2,Sensor-3\nW,1,2,3\n").unwrap_err();
+        assert!(e.to_string().ends_with("needs: Sensor-1"), "{e}");
+        // A doubled quote inside a quoted name is a quote in the name.
+        let e = read("\"\",\"Sensor-1\",\"Sensor-2\"\"\",Sensor-3\nW,1,2,3\n").unwrap_err();
+        assert!(e.to_string().ends_with("needs: Sensor-2"), "{e}");
+    }
+
+    #[test]
+    fn lines_ended_by_a_carriage_return_alone_are_named() {
+        let e = read(",Sensor-1,Sensor-2,Sensor-3\rW-1,1,2,3\rW-2,4,5,6\r").unwrap_err();
+        assert!(e.to_string().contains("carriage return alone"), "{e}");
+        // CRLF is fine.
+        let b = read(",Sensor-1,Sensor-2,Sensor-3\r\nW-1,1,2,3\r\n").unwrap();
+        assert_eq!(b.row(0), &[1.0, 2.0, 3.0]);
     }
 
     #[test]

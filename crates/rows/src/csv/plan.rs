@@ -33,25 +33,91 @@ pub(super) enum Role {
 /// Longest header line accepted; a header past this is not a wafer CSV.
 const MAX_HEADER_BYTES: usize = 1 << 20;
 
+/// Where a CSV record stands after some of its bytes: quotes count only at a field's start (as
+/// the csv crate reads them), so a name such as `Gap 5"` does not open one.
+#[derive(Default)]
+struct Quoting {
+    /// Inside a quoted field.
+    quoted: bool,
+    /// At the start of a field.
+    field_start: bool,
+    /// Just after a quote inside a quoted field (the end of it, or the first of a doubled one).
+    quote_seen: bool,
+}
+
+impl Quoting {
+    fn new() -> Quoting {
+        Quoting {
+            field_start: true,
+            ..Quoting::default()
+        }
+    }
+
+    /// Reads `line` (ending with its newline); true when the record ends with it.
+    fn ends_record(&mut self, line: &[u8]) -> bool {
+        for &b in line {
+            if self.quoted {
+                if self.quote_seen {
+                    self.quote_seen = false;
+                    if b != b'"' {
+                        // The closing quote: back to an unquoted field.
+                        self.quoted = false;
+                    } else {
+                        continue;
+                    }
+                } else {
+                    if b == b'"' {
+                        self.quote_seen = true;
+                    }
+                    continue;
+                }
+            }
+            match b {
+                b'"' if self.field_start => {
+                    self.quoted = true;
+                    self.field_start = false;
+                }
+                b',' => self.field_start = true,
+                b'\n' => return true,
+                _ => self.field_start = false,
+            }
+        }
+        // A quote at the very end of the text closes its field.
+        self.quoted && self.quote_seen
+    }
+}
+
 /// Reads the header record (honouring quotes) and returns its names and how many lines it took.
 pub(super) fn read_header<R: BufRead>(input: &mut R) -> Result<(Vec<String>, usize), CsvError> {
     let mut raw = Vec::new();
     let mut lines = 0;
+    let mut quoting = Quoting::new();
     loop {
         // `raw` never exceeds the limit here, so at least one more byte may be read.
         let room = (MAX_HEADER_BYTES + 1 - raw.len()) as u64;
+        let start = raw.len();
         let n = input.by_ref().take(room).read_until(b'\n', &mut raw)?;
         if n == 0 {
             break;
         }
         lines += 1;
+        // A carriage return followed by more text, and no newline: lines that end with CR alone
+        // (as old Mac files do), which this reader does not split.
+        let line = &raw[start..];
+        if !line.ends_with(b"\n") && line.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') {
+            return Err(CsvError::Syntax(
+                "the file's lines end with a carriage return alone (CR, as old Mac files do); \
+                 save it with LF or CRLF line ends"
+                    .into(),
+            ));
+        }
         if raw.len() > MAX_HEADER_BYTES {
             return Err(CsvError::Syntax(format!(
                 "the header line is longer than {MAX_HEADER_BYTES} bytes"
             )));
         }
-        // An odd number of quotes means a newline inside a quoted name: the record goes on.
-        if raw.iter().filter(|&&b| b == b'"').count() % 2 == 0 {
+        // A newline inside a quoted name: the record goes on.
+        if quoting.ends_record(&raw[start..]) || !raw.ends_with(b"\n") {
             break;
         }
     }
