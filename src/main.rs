@@ -392,8 +392,23 @@ fn write_atomically<T>(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)
+    // The file gets the permissions `File::create` would give it: an existing file's own, else
+    // the usual ones less the umask (a temporary file alone is readable by its owner only).
+    let mut builder = tempfile::Builder::new();
+    let existing = std::fs::metadata(output).ok().map(|m| m.permissions());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let tmp = builder
+        .tempfile_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    if let Some(permissions) = existing {
+        tmp.as_file()
+            .set_permissions(permissions)
+            .with_context(|| format!("cannot write {}", output.display()))?;
+    }
     let mut out = BufWriter::new(tmp.as_file());
     let result = write(&mut out)?;
     out.flush()

@@ -280,6 +280,38 @@ fn replay_to_a_port_where_nothing_listens_names_the_address() {
     assert!(e.contains("--passes must be at least 1"), "{e}");
 }
 
+/// `--output` gets the permissions any program's new file gets (the umask's), and an existing
+/// file keeps its own: the temporary file it is written through is the owner's alone.
+#[cfg(unix)]
+#[test]
+fn score_output_has_the_permissions_of_a_file_created_in_place() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_sample(dir.path(), 5);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let reference = dir.path().join("reference");
+    std::fs::File::create(&reference).unwrap();
+    let run = |output: &Path| {
+        let o = faultline(&[
+            "score",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let fresh = dir.path().join("fresh.csv");
+    run(&fresh);
+    assert_eq!(mode(&fresh), mode(&reference));
+    let shared = dir.path().join("shared.csv");
+    std::fs::write(&shared, "old").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    run(&shared);
+    assert_eq!(mode(&shared), 0o644);
+    assert!(std::fs::read_to_string(&shared).unwrap().starts_with("id,"));
+}
+
 /// `--output` naming a pipe (or a device such as /dev/null) is written into, never replaced by a
 /// renamed temporary file: as root that rename once turned /dev/null into a regular file.
 #[cfg(unix)]
