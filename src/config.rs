@@ -567,6 +567,15 @@ impl RawConfig {
                 ));
             }
         }
+        if let Some(t) = labels_topic
+            .as_deref()
+            .filter(|t| !on_kafka && !rumqttc::valid_filter(t))
+        {
+            return invalid(format!(
+                "labels.topic \"{t}\" is not a valid MQTT topic filter: + and # stand alone \
+                 between slashes, # only last"
+            ));
+        }
         if let Some(bad) = labels_topic
             .as_deref()
             .filter(|_| on_kafka)
@@ -1067,6 +1076,77 @@ mod tests {
             .validate()
             .unwrap();
         }
+    }
+
+    #[test]
+    fn a_broker_url_or_tls_files_with_the_embedded_broker_are_refused() {
+        for (k, v, says) in [
+            (
+                "FAULTLINE_SOURCE__MQTT__URL",
+                "mqtts://broker:8883",
+                "source.mqtt.url",
+            ),
+            (
+                "FAULTLINE_SOURCE__MQTT__CA_FILE",
+                "/etc/ca.pem",
+                "TLS files",
+            ),
+        ] {
+            let e = RawConfig::load_with_env(None, env(&[(k, v)]))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(says) && e.contains("source.kind = \"mqtt\""),
+                "{e}"
+            );
+        }
+        // The default url is what an embedded configuration holds.
+        let c = RawConfig::load_with_env(
+            None,
+            env(&[("FAULTLINE_SOURCE__MQTT__URL", "mqtt://127.0.0.1:1883")]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert!(matches!(c.bus, Bus::Embedded { .. }));
+    }
+
+    #[test]
+    fn topic_filters_the_broker_would_refuse_are_refused_at_start() {
+        for (k, v) in [
+            ("FAULTLINE_SOURCE__MQTT__TOPIC", "plant/#/rows"),
+            ("FAULTLINE_SOURCE__MQTT__TOPIC", "plant/rows#"),
+            ("FAULTLINE_SOURCE__MQTT__TOPIC", "a+/b"),
+            ("FAULTLINE_SOURCE__MQTT__TOPIC", "$share/g/plant/rows"),
+            ("FAULTLINE_LABELS__TOPIC", "labels/#/x"),
+        ] {
+            let e = RawConfig::load_with_env(None, env(&[(k, v)]))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("not a valid MQTT topic filter") && e.contains(v),
+                "{e}"
+            );
+        }
+        let e = RawConfig::load_with_env(
+            None,
+            env(&[
+                ("FAULTLINE_SOURCE__KIND", "mqtt"),
+                ("FAULTLINE_SOURCE__MQTT__FORMAT", "sparkplug"),
+                ("FAULTLINE_SOURCE__MQTT__TOPIC", "spBv1.0/fab/#"),
+                ("FAULTLINE_SOURCE__MQTT__SPARKPLUG_ID_METRIC", "wafer_id"),
+                ("FAULTLINE_SOURCE__MQTT__SHARED_GROUP", "scorers"),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("shared_group") && e.contains("birth"), "{e}");
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub struct MqttTls {
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
+/// `[source.mqtt] url`'s default (config/default.toml).
+const DEFAULT_URL: &str = "mqtt://127.0.0.1:1883";
+
 impl MqttSettings {
     /// Checks `[source.mqtt]`. On the embedded broker (`embedded`: its listen address) the
     /// clients connect there and the url is not used; TLS files need an `mqtts://` url only when
@@ -113,11 +116,34 @@ impl MqttSettings {
         embedded: Option<SocketAddr>,
         in_use: bool,
     ) -> Result<MqttSettings, String> {
+        let file = |f: &str| Some(PathBuf::from(f.trim())).filter(|p| !p.as_os_str().is_empty());
         let (host, port, tls) = match embedded {
-            Some(listen) => (listen.ip().to_string(), listen.port(), false),
+            Some(listen) => {
+                // The embedded broker's clients never use the url or TLS files: one set anyway is
+                // a `kind = "mqtt"` left out, and the rows would be read from the wrong broker.
+                let url = m.url.trim();
+                if url != DEFAULT_URL {
+                    return Err(format!(
+                        "source.mqtt.url is \"{url}\" but source.kind is \"embedded\", which runs \
+                         its own broker and never connects there; set source.kind = \"mqtt\" to \
+                         use that broker"
+                    ));
+                }
+                if [&m.ca_file, &m.client_cert_file, &m.client_key_file]
+                    .iter()
+                    .any(|f| file(f).is_some())
+                {
+                    return Err(
+                        "source.mqtt sets TLS files but source.kind is \"embedded\", whose \
+                         broker speaks plain MQTT on broker.listen; set source.kind = \"mqtt\" and \
+                         an mqtts:// url to use a TLS broker"
+                            .into(),
+                    );
+                }
+                (listen.ip().to_string(), listen.port(), false)
+            }
             None => parse_broker_url(m.url.trim()).map_err(|e| format!("source.mqtt.url {e}"))?,
         };
-        let file = |f: &str| Some(PathBuf::from(f.trim())).filter(|p| !p.as_os_str().is_empty());
         let client_cert = match (file(&m.client_cert_file), file(&m.client_key_file)) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
@@ -150,6 +176,15 @@ impl MqttSettings {
             return Err(
                 "source.mqtt.topic is empty; set the topic the rows are published on".into(),
             );
+        }
+        // A filter the broker cannot take would only show as a connection it keeps closing.
+        let topic = m.topic.trim();
+        if !rumqttc::valid_filter(topic) || topic.starts_with("$share/") {
+            return Err(format!(
+                "source.mqtt.topic \"{topic}\" is not a valid MQTT topic filter: + and # stand \
+                 alone between slashes, # only last (a shared subscription is set with \
+                 source.mqtt.shared_group, not in the topic)"
+            ));
         }
         if m.client_id.trim().is_empty() {
             return Err(
@@ -197,6 +232,15 @@ impl MqttSettings {
                         "source.mqtt.format is \"sparkplug\" but topic \"{}\" is not in the Sparkplug B namespace; subscribe to spBv1.0/<group>/# (births and data)",
                         m.topic.trim()
                     ));
+                }
+                // Each birth reaches one member of a shared subscription, and the others could
+                // not read that edge node's aliases.
+                if !m.shared_group.trim().is_empty() {
+                    return Err("source.mqtt.format is \"sparkplug\" with a shared_group: each \
+                         birth certificate would reach only one instance, and the others would \
+                         dead-letter that node's data as unbound aliases; run one instance per \
+                         Sparkplug group instead"
+                        .into());
                 }
                 RowFormat::Sparkplug {
                     id_metric: id_metric.to_string(),
