@@ -187,6 +187,16 @@ impl RowRef<'_> {
                     reason: "is empty: every row needs a wafer id",
                 });
             }
+            if id.len() > crate::MAX_ID_BYTES {
+                return Err(CsvError::BadCell {
+                    row: row_no,
+                    line: line_no,
+                    id: clip(id),
+                    column: display_name(&plan.names, plan.id),
+                    value: clip(id),
+                    reason: "is longer than 256 bytes, the most an id may hold",
+                });
+            }
             let label = match label {
                 Some(cell) => {
                     let cell = std::str::from_utf8(cell).map_err(|_| not_utf8())?;

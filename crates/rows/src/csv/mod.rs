@@ -546,6 +546,21 @@ mod tests {
     }
 
     #[test]
+    fn an_id_longer_than_every_reader_takes_is_refused_and_clipped() {
+        let longest = "w".repeat(crate::MAX_ID_BYTES);
+        let b = read(&format!(",Sensor-1,Sensor-2,Sensor-3\n{longest},1,2,3\n")).unwrap();
+        assert_eq!(b.ids, std::slice::from_ref(&longest));
+        let e = read(&format!(",Sensor-1,Sensor-2,Sensor-3\n{longest}w,1,2,3\n")).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("longer than {} bytes", crate::MAX_ID_BYTES)),
+            "{text}"
+        );
+        // The message carries the start of the id, not all of it.
+        assert!(text.len() < 400, "{text}");
+    }
+
+    #[test]
     fn lines_ended_by_a_carriage_return_alone_are_named() {
         let e = read(",Sensor-1,Sensor-2,Sensor-3\rW-1,1,2,3\rW-2,4,5,6\r").unwrap_err();
         assert!(e.to_string().contains("carriage return alone"), "{e}");
