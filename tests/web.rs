@@ -777,4 +777,20 @@ async fn recent_returns_the_last_streamed_rows_oldest_first() {
     // Without the daemon's store (a bare API), it says whose it is.
     let (status, _, _) = send(&state(WebLimits::default()), get("/api/recent")).await;
     assert_eq!(status, StatusCode::CONFLICT);
+    // A query that does not parse is a JSON error, as every other.
+    for (req, says) in [
+        (get("/api/recent?rows=many"), "rows"),
+        (
+            Request::post("/api/score?explain=all&explain=all")
+                .header(header::CONTENT_TYPE, "text/csv")
+                .body(Body::from("id\n"))
+                .unwrap(),
+            "explain",
+        ),
+    ] {
+        let (status, _, body) = send(&s, req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+        assert!(v["error"].as_str().unwrap().contains(says), "{body}");
+    }
 }

@@ -140,6 +140,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    /// A query string that does not parse: a JSON error like every other (axum's own is text).
+    fn from(e: axum::extract::rejection::QueryRejection) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
+    }
+}
+
 impl From<CsvError> for ApiError {
     fn from(e: CsvError) -> ApiError {
         let error = e.to_string();

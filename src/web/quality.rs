@@ -140,8 +140,9 @@ pub struct RecentQuery {
 /// budget's moving threshold instead).
 pub async fn recent(
     State(s): State<WebState>,
-    query: axum::extract::Query<RecentQuery>,
+    query: Result<axum::extract::Query<RecentQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let query = query?;
     let store = store(&s)?.clone();
     let n = query.rows.unwrap_or(RECENT_ROWS).min(RECENT_ROWS);
     let model = s.model.current();

@@ -49,9 +49,10 @@ pub struct ScoreQuery {
 pub async fn score(
     State(s): State<WebState>,
     headers: HeaderMap,
-    query: axum::extract::Query<ScoreQuery>,
+    query: Result<axum::extract::Query<ScoreQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let query = query?;
     let Ok(_slot) = s.score_slots.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
