@@ -453,6 +453,42 @@ async fn limits_refuse_with_a_reason() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }
 
+/// Without a token, a page of another site open in the operator's browser could promote the
+/// shadow or reload the model with an empty POST (no preflight is needed for one); the browser
+/// says where such a request comes from, and faultline refuses it. Its own page and scripts are
+/// unaffected.
+#[tokio::test]
+async fn another_sites_page_cannot_change_faultline() {
+    let s = state(WebLimits::default());
+    let post_from = |path: &str, site: Option<&str>| {
+        let mut r = Request::post(path);
+        if let Some(site) = site {
+            r = r.header("Sec-Fetch-Site", site);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    for path in [
+        "/api/model/reload",
+        "/api/model/promote",
+        "/api/labels",
+        "/api/score",
+    ] {
+        let (status, _, body) = send(&s, post_from(path, Some("cross-site"))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert!(body.contains("another site"), "{body}");
+        for site in [None, Some("same-origin"), Some("none")] {
+            let (status, _, body) = send(&s, post_from(path, site)).await;
+            assert_ne!(status, StatusCode::FORBIDDEN, "{path} {site:?}: {body}");
+        }
+    }
+    // Reading is not refused (the browser keeps another site's page from seeing the answer).
+    let r = Request::get("/api/model")
+        .header("Sec-Fetch-Site", "cross-site")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&s, r).await.0, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn a_configured_token_guards_the_api_but_not_health() {
     let s = state(WebLimits {

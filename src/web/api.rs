@@ -233,10 +233,36 @@ pub async fn require_token(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    if let Err(e) = same_site_only(&request) {
+        return e.into_response();
+    }
     match authorize(&s, request.headers()) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }
+}
+
+/// Refuses a request that changes something when a browser says another site's page sent it
+/// (`Sec-Fetch-Site: cross-site`). Without a token, `POST /api/model/promote` and `/reload` take
+/// an empty body, which any page open in the operator's browser may send to faultline's address
+/// without asking first; scripts and faultline's own page are not affected.
+fn same_site_only(request: &axum::extract::Request) -> Result<(), ApiError> {
+    let reads = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    let cross_site = request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    if cross_site && !reads {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "another site's page may not change faultline (Sec-Fetch-Site: cross-site); use \
+             faultline's own page or a script",
+        ));
+    }
+    Ok(())
 }
 
 /// Compares without an early exit on the first differing byte.
