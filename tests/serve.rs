@@ -876,17 +876,24 @@ async fn read_until(stream: &mut tokio::net::TcpStream, answer: &mut Vec<u8>, wh
 }
 
 /// An upload that stops sending (a laptop asleep mid-upload, a dropped VPN) is answered 408 once
-/// it has sent nothing for `[web] request_timeout_ms`, and gives back its scoring slot: with one
+/// it has sent nothing for `[web] upload_idle_ms`, and gives back its scoring slot: with one
 /// slot, the next upload scores.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_that_stops_sending_is_cut_off_and_frees_its_slot() {
     use tokio::io::AsyncWriteExt;
     let port = common::free_port();
     let extra = [
-        ("FAULTLINE_WEB__REQUEST_TIMEOUT_MS", "1000".to_string()),
+        ("FAULTLINE_WEB__UPLOAD_IDLE_MS", "3000".to_string()),
         ("FAULTLINE_WEB__MAX_CONCURRENT", "1".to_string()),
     ];
     let daemon = common::Daemon::start(&daemon_env("stall", Some(port), port, &extra)).await;
+    // Made before the upload stalls: the 503 below must come within the idle limit.
+    let features = Model::embedded().unwrap().features().to_vec();
+    let csv = format!(
+        ",{}\nW-2{}\n",
+        features.join(","),
+        ",1.5".repeat(features.len())
+    );
     let mut upload = tokio::net::TcpStream::connect(daemon.web).await.unwrap();
     upload
         .write_all(
@@ -900,16 +907,10 @@ async fn an_upload_that_stops_sending_is_cut_off_and_frees_its_slot() {
     read_until(&mut upload, &mut answer, "100 Continue").await;
     upload.write_all(b"id,Sensor-1\nW-1,1.5\n").await.unwrap();
     // While it is stalled, its slot is taken: another upload is refused.
-    let features = Model::embedded().unwrap().features().to_vec();
-    let csv = format!(
-        ",{}\nW-2{}\n",
-        features.join(","),
-        ",1.5".repeat(features.len())
-    );
     let headers = [("Content-Type", "text/csv")];
     let (status, body) = common::http(daemon.web, "POST", "/api/score", &headers, &csv).await;
     assert_eq!(status, 503, "{body}");
-    read_until(&mut upload, &mut answer, "sent nothing for 1000 ms").await;
+    read_until(&mut upload, &mut answer, "sent nothing for 3000 ms").await;
     let text = String::from_utf8_lossy(&answer).to_string();
     assert!(text.contains("HTTP/1.1 408"), "{text}");
     let (status, body) = common::http(daemon.web, "POST", "/api/score", &headers, &csv).await;

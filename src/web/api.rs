@@ -23,6 +23,8 @@ pub struct WebLimits {
     pub max_rows: usize,
     /// Longest a request may take.
     pub request_timeout: Duration,
+    /// Longest an upload may send nothing before it is answered 408 (its slot freed).
+    pub upload_idle: Duration,
     /// Scoring requests served at once; more are refused with 503 (load shedding).
     pub max_concurrent: usize,
     /// Bearer token required on `/api/*` when set.
@@ -41,6 +43,8 @@ pub struct WebSection {
     pub max_rows: usize,
     /// Request timeout in milliseconds.
     pub request_timeout_ms: u64,
+    /// Longest pause in an upload's body, in milliseconds.
+    pub upload_idle_ms: u64,
     /// Scoring requests at once.
     pub max_concurrent: usize,
     /// Bearer token for /api/*; empty for none.
@@ -57,9 +61,10 @@ impl WebLimits {
             || web.max_rows == 0
             || web.max_concurrent == 0
             || web.request_timeout_ms == 0
+            || web.upload_idle_ms == 0
         {
             return Err(
-                "web.max_body_bytes, web.max_rows, web.max_concurrent and web.request_timeout_ms must all be above 0"
+                "web.max_body_bytes, web.max_rows, web.max_concurrent, web.request_timeout_ms and web.upload_idle_ms must all be above 0"
                     .into(),
             );
         }
@@ -77,6 +82,7 @@ impl WebLimits {
             max_body_bytes: web.max_body_bytes,
             max_rows: web.max_rows,
             request_timeout: Duration::from_millis(web.request_timeout_ms),
+            upload_idle: Duration::from_millis(web.upload_idle_ms),
             max_concurrent: web.max_concurrent,
             token: token.map(crate::secret::Secret::from),
         })
@@ -89,6 +95,7 @@ impl Default for WebLimits {
             max_body_bytes: 64 * 1024 * 1024,
             max_rows: 100_000,
             request_timeout: Duration::from_secs(30),
+            upload_idle: Duration::from_secs(30),
             max_concurrent: 4,
             token: None,
         }
@@ -242,8 +249,9 @@ pub async fn require_token(
     }
 }
 
-/// Refuses a request that changes something when a browser says another site's page sent it
-/// (`Sec-Fetch-Site: cross-site`). Without a token, `POST /api/model/promote` and `/reload` take
+/// Refuses a request that changes something when a browser says a page of another origin sent it
+/// (`Sec-Fetch-Site: cross-site`, or `same-site`: another port of the same host, or a sibling
+/// subdomain). Without a token, `POST /api/model/promote` and `/reload` take
 /// an empty body, which any page open in the operator's browser may send to faultline's address
 /// without asking first; scripts and faultline's own page are not affected.
 fn same_site_only(request: &axum::extract::Request) -> Result<(), ApiError> {
@@ -251,15 +259,15 @@ fn same_site_only(request: &axum::extract::Request) -> Result<(), ApiError> {
         *request.method(),
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
     );
-    let cross_site = request
-        .headers()
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    let cross_site = request.headers().get("sec-fetch-site").is_some_and(|v| {
+        let v = v.as_bytes();
+        v.eq_ignore_ascii_case(b"cross-site") || v.eq_ignore_ascii_case(b"same-site")
+    });
     if cross_site && !reads {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "another site's page may not change faultline (Sec-Fetch-Site: cross-site); use \
-             faultline's own page or a script",
+            "another site's page may not change faultline (Sec-Fetch-Site: cross-site or \
+             same-site); use faultline's own page or a script",
         ));
     }
     Ok(())

@@ -44,8 +44,8 @@ pub struct ScoreQuery {
 /// the first rows are parsed while the last are still on the wire, and the body is never held
 /// whole. The request's scoring slot is taken before the body is read, and its time limit
 /// (`[web] request_timeout_ms`) counts from the body's last byte, as it did when the body was
-/// read first; before that, the same limit bounds each pause in the body (a slow upload goes on,
-/// a stalled one is answered 408 and frees its slot).
+/// read first; before that, `[web] upload_idle_ms` bounds each pause in the body (a slow upload
+/// goes on, a stalled one is answered 408 and frees its slot).
 pub async fn score(
     State(s): State<WebState>,
     headers: HeaderMap,
@@ -85,7 +85,7 @@ pub async fn score(
         body,
         received: 0,
         limit: s.limits.max_body_bytes,
-        idle: s.limits.request_timeout,
+        idle: s.limits.upload_idle,
     };
     let work = match kind.as_str() {
         "text/csv" | "application/csv" => {
@@ -191,8 +191,8 @@ impl Upload {
                 return Err(ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     format!(
-                        "the upload sent nothing for {} ms after {} bytes; send the whole body \
-                         without pausing",
+                        "the upload sent nothing for {} ms after {} bytes ([web] upload_idle_ms); \
+                         send the whole body without pausing",
                         self.idle.as_millis(),
                         self.received
                     ),
@@ -350,7 +350,17 @@ fn read_json(body: &[u8], schema: &Schema, max_rows: usize) -> Result<RowBatch, 
         .iter()
         .any(json_rows::Reject::is_too_many_rows)
     {
-        return Err(too_many(max_rows.min(json_rows::MAX_ROWS)));
+        return Err(if max_rows < json_rows::MAX_ROWS {
+            too_many(max_rows)
+        } else {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "one JSON request holds at most {} rows; split it, or send the rows as CSV",
+                    json_rows::MAX_ROWS
+                ),
+            )
+        });
     }
     if !decoded.rejects.is_empty() {
         let details = decoded

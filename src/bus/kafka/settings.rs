@@ -117,7 +117,7 @@ impl KafkaSettings {
                 other => other.to_string(),
             };
             if matches!(name.as_str(), "acks" | "request.required.acks")
-                && !matches!(acks(value).as_str(), "all" | "-1")
+                && !(acks(value).eq_ignore_ascii_case("all") || acks(value) == "-1")
             {
                 return Err(format!(
                     "source.kafka.properties sets \"{name}\" to {}; faultline needs acks=all \

@@ -108,7 +108,8 @@ const DEFAULT_URL: &str = "mqtt://127.0.0.1:1883";
 
 impl MqttSettings {
     /// Checks `[source.mqtt]`. On the embedded broker (`embedded`: its listen address) the
-    /// clients connect there and the url is not used; TLS files need an `mqtts://` url only when
+    /// clients connect there, and a url other than the default or TLS files are refused (they
+    /// would be a `kind = "mqtt"` left out); TLS files need an `mqtts://` url only when
     /// this is the bus (`in_use`), but the rest is checked all the same: a typo should not wait
     /// for a switch of `source.kind`.
     pub fn from_section(
@@ -125,8 +126,9 @@ impl MqttSettings {
                 if url != DEFAULT_URL {
                     return Err(format!(
                         "source.mqtt.url is \"{url}\" but source.kind is \"embedded\", which runs \
-                         its own broker and never connects there; set source.kind = \"mqtt\" to \
-                         use that broker"
+                         its own broker on broker.listen and never connects there; remove \
+                         source.mqtt.url to use the embedded broker, or set source.kind = \"mqtt\" \
+                         to use that broker"
                     ));
                 }
                 if [&m.ca_file, &m.client_cert_file, &m.client_key_file]
@@ -232,15 +234,6 @@ impl MqttSettings {
                         "source.mqtt.format is \"sparkplug\" but topic \"{}\" is not in the Sparkplug B namespace; subscribe to spBv1.0/<group>/# (births and data)",
                         m.topic.trim()
                     ));
-                }
-                // Each birth reaches one member of a shared subscription, and the others could
-                // not read that edge node's aliases.
-                if !m.shared_group.trim().is_empty() {
-                    return Err("source.mqtt.format is \"sparkplug\" with a shared_group: each \
-                         birth certificate would reach only one instance, and the others would \
-                         dead-letter that node's data as unbound aliases; run one instance per \
-                         Sparkplug group instead"
-                        .into());
                 }
                 RowFormat::Sparkplug {
                     id_metric: id_metric.to_string(),

@@ -540,6 +540,10 @@ mod tests {
         // that name is no sensor of the model.
         let e = read("\"\",\"Sensor\n-1\",Sensor-2,Sensor-3\nW,1,2,3\n").unwrap_err();
         assert!(e.to_string().ends_with("needs: Sensor-1"), "{e}");
+        // After a byte-order mark (Excel's "CSV UTF-8"), a quote still opens the first name.
+        let b = read("\u{feff}\"id\nx\",Sensor-1,Sensor-2,Sensor-3\nW,1,2,3\n").unwrap();
+        assert_eq!(b.ids, ["W"]);
+        assert_eq!(b.row(0), &[1.0, 2.0, 3.0]);
         // A doubled quote inside a quoted name is a quote in the name.
         let e = read("\"\",\"Sensor-1\",\"Sensor-2\"\"\",Sensor-3\nW,1,2,3\n").unwrap_err();
         assert!(e.to_string().ends_with("needs: Sensor-2"), "{e}");

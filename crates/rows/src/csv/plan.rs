@@ -116,8 +116,15 @@ pub(super) fn read_header<R: BufRead>(input: &mut R) -> Result<(Vec<String>, usi
                 "the header line is longer than {MAX_HEADER_BYTES} bytes"
             )));
         }
-        // A newline inside a quoted name: the record goes on.
-        if quoting.ends_record(&raw[start..]) || !raw.ends_with(b"\n") {
+        // A newline inside a quoted name: the record goes on. (A byte-order mark before the
+        // first name is not part of it: a quote after it opens that name.)
+        let line = &raw[start..];
+        let line = if start == 0 {
+            line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line)
+        } else {
+            line
+        };
+        if quoting.ends_record(line) || !raw.ends_with(b"\n") {
             break;
         }
     }
