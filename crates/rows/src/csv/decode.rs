@@ -28,6 +28,8 @@ pub(super) struct Records<'a> {
     /// End offset of each csv-core field.
     pub(super) ends: &'a [usize],
     pub(super) records: &'a [Record],
+    /// The file line each record starts on.
+    pub(super) lines: &'a [usize],
 }
 
 impl<'a> Records<'a> {
@@ -60,7 +62,6 @@ pub(super) struct RowRef<'a> {
     pub(super) plan: &'a Plan,
     /// 1-based data row of the batch's first record.
     pub(super) first_row: usize,
-    pub(super) header_lines: usize,
 }
 
 /// The first problem met in a row's sensor cells, reported once its id is known.
@@ -96,7 +97,7 @@ impl RowRef<'_> {
         let mut split = Vec::new();
         for (k, r) in range.enumerate() {
             let row_no = self.first_row + r;
-            let line_no = row_no + self.header_lines;
+            let line_no = records.lines[r];
             let ragged = |found: usize| CsvError::Ragged {
                 line: line_no,
                 expected: columns,

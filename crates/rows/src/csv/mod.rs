@@ -167,8 +167,13 @@ pub struct CsvRows<R: Read> {
     batch_rows: usize,
     /// Data rows returned so far.
     rows_read: usize,
-    /// Physical lines the header took (to turn record numbers into file lines).
+    /// Physical lines the header took.
     header_lines: usize,
+    /// Newlines read after the header (blank lines and newlines inside quoted cells included),
+    /// so that every error names the file's own line.
+    lines: usize,
+    /// The file line each record of the batch starts on, in order.
+    starts: Vec<usize>,
     /// The records of the batch being read, fields unquoted and laid end to end; the first
     /// `text_len` bytes are in use, the rest is room.
     text: Vec<u8>,
@@ -211,6 +216,8 @@ impl<R: Read> CsvRows<R> {
             batch_rows: options.batch_rows.max(1),
             rows_read: 0,
             header_lines,
+            lines: 0,
+            starts: Vec::new(),
             text: vec![0; 1 << 16],
             text_len: 0,
             ends: vec![0; 1 << 12],
@@ -244,6 +251,7 @@ impl<R: Read> CsvRows<R> {
         self.text_len = 0;
         self.ends_len = 0;
         self.records.clear();
+        self.starts.clear();
         let mut rows = 0;
         while rows < self.batch_rows && self.text_len < MAX_BATCH_BYTES && self.read_record()? {
             rows += 1;
@@ -259,11 +267,11 @@ impl<R: Read> CsvRows<R> {
             text: &self.text[..self.text_len],
             ends: &self.ends[..self.ends_len],
             records: &self.records,
+            lines: &self.starts,
         };
         let first = RowRef {
             plan: &self.plan,
             first_row: self.rows_read + 1,
-            header_lines: self.header_lines,
         };
         let width = self.schema.width();
         debug_assert_eq!(out.width, width);
@@ -331,6 +339,7 @@ impl<R: Read> CsvRows<R> {
             let line = buf[..nl].strip_suffix(b"\r").unwrap_or(&buf[..nl]);
             if line.is_empty() {
                 self.input.consume(nl + 1); // a blank line, which csv-core skips too
+                self.lines += 1;
                 continue;
             }
             if memchr::memchr2(b'"', b'\r', line).is_some() {
@@ -347,6 +356,8 @@ impl<R: Read> CsvRows<R> {
                 start: base,
                 end: need,
             });
+            self.starts.push(self.header_lines + self.lines + 1);
+            self.lines += 1;
             self.input.consume(nl + 1);
             return Ok(true);
         }
@@ -356,6 +367,10 @@ impl<R: Read> CsvRows<R> {
     /// [`Self::read_record`] by csv-core.
     fn read_record_core(&mut self) -> Result<bool, CsvError> {
         let (record_start, first_end) = (self.text_len, self.ends_len);
+        // The record's line: the newlines read before its first byte (blank lines csv-core
+        // skips, the rest of a CRLF) count.
+        let mut start: Option<usize> = None;
+        let mut before = self.lines;
         loop {
             let input = self.input.fill_buf()?;
             let at_end = input.is_empty();
@@ -364,13 +379,27 @@ impl<R: Read> CsvRows<R> {
                 &mut self.text[self.text_len..],
                 &mut self.ends[self.ends_len..],
             );
+            let consumed = &input[..read];
+            if start.is_none() {
+                for &b in consumed {
+                    match b {
+                        b'\n' => before += 1,
+                        b'\r' => {}
+                        _ => {
+                            start = Some(self.header_lines + before + 1);
+                            break;
+                        }
+                    }
+                }
+            }
+            self.lines += memchr::memchr_iter(b'\n', consumed).count();
             self.input.consume(read);
             self.text_len += wrote;
             self.ends_len += ended;
             if self.text_len - record_start > MAX_RECORD_BYTES {
                 return Err(CsvError::Syntax(format!(
                     "line {} is longer than {MAX_RECORD_BYTES} bytes (a quote that is never closed?)",
-                    self.rows_read + first_end / self.plan.names.len().max(1) + 1 + self.header_lines
+                    start.unwrap_or(self.header_lines + before + 1)
                 )));
             }
             match result {
@@ -385,6 +414,8 @@ impl<R: Read> CsvRows<R> {
                         count: self.ends_len - first_end,
                         start: record_start,
                     });
+                    self.starts
+                        .push(start.unwrap_or(self.header_lines + before + 1));
                     return Ok(true);
                 }
                 csv_core::ReadRecordResult::End => {
@@ -562,6 +593,29 @@ mod tests {
         );
         // The message carries the start of the id, not all of it.
         assert!(text.len() < 400, "{text}");
+    }
+
+    #[test]
+    fn errors_name_the_files_own_line_past_blank_lines_and_quoted_newlines() {
+        let line = |text: &str| match read(text).unwrap_err() {
+            CsvError::BadCell { line, row, .. } => (line, row),
+            e => panic!("{e}"),
+        };
+        // Header 1, blank 2, W-1 3, "W\n2" 4-5, W-3 6.
+        assert_eq!(
+            line(",Sensor-1,Sensor-2,Sensor-3\n\nW-1,1,2,3\n\"W\n2\",1,2,3\nW-3,abc,2,3\n"),
+            (6, 3)
+        );
+        // The same with CRLF, blank lines read by either splitter.
+        assert_eq!(
+            line(",Sensor-1,Sensor-2,Sensor-3\r\n\r\nW-1,1,2,3\r\n\r\nW-2,abc,2,3\r\n"),
+            (5, 2)
+        );
+        // A bad row right after a quoted one, and a record that spans lines itself.
+        assert_eq!(
+            line(",Sensor-1,Sensor-2,Sensor-3\n\"W\n1\",1,2,3\n\n\"W\n2\",x,2,3\n"),
+            (5, 2)
+        );
     }
 
     #[test]
