@@ -639,12 +639,27 @@ async fn a_request_past_its_time_limit_is_answered_with_a_reason() {
     // 1 ms cannot cover parsing 2,000 rows of 590 sensors: the answer is a 503 that says why.
     let s = state(WebLimits {
         request_timeout: std::time::Duration::from_millis(1),
+        max_concurrent: 1,
         ..WebLimits::default()
     });
     let (csv, _) = sample_csv(&s.model.current(), 2000);
-    let (status, _, body) = send(&s, post("text/csv", csv)).await;
+    let (status, _, body) = send(&s, post("text/csv", csv.clone())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("longer than 1 ms"), "{body}");
+    // The work it started goes on after that answer, and holds the one scoring slot until it
+    // ends: more requests are shed meanwhile, not started beside it. Then the slot is free.
+    let (status, _, body) = send(&s, post("text/csv", csv.clone())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("already scoring 1 requests"), "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, _, body) = send(&s, post("text/csv", csv.clone())).await;
+        if body.contains("longer than 1 ms") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// A state with an in-memory store (no directory) holding `ids` scored by the embedded model.

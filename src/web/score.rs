@@ -53,7 +53,9 @@ pub async fn score(
     body: Body,
 ) -> Result<Response, ApiError> {
     let query = query?;
-    let Ok(_slot) = s.score_slots.clone().try_acquire_owned() else {
+    // The slot goes with the work: released when the parsing and scoring end, not when this
+    // handler returns (after a time-out, the work runs on to its end).
+    let Ok(slot) = s.score_slots.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -91,6 +93,7 @@ pub async fn score(
         "text/csv" | "application/csv" => {
             let (tx, rx) = tokio::sync::mpsc::channel(UPLOAD_CHUNKS_AHEAD);
             let work = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
                 let schema = Schema::new(model.features());
                 let chunks = Chunks {
                     rx,
@@ -140,6 +143,7 @@ pub async fn score(
                 body.extend_from_slice(&chunk);
             }
             tokio::task::spawn_blocking(move || {
+                let _slot = slot;
                 let schema = Schema::new(model.features());
                 let rows = read_json(&body, &schema, limits.max_rows)?;
                 Ok(answer(&model, &rows, explain_all, wants_csv))
