@@ -239,10 +239,24 @@ pub fn check_labels(data: &[u8]) {
             );
         }
     }
-    match labels::from_csv(data) {
+    match labels::from_csv(data, usize::MAX) {
         Ok((labels, errors)) => {
             labels.iter().for_each(check_label);
             check_label_errors(&errors);
+            // Asked for at most `most`, the reader stops one row past it, with the same rows.
+            let most = 3;
+            let (first, first_errors) =
+                labels::from_csv(data, most).expect("the same header reads the same");
+            assert_eq!(
+                first.len() + first_errors.len(),
+                (labels.len() + errors.len()).min(most + 1),
+                "a read asked for at most {most} rows"
+            );
+            assert_eq!(
+                first[..],
+                labels[..first.len()],
+                "a shorter read, other labels"
+            );
         }
         Err(e) => assert!(!e.is_empty(), "a labels CSV refused without a reason"),
     }
