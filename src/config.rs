@@ -678,6 +678,15 @@ mod tests {
             .collect()
     }
 
+    /// Why the configuration of `pairs` (over the defaults) is refused at validation.
+    fn refused(pairs: &[(&str, &str)]) -> String {
+        RawConfig::load_with_env(None, env(pairs))
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn defaults_load_and_validate() {
         let c = RawConfig::load_with_env(None, env(&[]))
@@ -879,31 +888,16 @@ mod tests {
 
     #[test]
     fn cross_field_rules_are_sentences() {
-        let e = RawConfig::load_with_env(
-            None,
-            env(&[
-                ("FAULTLINE_BATCH__QUEUE_ROWS", "10"),
-                ("FAULTLINE_BATCH__MAX_ROWS", "100"),
-            ]),
-        )
-        .unwrap()
-        .validate()
-        .unwrap_err()
-        .to_string();
+        let e = refused(&[
+            ("FAULTLINE_BATCH__QUEUE_ROWS", "10"),
+            ("FAULTLINE_BATCH__MAX_ROWS", "100"),
+        ]);
         assert!(e.contains("raise queue_rows or lower max_rows"), "{e}");
         if !cfg!(feature = "kafka") {
-            let e = RawConfig::load_with_env(None, env(&[("FAULTLINE_SOURCE__KIND", "kafka")]))
-                .unwrap()
-                .validate()
-                .unwrap_err()
-                .to_string();
+            let e = refused(&[("FAULTLINE_SOURCE__KIND", "kafka")]);
             assert!(e.contains("--features kafka"), "{e}");
         }
-        let e = RawConfig::load_with_env(None, env(&[("FAULTLINE_SOURCE__MQTT__QOS", "2")]))
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let e = refused(&[("FAULTLINE_SOURCE__MQTT__QOS", "2")]);
         assert!(e.contains("set 1"), "{e}");
     }
 
@@ -967,17 +961,9 @@ mod tests {
 
     #[test]
     fn out_of_range_values_say_what_to_change() {
-        let e = RawConfig::load_with_env(None, env(&[("FAULTLINE_MODEL__THRESHOLD", "1.5")]))
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let e = refused(&[("FAULTLINE_MODEL__THRESHOLD", "1.5")]);
         assert!(e.contains("between 0 and 1"), "{e}");
-        let e = RawConfig::load_with_env(None, env(&[("FAULTLINE_INPUT__CSV_BATCH_ROWS", "0")]))
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let e = refused(&[("FAULTLINE_INPUT__CSV_BATCH_ROWS", "0")]);
         assert!(e.contains("at least 1"), "{e}");
         // Fewer rows than drift ever judges, and a keep-alive MQTT cannot carry.
         for (k, v, says) in [
@@ -988,11 +974,7 @@ mod tests {
                 "5 to 65535",
             ),
         ] {
-            let e = RawConfig::load_with_env(None, env(&[(k, v)]))
-                .unwrap()
-                .validate()
-                .unwrap_err()
-                .to_string();
+            let e = refused(&[(k, v)]);
             assert!(e.contains(says) && e.contains(v), "{e}");
         }
     }
@@ -1110,11 +1092,7 @@ mod tests {
                 "TLS files",
             ),
         ] {
-            let e = RawConfig::load_with_env(None, env(&[(k, v)]))
-                .unwrap()
-                .validate()
-                .unwrap_err()
-                .to_string();
+            let e = refused(&[(k, v)]);
             assert!(
                 e.contains(says) && e.contains("source.kind = \"mqtt\""),
                 "{e}"
@@ -1140,11 +1118,7 @@ mod tests {
             ("FAULTLINE_SOURCE__MQTT__TOPIC", "$share/g/plant/rows"),
             ("FAULTLINE_LABELS__TOPIC", "labels/#/x"),
         ] {
-            let e = RawConfig::load_with_env(None, env(&[(k, v)]))
-                .unwrap()
-                .validate()
-                .unwrap_err()
-                .to_string();
+            let e = refused(&[(k, v)]);
             assert!(
                 e.contains("not a valid MQTT topic filter") && e.contains(v),
                 "{e}"
@@ -1179,13 +1153,6 @@ mod tests {
 
     #[test]
     fn the_rows_topic_never_reads_faultlines_own_outputs() {
-        let refused = |pairs: &[(&str, &str)]| {
-            RawConfig::load_with_env(None, env(pairs))
-                .unwrap()
-                .validate()
-                .unwrap_err()
-                .to_string()
-        };
         // The default outputs are under faultline/: a rows filter over all of it reads them.
         let e = refused(&[("FAULTLINE_SOURCE__MQTT__TOPIC", "faultline/#")]);
         assert!(
@@ -1336,29 +1303,15 @@ mod tests {
                 .contains(&("sasl.password".into(), "kafka-pass".into())));
             assert!(!printed.contains("kafka-pass"), "{printed}");
         }
-        let e = RawConfig::load_with_env(
-            None,
-            env(&[("FAULTLINE_WEB__TOKEN_FILE", "/nonexistent/token")]),
-        )
-        .unwrap()
-        .validate()
-        .unwrap_err()
-        .to_string();
+        let e = refused(&[("FAULTLINE_WEB__TOKEN_FILE", "/nonexistent/token")]);
         assert!(
             e.contains("web.token_file") && e.contains("/nonexistent/token"),
             "{e}"
         );
-        let e = RawConfig::load_with_env(
-            None,
-            env(&[
-                ("FAULTLINE_WEB__TOKEN", "x"),
-                ("FAULTLINE_WEB__TOKEN_FILE", token.to_str().unwrap()),
-            ]),
-        )
-        .unwrap()
-        .validate()
-        .unwrap_err()
-        .to_string();
+        let e = refused(&[
+            ("FAULTLINE_WEB__TOKEN", "x"),
+            ("FAULTLINE_WEB__TOKEN_FILE", token.to_str().unwrap()),
+        ]);
         assert!(e.contains("both set"), "{e}");
     }
 

@@ -828,7 +828,7 @@ fn row_ids(rows: &[String]) -> HashSet<String> {
 /// open (here an upload that stopped sending): the request is cut off, not waited for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_left_open_does_not_hold_the_shutdown() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let port = common::free_port();
     let extra = [("FAULTLINE_SHUTDOWN__GRACE_MS", "1000".to_string())];
     let mut daemon = common::Daemon::start(&daemon_env("open", Some(port), port, &extra)).await;
@@ -841,16 +841,7 @@ async fn an_upload_left_open_does_not_hold_the_shutdown() {
         .await
         .unwrap();
     // The server asks for the body once the handler reads it: the request is in.
-    let mut answer = Vec::new();
-    while !String::from_utf8_lossy(&answer).contains("100 Continue") {
-        let mut buf = [0u8; 256];
-        let n = tokio::time::timeout(Duration::from_secs(10), upload.read(&mut buf))
-            .await
-            .expect("no 100 Continue")
-            .unwrap();
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
-        answer.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut upload, &mut Vec::new(), "100 Continue").await;
     upload.write_all(b"id,Sensor-1\nW-1,1.5\n").await.unwrap();
     daemon.sigterm();
     // The grace period is 1 s, and closing gets at most a second more.
