@@ -34,6 +34,24 @@ async fn send(state: &WebState, req: Request<Body>) -> (StatusCode, String, Stri
     (status, ct, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// `body` posted to `/api/score` asking for a CSV answer: its status, headers and text.
+async fn score_as_csv(
+    state: &WebState,
+    body: impl Into<Body>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let req = Request::post("/api/score")
+        .header(header::CONTENT_TYPE, "text/csv")
+        .header(header::ACCEPT, "text/csv")
+        .body(body.into())
+        .unwrap();
+    let res = router(state.clone()).oneshot(req).await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
 fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).unwrap()
 }
@@ -256,7 +274,7 @@ async fn a_labelled_upload_is_evaluated_against_its_own_labels() {
     }
     let faulty = |i: usize| i % 3 == 0 || i == 1 || i == 4;
     let csv = labelled_csv(&model, &batch, |i| if faulty(i) { 1 } else { -1 });
-    let (status, _, body) = send(&s, post("text/csv", csv)).await;
+    let (status, _, body) = send(&s, post("text/csv", csv.clone())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     let results = v["results"].as_array().unwrap();
@@ -298,11 +316,31 @@ async fn a_labelled_upload_is_evaluated_against_its_own_labels() {
     assert_eq!(v["drift"]["judged"], true);
     assert!(v.get("warning").is_none(), "{}", v["warning"]);
 
-    // Without labels there is no evaluation.
+    // As CSV: the labels in a last column, as `faultline score` writes them, and the
+    // evaluation in a header.
+    let (status, headers, text) = score_as_csv(&s, csv).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().ends_with(",model_version,Good/Bad"));
+    for (i, line) in lines.enumerate() {
+        let want = if faulty(i) { ",1" } else { ",-1" };
+        assert!(line.ends_with(want), "row {i}: {line}");
+    }
+    let evaluation = headers["faultline-evaluation"].to_str().unwrap();
+    assert!(
+        evaluation.contains(&format!("caught {tp} of 22 faulty wafers")),
+        "{evaluation}"
+    );
+    assert!(!headers.contains_key("faultline-warning"));
+
+    // Without labels there is no evaluation, nor a label column.
     let (csv, _) = sample_csv(&model, 10);
-    let (_, _, body) = send(&s, post("text/csv", csv)).await;
+    let (_, _, body) = send(&s, post("text/csv", csv.clone())).await;
     let v: Value = serde_json::from_str(&body).unwrap();
     assert!(v.get("evaluation").is_none(), "{body}");
+    let (_, headers, text) = score_as_csv(&s, csv).await;
+    assert!(text.lines().next().unwrap().ends_with(",model_version"));
+    assert!(!headers.contains_key("faultline-evaluation"));
 }
 
 #[tokio::test]
@@ -329,9 +367,12 @@ async fn an_upload_far_from_the_training_data_gets_a_warning_naming_sensors() {
     }
     let mut out = Vec::new();
     synthetic::write_csv(&batch, model.features(), &mut out).unwrap();
-    let (status, _, body) = send(&s, post("text/csv", out)).await;
+    let (status, _, body) = send(&s, post("text/csv", out.clone())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
+    // As CSV, the same warning travels in a header.
+    let (_, headers, _) = score_as_csv(&s, out).await;
+    assert_eq!(headers["faultline-warning"], v["warning"].as_str().unwrap());
     assert!(
         v["drift"]["sensors_out_of_range"].as_u64().unwrap() >= 30,
         "{}",

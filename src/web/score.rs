@@ -8,7 +8,7 @@ use crate::row::csv::{CsvOptions, CsvRows};
 use crate::row::{json as json_rows, RowBatch, Schema};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
@@ -100,12 +100,12 @@ pub async fn score(
                     current: Bytes::new(),
                     ended: false,
                 };
-                let rows = read_csv(chunks, &schema, allow_extra, limits.max_rows)?;
+                let (rows, labelled) = read_csv(chunks, &schema, allow_extra, limits.max_rows)?;
                 tracing::debug!(
                     read_ms = started.elapsed().as_secs_f64() * 1e3,
                     "read an upload's rows"
                 );
-                Ok(answer(&model, &rows, explain_all, wants_csv))
+                Ok(answer(&model, &rows, labelled, explain_all, wants_csv))
             });
             // Feed the parser until the body ends. If it stops early (a bad cell, too many
             // rows), the rest of the body is still read and dropped, so the client, which may
@@ -146,7 +146,8 @@ pub async fn score(
                 let _slot = slot;
                 let schema = Schema::new(model.features());
                 let rows = read_json(&body, &schema, limits.max_rows)?;
-                Ok(answer(&model, &rows, explain_all, wants_csv))
+                let labelled = rows.labels.iter().any(Option::is_some);
+                Ok(answer(&model, &rows, labelled, explain_all, wants_csv))
             })
         }
         other => {
@@ -262,10 +263,13 @@ impl std::io::Read for Chunks {
     }
 }
 
-/// Scores and explains `rows` and writes the answer: JSON with the file's checks, or CSV.
+/// Scores and explains `rows` and writes the answer: JSON with the file's checks, or CSV (with
+/// `Good/Bad` when the upload is `labelled`, as `faultline score` writes it) whose checks travel
+/// in the headers [`EVALUATION_HEADER`] and [`WARNING_HEADER`].
 fn answer(
     model: &crate::model::Model,
     rows: &RowBatch,
+    labelled: bool,
     explain_all: bool,
     wants_csv: bool,
 ) -> Response {
@@ -276,21 +280,43 @@ fn answer(
     let started = std::time::Instant::now();
     let verdicts = model.score_explaining(rows, &mut model.decider(), explain);
     let scored = started.elapsed();
-    if wants_csv {
-        let mut out = Vec::new();
-        let mut w = csv::Writer::from_writer(&mut out);
-        let _ = w.write_record(crate::score::VERDICT_COLUMNS);
-        let mut records = crate::score::VerdictRecords::default();
-        for v in &verdicts {
-            let _ = w.write_record(records.record(model, v, None));
-        }
-        drop(w);
-        return ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
-    }
-    // The file's checks travel in the JSON answer only (the CSV is one verdict per row).
     let mut check = crate::score::FileCheck::new(model);
     check.add(rows, &verdicts);
     let checks = check.finish(model);
+    if wants_csv {
+        let mut out = Vec::new();
+        let mut w = csv::Writer::from_writer(&mut out);
+        let mut head = crate::score::VERDICT_COLUMNS.to_vec();
+        if labelled {
+            head.push(crate::row::csv::LABEL_COLUMN);
+        }
+        let _ = w.write_record(head);
+        let mut records = crate::score::VerdictRecords::default();
+        for (v, label) in verdicts.iter().zip(&rows.labels) {
+            let _ = w.write_record(records.record(model, v, labelled.then_some(*label)));
+        }
+        drop(w);
+        let mut response =
+            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
+        // What the JSON answer says beside its results, as `faultline score` says it on stderr.
+        let sentences = [
+            (
+                EVALUATION_HEADER,
+                checks
+                    .evaluation
+                    .as_ref()
+                    .map(crate::score::describe_evaluation),
+            ),
+            (WARNING_HEADER, checks.warning),
+        ];
+        for (name, sentence) in sentences {
+            // Sentences are ASCII but for sensor names, which a header carries as raw bytes.
+            if let Some(value) = sentence.and_then(|t| HeaderValue::from_bytes(t.as_bytes()).ok()) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        return response;
+    }
     let results: Vec<VerdictMessage> = verdicts
         .iter()
         .map(|v| VerdictMessage::result(v, model))
@@ -316,6 +342,11 @@ fn answer(
     response
 }
 
+/// The CSV answer's header with the upload's evaluation against its own `Good/Bad` labels.
+pub const EVALUATION_HEADER: &str = "faultline-evaluation";
+/// The CSV answer's header with the warning about sensors off their training distribution.
+pub const WARNING_HEADER: &str = "faultline-warning";
+
 fn too_many(max_rows: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -328,7 +359,7 @@ fn read_csv(
     schema: &Schema,
     allow_extra: bool,
     max_rows: usize,
-) -> Result<RowBatch, ApiError> {
+) -> Result<(RowBatch, bool), ApiError> {
     let mut reader = CsvRows::new(
         body,
         schema,
@@ -343,7 +374,7 @@ fn read_csv(
             return Err(too_many(max_rows));
         }
     }
-    Ok(all)
+    Ok((all, reader.has_labels()))
 }
 
 fn read_json(body: &[u8], schema: &Schema, max_rows: usize) -> Result<RowBatch, ApiError> {
