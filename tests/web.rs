@@ -461,6 +461,14 @@ async fn limits_refuse_with_a_reason() {
         max_body_bytes: 200_000,
         ..WebLimits::default()
     });
+    // The page reads the limits to refuse a file before sending it.
+    let (status, _, body) = send(&s, get("/api/limits")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let limits: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        limits,
+        serde_json::json!({"max_body_bytes": 200_000, "max_rows": 5})
+    );
     let (csv, _) = sample_csv(&s.model.current(), 6);
     let (status, _, body) = send(&s, post("text/csv", csv)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");

@@ -282,6 +282,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0 && a.len() == b.len()
 }
 
+/// `GET /api/limits`: what one upload may hold, so that the page refuses a file the daemon would
+/// refuse before sending it, naming the setting.
+pub async fn limits(State(s): State<WebState>) -> Response {
+    Json(json!({
+        "max_body_bytes": s.limits.max_body_bytes,
+        "max_rows": s.limits.max_rows,
+    }))
+    .into_response()
+}
+
 /// The answer to a body over `[web] max_body_bytes`.
 pub(crate) fn too_large(s: &WebState) -> ApiError {
     ApiError::new(

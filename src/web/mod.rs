@@ -91,6 +91,7 @@ pub fn router(state: WebState) -> Router {
                 )),
         )
         .route("/api/drift", get(model::drift))
+        .route("/api/limits", get(api::limits))
         .route(
             "/api/score",
             axum::routing::post(score::score)

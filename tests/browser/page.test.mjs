@@ -383,3 +383,53 @@ test('with an alarm budget the page says how the daemon decided', { timeout: 120
     server.kill('SIGTERM');
   }
 });
+
+test('the page holds a file to the daemon\'s own limits, refuses bytes that are not UTF-8 and reads 1.0 labels', { timeout: 120_000 }, async () => {
+  const work = mkdtempSync(join(tmpdir(), 'faultline-limits-'));
+  // The sample's 50 rows of about 4.9 KB: the whole file is over 200 KB, 35 rows are not but
+  // are over 30 rows, 20 rows are within both limits.
+  const lines = readFileSync(join(ROOT, 'examples', 'wafers.csv'), 'utf8').split('\n').filter((l) => l.length);
+  const write = (name, content) => { const p = join(work, name); writeFileSync(p, content); return p; };
+  const { url, server } = await startDaemon(work, { FAULTLINE_WEB__MAX_BODY_BYTES: '200000', FAULTLINE_WEB__MAX_ROWS: '30' });
+  let browser;
+  try {
+    await waitHealthy(url, 20_000);
+    browser = await launchChromium();
+    const page = await (await browser.newContext()).newPage();
+    const consoleErrors = [];
+    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    await page.goto(url);
+    const refusal = async (path) => {
+      await page.setInputFiles('#file-input', path);
+      await page.waitForSelector('#errors .error-file');
+      return page.textContent('#errors .error-file .error-title');
+    };
+
+    // Over [web] max_body_bytes, as this daemon sets it (not the default 64 MiB).
+    assert.match(await refusal(join(ROOT, 'examples', 'wafers.csv')), /wafers\.csv was not loaded: it is 244\.7 KiB, over the daemon's limit of 195\.3 KiB \(\[web\] max_body_bytes\)/);
+    // Over [web] max_rows.
+    assert.match(await refusal(write('rows35.csv', lines.slice(0, 36).join('\n') + '\n')), /rows35\.csv was not loaded: it has 35 rows, and the daemon scores at most 30 at once \(\[web\] max_rows\)/);
+    // A byte that is not UTF-8 on the third line (in the second row's id): refused as the CLI refuses it.
+    const bytes = Buffer.from(lines.slice(0, 21).join('\n') + '\n', 'utf8');
+    const third = bytes.indexOf(10, bytes.indexOf(10) + 1) + 1;
+    bytes[third + 1] = 0xff;
+    const badPath = write('latin.csv', bytes);
+    assert.match(await refusal(badPath), /latin\.csv was not loaded: it is not UTF-8 text: line 3 is not valid UTF-8/);
+    assert.throws(() => execFileSync(BIN, ['score', '--input', badPath, '--output', '-'], { stdio: 'pipe' }), /line 3 is not valid UTF-8/);
+
+    // Labels written 1.0 and -1.0 (the daemon takes them): the file's evaluation and ROC curve show.
+    const labelled = [lines[0] + ',Good/Bad', ...lines.slice(1, 21).map((l, i) => `${l},${i % 4 === 0 ? '1.0' : '-1.0'}`)];
+    await page.setInputFiles('#file-input', write('labelled.csv', labelled.join('\n') + '\n'));
+    await page.waitForFunction(() => document.querySelector('#table-info')?.textContent.includes('20 rows'));
+    assert.equal(await page.isHidden('#errors'), true, 'a file within the limits is loaded without an error');
+    await page.waitForFunction(() => !document.querySelector('#score-button')?.disabled);
+    await page.click('#score-button');
+    await page.waitForSelector('#file-evaluation:not([hidden])');
+    assert.match(await page.textContent('#file-evaluation'), /\(20 wafers, 5 faulty\)/);
+    assert.equal(await page.isHidden('#roc'), false, 'labels of 1.0 and -1.0 draw the ROC curve');
+    assert.deepEqual(consoleErrors, []);
+  } finally {
+    if (browser) await browser.close();
+    server.kill('SIGTERM');
+  }
+});

@@ -75,6 +75,22 @@ async function readJson(response) {
   }
 }
 
+let limitsPromise = null;
+
+/**
+ * The daemon's upload limits (GET /api/limits: {max_body_bytes, max_rows}), or null when it does
+ * not say; then the page checks nothing ahead and the daemon's own answer names the limit.
+ */
+export function uploadLimits() {
+  if (!limitsPromise) {
+    limitsPromise = getJson('/api/limits').catch(() => {
+      limitsPromise = null;
+      return null;
+    });
+  }
+  return limitsPromise;
+}
+
 /** GET a JSON resource of /api, asking for the token when the daemon answers 401. */
 export async function getJson(path) {
   for (;;) {

@@ -10,8 +10,6 @@ export const WIDTH = { id: 150, probability: 108, fault: 64, contributions: 460,
 /** Rows and columns rendered beyond the visible ones, so that small scrolls need no repaint. */
 export const OVERSCAN_ROWS = 8;
 export const OVERSCAN_COLS = 2;
-/** The daemon's default body limit ([web] max_body_bytes). */
-export const MAX_FILE_BYTES = 64 * 1024 * 1024;
 /** A file with more bad cells than this is not a sensor file; it is refused rather than kept. */
 export const MAX_INVALID_CELLS = 200000;
 /** Errors listed one by one; the rest are counted. */

@@ -125,6 +125,11 @@ export function formatThreshold(t) {
   return Number.isFinite(t) ? t.toFixed(4) : '?';
 }
 
+/** A size in bytes as MiB (or KiB below one MiB), without a trailing ".0". */
+export function fmtBytes(n) {
+  return n >= 1048576 ? `${Number((n / 1048576).toFixed(1))} MiB` : `${Number((n / 1024).toFixed(1))} KiB`;
+}
+
 export function fmtInt(n) {
   return Number(n).toLocaleString('en-US');
 }

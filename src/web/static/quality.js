@@ -3,10 +3,11 @@
 // (POST /api/labels) and the promotion of the shadow (POST /api/model/promote).
 //
 // A module like the rest of the page, under the same Content-Security-Policy: the DOM is built
-// with createElement and textContent only. The token and its form (api.js) and the model card
-// (card.js) are imported; main.js starts the panel with startQuality once the page has started.
+// with createElement and textContent only. The token, its form and the upload limits (api.js),
+// a number format (cells.js) and the model card (card.js) are imported; main.js starts the panel with startQuality once the page has started.
 
-import { askForToken, authHeaders, token } from './api.js';
+import { askForToken, authHeaders, token, uploadLimits } from './api.js';
+import { fmtBytes } from './cells.js';
 import { clear, el, QUALITY_OPEN_KEY } from './base.js';
 import { sentence } from './status.js';
 import { refreshCard, rememberOpen } from './card.js';
@@ -16,7 +17,6 @@ const POLL_MS = 5000;
 const MAX_MS = 60000;
 /** Whether the panel is open, kept across reloads. */
 /** The daemon's default body limit ([web] max_body_bytes). */
-const MAX_FILE_BYTES = 64 * 1024 * 1024;
 /** Refused labels listed one by one; the rest are counted. */
 const REJECTIONS_SHOWN = 20;
 /** The table's rows: a heading, and what each model's column shows. */
@@ -266,8 +266,9 @@ async function uploadLabels(file) {
   ui.inputLabel.classList.add('disabled');
   showUpload(`Uploading ${file.name}…`);
   try {
-    if (file.size > MAX_FILE_BYTES) {
-      throw new Error(`${file.name} is ${(file.size / 1048576).toFixed(1)} MiB; the daemon takes at most 64 MiB at once`);
+    const limits = await uploadLimits();
+    if (limits && file.size > limits.max_body_bytes) {
+      throw new Error(`${file.name} is ${fmtBytes(file.size)}; the daemon takes at most ${fmtBytes(limits.max_body_bytes)} at once ([web] max_body_bytes)`);
     }
     const text = await file.text();
     const answer = await call('POST', '/api/labels', text, labelsType(file, text));

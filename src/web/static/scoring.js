@@ -2,7 +2,7 @@
 // threshold slider, the fault filter, the sort by probability, the summary line, and the
 // explanation of a flagged row (explain.js).
 
-import { $, ERROR_LIST_LIMIT, KIND_ID, KIND_LABEL, MISSING, state, ui } from './base.js';
+import { $, ERROR_LIST_LIMIT, KIND_ID, KIND_LABEL, MISSING, NUMBER_RE, state, ui } from './base.js';
 import { ApiError, askForToken, postCsv, token } from './api.js';
 import { describeContributions, f32Text, fmtInt, formatThreshold, plural } from './cells.js';
 import { cellText, rowId } from './table.js';
@@ -142,8 +142,10 @@ function fileLabels(d) {
   if (c < 0) return null;
   const out = new Array(d.nRows);
   for (let r = 0; r < d.nRows; r++) {
+    // Any spelling of 1 or -1 the daemon takes (1.0, +1, -1e0): the load checked the rest.
     const v = cellText(d, r, c).trim();
-    out[r] = v === '1' || v === '+1' ? true : v === '-1' ? false : null;
+    const y = NUMBER_RE.test(v) ? Number(v) : NaN;
+    out[r] = y === 1 ? true : y === -1 ? false : null;
   }
   return out;
 }
