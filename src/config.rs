@@ -479,6 +479,36 @@ impl RawConfig {
                 return invalid(format!("{key} \"{topic}\" {bad}"));
             }
         }
+        // One topic for two kinds of output would mix them: a fault published twice on a scores
+        // topic that is also the faults topic, dead letters (no id, no score) among the faults.
+        let scores_topic = self.sink.scores_topic.trim();
+        for (a, b, ta, tb) in [
+            (
+                "sink.faults_topic",
+                "sink.dead_letter_topic",
+                faults_topic.as_str(),
+                dead_letter_topic.as_str(),
+            ),
+            (
+                "sink.scores_topic",
+                "sink.faults_topic",
+                scores_topic,
+                faults_topic.as_str(),
+            ),
+            (
+                "sink.scores_topic",
+                "sink.dead_letter_topic",
+                scores_topic,
+                dead_letter_topic.as_str(),
+            ),
+        ] {
+            if ta == tb {
+                return invalid(format!(
+                    "{a} and {b} are both \"{ta}\"; each output needs a topic of its own (the \
+                     scores topic already carries every verdict, faults included)"
+                ));
+            }
+        }
         let max_rows = NonZeroUsize::new(self.batch.max_rows).ok_or_else(|| {
             ConfigError::Invalid("batch.max_rows is 0; set at least 1 (default 256)".into())
         })?;
@@ -1205,6 +1235,38 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn each_output_has_a_topic_of_its_own() {
+        for (pairs, a, b) in [
+            (
+                &[("FAULTLINE_SINK__SCORES_TOPIC", "faultline/faults")][..],
+                "sink.scores_topic",
+                "sink.faults_topic",
+            ),
+            (
+                &[("FAULTLINE_SINK__SCORES_TOPIC", "faultline/dead-letter")][..],
+                "sink.scores_topic",
+                "sink.dead_letter_topic",
+            ),
+            (
+                &[("FAULTLINE_SINK__DEAD_LETTER_TOPIC", "faultline/faults")][..],
+                "sink.faults_topic",
+                "sink.dead_letter_topic",
+            ),
+        ] {
+            let e = refused(pairs);
+            assert!(e.contains(&format!("{a} and {b} are both")), "{e}");
+        }
+        // Distinct topics are fine.
+        RawConfig::load_with_env(
+            None,
+            env(&[("FAULTLINE_SINK__SCORES_TOPIC", "faultline/scores")]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
     }
 
     #[test]
