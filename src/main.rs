@@ -182,16 +182,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
                 anyhow::bail!("--rate must be a positive number of rows per second");
             }
-            if passes == Some(0) {
-                anyhow::bail!("--passes must be at least 1 (or leave it out with --loop)");
-            }
+            let passes = match passes.map(std::num::NonZeroU64::new) {
+                Some(None) => {
+                    anyhow::bail!("--passes must be at least 1 (or leave it out with --loop)")
+                }
+                Some(p) => p,
+                None if repeat => None,
+                None => Some(std::num::NonZeroU64::MIN),
+            };
             let target = faultline::replay::parse_target(&to)?;
             let model = load_model(None, None)?;
-            let passes = if repeat {
-                passes
-            } else {
-                Some(passes.unwrap_or(1))
-            };
             let runtime = tokio::runtime::Runtime::new()?;
             let summary = runtime.block_on(async {
                 tokio::select! {

@@ -5,6 +5,7 @@ use crate::bus::mqtt::parse_mqtt_url;
 use crate::row::csv::{CsvOptions, CsvRows};
 use crate::row::json::encode_row;
 use crate::row::Schema;
+use std::num::NonZeroU64;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -123,16 +124,22 @@ pub struct ReplaySummary {
     pub seconds: f64,
 }
 
-/// Publishes every row of `file` to `target` at up to `rate` rows/s (unlimited when `None`),
-/// `passes` times (ids get a `#<pass>` suffix after the first pass, so every row is unique), and
-/// returns once the broker has acknowledged them all.
+/// Publishes every row of `file` to `target` at up to `rate` rows/s (unlimited when `None`; a
+/// rate must be a positive number), `passes` times (unlimited when `None`; ids get a `#<pass>`
+/// suffix after the first pass, so every row is unique), and returns once the broker has
+/// acknowledged them all.
 pub async fn replay(
     file: &Path,
     target: &Target,
     features: &[String],
     rate: Option<f64>,
-    passes: Option<u64>,
+    passes: Option<NonZeroU64>,
 ) -> Result<ReplaySummary, ReplayError> {
+    if let Some(r) = rate.filter(|r| !(*r > 0.0 && r.is_finite())) {
+        return Err(ReplayError::Target(format!(
+            "the rate {r} is not a positive number of rows per second"
+        )));
+    }
     replay_to(file, target, features, rate, passes)
         .await
         .map_err(|e| match e {
@@ -146,7 +153,7 @@ async fn replay_to(
     target: &Target,
     features: &[String],
     rate: Option<f64>,
-    passes: Option<u64>,
+    passes: Option<NonZeroU64>,
 ) -> Result<ReplaySummary, ReplayError> {
     let mut out = Out::connect(target)?;
     let schema = Schema::new(features);
@@ -184,7 +191,7 @@ async fn replay_to(
             }
         }
         pass += 1;
-        if passes.is_some_and(|p| pass >= p) {
+        if passes.is_some_and(|p| pass >= p.get()) {
             break;
         }
     }
@@ -311,6 +318,22 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_rate_that_is_not_positive_is_refused_before_anything_is_sent() {
+        // A rate of 0 would wait for ever before the first row; the CLI checks it too.
+        let target = parse_target("mqtt://127.0.0.1:1/rows").unwrap();
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let e = replay(Path::new("no-such.csv"), &target, &[], Some(rate), None)
+                .await
+                .unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("not a positive number of rows per second"),
+                "{rate}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn targets_parse_or_say_how_to_write_them() {
