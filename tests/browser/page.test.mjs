@@ -416,6 +416,35 @@ test('the page holds a file to the daemon\'s own limits, refuses bytes that are 
     const badPath = write('latin.csv', bytes);
     assert.match(await refusal(badPath), /latin\.csv was not loaded: it is not UTF-8 text: line 3 is not valid UTF-8/);
     assert.throws(() => execFileSync(BIN, ['score', '--input', badPath, '--output', '-'], { stdio: 'pipe' }), /line 3 is not valid UTF-8/);
+    // A file cut inside a character: its last line, as the CLI says.
+    const cut = Buffer.concat([Buffer.from(lines.slice(0, 4).join('\n') + '\n', 'utf8'), Buffer.from([0xe2, 0x82])]);
+    assert.match(await refusal(write('cut.csv', cut)), /cut\.csv was not loaded: it is not UTF-8 text: line 5 is not valid UTF-8/);
+    // The page's reader finds where the first bad sequence starts, checked against the browser's
+    // strict decoder: random bytes, mostly ASCII and the lead and continuation bytes
+    // around the edges of the rules.
+    const disagreements = await page.evaluate(async () => {
+      const { firstBadUtf8 } = await import('/cells.js');
+      const pool = [0x41, 0x0a, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf4, 0xf5, 0xff];
+      const valid = (b) => { try { new TextDecoder('utf-8', { fatal: true }).decode(b); return true; } catch { return false; } };
+      let seed = 12345;
+      const next = () => { // mulberry32
+        seed = (seed + 0x6d2b79f5) >>> 0;
+        let z = Math.imul(seed ^ (seed >>> 15), seed | 1);
+        z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
+        return (z ^ (z >>> 14)) >>> 0;
+      };
+      const bad = [];
+      for (let t = 0; t < 20000; t++) {
+        const b = new Uint8Array(1 + (next() % 12));
+        for (let i = 0; i < b.length; i++) b[i] = pool[next() % pool.length];
+        const at = firstBadUtf8(b);
+        // Valid up to `at`, and no character starts there: Rust's valid_up_to, which the CLI uses.
+        const ok = at < 0 ? valid(b) : valid(b.subarray(0, at)) && [1, 2, 3, 4].every((k) => !valid(b.subarray(at, at + k)));
+        if (!ok && bad.length < 5) bad.push([Array.from(b), at]);
+      }
+      return bad;
+    });
+    assert.deepEqual(disagreements, []);
 
     // Labels written 1.0 and -1.0 (the daemon takes them): the file's evaluation and ROC curve show.
     const labelled = [lines[0] + ',Good/Bad', ...lines.slice(1, 21).map((l, i) => `${l},${i % 4 === 0 ? '1.0' : '-1.0'}`)];
@@ -427,6 +456,11 @@ test('the page holds a file to the daemon\'s own limits, refuses bytes that are 
     await page.waitForSelector('#file-evaluation:not([hidden])');
     assert.match(await page.textContent('#file-evaluation'), /\(20 wafers, 5 faulty\)/);
     assert.equal(await page.isHidden('#roc'), false, 'labels of 1.0 and -1.0 draw the ROC curve');
+    // A labels file that is not UTF-8 is not sent with its ids changed.
+    await page.click('#quality-details > summary');
+    await page.setInputFiles('#labels-input', write('labels.csv', Buffer.from([...Buffer.from('id,Good/Bad\nW'), 0xe9, ...Buffer.from(',1\n')])));
+    await page.waitForFunction(() => /not sent/.test(document.querySelector('#labels-result')?.textContent || ''));
+    assert.match(await page.textContent('#labels-result'), /The labels were not sent: It is not UTF-8 text: line 2 is not valid UTF-8/);
     assert.deepEqual(consoleErrors, []);
   } finally {
     if (browser) await browser.close();

@@ -10,6 +10,12 @@ export const WIDTH = { id: 150, probability: 108, fault: 64, contributions: 460,
 /** Rows and columns rendered beyond the visible ones, so that small scrolls need no repaint. */
 export const OVERSCAN_ROWS = 8;
 export const OVERSCAN_COLS = 2;
+/**
+ * The largest file the page opens: a browser holds at most about 512 MiB of text in one string
+ * (V8), and the table keeps the text and two arrays beside it. The daemon's own limit
+ * ([web] max_body_bytes, GET /api/limits) is checked too.
+ */
+export const PAGE_MAX_BYTES = 256 * 1024 * 1024;
 /** A file with more bad cells than this is not a sensor file; it is refused rather than kept. */
 export const MAX_INVALID_CELLS = 200000;
 /** Errors listed one by one; the rest are counted. */

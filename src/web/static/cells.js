@@ -125,6 +125,52 @@ export function formatThreshold(t) {
   return Number.isFinite(t) ? t.toFixed(4) : '?';
 }
 
+/**
+ * {text} of `bytes` read as UTF-8 (a byte-order mark dropped), or {error} naming the line of
+ * the first byte that is not UTF-8, as `faultline score` names it: a lenient decoder would
+ * quietly turn such bytes into U+FFFD and the page would send what the daemon refuses.
+ */
+export function decodeUtf8(bytes) {
+  try {
+    return { text: new TextDecoder('utf-8', { fatal: true }).decode(bytes) };
+  } catch (e) {
+    if (!(e instanceof TypeError)) throw e;
+    const fix = 'Save it as UTF-8 (in a spreadsheet, "CSV UTF-8") and load it again.';
+    const at = firstBadUtf8(bytes);
+    if (at < 0) return { error: `it is not UTF-8 text. ${fix}` };
+    let line = 1;
+    for (let i = bytes.indexOf(10); i >= 0 && i < at; i = bytes.indexOf(10, i + 1)) line += 1;
+    return { error: `it is not UTF-8 text: line ${fmtInt(line)} is not valid UTF-8. ${fix}` };
+  }
+}
+
+/**
+ * Where the first sequence of `bytes` that is not UTF-8 starts (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF, a sequence cut off by the end included), or -1.
+ */
+export function firstBadUtf8(bytes) {
+  const n = bytes.length;
+  let i = 0;
+  while (i < n) {
+    const b = bytes[i];
+    if (b < 0x80) {
+      i += 1;
+      continue;
+    }
+    const more = b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : 0;
+    if (more === 0 || i + more >= n) return i;
+    // The second byte's range is narrower after E0, ED, F0 and F4.
+    const lo = b === 0xe0 ? 0xa0 : b === 0xf0 ? 0x90 : 0x80;
+    const hi = b === 0xed ? 0x9f : b === 0xf4 ? 0x8f : 0xbf;
+    if (bytes[i + 1] < lo || bytes[i + 1] > hi) return i;
+    for (let k = 2; k <= more; k++) {
+      if (bytes[i + k] < 0x80 || bytes[i + k] > 0xbf) return i;
+    }
+    i += more + 1;
+  }
+  return -1;
+}
+
 /** A size in bytes as MiB (or KiB below one MiB), without a trailing ".0". */
 export function fmtBytes(n) {
   return n >= 1048576 ? `${Number((n / 1048576).toFixed(1))} MiB` : `${Number((n / 1024).toFixed(1))} KiB`;

@@ -1,9 +1,9 @@
 // Loading a wafer CSV: the file checks, the FileReader, a chunked RFC 4180 parser that keeps the
 // page responsive, and the header check against the model card's features, as the daemon does.
 
-import { C_MISSING, C_OK, C_SLOW, KIND_ID, KIND_LABEL, KIND_SENSOR, LABEL_COLUMN, MAX_INVALID_CELLS, SLICE_MS, state, ui, hooks } from './base.js';
+import { C_MISSING, C_OK, C_SLOW, KIND_ID, KIND_LABEL, KIND_SENSOR, LABEL_COLUMN, MAX_INVALID_CELLS, PAGE_MAX_BYTES, SLICE_MS, state, ui, hooks } from './base.js';
 import { uploadLimits } from './api.js';
-import { classify, classifySensor, fmtBytes, fmtInt, plural, summarizeNames, summarizePositions, unquote } from './cells.js';
+import { classify, classifySensor, decodeUtf8, fmtBytes, fmtInt, plural, summarizeNames, summarizePositions, unquote } from './cells.js';
 import { buildColumns, closeEditor, invalidate, rebuildView } from './grid.js';
 import { hideProgress, refreshCellErrors, sentence, setBusy, setErrorGroup, showProgress, updateControls, updateInfo } from './status.js';
 
@@ -31,17 +31,24 @@ export async function loadFile(file) {
     });
     return;
   }
-  // The daemon's own limits: a file it would refuse is refused here, before it is read.
-  const limits = await uploadLimits();
-  if (limits && file.size > limits.max_body_bytes) {
+  if (file.size > PAGE_MAX_BYTES) {
     setErrorGroup('file', {
-      title: `${file.name} was not loaded: it is ${fmtBytes(file.size)}, over the daemon's limit of ${fmtBytes(limits.max_body_bytes)} ([web] max_body_bytes). Split it into smaller files.${kept}`,
+      title: `${file.name} was not loaded: it is ${fmtBytes(file.size)}, and the page opens files up to ${fmtBytes(PAGE_MAX_BYTES)} (a browser holds no more text at once). Score it with faultline score, or split it.${kept}`,
       items: [],
     });
     return;
   }
   setBusy('loading');
   try {
+    // The daemon's own limits: a file it would refuse is refused here, before it is read.
+    const limits = await uploadLimits();
+    if (limits && file.size > limits.max_body_bytes) {
+      setErrorGroup('file', {
+        title: `${file.name} was not loaded: it is ${fmtBytes(file.size)}, over the daemon's limit of ${fmtBytes(limits.max_body_bytes)} ([web] max_body_bytes). Split it into smaller files.${kept}`,
+        items: [],
+      });
+      return;
+    }
     showProgress(0, state.cardPromise && !state.card ? 'Waiting for the model card…' : `Reading ${file.name}…`);
     let features;
     try {
@@ -90,40 +97,18 @@ function readText(file) {
     reader.addEventListener('progress', (e) => {
       if (e.lengthComputable) showProgress(0.3 * e.loaded / e.total, `Reading ${file.name}… ${Math.round(100 * e.loaded / e.total)} %`);
     });
-    reader.addEventListener('load', () => resolve(decodeUtf8(new Uint8Array(reader.result))));
+    reader.addEventListener('load', () => {
+      try {
+        resolve(decodeUtf8(new Uint8Array(reader.result)));
+      } catch (e) {
+        reject(e);
+      }
+    });
     reader.addEventListener('error', () => reject(new Error(`the file cannot be read (${reader.error ? reader.error.message : 'unknown error'})`)));
     reader.readAsArrayBuffer(file);
   });
 }
 
-/** {text} of `bytes`, or {error} naming the line of the first byte that is not UTF-8. */
-function decodeUtf8(bytes) {
-  try {
-    return { text: new TextDecoder('utf-8', { fatal: true }).decode(bytes) };
-  } catch {
-    // The shortest prefix that holds an invalid sequence ends at the first bad byte: a decoder in
-    // stream mode keeps a sequence cut at the prefix's end for later instead of failing on it.
-    const bad = (n) => {
-      try {
-        new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, n), { stream: true });
-        return false;
-      } catch {
-        return true;
-      }
-    };
-    let lo = 0;
-    let hi = bytes.length;
-    const fix = 'Save it as UTF-8 (in a spreadsheet, "CSV UTF-8") and load it again.';
-    if (!bad(hi)) return { error: `it is not UTF-8 text: it ends inside a character. ${fix}` };
-    while (hi - lo > 1) {
-      const mid = (lo + hi) >>> 1;
-      if (bad(mid)) hi = mid; else lo = mid;
-    }
-    let line = 1;
-    for (let i = 0; i < hi - 1; i++) if (bytes[i] === 10) line += 1;
-    return { error: `it is not UTF-8 text: line ${fmtInt(line)} is not valid UTF-8. ${fix}` };
-  }
-}
 
 
 /**

@@ -4,10 +4,11 @@
 //
 // A module like the rest of the page, under the same Content-Security-Policy: the DOM is built
 // with createElement and textContent only. The token, its form and the upload limits (api.js),
-// a number format (cells.js) and the model card (card.js) are imported; main.js starts the panel with startQuality once the page has started.
+// the strict UTF-8 reading and a size format (cells.js) and the model card (card.js) are
+// imported; main.js starts the panel with startQuality once the page has started.
 
 import { askForToken, authHeaders, token, uploadLimits } from './api.js';
-import { fmtBytes } from './cells.js';
+import { decodeUtf8, fmtBytes } from './cells.js';
 import { clear, el, QUALITY_OPEN_KEY } from './base.js';
 import { sentence } from './status.js';
 import { refreshCard, rememberOpen } from './card.js';
@@ -15,8 +16,6 @@ import { refreshCard, rememberOpen } from './card.js';
 /** How often live quality is fetched, in milliseconds; after failures the wait doubles up to MAX_MS. */
 const POLL_MS = 5000;
 const MAX_MS = 60000;
-/** Whether the panel is open, kept across reloads. */
-/** The daemon's default body limit ([web] max_body_bytes). */
 /** Refused labels listed one by one; the rest are counted. */
 const REJECTIONS_SHOWN = 20;
 /** The table's rows: a heading, and what each model's column shows. */
@@ -270,7 +269,11 @@ async function uploadLabels(file) {
     if (limits && file.size > limits.max_body_bytes) {
       throw new Error(`${file.name} is ${fmtBytes(file.size)}; the daemon takes at most ${fmtBytes(limits.max_body_bytes)} at once ([web] max_body_bytes)`);
     }
-    const text = await file.text();
+    // Read strictly, as the daemon reads what curl sends: file.text() would change bytes that
+    // are not UTF-8 into U+FFFD, and with them the ids.
+    const read = decodeUtf8(new Uint8Array(await file.arrayBuffer()));
+    if (read.error) throw new Error(read.error);
+    const text = read.text;
     const answer = await call('POST', '/api/labels', text, labelsType(file, text));
     showUploadAnswer(file.name, answer);
   } catch (e) {
