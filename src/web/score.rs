@@ -310,8 +310,7 @@ fn answer(
             (WARNING_HEADER, checks.warning),
         ];
         for (name, sentence) in sentences {
-            // Sentences are ASCII but for sensor names, which a header carries as raw bytes.
-            if let Some(value) = sentence.and_then(|t| HeaderValue::from_bytes(t.as_bytes()).ok()) {
+            if let Some(value) = sentence.and_then(|t| HeaderValue::from_str(&visible(&t)).ok()) {
                 response.headers_mut().insert(name, value);
             }
         }
@@ -340,6 +339,21 @@ fn answer(
         "scored an upload"
     );
     response
+}
+
+/// `text` in the characters a header value may hold everywhere (visible ASCII and spaces): the
+/// sentences are ASCII but for sensor names, which the model card may spell otherwise; any other
+/// character is written as Rust escapes it (`\u{e9}`), so the header is never dropped.
+fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == ' ' || c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            out.extend(c.escape_unicode());
+        }
+    }
+    out
 }
 
 /// The CSV answer's header with the upload's evaluation against its own `Good/Bad` labels.
@@ -427,4 +441,17 @@ fn read_json(body: &[u8], schema: &Schema, max_rows: usize) -> Result<RowBatch, 
         return Err(too_many(max_rows));
     }
     Ok(decoded.rows)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_sentences_keep_visible_ascii_and_escape_the_rest() {
+        let t = super::visible("Sensor-\u{e9}t\u{e9} (median +3.1 robust sigmas),\ttab\n");
+        assert_eq!(
+            t,
+            "Sensor-\\u{e9}t\\u{e9} (median +3.1 robust sigmas),\\u{9}tab\\u{a}"
+        );
+        assert!(axum::http::HeaderValue::from_str(&t).is_ok());
+    }
 }
