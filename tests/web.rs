@@ -322,7 +322,9 @@ async fn a_labelled_upload_is_evaluated_against_its_own_labels() {
     assert_eq!(status, StatusCode::OK, "{text}");
     let mut lines = text.lines();
     assert!(lines.next().unwrap().ends_with(",model_version,Good/Bad"));
-    for (i, line) in lines.enumerate() {
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 60);
+    for (i, line) in rows.iter().enumerate() {
         let want = if faulty(i) { ",1" } else { ",-1" };
         assert!(line.ends_with(want), "row {i}: {line}");
     }
@@ -564,7 +566,7 @@ async fn a_configured_token_guards_the_api_but_not_health() {
     assert_eq!(send(&s, req("s3cret")).await.0, StatusCode::OK);
     // Every /api/ route is behind the token (one layer on the API router), before any body is
     // read; the page, health, readiness and /metrics are not.
-    for path in ["/api/model", "/api/drift", "/api/quality"] {
+    for path in ["/api/model", "/api/drift", "/api/quality", "/api/limits"] {
         assert_eq!(
             send(&s, get(path)).await.0,
             StatusCode::UNAUTHORIZED,
