@@ -179,8 +179,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             repeat,
             passes,
         } => {
-            if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-                anyhow::bail!("--rate must be a positive number of rows per second");
+            if rate.is_some_and(|r| !(r >= faultline::replay::MIN_RATE && r.is_finite())) {
+                anyhow::bail!(
+                    "--rate must be a number of rows per second from {} up",
+                    faultline::replay::MIN_RATE
+                );
             }
             let passes = match passes.map(std::num::NonZeroU64::new) {
                 Some(None) => {

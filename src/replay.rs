@@ -124,8 +124,12 @@ pub struct ReplaySummary {
     pub seconds: f64,
 }
 
+/// The lowest rate a replay takes, in rows per second (one row every 1,000 s): a lower one would
+/// put the later rows' times past what a clock can hold.
+pub const MIN_RATE: f64 = 0.001;
+
 /// Publishes every row of `file` to `target` at up to `rate` rows/s (unlimited when `None`; a
-/// rate must be a positive number), `passes` times (unlimited when `None`; ids get a `#<pass>`
+/// rate must be a finite number of at least [`MIN_RATE`]), `passes` times (unlimited when `None`; ids get a `#<pass>`
 /// suffix after the first pass, so every row is unique), and returns once the broker has
 /// acknowledged them all.
 pub async fn replay(
@@ -135,9 +139,9 @@ pub async fn replay(
     rate: Option<f64>,
     passes: Option<NonZeroU64>,
 ) -> Result<ReplaySummary, ReplayError> {
-    if let Some(r) = rate.filter(|r| !(*r > 0.0 && r.is_finite())) {
+    if let Some(r) = rate.filter(|r| !(*r >= MIN_RATE && r.is_finite())) {
         return Err(ReplayError::Target(format!(
-            "the rate {r} is not a positive number of rows per second"
+            "the rate {r} is not a number of rows per second from {MIN_RATE} up"
         )));
     }
     replay_to(file, target, features, rate, passes)
@@ -320,16 +324,17 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_rate_that_is_not_positive_is_refused_before_anything_is_sent() {
-        // A rate of 0 would wait for ever before the first row; the CLI checks it too.
+    async fn a_rate_out_of_range_is_refused_before_anything_is_sent() {
+        // A rate of 0 would wait for ever before the first row, one of 1e-20 overflow the clock
+        // at the second; the CLI checks it too.
         let target = parse_target("mqtt://127.0.0.1:1/rows").unwrap();
-        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        for rate in [0.0, -1.0, 1e-20, f64::NAN, f64::INFINITY] {
             let e = replay(Path::new("no-such.csv"), &target, &[], Some(rate), None)
                 .await
                 .unwrap_err();
             assert!(
                 e.to_string()
-                    .contains("not a positive number of rows per second"),
+                    .contains("not a number of rows per second from 0.001 up"),
                 "{rate}: {e}"
             );
         }
