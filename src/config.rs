@@ -482,30 +482,42 @@ impl RawConfig {
         // One topic for two kinds of output would mix them: a fault published twice on a scores
         // topic that is also the faults topic, dead letters (no id, no score) among the faults.
         let scores_topic = self.sink.scores_topic.trim();
-        for (a, b, ta, tb) in [
+        let named = |key: &str, set: &str| {
+            if set.trim().is_empty() {
+                format!("{key} (by default)")
+            } else {
+                key.to_string()
+            }
+        };
+        let faults_key = named("sink.faults_topic", &self.sink.faults_topic);
+        let dead_key = named("sink.dead_letter_topic", &self.sink.dead_letter_topic);
+        for (a, b, ta, tb, why) in [
             (
-                "sink.faults_topic",
-                "sink.dead_letter_topic",
+                faults_key.as_str(),
+                dead_key.as_str(),
                 faults_topic.as_str(),
                 dead_letter_topic.as_str(),
+                "dead letters would be mixed into the faults",
             ),
             (
                 "sink.scores_topic",
-                "sink.faults_topic",
+                faults_key.as_str(),
                 scores_topic,
                 faults_topic.as_str(),
+                "every fault would be published there twice; the scores topic already carries \
+                 every verdict, faults included",
             ),
             (
                 "sink.scores_topic",
-                "sink.dead_letter_topic",
+                dead_key.as_str(),
                 scores_topic,
                 dead_letter_topic.as_str(),
+                "dead letters would be mixed into the scores",
             ),
         ] {
             if ta == tb {
                 return invalid(format!(
-                    "{a} and {b} are both \"{ta}\"; each output needs a topic of its own (the \
-                     scores topic already carries every verdict, faults included)"
+                    "{a} and {b} are both \"{ta}\": {why}; give each output a topic of its own"
                 ));
             }
         }
@@ -1257,7 +1269,12 @@ mod tests {
             ),
         ] {
             let e = refused(pairs);
-            assert!(e.contains(&format!("{a} and {b} are both")), "{e}");
+            assert!(
+                e.contains(a) && e.contains(b) && e.contains("are both"),
+                "{e}"
+            );
+            // The one left to its default name says so.
+            assert!(e.contains("(by default)"), "{e}");
         }
         // Distinct topics are fine.
         RawConfig::load_with_env(
