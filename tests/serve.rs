@@ -173,6 +173,9 @@ async fn embedded_broker_scores_faults_and_dead_letters_bad_rows() {
         "{:?}",
         dead["wrong_length"]
     );
+    assert_eq!(dead["wrong_type"]["column"], "Sensor-1");
+    assert_eq!(dead["wrong_length"]["column"], "values");
+    assert!(dead["malformed_json"].get("column").is_none());
     assert_eq!(dead["wrong_type"]["topic"], "e2e/rows");
     assert!(dead["wrong_type"]["received_at"].as_str().is_some());
 

@@ -449,7 +449,9 @@ async fn input_errors_are_located_json() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body.contains("Sensor-5"), "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["details"][0]["row"], 1);
+    assert_eq!(v["details"][0]["column"], "Sensor-5", "{body}");
 
     let (status, _, body) = send(&s, post("application/pdf", "%PDF")).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);

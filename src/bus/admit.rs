@@ -134,6 +134,7 @@ fn too_large(payload: &[u8], options: &SourceOptions) -> Decoded {
             ),
             row: None,
             reason: json::RejectReason::TooLarge,
+            column: None,
             payload: text,
         }],
         unknown_keys: 0,
@@ -306,6 +307,7 @@ impl Admitter {
                         error,
                         row: None,
                         reason: json::RejectReason::NotSparkplug,
+                        column: None,
                         payload: format!("{} bytes on {topic}", payload.len()),
                     }),
                 }

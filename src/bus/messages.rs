@@ -128,6 +128,9 @@ pub struct DeadLetter<'a> {
     pub error: &'a str,
     /// Low-cardinality reason (also the metrics label).
     pub reason: &'a str,
+    /// The field the error is about, when it is one: a sensor's name, `id`, `values`, `Good/Bad`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<&'a str>,
     /// The raw message (or array element) as received.
     pub payload: &'a str,
     /// Topic it arrived on.

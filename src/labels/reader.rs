@@ -302,6 +302,7 @@ async fn apply(
                 let letter = DeadLetter {
                     error: &error,
                     reason: "bad_label",
+                    column: None,
                     payload: &payload,
                     topic: &m.topic,
                     received_at: &now_rfc3339(),

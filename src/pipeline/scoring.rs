@@ -222,6 +222,7 @@ impl ScoringStage {
             let letter = DeadLetter {
                 error: &reject.error,
                 reason: reject.reason.as_str(),
+                column: reject.column.as_deref(),
                 payload: &reject.payload,
                 topic: &incoming.topic,
                 received_at: &received_at,

@@ -417,7 +417,7 @@ fn read_json(body: &[u8], schema: &Schema, max_rows: usize) -> Result<RowBatch, 
             .iter()
             .map(|r| Detail {
                 row: r.row,
-                column: None,
+                column: r.column.clone(),
                 value: Some(r.payload.chars().take(120).collect()),
                 reason: r.error.clone(),
             })

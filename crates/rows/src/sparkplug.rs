@@ -179,6 +179,7 @@ pub fn decode_data(
         error,
         row: None,
         reason,
+        column: None,
         payload: describe(payload),
     };
     let p = match <Payload as prost::Message>::decode(payload) {

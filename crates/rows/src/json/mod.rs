@@ -70,6 +70,9 @@ pub struct Reject {
     pub row: Option<usize>,
     /// Why, as a low-cardinality label for metrics.
     pub reason: RejectReason,
+    /// The field the refusal is about, when it is one field: a sensor's name (also for an
+    /// entry of `values`), `id`, `values` or `Good/Bad`.
+    pub column: Option<String>,
     /// The rejected text exactly as received, for the dead-letter topic: an array element's own
     /// JSON text, or the whole payload (lossily decoded when it is not UTF-8).
     pub payload: String,
@@ -195,6 +198,25 @@ impl JsonError {
             JsonError::MissingId | JsonError::BlankId(_) => RejectReason::MissingId,
             JsonError::WrongLength { .. } => RejectReason::WrongLength,
             JsonError::MixedForms(_) => RejectReason::MixedForms,
+        }
+    }
+
+    /// The one field this refusal is about, if any ([`Reject::column`]).
+    fn column(&self) -> Option<String> {
+        match self {
+            JsonError::WrongType { field, .. } | JsonError::NotFinite { field, .. } => {
+                Some(match field {
+                    Field::Sensor(name) | Field::Entry { name, .. } => name.clone(),
+                    Field::Values => "values".into(),
+                    Field::Id => "id".into(),
+                    Field::Label => LABEL_COLUMN.into(),
+                })
+            }
+            JsonError::MissingId | JsonError::BlankId(_) | JsonError::IdTooLong(_) => {
+                Some("id".into())
+            }
+            JsonError::WrongLength { .. } => Some("values".into()),
+            _ => None,
         }
     }
 }
@@ -406,6 +428,7 @@ impl Decoded {
             error: message,
             row,
             reason: error.reason(),
+            column: error.column(),
             payload,
         });
     }
@@ -729,6 +752,29 @@ mod tests {
         );
         // Too large, but not for its rows.
         assert!(!read(&long).rejects[0].is_too_many_rows());
+    }
+
+    #[test]
+    fn a_reject_about_one_field_names_it() {
+        for (text, column) in [
+            (r#"{"id": "A", "Sensor-2": true}"#, Some("Sensor-2")),
+            (r#"{"id": "A", "values": [1, "2", 3]}"#, Some("Sensor-2")),
+            (
+                r#"{"id": "A", "values": [1, null, -1e39]}"#,
+                Some("Sensor-3"),
+            ),
+            (r#"{"id": "A", "values": [1, 2]}"#, Some("values")),
+            (r#"{"id": "A", "values": {"Sensor-1": 1}}"#, Some("values")),
+            (r#"{"Sensor-1": 1}"#, Some("id")),
+            (r#"{"id": "", "Sensor-1": 1}"#, Some("id")),
+            (r#"{"id": 1.5, "Sensor-1": 1}"#, Some("id")),
+            (r#"{"id": "A", "Good/Bad": 2}"#, Some("Good/Bad")),
+            (r#"{"id": x}"#, None),
+            (r#""Wafer-1""#, None),
+        ] {
+            let d = read(text);
+            assert_eq!(d.rejects[0].column.as_deref(), column, "{text}");
+        }
     }
 
     #[test]
