@@ -912,6 +912,22 @@ async fn an_upload_that_stops_sending_is_cut_off_and_frees_its_slot() {
     let (status, body) = common::http(daemon.web, "POST", "/api/score", &headers, &csv).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"W-2\""), "{body}");
+
+    // A labels upload that stops sending is cut off the same way.
+    let mut labels = tokio::net::TcpStream::connect(daemon.web).await.unwrap();
+    labels
+        .write_all(
+            b"POST /api/labels HTTP/1.1\r\nHost: faultline\r\nContent-Type: text/csv\r\n\
+              Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    read_until(&mut labels, &mut answer, "100 Continue").await;
+    labels.write_all(b"id,Good/Bad\nW-1,1\n").await.unwrap();
+    read_until(&mut labels, &mut answer, "sent nothing for 3000 ms").await;
+    let text = String::from_utf8_lossy(&answer).to_string();
+    assert!(text.contains("HTTP/1.1 408"), "{text}");
 }
 
 /// With `on_session_lost = "exit"` the same restart stops faultline (status 1), naming the broker

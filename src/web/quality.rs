@@ -3,7 +3,6 @@
 use super::api::ApiError;
 use super::WebState;
 use crate::store::ledger::LabelOutcome;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,16 +24,14 @@ fn store(s: &WebState) -> Result<&std::sync::Arc<crate::store::Store>, ApiError>
 pub async fn labels(
     State(s): State<WebState>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let store = store(&s)?.clone();
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            super::api::too_large(&s)
-        } else {
-            ApiError::new(e.status(), format!("the request body cannot be read: {e}"))
-        }
-    })?;
+    // Within [web] max_body_bytes, and answered 408 after upload_idle_ms without a byte, as a
+    // scoring upload is: a stalled client does not hold its connection and buffer for ever.
+    let body = super::score::Upload::new(body, &s.limits)
+        .read_all(&s)
+        .await?;
     let kind = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -83,12 +83,7 @@ pub async fn score(
     let allow_extra = s.allow_extra_columns;
     let explain_all = query.explain.as_deref() == Some("all");
     let started = std::time::Instant::now();
-    let mut upload = Upload {
-        body,
-        received: 0,
-        limit: s.limits.max_body_bytes,
-        idle: s.limits.upload_idle,
-    };
+    let mut upload = Upload::new(body, &s.limits);
     let work = match kind.as_str() {
         "text/csv" | "application/csv" => {
             let (tx, rx) = tokio::sync::mpsc::channel(UPLOAD_CHUNKS_AHEAD);
@@ -138,10 +133,7 @@ pub async fn score(
             work
         }
         "application/json" => {
-            let mut body = Vec::new();
-            while let Some(chunk) = upload.next(&s).await? {
-                body.extend_from_slice(&chunk);
-            }
+            let body = upload.read_all(&s).await?;
             tokio::task::spawn_blocking(move || {
                 let _slot = slot;
                 let schema = Schema::new(model.features());
@@ -179,7 +171,7 @@ pub async fn score(
 const UPLOAD_CHUNKS_AHEAD: usize = 64;
 
 /// An upload's body, read chunk by chunk against the size limit.
-struct Upload {
+pub(super) struct Upload {
     body: Body,
     received: usize,
     limit: usize,
@@ -189,6 +181,25 @@ struct Upload {
 }
 
 impl Upload {
+    /// `body`, to be read within `[web] max_body_bytes` and `upload_idle_ms`.
+    pub(super) fn new(body: Body, limits: &super::api::WebLimits) -> Upload {
+        Upload {
+            body,
+            received: 0,
+            limit: limits.max_body_bytes,
+            idle: limits.upload_idle,
+        }
+    }
+
+    /// The whole body, read within the limits.
+    pub(super) async fn read_all(mut self, s: &WebState) -> Result<Vec<u8>, ApiError> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.next(s).await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all)
+    }
+
     /// The next chunk of the body, `None` at its end.
     async fn next(&mut self, s: &WebState) -> Result<Option<Bytes>, ApiError> {
         loop {
