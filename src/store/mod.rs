@@ -239,13 +239,16 @@ impl Store {
         let now = now_ms();
         let outcomes: Vec<LabelOutcome> = {
             let mut ledger = lock(&self.ledger);
+            let expired = ledger.counts().expired;
             let outcomes = labels
                 .iter()
                 .map(|l| ledger.label(l.clone(), now))
                 .collect();
-            self.metrics
-                .labels_pending
-                .set(ledger.counts().pending as i64);
+            // Labels pushed out of a full pending list ([labels] max_pending) expire here, not
+            // in expire(): counted the same.
+            let counts = ledger.counts();
+            self.metrics.labels_expired.inc_by(counts.expired - expired);
+            self.metrics.labels_pending.set(counts.pending as i64);
             outcomes
         };
         for o in &outcomes {
@@ -473,6 +476,27 @@ mod tests {
 
     fn features() -> Vec<String> {
         vec!["Sensor-1".into(), "Sensor-2".into()]
+    }
+
+    #[test]
+    fn labels_pushed_out_of_a_full_pending_list_count_as_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let mut s = settings(dir.path());
+        s.ledger.max_pending = 2;
+        let store = Store::open(s, features(), metrics.clone());
+        let label = |id: &str| Label {
+            id: id.into(),
+            faulty: true,
+            at: None,
+        };
+        store
+            .record_labels(vec![label("a"), label("b"), label("c"), label("d")])
+            .unwrap();
+        assert_eq!(store.ledger().counts().expired, 2);
+        assert_eq!(metrics.labels_expired.get(), 2);
+        assert_eq!(metrics.labels_pending.get(), 2);
+        store.close();
     }
 
     #[test]
