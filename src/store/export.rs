@@ -80,24 +80,46 @@ pub fn export(
         }
     }
     let mut writer = csv::Writer::from_writer(out);
+    let write_header = |writer: &mut csv::Writer<_>, features: &[String]| {
+        let mut h = vec![String::new()];
+        h.extend(features.iter().cloned());
+        h.push("Good/Bad".into());
+        h.push("Time".into());
+        writer.write_record(&h).map_err(|e| e.to_string())
+    };
     let mut header: Option<Vec<String>> = None;
+    // The latest batch's features: the header of an export that selects no row.
+    let mut latest: Vec<String> = vec![];
     let mut record: Vec<String> = vec![];
     for (s, file) in scored.iter().enumerate() {
         let (batches, cut) = segment::read(&file.path, None)?;
         summary.segments += 1;
         summary.cut_short += usize::from(cut.is_some());
         for (b, batch) in batches.iter().enumerate() {
+            let ids = segment::column::<StringArray>(batch, "id")?;
+            let at = segment::column::<TimestampMillisecondArray>(batch, "scored_at")?;
+            // The rows this batch gives (each wafer's last scoring, in the range, labelled if
+            // asked), chosen first: a batch that gives none is not held to the header's features
+            // (so --since can leave out an earlier model's rows, as the error below advises).
+            let keep: Vec<usize> = (0..batch.num_rows())
+                .filter(|&r| {
+                    let id = ids.value(r);
+                    last.get(id) == Some(&(s, b, r))
+                        && options.since_ms.is_none_or(|since| at.value(r) >= since)
+                        && (!options.labelled_only || labels.contains_key(id))
+                })
+                .collect();
             let features: Vec<String> = batch.schema().fields()[segment::SCORED_FIXED_COLUMNS..]
                 .iter()
                 .map(|f| f.name().clone())
                 .collect();
+            latest.clone_from(&features);
+            if keep.is_empty() {
+                continue;
+            }
             match &header {
                 None => {
-                    let mut h = vec![String::new()];
-                    h.extend(features.iter().cloned());
-                    h.push("Good/Bad".into());
-                    h.push("Time".into());
-                    writer.write_record(&h).map_err(|e| e.to_string())?;
+                    write_header(&mut writer, &features)?;
                     header = Some(features.clone());
                 }
                 Some(h) if *h != features => {
@@ -109,8 +131,6 @@ pub fn export(
                 }
                 Some(_) => {}
             }
-            let ids = segment::column::<StringArray>(batch, "id")?;
-            let at = segment::column::<TimestampMillisecondArray>(batch, "scored_at")?;
             let columns: Vec<&Float32Array> = (segment::SCORED_FIXED_COLUMNS..batch.num_columns())
                 .map(|c| {
                     batch
@@ -122,18 +142,9 @@ pub fn export(
                         })
                 })
                 .collect::<Result<_, _>>()?;
-            for r in 0..batch.num_rows() {
+            for r in keep {
                 let id = ids.value(r);
-                if last.get(id) != Some(&(s, b, r)) {
-                    continue;
-                }
-                if options.since_ms.is_some_and(|since| at.value(r) < since) {
-                    continue;
-                }
                 let label = labels.get(id).copied();
-                if options.labelled_only && label.is_none() {
-                    continue;
-                }
                 record.clear();
                 record.push(id.to_string());
                 for c in &columns {
@@ -152,6 +163,9 @@ pub fn export(
                 summary.faulty += usize::from(label == Some(1));
             }
         }
+    }
+    if header.is_none() {
+        write_header(&mut writer, &latest)?;
     }
     writer.flush().map_err(|e| e.to_string())?;
     Ok(summary)
@@ -244,5 +258,70 @@ mod tests {
         assert!(export(empty.path(), &ExportOptions::default(), vec![])
             .unwrap_err()
             .contains("no scored rows"));
+        // Nothing in the range: the header alone.
+        let mut out = vec![];
+        let none = ExportOptions {
+            labelled_only: false,
+            since_ms: Some(10_000),
+        };
+        assert_eq!(export(dir.path(), &none, &mut out).unwrap().rows, 0);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            ",Sensor-1,Sensor-2,Good/Bad,Time\n"
+        );
+    }
+
+    #[test]
+    fn since_leaves_out_an_earlier_models_rows_as_the_error_advises() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = || StoreSettings {
+            dir: Some(dir.path().to_path_buf()),
+            max_rows: 1000,
+            max_days: None,
+            segment_rows: 2,
+            ledger: LedgerLimits {
+                max_rows: 1000,
+                window: 10,
+                max_pending: 10,
+                pending_ttl_ms: 60_000,
+            },
+        };
+        let batch = |id: &str, width, at_ms| ScoredBatch {
+            ids: vec![id.to_string()],
+            values: vec![1.0; width],
+            width,
+            probabilities: vec![0.5],
+            faults: vec![false],
+            version: Arc::from("v"),
+            shadow: None,
+            at_ms,
+        };
+        // A model of two sensors, then one of three.
+        let old = Store::open(
+            settings(),
+            vec!["S-1".into(), "S-2".into()],
+            Arc::new(Metrics::new()),
+        );
+        old.record_scored(batch("a", 2, 1_000));
+        old.close();
+        let new = Store::open(
+            settings(),
+            vec!["S-1".into(), "S-2".into(), "S-3".into()],
+            Arc::new(Metrics::new()),
+        );
+        new.record_scored(batch("b", 3, 2_000));
+        new.close();
+        let e = export(dir.path(), &ExportOptions::default(), vec![]).unwrap_err();
+        assert!(e.contains("--since"), "{e}");
+        let mut out = vec![];
+        let since = ExportOptions {
+            labelled_only: false,
+            since_ms: Some(1_500),
+        };
+        assert_eq!(export(dir.path(), &since, &mut out).unwrap().rows, 1);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            ",S-1,S-2,S-3,Good/Bad,Time\nb,1,1,1,,1970-01-01T00:00:02.000Z\n"
+        );
     }
 }
