@@ -212,6 +212,8 @@ pub struct Config {
     pub grace: Duration,
     /// Topic (MQTT filter) the labels arrive on, if any.
     pub labels_topic: Option<String>,
+    /// On Kafka with a labels topic, the consumer group this instance reads the labels in.
+    pub labels_group: Option<String>,
     /// The store and the join's limits.
     pub store: StoreSettings,
     /// How often waiting labels expire and the quality gauges are recomputed.
@@ -645,8 +647,19 @@ impl RawConfig {
         }
         let store = StoreSettings::from_sections(&self.store, &self.labels)
             .map_err(ConfigError::Invalid)?;
+        let labels_group =
+            match (&bus, &labels_topic) {
+                (Bus::Kafka(k), Some(_)) => Some(labels_group(&k.group_id, l.group_id.trim())?),
+                _ if !l.group_id.trim().is_empty() => return invalid(
+                    "labels.group_id is set, but it is used only on Kafka with a labels.topic; \
+                     remove it"
+                        .to_string(),
+                ),
+                _ => None,
+            };
         Ok(Config {
             labels_topic,
+            labels_group,
             store,
             quality_interval: Duration::from_secs(1),
             shadow_dir: file(&self.shadow.model),
@@ -675,6 +688,32 @@ impl RawConfig {
             workers,
         })
     }
+}
+
+/// The Kafka group an instance reads the labels in: `set`, or `<group_id>.labels.<host name>`,
+/// so that instances on different machines each read every label.
+fn labels_group(group_id: &str, set: &str) -> Result<String, ConfigError> {
+    if !set.is_empty() {
+        return Ok(set.to_string());
+    }
+    let host = host_name().ok_or_else(|| {
+        ConfigError::Invalid(
+            "cannot tell this machine's host name for the labels' Kafka group; set \
+             labels.group_id (each instance its own)"
+                .into(),
+        )
+    })?;
+    Ok(format!("{group_id}.labels.{host}"))
+}
+
+/// This machine's host name (Linux's, else `$HOSTNAME`), if it has one.
+pub fn host_name() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .chain(std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .find(|h| !h.is_empty())
 }
 
 /// Whether some MQTT topic matches both filters (a topic name is a filter without wildcards):
@@ -1247,6 +1286,41 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn on_kafka_each_instance_reads_the_labels_in_a_group_of_its_own() {
+        // On MQTT there is no labels group, and setting one is refused rather than ignored.
+        let e = refused(&[("FAULTLINE_LABELS__GROUP_ID", "g")]);
+        assert!(e.contains("labels.group_id"), "{e}");
+        if !cfg!(feature = "kafka") {
+            return;
+        }
+        let kafka = [
+            ("FAULTLINE_SOURCE__KIND", "kafka"),
+            ("FAULTLINE_SOURCE__KAFKA__GROUP_ID", "fab"),
+            ("FAULTLINE_LABELS__TOPIC", "wafer-labels"),
+        ];
+        let load = |pairs: &[(&str, &str)]| {
+            RawConfig::load_with_env(None, env(pairs))
+                .unwrap()
+                .validate()
+                .unwrap()
+        };
+        // By default the machine's name keeps instances on different machines apart.
+        let host = host_name().expect("this machine has a host name");
+        assert_eq!(
+            load(&kafka).labels_group,
+            Some(format!("fab.labels.{host}"))
+        );
+        let mut own = kafka.to_vec();
+        own.push(("FAULTLINE_LABELS__GROUP_ID", "fab.labels.line-2"));
+        assert_eq!(
+            load(&own).labels_group.as_deref(),
+            Some("fab.labels.line-2")
+        );
+        // Without a labels topic there is none.
+        assert_eq!(load(&kafka[..2]).labels_group, None);
     }
 
     #[test]

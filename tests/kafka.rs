@@ -459,6 +459,53 @@ async fn faults_are_keyed_by_id_with_the_model_version_and_bad_rows_are_dead_let
     app.shutdown().await.unwrap();
 }
 
+/// Instances that split the rows' partitions in one group each read every label, in a labels
+/// group of their own: the row a label belongs to may have been scored by either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_in_one_group_each_read_every_label() {
+    let cluster = Cluster::start();
+    let t = topics("labels2");
+    create(&cluster, &t, 2).await;
+    let labels_topic = format!("{}.labels", t.rows);
+    cluster.topic(&labels_topic, 4).await;
+    let model = Arc::new(Model::embedded().unwrap());
+    let start = |own: &'static str| {
+        let group = format!("{}-{own}", labels_topic);
+        let env = daemon_env(
+            &cluster.bootstrap,
+            &t,
+            &[
+                ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
+                ("FAULTLINE_LABELS__TOPIC", &labels_topic),
+                ("FAULTLINE_LABELS__GROUP_ID", &group),
+            ],
+        );
+        let cfg = RawConfig::load_with_env(None, env)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(cfg.labels_group.as_deref(), Some(group.as_str()));
+        let model = model.clone();
+        async move { app::start(&cfg, model).await.unwrap() }
+    };
+    let (a, b) = (start("a").await, start("b").await);
+    // Labels for wafers not scored yet: each waits, pending, on every instance that read it.
+    let labels: Vec<String> = (0..20)
+        .map(|i| serde_json::json!({"id": format!("W-{i}"), "label": 1}).to_string())
+        .collect();
+    let producer = cluster.producer();
+    cluster.publish(&producer, &labels_topic, &labels).await;
+    for app in [&a, &b] {
+        wait_metric(
+            app.web_addr,
+            &["faultline_labels_total{result=\"pending\"} 20"],
+        )
+        .await;
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_on_a_kafka_topic_join_their_rows_and_bad_ones_are_dead_lettered() {
     let cluster = Cluster::start();

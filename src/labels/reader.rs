@@ -2,7 +2,8 @@
 //!
 //! Every instance reads every label (the row it belongs to may have been scored by any of them):
 //! on MQTT a plain subscription of a client `<client_id>-labels` with a persistent session, on
-//! Kafka a consumer group of its own, `<group_id>.labels`. A label message is acknowledged (PUBACK,
+//! Kafka a consumer group of its own (`[labels] group_id`, by default `<group_id>.labels.<host>`;
+//! the reader warns when another consumer shares it). A label message is acknowledged (PUBACK,
 //! or its offset stored) after it was applied to the store, or, when it cannot be read, after
 //! its dead letter was acknowledged by the broker.
 //!
@@ -168,10 +169,35 @@ pub fn start_mqtt(
     }
 }
 
-/// Reads labels from `topic` on Kafka, in the group `<group_id>.labels`.
+/// How often the Kafka labels reader checks that no other consumer shares its group.
+#[cfg(feature = "kafka")]
+const SHARED_GROUP_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The partitions of `topic` assigned to `consumer` and the topic's partitions, once the group
+/// has settled (`None` while it has not, or when the cluster does not answer).
+#[cfg(feature = "kafka")]
+fn partitions_held(consumer: &KafkaConsumer, topic: &str) -> Option<(usize, usize)> {
+    use rdkafka::consumer::Consumer;
+    let mine = consumer
+        .assignment()
+        .ok()?
+        .elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .count();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
+        .ok()?;
+    let all = metadata.topics().first()?.partitions().len();
+    (mine > 0 && all > 0).then_some((mine, all))
+}
+
+/// Reads labels from `topic` on Kafka, in this instance's own consumer `group` (see
+/// `[labels] group_id`).
 #[cfg(feature = "kafka")]
 pub fn start_kafka(
     settings: &crate::bus::kafka::KafkaSettings,
+    group: String,
     topic: String,
     dead_letter_topic: String,
     store: Arc<Store>,
@@ -188,7 +214,6 @@ pub fn start_kafka(
                 .with_label_values(&[crate::metrics::SINK_KAFKA]),
         ),
     )?);
-    let group = format!("{}.labels", settings.group_id);
     let mut config = crate::bus::kafka::client::client_config(
         &settings.brokers,
         &[
@@ -213,10 +238,27 @@ pub fn start_kafka(
     let reader = tokio::spawn(async move {
         info!(topic = %topic, group = %group, "Reading labels from Kafka.");
         let mut errors = crate::bus::kafka::client::ReadErrors::new("labels");
+        // Every so often: does this group hold every partition of the topic? Another instance
+        // in the same group would take some, and the labels would be split between them.
+        let mut check = tokio::time::interval(SHARED_GROUP_CHECK);
+        check.tick().await;
+        let mut shared = false;
         loop {
             let m = tokio::select! {
-                m = reader_consumer.recv() => m,
+                m = reader_consumer.recv() => Some(m),
+                _ = check.tick() => None,
                 _ = stopped.wait_for(|s| *s) => return,
+            };
+            let Some(m) = m else {
+                let (c, t) = (reader_consumer.clone(), topic.clone());
+                let held = tokio::task::spawn_blocking(move || partitions_held(&c, &t)).await;
+                if let Ok(Some((mine, all))) = held {
+                    if mine < all && !shared {
+                        warn!(topic = %topic, group = %group, "This instance reads {mine} of the {all} partitions of the labels topic: another consumer shares its group, so the labels are split between them and each instance misses some. Give each instance its own [labels] group_id.");
+                    }
+                    shared = mine < all;
+                }
+                continue;
             };
             match m {
                 Ok(m) => {

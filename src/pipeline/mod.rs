@@ -304,6 +304,9 @@ fn start_labels(
         Bus::Kafka(k) => {
             return crate::labels::reader::start_kafka(
                 k,
+                config.labels_group.clone().ok_or_else(|| {
+                    AppError::Kafka("no consumer group was chosen for the labels".into())
+                })?,
                 topic.to_string(),
                 config.dead_letter_topic.clone(),
                 store,

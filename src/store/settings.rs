@@ -40,6 +40,9 @@ pub struct StoreSection {
 pub struct LabelsSection {
     /// Topic the labels are published on; empty for none.
     pub topic: String,
+    /// On Kafka, the consumer group this instance reads the labels in; empty for
+    /// `<source.kafka.group_id>.labels.<host name>`. Each instance needs its own.
+    pub group_id: String,
     /// Labelled wafers live quality is computed over.
     pub window_rows: usize,
     /// Scored rows remembered for the join.
