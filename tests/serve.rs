@@ -218,6 +218,42 @@ async fn embedded_broker_scores_faults_and_dead_letters_bad_rows() {
 
 /// The default outputs (no scores topic): a fault is published whole, with its unusual sensors and
 /// contributions, and nothing else is.
+/// A large unreadable message (4 MB of control bytes, which JSON escapes to 24 MB) is
+/// dead-lettered with its first 64 KiB, and the rows behind it are scored: its whole text would
+/// make a dead letter over the publisher's limit, whose retries stopped the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_unreadable_message_is_dead_lettered_clipped_and_the_stream_goes_on() {
+    let port = common::free_port();
+    let cfg = config("big", Some(port), port, &[]);
+    let model = Arc::new(Model::embedded().unwrap());
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let mut c = Client::connect(port, "big-test", &["big/scores".into(), "big/dead".into()]).await;
+    c.publish("big/rows", vec![1u8; 4 << 20]).await;
+    let (_, _, good) = rows(&model, 0);
+    c.publish("big/rows", good).await;
+    let got = c
+        .collect_until(30, |g| {
+            g.iter().any(|(t, _)| t == "big/dead") && g.iter().any(|(t, _)| t == "big/scores")
+        })
+        .await;
+    let (_, letter) = got.iter().find(|(t, _)| t == "big/dead").unwrap();
+    let size = serde_json::to_string(letter).unwrap().len();
+    assert!(size < 500_000, "{size} bytes");
+    assert_eq!(letter["reason"], "malformed_json");
+    let payload = letter["payload"].as_str().unwrap();
+    assert!(
+        payload.ends_with("…(truncated: 4194304 bytes in all)"),
+        "{}",
+        &payload[payload.len() - 60..]
+    );
+    assert_eq!(
+        payload.len(),
+        64 * 1024 + "…(truncated: 4194304 bytes in all)".len()
+    );
+    app.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_scores_topic_only_faults_are_published_and_they_are_whole() {
     let port = common::free_port();

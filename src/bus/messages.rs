@@ -139,5 +139,56 @@ pub struct DeadLetter<'a> {
     pub received_at: &'a str,
 }
 
+/// The most of a refused message a dead letter carries, in bytes: enough to see what is wrong,
+/// and small enough that the dead letter stays far below what a broker takes once JSON has
+/// escaped it (a control byte becomes six, a byte that is not UTF-8 three: a 16 MiB message of
+/// them would make a dead letter too large to publish, and its retries would stop the stream).
+pub const DEAD_LETTER_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Room left for the note of a payload already clipped where it was read.
+const NOTE_ROOM: usize = 64;
+
+/// `payload` as a dead letter carries it: cut at a character boundary after
+/// [`DEAD_LETTER_PAYLOAD_BYTES`], saying how long it was.
+pub fn dead_letter_payload(payload: &str) -> std::borrow::Cow<'_, str> {
+    if payload.len() <= DEAD_LETTER_PAYLOAD_BYTES + NOTE_ROOM {
+        return payload.into();
+    }
+    let mut end = DEAD_LETTER_PAYLOAD_BYTES;
+    while !payload.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}…(truncated: {} bytes in all)",
+        &payload[..end],
+        payload.len()
+    )
+    .into()
+}
+
 /// Message timestamps (`scored_at`, `received_at`).
 pub use crate::clock::now_rfc3339;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_carries_at_most_64_kib_of_its_payload_cut_between_characters() {
+        let short = "x".repeat(DEAD_LETTER_PAYLOAD_BYTES);
+        assert_eq!(dead_letter_payload(&short), short);
+        // A three-byte character across the limit is left out whole.
+        let long = format!(
+            "{}€{}",
+            "x".repeat(DEAD_LETTER_PAYLOAD_BYTES - 1),
+            "y".repeat(500)
+        );
+        let clipped = dead_letter_payload(&long);
+        let kept = DEAD_LETTER_PAYLOAD_BYTES - 1;
+        assert_eq!(&clipped[..kept], &long[..kept]);
+        assert_eq!(
+            &clipped[kept..],
+            format!("…(truncated: {} bytes in all)", long.len())
+        );
+    }
+}

@@ -340,7 +340,8 @@ async fn apply(
             Err(error) => {
                 metrics.labels.with_label_values(&["rejected"]).inc();
                 warn!(topic = %m.topic, error = %error, "Sent an unreadable label to the dead-letter topic.");
-                let payload = String::from_utf8_lossy(&m.payload);
+                let text = String::from_utf8_lossy(&m.payload);
+                let payload = crate::bus::messages::dead_letter_payload(&text);
                 let letter = DeadLetter {
                     error: &error,
                     reason: "bad_label",

@@ -219,11 +219,12 @@ impl ScoringStage {
             .received_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         for reject in &incoming.decoded.rejects {
+            let payload = crate::bus::messages::dead_letter_payload(&reject.payload);
             let letter = DeadLetter {
                 error: &reject.error,
                 reason: reject.reason.as_str(),
                 column: reject.column.as_deref(),
-                payload: &reject.payload,
+                payload: &payload,
                 topic: &incoming.topic,
                 received_at: &received_at,
             };
