@@ -67,6 +67,8 @@ pub struct App {
     grace: Duration,
     /// Set when the pipeline can no longer deliver; the daemon then stops with this reason.
     failure: watch::Receiver<Option<String>>,
+    /// Set when the scoring stage ended by an error or a panic: nothing would be scored again.
+    stage_failure: watch::Receiver<Option<String>>,
     /// The daemon's metrics (also served at `/metrics`).
     pub metrics: Arc<Metrics>,
     /// Recomputes drift; ends on stop.
@@ -199,7 +201,12 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         drift: drift.clone(),
         store: store.clone(),
     };
-    let scorer = tokio::spawn(scoring.run(batch_rx, publisher, pending_tx));
+    let (stage_failed, stage_failure) = watch::channel(None);
+    let scorer = spawn_stage(
+        "scoring",
+        scoring.run(batch_rx, publisher, pending_tx),
+        stage_failed,
+    );
     let acknowledger = Acknowledger {
         acker: source.acker(),
         acked,
@@ -278,6 +285,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         web,
         grace: config.grace,
         failure,
+        stage_failure,
         metrics,
         drift_task,
         model: live,
@@ -286,6 +294,29 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         quality_task,
         labels,
         idle_task,
+    })
+}
+
+/// Runs a stage of the pipeline as a task; its end by an error or a panic is also said on
+/// `failed`, so that the daemon stops with the reason instead of running on with nothing
+/// scored (the publisher's own failures have their channel; a stage can end otherwise).
+fn spawn_stage<T: Send + 'static>(
+    name: &'static str,
+    stage: impl std::future::Future<Output = Result<T, AppError>> + Send + 'static,
+    failed: watch::Sender<Option<String>>,
+) -> JoinHandle<Result<T, AppError>> {
+    let inner = tokio::spawn(stage);
+    tokio::spawn(async move {
+        let result = match inner.await {
+            Ok(result) => result,
+            Err(e) => Err(AppError::Pipeline(format!(
+                "the {name} stage panicked: {e}"
+            ))),
+        };
+        if let Err(e) = &result {
+            failed.send_replace(Some(format!("the {name} stage stopped: {e}")));
+        }
+        result
     })
 }
 
@@ -397,16 +428,19 @@ impl App {
         self.model.current()
     }
 
-    /// Resolves with the reason when the pipeline fails for good (never, while all is well).
+    /// Resolves with the reason when the pipeline fails for good (never, while all is well): the
+    /// publisher cannot deliver, or the scoring stage ended.
     pub async fn failed(&self) -> String {
-        let mut failure = self.failure.clone();
-        let reason = match failure.wait_for(|f| f.is_some()).await {
-            Ok(f) => f.clone(),
-            Err(_) => None,
+        let wait = |mut failure: watch::Receiver<Option<String>>| async move {
+            match failure.wait_for(|f| f.is_some()).await {
+                Ok(f) => f.clone(),
+                Err(_) => None,
+            }
         };
-        match reason {
-            Some(reason) => reason,
-            None => std::future::pending().await,
+        tokio::select! {
+            Some(reason) = wait(self.failure.clone()) => reason,
+            Some(reason) = wait(self.stage_failure.clone()) => reason,
+            else => std::future::pending().await,
         }
     }
 
@@ -548,5 +582,35 @@ impl Hangups {
             }
         }
         std::future::pending::<()>().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stage_that_panics_or_fails_says_so_and_one_that_ends_well_does_not() {
+        let (failed, mut failure) = watch::channel(None);
+        let panics = spawn_stage::<()>("test", async { panic!("a bug") }, failed);
+        let e = panics.await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("the test stage panicked"), "{e}");
+        let said = failure.wait_for(|f| f.is_some()).await.unwrap().clone();
+        assert!(said.unwrap().starts_with("the test stage stopped"));
+
+        let (failed, failure) = watch::channel(None);
+        let fails = spawn_stage::<()>(
+            "test",
+            async { Err(AppError::Pipeline("no way on".into())) },
+            failed,
+        );
+        assert!(fails.await.unwrap().is_err());
+        assert!(failure.borrow().as_ref().unwrap().contains("no way on"));
+
+        let (failed, mut failure) = watch::channel(None);
+        let ends = spawn_stage("test", async { Ok(7) }, failed);
+        assert_eq!(ends.await.unwrap().unwrap(), 7);
+        // The sender is gone without a word: nothing to wait for.
+        assert!(failure.wait_for(|f| f.is_some()).await.is_err());
     }
 }
