@@ -340,43 +340,24 @@ impl Store {
 }
 
 /// Rebuilds the ledger from the segments; returns the segments with their row counts.
+///
+/// Scored rows and labels are applied in the order they came (by `scored_at` and `received_at`),
+/// as they were live: a label joins a row scored before it arrived even when that row is no
+/// longer among the last `join_rows` (applying every scored row first would have pushed it out),
+/// and a label that waited longer than `pending_s` for its row expires again.
 fn recover(
     (scored, labels): &(Vec<SegmentFile>, Vec<SegmentFile>),
     ledger: &mut Ledger,
     status: &mut StoreStatus,
 ) -> (Segments, Segments) {
-    let mut scored_rows = vec![];
-    for file in scored {
-        let mut rows = 0;
-        match segment::read(
-            &file.path,
-            Some((0..segment::SCORED_FIXED_COLUMNS).collect()),
-        ) {
-            Ok((batches, cut)) => {
-                if let Some(cut) = cut {
-                    warn!(reason = %cut, "A store segment ends early (the daemon was stopped mid-write); its whole batches are kept.");
-                }
-                for b in &batches {
-                    if let Err(e) = recover_scored(b, ledger) {
-                        warn!(segment = %file.path.display(), error = %e, "Skipped a store batch.");
-                        continue;
-                    }
-                    rows += b.num_rows();
-                }
-            }
-            Err(e) => warn!(error = %e, "Skipped an unreadable store segment."),
-        }
-        status.rows_recovered += rows as u64;
-        scored_rows.push((file.clone(), rows));
-    }
     let mut label_rows = vec![];
-    let now = now_ms();
+    let mut received: Vec<(i64, Label)> = vec![];
     for file in labels {
         let mut rows = 0;
         match segment::read(&file.path, None) {
             Ok((batches, _)) => {
                 for b in &batches {
-                    match recover_labels(b, ledger) {
+                    match read_labels(b, &mut received) {
                         Ok(n) => rows += n,
                         Err(e) => {
                             warn!(segment = %file.path.display(), error = %e, "Skipped a label batch.")
@@ -389,11 +370,47 @@ fn recover(
         status.labels_recovered += rows as u64;
         label_rows.push((file.clone(), rows));
     }
-    ledger.expire(now);
+    // Stable: labels received in the same millisecond keep their order.
+    received.sort_by_key(|(at, _)| *at);
+    let mut labels = received.into_iter().peekable();
+    let mut scored_rows = vec![];
+    for file in scored {
+        let mut rows = 0;
+        match segment::read(
+            &file.path,
+            Some((0..segment::SCORED_FIXED_COLUMNS).collect()),
+        ) {
+            Ok((batches, cut)) => {
+                if let Some(cut) = cut {
+                    warn!(reason = %cut, "A store segment ends early (the daemon was stopped mid-write); its whole batches are kept.");
+                }
+                for b in &batches {
+                    if let Err(e) = recover_scored(b, ledger, &mut labels) {
+                        warn!(segment = %file.path.display(), error = %e, "Skipped a store batch.");
+                        continue;
+                    }
+                    rows += b.num_rows();
+                }
+            }
+            Err(e) => warn!(error = %e, "Skipped an unreadable store segment."),
+        }
+        status.rows_recovered += rows as u64;
+        scored_rows.push((file.clone(), rows));
+    }
+    for (at, label) in labels {
+        ledger.expire(at);
+        ledger.label(label, at);
+    }
+    ledger.expire(now_ms());
     (scored_rows, label_rows)
 }
 
-fn recover_scored(b: &arrow_array::RecordBatch, ledger: &mut Ledger) -> Result<(), String> {
+/// Applies a batch of scored rows, each after the labels received before it.
+fn recover_scored(
+    b: &arrow_array::RecordBatch,
+    ledger: &mut Ledger,
+    labels: &mut std::iter::Peekable<std::vec::IntoIter<(i64, Label)>>,
+) -> Result<(), String> {
     let ids = segment::column::<StringArray>(b, "id")?;
     let at = segment::column::<TimestampMillisecondArray>(b, "scored_at")?;
     let p = segment::column::<Float32Array>(b, "probability")?;
@@ -411,16 +428,23 @@ fn recover_scored(b: &arrow_array::RecordBatch, ledger: &mut Ledger) -> Result<(
         v
     };
     for i in 0..b.num_rows() {
+        let t = at.value(i);
+        while let Some((received, label)) = labels.next_if(|(received, _)| *received < t) {
+            ledger.expire(received);
+            ledger.label(label, received);
+        }
         let mut scores: Scores = vec![(intern(version.value(i)), p.value(i))];
         if segment::present(shadow_p, i) && segment::present(shadow_v, i) {
             scores.push((intern(shadow_v.value(i)), shadow_p.value(i)));
         }
-        ledger.scored(ids.value(i), at.value(i), scores); // recovery: not news for the metrics
+        ledger.expire(t);
+        ledger.scored(ids.value(i), t, scores); // recovery: not news for the metrics
     }
     Ok(())
 }
 
-fn recover_labels(b: &arrow_array::RecordBatch, ledger: &mut Ledger) -> Result<usize, String> {
+/// Reads a batch of labels with the time each was received.
+fn read_labels(b: &arrow_array::RecordBatch, out: &mut Vec<(i64, Label)>) -> Result<usize, String> {
     let ids = segment::column::<StringArray>(b, "id")?;
     let label = segment::column::<Int8Array>(b, "label")?;
     let at = segment::column::<StringArray>(b, "at")?;
@@ -431,7 +455,7 @@ fn recover_labels(b: &arrow_array::RecordBatch, ledger: &mut Ledger) -> Result<u
             faulty: label.value(i) == 1,
             at: segment::present(at, i).then(|| at.value(i).to_string()),
         };
-        ledger.label(l, received.value(i));
+        out.push((received.value(i), l));
     }
     Ok(b.num_rows())
 }
@@ -476,6 +500,41 @@ mod tests {
 
     fn features() -> Vec<String> {
         vec!["Sensor-1".into(), "Sensor-2".into()]
+    }
+
+    #[test]
+    fn a_restart_keeps_the_joins_of_rows_since_pushed_out_of_the_join_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.ledger.max_rows = 3;
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(5));
+        let store = Store::open(s.clone(), features(), Arc::new(Metrics::new()));
+        // "a" is scored and labelled while it is in the window of three; five rows follow.
+        store.record_scored(batch(&["a"], 0.9));
+        pause();
+        let label = Label {
+            id: "a".into(),
+            faulty: true,
+            at: None,
+        };
+        assert_eq!(
+            store.record_labels(vec![label]).unwrap(),
+            [LabelOutcome::Joined]
+        );
+        for id in ["b", "c", "d", "e", "f"] {
+            pause();
+            store.record_scored(batch(&[id], 0.1));
+        }
+        let live = store.ledger().counts();
+        store.close();
+        let again = Store::open(s, features(), Arc::new(Metrics::new()));
+        let counts = again.ledger().counts();
+        assert_eq!(
+            (counts.joined, counts.pending, counts.expired),
+            (live.joined, live.pending, live.expired)
+        );
+        assert_eq!((counts.joined, counts.pending), (1, 0));
+        again.close();
     }
 
     #[test]
