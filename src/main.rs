@@ -293,6 +293,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if summary.cut_short > 0 {
                 eprintln!("{} store files ended early (the daemon was killed while writing them); their whole batches were exported.", summary.cut_short);
             }
+            for why in &summary.unreadable {
+                eprintln!("Left out a store file that cannot be read: {why}.");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Model { model, json } => {

@@ -35,6 +35,9 @@ pub struct ExportSummary {
     pub segments: usize,
     /// Segments that ended early (a killed daemon) and were read up to the cut.
     pub cut_short: usize,
+    /// Segments that could not be read at all (empty, or not Arrow), left out as the daemon's
+    /// recovery leaves them out; each with the reason.
+    pub unreadable: Vec<String>,
 }
 
 /// Writes the store in `dir` as CSV to `out`.
@@ -56,8 +59,20 @@ pub fn export(
     }
     let mut summary = ExportSummary::default();
     let mut labels: HashMap<String, i8> = HashMap::new();
+    // An unreadable segment is left out and named, as recovery leaves it out: one bad file does
+    // not hide the rest of the store.
+    let mut unreadable = std::collections::BTreeSet::new();
+    let mut read = |path: &Path, columns| match segment::read(path, columns) {
+        Ok(read) => Some(read),
+        Err(e) => {
+            unreadable.insert(e);
+            None
+        }
+    };
     for file in &labelled {
-        let (batches, cut) = segment::read(&file.path, None)?;
+        let Some((batches, cut)) = read(&file.path, None) else {
+            continue;
+        };
         summary.segments += 1;
         summary.cut_short += usize::from(cut.is_some());
         for b in &batches {
@@ -71,7 +86,9 @@ pub fn export(
     // Where each wafer was scored last: (segment, batch, row).
     let mut last: HashMap<String, (usize, usize, usize)> = HashMap::new();
     for (s, file) in scored.iter().enumerate() {
-        let (batches, _) = segment::read(&file.path, Some(vec![0]))?;
+        let Some((batches, _)) = read(&file.path, Some(vec![0])) else {
+            continue;
+        };
         for (b, batch) in batches.iter().enumerate() {
             let ids = segment::column::<StringArray>(batch, "id")?;
             for r in 0..batch.num_rows() {
@@ -92,7 +109,9 @@ pub fn export(
     let mut latest: Vec<String> = vec![];
     let mut record: Vec<String> = vec![];
     for (s, file) in scored.iter().enumerate() {
-        let (batches, cut) = segment::read(&file.path, None)?;
+        let Some((batches, cut)) = read(&file.path, None) else {
+            continue;
+        };
         summary.segments += 1;
         summary.cut_short += usize::from(cut.is_some());
         for (b, batch) in batches.iter().enumerate() {
@@ -165,8 +184,18 @@ pub fn export(
         }
     }
     if header.is_none() {
-        write_header(&mut writer, &latest)?;
+        if latest.is_empty() && !unreadable.is_empty() {
+            return Err(format!(
+                "no scored segment of the store {} can be read: {}",
+                dir.display(),
+                unreadable.into_iter().collect::<Vec<_>>().join("; ")
+            ));
+        }
+        if !latest.is_empty() {
+            write_header(&mut writer, &latest)?;
+        }
     }
+    summary.unreadable = unreadable.into_iter().collect();
     writer.flush().map_err(|e| e.to_string())?;
     Ok(summary)
 }
@@ -258,6 +287,20 @@ mod tests {
         assert!(export(empty.path(), &ExportOptions::default(), vec![])
             .unwrap_err()
             .contains("no scored rows"));
+        // An empty segment (left by a full disk) is left out and named; the rest is exported.
+        std::fs::write(dir.path().join("scored-99999999.arrows"), b"").unwrap();
+        let mut out = vec![];
+        let skipped = export(dir.path(), &ExportOptions::default(), &mut out).unwrap();
+        assert_eq!(skipped.rows, 3);
+        assert_eq!(skipped.unreadable.len(), 1, "{:?}", skipped.unreadable);
+        assert!(skipped.unreadable[0].contains("scored-99999999.arrows"));
+        let broken = tempfile::tempdir().unwrap();
+        std::fs::write(broken.path().join("scored-00000001.arrows"), b"").unwrap();
+        let e = export(broken.path(), &ExportOptions::default(), vec![]).unwrap_err();
+        assert!(
+            e.contains("no scored segment") && e.contains("00000001"),
+            "{e}"
+        );
         // Nothing in the range: the header alone.
         let mut out = vec![];
         let none = ExportOptions {

@@ -216,7 +216,13 @@ impl Writer {
             if let Some(w) = self.slot(kind).take() {
                 let done = (w.file.clone(), w.rows);
                 drop(w);
-                self.finished(kind).push(done);
+                if done.1 == 0 {
+                    // Nothing in it (a full disk fails the first write): removed, so that each
+                    // retry does not leave an empty file that readers of the store trip on.
+                    let _ = std::fs::remove_file(&done.0.path);
+                } else {
+                    self.finished(kind).push(done);
+                }
             }
         }
         result
