@@ -75,7 +75,10 @@ fn from_value(value: &Value) -> Result<Label, String> {
     };
     let id = match map.get("id") {
         Some(Value::String(s)) => check_id(s)?,
-        Some(_) => return Err("\"id\" must be a string".into()),
+        // An integer id, as the rows' JSON takes it (and keeps it as written), so that the
+        // label of the row {"id": 1146, ...} can be {"id": 1146, ...}.
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
+        Some(_) => return Err("\"id\" must be a string or an integer".into()),
         None => return Err("the label has no \"id\"".into()),
     };
     let faulty = match map.get("label") {
@@ -221,6 +224,18 @@ mod tests {
                 .unwrap()
                 .faulty
         );
+        // Integer ids, as a row's JSON may carry them, read as the rows' reader reads them.
+        for (text, id) in [
+            (&br#"{"id": 1146, "label": 1}"#[..], "1146"),
+            (br#"{"id": -7, "label": 1}"#, "-7"),
+        ] {
+            assert_eq!(from_message(text).unwrap().id, id);
+            let row = format!("{{\"id\": {id}, \"Sensor-1\": 1}}");
+            let schema = crate::Schema::new(&["Sensor-1".to_string()]);
+            assert_eq!(crate::json::decode(row.as_bytes(), &schema).rows.ids, [id]);
+        }
+        let e = from_message(br#"{"id": 1.5, "label": 1}"#).unwrap_err();
+        assert!(e.contains("a string or an integer"), "{e}");
     }
 
     #[test]
