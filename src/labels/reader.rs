@@ -369,8 +369,11 @@ async fn apply(
                         }
                     }
                     Err(e) => {
-                        warn!(error = %e, "Could not publish a label's dead letter; it will be read again.");
-                        continue;
+                        // The publisher is gone for good. Acknowledging any later label would
+                        // commit past this one (on Kafka an offset covers all before it), so
+                        // nothing more is acknowledged: all of it is read again at the restart.
+                        tracing::error!(error = %e, "Could not publish a label's dead letter: labels are no longer applied until faultline restarts, and the unacknowledged ones will be read again then.");
+                        return publisher;
                     }
                 }
             }
