@@ -219,7 +219,7 @@ pub fn check_labels(data: &[u8]) {
         Ok(l) => check_label(l),
         Err(e) => assert!(!e.is_empty(), "a label message refused without a reason"),
     }
-    match labels::from_json(data) {
+    match labels::from_json(data, usize::MAX) {
         Ok((labels, errors)) => {
             labels.iter().for_each(check_label);
             check_label_errors(&errors);

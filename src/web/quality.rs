@@ -47,7 +47,7 @@ pub async fn labels(
         let parsed = match kind.as_str() {
             // At most one row past the limit is read: enough to refuse the request.
             "text/csv" | "application/csv" => crate::labels::from_csv(&body, max_rows),
-            "application/json" => crate::labels::from_json(&body),
+            "application/json" => crate::labels::from_json(&body, max_rows),
             other => {
                 return Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -49,15 +49,17 @@ pub fn from_message(payload: &[u8]) -> Result<Label, String> {
     from_value(&value)
 }
 
-/// Reads labels from a JSON body: one object or an array of them.
-pub fn from_json(body: &[u8]) -> Result<(Vec<Label>, Vec<LabelError>), String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
-    let items = match value {
-        Value::Array(items) => items,
-        object @ Value::Object(_) => vec![object],
-        _ => return Err("expected a label object or an array of them".into()),
-    };
+/// Reads labels from a JSON body: one object or an array of them. At most `most` + 1 items are
+/// kept (enough for a caller to refuse a body with more than `most`); the rest of the array is
+/// checked as JSON without being built, so a large body never becomes a large tree.
+pub fn from_json(body: &[u8], most: usize) -> Result<(Vec<Label>, Vec<LabelError>), String> {
+    use serde::de::Deserializer as _;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let items = de
+        .deserialize_any(Items { most })
+        .and_then(|items| de.end().map(|()| items))
+        .map_err(|e| format!("the body is not JSON: {e}"))?
+        .map_err(|()| "expected a label object or an array of them".to_string())?;
     let mut labels = Vec::with_capacity(items.len());
     let mut errors = vec![];
     for (i, item) in items.iter().enumerate() {
@@ -67,6 +69,58 @@ pub fn from_json(body: &[u8]) -> Result<(Vec<Label>, Vec<LabelError>), String> {
         }
     }
     Ok((labels, errors))
+}
+
+/// The items of a labels body: an array's first `most` + 1 elements, or the one object; `Err(())`
+/// for any other JSON value.
+struct Items {
+    most: usize,
+}
+
+impl<'de> serde::de::Visitor<'de> for Items {
+    type Value = Result<Vec<Value>, ()>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a label object or an array of them")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = vec![];
+        while items.len() <= self.most {
+            match seq.next_element::<Value>()? {
+                Some(item) => items.push(item),
+                None => return Ok(Ok(items)),
+            }
+        }
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Ok(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let object =
+            serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(Ok(vec![Value::Object(object)]))
+    }
+
+    // Any other JSON value is read (so that its syntax is checked) and refused.
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
 }
 
 fn from_value(value: &Value) -> Result<Label, String> {
@@ -257,12 +311,31 @@ mod tests {
 
     #[test]
     fn json_arrays_keep_good_labels_and_number_the_bad() {
-        let (labels, errors) =
-            from_json(br#"[{"id": "a", "label": 1}, {"id": "b"}, {"id": "c", "label": "pass"}]"#)
-                .unwrap();
+        let (labels, errors) = from_json(
+            br#"[{"id": "a", "label": 1}, {"id": "b"}, {"id": "c", "label": "pass"}]"#,
+            usize::MAX,
+        )
+        .unwrap();
         assert_eq!(labels.len(), 2);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].row, 2);
+        // Asked for at most one, it keeps two items, and still checks the rest is JSON.
+        let body = br#"[{"id": "a", "label": 1}, {"id": "b"}, {"id": "c", "label": 1}, 7]"#;
+        let (labels, errors) = from_json(body, 1).unwrap();
+        assert_eq!((labels.len(), errors.len()), (1, 1));
+        let e = from_json(br#"[{"id": "a", "label": 1}, {"id": "b"}, nope]"#, 0).unwrap_err();
+        assert!(e.contains("not JSON"), "{e}");
+        // One object, or nothing else.
+        assert_eq!(
+            from_json(br#"{"id": "a", "label": -1}"#, 0)
+                .unwrap()
+                .0
+                .len(),
+            1
+        );
+        for other in [&b"7"[..], b"\"x\"", b"null", b"true", b"[1] 2"] {
+            assert!(from_json(other, 9).is_err(), "{other:?}");
+        }
     }
 
     #[test]
