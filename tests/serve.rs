@@ -254,6 +254,37 @@ async fn a_large_unreadable_message_is_dead_lettered_clipped_and_the_stream_goes
     app.shutdown().await.unwrap();
 }
 
+/// On Mosquitto, which takes messages up to MQTT's 256 MiB, a message over faultline's 16 MiB
+/// payload limit is dead-lettered as too large and the rows behind it are read. faultline's
+/// client refused the packet and dropped the connection, and the broker, keeping the session,
+/// sent it again at every reconnect: nothing behind it was read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_payload_limit_is_dead_lettered_and_the_rows_behind_it_are_read() {
+    let broker = common::Mosquitto::start();
+    let cfg = config("huge", None, broker.port, &[]);
+    let model = Arc::new(Model::embedded().unwrap());
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let mut c = Client::connect(
+        broker.port,
+        "huge-test",
+        &["huge/scores".into(), "huge/dead".into()],
+    )
+    .await;
+    c.publish("huge/rows", vec![b' '; 17 << 20]).await;
+    let (_, _, good) = rows(&model, 0);
+    c.publish("huge/rows", good).await;
+    let got = c
+        .collect_until(60, |g| {
+            g.iter().any(|(t, _)| t == "huge/dead") && g.iter().any(|(t, _)| t == "huge/scores")
+        })
+        .await;
+    let (_, letter) = got.iter().find(|(t, _)| t == "huge/dead").unwrap();
+    assert_eq!(letter["reason"], "too_large", "{letter}");
+    assert!(letter["error"].as_str().unwrap().contains("17825792 bytes"));
+    app.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_scores_topic_only_faults_are_published_and_they_are_whole() {
     let port = common::free_port();

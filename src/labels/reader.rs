@@ -106,7 +106,7 @@ pub fn start_mqtt(
         .set_clean_session(false)
         .set_manual_acks(true)
         .set_max_packet_size(
-            crate::bus::MAX_PAYLOAD_BYTES + 1024,
+            crate::bus::mqtt::MAX_PACKET_BYTES,
             crate::bus::MAX_PAYLOAD_BYTES + 1024,
         );
     let role = Role {

@@ -388,7 +388,8 @@ impl Client {
     pub async fn connect_with(port: u16, id: &str, topics: &[String], clean: bool) -> Client {
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options
-            .set_max_packet_size(1 << 24, 1 << 24)
+            // Past faultline's 16 MiB payload limit, so that a test can send more.
+            .set_max_packet_size(1 << 25, 1 << 25)
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(clean);
         let (client, mut eventloop) = AsyncClient::new(options, 10_000);

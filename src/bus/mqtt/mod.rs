@@ -16,6 +16,12 @@ pub use settings::{
 
 use std::time::Duration;
 
+/// The largest packet MQTT allows (a remaining length of 268,435,455 bytes and a fixed header of
+/// at most 5): what faultline's readers accept, so that a message over the payload limit is read
+/// and dead-lettered. At a lower limit rumqttc drops the connection on it, and a broker that keeps
+/// the session sends it again at every reconnect: nothing behind it would ever be read.
+pub const MAX_PACKET_BYTES: usize = 268_435_455 + 5;
+
 /// The options every faultline MQTT connection starts from: `client_id` on the configured broker,
 /// over `transport`, with the configured keep-alive and login.
 pub fn mqtt_options(

@@ -46,10 +46,8 @@ impl MqttSource {
         let mut mqtt = super::mqtt_options(settings, settings.client_id.clone(), transport);
         mqtt.set_clean_session(false)
             .set_manual_acks(true)
-            .set_max_packet_size(
-                options.max_payload_bytes + 1024,
-                options.max_payload_bytes + 1024,
-            )
+            // Incoming: anything MQTT can carry (see MAX_PACKET_BYTES).
+            .set_max_packet_size(super::MAX_PACKET_BYTES, options.max_payload_bytes + 1024)
             .set_request_channel_capacity(options.max_permits as usize + 16);
         let qos = if settings.qos == 0 {
             QoS::AtMostOnce
