@@ -1126,6 +1126,14 @@ mod tests {
         );
         let e = refuse(&[("FAULTLINE_SOURCE__KAFKA__PROPERTIES__GROUP_ID", "x")]);
         assert!(e.contains("source.kafka.group_id"), "{e}");
+        // Set by faultline after the user's properties: a value here would be silently replaced.
+        for name in ["FETCH_MESSAGE_MAX_BYTES", "MESSAGE_MAX_BYTES"] {
+            let e = refuse(&[(
+                &format!("FAULTLINE_SOURCE__KAFKA__PROPERTIES__{name}"),
+                "1000",
+            )]);
+            assert!(e.contains("16 MiB payload limit"), "{e}");
+        }
         let e = refuse(&[("FAULTLINE_SOURCE__KAFKA__BROKERS", "kafka://h:9092")]);
         assert!(e.contains("without a scheme"), "{e}");
         let e = refuse(&[("FAULTLINE_SINK__FAULTS_TOPIC", "plant/faults")]);

@@ -34,7 +34,7 @@ pub struct KafkaSettings {
 
 /// librdkafka properties faultline sets itself: at-least-once depends on them, or they have their
 /// own keys.
-const KAFKA_RESERVED: [(&str, &str); 5] = [
+const KAFKA_RESERVED: [(&str, &str); 7] = [
     ("bootstrap.servers", "set source.kafka.brokers instead"),
     ("group.id", "set source.kafka.group_id instead"),
     (
@@ -48,6 +48,14 @@ const KAFKA_RESERVED: [(&str, &str); 5] = [
     (
         "enable.partition.eof",
         "faultline reads the topic as an endless stream",
+    ),
+    (
+        "fetch.message.max.bytes",
+        "it reads messages up to its 16 MiB payload limit (a larger one is dead-lettered as too large)",
+    ),
+    (
+        "message.max.bytes",
+        "it writes messages up to its 16 MiB payload limit; the cluster's own limit still applies",
     ),
 ];
 
