@@ -76,6 +76,18 @@ const WRITE_LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 /// ...unless this many rows are waiting.
 const WRITE_ROWS: usize = 4096;
 
+/// How often an idle writer looks for segments past `[store] max_days`.
+#[cfg(not(test))]
+const AGE_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
+#[cfg(test)]
+const AGE_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+/// The longest time one segment is written to when `max_days` is set: a file is deleted whole
+/// once its newest row is past `max_days`, so its oldest row outlives `max_days` by this at most.
+#[cfg(not(test))]
+const SEGMENT_SPAN: std::time::Duration = std::time::Duration::from_secs(86_400);
+#[cfg(test)]
+const SEGMENT_SPAN: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Finished segments with the rows each holds, oldest first.
 type Segments = Vec<(SegmentFile, usize)>;
 
@@ -535,6 +547,44 @@ mod tests {
         );
         assert_eq!((counts.joined, counts.pending), (1, 0));
         again.close();
+    }
+
+    #[test]
+    fn an_idle_store_still_deletes_rows_past_max_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.max_days = Some(1);
+        s.segment_rows = 10;
+        let store = Store::open(s, features(), Arc::new(Metrics::new()));
+        store.record_scored(batch(&["a", "b"], 0.1));
+        let scored = || segments(dir.path(), Kind::Scored).unwrap();
+        let wait = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !done() {
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        };
+        wait("written", &|| store.status().rows_written == 2);
+        // Nothing more comes: once the segment spans SEGMENT_SPAN it is closed (the next row
+        // would open another)...
+        std::thread::sleep(SEGMENT_SPAN + 3 * AGE_CHECK);
+        assert_eq!(scored().len(), 1);
+        store.record_scored(batch(&["c"], 0.1));
+        wait("a second segment", &|| scored().len() == 2);
+        // ...and once its newest row is a day and more old, it goes, with no row written since.
+        let first = &scored()[0].path;
+        let two_days_ago =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(first)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        wait("the old segment deleted", &|| scored().len() == 1);
+        assert_ne!(&scored()[0].path, first);
+        store.close();
     }
 
     #[test]

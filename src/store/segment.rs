@@ -227,6 +227,8 @@ pub struct SegmentWriter {
     writer: arrow_ipc::writer::StreamWriter<BufWriter<File>>,
     /// Rows written to it.
     pub rows: usize,
+    /// When it was created.
+    pub opened: std::time::Instant,
 }
 
 impl std::fmt::Debug for SegmentWriter {
@@ -255,6 +257,7 @@ impl SegmentWriter {
             file: SegmentFile { seq, path },
             writer,
             rows: 0,
+            opened: std::time::Instant::now(),
         })
     }
 

@@ -94,7 +94,17 @@ impl Writer {
         // Old segments may have aged past max_days while faultline was down.
         self.retire(Kind::Scored);
         self.retire(Kind::Labels);
-        while let Ok(first) = rx.recv() {
+        loop {
+            // Idle, old segments still go when they pass max_days: every AGE_CHECK the open
+            // segment is closed once it spans SEGMENT_SPAN, and finished ones are retired.
+            let first = match rx.recv_timeout(AGE_CHECK) {
+                Ok(first) => first,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    self.age_out();
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             // What arrives within WRITE_LINGER of the first record goes out with it (up to
             // WRITE_ROWS rows): each Arrow message carries ~600 column headers, so writing every
             // micro-batch alone costs more than the rows (the writer fell behind at 5k rows/s).
@@ -177,21 +187,49 @@ impl Writer {
         }
     }
 
+    /// Closes the open segments that span [`SEGMENT_SPAN`] and retires what is past the limits.
+    fn age_out(&mut self) {
+        for kind in [Kind::Scored, Kind::Labels] {
+            if self.spans_too_long(kind) {
+                if let Err(e) = self.close_open(kind) {
+                    warn!(error = %e, "Could not close a store segment.");
+                }
+            }
+            self.retire(kind);
+        }
+    }
+
+    /// Whether the open segment of `kind` holds rows and was opened [`SEGMENT_SPAN`] ago or more
+    /// (with `max_days` set): its file is deleted whole, once its newest row is past `max_days`,
+    /// so a row outlives `max_days` by at most the span.
+    fn spans_too_long(&mut self, kind: Kind) -> bool {
+        let limited = self.settings.max_days.is_some();
+        self.slot(kind)
+            .as_ref()
+            .is_some_and(|w| limited && w.rows > 0 && w.opened.elapsed() >= SEGMENT_SPAN)
+    }
+
+    /// Closes the open segment of `kind`, if any, into the finished ones.
+    fn close_open(&mut self, kind: Kind) -> Result<(), String> {
+        if let Some(w) = self.slot(kind).take() {
+            let done = (w.file.clone(), w.rows);
+            // The data is with the operating system; the sync to disk is a chore (a failure
+            // there is logged).
+            let file = w.close()?;
+            self.chores.push(Chore::Sync(file, done.0.path.clone()));
+            self.finished(kind).push(done);
+        }
+        Ok(())
+    }
+
     fn append(&mut self, kind: Kind, batch: &arrow_array::RecordBatch) -> Result<(), String> {
         let segment_rows = self.settings.segment_rows;
         let full = self
             .slot(kind)
             .as_ref()
             .is_some_and(|w| w.rows >= segment_rows);
-        if full {
-            if let Some(w) = self.slot(kind).take() {
-                let done = (w.file.clone(), w.rows);
-                // The data is with the operating system; the sync to disk is a chore (a
-                // failure there is logged).
-                let file = w.close()?;
-                self.chores.push(Chore::Sync(file, done.0.path.clone()));
-                self.finished(kind).push(done);
-            }
+        if full || self.spans_too_long(kind) {
+            self.close_open(kind)?;
             self.retire(kind);
         }
         if self.slot(kind).is_none() {
