@@ -121,9 +121,7 @@ pub fn decode(payload: &[u8], options: &SourceOptions) -> Decoded {
 /// A message over the size limit: one reject carrying the message's first 64 KiB.
 #[cold]
 fn too_large(payload: &[u8], options: &SourceOptions) -> Decoded {
-    const KEEP: usize = crate::bus::messages::DEAD_LETTER_PAYLOAD_BYTES;
-    let mut text = String::from_utf8_lossy(&payload[..payload.len().min(KEEP)]).into_owned();
-    text.push_str("…(truncated)");
+    let text = crate::bus::messages::dead_letter_text(payload);
     Decoded {
         rows: crate::row::RowBatch::new(options.schema.width()),
         rejects: vec![json::Reject {

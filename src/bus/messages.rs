@@ -154,16 +154,29 @@ pub fn dead_letter_payload(payload: &str) -> std::borrow::Cow<'_, str> {
     if payload.len() <= DEAD_LETTER_PAYLOAD_BYTES + NOTE_ROOM {
         return payload.into();
     }
-    let mut end = DEAD_LETTER_PAYLOAD_BYTES;
-    while !payload.is_char_boundary(end) {
+    clipped(payload, payload.len()).into()
+}
+
+/// The start of the message `bytes` as text for a dead letter: at most
+/// [`DEAD_LETTER_PAYLOAD_BYTES`] of it, and when it is longer, a note of its length in bytes
+/// (bytes that are not UTF-8 shown as U+FFFD).
+pub fn dead_letter_text(bytes: &[u8]) -> String {
+    let head = &bytes[..bytes.len().min(DEAD_LETTER_PAYLOAD_BYTES)];
+    let text = String::from_utf8_lossy(head);
+    if bytes.len() <= DEAD_LETTER_PAYLOAD_BYTES && text.len() <= DEAD_LETTER_PAYLOAD_BYTES {
+        return text.into_owned();
+    }
+    clipped(&text, bytes.len())
+}
+
+/// `text` cut at a character boundary after [`DEAD_LETTER_PAYLOAD_BYTES`], with a note that the
+/// whole was `total` bytes.
+fn clipped(text: &str, total: usize) -> String {
+    let mut end = DEAD_LETTER_PAYLOAD_BYTES.min(text.len());
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!(
-        "{}…(truncated: {} bytes in all)",
-        &payload[..end],
-        payload.len()
-    )
-    .into()
+    format!("{}…(truncated: {total} bytes in all)", &text[..end])
 }
 
 /// Message timestamps (`scored_at`, `received_at`).
@@ -190,5 +203,17 @@ mod tests {
             &clipped[kept..],
             format!("…(truncated: {} bytes in all)", long.len())
         );
+        // From bytes: the note gives the message's length in bytes, not its text's (a byte
+        // that is not UTF-8 becomes three), and the text stays within the limit.
+        let bytes = vec![0xff; 1 << 20];
+        let text = dead_letter_text(&bytes);
+        assert!(
+            text.ends_with("…(truncated: 1048576 bytes in all)"),
+            "{}",
+            &text[text.len() - 40..]
+        );
+        assert!(text.len() <= DEAD_LETTER_PAYLOAD_BYTES + NOTE_ROOM);
+        assert_eq!(dead_letter_payload(&text), text, "clipped once");
+        assert_eq!(dead_letter_text(b"{not json"), "{not json");
     }
 }

@@ -173,8 +173,8 @@ pub fn start_mqtt(
 #[cfg(feature = "kafka")]
 const SHARED_GROUP_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The partitions of `topic` assigned to `consumer` and the topic's partitions, once the group
-/// has settled (`None` while it has not, or when the cluster does not answer).
+/// The partitions of `topic` assigned to `consumer` and the topic's partitions (`None` when the
+/// cluster does not answer).
 #[cfg(feature = "kafka")]
 fn partitions_held(consumer: &KafkaConsumer, topic: &str) -> Option<(usize, usize)> {
     use rdkafka::consumer::Consumer;
@@ -189,7 +189,7 @@ fn partitions_held(consumer: &KafkaConsumer, topic: &str) -> Option<(usize, usiz
         .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
         .ok()?;
     let all = metadata.topics().first()?.partitions().len();
-    (mine > 0 && all > 0).then_some((mine, all))
+    (all > 0).then_some((mine, all))
 }
 
 /// Reads labels from `topic` on Kafka, in this instance's own consumer `group` (see
@@ -243,6 +243,9 @@ pub fn start_kafka(
         let mut check = tokio::time::interval(SHARED_GROUP_CHECK);
         check.tick().await;
         let mut shared = false;
+        // Checks in a row that found no partition assigned: one may be a rebalance under way,
+        // two mean another consumer of the group holds them all (a one-partition topic).
+        let mut empty = 0;
         loop {
             let m = tokio::select! {
                 m = reader_consumer.recv() => Some(m),
@@ -253,10 +256,12 @@ pub fn start_kafka(
                 let (c, t) = (reader_consumer.clone(), topic.clone());
                 let held = tokio::task::spawn_blocking(move || partitions_held(&c, &t)).await;
                 if let Ok(Some((mine, all))) = held {
-                    if mine < all && !shared {
+                    empty = if mine == 0 { empty + 1 } else { 0 };
+                    let now = if mine == 0 { empty >= 2 } else { mine < all };
+                    if now && !shared {
                         warn!(topic = %topic, group = %group, "This instance reads {mine} of the {all} partitions of the labels topic: another consumer shares its group, so the labels are split between them and each instance misses some. Give each instance its own [labels] group_id.");
                     }
-                    shared = mine < all;
+                    shared = now;
                 }
                 continue;
             };
@@ -327,7 +332,18 @@ async fn apply(
             }
         };
         let Some(m) = m else { break };
-        match crate::labels::from_message(&m.payload) {
+        // One over the rows' payload limit is not parsed: refused as it is (a reader takes
+        // packets up to MQTT's 256 MiB, so that such a message does not stop the stream).
+        let parsed = if m.payload.len() > crate::bus::MAX_PAYLOAD_BYTES {
+            Err(format!(
+                "the label message is {} bytes; faultline accepts at most {}",
+                m.payload.len(),
+                crate::bus::MAX_PAYLOAD_BYTES
+            ))
+        } else {
+            crate::labels::from_message(&m.payload)
+        };
+        match parsed {
             Ok(label) => {
                 // Waits for room in the store's queue: labels are never dropped.
                 let store = store.clone();
@@ -340,8 +356,7 @@ async fn apply(
             Err(error) => {
                 metrics.labels.with_label_values(&["rejected"]).inc();
                 warn!(topic = %m.topic, error = %error, "Sent an unreadable label to the dead-letter topic.");
-                let text = String::from_utf8_lossy(&m.payload);
-                let payload = crate::bus::messages::dead_letter_payload(&text);
+                let payload = crate::bus::messages::dead_letter_text(&m.payload);
                 let letter = DeadLetter {
                     error: &error,
                     reason: "bad_label",
