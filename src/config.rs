@@ -693,6 +693,13 @@ impl RawConfig {
 /// The Kafka group an instance reads the labels in: `set`, or `<group_id>.labels.<host name>`,
 /// so that instances on different machines each read every label.
 fn labels_group(group_id: &str, set: &str) -> Result<String, ConfigError> {
+    if set == group_id {
+        return Err(ConfigError::Invalid(format!(
+            "labels.group_id is \"{set}\", the rows' source.kafka.group_id: the labels consumer \
+             would join the rows' group (and take rows' partitions away at each rebalance); give it \
+             a group of its own, or leave it empty"
+        )));
+    }
     if !set.is_empty() {
         return Ok(set.to_string());
     }
@@ -1329,6 +1336,13 @@ mod tests {
         );
         // Without a labels topic there is none.
         assert_eq!(load(&kafka[..2]).labels_group, None);
+        let mut rows_group = kafka.to_vec();
+        rows_group.push(("FAULTLINE_LABELS__GROUP_ID", "fab"));
+        let e = refused(&rows_group);
+        assert!(
+            e.contains("labels.group_id") && e.contains("a group of its own"),
+            "{e}"
+        );
     }
 
     #[test]
