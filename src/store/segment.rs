@@ -251,8 +251,14 @@ impl SegmentWriter {
         let path = path(dir, kind, seq);
         let file = File::create_new(&path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        let writer = arrow_ipc::writer::StreamWriter::try_new(BufWriter::new(file), schema)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let writer = match arrow_ipc::writer::StreamWriter::try_new(BufWriter::new(file), schema) {
+            Ok(writer) => writer,
+            Err(e) => {
+                // Writing the schema failed (a full disk): no file is left for readers.
+                let _ = std::fs::remove_file(&path);
+                return Err(format!("cannot write {}: {e}", path.display()));
+            }
+        };
         Ok(SegmentWriter {
             file: SegmentFile { seq, path },
             writer,
