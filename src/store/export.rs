@@ -105,11 +105,13 @@ pub fn export(
         writer.write_record(&h).map_err(|e| e.to_string())
     };
     let mut header: Option<Vec<String>> = None;
+    let mut scored_unreadable = 0;
     // The latest batch's features: the header of an export that selects no row.
     let mut latest: Vec<String> = vec![];
     let mut record: Vec<String> = vec![];
     for (s, file) in scored.iter().enumerate() {
         let Some((batches, cut)) = read(&file.path, None) else {
+            scored_unreadable += 1;
             continue;
         };
         summary.segments += 1;
@@ -184,7 +186,7 @@ pub fn export(
         }
     }
     if header.is_none() {
-        if latest.is_empty() && !unreadable.is_empty() {
+        if latest.is_empty() && scored_unreadable > 0 {
             return Err(format!(
                 "no scored segment of the store {} can be read: {}",
                 dir.display(),
