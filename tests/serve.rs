@@ -216,8 +216,6 @@ async fn embedded_broker_scores_faults_and_dead_letters_bad_rows() {
     app.shutdown().await.unwrap();
 }
 
-/// The default outputs (no scores topic): a fault is published whole, with its unusual sensors and
-/// contributions, and nothing else is.
 /// A large unreadable message (4 MB of control bytes, which JSON escapes to 24 MB) is
 /// dead-lettered with its first 64 KiB, and the rows behind it are scored: its whole text would
 /// make a dead letter over the publisher's limit, whose retries stopped the stream.
@@ -285,6 +283,8 @@ async fn a_message_over_the_payload_limit_is_dead_lettered_and_the_rows_behind_i
     app.shutdown().await.unwrap();
 }
 
+/// The default outputs (no scores topic): a fault is published whole, with its unusual sensors and
+/// contributions, and nothing else is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_scores_topic_only_faults_are_published_and_they_are_whole() {
     let port = common::free_port();
