@@ -123,8 +123,14 @@ pub async fn score(
                 "received an upload"
             );
             match (received, parser) {
-                // Dropping the sender without `End` makes the parser stop with an error.
-                (Err(e), _) => return Err(e),
+                // Dropping the sender without `End` makes the parser stop with an error. It is
+                // waited for (briefly: it only drains what was queued), so that its scoring slot
+                // is free by the time the client reads this answer and sends again.
+                (Err(e), parser) => {
+                    drop(parser);
+                    let _ = tokio::time::timeout(s.limits.request_timeout, work).await;
+                    return Err(e);
+                }
                 (Ok(()), Some(tx)) => {
                     let _ = tx.send(Piece::End).await;
                 }
