@@ -936,12 +936,32 @@ async fn read_until(stream: &mut tokio::net::TcpStream, answer: &mut Vec<u8>, wh
     }
 }
 
+/// A CSV upload to `path` on `web` that declares `length` bytes and, after `100 Continue`, sends
+/// only `first` and stops; the connection and what it has received so far.
+async fn stalled_upload(
+    web: std::net::SocketAddr,
+    path: &str,
+    length: usize,
+    first: &[u8],
+) -> (tokio::net::TcpStream, Vec<u8>) {
+    use tokio::io::AsyncWriteExt;
+    let mut upload = tokio::net::TcpStream::connect(web).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: faultline\r\nContent-Type: text/csv\r\n\
+         Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
+    );
+    upload.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    read_until(&mut upload, &mut answer, "100 Continue").await;
+    upload.write_all(first).await.unwrap();
+    (upload, answer)
+}
+
 /// An upload that stops sending (a laptop asleep mid-upload, a dropped VPN) is answered 408 once
 /// it has sent nothing for `[web] upload_idle_ms`, and gives back its scoring slot: with one
 /// slot, the next upload scores.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_that_stops_sending_is_cut_off_and_frees_its_slot() {
-    use tokio::io::AsyncWriteExt;
     let port = common::free_port();
     let extra = [
         ("FAULTLINE_WEB__UPLOAD_IDLE_MS", "3000".to_string()),
@@ -955,20 +975,11 @@ async fn an_upload_that_stops_sending_is_cut_off_and_frees_its_slot() {
         features.join(","),
         ",1.5".repeat(features.len())
     );
-    let mut upload = tokio::net::TcpStream::connect(daemon.web).await.unwrap();
-    upload
-        .write_all(
-            b"POST /api/score HTTP/1.1\r\nHost: faultline\r\nContent-Type: text/csv\r\n\
-              Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
     // The handler reads the body (the slot is taken), and the upload stops after the header and
     // one row: the parser waits for the rest.
-    read_until(&mut upload, &mut answer, "100 Continue").await;
     let start = csv.replace("W-2", "W-1");
-    upload.write_all(start.as_bytes()).await.unwrap();
+    let (mut upload, mut answer) =
+        stalled_upload(daemon.web, "/api/score", 1_000_000, start.as_bytes()).await;
     // While it is stalled, its slot is taken: another upload is refused.
     let headers = [("Content-Type", "text/csv")];
     let (status, body) = common::http(daemon.web, "POST", "/api/score", &headers, &csv).await;
@@ -981,17 +992,8 @@ async fn an_upload_that_stops_sending_is_cut_off_and_frees_its_slot() {
     assert!(body.contains("\"W-2\""), "{body}");
 
     // A labels upload that stops sending is cut off the same way.
-    let mut labels = tokio::net::TcpStream::connect(daemon.web).await.unwrap();
-    labels
-        .write_all(
-            b"POST /api/labels HTTP/1.1\r\nHost: faultline\r\nContent-Type: text/csv\r\n\
-              Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    read_until(&mut labels, &mut answer, "100 Continue").await;
-    labels.write_all(b"id,Good/Bad\nW-1,1\n").await.unwrap();
+    let (mut labels, mut answer) =
+        stalled_upload(daemon.web, "/api/labels", 1000, b"id,Good/Bad\nW-1,1\n").await;
     read_until(&mut labels, &mut answer, "sent nothing for 3000 ms").await;
     let text = String::from_utf8_lossy(&answer).to_string();
     assert!(text.contains("HTTP/1.1 408"), "{text}");

@@ -212,22 +212,27 @@ mod tests {
     use crate::store::{Store, StoreSettings};
     use std::sync::Arc;
 
+    /// A store in `dir` of two-row segments.
+    fn settings(dir: &std::path::Path) -> StoreSettings {
+        StoreSettings {
+            dir: Some(dir.to_path_buf()),
+            max_rows: 1000,
+            max_days: None,
+            segment_rows: 2,
+            ledger: LedgerLimits {
+                max_rows: 1000,
+                window: 10,
+                max_pending: 10,
+                pending_ttl_ms: 60_000,
+            },
+        }
+    }
+
     #[test]
     fn exports_the_last_scoring_of_each_labelled_wafer() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(
-            StoreSettings {
-                dir: Some(dir.path().to_path_buf()),
-                max_rows: 1000,
-                max_days: None,
-                segment_rows: 2,
-                ledger: LedgerLimits {
-                    max_rows: 1000,
-                    window: 10,
-                    max_pending: 10,
-                    pending_ttl_ms: 60_000,
-                },
-            },
+            settings(dir.path()),
             vec!["Sensor-1".into(), "Sensor-2".into()],
             Arc::new(Metrics::new()),
         );
@@ -319,18 +324,6 @@ mod tests {
     #[test]
     fn since_leaves_out_an_earlier_models_rows_as_the_error_advises() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = || StoreSettings {
-            dir: Some(dir.path().to_path_buf()),
-            max_rows: 1000,
-            max_days: None,
-            segment_rows: 2,
-            ledger: LedgerLimits {
-                max_rows: 1000,
-                window: 10,
-                max_pending: 10,
-                pending_ttl_ms: 60_000,
-            },
-        };
         let batch = |id: &str, width, at_ms| ScoredBatch {
             ids: vec![id.to_string()],
             values: vec![1.0; width],
@@ -343,14 +336,14 @@ mod tests {
         };
         // A model of two sensors, then one of three.
         let old = Store::open(
-            settings(),
+            settings(dir.path()),
             vec!["S-1".into(), "S-2".into()],
             Arc::new(Metrics::new()),
         );
         old.record_scored(batch("a", 2, 1_000));
         old.close();
         let new = Store::open(
-            settings(),
+            settings(dir.path()),
             vec!["S-1".into(), "S-2".into(), "S-3".into()],
             Arc::new(Metrics::new()),
         );
