@@ -219,7 +219,8 @@ pub fn decode_data(
         };
         if name == id_metric {
             id = Some(match &m.value {
-                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                // Trimmed, as every reader takes its ids, so that it joins its label.
+                Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
                 Some(Value::Int(v)) => v.to_string(),
                 Some(Value::Long(v)) => v.to_string(),
                 _ => {
@@ -391,7 +392,7 @@ mod tests {
                     Some("wafer_id"),
                     None,
                     12,
-                    Some(Value::String("W-1".into())),
+                    Some(Value::String(" W-1 ".into())),
                 ),
                 metric(Some("Sensor-1"), None, 9, Some(Value::Float(1.5))),
                 metric(None, Some(7), 10, Some(Value::Double(-2.25))),

@@ -356,11 +356,12 @@ impl<'a> Scanner<'a> {
         self.eat(b']')
     }
 
-    /// An id: a plain non-empty string of at most [`MAX_ID_BYTES`], or an integer that fits 64
-    /// bits, kept as written (JSON integers have one spelling, as serde_json prints them).
+    /// An id: a plain string, without the white space around it, non-empty and of at most
+    /// [`MAX_ID_BYTES`], or an integer that fits 64 bits, kept as written (JSON integers have one
+    /// spelling, as serde_json prints them).
     fn id(&mut self) -> Option<&'a [u8]> {
         let id = if self.peek()? == b'"' {
-            self.plain_string()?
+            as_str(self.plain_string()?).trim().as_bytes()
         } else {
             let (text, integer) = self.number()?;
             let s = as_str(text);

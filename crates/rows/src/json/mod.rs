@@ -4,8 +4,8 @@
 //! or its compact form `{"id": "Wafer-1146", "values": [3030.93, ..., null]}` with exactly one
 //! entry per model feature, in model order. A message is one row or a JSON array of rows.
 //!
-//! - `id` is required: a non-empty string of at most [`MAX_ID_BYTES`] bytes, or a JSON integer
-//!   (kept as its decimal string).
+//! - `id` is required: a string, trimmed of white space as CSV and label ids are, then non-empty
+//!   and of at most [`MAX_ID_BYTES`] bytes; or a JSON integer (kept as its decimal string).
 //! - A missing sensor key, or `null`, is a missing value (NaN), which the model's graph imputes.
 //!   Numbers are read as f64 and rounded to f32 once, as the CSV path does; a number past the f32
 //!   range, or a value of any other JSON type, rejects the row: faultline never guesses.
@@ -708,6 +708,25 @@ mod tests {
                 r#""Good/Bad" must be 1, -1 or null, not 0"#.into()
             )
         );
+    }
+
+    #[test]
+    fn a_string_id_is_trimmed_as_csv_and_label_ids_are() {
+        // Through the fast reader and, with an escape elsewhere in the row, the full one.
+        for tail in ["", r#", "note": "a\u0041""#] {
+            let d = read(&format!(
+                r#"[{{"id": " W-1\t"{tail}}}, {{"id": "W-2 "{tail}}}, {{"id": "\u00a0W-3"{tail}}}]"#
+            ));
+            assert_eq!(d.rows.ids, ["W-1", "W-2", "W-3"], "{tail}");
+            assert_eq!(
+                only_reject(&format!(r#"{{"id": "  "{tail}}}"#)),
+                ("missing_id", r#""id" is blank"#.into())
+            );
+            // The limit is on the id kept.
+            let padded = format!(" {} ", "x".repeat(MAX_ID_BYTES));
+            let d = read(&format!(r#"{{"id": "{padded}"{tail}}}"#));
+            assert_eq!(d.rows.ids, ["x".repeat(MAX_ID_BYTES)], "{tail}");
+        }
     }
 
     #[test]

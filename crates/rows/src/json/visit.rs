@@ -239,12 +239,17 @@ pub(super) fn read_row<'de, A: MapAccess<'de>>(
     }
 }
 
-/// A row id: a non-empty string of at most [`MAX_ID_BYTES`], or an integer.
+/// A row id: a string, without the white space around it (as the CSV and labels readers take
+/// theirs, so that `" W-1"` joins its label `W-1`), non-empty and of at most [`MAX_ID_BYTES`]; or
+/// an integer.
 pub(super) fn parse_id(value: Scalar<'_>, width: usize) -> Result<String, JsonError> {
     match value {
-        Scalar::Str(s) if s.is_empty() => Err(JsonError::BlankId("empty")),
-        Scalar::Str(s) if s.len() > MAX_ID_BYTES => Err(JsonError::IdTooLong(s.len())),
-        Scalar::Str(s) => Ok(s.into_owned()),
+        Scalar::Str(s) => match s.trim() {
+            "" if s.is_empty() => Err(JsonError::BlankId("empty")),
+            "" => Err(JsonError::BlankId("blank")),
+            t if t.len() > MAX_ID_BYTES => Err(JsonError::IdTooLong(t.len())),
+            t => Ok(t.to_string()),
+        },
         Scalar::U64(u) => Ok(u.to_string()),
         Scalar::I64(i) => Ok(i.to_string()),
         Scalar::Null => Err(JsonError::BlankId("null")),
