@@ -188,9 +188,9 @@ fn parse_outcome(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Reads labels from CSV: the first column holds the id; the label is the column named
-/// `Good/Bad` or `label`; an `at` or `Time` column, if present, says when. Other columns (a
-/// labelled wafer file's sensors) are ignored.
+/// Reads labels from CSV: the id is the column named `Wafer` or `id` (as in a wafer file), else
+/// the first column; the label is the column named `Good/Bad` or `label`; an `at` or `Time`
+/// column, if present, says when. Other columns (a labelled wafer file's sensors) are ignored.
 ///
 /// Reads at most `most + 1` rows (labels and refusals together): one more than `most` tells the
 /// caller the body holds too many, without holding every row of a large body first.
@@ -214,10 +214,13 @@ pub fn from_csv(body: &[u8], most: usize) -> Result<(Vec<Label>, Vec<LabelError>
             "the CSV has no Good/Bad (or label) column; expected a header like id,Good/Bad".into(),
         );
     };
-    if label_col == 0 {
-        return Err("the first column must hold the wafer id; the label is in it".into());
-    }
     let at_col = find(&["at", "Time"]);
+    let id_col = find(&["Wafer", "id"]).unwrap_or(0);
+    if id_col == label_col || Some(id_col) == at_col {
+        return Err(
+            "the CSV has no wafer id column: name it 'Wafer' or 'id', or put the ids first".into(),
+        );
+    }
     let mut labels = vec![];
     let mut errors = vec![];
     let mut record = csv::ByteRecord::new();
@@ -240,7 +243,7 @@ pub fn from_csv(body: &[u8], most: usize) -> Result<(Vec<Label>, Vec<LabelError>
             std::str::from_utf8(bytes).map_err(|_| format!("column {} is not UTF-8", i + 1))
         };
         let label = (|| {
-            let id = check_id(field(0)?)?;
+            let id = check_id(field(id_col)?)?;
             let faulty = parse_outcome(field(label_col)?)?;
             let at = match at_col.map(field).transpose()? {
                 Some(t) if !t.trim().is_empty() => Some(check_time(t)?),
@@ -356,6 +359,28 @@ mod tests {
         assert!(from_csv(b"id,score\nW,1\n", usize::MAX)
             .unwrap_err()
             .contains("Good/Bad"));
+    }
+
+    #[test]
+    fn csv_ids_are_read_from_the_id_column_by_name() {
+        // By name wherever it stands; else the first column, whatever its name.
+        for csv in [
+            &b"at,Wafer,Good/Bad\n2026-11-26T10:00:00Z,W-1,1\n"[..],
+            b"label,ID,note\n1,W-1,x\n",
+            b"wafer_id,Good/Bad\nW-1,1\n",
+        ] {
+            let (labels, errors) = from_csv(csv, usize::MAX).unwrap();
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(labels[0].id, "W-1", "{}", String::from_utf8_lossy(csv));
+        }
+        // Without one, a first column that holds the label or the time is no id.
+        for csv in [
+            &b"Good/Bad,wafer_id\n1,W-1\n"[..],
+            b"Time,Good/Bad\n2026-11-26T10:00:00Z,1\n",
+        ] {
+            let e = from_csv(csv, usize::MAX).unwrap_err();
+            assert!(e.contains("no wafer id column"), "{e}");
+        }
     }
 
     #[test]
