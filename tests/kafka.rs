@@ -506,6 +506,41 @@ async fn two_instances_in_one_group_each_read_every_label() {
     b.shutdown().await.unwrap();
 }
 
+/// Instances given one `[labels] group_id` split the labels between them: each warns that it
+/// reads only part of the labels topic, naming the setting to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_a_labels_group_each_warn_that_they_read_part_of_the_labels() {
+    let cluster = Cluster::start();
+    let t = topics("labels-shared");
+    create(&cluster, &t, 2).await;
+    let labels_topic = format!("{}.labels", t.rows);
+    cluster.topic(&labels_topic, 2).await;
+    let group = format!("{labels_topic}-one");
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            ("FAULTLINE_LABELS__TOPIC", &labels_topic),
+            ("FAULTLINE_LABELS__GROUP_ID", &group),
+        ],
+    );
+    let (a, b) = (
+        common::Daemon::start(&env).await,
+        common::Daemon::start(&env).await,
+    );
+    // The check runs every 10 s; the group may take a round or two to settle.
+    for d in [&a, &b] {
+        d.wait_log(
+            "reads 1 of the 2 partitions of the labels topic: another consumer shares its group",
+            60,
+        )
+        .await;
+        assert!(d
+            .log_text()
+            .contains("Give each instance its own [labels] group_id"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_on_a_kafka_topic_join_their_rows_and_bad_ones_are_dead_lettered() {
     let cluster = Cluster::start();

@@ -169,9 +169,10 @@ pub fn start_mqtt(
     }
 }
 
-/// How often the Kafka labels reader checks that no other consumer shares its group.
+/// How often the Kafka labels reader checks that no other consumer shares its group (a look at
+/// its assignment and one topic's metadata: cheap enough to warn within seconds).
 #[cfg(feature = "kafka")]
-const SHARED_GROUP_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+const SHARED_GROUP_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The partitions of `topic` assigned to `consumer` and the topic's partitions (`None` when the
 /// cluster does not answer).
