@@ -252,7 +252,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 model.version()
             );
             if let Some(q) = &summary.checks.evaluation {
-                eprintln!("{}", faultline::score::describe_evaluation(q));
+                let mut said = faultline::score::describe_evaluation(q);
+                if model.budget().is_some() {
+                    // The flags above are the budget's; these figures are not about them.
+                    said.push_str(" These are the model's threshold's figures, not the alarm budget's flags (the output's fault column).");
+                }
+                eprintln!("{said}");
             }
             if let Some(w) = &summary.checks.warning {
                 eprintln!("Warning: {w}.");

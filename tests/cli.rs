@@ -226,6 +226,24 @@ fn real_wafer_file_scores_with_labels_carried_through() {
             && said.contains(&format!("{false_alarms} false alarms among 83 good wafers")),
         "{said}"
     );
+    assert!(!said.contains("alarm budget"), "{said}");
+    // Under an alarm budget the figures are still the threshold's, and the sentence says so.
+    let o = faultline(&[
+        "score",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        "-",
+        "--alarm-rate",
+        "0.2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = stderr(&o);
+    assert!(
+        said.contains(&format!("caught {caught} of 17 faulty wafers"))
+            && said.contains("not the alarm budget's flags"),
+        "{said}"
+    );
 }
 
 #[test]
