@@ -541,6 +541,15 @@ impl RawConfig {
             ))
         })?;
         // Below MIN_ROWS rows no sensor is ever judged: the drift gauges would stay silent.
+        if self.drift.window_rows > crate::drift::MAX_ROWS {
+            return invalid(format!(
+                "drift.window_rows is {}; set at most {} (default 1000): the window holds 4 bytes \
+                 a sensor for each row (2.4 KB at 590 sensors) from the start and is copied at \
+                 every drift.interval_ms",
+                self.drift.window_rows,
+                crate::drift::MAX_ROWS
+            ));
+        }
         let drift_window_rows = NonZeroUsize::new(self.drift.window_rows)
             .filter(|n| n.get() >= crate::drift::MIN_ROWS)
             .ok_or_else(|| {
@@ -1053,9 +1062,18 @@ mod tests {
         assert!(e.contains("between 0 and 1"), "{e}");
         let e = refused(&[("FAULTLINE_INPUT__CSV_BATCH_ROWS", "0")]);
         assert!(e.contains("at least 1"), "{e}");
+        let e = refused(&[
+            ("FAULTLINE_MODEL__ALARM_RATE", "0.1"),
+            ("FAULTLINE_MODEL__ALARM_WINDOW_ROWS", "5000000"),
+        ]);
+        assert!(
+            e.contains("alarm_window_rows is 5000000; set at most"),
+            "{e}"
+        );
         // Fewer rows than drift ever judges, and a keep-alive MQTT cannot carry.
         for (k, v, says) in [
             ("FAULTLINE_DRIFT__WINDOW_ROWS", "20", "at least 50"),
+            ("FAULTLINE_DRIFT__WINDOW_ROWS", "100001", "at most 100000"),
             (
                 "FAULTLINE_SOURCE__MQTT__KEEP_ALIVE_S",
                 "70000",

@@ -19,6 +19,9 @@ pub const MISSING_DELTA: f64 = 0.2;
 /// Rows the window must hold before any sensor is judged.
 pub const MIN_ROWS: usize = 50;
 
+/// The widest window `[drift] window_rows` may ask for (about 236 MB at 590 sensors).
+pub const MAX_ROWS: usize = 100_000;
+
 /// The most recent rows and their P(fault), oldest overwritten first.
 #[derive(Debug, Clone)]
 pub struct DriftWindow {

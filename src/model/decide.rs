@@ -35,6 +35,10 @@ impl Rule {
     }
 }
 
+/// The widest alarm window: it is kept sorted, so each wafer's score moves part of it (at this
+/// size up to 400 KB a wafer), and it is held in memory from the start.
+pub const MAX_WINDOW_ROWS: usize = 100_000;
+
 /// Settings of an alarm budget; [`Budget::new`] checks them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Budget {
@@ -58,6 +62,11 @@ impl Budget {
         if window_rows == 0 || warmup_rows > window_rows {
             return Err(format!(
                 "model.alarm_window_rows is {window_rows} and model.alarm_warmup_rows {warmup_rows}; the window must hold at least one row and at least the warm-up"
+            ));
+        }
+        if window_rows > MAX_WINDOW_ROWS {
+            return Err(format!(
+                "model.alarm_window_rows is {window_rows}; set at most {MAX_WINDOW_ROWS}: the window is kept sorted in memory and each wafer's score moves part of it"
             ));
         }
         if rate * (window_rows as f64) < 1.0 {
@@ -153,6 +162,16 @@ mod tests {
             flagged += fault as usize;
         }
         assert!((90..=130).contains(&flagged), "{flagged} of 1000 flagged");
+    }
+
+    #[test]
+    fn a_window_too_wide_is_refused_naming_the_limit() {
+        assert!(Budget::new(0.1, MAX_WINDOW_ROWS, 200).is_ok());
+        let e = Budget::new(0.1, MAX_WINDOW_ROWS + 1, 200).unwrap_err();
+        assert!(
+            e.contains("model.alarm_window_rows is 100001; set at most 100000"),
+            "{e}"
+        );
     }
 
     #[test]
