@@ -379,6 +379,23 @@ impl RawConfig {
     }
 
     /// Checks ranges and cross-field rules; no I/O.
+    /// The configuration as the offline commands (`score`, `export`, `model`, `replay`) take it:
+    /// the secrets only the daemon uses (the web token, the MQTT password, Kafka properties kept
+    /// in files) are not read, so such a command works where those files cannot be read (an
+    /// operator's shell beside the daemon's environment). Every other setting is checked as for
+    /// `serve`.
+    pub fn offline(mut self) -> RawConfig {
+        self.web.token.clear();
+        self.web.token_file.clear();
+        self.source.mqtt.password.clear();
+        self.source.mqtt.password_file.clear();
+        self.source
+            .kafka
+            .properties
+            .retain(|name, _| !name.ends_with(".file"));
+        self
+    }
+
     pub fn validate(self) -> Result<Config, ConfigError> {
         let md = &self.model;
         let crate::model::Policy {

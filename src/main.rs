@@ -144,7 +144,11 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = RawConfig::load(cli.config.as_deref())?.validate()?;
+    let raw = RawConfig::load(cli.config.as_deref())?;
+    let config = match cli.command {
+        Command::Serve => raw.validate()?,
+        _ => raw.offline().validate()?,
+    };
     let load_model = |dir: Option<PathBuf>, threshold: Option<f32>| -> anyhow::Result<Model> {
         let dir = dir.or(config.model_dir.clone());
         let model = Model::load(dir.as_deref())?.with_policy(&config.policy());

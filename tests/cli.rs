@@ -91,6 +91,38 @@ fn stdin_and_stdout_work_with_dash() {
     assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 6);
 }
 
+/// The offline commands run where the daemon's secret files cannot be read (an operator's shell
+/// with the daemon's environment); `serve` still refuses to start without them.
+#[test]
+fn offline_commands_do_not_read_the_daemons_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_sample(dir.path(), 5);
+    let secrets = [
+        ("FAULTLINE_WEB__TOKEN_FILE", "/nonexistent/token"),
+        ("FAULTLINE_SOURCE__MQTT__USERNAME", "plant"),
+        (
+            "FAULTLINE_SOURCE__MQTT__PASSWORD_FILE",
+            "/nonexistent/password",
+        ),
+    ];
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args(args)
+            .envs(secrets)
+            .env("FAULTLINE_WEB__LISTEN", "127.0.0.1:0")
+            .output()
+            .unwrap()
+    };
+    let o = run(&["score", "-i", input.to_str().unwrap(), "-o", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 6);
+    let o = run(&["model"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["serve"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot read it"), "{}", stderr(&o));
+}
+
 #[test]
 fn bad_input_exits_non_zero_with_one_line_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
