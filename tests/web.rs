@@ -763,7 +763,8 @@ async fn labels_join_and_quality_reports_them() {
         WebLimits::default(),
         &[("W-1", 0.9), ("W-2", 0.8), ("W-3", 0.1), ("W-4", 0.01)],
     );
-    let csv = "id,Good/Bad\nW-1,1\nW-2,-1\nW-3,1\nW-x,-1\nW-4,maybe\n";
+    // A label as pandas writes it, one refused, one unknown (left out, not refused).
+    let csv = "id,Good/Bad\nW-1,1\nW-2,-1.0\nW-3,1\nW-x,-1\nW-4,maybe\nW-5,\n";
     let (status, _, body) = send(&s, post_to("/api/labels", "text/csv", csv)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -773,6 +774,8 @@ async fn labels_join_and_quality_reports_them() {
         "{v}"
     );
     assert_eq!(v["rejected"][0]["row"], 5, "{v}");
+    assert_eq!(v["rejected"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["unlabelled"], 1, "{v}");
     assert!(v["rejected"][0]["reason"]
         .as_str()
         .unwrap()

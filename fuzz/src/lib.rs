@@ -240,16 +240,23 @@ pub fn check_labels(data: &[u8]) {
         }
     }
     match labels::from_csv(data, usize::MAX) {
-        Ok((labels, errors)) => {
+        Ok(labels::CsvLabels {
+            labels,
+            errors,
+            unlabelled,
+        }) => {
             labels.iter().for_each(check_label);
             check_label_errors(&errors);
             // Asked for at most `most`, the reader stops one row past it, with the same rows.
             let most = 3;
-            let (first, first_errors) =
-                labels::from_csv(data, most).expect("the same header reads the same");
+            let labels::CsvLabels {
+                labels: first,
+                errors: first_errors,
+                unlabelled: first_unlabelled,
+            } = labels::from_csv(data, most).expect("the same header reads the same");
             assert_eq!(
-                first.len() + first_errors.len(),
-                (labels.len() + errors.len()).min(most + 1),
+                first.len() + first_errors.len() + first_unlabelled,
+                (labels.len() + errors.len() + unlabelled).min(most + 1),
                 "a read asked for at most {most} rows"
             );
             assert_eq!(

@@ -46,8 +46,11 @@ pub async fn labels(
     let work = tokio::task::spawn_blocking(move || -> Result<Response, ApiError> {
         let parsed = match kind.as_str() {
             // At most one row past the limit is read: enough to refuse the request.
-            "text/csv" | "application/csv" => crate::labels::from_csv(&body, max_rows),
-            "application/json" => crate::labels::from_json(&body, max_rows),
+            "text/csv" | "application/csv" => crate::labels::from_csv(&body, max_rows)
+                .map(|r| (r.labels, r.errors, r.unlabelled)),
+            "application/json" => {
+                crate::labels::from_json(&body, max_rows).map(|(l, e)| (l, e, 0))
+            }
             other => {
                 return Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -55,8 +58,9 @@ pub async fn labels(
                 ))
             }
         };
-        let (labels, rejected) = parsed.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
-        if labels.len() + rejected.len() > max_rows {
+        let (labels, rejected, unlabelled) =
+            parsed.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+        if labels.len() + rejected.len() + unlabelled > max_rows {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("more than {max_rows} labels in one request ([web] max_rows); split them"),
@@ -86,6 +90,7 @@ pub async fn labels(
                 "relabelled": count(LabelOutcome::Relabelled),
                 "pending": count(LabelOutcome::Pending),
                 "rejected": rejected,
+                "unlabelled": unlabelled,
             })),
         )
             .into_response())

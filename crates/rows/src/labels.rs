@@ -136,9 +136,9 @@ fn from_value(value: &Value) -> Result<Label, String> {
         None => return Err("the label has no \"id\"".into()),
     };
     let faulty = match map.get("label") {
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(1) => true,
-            Some(-1) => false,
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(1.0) => true,
+            Some(-1.0) => false,
             _ => return Err(format!("\"label\" is {n}; use 1 (faulty) or -1 (good)")),
         },
         Some(Value::String(s)) => parse_outcome(s)?,
@@ -177,13 +177,20 @@ fn check_time(at: &str) -> Result<String, String> {
         .map_err(|e| format!("\"at\" is {at:?}, not an RFC 3339 time: {e}"))
 }
 
-/// `1`, `-1`, `+1`, `fail` or `pass` (any case).
+/// `fail` or `pass` (any case), or a number equal to 1 or -1 in any spelling (`1.0`, `+1`, as
+/// a wafer file's `Good/Bad` cell may be written).
 fn parse_outcome(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "1" | "+1" | "fail" => Ok(true),
-        "-1" | "pass" => Ok(false),
-        other => Err(format!(
-            "the label is {other:?}; use 1 (faulty), -1 (good), \"fail\" or \"pass\""
+    let s = s.trim();
+    match s.to_ascii_lowercase().as_str() {
+        "fail" => return Ok(true),
+        "pass" => return Ok(false),
+        _ => {}
+    }
+    match s.parse::<f64>() {
+        Ok(1.0) => Ok(true),
+        Ok(-1.0) => Ok(false),
+        _ => Err(format!(
+            "the label is {s:?}; use 1 (faulty), -1 (good), \"fail\" or \"pass\""
         )),
     }
 }
@@ -192,9 +199,13 @@ fn parse_outcome(s: &str) -> Result<bool, String> {
 /// the first column; the label is the column named `Good/Bad` or `label`; an `at` or `Time`
 /// column, if present, says when. Other columns (a labelled wafer file's sensors) are ignored.
 ///
-/// Reads at most `most + 1` rows (labels and refusals together): one more than `most` tells the
-/// caller the body holds too many, without holding every row of a large body first.
-pub fn from_csv(body: &[u8], most: usize) -> Result<(Vec<Label>, Vec<LabelError>), String> {
+/// A row whose label cell is empty or `NA` (a wafer file's unknown label) is no label: it is
+/// counted, neither applied nor refused.
+///
+/// Reads at most `most + 1` rows (labels, refusals and unlabelled rows together): one more than
+/// `most` tells the caller the body holds too many, without holding every row of a large body
+/// first.
+pub fn from_csv(body: &[u8], most: usize) -> Result<CsvLabels, String> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -223,9 +234,10 @@ pub fn from_csv(body: &[u8], most: usize) -> Result<(Vec<Label>, Vec<LabelError>
     }
     let mut labels = vec![];
     let mut errors = vec![];
+    let mut unlabelled = 0;
     let mut record = csv::ByteRecord::new();
     let mut row = 0;
-    while labels.len() + errors.len() <= most {
+    while labels.len() + errors.len() + unlabelled <= most {
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
@@ -242,6 +254,10 @@ pub fn from_csv(body: &[u8], most: usize) -> Result<(Vec<Label>, Vec<LabelError>
             let bytes = record.get(i).unwrap_or_default();
             std::str::from_utf8(bytes).map_err(|_| format!("column {} is not UTF-8", i + 1))
         };
+        if field(label_col).is_ok_and(|l| crate::MISSING.contains(&l.trim())) {
+            unlabelled += 1;
+            continue;
+        }
         let label = (|| {
             let id = check_id(field(id_col)?)?;
             let faulty = parse_outcome(field(label_col)?)?;
@@ -256,7 +272,22 @@ pub fn from_csv(body: &[u8], most: usize) -> Result<(Vec<Label>, Vec<LabelError>
             Err(reason) => errors.push(LabelError { row, reason }),
         }
     }
-    Ok((labels, errors))
+    Ok(CsvLabels {
+        labels,
+        errors,
+        unlabelled,
+    })
+}
+
+/// What [`from_csv`] read.
+#[derive(Debug)]
+pub struct CsvLabels {
+    /// The labels, in the file's order.
+    pub labels: Vec<Label>,
+    /// The rows refused, each with its reason.
+    pub errors: Vec<LabelError>,
+    /// Rows whose label cell is empty or `NA`: no label, nothing refused.
+    pub unlabelled: usize,
 }
 
 #[cfg(test)]
@@ -344,13 +375,13 @@ mod tests {
     #[test]
     fn csv_with_a_wafer_files_header() {
         let csv = b",Sensor-1,Sensor-2,Good/Bad\nWafer-1,1.0,,-1\nWafer-2,2.0,3.0,1\nWafer-3,,,2\n";
-        let (labels, errors) = from_csv(csv, usize::MAX).unwrap();
+        let CsvLabels { labels, errors, .. } = from_csv(csv, usize::MAX).unwrap();
         assert_eq!(
             labels.iter().map(|l| l.good_bad()).collect::<Vec<_>>(),
             [-1, 1]
         );
         assert_eq!(errors[0].row, 3);
-        let (labels, _) = from_csv(
+        let CsvLabels { labels, .. } = from_csv(
             b"id,label,at\nW-9,fail,2026-11-26T10:00:00+01:00\n",
             usize::MAX,
         )
@@ -362,6 +393,38 @@ mod tests {
     }
 
     #[test]
+    fn csv_labels_in_any_spelling_of_one_and_unknown_ones_left_out() {
+        // pandas writes a label column with gaps as floats.
+        let csv = b",Sensor-1,Good/Bad\nW-1,1,1.0\nW-2,2,-1.0\nW-3,3,\nW-4,4,NA\nW-5,5,+1\nW-6,6,FAIL\nW-7,7,0\n";
+        let CsvLabels {
+            labels,
+            errors,
+            unlabelled,
+        } = from_csv(csv, usize::MAX).unwrap();
+        let read: Vec<(&str, i8)> = labels.iter().map(|l| (&l.id[..], l.good_bad())).collect();
+        assert_eq!(read, [("W-1", 1), ("W-2", -1), ("W-5", 1), ("W-6", 1)]);
+        assert_eq!(unlabelled, 2);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].row, 7);
+        assert!(errors[0].reason.contains("\"0\""), "{}", errors[0].reason);
+        // Unlabelled rows count toward the most read.
+        let r = from_csv(csv, 2).unwrap();
+        assert_eq!(r.labels.len() + r.errors.len() + r.unlabelled, 3);
+        // A JSON label may be written 1.0 too.
+        assert!(
+            from_message(br#"{"id": "W", "label": 1.0}"#)
+                .unwrap()
+                .faulty
+        );
+        assert!(
+            !from_message(br#"{"id": "W", "label": -1e0}"#)
+                .unwrap()
+                .faulty
+        );
+        assert!(from_message(br#"{"id": "W", "label": 0.5}"#).is_err());
+    }
+
+    #[test]
     fn csv_ids_are_read_from_the_id_column_by_name() {
         // By name wherever it stands; else the first column, whatever its name.
         for csv in [
@@ -369,7 +432,7 @@ mod tests {
             b"label,ID,note\n1,W-1,x\n",
             b"wafer_id,Good/Bad\nW-1,1\n",
         ] {
-            let (labels, errors) = from_csv(csv, usize::MAX).unwrap();
+            let CsvLabels { labels, errors, .. } = from_csv(csv, usize::MAX).unwrap();
             assert!(errors.is_empty(), "{errors:?}");
             assert_eq!(labels[0].id, "W-1", "{}", String::from_utf8_lossy(csv));
         }
@@ -391,9 +454,9 @@ mod tests {
                 format!("W-{i},{}\n", if i % 3 == 0 { "x" } else { "1" }).as_bytes(),
             );
         }
-        let (labels, errors) = from_csv(&csv, 10).unwrap();
+        let CsvLabels { labels, errors, .. } = from_csv(&csv, 10).unwrap();
         assert_eq!(labels.len() + errors.len(), 11);
-        let (labels, errors) = from_csv(&csv, 1000).unwrap();
+        let CsvLabels { labels, errors, .. } = from_csv(&csv, 1000).unwrap();
         assert_eq!(labels.len() + errors.len(), 1000);
     }
 }

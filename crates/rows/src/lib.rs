@@ -226,7 +226,7 @@ impl CellProblem {
 }
 
 /// Spellings of a missing value.
-const MISSING: [&str; 6] = ["", "NA", "NaN", "nan", "null", "NULL"];
+pub(crate) const MISSING: [&str; 6] = ["", "NA", "NaN", "nan", "null", "NULL"];
 
 /// Parses one sensor cell. Missing spellings give NaN; the number is parsed as f64 and rounded to
 /// f32 once, exactly as training's numpy `astype(float32)` does.

@@ -308,7 +308,8 @@ function showUploadAnswer(name, answer) {
   if (answer.status === 200 || answer.status === 422) {
     const rejected = Array.isArray(b.rejected) ? b.rejected : [];
     const counts = `${fmtInt(b.accepted)} accepted: ${fmtInt(b.joined)} joined, ${fmtInt(b.relabelled)} relabelled, ` +
-      `${fmtInt(b.pending)} pending (not scored yet)`;
+      `${fmtInt(b.pending)} pending (not scored yet)` +
+      (b.unlabelled > 0 ? `; ${plural(b.unlabelled, 'row')} without a label left out` : '');
     const refused = rejected.length ? `; ${plural(rejected.length, 'label')} refused:` : '.';
     const head = answer.status === 422 ? `${name}: every label was refused:` : `${name}: ${counts}${refused}`;
     showUpload(head, answer.status === 422, rejected);
