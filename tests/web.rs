@@ -82,6 +82,19 @@ async fn health_readiness_model_and_metrics_answer() {
     assert_eq!(status, StatusCode::OK);
     let card: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(card["version"], s.model.current().version());
+    assert_eq!(card["threshold_in_force"], card["threshold"], "{card}");
+    // A threshold set in the configuration is the one in force; the card keeps its own.
+    let model = Model::embedded().unwrap();
+    let trained = model.threshold();
+    let set = WebState::new(
+        Arc::new(model.with_threshold(0.25)),
+        Arc::new(Metrics::new()),
+        WebLimits::default(),
+    );
+    let (_, _, body) = send(&set, get("/api/model")).await;
+    let card: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(card["threshold_in_force"], 0.25, "{card}");
+    assert_eq!(card["threshold"], trained, "{card}");
     let (status, _, body) = send(&s, get("/api/drift")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("\"judged\":false"), "{body}");

@@ -24,7 +24,20 @@ pub async fn drift(State(s): State<WebState>) -> Response {
 
 /// `GET /api/model`
 pub async fn model_card(State(s): State<WebState>) -> Response {
-    Json(s.model.current().card().clone()).into_response()
+    /// The card, and the threshold verdicts use: the card's is the one its figures were
+    /// validated at, and `[model] threshold` may set another.
+    #[derive(serde::Serialize)]
+    struct Served<'a> {
+        #[serde(flatten)]
+        card: &'a crate::model::card::ModelCard,
+        threshold_in_force: f32,
+    }
+    let model = s.model.current();
+    Json(Served {
+        card: model.card(),
+        threshold_in_force: model.threshold(),
+    })
+    .into_response()
 }
 
 /// `POST /api/model/reload`: loads `[model] dir` again, checks it and swaps it in. 200 with the

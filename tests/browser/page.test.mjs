@@ -253,13 +253,17 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
     // Download and compare with the CLI, row by row.
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-button')]);
     const stem = input.split('/').pop().replace(/\.csv$/, '');
-    assert.equal(download.suggestedFilename(), `${stem}-scored-${card.version}-t${card.threshold.toFixed(4)}.csv`);
+    // The threshold in the CLI's own digits (an f32 as Rust prints it), in the name and each row.
+    const cliThreshold = cliRows[0][col('threshold')];
+    assert.equal(download.suggestedFilename(), `${stem}-scored-${card.version}-t${cliThreshold}.csv`);
     const downloaded = join(work, 'download.csv');
     await download.saveAs(downloaded);
     const got = parseCsv(readFileSync(downloaded, 'utf8')).filter((r) => r.length > 1);
     const gotHead = got[0];
     assert.deepEqual(gotHead.slice(-5), ['probability', 'fault', 'threshold', 'contributions', 'model_version']);
-    assert.ok(got.slice(1).every((r) => r[gotHead.indexOf('threshold')] === card.threshold.toFixed(4)), 'each row says its threshold');
+    assert.ok(got.slice(1).every((r) => r[gotHead.indexOf('threshold')] === cliThreshold), 'each row says its threshold');
+    // As a spreadsheet reads the file: probability >= threshold is the fault column, row by row.
+    assert.ok(got.slice(1).every((r) => (Number(r[gotHead.indexOf('probability')]) >= Number(cliThreshold)) === (r[gotHead.indexOf('fault')] === 'true')), 'probability >= threshold is the fault column');
     assert.deepEqual(gotHead.slice(1, header.length), header.slice(1));
     assert.equal(got.length - 1, cliRows.length);
     const g = (name) => gotHead.indexOf(name);
@@ -446,15 +450,25 @@ test('the page holds a file to the daemon\'s own limits, refuses bytes that are 
     });
     assert.deepEqual(disagreements, []);
 
+    // An id longer than the daemon takes (256 bytes) is marked before scoring, not refused after.
+    const longId = [lines[0], 'W'.repeat(300) + lines[1].slice(lines[1].indexOf(',')), ...lines.slice(2, 5)];
+    await page.setInputFiles('#file-input', write('long-id.csv', longId.join('\n') + '\n'));
+    await page.waitForSelector('[data-col="id"].invalid');
+    assert.match(await page.getAttribute('[data-col="id"].invalid', 'title'), /longer than 256 bytes/);
+    assert.equal(await page.isDisabled('#score-button'), true);
+
     // Labels written 1.0 and -1.0 (the daemon takes them): the file's evaluation and ROC curve show.
     const labelled = [lines[0] + ',Good/Bad', ...lines.slice(1, 21).map((l, i) => `${l},${i % 4 === 0 ? '1.0' : '-1.0'}`)];
     await page.setInputFiles('#file-input', write('labelled.csv', labelled.join('\n') + '\n'));
     await page.waitForFunction(() => document.querySelector('#table-info')?.textContent.includes('20 rows'));
     assert.equal(await page.isHidden('#errors'), true, 'a file within the limits is loaded without an error');
     await page.waitForFunction(() => !document.querySelector('#score-button')?.disabled);
+    // The threshold moved before scoring (to 0.5): once scored, the download says it flags there.
+    await page.$eval('#threshold', (el) => { el.value = '-0.301'; el.dispatchEvent(new Event('input', { bubbles: true })); });
     await page.click('#score-button');
     await page.waitForSelector('#file-evaluation:not([hidden])');
     assert.match(await page.textContent('#file-evaluation'), /\(20 wafers, 5 faulty\)/);
+    assert.match(await page.textContent('#download-note'), /The download flags wafers at 0\.5, not the model's 0\.09018/);
     assert.equal(await page.isHidden('#roc'), false, 'labels of 1.0 and -1.0 draw the ROC curve');
     // A labels file that is not UTF-8 is not sent with its ids changed.
     await page.click('#quality-details > summary');

@@ -55,6 +55,9 @@ export const REASON_NAN = 'is not a number';
 export const REASON_INFINITE = 'is not a finite float32 number';
 export const REASON_LABEL = 'is not a label: use 1 (faulty), -1 (good) or leave it empty';
 export const REASON_NO_ID = 'is empty: every row needs a wafer id';
+export const REASON_ID_LONG = 'is longer than 256 bytes, the most an id may hold';
+/** The longest wafer id, in UTF-8 bytes, as the daemon takes it (MAX_ID_BYTES). */
+export const MAX_ID_BYTES = 256;
 
 export const $ = (id) => document.getElementById(id);
 export const ui = {

@@ -8,11 +8,17 @@ import { fmtInt, formatThreshold, plainNumber, plural } from './cells.js';
 import { sentence, setErrorGroup, updateControls } from './status.js';
 import { drawStream } from './chart.js';
 
+/** The threshold verdicts use: `[model] threshold` when set, else the card's. */
+export function inForce(card) {
+  const t = Number(card.threshold_in_force);
+  return Number.isFinite(t) ? t : Number(card.threshold);
+}
+
 export function loadCard() {
   state.cardPromise = getJson('/api/model').then((c) => {
     state.card = c;
     setErrorGroup('card', null);
-    state.baseThreshold = Number(c.threshold);
+    state.baseThreshold = inForce(c);
     if (!state.thresholdTouched) hooks.setThreshold(state.baseThreshold, true);
     renderCard();
     updateControls();
@@ -62,7 +68,12 @@ function renderCard() {
   };
   item('Model', `${state.card.name || 'model'} ${state.card.version}`);
   item('Trained', formatDate(state.card.created_at), state.card.created_at);
-  item('Threshold', formatThreshold(Number(state.card.threshold)), String(state.card.threshold));
+  const trained = Number(state.card.threshold);
+  const used = inForce(state.card);
+  const threshold = item('Threshold', formatThreshold(used), String(used));
+  if (used !== trained) {
+    threshold.append(' ', el('span', 'card-interval', `(set by [model] threshold; the card's figures are at ${formatThreshold(trained)})`));
+  }
   item('Positive class', state.card.positive_class || '');
   metric('ROC-AUC', 'roc_auc');
   metric('PR-AUC', 'pr_auc');

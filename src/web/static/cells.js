@@ -2,7 +2,7 @@
 // number formats of the CLI (`faultline score`), so that the page shows and downloads the same
 // text; also the counts and name lists the messages use.
 
-import { C_MISSING, C_OK, INFINITY_RE, KIND_LABEL, KIND_SENSOR, MISSING, NUMBER_RE, REASON_INFINITE, REASON_LABEL, REASON_NAN, REASON_NO_ID } from './base.js';
+import { C_MISSING, C_OK, INFINITY_RE, KIND_LABEL, KIND_SENSOR, MISSING, NUMBER_RE, REASON_INFINITE, REASON_LABEL, REASON_ID_LONG, REASON_NAN, REASON_NO_ID, MAX_ID_BYTES } from './base.js';
 
 /** A sensor cell: C_OK, C_MISSING, or why it cannot be scored. */
 export function classifySensor(value) {
@@ -23,9 +23,15 @@ function classifyLabel(value) {
   return REASON_LABEL;
 }
 
-/** A wafer id: anything but empty. */
+const utf8 = new TextEncoder();
+
+/** A wafer id: anything but empty, of at most MAX_ID_BYTES bytes of UTF-8 once trimmed. */
 function classifyId(value) {
-  return value.trim() === '' ? REASON_NO_ID : C_OK;
+  const t = value.trim();
+  if (t === '') return REASON_NO_ID;
+  // Three bytes at most a UTF-16 unit: only a long id is encoded to count its bytes.
+  if (t.length * 3 > MAX_ID_BYTES && utf8.encode(t).length > MAX_ID_BYTES) return REASON_ID_LONG;
+  return C_OK;
 }
 
 export function classify(kind, value) {
@@ -121,8 +127,14 @@ function isFaultAt(p, t) {
   return Math.fround(p) >= Math.fround(t);
 }
 
+/**
+ * A threshold or a probability to read on the page: four significant digits, so that two slider
+ * steps (0.23% apart) and a score beside the threshold read differently (four decimals showed
+ * 0.09019 and the threshold 0.09018 both as 0.0902, and every step below 0.00012 as 0.0001).
+ * Files carry the f32's own digits ([`f32Text`]).
+ */
 export function formatThreshold(t) {
-  return Number.isFinite(t) ? t.toFixed(4) : '?';
+  return Number.isFinite(t) ? plainNumber(Number(t.toPrecision(4))) : '?';
 }
 
 /**

@@ -7,6 +7,8 @@
 //   model's own (dashed); with Good/Bad labels in the file, faulty and good wafers stacked in two
 //   colours.
 
+import { formatThreshold } from './cells.js';
+
 const SVG = 'http://www.w3.org/2000/svg';
 /** log10 of the smallest threshold the scale shows; below it (and 0) sits at its left end. */
 export const LOG_MIN = -4;
@@ -61,7 +63,7 @@ export function drawHistogram(box, prob, labels, threshold, base) {
   const root = svg('svg', {
     id: 'score-histogram', class: 'histogram', viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img',
     'data-rows': prob.length, 'data-threshold': threshold,
-    'aria-label': `Distribution of P(fault) over ${prob.length} wafers on a log scale, threshold ${threshold.toFixed(4)}`,
+    'aria-label': `Distribution of P(fault) over ${prob.length} wafers on a log scale, threshold ${formatThreshold(threshold)}`,
   });
   root.append(svg('line', { x1: PAD_L, y1: PAD_T + plotH, x2: W - 4, y2: PAD_T + plotH, class: 'axis' }));
   for (let e = LOG_MIN; e <= 0; e++) {
@@ -91,7 +93,7 @@ export function drawHistogram(box, prob, labels, threshold, base) {
     root.append(svg('line', { x1: x(scaleOf(base)), y1: PAD_T, x2: x(scaleOf(base)), y2: PAD_T + plotH, class: 'model-threshold', 'data-threshold': base }));
   }
   const tl = svg('line', { x1: x(scaleOf(threshold)), y1: PAD_T, x2: x(scaleOf(threshold)), y2: PAD_T + plotH, class: 'threshold-line' });
-  tl.append(svg('title', {}, `threshold ${threshold.toFixed(4)}`));
+  tl.append(svg('title', {}, `threshold ${formatThreshold(threshold)}`));
   root.append(tl);
   box.append(root);
   if (labels) {
@@ -150,7 +152,7 @@ export function drawRoc(box, prob, labels, threshold) {
   root.append(svg('line', { x1: px(0), y1: py(0), x2: px(1), y2: py(1), class: 'roc-chance' }));
   root.append(svg('polyline', { points: points.map(([f, r]) => `${px(f).toFixed(1)},${py(r).toFixed(1)}`).join(' '), class: 'roc-line' }));
   const dot = svg('circle', { cx: px(atFp / neg), cy: py(atTp / pos), r: 4, class: 'roc-point' });
-  dot.append(svg('title', {}, `at ${threshold.toFixed(4)}: ${atTp} of ${pos} faulty flagged, ${atFp} of ${neg} good flagged`));
+  dot.append(svg('title', {}, `at ${formatThreshold(threshold)}: ${atTp} of ${pos} faulty flagged, ${atFp} of ${neg} good flagged`));
   root.append(dot);
   root.append(svg('text', { x: P + S / 2, y: S + P + 4, 'text-anchor': 'middle', class: 'tick' }, 'false-alarm rate'));
   root.append(svg('text', { x: 10, y: 4 + S / 2, 'text-anchor': 'middle', class: 'tick', transform: `rotate(-90 10 ${4 + S / 2})` }, 'recall'));
@@ -158,7 +160,7 @@ export function drawRoc(box, prob, labels, threshold) {
   const table = document.createElement('p');
   table.className = 'roc-counts muted';
   table.id = 'roc-counts';
-  table.textContent = `At ${threshold.toFixed(4)}: ${atTp} faulty flagged, ${pos - atTp} missed; ${atFp} good flagged, ${neg - atFp} passed. AUC ${area.toFixed(3)}.`;
+  table.textContent = `At ${formatThreshold(threshold)}: ${atTp} faulty flagged, ${pos - atTp} missed; ${atFp} good flagged, ${neg - atFp} passed. AUC ${area.toFixed(3)}.`;
   box.append(table);
   return area;
 }
@@ -205,18 +207,18 @@ export function drawStream(box, recent) {
     const fault = Math.fround(p) >= t;
     if (fault) faults += 1;
     const dot = svg('circle', { cx: x(i).toFixed(1), cy: y(p).toFixed(1), r: fault ? 2.5 : 1.5, class: fault ? 'dot fault' : 'dot' });
-    if (fault) dot.append(svg('title', {}, `${r.id}: P(fault) ${p.toFixed(4)} at ${r.at}`));
+    if (fault) dot.append(svg('title', {}, `${r.id}: P(fault) ${formatThreshold(p)} at ${r.at}`));
     root.append(dot);
   });
   if (Number.isFinite(threshold)) {
     root.append(svg('line', { x1: PAD_L, y1: y(threshold), x2: W - 4, y2: y(threshold), class: 'model-threshold' }));
   }
   root.setAttribute('data-faults', String(faults));
-  root.setAttribute('aria-label', `P(fault) of the last ${rows.length} streamed wafers over time, ${faults} at or above the threshold ${threshold.toFixed(4)}`);
+  root.setAttribute('aria-label', `P(fault) of the last ${rows.length} streamed wafers over time, ${faults} at or above the threshold ${formatThreshold(threshold)}`);
   box.append(root);
   const note = document.createElement('p');
   note.className = 'muted histogram-legend';
-  note.textContent = `The last ${rows.length} wafers scored from the bus: ${faults} at or above ${threshold.toFixed(4)} (red), on the log scale of the threshold slider.`
+  note.textContent = `The last ${rows.length} wafers scored from the bus: ${faults} at or above ${formatThreshold(threshold)} (red), on the log scale of the threshold slider.`
     + (recent.alarm_rate != null ? ' The daemon decides by an alarm budget; the line is the model\'s fixed threshold.' : '');
   box.append(note);
 }

@@ -3,7 +3,7 @@
 // as in the CLI. Its name says what it holds: the file's, the model version and the threshold.
 
 import { MISSING, NUMBER_RE, SLICE_MS, state } from './base.js';
-import { fmtInt, formatThreshold } from './cells.js';
+import { f32Text, fmtInt } from './cells.js';
 import { cellText } from './table.js';
 import { closeEditor } from './grid.js';
 import { hideProgress, setBusy, showProgress } from './status.js';
@@ -50,7 +50,9 @@ export async function download() {
     head.push('probability', 'fault', 'threshold', 'contributions', 'model_version');
     const parts = [head.join(','), '\n'];
     const t = Math.fround(state.threshold);
-    const tText = formatThreshold(state.threshold);
+    // The f32 the rows were compared with, in its own digits, as the probabilities are: a
+    // spreadsheet's probability >= threshold then agrees with the fault column.
+    const tText = f32Text(t);
     const version = csvField(spreadsheetSafe(state.results.modelVersion));
     let r = 0;
     await new Promise((resolve) => {

@@ -3,7 +3,7 @@
 // editor.
 
 import { el, HEAD_H, KIND_LABEL, MISSING, OVERSCAN_COLS, OVERSCAN_ROWS, ROW_H, state, ui, WIDTH, hooks } from './base.js';
-import { reasonText } from './cells.js';
+import { formatThreshold, reasonText } from './cells.js';
 import { cellText, editCell, rowId } from './table.js';
 import { updateInfo } from './status.js';
 
@@ -241,7 +241,7 @@ function fillCell(cell, d, r, ci, fault) {
   switch (col.kind) {
     case 'probability': {
       const p = state.results.prob[r];
-      text = p.toFixed(4);
+      text = formatThreshold(p);
       title = state.results.probText[r];
       cls += ' num result';
       break;

@@ -3,6 +3,7 @@
 
 import { C_MISSING, C_OK, C_SLOW, KIND_ID, KIND_LABEL, KIND_SENSOR, LABEL_COLUMN, MAX_INVALID_CELLS, PAGE_MAX_BYTES, SLICE_MS, state, ui, hooks } from './base.js';
 import { uploadLimits } from './api.js';
+import { inForce } from './card.js';
 import { classify, classifySensor, decodeUtf8, fmtBytes, fmtInt, plural, summarizeNames, summarizePositions, unquote } from './cells.js';
 import { buildColumns, closeEditor, invalidate, rebuildView } from './grid.js';
 import { hideProgress, refreshCellErrors, sentence, setBusy, setErrorGroup, showProgress, updateControls, updateInfo } from './status.js';
@@ -413,7 +414,7 @@ function adopt(d) {
   ui.filter.checked = false;
   ui.sort.setAttribute('aria-pressed', 'false');
   state.thresholdTouched = false;
-  state.baseThreshold = state.card ? Number(state.card.threshold) : NaN;
+  state.baseThreshold = state.card ? inForce(state.card) : NaN;
   if (state.card) hooks.setThreshold(state.baseThreshold, true);
   state.cursor = { r: 0, key: 'id' };
   setErrorGroup('api', null);

@@ -8,7 +8,7 @@
 // imported; main.js starts the panel with startQuality once the page has started.
 
 import { askForToken, authHeaders, token, uploadLimits } from './api.js';
-import { decodeUtf8, fmtBytes } from './cells.js';
+import { decodeUtf8, fmtBytes, formatThreshold } from './cells.js';
 import { clear, el, QUALITY_OPEN_KEY } from './base.js';
 import { sentence } from './status.js';
 import { refreshCard, rememberOpen } from './card.js';
@@ -24,7 +24,7 @@ const MEASURES = [
   ['labelled', 'Labelled wafers', (m, q) => `${fmtInt(q.labelled)} (${fmtInt(q.positives)} faulty / ${fmtInt(q.negatives)} good)`],
   ['roc_auc', 'ROC-AUC', (m, q) => fixed3(q.roc_auc)],
   ['pr_auc', 'PR-AUC', (m, q) => fixed3(q.pr_auc)],
-  ['threshold', 'Threshold', (m, q) => (isNumber(q.threshold) ? q.threshold.toFixed(4) : '—')],
+  ['threshold', 'Threshold', (m, q) => (isNumber(q.threshold) ? formatThreshold(q.threshold) : '—')],
   ['recall', 'Recall', (m, q) => fixed3(q.recall),
     (q) => `${fmtInt(q.true_positives)} of ${fmtInt(q.true_positives + q.false_negatives)} faulty wafers flagged`],
   ['false_alarm_rate', 'False-alarm rate', (m, q) => fixed3(q.false_alarm_rate),

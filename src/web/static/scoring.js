@@ -90,7 +90,9 @@ function adoptResults(json, generation) {
     probText[r] = f32Text(x.probability);
     const top = Array.isArray(x.contributions) ? x.contributions : [];
     topText[r] = describeContributions(top);
-    topNames[r] = top.map((s) => s.sensor);
+    // The sensors that raised this wafer's P(fault): a contribution below 0 made it look less
+    // faulty, so it is no driver of the fault.
+    topNames[r] = top.filter((s) => Number(s.contribution) > 0).map((s) => s.sensor);
     rowsOut[r] = x;
     if (String(x.id) !== rowId(d, r)) mismatched += 1;
   }
@@ -121,7 +123,9 @@ function adoptResults(json, generation) {
   };
   if (Number.isFinite(state.results.serverThreshold)) {
     state.baseThreshold = state.results.serverThreshold;
-    if (!state.thresholdTouched) setThreshold(state.baseThreshold, true);
+    // Moved before scoring: the note, the count and the model's mark are said again now that
+    // there are results to compare with.
+    setThreshold(state.thresholdTouched ? state.threshold : state.baseThreshold, !state.thresholdTouched);
   }
   if (mismatched) {
     setErrorGroup('api', { title: `The answer's wafer ids differ from the table's in ${plural(mismatched, 'row')}; the results may not line up. Score again.`, items: [] });
@@ -258,7 +262,7 @@ export function updateSummary() {
   if (flagged) {
     const top = [...counts.entries()].sort((a, b) => (b[1] - a[1]) || a[0].localeCompare(b[0], 'en', { numeric: true }));
     const shown = top.slice(0, 5).map(([s, k]) => `${s} (${k})`);
-    text += `; sensors recurring among them: ${shown.join(', ')}${top.length > 5 ? ', …' : ''}`;
+    text += `; sensors that raised P(fault) most often among them: ${shown.join(', ')}${top.length > 5 ? ', …' : ''}`;
   } else {
     text += '.';
   }
