@@ -484,7 +484,7 @@ async fn limits_refuse_with_a_reason() {
     let limits: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         limits,
-        serde_json::json!({"max_body_bytes": 200_000, "max_rows": 5})
+        serde_json::json!({"max_body_bytes": 200_000, "max_rows": 5, "allow_extra_columns": false})
     );
     let (csv, _) = sample_csv(&s.model.current(), 6);
     let (status, _, body) = send(&s, post("text/csv", csv)).await;

@@ -288,6 +288,7 @@ pub async fn limits(State(s): State<WebState>) -> Response {
     Json(json!({
         "max_body_bytes": s.limits.max_body_bytes,
         "max_rows": s.limits.max_rows,
+        "allow_extra_columns": s.allow_extra_columns,
     }))
     .into_response()
 }

@@ -481,3 +481,36 @@ test('the page holds a file to the daemon\'s own limits, refuses bytes that are 
     server.kill('SIGTERM');
   }
 });
+
+test('with extra columns allowed the page loads, shows and sends them as the daemon takes them', { timeout: 120_000 }, async () => {
+  const work = mkdtempSync(join(tmpdir(), 'faultline-extra-'));
+  const lines = readFileSync(join(ROOT, 'examples', 'wafers.csv'), 'utf8').split('\n').filter((l) => l.length);
+  // A Lot column the model does not use, one of its cells "NA" (kept as it is: not a sensor).
+  const withLot = [`${lines[0]},Lot`, ...lines.slice(1, 11).map((l, i) => `${l},${i === 3 ? 'NA' : `L-${i}`}`)];
+  const path = join(work, 'lots.csv');
+  writeFileSync(path, withLot.join('\n') + '\n');
+  const { url, server } = await startDaemon(work, { FAULTLINE_INPUT__ALLOW_EXTRA_COLUMNS: 'true' });
+  let browser;
+  try {
+    await waitHealthy(url, 20_000);
+    browser = await launchChromium();
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(url);
+    await page.setInputFiles('#file-input', path);
+    await page.waitForFunction(() => document.querySelector('#table-info')?.textContent.includes('10 rows'));
+    assert.equal(await page.isHidden('#errors'), true, 'a file with an extra column loads without an error');
+    await page.waitForFunction(() => !document.querySelector('#score-button')?.disabled);
+    await page.click('#score-button');
+    await page.waitForFunction(() => /wafers? flagged/.test(document.querySelector('#summary')?.textContent || ''));
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-button')]);
+    const saved = join(work, 'download.csv');
+    await download.saveAs(saved);
+    const got = parseCsv(readFileSync(saved, 'utf8')).filter((r) => r.length > 1);
+    const lot = got[0].indexOf('Lot');
+    assert.ok(lot > 0, 'the download keeps the Lot column');
+    assert.deepEqual(got.slice(1).map((r) => r[lot]), withLot.slice(1).map((l) => l.split(',').pop()));
+  } finally {
+    if (browser) await browser.close();
+    server.kill('SIGTERM');
+  }
+});

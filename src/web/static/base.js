@@ -47,6 +47,8 @@ export const INFINITY_RE = /^[+-]?(?:inf|infinity)$/i;
 export const KIND_ID = 0;
 export const KIND_SENSOR = 1;
 export const KIND_LABEL = 2;
+/** A column the model does not use, kept as it is ([input] allow_extra_columns). */
+export const KIND_EXTRA = 3;
 /** Cell classes: a usable number, a missing value, or "look closer" (a string reason follows). */
 export const C_OK = 0;
 export const C_MISSING = 1;

@@ -2,7 +2,7 @@
 // number formats of the CLI (`faultline score`), so that the page shows and downloads the same
 // text; also the counts and name lists the messages use.
 
-import { C_MISSING, C_OK, INFINITY_RE, KIND_LABEL, KIND_SENSOR, MISSING, NUMBER_RE, REASON_INFINITE, REASON_LABEL, REASON_ID_LONG, REASON_NAN, REASON_NO_ID, MAX_ID_BYTES } from './base.js';
+import { C_MISSING, C_OK, INFINITY_RE, KIND_EXTRA, KIND_LABEL, KIND_SENSOR, MISSING, NUMBER_RE, REASON_INFINITE, REASON_LABEL, REASON_ID_LONG, REASON_NAN, REASON_NO_ID, MAX_ID_BYTES } from './base.js';
 
 /** A sensor cell: C_OK, C_MISSING, or why it cannot be scored. */
 export function classifySensor(value) {
@@ -35,6 +35,7 @@ function classifyId(value) {
 }
 
 export function classify(kind, value) {
+  if (kind === KIND_EXTRA) return C_OK;
   if (kind === KIND_SENSOR) return classifySensor(value);
   if (kind === KIND_LABEL) return classifyLabel(value);
   return classifyId(value);

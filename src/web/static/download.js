@@ -2,7 +2,7 @@
 // model_version columns, built in slices; cells a spreadsheet would run as formulas get a leading ',
 // as in the CLI. Its name says what it holds: the file's, the model version and the threshold.
 
-import { MISSING, NUMBER_RE, SLICE_MS, state } from './base.js';
+import { KIND_EXTRA, MISSING, NUMBER_RE, SLICE_MS, state } from './base.js';
 import { f32Text, fmtInt } from './cells.js';
 import { cellText } from './table.js';
 import { closeEditor } from './grid.js';
@@ -68,7 +68,7 @@ export async function download() {
             for (let c = 0; c < d.nCols; c++) {
               let v = fields[c];
               if (c === d.idCol) v = v.trim();
-              else v = blankIfMissing(v);
+              else if (d.kinds[c] !== KIND_EXTRA) v = blankIfMissing(v);
               fields[c] = spreadsheetSafe(v);
             }
           } else {
@@ -76,7 +76,7 @@ export async function download() {
             for (let c = 0; c < d.nCols; c++) {
               let v = cellText(d, r, c);
               if (c === d.idCol) v = v.trim();
-              else v = blankIfMissing(v);
+              else if (d.kinds[c] !== KIND_EXTRA) v = blankIfMissing(v);
               fields[c] = csvField(spreadsheetSafe(v));
             }
           }

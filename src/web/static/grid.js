@@ -2,7 +2,7 @@
 // and repositioned through the CSSOM as the grid scrolls; the cursor, keyboard moves and the cell
 // editor.
 
-import { el, HEAD_H, KIND_LABEL, MISSING, OVERSCAN_COLS, OVERSCAN_ROWS, ROW_H, state, ui, WIDTH, hooks } from './base.js';
+import { el, HEAD_H, KIND_EXTRA, KIND_LABEL, MISSING, OVERSCAN_COLS, OVERSCAN_ROWS, ROW_H, state, ui, WIDTH, hooks } from './base.js';
 import { formatThreshold, reasonText } from './cells.js';
 import { cellText, editCell, rowId } from './table.js';
 import { updateInfo } from './status.js';
@@ -47,7 +47,8 @@ export function buildColumns() {
   for (let c = 0; c < d.nCols; c++) {
     if (c === d.idCol) continue;
     const label = d.kinds[c] === KIND_LABEL;
-    cols.push({ key: d.header[c], label: d.header[c], kind: label ? 'label' : 'sensor', c, w: label ? WIDTH.label : WIDTH.sensor });
+    const kind = label ? 'label' : d.kinds[c] === KIND_EXTRA ? 'extra' : 'sensor';
+    cols.push({ key: d.header[c], label: d.header[c], kind, c, w: label ? WIDTH.label : WIDTH.sensor });
   }
   colX = new Float64Array(cols.length);
   colIndexByKey = new Map();
@@ -260,12 +261,13 @@ function fillCell(cell, d, r, ci, fault) {
       const value = cellText(d, r, col.c);
       const reason = d.invalid.get(i);
       if (col.kind === 'id') cls += ' id pinned';
+      else if (col.kind === 'extra') cls += ' extra';
       else cls += col.kind === 'sensor' ? ' num' : ' num label';
       text = value.trim();
       if (reason !== undefined) {
         cls += ' invalid';
         title = reasonText(value, reason);
-      } else if (col.kind !== 'id' && MISSING.has(text)) {
+      } else if (col.kind !== 'id' && col.kind !== 'extra' && MISSING.has(text)) {
         cls += ' missing';
         text = 'NA';
         title = 'missing value';

@@ -1,7 +1,7 @@
 // Loading a wafer CSV: the file checks, the FileReader, a chunked RFC 4180 parser that keeps the
 // page responsive, and the header check against the model card's features, as the daemon does.
 
-import { C_MISSING, C_OK, C_SLOW, KIND_ID, KIND_LABEL, KIND_SENSOR, LABEL_COLUMN, MAX_INVALID_CELLS, PAGE_MAX_BYTES, SLICE_MS, state, ui, hooks } from './base.js';
+import { C_MISSING, C_OK, C_SLOW, KIND_EXTRA, KIND_ID, KIND_LABEL, KIND_SENSOR, LABEL_COLUMN, MAX_INVALID_CELLS, PAGE_MAX_BYTES, SLICE_MS, state, ui, hooks } from './base.js';
 import { uploadLimits } from './api.js';
 import { inForce } from './card.js';
 import { classify, classifySensor, decodeUtf8, fmtBytes, fmtInt, plural, summarizeNames, summarizePositions, unquote } from './cells.js';
@@ -66,7 +66,7 @@ export async function loadFile(file) {
       setErrorGroup('file', { title: `${file.name} was not loaded: ${read.error}${kept}`, items: [] });
       return;
     }
-    const loaded = await loadText(file.name, read.text, features);
+    const loaded = await loadText(file.name, read.text, features, Boolean(limits && limits.allow_extra_columns));
     if (loaded.errors) {
       setErrorGroup('file', { title: `${file.name} was not loaded: ${loaded.title}${kept}`, items: loaded.errors.map((t) => ({ text: t })) });
       return;
@@ -203,8 +203,12 @@ function parseHeader(text) {
   return { names, end: rec.end, next: rec.next, lines: 1 + rec.newlines };
 }
 
-/** Checks the header against the model's features, as the daemon does (src/row/csv.rs). */
-function checkHeader(names, features) {
+/**
+ * Checks the header against the model's features, as the daemon does (crates/rows/src/csv):
+ * a column the model does not know is refused unless the daemon allows extra columns, when it
+ * is shown and sent as it is.
+ */
+function checkHeader(names, features, allowExtra) {
   const errors = [];
   const seen = new Map();
   const duplicates = [];
@@ -238,7 +242,8 @@ function checkHeader(names, features) {
       kinds[i] = KIND_SENSOR;
       present.add(n);
     } else if (n !== '') {
-      unknown.push(n);
+      if (allowExtra) kinds[i] = KIND_EXTRA;
+      else unknown.push(n);
     }
   });
   const missing = features.filter((f) => !present.has(f));
@@ -257,7 +262,7 @@ function checkHeader(names, features) {
  * field starts (the field ends one before the next one starts), so 10,000 × 592 cells cost two
  * typed arrays rather than six million strings.
  */
-async function loadText(name, rawText, features) {
+async function loadText(name, rawText, features, allowExtra) {
   const text = rawText.charCodeAt(0) === 0xfeff ? rawText.slice(1) : rawText;
   if (text.trim() === '') {
     return { title: 'it is empty.', errors: [`Expected a header row naming the sensor columns (${features[0]}..${features[features.length - 1]}).`] };
@@ -266,7 +271,7 @@ async function loadText(name, rawText, features) {
   if (head.unterminated) return { title: 'its header cannot be parsed.', errors: ['The header has a quote that is never closed.'] };
   if (head.tooWide) return { title: 'its header cannot be parsed.', errors: ['The header has more than 65,536 columns.'] };
   const header = head.names;
-  const check = checkHeader(header, features);
+  const check = checkHeader(header, features, allowExtra);
   if (check.errors.length) {
     return { title: "its header does not match the model's columns. Fix the header in the file and load it again.", errors: check.errors };
   }

@@ -2,7 +2,7 @@
 // threshold slider, the fault filter, the sort by probability, the summary line, and the
 // explanation of a flagged row (explain.js).
 
-import { $, ERROR_LIST_LIMIT, KIND_ID, KIND_LABEL, MISSING, NUMBER_RE, state, ui } from './base.js';
+import { $, ERROR_LIST_LIMIT, KIND_EXTRA, KIND_ID, KIND_LABEL, MISSING, NUMBER_RE, state, ui } from './base.js';
 import { ApiError, askForToken, postCsv, token } from './api.js';
 import { describeContributions, f32Text, fmtInt, formatThreshold, plural } from './cells.js';
 import { cellText, rowId } from './table.js';
@@ -24,7 +24,7 @@ function currentCsv() {
     const fields = [];
     for (let c = 0; c < d.nCols; c++) {
       let v = cellText(d, r, c);
-      if (d.kinds[c] !== KIND_ID && MISSING.has(v.trim())) v = '';
+      if (d.kinds[c] !== KIND_ID && d.kinds[c] !== KIND_EXTRA && MISSING.has(v.trim())) v = '';
       fields.push(csvField(v));
     }
     parts.push(fields.join(','), '\n');
