@@ -53,13 +53,10 @@ enum Command {
         /// Wafer CSV to publish.
         file: PathBuf,
         /// Where: mqtt://HOST:PORT/TOPIC, or kafka://HOST:PORT/TOPIC (builds with the kafka feature;
-        /// rows are keyed by id).
-        #[arg(
-            long,
-            value_name = "URL",
-            default_value = "mqtt://127.0.0.1:1883/faultline/rows"
-        )]
-        to: String,
+        /// rows are keyed by id), over a plain connection without a login. Default: the rows
+        /// topic `serve` reads, as configured (its broker, login, TLS and Kafka properties).
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
         /// Rows per second (default: as fast as the broker takes them).
         #[arg(long, value_name = "ROWS_PER_S")]
         rate: Option<f64>,
@@ -146,7 +143,8 @@ fn one_line(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let raw = RawConfig::load(cli.config.as_deref())?;
     let config = match cli.command {
-        Command::Serve => raw.validate()?,
+        // Replayed to the configured bus: with its login.
+        Command::Serve | Command::Replay { to: None, .. } => raw.validate()?,
         _ => raw.offline().validate()?,
     };
     let load_model = |dir: Option<PathBuf>, threshold: Option<f32>| -> anyhow::Result<Model> {
@@ -197,7 +195,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None if repeat => None,
                 None => Some(std::num::NonZeroU64::MIN),
             };
-            let target = faultline::replay::parse_target(&to)?;
+            let target = match &to {
+                Some(to) => {
+                    faultline::replay::Destination::Address(faultline::replay::parse_target(to)?)
+                }
+                None => faultline::replay::Destination::configured(config.bus.clone())?,
+            };
             let model = load_model(None, None)?;
             let runtime = tokio::runtime::Runtime::new()?;
             let summary = runtime.block_on(async {
@@ -210,7 +213,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!(
                     "Published {} rows to {} in {:.2} s ({:.0} rows/s).",
                     s.rows,
-                    to,
+                    target,
                     s.seconds,
                     s.rows as f64 / s.seconds.max(1e-9)
                 );

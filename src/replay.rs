@@ -115,6 +115,55 @@ pub fn parse_target(to: &str) -> Result<Target, ReplayError> {
     })
 }
 
+/// Where a replay publishes: an address given on the command line (a plain connection, no
+/// login), or the bus `faultline serve` reads as configured (its address, rows topic, login,
+/// TLS and Kafka properties).
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// `--to mqtt://…` or `kafka://…`.
+    Address(Target),
+    /// The configured source.
+    Configured(Box<crate::config::Bus>),
+}
+
+impl Destination {
+    /// The configured bus as a destination: refused when its rows topic is an MQTT filter or
+    /// its rows are Sparkplug (a replay publishes JSON rows to one topic).
+    pub fn configured(bus: crate::config::Bus) -> Result<Destination, ReplayError> {
+        if let Some(m) = bus.mqtt() {
+            if m.topic.contains(['+', '#']) {
+                return Err(ReplayError::Target(format!(
+                    "the configured rows topic '{}' is a filter, not a topic to publish to; give one with --to mqtt://HOST:PORT/TOPIC",
+                    m.topic
+                )));
+            }
+            if m.format != crate::bus::mqtt::RowFormat::Json {
+                return Err(ReplayError::Target(
+                    "the daemon reads Sparkplug B ([source.mqtt] format) and a replay publishes JSON rows; give a JSON rows topic with --to".into(),
+                ));
+            }
+        }
+        Ok(Destination::Configured(Box::new(bus)))
+    }
+
+    /// The rows topic.
+    fn topic(&self) -> &str {
+        match self {
+            Destination::Address(t) => &t.topic,
+            Destination::Configured(bus) => bus.rows_topic(),
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Address(t) => t.fmt(f),
+            Destination::Configured(bus) => write!(f, "{} (as configured)", bus.rows_address()),
+        }
+    }
+}
+
 /// What a replay did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReplaySummary {
@@ -134,7 +183,7 @@ pub const MIN_RATE: f64 = 0.001;
 /// acknowledged them all.
 pub async fn replay(
     file: &Path,
-    target: &Target,
+    target: &Destination,
     features: &[String],
     rate: Option<f64>,
     passes: Option<NonZeroU64>,
@@ -154,7 +203,7 @@ pub async fn replay(
 
 async fn replay_to(
     file: &Path,
-    target: &Target,
+    target: &Destination,
     features: &[String],
     rate: Option<f64>,
     passes: Option<NonZeroU64>,
@@ -190,7 +239,7 @@ async fn replay_to(
                 if out.failed() {
                     break 'passes;
                 }
-                out.publish(&target.topic, &id, payload).await?;
+                out.publish(target.topic(), &id, payload).await?;
                 sent += 1;
             }
         }
@@ -226,7 +275,11 @@ enum Out {
 }
 
 impl Out {
-    fn connect(target: &Target) -> Result<Out, ReplayError> {
+    fn connect(destination: &Destination) -> Result<Out, ReplayError> {
+        let target = match destination {
+            Destination::Address(t) => t,
+            Destination::Configured(bus) => return Out::configured(bus),
+        };
         match target.bus {
             Bus::Mqtt => Ok(Out::mqtt(target)),
             #[cfg(feature = "kafka")]
@@ -244,6 +297,24 @@ impl Out {
             #[cfg(not(feature = "kafka"))]
             Bus::Kafka => Err(ReplayError::Target("compiled without Kafka".into())),
         }
+    }
+
+    /// A connection to the daemon's own bus, with its login, TLS and properties.
+    fn configured(bus: &crate::config::Bus) -> Result<Out, ReplayError> {
+        if let Some(m) = bus.mqtt() {
+            let transport = crate::bus::mqtt::tls::transport(m.tls.as_ref())
+                .map_err(|e| ReplayError::Target(e.to_string()))?;
+            return Ok(Out::Mqtt(
+                crate::bus::mqtt::publisher::MqttPublisher::for_replay_as(m, transport, 1 << 24),
+            ));
+        }
+        #[cfg(feature = "kafka")]
+        if let Some(k) = bus.kafka() {
+            return crate::bus::kafka::publisher::KafkaPublisher::start(k, 1 << 24, None)
+                .map(Out::Kafka)
+                .map_err(|e| ReplayError::Broker(e.to_string()));
+        }
+        Err(ReplayError::Target("compiled without Kafka".into()))
     }
 
     fn mqtt(target: &Target) -> Out {
@@ -327,7 +398,7 @@ mod tests {
     async fn a_rate_out_of_range_is_refused_before_anything_is_sent() {
         // A rate of 0 would wait for ever before the first row, one of 1e-20 overflow the clock
         // at the second; the CLI checks it too.
-        let target = parse_target("mqtt://127.0.0.1:1/rows").unwrap();
+        let target = Destination::Address(parse_target("mqtt://127.0.0.1:1/rows").unwrap());
         for rate in [0.0, -1.0, 1e-20, f64::NAN, f64::INFINITY] {
             let e = replay(Path::new("no-such.csv"), &target, &[], Some(rate), None)
                 .await
@@ -338,6 +409,40 @@ mod tests {
                 "{rate}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn the_configured_bus_is_refused_where_a_replay_cannot_publish() {
+        let bus = |pairs: &[(&str, &str)]| {
+            let env: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            crate::config::RawConfig::load_with_env(None, env)
+                .unwrap()
+                .validate()
+                .unwrap()
+                .bus
+        };
+        let d = Destination::configured(bus(&[])).unwrap();
+        assert_eq!(d.topic(), "faultline/rows");
+        assert!(
+            d.to_string().ends_with("/faultline/rows (as configured)"),
+            "{d}"
+        );
+        let e = Destination::configured(bus(&[
+            ("FAULTLINE_SOURCE__KIND", "mqtt"),
+            ("FAULTLINE_SOURCE__MQTT__TOPIC", "plant/+/rows"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("is a filter"), "{e}");
+        let e = Destination::configured(bus(&[
+            ("FAULTLINE_SOURCE__KIND", "mqtt"),
+            ("FAULTLINE_SOURCE__MQTT__TOPIC", "spBv1.0/fab/DDATA/n/d"),
+            ("FAULTLINE_SOURCE__MQTT__FORMAT", "sparkplug"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("Sparkplug"), "{e}");
     }
 
     #[test]

@@ -1289,6 +1289,49 @@ async fn a_broker_that_requires_a_login_gets_it_and_a_wrong_one_is_named_on_read
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.shutdown().await.unwrap();
+
+    // `faultline replay` without --to publishes where serve reads, logging in as it does; an
+    // address given with --to gets a plain connection, which this broker refuses.
+    let mut c = Client::connect(open, "login-replay", &["login-replay/rows".into()]).await;
+    let replay = |to: Option<String>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"));
+        cmd.arg("replay")
+            .arg(common::repo().join("examples/wafers.csv"));
+        if let Some(to) = to {
+            cmd.args(["--to", &to]);
+        }
+        cmd.envs([
+            ("FAULTLINE_SOURCE__KIND", "mqtt".to_string()),
+            (
+                "FAULTLINE_SOURCE__MQTT__URL",
+                format!("mqtt://127.0.0.1:{login}"),
+            ),
+            ("FAULTLINE_SOURCE__MQTT__TOPIC", "login-replay/rows".into()),
+            ("FAULTLINE_SOURCE__MQTT__USERNAME", "faultline".into()),
+            (
+                "FAULTLINE_SOURCE__MQTT__PASSWORD_FILE",
+                password_file.display().to_string(),
+            ),
+        ]);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    let o = replay(None).await.unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "Published 50 rows to mqtt://127.0.0.1:{login}/login-replay/rows (as configured)"
+        )),
+        "{said}"
+    );
+    let got = c.collect_until(20, |g| g.len() >= 50).await;
+    assert_eq!(got.len(), 50);
+    let o = replay(Some(format!("mqtt://127.0.0.1:{login}/login-replay/rows")))
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{said}");
+    assert!(said.contains("NotAuthorized"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

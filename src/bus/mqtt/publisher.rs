@@ -86,6 +86,23 @@ impl MqttPublisher {
         MqttPublisher::run(driver, OnSessionLost::Resume)
     }
 
+    /// A publisher for `faultline replay` to the configured broker: as [`Self::for_replay`], with
+    /// the configured login, TLS and keep-alive, as `<client_id>-replay-<pid>`.
+    pub fn for_replay_as(
+        settings: &MqttSettings,
+        transport: rumqttc::Transport,
+        max_packet_bytes: usize,
+    ) -> MqttPublisher {
+        let client_id = format!("{}-replay-{}", settings.client_id, std::process::id());
+        let options = crate::bus::mqtt::mqtt_options(settings, client_id, transport);
+        let role = Role {
+            broker: format!("{}:{}", settings.host, settings.port),
+            client: "replay",
+        };
+        let driver = MqttPublisher::driver(options, max_packet_bytes, role).fail_fast();
+        MqttPublisher::run(driver, OnSessionLost::Resume)
+    }
+
     fn driver(mut options: rumqttc::MqttOptions, max_packet_bytes: usize, role: Role) -> Driver {
         options
             .set_max_packet_size(max_packet_bytes, max_packet_bytes)
