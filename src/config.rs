@@ -378,24 +378,31 @@ impl RawConfig {
         Ok(raw)
     }
 
-    /// Checks ranges and cross-field rules; no I/O.
-    /// The configuration as the offline commands (`score`, `export`, `model`, `replay`) take it:
-    /// the secrets only the daemon uses (the web token, the MQTT password, Kafka properties kept
-    /// in files) are not read, so such a command works where those files cannot be read (an
-    /// operator's shell beside the daemon's environment). Every other setting is checked as for
-    /// `serve`.
-    pub fn offline(mut self) -> RawConfig {
-        self.web.token.clear();
-        self.web.token_file.clear();
-        self.source.mqtt.password.clear();
-        self.source.mqtt.password_file.clear();
-        self.source
+    /// The configuration as the offline commands (`score`, `export`, `model`, `replay --to`)
+    /// take it: the secrets only the daemon uses (the web token, the MQTT password, Kafka
+    /// properties kept in files) are not read, so such a command works where those files cannot
+    /// be read (an operator's shell beside the daemon's environment). Every other setting is
+    /// checked as for `serve`.
+    pub fn offline(self) -> RawConfig {
+        let mut raw = self.without_web_token();
+        raw.source.mqtt.password.clear();
+        raw.source.mqtt.password_file.clear();
+        raw.source
             .kafka
             .properties
-            .retain(|name, _| !name.ends_with(".file"));
+            .retain(|name, _| !crate::bus::kafka::property_name(name).ends_with(".file"));
+        raw
+    }
+
+    /// The configuration without the web token, for a command that uses the bus but not the web
+    /// server (`replay` to the configured bus reads the bus's login, not the token).
+    pub fn without_web_token(mut self) -> RawConfig {
+        self.web.token.clear();
+        self.web.token_file.clear();
         self
     }
 
+    /// Checks ranges and cross-field rules, and reads the secrets kept in files.
     pub fn validate(self) -> Result<Config, ConfigError> {
         let md = &self.model;
         let crate::model::Policy {

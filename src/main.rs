@@ -143,8 +143,9 @@ fn one_line(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let raw = RawConfig::load(cli.config.as_deref())?;
     let config = match cli.command {
-        // Replayed to the configured bus: with its login.
-        Command::Serve | Command::Replay { to: None, .. } => raw.validate()?,
+        Command::Serve => raw.validate()?,
+        // Replayed to the configured bus: with its login, TLS and Kafka properties.
+        Command::Replay { to: None, .. } => raw.without_web_token().validate()?,
         _ => raw.offline().validate()?,
     };
     let load_model = |dir: Option<PathBuf>, threshold: Option<f32>| -> anyhow::Result<Model> {

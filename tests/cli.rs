@@ -97,18 +97,29 @@ fn stdin_and_stdout_work_with_dash() {
 fn offline_commands_do_not_read_the_daemons_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_sample(dir.path(), 5);
-    let secrets = [
+    let mut secrets = [
         ("FAULTLINE_WEB__TOKEN_FILE", "/nonexistent/token"),
         ("FAULTLINE_SOURCE__MQTT__USERNAME", "plant"),
         (
             "FAULTLINE_SOURCE__MQTT__PASSWORD_FILE",
             "/nonexistent/password",
         ),
-    ];
+    ]
+    .to_vec();
+    if cfg!(feature = "kafka") {
+        // On Kafka, a property kept in a file; underscores read as dots (sasl.password.file).
+        secrets.extend([
+            ("FAULTLINE_SOURCE__KIND", "kafka"),
+            (
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SASL_PASSWORD_FILE",
+                "/nonexistent/kafka",
+            ),
+        ]);
+    }
     let run = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
             .args(args)
-            .envs(secrets)
+            .envs(secrets.iter().copied())
             .env("FAULTLINE_WEB__LISTEN", "127.0.0.1:0")
             .output()
             .unwrap()

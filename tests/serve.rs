@@ -1312,6 +1312,8 @@ async fn a_broker_that_requires_a_login_gets_it_and_a_wrong_one_is_named_on_read
                 "FAULTLINE_SOURCE__MQTT__PASSWORD_FILE",
                 password_file.display().to_string(),
             ),
+            // The web token is serve's, not replay's: unreadable here, and not read.
+            ("FAULTLINE_WEB__TOKEN_FILE", "/nonexistent/token".into()),
         ]);
         tokio::task::spawn_blocking(move || cmd.output().unwrap())
     };

@@ -199,8 +199,9 @@ fn parse_outcome(s: &str) -> Result<bool, String> {
 /// the first column; the label is the column named `Good/Bad` or `label`; an `at` or `Time`
 /// column, if present, says when. Other columns (a labelled wafer file's sensors) are ignored.
 ///
-/// A row whose label cell is empty or `NA` (a wafer file's unknown label) is no label: it is
-/// counted, neither applied nor refused.
+/// A row whose label cell is empty or a missing value's spelling (`NA`, `NaN`, `nan`, `null`,
+/// `NULL`: a wafer file's unknown label) is no label: it is counted, neither applied nor
+/// refused. A line that stops before the label's column is refused.
 ///
 /// Reads at most `most + 1` rows (labels, refusals and unlabelled rows together): one more than
 /// `most` tells the caller the body holds too many, without holding every row of a large body
@@ -254,7 +255,11 @@ pub fn from_csv(body: &[u8], most: usize) -> Result<CsvLabels, String> {
             let bytes = record.get(i).unwrap_or_default();
             std::str::from_utf8(bytes).map_err(|_| format!("column {} is not UTF-8", i + 1))
         };
-        if field(label_col).is_ok_and(|l| crate::MISSING.contains(&l.trim())) {
+        // A label cell that is there and empty (or NA, NaN, null): no label. A line too short to
+        // have the cell is refused below, as a ragged line.
+        if record.len() > label_col
+            && field(label_col).is_ok_and(|l| crate::MISSING.contains(&l.trim()))
+        {
             unlabelled += 1;
             continue;
         }
@@ -395,7 +400,7 @@ mod tests {
     #[test]
     fn csv_labels_in_any_spelling_of_one_and_unknown_ones_left_out() {
         // pandas writes a label column with gaps as floats.
-        let csv = b",Sensor-1,Good/Bad\nW-1,1,1.0\nW-2,2,-1.0\nW-3,3,\nW-4,4,NA\nW-5,5,+1\nW-6,6,FAIL\nW-7,7,0\n";
+        let csv = b",Sensor-1,Good/Bad\nW-1,1,1.0\nW-2,2,-1.0\nW-3,3,\nW-4,4,NA\nW-5,5,+1\nW-6,6,FAIL\nW-7,7,0\nW-8,8\n";
         let CsvLabels {
             labels,
             errors,
@@ -404,8 +409,9 @@ mod tests {
         let read: Vec<(&str, i8)> = labels.iter().map(|l| (&l.id[..], l.good_bad())).collect();
         assert_eq!(read, [("W-1", 1), ("W-2", -1), ("W-5", 1), ("W-6", 1)]);
         assert_eq!(unlabelled, 2);
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].row, 7);
+        // A label that is not one, and a line without the label's cell.
+        assert_eq!(errors.len(), 2);
+        assert_eq!((errors[0].row, errors[1].row), (7, 8));
         assert!(errors[0].reason.contains("\"0\""), "{}", errors[0].reason);
         // Unlabelled rows count toward the most read.
         let r = from_csv(csv, 2).unwrap();

@@ -11,4 +11,4 @@ pub mod settings;
 #[cfg(feature = "kafka")]
 pub mod source;
 
-pub use settings::{kafka_topic_problem, KafkaSection, KafkaSettings};
+pub use settings::{kafka_topic_problem, property_name, KafkaSection, KafkaSettings};

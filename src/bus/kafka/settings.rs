@@ -80,6 +80,16 @@ impl std::fmt::Debug for KafkaSettings {
     }
 }
 
+/// A property's librdkafka name: written with dots (TOML) as it is, else its underscores read as
+/// dots (an environment variable such as `..._PROPERTIES__SASL_PASSWORD_FILE`).
+pub fn property_name(name: &str) -> String {
+    if name.contains('.') {
+        name.to_string()
+    } else {
+        name.replace('_', ".")
+    }
+}
+
 impl KafkaSettings {
     /// Checks `[source.kafka]`. Property names may be written with `_` for `.` (environment
     /// variables cannot hold dots): `FAULTLINE_SOURCE__KAFKA__PROPERTIES__SECURITY_PROTOCOL=SSL`.
@@ -108,11 +118,7 @@ impl KafkaSettings {
         }
         let mut properties = Vec::with_capacity(k.properties.len());
         for (name, value) in &k.properties {
-            let name = if name.contains('.') {
-                name.clone()
-            } else {
-                name.replace('_', ".")
-            };
+            let name = property_name(name);
             if let Some((_, why)) = KAFKA_RESERVED.iter().find(|(n, _)| *n == name) {
                 return Err(format!(
                     "source.kafka.properties sets \"{name}\"; faultline sets it itself: {why}"

@@ -712,7 +712,14 @@ mod tests {
 
     #[test]
     fn a_string_id_is_trimmed_as_csv_and_label_ids_are() {
-        // Through the fast reader and, with an escape elsewhere in the row, the full one.
+        // White space written as itself (no escape): the fast reader reads it, as the full does.
+        let plain = "[{\"id\": \" W-1 \"}, {\"id\": \"W-2\u{2003}\"}]";
+        let fast =
+            super::fast::decode(plain.as_bytes(), &schema()).expect("the fast reader reads it");
+        let full = decode_full(plain.as_bytes(), &schema());
+        assert_eq!(fast.rows.ids, ["W-1", "W-2"]);
+        assert_eq!(full.rows.ids, fast.rows.ids);
+        // Escaped white space goes to the full reader; an escape elsewhere in the row too.
         for tail in ["", r#", "note": "a\u0041""#] {
             let d = read(&format!(
                 r#"[{{"id": " W-1\t"{tail}}}, {{"id": "W-2 "{tail}}}, {{"id": "\u00a0W-3"{tail}}}]"#
