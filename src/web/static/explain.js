@@ -56,8 +56,12 @@ export function show(box, row, card) {
   head.append(' ', close);
   box.append(head);
   const list = Array.isArray(row.contributions) ? row.contributions : [];
-  if (typeof row.base !== 'number' || !list.length) {
-    box.append(el('p', 'muted', 'This model cannot explain this verdict (its graph carries no node cover).'));
+  if (typeof row.base !== 'number') {
+    box.append(el('p', 'muted', 'This verdict comes without the model\'s explanation: the daemon is set to list none ([model] contributions_top_k = 0), or this model\'s graph cannot be explained (it carries no node cover).'));
+    return;
+  }
+  if (!list.length) {
+    box.append(el('p', 'muted', 'No sensor moved this wafer\'s score from the model\'s base value.'));
     return;
   }
   const end = logit(row.probability);
