@@ -463,9 +463,16 @@ fn print_card(model: &Model, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "threshold  {} — {}",
-        model.threshold(),
-        card.threshold_rule
+        card.threshold, card.threshold_rule
     )?;
+    if model.threshold() != card.threshold {
+        writeln!(
+            out,
+            "in force   {} ([model] threshold; the figures below are at the card's {})",
+            model.threshold(),
+            card.threshold
+        )?;
+    }
     if let Some(scheme) = card.validation.get("scheme").and_then(|v| v.as_str()) {
         writeln!(out, "validation {scheme}")?;
     }
@@ -479,7 +486,11 @@ fn print_card(model: &Model, out: &mut impl Write) -> std::io::Result<()> {
         ("false_alarm_rate", "false alarms at threshold"),
     ] {
         if let Some(v) = card.validation.get(key) {
-            writeln!(out, "  {label:<26} {v}")?;
+            // With its bootstrap 95% interval when the card has one: 41 faults make them wide.
+            match card.validation.get(format!("{key}_ci95")) {
+                Some(ci) => writeln!(out, "  {label:<26} {v} (95% interval {ci})")?,
+                None => writeln!(out, "  {label:<26} {v}")?,
+            }
         }
     }
     Ok(())

@@ -76,6 +76,8 @@ pub const QUALITY_RECALL: &str = "faultline_quality_recall";
 pub const QUALITY_FALSE_ALARM_RATE: &str = "faultline_quality_false_alarm_rate";
 /// `faultline_quality_labelled_rows{model}`
 pub const QUALITY_LABELLED: &str = "faultline_quality_labelled_rows";
+/// `faultline_quality_faulty_rows{model}`
+pub const QUALITY_FAULTY: &str = "faultline_quality_faulty_rows";
 /// `faultline_store_rows_written_total{kind}`
 pub const STORE_ROWS_WRITTEN: &str = "faultline_store_rows_written_total";
 /// `faultline_store_rows_dropped_total{kind}`
@@ -177,6 +179,8 @@ pub struct Metrics {
     pub quality_false_alarm_rate: GaugeVec,
     /// Labelled wafers the quality figures are computed over, by model.
     pub quality_labelled: IntGaugeVec,
+    /// Faulty wafers among them: what recall rests on.
+    pub quality_faulty: IntGaugeVec,
     /// Rows written to the store, by kind (scored, labels).
     pub store_rows_written: IntCounterVec,
     /// Rows scored (or labels accepted) but not stored, by kind.
@@ -401,6 +405,17 @@ impl Metrics {
         registry
             .register(Box::new(quality_labelled.clone()))
             .expect("unique metric");
+        let quality_faulty = IntGaugeVec::new(
+            Opts::new(
+                QUALITY_FAULTY,
+                "Faulty wafers among the labelled ones the quality figures are computed over (what recall rests on), by model.",
+            ),
+            &["model"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(quality_faulty.clone()))
+            .expect("unique metric");
         let store_rows_written = counter_vec(
             STORE_ROWS_WRITTEN,
             "Rows written to the on-disk store, by kind (scored, labels).",
@@ -462,6 +477,7 @@ impl Metrics {
             quality_recall,
             quality_false_alarm_rate,
             quality_labelled,
+            quality_faulty,
             store_rows_written,
             store_rows_dropped,
             store_errors,
@@ -541,6 +557,9 @@ impl Metrics {
         self.quality_labelled
             .with_label_values(&[model])
             .set(q.labelled as i64);
+        self.quality_faulty
+            .with_label_values(&[model])
+            .set(q.positives as i64);
     }
 
     /// Records the shadow model (none: clears it).

@@ -61,18 +61,31 @@ pub struct FileChecks {
     /// The file's last [`FILE_DRIFT_ROWS`] rows against the card (the worst sensors first, at
     /// most 20 named; `sensors_out_of_range` counts them all).
     pub drift: DriftReport,
-    /// A sentence when more than [`MANY_SENSORS_OFF`] sensors are off their training range.
+    /// Sentences when wafers of the file were in the model's training data (its card lists their
+    /// ids), and when more than [`MANY_SENSORS_OFF`] sensors are off their training range.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
 }
 
+/// Fewer faulty wafers than this in a file's labels: its figures are said to be rough.
+const FEW_FAULTS: usize = 20;
+
 /// One sentence for a file's evaluation against its own labels.
 pub fn describe_evaluation(q: &Quality) -> String {
     let figure = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));
+    let rough = if q.positives < FEW_FAULTS {
+        format!(
+            " With {} faulty wafer{} these figures are rough.",
+            q.positives,
+            if q.positives == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    };
     format!(
         "Against the file's Good/Bad labels ({} wafers, {} faulty), at threshold {}: caught {} of {} \
          faulty wafers (recall {}), {} false alarms among {} good wafers (false-alarm rate {}), \
-         precision {}, ROC-AUC {}, PR-AUC {}.",
+         precision {}, ROC-AUC {}, PR-AUC {}.{rough}",
         q.labelled,
         q.positives,
         q.threshold,
@@ -95,16 +108,34 @@ pub struct FileCheck {
     probabilities: Vec<f32>,
     pairs: Vec<(f32, bool)>,
     threshold: f32,
+    /// The ids of the wafers the model was trained on, from its card (empty when it lists none).
+    training_ids: std::collections::HashSet<String>,
+    rows: usize,
+    in_training: usize,
 }
 
 impl FileCheck {
     /// For files scored by `model`.
     pub fn new(model: &Model) -> FileCheck {
+        let training_ids = model
+            .card()
+            .training
+            .get("ids")
+            .and_then(|ids| ids.as_array())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| id.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
         FileCheck {
             window: DriftWindow::new(model.width(), FILE_DRIFT_ROWS),
             probabilities: Vec::new(),
             pairs: Vec::new(),
             threshold: model.threshold(),
+            training_ids,
+            rows: 0,
+            in_training: 0,
         }
     }
 
@@ -114,6 +145,14 @@ impl FileCheck {
         self.probabilities
             .extend(verdicts.iter().map(|v| v.probability));
         self.window.push(&batch.values, &self.probabilities);
+        self.rows += batch.len();
+        if !self.training_ids.is_empty() {
+            self.in_training += batch
+                .ids
+                .iter()
+                .filter(|id| self.training_ids.contains(id.as_str()))
+                .count();
+        }
         for (v, label) in verdicts.iter().zip(&batch.labels) {
             if let Some(label) = label {
                 self.pairs.push((v.probability, *label == 1));
@@ -124,7 +163,7 @@ impl FileCheck {
     /// The checks, against `model`'s card.
     pub fn finish(self, model: &Model) -> FileChecks {
         let mut drift = self.window.report(model.card());
-        let warning = (drift.sensors_out_of_range > MANY_SENSORS_OFF).then(|| {
+        let drifted = (drift.sensors_out_of_range > MANY_SENSORS_OFF).then(|| {
             let named: Vec<String> = drift
                 .sensors
                 .iter()
@@ -150,6 +189,20 @@ impl FileCheck {
                 named.join(", ")
             )
         });
+        // Wafers the model was fitted on score better than new ones: figures against their
+        // labels say little about what to expect.
+        let trained = (self.in_training > 0).then(|| {
+            format!(
+                "{} of this file's {} wafers were in the model's training data, so its scores and any \
+                 figures against their labels are optimistic there (the card's time-ordered figures \
+                 are what to expect on new wafers)",
+                self.in_training, self.rows
+            )
+        });
+        let warning = [trained, drifted]
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| format!("{a}. {b}"));
         drift.sensors.truncate(SENSORS_NAMED);
         FileChecks {
             evaluation: (!self.pairs.is_empty())

@@ -210,6 +210,26 @@ fn model_and_version_name_the_model() {
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(text.contains(model.version()), "{text}");
     assert!(text.contains("ROC-AUC"), "{text}");
+    // Each figure with its interval, at the card's threshold.
+    assert!(
+        text.contains(&format!("threshold  {} —", model.threshold())),
+        "{text}"
+    );
+    assert!(text.contains("(95% interval ["), "{text}");
+    assert!(!text.contains("in force"), "{text}");
+    // A threshold set in the configuration is said apart from the card's figures.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("model")
+        .env("FAULTLINE_MODEL__THRESHOLD", "0.3")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains(&format!("threshold  {} —", model.threshold()))
+            && text
+                .contains("in force   0.3 ([model] threshold; the figures below are at the card's"),
+        "{text}"
+    );
     let o = faultline(&["--version"]);
     assert!(String::from_utf8(o.stdout)
         .unwrap()
@@ -217,6 +237,39 @@ fn model_and_version_name_the_model() {
     let o = faultline(&["model", "--json"]);
     let card: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(card["version"], model.version());
+}
+
+/// A file holding wafers the model was trained on is warned about, counting them from the ids
+/// its card lists; a file of other wafers is not.
+#[test]
+fn scoring_wafers_the_model_was_trained_on_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::repo().join("models/wafer-fault");
+    for f in ["model.onnx", "golden.csv"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let mut card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("model.json")).unwrap()).unwrap();
+    card["training"]["ids"] = serde_json::json!(["Synthetic-1", "Synthetic-7", "Elsewhere-1"]);
+    std::fs::write(dir.path().join("model.json"), card.to_string()).unwrap();
+    let input = common::repo().join("examples/wafers.csv");
+    let score = |model: Option<&std::path::Path>| {
+        let mut args = vec!["score", "-i", input.to_str().unwrap(), "-o", "-"];
+        if let Some(m) = model {
+            args.extend(["--model", m.to_str().unwrap()]);
+        }
+        let o = faultline(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+    };
+    let said = score(Some(dir.path()));
+    assert!(
+        said.contains("Warning: 2 of this file's 50 wafers were in the model's training data"),
+        "{said}"
+    );
+    // The shipped card lists the real training wafers, none of them synthetic.
+    let said = score(None);
+    assert!(!said.contains("training data"), "{said}");
 }
 
 #[test]
@@ -270,6 +323,12 @@ fn real_wafer_file_scores_with_labels_carried_through() {
         "{said}"
     );
     assert!(!said.contains("alarm budget"), "{said}");
+    // A batch file of the training wafers: said so, and 17 faults are few.
+    assert!(
+        said.contains("Warning: 100 of this file's 100 wafers were in the model's training data")
+            && said.contains("With 17 faulty wafers these figures are rough."),
+        "{said}"
+    );
     // Under an alarm budget the figures are still the threshold's, and the sentence says so.
     let o = faultline(&[
         "score",

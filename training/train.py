@@ -593,7 +593,9 @@ def main(argv=None) -> dict:
         f"On wafers after the training data expect ROC-AUC around {chosen_res['roc_auc']:.2f} (95% interval "
         f"{lo:.2f}-{hi:.2f}, from {faults} faulty wafers validated in time order) and, at the threshold, about "
         f"{at['recall']:.0%} of faulty wafers caught with {at['false_alarm_rate']:.0%} of good wafers flagged "
-        f"(intervals in this card). The fault rate and the sensors that matter move between periods, so the score "
+        f"(intervals in this card). The threshold was chosen on these same predictions, so expect lower recall; "
+        f"the shipped model is refit on every wafer, so check the share it flags. "
+        f"The fault rate and the sensors that matter move between periods, so the score "
         f"level drifts: an alarm budget (alarm_rate) keeps the share flagged steady where a fixed threshold may not.")
     coefs = final.detail.get("coefficients", {})
     top_coef = sorted(coefs.items(), key=lambda kv: (-abs(kv[1]), kv[0]))[:20]
@@ -623,6 +625,8 @@ def main(argv=None) -> dict:
     if coefs:
         training["intercept"] = final.detail["intercept"]
         training["largest_coefficients"] = [{"sensor": SENSORS[j], "coefficient": _r(c, 6)} for j, c in top_coef]
+    # The wafers fitted on: faultline warns when a file it scores holds some (figures on them are optimistic).
+    training["ids"] = list(data.ids)
     card = {
         "name": MODEL_NAME,
         "version": f"wf-{sha[:12]}",

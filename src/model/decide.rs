@@ -1,7 +1,8 @@
 //! Which rule turns P(fault) into a verdict: the card's fixed threshold, or an alarm budget.
 //!
-//! Score levels drift between production periods while the ranking of wafers holds better, so a fixed
-//! threshold can flag almost nothing (or almost everything) on later wafers. An alarm budget
+//! Score levels drift between production periods while the ranking of wafers held better (measured
+//! on later wafers outside this repository by the issue behind the model), so a fixed threshold can
+//! flag almost nothing (or almost everything) on later wafers. An alarm budget
 //! (`[model] alarm_rate`, e.g. 0.1) flags a wafer when its P(fault) is among the top `alarm_rate` share
 //! of the last `alarm_window_rows` scored wafers (itself included): a rolling quantile. Until the window
 //! holds `alarm_warmup_rows` wafers the fixed threshold decides (the warm-up), and every verdict says

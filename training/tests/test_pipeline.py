@@ -63,7 +63,7 @@ def test_onnx_matches_python_model_after_imputation(run1, synth_csv):
     blob = (out / "model.onnx").read_bytes()
     _, proba = onnx_export.ort_predict(blob, data.X.astype(np.float32))
     assert np.max(np.abs(proba[:, 1] - fitted.predict(data.X))) <= 1e-5
-    if recipe.family == "logistic-rank":  # the exported trees are the fitted regression, term by term
+    if recipe.family == "logistic-rank":  # a coefficient for every sensor used (terms: test below)
         from sklearn.linear_model import LogisticRegression  # noqa: F401  (the family's own fitter)
         assert len(fitted.detail["coefficients"]) >= len(fitted.columns)
     assert [train.SENSORS[j] for j in fitted.columns] == card["training"]["features_used"]
@@ -167,6 +167,12 @@ def test_logistic_rank_trees_reproduce_the_regression():
     # the model reads sensor 5 (index 4) most
     top = max(f.detail["coefficients"].items(), key=lambda kv: abs(kv[1]))
     assert top[0] == 4 and top[1] > 0
+    # and the trees' margin is the regression's intercept plus its terms, sensor by sensor (a missing
+    # value imputed with the sensor's training median first)
+    filled = np.where(np.isnan(X), np.asarray(f.medians, dtype=np.float64)[None, :], X)
+    assert np.allclose(f.margin(X), [f.detail["intercept"] + sum(
+        c * (np.searchsorted(e, np.float32(x[j]), side="right") / len(e) - m) / sd
+        for j, (e, c, m, sd) in f.detail["terms"].items()) for x in filled], atol=1e-4)
 
 
 def test_univariate_selection_keeps_the_strongest_sensors_only():

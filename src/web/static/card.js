@@ -58,14 +58,18 @@ function renderCard() {
   };
   // Every figure with its bootstrap 95% interval and the number of faulty wafers behind it: no
   // tick or cross, since a target "met" on a few dozen faults can be noise.
-  const metric = (term, key) => {
+  // `basis` says which wafers a figure rests on: the faulty ones for most, the good ones for the
+  // false-alarm rate.
+  const metric = (term, key, basis) => {
     if (typeof v[key] !== 'number') return;
     const ci = v[`${key}_ci95`];
     const dd = item(term, v[key].toFixed(3));
     if (Array.isArray(ci) && typeof ci[0] === 'number') {
-      dd.append(' ', el('span', 'card-interval', `(95% CI ${ci[0].toFixed(2)}–${ci[1].toFixed(2)}, ${fmtInt(v.faults)} faults)`));
+      dd.append(' ', el('span', 'card-interval', `(95% CI ${ci[0].toFixed(2)}–${ci[1].toFixed(2)}, ${basis})`));
     }
   };
+  const faults = `${fmtInt(v.faults)} faults`;
+  const good = typeof v.rows === 'number' && typeof v.faults === 'number' ? `${fmtInt(v.rows - v.faults)} good wafers` : 'the good wafers';
   item('Model', `${state.card.name || 'model'} ${state.card.version}`);
   item('Trained', formatDate(state.card.created_at), state.card.created_at);
   const trained = Number(state.card.threshold);
@@ -75,10 +79,10 @@ function renderCard() {
     threshold.append(' ', el('span', 'card-interval', `(set by [model] threshold; the card's figures are at ${formatThreshold(trained)})`));
   }
   item('Positive class', state.card.positive_class || '');
-  metric('ROC-AUC', 'roc_auc');
-  metric('PR-AUC', 'pr_auc');
-  metric('Recall', 'recall');
-  metric('False-alarm rate', 'false_alarm_rate');
+  metric('ROC-AUC', 'roc_auc', faults);
+  metric('PR-AUC', 'pr_auc', faults);
+  metric('Recall', 'recall', faults);
+  metric('False-alarm rate', 'false_alarm_rate', good);
   if (typeof v.alarm_rate_suggested === 'number') {
     item('Suggested alarm budget', `${(v.alarm_rate_suggested * 100).toFixed(1)}% of wafers`, 'validation.alarm_rate_suggested: set [model] alarm_rate to flag this share of recent wafers');
   }
