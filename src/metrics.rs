@@ -626,6 +626,7 @@ mod tests {
             LABELS_PENDING,
             QUALITY_ROC_AUC,
             QUALITY_LABELLED,
+            QUALITY_FAULTY,
             STORE_ROWS_WRITTEN,
             STORE_HEALTHY,
             RUNTIME_WORKERS,

@@ -375,7 +375,8 @@ fn visible(text: &str) -> String {
 
 /// The CSV answer's header with the upload's evaluation against its own `Good/Bad` labels.
 pub const EVALUATION_HEADER: &str = "faultline-evaluation";
-/// The CSV answer's header with the warning about sensors off their training distribution.
+/// The CSV answer's header with the upload's warnings: wafers the model was trained on, sensors off
+/// their training distribution.
 pub const WARNING_HEADER: &str = "faultline-warning";
 
 fn too_many(max_rows: usize) -> ApiError {

@@ -207,7 +207,8 @@ function renderSummary(serving, shadow, labels, store) {
   else if (!q.labelled) text = `No labelled wafers yet (${plural(Number(labels.received) || 0, 'label')} received)`;
   else {
     text = `${plural(q.labelled, 'labelled wafer')} · serving ROC-AUC ${fixed3(q.roc_auc)} · recall ${fixed3(q.recall)}`;
-    // Recall rests on the faulty wafers alone: on a few dozen it moves by ±0.15 from chance.
+    // Recall rests on the faulty wafers alone: under 30 (the live-quality alert's floor) it is mostly
+    // noise.
     if (isNumber(q.positives)) text += ` (${plural(q.positives, 'faulty wafer')}${q.positives < 30 ? ': rough' : ''})`;
     const sq = (shadow && shadow.quality) || null;
     if (sq && sq.labelled) text += ` · shadow ROC-AUC ${fixed3(sq.roc_auc)}`;
