@@ -290,9 +290,7 @@ impl Out {
                     group_id: String::new(),
                     properties: vec![],
                 };
-                crate::bus::kafka::publisher::KafkaPublisher::start(&settings, 1 << 24, None)
-                    .map(Out::Kafka)
-                    .map_err(|e| ReplayError::Broker(e.to_string()))
+                Out::kafka(&settings)
             }
             #[cfg(not(feature = "kafka"))]
             Bus::Kafka => Err(ReplayError::Target("compiled without Kafka".into())),
@@ -310,11 +308,16 @@ impl Out {
         }
         #[cfg(feature = "kafka")]
         if let Some(k) = bus.kafka() {
-            return crate::bus::kafka::publisher::KafkaPublisher::start(k, 1 << 24, None)
-                .map(Out::Kafka)
-                .map_err(|e| ReplayError::Broker(e.to_string()));
+            return Out::kafka(k);
         }
         Err(ReplayError::Target("compiled without Kafka".into()))
+    }
+
+    #[cfg(feature = "kafka")]
+    fn kafka(settings: &crate::bus::kafka::KafkaSettings) -> Result<Out, ReplayError> {
+        crate::bus::kafka::publisher::KafkaPublisher::start(settings, 1 << 24, None)
+            .map(Out::Kafka)
+            .map_err(|e| ReplayError::Broker(e.to_string()))
     }
 
     fn mqtt(target: &Target) -> Out {

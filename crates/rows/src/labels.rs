@@ -186,9 +186,9 @@ fn parse_outcome(s: &str) -> Result<bool, String> {
         "pass" => return Ok(false),
         _ => {}
     }
-    match s.parse::<f64>() {
-        Ok(1.0) => Ok(true),
-        Ok(-1.0) => Ok(false),
+    // As the scorer reads a Good/Bad cell; a missing value is no label here.
+    match crate::parse_label(s) {
+        Ok(Some(label)) => Ok(label == 1),
         _ => Err(format!(
             "the label is {s:?}; use 1 (faulty), -1 (good), \"fail\" or \"pass\""
         )),

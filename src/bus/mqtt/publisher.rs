@@ -78,12 +78,7 @@ impl MqttPublisher {
         let client_id = format!("faultline-replay-{}", std::process::id());
         let mut options = rumqttc::MqttOptions::new(client_id, host, port);
         options.set_keep_alive(std::time::Duration::from_secs(30));
-        let role = Role {
-            broker: format!("{host}:{port}"),
-            client: "replay",
-        };
-        let driver = MqttPublisher::driver(options, max_packet_bytes, role).fail_fast();
-        MqttPublisher::run(driver, OnSessionLost::Resume)
+        MqttPublisher::replaying(options, max_packet_bytes)
     }
 
     /// A publisher for `faultline replay` to the configured broker: as [`Self::for_replay`], with
@@ -95,8 +90,14 @@ impl MqttPublisher {
     ) -> MqttPublisher {
         let client_id = format!("{}-replay-{}", settings.client_id, std::process::id());
         let options = crate::bus::mqtt::mqtt_options(settings, client_id, transport);
+        MqttPublisher::replaying(options, max_packet_bytes)
+    }
+
+    /// The replay publisher on `options`: fails on the first connection failure.
+    fn replaying(options: rumqttc::MqttOptions, max_packet_bytes: usize) -> MqttPublisher {
+        let (host, port) = options.broker_address();
         let role = Role {
-            broker: format!("{}:{}", settings.host, settings.port),
+            broker: format!("{host}:{port}"),
             client: "replay",
         };
         let driver = MqttPublisher::driver(options, max_packet_bytes, role).fail_fast();
