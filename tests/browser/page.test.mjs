@@ -450,6 +450,38 @@ test('the page holds a file to the daemon\'s own limits, refuses bytes that are 
     });
     assert.deepEqual(disagreements, []);
 
+    // White space around a cell is trimmed as the daemon trims it (Rust's char::is_whitespace),
+    // not as JavaScript's trim (which strips a byte-order mark and keeps U+0085): each character
+    // either side of an id and of a sensor value, the page's reading against the CLI's.
+    const spaces = [9, 11, 12, 32, 0x85, 0xa0, 0x1680, 0x180e, 0x2000, 0x2005, 0x200a, 0x200b, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000, 0xfeff];
+    const cut1 = lines[1].indexOf(',');
+    const cut2 = lines[1].indexOf(',', cut1 + 1);
+    const trimDisagreements = [];
+    for (const code of spaces) {
+      const ch = String.fromCharCode(code);
+      const id = `${ch}W-1${ch}`;
+      const cell = `${ch}1.5${ch}`;
+      const seen = await page.evaluate(async ([id, cell]) => {
+        const { trim } = await import('/base.js');
+        const { classify } = await import('/cells.js');
+        return { id: trim(id), sensorOk: classify(1, cell) === 0 };
+      }, [id, cell]);
+      const cli = (row) => {
+        const path = write('space.csv', `${lines[0]}\n${row}\n`);
+        try {
+          return parseCsv(execFileSync(BIN, ['score', '--input', path, '--output', '-'], { stdio: 'pipe' }).toString('utf8'))[1][0];
+        } catch {
+          return null;
+        }
+      };
+      const cliId = cli(id + lines[1].slice(cut1));
+      const cliSensorOk = cli(lines[1].slice(0, cut1 + 1) + cell + lines[1].slice(cut2)) !== null;
+      if (cliId !== seen.id || cliSensorOk !== seen.sensorOk) {
+        trimDisagreements.push({ code: code.toString(16), page: seen, cli: { id: cliId, sensorOk: cliSensorOk } });
+      }
+    }
+    assert.deepEqual(trimDisagreements, []);
+
     // An id longer than the daemon takes (256 bytes) is marked before scoring, not refused after.
     const longId = [lines[0], 'W'.repeat(300) + lines[1].slice(lines[1].indexOf(',')), ...lines.slice(2, 5)];
     await page.setInputFiles('#file-input', write('long-id.csv', longId.join('\n') + '\n'));

@@ -129,6 +129,27 @@ export const state = {
   cursor: { r: 0, key: 'id' },
 };
 
+/**
+ * Whether a UTF-16 unit is white space as Rust's `char::is_whitespace` has it, which the daemon
+ * trims from every cell and header (`str::trim`). JavaScript's own `trim` differs at two
+ * characters: it strips U+FEFF (a byte-order mark, not white space to Rust) and keeps U+0085.
+ */
+export function isSpace(c) {
+  if (c <= 32) return c === 32 || (c >= 9 && c <= 13);
+  if (c < 0x85) return false;
+  return c === 0x85 || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a)
+    || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000;
+}
+
+/** `s` without the white space around it, as the daemon trims a cell (Rust's `str::trim`). */
+export function trim(s) {
+  let a = 0;
+  let b = s.length;
+  while (a < b && isSpace(s.charCodeAt(a))) a++;
+  while (b > a && isSpace(s.charCodeAt(b - 1))) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
+
 /** A new element with an optional class and text. */
 export function el(tag, className, text) {
   const node = document.createElement(tag);

@@ -2,11 +2,11 @@
 // number formats of the CLI (`faultline score`), so that the page shows and downloads the same
 // text; also the counts and name lists the messages use.
 
-import { C_MISSING, C_OK, INFINITY_RE, KIND_EXTRA, KIND_LABEL, KIND_SENSOR, MISSING, NUMBER_RE, REASON_INFINITE, REASON_LABEL, REASON_ID_LONG, REASON_NAN, REASON_NO_ID, MAX_ID_BYTES } from './base.js';
+import { C_MISSING, C_OK, INFINITY_RE, KIND_EXTRA, KIND_LABEL, KIND_SENSOR, MISSING, NUMBER_RE, REASON_INFINITE, REASON_LABEL, REASON_ID_LONG, REASON_NAN, REASON_NO_ID, MAX_ID_BYTES, trim } from './base.js';
 
 /** A sensor cell: C_OK, C_MISSING, or why it cannot be scored. */
 export function classifySensor(value) {
-  const t = value.trim();
+  const t = trim(value);
   if (MISSING.has(t)) return C_MISSING;
   if (NUMBER_RE.test(t)) {
     const v = Number(t);
@@ -17,7 +17,7 @@ export function classifySensor(value) {
 
 /** A Good/Bad cell: 1, -1 or missing. */
 function classifyLabel(value) {
-  const t = value.trim();
+  const t = trim(value);
   if (MISSING.has(t)) return C_MISSING;
   if (NUMBER_RE.test(t) && (Number(t) === 1 || Number(t) === -1)) return C_OK;
   return REASON_LABEL;
@@ -27,7 +27,7 @@ const utf8 = new TextEncoder();
 
 /** A wafer id: anything but empty, of at most MAX_ID_BYTES bytes of UTF-8 once trimmed. */
 function classifyId(value) {
-  const t = value.trim();
+  const t = trim(value);
   if (t === '') return REASON_NO_ID;
   // Three bytes at most a UTF-16 unit: only a long id is encoded to count its bytes.
   if (t.length * 3 > MAX_ID_BYTES && utf8.encode(t).length > MAX_ID_BYTES) return REASON_ID_LONG;
@@ -43,7 +43,7 @@ export function classify(kind, value) {
 
 /** "'abc' is not a number", the value clipped as the daemon clips it. */
 export function reasonText(value, reason) {
-  const v = value.trim();
+  const v = trim(value);
   const shown = v.length > 64 ? `${v.slice(0, 64)}…` : v;
   return `'${shown}' ${reason}`;
 }

@@ -2,7 +2,7 @@
 // model_version columns, built in slices; cells a spreadsheet would run as formulas get a leading ',
 // as in the CLI. Its name says what it holds: the file's, the model version and the threshold.
 
-import { KIND_EXTRA, MISSING, NUMBER_RE, SLICE_MS, state } from './base.js';
+import { isSpace, KIND_EXTRA, MISSING, NUMBER_RE, SLICE_MS, state, trim } from './base.js';
 import { f32Text, fmtInt } from './cells.js';
 import { cellText } from './table.js';
 import { closeEditor } from './grid.js';
@@ -17,7 +17,7 @@ export function csvField(v) {
 function blankIfMissing(v) {
   if (v === '') return v;
   const ch = v.charCodeAt(0);
-  if (ch > 57 || ch === 32 || ch === 9) return MISSING.has(v.trim()) ? '' : v;
+  if (ch > 57 || isSpace(ch)) return MISSING.has(trim(v)) ? '' : v;
   return v;
 }
 
@@ -67,7 +67,7 @@ export async function download() {
             fields = line.split(',');
             for (let c = 0; c < d.nCols; c++) {
               let v = fields[c];
-              if (c === d.idCol) v = v.trim();
+              if (c === d.idCol) v = trim(v);
               else if (d.kinds[c] !== KIND_EXTRA) v = blankIfMissing(v);
               fields[c] = spreadsheetSafe(v);
             }
@@ -75,7 +75,7 @@ export async function download() {
             fields = new Array(d.nCols);
             for (let c = 0; c < d.nCols; c++) {
               let v = cellText(d, r, c);
-              if (c === d.idCol) v = v.trim();
+              if (c === d.idCol) v = trim(v);
               else if (d.kinds[c] !== KIND_EXTRA) v = blankIfMissing(v);
               fields[c] = csvField(spreadsheetSafe(v));
             }

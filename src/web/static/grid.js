@@ -2,7 +2,7 @@
 // and repositioned through the CSSOM as the grid scrolls; the cursor, keyboard moves and the cell
 // editor.
 
-import { el, HEAD_H, KIND_EXTRA, KIND_LABEL, MISSING, OVERSCAN_COLS, OVERSCAN_ROWS, ROW_H, state, ui, WIDTH, hooks } from './base.js';
+import { el, HEAD_H, KIND_EXTRA, KIND_LABEL, MISSING, OVERSCAN_COLS, OVERSCAN_ROWS, ROW_H, state, ui, WIDTH, hooks, trim } from './base.js';
 import { formatThreshold, reasonText } from './cells.js';
 import { cellText, editCell, rowId } from './table.js';
 import { updateInfo } from './status.js';
@@ -263,7 +263,7 @@ function fillCell(cell, d, r, ci, fault) {
       if (col.kind === 'id') cls += ' id pinned';
       else if (col.kind === 'extra') cls += ' extra';
       else cls += col.kind === 'sensor' ? ' num' : ' num label';
-      text = value.trim();
+      text = trim(value);
       if (reason !== undefined) {
         cls += ' invalid';
         title = reasonText(value, reason);
@@ -363,7 +363,7 @@ function openEditor(r, key, initial) {
   input.spellcheck = false;
   input.autocomplete = 'off';
   input.setAttribute('aria-label', `Edit ${col.kind === 'id' ? 'the wafer id' : col.label} of row ${r + 1} (${rowId(state.data, r) || 'no id'}); Enter keeps it, Escape cancels`);
-  input.value = initial !== undefined ? initial : cellText(state.data, r, col.c).trim();
+  input.value = initial !== undefined ? initial : trim(cellText(state.data, r, col.c));
   editing = { input, r, key, c: col.c };
   state.cursor = { r, key };
   content.append(input);

@@ -1,7 +1,7 @@
 // Loading a wafer CSV: the file checks, the FileReader, a chunked RFC 4180 parser that keeps the
 // page responsive, and the header check against the model card's features, as the daemon does.
 
-import { C_MISSING, C_OK, C_SLOW, KIND_EXTRA, KIND_ID, KIND_LABEL, KIND_SENSOR, LABEL_COLUMN, MAX_INVALID_CELLS, PAGE_MAX_BYTES, SLICE_MS, state, ui, hooks } from './base.js';
+import { C_MISSING, C_OK, C_SLOW, KIND_EXTRA, KIND_ID, KIND_LABEL, KIND_SENSOR, LABEL_COLUMN, MAX_INVALID_CELLS, PAGE_MAX_BYTES, SLICE_MS, state, trim, ui, hooks } from './base.js';
 import { uploadLimits } from './api.js';
 import { inForce } from './card.js';
 import { classify, classifySensor, decodeUtf8, fmtBytes, fmtInt, plural, summarizeNames, summarizePositions, unquote } from './cells.js';
@@ -198,7 +198,7 @@ function parseHeader(text) {
   for (let f = 0; f < rec.fields; f++) {
     const s = scratch[f];
     const e = f + 1 < rec.fields ? scratch[f + 1] - 1 : rec.end;
-    names.push((text.charCodeAt(s) === 34 ? unquote(text, s, e) : text.slice(s, e)).trim());
+    names.push(trim(text.charCodeAt(s) === 34 ? unquote(text, s, e) : text.slice(s, e)));
   }
   return { names, end: rec.end, next: rec.next, lines: 1 + rec.newlines };
 }

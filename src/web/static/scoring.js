@@ -2,7 +2,7 @@
 // threshold slider, the fault filter, the sort by probability, the summary line, and the
 // explanation of a flagged row (explain.js).
 
-import { $, ERROR_LIST_LIMIT, KIND_EXTRA, KIND_ID, KIND_LABEL, MISSING, NUMBER_RE, state, ui } from './base.js';
+import { $, ERROR_LIST_LIMIT, KIND_EXTRA, KIND_ID, KIND_LABEL, MISSING, NUMBER_RE, state, trim, ui } from './base.js';
 import { ApiError, askForToken, postCsv, token } from './api.js';
 import { describeContributions, f32Text, fmtInt, formatThreshold, plural } from './cells.js';
 import { cellText, rowId } from './table.js';
@@ -24,7 +24,7 @@ function currentCsv() {
     const fields = [];
     for (let c = 0; c < d.nCols; c++) {
       let v = cellText(d, r, c);
-      if (d.kinds[c] !== KIND_ID && d.kinds[c] !== KIND_EXTRA && MISSING.has(v.trim())) v = '';
+      if (d.kinds[c] !== KIND_ID && d.kinds[c] !== KIND_EXTRA && MISSING.has(trim(v))) v = '';
       fields.push(csvField(v));
     }
     parts.push(fields.join(','), '\n');
@@ -147,7 +147,7 @@ function fileLabels(d) {
   const out = new Array(d.nRows);
   for (let r = 0; r < d.nRows; r++) {
     // Any spelling of 1 or -1 the daemon takes (1.0, +1, -1e0): the load checked the rest.
-    const v = cellText(d, r, c).trim();
+    const v = trim(cellText(d, r, c));
     const y = NUMBER_RE.test(v) ? Number(v) : NaN;
     out[r] = y === 1 ? true : y === -1 ? false : null;
   }

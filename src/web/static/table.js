@@ -1,7 +1,7 @@
 // The loaded table: a cell's text (the file's, or the edit that replaced it), edits that keep the
 // counts, marks and error list in step, and undo.
 
-import { C_MISSING, C_OK, KIND_ID, KIND_SENSOR, state, hooks } from './base.js';
+import { C_MISSING, C_OK, KIND_ID, KIND_SENSOR, state, hooks, trim } from './base.js';
 import { classify, unquote } from './cells.js';
 import { refreshCellErrors, updateControls, updateInfo } from './status.js';
 
@@ -18,7 +18,7 @@ export function cellText(d, r, c) {
 }
 
 export function rowId(d, r) {
-  return cellText(d, r, d.idCol).trim();
+  return trim(cellText(d, r, d.idCol));
 }
 
 /** Sets cell (r, c) to `value` and keeps the counts, marks and error list in step. */
@@ -60,7 +60,7 @@ function afterChange() {
 
 /** An edit by the user: recorded for undo. */
 export function editCell(r, c, typed) {
-  const value = typed.trim();
+  const value = trim(typed);
   if (value === cellText(state.data, r, c)) return;
   state.undoStack.push([{ r, c, before: state.data.edits.get(r * state.data.nCols + c) }]);
   setCell(r, c, value);
