@@ -104,6 +104,10 @@ pub struct SourceSection {
     pub mqtt: MqttSection,
     /// `[source.kafka]`
     pub kafka: KafkaSection,
+    /// Read by an offline command, which does not connect to the bus: a Kafka source is checked
+    /// as written even in a build without Kafka.
+    #[serde(skip)]
+    pub offline: bool,
 }
 
 /// `[broker]`
@@ -382,9 +386,11 @@ impl RawConfig {
     /// take it: the secrets only the daemon uses (the web token, the MQTT password, Kafka
     /// properties kept in files) are not read, so such a command works where those files cannot
     /// be read (an operator's shell beside the daemon's environment). Every other setting is
-    /// checked as for `serve`.
+    /// checked as for `serve`, a Kafka source even in a build without Kafka (the command does
+    /// not connect to it).
     pub fn offline(self) -> RawConfig {
         let mut raw = self.without_web_token();
+        raw.source.offline = true;
         raw.source.mqtt.password.clear();
         raw.source.mqtt.password_file.clear();
         raw.source
@@ -450,7 +456,7 @@ impl RawConfig {
             "mqtt" => Bus::Mqtt(
                 MqttSettings::from_section(m, None, true).map_err(ConfigError::Invalid)?,
             ),
-            "kafka" if cfg!(feature = "kafka") => {
+            "kafka" if cfg!(feature = "kafka") || self.source.offline => {
                 // [source.mqtt] is checked all the same: a typo should not wait for a switch.
                 MqttSettings::from_section(m, None, false).map_err(ConfigError::Invalid)?;
                 Bus::Kafka(
@@ -1018,6 +1024,20 @@ mod tests {
             let e = refused(&[("FAULTLINE_SOURCE__KIND", "kafka")]);
             assert!(e.contains("--features kafka"), "{e}");
         }
+        // An offline command (score, export, model, replay --to) reads a Kafka daemon's
+        // configuration in any build, and still checks its Kafka section.
+        let kafka = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("FAULTLINE_SOURCE__KIND", "kafka")];
+            all.extend_from_slice(pairs);
+            RawConfig::load_with_env(None, env(&all))
+                .unwrap()
+                .offline()
+                .validate()
+        };
+        let c = kafka(&[]).unwrap();
+        assert!(c.bus.kafka().is_some());
+        let e = kafka(&[("FAULTLINE_SOURCE__KAFKA__TOPIC", "")]).unwrap_err();
+        assert!(e.to_string().contains("source.kafka"), "{e}");
         let e = refused(&[("FAULTLINE_SOURCE__MQTT__QOS", "2")]);
         assert!(e.contains("set 1"), "{e}");
     }
