@@ -1040,6 +1040,14 @@ mod tests {
         assert!(e.to_string().contains("source.kafka"), "{e}");
         let e = refused(&[("FAULTLINE_SOURCE__MQTT__QOS", "2")]);
         assert!(e.contains("set 1"), "{e}");
+        let e = refused(&[
+            ("FAULTLINE_WEB__UPLOAD_IDLE_MS", "5000"),
+            ("FAULTLINE_WEB__UPLOAD_TIMEOUT_MS", "4000"),
+        ]);
+        assert!(
+            e.contains("web.upload_timeout_ms (4000) is below web.upload_idle_ms (5000)"),
+            "{e}"
+        );
     }
 
     #[test]

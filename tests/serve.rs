@@ -999,6 +999,56 @@ async fn an_upload_that_stops_sending_is_cut_off_and_frees_its_slot() {
     assert!(text.contains("HTTP/1.1 408"), "{text}");
 }
 
+/// An upload that trickles, never pausing for `[web] upload_idle_ms` but never ending, is
+/// answered 408 after `[web] upload_timeout_ms` and gives back its scoring slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_trickles_is_cut_off_at_its_deadline_and_frees_its_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = common::free_port();
+    let extra = [
+        ("FAULTLINE_WEB__UPLOAD_IDLE_MS", "1000".to_string()),
+        ("FAULTLINE_WEB__UPLOAD_TIMEOUT_MS", "3000".to_string()),
+        ("FAULTLINE_WEB__MAX_CONCURRENT", "1".to_string()),
+    ];
+    let daemon = common::Daemon::start(&daemon_env("trickle", Some(port), port, &extra)).await;
+    let features = Model::embedded().unwrap().features().to_vec();
+    let csv = format!(
+        ",{}\nW-2{}\n",
+        features.join(","),
+        ",1.5".repeat(features.len())
+    );
+    let header = format!(",{}\n", features.join(","));
+    let (mut upload, mut answer) =
+        stalled_upload(daemon.web, "/api/score", 1_000_000, header.as_bytes()).await;
+    // A byte every 200 ms, well within the idle limit, until the daemon answers.
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        tokio::select! {
+            n = upload.read(&mut buf) => {
+                let n = n.unwrap();
+                assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+                answer.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&answer).contains("upload_timeout_ms") {
+                    break;
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                assert!(started.elapsed() < Duration::from_secs(30), "no answer to a trickle");
+                // The row's id, a character at a time; a write may fail once the daemon answers.
+                let _ = upload.write_all(b"W").await;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).to_string();
+    assert!(text.contains("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("still arriving after 3000 ms"), "{text}");
+    assert!(started.elapsed() >= Duration::from_millis(2500), "{text}");
+    let headers = [("Content-Type", "text/csv")];
+    let (status, body) = common::http(daemon.web, "POST", "/api/score", &headers, &csv).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// With `on_session_lost = "exit"` the same restart stops faultline (status 1), naming the broker
 /// and the setting, for a supervisor to decide.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,8 @@ pub struct WebLimits {
     pub request_timeout: Duration,
     /// Longest an upload may send nothing before it is answered 408 (its slot freed).
     pub upload_idle: Duration,
+    /// Longest a whole upload may take to arrive before it is answered 408 (its slot freed).
+    pub upload_timeout: Duration,
     /// Scoring requests served at once; more are refused with 503 (load shedding).
     pub max_concurrent: usize,
     /// Bearer token required on `/api/*` when set.
@@ -45,6 +47,8 @@ pub struct WebSection {
     pub request_timeout_ms: u64,
     /// Longest pause in an upload's body, in milliseconds.
     pub upload_idle_ms: u64,
+    /// Longest an upload's whole body may take to arrive, in milliseconds.
+    pub upload_timeout_ms: u64,
     /// Scoring requests at once.
     pub max_concurrent: usize,
     /// Bearer token for /api/*; empty for none.
@@ -62,11 +66,18 @@ impl WebLimits {
             || web.max_concurrent == 0
             || web.request_timeout_ms == 0
             || web.upload_idle_ms == 0
+            || web.upload_timeout_ms == 0
         {
             return Err(
-                "web.max_body_bytes, web.max_rows, web.max_concurrent, web.request_timeout_ms and web.upload_idle_ms must all be above 0"
+                "web.max_body_bytes, web.max_rows, web.max_concurrent, web.request_timeout_ms, web.upload_idle_ms and web.upload_timeout_ms must all be above 0"
                     .into(),
             );
+        }
+        if web.upload_timeout_ms < web.upload_idle_ms {
+            return Err(format!(
+                "web.upload_timeout_ms ({}) is below web.upload_idle_ms ({}); the whole upload cannot take less time than one pause in it",
+                web.upload_timeout_ms, web.upload_idle_ms
+            ));
         }
         let token = match (web.token.trim(), web.token_file.trim()) {
             (t, "") => Some(t.to_string()).filter(|t| !t.is_empty()),
@@ -83,6 +94,7 @@ impl WebLimits {
             max_rows: web.max_rows,
             request_timeout: Duration::from_millis(web.request_timeout_ms),
             upload_idle: Duration::from_millis(web.upload_idle_ms),
+            upload_timeout: Duration::from_millis(web.upload_timeout_ms),
             max_concurrent: web.max_concurrent,
             token: token.map(crate::secret::Secret::from),
         })
@@ -96,6 +108,7 @@ impl Default for WebLimits {
             max_rows: 100_000,
             request_timeout: Duration::from_secs(30),
             upload_idle: Duration::from_secs(30),
+            upload_timeout: Duration::from_secs(600),
             max_concurrent: 4,
             token: None,
         }

@@ -27,8 +27,9 @@ pub async fn labels(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let store = store(&s)?.clone();
-    // Within [web] max_body_bytes, and answered 408 after upload_idle_ms without a byte, as a
-    // scoring upload is: a stalled client does not hold its connection and buffer for ever.
+    // Within [web] max_body_bytes, and answered 408 after upload_idle_ms without a byte or
+    // upload_timeout_ms in all, as a scoring upload is: a stalled or trickling client does not
+    // hold its connection and buffer for ever.
     let body = super::score::Upload::new(body, &s.limits)
         .read_all(&s)
         .await?;

@@ -184,16 +184,24 @@ pub(super) struct Upload {
     /// Longest the body may send nothing: a stalled upload (a client asleep or cut off without a
     /// word) would otherwise hold its scoring slot for as long as its connection lives.
     idle: std::time::Duration,
+    /// When the whole body must have arrived: an upload trickling a byte at a time, each pause
+    /// within `idle`, would otherwise hold its slot as long as it likes.
+    deadline: tokio::time::Instant,
+    /// `[web] upload_timeout_ms`, for the message.
+    timeout: std::time::Duration,
 }
 
 impl Upload {
-    /// `body`, to be read within `[web] max_body_bytes` and `upload_idle_ms`.
+    /// `body`, to be read within `[web] max_body_bytes`, `upload_idle_ms` and
+    /// `upload_timeout_ms` (counted from now).
     pub(super) fn new(body: Body, limits: &super::api::WebLimits) -> Upload {
         Upload {
             body,
             received: 0,
             limit: limits.max_body_bytes,
             idle: limits.upload_idle,
+            deadline: tokio::time::Instant::now() + limits.upload_timeout,
+            timeout: limits.upload_timeout,
         }
     }
 
@@ -206,23 +214,43 @@ impl Upload {
         Ok(all)
     }
 
+    /// Why an upload still arriving at its deadline is cut off.
+    fn too_slow(&self) -> String {
+        format!(
+            "the upload was still arriving after {} ms, with {} bytes received ([web] \
+             upload_timeout_ms); raise that limit for a slow link",
+            self.timeout.as_millis(),
+            self.received
+        )
+    }
+
     /// The next chunk of the body, `None` at its end.
     async fn next(&mut self, s: &WebState) -> Result<Option<Bytes>, ApiError> {
         loop {
-            let Ok(frame) = tokio::time::timeout(self.idle, self.body.frame()).await else {
-                return Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
+            let now = tokio::time::Instant::now();
+            let idle_end = now + self.idle;
+            let Ok(frame) =
+                tokio::time::timeout_at(idle_end.min(self.deadline), self.body.frame()).await
+            else {
+                let message = if idle_end <= self.deadline {
                     format!(
                         "the upload sent nothing for {} ms after {} bytes ([web] upload_idle_ms); \
                          send the whole body without pausing",
                         self.idle.as_millis(),
                         self.received
-                    ),
-                ));
+                    )
+                } else {
+                    self.too_slow()
+                };
+                return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, message));
             };
             let Some(frame) = frame else {
                 return Ok(None);
             };
+            // A body that keeps sending, a byte at a time, is cut off all the same.
+            if tokio::time::Instant::now() >= self.deadline {
+                return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, self.too_slow()));
+            }
             let frame = frame.map_err(|e| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
