@@ -40,7 +40,7 @@ fn metric(web: u16, prefix: &str) -> f64 {
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", web)) else {
         return f64::NAN;
     };
-    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out.lines()

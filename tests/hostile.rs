@@ -41,7 +41,7 @@ async fn hostile_requests_get_clear_answers_and_the_daemon_stays_up() {
     let addr = app.web_addr;
 
     // A declared 2 GB body: refused from the header, before any of it is read.
-    let head = "POST /api/score HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 2147483648\r\nConnection: close\r\n\r\n";
+    let head = "POST /api/score HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\nContent-Length: 2147483648\r\nConnection: close\r\n\r\n";
     let (code, body) = raw(addr, head, b"id,Sensor-1\n").await;
     assert_eq!(code, 413, "{body}");
 
@@ -99,7 +99,7 @@ async fn hostile_requests_get_clear_answers_and_the_daemon_stays_up() {
     let mut bytes = format!("{}\nW-1,", header.join(",")).into_bytes();
     bytes.extend_from_slice(&[0xff, 0xfe, b'\n']);
     let head = format!(
-        "POST /api/score HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /api/score HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         bytes.len()
     );
     let (code, body) = raw(addr, &head, &bytes).await;

@@ -905,7 +905,7 @@ async fn an_upload_left_open_does_not_hold_the_shutdown() {
     let mut upload = tokio::net::TcpStream::connect(daemon.web).await.unwrap();
     upload
         .write_all(
-            b"POST /api/score HTTP/1.1\r\nHost: faultline\r\nContent-Type: text/csv\r\n\
+            b"POST /api/score HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\n\
               Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n",
         )
         .await
@@ -947,7 +947,7 @@ async fn stalled_upload(
     use tokio::io::AsyncWriteExt;
     let mut upload = tokio::net::TcpStream::connect(web).await.unwrap();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: faultline\r\nContent-Type: text/csv\r\n\
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\n\
          Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
     );
     upload.write_all(head.as_bytes()).await.unwrap();
@@ -1047,6 +1047,54 @@ async fn an_upload_that_trickles_is_cut_off_at_its_deadline_and_frees_its_slot()
     let headers = [("Content-Type", "text/csv")];
     let (status, body) = common::http(daemon.web, "POST", "/api/score", &headers, &csv).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// A page of another site that DNS rebinding points at faultline's address is addressed to that
+/// site's name: on a loopback address, faultline answers only localhost, IP addresses and the
+/// names in `[web] allowed_hosts`, on every route, and refuses the rest with 403 before acting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_addressed_to_a_name_faultline_is_not_known_by_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = common::free_port();
+    let extra = [("FAULTLINE_WEB__ALLOWED_HOSTS", "fab-box".to_string())];
+    let daemon = common::Daemon::start(&daemon_env("hosts", Some(port), port, &extra)).await;
+    let web = daemon.web;
+    let ask = |method: &'static str, path: &'static str, host: String| async move {
+        let mut s = tokio::net::TcpStream::connect(web).await.unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let p = web.port();
+    for host in [
+        format!("localhost:{p}"),
+        format!("127.0.0.1:{p}"),
+        format!("[::1]:{p}"),
+        format!("page.localhost:{p}"),
+        format!("fab-box:{p}"),
+        "FAB-BOX.".to_string(),
+    ] {
+        let answer = ask("GET", "/api/model", host.clone()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/api/model"),
+        ("GET", "/metrics"),
+        ("POST", "/api/model/reload"),
+    ] {
+        let answer = ask(method, path, format!("rebound.example:{p}")).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer}");
+        assert!(
+            answer.contains("not known as \\\"rebound.example:")
+                && answer.contains("[web] allowed_hosts"),
+            "{path}: {answer}"
+        );
+    }
 }
 
 /// With `on_session_lost = "exit"` the same restart stops faultline (status 1), naming the broker

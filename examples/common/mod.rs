@@ -141,7 +141,8 @@ pub fn spawn_daemon(
     loop {
         let up = std::net::TcpStream::connect(("127.0.0.1", web)).is_ok_and(|mut s| {
             use std::io::{Read, Write};
-            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let _ = s
+                .write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
             let mut out = String::new();
             let _ = s.read_to_string(&mut out);
             out.contains("200 OK")
@@ -179,7 +180,7 @@ pub fn metrics_text(port: u16) -> Option<String> {
     let timeout = std::time::Duration::from_secs(2);
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;

@@ -31,6 +31,9 @@ pub struct WebLimits {
     pub max_concurrent: usize,
     /// Bearer token required on `/api/*` when set.
     pub token: Option<crate::secret::Secret>,
+    /// The host names a request may be addressed to besides `localhost` and IP addresses
+    /// (against DNS rebinding); `None` for any name.
+    pub allowed_hosts: Option<std::sync::Arc<[String]>>,
 }
 
 /// `[web]`
@@ -56,6 +59,10 @@ pub struct WebSection {
     /// File holding the bearer token (instead of `token`); empty for none.
     #[serde(default)]
     pub token_file: String,
+    /// Host names the server may be reached by besides `localhost` and IP addresses, separated
+    /// by commas; `*` for any. Empty: none on a loopback `listen` address, any on another.
+    #[serde(default)]
+    pub allowed_hosts: String,
 }
 
 impl WebLimits {
@@ -89,6 +96,7 @@ impl WebLimits {
                 )
             }
         };
+        let allowed_hosts = allowed_hosts(web)?;
         Ok(WebLimits {
             max_body_bytes: web.max_body_bytes,
             max_rows: web.max_rows,
@@ -97,8 +105,87 @@ impl WebLimits {
             upload_timeout: Duration::from_millis(web.upload_timeout_ms),
             max_concurrent: web.max_concurrent,
             token: token.map(crate::secret::Secret::from),
+            allowed_hosts,
         })
     }
+}
+
+/// `[web] allowed_hosts` as the check takes it: `None` for any name.
+fn allowed_hosts(web: &WebSection) -> Result<Option<std::sync::Arc<[String]>>, String> {
+    let mut names = Vec::new();
+    for name in web.allowed_hosts.split(',').map(str::trim) {
+        if name.is_empty() {
+            continue;
+        }
+        if name == "*" {
+            return Ok(None);
+        }
+        let plain = name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_');
+        if !plain {
+            return Err(format!(
+                "web.allowed_hosts holds \"{name}\"; list host names without a scheme or port, \
+                 separated by commas (such as \"fab-box,fab-box.plant.example\"), or \"*\" for any"
+            ));
+        }
+        names.push(name.trim_end_matches('.').to_ascii_lowercase());
+    }
+    let loopback = web
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    Ok((loopback || !names.is_empty()).then(|| names.into()))
+}
+
+/// Whether a request addressed to `host` (its `Host` header: a name or address, and perhaps a
+/// port) may be answered. An IP address or `localhost` always may: a page that DNS rebinding
+/// points at faultline's address sends its own name, which must be listed.
+pub fn host_allowed(allowed: &[String], host: &str) -> bool {
+    if host.starts_with('[') {
+        return true; // an IPv6 address
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || allowed.contains(&name)
+}
+
+/// Refuses a request addressed to a host name faultline is not known by (`[web]
+/// allowed_hosts`): a page of another site that DNS rebinding points at faultline's address is
+/// same-origin to the browser, so neither `Sec-Fetch-Site` nor CORS stops it; its `Host` gives
+/// it away. Every route runs it.
+pub async fn check_host(
+    State(s): State<WebState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(allowed) = &s.limits.allowed_hosts {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .map(|h| h.to_str().unwrap_or("\u{fffd}"))
+            .or_else(|| request.uri().authority().map(|a| a.as_str()));
+        // A request without a host is not a browser's (browsers always send one).
+        if let Some(host) = host.filter(|h| !host_allowed(allowed, h)) {
+            let shown: String = host.chars().take(100).collect();
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "faultline is not known as \"{shown}\" (the request's Host): it answers \
+                     localhost, IP addresses and the names in [web] allowed_hosts, so that \
+                     another site's page cannot reach it by DNS rebinding; add the name there"
+                ),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 impl Default for WebLimits {
@@ -111,6 +198,8 @@ impl Default for WebLimits {
             upload_timeout: Duration::from_secs(600),
             max_concurrent: 4,
             token: None,
+            // As the default configuration has it (a loopback address): no names listed.
+            allowed_hosts: Some(std::sync::Arc::from([])),
         }
     }
 }
@@ -346,5 +435,67 @@ mod tests {
         assert!(!constant_time_eq(b"secreT", b"secret"));
         assert!(!constant_time_eq(b"secret1", b"secret"));
         assert!(!constant_time_eq(b"", b"secret"));
+    }
+
+    fn section(listen: &str, hosts: &str) -> WebSection {
+        WebSection {
+            listen: listen.into(),
+            max_body_bytes: 1,
+            max_rows: 1,
+            request_timeout_ms: 1,
+            upload_idle_ms: 1,
+            upload_timeout_ms: 1,
+            max_concurrent: 1,
+            token: String::new(),
+            token_file: String::new(),
+            allowed_hosts: hosts.into(),
+        }
+    }
+
+    #[test]
+    fn host_names_are_checked_on_a_loopback_address_or_when_listed() {
+        let names = |listen: &str, hosts: &str| {
+            allowed_hosts(&section(listen, hosts)).map(|n| n.map(|n| n.to_vec()))
+        };
+        assert_eq!(names("127.0.0.1:8080", ""), Ok(Some(vec![])));
+        assert_eq!(names("[::1]:8080", " "), Ok(Some(vec![])));
+        assert_eq!(names("0.0.0.0:8080", ""), Ok(None));
+        assert_eq!(names("127.0.0.1:8080", "fab-box, *"), Ok(None));
+        assert_eq!(
+            names("0.0.0.0:8080", "Fab-Box, fab-box.plant.example."),
+            Ok(Some(vec!["fab-box".into(), "fab-box.plant.example".into()]))
+        );
+        for bad in ["http://fab-box", "fab-box:8080", "fab box"] {
+            let e = names("127.0.0.1:8080", bad).unwrap_err();
+            assert!(
+                e.contains(bad) && e.contains("without a scheme or port"),
+                "{e}"
+            );
+        }
+        let listed = ["fab-box".to_string()];
+        for ok in [
+            "localhost",
+            "LOCALHOST:8080",
+            "localhost.",
+            "a.localhost:1",
+            "127.0.0.1:8080",
+            "10.1.2.3",
+            "[::1]:8080",
+            "[2001:db8::1]",
+            "fab-box",
+            "Fab-Box:8080",
+        ] {
+            assert!(host_allowed(&listed, ok), "{ok}");
+        }
+        for refused in [
+            "rebound.example",
+            "rebound.example:8080",
+            "localhost.rebound.example",
+            "fab-box.rebound.example",
+            "127.0.0.1.nip.io",
+            "",
+        ] {
+            assert!(!host_allowed(&listed, refused), "{refused}");
+        }
     }
 }

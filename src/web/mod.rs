@@ -113,6 +113,11 @@ pub fn router(state: WebState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .merge(api)
+        // Before anything else (after the count and the headers every answer gets).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::check_host,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
