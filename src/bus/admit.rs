@@ -91,7 +91,15 @@ pub struct SparkplugReader {
     id_metric: String,
     /// `group/node[/device]` → the aliases of its last birth.
     births: std::sync::Mutex<std::collections::HashMap<String, Arc<sparkplug::Aliases>>>,
+    /// The source's connection, on which data from a node whose birth was not seen asks that
+    /// node for its births again; unset until [`Self::ask_for_births_on`].
+    commands: std::sync::OnceLock<rumqttc::AsyncClient>,
+    /// `group/node` → when its births were last asked for.
+    asked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How long an edge node is given to answer a rebirth request before it is asked again.
+const REBIRTH_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl SparkplugReader {
     /// Reads the wafer id from the metric `id_metric`.
@@ -99,6 +107,50 @@ impl SparkplugReader {
         SparkplugReader {
             id_metric: id_metric.to_string(),
             births: Default::default(),
+            commands: Default::default(),
+            asked: Default::default(),
+        }
+    }
+
+    /// From now on, data from an edge node or device whose birth this reader has not seen (after
+    /// faultline starts, say) makes it ask that edge node for its births again: an NCMD with
+    /// `Node Control/Rebirth` on `client`, at most once a minute a node. Not on a shared
+    /// subscription, where each birth reaches one instance only and the asking would not end.
+    pub fn ask_for_births_on(&self, client: rumqttc::AsyncClient) {
+        let _ = self.commands.set(client);
+    }
+
+    /// Asks the edge node behind `t` for its births, unless asked within [`REBIRTH_EVERY`].
+    fn ask_for_births(&self, t: &sparkplug::Topic) {
+        let Some(client) = self.commands.get() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        {
+            let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+            if asked
+                .get(t.node())
+                .is_some_and(|at| now.duration_since(*at) < REBIRTH_EVERY)
+            {
+                return;
+            }
+            asked.insert(t.node().to_string(), now);
+        }
+        let topic = t.command_topic();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let payload = sparkplug::rebirth_request(now_ms);
+        match client.try_publish(&topic, rumqttc::QoS::AtMostOnce, false, payload) {
+            Ok(()) => tracing::info!(
+                %topic,
+                source = %t.source,
+                "Data came from a Sparkplug edge node whose birth faultline has not seen; asked it \
+                 for its births again (Node Control/Rebirth)."
+            ),
+            Err(e) => {
+                tracing::warn!(%topic, error = %e, "Could not ask a Sparkplug edge node for its births.")
+            }
         }
     }
 
@@ -316,6 +368,9 @@ impl Admitter {
                     return too_large(payload, options);
                 }
                 let aliases = reader.births().get(&t.source).cloned();
+                if aliases.is_none() {
+                    reader.ask_for_births(&t);
+                }
                 sparkplug::decode_data(
                     payload,
                     &options.schema,

@@ -116,3 +116,62 @@ def test_a_sparkplug_edge_node_s_wafers_are_scored_and_bad_ones_dead_lettered(mo
         finally:
             if node is not None:
                 node.disconnect()
+
+
+def test_an_edge_node_born_before_faultline_started_is_asked_for_its_births_again(mosquitto, tmp_path):
+    """Births are not retained: a faultline that starts after an edge node's NBIRTH/DBIRTH has not
+    seen them, so the node's aliases would be unknown to it. The first data from such a node makes
+    faultline send the node an NCMD with `Node Control/Rebirth` = true, which a real edge node
+    (pysparkplug here) decodes; the data is still read (by name), and so is the data after the
+    node's births."""
+    web = free_port()
+    base = f"http://127.0.0.1:{web}"
+    env = clean_env(
+        FAULTLINE_SOURCE__KIND="mqtt",
+        FAULTLINE_SOURCE__MQTT__URL=f"mqtt://127.0.0.1:{mosquitto}",
+        FAULTLINE_SOURCE__MQTT__TOPIC="spBv1.0/fab/#",
+        FAULTLINE_SOURCE__MQTT__FORMAT="sparkplug",
+        FAULTLINE_SOURCE__MQTT__CLIENT_ID=f"faultline-rebirth-{web}",
+        FAULTLINE_WEB__LISTEN=f"127.0.0.1:{web}",
+    )
+    with open(SAMPLE, newline="") as f:
+        rows = list(csv.reader(f))
+    header, wafers = rows[0], rows[1:]
+    sensors = header[1:]
+    now = psp.get_current_timestamp()
+    chamber = psp.Device("chamber-1", metrics=[
+        psp.Metric(timestamp=now, name="wafer_id", datatype=psp.DataType.STRING, value=""),
+        *(psp.Metric(timestamp=now, name=s, datatype=psp.DataType.DOUBLE, value=0.0) for s in sensors),
+    ])
+    commands = []
+    node = psp.EdgeNode("fab", "etch-9", metrics=[], cmd_callback=lambda _node, message: commands.append(message))
+
+    def send(wafer):
+        ts = psp.get_current_timestamp()
+        readings = [psp.Metric(timestamp=ts, name="wafer_id", datatype=psp.DataType.STRING, value=wafer[0])]
+        readings += [psp.Metric(timestamp=ts, name=s, datatype=psp.DataType.DOUBLE, value=float(v))
+                     for s, v in zip(sensors, wafer[1:]) if v.strip() != ""]
+        node.update_device("chamber-1", readings)
+
+    log = tmp_path / "serve.log"
+    try:
+        # Born before faultline starts: its NBIRTH and DBIRTH reach no faultline.
+        node.connect("127.0.0.1", port=mosquitto, blocking=False)
+        wait_for("the edge node's connection", 10, lambda: node._connected)
+        node.register(chamber)
+        with serve(env, log, base, ready="/readyz", cwd=tmp_path):
+            send(wafers[0])
+            wait_for("a rebirth request", 15, lambda: commands)
+            request = commands[0]
+            assert str(request.topic) == "spBv1.0/fab/NCMD/etch-9", request
+            assert [(m.name, m.datatype, m.value) for m in request.payload.metrics] == [
+                ("Node Control/Rebirth", psp.DataType.BOOLEAN, True)
+            ], request
+            assert "asked it for its births again" in log.read_text()
+            # The node answers with its births; its data before and after is read.
+            node.deregister("chamber-1")
+            node.register(chamber)
+            send(wafers[1])
+            wait_for("both wafers scored", 15, lambda: metrics(base).get("faultline_rows_scored_total", 0) >= 2)
+    finally:
+        node.disconnect()

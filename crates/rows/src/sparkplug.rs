@@ -97,6 +97,33 @@ mod datatype {
     pub const INT16: u32 = 2;
     pub const INT32: u32 = 3;
     pub const INT64: u32 = 4;
+    pub const BOOLEAN: u32 = 11;
+}
+
+/// The metric of an NCMD that asks an edge node to send its births again.
+pub const REBIRTH_METRIC: &str = "Node Control/Rebirth";
+
+/// An NCMD payload asking an edge node to send its NBIRTH and DBIRTHs again (`Node
+/// Control/Rebirth` = true), as a Sparkplug B host application asks when data arrives from a node
+/// whose birth it has not seen; `now_ms` is the time, in milliseconds since the epoch.
+pub fn rebirth_request(now_ms: u64) -> Vec<u8> {
+    let payload = Payload {
+        timestamp: Some(now_ms),
+        metrics: vec![Metric {
+            name: Some(REBIRTH_METRIC.into()),
+            alias: None,
+            timestamp: Some(now_ms),
+            datatype: Some(datatype::BOOLEAN),
+            is_historical: None,
+            is_transient: None,
+            is_null: None,
+            value: Some(Value::Boolean(true)),
+        }],
+        seq: None,
+        uuid: None,
+        body: None,
+    };
+    prost::Message::encode_to_vec(&payload)
 }
 
 /// The message types of the Sparkplug B topic namespace.
@@ -121,6 +148,24 @@ pub struct Topic {
     pub kind: Kind,
     /// `group/edge node[/device]`: the births that bind this topic's aliases have the same.
     pub source: String,
+}
+
+impl Topic {
+    /// `group/edge node`: the edge node behind this topic (a device's, or its own).
+    pub fn node(&self) -> &str {
+        let end = self
+            .source
+            .match_indices('/')
+            .nth(1)
+            .map_or(self.source.len(), |(i, _)| i);
+        &self.source[..end]
+    }
+
+    /// The topic on which the edge node behind this topic takes commands (NCMD).
+    pub fn command_topic(&self) -> String {
+        let (group, node) = self.node().split_once('/').unwrap_or_default();
+        format!("spBv1.0/{group}/NCMD/{node}")
+    }
 }
 
 /// Parses `spBv1.0/<group>/<type>/<edge node>[/<device>]`; `None` for any other topic.
@@ -373,6 +418,27 @@ mod tests {
         );
         assert_eq!(topic("faultline/rows"), None);
         assert_eq!(topic("spBv1.0/fab/DDATA/n/d/extra"), None);
+        // Commands go to the edge node, for a device's data as for the node's own.
+        for t in [
+            "spBv1.0/fab/DDATA/etch-7/chamber-2",
+            "spBv1.0/fab/NDATA/etch-7",
+        ] {
+            let t = topic(t).unwrap();
+            assert_eq!(t.node(), "fab/etch-7");
+            assert_eq!(t.command_topic(), "spBv1.0/fab/NCMD/etch-7");
+        }
+    }
+
+    #[test]
+    fn a_rebirth_request_is_a_boolean_node_control_metric() {
+        let p =
+            <Payload as prost::Message>::decode(&rebirth_request(1_700_000_000_000)[..]).unwrap();
+        assert_eq!(p.timestamp, Some(1_700_000_000_000));
+        assert_eq!(p.metrics.len(), 1);
+        let m = &p.metrics[0];
+        assert_eq!(m.name.as_deref(), Some("Node Control/Rebirth"));
+        assert_eq!(m.datatype, Some(11)); // Sparkplug B's Boolean
+        assert_eq!(m.value, Some(Value::Boolean(true)));
     }
 
     #[test]

@@ -63,6 +63,12 @@ impl MqttSource {
             .broker_session_lost
             .with_label_values(&["source"]);
         let (driver, client) = Driver::new(mqtt, options.max_permits as usize + 16, role);
+        if let crate::bus::admit::Reader::Sparkplug(reader) = &options.reader {
+            // A birth reaches one instance of a shared subscription: there, asking would not end.
+            if settings.shared_group.is_none() {
+                reader.ask_for_births_on(client.clone());
+            }
+        }
         let connected = options
             .metrics
             .source_connected
