@@ -91,15 +91,22 @@ pub struct SparkplugReader {
     id_metric: String,
     /// `group/node[/device]` → the aliases of its last birth.
     births: std::sync::Mutex<std::collections::HashMap<String, Arc<sparkplug::Aliases>>>,
-    /// The source's connection, on which data from a node whose birth was not seen asks that
-    /// node for its births again; unset until [`Self::ask_for_births_on`].
+    /// The source's connection, on which data using an alias no birth bound asks its edge node
+    /// for its births again; unset until [`Self::ask_for_births_on`].
     commands: std::sync::OnceLock<rumqttc::AsyncClient>,
-    /// `group/node` → when its births were last asked for.
-    asked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// `group/node` → when it may be asked again, and the wait after that.
+    asked: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Duration)>>,
 }
 
-/// How long an edge node is given to answer a rebirth request before it is asked again.
-const REBIRTH_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+use std::time::Duration;
+
+/// How long an edge node is given to answer a rebirth request before it is asked again; the
+/// wait doubles while it does not answer, up to [`REBIRTH_MAX`].
+const REBIRTH_FIRST: Duration = Duration::from_secs(60);
+const REBIRTH_MAX: Duration = Duration::from_secs(3600);
+/// Edge nodes waited on at once: names beyond it (anyone may publish under `spBv1.0/`) are not
+/// asked, so the table stays bounded.
+const REBIRTH_NODES: usize = 10_000;
 
 impl SparkplugReader {
     /// Reads the wafer id from the metric `id_metric`.
@@ -112,42 +119,53 @@ impl SparkplugReader {
         }
     }
 
-    /// From now on, data from an edge node or device whose birth this reader has not seen (after
+    /// From now on, data using an alias that no birth this reader has seen bound (after
     /// faultline starts, say) makes it ask that edge node for its births again: an NCMD with
-    /// `Node Control/Rebirth` on `client`, at most once a minute a node. Not on a shared
-    /// subscription, where each birth reaches one instance only and the asking would not end.
+    /// `Node Control/Rebirth` on `client`, at most once a minute a node, less often while the
+    /// node does not answer. Not on a shared subscription, where each birth reaches one instance
+    /// only and the asking would not end.
     pub fn ask_for_births_on(&self, client: rumqttc::AsyncClient) {
         let _ = self.commands.set(client);
     }
 
-    /// Asks the edge node behind `t` for its births, unless asked within [`REBIRTH_EVERY`].
+    fn asked(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (std::time::Instant, Duration)>>
+    {
+        self.asked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the edge node behind `t` for its births, unless it is still waited on.
     fn ask_for_births(&self, t: &sparkplug::Topic) {
         let Some(client) = self.commands.get() else {
             return;
         };
         let now = std::time::Instant::now();
-        {
-            let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
-            if asked
-                .get(t.node())
-                .is_some_and(|at| now.duration_since(*at) < REBIRTH_EVERY)
-            {
-                return;
+        let wait = {
+            let asked = self.asked();
+            match asked.get(t.node()) {
+                Some((next, _)) if now < *next => return,
+                Some((_, wait)) => (*wait * 2).min(REBIRTH_MAX),
+                None if asked.len() >= REBIRTH_NODES => return,
+                None => REBIRTH_FIRST,
             }
-            asked.insert(t.node().to_string(), now);
-        }
+        };
         let topic = t.command_topic();
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let payload = sparkplug::rebirth_request(now_ms);
         match client.try_publish(&topic, rumqttc::QoS::AtMostOnce, false, payload) {
-            Ok(()) => tracing::info!(
-                %topic,
-                source = %t.source,
-                "Data came from a Sparkplug edge node whose birth faultline has not seen; asked it \
-                 for its births again (Node Control/Rebirth)."
-            ),
+            Ok(()) => {
+                self.asked()
+                    .insert(t.node().to_string(), (now + wait, wait));
+                tracing::info!(
+                    %topic,
+                    source = %t.source,
+                    "Data used a Sparkplug alias from a birth faultline has not seen; asked the \
+                     edge node for its births again (Node Control/Rebirth)."
+                );
+            }
             Err(e) => {
                 tracing::warn!(%topic, error = %e, "Could not ask a Sparkplug edge node for its births.")
             }
@@ -351,6 +369,7 @@ impl Admitter {
                 let mut decoded = Decoded::empty(options.schema.width());
                 match sparkplug::birth_aliases(payload) {
                     Ok(aliases) => {
+                        reader.asked().remove(t.node());
                         reader.births().insert(t.source, Arc::new(aliases));
                     }
                     Err(error) => decoded.rejects.push(json::Reject {
@@ -368,15 +387,16 @@ impl Admitter {
                     return too_large(payload, options);
                 }
                 let aliases = reader.births().get(&t.source).cloned();
-                if aliases.is_none() {
-                    reader.ask_for_births(&t);
-                }
-                sparkplug::decode_data(
+                let data = sparkplug::decode_data_noting_aliases(
                     payload,
                     &options.schema,
                     &reader.id_metric,
                     aliases.as_deref(),
-                )
+                );
+                if data.unbound_alias {
+                    reader.ask_for_births(&t);
+                }
+                data.decoded
             }
             sparkplug::Kind::Other => Decoded::empty(options.schema.width()),
         }

@@ -142,8 +142,11 @@ fn allowed_hosts(web: &WebSection) -> Result<Option<std::sync::Arc<[String]>>, S
 /// port) may be answered. An IP address or `localhost` always may: a page that DNS rebinding
 /// points at faultline's address sends its own name, which must be listed.
 pub fn host_allowed(allowed: &[String], host: &str) -> bool {
-    if host.starts_with('[') {
-        return true; // an IPv6 address
+    if let Some(rest) = host.strip_prefix('[') {
+        // An IPv6 address, perhaps with a zone and a port.
+        let address = rest.split(']').next().unwrap_or_default();
+        let address = address.split('%').next().unwrap_or_default();
+        return address.parse::<std::net::Ipv6Addr>().is_ok();
     }
     let name = match host.rsplit_once(':') {
         Some((name, port)) if port.bytes().all(|c| c.is_ascii_digit()) => name,
@@ -482,6 +485,7 @@ mod tests {
             "10.1.2.3",
             "[::1]:8080",
             "[2001:db8::1]",
+            "[fe80::1%25eth0]:8080",
             "fab-box",
             "Fab-Box:8080",
         ] {
@@ -493,6 +497,7 @@ mod tests {
             "localhost.rebound.example",
             "fab-box.rebound.example",
             "127.0.0.1.nip.io",
+            "[x].rebound.example",
             "",
         ] {
             assert!(!host_allowed(&listed, refused), "{refused}");

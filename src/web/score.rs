@@ -44,8 +44,9 @@ pub struct ScoreQuery {
 /// the first rows are parsed while the last are still on the wire, and the body is never held
 /// whole. The request's scoring slot is taken before the body is read, and its time limit
 /// (`[web] request_timeout_ms`) counts from the body's last byte, as it did when the body was
-/// read first; before that, `[web] upload_idle_ms` bounds each pause in the body (a slow upload
-/// goes on, a stalled one is answered 408 and frees its slot).
+/// read first; before that, `[web] upload_idle_ms` bounds each pause in the body and
+/// `upload_timeout_ms` the whole of it, the parser's time included (a stalled or trickling upload
+/// is answered 408 and frees its slot).
 pub async fn score(
     State(s): State<WebState>,
     headers: HeaderMap,

@@ -118,12 +118,13 @@ def test_a_sparkplug_edge_node_s_wafers_are_scored_and_bad_ones_dead_lettered(mo
                 node.disconnect()
 
 
+
 def test_an_edge_node_born_before_faultline_started_is_asked_for_its_births_again(mosquitto, tmp_path):
-    """Births are not retained: a faultline that starts after an edge node's NBIRTH/DBIRTH has not
-    seen them, so the node's aliases would be unknown to it. The first data from such a node makes
-    faultline send the node an NCMD with `Node Control/Rebirth` = true, which a real edge node
-    (pysparkplug here) decodes; the data is still read (by name), and so is the data after the
-    node's births."""
+    """Births are not retained: a faultline that starts after an edge node's DBIRTH has not seen
+    the aliases it bound. Data that names its metrics is read all the same and asks for nothing;
+    data that sends aliases alone is dead-lettered and makes faultline send the edge node an NCMD
+    with `Node Control/Rebirth` = true, which a real edge node (pysparkplug) decodes. Once the node
+    births again, its alias-only data is read."""
     web = free_port()
     base = f"http://127.0.0.1:{web}"
     env = clean_env(
@@ -139,19 +140,37 @@ def test_an_edge_node_born_before_faultline_started_is_asked_for_its_births_agai
     header, wafers = rows[0], rows[1:]
     sensors = header[1:]
     now = psp.get_current_timestamp()
+    # The birth binds alias 1 to the wafer id and 100 + i to the i-th sensor.
     chamber = psp.Device("chamber-1", metrics=[
-        psp.Metric(timestamp=now, name="wafer_id", datatype=psp.DataType.STRING, value=""),
-        *(psp.Metric(timestamp=now, name=s, datatype=psp.DataType.DOUBLE, value=0.0) for s in sensors),
+        psp.Metric(timestamp=now, name="wafer_id", datatype=psp.DataType.STRING, value="", alias=1),
+        *(psp.Metric(timestamp=now, name=s, datatype=psp.DataType.DOUBLE, value=0.0, alias=100 + i)
+          for i, s in enumerate(sensors)),
     ])
     commands = []
     node = psp.EdgeNode("fab", "etch-9", metrics=[], cmd_callback=lambda _node, message: commands.append(message))
 
-    def send(wafer):
+    def by_name(wafer):
+        # Names beside the aliases (pysparkplug keeps these metrics for its next birth).
         ts = psp.get_current_timestamp()
-        readings = [psp.Metric(timestamp=ts, name="wafer_id", datatype=psp.DataType.STRING, value=wafer[0])]
-        readings += [psp.Metric(timestamp=ts, name=s, datatype=psp.DataType.DOUBLE, value=float(v))
-                     for s, v in zip(sensors, wafer[1:]) if v.strip() != ""]
+        readings = [psp.Metric(timestamp=ts, name="wafer_id", datatype=psp.DataType.STRING, value=wafer[0], alias=1)]
+        readings += [psp.Metric(timestamp=ts, name=s, datatype=psp.DataType.DOUBLE, value=float(v), alias=100 + i)
+                     for i, (s, v) in enumerate(zip(sensors, wafer[1:])) if v.strip() != ""]
         node.update_device("chamber-1", readings)
+
+    def by_alias(wafer):
+        # pysparkplug's update_device sends names; its own client sends a DDATA of aliases alone.
+        ts = psp.get_current_timestamp()
+        readings = [psp.Metric(timestamp=ts, name=None, datatype=psp.DataType.STRING, value=wafer[0], alias=1)]
+        readings += [psp.Metric(timestamp=ts, name=None, datatype=psp.DataType.DOUBLE, value=float(v), alias=100 + i)
+                     for i, v in enumerate(wafer[1:]) if v.strip() != ""]
+        topic = psp.Topic(message_type=psp.MessageType.DDATA, group_id="fab", edge_node_id="etch-9", device_id="chamber-1")
+        payload = psp.DData(ts, seq=node._seq, metrics=tuple(readings))
+        node._client.publish(psp.Message(topic=topic, payload=payload, qos=psp.QoS.AT_MOST_ONCE, retain=False),
+                             include_dtypes=True)
+
+    def counts():
+        m = metrics(base)
+        return m.get("faultline_rows_scored_total", 0), m.get('faultline_rows_dead_lettered_total{reason="wrong_type"}', 0)
 
     log = tmp_path / "serve.log"
     try:
@@ -160,18 +179,23 @@ def test_an_edge_node_born_before_faultline_started_is_asked_for_its_births_agai
         wait_for("the edge node's connection", 10, lambda: node._connected)
         node.register(chamber)
         with serve(env, log, base, ready="/readyz", cwd=tmp_path):
-            send(wafers[0])
+            by_name(wafers[0])
+            wait_for("the named wafer scored", 15, lambda: counts()[0] >= 1)
+            assert commands == [], "data that names its metrics needs no birth"
+            by_alias(wafers[1])
             wait_for("a rebirth request", 15, lambda: commands)
             request = commands[0]
             assert str(request.topic) == "spBv1.0/fab/NCMD/etch-9", request
             assert [(m.name, m.datatype, m.value) for m in request.payload.metrics] == [
                 ("Node Control/Rebirth", psp.DataType.BOOLEAN, True)
             ], request
-            assert "asked it for its births again" in log.read_text()
-            # The node answers with its births; its data before and after is read.
+            wait_for("the alias-only wafer dead-lettered", 15, lambda: counts() == (1, 1))
+            assert "asked the edge node for its births again" in log.read_text()
+            # The node answers with its births; then its alias-only data is read.
             node.deregister("chamber-1")
             node.register(chamber)
-            send(wafers[1])
-            wait_for("both wafers scored", 15, lambda: metrics(base).get("faultline_rows_scored_total", 0) >= 2)
+            by_alias(wafers[2])
+            wait_for("the alias-only wafer scored after the births", 15, lambda: counts() == (2, 1))
+            assert len(commands) == 1, commands
     finally:
         node.disconnect()

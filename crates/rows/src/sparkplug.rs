@@ -219,6 +219,40 @@ pub fn decode_data(
     id_metric: &str,
     aliases: Option<&Aliases>,
 ) -> Decoded {
+    read_data(payload, schema, id_metric, aliases, &mut false)
+}
+
+/// A data message as [`decode_data`] reads it, and whether it was refused for an alias that
+/// `aliases` does not bind (a reader that has not seen the sender's birth should ask for it).
+pub struct Data {
+    /// The row, or why the message was refused.
+    pub decoded: Decoded,
+    /// A metric carried an alias no birth bound.
+    pub unbound_alias: bool,
+}
+
+/// [`decode_data`], saying whether an alias was unbound.
+pub fn decode_data_noting_aliases(
+    payload: &[u8],
+    schema: &Schema,
+    id_metric: &str,
+    aliases: Option<&Aliases>,
+) -> Data {
+    let mut unbound_alias = false;
+    let decoded = read_data(payload, schema, id_metric, aliases, &mut unbound_alias);
+    Data {
+        decoded,
+        unbound_alias,
+    }
+}
+
+fn read_data(
+    payload: &[u8],
+    schema: &Schema,
+    id_metric: &str,
+    aliases: Option<&Aliases>,
+    unbound_alias: &mut bool,
+) -> Decoded {
     let mut decoded = Decoded::empty(schema.width());
     let reject = |error: String, reason: RejectReason| Reject {
         error,
@@ -244,6 +278,7 @@ pub fn decode_data(
             (None, Some(a)) => match aliases.and_then(|x| x.get(&a)) {
                 Some(n) => n.as_str(),
                 None => {
+                    *unbound_alias = true;
                     decoded.rejects.push(reject(
                         format!(
                             "metric alias {a} was not bound by a birth of this edge node or \
@@ -516,6 +551,13 @@ mod tests {
             ..Default::default()
         };
         let d = decode_data(&unbound.encode_to_vec(), &s, "wafer_id", None);
+        assert!(
+            decode_data_noting_aliases(&unbound.encode_to_vec(), &s, "wafer_id", None)
+                .unbound_alias
+        );
+        assert!(
+            !decode_data_noting_aliases(&no_id.encode_to_vec(), &s, "wafer_id", None).unbound_alias
+        );
         assert!(
             d.rejects[0].error.contains("alias 99"),
             "{}",
