@@ -382,7 +382,9 @@ fn score_file(
 
 /// Runs `write` into `output` (`-`: standard output). A file appears only when `write`
 /// succeeded: it is written to a temporary file beside it, then renamed. A device or pipe (say
-/// /dev/null) is written in place, never replaced.
+/// /dev/null) is written in place, never replaced; a symbolic link is written through (its target
+/// is replaced, the link stays); an existing file keeps its permissions and, where this user may
+/// give it, its owner.
 fn write_atomically<T>(
     output: &Path,
     write: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>,
@@ -393,6 +395,8 @@ fn write_atomically<T>(
         out.flush()?;
         return Ok(result);
     }
+    let resolved = through_links(output)?;
+    let output = resolved.as_path();
     // Not a regular file (/dev/null, a FIFO, a terminal): written in place. Renaming a temporary
     // file over it would replace the device or pipe itself (as root, /dev/null became a regular
     // file that every later `2>/dev/null` wrote into).
@@ -414,7 +418,8 @@ fn write_atomically<T>(
     // The file gets the permissions `File::create` would give it: an existing file's own, else
     // the usual ones less the umask (a temporary file alone is readable by its owner only).
     let mut builder = tempfile::Builder::new();
-    let existing = std::fs::metadata(output).ok().map(|m| m.permissions());
+    let metadata = std::fs::metadata(output).ok();
+    let existing = metadata.as_ref().map(|m| m.permissions());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -428,6 +433,13 @@ fn write_atomically<T>(
             .set_permissions(permissions)
             .with_context(|| format!("cannot write {}", output.display()))?;
     }
+    // The owner and group `File::create` would have kept (say, root scoring into an operator's
+    // file); a user who may not give them leaves the file its own, as before.
+    #[cfg(unix)]
+    if let Some(m) = &metadata {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid()), Some(m.gid()));
+    }
     let mut out = BufWriter::new(tmp.as_file());
     let result = write(&mut out)?;
     out.flush()
@@ -436,6 +448,29 @@ fn write_atomically<T>(
     tmp.persist(output)
         .with_context(|| format!("cannot write {}", output.display()))?;
     Ok(result)
+}
+
+/// `path` with its symbolic links followed to the file they name (which need not exist, as
+/// `File::create` creates a link's missing target); `path` itself when it is not a link.
+fn through_links(path: &Path) -> anyhow::Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    // Linux's own limit on links followed in one lookup.
+    for _ in 0..40 {
+        let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
+            return Ok(path);
+        }
+        let target = std::fs::read_link(&path)
+            .with_context(|| format!("cannot read the link {}", path.display()))?;
+        path = match path.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+    }
+    anyhow::bail!(
+        "cannot write {}: too many levels of symbolic links",
+        path.display()
+    )
 }
 
 fn print_card(model: &Model, out: &mut impl Write) -> std::io::Result<()> {

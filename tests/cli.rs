@@ -433,6 +433,67 @@ fn score_output_has_the_permissions_of_a_file_created_in_place() {
     assert!(std::fs::read_to_string(&shared).unwrap().starts_with("id,"));
 }
 
+/// `--output` naming a symbolic link writes the file it links to and leaves the link a link (a
+/// renamed temporary file replaced the link itself, leaving its target stale); a link to a file
+/// not there yet creates it, as `File::create` does. Run as root, an existing file keeps its
+/// owner and group.
+#[cfg(unix)]
+#[test]
+fn score_writes_through_a_symbolic_link_and_keeps_the_owner() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_sample(dir.path(), 5);
+    let run = |output: &Path| {
+        let o = faultline(&[
+            "score",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    std::fs::create_dir(dir.path().join("shared")).unwrap();
+    let target = dir.path().join("shared").join("verdicts.csv");
+    std::fs::write(&target, "old").unwrap();
+    // A relative link, through a second link.
+    let link = dir.path().join("latest.csv");
+    std::os::unix::fs::symlink("shared/verdicts.csv", &link).unwrap();
+    let second = dir.path().join("today.csv");
+    std::os::unix::fs::symlink(&link, &second).unwrap();
+    let root = std::fs::metadata(dir.path()).unwrap().uid() == 0;
+    if root {
+        std::os::unix::fs::chown(&target, Some(4321), Some(4322)).unwrap();
+    }
+    run(&second);
+    for l in [&link, &second] {
+        assert!(
+            std::fs::symlink_metadata(l)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{l:?}"
+        );
+    }
+    assert!(std::fs::read_to_string(&target).unwrap().starts_with("id,"));
+    if root {
+        let m = std::fs::metadata(&target).unwrap();
+        assert_eq!((m.uid(), m.gid()), (4321, 4322));
+    } else {
+        eprintln!("not root: the owner's part of this test is skipped");
+    }
+    // A dangling link: its target is created, the link kept.
+    let dangling = dir.path().join("new.csv");
+    std::os::unix::fs::symlink("shared/new-verdicts.csv", &dangling).unwrap();
+    run(&dangling);
+    assert!(std::fs::symlink_metadata(&dangling)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let created = dir.path().join("shared").join("new-verdicts.csv");
+    assert!(std::fs::read_to_string(created).unwrap().starts_with("id,"));
+}
+
 /// `--output` naming a pipe (or a device such as /dev/null) is written into, never replaced by a
 /// renamed temporary file: as root that rename once turned /dev/null into a regular file.
 #[cfg(unix)]
