@@ -1097,6 +1097,24 @@ async fn requests_addressed_to_a_name_faultline_is_not_known_by_are_refused() {
     }
 }
 
+/// A Sparkplug subscription that cannot take births is warned about at start: data that sends
+/// aliases alone could never be read through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sparkplug_subscription_without_births_is_warned_about() {
+    let port = common::free_port();
+    let extra = [
+        ("FAULTLINE_SOURCE__MQTT__FORMAT", "sparkplug".to_string()),
+        (
+            "FAULTLINE_SOURCE__MQTT__TOPIC",
+            "spBv1.0/fab/DDATA/#".to_string(),
+        ),
+    ];
+    let daemon = common::Daemon::start(&daemon_env("nobirths", Some(port), port, &extra)).await;
+    daemon.wait_log("takes no births", 10).await;
+    let log = daemon.log_text();
+    assert!(log.contains("spBv1.0/fab/DDATA/#"), "{log}");
+}
+
 /// With `on_session_lost = "exit"` the same restart stops faultline (status 1), naming the broker
 /// and the setting, for a supervisor to decide.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use crate::row::{sparkplug, Schema};
 use prometheus::IntCounter;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 /// One broker message, decoded, waiting to be scored.
@@ -97,8 +98,6 @@ pub struct SparkplugReader {
     /// `group/node` → when it may be asked again, and the wait after that.
     asked: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Duration)>>,
 }
-
-use std::time::Duration;
 
 /// How long an edge node is given to answer a rebirth request before it is asked again; the
 /// wait doubles while it does not answer, up to [`REBIRTH_MAX`].

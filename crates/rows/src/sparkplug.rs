@@ -168,6 +168,16 @@ impl Topic {
     }
 }
 
+/// Whether the MQTT topic filter `filter` can match births (NBIRTH or DBIRTH): without them,
+/// data that sends aliases alone cannot be read.
+pub fn filter_takes_births(filter: &str) -> bool {
+    let levels: Vec<&str> = filter.split('/').collect();
+    if levels.get(1) == Some(&"#") {
+        return true;
+    }
+    matches!(levels.get(2), Some(&("+" | "#" | "NBIRTH" | "DBIRTH")))
+}
+
 /// Parses `spBv1.0/<group>/<type>/<edge node>[/<device>]`; `None` for any other topic.
 pub fn topic(topic: &str) -> Option<Topic> {
     let mut parts = topic.split('/');
@@ -461,6 +471,22 @@ mod tests {
             let t = topic(t).unwrap();
             assert_eq!(t.node(), "fab/etch-7");
             assert_eq!(t.command_topic(), "spBv1.0/fab/NCMD/etch-7");
+        }
+    }
+
+    #[test]
+    fn filters_that_take_births_are_told_apart() {
+        for f in [
+            "spBv1.0/#",
+            "spBv1.0/fab/#",
+            "spBv1.0/+/+/etch-7/#",
+            "spBv1.0/fab/DBIRTH/#",
+            "spBv1.0/fab/NBIRTH/etch-7",
+        ] {
+            assert!(filter_takes_births(f), "{f}");
+        }
+        for f in ["spBv1.0/fab/DDATA/#", "spBv1.0/fab/NDATA/+", "spBv1.0/fab"] {
+            assert!(!filter_takes_births(f), "{f}");
         }
     }
 

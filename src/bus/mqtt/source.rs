@@ -64,6 +64,13 @@ impl MqttSource {
             .with_label_values(&["source"]);
         let (driver, client) = Driver::new(mqtt, options.max_permits as usize + 16, role);
         if let crate::bus::admit::Reader::Sparkplug(reader) = &options.reader {
+            if !crate::row::sparkplug::filter_takes_births(&settings.topic) {
+                tracing::warn!(
+                    topic = %settings.topic,
+                    "This Sparkplug subscription takes no births (NBIRTH/DBIRTH), so data that \
+                     sends metric aliases alone cannot be read; subscribe to spBv1.0/<group>/#."
+                );
+            }
             // A birth reaches one instance of a shared subscription: there, asking would not end.
             if settings.shared_group.is_none() {
                 reader.ask_for_births_on(client.clone());
