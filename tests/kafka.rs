@@ -629,6 +629,60 @@ async fn labels_on_a_kafka_topic_join_their_rows_and_bad_ones_are_dead_lettered(
     app.shutdown().await.unwrap();
 }
 
+/// A label that cannot be read goes to the dead-letter topic before it is acknowledged; when
+/// Kafka refuses that dead letter for good, labels can no longer be applied (a later label's
+/// offset would commit past it), so faultline stops as it does for a verdict it cannot publish,
+/// counting the failure, rather than go on with labels silently stalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labels_dead_letter_refused_for_good_stops_the_daemon() {
+    let Some((mock, cluster, t)) = own_mock("labels-refused", 1, "refuses writes for good") else {
+        return;
+    };
+    let labels_topic = format!("{}.labels", t.rows);
+    mock.create_topic(&labels_topic, 1, 1).unwrap();
+    // The unreadable label is on the topic before the daemon starts; from then on every write
+    // is refused with an error no retry can change.
+    cluster
+        .publish(
+            &cluster.producer(),
+            &labels_topic,
+            &[r#"{"id": "W-bad", "label": "maybe"}"#.to_string()],
+        )
+        .await;
+    let refusals =
+        vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 1000];
+    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
+            ("FAULTLINE_LABELS__TOPIC", &labels_topic),
+        ],
+    );
+    let cfg = RawConfig::load_with_env(None, env)
+        .unwrap()
+        .validate()
+        .unwrap();
+    let app = app::start(&cfg, Arc::new(Model::embedded().unwrap()))
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(60), app.failed())
+        .await
+        .expect("faultline went on with its labels stalled");
+    assert!(
+        reason.contains("a label's dead letter could not be published") && reason.contains(&t.dead),
+        "{reason}"
+    );
+    for counted in [
+        "faultline_publish_errors_total{sink=\"kafka\"} 1",
+        "faultline_labels_total{result=\"rejected\"} 1",
+    ] {
+        wait_metric(app.web_addr, &[counted]).await;
+    }
+    let _ = app.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_stream_resumes_after_the_last_published_row() {
     let cluster = Cluster::start();

@@ -43,6 +43,8 @@ struct LabelMessage {
 pub struct LabelsReader {
     reader: tokio::task::JoinHandle<()>,
     apply: tokio::task::JoinHandle<Publisher>,
+    /// Set when labels can no longer be applied (their dead letters cannot be published).
+    failure: watch::Receiver<Option<String>>,
     stop: watch::Sender<bool>,
     on_stop: Option<rumqttc::AsyncClient>,
     link: crate::bus::link::Link,
@@ -64,6 +66,12 @@ impl LabelsReader {
     /// The reader's connection (on MQTT up once its subscription is confirmed), for `/readyz`.
     pub fn link(&self) -> crate::bus::link::Link {
         self.link.clone()
+    }
+
+    /// Resolves with the reason once labels can no longer be applied: a label's dead letter could
+    /// not be published, and acknowledging any later label would skip it.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.clone()
     }
 
     /// Stops reading, applies what was read, and disconnects.
@@ -150,6 +158,7 @@ pub fn start_mqtt(
             }
         }
     });
+    let (failed, failure) = watch::channel(None);
     let apply = tokio::spawn(apply(
         rx,
         store,
@@ -157,10 +166,12 @@ pub fn start_mqtt(
         dead_letter_topic,
         metrics,
         Some(acker),
+        failed,
     ));
     LabelsReader {
         reader,
         apply,
+        failure,
         stop,
         on_stop: Some(client),
         link,
@@ -287,6 +298,7 @@ pub fn start_kafka(
             }
         }
     });
+    let (failed, failure) = watch::channel(None);
     let apply = tokio::spawn(apply(
         rx,
         store,
@@ -294,10 +306,12 @@ pub fn start_kafka(
         dead_letter_topic,
         metrics,
         None,
+        failed,
     ));
     Ok(LabelsReader {
         reader,
         apply,
+        failure,
         stop,
         on_stop: None,
         link,
@@ -313,6 +327,7 @@ async fn apply(
     dead_letter_topic: String,
     metrics: Arc<Metrics>,
     mut acker: Option<MqttAcker>,
+    failed: watch::Sender<Option<String>>,
 ) -> Publisher {
     let mut acked = publisher.acked();
     // PUBACKs go to the reader's driver, which writes them before each poll; while its
@@ -377,20 +392,30 @@ async fn apply(
                         payload: body,
                     })
                     .await;
-                match sent {
-                    // Acknowledge the label only once its dead letter is safe.
-                    Ok(seq) => {
-                        if acked.wait_for(|a| *a >= seq).await.is_err() {
-                            return publisher;
+                // Acknowledge the label only once its dead letter is safe.
+                let error = match sent {
+                    Ok(seq) => match acked.wait_for(|a| *a >= seq).await {
+                        Ok(_) => None,
+                        Err(_) => {
+                            Some("the publisher stopped before the broker confirmed it".to_string())
                         }
-                    }
-                    Err(e) => {
-                        // The publisher is gone for good. Acknowledging any later label would
-                        // commit past this one (on Kafka an offset covers all before it), so
-                        // nothing more is acknowledged: all of it is read again at the restart.
-                        tracing::error!(error = %e, "Could not publish a label's dead letter: labels are no longer applied until faultline restarts, and the unacknowledged ones will be read again then.");
-                        return publisher;
-                    }
+                    },
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(e) = error {
+                    // The publisher is gone for good. Acknowledging any later label would
+                    // commit past this one (on Kafka an offset covers all before it), so
+                    // nothing more is acknowledged and faultline stops, as it does when a
+                    // verdict cannot be published: all of it is read again at the restart.
+                    metrics
+                        .publish_errors
+                        .with_label_values(&[publisher.label()])
+                        .inc();
+                    tracing::error!(error = %e, "Could not publish a label's dead letter: labels can no longer be applied; stopping.");
+                    failed.send_replace(Some(format!(
+                        "a label's dead letter could not be published to {dead_letter_topic}: {e}"
+                    )));
+                    return publisher;
                 }
             }
         }

@@ -429,7 +429,7 @@ impl App {
     }
 
     /// Resolves with the reason when the pipeline fails for good (never, while all is well): the
-    /// publisher cannot deliver, or the scoring stage ended.
+    /// publisher cannot deliver, the scoring stage ended, or labels can no longer be applied.
     pub async fn failed(&self) -> String {
         let wait = |mut failure: watch::Receiver<Option<String>>| async move {
             match failure.wait_for(|f| f.is_some()).await {
@@ -437,9 +437,17 @@ impl App {
                 Err(_) => None,
             }
         };
+        let labels = self.labels.as_ref().map(LabelsReader::failure);
+        let labels = async move {
+            match labels {
+                Some(failure) => wait(failure).await,
+                None => None,
+            }
+        };
         tokio::select! {
             Some(reason) = wait(self.failure.clone()) => reason,
             Some(reason) = wait(self.stage_failure.clone()) => reason,
+            Some(reason) = labels => reason,
             else => std::future::pending().await,
         }
     }
