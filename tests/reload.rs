@@ -193,6 +193,66 @@ async fn the_api_swaps_in_a_checked_model_and_refuses_a_broken_or_incompatible_o
     drop(onnx);
 }
 
+/// Under an alarm budget, a reload to another version starts the budget afresh: the new model's
+/// scores are not ranked against a window of the old model's (another scale: it would flag nearly
+/// every wafer, or nearly none, until the window turned over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_another_version_starts_the_alarm_budget_afresh() {
+    let dir = model_dir();
+    let port = common::free_port();
+    let tag = "reload-budget";
+    let cfg = config(
+        tag,
+        port,
+        dir.path(),
+        &[
+            ("FAULTLINE_MODEL__WATCH_MS", "0"),
+            ("FAULTLINE_MODEL__ALARM_RATE", "0.5"),
+            ("FAULTLINE_MODEL__ALARM_WINDOW_ROWS", "20"),
+            ("FAULTLINE_MODEL__ALARM_WARMUP_ROWS", "3"),
+        ],
+    );
+    // As `faultline serve` loads it: with the configured policy.
+    let model = Arc::new(
+        Model::load_dir(dir.path())
+            .unwrap()
+            .with_policy(&cfg.policy()),
+    );
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let mut c = Client::connect(port, "reload-budget-test", &[format!("{tag}/scores")]).await;
+    let (_, _, good) = rows(&model, 0);
+    // Each row waits for its verdict, so each is its own micro-batch, in order.
+    let mut rule_of = async |id: &str| -> String {
+        c.publish(&format!("{tag}/rows"), good.replace("Known-Good", id))
+            .await;
+        let got = c
+            .collect_until(20, |g| g.iter().any(|(_, v)| v["id"] == id))
+            .await;
+        let (_, v) = got.iter().find(|(_, v)| v["id"] == id).unwrap();
+        v["rule"].as_str().unwrap().to_string()
+    };
+    let before: Vec<String> = [
+        rule_of("B-1").await,
+        rule_of("B-2").await,
+        rule_of("B-3").await,
+        rule_of("B-4").await,
+    ]
+    .to_vec();
+    assert_eq!(before, ["warmup", "warmup", "alarm_rate", "alarm_rate"]);
+    let (onnx2, card2) = second_model();
+    install(dir.path(), &onnx2, &card2);
+    let (code, body) = http(app.web_addr, "POST", "/api/model/reload", &[], "").await;
+    assert_eq!(code, 200, "{body}");
+    let after = [
+        rule_of("A-1").await,
+        rule_of("A-2").await,
+        rule_of("A-3").await,
+    ];
+    assert_eq!(after, ["warmup", "warmup", "alarm_rate"]);
+    app.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_files_are_reloaded_and_a_half_written_model_waits_for_the_rest() {
     let dir = model_dir();

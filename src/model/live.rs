@@ -166,7 +166,7 @@ impl LiveModel {
             m.set_shadow(Some(previous.version()));
             m.model_reloads.with_label_values(&["ok"]).inc();
         }
-        info!(trigger, from = %previous.version(), to = %shadow.version(), "Promoted the shadow model; new batches are scored by it and the previous model runs as the shadow.");
+        info!(trigger, from = %previous.version(), to = %shadow.version(), threshold = shadow.threshold(), "Promoted the shadow model; new batches are scored by it, at its own card's threshold, and the previous model runs as the shadow.");
         status.ok = true;
         status.version = shadow.version().to_string();
         *last = Some(status.clone());

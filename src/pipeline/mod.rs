@@ -115,8 +115,8 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
             .map_err(|e| AppError::Shadow(e.to_string()))?
             .map_err(|e| AppError::Shadow(e.to_string()))?;
         info!(version = %shadow.version(), origin = %shadow.origin(), "Loaded the shadow model; it scores every row beside the serving model.");
-        // The shadow keeps its card's threshold (as documented) but decides and explains like the
-        // serving model, so a promotion changes the model and nothing else.
+        // The shadow keeps its card's threshold (README, "Shadow model": [model] threshold is a
+        // number for [model] dir's model) but decides and explains like the serving model.
         let policy = crate::model::Policy {
             threshold: None,
             ..config.policy()

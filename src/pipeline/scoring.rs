@@ -61,14 +61,23 @@ impl ScoringStage {
         mut publisher: Publisher,
         pending: mpsc::Sender<Pending>,
     ) -> Result<Publisher, AppError> {
-        // The alarm budget's window of recent scores lives as long as the stream (across reloads).
+        // The alarm budget's window of recent scores lives as long as the stream, while the
+        // model's version does.
         let mut decider = self.live.current().decider();
+        let mut decided_for = self.live.current().version().to_string();
         while let Some(mut batch) = batches.recv().await {
             // Rows per message, counted before the rows move into the scoring batch.
             let counts: Vec<usize> = batch.iter().map(Incoming::rows).collect();
             // One model per batch (and its shadow): a reload or promotion takes effect between
             // batches.
             let (model, shadow) = self.live.both();
+            if model.version() != decided_for {
+                // Another model's scores sit on another scale: judged against the last model's
+                // window it would flag nearly every wafer, or nearly none, until the window
+                // turned over. Its budget starts afresh (warm-up, at its threshold).
+                decider = model.decider();
+                decided_for = model.version().to_string();
+            }
             let mut rows = RowBatch::with_capacity(model.width(), counts.iter().sum());
             for incoming in &mut batch {
                 rows.append(std::mem::take(&mut incoming.decoded.rows));

@@ -67,7 +67,17 @@ pub async fn reload_model(State(s): State<WebState>) -> Response {
 /// `POST /api/model/promote`: the shadow model serves and the serving one becomes the shadow
 /// (promote again to roll back). 200 with the outcome; 409 when no shadow runs.
 pub async fn promote(State(s): State<WebState>) -> Result<Response, ApiError> {
-    let status = s.model.promote("api");
+    // Off the async runtime: a reload running now holds the lock promote takes while it compiles
+    // and checks the new model (seconds), and with one task thread the bus would wait too.
+    let live = s.model.clone();
+    let status = tokio::task::spawn_blocking(move || live.promote("api"))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the promotion panicked: {e}"),
+            )
+        })?;
     let code = if status.ok {
         StatusCode::OK
     } else {
