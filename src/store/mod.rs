@@ -588,6 +588,54 @@ mod tests {
     }
 
     #[test]
+    fn rows_past_max_days_go_while_only_labels_keep_coming() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.max_days = Some(1);
+        let store = Store::open(s, features(), Arc::new(Metrics::new()));
+        store.record_scored(batch(&["a", "b"], 0.1));
+        let scored = || segments(dir.path(), Kind::Scored).unwrap();
+        // Labels keep coming, more often than AGE_CHECK: the writer is never idle.
+        let mut n = 0;
+        let mut label = || {
+            n += 1;
+            let l = Label {
+                id: format!("late-{n}"),
+                faulty: false,
+                at: None,
+            };
+            store.record_labels(vec![l]).unwrap();
+            std::thread::sleep(AGE_CHECK / 4);
+        };
+        // Long enough for the scored rows' segment (opened after a linger) to span SEGMENT_SPAN
+        // and be closed.
+        let spanned = std::time::Instant::now() + SEGMENT_SPAN + 2 * WRITE_LINGER + 3 * AGE_CHECK;
+        while std::time::Instant::now() < spanned {
+            label();
+        }
+        assert_eq!(scored().len(), 1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // The scored rows' segment is old; it goes with no scored row written since.
+        let first = scored()[0].path.clone();
+        let two_days_ago =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&first)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        while first.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a scored segment past max_days stayed while labels came"
+            );
+            label();
+        }
+        store.close();
+    }
+
+    #[test]
     fn labels_pushed_out_of_a_full_pending_list_count_as_expired() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());

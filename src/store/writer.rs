@@ -94,15 +94,20 @@ impl Writer {
         // Old segments may have aged past max_days while faultline was down.
         self.retire(Kind::Scored);
         self.retire(Kind::Labels);
+        let mut aged_out = std::time::Instant::now();
         loop {
-            // Idle, old segments still go when they pass max_days: every AGE_CHECK the open
-            // segment is closed once it spans SEGMENT_SPAN, and finished ones are retired.
-            let first = match rx.recv_timeout(AGE_CHECK) {
+            // Old segments go when they pass max_days, whatever comes: every AGE_CHECK each
+            // kind's open segment is closed once it spans SEGMENT_SPAN, and finished ones are
+            // retired. Writing one kind checks only that kind's, so a stream of labels alone
+            // (the line stopped, late labels still coming) would otherwise keep the scored rows'
+            // open segment, and everything before it, for ever.
+            if aged_out.elapsed() >= AGE_CHECK {
+                self.age_out();
+                aged_out = std::time::Instant::now();
+            }
+            let first = match rx.recv_timeout(AGE_CHECK.saturating_sub(aged_out.elapsed())) {
                 Ok(first) => first,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    self.age_out();
-                    continue;
-                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             };
             // What arrives within WRITE_LINGER of the first record goes out with it (up to
