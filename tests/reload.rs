@@ -162,6 +162,33 @@ async fn the_api_swaps_in_a_checked_model_and_refuses_a_broken_or_incompatible_o
     let (code, body) = http(app.web_addr, "POST", "/api/model/reload", &auth, "").await;
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("needs a restart"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "position 1 ('Sensor-9000' where the model in service reads '{first}')"
+        )),
+        "{body}"
+    );
+    // The same model as a shadow is refused at start, saying what a shadow must read.
+    let shadow = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "model.json", "golden.csv"] {
+        std::fs::copy(dir.path().join(f), shadow.path().join(f)).unwrap();
+    }
+    let cfg2 = config(
+        "reload-api-shadow",
+        common::free_port(),
+        dir.path(),
+        &[("FAULTLINE_SHADOW__MODEL", shadow.path().to_str().unwrap())],
+    );
+    let refused = app::start(&cfg2, model.clone())
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains("a shadow must read the serving model's features in the same order")
+            && refused.contains("position 1 ('Sensor-9000'"),
+        "{refused}"
+    );
     std::fs::write(dir.path().join("golden.csv"), golden).unwrap();
 
     // A graph that does not match its card (a half-copied model): refused too.

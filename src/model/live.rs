@@ -116,8 +116,12 @@ impl LiveModel {
 
     /// Runs `shadow` beside the serving model. It must read the same features.
     pub fn set_shadow(&self, shadow: Arc<Model>) -> Result<(), String> {
-        same_features(&shadow, &self.current())
-            .map_err(|e| format!("the shadow model cannot run beside the serving one: {e}"))?;
+        same_features(&shadow, &self.current()).map_err(|e| {
+            format!(
+                "the shadow model cannot run beside the serving one: {e}; a shadow must read the \
+                 serving model's features in the same order"
+            )
+        })?;
         if let Some(m) = &self.inner.metrics {
             m.set_shadow(Some(shadow.version()));
         }
@@ -144,7 +148,9 @@ impl LiveModel {
         };
         let checked = match shadow {
             None => Err("no shadow model runs; set [shadow] model (FAULTLINE_SHADOW__MODEL) to a model directory".to_string()),
-            Some(s) => same_features(&s, &previous).map(|_| s),
+            Some(s) => same_features(&s, &previous)
+                .map(|_| s)
+                .map_err(|e| format!("the shadow model cannot be promoted: {e}")),
         };
         let shadow = match checked {
             Ok(s) => s,
@@ -229,7 +235,9 @@ impl LiveModel {
         };
         let model = Model::load_dir(dir).map_err(|e| e.to_string())?;
         let model = model.with_policy(&self.inner.policy);
-        same_features(&model, previous)?;
+        same_features(&model, previous).map_err(|e| {
+            format!("the new model cannot replace the one in service: {e}; a model with another feature list needs a restart")
+        })?;
         Ok(Arc::new(model))
     }
 
@@ -260,10 +268,18 @@ fn same_features(model: &Model, previous: &Model) -> Result<(), String> {
         .zip(previous.features())
         .position(|(a, b)| a != b)
         .unwrap_or(model.width().min(previous.width()));
+    let name = |m: &Model| {
+        m.features()
+            .get(first)
+            .map_or("nothing".to_string(), |f| format!("'{f}'"))
+    };
     Err(format!(
-        "the new model reads {} features and the one in service {}, first differing at position {first}; \
-         a model with another feature list needs a restart",
+        "it reads {} features and the model in service {}; they first differ at position {} \
+         ({} where the model in service reads {})",
         model.width(),
-        previous.width()
+        previous.width(),
+        first + 1,
+        name(model),
+        name(previous)
     ))
 }
