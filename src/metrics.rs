@@ -352,7 +352,7 @@ impl Metrics {
             .expect("unique metric");
         let model_reloads = counter_vec(
             MODEL_RELOADS,
-            "Model reloads by result: ok (swapped in) or failed (the old model kept serving).",
+            "Model reloads and promotions by result: ok (swapped in) or failed (the old model kept serving).",
             &["result"],
         );
         let kafka_consumer_lag = IntGaugeVec::new(
