@@ -220,6 +220,60 @@ async fn the_api_swaps_in_a_checked_model_and_refuses_a_broken_or_incompatible_o
     drop(onnx);
 }
 
+/// After a promotion, `[model] dir`'s model runs as the shadow, so a reload (a SIGHUP, the API,
+/// changed files) replaces it there: the promoted model keeps serving, and promoting again serves
+/// the reloaded one. A reload used to put the directory's model back in service, undoing the
+/// promotion and leaving the same model in both places.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_after_a_promotion_replaces_the_shadow_and_the_promoted_model_keeps_serving() {
+    let dir = model_dir();
+    let shadow = model_dir();
+    let (onnx2, card2) = second_model();
+    install(shadow.path(), &onnx2, &card2);
+    let port = common::free_port();
+    let tag = "reload-promoted";
+    let cfg = config(
+        tag,
+        port,
+        dir.path(),
+        &[
+            ("FAULTLINE_MODEL__WATCH_MS", "0"),
+            ("FAULTLINE_SHADOW__MODEL", shadow.path().to_str().unwrap()),
+        ],
+    );
+    let model = Arc::new(Model::load_dir(dir.path()).unwrap());
+    let v1 = model.version().to_string();
+    let v2 = card2["version"].as_str().unwrap().to_string();
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let mut c = Client::connect(port, "reload-promoted-test", &[format!("{tag}/scores")]).await;
+    let (code, body) = http(app.web_addr, "POST", "/api/model/promote", &[], "").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(scored_by(&mut c, tag, &model, "P-1").await, v2);
+
+    // A third model in [model] dir, reloaded: it becomes the shadow; v2 keeps serving.
+    let (onnx, card) = committed();
+    let (onnx3, card3) = rewrite(&onnx, &card, |m| {
+        m.producer_version = "reload-test-3".into()
+    });
+    let v3 = card3["version"].as_str().unwrap().to_string();
+    install(dir.path(), &onnx3, &card3);
+    let (code, body) = http(app.web_addr, "POST", "/api/model/reload", &[], "").await;
+    assert_eq!(code, 200, "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["version"], v2.as_str(), "{body}");
+    assert_eq!(status["shadow_version"], v3.as_str(), "{body}");
+    assert_eq!(scored_by(&mut c, tag, &model, "P-2").await, v2);
+    let m = http_get(app.web_addr, "/metrics").await;
+    assert!(m.contains(&format!("version=\"{v3}\"")), "{m}");
+    assert!(!m.contains(&format!("version=\"{v1}\"")), "{m}");
+    // Promoting again serves the reloaded model.
+    let (code, body) = http(app.web_addr, "POST", "/api/model/promote", &[], "").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(scored_by(&mut c, tag, &model, "P-3").await, v3);
+    app.shutdown().await.unwrap();
+}
+
 /// Under an alarm budget, a reload to another version starts the budget afresh: the new model's
 /// scores are not ranked against a window of the old model's (another scale: it would flag nearly
 /// every wafer, or nearly none, until the window turned over).

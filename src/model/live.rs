@@ -33,6 +33,10 @@ pub struct ReloadStatus {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// After a promotion, `[model] dir`'s model runs as the shadow, and a reload replaces it
+    /// there: the version it loaded, now the shadow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_version: Option<String>,
 }
 
 /// The model in service, shared by the scorer, the web server and the drift task.
@@ -46,6 +50,9 @@ pub struct LiveModel {
 struct Serving {
     model: Arc<Model>,
     shadow: Option<Arc<Model>>,
+    /// The shadow serves since a promotion (promoting again rolls back): `[model] dir`'s model
+    /// is the shadow, and reloads go there.
+    promoted: bool,
 }
 
 #[derive(Debug)]
@@ -74,6 +81,7 @@ impl LiveModel {
                 current: RwLock::new(Serving {
                     model,
                     shadow: None,
+                    promoted: false,
                 }),
                 dir,
                 policy,
@@ -145,6 +153,7 @@ impl LiveModel {
             version: previous.version().to_string(),
             previous_version: previous.version().to_string(),
             error: None,
+            shadow_version: None,
         };
         let checked = match shadow {
             None => Err("no shadow model runs; set [shadow] model (FAULTLINE_SHADOW__MODEL) to a model directory".to_string()),
@@ -166,6 +175,7 @@ impl LiveModel {
         self.write(|s| {
             s.model = shadow.clone();
             s.shadow = Some(previous.clone());
+            s.promoted = !s.promoted;
         });
         if let Some(m) = &self.inner.metrics {
             m.set_model(shadow.version(), shadow.threshold());
@@ -190,12 +200,21 @@ impl LiveModel {
     }
 
     /// Loads, checks and swaps in the model in `[model] dir`. Blocking (reads files, compiles the
-    /// graph, re-scores the golden rows): call it off the async runtime.
+    /// graph, re-scores the golden rows): call it off the async runtime. After a promotion the
+    /// directory's model is the shadow, and the new one replaces it there: the promoted model
+    /// keeps serving.
     pub fn reload(&self, trigger: &str) -> ReloadStatus {
         let mut last = match self.inner.last.lock() {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
+        let promoted = match self.inner.current.read() {
+            Ok(s) => s.promoted,
+            Err(poisoned) => poisoned.into_inner().promoted,
+        };
+        if promoted {
+            return self.reload_shadow(trigger, &mut last);
+        }
         let previous = self.current();
         let outcome = self.load_checked(&previous);
         let status = ReloadStatus {
@@ -208,6 +227,7 @@ impl LiveModel {
             },
             previous_version: previous.version().to_string(),
             error: outcome.as_ref().err().cloned(),
+            shadow_version: None,
         };
         match outcome {
             Ok(model) => {
@@ -223,6 +243,40 @@ impl LiveModel {
                     m.model_reloads.with_label_values(&["failed"]).inc();
                 }
                 error!(trigger, error = %e, version = %previous.version(), "The model reload failed; the model in service keeps serving.");
+            }
+        }
+        *last = Some(status.clone());
+        status
+    }
+
+    /// [`Self::reload`] after a promotion: `[model] dir`'s model runs as the shadow, and the new one
+    /// replaces it there (checked against the serving model's features).
+    fn reload_shadow(&self, trigger: &str, last: &mut Option<ReloadStatus>) -> ReloadStatus {
+        let (serving, shadow) = self.both();
+        let outcome = self.load_checked(&serving);
+        let status = ReloadStatus {
+            at: crate::clock::now_rfc3339(),
+            trigger: trigger.to_string(),
+            ok: outcome.is_ok(),
+            version: serving.version().to_string(),
+            previous_version: serving.version().to_string(),
+            error: outcome.as_ref().err().cloned(),
+            shadow_version: outcome.as_ref().ok().map(|m| m.version().to_string()),
+        };
+        match outcome {
+            Ok(model) => {
+                if let Some(m) = &self.inner.metrics {
+                    m.set_shadow(Some(model.version()));
+                    m.model_reloads.with_label_values(&["ok"]).inc();
+                }
+                info!(trigger, serving = %serving.version(), from = %shadow.as_ref().map_or("", |s| s.version()), to = %model.version(), "Reloaded [model] dir's model, which runs as the shadow since a promotion; the promoted model keeps serving (promote again to serve the new one).");
+                self.write(|s| s.shadow = Some(model));
+            }
+            Err(ref e) => {
+                if let Some(m) = &self.inner.metrics {
+                    m.model_reloads.with_label_values(&["failed"]).inc();
+                }
+                error!(trigger, error = %e, version = %serving.version(), "The model reload failed; the models in service keep running.");
             }
         }
         *last = Some(status.clone());

@@ -419,6 +419,7 @@ impl App {
                 version: self.model.current().version().to_string(),
                 previous_version: self.model.current().version().to_string(),
                 error: Some(format!("the reload panicked: {e}")),
+                shadow_version: None,
             },
         }
     }
