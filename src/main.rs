@@ -304,7 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dir.display()
             );
             if summary.cut_short > 0 {
-                eprintln!("{} store files ended early (the daemon was killed while writing them); their whole batches were exported.", summary.cut_short);
+                eprintln!("{} store files ended early (a running daemon is writing them, or one was killed while writing them); their whole batches were exported.", summary.cut_short);
             }
             for why in &summary.unreadable {
                 eprintln!("Left out a store file that cannot be read: {why}.");
