@@ -428,17 +428,21 @@ fn write_atomically<T>(
     let tmp = builder
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    // The owner and group `File::create` would have kept (say, root scoring into an operator's
+    // file); a user who may not give them leaves the file its own, or gives the group alone
+    // (one of its own groups). Before the permissions: a change of owner clears setuid/setgid.
+    #[cfg(unix)]
+    if let Some(m) = &metadata {
+        use std::os::unix::fs::MetadataExt;
+        let file = tmp.as_file();
+        if std::os::unix::fs::fchown(file, Some(m.uid()), Some(m.gid())).is_err() {
+            let _ = std::os::unix::fs::fchown(file, None, Some(m.gid()));
+        }
+    }
     if let Some(permissions) = existing {
         tmp.as_file()
             .set_permissions(permissions)
             .with_context(|| format!("cannot write {}", output.display()))?;
-    }
-    // The owner and group `File::create` would have kept (say, root scoring into an operator's
-    // file); a user who may not give them leaves the file its own, as before.
-    #[cfg(unix)]
-    if let Some(m) = &metadata {
-        use std::os::unix::fs::MetadataExt;
-        let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid()), Some(m.gid()));
     }
     let mut out = BufWriter::new(tmp.as_file());
     let result = write(&mut out)?;

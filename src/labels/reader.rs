@@ -396,9 +396,10 @@ async fn apply(
                 let error = match sent {
                     Ok(seq) => match acked.wait_for(|a| *a >= seq).await {
                         Ok(_) => None,
-                        Err(_) => {
-                            Some("the publisher stopped before the broker confirmed it".to_string())
-                        }
+                        // The publisher's own reason, when it gave one.
+                        Err(_) => Some(publisher.failure().borrow().clone().unwrap_or_else(|| {
+                            "the publisher stopped before the broker confirmed it".to_string()
+                        })),
                     },
                     Err(e) => Some(e.to_string()),
                 };
@@ -415,7 +416,8 @@ async fn apply(
                     failed.send_replace(Some(format!(
                         "a label's dead letter could not be published to {dead_letter_topic}: {e}"
                     )));
-                    return publisher;
+                    // The acknowledgements already handed over still go out below.
+                    break;
                 }
             }
         }

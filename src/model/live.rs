@@ -24,7 +24,8 @@ pub struct ReloadStatus {
     pub at: String,
     /// What asked for it: `SIGHUP`, `api` or `files changed`.
     pub trigger: String,
-    /// Whether a model is now serving from the files (false: the old one kept serving).
+    /// Whether the files' model now runs: serving, or after a promotion as the shadow
+    /// (`shadow_version`). False: the models that ran keep running.
     pub ok: bool,
     /// The version serving after it.
     pub version: String,
@@ -64,7 +65,10 @@ struct Inner {
     /// every model loaded.
     policy: Policy,
     metrics: Option<Arc<Metrics>>,
-    /// The last reload, and one reload at a time.
+    /// One reload or promotion at a time (held while a model loads: seconds).
+    changing: Mutex<()>,
+    /// The last reload or promotion; held only to read or write it, so `/readyz` never waits
+    /// for a reload.
     last: Mutex<Option<ReloadStatus>>,
 }
 
@@ -86,6 +90,7 @@ impl LiveModel {
                 dir,
                 policy,
                 metrics,
+                changing: Mutex::new(()),
                 last: Mutex::new(None),
             }),
         }
@@ -141,7 +146,7 @@ impl LiveModel {
     /// model that served becomes the shadow, so promoting again rolls back. Not `ok` (nothing
     /// changed) when no shadow runs.
     pub fn promote(&self, trigger: &str) -> ReloadStatus {
-        let mut last = match self.inner.last.lock() {
+        let _one_at_a_time = match self.inner.changing.lock() {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -168,7 +173,7 @@ impl LiveModel {
                 if let Some(m) = &self.inner.metrics {
                     m.model_reloads.with_label_values(&["failed"]).inc();
                 }
-                *last = Some(status.clone());
+                self.remember(&status);
                 return status;
             }
         };
@@ -185,13 +190,20 @@ impl LiveModel {
         info!(trigger, from = %previous.version(), to = %shadow.version(), threshold = shadow.threshold(), "Promoted the shadow model; new batches are scored by it, at its own card's threshold, and the previous model runs as the shadow.");
         status.ok = true;
         status.version = shadow.version().to_string();
-        *last = Some(status.clone());
+        self.remember(&status);
         status
     }
 
     /// The directory reloads read, if any.
     pub fn dir(&self) -> Option<&Path> {
         self.inner.dir.as_deref()
+    }
+
+    fn remember(&self, status: &ReloadStatus) {
+        match self.inner.last.lock() {
+            Ok(mut l) => *l = Some(status.clone()),
+            Err(poisoned) => *poisoned.into_inner() = Some(status.clone()),
+        }
     }
 
     /// What the last reload did, if one ran.
@@ -204,7 +216,7 @@ impl LiveModel {
     /// directory's model is the shadow, and the new one replaces it there: the promoted model
     /// keeps serving.
     pub fn reload(&self, trigger: &str) -> ReloadStatus {
-        let mut last = match self.inner.last.lock() {
+        let _one_at_a_time = match self.inner.changing.lock() {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -213,10 +225,12 @@ impl LiveModel {
             Err(poisoned) => poisoned.into_inner().promoted,
         };
         if promoted {
-            return self.reload_shadow(trigger, &mut last);
+            return self.reload_shadow(trigger);
         }
         let previous = self.current();
-        let outcome = self.load_checked(&previous);
+        let outcome = self.load_checked(&previous, |e| {
+            format!("the new model cannot replace the one in service: {e}; a model with another feature list needs a restart")
+        });
         let status = ReloadStatus {
             at: crate::clock::now_rfc3339(),
             trigger: trigger.to_string(),
@@ -245,15 +259,21 @@ impl LiveModel {
                 error!(trigger, error = %e, version = %previous.version(), "The model reload failed; the model in service keeps serving.");
             }
         }
-        *last = Some(status.clone());
+        self.remember(&status);
         status
     }
 
     /// [`Self::reload`] after a promotion: `[model] dir`'s model runs as the shadow, and the new one
     /// replaces it there (checked against the serving model's features).
-    fn reload_shadow(&self, trigger: &str, last: &mut Option<ReloadStatus>) -> ReloadStatus {
+    fn reload_shadow(&self, trigger: &str) -> ReloadStatus {
         let (serving, shadow) = self.both();
-        let outcome = self.load_checked(&serving);
+        let outcome = self.load_checked(&serving, |e| {
+            format!(
+                "the new model cannot run as the shadow (since a promotion, [model] dir's model runs \
+                 as the shadow) beside the promoted one: {e}; a shadow must read the serving \
+                 model's features in the same order"
+            )
+        });
         let status = ReloadStatus {
             at: crate::clock::now_rfc3339(),
             trigger: trigger.to_string(),
@@ -279,19 +299,23 @@ impl LiveModel {
                 error!(trigger, error = %e, version = %serving.version(), "The model reload failed; the models in service keep running.");
             }
         }
-        *last = Some(status.clone());
+        self.remember(&status);
         status
     }
 
-    fn load_checked(&self, previous: &Model) -> Result<Arc<Model>, String> {
+    /// `[model] dir`'s model, loaded with every check, or why not; `mismatch` says what a feature
+    /// list other than `previous`'s means where the model goes.
+    fn load_checked(
+        &self,
+        previous: &Model,
+        mismatch: impl FnOnce(String) -> String,
+    ) -> Result<Arc<Model>, String> {
         let Some(dir) = &self.inner.dir else {
             return Err("faultline serves the model compiled into it; set [model] dir (FAULTLINE_MODEL__DIR) to a directory to reload models from".into());
         };
         let model = Model::load_dir(dir).map_err(|e| e.to_string())?;
         let model = model.with_policy(&self.inner.policy);
-        same_features(&model, previous).map_err(|e| {
-            format!("the new model cannot replace the one in service: {e}; a model with another feature list needs a restart")
-        })?;
+        same_features(&model, previous).map_err(mismatch)?;
         Ok(Arc::new(model))
     }
 

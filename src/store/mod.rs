@@ -76,7 +76,7 @@ const WRITE_LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 /// ...unless this many rows are waiting.
 const WRITE_ROWS: usize = 4096;
 
-/// How often an idle writer looks for segments past `[store] max_days`.
+/// How often the writer looks for segments past `[store] max_days`, busy or idle.
 #[cfg(not(test))]
 const AGE_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
 #[cfg(test)]
@@ -619,17 +619,19 @@ mod tests {
         let first = scored()[0].path.clone();
         let two_days_ago =
             std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
-        std::fs::File::options()
-            .write(true)
-            .open(&first)
-            .unwrap()
-            .set_modified(two_days_ago)
-            .unwrap();
+        // Set again at each pass: on a slow machine the segment may close (and be touched)
+        // after the first.
+        let age = || {
+            if let Ok(f) = std::fs::File::options().write(true).open(&first) {
+                let _ = f.set_modified(two_days_ago);
+            }
+        };
         while first.exists() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "a scored segment past max_days stayed while labels came"
             );
+            age();
             label();
         }
         store.close();

@@ -41,7 +41,8 @@ pub async fn model_card(State(s): State<WebState>) -> Response {
 }
 
 /// `POST /api/model/reload`: loads `[model] dir` again, checks it and swaps it in. 200 with the
-/// outcome when the new model serves; 422 with the reason when it was refused (the old model keeps
+/// outcome when the new model runs (serving; after a promotion, as the shadow: `shadow_version`);
+/// 422 with the reason when it was refused (the old model keeps
 /// serving); 409 when faultline serves its embedded model (nothing to reload from).
 pub async fn reload_model(State(s): State<WebState>) -> Response {
     let embedded = s.model.dir().is_none();

@@ -171,11 +171,20 @@ impl Topic {
 /// Whether the MQTT topic filter `filter` can match births (NBIRTH or DBIRTH): without them,
 /// data that sends aliases alone cannot be read.
 pub fn filter_takes_births(filter: &str) -> bool {
+    // A birth's topic: spBv1.0 / group / NBIRTH|DBIRTH / node [/ device].
     let levels: Vec<&str> = filter.split('/').collect();
-    if levels.get(1) == Some(&"#") {
-        return true;
+    let matches = |i: usize, word: &str| levels.get(i).is_some_and(|l| *l == "+" || *l == word);
+    for (i, word) in ["spBv1.0", "", ""].iter().enumerate() {
+        match levels.get(i) {
+            Some(&"#") => return true,
+            None => return false,
+            Some(_) if i == 0 && !matches(0, word) => return false,
+            Some(_) => {}
+        }
     }
-    matches!(levels.get(2), Some(&("+" | "#" | "NBIRTH" | "DBIRTH")))
+    let kind_takes_births = matches!(levels[2], "+" | "NBIRTH" | "DBIRTH");
+    // And a node level: a birth has four or five.
+    kind_takes_births && levels.len() >= 4 && (levels.len() <= 5 || levels[4] == "#")
 }
 
 /// Parses `spBv1.0/<group>/<type>/<edge node>[/<device>]`; `None` for any other topic.
@@ -477,15 +486,26 @@ mod tests {
     #[test]
     fn filters_that_take_births_are_told_apart() {
         for f in [
+            "#",
+            "+/#",
             "spBv1.0/#",
             "spBv1.0/fab/#",
             "spBv1.0/+/+/etch-7/#",
             "spBv1.0/fab/DBIRTH/#",
             "spBv1.0/fab/NBIRTH/etch-7",
+            "spBv1.0/fab/+/+",
+            "spBv1.0/fab/+/+/+",
         ] {
             assert!(filter_takes_births(f), "{f}");
         }
-        for f in ["spBv1.0/fab/DDATA/#", "spBv1.0/fab/NDATA/+", "spBv1.0/fab"] {
+        for f in [
+            "spBv1.0/fab/DDATA/#",
+            "spBv1.0/fab/NDATA/+",
+            "spBv1.0/fab",
+            "spBv1.0/fab/+",
+            "spBv1.0/fab/+/+/+/+",
+            "other/fab/#",
+        ] {
             assert!(!filter_takes_births(f), "{f}");
         }
     }

@@ -155,8 +155,8 @@ impl KafkaPublisher {
                     Err(_) => Some("the producer was dropped".to_string()),
                 };
                 if let Some(problem) = problem {
-                    error!(error = %problem, "Kafka refused a verdict for good; stopping, since the rows behind it cannot be committed.");
-                    let _ = failed.send(Some(format!("Kafka did not accept a verdict: {problem}")));
+                    error!(error = %problem, "Kafka refused an output (a verdict or a dead letter) for good; stopping, since the messages behind it cannot be committed.");
+                    let _ = failed.send(Some(format!("Kafka did not accept an output: {problem}")));
                     return;
                 }
                 count += 1;
