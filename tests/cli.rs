@@ -400,6 +400,18 @@ fn replay_to_a_port_where_nothing_listens_names_the_address() {
     assert!(e.contains("--passes must be at least 1"), "{e}");
 }
 
+/// `faultline score --input input --output output`, which must succeed.
+fn score_into(input: &Path, output: &Path) {
+    let o = faultline(&[
+        "score",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// `--output` gets the permissions any program's new file gets (the umask's), and an existing
 /// file keeps its own: the temporary file it is written through is the owner's alone.
 #[cfg(unix)]
@@ -411,16 +423,7 @@ fn score_output_has_the_permissions_of_a_file_created_in_place() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let reference = dir.path().join("reference");
     std::fs::File::create(&reference).unwrap();
-    let run = |output: &Path| {
-        let o = faultline(&[
-            "score",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-    };
+    let run = |output: &Path| score_into(&input, output);
     let fresh = dir.path().join("fresh.csv");
     run(&fresh);
     assert_eq!(mode(&fresh), mode(&reference));
@@ -443,16 +446,7 @@ fn score_writes_through_a_symbolic_link_and_keeps_the_owner() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
     let input = write_sample(dir.path(), 5);
-    let run = |output: &Path| {
-        let o = faultline(&[
-            "score",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-    };
+    let run = |output: &Path| score_into(&input, output);
     std::fs::create_dir(dir.path().join("shared")).unwrap();
     let target = dir.path().join("shared").join("verdicts.csv");
     std::fs::write(&target, "old").unwrap();

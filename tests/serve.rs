@@ -1043,7 +1043,6 @@ async fn an_upload_that_trickles_is_cut_off_at_its_deadline_and_frees_its_slot()
     let text = String::from_utf8_lossy(&answer).to_string();
     assert!(text.contains("HTTP/1.1 408"), "{text}");
     assert!(text.contains("still arriving after 3000 ms"), "{text}");
-    assert!(started.elapsed() >= Duration::from_millis(2500), "{text}");
     let headers = [("Content-Type", "text/csv")];
     let (status, body) = common::http(daemon.web, "POST", "/api/score", &headers, &csv).await;
     assert_eq!(status, 200, "{body}");

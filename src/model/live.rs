@@ -108,11 +108,15 @@ impl LiveModel {
 
     /// The model in service and the shadow model, read together (one micro-batch uses both).
     pub fn both(&self) -> (Arc<Model>, Option<Arc<Model>>) {
-        let s = match self.inner.current.read() {
+        let s = self.serving();
+        (s.model, s.shadow)
+    }
+
+    fn serving(&self) -> Serving {
+        match self.inner.current.read() {
             Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        (s.model, s.shadow)
+        }
     }
 
     /// The shadow model, if one runs.
@@ -220,11 +224,7 @@ impl LiveModel {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let promoted = match self.inner.current.read() {
-            Ok(s) => s.promoted,
-            Err(poisoned) => poisoned.into_inner().promoted,
-        };
-        if promoted {
+        if self.serving().promoted {
             return self.reload_shadow(trigger);
         }
         let previous = self.current();

@@ -37,6 +37,20 @@ def wait_for(what, seconds, check):
         time.sleep(0.1)
 
 
+def sparkplug_env(mosquitto, web, client_id, **mqtt):
+    """faultline reading Sparkplug B from the group `fab` on `mosquitto`, its page on `web`;
+    `mqtt` adds [source.mqtt] settings."""
+    return clean_env(
+        FAULTLINE_SOURCE__KIND="mqtt",
+        FAULTLINE_SOURCE__MQTT__URL=f"mqtt://127.0.0.1:{mosquitto}",
+        FAULTLINE_SOURCE__MQTT__TOPIC="spBv1.0/fab/#",
+        FAULTLINE_SOURCE__MQTT__FORMAT="sparkplug",
+        FAULTLINE_SOURCE__MQTT__CLIENT_ID=client_id,
+        FAULTLINE_WEB__LISTEN=f"127.0.0.1:{web}",
+        **{f"FAULTLINE_SOURCE__MQTT__{k}": v for k, v in mqtt.items()},
+    )
+
+
 @pytest.fixture
 def mosquitto(tmp_path):
     port = free_port()
@@ -54,15 +68,7 @@ def mosquitto(tmp_path):
 def test_a_sparkplug_edge_node_s_wafers_are_scored_and_bad_ones_dead_lettered(mosquitto, tmp_path):
     web = free_port()
     base = f"http://127.0.0.1:{web}"
-    env = clean_env(
-        FAULTLINE_SOURCE__KIND="mqtt",
-        FAULTLINE_SOURCE__MQTT__URL=f"mqtt://127.0.0.1:{mosquitto}",
-        FAULTLINE_SOURCE__MQTT__TOPIC="spBv1.0/fab/#",
-        FAULTLINE_SOURCE__MQTT__FORMAT="sparkplug",
-        FAULTLINE_SOURCE__MQTT__SPARKPLUG_ID_METRIC="wafer_id",
-        FAULTLINE_SOURCE__MQTT__CLIENT_ID=f"faultline-sparkplug-{web}",
-        FAULTLINE_WEB__LISTEN=f"127.0.0.1:{web}",
-    )
+    env = sparkplug_env(mosquitto, web, f"faultline-sparkplug-{web}", SPARKPLUG_ID_METRIC="wafer_id")
     log = tmp_path / "serve.log"
     node = None
     with serve(env, log, base, ready="/readyz", cwd=tmp_path):
@@ -127,14 +133,7 @@ def test_an_edge_node_born_before_faultline_started_is_asked_for_its_births_agai
     births again, its alias-only data is read."""
     web = free_port()
     base = f"http://127.0.0.1:{web}"
-    env = clean_env(
-        FAULTLINE_SOURCE__KIND="mqtt",
-        FAULTLINE_SOURCE__MQTT__URL=f"mqtt://127.0.0.1:{mosquitto}",
-        FAULTLINE_SOURCE__MQTT__TOPIC="spBv1.0/fab/#",
-        FAULTLINE_SOURCE__MQTT__FORMAT="sparkplug",
-        FAULTLINE_SOURCE__MQTT__CLIENT_ID=f"faultline-rebirth-{web}",
-        FAULTLINE_WEB__LISTEN=f"127.0.0.1:{web}",
-    )
+    env = sparkplug_env(mosquitto, web, f"faultline-rebirth-{web}")
     with open(SAMPLE, newline="") as f:
         rows = list(csv.reader(f))
     header, wafers = rows[0], rows[1:]
