@@ -429,7 +429,7 @@ impl Metrics {
         );
         let store_rows_dropped = counter_vec(
             STORE_ROWS_DROPPED,
-            "Rows scored or labels accepted but not written to the store, by kind.",
+            "Scored rows not written to the store, or labels given up unwritten (a refused label write is tried again), by kind.",
             &["kind"],
         );
         let store_errors = counter(STORE_ERRORS, "Store writes that failed.");

@@ -451,3 +451,69 @@ async fn late_labels_give_live_quality_that_matches_scikit_learn_across_a_restar
     );
     assert!(d.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_is_acknowledged_only_once_on_disk_so_a_kill_9_loses_none() {
+    let broker = Mosquitto::start();
+    let work = tempfile::tempdir().unwrap();
+    let blocker = work.path().join("blocked");
+    let env = daemon_env(broker.port, &blocker.join("store"), &[]);
+    let c = Client::connect(broker.port, "loop-test", &[]).await;
+    let d = Daemon::start(&env).await;
+    // The disk fails: a file where the store's directory was.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    std::fs::write(&blocker, b"").unwrap();
+    for id in ["late-1", "late-2", "late-3"] {
+        let label = serde_json::json!({"id": id, "label": 1});
+        c.publish("loop/labels", label.to_string()).await;
+    }
+    // Applied (they wait for their rows), not written.
+    let q = quality_until(&d, "3 labels applied on a failing disk", |q| {
+        q["labels"]["pending"] == 3 && !q["store"]["error"].is_null()
+    })
+    .await;
+    assert_eq!(q["store"]["labels_written"], 0, "{q}");
+    assert_eq!(q["store"]["labels_dropped"], 0, "kept for a retry: {q}");
+    // The API says so too, rather than 200.
+    let json = ("Content-Type", "application/json");
+    let (status, body) = http(
+        d.web,
+        "POST",
+        "/api/labels",
+        &[AUTH, json],
+        r#"{"id": "api-1", "label": 1}"#,
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not on disk"), "{body}");
+    // Killed with the labels applied but not on disk: they were never acknowledged...
+    d.kill9();
+    std::fs::remove_file(&blocker).unwrap();
+    // ...so the broker sends them again, and now they are written.
+    let d = Daemon::start(&env).await;
+    quality_until(&d, "the 3 labels read again and written", |q| {
+        q["labels"]["pending"] == 3 && q["store"]["labels_written"] == 3
+    })
+    .await;
+    let (status, body) = http(
+        d.web,
+        "POST",
+        "/api/labels",
+        &[AUTH, json],
+        r#"{"id": "api-1", "label": 1}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(d.terminate().success());
+    let d = Daemon::start(&env).await;
+    let q = quality(&d).await;
+    assert_eq!(q["store"]["labels_recovered"], 4, "{q}");
+    assert_eq!(q["labels"]["pending"], 4, "{q}");
+    // Once written they were acknowledged: after a label sent now (which the broker delivers
+    // after any it sends again), 5 were received in all, the 4 read back and this one.
+    let label = serde_json::json!({"id": "late-4", "label": -1});
+    c.publish("loop/labels", label.to_string()).await;
+    let q = quality_until(&d, "the fifth label", |q| q["labels"]["pending"] == 5).await;
+    assert_eq!(q["labels"]["received"], 5, "sent again: {q}");
+    assert!(d.terminate().success());
+}

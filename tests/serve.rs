@@ -1500,7 +1500,8 @@ async fn an_unwritable_store_never_stops_the_fault_stream() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Live quality still works from memory.
+    // Live quality still works from memory: the label is applied, and the answer says it is
+    // not on disk.
     let (status, body) = common::http(
         app.web_addr,
         "POST",
@@ -1512,8 +1513,16 @@ async fn an_unwritable_store_never_stops_the_fault_stream() {
         ),
     )
     .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("applied but are not on disk after 5 s"),
+        "{body}"
+    );
+    assert!(body.contains("not-a-directory"), "{body}");
+    let (status, body) = common::http(app.web_addr, "GET", "/api/quality", &[], "").await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("\"joined\":1"), "{body}");
+    let quality: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(quality["labels"]["joined"], 1, "{quality}");
     app.shutdown().await.unwrap();
 }
 
@@ -1524,11 +1533,16 @@ async fn a_flood_of_labels_is_read_to_the_last_one() {
     let broker = common::Mosquitto::start();
     let port = broker.port;
     let n = 50_000;
+    // With a store: each label is acknowledged only once written.
+    let store = tempfile::tempdir().unwrap();
     let cfg = config(
         "flood",
         None,
         port,
-        &[("FAULTLINE_LABELS__TOPIC", "flood/labels".to_string())],
+        &[
+            ("FAULTLINE_LABELS__TOPIC", "flood/labels".to_string()),
+            ("FAULTLINE_STORE__DIR", store.path().display().to_string()),
+        ],
     );
     let model = Arc::new(Model::embedded().unwrap());
     let app = app::start(&cfg, model.clone()).await.unwrap();
@@ -1542,15 +1556,16 @@ async fn a_flood_of_labels_is_read_to_the_last_one() {
     loop {
         let r = http_get(app.web_addr, "/api/quality").await;
         let body: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
-        if body["labels"]["received"] == n {
+        if body["labels"]["received"] == n && body["store"]["labels_written"] == n {
             // None of their rows was scored: every one waits.
             assert_eq!(body["labels"]["pending"], n, "{body}");
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the labels stalled: {}",
-            body["labels"]
+            "the labels stalled: {} {}",
+            body["labels"],
+            body["store"]
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

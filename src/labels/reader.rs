@@ -4,8 +4,9 @@
 //! on MQTT a plain subscription of a client `<client_id>-labels` with a persistent session, on
 //! Kafka a consumer group of its own (`[labels] group_id`, by default `<group_id>.labels.<host>`;
 //! the reader warns when another consumer shares it). A label message is acknowledged (PUBACK,
-//! or its offset stored) after it was applied to the store, or, when it cannot be read, after
-//! its dead letter was acknowledged by the broker.
+//! or its offset stored) after it was applied to the store and written to disk (a `kill -9`
+//! keeps it), in the order the messages came, or, when it cannot be read, after its dead letter
+//! was acknowledged by the broker.
 //!
 //! ```text
 //! reader (MQTT event loop | Kafka consumer) ──LabelMessage──► apply ──► Store::record_labels
@@ -17,7 +18,7 @@ use crate::bus::mqtt::driver::{Driver, Role, Step};
 use crate::bus::MqttAcker;
 use crate::bus::{Output, Publisher};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, Written};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -319,7 +320,13 @@ pub fn start_kafka(
     })
 }
 
-/// Applies label messages in order; returns the dead-letter publisher when the readers end.
+/// Label messages applied and waiting for their write before they are acknowledged; at most
+/// this many (the room the MQTT driver keeps for acknowledgements), so that a disk that refuses
+/// them holds the labels on the bus (the reader stops reading) rather than in memory.
+const UNWRITTEN: usize = 4 * QUEUE;
+
+/// Applies label messages in order, acknowledging each once it is written; returns the
+/// dead-letter publisher when the readers end.
 async fn apply(
     mut rx: mpsc::Receiver<LabelMessage>,
     store: Arc<Store>,
@@ -330,22 +337,44 @@ async fn apply(
     failed: watch::Sender<Option<String>>,
 ) -> Publisher {
     let mut acked = publisher.acked();
+    // Acknowledgements owed, in the order the messages came: each once its label is written
+    // (the store writes labels as they come, so this takes milliseconds; a failing disk holds
+    // them, and the store tries again). On Kafka an offset covers every message before it, so
+    // they go out in order; on MQTT too, since a message not acknowledged is sent again only
+    // on the next connection.
+    let mut owed: std::collections::VecDeque<(LabelAck, Written)> = Default::default();
+    // Set once a label can no longer be acknowledged (the store gave it up or closed, or its
+    // dead letter failed): nothing after it is acknowledged either, and all of them are read
+    // again at the next start.
+    let mut stuck = false;
     // PUBACKs go to the reader's driver, which writes them before each poll; while its
     // connection is idle, the oldest goes through rumqttc's request queue to wake it, which only
     // its event loop drains, and the event loop (the reader) waits for room in `rx` when labels
     // come faster than they are applied. So acknowledging never waits: the hand-over is retried.
     let waiting = |a: &Option<MqttAcker>| a.as_ref().is_some_and(MqttAcker::has_waiting);
     loop {
+        // Acknowledge, in order, what is written.
+        while let Some((_, written)) = owed.front_mut() {
+            match written.is_written() {
+                None => break,
+                Some(true) if !stuck => {
+                    let (ack, _) = owed.pop_front().expect("a front");
+                    acknowledge(ack, &mut acker);
+                }
+                Some(_) => {
+                    stuck = true;
+                    owed.clear();
+                }
+            }
+        }
         if let Some(a) = acker.as_mut() {
             a.flush();
         }
-        let m = if !waiting(&acker) {
-            rx.recv().await
-        } else {
-            tokio::select! {
-                m = rx.recv() => m,
-                _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => continue,
-            }
+        let room = owed.len() < UNWRITTEN;
+        let m = tokio::select! {
+            m = rx.recv(), if room => m,
+            _ = async { (&mut owed.front_mut().expect("owed").1).await }, if !owed.is_empty() => continue,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(5)), if waiting(&acker) => continue,
         };
         let Some(m) = m else { break };
         // One over the rows' payload limit is not parsed: refused as it is (a reader takes
@@ -364,9 +393,10 @@ async fn apply(
                 // Waits for room in the store's queue: labels are never dropped.
                 let store = store.clone();
                 match tokio::task::spawn_blocking(move || store.record_labels(vec![label])).await {
-                    Ok(Ok(_)) => {}
-                    // Stopping: not applied, so not acknowledged; the broker delivers it again.
-                    Ok(Err(crate::store::StoreClosed)) | Err(_) => continue,
+                    Ok(Ok((_, written))) => owed.push_back((m.ack, written)),
+                    // Stopping: not applied, so not acknowledged (nor anything after it); the
+                    // broker delivers it again.
+                    Ok(Err(crate::store::StoreClosed)) | Err(_) => stuck = true,
                 }
             }
             Err(error) => {
@@ -416,27 +446,23 @@ async fn apply(
                     failed.send_replace(Some(format!(
                         "a label's dead letter could not be published to {dead_letter_topic}: {e}"
                     )));
-                    // The acknowledgements already handed over still go out below.
+                    // The labels before it are still acknowledged once written, below.
                     break;
                 }
-            }
-        }
-        match m.ack {
-            LabelAck::Mqtt(p, connection) => {
-                if let Some(a) = acker.as_mut() {
-                    a.ack(p, connection);
-                }
-            }
-            #[cfg(feature = "kafka")]
-            LabelAck::Kafka(consumer, topic, partition, offset) => {
-                use rdkafka::consumer::Consumer;
-                let _ = consumer.store_offset(&topic, partition, offset);
+                owed.push_back((m.ack, Written::now()));
             }
         }
     }
-    // Readers gone (shutting down): hand over what is left while the driver is still there
-    // (once it is gone, nothing waits).
+    // Readers gone (shutting down): the labels applied are written within milliseconds (the
+    // store closes after this), then what is owed is handed over while the driver is still
+    // there (once it is gone, nothing waits).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while let Some((ack, written)) = owed.pop_front() {
+        match tokio::time::timeout_at(deadline, written).await {
+            Ok(true) if !stuck => acknowledge(ack, &mut acker),
+            _ => break,
+        }
+    }
     while waiting(&acker) && tokio::time::Instant::now() < deadline {
         if let Some(a) = acker.as_mut() {
             a.flush();
@@ -444,4 +470,20 @@ async fn apply(
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     publisher
+}
+
+/// Acknowledges a label message: its PUBACK handed to the driver, or its offset stored.
+fn acknowledge(ack: LabelAck, acker: &mut Option<MqttAcker>) {
+    match ack {
+        LabelAck::Mqtt(p, connection) => {
+            if let Some(a) = acker.as_mut() {
+                a.ack(p, connection);
+            }
+        }
+        #[cfg(feature = "kafka")]
+        LabelAck::Kafka(consumer, topic, partition, offset) => {
+            use rdkafka::consumer::Consumer;
+            let _ = consumer.store_offset(&topic, partition, offset);
+        }
+    }
 }

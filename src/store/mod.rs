@@ -56,7 +56,8 @@ pub struct StoreStatus {
     pub rows_dropped: u64,
     /// Labels written since start.
     pub labels_written: u64,
-    /// Labels applied but not written (the writer stopped or the disk failed).
+    /// Labels applied but given up before they were written: the daemon stopped while the disk
+    /// still refused them, or more than 100,000 waited for it. Kept and tried again until then.
     pub labels_dropped: u64,
     /// Scored rows read back from disk at start.
     pub rows_recovered: u64,
@@ -91,16 +92,75 @@ const SEGMENT_SPAN: std::time::Duration = std::time::Duration::from_millis(200);
 /// Finished segments with the rows each holds, oldest first.
 type Segments = Vec<(SegmentFile, usize)>;
 
+/// How often labels a failing disk refused are tried again.
+#[cfg(not(test))]
+const LABELS_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+#[cfg(test)]
+const LABELS_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+/// Labels kept for a retry at most; past it, the oldest are given up (their messages were not
+/// acknowledged, so the bus sends them again after a restart). Labels on the bus wait for their
+/// write before the next are read (see `labels::reader`), so only the API can add this many.
+const MAX_UNWRITTEN_LABELS: usize = 100_000;
+
 enum Record {
     Scored(ScoredBatch),
-    Labels(Vec<(Label, i64)>),
+    /// Labels with the time each was received, and who waits for them to be written.
+    Labels(Vec<(Label, i64)>, tokio::sync::oneshot::Sender<()>),
 }
 
-impl Record {
-    fn rows(&self) -> usize {
-        match self {
-            Record::Scored(b) => b.ids.len(),
-            Record::Labels(l) => l.len(),
+/// Resolves once the labels given to [`Store::record_labels`] are written: handed to the
+/// operating system, so that a killed daemon keeps them (at once when the store has no
+/// directory). `true` once written; `false` when the store gave them up: it stopped before it
+/// could write them, or more than [`MAX_UNWRITTEN_LABELS`] waited on a failing disk.
+#[derive(Debug)]
+pub struct Written(WrittenState);
+
+#[derive(Debug)]
+enum WrittenState {
+    /// Known: written (`true`) or given up.
+    Done(bool),
+    Waiting(tokio::sync::oneshot::Receiver<()>),
+}
+
+impl Written {
+    /// Nothing to wait for.
+    pub fn now() -> Written {
+        Written(WrittenState::Done(true))
+    }
+
+    fn settle(&mut self, written: bool) -> bool {
+        self.0 = WrittenState::Done(written);
+        written
+    }
+
+    /// Whether the labels are written by now, without waiting; the same answer every time once
+    /// known, here and from the future.
+    pub fn is_written(&mut self) -> Option<bool> {
+        use tokio::sync::oneshot::error::TryRecvError;
+        match &mut self.0 {
+            WrittenState::Done(w) => Some(*w),
+            WrittenState::Waiting(rx) => match rx.try_recv() {
+                Ok(()) => Some(self.settle(true)),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Closed) => Some(self.settle(false)),
+            },
+        }
+    }
+}
+
+impl std::future::Future for Written {
+    type Output = bool;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<bool> {
+        match &mut self.0 {
+            WrittenState::Done(w) => std::task::Poll::Ready(*w),
+            WrittenState::Waiting(rx) => match std::pin::Pin::new(rx).poll(cx) {
+                std::task::Poll::Ready(r) => std::task::Poll::Ready(self.settle(r.is_ok())),
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            },
         }
     }
 }
@@ -186,6 +246,7 @@ impl Store {
                     labels: None,
                     segments,
                     chores: Chores::start(),
+                    unwritten: writer::UnwrittenLabels::default(),
                     status: status.clone(),
                     metrics: metrics.clone(),
                 };
@@ -234,11 +295,16 @@ impl Store {
         self.send(Record::Scored(batch), Kind::Scored, rows);
     }
 
-    /// Applies labels received now and queues them for the disk. Labels are few and each one
-    /// matters, so this waits for room in the writer's queue (call it off the async runtime);
-    /// only the scored rows' path never waits. Once the store is closed, applies nothing and
-    /// says so: a label acknowledged then would be lost.
-    pub fn record_labels(&self, labels: Vec<Label>) -> Result<Vec<LabelOutcome>, StoreClosed> {
+    /// Applies labels received now and queues them for the disk; the [`Written`] resolves once
+    /// they are written. Labels are few and each one matters, so this waits for room in the
+    /// writer's queue (call it off the async runtime), and the writer keeps the labels a failing
+    /// disk refuses and tries them again; only the scored rows' path never waits. Acknowledge a
+    /// label to its sender only once written: before, a killed daemon loses it. Once the store
+    /// is closed, applies nothing and says so.
+    pub fn record_labels(
+        &self,
+        labels: Vec<Label>,
+    ) -> Result<(Vec<LabelOutcome>, Written), StoreClosed> {
         // The sender is taken here (a clone keeps the writer running until this send is done,
         // and close() waits for the writer), or the store is closed and nothing is applied.
         let sender = {
@@ -273,12 +339,15 @@ impl Store {
         }
         let rows = labels.len() as u64;
         let stamped = labels.into_iter().map(|l| (l, now)).collect();
-        if let Some(tx) = sender {
-            if tx.send(Record::Labels(stamped)).is_err() {
-                self.dropped(Kind::Labels, rows, "the store's writer stopped".into());
-            }
+        let Some(tx) = sender.filter(|_| rows > 0) else {
+            return Ok((outcomes, Written::now()));
+        };
+        let (written, waiting) = tokio::sync::oneshot::channel();
+        if tx.send(Record::Labels(stamped, written)).is_err() {
+            // The record, and with it `written`, is dropped: `waiting` says so.
+            self.dropped(Kind::Labels, rows, "the store's writer stopped".into());
         }
-        Ok(outcomes)
+        Ok((outcomes, Written(WrittenState::Waiting(waiting))))
     }
 
     fn send(&self, record: Record, kind: Kind, rows: u64) {
@@ -530,7 +599,7 @@ mod tests {
             at: None,
         };
         assert_eq!(
-            store.record_labels(vec![label]).unwrap(),
+            store.record_labels(vec![label]).unwrap().0,
             [LabelOutcome::Joined]
         );
         for id in ["b", "c", "d", "e", "f"] {
@@ -699,7 +768,10 @@ mod tests {
             faulty: true,
             at: None,
         };
-        assert_eq!(store.record_labels(vec![refused]), Err(StoreClosed));
+        assert!(matches!(
+            store.record_labels(vec![refused]),
+            Err(StoreClosed)
+        ));
         assert_eq!(store.ledger().counts().joined, 2);
         let status = store.status();
         assert_eq!((status.rows_written, status.rows_dropped), (15, 0));
@@ -782,5 +854,116 @@ mod tests {
         assert_eq!(status.rows_dropped, 2, "{status:?}");
         assert!(status.rows_written >= 1);
         assert!(metrics.store_errors.get() >= 1);
+    }
+
+    fn wafer_label(id: &str) -> Label {
+        Label {
+            id: id.into(),
+            faulty: true,
+            at: None,
+        }
+    }
+
+    /// Waits up to 10 s for `written` to resolve.
+    fn resolved(written: &mut Written) -> Option<bool> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(w) = written.is_written() {
+                return Some(w);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn labels_a_failing_disk_refuses_are_kept_until_written_and_only_then_said_written() {
+        let base = tempfile::tempdir().unwrap();
+        let blocker = base.path().join("blocked");
+        let dir = blocker.join("store");
+        let metrics = Arc::new(Metrics::new());
+        // The store's directory is made, then a file put in its place: nothing can be written.
+        let store = Store::open(settings(&dir), features(), metrics.clone());
+        std::fs::remove_dir_all(&blocker).unwrap();
+        std::fs::write(&blocker, b"").unwrap();
+        let (_, mut first) = store.record_labels(vec![wafer_label("a")]).unwrap();
+        let (_, mut second) = store.record_labels(vec![wafer_label("b")]).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.status().error.is_none() {
+            assert!(std::time::Instant::now() < deadline, "no error reported");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Tried again a few times, still refused: not said written, not dropped.
+        std::thread::sleep(4 * LABELS_RETRY);
+        assert_eq!(first.is_written(), None);
+        assert_eq!(second.is_written(), None);
+        assert_eq!(store.status().labels_dropped, 0, "{:?}", store.status());
+        // The disk is back: both are written by the next try, and only then said so (and
+        // said again when asked again, awaited or not).
+        std::fs::remove_file(&blocker).unwrap();
+        assert_eq!(resolved(&mut first), Some(true));
+        assert_eq!(first.is_written(), Some(true));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let awaited = |w: &mut Written| {
+            runtime.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(10), w).await
+            })
+        };
+        assert_eq!(awaited(&mut second), Ok(true));
+        assert_eq!(second.is_written(), Some(true));
+        assert_eq!(awaited(&mut second), Ok(true));
+        let status = store.status();
+        assert_eq!((status.labels_written, status.labels_dropped), (2, 0));
+        store.close();
+        let again = Store::open(settings(&dir), features(), metrics);
+        assert_eq!(again.status().labels_recovered, 2);
+        assert_eq!(again.ledger().counts().pending, 2);
+        again.close();
+    }
+
+    #[test]
+    fn labels_still_refused_when_the_store_closes_are_said_given_up() {
+        let base = tempfile::tempdir().unwrap();
+        let blocker = base.path().join("blocked");
+        let store = Store::open(
+            settings(&blocker.join("store")),
+            features(),
+            Arc::new(Metrics::new()),
+        );
+        std::fs::remove_dir_all(&blocker).unwrap();
+        std::fs::write(&blocker, b"").unwrap();
+        let (_, mut written) = store.record_labels(vec![wafer_label("a")]).unwrap();
+        store.close();
+        assert_eq!(resolved(&mut written), Some(false));
+        assert_eq!(store.status().labels_dropped, 1);
+        // And labels without a directory to write to need no wait.
+        let memory = Store::open(
+            StoreSettings {
+                dir: None,
+                ..settings(base.path())
+            },
+            features(),
+            Arc::new(Metrics::new()),
+        );
+        let (_, mut now) = memory.record_labels(vec![wafer_label("a")]).unwrap();
+        assert_eq!(now.is_written(), Some(true));
+    }
+
+    #[test]
+    fn labels_are_written_without_waiting_for_the_scored_rows_linger() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(settings(dir.path()), features(), Arc::new(Metrics::new()));
+        // Scored rows lingering in the writer do not hold the label back.
+        store.record_scored(batch(&["a"], 0.9));
+        let (_, mut written) = store.record_labels(vec![wafer_label("a")]).unwrap();
+        assert_eq!(resolved(&mut written), Some(true));
+        assert_eq!(store.status().rows_written, 0, "{:?}", store.status());
+        store.close();
+        assert_eq!(store.status().rows_written, 1);
     }
 }

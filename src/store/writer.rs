@@ -16,6 +16,8 @@ pub(super) struct Writer {
     pub(super) segments: (Segments, Segments),
     /// Syncs and deletions, off the writer's path (done when the writer ends).
     pub(super) chores: Chores,
+    /// Labels not written yet (a failing disk refused them, or they just came).
+    pub(super) unwritten: UnwrittenLabels,
     pub(super) status: Arc<Mutex<StoreStatus>>,
     pub(super) metrics: Arc<Metrics>,
 }
@@ -89,13 +91,39 @@ impl Drop for Chores {
     }
 }
 
+/// Scored rows gathered for one write: for [`WRITE_LINGER`] after the first (up to
+/// [`WRITE_ROWS`] rows), since each Arrow message carries ~600 column headers and writing every
+/// micro-batch alone costs more than the rows (the writer fell behind at 5k rows/s).
+#[derive(Default)]
+struct Lingering {
+    batches: Vec<ScoredBatch>,
+    rows: usize,
+    until: Option<std::time::Instant>,
+}
+
+/// Told once a message's labels are written (dropped when they are given up).
+type Waiter = tokio::sync::oneshot::Sender<()>;
+
+/// Labels waiting to be written, each message's with who waits for it, oldest first.
+#[derive(Default)]
+pub(super) struct UnwrittenLabels {
+    groups: std::collections::VecDeque<(Vec<(Label, i64)>, Waiter)>,
+    labels: usize,
+    /// When to try again, after a failed write.
+    retry_at: Option<std::time::Instant>,
+    /// Labels came since the last try.
+    fresh: bool,
+}
+
 impl Writer {
     pub(super) fn run(mut self, rx: Receiver<Record>) {
         // Old segments may have aged past max_days while faultline was down.
         self.retire(Kind::Scored);
         self.retire(Kind::Labels);
         let mut aged_out = std::time::Instant::now();
-        loop {
+        let mut scored = Lingering::default();
+        let mut open = true;
+        while open {
             // Old segments go when they pass max_days, whatever comes: every AGE_CHECK each
             // kind's open segment is closed once it spans SEGMENT_SPAN, and finished ones are
             // retired. Writing one kind checks only that kind's, so a stream of labels alone
@@ -105,39 +133,39 @@ impl Writer {
                 self.age_out();
                 aged_out = std::time::Instant::now();
             }
-            let first = match rx.recv_timeout(AGE_CHECK.saturating_sub(aged_out.elapsed())) {
-                Ok(first) => first,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            // What arrives within WRITE_LINGER of the first record goes out with it (up to
-            // WRITE_ROWS rows): each Arrow message carries ~600 column headers, so writing every
-            // micro-batch alone costs more than the rows (the writer fell behind at 5k rows/s).
-            let deadline = std::time::Instant::now() + WRITE_LINGER;
-            let mut rows = first.rows();
-            let mut records = vec![first];
-            while rows < WRITE_ROWS {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let next = match rx.recv_timeout(left) {
-                    Ok(r) => r,
-                    Err(_) => break,
-                };
-                rows += next.rows();
-                records.push(next);
-            }
-            // Scored rows and labels go to files of their own: each kind as one Arrow batch, in
-            // the order it arrived.
-            let mut scored: Vec<ScoredBatch> = vec![];
-            let mut labels: Vec<(Label, i64)> = vec![];
-            for record in records {
-                match record {
-                    Record::Scored(b) => scored.push(b),
-                    Record::Labels(l) => labels.extend(l),
+            let wake = [scored.until, self.unwritten.retry_at]
+                .into_iter()
+                .flatten()
+                .fold(aged_out + AGE_CHECK, std::cmp::Ord::min);
+            match rx.recv_timeout(wake.saturating_duration_since(std::time::Instant::now())) {
+                Ok(first) => {
+                    self.take(first, &mut scored);
+                    // And what else is queued, without waiting.
+                    while scored.rows < WRITE_ROWS {
+                        match rx.try_recv() {
+                            Ok(r) => self.take(r, &mut scored),
+                            Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                                open = false;
+                                break;
+                            }
+                        }
+                    }
                 }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
             }
-            self.write_scored(scored);
-            if !labels.is_empty() {
-                self.write(Record::Labels(labels));
+            // Labels go out as soon as they come: they are few and small, and their senders
+            // are answered only once they are written. Those a failing disk refused are tried
+            // again every LABELS_RETRY, and once more at the end.
+            if self.unwritten.due() || (!open && self.unwritten.labels > 0) {
+                self.write_labels(!open);
+            }
+            let due = !open
+                || scored.rows >= WRITE_ROWS
+                || scored.until.is_some_and(|t| std::time::Instant::now() >= t);
+            if due && !scored.batches.is_empty() {
+                self.write_scored(std::mem::take(&mut scored).batches);
             }
         }
         for kind in [Kind::Scored, Kind::Labels] {
@@ -149,6 +177,19 @@ impl Writer {
         }
     }
 
+    fn take(&mut self, record: Record, scored: &mut Lingering) {
+        match record {
+            Record::Scored(b) => {
+                scored.rows += b.ids.len();
+                scored.batches.push(b);
+                scored
+                    .until
+                    .get_or_insert(std::time::Instant::now() + WRITE_LINGER);
+            }
+            Record::Labels(l, waiter) => self.unwritten.push(l, waiter),
+        }
+    }
+
     fn write_scored(&mut self, batches: Vec<ScoredBatch>) {
         if batches.is_empty() {
             return;
@@ -157,27 +198,39 @@ impl Writer {
         let result = ScoredBatch::to_record_batch(&batches, &self.scored_schema)
             .map_err(|e| e.to_string())
             .and_then(|batch| self.append(Kind::Scored, &batch));
-        self.report(Kind::Scored, rows as u64, result);
+        self.report(Kind::Scored, rows as u64, rows as u64, result);
     }
 
-    fn write(&mut self, record: Record) {
-        {
-            let (kind, rows, result) = match record {
-                Record::Scored(b) => {
-                    self.write_scored(vec![b]);
-                    return;
+    /// Writes the labels waiting, as one batch; on success tells who waits for them. On
+    /// failure keeps them for a retry, giving up the oldest past [`MAX_UNWRITTEN_LABELS`], or
+    /// all of them when `last`.
+    fn write_labels(&mut self, last: bool) {
+        let labels: Vec<(Label, i64)> = self
+            .unwritten
+            .groups
+            .iter()
+            .flat_map(|(l, _)| l.iter().cloned())
+            .collect();
+        let result = segment::labels_batch(&labels, &self.labels_schema)
+            .map_err(|e| e.to_string())
+            .and_then(|batch| self.append(Kind::Labels, &batch));
+        let rows = labels.len() as u64;
+        match result {
+            Ok(()) => {
+                for (_, waiter) in std::mem::take(&mut self.unwritten).groups {
+                    let _ = waiter.send(());
                 }
-                Record::Labels(l) => {
-                    let r = segment::labels_batch(&l, &self.labels_schema)
-                        .map_err(|e| e.to_string())
-                        .and_then(|batch| self.append(Kind::Labels, &batch));
-                    (Kind::Labels, l.len(), r)
-                }
-            };
-            self.report(kind, rows as u64, result);
+                self.report(Kind::Labels, rows, 0, Ok(()));
+            }
+            Err(e) => {
+                let keep = if last { 0 } else { MAX_UNWRITTEN_LABELS };
+                let given_up = self.unwritten.give_up_beyond(keep);
+                self.unwritten.retry_at = Some(std::time::Instant::now() + LABELS_RETRY);
+                self.unwritten.fresh = false;
+                self.report(Kind::Labels, 0, given_up as u64, Err(e));
+            }
         }
     }
-
     fn slot(&mut self, kind: Kind) -> &mut Option<SegmentWriter> {
         match kind {
             Kind::Scored => &mut self.scored,
@@ -303,7 +356,8 @@ impl Writer {
         }
     }
 
-    fn report(&mut self, kind: Kind, rows: u64, result: Result<(), String>) {
+    /// Counts a write of `rows` (`Ok`) or its failure, which cost the store `dropped` rows.
+    fn report(&mut self, kind: Kind, rows: u64, dropped: u64, result: Result<(), String>) {
         let mut status = lock(&self.status);
         match result {
             Ok(()) => {
@@ -328,10 +382,10 @@ impl Writer {
                 self.metrics
                     .store_rows_dropped
                     .with_label_values(&[kind.name()])
-                    .inc_by(rows);
+                    .inc_by(dropped);
                 match kind {
-                    Kind::Scored => status.rows_dropped += rows,
-                    Kind::Labels => status.labels_dropped += rows,
+                    Kind::Scored => status.rows_dropped += dropped,
+                    Kind::Labels => status.labels_dropped += dropped,
                 }
                 if status.error.as_deref() != Some(&e) {
                     warn!(error = %e, "The store cannot write; scoring and publishing go on without it.");
@@ -340,5 +394,36 @@ impl Writer {
                 status.error = Some(e);
             }
         }
+    }
+}
+
+impl UnwrittenLabels {
+    fn push(&mut self, labels: Vec<(Label, i64)>, waiter: Waiter) {
+        self.labels += labels.len();
+        self.groups.push_back((labels, waiter));
+        self.fresh = true;
+    }
+
+    /// Whether to write now: labels came, or a retry is due.
+    fn due(&self) -> bool {
+        self.labels > 0
+            && (self.fresh
+                || self
+                    .retry_at
+                    .is_some_and(|t| std::time::Instant::now() >= t))
+    }
+
+    /// Drops the oldest groups until at most `keep` labels are left (their waiters learn they
+    /// were given up); returns how many labels went.
+    fn give_up_beyond(&mut self, keep: usize) -> usize {
+        let mut gone = 0;
+        while self.labels > keep {
+            let Some((l, _waiter)) = self.groups.pop_front() else {
+                break;
+            };
+            self.labels -= l.len();
+            gone += l.len();
+        }
+        gone
     }
 }

@@ -44,8 +44,9 @@ pub async fn labels(
         .to_ascii_lowercase();
     let max_rows = s.limits.max_rows;
     let metrics = s.metrics.clone();
-    let work = tokio::task::spawn_blocking(move || -> Result<Response, ApiError> {
-        let parsed = match kind.as_str() {
+    let work = tokio::task::spawn_blocking(
+        move || -> Result<(StatusCode, serde_json::Value, crate::store::Written), ApiError> {
+            let parsed = match kind.as_str() {
             // At most one row past the limit is read: enough to refuse the request.
             "text/csv" | "application/csv" => crate::labels::from_csv(&body, max_rows)
                 .map(|r| (r.labels, r.errors, r.unlabelled)),
@@ -59,46 +60,70 @@ pub async fn labels(
                 ))
             }
         };
-        let (labels, rejected, unlabelled) =
-            parsed.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
-        if labels.len() + rejected.len() + unlabelled > max_rows {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("more than {max_rows} labels in one request ([web] max_rows); split them"),
-            ));
-        }
-        let accepted = labels.len();
-        // Refused while stopping: nothing is counted, so a client that sends again later is
-        // counted once.
-        let outcomes = store
-            .record_labels(labels)
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-        metrics
-            .labels
-            .with_label_values(&["rejected"])
-            .inc_by(rejected.len() as u64);
-        let count = |o| outcomes.iter().filter(|x| **x == o).count();
-        let status = if accepted == 0 && !rejected.is_empty() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        };
-        Ok((
-            status,
-            Json(json!({
+            let (labels, rejected, unlabelled) =
+                parsed.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+            if labels.len() + rejected.len() + unlabelled > max_rows {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "more than {max_rows} labels in one request ([web] max_rows); split them"
+                    ),
+                ));
+            }
+            let accepted = labels.len();
+            // Refused while stopping: nothing is counted, so a client that sends again later is
+            // counted once.
+            let (outcomes, written) = store
+                .record_labels(labels)
+                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+            metrics
+                .labels
+                .with_label_values(&["rejected"])
+                .inc_by(rejected.len() as u64);
+            let count = |o| outcomes.iter().filter(|x| **x == o).count();
+            let status = if accepted == 0 && !rejected.is_empty() {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::OK
+            };
+            let body = json!({
                 "accepted": accepted,
                 "joined": count(LabelOutcome::Joined),
                 "relabelled": count(LabelOutcome::Relabelled),
                 "pending": count(LabelOutcome::Pending),
                 "rejected": rejected,
                 "unlabelled": unlabelled,
-            })),
-        )
-            .into_response())
-    });
-    work.await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            });
+            Ok((status, body, written))
+        },
+    );
+    let (status, body, written) = work
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    // Answered once the labels are on disk, as a label from the bus is acknowledged: a 200
+    // means a restart keeps them.
+    let stored = tokio::time::timeout(LABELS_WRITE_WAIT, written).await;
+    if stored != Ok(true) {
+        let store = s.store.as_ref().map(|st| st.status()).unwrap_or_default();
+        let again = "Send them again once /readyz shows the store without an error: a second label for a wafer replaces the first";
+        let message = match (stored, store.error) {
+            (Err(_), error) => format!(
+                "the labels were applied but are not on disk after {} s ({}); faultline keeps trying to write them, but a restart before it succeeds loses them. {again}",
+                LABELS_WRITE_WAIT.as_secs(),
+                error.as_deref().unwrap_or("the store's writer is behind"),
+            ),
+            (Ok(_), error) => format!(
+                "the labels were applied but the store gave them up unwritten ({}). {again}",
+                error.as_deref().unwrap_or("faultline is stopping"),
+            ),
+        };
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message));
+    }
+    Ok((status, Json(body)).into_response())
 }
+
+/// How long `POST /api/labels` waits for its labels to be written before it answers 503.
+const LABELS_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `GET /api/quality`: live quality of the serving model and the shadow, the label counts and
 /// the store's health.
