@@ -54,6 +54,9 @@ pub fn from_message(payload: &[u8]) -> Result<Label, String> {
 /// checked as JSON without being built, so a large body never becomes a large tree.
 pub fn from_json(body: &[u8], most: usize) -> Result<(Vec<Label>, Vec<LabelError>), String> {
     use serde::de::Deserializer as _;
+    // A file saved with a UTF-8 byte-order mark (as some Windows editors do), which JSON's RFC
+    // lets a reader ignore and serde_json refuses.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let mut de = serde_json::Deserializer::from_slice(body);
     let items = de
         .deserialize_any(Items { most })
@@ -372,6 +375,9 @@ mod tests {
                 .len(),
             1
         );
+        // A file with a byte-order mark reads as one without.
+        let bom = b"\xEF\xBB\xBF[{\"id\": \"a\", \"label\": 1}]";
+        assert_eq!(from_json(bom, 0).unwrap().0.len(), 1);
         for other in [&b"7"[..], b"\"x\"", b"null", b"true", b"[1] 2"] {
             assert!(from_json(other, 9).is_err(), "{other:?}");
         }
