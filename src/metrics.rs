@@ -57,6 +57,8 @@ pub const HTTP_SECONDS: &str = "faultline_http_request_seconds";
 
 /// `faultline_model_reloads_total{result}`
 pub const MODEL_RELOADS: &str = "faultline_model_reloads_total";
+/// `faultline_model_reload_failing`
+pub const MODEL_RELOAD_FAILING: &str = "faultline_model_reload_failing";
 /// `faultline_kafka_consumer_lag{topic,partition}`
 pub const KAFKA_CONSUMER_LAG: &str = "faultline_kafka_consumer_lag";
 
@@ -147,6 +149,8 @@ pub struct Metrics {
     pub verdicts: IntCounterVec,
     /// Model reloads by result (`ok`, `failed`).
     pub model_reloads: IntCounterVec,
+    /// 1 while the last reload of `[model] dir` failed.
+    pub model_reload_failing: IntGauge,
     /// Sensors whose recent median or missing rate left their training range.
     pub drift_sensors: IntGauge,
     /// Share of missing sensor cells over the drift window.
@@ -355,6 +359,10 @@ impl Metrics {
             "Model reloads and promotions by result: ok (swapped in) or failed (the old model kept serving).",
             &["result"],
         );
+        let model_reload_failing = int_gauge(
+            MODEL_RELOAD_FAILING,
+            "1 while the model in [model] dir could not be loaded at the last reload (the previous one keeps serving); 0 at start and once a reload succeeds. Promotions leave it as it is.",
+        );
         let kafka_consumer_lag = IntGaugeVec::new(
             Opts::new(
                 KAFKA_CONSUMER_LAG,
@@ -468,6 +476,7 @@ impl Metrics {
             model_threshold,
             verdicts,
             model_reloads,
+            model_reload_failing,
             drift_sensors,
             missing_ratio,
             score_mean,
@@ -628,6 +637,7 @@ mod tests {
             MISSING_RATIO,
             SCORE_MEAN,
             MODEL_RELOADS,
+            MODEL_RELOAD_FAILING,
             LABELS,
             LABELS_PENDING,
             QUALITY_ROC_AUC,

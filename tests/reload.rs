@@ -211,11 +211,18 @@ async fn the_api_swaps_in_a_checked_model_and_refuses_a_broken_or_incompatible_o
     for line in [
         "faultline_model_reloads_total{result=\"ok\"} 1".to_string(),
         "faultline_model_reloads_total{result=\"failed\"} 2".to_string(),
+        "faultline_model_reload_failing 1".to_string(),
         format!("faultline_model_info{{version=\"{v2}\"}} 1"),
     ] {
         assert!(m.contains(&line), "missing `{line}` in:\n{m}");
     }
     assert!(!m.contains(&format!("version=\"{v1}\"")), "{m}");
+    // The whole model copied in at last: taken, and the gauge the alert reads goes back to 0.
+    install(dir.path(), &onnx2, &card2);
+    let (code, body) = http(app.web_addr, "POST", "/api/model/reload", &auth, "").await;
+    assert_eq!(code, 200, "{body}");
+    let m = http_get(app.web_addr, "/metrics").await;
+    assert!(m.contains("faultline_model_reload_failing 0"), "{m}");
     app.shutdown().await.unwrap();
     drop(onnx);
 }

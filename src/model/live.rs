@@ -248,6 +248,7 @@ impl LiveModel {
                 if let Some(m) = &self.inner.metrics {
                     m.set_model(model.version(), model.threshold());
                     m.model_reloads.with_label_values(&["ok"]).inc();
+                    m.model_reload_failing.set(0);
                 }
                 info!(trigger, from = %status.previous_version, to = %status.version, "Reloaded the model; new batches are scored by it.");
                 self.write(|s| s.model = model);
@@ -255,6 +256,7 @@ impl LiveModel {
             Err(ref e) => {
                 if let Some(m) = &self.inner.metrics {
                     m.model_reloads.with_label_values(&["failed"]).inc();
+                    m.model_reload_failing.set(1);
                 }
                 error!(trigger, error = %e, version = %previous.version(), "The model reload failed; the model in service keeps serving.");
             }
@@ -288,6 +290,7 @@ impl LiveModel {
                 if let Some(m) = &self.inner.metrics {
                     m.set_shadow(Some(model.version()));
                     m.model_reloads.with_label_values(&["ok"]).inc();
+                    m.model_reload_failing.set(0);
                 }
                 info!(trigger, serving = %serving.version(), from = %shadow.as_ref().map_or("", |s| s.version()), to = %model.version(), "Reloaded [model] dir's model, which runs as the shadow since a promotion; the promoted model keeps serving (promote again to serve the new one).");
                 self.write(|s| s.shadow = Some(model));
@@ -295,6 +298,7 @@ impl LiveModel {
             Err(ref e) => {
                 if let Some(m) = &self.inner.metrics {
                     m.model_reloads.with_label_values(&["failed"]).inc();
+                    m.model_reload_failing.set(1);
                 }
                 error!(trigger, error = %e, version = %serving.version(), "The model reload failed; the models in service keep running.");
             }
