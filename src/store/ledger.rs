@@ -145,6 +145,14 @@ impl Ledger {
         }
         self.pending_order.push_back((label.id.clone(), now_ms));
         self.pending.insert(label.id.clone(), (label, now_ms));
+        // Entries of labels that joined their row or were replaced stay in the arrival order
+        // until they would expire (a day): dropped here once they outnumber the limit, or labels
+        // that usually come before their rows would grow it without bound.
+        if self.pending_order.len() > 2 * self.limits.max_pending.max(1) {
+            let pending = &self.pending;
+            self.pending_order
+                .retain(|(id, at)| pending.get(id).is_some_and(|(_, t)| t == at));
+        }
         while self.pending.len() > self.limits.max_pending {
             match self.pending_order.pop_front() {
                 Some((id, at)) => {
@@ -332,6 +340,30 @@ mod tests {
         assert_eq!(l.counts().pending, 1);
         assert_eq!(l.expire(1005), 1);
         assert_eq!(l.counts().expired, 3);
+    }
+
+    #[test]
+    fn labels_that_come_before_their_rows_keep_the_waiting_order_bounded() {
+        let mut l = Ledger::new(limits());
+        for i in 0..1000 {
+            let id = format!("w{i}");
+            assert_eq!(l.label(label(&id, true), i), LabelOutcome::Pending);
+            // A second label for a waiting wafer replaces the first.
+            l.label(label(&id, false), i);
+            assert!(l.scored(&id, i, v(0.5)));
+            assert!(
+                l.pending_order.len() <= 2 * limits().max_pending + 1,
+                "{} entries after {i}",
+                l.pending_order.len()
+            );
+        }
+        assert_eq!(l.counts().pending, 0);
+        assert_eq!(l.counts().expired, 0);
+        // What still waits is kept, in order.
+        l.label(label("late", true), 2000);
+        l.label(label("later", true), 2001);
+        assert_eq!(l.expire(2000 + limits().pending_ttl_ms), 1);
+        assert_eq!(l.counts().pending, 1);
     }
 
     #[test]
