@@ -486,6 +486,33 @@ async fn a_label_is_acknowledged_only_once_on_disk_so_a_kill_9_loses_none() {
     .await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("not on disk"), "{body}");
+    // Memory stays bounded: past 100,000 labels waiting for the disk, more are refused and not
+    // applied.
+    let csv = ("Content-Type", "text/csv");
+    let many: String = std::iter::once("id,Good/Bad\n".to_string())
+        .chain((0..100_000).map(|i| format!("many-{i},1\n")))
+        .collect();
+    let (status, body) = http(d.web, "POST", "/api/labels", &[AUTH, csv], &many).await;
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = http(
+        d.web,
+        "POST",
+        "/api/labels",
+        &[AUTH, csv],
+        "id,Good/Bad\nmore,1\n",
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("100004 labels already wait for it; these were not applied"),
+        "{body}"
+    );
+    let q = quality(&d).await;
+    assert_eq!(
+        q["labels"]["received"], 100_004,
+        "the last one was not applied: {q}"
+    );
+    assert_eq!(q["store"]["labels_waiting"], 100_004, "{q}");
     // Killed with the labels applied but not on disk: they were never acknowledged...
     d.kill9();
     std::fs::remove_file(&blocker).unwrap();
@@ -515,5 +542,58 @@ async fn a_label_is_acknowledged_only_once_on_disk_so_a_kill_9_loses_none() {
     c.publish("loop/labels", label.to_string()).await;
     let q = quality_until(&d, "the fifth label", |q| q["labels"]["pending"] == 5).await;
     assert_eq!(q["labels"]["received"], 5, "sent again: {q}");
+    assert!(d.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_labels_held_by_a_failing_disk_is_prompt_and_loses_none() {
+    // A broker that sends a client every message at once, unacknowledged or not.
+    let work = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let _broker = common::mosquitto_with(
+        work.path(),
+        &format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n"),
+        &[port],
+    );
+    let blocker = work.path().join("blocked");
+    let env = daemon_env(port, &blocker.join("store"), &[]);
+    let c = Client::connect(port, "loop-test", &[]).await;
+    let mut d = Daemon::start(&env).await;
+    std::fs::remove_dir_all(&blocker).unwrap();
+    std::fs::write(&blocker, b"").unwrap();
+    // More than faultline holds unacknowledged (1,024) and reads ahead (256): its reader waits
+    // for room when the stop comes.
+    let n = 1500;
+    for i in 0..n {
+        let label = serde_json::json!({"id": format!("held-{i}"), "label": 1});
+        c.publish("loop/labels", label.to_string()).await;
+    }
+    quality_until(&d, "1,024 labels held", |q| {
+        q["labels"]["received"] == 1024 && q["store"]["labels_waiting"] == 1024
+    })
+    .await;
+    // The stop does not wait on the disk: no close outlasts the grace period (it used to, and
+    // said the broker held it).
+    d.sigterm();
+    let status = d.wait_exit(Duration::from_secs(60)).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let log = d.log_text();
+    assert!(!log.contains("did not let faultline close"), "{log}");
+    assert!(!log.contains("grace period ended"), "{log}");
+    // Nothing was acknowledged, so all of them come again, and are written this time.
+    std::fs::remove_file(&blocker).unwrap();
+    let d = Daemon::start(&env).await;
+    quality_until(&d, "every label read again and written", |q| {
+        q["labels"]["pending"] == n && q["store"]["labels_written"] == n
+    })
+    .await;
+    // Once written they were acknowledged: after a restart and one more label (delivered after
+    // any sent again), n + 1 were received in all.
+    assert!(d.terminate().success());
+    let d = Daemon::start(&env).await;
+    let label = serde_json::json!({"id": "last", "label": -1});
+    c.publish("loop/labels", label.to_string()).await;
+    let q = quality_until(&d, "the last label", |q| q["labels"]["pending"] == n + 1).await;
+    assert_eq!(q["labels"]["received"], n + 1, "sent again: {q}");
     assert!(d.terminate().success());
 }

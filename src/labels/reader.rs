@@ -75,16 +75,18 @@ impl LabelsReader {
         self.failure.clone()
     }
 
-    /// Stops reading, applies what was read, and disconnects.
+    /// Stops reading, applies what was read, acknowledges what is written (for up to 2 s),
+    /// and disconnects.
     pub async fn close(self) {
         self.stop.send_replace(true);
+        // Before disconnecting: the acknowledgements go out on the connection.
+        if let Ok(publisher) = self.apply.await {
+            publisher.close().await;
+        }
         if let Some(client) = &self.on_stop {
             let _ = client.disconnect().await;
         }
         let _ = self.reader.await;
-        if let Ok(publisher) = self.apply.await {
-            publisher.close().await;
-        }
         #[cfg(feature = "kafka")]
         if let Some(consumer) = self.consumer {
             let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
@@ -132,14 +134,26 @@ pub fn start_mqtt(
     let acker = MqttAcker::new(client.clone(), driver.connection(), direct);
     let link = driver.link();
     let (tx, rx) = mpsc::channel(QUEUE);
-    let (stop, stopped) = watch::channel(false);
+    let (stop, mut stopped) = watch::channel(false);
+    let apply_stopped = stop.subscribe();
     let reader = tokio::spawn(async move {
+        // Dropped once stopping, so that `apply` ends after what was read; the loop goes on
+        // polling the connection, which writes the acknowledgements `apply` still hands over,
+        // until `close` disconnects it.
+        let mut tx = Some(tx);
         loop {
-            match driver.next().await {
+            let step = tokio::select! {
+                step = driver.next() => step,
+                _ = stopped.wait_for(|s| *s), if tx.is_some() => {
+                    tx = None;
+                    continue;
+                }
+            };
+            match step {
                 Step::Message(mut p, connection) => {
-                    if *stopped.borrow() {
+                    let Some(sender) = tx.clone() else {
                         continue;
-                    }
+                    };
                     // The acknowledgement needs only the packet id: the payload's share of
                     // rumqttc's read buffer goes now, as in the rows source.
                     let message = LabelMessage {
@@ -147,8 +161,12 @@ pub fn start_mqtt(
                         topic: std::mem::take(&mut p.topic),
                         ack: LabelAck::Mqtt(p, connection),
                     };
-                    if tx.send(message).await.is_err() {
-                        return;
+                    // Waiting for room (labels waiting for a failing disk) ends when stopping.
+                    tokio::select! {
+                        sent = sender.send(message) => if sent.is_err() {
+                            return;
+                        },
+                        _ = stopped.wait_for(|s| *s) => tx = None,
                     }
                 }
                 Step::Connected { .. } => {
@@ -163,11 +181,11 @@ pub fn start_mqtt(
     let apply = tokio::spawn(apply(
         rx,
         store,
-        publisher,
-        dead_letter_topic,
+        (publisher, dead_letter_topic),
         metrics,
         Some(acker),
         failed,
+        apply_stopped,
     ));
     LabelsReader {
         reader,
@@ -247,6 +265,7 @@ pub fn start_kafka(
     let link = consumer.context().link();
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop, mut stopped) = watch::channel(false);
+    let apply_stopped = stop.subscribe();
     let reader_consumer = consumer.clone();
     let reader = tokio::spawn(async move {
         info!(topic = %topic, group = %group, "Reading labels from Kafka.");
@@ -291,8 +310,12 @@ pub fn start_kafka(
                             m.offset(),
                         ),
                     };
-                    if tx.send(message).await.is_err() {
-                        return;
+                    // Waiting for room (labels waiting for a failing disk) ends when stopping.
+                    tokio::select! {
+                        sent = tx.send(message) => if sent.is_err() {
+                            return;
+                        },
+                        _ = stopped.wait_for(|s| *s) => return,
                     }
                 }
                 Err(e) => errors.failed(&topic, &e).await,
@@ -303,11 +326,11 @@ pub fn start_kafka(
     let apply = tokio::spawn(apply(
         rx,
         store,
-        publisher,
-        dead_letter_topic,
+        (publisher, dead_letter_topic),
         metrics,
         None,
         failed,
+        apply_stopped,
     ));
     Ok(LabelsReader {
         reader,
@@ -325,16 +348,16 @@ pub fn start_kafka(
 /// them holds the labels on the bus (the reader stops reading) rather than in memory.
 const UNWRITTEN: usize = 4 * QUEUE;
 
-/// Applies label messages in order, acknowledging each once it is written; returns the
-/// dead-letter publisher when the readers end.
+/// Applies label messages in order, acknowledging each once it is written; unreadable ones go to
+/// the dead-letter publisher and topic. Returns the publisher when the readers end.
 async fn apply(
     mut rx: mpsc::Receiver<LabelMessage>,
     store: Arc<Store>,
-    mut publisher: Publisher,
-    dead_letter_topic: String,
+    (mut publisher, dead_letter_topic): (Publisher, String),
     metrics: Arc<Metrics>,
     mut acker: Option<MqttAcker>,
     failed: watch::Sender<Option<String>>,
+    mut stopped: watch::Receiver<bool>,
 ) -> Publisher {
     let mut acked = publisher.acked();
     // Acknowledgements owed, in the order the messages came: each once its label is written
@@ -375,6 +398,8 @@ async fn apply(
             m = rx.recv(), if room => m,
             _ = async { (&mut owed.front_mut().expect("owed").1).await }, if !owed.is_empty() => continue,
             _ = tokio::time::sleep(std::time::Duration::from_millis(5)), if waiting(&acker) => continue,
+            // Full of labels a failing disk holds: stopping does not wait for them.
+            _ = stopped.wait_for(|s| *s), if !room => break,
         };
         let Some(m) = m else { break };
         // One over the rows' payload limit is not parsed: refused as it is (a reader takes
@@ -453,9 +478,10 @@ async fn apply(
             }
         }
     }
-    // Readers gone (shutting down): the labels applied are written within milliseconds (the
-    // store closes after this), then what is owed is handed over while the driver is still
-    // there (once it is gone, nothing waits).
+    // Stopping: the labels applied are written within milliseconds (the store closes after
+    // this), and what is owed is handed over while the driver still polls the connection
+    // (`close` disconnects it after this); what is not written within 2 s is read again at the
+    // next start.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
     while let Some((ack, written)) = owed.pop_front() {
         match tokio::time::timeout_at(deadline, written).await {

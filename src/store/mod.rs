@@ -57,8 +57,10 @@ pub struct StoreStatus {
     /// Labels written since start.
     pub labels_written: u64,
     /// Labels applied but given up before they were written: the daemon stopped while the disk
-    /// still refused them, or more than 100,000 waited for it. Kept and tried again until then.
+    /// still refused them (until then they are kept and tried again).
     pub labels_dropped: u64,
+    /// Labels applied that a failing disk has refused so far, tried again every second.
+    pub labels_waiting: u64,
     /// Scored rows read back from disk at start.
     pub rows_recovered: u64,
     /// Labels read back from disk at start.
@@ -97,10 +99,10 @@ type Segments = Vec<(SegmentFile, usize)>;
 const LABELS_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 #[cfg(test)]
 const LABELS_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
-/// Labels kept for a retry at most; past it, the oldest are given up (their messages were not
-/// acknowledged, so the bus sends them again after a restart). Labels on the bus wait for their
-/// write before the next are read (see `labels::reader`), so only the API can add this many.
-const MAX_UNWRITTEN_LABELS: usize = 100_000;
+/// Labels waiting for a failing disk past which `POST /api/labels` refuses more (without
+/// applying them). Labels on the bus wait for their write before more are read (at most 1,024
+/// messages, see `labels::reader`), so only the API could add without bound.
+pub const MAX_UNWRITTEN_LABELS: u64 = 100_000;
 
 enum Record {
     Scored(ScoredBatch),
@@ -111,7 +113,7 @@ enum Record {
 /// Resolves once the labels given to [`Store::record_labels`] are written: handed to the
 /// operating system, so that a killed daemon keeps them (at once when the store has no
 /// directory). `true` once written; `false` when the store gave them up: it stopped before it
-/// could write them, or more than [`MAX_UNWRITTEN_LABELS`] waited on a failing disk.
+/// could write them (the disk still refused them).
 #[derive(Debug)]
 pub struct Written(WrittenState);
 

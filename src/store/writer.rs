@@ -133,7 +133,11 @@ impl Writer {
                 self.age_out();
                 aged_out = std::time::Instant::now();
             }
-            let wake = [scored.until, self.unwritten.retry_at]
+            let retry = self
+                .unwritten
+                .retry_at
+                .filter(|_| self.unwritten.labels > 0);
+            let wake = [scored.until, retry]
                 .into_iter()
                 .flatten()
                 .fold(aged_out + AGE_CHECK, std::cmp::Ord::min);
@@ -202,8 +206,7 @@ impl Writer {
     }
 
     /// Writes the labels waiting, as one batch; on success tells who waits for them. On
-    /// failure keeps them for a retry, giving up the oldest past [`MAX_UNWRITTEN_LABELS`], or
-    /// all of them when `last`.
+    /// failure keeps them for a retry, or gives them up when `last` (the writer is stopping).
     fn write_labels(&mut self, last: bool) {
         let labels: Vec<(Label, i64)> = self
             .unwritten
@@ -223,8 +226,12 @@ impl Writer {
                 self.report(Kind::Labels, rows, 0, Ok(()));
             }
             Err(e) => {
-                let keep = if last { 0 } else { MAX_UNWRITTEN_LABELS };
-                let given_up = self.unwritten.give_up_beyond(keep);
+                // Dropping a waiter tells it the labels were given up.
+                let given_up = if last {
+                    std::mem::take(&mut self.unwritten).labels
+                } else {
+                    0
+                };
                 self.unwritten.retry_at = Some(std::time::Instant::now() + LABELS_RETRY);
                 self.unwritten.fresh = false;
                 self.report(Kind::Labels, 0, given_up as u64, Err(e));
@@ -359,6 +366,9 @@ impl Writer {
     /// Counts a write of `rows` (`Ok`) or its failure, which cost the store `dropped` rows.
     fn report(&mut self, kind: Kind, rows: u64, dropped: u64, result: Result<(), String>) {
         let mut status = lock(&self.status);
+        if kind == Kind::Labels {
+            status.labels_waiting = self.unwritten.labels as u64;
+        }
         match result {
             Ok(()) => {
                 self.metrics
@@ -411,19 +421,5 @@ impl UnwrittenLabels {
                 || self
                     .retry_at
                     .is_some_and(|t| std::time::Instant::now() >= t))
-    }
-
-    /// Drops the oldest groups until at most `keep` labels are left (their waiters learn they
-    /// were given up); returns how many labels went.
-    fn give_up_beyond(&mut self, keep: usize) -> usize {
-        let mut gone = 0;
-        while self.labels > keep {
-            let Some((l, _waiter)) = self.groups.pop_front() else {
-                break;
-            };
-            self.labels -= l.len();
-            gone += l.len();
-        }
-        gone
     }
 }

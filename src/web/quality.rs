@@ -70,6 +70,19 @@ pub async fn labels(
                     ),
                 ));
             }
+            // A failing disk already holds as many labels as faultline keeps for it: these are
+            // refused, not applied, so that memory stays bounded.
+            let status = store.status();
+            if status.labels_waiting >= crate::store::MAX_UNWRITTEN_LABELS {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the store cannot write ({}) and {} labels already wait for it; these were not applied. Send them again once /readyz shows the store without an error",
+                        status.error.as_deref().unwrap_or("the disk refuses them"),
+                        status.labels_waiting
+                    ),
+                ));
+            }
             let accepted = labels.len();
             // Refused while stopping: nothing is counted, so a client that sends again later is
             // counted once.
