@@ -64,6 +64,7 @@ DASHBOARD_METRICS = {
     "faultline_http_requests_total",
     "faultline_kafka_consumer_lag",
     "faultline_outputs_resent_total",
+    "faultline_model_reload_failing",
 }
 
 # Series that exist only on Kafka: the live fixture runs on the embedded MQTT broker, so these are
