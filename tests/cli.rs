@@ -28,13 +28,7 @@ fn score_writes_one_verdict_per_row_matching_the_library() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_sample(dir.path(), 300);
     let output = dir.path().join("out.csv");
-    let o = faultline(&[
-        "score",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let o = score_files(&input, &output);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("Scored 300 rows"), "{}", stderr(&o));
 
@@ -147,13 +141,7 @@ fn bad_input_exits_non_zero_with_one_line_and_writes_nothing() {
     text.push_str(&format!("Wafer-9,{}\n", cells.join(",")));
     std::fs::write(&input, text).unwrap();
     let output = dir.path().join("out.csv");
-    let o = faultline(&[
-        "score",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let o = score_files(&input, &output);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -400,15 +388,20 @@ fn replay_to_a_port_where_nothing_listens_names_the_address() {
     assert!(e.contains("--passes must be at least 1"), "{e}");
 }
 
-/// `faultline score --input input --output output`, which must succeed.
-fn score_into(input: &Path, output: &Path) {
-    let o = faultline(&[
+/// `faultline score --input input --output output`.
+fn score_files(input: &Path, output: &Path) -> std::process::Output {
+    faultline(&[
         "score",
         "--input",
         input.to_str().unwrap(),
         "--output",
         output.to_str().unwrap(),
-    ]);
+    ])
+}
+
+/// [`score_files`], which must succeed.
+fn score_into(input: &Path, output: &Path) {
+    let o = score_files(input, output);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -506,13 +499,7 @@ fn score_writes_into_a_pipe_and_leaves_it_a_pipe() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
     };
-    let o = faultline(&[
-        "score",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        fifo.to_str().unwrap(),
-    ]);
+    let o = score_files(&input, &fifo);
     assert!(o.status.success(), "{}", stderr(&o));
     // First: still a pipe (were it replaced, the reader would wait for a writer for ever).
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());

@@ -452,6 +452,13 @@ async fn late_labels_give_live_quality_that_matches_scikit_learn_across_a_restar
     assert!(d.terminate().success());
 }
 
+/// `POST /api/labels` with one label, for the wafer `api-1`.
+async fn post_one_label(d: &Daemon) -> (u16, String) {
+    let json = ("Content-Type", "application/json");
+    let body = r#"{"id": "api-1", "label": 1}"#;
+    http(d.web, "POST", "/api/labels", &[AUTH, json], body).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_label_is_acknowledged_only_once_on_disk_so_a_kill_9_loses_none() {
     let broker = Mosquitto::start();
@@ -475,15 +482,7 @@ async fn a_label_is_acknowledged_only_once_on_disk_so_a_kill_9_loses_none() {
     assert_eq!(q["store"]["labels_written"], 0, "{q}");
     assert_eq!(q["store"]["labels_dropped"], 0, "kept for a retry: {q}");
     // The API says so too, rather than 200.
-    let json = ("Content-Type", "application/json");
-    let (status, body) = http(
-        d.web,
-        "POST",
-        "/api/labels",
-        &[AUTH, json],
-        r#"{"id": "api-1", "label": 1}"#,
-    )
-    .await;
+    let (status, body) = post_one_label(&d).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("not on disk"), "{body}");
     // Memory stays bounded: past 100,000 labels waiting for the disk, more are refused and not
@@ -522,14 +521,7 @@ async fn a_label_is_acknowledged_only_once_on_disk_so_a_kill_9_loses_none() {
         q["labels"]["pending"] == 3 && q["store"]["labels_written"] == 3
     })
     .await;
-    let (status, body) = http(
-        d.web,
-        "POST",
-        "/api/labels",
-        &[AUTH, json],
-        r#"{"id": "api-1", "label": 1}"#,
-    )
-    .await;
+    let (status, body) = post_one_label(&d).await;
     assert_eq!(status, 200, "{body}");
     assert!(d.terminate().success());
     let d = Daemon::start(&env).await;
