@@ -589,19 +589,10 @@ async fn labels_on_a_kafka_topic_join_their_rows_and_bad_ones_are_dead_lettered(
     labels.push(r#"{"id": "W-later", "label": -1}"#.into());
     cluster.publish(&producer, &labels_topic, &labels).await;
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let quality = loop {
-        let r = http_get(app.web_addr, "/api/quality").await;
-        let body: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
-        if body["labels"]["joined"] == 40 && body["labels"]["pending"] == 1 {
-            break body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "labels never joined: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let quality = quality_until(app.web_addr, "40 labels joined", |q| {
+        q["labels"]["joined"] == 40 && q["labels"]["pending"] == 1
+    })
+    .await;
     let q = &quality["models"][0]["quality"];
     assert_eq!(
         (q["labelled"].as_u64(), q["positives"].as_u64()),
@@ -683,6 +674,139 @@ async fn a_labels_dead_letter_refused_for_good_stops_the_daemon() {
         wait_metric(app.web_addr, &[counted]).await;
     }
     let _ = app.shutdown().await;
+}
+
+/// `/api/quality` at `addr`, once it satisfies `done` (within 60 s).
+async fn quality_until(
+    addr: std::net::SocketAddr,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = http_get(addr, "/api/quality").await;
+        let body: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never happened: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A label's offset is stored for the group's commit only once the label is on disk, as an MQTT
+/// label's PUBACK is sent (`closed_loop.rs`): killed with labels applied but refused by the disk,
+/// the daemon reads them again after a restart and writes them; once written they are committed
+/// and not read a third time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_is_committed_only_once_on_disk_so_a_kill_9_loses_none() {
+    let cluster = Cluster::start();
+    let t = topics("labels-kill9");
+    create(&cluster, &t, 1).await;
+    let labels_topic = format!("{}.labels", t.rows);
+    cluster.topic(&labels_topic, 1).await;
+    let work = tempfile::tempdir().unwrap();
+    let blocker = work.path().join("blocked");
+    let store = blocker.join("store");
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            ("FAULTLINE_LABELS__TOPIC", &labels_topic),
+            ("FAULTLINE_STORE__DIR", store.to_str().unwrap()),
+            // Stored offsets are committed every 100 ms: one stored before its label is written
+            // would be committed long before the kill below.
+            (
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__AUTO_COMMIT_INTERVAL_MS",
+                "100",
+            ),
+        ],
+    );
+    let producer = cluster.producer();
+    let labels = |ids: &[&str]| -> Vec<String> {
+        ids.iter()
+            .map(|id| serde_json::json!({"id": id, "label": 1}).to_string())
+            .collect()
+    };
+    let d = common::Daemon::start(&env).await;
+    // The disk fails: a file where the store's directory was.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    std::fs::write(&blocker, b"").unwrap();
+    cluster
+        .publish(
+            &producer,
+            &labels_topic,
+            &labels(&["late-1", "late-2", "late-3"]),
+        )
+        .await;
+    let q = quality_until(d.web, "3 labels applied on a failing disk", |q| {
+        q["labels"]["pending"] == 3 && !q["store"]["error"].is_null()
+    })
+    .await;
+    assert_eq!(q["store"]["labels_written"], 0, "{q}");
+    // Three failed writes (a retry a second): thirty commit intervals.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while common::counter_or_zero(d.web, "faultline_store_errors_total ").await < 3.0 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", d.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing committed.
+    let group = format!(
+        "{}-g.labels.{}",
+        t.rows,
+        faultline::config::host_name().unwrap()
+    );
+    let committed = || {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&labels_topic, 0);
+        let probe = cluster.consumer(&group);
+        let c = probe
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        c.elements()[0].offset()
+    };
+    assert_eq!(committed(), Offset::Invalid, "{}", d.log_text());
+    let first_log = d.kill9();
+    std::fs::remove_file(&blocker).unwrap();
+    // Never committed, so read again (after the killed member's session ends), and written.
+    let d = common::Daemon::start(&env).await;
+    let q = quality_until(d.web, "the 3 labels read again and written", |q| {
+        q["labels"]["pending"] == 3 && q["store"]["labels_written"] == 3
+    })
+    .await;
+    assert_eq!(
+        q["labels"]["received"], 3,
+        "{q}\n== the killed daemon's log:\n{first_log}"
+    );
+    // Written, so committed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while committed() != Offset::Offset(3) {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", committed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(d.terminate().success());
+    // Written, then committed: after a restart they are read back from the store, not the bus.
+    let d = common::Daemon::start(&env).await;
+    let q = quality_until(d.web, "the store read back", |q| {
+        q["store"]["labels_recovered"] == 3
+    })
+    .await;
+    assert_eq!(q["labels"]["pending"], 3, "{q}");
+    cluster
+        .publish(&producer, &labels_topic, &labels(&["late-4"]))
+        .await;
+    let q = quality_until(d.web, "the fourth label", |q| q["labels"]["pending"] == 4).await;
+    // Received: the 3 read back and this one, none of them from the bus again.
+    assert_eq!(
+        q["labels"]["received"],
+        4,
+        "read again: {q}\n{}",
+        d.log_text()
+    );
+    assert!(d.terminate().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
