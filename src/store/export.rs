@@ -75,9 +75,10 @@ pub fn export(
         };
         summary.segments += 1;
         summary.cut_short += usize::from(cut.is_some());
+        let named = |e: String| format!("{}: {e}", file.path.display());
         for b in &batches {
-            let ids = segment::column::<StringArray>(b, "id")?;
-            let label = segment::column::<Int8Array>(b, "label")?;
+            let ids = segment::column::<StringArray>(b, "id").map_err(named)?;
+            let label = segment::column::<Int8Array>(b, "label").map_err(named)?;
             for i in 0..b.num_rows() {
                 labels.insert(ids.value(i).to_string(), label.value(i));
             }
@@ -89,8 +90,9 @@ pub fn export(
         let Some((batches, _)) = read(&file.path, Some(vec![0])) else {
             continue;
         };
+        let named = |e: String| format!("{}: {e}", file.path.display());
         for (b, batch) in batches.iter().enumerate() {
-            let ids = segment::column::<StringArray>(batch, "id")?;
+            let ids = segment::column::<StringArray>(batch, "id").map_err(named)?;
             for r in 0..batch.num_rows() {
                 last.insert(ids.value(r).to_string(), (s, b, r));
             }
@@ -116,9 +118,11 @@ pub fn export(
         };
         summary.segments += 1;
         summary.cut_short += usize::from(cut.is_some());
+        let named = |e: String| format!("{}: {e}", file.path.display());
         for (b, batch) in batches.iter().enumerate() {
-            let ids = segment::column::<StringArray>(batch, "id")?;
-            let at = segment::column::<TimestampMillisecondArray>(batch, "scored_at")?;
+            let ids = segment::column::<StringArray>(batch, "id").map_err(named)?;
+            let at =
+                segment::column::<TimestampMillisecondArray>(batch, "scored_at").map_err(named)?;
             // The rows this batch gives (each wafer's last scoring, in the range, labelled if
             // asked), chosen first: a batch that gives none is not held to the header's features
             // (so --since can leave out an earlier model's rows, as the error below advises).
@@ -130,10 +134,15 @@ pub fn export(
                         && (!options.labelled_only || labels.contains_key(id))
                 })
                 .collect();
-            let features: Vec<String> = batch.schema().fields()[segment::SCORED_FIXED_COLUMNS..]
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
+            let schema = batch.schema();
+            let Some(features) = schema.fields().get(segment::SCORED_FIXED_COLUMNS..) else {
+                return Err(named(format!(
+                    "a scored segment has at least {} columns; this one has {}",
+                    segment::SCORED_FIXED_COLUMNS,
+                    schema.fields().len()
+                )));
+            };
+            let features: Vec<String> = features.iter().map(|f| f.name().clone()).collect();
             latest.clone_from(&features);
             if keep.is_empty() {
                 continue;
@@ -318,6 +327,44 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             ",Sensor-1,Sensor-2,Good/Bad,Time\n"
+        );
+    }
+
+    /// A file named as a scored segment but holding fewer columns than one (a trimmed copy)
+    /// is refused, naming it; it used to panic.
+    #[test]
+    fn a_scored_segment_with_too_few_columns_is_named() {
+        use arrow_array::{StringArray, TimestampMillisecondArray};
+        use arrow_schema::{DataType, Field, Schema, TimeUnit};
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new(
+                "scored_at",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                false,
+            ),
+        ]));
+        let batch = arrow_array::RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a"])),
+                Arc::new(TimestampMillisecondArray::from(vec![1_000]).with_timezone("UTC")),
+            ],
+        )
+        .unwrap();
+        let path = dir.path().join("scored-00000001.arrows");
+        let mut w = arrow_ipc::writer::StreamWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            &schema,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        let e = export(dir.path(), &ExportOptions::default(), vec![]).unwrap_err();
+        assert!(
+            e.contains("scored-00000001.arrows") && e.contains("this one has 2"),
+            "{e}"
         );
     }
 

@@ -47,7 +47,8 @@ pub struct StoreStatus {
     /// The directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
-    /// The last write failed (and why); cleared by the next write that succeeds.
+    /// A write failed (and why): the last of scored rows or of labels, until a write of the same
+    /// kind succeeds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Scored rows written since start.
@@ -251,6 +252,7 @@ impl Store {
                     unwritten: writer::UnwrittenLabels::default(),
                     status: status.clone(),
                     metrics: metrics.clone(),
+                    failing: Default::default(),
                 };
                 let handle = std::thread::Builder::new()
                     .name("faultline-store".into())
@@ -438,7 +440,11 @@ fn recover(
     for file in labels {
         let mut rows = 0;
         match segment::read(&file.path, None) {
-            Ok((batches, _)) => {
+            Ok((batches, cut)) => {
+                if let Some(cut) = cut {
+                    // Labels after the cut were not acknowledged: the bus sends them again.
+                    warn!(reason = %cut, "A label segment ends early (the daemon was stopped mid-write); its whole batches are kept.");
+                }
                 for b in &batches {
                     match read_labels(b, &mut received) {
                         Ok(n) => rows += n,
@@ -856,6 +862,101 @@ mod tests {
         assert_eq!(status.rows_dropped, 2, "{status:?}");
         assert!(status.rows_written >= 1);
         assert!(metrics.store_errors.get() >= 1);
+    }
+
+    /// Waits up to 10 s for `done`.
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn an_error_writing_scored_rows_is_not_cleared_by_labels_written_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let store = Store::open(settings(dir.path()), features(), metrics.clone());
+        store.record_scored(batch(&["a", "b"], 0.1));
+        wait_for("2 rows written", || store.status().rows_written == 2);
+        store.close();
+        // A foreign file with the last number a segment can have: no scored segment can follow
+        // it (the number used to wrap to 0, or overflow on the writer's thread), while labels
+        // are still written.
+        let last = dir.path().join(format!("scored-{}.arrows", u64::MAX));
+        std::fs::write(&last, b"").unwrap();
+        let store = Store::open(settings(dir.path()), features(), metrics.clone());
+        store.record_scored(batch(&["c"], 0.1));
+        wait_for("a row dropped", || store.status().rows_dropped == 1);
+        let (_, mut written) = store.record_labels(vec![wafer_label("c")]).unwrap();
+        assert_eq!(resolved(&mut written), Some(true));
+        let status = store.status();
+        assert_eq!(status.labels_written, 1, "{status:?}");
+        // Still said: the label written since did not clear it.
+        let error = status.error.unwrap_or_default();
+        assert!(
+            error.contains(&format!("{} has the last number", last.display())),
+            "{error}"
+        );
+        assert_eq!(metrics.store_healthy.get(), 0);
+        // A scored write that succeeds clears it.
+        std::fs::remove_file(&last).unwrap();
+        store.record_scored(batch(&["d"], 0.1));
+        wait_for("a row written", || store.status().rows_written == 1);
+        assert_eq!(store.status().error, None);
+        assert_eq!(metrics.store_healthy.get(), 1);
+        store.close();
+        let listed = segments(dir.path(), Kind::Scored).unwrap();
+        assert_eq!(listed.iter().map(|s| s.seq).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn only_names_the_store_writes_are_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "scored-5.arrows",
+            "scored-+0000005.arrows",
+            "scored-00000007.arrows",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let listed = segments(dir.path(), Kind::Scored).unwrap();
+        assert_eq!(listed.iter().map(|s| s.seq).collect::<Vec<_>>(), [7]);
+    }
+
+    #[test]
+    fn a_segment_deleted_by_hand_does_not_hold_up_the_age_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.segment_rows = 2;
+        s.max_rows = 100;
+        s.max_days = Some(1);
+        let store = Store::open(s, features(), Arc::new(Metrics::new()));
+        let scored = || segments(dir.path(), Kind::Scored).unwrap();
+        for (n, ids) in [["a", "b"], ["c", "d"], ["e", "f"]].iter().enumerate() {
+            store.record_scored(batch(ids, 0.1));
+            wait_for("written", || {
+                store.status().rows_written == 2 * (n as u64 + 1)
+            });
+        }
+        let [first, second, _open] = &scored()[..] else {
+            panic!("{:?}", scored());
+        };
+        // Someone deletes the oldest file to free space; the next one is past max_days.
+        std::fs::remove_file(&first.path).unwrap();
+        let two_days_ago =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&second.path)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        wait_for("the old segment behind the deleted one deleted", || {
+            !second.path.exists()
+        });
+        store.close();
     }
 
     fn wafer_label(id: &str) -> Label {

@@ -67,7 +67,9 @@ pub fn list(dir: &Path, kind: Kind) -> std::io::Result<Vec<SegmentFile>> {
         let Some(seq) = name
             .strip_prefix(&prefix)
             .and_then(|rest| rest.strip_suffix(&format!(".{EXTENSION}")))
-            .and_then(|n| n.parse::<u64>().ok())
+            // Only names this store writes: `scored-5.arrows` or `scored-+5.arrows` would share
+            // a number with `scored-00000005.arrows`, in no defined order.
+            .and_then(|n| n.parse::<u64>().ok().filter(|seq| format!("{seq:08}") == n))
         else {
             continue;
         };

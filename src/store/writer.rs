@@ -20,6 +20,10 @@ pub(super) struct Writer {
     pub(super) unwritten: UnwrittenLabels,
     pub(super) status: Arc<Mutex<StoreStatus>>,
     pub(super) metrics: Arc<Metrics>,
+    /// Why the last write of scored rows, and of labels, failed; each cleared only by a write of
+    /// its own kind, so that small label writes that still fit on a nearly full disk do not
+    /// clear the error of the scored rows it refuses (the status flapped every second).
+    pub(super) failing: (Option<String>, Option<String>),
 }
 
 /// Slow file work the writer hands to a thread of its own: syncing a finished segment (~100 MB)
@@ -278,11 +282,14 @@ impl Writer {
     fn close_open(&mut self, kind: Kind) -> Result<(), String> {
         if let Some(w) = self.slot(kind).take() {
             let done = (w.file.clone(), w.rows);
+            let path = done.0.path.clone();
+            // Finished even when its end cannot be written (a full disk): its rows are on disk
+            // and read back, and retention must still count it and delete it in turn.
+            let closed = w.close();
+            self.finished(kind).push(done);
             // The data is with the operating system; the sync to disk is a chore (a failure
             // there is logged).
-            let file = w.close()?;
-            self.chores.push(Chore::Sync(file, done.0.path.clone()));
-            self.finished(kind).push(done);
+            self.chores.push(Chore::Sync(closed?, path));
         }
         Ok(())
     }
@@ -300,10 +307,18 @@ impl Writer {
         if self.slot(kind).is_none() {
             std::fs::create_dir_all(&self.dir)
                 .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-            let next = segment::list(&self.dir, kind)
+            let next = match segment::list(&self.dir, kind)
                 .map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?
                 .last()
-                .map_or(1, |s| s.seq + 1);
+            {
+                None => 1,
+                Some(last) => last.seq.checked_add(1).ok_or_else(|| {
+                    format!(
+                        "{} has the last number a segment can have; move it away",
+                        last.path.display()
+                    )
+                })?,
+            };
             let schema = match kind {
                 Kind::Scored => self.scored_schema.clone(),
                 Kind::Labels => self.labels_schema.clone(),
@@ -343,10 +358,20 @@ impl Writer {
         let mut total: usize = current + finished.iter().map(|(_, r)| r).sum::<usize>();
         let mut removed = vec![];
         while let Some((file, rows)) = finished.first().cloned() {
+            let modified = std::fs::metadata(&file.path).and_then(|m| m.modified());
+            if modified
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            {
+                // Deleted by someone else (to free space): gone from the count, and no longer
+                // in the way of the segments after it.
+                finished.remove(0);
+                total -= rows;
+                continue;
+            }
             let too_many = total > max_rows;
             let too_old = max_age.is_some_and(|age| {
-                std::fs::metadata(&file.path)
-                    .and_then(|m| m.modified())
+                modified
                     .ok()
                     .and_then(|t| t.elapsed().ok())
                     .is_some_and(|e| e > age)
@@ -379,11 +404,15 @@ impl Writer {
                     Kind::Scored => status.rows_written += rows,
                     Kind::Labels => status.labels_written += rows,
                 }
-                if let Some(was) = status.error.take() {
+                if let Some(was) = of_kind(&mut self.failing, kind).take() {
                     // After a drop the writer catches up at once; that is said with the drop.
                     if now_ms() - status.last_drop_log_ms >= DROP_LOG_EVERY_MS {
-                        info!(previous_error = %was, "The store is writing again.");
+                        info!(kind = kind.name(), previous_error = %was, "The store is writing again.");
                     }
+                }
+                // The other kind's error, if its last write failed.
+                status.error = self.failing.0.clone().or_else(|| self.failing.1.clone());
+                if status.error.is_none() {
                     self.metrics.store_healthy.set(1);
                 }
             }
@@ -397,13 +426,22 @@ impl Writer {
                     Kind::Scored => status.rows_dropped += dropped,
                     Kind::Labels => status.labels_dropped += dropped,
                 }
-                if status.error.as_deref() != Some(&e) {
-                    warn!(error = %e, "The store cannot write; scoring and publishing go on without it.");
-                    self.metrics.store_healthy.set(0);
+                if of_kind(&mut self.failing, kind).as_deref() != Some(&e) {
+                    warn!(kind = kind.name(), error = %e, "The store cannot write; scoring and publishing go on without it.");
                 }
+                self.metrics.store_healthy.set(0);
+                *of_kind(&mut self.failing, kind) = Some(e.clone());
                 status.error = Some(e);
             }
         }
+    }
+}
+
+/// The error of `kind`'s last write, in [`Writer::failing`].
+fn of_kind(failing: &mut (Option<String>, Option<String>), kind: Kind) -> &mut Option<String> {
+    match kind {
+        Kind::Scored => &mut failing.0,
+        Kind::Labels => &mut failing.1,
     }
 }
 
