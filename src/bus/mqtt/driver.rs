@@ -197,6 +197,10 @@ pub struct Driver {
     /// acknowledged, requests not yet sent), in order, kept across the reconnect: rumqttc drops
     /// them when the broker comes back without the session, and they go out again either way.
     held: std::collections::VecDeque<rumqttc::Request>,
+    /// What the last (re)connect gave rumqttc to send again, in the order first sent, until the
+    /// next drop: see [`Driver::before_connecting`]. Holding these copies also keeps their
+    /// payloads allocated, which is what tells one publish from another there.
+    resending: std::collections::VecDeque<rumqttc::Request>,
     /// PUBACKs this driver writes itself ([`Driver::direct_acks`]).
     direct_acks: Option<Arc<DirectAcks>>,
     /// Messages rumqttc had read and not yet returned when their connection died, with that
@@ -243,6 +247,7 @@ impl Driver {
             connected_before: false,
             fail_fast: false,
             held: Default::default(),
+            resending: Default::default(),
             direct_acks: None,
             orphans: VecDeque::new(),
             returned_orphans: VecDeque::new(),
@@ -311,6 +316,9 @@ impl Driver {
             }
             if self.eventloop.network.is_none() {
                 self.before_connecting();
+                if !self.returned_orphans.is_empty() {
+                    continue;
+                }
             } else if let Err(e) = self.write_acks().await {
                 // The connection is broken: rumqttc reconnects on the next poll. The PUBACKs of
                 // the batch not written are lost with it (the broker redelivers their messages),
@@ -383,7 +391,37 @@ impl Driver {
                 }
             }
         }
-        let pending = std::mem::take(&mut self.eventloop.pending);
+        let mut pending = std::mem::take(&mut self.eventloop.pending);
+        // A drop while rumqttc was still sending again what the last reconnect gave it leaves its
+        // queue as [not yet sent again] ++ [sent again, not acknowledged] ++ [newer requests]:
+        // the older publishes behind newer ones. The broker acknowledges in the order it
+        // receives, and the publisher counts PUBACKs in the order it handed publishes out (see
+        // `Step::PubAck`), so a count would then cover verdicts the broker never had, and the
+        // rows behind them would be acknowledged. Put back in the order first sent.
+        let resending = std::mem::take(&mut self.resending);
+        if !resending.is_empty() {
+            let mut ordered = VecDeque::with_capacity(pending.len());
+            for first in &resending {
+                if let Some(at) = pending.iter().position(|r| same_publish(r, first)) {
+                    ordered.extend(pending.remove(at));
+                }
+            }
+            ordered.extend(pending);
+            pending = ordered;
+        }
+        // PUBACKs rumqttc read before the connection died and had not returned yet: counted
+        // before the next CONNACK, which is when the publisher asks what is unacknowledged.
+        if self.direct_acks.is_none() {
+            let events = std::mem::take(&mut self.eventloop.state.events);
+            for event in events {
+                match event {
+                    Event::Incoming(Packet::PubAck(_)) => {
+                        self.returned_orphans.push_back(Step::PubAck)
+                    }
+                    other => self.eventloop.state.events.push_back(other),
+                }
+            }
+        }
         self.held.extend(pending);
     }
 
@@ -423,6 +461,7 @@ impl Driver {
         // again first, in the order it was first sent (so acknowledgements stay in order).
         let held = std::mem::take(&mut self.held);
         let resent = held.len();
+        self.resending.clone_from(&held);
         self.eventloop.pending = held;
         self.backoff.reset();
         let lost = self.connected_before && !session_present && self.persistent();
@@ -575,15 +614,30 @@ fn mqtt_failure_is_news(
     link.refuse(refused)
 }
 
+/// Whether two requests are one publish: the same payload allocation (a publish keeps its
+/// payload's bytes while rumqttc moves it between its queue and its state, and assigns its packet
+/// id only when it first sends it), on the same topic.
+fn same_publish(a: &rumqttc::Request, b: &rumqttc::Request) -> bool {
+    match (a, b) {
+        (rumqttc::Request::Publish(a), rumqttc::Request::Publish(b)) => {
+            !a.payload.is_empty()
+                && a.payload.as_ptr() == b.payload.as_ptr()
+                && a.payload.len() == b.payload.len()
+                && a.topic == b.topic
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::bus::link::Refused;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
     /// Reads one MQTT packet: its type (the fixed header's high nibble) and its body.
-    async fn packet(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    pub(in crate::bus::mqtt) async fn packet(s: &mut TcpStream) -> (u8, Vec<u8>) {
         let kind = s.read_u8().await.unwrap();
         let (mut len, mut shift) = (0usize, 0);
         loop {
@@ -601,7 +655,7 @@ mod tests {
 
     /// Plays a broker's side of a connection: accepts the next client on `listener`, reads its
     /// CONNECT and answers CONNACK (`kept`: 1 if the broker kept a session, else 0).
-    async fn accept_client(listener: &TcpListener, kept: u8) -> TcpStream {
+    pub(in crate::bus::mqtt) async fn accept_client(listener: &TcpListener, kept: u8) -> TcpStream {
         let (mut s, _) = listener.accept().await.unwrap();
         assert_eq!(packet(&mut s).await.0, 1, "CONNECT");
         s.write_all(&[0x20, 2, kept, 0]).await.unwrap();
@@ -958,6 +1012,95 @@ mod tests {
             broker.abort();
             assert!(broker.await.unwrap_err().is_cancelled());
         }
+    }
+
+    /// A connection that drops while rumqttc is still sending again what the reconnect before
+    /// it gave it: rumqttc's queue then holds the publishes not yet sent again ahead of those it
+    /// had (and of their PUBACKs it had read but not returned). The publisher counts PUBACKs
+    /// against the order it handed publishes out, so they must go out again in the order first
+    /// sent, and PUBACKs read before the drop must count before the next CONNACK.
+    #[tokio::test]
+    async fn publishes_go_out_again_in_the_order_first_sent_after_a_drop_mid_resend() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let broker = tokio::spawn(async move {
+            let mut s = accept_client(&listener, 1).await;
+            let mut order = vec![];
+            while order.len() < 5 {
+                let (kind, body) = packet(&mut s).await;
+                assert_eq!(kind, 3, "PUBLISH");
+                // The topic's length and name, the packet id, then the one-byte payload.
+                let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
+                s.write_all(&[0x40, 2, body[at], body[at + 1]])
+                    .await
+                    .unwrap();
+                order.push(body[at + 2]);
+            }
+            (order, s)
+        });
+        let role = Role {
+            broker: format!("127.0.0.1:{port}"),
+            client: "publisher",
+        };
+        let mut options = MqttOptions::new("publisher", "127.0.0.1", port);
+        options
+            .set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(600));
+        let (mut driver, _client) = Driver::new(options, 10, role);
+        // Six verdicts unacknowledged when a connection dropped. The next connection (played
+        // without a socket, through rumqttc's own state) sends four of them again, reads the
+        // broker's PUBACK of the first, and drops too.
+        driver.connected_before = true;
+        driver.held = (b'1'..=b'6')
+            .map(|c| {
+                let p = rumqttc::Publish::new("faultline/faults", QoS::AtLeastOnce, vec![c]);
+                rumqttc::Request::Publish(p)
+            })
+            .collect();
+        driver.connected(true);
+        for _ in 0..4 {
+            let request = driver.eventloop.pending.pop_front().unwrap();
+            driver
+                .eventloop
+                .state
+                .handle_outgoing_packet(request)
+                .unwrap();
+        }
+        let puback = rumqttc::Incoming::PubAck(rumqttc::PubAck::new(1));
+        driver
+            .eventloop
+            .state
+            .handle_incoming_packet(puback)
+            .unwrap();
+        driver.eventloop.clean();
+        let mut steps = vec![];
+        while steps.len() < 7 {
+            match tokio::time::timeout(Duration::from_secs(10), driver.next()).await {
+                Ok(Step::PubAck) => steps.push("puback"),
+                Ok(Step::Connected { resumed: true }) => steps.push("connected"),
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => panic!("after {steps:?}, nothing"),
+            }
+        }
+        assert_eq!(
+            steps,
+            [
+                "puback",
+                "connected",
+                "puback",
+                "puback",
+                "puback",
+                "puback",
+                "puback"
+            ]
+        );
+        let (order, _socket) = broker.await.unwrap();
+        assert_eq!(
+            order,
+            b"23456",
+            "sent again out of order: {:?}",
+            String::from_utf8_lossy(&order)
+        );
     }
 
     /// The connection drops after the SUBSCRIBE went out and before its SUBACK; the broker then

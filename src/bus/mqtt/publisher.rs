@@ -122,14 +122,18 @@ impl MqttPublisher {
         let (failed, failure) = watch::channel(None);
         let task = tokio::spawn(async move {
             let mut count = 0u64;
+            let mut connected_before = false;
             loop {
                 match driver.next().await {
                     Step::PubAck => {
                         count += 1;
                         ack_tx.send_replace(count);
                     }
+                    // A first connection loses no session: verdicts queued while the broker was
+                    // still starting were never sent.
                     Step::Connected { resumed: false }
                         if on_session_lost == OnSessionLost::Exit
+                            && std::mem::replace(&mut connected_before, true)
                             && sent_counter.load(Ordering::Relaxed) > count =>
                     {
                         // Fail-stop, for those who want a supervisor to decide: the rows behind
@@ -149,7 +153,8 @@ impl MqttPublisher {
                         return;
                     }
                     Step::Closed => return,
-                    Step::Connected { .. } | Step::Message(..) => {}
+                    Step::Connected { .. } => connected_before = true,
+                    Step::Message(..) => {}
                 }
             }
         });
@@ -195,5 +200,57 @@ impl MqttPublisher {
     /// Disconnects cleanly and waits (briefly) for the event loop to end.
     pub async fn close(self) {
         crate::bus::mqtt::disconnect(&self.client, self.task).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::driver::tests::{accept_client, packet};
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    /// With `on_session_lost = "exit"`, verdicts queued before the first connection (the broker
+    /// still starting) are sent on it, even though the broker has no session for the publisher:
+    /// a first connection loses none. It used to stop faultline, saying they were lost.
+    #[tokio::test]
+    async fn verdicts_queued_before_the_first_connection_are_not_a_lost_session() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let role = Role {
+            broker: format!("127.0.0.1:{port}"),
+            client: "publisher",
+        };
+        let mut options = rumqttc::MqttOptions::new("publisher", "127.0.0.1", port);
+        options
+            .set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(600));
+        let driver = MqttPublisher::driver(options, 1 << 20, role);
+        let mut publisher = MqttPublisher::run(driver, OnSessionLost::Exit);
+        for verdict in ["a", "b"] {
+            publisher
+                .publish("faultline/faults", verdict.into())
+                .await
+                .unwrap();
+        }
+        // Only now does the broker answer: without a session (kept 0).
+        let broker = tokio::spawn(async move {
+            let mut s = accept_client(&listener, 0).await;
+            for _ in 0..2 {
+                let (kind, body) = packet(&mut s).await;
+                assert_eq!(kind, 3, "PUBLISH");
+                let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
+                s.write_all(&[0x40, 2, body[at], body[at + 1]])
+                    .await
+                    .unwrap();
+            }
+            s
+        });
+        let mut acked = publisher.acked();
+        let both = tokio::time::timeout(Duration::from_secs(10), acked.wait_for(|a| *a == 2));
+        let both = both.await.is_ok_and(|r| r.is_ok());
+        assert!(both, "{:?}", *publisher.failure().borrow());
+        assert_eq!(*publisher.failure().borrow(), None);
+        let _socket = broker.await.unwrap();
     }
 }
