@@ -197,8 +197,8 @@ pub struct Driver {
     /// acknowledged, requests not yet sent), in order, kept across the reconnect: rumqttc drops
     /// them when the broker comes back without the session, and they go out again either way.
     held: std::collections::VecDeque<rumqttc::Request>,
-    /// What the last (re)connect gave rumqttc to send again, in the order first sent, until the
-    /// next drop: see [`Driver::before_connecting`]. Holding these copies also keeps their
+    /// What the last (re)connect gave rumqttc to send again, in the order first sent, until it
+    /// is all sent or the connection drops: see [`Driver::before_connecting`]. Holding these copies also keeps their
     /// payloads allocated, which is what tells one publish from another there.
     resending: std::collections::VecDeque<rumqttc::Request>,
     /// PUBACKs this driver writes itself ([`Driver::direct_acks`]).
@@ -337,6 +337,11 @@ impl Driver {
             let event = self.eventloop.poll().await;
             if let Some(acks) = &self.direct_acks {
                 acks.polling(false);
+            }
+            // Once rumqttc has sent again all it was given, its order after a drop is the
+            // first-sent one (see `before_connecting`): the copies, and their payloads, go.
+            if self.eventloop.pending.is_empty() {
+                self.resending.clear();
             }
             match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -660,6 +665,19 @@ pub(super) mod tests {
         assert_eq!(packet(&mut s).await.0, 1, "CONNECT");
         s.write_all(&[0x20, 2, kept, 0]).await.unwrap();
         s
+    }
+
+    /// Reads a client's QoS 1 PUBLISH with a one-byte payload, answers its PUBACK, and returns
+    /// the payload.
+    pub(in crate::bus::mqtt) async fn acknowledge_publish(s: &mut TcpStream) -> u8 {
+        let (kind, body) = packet(s).await;
+        assert_eq!(kind, 3, "PUBLISH");
+        // The topic's length and name, the packet id, then the payload.
+        let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
+        s.write_all(&[0x40, 2, body[at], body[at + 1]])
+            .await
+            .unwrap();
+        body[at + 2]
     }
 
     /// A QoS 1 PUBLISH on `faultline/rows` with packet id `pkid` and a one-byte payload, as a
@@ -1027,14 +1045,7 @@ pub(super) mod tests {
             let mut s = accept_client(&listener, 1).await;
             let mut order = vec![];
             while order.len() < 5 {
-                let (kind, body) = packet(&mut s).await;
-                assert_eq!(kind, 3, "PUBLISH");
-                // The topic's length and name, the packet id, then the one-byte payload.
-                let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
-                s.write_all(&[0x40, 2, body[at], body[at + 1]])
-                    .await
-                    .unwrap();
-                order.push(body[at + 2]);
+                order.push(acknowledge_publish(&mut s).await);
             }
             (order, s)
         });
@@ -1093,6 +1104,10 @@ pub(super) mod tests {
                 "puback",
                 "puback"
             ]
+        );
+        assert!(
+            driver.resending.is_empty(),
+            "the copies are let go once all is sent again"
         );
         let (order, _socket) = broker.await.unwrap();
         assert_eq!(

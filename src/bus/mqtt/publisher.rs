@@ -205,10 +205,9 @@ impl MqttPublisher {
 
 #[cfg(test)]
 mod tests {
-    use super::super::driver::tests::{accept_client, packet};
+    use super::super::driver::tests::{accept_client, acknowledge_publish};
     use super::*;
     use std::time::Duration;
-    use tokio::io::AsyncWriteExt;
 
     /// With `on_session_lost = "exit"`, verdicts queued before the first connection (the broker
     /// still starting) are sent on it, even though the broker has no session for the publisher:
@@ -236,13 +235,8 @@ mod tests {
         // Only now does the broker answer: without a session (kept 0).
         let broker = tokio::spawn(async move {
             let mut s = accept_client(&listener, 0).await;
-            for _ in 0..2 {
-                let (kind, body) = packet(&mut s).await;
-                assert_eq!(kind, 3, "PUBLISH");
-                let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
-                s.write_all(&[0x40, 2, body[at], body[at + 1]])
-                    .await
-                    .unwrap();
+            for want in [b'a', b'b'] {
+                assert_eq!(acknowledge_publish(&mut s).await, want);
             }
             s
         });
