@@ -228,6 +228,21 @@ async fn create(cluster: &Cluster, t: &Topics, partitions: i32) {
     }
 }
 
+/// A cluster with the test's topics (`partitions` for the rows) and a labels topic of
+/// `label_partitions`, and that topic's name.
+async fn cluster_with_labels(
+    tag: &str,
+    partitions: i32,
+    label_partitions: i32,
+) -> (Cluster, Topics, String) {
+    let cluster = Cluster::start();
+    let t = topics(tag);
+    create(&cluster, &t, partitions).await;
+    let labels_topic = format!("{}.labels", t.rows);
+    cluster.topic(&labels_topic, label_partitions).await;
+    (cluster, t, labels_topic)
+}
+
 /// Makes `mock` refuse every write (Produce) from now on, until `clear_request_errors`.
 fn refuse_writes(mock: &MockCluster<'static, DefaultProducerContext>) {
     let refusals = vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 1_000_000];
@@ -463,11 +478,7 @@ async fn faults_are_keyed_by_id_with_the_model_version_and_bad_rows_are_dead_let
 /// group of their own: the row a label belongs to may have been scored by either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_in_one_group_each_read_every_label() {
-    let cluster = Cluster::start();
-    let t = topics("labels2");
-    create(&cluster, &t, 2).await;
-    let labels_topic = format!("{}.labels", t.rows);
-    cluster.topic(&labels_topic, 4).await;
+    let (cluster, t, labels_topic) = cluster_with_labels("labels2", 2, 4).await;
     let model = Arc::new(Model::embedded().unwrap());
     let start = |own: &'static str| {
         let group = format!("{}-{own}", labels_topic);
@@ -510,11 +521,7 @@ async fn two_instances_in_one_group_each_read_every_label() {
 /// reads only part of the labels topic, naming the setting to change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_sharing_a_labels_group_each_warn_that_they_read_part_of_the_labels() {
-    let cluster = Cluster::start();
-    let t = topics("labels-shared");
-    create(&cluster, &t, 2).await;
-    let labels_topic = format!("{}.labels", t.rows);
-    cluster.topic(&labels_topic, 2).await;
+    let (cluster, t, labels_topic) = cluster_with_labels("labels-shared", 2, 2).await;
     let group = format!("{labels_topic}-one");
     let env = daemon_env(
         &cluster.bootstrap,
@@ -543,11 +550,7 @@ async fn instances_sharing_a_labels_group_each_warn_that_they_read_part_of_the_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_on_a_kafka_topic_join_their_rows_and_bad_ones_are_dead_lettered() {
-    let cluster = Cluster::start();
-    let t = topics("labels");
-    create(&cluster, &t, 2).await;
-    let labels_topic = format!("{}.labels", t.rows);
-    cluster.topic(&labels_topic, 2).await;
+    let (cluster, t, labels_topic) = cluster_with_labels("labels", 2, 2).await;
     let store = tempfile::tempdir().unwrap();
     let env = daemon_env(
         &cluster.bootstrap,
@@ -703,11 +706,7 @@ async fn quality_until(
 /// and not read a third time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_label_is_committed_only_once_on_disk_so_a_kill_9_loses_none() {
-    let cluster = Cluster::start();
-    let t = topics("labels-kill9");
-    create(&cluster, &t, 1).await;
-    let labels_topic = format!("{}.labels", t.rows);
-    cluster.topic(&labels_topic, 1).await;
+    let (cluster, t, labels_topic) = cluster_with_labels("labels-kill9", 1, 1).await;
     let work = tempfile::tempdir().unwrap();
     let blocker = work.path().join("blocked");
     let store = blocker.join("store");
@@ -759,10 +758,10 @@ async fn a_label_is_committed_only_once_on_disk_so_a_kill_9_loses_none() {
         t.rows,
         faultline::config::host_name().unwrap()
     );
+    let probe = cluster.consumer(&group);
     let committed = || {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&labels_topic, 0);
-        let probe = cluster.consumer(&group);
         let c = probe
             .committed_offsets(tpl, Duration::from_secs(10))
             .unwrap();

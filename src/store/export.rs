@@ -353,13 +353,8 @@ mod tests {
             ],
         )
         .unwrap();
-        let path = dir.path().join("scored-00000001.arrows");
-        let mut w = arrow_ipc::writer::StreamWriter::try_new(
-            std::fs::File::create(&path).unwrap(),
-            &schema,
-        )
-        .unwrap();
-        w.write(&batch).unwrap();
+        let mut w = segment::SegmentWriter::create(dir.path(), Kind::Scored, 1, &schema).unwrap();
+        w.append(&batch).unwrap();
         w.finish().unwrap();
         let e = export(dir.path(), &ExportOptions::default(), vec![]).unwrap_err();
         assert!(

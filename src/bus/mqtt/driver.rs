@@ -198,8 +198,9 @@ pub struct Driver {
     /// them when the broker comes back without the session, and they go out again either way.
     held: std::collections::VecDeque<rumqttc::Request>,
     /// What the last (re)connect gave rumqttc to send again, in the order first sent, until it
-    /// is all sent or the connection drops: see [`Driver::before_connecting`]. Holding these copies also keeps their
-    /// payloads allocated, which is what tells one publish from another there.
+    /// is all sent or the connection drops: see [`Driver::before_connecting`]. Holding these
+    /// copies also keeps their payloads allocated, which is what tells one publish from another
+    /// there.
     resending: std::collections::VecDeque<rumqttc::Request>,
     /// PUBACKs this driver writes itself ([`Driver::direct_acks`]).
     direct_acks: Option<Arc<DirectAcks>>,
@@ -667,6 +668,23 @@ pub(super) mod tests {
         s
     }
 
+    /// A client of the broker played on `port`: its role and options, with a session kept and
+    /// no PINGREQ within a test (the played brokers answer only what each test expects).
+    pub(in crate::bus::mqtt) fn played_client(
+        port: u16,
+        client: &'static str,
+    ) -> (Role, MqttOptions) {
+        let role = Role {
+            broker: format!("127.0.0.1:{port}"),
+            client,
+        };
+        let mut options = MqttOptions::new(client, "127.0.0.1", port);
+        options
+            .set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(600));
+        (role, options)
+    }
+
     /// Reads a client's QoS 1 PUBLISH with a one-byte payload, answers its PUBACK, and returns
     /// the payload.
     pub(in crate::bus::mqtt) async fn acknowledge_publish(s: &mut TcpStream) -> u8 {
@@ -932,16 +950,9 @@ pub(super) mod tests {
                     }
                 }
             });
-            let role = Role {
-                broker: format!("127.0.0.1:{port}"),
-                client: "source",
-            };
-            let mut options = MqttOptions::new("subscriber", "127.0.0.1", port);
-            // No PINGREQ within the test: the played broker takes only PUBACKs.
-            options
-                .set_clean_session(false)
-                .set_manual_acks(true)
-                .set_keep_alive(Duration::from_secs(600));
+            // The played broker takes only PUBACKs.
+            let (role, mut options) = played_client(port, "source");
+            options.set_manual_acks(true);
             let (driver, client) = Driver::new(options, 10, role);
             let direct = Arc::new(DirectAcks::default());
             let mut driver = driver
@@ -1049,14 +1060,7 @@ pub(super) mod tests {
             }
             (order, s)
         });
-        let role = Role {
-            broker: format!("127.0.0.1:{port}"),
-            client: "publisher",
-        };
-        let mut options = MqttOptions::new("publisher", "127.0.0.1", port);
-        options
-            .set_clean_session(false)
-            .set_keep_alive(Duration::from_secs(600));
+        let (role, options) = played_client(port, "publisher");
         let (mut driver, _client) = Driver::new(options, 10, role);
         // Six verdicts unacknowledged when a connection dropped. The next connection (played
         // without a socket, through rumqttc's own state) sends four of them again, reads the
