@@ -1569,6 +1569,126 @@ async fn verdicts_refused_during_an_outage_go_out_together_once_the_cluster_take
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
+/// The properties that make the daemon's producer see a topic's metadata change within a second:
+/// metadata read every 300 ms, and a topic taken for gone at the first answer that says so after
+/// 200 ms of knowing it (librdkafka's defaults are 5 minutes and 30 s).
+const QUICK_METADATA: [(&str, &str); 2] = [
+    (
+        "FAULTLINE_SOURCE__KAFKA__PROPERTIES__TOPIC_METADATA_REFRESH_INTERVAL_MS",
+        "300",
+    ),
+    (
+        "FAULTLINE_SOURCE__KAFKA__PROPERTIES__TOPIC_METADATA_PROPAGATION_MAX_MS",
+        "200",
+    ),
+];
+
+/// A broker restarting can answer for a while that an output topic does not exist (tansu on
+/// memory storage forgets its topics; a Kafka broker can answer before it has loaded them), and
+/// librdkafka then refuses every message for it at once. For a topic that has taken verdicts
+/// before, the daemon holds them and sends them again until the topic is back: detection goes
+/// on, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_topic_that_reads_as_unknown_for_a_while_holds_its_verdicts_until_it_is_back() {
+    let Some((mock, cluster, t)) = own_mock("forgotten", 1, "makes a topic read as unknown") else {
+        return;
+    };
+    let model = Model::embedded().unwrap();
+    let (rows, _) = common::crash_rows(&model, 20, "forgotten");
+    let payloads: Vec<String> = rows.iter().map(|(_, p)| p.clone()).collect();
+    let env = daemon_env(&cluster.bootstrap, &t, &QUICK_METADATA);
+    let mut daemon = common::Daemon::start(&env).await;
+    let reader = cluster.reader(&[&t.scores]);
+    let producer = cluster.producer();
+    let mut seen = HashSet::new();
+    let mut collect = |got: &[Got], n: usize| {
+        seen.extend(got.iter().filter_map(|m| m.key.clone()));
+        seen.len() == n
+    };
+    // The scores topic takes the first ten verdicts...
+    cluster.publish(&producer, &t.rows, &payloads[..10]).await;
+    reader.collect_until(60, |g| collect(g, 10)).await;
+    // ...then reads as unknown, and ten more rows come.
+    mock.topic_error(
+        &t.scores,
+        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.publish(&producer, &t.rows, &payloads[10..]).await;
+    daemon
+        .wait_log(
+            "an output topic that took verdicts before does not exist",
+            30,
+        )
+        .await;
+    wait_metric(
+        daemon.web,
+        &["faultline_rows_received_total{source=\"kafka\"} 20"],
+    )
+    .await;
+    // Held while the topic is unknown: the verdicts cannot have gone out.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        daemon.wait_exit(Duration::ZERO).await.is_none(),
+        "the daemon stopped:\n{}",
+        daemon.log_text()
+    );
+    mock.topic_error(
+        &t.scores,
+        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR,
+    )
+    .unwrap();
+    reader.collect_until(60, |g| collect(g, 20)).await;
+    daemon
+        .wait_log("Kafka knows the output topic again", 30)
+        .await;
+    for (id, _) in &rows {
+        assert!(seen.contains(id), "{id} never arrived");
+    }
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+/// An output topic that never took a message and reads as unknown is a name to correct: the
+/// daemon stops, naming it, rather than holding its verdicts for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_topic_that_never_existed_stops_the_daemon_naming_it() {
+    let Some((_mock, cluster, mut t)) = own_mock("nosuch", 1, "needs a topic no test made") else {
+        return;
+    };
+    t.scores = format!("{}.no-such-topic", t.rows);
+    let model = Model::embedded().unwrap();
+    let (rows, _) = common::crash_rows(&model, 1, "nosuch");
+    let mut env = daemon_env(&cluster.bootstrap, &t, &QUICK_METADATA);
+    env.extend(
+        [
+            ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
+            // MockCluster makes the topics a client asks for, when the client allows it.
+            (
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__ALLOW_AUTO_CREATE_TOPICS",
+                "false",
+            ),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let cfg = RawConfig::load_with_env(None, env)
+        .unwrap()
+        .validate()
+        .unwrap();
+    let app = app::start(&cfg, Arc::new(model)).await.unwrap();
+    cluster
+        .publish(&cluster.producer(), &t.rows, &[rows[0].1.clone()])
+        .await;
+    let reason = tokio::time::timeout(Duration::from_secs(60), app.failed())
+        .await
+        .expect("faultline went on without its scores topic");
+    assert!(
+        reason.contains(&t.scores) && reason.contains("never took a message"),
+        "{reason}"
+    );
+    let _ = app.shutdown().await;
+}
+
 /// While the output cluster refuses verdicts, the in-flight bound fills and the source waits
 /// for room. librdkafka takes a consumer that is not polled for `max.poll.interval.ms` for stuck
 /// and leaves the group, which then reads every row in flight again. faultline keeps the

@@ -13,6 +13,12 @@
 //! Only a refusal that no retry can change (the message is too large, the client is not
 //! authorised, the broker cannot read it) stops the daemon; the rows behind it were not
 //! committed and will be read again.
+//!
+//! A topic Kafka says does not exist is one of those only if it never took a message from this
+//! publisher: then it is a name to correct. A topic that has taken messages and then reads as
+//! unknown is a broker restarting (one that lost its topics, or answers before it has loaded
+//! them) or a topic deleted to be made again: its verdicts are held and sent again until it is
+//! back, as for any other refusal.
 
 use crate::bus::backoff::Backoff;
 use crate::bus::kafka::client::{client_config, producer_properties, Context};
@@ -24,6 +30,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -60,8 +67,12 @@ pub struct KafkaPublisher {
     producer: FutureProducer<Context>,
     /// The last sequence number handed out.
     sent: u64,
-    /// Delivery reports, in publish order, to the counting task.
-    deliveries: mpsc::Sender<DeliveryFuture>,
+    /// Delivery reports, in publish order, with their topics, to the counting task.
+    deliveries: mpsc::Sender<(DeliveryFuture, Arc<str>)>,
+    /// The topics published to (a handful), each shared with the reports for it.
+    topics: Vec<Arc<str>>,
+    /// The topics that have taken a message.
+    delivered: Delivered,
     /// Deliveries acknowledged so far.
     acked: watch::Receiver<u64>,
     /// Whether the cluster is reachable.
@@ -94,7 +105,9 @@ impl KafkaPublisher {
         let context = Context::new("producer", None);
         let link = context.link();
         let producer: FutureProducer<Context> = config.create_with_context(context)?;
-        let (deliveries, mut reports) = mpsc::channel::<DeliveryFuture>(65_536);
+        let (deliveries, mut reports) = mpsc::channel::<(DeliveryFuture, Arc<str>)>(65_536);
+        let delivered = Delivered::default();
+        let taken = delivered.clone();
         let (ack_tx, acked) = watch::channel(0u64);
         let (failed, failure) = watch::channel(None);
         let resender = producer.clone();
@@ -116,8 +129,13 @@ impl KafkaPublisher {
                         None => break,
                     },
                 };
-                resends_queued -= usize::from(slot.resent);
-                let problem = match slot.report.result().await {
+                let Slot {
+                    report,
+                    resent: sent_again,
+                    topic,
+                } = slot;
+                resends_queued -= usize::from(sent_again);
+                let problem = match report.result().await {
                     Ok(Ok(_)) => None,
                     Ok(Err((e, message))) => {
                         if resent.is_none() && !is_permanent(&e) {
@@ -127,14 +145,14 @@ impl KafkaPublisher {
                         if let (Some(c), false) = (&resent_counter, is_permanent(&e)) {
                             c.inc();
                         }
-                        match redeliver(&resender, e, message, &mut backoff).await {
+                        match redeliver(&resender, e, message, &mut backoff, &taken).await {
                             // Taken: the cluster takes writes again. The refusals that have
                             // come for verdicts behind this one go out again now, together.
                             Ok(()) => {
                                 while let Ok(report) = reports.try_recv() {
                                     queue.push_back(Slot::first(report));
                                 }
-                                match resend_refused(&resender, &mut queue).await {
+                                match resend_refused(&resender, &mut queue, &taken).await {
                                     Ok(Swept { sent, marked }) => {
                                         if sent > 0 {
                                             info!(verdicts = sent, "Kafka takes writes again; the verdicts it refused meanwhile are sent again at once.");
@@ -159,6 +177,7 @@ impl KafkaPublisher {
                     let _ = failed.send(Some(format!("Kafka did not accept an output: {problem}")));
                     return;
                 }
+                taken.insert(topic);
                 count += 1;
                 ack_tx.send_replace(count);
                 if resends_queued == 0 {
@@ -172,6 +191,8 @@ impl KafkaPublisher {
             producer,
             sent: 0,
             deliveries,
+            topics: Vec::new(),
+            delivered,
             acked,
             link,
             failure,
@@ -195,11 +216,19 @@ impl KafkaPublisher {
         if let Some(h) = headers {
             record = record.headers(h);
         }
-        let report = queue_record(&self.producer, record)
+        let report = queue_record(&self.producer, record, &self.delivered)
             .await
-            .map_err(|e| PublishError(e.to_string()))?;
+            .map_err(PublishError)?;
+        let topic = match self.topics.iter().find(|t| ***t == *out.topic) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = out.topic.into();
+                self.topics.push(t.clone());
+                t
+            }
+        };
         self.deliveries
-            .send(report)
+            .send((report, topic))
             .await
             .map_err(|_| PublishError("the delivery task stopped".into()))?;
         self.sent += 1;
@@ -250,6 +279,8 @@ struct Slot {
     report: Report,
     /// The verdict was sent again after a refusal.
     resent: bool,
+    /// Its topic.
+    topic: Arc<str>,
 }
 
 enum Report {
@@ -258,10 +289,11 @@ enum Report {
 }
 
 impl Slot {
-    fn first(report: DeliveryFuture) -> Slot {
+    fn first((report, topic): (DeliveryFuture, Arc<str>)) -> Slot {
         Slot {
             report: Report::Waiting(report),
             resent: false,
+            topic,
         }
     }
 }
@@ -290,6 +322,7 @@ struct Swept {
 async fn resend_refused(
     producer: &FutureProducer<Context>,
     queue: &mut VecDeque<Slot>,
+    delivered: &Delivered,
 ) -> Result<Swept, String> {
     let (mut sent, mut marked) = (0, 0);
     for slot in queue.iter_mut() {
@@ -304,7 +337,7 @@ async fn resend_refused(
                 sent += 1;
                 marked += usize::from(!slot.resent);
                 slot.resent = true;
-                Report::Waiting(send_again(producer, &message).await?)
+                Report::Waiting(send_again(producer, &message, delivered).await?)
             }
             other => Report::Came(other),
         };
@@ -329,12 +362,13 @@ async fn redeliver(
     mut error: KafkaError,
     message: OwnedMessage,
     backoff: &mut Backoff,
+    delivered: &Delivered,
 ) -> Result<(), String> {
     loop {
         if is_permanent(&error) {
             return Err(error.to_string());
         }
-        match send_again(producer, &message).await?.await {
+        match send_again(producer, &message, delivered).await?.await {
             Ok(Ok(_)) => {
                 backoff.reset();
                 return Ok(());
@@ -350,6 +384,7 @@ async fn redeliver(
 async fn send_again(
     producer: &FutureProducer<Context>,
     message: &OwnedMessage,
+    delivered: &Delivered,
 ) -> Result<DeliveryFuture, String> {
     let headers = message.headers().map(|h| {
         h.iter().fold(OwnedHeaders::new(), |acc, h| {
@@ -369,28 +404,76 @@ async fn send_again(
     if let Some(h) = headers {
         record = record.headers(h);
     }
-    queue_record(producer, record)
-        .await
-        .map_err(|e| e.to_string())
+    queue_record(producer, record, delivered).await
 }
 
-/// Queues `record` for delivery, waiting while librdkafka's queue is full.
+/// Queues `record` for delivery, waiting while librdkafka's queue is full, and while its topic,
+/// one that has taken messages before, reads as unknown (see the module's documentation).
 async fn queue_record<K, P>(
     producer: &FutureProducer<Context>,
     mut record: FutureRecord<'_, K, P>,
-) -> Result<DeliveryFuture, KafkaError>
+    delivered: &Delivered,
+) -> Result<DeliveryFuture, String>
 where
     K: ToBytes + ?Sized,
     P: ToBytes + ?Sized,
 {
+    use RDKafkaErrorCode::{QueueFull, UnknownPartition, UnknownTopic};
+    let topic = record.topic;
+    // Set while the topic reads as unknown.
+    let mut gone: Option<(Backoff, std::time::Instant)> = None;
     loop {
         match producer.send_result(record) {
-            Ok(report) => return Ok(report),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+            Ok(report) => {
+                if let Some((_, since)) = gone {
+                    info!(
+                        topic,
+                        waited_ms = since.elapsed().as_millis() as u64,
+                        "Kafka knows the output topic again; its held verdicts go out."
+                    );
+                }
+                return Ok(report);
+            }
+            Err((KafkaError::MessageProduction(QueueFull), r)) => {
                 record = r;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            Err((e, _)) => return Err(e),
+            Err((KafkaError::MessageProduction(code @ (UnknownTopic | UnknownPartition)), r)) => {
+                if !delivered.contains(topic) {
+                    return Err(format!("Kafka has no topic {topic:?} ({code:?}), and it never took a message from faultline: create it, or name an output topic that exists"));
+                }
+                let (backoff, _) = gone.get_or_insert_with(|| {
+                    warn!(topic, error = ?code, "Kafka says an output topic that took verdicts before does not exist (a broker restarting, or the topic deleted); holding its verdicts and trying again until it is back.");
+                    (resend_backoff(), std::time::Instant::now())
+                });
+                record = r;
+                backoff.wait().await;
+            }
+            Err((e, _)) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The topics that have taken a message from this publisher (a handful: the outputs').
+#[derive(Debug, Clone, Default)]
+struct Delivered(Arc<RwLock<Vec<Arc<str>>>>);
+
+impl Delivered {
+    fn contains(&self, topic: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|t| **t == *topic)
+    }
+
+    /// Records that `topic` took a message (cheap once it has: a shared read).
+    fn insert(&self, topic: Arc<str>) {
+        if !self.contains(&topic) {
+            self.0
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(topic);
         }
     }
 }
