@@ -1689,6 +1689,42 @@ async fn an_output_topic_that_never_existed_stops_the_daemon_naming_it() {
     let _ = app.shutdown().await;
 }
 
+/// With static membership (`group.instance.id`), a member whose id another took is fenced:
+/// librdkafka ends that consumer for good, and every poll returns the same error. The daemon
+/// stops, saying why, instead of polling a consumer that can never read again while `/readyz`
+/// says all is well. (MockCluster does not fence a duplicate id itself; it answers the
+/// heartbeats with the error a broker sends then.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_fenced_from_its_group_stops_the_daemon_saying_why() {
+    let Some((mock, cluster, t)) = own_mock("fenced", 1, "makes the group fence a member") else {
+        return;
+    };
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[(
+            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__GROUP_INSTANCE_ID",
+            "faultline-a",
+        )],
+    );
+    let mut daemon = common::Daemon::start(&env).await;
+    daemon.wait_log("Kafka assigned partitions", 30).await;
+    mock.request_errors(
+        rdkafka::types::RDKafkaApiKey::Heartbeat,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID; 100],
+    );
+    let status = daemon.wait_exit(Duration::from_secs(60)).await;
+    let log = daemon.log_text();
+    assert!(
+        status.is_some_and(|s| s.code() == Some(1)),
+        "{status:?} after fencing:\n{log}"
+    );
+    assert!(
+        log.contains("failed for good") && log.contains("FencedInstanceId: Fatal consumer error"),
+        "{log}"
+    );
+}
+
 /// While the output cluster refuses verdicts, the in-flight bound fills and the source waits
 /// for room. librdkafka takes a consumer that is not polled for `max.poll.interval.ms` for stuck
 /// and leaves the group, which then reads every row in flight again. faultline keeps the

@@ -81,6 +81,16 @@ impl Source {
         }
     }
 
+    /// Watches for the reason the source failed for good, when it can (a Kafka consumer that
+    /// librdkafka ended; an MQTT source reconnects for as long as it runs).
+    pub fn failure(&self) -> Option<watch::Receiver<Option<String>>> {
+        match self {
+            Source::Mqtt(_) => None,
+            #[cfg(feature = "kafka")]
+            Source::Kafka(s) => Some(s.failure()),
+        }
+    }
+
     /// Stops forwarding messages; what arrives from now on stays unacknowledged.
     pub fn stop_reading(&self) {
         match self {

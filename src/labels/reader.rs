@@ -267,6 +267,8 @@ pub fn start_kafka(
     let (stop, mut stopped) = watch::channel(false);
     let apply_stopped = stop.subscribe();
     let reader_consumer = consumer.clone();
+    let (failed, failure) = watch::channel(None);
+    let reader_failed = failed.clone();
     let reader = tokio::spawn(async move {
         info!(topic = %topic, group = %group, "Reading labels from Kafka.");
         let mut errors = crate::bus::kafka::client::ReadErrors::new("labels");
@@ -318,11 +320,15 @@ pub fn start_kafka(
                         _ = stopped.wait_for(|s| *s) => return,
                     }
                 }
-                Err(e) => errors.failed(&topic, &e).await,
+                Err(e) => {
+                    if let Err(reason) = errors.failed(&topic, &e, reader_consumer.client()).await {
+                        reader_failed.send_replace(Some(reason));
+                        return;
+                    }
+                }
             }
         }
     });
-    let (failed, failure) = watch::channel(None);
     let apply = tokio::spawn(apply(
         rx,
         store,

@@ -430,7 +430,8 @@ impl App {
     }
 
     /// Resolves with the reason when the pipeline fails for good (never, while all is well): the
-    /// publisher cannot deliver, the scoring stage ended, or labels can no longer be applied.
+    /// publisher cannot deliver, the scoring stage ended, labels can no longer be applied, or
+    /// the source's Kafka consumer failed for good.
     pub async fn failed(&self) -> String {
         let wait = |mut failure: watch::Receiver<Option<String>>| async move {
             match failure.wait_for(|f| f.is_some()).await {
@@ -438,9 +439,8 @@ impl App {
                 Err(_) => None,
             }
         };
-        let labels = self.labels.as_ref().map(LabelsReader::failure);
-        let labels = async move {
-            match labels {
+        let optional = |failure: Option<watch::Receiver<Option<String>>>| async move {
+            match failure {
                 Some(failure) => wait(failure).await,
                 None => None,
             }
@@ -448,7 +448,8 @@ impl App {
         tokio::select! {
             Some(reason) = wait(self.failure.clone()) => reason,
             Some(reason) = wait(self.stage_failure.clone()) => reason,
-            Some(reason) = labels => reason,
+            Some(reason) = optional(self.labels.as_ref().map(LabelsReader::failure)) => reason,
+            Some(reason) = optional(self.source.failure()) => reason,
             else => std::future::pending().await,
         }
     }

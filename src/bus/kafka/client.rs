@@ -4,7 +4,7 @@
 use super::KafkaSettings;
 use crate::bus::link::Link;
 use crate::metrics::Metrics;
-use rdkafka::client::ClientContext;
+use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -49,6 +49,10 @@ pub fn client_config(
 /// once slept through every queued error in turn and held the rejoin for 27 s to more than 80 s
 /// after a tansu restart. The pause ([`ERROR_PAUSE`]) only keeps an error that repeated without
 /// end from spinning a core.
+///
+/// The exception is an error librdkafka raised as fatal (with `group.instance.id`, another member
+/// took this one's id): the consumer is finished, and polling it again returns the same error for
+/// ever. The loop then stops, with the reason, for the daemon to stop on.
 #[derive(Debug)]
 pub struct ReadErrors {
     /// What the loop reads, for logs: "rows", "labels".
@@ -69,12 +73,30 @@ impl ReadErrors {
         }
     }
 
-    /// Logs `error` if it starts a run of errors, then pauses [`ERROR_PAUSE`].
-    pub async fn failed(&mut self, topic: &str, error: &KafkaError) {
+    /// Logs `error` if it starts a run of errors, then pauses [`ERROR_PAUSE`]; or, when it is
+    /// fatal to `client`, returns why, naming librdkafka's reason.
+    pub async fn failed<C: ClientContext>(
+        &mut self,
+        topic: &str,
+        error: &KafkaError,
+        client: &Client<C>,
+    ) -> Result<(), String> {
+        if let KafkaError::MessageConsumptionFatal(code) = error {
+            let why = client.fatal_error().map_or_else(
+                || code.to_string(),
+                |(code, why)| format!("{code:?}: {why}"),
+            );
+            error!(topic = %topic, error = %why, "Kafka ended this consumer for good (librdkafka's fatal error); stopping.");
+            return Err(format!(
+                "the Kafka consumer of {} on {topic} failed for good: {why}",
+                self.what
+            ));
+        }
         if !std::mem::replace(&mut self.failing, true) {
             warn!(topic = %topic, error = %error, "Kafka could not deliver {}; librdkafka retries with backoff.", self.what);
         }
         tokio::time::sleep(ERROR_PAUSE).await;
+        Ok(())
     }
 
     /// Notes a message; after errors, logs that messages arrive again.
@@ -88,8 +110,9 @@ impl ReadErrors {
 /// The properties given for the consumer, minus consumer-only ones, for the producer (so
 /// librdkafka does not warn about each).
 pub fn producer_properties(settings: &KafkaSettings) -> Vec<(String, String)> {
-    const CONSUMER_ONLY: [&str; 13] = [
+    const CONSUMER_ONLY: [&str; 14] = [
         "auto.offset.reset",
+        "group.instance.id",
         "auto.commit.interval.ms",
         "session.timeout.ms",
         "heartbeat.interval.ms",
@@ -313,6 +336,7 @@ mod tests {
                 ("fetch.wait.max.ms", "2"),
                 ("max.partition.fetch.bytes", "4194304"),
                 ("auto.offset.reset", "latest"),
+                ("group.instance.id", "faultline-a"),
                 ("linger.ms", "5"),
             ]
             .iter()

@@ -34,6 +34,8 @@ pub struct KafkaSource {
     task: tokio::task::JoinHandle<()>,
     /// Tells the read loop to stop.
     stop: watch::Sender<bool>,
+    /// Set when the consumer failed for good.
+    failure: watch::Receiver<Option<String>>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -158,6 +160,7 @@ impl KafkaSource {
         let consumer: Arc<Client> = Arc::new(config.create_with_context(context)?);
         consumer.subscribe(&[&settings.topic])?;
         let (stop, mut stopped) = watch::channel(false);
+        let (failed, failure) = watch::channel(None);
         let reader = consumer.clone();
         let topic = settings.topic.clone();
         let group = settings.group_id.clone();
@@ -183,10 +186,13 @@ impl KafkaSource {
                                 errors.delivered(&topic);
                                 read(&admitter, &m, &topic)
                             }
-                            Err(e) => {
-                                errors.failed(&topic, &e).await;
-                                continue;
-                            }
+                            Err(e) => match errors.failed(&topic, &e, reader.client()).await {
+                                Ok(()) => continue,
+                                Err(reason) => {
+                                    failed.send_replace(Some(reason));
+                                    return;
+                                }
+                            },
                         }
                     }
                 };
@@ -224,7 +230,12 @@ impl KafkaSource {
                                 held.push_back(read(&admitter, &m, &topic));
                                 paused.pause(&reader);
                             }
-                            Err(e) => errors.failed(&topic, &e).await,
+                            Err(e) => {
+                                if let Err(reason) = errors.failed(&topic, &e, reader.client()).await {
+                                    failed.send_replace(Some(reason));
+                                    return;
+                                }
+                            }
                         },
                     }
                 }
@@ -235,12 +246,18 @@ impl KafkaSource {
             link,
             task,
             stop,
+            failure,
         })
     }
 
     /// Whether the cluster is reachable.
     pub fn link(&self) -> crate::bus::link::Link {
         self.link.clone()
+    }
+
+    /// Resolves with the reason if the consumer fails for good.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.clone()
     }
 
     /// A handle for storing offsets.
