@@ -137,19 +137,14 @@ pub fn start_mqtt(
     let (stop, mut stopped) = watch::channel(false);
     let apply_stopped = stop.subscribe();
     let reader = tokio::spawn(async move {
-        // Dropped once stopping, so that `apply` ends after what was read; the loop goes on
-        // polling the connection, which writes the acknowledgements `apply` still hands over,
-        // until `close` disconnects it.
+        // Let go once `apply` stops taking labels (it closes its end when stopping, and ends
+        // after what was read). The loop goes on polling the connection, which writes the
+        // acknowledgements `apply` still hands over, until `close` disconnects it; it never
+        // drops a `next()` under way, which could lose the acknowledgements it had taken to
+        // write (the broker would then send those labels again).
         let mut tx = Some(tx);
         loop {
-            let step = tokio::select! {
-                step = driver.next() => step,
-                _ = stopped.wait_for(|s| *s), if tx.is_some() => {
-                    tx = None;
-                    continue;
-                }
-            };
-            match step {
+            match driver.next().await {
                 Step::Message(mut p, connection) => {
                     let Some(sender) = tx.clone() else {
                         continue;
@@ -164,7 +159,7 @@ pub fn start_mqtt(
                     // Waiting for room (labels waiting for a failing disk) ends when stopping.
                     tokio::select! {
                         sent = sender.send(message) => if sent.is_err() {
-                            return;
+                            tx = None;
                         },
                         _ = stopped.wait_for(|s| *s) => tx = None,
                     }
@@ -381,6 +376,8 @@ async fn apply(
     // its event loop drains, and the event loop (the reader) waits for room in `rx` when labels
     // come faster than they are applied. So acknowledging never waits: the hand-over is retried.
     let waiting = |a: &Option<MqttAcker>| a.as_ref().is_some_and(MqttAcker::has_waiting);
+    // Once stopping, no label is taken that was not read already.
+    let mut closed = false;
     loop {
         // Acknowledge, in order, what is written.
         while let Some((_, written)) = owed.front_mut() {
@@ -404,8 +401,15 @@ async fn apply(
             m = rx.recv(), if room => m,
             _ = async { (&mut owed.front_mut().expect("owed").1).await }, if !owed.is_empty() => continue,
             _ = tokio::time::sleep(std::time::Duration::from_millis(5)), if waiting(&acker) => continue,
-            // Full of labels a failing disk holds: stopping does not wait for them.
-            _ = stopped.wait_for(|s| *s), if !room => break,
+            _ = stopped.wait_for(|s| *s), if !room || !closed => {
+                // Full of labels a failing disk holds: stopping does not wait for them.
+                if !room {
+                    break;
+                }
+                rx.close();
+                closed = true;
+                continue;
+            }
         };
         let Some(m) = m else { break };
         // One over the rows' payload limit is not parsed: refused as it is (a reader takes
