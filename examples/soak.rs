@@ -154,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
                 let label = format!(
                     "{{\"id\":\"soak-{}\",\"label\":{}}}",
                     i - 1000,
-                    if i % 17 == 0 { 1 } else { -1 }
+                    if i.is_multiple_of(17) { 1 } else { -1 }
                 );
                 if client
                     .publish("faultline/labels", QoS::AtLeastOnce, false, label)

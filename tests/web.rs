@@ -285,7 +285,7 @@ async fn a_labelled_upload_is_evaluated_against_its_own_labels() {
         let row = synthetic::towards_fault(&model, batch.row(i), 0.9);
         batch.values[i * batch.width..(i + 1) * batch.width].copy_from_slice(&row);
     }
-    let faulty = |i: usize| i % 3 == 0 || i == 1 || i == 4;
+    let faulty = |i: usize| i.is_multiple_of(3) || i == 1 || i == 4;
     let csv = labelled_csv(&model, &batch, |i| if faulty(i) { 1 } else { -1 });
     let (status, _, body) = send(&s, post("text/csv", csv.clone())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -747,7 +747,8 @@ fn state_with_store(limits: WebLimits, ids: &[(&str, f32)]) -> WebState {
         },
         s.model.current().features().to_vec(),
         s.metrics.clone(),
-    );
+    )
+    .unwrap();
     let model = s.model.current();
     store.record_scored(ScoredBatch {
         ids: ids.iter().map(|(id, _)| id.to_string()).collect(),

@@ -345,7 +345,7 @@ fn float_tensor(t: &pb::TensorProto) -> Result<Vec<f32>, GraphError> {
         ));
     }
     let data = if !t.raw_data.is_empty() {
-        if t.raw_data.len() % 4 != 0 {
+        if !t.raw_data.len().is_multiple_of(4) {
             return unsupported(format!(
                 "initializer '{}' has a truncated float32 payload",
                 t.name

@@ -27,4 +27,7 @@ pub enum AppError {
         "cannot start the Kafka client: {0}; check [source.kafka] (FAULTLINE_SOURCE__KAFKA__*)"
     )]
     Kafka(String),
+    /// Another daemon holds the store directory.
+    #[error(transparent)]
+    StoreInUse(#[from] crate::store::StoreInUse),
 }

@@ -133,7 +133,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         Arc::new(
             tokio::task::spawn_blocking(move || Store::open(settings, features, m))
                 .await
-                .map_err(|e| AppError::Pipeline(e.to_string()))?,
+                .map_err(|e| AppError::Pipeline(e.to_string()))??,
         )
     };
     let drift = Arc::new(std::sync::Mutex::new(DriftWindow::new(

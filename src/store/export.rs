@@ -244,7 +244,8 @@ mod tests {
             settings(dir.path()),
             vec!["Sensor-1".into(), "Sensor-2".into()],
             Arc::new(Metrics::new()),
-        );
+        )
+        .unwrap();
         let batch = |ids: &[&str], values: Vec<f32>, at_ms| ScoredBatch {
             ids: ids.iter().map(|s| s.to_string()).collect(),
             values,
@@ -381,14 +382,16 @@ mod tests {
             settings(dir.path()),
             vec!["S-1".into(), "S-2".into()],
             Arc::new(Metrics::new()),
-        );
+        )
+        .unwrap();
         old.record_scored(batch("a", 2, 1_000));
         old.close();
         let new = Store::open(
             settings(dir.path()),
             vec!["S-1".into(), "S-2".into(), "S-3".into()],
             Arc::new(Metrics::new()),
-        );
+        )
+        .unwrap();
         new.record_scored(batch("b", 3, 2_000));
         new.close();
         let e = export(dir.path(), &ExportOptions::default(), vec![]).unwrap_err();

@@ -178,6 +178,67 @@ pub struct Store {
     /// Set by [`Store::close`] (under `sender`'s lock): labels are refused from then on.
     closed: std::sync::atomic::AtomicBool,
     metrics: Arc<Metrics>,
+    /// The directory's lock, held until [`Store::close`].
+    dir_lock: Mutex<Option<std::fs::File>>,
+}
+
+/// The file in a store directory that a running daemon holds locked (`flock`), with its process
+/// id in it: a second daemon given the same directory would delete the first one's files (each
+/// applies the retention limits to all of them) and count its rows twice.
+pub const LOCK_FILE: &str = "faultline.lock";
+
+/// Another process holds the store directory.
+#[derive(Debug, thiserror::Error)]
+#[error("the store directory {dir} is in use by another faultline{holder}: give each instance its own [store] dir (FAULTLINE_STORE__DIR)")]
+pub struct StoreInUse {
+    /// The directory.
+    pub dir: String,
+    /// " (process N)", when the lock file says.
+    holder: String,
+}
+
+/// Locks `dir` for this process (the kernel lets go when the process ends, `kill -9` included).
+/// A directory whose file system cannot lock is used without the lock, with a warning.
+fn lock_dir(dir: &Path) -> Result<Option<std::fs::File>, StoreInUse> {
+    use std::io::Write;
+    let path = dir.join(LOCK_FILE);
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) => {
+            warn!(file = %path.display(), error = %e, "Cannot create the store's lock file; nothing keeps a second faultline out of this directory.");
+            return Ok(None);
+        }
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file
+                .set_len(0)
+                .and_then(|()| (&file).write_all(std::process::id().to_string().as_bytes()));
+            Ok(Some(file))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .map(|pid| pid.trim().to_string())
+                .filter(|pid| !pid.is_empty())
+                .map(|pid| format!(" (process {pid})"))
+                .unwrap_or_default();
+            Err(StoreInUse {
+                dir: dir.display().to_string(),
+                holder,
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            warn!(file = %path.display(), error = %e, "Cannot lock the store directory; nothing keeps a second faultline out of it.");
+            Ok(None)
+        }
+    }
 }
 
 /// The store was closed (the daemon is stopping): the labels were not applied, and the caller
@@ -208,7 +269,12 @@ pub fn now_ms() -> i64 {
 impl Store {
     /// Reads back what `settings.dir` holds and starts the writer. Problems with the directory
     /// are reported in the status (and the log), never fatal: scoring goes on without the disk.
-    pub fn open(settings: StoreSettings, features: Vec<String>, metrics: Arc<Metrics>) -> Store {
+    /// Only a directory another faultline holds is refused.
+    pub fn open(
+        settings: StoreSettings,
+        features: Vec<String>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Store, StoreInUse> {
         let mut ledger = Ledger::new(settings.ledger);
         let mut status = StoreStatus {
             enabled: settings.dir.is_some(),
@@ -216,6 +282,7 @@ impl Store {
             ..StoreStatus::default()
         };
         let mut segments = (vec![], vec![]);
+        let mut dir_lock = None;
         if let Some(dir) = &settings.dir {
             match std::fs::create_dir_all(dir).and_then(|_| {
                 Ok((
@@ -224,6 +291,7 @@ impl Store {
                 ))
             }) {
                 Ok(found) => {
+                    dir_lock = lock_dir(dir)?;
                     segments = recover(&found, &mut ledger, &mut status);
                     info!(dir = %dir.display(), rows = status.rows_recovered, labels = status.labels_recovered, "Read back the scored-row store.");
                 }
@@ -262,14 +330,15 @@ impl Store {
             }
             None => (None, None),
         };
-        Store {
+        Ok(Store {
             ledger: Mutex::new(ledger),
             status,
             sender: Mutex::new(sender),
             writer: Mutex::new(writer),
             closed: std::sync::atomic::AtomicBool::new(false),
             metrics,
-        }
+            dir_lock: Mutex::new(dir_lock),
+        })
     }
 
     /// Remembers a scored batch for the join and queues it for the disk; never waits.
@@ -421,6 +490,8 @@ impl Store {
         if let Some(handle) = lock(&self.writer).take() {
             let _ = handle.join();
         }
+        // The directory is free for the next daemon.
+        lock(&self.dir_lock).take();
     }
 }
 
@@ -597,7 +668,7 @@ mod tests {
         let mut s = settings(dir.path());
         s.ledger.max_rows = 3;
         let pause = || std::thread::sleep(std::time::Duration::from_millis(5));
-        let store = Store::open(s.clone(), features(), Arc::new(Metrics::new()));
+        let store = Store::open(s.clone(), features(), Arc::new(Metrics::new())).unwrap();
         // "a" is scored and labelled while it is in the window of three; five rows follow.
         store.record_scored(batch(&["a"], 0.9));
         pause();
@@ -616,7 +687,7 @@ mod tests {
         }
         let live = store.ledger().counts();
         store.close();
-        let again = Store::open(s, features(), Arc::new(Metrics::new()));
+        let again = Store::open(s, features(), Arc::new(Metrics::new())).unwrap();
         let counts = again.ledger().counts();
         assert_eq!(
             (counts.joined, counts.pending, counts.expired),
@@ -632,7 +703,7 @@ mod tests {
         let mut s = settings(dir.path());
         s.max_days = Some(1);
         s.segment_rows = 10;
-        let store = Store::open(s, features(), Arc::new(Metrics::new()));
+        let store = Store::open(s, features(), Arc::new(Metrics::new())).unwrap();
         store.record_scored(batch(&["a", "b"], 0.1));
         let scored = || segments(dir.path(), Kind::Scored).unwrap();
         let wait = |what: &str, done: &dyn Fn() -> bool| {
@@ -669,7 +740,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path());
         s.max_days = Some(1);
-        let store = Store::open(s, features(), Arc::new(Metrics::new()));
+        let store = Store::open(s, features(), Arc::new(Metrics::new())).unwrap();
         store.record_scored(batch(&["a", "b"], 0.1));
         let scored = || segments(dir.path(), Kind::Scored).unwrap();
         // Labels keep coming, more often than AGE_CHECK: the writer is never idle.
@@ -717,7 +788,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let mut s = settings(dir.path());
         s.ledger.max_pending = 2;
-        let store = Store::open(s, features(), metrics.clone());
+        let store = Store::open(s, features(), metrics.clone()).unwrap();
         let label = |id: &str| Label {
             id: id.into(),
             faulty: true,
@@ -736,7 +807,7 @@ mod tests {
     fn rows_and_labels_survive_a_restart_and_old_segments_go() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());
-        let store = Store::open(settings(dir.path()), features(), metrics.clone());
+        let store = Store::open(settings(dir.path()), features(), metrics.clone()).unwrap();
         for i in 0..5 {
             let ids: Vec<String> = (0..3).map(|j| format!("w{}", i * 3 + j)).collect();
             let ids: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
@@ -789,7 +860,7 @@ mod tests {
         let scored = segments(dir.path(), Kind::Scored).unwrap();
         assert_eq!(scored.first().unwrap().seq, 2, "{scored:?}");
 
-        let again = Store::open(settings(dir.path()), features(), metrics);
+        let again = Store::open(settings(dir.path()), features(), metrics).unwrap();
         let st = again.status();
         assert_eq!(st.rows_recovered, 9);
         assert_eq!(st.labels_recovered, 3);
@@ -806,7 +877,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let mut s = settings(Path::new("/unused"));
         s.dir = None;
-        let store = Store::open(s, features(), metrics.clone());
+        let store = Store::open(s, features(), metrics.clone()).unwrap();
         let label = |id: &str| Label {
             id: id.into(),
             faulty: true,
@@ -836,7 +907,8 @@ mod tests {
             settings(&blocker.join("store")),
             features(),
             metrics.clone(),
-        );
+        )
+        .unwrap();
         assert!(store.status().error.is_some());
         store.record_scored(batch(&["a", "b"], 0.9));
         // The join still works without the disk.
@@ -877,7 +949,7 @@ mod tests {
     fn an_error_writing_scored_rows_is_not_cleared_by_labels_written_since() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());
-        let store = Store::open(settings(dir.path()), features(), metrics.clone());
+        let store = Store::open(settings(dir.path()), features(), metrics.clone()).unwrap();
         store.record_scored(batch(&["a", "b"], 0.1));
         wait_for("2 rows written", || store.status().rows_written == 2);
         store.close();
@@ -886,7 +958,7 @@ mod tests {
         // are still written.
         let last = dir.path().join(format!("scored-{}.arrows", u64::MAX));
         std::fs::write(&last, b"").unwrap();
-        let store = Store::open(settings(dir.path()), features(), metrics.clone());
+        let store = Store::open(settings(dir.path()), features(), metrics.clone()).unwrap();
         store.record_scored(batch(&["c"], 0.1));
         wait_for("a row dropped", || store.status().rows_dropped == 1);
         let (_, mut written) = store.record_labels(vec![wafer_label("c")]).unwrap();
@@ -912,6 +984,28 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_in_use_is_refused_naming_its_holder_until_the_store_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let first = Store::open(settings(dir.path()), features(), metrics.clone()).unwrap();
+        let e = Store::open(settings(dir.path()), features(), metrics.clone())
+            .expect_err("a second store opened a directory in use")
+            .to_string();
+        assert!(
+            e.contains(&dir.path().display().to_string())
+                && e.contains(&format!("(process {})", std::process::id()))
+                && e.contains("its own [store] dir"),
+            "{e}"
+        );
+        first.close();
+        let second = Store::open(settings(dir.path()), features(), metrics).unwrap();
+        second.close();
+        // Not a segment: neither read back nor counted.
+        assert!(dir.path().join(LOCK_FILE).exists());
+        assert!(segment::list(dir.path(), Kind::Scored).unwrap().is_empty());
+    }
+
+    #[test]
     fn only_names_the_store_writes_are_segments() {
         let dir = tempfile::tempdir().unwrap();
         for name in [
@@ -932,7 +1026,7 @@ mod tests {
         s.segment_rows = 2;
         s.max_rows = 100;
         s.max_days = Some(1);
-        let store = Store::open(s, features(), Arc::new(Metrics::new()));
+        let store = Store::open(s, features(), Arc::new(Metrics::new())).unwrap();
         let scored = || segments(dir.path(), Kind::Scored).unwrap();
         for (n, ids) in [["a", "b"], ["c", "d"], ["e", "f"]].iter().enumerate() {
             store.record_scored(batch(ids, 0.1));
@@ -988,7 +1082,7 @@ mod tests {
         let dir = blocker.join("store");
         let metrics = Arc::new(Metrics::new());
         // The store's directory is made, then a file put in its place: nothing can be written.
-        let store = Store::open(settings(&dir), features(), metrics.clone());
+        let store = Store::open(settings(&dir), features(), metrics.clone()).unwrap();
         std::fs::remove_dir_all(&blocker).unwrap();
         std::fs::write(&blocker, b"").unwrap();
         let (_, mut first) = store.record_labels(vec![wafer_label("a")]).unwrap();
@@ -1023,7 +1117,7 @@ mod tests {
         let status = store.status();
         assert_eq!((status.labels_written, status.labels_dropped), (2, 0));
         store.close();
-        let again = Store::open(settings(&dir), features(), metrics);
+        let again = Store::open(settings(&dir), features(), metrics).unwrap();
         assert_eq!(again.status().labels_recovered, 2);
         assert_eq!(again.ledger().counts().pending, 2);
         again.close();
@@ -1037,7 +1131,8 @@ mod tests {
             settings(&blocker.join("store")),
             features(),
             Arc::new(Metrics::new()),
-        );
+        )
+        .unwrap();
         std::fs::remove_dir_all(&blocker).unwrap();
         std::fs::write(&blocker, b"").unwrap();
         let (_, mut written) = store.record_labels(vec![wafer_label("a")]).unwrap();
@@ -1052,7 +1147,8 @@ mod tests {
             },
             features(),
             Arc::new(Metrics::new()),
-        );
+        )
+        .unwrap();
         let (_, mut now) = memory.record_labels(vec![wafer_label("a")]).unwrap();
         assert_eq!(now.is_written(), Some(true));
     }
@@ -1060,7 +1156,8 @@ mod tests {
     #[test]
     fn labels_are_written_without_waiting_for_the_scored_rows_linger() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(settings(dir.path()), features(), Arc::new(Metrics::new()));
+        let store =
+            Store::open(settings(dir.path()), features(), Arc::new(Metrics::new())).unwrap();
         // Scored rows lingering in the writer do not hold the label back.
         store.record_scored(batch(&["a"], 0.9));
         let (_, mut written) = store.record_labels(vec![wafer_label("a")]).unwrap();
