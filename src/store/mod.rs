@@ -284,14 +284,18 @@ impl Store {
         let mut segments = (vec![], vec![]);
         let mut dir_lock = None;
         if let Some(dir) = &settings.dir {
-            match std::fs::create_dir_all(dir).and_then(|_| {
-                Ok((
-                    segment::list(dir, Kind::Scored)?,
-                    segment::list(dir, Kind::Labels)?,
-                ))
-            }) {
-                Ok(found) => {
+            let found = match std::fs::create_dir_all(dir) {
+                Ok(()) => {
+                    // Locked before anything is read: a daemon closing there writes until it
+                    // lets go.
                     dir_lock = lock_dir(dir)?;
+                    segment::list(dir, Kind::Scored)
+                        .and_then(|scored| Ok((scored, segment::list(dir, Kind::Labels)?)))
+                }
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok(found) => {
                     segments = recover(&found, &mut ledger, &mut status);
                     info!(dir = %dir.display(), rows = status.rows_recovered, labels = status.labels_recovered, "Read back the scored-row store.");
                 }
