@@ -1585,11 +1585,15 @@ const QUICK_METADATA: [(&str, &str); 2] = [
 
 /// A broker restarting can answer for a while that an output topic does not exist (tansu on
 /// memory storage forgets its topics; a Kafka broker can answer before it has loaded them), and
-/// librdkafka then refuses every message for it at once. For a topic that has taken verdicts
-/// before, the daemon holds them and sends them again until the topic is back: detection goes
-/// on, and nothing is lost.
+/// librdkafka then refuses every message for it at once. For a topic that existed when the daemon
+/// started, the daemon holds its verdicts (and the rows behind them) until the topic is back,
+/// with `/readyz` saying why: detection goes on, and nothing is lost. The dead-letter topic here
+/// never took a message before it went: what counts is that it existed at the start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_output_topic_that_reads_as_unknown_for_a_while_holds_its_verdicts_until_it_is_back() {
+    use rdkafka::types::RDKafkaRespErr::{
+        RD_KAFKA_RESP_ERR_NO_ERROR as BACK, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART as GONE,
+    };
     let Some((mock, cluster, t)) = own_mock("forgotten", 1, "makes a topic read as unknown") else {
         return;
     };
@@ -1598,59 +1602,64 @@ async fn an_output_topic_that_reads_as_unknown_for_a_while_holds_its_verdicts_un
     let payloads: Vec<String> = rows.iter().map(|(_, p)| p.clone()).collect();
     let env = daemon_env(&cluster.bootstrap, &t, &QUICK_METADATA);
     let mut daemon = common::Daemon::start(&env).await;
-    let reader = cluster.reader(&[&t.scores]);
+    let reader = cluster.reader(&[&t.scores, &t.dead]);
     let producer = cluster.producer();
-    let mut seen = HashSet::new();
-    let mut collect = |got: &[Got], n: usize| {
-        seen.extend(got.iter().filter_map(|m| m.key.clone()));
-        seen.len() == n
+    let (mut scored, mut dead) = (HashSet::new(), 0);
+    let mut count = |got: &[Got]| {
+        for m in got {
+            if m.topic == t.dead {
+                dead += 1;
+            } else if let Some(k) = &m.key {
+                scored.insert(k.clone());
+            }
+        }
+        (scored.len(), dead)
     };
     // The scores topic takes the first ten verdicts...
     cluster.publish(&producer, &t.rows, &payloads[..10]).await;
-    reader.collect_until(60, |g| collect(g, 10)).await;
-    // ...then reads as unknown, and ten more rows come.
-    mock.topic_error(
-        &t.scores,
-        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
-    )
-    .unwrap();
+    reader.collect_until(60, |g| count(g) == (10, 0)).await;
+    // ...then it and the dead-letter topic read as unknown. An unreadable row comes, and its
+    // dead letter is held; ten rows come behind it.
+    mock.topic_error(&t.scores, GONE).unwrap();
+    mock.topic_error(&t.dead, GONE).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    cluster.publish(&producer, &t.rows, &payloads[10..]).await;
-    daemon
-        .wait_log(
-            "an output topic that took verdicts before does not exist",
-            30,
-        )
+    cluster
+        .publish(&producer, &t.rows, &["not a row".to_string()])
         .await;
-    wait_metric(
-        daemon.web,
-        &["faultline_rows_received_total{source=\"kafka\"} 20"],
+    daemon
+        .wait_log("Kafka says an output topic that existed does not", 30)
+        .await;
+    cluster.publish(&producer, &t.rows, &payloads[10..]).await;
+    let ready = common::readyz_when(daemon.web, |r| r.contains("holds its outputs")).await;
+    assert!(ready.contains("503") && ready.contains(&t.dead), "{ready}");
+    // Held: nothing went out meanwhile, and the daemon runs on.
+    let more = tokio::time::timeout(
+        Duration::from_secs(2),
+        reader.collect_until(60, |g| !g.is_empty()),
     )
     .await;
-    // Held while the topic is unknown: the verdicts cannot have gone out.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(more.is_err(), "{more:?}");
     assert!(
         daemon.wait_exit(Duration::ZERO).await.is_none(),
         "the daemon stopped:\n{}",
         daemon.log_text()
     );
-    mock.topic_error(
-        &t.scores,
-        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR,
-    )
-    .unwrap();
-    reader.collect_until(60, |g| collect(g, 20)).await;
+    mock.topic_error(&t.scores, BACK).unwrap();
+    mock.topic_error(&t.dead, BACK).unwrap();
+    reader.collect_until(60, |g| count(g) == (20, 1)).await;
     daemon
         .wait_log("Kafka knows the output topic again", 30)
         .await;
     for (id, _) in &rows {
-        assert!(seen.contains(id), "{id} never arrived");
+        assert!(scored.contains(id), "{id} never arrived");
     }
+    let ready = common::readyz_when(daemon.web, |r| r.contains("200 OK")).await;
+    assert!(ready.contains("200 OK"), "{ready}");
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
-/// An output topic that never took a message and reads as unknown is a name to correct: the
-/// daemon stops, naming it, rather than holding its verdicts for ever.
+/// An output topic that did not exist when the daemon started and still does not is a name to
+/// correct: the daemon stops, naming it, rather than holding its verdicts for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_output_topic_that_never_existed_stops_the_daemon_naming_it() {
     let Some((_mock, cluster, mut t)) = own_mock("nosuch", 1, "needs a topic no test made") else {
@@ -1683,7 +1692,7 @@ async fn an_output_topic_that_never_existed_stops_the_daemon_naming_it() {
         .await
         .expect("faultline went on without its scores topic");
     assert!(
-        reason.contains(&t.scores) && reason.contains("never took a message"),
+        reason.contains(&t.scores) && reason.contains("did not exist when faultline started"),
         "{reason}"
     );
     let _ = app.shutdown().await;

@@ -14,6 +14,8 @@ pub struct Link {
     refused: Arc<Mutex<Option<(Refused, String)>>>,
     /// The last time the broker lost this client's session, and what that means.
     session_lost: Arc<Mutex<Option<String>>>,
+    /// Why a connected publisher holds its outputs, while it does.
+    held: Arc<Mutex<Option<String>>>,
 }
 
 /// What a broker refuses.
@@ -79,6 +81,22 @@ impl Link {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Records that a connected publisher holds its outputs, and why (`/readyz` is not ready
+    /// meanwhile).
+    pub fn hold(&self, why: String) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    /// The publisher delivers again.
+    pub fn release(&self) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Why the publisher holds its outputs, while it does.
+    pub fn held(&self) -> Option<String> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Refused, String)>> {

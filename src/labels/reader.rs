@@ -239,6 +239,7 @@ pub fn start_kafka(
                 .outputs_resent
                 .with_label_values(&[crate::metrics::SINK_KAFKA]),
         ),
+        &[&dead_letter_topic],
     )?);
     let mut config = crate::bus::kafka::client::client_config(
         &settings.brokers,

@@ -372,10 +372,16 @@ fn connect(
                 .metrics
                 .outputs_resent
                 .with_label_values(&[crate::metrics::SINK_KAFKA]);
+            let outputs: Vec<&str> = [&config.faults_topic, &config.dead_letter_topic]
+                .into_iter()
+                .chain(&config.scores_topic)
+                .map(String::as_str)
+                .collect();
             let publisher = crate::bus::kafka::publisher::KafkaPublisher::start(
                 k,
                 MAX_PAYLOAD_BYTES + 1024,
                 Some(resent),
+                &outputs,
             )
             .map_err(kafka)?;
             let source = crate::bus::kafka::source::KafkaSource::start(k, options, incoming)

@@ -35,6 +35,7 @@ pub async fn readyz(State(s): State<WebState>) -> Response {
         up: link.is_up(),
         refusal: link.refusal(),
         session_lost: link.session_lost(),
+        held: link.held(),
     };
     let (source, sink) = (read(&s.source), read(&s.sink));
     let labels = s.labels.as_ref().map(read);
@@ -46,7 +47,10 @@ pub async fn readyz(State(s): State<WebState>) -> Response {
         (labels.as_ref(), "labels reader"),
     ] {
         let Some(link) = link else { continue };
-        ready &= link.up;
+        ready &= link.up && link.held.is_none();
+        if let Some(why) = &link.held {
+            reasons.push(format!("the {who} holds its outputs: {why}"));
+        }
         match &link.refusal {
             Some((Refused::Connection, why)) => {
                 reasons.push(format!("the {who} cannot connect: {why}"))
@@ -87,6 +91,7 @@ struct LinkState {
     up: bool,
     refusal: Option<(Refused, String)>,
     session_lost: Option<String>,
+    held: Option<String>,
 }
 
 impl LinkState {
@@ -95,6 +100,7 @@ impl LinkState {
             "connected": self.up,
             "refused": self.refusal.as_ref().map(|(_, why)| why),
             "session_lost": self.session_lost,
+            "held": self.held,
         })
     }
 }

@@ -14,11 +14,12 @@
 //! authorised, the broker cannot read it) stops the daemon; the rows behind it were not
 //! committed and will be read again.
 //!
-//! A topic Kafka says does not exist is one of those only if it never took a message from this
-//! publisher: then it is a name to correct. A topic that has taken messages and then reads as
-//! unknown is a broker restarting (one that lost its topics, or answers before it has loaded
-//! them) or a topic deleted to be made again: its verdicts are held and sent again until it is
-//! back, as for any other refusal.
+//! A topic Kafka says does not exist is one of those only if this process never saw it exist:
+//! then it is a name to correct. The publisher asks the cluster for its output topics as it
+//! starts (until the cluster answers), and a topic that took a message counts too. A topic seen
+//! to exist that then reads as unknown is a broker restarting (one that lost its topics, or
+//! answers before it has loaded them) or a topic deleted to be made again: its verdicts are held
+//! and sent again until it is back, and `/readyz` says so meanwhile.
 
 use crate::bus::backoff::Backoff;
 use crate::bus::kafka::client::{client_config, producer_properties, Context};
@@ -71,8 +72,10 @@ pub struct KafkaPublisher {
     deliveries: mpsc::Sender<(DeliveryFuture, Arc<str>)>,
     /// The topics published to (a handful), each shared with the reports for it.
     topics: Vec<Arc<str>>,
-    /// The topics that have taken a message.
-    delivered: Delivered,
+    /// The output topics seen to exist.
+    known: Known,
+    /// Asks the cluster for the output topics as the publisher starts.
+    lookup: JoinHandle<()>,
     /// Deliveries acknowledged so far.
     acked: watch::Receiver<u64>,
     /// Whether the cluster is reachable.
@@ -92,12 +95,14 @@ impl std::fmt::Debug for KafkaPublisher {
 }
 
 impl KafkaPublisher {
-    /// Creates the producer (it connects in the background); `resent` counts the messages sent
-    /// again after the cluster refused them.
+    /// Creates the producer (it connects in the background, and asks the cluster for `outputs`,
+    /// the topics it will write); `resent` counts the messages sent again after the cluster
+    /// refused them.
     pub fn start(
         settings: &KafkaSettings,
         max_message_bytes: usize,
         resent_counter: Option<prometheus::IntCounter>,
+        outputs: &[&str],
     ) -> Result<KafkaPublisher, KafkaError> {
         let mut config =
             client_config(&settings.brokers, &DEFAULTS, &producer_properties(settings));
@@ -106,8 +111,16 @@ impl KafkaPublisher {
         let link = context.link();
         let producer: FutureProducer<Context> = config.create_with_context(context)?;
         let (deliveries, mut reports) = mpsc::channel::<(DeliveryFuture, Arc<str>)>(65_536);
-        let delivered = Delivered::default();
-        let taken = delivered.clone();
+        let known = Known {
+            topics: Default::default(),
+            link: link.clone(),
+        };
+        let lookup = tokio::spawn(look_up(
+            producer.clone(),
+            outputs.iter().map(|t| t.to_string()).collect(),
+            known.clone(),
+        ));
+        let taken = known.clone();
         let (ack_tx, acked) = watch::channel(0u64);
         let (failed, failure) = watch::channel(None);
         let resender = producer.clone();
@@ -192,7 +205,8 @@ impl KafkaPublisher {
             sent: 0,
             deliveries,
             topics: Vec::new(),
-            delivered,
+            known,
+            lookup,
             acked,
             link,
             failure,
@@ -216,7 +230,7 @@ impl KafkaPublisher {
         if let Some(h) = headers {
             record = record.headers(h);
         }
-        let report = queue_record(&self.producer, record, &self.delivered)
+        let report = queue_record(&self.producer, record, &self.known)
             .await
             .map_err(PublishError)?;
         let topic = match self.topics.iter().find(|t| ***t == *out.topic) {
@@ -261,8 +275,10 @@ impl KafkaPublisher {
             producer,
             deliveries,
             task,
+            lookup,
             ..
         } = self;
+        lookup.abort();
         drop(deliveries);
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = producer.flush(Duration::from_secs(5)) {
@@ -322,7 +338,7 @@ struct Swept {
 async fn resend_refused(
     producer: &FutureProducer<Context>,
     queue: &mut VecDeque<Slot>,
-    delivered: &Delivered,
+    known: &Known,
 ) -> Result<Swept, String> {
     let (mut sent, mut marked) = (0, 0);
     for slot in queue.iter_mut() {
@@ -337,7 +353,7 @@ async fn resend_refused(
                 sent += 1;
                 marked += usize::from(!slot.resent);
                 slot.resent = true;
-                Report::Waiting(send_again(producer, &message, delivered).await?)
+                Report::Waiting(send_again(producer, &message, known).await?)
             }
             other => Report::Came(other),
         };
@@ -362,13 +378,13 @@ async fn redeliver(
     mut error: KafkaError,
     message: OwnedMessage,
     backoff: &mut Backoff,
-    delivered: &Delivered,
+    known: &Known,
 ) -> Result<(), String> {
     loop {
         if is_permanent(&error) {
             return Err(error.to_string());
         }
-        match send_again(producer, &message, delivered).await?.await {
+        match send_again(producer, &message, known).await?.await {
             Ok(Ok(_)) => {
                 backoff.reset();
                 return Ok(());
@@ -384,7 +400,7 @@ async fn redeliver(
 async fn send_again(
     producer: &FutureProducer<Context>,
     message: &OwnedMessage,
-    delivered: &Delivered,
+    known: &Known,
 ) -> Result<DeliveryFuture, String> {
     let headers = message.headers().map(|h| {
         h.iter().fold(OwnedHeaders::new(), |acc, h| {
@@ -404,31 +420,32 @@ async fn send_again(
     if let Some(h) = headers {
         record = record.headers(h);
     }
-    queue_record(producer, record, delivered).await
+    queue_record(producer, record, known).await
 }
 
 /// Queues `record` for delivery, waiting while librdkafka's queue is full, and while its topic,
-/// one that has taken messages before, reads as unknown (see the module's documentation).
+/// one seen to exist, reads as unknown (see the module's documentation).
 async fn queue_record<K, P>(
     producer: &FutureProducer<Context>,
     mut record: FutureRecord<'_, K, P>,
-    delivered: &Delivered,
+    known: &Known,
 ) -> Result<DeliveryFuture, String>
 where
     K: ToBytes + ?Sized,
     P: ToBytes + ?Sized,
 {
-    use RDKafkaErrorCode::{QueueFull, UnknownPartition, UnknownTopic};
+    use RDKafkaErrorCode::{QueueFull, UnknownTopic};
     let topic = record.topic;
-    // Set while the topic reads as unknown.
-    let mut gone: Option<(Backoff, std::time::Instant)> = None;
+    // Set while the topic reads as unknown: the waits, since when, and when it was last logged.
+    let mut gone: Option<(Backoff, std::time::Instant, std::time::Instant)> = None;
     loop {
         match producer.send_result(record) {
             Ok(report) => {
-                if let Some((_, since)) = gone {
+                if let Some((_, since, _)) = gone {
+                    known.link.release();
                     info!(
                         topic,
-                        waited_ms = since.elapsed().as_millis() as u64,
+                        waited_s = since.elapsed().as_secs(),
                         "Kafka knows the output topic again; its held verdicts go out."
                     );
                 }
@@ -438,14 +455,20 @@ where
                 record = r;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            Err((KafkaError::MessageProduction(code @ (UnknownTopic | UnknownPartition)), r)) => {
-                if !delivered.contains(topic) {
-                    return Err(format!("Kafka has no topic {topic:?} ({code:?}), and it never took a message from faultline: create it, or name an output topic that exists"));
+            Err((KafkaError::MessageProduction(UnknownTopic), r)) => {
+                if !known.contains(topic) {
+                    return Err(format!("Kafka has no topic {topic:?}, and it did not exist when faultline started either: create it, or name an output topic that exists"));
                 }
-                let (backoff, _) = gone.get_or_insert_with(|| {
-                    warn!(topic, error = ?code, "Kafka says an output topic that took verdicts before does not exist (a broker restarting, or the topic deleted); holding its verdicts and trying again until it is back.");
-                    (resend_backoff(), std::time::Instant::now())
+                let now = std::time::Instant::now();
+                let (backoff, since, logged) = gone.get_or_insert_with(|| {
+                    known.link.hold(format!("Kafka says the output topic {topic:?} does not exist, though it did when faultline started (a broker restarting, or the topic deleted); its verdicts, and the rows behind them, are held until it is back"));
+                    warn!(topic, "Kafka says an output topic that existed does not (a broker restarting, or the topic deleted); holding its verdicts, and the rows behind them, and trying again until it is back.");
+                    (resend_backoff(), now, now)
                 });
+                if now.duration_since(*logged) >= HELD_LOG_EVERY {
+                    *logged = now;
+                    warn!(topic, waited_s = since.elapsed().as_secs(), "Kafka still says the output topic does not exist; its verdicts are still held.");
+                }
                 record = r;
                 backoff.wait().await;
             }
@@ -454,23 +477,73 @@ where
     }
 }
 
-/// The topics that have taken a message from this publisher (a handful: the outputs').
-#[derive(Debug, Clone, Default)]
-struct Delivered(Arc<RwLock<Vec<Arc<str>>>>);
+/// How often a verdict held for an unknown topic is logged again.
+const HELD_LOG_EVERY: Duration = Duration::from_secs(60);
 
-impl Delivered {
+/// Asks the cluster, until it answers, whether each of `outputs` exists; those that do are
+/// [`Known`]. One that does not is only warned about: librdkafka gives a new topic
+/// `topic.metadata.propagation.max.ms` to appear, and a publish to it fails after that.
+async fn look_up(producer: FutureProducer<Context>, outputs: Vec<String>, known: Known) {
+    let mut left = outputs;
+    let mut backoff = Backoff::default();
+    while !left.is_empty() {
+        let (asker, asked) = (producer.clone(), left.clone());
+        let answers = tokio::task::spawn_blocking(move || {
+            asked
+                .iter()
+                .map(|t| {
+                    asker
+                        .client()
+                        .fetch_metadata(Some(t), Duration::from_secs(5))
+                        .map(|m| {
+                            m.topics()
+                                .first()
+                                .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty())
+                        })
+                        .ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut unanswered = vec![];
+        for (topic, answer) in left.into_iter().zip(answers) {
+            match answer {
+                Some(true) => known.insert(topic.into()),
+                Some(false) => {
+                    warn!(topic = %topic, "Kafka has no such output topic: create it; faultline stops at the first verdict it cannot deliver there.")
+                }
+                None => unanswered.push(topic),
+            }
+        }
+        left = unanswered;
+        if !left.is_empty() {
+            backoff.wait().await;
+        }
+    }
+}
+
+/// The output topics seen to exist since the publisher started (a handful), and the link where a
+/// hold for one that went is shown.
+#[derive(Debug, Clone)]
+struct Known {
+    topics: Arc<RwLock<Vec<Arc<str>>>>,
+    link: crate::bus::link::Link,
+}
+
+impl Known {
     fn contains(&self, topic: &str) -> bool {
-        self.0
+        self.topics
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .any(|t| **t == *topic)
     }
 
-    /// Records that `topic` took a message (cheap once it has: a shared read).
+    /// Records that `topic` exists (cheap once it is known: a shared read).
     fn insert(&self, topic: Arc<str>) {
         if !self.contains(&topic) {
-            self.0
+            self.topics
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(topic);
