@@ -458,6 +458,29 @@ async fn two_instances_on_a_shared_subscription_split_the_rows() {
     app_b.shutdown().await.unwrap();
 }
 
+/// Two instances given one client id knock each other off the broker, which keeps one
+/// connection an id: each reconnects 100 ms later and closes the other's. Each says what is
+/// likely wrong, naming the id, instead of only "Lost the MQTT broker" again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_with_one_client_id_are_told_so() {
+    let broker = common::Mosquitto::start();
+    let env = daemon_env("sameid", None, broker.port, &[]);
+    let first = common::Daemon::start(&env).await;
+    let second = common::Daemon::spawn(&env);
+    let hint = "is another faultline (or any client) connected as this client_id?";
+    for daemon in [&first, &second] {
+        daemon.wait_log(hint, 30).await;
+        let log = daemon.log_text();
+        assert!(
+            log.lines()
+                .any(|l| l.contains(hint) && l.contains("client_id=faultline-sameid")),
+            "{log}"
+        );
+    }
+    first.terminate();
+    second.terminate();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_stream_loses_no_row_readiness_follows_it_and_logs_stay_quiet() {
     let broker = common::Mosquitto::start_persistent();

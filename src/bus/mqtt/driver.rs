@@ -211,7 +211,18 @@ pub struct Driver {
     orphans: VecDeque<Step>,
     /// Orphans to return, once the broker said it lost the session.
     returned_orphans: VecDeque<Step>,
+    /// When the current connection was accepted (its CONNACK), while it lasts.
+    connected_at: Option<std::time::Instant>,
+    /// Connections in a row that the broker closed within [`SHORT_LIVED`] of accepting them.
+    short_lived: u32,
 }
+
+/// A connection the broker closes sooner than this after accepting it counts as short-lived:
+/// [`SHORT_LIVED_RUN`] of them in a row are what two clients with one client id look like (the
+/// broker closes the older connection when the other connects, and each reconnects 100 ms later).
+const SHORT_LIVED: Duration = Duration::from_secs(2);
+/// See [`SHORT_LIVED`].
+const SHORT_LIVED_RUN: u32 = 3;
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -252,6 +263,8 @@ impl Driver {
             direct_acks: None,
             orphans: VecDeque::new(),
             returned_orphans: VecDeque::new(),
+            connected_at: None,
+            short_lived: 0,
         };
         (driver, client)
     }
@@ -479,6 +492,7 @@ impl Driver {
             self.connection.fetch_add(1, Ordering::Relaxed);
         }
         self.connected_before = true;
+        self.connected_at = Some(std::time::Instant::now());
         info!(broker = %self.role.broker, client = self.role.client, session_present, "Connected to the MQTT broker.");
         if lost {
             if let Some(c) = &self.sessions_lost {
@@ -557,6 +571,16 @@ impl Driver {
     async fn failed(&mut self, e: ConnectionError) -> Option<Step> {
         if let Some(g) = &self.connected_gauge {
             g.set(0);
+        }
+        if let Some(at) = self.connected_at.take() {
+            self.short_lived = if at.elapsed() < SHORT_LIVED {
+                self.short_lived + 1
+            } else {
+                0
+            };
+            if self.short_lived == SHORT_LIVED_RUN {
+                warn!(broker = %self.role.broker, client = self.role.client, client_id = %self.eventloop.mqtt_options.client_id(), "The MQTT broker closed this connection {SHORT_LIVED_RUN} times in a row within {} s of accepting it. A broker keeps one connection a client id, and closes the older one when another client connects with the same id: is another faultline (or any client) connected as this client_id? Give each instance its own [source.mqtt] client_id. (Otherwise the broker's log says why it closes the connection.)", SHORT_LIVED.as_secs());
+            }
         }
         if self.fail_fast {
             self.set_up(false);
