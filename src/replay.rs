@@ -315,7 +315,7 @@ impl Out {
 
     #[cfg(feature = "kafka")]
     fn kafka(settings: &crate::bus::kafka::KafkaSettings) -> Result<Out, ReplayError> {
-        crate::bus::kafka::publisher::KafkaPublisher::start(settings, 1 << 24, None, &[])
+        crate::bus::kafka::publisher::KafkaPublisher::start(settings, 1 << 24, None, &[], None)
             .map(Out::Kafka)
             .map_err(|e| ReplayError::Broker(e.to_string()))
     }

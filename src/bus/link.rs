@@ -14,8 +14,28 @@ pub struct Link {
     refused: Arc<Mutex<Option<(Refused, String)>>>,
     /// The last time the broker lost this client's session, and what that means.
     session_lost: Arc<Mutex<Option<String>>>,
-    /// Why a connected publisher holds its outputs, while it does.
-    held: Arc<Mutex<Option<String>>>,
+    /// Why a connected publisher holds its outputs, while it does: by what it holds (an output
+    /// topic), how many holds are on it and why.
+    held: Arc<Mutex<std::collections::BTreeMap<String, (usize, String)>>>,
+}
+
+/// A hold on a publisher's output ([`Link::hold`]), released when dropped.
+#[derive(Debug)]
+pub struct Hold {
+    link: Link,
+    what: String,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut held = self.link.held_map();
+        if let Some((count, _)) = held.get_mut(&self.what) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.what);
+            }
+        }
+    }
 }
 
 /// What a broker refuses.
@@ -83,20 +103,35 @@ impl Link {
             .clone()
     }
 
-    /// Records that a connected publisher holds its outputs, and why (`/readyz` is not ready
-    /// meanwhile).
-    pub fn hold(&self, why: String) {
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    /// Records that a connected publisher holds what goes to `what`, and why, until the guard
+    /// is dropped (`/readyz` is not ready meanwhile). Holds on one `what` are counted: it is
+    /// released when the last goes.
+    pub fn hold(&self, what: &str, why: String) -> Hold {
+        self.held_map()
+            .entry(what.to_string())
+            .or_insert((0, why))
+            .0 += 1;
+        Hold {
+            link: self.clone(),
+            what: what.to_string(),
+        }
     }
 
-    /// The publisher delivers again.
-    pub fn release(&self) {
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
-    /// Why the publisher holds its outputs, while it does.
+    /// Why the publisher holds its outputs, while it does (one reason a held output, joined).
     pub fn held(&self) -> Option<String> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let held = self.held_map();
+        (!held.is_empty()).then(|| {
+            held.values()
+                .map(|(_, why)| why.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    fn held_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, (usize, String)>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Refused, String)>> {
@@ -107,6 +142,21 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hold_lasts_until_the_last_hold_on_any_output_is_dropped() {
+        let link = Link::default();
+        let scores = link.hold("scores", "scores gone".into());
+        let dead = link.hold("dead", "dead gone".into());
+        let again = link.hold("scores", "scores gone".into());
+        assert_eq!(link.held().unwrap(), "dead gone; scores gone");
+        drop(scores);
+        assert_eq!(link.held().unwrap(), "dead gone; scores gone");
+        drop(again);
+        assert_eq!(link.held().unwrap(), "dead gone");
+        drop(dead);
+        assert_eq!(link.held(), None);
+    }
 
     #[test]
     fn a_refusal_is_news_once_and_cleared_by_a_connection() {

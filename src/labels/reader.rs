@@ -231,6 +231,9 @@ pub fn start_kafka(
 ) -> Result<LabelsReader, rdkafka::error::KafkaError> {
     use rdkafka::consumer::Consumer;
     use rdkafka::Message;
+    // The labels' entry on /readyz is this consumer's link; a hold of the labels' dead letters
+    // shows there too.
+    let context = crate::bus::kafka::client::Context::new("labels consumer", None);
     let publisher = Publisher::Kafka(crate::bus::kafka::publisher::KafkaPublisher::start(
         settings,
         crate::bus::MAX_PAYLOAD_BYTES + 1024,
@@ -240,6 +243,7 @@ pub fn start_kafka(
                 .with_label_values(&[crate::metrics::SINK_KAFKA]),
         ),
         &[&dead_letter_topic],
+        Some(context.link()),
     )?);
     let mut config = crate::bus::kafka::client::client_config(
         &settings.brokers,
@@ -254,9 +258,7 @@ pub fn start_kafka(
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("client.id", "faultline-labels");
-    let consumer: KafkaConsumer = Arc::new(config.create_with_context(
-        crate::bus::kafka::client::Context::new("labels consumer", None),
-    )?);
+    let consumer: KafkaConsumer = Arc::new(config.create_with_context(context)?);
     consumer.subscribe(&[&topic])?;
     let link = consumer.context().link();
     let (tx, rx) = mpsc::channel(QUEUE);

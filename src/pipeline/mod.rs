@@ -382,6 +382,7 @@ fn connect(
                 MAX_PAYLOAD_BYTES + 1024,
                 Some(resent),
                 &outputs,
+                None,
             )
             .map_err(kafka)?;
             let source = crate::bus::kafka::source::KafkaSource::start(k, options, incoming)

@@ -1,6 +1,6 @@
 //! Health, readiness and metrics: `GET /healthz` (the process answers), `GET /readyz` (the model
 //! is loaded and every bus connection is up, the source's and the labels reader's subscriptions
-//! confirmed by their broker, with the reasons when not) and `GET /metrics`
+//! confirmed by their broker, and no output held, with the reasons when not) and `GET /metrics`
 //! (Prometheus). None of them needs the API token.
 
 use super::WebState;

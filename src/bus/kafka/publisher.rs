@@ -24,6 +24,7 @@
 use crate::bus::backoff::Backoff;
 use crate::bus::kafka::client::{client_config, producer_properties, Context};
 use crate::bus::kafka::KafkaSettings;
+use crate::bus::link::Hold;
 use crate::bus::{Output, PublishError};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage, ToBytes};
@@ -74,8 +75,9 @@ pub struct KafkaPublisher {
     topics: Vec<Arc<str>>,
     /// The output topics seen to exist.
     known: Known,
-    /// Asks the cluster for the output topics as the publisher starts.
-    lookup: JoinHandle<()>,
+    /// Asks the cluster for the output topics as the publisher starts (stopped when the
+    /// publisher goes).
+    _lookup: AbortOnDrop,
     /// Deliveries acknowledged so far.
     acked: watch::Receiver<u64>,
     /// Whether the cluster is reachable.
@@ -97,12 +99,14 @@ impl std::fmt::Debug for KafkaPublisher {
 impl KafkaPublisher {
     /// Creates the producer (it connects in the background, and asks the cluster for `outputs`,
     /// the topics it will write); `resent` counts the messages sent again after the cluster
-    /// refused them.
+    /// refused them. A hold on an output that went is shown on `holds`, or on the publisher's
+    /// own link.
     pub fn start(
         settings: &KafkaSettings,
         max_message_bytes: usize,
         resent_counter: Option<prometheus::IntCounter>,
         outputs: &[&str],
+        holds: Option<crate::bus::link::Link>,
     ) -> Result<KafkaPublisher, KafkaError> {
         let mut config =
             client_config(&settings.brokers, &DEFAULTS, &producer_properties(settings));
@@ -113,7 +117,7 @@ impl KafkaPublisher {
         let (deliveries, mut reports) = mpsc::channel::<(DeliveryFuture, Arc<str>)>(65_536);
         let known = Known {
             topics: Default::default(),
-            link: link.clone(),
+            link: holds.unwrap_or_else(|| link.clone()),
         };
         let lookup = tokio::spawn(look_up(
             producer.clone(),
@@ -206,7 +210,7 @@ impl KafkaPublisher {
             deliveries,
             topics: Vec::new(),
             known,
-            lookup,
+            _lookup: AbortOnDrop(lookup),
             acked,
             link,
             failure,
@@ -275,10 +279,8 @@ impl KafkaPublisher {
             producer,
             deliveries,
             task,
-            lookup,
             ..
         } = self;
-        lookup.abort();
         drop(deliveries);
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = producer.flush(Duration::from_secs(5)) {
@@ -436,13 +438,13 @@ where
 {
     use RDKafkaErrorCode::{QueueFull, UnknownTopic};
     let topic = record.topic;
-    // Set while the topic reads as unknown: the waits, since when, and when it was last logged.
-    let mut gone: Option<(Backoff, std::time::Instant, std::time::Instant)> = None;
+    // Set while the topic reads as unknown: the waits, since when, when it was last logged, and
+    // the hold on /readyz (released when this ends, however it ends).
+    let mut gone: Option<(Backoff, std::time::Instant, std::time::Instant, Hold)> = None;
     loop {
         match producer.send_result(record) {
             Ok(report) => {
-                if let Some((_, since, _)) = gone {
-                    known.link.release();
+                if let Some((_, since, _, _)) = gone {
                     info!(
                         topic,
                         waited_s = since.elapsed().as_secs(),
@@ -460,10 +462,10 @@ where
                     return Err(format!("Kafka has no topic {topic:?}, and it did not exist when faultline started either: create it, or name an output topic that exists"));
                 }
                 let now = std::time::Instant::now();
-                let (backoff, since, logged) = gone.get_or_insert_with(|| {
-                    known.link.hold(format!("Kafka says the output topic {topic:?} does not exist, though it did when faultline started (a broker restarting, or the topic deleted); its verdicts, and the rows behind them, are held until it is back"));
+                let (backoff, since, logged, _) = gone.get_or_insert_with(|| {
+                    let hold = known.link.hold(topic, format!("Kafka says the output topic {topic:?} does not exist, though it did when faultline started (a broker restarting, or the topic deleted); its verdicts, and the rows behind them, are held until it is back"));
                     warn!(topic, "Kafka says an output topic that existed does not (a broker restarting, or the topic deleted); holding its verdicts, and the rows behind them, and trying again until it is back.");
-                    (resend_backoff(), now, now)
+                    (resend_backoff(), now, now, hold)
                 });
                 if now.duration_since(*logged) >= HELD_LOG_EVERY {
                     *logged = now;
@@ -480,46 +482,82 @@ where
 /// How often a verdict held for an unknown topic is logged again.
 const HELD_LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// What the cluster said of an output topic as the publisher started.
+enum Found {
+    /// It exists, with partitions.
+    Exists,
+    /// It does not, or this client may not see it: the reason.
+    No(String),
+    /// No answer yet (the cluster out of reach, a leader being elected): ask again.
+    Later,
+}
+
 /// Asks the cluster, until it answers, whether each of `outputs` exists; those that do are
 /// [`Known`]. One that does not is only warned about: librdkafka gives a new topic
-/// `topic.metadata.propagation.max.ms` to appear, and a publish to it fails after that.
+/// `topic.metadata.propagation.max.ms` to appear, and a publish to it fails after that. (The
+/// question is the one a first publish asks: a broker that creates topics on demand creates
+/// them now rather than at their first message.)
 async fn look_up(producer: FutureProducer<Context>, outputs: Vec<String>, known: Known) {
+    use rdkafka::types::RDKafkaRespErr as Err;
     let mut left = outputs;
     let mut backoff = Backoff::default();
     while !left.is_empty() {
         let (asker, asked) = (producer.clone(), left.clone());
-        let answers = tokio::task::spawn_blocking(move || {
+        let Ok(answers) = tokio::task::spawn_blocking(move || {
             asked
                 .iter()
                 .map(|t| {
-                    asker
+                    match asker
                         .client()
                         .fetch_metadata(Some(t), Duration::from_secs(5))
-                        .map(|m| {
-                            m.topics()
-                                .first()
-                                .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty())
-                        })
-                        .ok()
+                    {
+                        Ok(m) => match m.topics().first() {
+                            Some(t) => match t.error() {
+                                None if !t.partitions().is_empty() => Found::Exists,
+                                Some(Err::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => {
+                                    Found::No("Kafka has no such topic".into())
+                                }
+                                Some(
+                                    e @ (Err::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED
+                                    | Err::RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION),
+                                ) => Found::No(RDKafkaErrorCode::from(e).to_string()),
+                                _ => Found::Later,
+                            },
+                            None => Found::Later,
+                        },
+                        Err(_) => Found::Later,
+                    }
                 })
                 .collect::<Vec<_>>()
         })
         .await
-        .unwrap_or_default();
+        else {
+            return;
+        };
         let mut unanswered = vec![];
-        for (topic, answer) in left.into_iter().zip(answers) {
-            match answer {
-                Some(true) => known.insert(topic.into()),
-                Some(false) => {
-                    warn!(topic = %topic, "Kafka has no such output topic: create it; faultline stops at the first verdict it cannot deliver there.")
+        for (topic, found) in left.into_iter().zip(answers) {
+            match found {
+                Found::Exists => known.insert(topic.into()),
+                Found::No(why) => {
+                    warn!(topic = %topic, reason = %why, "An output topic faultline cannot see: create it (or let this client use it); faultline stops at the first verdict it cannot deliver there.")
                 }
-                None => unanswered.push(topic),
+                Found::Later => unanswered.push(topic),
             }
         }
         left = unanswered;
         if !left.is_empty() {
             backoff.wait().await;
         }
+    }
+}
+
+/// A task stopped when this is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
