@@ -471,18 +471,20 @@ impl Daemon {
         let mut d = Daemon::spawn(env);
         let web = d.web;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut ready = String::new();
         loop {
             if let Ok(Some(status)) = d.child.try_wait() {
                 panic!("faultline serve exited with {status}:\n{}", d.log_text());
             }
-            if tokio::net::TcpStream::connect(web).await.is_ok()
-                && http_get(web, "/readyz").await.contains("200 OK")
-            {
-                return d;
+            if tokio::net::TcpStream::connect(web).await.is_ok() {
+                ready = http_get(web, "/readyz").await;
+                if ready.contains("200 OK") {
+                    return d;
+                }
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "never ready:\n{}",
+                "never ready ({ready}):\n{}",
                 d.log_text()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
