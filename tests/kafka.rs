@@ -1674,17 +1674,19 @@ async fn an_output_topic_that_never_existed_stops_the_daemon_naming_it() {
     t.scores = format!("{}.no-such-topic", t.rows);
     let model = Model::embedded().unwrap();
     let (rows, _) = common::crash_rows(&model, 1, "nosuch");
-    let mut env = daemon_env(&cluster.bootstrap, &t, &QUICK_METADATA);
-    env.extend(
-        [
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            QUICK_METADATA[0],
+            QUICK_METADATA[1],
             ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
             // MockCluster makes the topics a client asks for, when the client allows it.
             (
                 "FAULTLINE_SOURCE__KAFKA__PROPERTIES__ALLOW_AUTO_CREATE_TOPICS",
                 "false",
             ),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
+        ],
     );
     let cfg = RawConfig::load_with_env(None, env)
         .unwrap()

@@ -269,7 +269,7 @@ pub fn start_kafka(
     let reader_failed = failed.clone();
     let reader = tokio::spawn(async move {
         info!(topic = %topic, group = %group, "Reading labels from Kafka.");
-        let mut errors = crate::bus::kafka::client::ReadErrors::new("labels");
+        let mut errors = crate::bus::kafka::client::ReadErrors::new("labels", reader_failed);
         // Every so often: does this group hold every partition of the topic? Another instance
         // in the same group would take some, and the labels would be split between them.
         let mut check = tokio::time::interval(SHARED_GROUP_CHECK);
@@ -319,8 +319,11 @@ pub fn start_kafka(
                     }
                 }
                 Err(e) => {
-                    if let Err(reason) = errors.failed(&topic, &e, reader_consumer.client()).await {
-                        reader_failed.send_replace(Some(reason));
+                    if errors
+                        .failed(&topic, &e, reader_consumer.client())
+                        .await
+                        .is_break()
+                    {
                         return;
                     }
                 }

@@ -10,6 +10,7 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::TopicPartitionList;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing::{debug, error, info, warn};
@@ -57,6 +58,8 @@ pub fn client_config(
 pub struct ReadErrors {
     /// What the loop reads, for logs: "rows", "labels".
     what: &'static str,
+    /// Where a fatal error's reason goes.
+    fatal: tokio::sync::watch::Sender<Option<String>>,
     /// Set from an error until the next message.
     failing: bool,
 }
@@ -65,38 +68,43 @@ pub struct ReadErrors {
 const ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl ReadErrors {
-    /// For a loop reading `what` ("rows", "labels").
-    pub fn new(what: &'static str) -> ReadErrors {
+    /// For a loop reading `what` ("rows", "labels"), which says on `fatal` why it stopped.
+    pub fn new(
+        what: &'static str,
+        fatal: tokio::sync::watch::Sender<Option<String>>,
+    ) -> ReadErrors {
         ReadErrors {
             what,
+            fatal,
             failing: false,
         }
     }
 
     /// Logs `error` if it starts a run of errors, then pauses [`ERROR_PAUSE`]; or, when it is
-    /// fatal to `client`, returns why, naming librdkafka's reason.
+    /// fatal to `client`, says why (librdkafka's reason) and tells the loop to stop.
     pub async fn failed<C: ClientContext>(
         &mut self,
         topic: &str,
         error: &KafkaError,
         client: &Client<C>,
-    ) -> Result<(), String> {
+    ) -> ControlFlow<()> {
         if let KafkaError::MessageConsumptionFatal(code) = error {
             let why = client.fatal_error().map_or_else(
                 || code.to_string(),
                 |(code, why)| format!("{code:?}: {why}"),
             );
             error!(topic = %topic, error = %why, "Kafka ended this consumer for good (librdkafka's fatal error); stopping.");
-            return Err(format!(
+            self.fatal.send_replace(Some(format!(
                 "the Kafka consumer of {} on {topic} failed for good: {why}",
                 self.what
-            ));
+            )));
+            return ControlFlow::Break(());
         }
         if !std::mem::replace(&mut self.failing, true) {
             warn!(topic = %topic, error = %error, "Kafka could not deliver {}; librdkafka retries with backoff.", self.what);
         }
         tokio::time::sleep(ERROR_PAUSE).await;
-        Ok(())
+        ControlFlow::Continue(())
     }
 
     /// Notes a message; after errors, logs that messages arrive again.

@@ -438,16 +438,15 @@ where
 {
     use RDKafkaErrorCode::{QueueFull, UnknownTopic};
     let topic = record.topic;
-    // Set while the topic reads as unknown: the waits, since when, when it was last logged, and
-    // the hold on /readyz (released when this ends, however it ends).
-    let mut gone: Option<(Backoff, std::time::Instant, std::time::Instant, Hold)> = None;
+    // Set while the topic reads as unknown.
+    let mut gone: Option<Gone> = None;
     loop {
         match producer.send_result(record) {
             Ok(report) => {
-                if let Some((_, since, _, _)) = gone {
+                if let Some(gone) = gone {
                     info!(
                         topic,
-                        waited_s = since.elapsed().as_secs(),
+                        waited_s = gone.since.elapsed().as_secs(),
                         "Kafka knows the output topic again; its held verdicts go out."
                     );
                 }
@@ -462,21 +461,37 @@ where
                     return Err(format!("Kafka has no topic {topic:?}, and it did not exist when faultline started either: create it, or name an output topic that exists"));
                 }
                 let now = std::time::Instant::now();
-                let (backoff, since, logged, _) = gone.get_or_insert_with(|| {
-                    let hold = known.link.hold(topic, format!("Kafka says the output topic {topic:?} does not exist, though it did when faultline started (a broker restarting, or the topic deleted); its verdicts, and the rows behind them, are held until it is back"));
+                let gone = gone.get_or_insert_with(|| {
                     warn!(topic, "Kafka says an output topic that existed does not (a broker restarting, or the topic deleted); holding its verdicts, and the rows behind them, and trying again until it is back.");
-                    (resend_backoff(), now, now, hold)
+                    Gone {
+                        backoff: resend_backoff(),
+                        since: now,
+                        logged: now,
+                        _hold: known.link.hold(topic, format!("Kafka says the output topic {topic:?} does not exist, though it did when faultline started (a broker restarting, or the topic deleted); its verdicts, and the rows behind them, are held until it is back")),
+                    }
                 });
-                if now.duration_since(*logged) >= HELD_LOG_EVERY {
-                    *logged = now;
-                    warn!(topic, waited_s = since.elapsed().as_secs(), "Kafka still says the output topic does not exist; its verdicts are still held.");
+                if now.duration_since(gone.logged) >= HELD_LOG_EVERY {
+                    gone.logged = now;
+                    warn!(topic, waited_s = gone.since.elapsed().as_secs(), "Kafka still says the output topic does not exist; its verdicts are still held.");
                 }
                 record = r;
-                backoff.wait().await;
+                gone.backoff.wait().await;
             }
             Err((e, _)) => return Err(e.to_string()),
         }
     }
+}
+
+/// A verdict held while its topic reads as unknown ([`queue_record`]).
+struct Gone {
+    /// The waits between tries.
+    backoff: Backoff,
+    /// Since when.
+    since: std::time::Instant,
+    /// When it was last logged.
+    logged: std::time::Instant,
+    /// The hold on `/readyz`, released when this goes, however the wait ends.
+    _hold: Hold,
 }
 
 /// How often a verdict held for an unknown topic is logged again.

@@ -166,7 +166,7 @@ impl KafkaSource {
         let group = settings.group_id.clone();
         let task = tokio::spawn(async move {
             info!(topic = %topic, group = %group, "Reading rows from Kafka.");
-            let mut errors = ReadErrors::new("rows");
+            let mut errors = ReadErrors::new("rows", failed);
             let admitter =
                 crate::bus::admit::Admitter::start(SOURCE_KAFKA, options, stopped.clone(), output);
             // Messages read while the pipeline had no room, in order, and the partitions paused.
@@ -186,13 +186,12 @@ impl KafkaSource {
                                 errors.delivered(&topic);
                                 read(&admitter, &m, &topic)
                             }
-                            Err(e) => match errors.failed(&topic, &e, reader.client()).await {
-                                Ok(()) => continue,
-                                Err(reason) => {
-                                    failed.send_replace(Some(reason));
+                            Err(e) => {
+                                if errors.failed(&topic, &e, reader.client()).await.is_break() {
                                     return;
                                 }
-                            },
+                                continue;
+                            }
                         }
                     }
                 };
@@ -231,8 +230,7 @@ impl KafkaSource {
                                 paused.pause(&reader);
                             }
                             Err(e) => {
-                                if let Err(reason) = errors.failed(&topic, &e, reader.client()).await {
-                                    failed.send_replace(Some(reason));
+                                if errors.failed(&topic, &e, reader.client()).await.is_break() {
                                     return;
                                 }
                             }
