@@ -1598,40 +1598,76 @@ async fn an_output_topic_that_reads_as_unknown_for_a_while_holds_its_verdicts_un
         return;
     };
     let model = Model::embedded().unwrap();
-    let (rows, _) = common::crash_rows(&model, 20, "forgotten");
+    let (rows, _) = common::crash_rows(&model, 40, "forgotten");
     let payloads: Vec<String> = rows.iter().map(|(_, p)| p.clone()).collect();
     let env = daemon_env(&cluster.bootstrap, &t, &QUICK_METADATA);
     let mut daemon = common::Daemon::start(&env).await;
     let reader = cluster.reader(&[&t.scores, &t.dead]);
     let producer = cluster.producer();
+    // What came: the scores' keys, and how many dead letters. `collect_until` asks after each
+    // message with all it has so far, so only the last one is new.
     let (mut scored, mut dead) = (HashSet::new(), 0);
     let mut count = |got: &[Got]| {
-        for m in got {
-            if m.topic == t.dead {
-                dead += 1;
-            } else if let Some(k) = &m.key {
+        match got.last() {
+            Some(m) if m.topic == t.dead => dead += 1,
+            Some(Got { key: Some(k), .. }) => {
                 scored.insert(k.clone());
             }
+            _ => {}
         }
         (scored.len(), dead)
     };
     // The scores topic takes the first ten verdicts...
     cluster.publish(&producer, &t.rows, &payloads[..10]).await;
     reader.collect_until(60, |g| count(g) == (10, 0)).await;
-    // ...then it and the dead-letter topic read as unknown. An unreadable row comes, and its
-    // dead letter is held; ten rows come behind it.
+    // ...then it and the dead-letter topic read as unknown. Rows come one at a time until the
+    // daemon holds one's score: its producer has then seen both topics go (one metadata answer
+    // names both).
     mock.topic_error(&t.scores, GONE).unwrap();
     mock.topic_error(&t.dead, GONE).unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut next = 10;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !daemon
+        .log_text()
+        .contains("Kafka says an output topic that existed does not")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline && next < 30,
+            "never held after {next} rows:\n{}",
+            daemon.log_text()
+        );
+        cluster
+            .publish(&producer, &t.rows, &payloads[next..next + 1])
+            .await;
+        next += 1;
+        // Its score comes, or is held (and the daemon says so).
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            reader.collect_until(30, |g| {
+                count(g);
+                !g.is_empty()
+            }),
+        )
+        .await;
+    }
+    // An unreadable row comes, and ten rows behind it; then the scores topic is back. The
+    // unreadable row's dead letter, to a topic that never took a message, is held in turn.
     cluster
         .publish(&producer, &t.rows, &["not a row".to_string()])
         .await;
-    daemon
-        .wait_log("Kafka says an output topic that existed does not", 30)
+    cluster
+        .publish(&producer, &t.rows, &payloads[next..next + 10])
         .await;
-    cluster.publish(&producer, &t.rows, &payloads[10..]).await;
-    let ready = common::readyz_when(daemon.web, |r| r.contains("holds its outputs")).await;
-    assert!(ready.contains("503") && ready.contains(&t.dead), "{ready}");
+    mock.topic_error(&t.scores, BACK).unwrap();
+    reader.collect_until(60, |g| count(g).0 == next).await;
+    let ready = common::readyz_when(daemon.web, |r| {
+        r.contains("holds its outputs") && r.contains(&t.dead)
+    })
+    .await;
+    assert!(
+        ready.contains("503") && ready.contains(&t.dead) && !ready.contains(&t.scores),
+        "{ready}"
+    );
     // Held: nothing went out meanwhile, and the daemon runs on.
     let more = tokio::time::timeout(
         Duration::from_secs(2),
@@ -1644,19 +1680,18 @@ async fn an_output_topic_that_reads_as_unknown_for_a_while_holds_its_verdicts_un
         "the daemon stopped:\n{}",
         daemon.log_text()
     );
-    mock.topic_error(&t.scores, BACK).unwrap();
     mock.topic_error(&t.dead, BACK).unwrap();
     // (A dead letter may come twice: at least once.)
     reader
         .collect_until(60, |g| {
             let (scored, dead) = count(g);
-            scored == 20 && dead >= 1
+            scored == next + 10 && dead >= 1
         })
         .await;
     daemon
         .wait_log("Kafka knows the output topic again", 30)
         .await;
-    for (id, _) in &rows {
+    for (id, _) in &rows[..next + 10] {
         assert!(scored.contains(id), "{id} never arrived");
     }
     let ready = common::readyz_when(daemon.web, |r| r.contains("200 OK")).await;
