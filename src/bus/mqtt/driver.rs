@@ -342,6 +342,14 @@ impl Driver {
                     return step;
                 }
                 continue;
+            } else if let Err(e) = self.send_pending().await {
+                // As rumqttc does on a failed write: what it had sent and not had acknowledged
+                // goes back to its queue, for the next connection.
+                self.eventloop.clean();
+                if let Some(step) = self.failed(e).await {
+                    return step;
+                }
+                continue;
             }
             // Only while connected: during a reconnect the acknowledger must not hand a PUBACK
             // to rumqttc, which would send it on the new connection (see `connection`).
@@ -470,6 +478,45 @@ impl Driver {
             network.flush().await
         };
         match tokio::time::timeout(timeout, write).await {
+            Ok(result) => result.map_err(ConnectionError::MqttState),
+            Err(_) => Err(ConnectionError::FlushTimeout),
+        }
+    }
+
+    /// Sends everything rumqttc's queue of requests holds (what a reconnect gives it to send
+    /// again, then the SUBSCRIBE; see `connected`) and flushes once, as rumqttc would, one at a
+    /// time. Call only while connected. rumqttc sends that queue on a branch of its poll that
+    /// first sleeps (`pending_throttle`, which at 0 still waits for the timer's next tick), and
+    /// a socket with bytes waiting to be read won every turn against it: while a kept session's
+    /// backlog flowed in (up to the broker's in-flight window at a time, 1,000 in the tests), the
+    /// SUBSCRIBE did not go out, the link stayed down and `/readyz` answered 503 for as long as
+    /// the backlog lasted, 30 s and more after a `kill -9` mid-flood, while rows were scored.
+    async fn send_pending(&mut self) -> Result<(), ConnectionError> {
+        let EventLoop {
+            pending,
+            state,
+            network,
+            network_options,
+            ..
+        } = &mut self.eventloop;
+        let Some(network) = network.as_mut() else {
+            return Ok(());
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let timeout = Duration::from_secs(network_options.connection_timeout());
+        let send = async {
+            while let Some(request) = pending.pop_front() {
+                // A QoS 1 PUBLISH is in rumqttc's state from here, and put back in the queue
+                // by `clean` if the connection fails before its PUBACK.
+                if let Some(packet) = state.handle_outgoing_packet(request)? {
+                    network.write(packet).await?;
+                }
+            }
+            network.flush().await
+        };
+        match tokio::time::timeout(timeout, send).await {
             Ok(result) => result.map_err(ConnectionError::MqttState),
             Err(_) => Err(ConnectionError::FlushTimeout),
         }
@@ -667,7 +714,7 @@ pub(super) mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     /// Reads one MQTT packet: its type (the fixed header's high nibble) and its body.
-    pub(in crate::bus::mqtt) async fn packet(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    pub(in crate::bus::mqtt) async fn packet(s: &mut (impl AsyncReadExt + Unpin)) -> (u8, Vec<u8>) {
         let kind = s.read_u8().await.unwrap();
         let (mut len, mut shift) = (0usize, 0);
         loop {
@@ -832,6 +879,81 @@ pub(super) mod tests {
             let _ = polling.await;
             broker.await.unwrap();
         }
+    }
+
+    /// A broker that kept the session sends what it queued for faultline as soon as it accepts
+    /// the connection, and a restarted faultline subscribes again (the link is up at the
+    /// SUBACK). The SUBSCRIBE must not wait behind that backlog: rumqttc sends its queued
+    /// requests on a branch that first sleeps a timer tick, and a socket with bytes waiting won
+    /// every turn against it. After a `kill -9` mid-flood on Mosquitto (1,000 messages in
+    /// flight) `/readyz` stayed 503 for 30 s and more while the rows were scored. Played here: a
+    /// flood of QoS 0 messages, on a runtime with two threads so that the broker writes while
+    /// the driver reads, and a reader that spends 500 µs on each message, so the socket always
+    /// has bytes. The broker notes how many messages the driver had returned when the SUBSCRIBE
+    /// came.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_subscription_goes_out_before_a_kept_sessions_backlog_is_read() {
+        use std::sync::atomic::AtomicBool;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (returned, stop) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (count, flooding) = (returned.clone(), stop.clone());
+        let (subscribed, mut at_subscribe) = tokio::sync::oneshot::channel::<u64>();
+        let broker = tokio::spawn(async move {
+            let s = accept_client(&listener, 1).await;
+            let (mut read, mut write) = s.into_split();
+            let reading = tokio::spawn(async move {
+                let (kind, _) = packet(&mut read).await;
+                assert_eq!(kind, 8, "SUBSCRIBE");
+                let _ = subscribed.send(count.load(Ordering::Relaxed));
+                let mut rest = Vec::new();
+                let _ = read.read_to_end(&mut rest).await;
+            });
+            // QoS 0 PUBLISHes on faultline/rows, 64 to a write, until the test is done.
+            let topic = b"faultline/rows";
+            let mut one = vec![0x30, (2 + topic.len() + 1) as u8, 0, topic.len() as u8];
+            one.extend_from_slice(topic);
+            one.push(b'x');
+            let burst = one.repeat(64);
+            while !flooding.load(Ordering::Relaxed) && write.write_all(&burst).await.is_ok() {}
+            reading.abort();
+        });
+        let (role, options) = played_client(port, "source");
+        let (driver, _client) = Driver::new(options, 10, role);
+        let mut driver = driver.subscribe("faultline/rows".into(), QoS::AtLeastOnce);
+        let (done, link) = (stop.clone(), driver.link());
+        let polling = tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                if let Step::Message(..) = driver.next().await {
+                    returned.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let before = loop {
+            if let Ok(n) = at_subscribe.try_recv() {
+                break n;
+            }
+            assert!(Instant::now() < deadline, "no SUBSCRIBE in 10 s of flood");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        stop.store(true, Ordering::Relaxed);
+        // One or two: the driver goes on while the SUBSCRIBE is on its way. Before the fix, 288
+        // to 1,287 in seven runs (0.15 to 0.65 s of the flood).
+        assert!(
+            before < 50,
+            "the driver returned {before} messages of the backlog before its SUBSCRIBE arrived"
+        );
+        assert!(
+            !link.is_up(),
+            "up before the broker granted the subscription"
+        );
+        polling.await.unwrap();
+        broker.await.unwrap();
     }
 
     /// PUBACKs go out in the order their messages came, whichever path each takes: one handed
