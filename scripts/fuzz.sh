@@ -79,6 +79,10 @@ replay() {
 }
 failed=()
 summary=()
+# The targets fuzz at once, each for $seconds: AFL++ runs one process a target, and the
+# machine's cores are shared among them (AFL_NO_AFFINITY; on 2 cores each target gets about 2/3
+# of one), so three targets take $seconds rather than three times that.
+declare -A fuzzing
 for t in "${targets[@]}"; do
   out=$CARGO_TARGET_DIR/out/$t
   rm -rf "$out"
@@ -87,8 +91,13 @@ for t in "${targets[@]}"; do
   [[ -f fuzz/dict/$t.dict ]] && dict=(-x "$root/fuzz/dict/$t.dict")
   echo "== fuzzing $t for $seconds s (seeds: fuzz/seeds/$t, log: target/fuzz/out/$t.log)"
   # -t: 1 s per input, far above any decode time, so a busy machine does not make false hangs.
-  if ! cargo afl fuzz -V "$seconds" -t 1000 -i "$root/fuzz/seeds/$t" -o "$out" "${dict[@]}" \
-    -- "$CARGO_TARGET_DIR/release/$t" > "$out.log" 2>&1; then
+  cargo afl fuzz -V "$seconds" -t 1000 -i "$root/fuzz/seeds/$t" -o "$out" "${dict[@]}" \
+    -- "$CARGO_TARGET_DIR/release/$t" > "$out.log" 2>&1 &
+  fuzzing[$t]=$!
+done
+for t in "${targets[@]}"; do
+  out=$CARGO_TARGET_DIR/out/$t
+  if ! wait "${fuzzing[$t]}"; then
     { grep -a -E "Test case|PROGRAM ABORT|Location" "$out.log" || tail -n 30 "$out.log"; } |
       sed 's/\x1b\[[0-9;]*m//g' >&2
     echo "!! afl-fuzz failed on $t (log: target/fuzz/out/$t.log)" >&2
@@ -113,7 +122,7 @@ for t in "${targets[@]}"; do
   fi
 done
 
-echo "== fuzzing summary ($seconds s per target)"
+echo "== fuzzing summary ($seconds s, the targets at once)"
 for line in "${summary[@]}"; do echo "   $line"; done
 if ((${#failed[@]})); then
   printf '!! %s\n' "${failed[@]}" >&2
