@@ -477,10 +477,7 @@ impl Driver {
             }
             network.flush().await
         };
-        match tokio::time::timeout(timeout, write).await {
-            Ok(result) => result.map_err(ConnectionError::MqttState),
-            Err(_) => Err(ConnectionError::FlushTimeout),
-        }
+        within(timeout, write).await
     }
 
     /// Sends the requests at the head of rumqttc's queue that are not PUBLISHes (the SUBSCRIBE
@@ -507,31 +504,26 @@ impl Driver {
         let Some(network) = network.as_mut() else {
             return Ok(());
         };
+        let due = |pending: &VecDeque<rumqttc::Request>| {
+            pending
+                .front()
+                .is_some_and(|r| !matches!(r, rumqttc::Request::Publish(_)))
+        };
+        // Called before every poll: most of the time there is nothing to do.
+        if !due(pending) {
+            return Ok(());
+        }
         let timeout = Duration::from_secs(network_options.connection_timeout());
-        let mut sent = false;
-        while pending
-            .front()
-            .is_some_and(|r| !matches!(r, rumqttc::Request::Publish(_)))
-        {
+        while due(pending) {
             let request = pending.pop_front().expect("a request at the front");
             let packet = state
                 .handle_outgoing_packet(request)
                 .map_err(ConnectionError::MqttState)?;
             if let Some(packet) = packet {
-                match tokio::time::timeout(timeout, network.write(packet)).await {
-                    Ok(result) => result.map_err(ConnectionError::MqttState)?,
-                    Err(_) => return Err(ConnectionError::FlushTimeout),
-                }
-                sent = true;
+                within(timeout, network.write(packet)).await?;
             }
         }
-        if !sent {
-            return Ok(());
-        }
-        match tokio::time::timeout(timeout, network.flush()).await {
-            Ok(result) => result.map_err(ConnectionError::MqttState),
-            Err(_) => Err(ConnectionError::FlushTimeout),
-        }
+        within(timeout, network.flush()).await
     }
 
     fn connected(&mut self, session_present: bool) {
@@ -654,6 +646,17 @@ impl Driver {
         );
         self.backoff.wait().await;
         None
+    }
+}
+
+/// A write to the broker's connection, given `timeout` (rumqttc's connection timeout) to finish.
+async fn within(
+    timeout: Duration,
+    write: impl std::future::Future<Output = Result<(), rumqttc::StateError>>,
+) -> Result<(), ConnectionError> {
+    match tokio::time::timeout(timeout, write).await {
+        Ok(result) => result.map_err(ConnectionError::MqttState),
+        Err(_) => Err(ConnectionError::FlushTimeout),
     }
 }
 
