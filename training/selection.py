@@ -148,3 +148,54 @@ def pick(y, margins: dict, order: list, boot, aucs: dict | None = None) -> tuple
     if not better:
         return simplest, gains
     return max(better, key=lambda k: (roc_auc(y, margins[k]), -order.index(k))), gains
+
+
+def alarm_budget(p: np.ndarray, threshold: float, rate: float, window_rows: int, warmup_rows: int):
+    """What faultline's alarm budget (`[model] alarm_rate`, src/model/decide.rs) decides for the scores
+    `p` in their order, from an empty window: (flagged, decided_by_budget), two boolean arrays.
+
+    The same rule as the daemon's, step for step in float32: a wafer is flagged when its P(fault) is at
+    least the smallest of the top ceil(rate * n) scores of the last `window_rows` wafers (itself
+    included, n of them); until the window holds `warmup_rows` wafers the fixed threshold decides. A NaN
+    score is not flagged and does not enter the window."""
+    import bisect
+    from collections import deque
+
+    p = np.asarray(p, dtype=np.float32)
+    t = np.float32(threshold)
+    recent, ordered = deque(), []
+    flagged = np.zeros(len(p), dtype=bool)
+    by_budget = np.zeros(len(p), dtype=bool)
+    for i, x in enumerate(p):
+        if np.isnan(x):
+            continue
+        if len(recent) == window_rows:
+            old = recent.popleft()
+            del ordered[bisect.bisect_left(ordered, old)]
+        recent.append(x)
+        bisect.insort_left(ordered, x)
+        n = len(ordered)
+        if n < max(warmup_rows, 1):
+            flagged[i] = x >= t
+            continue
+        k = min(max(math.ceil(rate * n), 1), n)
+        flagged[i] = x >= ordered[n - k]
+        by_budget[i] = True
+    return flagged, by_budget
+
+
+def flags_with_intervals(y: np.ndarray, flagged: np.ndarray, boot) -> dict:
+    """Recall and false-alarm rate of given flags, with bootstrap intervals over the same rows."""
+    def counts(yy, ff):
+        tp, fp = int((ff & (yy == 1)).sum()), int((ff & (yy == 0)).sum())
+        pos, neg = int((yy == 1).sum()), int((yy == 0).sum())
+        return {"recall": tp / pos if pos else float("nan"),
+                "false_alarm_rate": fp / neg if neg else float("nan"),
+                "flagged": int(ff.sum()), "true_positives": tp, "false_positives": fp,
+                "rows": len(yy), "faults": pos}
+
+    m = counts(y, flagged)
+    per = [counts(y[i], flagged[i]) for i in boot]
+    m["recall_ci95"] = interval(x["recall"] for x in per)
+    m["false_alarm_rate_ci95"] = interval(x["false_alarm_rate"] for x in per)
+    return m

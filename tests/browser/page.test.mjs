@@ -122,6 +122,12 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
     page.on('pageerror', (e) => consoleErrors.push(String(e)));
     await page.goto(url);
     await page.waitForFunction((v) => document.querySelector('#model-card')?.textContent.includes(v), card.version);
+    // The suggested alarm budget comes with what it did in validation, from the card.
+    const budget = card.validation.alarm_budget;
+    assert.ok(budget, 'the committed card measures its alarm budget');
+    const cardText = await page.textContent('#model-card');
+    assert.ok(cardText.includes(`recall ${budget.recall.toFixed(3)}`), cardText);
+    assert.ok(cardText.includes(`${budget.true_positives} of ${budget.faults} faults`), cardText);
     // The drift and live-quality panels start folded, so the table fits a laptop's screen (the
     // second test checks that); open them to check what they show.
     assert.equal(await page.$eval('#drift-details', (d) => d.open), false);

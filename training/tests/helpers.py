@@ -59,6 +59,21 @@ def check_model_dir(out_dir: Path) -> dict:
     assert v["faults"] == sum(w["faults"] for w in v["windows"])
     assert sum(c["selected"] for c in v["comparisons"]) == 1
     assert 0.0 < v["alarm_rate_suggested"] < 1.0
+    b = v["alarm_budget"]
+    if b is not None:
+        assert b["rate"] == v["alarm_rate_suggested"]
+        assert (b["window_rows"], b["warmup_rows"]) == (train.ALARM_WINDOW_ROWS, train.ALARM_WARMUP_ROWS)
+        assert b["rows"] == v["rows"] - b["warmup_rows"] + 1 and b["faults"] <= v["faults"]
+        assert b["true_positives"] + b["false_positives"] == b["flagged"]
+        for k in ("recall", "false_alarm_rate"):
+            lo, hi = b[f"{k}_ci95"]
+            assert lo <= b[k] <= hi, (k, lo, b[k], hi)
+    for w in v["windows"]:
+        assert w["threshold_caught"] <= w["faults"] and w["budget_caught"] <= w["faults"]
+        assert 0.0 <= w["threshold_flagged"] <= 1.0 and 0.0 <= w["budget_flagged"] <= 1.0
+    # the windows' counts add up to the pooled ones
+    assert sum(w["threshold_caught"] for w in v["windows"]) == v["true_positives"]
+    assert round(sum(w["threshold_flagged"] * w["rows"] for w in v["windows"])) == v["flagged"]
     t = card["training"]
     assert t["n_trees"] > 0 and t["seed"] == 42 and t["model"] in ("logistic-rank", "xgboost", "blend")
     assert set(t["dropped_sensors"]) == {"constant", "mostly_missing"}

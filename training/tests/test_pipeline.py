@@ -138,6 +138,37 @@ def test_threshold_rule():
     assert train.choose_threshold(y2, s2) == float(np.float32(0.9))
 
 
+def test_the_alarm_budget_is_the_daemons_rule():
+    """selection.alarm_budget decides as src/model/decide.rs does (the same cases as its unit tests)."""
+    # warm-up: the fixed threshold decides until the window holds warmup_rows wafers
+    f, b = selection.alarm_budget(np.array([0.6, 0.4, 0.1, 0.05]), 0.5, 0.5, 10, 3)
+    assert f.tolist() == [True, False, False, False] and b.tolist() == [False, False, True, True]
+    # the window forgets old scores: after four highs and four lows the threshold is the lows' median
+    p = np.array([0.9, 0.9, 0.9, 0.9, 0.1, 0.2, 0.3, 0.4, 0.35], dtype=np.float32)
+    f, b = selection.alarm_budget(p, 0.5, 0.5, 4, 1)
+    assert b.all() and f.tolist() == [True, True, True, True, False, False, True, True, True]
+    # at least one wafer is flagged: the window's top score
+    f, _ = selection.alarm_budget(np.array([0.3, 0.2, 0.1]), 0.9, 0.01, 200, 1)
+    assert f.tolist() == [True, False, False]
+    # a NaN score is not flagged and does not enter the window
+    f, b = selection.alarm_budget(np.array([np.nan, 0.1, 0.2]), 0.9, 0.5, 2, 2)
+    assert f.tolist() == [False, False, True] and b.tolist() == [False, False, True]
+    # a steady stream: about the budget's share is flagged
+    p = np.random.default_rng(1).random(3000).astype(np.float32)
+    f, b = selection.alarm_budget(p, 0.5, 0.2, 1000, 200)
+    assert 0.18 < f[b].mean() < 0.22
+
+
+def test_the_alarm_figures_use_the_daemons_default_window():
+    """The card's alarm-budget figures are for the window a user gets by default."""
+    import tomllib
+    from pathlib import Path
+
+    cfg = tomllib.loads((Path(train.REPO_ROOT) / "config" / "default.toml").read_text())["model"]
+    assert (cfg["alarm_window_rows"], cfg["alarm_warmup_rows"]) == (train.ALARM_WINDOW_ROWS,
+                                                                    train.ALARM_WARMUP_ROWS)
+
+
 def test_simplest_wins_unless_clearly_beaten():
     rng = np.random.default_rng(0)
     y = (rng.random(400) < 0.2).astype(np.int64)

@@ -84,7 +84,17 @@ function renderCard() {
   metric('Recall', 'recall', faults);
   metric('False-alarm rate', 'false_alarm_rate', good);
   if (typeof v.alarm_rate_suggested === 'number') {
-    item('Suggested alarm budget', `${(v.alarm_rate_suggested * 100).toFixed(1)}% of wafers`, 'validation.alarm_rate_suggested: set [model] alarm_rate to flag this share of recent wafers');
+    const dd = item('Suggested alarm budget', `${(v.alarm_rate_suggested * 100).toFixed(1)}% of wafers`, 'validation.alarm_rate_suggested: set [model] alarm_rate to flag this share of recent wafers');
+    // What that budget did in validation, when training measured it (validation.alarm_budget).
+    const b = v.alarm_budget;
+    if (b && typeof b.recall === 'number' && typeof b.false_alarm_rate === 'number') {
+      const ci = Array.isArray(b.recall_ci95) && typeof b.recall_ci95[0] === 'number'
+        ? `, 95% CI ${b.recall_ci95[0].toFixed(2)}–${b.recall_ci95[1].toFixed(2)}` : '';
+      dd.append(' ', el('span', 'card-interval',
+        `(in validation, over a window of ${fmtInt(b.window_rows)} wafers: recall ${b.recall.toFixed(3)}${ci}, ` +
+        `${fmtInt(b.true_positives)} of ${fmtInt(b.faults)} faults; false-alarm rate ${b.false_alarm_rate.toFixed(3)})`));
+      dd.title = b.rule || dd.title;
+    }
   }
   if (typeof v.rows === 'number') {
     item('Validation set', `${fmtInt(v.rows)} rows, ${fmtInt(v.faults)} faults`, v.scheme || '');
