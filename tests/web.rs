@@ -426,6 +426,37 @@ async fn a_json_array_scores_too() {
     assert_eq!(v["results"].as_array().unwrap().len(), 3);
 }
 
+/// A key the model does not read (a misspelt sensor) is refused, naming it, as an unknown CSV
+/// column is, rather than scored as a missing value; allowed, it is ignored.
+#[tokio::test]
+async fn a_json_row_with_a_key_the_model_does_not_read_is_refused_naming_it() {
+    let mut s = state(WebLimits::default());
+    let rows = r#"[{"id": "W1", "sensor-1": 3030.9, "Sensor-2": 2564, "Good/Bad": 1},
+                   {"id": "W2", "Sensor-1": 1, "sensor-1": 2, "colour": "red"}]"#;
+    let (status, _, body) = send(&s, post("application/json", rows)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("3 key(s) the model does not read: \"sensor-1\", \"colour\"")
+            && error.contains("nothing was scored"),
+        "{body}"
+    );
+    let columns: Vec<&str> = v["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["sensor-1", "colour"]);
+
+    s.allow_extra_columns = true;
+    let (status, _, body) = send(&s, post("application/json", rows)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn input_errors_are_located_json() {
     let s = state(WebLimits::default());

@@ -96,6 +96,16 @@ impl WebLimits {
                 )
             }
         };
+        // A client sends it in an HTTP header, which carries visible ASCII: a token with other
+        // characters could never be matched, and every request would get a 401.
+        if let Some(bad) = token
+            .as_deref()
+            .and_then(|t| t.chars().find(|c| !c.is_ascii_graphic()))
+        {
+            return Err(format!(
+                "web.token holds {bad:?}; a token travels in an HTTP header, so use visible ASCII only (letters, digits and punctuation, no spaces)"
+            ));
+        }
         let allowed_hosts = allowed_hosts(web)?;
         Ok(WebLimits {
             max_body_bytes: web.max_body_bytes,
@@ -403,10 +413,23 @@ pub(crate) fn too_large(s: &WebState) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!(
-            "the upload is larger than the limit of {} MiB ([web] max_body_bytes); split the file",
-            s.limits.max_body_bytes / (1024 * 1024)
+            "the upload is larger than the limit of {} ([web] max_body_bytes); split the file",
+            size(s.limits.max_body_bytes)
         ),
     )
+}
+
+/// A byte count as people read it: whole MiB when it is one, else KiB or bytes (a limit of
+/// 500,000 bytes is not "0 MiB").
+fn size(bytes: usize) -> String {
+    const MIB: usize = 1 << 20;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= 1 << 10 {
+        format!("{:.1} KiB ({bytes} bytes)", bytes as f64 / 1024.0)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 /// Runs before an upload's body is read (after [`require_token`]): refuses a request whose
@@ -431,6 +454,29 @@ pub async fn guard_upload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_a_header_cannot_carry_is_refused_at_start() {
+        let with = |token: &str| WebSection {
+            token: token.into(),
+            ..section("127.0.0.1:8080", "")
+        };
+        for bad in ["cl\u{e9}-secr\u{e8}te", "two words", "zero\u{200b}width"] {
+            let e = WebLimits::from_section(&with(bad)).unwrap_err();
+            assert!(
+                e.contains("web.token holds") && e.contains("visible ASCII"),
+                "{e}"
+            );
+        }
+        assert!(WebLimits::from_section(&with("s3cret-T0ken_!~")).is_ok());
+    }
+
+    #[test]
+    fn the_upload_limit_is_said_in_units_that_do_not_round_it_away() {
+        assert_eq!(size(64 << 20), "64 MiB");
+        assert_eq!(size(500_000), "488.3 KiB (500000 bytes)");
+        assert_eq!(size(100), "100 bytes");
+    }
 
     #[test]
     fn tokens_compare_exactly() {

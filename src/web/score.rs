@@ -144,7 +144,7 @@ pub async fn score(
             tokio::task::spawn_blocking(move || {
                 let _slot = slot;
                 let schema = Schema::new(model.features());
-                let rows = read_json(&body, &schema, limits.max_rows)?;
+                let rows = read_json(&body, &schema, limits.max_rows, allow_extra)?;
                 let labelled = rows.labels.iter().any(Option::is_some);
                 Ok(answer(&model, &rows, labelled, explain_all, wants_csv))
             })
@@ -438,7 +438,12 @@ fn read_csv(
     Ok((all, reader.has_labels()))
 }
 
-fn read_json(body: &[u8], schema: &Schema, max_rows: usize) -> Result<RowBatch, ApiError> {
+fn read_json(
+    body: &[u8],
+    schema: &Schema,
+    max_rows: usize,
+    allow_extra: bool,
+) -> Result<RowBatch, ApiError> {
     let decoded = json_rows::decode(body, schema);
     // An array past what one JSON message may hold is too large, like one past max_rows.
     if decoded
@@ -484,10 +489,67 @@ fn read_json(body: &[u8], schema: &Schema, max_rows: usize) -> Result<RowBatch, 
             "the request holds no rows",
         ));
     }
+    // A key the model does not read is refused, as an unknown CSV column is: a misspelt sensor
+    // (`sensor-1`) would otherwise be scored as missing, its training median standing in, without
+    // a word. (On the bus such keys are ignored and counted.)
+    if decoded.unknown_keys > 0 && !allow_extra {
+        let names = unknown_keys(body, schema);
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: format!(
+                "the rows hold {} key(s) the model does not read: {}; nothing was scored (a row's keys are the model's sensors, \"id\", \"values\" and \"{}\"; remove the others, or allow extra columns)",
+                decoded.unknown_keys,
+                names
+                    .iter()
+                    .take(5)
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + if names.len() > 5 { ", ..." } else { "" },
+                crate::row::csv::LABEL_COLUMN,
+            ),
+            details: names
+                .into_iter()
+                .map(|n| Detail {
+                    row: None,
+                    column: Some(n),
+                    value: None,
+                    reason: "unknown key".into(),
+                })
+                .collect(),
+        });
+    }
     if decoded.rows.len() > max_rows {
         return Err(too_many(max_rows));
     }
     Ok(decoded.rows)
+}
+
+/// The distinct keys of the rows in `body` that are neither the model's sensors nor `id`,
+/// `values` or the label, in order of appearance (at most 100). Only for the error: the rows were
+/// decoded already, so this second reading is paid by refused requests alone.
+fn unknown_keys(body: &[u8], schema: &Schema) -> Vec<String> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return vec![];
+    };
+    let rows = match &value {
+        serde_json::Value::Array(rows) => rows.iter().collect(),
+        one => vec![one],
+    };
+    let mut names: Vec<String> = vec![];
+    for key in rows
+        .iter()
+        .filter_map(|r| r.as_object())
+        .flat_map(|o| o.keys())
+    {
+        let known = schema.position(key).is_some()
+            || matches!(key.as_str(), "id" | "values")
+            || key == crate::row::csv::LABEL_COLUMN;
+        if !known && !names.contains(key) && names.len() < 100 {
+            names.push(key.clone());
+        }
+    }
+    names
 }
 
 #[cfg(test)]

@@ -6,11 +6,15 @@ import { setErrorGroup } from './status.js';
 
 /** The bearer token ('' = none); other modules read it, only this one changes it. */
 export let token = '';
+/** What an HTTP header can carry, as the daemon requires of its token: visible ASCII only. */
+const TOKEN_RE = /^[\x21-\x7e]+$/;
 try {
   token = sessionStorage.getItem(TOKEN_KEY) || '';
 } catch (_) {
   token = '';
 }
+// One kept from before this check could never be sent (fetch throws on it): asked for again.
+if (token && !TOKEN_RE.test(token)) token = '';
 /** Callers waiting for the token form, or null when it is not shown. */
 let tokenWaiters = null;
 
@@ -56,6 +60,13 @@ ui.tokenForm.addEventListener('submit', (event) => {
   event.preventDefault();
   const value = ui.tokenInput.value.trim();
   if (!value) return;
+  if (!TOKEN_RE.test(value)) {
+    // A pasted zero-width space or curly quote: fetch would refuse the header and the page
+    // would stay locked; faultline's own token never holds such characters.
+    ui.tokenMessage.textContent = 'A token holds letters, digits and punctuation only (no spaces, accents or curly quotes); enter it again.';
+    ui.tokenInput.value = '';
+    return;
+  }
   token = value;
   try { sessionStorage.setItem(TOKEN_KEY, token); } catch (_) { /* kept in memory only */ }
   ui.tokenInput.value = '';
