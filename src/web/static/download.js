@@ -27,7 +27,9 @@ function spreadsheetSafe(v) {
   const ch = v.charCodeAt(0);
   // = + - @ tab CR, as the CLI (src/score.rs)
   if (ch === 61 || ch === 43 || ch === 45 || ch === 64 || ch === 9 || ch === 13) {
-    if (!(NUMBER_RE.test(v) || /^[+-]?(?:inf|infinity|nan)$/i.test(v))) return `'${v}`;
+    // Judged without the blanks around it, which faultline's reader drops: `-1.5 ` is a number.
+    const t = trim(v);
+    if (!(NUMBER_RE.test(t) || /^[+-]?(?:inf|infinity|nan)$/i.test(t))) return `'${v}`;
   }
   return v;
 }

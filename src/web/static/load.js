@@ -426,6 +426,8 @@ function adopt(d) {
   ui.summary.textContent = '';
   document.getElementById('file-checks').hidden = true;
   document.getElementById('download-note').hidden = true;
+  // An open explanation is of a wafer of the previous table.
+  document.getElementById('explanation').hidden = true;
   ui.grid.hidden = false;
   ui.empty.hidden = true;
   buildColumns();

@@ -47,7 +47,11 @@ function changeCell(r, c, value) {
   if (after === C_OK || after === C_MISSING) d.invalid.delete(i);
   else d.invalid.set(i, after);
   d.generation += 1;
-  if (state.results) state.results.stale = true; // the answer no longer matches the table
+  if (state.results) {
+    state.results.stale = true; // the answer no longer matches the table
+    // nor does an open explanation, of the scoring before the edit
+    document.getElementById('explanation').hidden = true;
+  }
 }
 
 function afterChange() {
