@@ -1735,7 +1735,7 @@ async fn an_output_topic_that_never_existed_stops_the_daemon_naming_it() {
         .await
         .expect("faultline went on without its scores topic");
     assert!(
-        reason.contains(&t.scores) && reason.contains("did not exist when faultline started"),
+        reason.contains(&t.scores) && reason.contains("has not seen it exist since it started"),
         "{reason}"
     );
     let _ = app.shutdown().await;

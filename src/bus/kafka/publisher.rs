@@ -458,7 +458,7 @@ where
             }
             Err((KafkaError::MessageProduction(UnknownTopic), r)) => {
                 if !known.contains(topic) {
-                    return Err(format!("Kafka has no topic {topic:?}, and it did not exist when faultline started either: create it, or name an output topic that exists"));
+                    return Err(format!("Kafka has no topic {topic:?}, and faultline has not seen it exist since it started: create it, or name an output topic that exists"));
                 }
                 let now = std::time::Instant::now();
                 let gone = gone.get_or_insert_with(|| {
