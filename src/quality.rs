@@ -5,7 +5,9 @@
 //!   as `sklearn.metrics.roc_auc_score`;
 //! - PR-AUC: average precision, `sum((R_k - R_{k-1}) * P_k)` over the distinct scores from the
 //!   highest down, as `sklearn.metrics.average_precision_score` (no interpolation);
-//! - recall and false-alarm rate at the threshold in force (`P(fault) >= threshold` is a fault).
+//! - recall and false-alarm rate at the threshold in force (`P(fault) >= threshold` is a fault),
+//!   or, for a serving model under an alarm budget, of the verdicts it published ([`compute_verdicts`]:
+//!   the budget's threshold moves, so no one threshold gives them).
 //!
 //! A figure that is undefined on the rows at hand (ROC-AUC with one class only, recall without a
 //! faulty wafer) is `None`, never a made-up 0 or 1.
@@ -25,8 +27,10 @@ pub struct Quality {
     pub roc_auc: Option<f64>,
     /// Average precision; `None` without a faulty wafer.
     pub pr_auc: Option<f64>,
-    /// The threshold the counts below use.
-    pub threshold: f32,
+    /// The threshold the counts below use; `None` when they count published verdicts.
+    pub threshold: Option<f32>,
+    /// What the counts below count: wafers at or above `threshold`, or the published verdicts.
+    pub basis: Basis,
     /// Faulty wafers flagged.
     pub true_positives: usize,
     /// Good wafers flagged.
@@ -43,13 +47,40 @@ pub struct Quality {
     pub precision: Option<f64>,
 }
 
+/// What a [`Quality`]'s confusion counts count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// Wafers whose P(fault) is at or above the threshold.
+    Threshold,
+    /// The verdicts published (under an alarm budget).
+    Verdicts,
+}
+
 /// The figures for `(P(fault), faulty)` pairs at `threshold`.
 pub fn compute(pairs: &[(f32, bool)], threshold: f32) -> Quality {
+    let flagged = pairs.iter().map(|&(p, _)| p >= threshold);
+    counted(pairs, flagged, Some(threshold), Basis::Threshold)
+}
+
+/// The figures for `(P(fault), faulty, flagged)`: the areas from P(fault), the counts from the
+/// verdicts as published.
+pub fn compute_verdicts(rows: &[(f32, bool, bool)]) -> Quality {
+    let pairs: Vec<(f32, bool)> = rows.iter().map(|&(p, y, _)| (p, y)).collect();
+    counted(&pairs, rows.iter().map(|r| r.2), None, Basis::Verdicts)
+}
+
+fn counted(
+    pairs: &[(f32, bool)],
+    flagged: impl Iterator<Item = bool>,
+    threshold: Option<f32>,
+    basis: Basis,
+) -> Quality {
     let positives = pairs.iter().filter(|(_, y)| *y).count();
     let negatives = pairs.len() - positives;
     let (mut tp, mut fp) = (0usize, 0usize);
-    for &(p, y) in pairs {
-        if p >= threshold {
+    for (&(_, y), flag) in pairs.iter().zip(flagged) {
+        if flag {
             if y {
                 tp += 1;
             } else {
@@ -65,6 +96,7 @@ pub fn compute(pairs: &[(f32, bool)], threshold: f32) -> Quality {
         roc_auc,
         pr_auc,
         threshold,
+        basis,
         true_positives: tp,
         false_positives: fp,
         false_negatives: positives - tp,

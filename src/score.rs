@@ -82,13 +82,15 @@ pub fn describe_evaluation(q: &Quality) -> String {
     } else {
         String::new()
     };
+    let at = q.threshold.map_or("by the verdicts".to_string(), |t| {
+        format!("at threshold {t}")
+    });
     format!(
-        "Against the file's Good/Bad labels ({} wafers, {} faulty), at threshold {}: caught {} of {} \
+        "Against the file's Good/Bad labels ({} wafers, {} faulty), {at}: caught {} of {} \
          faulty wafers (recall {}), {} false alarms among {} good wafers (false-alarm rate {}), \
          precision {}, ROC-AUC {}, PR-AUC {}.{rough}",
         q.labelled,
         q.positives,
-        q.threshold,
         q.true_positives,
         q.positives,
         figure(q.recall),

@@ -761,8 +761,23 @@ async fn a_request_past_its_time_limit_is_answered_with_a_reason() {
 
 /// A state with an in-memory store (no directory) holding `ids` scored by the embedded model.
 fn state_with_store(limits: WebLimits, ids: &[(&str, f32)]) -> WebState {
+    let threshold = Model::embedded().unwrap().threshold();
+    let rows: Vec<(&str, f32, bool)> = ids.iter().map(|&(id, p)| (id, p, p >= threshold)).collect();
+    state_with_verdicts(limits, &rows, None)
+}
+
+/// A daemon's web state with a store holding rows scored and flagged as given, its model under
+/// `budget`.
+fn state_with_verdicts(
+    limits: WebLimits,
+    ids: &[(&str, f32, bool)],
+    budget: Option<faultline::model::Budget>,
+) -> WebState {
     use faultline::store::{ledger::LedgerLimits, segment::ScoredBatch, Store, StoreSettings};
     let mut s = state(limits);
+    s.model = faultline::model::live::LiveModel::fixed(Arc::new(
+        Model::embedded().unwrap().with_budget(budget),
+    ));
     let store = Store::open(
         StoreSettings {
             dir: None,
@@ -782,11 +797,11 @@ fn state_with_store(limits: WebLimits, ids: &[(&str, f32)]) -> WebState {
     .unwrap();
     let model = s.model.current();
     store.record_scored(ScoredBatch {
-        ids: ids.iter().map(|(id, _)| id.to_string()).collect(),
+        ids: ids.iter().map(|(id, _, _)| id.to_string()).collect(),
         values: vec![f32::NAN; ids.len() * model.width()],
         width: model.width(),
-        probabilities: ids.iter().map(|(_, p)| *p).collect(),
-        faults: ids.iter().map(|(_, p)| *p >= model.threshold()).collect(),
+        probabilities: ids.iter().map(|(_, p, _)| *p).collect(),
+        faults: ids.iter().map(|(_, _, f)| *f).collect(),
         version: Arc::from(model.version()),
         shadow: None,
         at_ms: 0,
@@ -840,6 +855,53 @@ async fn labels_join_and_quality_reports_them() {
     assert_eq!(serving["quality"]["roc_auc"], 0.75, "{q}");
     assert_eq!(q["labels"]["pending"], 1, "{q}");
     assert_eq!(q["models"].as_array().unwrap().len(), 1, "no shadow: {q}");
+}
+
+/// Under an alarm budget the serving model's live recall and false alarms are those of the
+/// verdicts it published (the budget flagged wafers far below the fixed threshold), not of
+/// P >= threshold, and the answer says so.
+#[tokio::test]
+async fn under_an_alarm_budget_live_quality_counts_the_verdicts_published() {
+    let budget = faultline::model::Budget::new(0.5, 10, 1).unwrap();
+    let rows = [
+        ("W-1", 0.03, true),
+        ("W-2", 0.02, true),
+        ("W-3", 0.01, false),
+        ("W-4", 0.005, false),
+    ];
+    let labels = "id,Good/Bad\nW-1,1\nW-2,-1\nW-3,1\nW-4,-1\n";
+    let quality = |s: WebState| async move {
+        let (status, _, body) = send(&s, post_to("/api/labels", "text/csv", labels)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, _, body) = send(&s, get("/api/quality")).await;
+        let q: Value = serde_json::from_str(&body).unwrap();
+        q["models"][0]["quality"].clone()
+    };
+    let q = quality(state_with_verdicts(
+        WebLimits::default(),
+        &rows,
+        Some(budget),
+    ))
+    .await;
+    assert_eq!(
+        (&q["basis"], &q["threshold"]),
+        (&Value::from("verdicts"), &Value::Null),
+        "{q}"
+    );
+    assert_eq!(
+        (&q["true_positives"], &q["false_positives"]),
+        (&Value::from(1), &Value::from(1)),
+        "{q}"
+    );
+    assert_eq!(q["recall"], 0.5, "{q}");
+    // Without a budget the same rows count at the model's threshold, which flags none of them.
+    let q = quality(state_with_verdicts(WebLimits::default(), &rows, None)).await;
+    assert_eq!(q["basis"], "threshold", "{q}");
+    assert_eq!(
+        (&q["true_positives"], &q["false_positives"]),
+        (&Value::from(0), &Value::from(0)),
+        "{q}"
+    );
 }
 
 #[tokio::test]

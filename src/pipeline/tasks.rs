@@ -80,7 +80,11 @@ pub async fn refresh_quality(
         let ledger = store.ledger();
         metrics.set_quality(
             crate::metrics::MODEL_SERVING,
-            &ledger.quality(serving.version(), serving.threshold()),
+            &ledger.model_quality(
+                serving.version(),
+                serving.threshold(),
+                serving.budget().is_some(),
+            ),
         );
         if let Some(s) = shadow {
             metrics.set_quality(

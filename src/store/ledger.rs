@@ -28,6 +28,8 @@ struct Scored {
     /// When it was scored (ms since the epoch); tells a row from its later redelivery.
     at_ms: i64,
     scores: Scores,
+    /// The verdict published for it (the serving model's, the first of `scores`).
+    fault: bool,
 }
 
 /// A labelled wafer with its scores.
@@ -36,6 +38,8 @@ struct Joined {
     id: String,
     faulty: bool,
     scores: Scores,
+    /// The verdict published for it, by the first of `scores`.
+    fault: bool,
 }
 
 /// What a label did.
@@ -104,12 +108,20 @@ impl Ledger {
         }
     }
 
-    /// Remembers a scored row; joins the label that waited for it, if any.
+    /// Remembers a scored row and the verdict published for it (`fault`, by the serving model,
+    /// the first of `scores`); joins the label that waited for it, if any.
     /// Returns true when a label that was waiting for this row joined it.
-    pub fn scored(&mut self, id: &str, at_ms: i64, scores: Scores) -> bool {
+    pub fn scored(&mut self, id: &str, at_ms: i64, scores: Scores, fault: bool) -> bool {
         let id: Arc<str> = Arc::from(id);
         self.order.push_back((id.clone(), at_ms));
-        self.scored.insert(id.clone(), Scored { at_ms, scores });
+        self.scored.insert(
+            id.clone(),
+            Scored {
+                at_ms,
+                scores,
+                fault,
+            },
+        );
         while self.scored.len() > self.limits.max_rows {
             let Some((old, at)) = self.order.pop_front() else {
                 break;
@@ -169,14 +181,15 @@ impl Ledger {
     }
 
     fn join(&mut self, label: Label) -> LabelOutcome {
-        let scores = self
+        let (scores, fault) = self
             .scored
             .get(label.id.as_str())
-            .map(|s| s.scores.clone())
+            .map(|s| (s.scores.clone(), s.fault))
             .unwrap_or_default();
         if let Some(j) = self.joined.iter_mut().find(|j| j.id == label.id) {
             j.faulty = label.faulty;
             j.scores = scores;
+            j.fault = fault;
             return LabelOutcome::Relabelled;
         }
         self.counts.joined += 1;
@@ -184,6 +197,7 @@ impl Ledger {
             id: label.id,
             faulty: label.faulty,
             scores,
+            fault,
         });
         while self.joined.len() > self.limits.window {
             self.joined.pop_front();
@@ -222,6 +236,31 @@ impl Ledger {
             })
             .collect();
         quality::compute(&pairs, threshold)
+    }
+
+    /// Live quality of a model as `/api/quality` and the gauges give it: of the verdicts it
+    /// published when `by_verdicts` (a serving model under an alarm budget), else at `threshold`.
+    pub fn model_quality(&self, version: &str, threshold: f32, by_verdicts: bool) -> Quality {
+        if by_verdicts {
+            self.verdict_quality(version)
+        } else {
+            self.quality(version, threshold)
+        }
+    }
+
+    /// Quality of the verdicts model `version` published, over the last `window` joined wafers
+    /// it scored as the serving model: ranks by its P(fault), counts by what it flagged (an
+    /// alarm budget's moving threshold, which no one threshold reproduces).
+    pub fn verdict_quality(&self, version: &str) -> Quality {
+        let rows: Vec<(f32, bool, bool)> = self
+            .joined
+            .iter()
+            .filter_map(|j| match j.scores.first() {
+                Some((v, p)) if &**v == version => Some((*p, j.faulty, j.fault)),
+                _ => None,
+            })
+            .collect();
+        quality::compute_verdicts(&rows)
     }
 
     /// Label counts.
@@ -289,11 +328,11 @@ mod tests {
     #[test]
     fn labels_join_now_or_when_their_row_comes() {
         let mut l = Ledger::new(limits());
-        l.scored("a", 1, v(0.9));
+        l.scored("a", 1, v(0.9), true);
         assert_eq!(l.label(label("a", true), 10), LabelOutcome::Joined);
         assert_eq!(l.label(label("b", false), 10), LabelOutcome::Pending);
         assert_eq!(l.counts().pending, 1);
-        l.scored("b", 2, v(0.1));
+        l.scored("b", 2, v(0.1), false);
         assert_eq!(l.counts().pending, 0);
         assert_eq!(l.counts().joined, 2);
         let q = l.quality("m1", 0.5);
@@ -306,9 +345,9 @@ mod tests {
     #[test]
     fn recent_rows_come_oldest_first_once_each() {
         let mut l = Ledger::new(limits());
-        l.scored("a", 1, v(0.9));
-        l.scored("b", 2, v(0.2));
-        l.scored("a", 3, v(0.4)); // re-scored: only its latest score counts
+        l.scored("a", 1, v(0.9), true);
+        l.scored("b", 2, v(0.2), false);
+        l.scored("a", 3, v(0.4), false); // re-scored: only its latest score counts
         let recent: Vec<(&str, i64, f32)> = l
             .recent(10)
             .into_iter()
@@ -323,7 +362,7 @@ mod tests {
     fn bounded_everywhere() {
         let mut l = Ledger::new(limits());
         for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
-            l.scored(id, i as i64, v(0.5));
+            l.scored(id, i as i64, v(0.5), true);
         }
         assert_eq!(l.rows(), 3);
         // "a" was evicted: its label waits.
@@ -350,7 +389,7 @@ mod tests {
             assert_eq!(l.label(label(&id, true), i), LabelOutcome::Pending);
             // A second label for a waiting wafer replaces the first.
             l.label(label(&id, false), i);
-            assert!(l.scored(&id, i, v(0.5)));
+            assert!(l.scored(&id, i, v(0.5), true));
             assert!(
                 l.pending_order.len() <= 2 * limits().max_pending + 1,
                 "{} entries after {i}",
@@ -366,16 +405,46 @@ mod tests {
         assert_eq!(l.counts().pending, 1);
     }
 
+    /// Under an alarm budget the verdicts are not `P >= threshold`: their quality counts what
+    /// was flagged, for the wafers the version scored as the serving model, and ranks by P.
+    #[test]
+    fn verdict_quality_counts_the_published_verdicts() {
+        let mut l = Ledger::new(LedgerLimits {
+            window: 10,
+            ..limits()
+        });
+        // Low scores, the top one flagged by a budget (a fixed 0.5 would flag none).
+        l.scored("a", 1, v(0.2), true);
+        l.scored("b", 2, v(0.1), false);
+        l.scored("c", 3, v(0.15), false);
+        for (id, faulty) in [("a", true), ("b", false), ("c", true)] {
+            l.label(label(id, faulty), 5);
+        }
+        let q = l.verdict_quality("m1");
+        assert_eq!((q.labelled, q.positives), (3, 2));
+        assert_eq!((q.true_positives, q.false_positives), (1, 0));
+        assert_eq!((q.false_negatives, q.true_negatives), (1, 1));
+        assert_eq!((q.recall, q.false_alarm_rate), (Some(0.5), Some(0.0)));
+        assert_eq!(
+            (q.threshold, q.basis),
+            (None, crate::quality::Basis::Verdicts)
+        );
+        assert_eq!(q.roc_auc, l.quality("m1", 0.5).roc_auc);
+        assert_eq!(l.quality("m1", 0.5).true_positives, 0);
+        // The shadow published no verdict: none of its rows count.
+        assert_eq!(l.verdict_quality("m2").labelled, 0);
+    }
+
     #[test]
     fn a_second_label_replaces_the_first() {
         let mut l = Ledger::new(limits());
-        l.scored("a", 1, v(0.9));
+        l.scored("a", 1, v(0.9), true);
         l.label(label("a", false), 0);
         assert_eq!(l.label(label("a", true), 0), LabelOutcome::Relabelled);
         let q = l.quality("m1", 0.5);
         assert_eq!((q.labelled, q.positives), (1, 1));
         // A redelivered row keeps one entry.
-        l.scored("a", 2, v(0.8));
+        l.scored("a", 2, v(0.8), true);
         assert_eq!(l.rows(), 1);
     }
 }

@@ -355,7 +355,7 @@ impl Store {
                 if let Some((v, p)) = &batch.shadow {
                     scores.push((v.clone(), p[i]));
                 }
-                joined += u64::from(ledger.scored(id, batch.at_ms, scores));
+                joined += u64::from(ledger.scored(id, batch.at_ms, scores, batch.faults[i]));
             }
         }
         if joined > 0 {
@@ -578,6 +578,7 @@ fn recover_scored(
     let ids = segment::column::<StringArray>(b, "id")?;
     let at = segment::column::<TimestampMillisecondArray>(b, "scored_at")?;
     let p = segment::column::<Float32Array>(b, "probability")?;
+    let fault = segment::column::<arrow_array::BooleanArray>(b, "fault")?;
     let version = segment::column::<StringArray>(b, "model_version")?;
     let shadow_p = segment::column::<Float32Array>(b, "shadow_probability")?;
     let shadow_v = segment::column::<StringArray>(b, "shadow_version")?;
@@ -602,7 +603,8 @@ fn recover_scored(
             scores.push((intern(shadow_v.value(i)), shadow_p.value(i)));
         }
         ledger.expire(t);
-        ledger.scored(ids.value(i), t, scores); // recovery: not news for the metrics
+        // recovery: not news for the metrics
+        ledger.scored(ids.value(i), t, scores, fault.value(i));
     }
     Ok(())
 }
@@ -815,7 +817,12 @@ mod tests {
         for i in 0..5 {
             let ids: Vec<String> = (0..3).map(|j| format!("w{}", i * 3 + j)).collect();
             let ids: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
-            store.record_scored(batch(&ids, if i % 2 == 0 { 0.9 } else { 0.1 }));
+            let mut b = batch(&ids, if i % 2 == 0 { 0.9 } else { 0.1 });
+            if i == 3 {
+                // Flagged at 0.1 (as an alarm budget may): the verdicts are read back as written.
+                b.faults = vec![true; 3];
+            }
+            store.record_scored(b);
             // One write per batch (queued batches would be written together), so the
             // segments below are predictable.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -874,6 +881,10 @@ mod tests {
         let q = ledger.quality("v1", 0.5);
         assert_eq!((q.labelled, q.positives, q.roc_auc), (2, 1, Some(1.0)));
         assert_eq!(ledger.quality("v2", 0.5).roc_auc, Some(0.0));
+        // w9 (good, P 0.1) was flagged: a false alarm of the verdicts, none at 0.5.
+        let v = ledger.verdict_quality("v1");
+        assert_eq!((v.true_positives, v.false_positives), (1, 1));
+        assert_eq!(q.false_positives, 0);
     }
 
     #[test]

@@ -144,16 +144,19 @@ pub async fn quality(State(s): State<WebState>) -> Result<Response, ApiError> {
     let store = store(&s)?.clone();
     let (serving, shadow) = s.model.both();
     let ledger = store.ledger();
-    let model = |role: &str, m: &crate::model::Model| {
+    // The serving model's counts are of its verdicts under an alarm budget (no one threshold
+    // gives them); a shadow publishes none, so its are at its threshold.
+    let model = |role: &str, m: &crate::model::Model, by_verdicts: bool| {
         json!({
             "role": role,
             "version": m.version(),
-            "quality": ledger.quality(m.version(), m.threshold()),
+            "quality": ledger.model_quality(m.version(), m.threshold(), by_verdicts),
         })
     };
-    let mut models = vec![model(crate::metrics::MODEL_SERVING, &serving)];
+    let by_verdicts = serving.budget().is_some();
+    let mut models = vec![model(crate::metrics::MODEL_SERVING, &serving, by_verdicts)];
     if let Some(sh) = &shadow {
-        models.push(model(crate::metrics::MODEL_SHADOW, sh));
+        models.push(model(crate::metrics::MODEL_SHADOW, sh, false));
     }
     let body = json!({
         "window_rows": ledger.limits().window,

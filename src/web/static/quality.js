@@ -24,13 +24,15 @@ const MEASURES = [
   ['labelled', 'Labelled wafers', (m, q) => `${fmtInt(q.labelled)} (${fmtInt(q.positives)} faulty / ${fmtInt(q.negatives)} good)`],
   ['roc_auc', 'ROC-AUC', (m, q) => fixed3(q.roc_auc)],
   ['pr_auc', 'PR-AUC', (m, q) => fixed3(q.pr_auc)],
-  ['threshold', 'Threshold', (m, q) => (isNumber(q.threshold) ? formatThreshold(q.threshold) : '—')],
+  // Under an alarm budget the serving model's counts are of its verdicts (basis "verdicts"),
+  // whose threshold moved with the budget.
+  ['threshold', 'Threshold', (m, q) => (q.basis === 'verdicts' ? 'alarm budget (the verdicts published)' : isNumber(q.threshold) ? formatThreshold(q.threshold) : '—')],
   ['recall', 'Recall', (m, q) => fixed3(q.recall),
     (q) => `${fmtInt(q.true_positives)} of ${fmtInt(q.true_positives + q.false_negatives)} faulty wafers flagged`],
   ['false_alarm_rate', 'False-alarm rate', (m, q) => fixed3(q.false_alarm_rate),
     (q) => `${fmtInt(q.false_positives)} of ${fmtInt(q.false_positives + q.true_negatives)} good wafers flagged`],
   ['confusion', 'TP / FP / FN / TN', (m, q) => [q.true_positives, q.false_positives, q.false_negatives, q.true_negatives].map(fmtInt).join(' / '),
-    () => 'Faulty wafers flagged / good wafers flagged / faulty wafers missed / good wafers passed, at the threshold'],
+    (q) => `Faulty wafers flagged / good wafers flagged / faulty wafers missed / good wafers passed, ${q.basis === 'verdicts' ? 'by the verdicts published' : 'at the threshold'}`],
 ];
 const ROLES = { serving: 'Serving', shadow: 'Shadow' };
 
