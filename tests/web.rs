@@ -731,6 +731,45 @@ async fn the_page_is_served_with_security_headers_and_nothing_else_is() {
     }
 }
 
+/// A line with too few fields is located by its data row in `details` (the header and blank lines
+/// not counted) and by its file line in the message.
+#[tokio::test]
+async fn a_ragged_line_is_located_by_its_data_row() {
+    let s = state(WebLimits::default());
+    let (csv, _) = sample_csv(&s.model.current(), 4);
+    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+    // Data row 3: cut after its fourth field.
+    lines[3] = lines[3].split(',').take(4).collect::<Vec<_>>().join(",");
+    lines.insert(1, String::new()); // a blank line 2: data row 3 is on line 5
+    let (status, _, body) = send(&s, post("text/csv", lines.join("\n") + "\n")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["details"][0]["row"], 3, "{body}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 5 has 4 fields"),
+        "{body}"
+    );
+}
+
+/// A body that could never be scored gets 415 even while every scoring slot is taken (not 503,
+/// which says to try again).
+#[tokio::test]
+async fn a_wrong_content_type_is_refused_as_such_when_every_slot_is_busy() {
+    let s = state(WebLimits {
+        max_concurrent: 1,
+        ..WebLimits::default()
+    });
+    let busy = s.score_slots.clone().try_acquire_owned().unwrap();
+    let (status, _, body) = send(&s, post("text/plain", "Wafer,Sensor-1\nW,1\n")).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let (status, _, body) = send(&s, post("text/csv", "Wafer,Sensor-1\nW,1\n")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    drop(busy);
+}
+
 #[tokio::test]
 async fn a_request_past_its_time_limit_is_answered_with_a_reason() {
     // 1 ms cannot cover parsing 2,000 rows of 590 sensors: the answer is a 503 that says why.

@@ -308,10 +308,10 @@ impl From<CsvError> for ApiError {
                         .collect(),
                 )
             }
-            CsvError::Ragged { line, .. } => (
+            CsvError::Ragged { row, .. } => (
                 StatusCode::BAD_REQUEST,
                 vec![Detail {
-                    row: line.checked_sub(1),
+                    row: Some(*row),
                     column: None,
                     value: None,
                     reason: error.clone(),

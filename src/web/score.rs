@@ -54,6 +54,23 @@ pub async fn score(
     body: Body,
 ) -> Result<Response, ApiError> {
     let query = query?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let kind = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    // A request that could never be scored is told so, whether or not a slot is free.
+    if !matches!(
+        kind.as_str(),
+        "text/csv" | "application/csv" | "application/json"
+    ) {
+        return Err(unsupported(&kind));
+    }
     // The slot goes with the work: released when the parsing and scoring end, not when this
     // handler returns (after a time-out, the work runs on to its end).
     let Ok(slot) = s.score_slots.clone().try_acquire_owned() else {
@@ -65,16 +82,6 @@ pub async fn score(
             ),
         ));
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let kind = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
     let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -149,14 +156,7 @@ pub async fn score(
                 Ok(answer(&model, &rows, labelled, explain_all, wants_csv))
             })
         }
-        other => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "send the rows as text/csv (a wafer CSV) or application/json (an array of row objects); got '{other}'"
-                ),
-            ))
-        }
+        other => return Err(unsupported(other)),
     };
     match tokio::time::timeout(s.limits.request_timeout, work).await {
         Ok(Ok(result)) => result,
@@ -523,6 +523,16 @@ fn read_json(
         return Err(too_many(max_rows));
     }
     Ok(decoded.rows)
+}
+
+/// 415 for a body that is neither a CSV nor JSON rows.
+fn unsupported(kind: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "send the rows as text/csv (a wafer CSV) or application/json (an array of row objects); got '{kind}'"
+        ),
+    )
 }
 
 /// The distinct keys of the rows in `body` that are neither the model's sensors nor `id`,

@@ -99,6 +99,7 @@ impl RowRef<'_> {
             let row_no = self.first_row + r;
             let line_no = records.lines[r];
             let ragged = |found: usize| CsvError::Ragged {
+                row: row_no,
                 line: line_no,
                 expected: columns,
                 found: found.to_string(),

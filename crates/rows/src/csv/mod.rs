@@ -75,6 +75,8 @@ pub enum CsvError {
     /// A row with the wrong number of fields.
     #[error("line {line} has {found} fields but the header has {expected}")]
     Ragged {
+        /// 1-based data row (the header is not counted).
+        row: usize,
         /// 1-based line in the file.
         line: usize,
         /// Fields in the header.
