@@ -142,7 +142,8 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
     await page.waitForFunction((n) => document.querySelector('#table-info')?.textContent.includes(`${n} rows`), rows);
 
     // An invalid edit is marked at once and blocks scoring.
-    const cell = '[data-row="0"][data-col="Sensor-1"]';
+    // File columns are keyed by position (a file may name one like a result column).
+    const cell = `[data-row="0"][data-col="#${header.indexOf('Sensor-1')}"]`;
     await page.dblclick(cell);
     await page.fill('input.cell-editor', 'abc');
     await page.keyboard.press('Enter');
@@ -279,6 +280,8 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
       assert.ok(Math.abs(Number(a[g('probability')]) - Number(b[col('probability')])) <= 1e-6, `row ${i + 1} probability`);
       assert.equal(a[g('fault')], b[col('fault')], `row ${i + 1} fault`);
       assert.equal(a[g('model_version')], card.version);
+      // The CLI explains its faults; the page every row: where both do, the same text.
+      if (b[col('contributions')]) assert.equal(a[g('contributions')], b[col('contributions')], `row ${i + 1} contributions`);
     }
     assert.equal(got[1][g('Sensor-1')], '3001.5', 'the download carries the edit');
 

@@ -114,9 +114,35 @@ function signed2(x) {
 }
 
 /** The CLI's top-sensor text: `Sensor-59=2.31 (z=+6.20); Sensor-103=...`. */
-/** A verdict's contributions as `Sensor-59=2.31 (+0.412)`, largest first (log-odds). */
+/**
+ * Rust's `{:+.4}` of an f32, as `faultline score` writes a contribution: the exact f32 value
+ * rounded to 4 decimals, ties to even, sign always. A tie needs |x|·20000 to be an odd integer
+ * (exact in a double for an f32 of this size).
+ */
+function signed4(x) {
+  if (x === null || x === undefined || Number.isNaN(Number(x))) return 'NaN';
+  const f = Math.fround(Number(x));
+  const negative = f < 0 || Object.is(f, -0);
+  const a = Math.abs(f);
+  if (!Number.isFinite(a)) return `${negative ? '-' : '+'}inf`;
+  let text;
+  const twice = a * 20000;
+  if (Number.isInteger(twice) && twice % 2 === 1) {
+    let n = Math.floor(a * 10000);
+    if (n % 2 === 1) n += 1;
+    text = `${Math.floor(n / 10000)}.${String(n % 10000).padStart(4, '0')}`;
+  } else if (a >= 1e21) {
+    text = `${BigInt(a)}.0000`;
+  } else {
+    text = a.toFixed(4);
+  }
+  return (negative ? '-' : '+') + text;
+}
+
+/** A verdict's contributions as `faultline score` writes them: `Sensor-59=2.31 (+0.4120); ...`,
+ * largest first (log-odds); a missing value is `NaN`, as there. */
 export function describeContributions(list) {
-  return list.map((c) => `${c.sensor}=${c.value === null ? 'missing' : f32Text(c.value)} (${c.contribution >= 0 ? '+' : ''}${c.contribution.toFixed(3)})`).join('; ');
+  return list.map((c) => `${c.sensor}=${c.value === null ? 'NaN' : f32Text(c.value)} (${signed4(c.contribution)})`).join('; ');
 }
 
 function describeSensors(top) {

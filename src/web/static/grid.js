@@ -48,7 +48,9 @@ export function buildColumns() {
     if (c === d.idCol) continue;
     const label = d.kinds[c] === KIND_LABEL;
     const kind = label ? 'label' : d.kinds[c] === KIND_EXTRA ? 'extra' : 'sensor';
-    cols.push({ key: d.header[c], label: d.header[c], kind, c, w: label ? WIDTH.label : WIDTH.sensor });
+    // Keyed by position, not by name: a file may have a column named like a result column
+    // (`probability`, `fault`, `contributions` in a re-opened download) or `id`.
+    cols.push({ key: `#${c}`, label: d.header[c], kind, c, w: label ? WIDTH.label : WIDTH.sensor });
   }
   colX = new Float64Array(cols.length);
   colIndexByKey = new Map();
