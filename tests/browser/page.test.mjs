@@ -209,6 +209,14 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
     const end = Math.log(pk / (1 - pk)).toFixed(3);
     assert.ok((await page.textContent('#explanation svg')).includes(end), `the chart ends at logit(P) = ${end}`);
     await page.screenshot({ path: join(shots, 'explanation.png') });
+    // The open explanation follows the slider: past the wafer's P(fault) it is not flagged, back
+    // at the model's threshold it is.
+    const headSays = (re) => page.waitForFunction((src) => new RegExp(src).test(document.querySelector('#explanation:not([hidden]) .explain-head')?.textContent || ''), re.source);
+    const slideTo = (t) => page.$eval('#threshold', (el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', { bubbles: true })); }, Math.log10(t));
+    await slideTo(1);
+    await headSays(/— not flagged by the threshold/);
+    await slideTo(card.threshold);
+    await headSays(/— flagged by the threshold/);
     await page.click('#explanation .explain-close');
 
     // The histogram of P(fault): one bar segment per bin and class, every wafer counted once; with

@@ -12,6 +12,9 @@ import * as explain from './explain.js';
 import { drawHistogram, drawRoc, scaleOf, thresholdAt } from './chart.js';
 import { hideProgress, sentence, setBusy, setErrorGroup, showProgress, updateControls, updateInfo } from './status.js';
 
+/** The row whose explanation was opened last (its box may since have been closed). */
+let explainedRow = null;
+
 /** The current table as the CSV body: unedited rows are sent exactly as they were read. */
 function currentCsv() {
   const d = state.data;
@@ -227,7 +230,10 @@ export function setThreshold(t, moveSlider) {
   const note = $('download-note');
   note.hidden = !(custom && state.results);
   note.textContent = note.hidden ? '' : `The download flags wafers at ${formatThreshold(state.threshold)}, not the model's ${formatThreshold(state.baseThreshold)}.`;
+  // An open explanation says whether its wafer is flagged at the threshold shown: judged again.
+  if (explainedRow !== null && !$('explanation').hidden) showExplanation(explainedRow);
 }
+
 
 function updateThresholdCount() {
   const at = formatThreshold(state.threshold);
@@ -297,6 +303,7 @@ export function onThresholdInput() {
 export function showExplanation(r) {
   if (!state.results || !state.results.rowsOut || !state.results.rowsOut[r]) return;
   const x = state.results.rowsOut[r];
+  explainedRow = r;
   const t = Math.fround(state.threshold);
   explain.show($('explanation'), {
     ...x, fault: Math.fround(state.results.prob[r]) >= t, threshold: state.threshold, rule: 'threshold',
