@@ -30,6 +30,8 @@ struct Scored {
     scores: Scores,
     /// The verdict published for it (the serving model's, the first of `scores`).
     fault: bool,
+    /// Whether a label joined it (it entered the window, and may have left it since).
+    joined: bool,
 }
 
 /// A labelled wafer with its scores.
@@ -114,14 +116,26 @@ impl Ledger {
     pub fn scored(&mut self, id: &str, at_ms: i64, scores: Scores, fault: bool) -> bool {
         let id: Arc<str> = Arc::from(id);
         self.order.push_back((id.clone(), at_ms));
-        self.scored.insert(
+        let again = self.scored.insert(
             id.clone(),
             Scored {
                 at_ms,
                 scores,
                 fault,
+                joined: false,
             },
         );
+        if again.is_some_and(|old| old.joined) {
+            // Scored again after its label joined (a redelivery): the window takes the last
+            // scoring, as the store's files and the export do. Rare, so the search is fine.
+            if let Some(now) = self.scored.get_mut(&*id) {
+                now.joined = true;
+                if let Some(j) = self.joined.iter_mut().find(|j| *j.id == *id) {
+                    j.scores = now.scores.clone();
+                    j.fault = now.fault;
+                }
+            }
+        }
         while self.scored.len() > self.limits.max_rows {
             let Some((old, at)) = self.order.pop_front() else {
                 break;
@@ -181,15 +195,26 @@ impl Ledger {
     }
 
     fn join(&mut self, label: Label) -> LabelOutcome {
-        let (scores, fault) = self
+        let (scores, fault, before) = self
             .scored
-            .get(label.id.as_str())
-            .map(|s| (s.scores.clone(), s.fault))
+            .get_mut(label.id.as_str())
+            .map(|s| {
+                (
+                    s.scores.clone(),
+                    s.fault,
+                    std::mem::replace(&mut s.joined, true),
+                )
+            })
             .unwrap_or_default();
         if let Some(j) = self.joined.iter_mut().find(|j| j.id == label.id) {
             j.faulty = label.faulty;
             j.scores = scores;
             j.fault = fault;
+            return LabelOutcome::Relabelled;
+        }
+        if before {
+            // Joined before and since pushed out of the window by newer wafers: a wafer keeps
+            // its first place, so a new label for it neither joins again nor re-enters.
             return LabelOutcome::Relabelled;
         }
         self.counts.joined += 1;
@@ -433,6 +458,37 @@ mod tests {
         assert_eq!(l.quality("m1", 0.5).true_positives, 0);
         // The shadow published no verdict: none of its rows count.
         assert_eq!(l.verdict_quality("m2").labelled, 0);
+    }
+
+    /// A wafer's place in the window is its first label's; its figures are its last scoring's
+    /// and its last label's.
+    #[test]
+    fn a_wafer_keeps_its_first_place_and_its_last_scoring() {
+        let mut l = Ledger::new(LedgerLimits {
+            max_rows: 10,
+            ..limits()
+        });
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            l.scored(id, i as i64, v(0.9), true);
+        }
+        // Window of two: a, then b; c pushes a out.
+        for id in ["a", "b", "c"] {
+            assert_eq!(l.label(label(id, true), 0), LabelOutcome::Joined);
+        }
+        assert_eq!(l.counts().joined, 3);
+        // a's row is still remembered: a new label for it is a relabel, not a new join, and it
+        // does not push b out.
+        assert_eq!(l.label(label("a", false), 0), LabelOutcome::Relabelled);
+        assert_eq!(l.counts().joined, 3);
+        assert_eq!(l.quality("m1", 0.5).positives, 2, "b and c, both faulty");
+        // b delivered again and scored differently: the window holds its last scoring.
+        l.scored("b", 5, v(0.1), false);
+        let q = l.verdict_quality("m1");
+        assert_eq!((q.true_positives, q.false_negatives), (1, 1));
+        // And a label that joined before the row came again still counts once.
+        l.scored("c", 6, v(0.9), true);
+        assert_eq!(l.label(label("c", false), 0), LabelOutcome::Relabelled);
+        assert_eq!(l.counts().joined, 3);
     }
 
     #[test]
