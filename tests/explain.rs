@@ -204,6 +204,12 @@ fn a_graph_without_node_cover_scores_alike_and_says_it_cannot_explain() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("model.onnx"), &bytes).unwrap();
     std::fs::write(dir.path().join("model.json"), card.to_string()).unwrap();
+    // The same trees: the committed golden rows score alike.
+    std::fs::copy(
+        common::repo().join("models/wafer-fault/golden.csv"),
+        dir.path().join("golden.csv"),
+    )
+    .unwrap();
     let stripped = Model::load_dir(dir.path()).unwrap();
     assert!(stripped
         .explainable()

@@ -495,3 +495,65 @@ fn refusal(bytes: &[u8], card: &serde_json::Value, golden: Option<&str>) -> Stri
     .unwrap_err()
     .to_string()
 }
+
+/// A model directory is served only with golden rows to check it against onnxruntime, and an
+/// empty golden.csv checks nothing, so it is refused too.
+#[test]
+fn a_model_directory_without_golden_rows_is_refused() {
+    let src = common::repo().join("models/wafer-fault");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "model.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let e = Model::load_dir(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("golden.csv is missing"), "{e}");
+    let golden = std::fs::read_to_string(src.join("golden.csv")).unwrap();
+    let header = golden.lines().next().unwrap();
+    std::fs::write(dir.path().join("golden.csv"), format!("{header}\n")).unwrap();
+    let e = Model::load_dir(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("golden.csv: holds no rows"), "{e}");
+    std::fs::write(dir.path().join("golden.csv"), golden).unwrap();
+    assert!(Model::load_dir(dir.path()).is_ok());
+}
+
+/// Under `post_transform` NONE the trees sum to P(fault) itself: no contributions in log-odds.
+#[test]
+fn a_graph_without_the_logistic_transform_gives_no_contributions() {
+    let g = onnx::compile(&std::fs::read(fixtures().join("none_transform.onnx")).unwrap()).unwrap();
+    let e = g.shap.as_ref().map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("post_transform is NONE"), "{e}");
+    // The committed model, under LOGISTIC, is explained.
+    assert!(onnx::compile(&committed().0).unwrap().shap.is_ok());
+}
+
+/// onnxruntime starts a tree at each change of tree id in the nodes' order: a tree whose nodes
+/// are split up is read there as more trees, so the native evaluator leaves it to tract-onnx and
+/// the golden rows rather than score it differently.
+#[test]
+fn a_tree_whose_nodes_are_not_listed_together_is_not_scored_natively() {
+    let (onnx_bytes, card) = committed();
+    let (bytes, _) = rewrite(&onnx_bytes, &card, |m| {
+        let graph = m.graph.as_mut().unwrap();
+        let node = graph
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "TreeEnsembleClassifier")
+            .unwrap();
+        // Move the first node (tree 0's root) to the end of every per-node attribute.
+        for a in &mut node.attribute {
+            if a.name.starts_with("nodes_") {
+                if !a.ints.is_empty() {
+                    a.ints.rotate_left(1);
+                }
+                if !a.floats.is_empty() {
+                    a.floats.rotate_left(1);
+                }
+                if !a.strings.is_empty() {
+                    a.strings.rotate_left(1);
+                }
+            }
+        }
+    });
+    let e = onnx::compile(&bytes).unwrap_err().to_string();
+    assert!(e.contains("are not listed together"), "{e}");
+}

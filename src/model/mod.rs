@@ -244,7 +244,8 @@ impl Model {
         )
     }
 
-    /// Loads `model.onnx`, `model.json` and (when present) `golden.csv` from `dir`.
+    /// Loads `model.onnx`, `model.json` and `golden.csv` from `dir`. The golden rows are required:
+    /// they are the one check that the graph scores here as onnxruntime scored it in training.
     pub fn load_dir(dir: &Path) -> Result<Model, ModelError> {
         let read = |name: &str| {
             let path = dir.join(name);
@@ -262,7 +263,17 @@ impl Model {
                 })
             }
         };
-        Model::from_parts(&onnx, &card, golden.as_deref(), dir.display().to_string())
+        let model = Model::from_parts(&onnx, &card, golden.as_deref(), dir.display().to_string())?;
+        if golden.is_none() {
+            // Checked after the rest, so a card that does not match its graph says so first.
+            return Err(ModelError::Mismatch(format!(
+                "{}: golden.csv is missing: faultline serves a model only once it has scored the \
+                 rows of golden.csv (an id, the card's features, expected_probability from \
+                 onnxruntime) as onnxruntime did; training/train.py writes it beside model.onnx",
+                dir.display()
+            )));
+        }
+        Ok(model)
     }
 
     /// Loads the model in `dir`, or the embedded one when `dir` is `None`.
@@ -305,8 +316,16 @@ impl Model {
             origin: origin.clone(),
             source,
         };
-        // Native trees when the graph is what training exports; any other graph on tract-onnx.
-        let (graph, interface, probabilities_name) = match onnx::compile(onnx_bytes) {
+        // Native trees when the graph is what training exports; any other graph on tract-onnx,
+        // trees the native evaluator cannot build among them (LightGBM's shared children, which
+        // onnxruntime accepts).
+        let compiled = onnx::compile(onnx_bytes).map_err(|e| match e {
+            onnx::GraphError::Trees(b) => onnx::GraphError::Unsupported(format!(
+                "the native evaluator cannot build these trees: {b}"
+            )),
+            other => other,
+        });
+        let (graph, interface, probabilities_name) = match compiled {
             Ok(g) => {
                 let interface = onnx::Interface {
                     opsets: g.opsets.clone(),
@@ -475,6 +494,12 @@ impl Model {
                     expected.push(v);
                 }
             }
+        }
+        if expected.is_empty() {
+            return Err(fail(
+                "holds no rows; it needs at least one (training writes 64) to check the graph against"
+                    .into(),
+            ));
         }
         let mut got = vec![0.0; expected.len()];
         self.probabilities(&rows, &mut got);

@@ -289,6 +289,7 @@ fn compile_proto(model: &pb::ModelProto) -> Result<CompiledGraph, GraphError> {
         return unsupported(format!("the graph does not output '{probabilities_name}'"));
     }
     let shap = match covers {
+        _ if finalize != Finalize::Logistic => Err(ShapError::NotLogOdds),
         Some(covers) => TreeShap::build(&specs, &covers),
         None => Err(ShapError::NoCover),
     };
@@ -536,6 +537,15 @@ fn parse_trees(
         NodeMap::with_capacity_and_hasher(n, Default::default());
     let mut per_tree: NodeMap<i64, Vec<usize>> = NodeMap::default();
     for i in 0..n {
+        // onnxruntime starts a tree at every change of tree id in the attributes' order, so a
+        // tree whose nodes are not listed together is read there as more trees than it is: left
+        // to tract-onnx and the golden rows rather than scored differently here.
+        if i > 0 && tree_ids[i] != tree_ids[i - 1] && per_tree.contains_key(&tree_ids[i]) {
+            return unsupported(format!(
+                "the nodes of tree {} are not listed together (onnxruntime would read them as more than one tree)",
+                tree_ids[i]
+            ));
+        }
         let list = per_tree.entry(tree_ids[i]).or_insert_with(|| {
             order.push(tree_ids[i]);
             Vec::new()
@@ -596,7 +606,8 @@ fn parse_trees(
             is_child[yes] = true;
             is_child[no] = true;
             let threshold = thresholds[i];
-            let track = tracks.get(i).copied().unwrap_or(0) != 0;
+            // onnxruntime takes the missing-value track as true only when it is exactly 1.
+            let track = tracks.get(i).copied().unwrap_or(0) == 1;
             let nan_yes = match impute.map(|fill| fill[feature]) {
                 // NaN is replaced by the fill value before the trees see it.
                 Some(fill) if !fill.is_nan() => mode.holds(fill, threshold),

@@ -96,6 +96,10 @@ pub enum ShapError {
     /// A tree too deep to walk recursively.
     #[error("tree {0} is deeper than {MAX_DEPTH} levels")]
     TooDeep(usize),
+    /// The trees' sum is P(fault) itself (`post_transform` NONE), not log-odds: contributions to
+    /// it would be in probability units where every reader of a verdict expects log-odds.
+    #[error("the graph's post_transform is NONE: its trees sum to P(fault) itself, not to log-odds, so it has no contributions in log-odds to give")]
+    NotLogOdds,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
