@@ -178,7 +178,7 @@ def alarm_budget(p: np.ndarray, threshold: float, rate: float, window_rows: int,
         if n < max(warmup_rows, 1):
             flagged[i] = x >= t
             continue
-        k = min(max(math.ceil(rate * n), 1), n)
+        k = min(max(math.ceil(rate * n - 1e-9), 1), n)  # as decide.rs: 0.07 * 200 flags 14, not 15
         flagged[i] = x >= ordered[n - k]
         by_budget[i] = True
     return flagged, by_budget

@@ -128,7 +128,9 @@ impl Decider {
             return (p >= threshold, threshold, Rule::Warmup);
         }
         // The smallest score among the top `rate` share (at least one wafer).
-        let flagged = ((b.rate * n as f64).ceil() as usize).clamp(1, n);
+        // The product is rounded down by a hair first: 0.07 * 200 is 14.000000000000002 in
+        // binary floating point, and its ceiling would flag 15.
+        let flagged = ((b.rate * n as f64 - 1e-9).ceil() as usize).clamp(1, n);
         let t = self.sorted[n - flagged];
         (p >= t, t, Rule::AlarmRate)
     }
@@ -172,6 +174,21 @@ mod tests {
         assert!(
             e.contains("model.alarm_window_rows is 100001; set at most 100000"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_share_that_is_a_whole_number_of_wafers_flags_that_many() {
+        // 7% of 200 is 14 wafers, though 0.07 * 200 is 14.000000000000002 in floating point.
+        let mut d = Decider::new(Some(Budget::new(0.07, 200, 1).unwrap()));
+        let mut last = None;
+        for i in 1..=200 {
+            last = Some(d.decide(i as f32 / 1000.0, 0.5));
+        }
+        assert_eq!(
+            last,
+            Some((true, 0.187, Rule::AlarmRate)),
+            "the 14th highest of 200"
         );
     }
 
