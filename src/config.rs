@@ -318,7 +318,23 @@ impl Config {
 impl RawConfig {
     /// Loads the layers: defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
-        RawConfig::load_with_env(file, std::env::vars())
+        // vars() panics at the first variable that is not UTF-8 (a Latin-1 PWD, say); only
+        // faultline's own must be.
+        let mut env = Vec::new();
+        for (key, value) in std::env::vars_os() {
+            let Some(key) = key.to_str().filter(|k| k.starts_with("FAULTLINE_")) else {
+                continue;
+            };
+            match value.into_string() {
+                Ok(value) => env.push((key.to_string(), value)),
+                Err(_) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "the environment variable {key} is not valid UTF-8; set it as UTF-8 text"
+                    )))
+                }
+            }
+        }
+        RawConfig::load_with_env(file, env)
     }
 
     /// As [`RawConfig::load`], with the environment given explicitly (for tests).
@@ -350,14 +366,24 @@ impl RawConfig {
         }
         let env: config::Map<String, String> =
             env.into_iter().filter(|(k, _)| k.contains("__")).collect();
+        // Read here rather than by the config crate, which takes a path only when it is a
+        // regular file and otherwise tries it with ".toml" added: `--config <(envsubst ...)`
+        // (a pipe) was "not found", and `--config prod` quietly read prod.toml.
+        let text = match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "cannot read the configuration file {}: {e}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
         let user_layers =
             |builder: config::builder::ConfigBuilder<config::builder::DefaultState>| {
-                let builder = match file {
-                    Some(file) => builder.add_source(
-                        config::File::from(file)
-                            .format(config::FileFormat::Toml)
-                            .required(true),
-                    ),
+                let builder = match &text {
+                    Some(text) => {
+                        builder.add_source(config::File::from_str(text, config::FileFormat::Toml))
+                    }
                     None => builder,
                 };
                 builder.add_source(
@@ -372,7 +398,17 @@ impl RawConfig {
                 )
             };
         builder = user_layers(builder);
-        let mut raw: RawConfig = builder.build()?.try_deserialize()?;
+        let built = builder.build().map_err(|e| match (e, file) {
+            // The file's text is read above, so its syntax errors name no file: name it.
+            (config::ConfigError::FileParse { uri: None, cause }, Some(path)) => {
+                ConfigError::Invalid(format!(
+                    "the configuration file {} is not valid TOML: {cause}",
+                    path.display()
+                ))
+            }
+            (e, _) => e.into(),
+        })?;
+        let mut raw: RawConfig = built.try_deserialize()?;
         // Whether the file or the environment chose the embedded broker's address, or it is the
         // default (which `serve` may find taken by a broker it can use instead).
         raw.broker.listen_chosen = user_layers(config::Config::builder())
@@ -865,6 +901,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("allow_extra_colums"), "{e}");
+    }
+
+    /// The file named is the file read: a pipe (`--config <(envsubst < t.toml)`) is read like a
+    /// file, a missing name is not quietly taken as NAME.toml, and a syntax error names the file.
+    #[cfg(unix)]
+    #[test]
+    fn the_configuration_file_is_the_one_named_even_a_pipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("c.pipe");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                std::fs::write(fifo, "[input]\nallow_extra_columns = true\n").unwrap()
+            })
+        };
+        let c = RawConfig::load_with_env(Some(&fifo), env(&[]))
+            .unwrap()
+            .validate()
+            .unwrap();
+        writer.join().unwrap();
+        assert!(c.allow_extra_columns);
+
+        std::fs::write(dir.path().join("prod.toml"), "[input]\n").unwrap();
+        let e = RawConfig::load_with_env(Some(&dir.path().join("prod")), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot read the configuration file") && e.contains("prod"),
+            "{e}"
+        );
+
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[input\n").unwrap();
+        let e = RawConfig::load_with_env(Some(&bad), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.toml is not valid TOML"), "{e}");
     }
 
     #[test]

@@ -97,7 +97,9 @@ enum Command {
 fn main() -> ExitCode {
     // Loading the embedded model (compiling its graph, checking its hash) costs as much CPU as
     // reading a few thousand rows: only `--version` pays for it here, not every command.
-    let asked = std::env::args()
+    // args_os: args() panics at an argument that is not UTF-8 (a Latin-1 file name), which
+    // clap and the file system take as they are.
+    let asked = std::env::args_os()
         .skip(1)
         .any(|a| a == "--version" || a == "-V");
     let version = if asked {
@@ -395,14 +397,27 @@ fn write_atomically<T>(
         out.flush()?;
         return Ok(result);
     }
-    let resolved = through_links(output)?;
+    // A descriptor the shell handed over (/dev/stdout, /dev/fd/N, /proc/self/fd/N), or anything
+    // that is not a regular file once the kernel has followed its links (/dev/null, a FIFO, a
+    // terminal, a pipe or socket behind /dev/stdout): written in place. Renaming a temporary file
+    // over it would replace the device or pipe itself (as root, /dev/null became a regular file
+    // that every later `2>/dev/null` wrote into), or drop what `>>` appended to; and the links
+    // behind /dev/stdout name no file when it is a pipe ("pipe:[N]").
+    let descriptor = ["/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/"]
+        .iter()
+        .any(|p| output.to_str().is_some_and(|o| o.starts_with(p)));
+    let resolved = if descriptor || std::fs::metadata(output).is_ok_and(|m| !m.is_file()) {
+        output.to_path_buf()
+    } else {
+        through_links(output)?
+    };
     let output = resolved.as_path();
-    // Not a regular file (/dev/null, a FIFO, a terminal): written in place. Renaming a temporary
-    // file over it would replace the device or pipe itself (as root, /dev/null became a regular
-    // file that every later `2>/dev/null` wrote into).
-    if std::fs::metadata(output).is_ok_and(|m| !m.is_file()) {
+    if descriptor || std::fs::metadata(output).is_ok_and(|m| !m.is_file()) {
+        // Opening /dev/stdout anew starts at the file's beginning; appending keeps what the
+        // shell's `>>` kept (and after `>` the file is empty anyway).
         let file = std::fs::OpenOptions::new()
             .write(true)
+            .append(descriptor)
             .open(output)
             .with_context(|| format!("cannot write {}", output.display()))?;
         let mut out = BufWriter::new(file);

@@ -19,6 +19,19 @@ pub enum ReplayError {
     /// The CSV is not usable.
     #[error(transparent)]
     Csv(#[from] crate::row::csv::CsvError),
+    /// A row of the CSV is not usable, after `sent` rows before it were published (and
+    /// acknowledged, when `acked`).
+    #[error("{file}: {error}; {sent} rows had been published when it was found (they are read 1,024 at a time){}, and replay stopped there", if *.acked { " and the broker acknowledged them" } else { "" })]
+    CsvPartway {
+        /// The file.
+        file: String,
+        /// What is wrong (boxed: the error is large, and rare).
+        error: Box<crate::row::csv::CsvError>,
+        /// Rows published before it.
+        sent: u64,
+        /// Whether the broker acknowledged them all.
+        acked: bool,
+    },
     /// Reading the file failed.
     #[error("cannot open {0}: {1}")]
     Open(String, std::io::Error),
@@ -213,6 +226,8 @@ async fn replay_to(
     let start = Instant::now();
     let mut sent = 0u64;
     let mut pass = 0u64;
+    // A bad row part-way: the rows before it are delivered first, then the error says how many.
+    let mut bad_row = None;
     'passes: loop {
         let input = std::fs::File::open(file)
             .map_err(|e| ReplayError::Open(file.display().to_string(), e))?;
@@ -224,7 +239,16 @@ async fn replay_to(
                 batch_rows: 1024,
             },
         )?;
-        while let Some(batch) = rows.next_batch()? {
+        loop {
+            let batch = match rows.next_batch() {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break,
+                Err(e) if sent == 0 => return Err(e.into()),
+                Err(e) => {
+                    bad_row = Some(e);
+                    break 'passes;
+                }
+            };
             for i in 0..batch.len() {
                 let id = if pass == 0 {
                     batch.ids[i].clone()
@@ -253,6 +277,15 @@ async fn replay_to(
         .await
         .map(|r| r.is_ok());
     let seconds = start.elapsed().as_secs_f64();
+    if let Some(error) = bad_row {
+        out.close().await;
+        return Err(ReplayError::CsvPartway {
+            file: file.display().to_string(),
+            error: Box::new(error),
+            sent,
+            acked: done == Ok(true),
+        });
+    }
     out.error().await?;
     if done != Ok(true) {
         return Err(ReplayError::Broker(format!(

@@ -506,3 +506,81 @@ fn score_writes_into_a_pipe_and_leaves_it_a_pipe() {
     let text = reader.join().unwrap();
     assert_eq!(text.lines().count(), 21, "{text}");
 }
+
+/// `-o /dev/stdout` writes into whatever standard output is: a pipe (whose link names no file,
+/// "pipe:[N]"), or a file the shell opened for appending, whose earlier lines stay.
+#[cfg(unix)]
+#[test]
+fn score_writes_to_dev_stdout_whether_a_pipe_or_an_appended_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_sample(dir.path(), 20);
+    // A pipe: Command::output captures standard output through one.
+    let o = faultline(&["score", "-i", input.to_str().unwrap(), "-o", "/dev/stdout"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 21);
+    // A file opened for appending (the shell's `>>`): what it held stays, the verdicts follow.
+    let log = dir.path().join("log.csv");
+    std::fs::write(&log, "kept\n").unwrap();
+    let appended = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["score", "-i", input.to_str().unwrap(), "-o", "/dev/stdout"])
+        .stdout(appended)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("kept\n"), "{text}");
+    assert_eq!(text.lines().count(), 22, "{text}");
+}
+
+/// A file name or an environment variable that is not UTF-8 (Latin-1, say) is no reason to
+/// panic: the name is taken as it is, and a variable that is not faultline's is left alone.
+#[cfg(unix)]
+#[test]
+fn names_and_variables_that_are_not_utf8_are_taken_as_they_are() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sample = write_sample(dir.path(), 5);
+    let latin1 = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9.csv"));
+    std::fs::rename(&sample, &latin1).unwrap();
+    let out = dir.path().join("out.csv");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("score")
+        .arg("-i")
+        .arg(&latin1)
+        .arg("-o")
+        .arg(&out)
+        .env("PLANT_NOTE", std::ffi::OsStr::from_bytes(b"caf\xe9"))
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 6);
+}
+
+/// A bad row part-way through a replay: the rows published before it are delivered, and the
+/// error names the file, the row and how many went out.
+#[test]
+fn a_replay_that_meets_a_bad_row_says_where_and_how_many_went_out() {
+    let broker = common::Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sample = write_sample(dir.path(), 2000);
+    let text = std::fs::read_to_string(&sample).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    // Data row 1500 is line 1501: its first sensor becomes text.
+    let mut cells: Vec<&str> = lines[1500].split(',').collect();
+    cells[1] = "abc";
+    lines[1500] = cells.join(",");
+    std::fs::write(&sample, lines.join("\n") + "\n").unwrap();
+    let to = format!("mqtt://127.0.0.1:{}/faultline/rows", broker.port);
+    let o = faultline(&["replay", sample.to_str().unwrap(), "--to", &to]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("sample.csv: line 1501"), "{e}");
+    assert!(e.contains("'abc'"), "{e}");
+    assert!(
+        e.contains("1024 rows had been published when it was found")
+            && e.contains("the broker acknowledged them"),
+        "{e}"
+    );
+}
