@@ -63,8 +63,8 @@ enum Command {
         /// Publish the file again and again (ids get a #N suffix per pass) until interrupted.
         #[arg(long = "loop")]
         repeat: bool,
-        /// Number of passes over the file (default 1; with --loop, unlimited).
-        #[arg(long, value_name = "N")]
+        /// Number of passes over the file (default 1; --loop: unlimited).
+        #[arg(long, value_name = "N", conflicts_with = "repeat")]
         passes: Option<u64>,
     },
     /// Write the rows the daemon stored ([store] dir) as a wafer CSV for training: the sensors,
@@ -206,19 +206,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let model = load_model(None, None)?;
             let runtime = tokio::runtime::Runtime::new()?;
-            let summary = runtime.block_on(async {
-                tokio::select! {
-                    r = faultline::replay::replay(&file, &target, model.features(), rate, passes) => r.map(Some),
-                    _ = shutdown_signal() => Ok(None),
-                }
+            let s = runtime.block_on(async {
+                // The stop signal (how `--loop` ends) stops the publishing; the rows in flight
+                // are still waited for, and counted.
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    let _ = stop.send(true);
+                });
+                faultline::replay::replay(&file, &target, model.features(), rate, passes, stopped)
+                    .await
             })?;
-            if let Some(s) = summary {
+            let rate = s.rows as f64 / s.seconds.max(1e-9);
+            if s.interrupted {
                 eprintln!(
-                    "Published {} rows to {} in {:.2} s ({:.0} rows/s).",
+                    "Interrupted: published {} rows to {} in {:.2} s ({rate:.0} rows/s); the broker acknowledged {} of them{}.",
                     s.rows,
                     target,
                     s.seconds,
-                    s.rows as f64 / s.seconds.max(1e-9)
+                    s.acked,
+                    if s.acked < s.rows {
+                        format!(" within {} s", faultline::replay::INTERRUPTED_ACK_WAIT.as_secs())
+                    } else {
+                        String::new()
+                    }
+                );
+            } else {
+                eprintln!(
+                    "Published {} rows to {} in {:.2} s ({rate:.0} rows/s).",
+                    s.rows, target, s.seconds
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -377,8 +393,13 @@ fn score_file(
         )
     };
     write_atomically(output, |out| {
-        faultline::score::score_csv(model, reader, out, options)
-            .with_context(|| format!("{} was not scored", input.display()))
+        faultline::score::score_csv(model, reader, out, options).with_context(|| {
+            if input == Path::new("-") {
+                "standard input was not scored".to_string()
+            } else {
+                format!("{} was not scored", input.display())
+            }
+        })
     })
 }
 
@@ -435,6 +456,14 @@ fn write_atomically<T>(
     let mut builder = tempfile::Builder::new();
     let metadata = std::fs::metadata(output).ok();
     let existing = metadata.as_ref().map(|m| m.permissions());
+    // A file made read-only is not replaced (`File::create` refuses it, but for root; a rename
+    // would replace it for anyone who may write the folder).
+    if existing.as_ref().is_some_and(|p| p.readonly()) {
+        anyhow::bail!(
+            "{} is read-only: faultline does not replace it (make it writable, or name another output)",
+            output.display()
+        );
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -442,7 +471,12 @@ fn write_atomically<T>(
     }
     let tmp = builder
         .tempfile_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create a file in {} (the output is written beside its name and renamed into place, so the folder must be writable)",
+                dir.display()
+            )
+        })?;
     // The owner and group `File::create` would have kept (say, root scoring into an operator's
     // file); a user who may not give them leaves the file its own, or gives the group alone
     // (one of its own groups). Before the permissions: a change of owner clears setuid/setgid.

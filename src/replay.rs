@@ -180,11 +180,18 @@ impl std::fmt::Display for Destination {
 /// What a replay did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReplaySummary {
-    /// Rows published (and acknowledged by the broker).
+    /// Rows published.
     pub rows: u64,
+    /// Of those, the rows the broker acknowledged (all of them unless interrupted).
+    pub acked: u64,
+    /// Whether the stop signal ended it (`--loop`'s way to end).
+    pub interrupted: bool,
     /// Wall time.
     pub seconds: f64,
 }
+
+/// How long an interrupted replay waits for the broker to acknowledge what it published.
+pub const INTERRUPTED_ACK_WAIT: Duration = Duration::from_secs(10);
 
 /// The lowest rate a replay takes, in rows per second (one row every 1,000 s): a lower one would
 /// put the later rows' times past what a clock can hold.
@@ -193,20 +200,22 @@ pub const MIN_RATE: f64 = 0.001;
 /// Publishes every row of `file` to `target` at up to `rate` rows/s (unlimited when `None`; a
 /// rate must be a finite number of at least [`MIN_RATE`]), `passes` times (unlimited when `None`; ids get a `#<pass>`
 /// suffix after the first pass, so every row is unique), and returns once the broker has
-/// acknowledged them all.
+/// acknowledged them all. When `stop` turns true it publishes no more rows, waits up to
+/// [`INTERRUPTED_ACK_WAIT`] for those in flight, and says how many were acknowledged.
 pub async fn replay(
     file: &Path,
     target: &Destination,
     features: &[String],
     rate: Option<f64>,
     passes: Option<NonZeroU64>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<ReplaySummary, ReplayError> {
     if let Some(r) = rate.filter(|r| !(*r >= MIN_RATE && r.is_finite())) {
         return Err(ReplayError::Target(format!(
             "the rate {r} is not a number of rows per second from {MIN_RATE} up"
         )));
     }
-    replay_to(file, target, features, rate, passes)
+    replay_to(file, target, features, rate, passes, stop)
         .await
         .map_err(|e| match e {
             ReplayError::Broker(why) => ReplayError::BrokerAt(target.to_string(), why),
@@ -220,8 +229,10 @@ async fn replay_to(
     features: &[String],
     rate: Option<f64>,
     passes: Option<NonZeroU64>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<ReplaySummary, ReplayError> {
     let mut out = Out::connect(target)?;
+    let mut interrupted = false;
     let schema = Schema::new(features);
     let start = Instant::now();
     let mut sent = 0u64;
@@ -258,12 +269,26 @@ async fn replay_to(
                 let payload = encode_row(&id, batch.row(i), features);
                 if let Some(rate) = rate {
                     let due = start + Duration::from_secs_f64(sent as f64 / rate);
-                    tokio::time::sleep_until(due.into()).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due.into()) => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                }
+                if *stop.borrow() {
+                    interrupted = true;
+                    break 'passes;
                 }
                 if out.failed() {
                     break 'passes;
                 }
-                out.publish(target.topic(), &id, payload).await?;
+                tokio::select! {
+                    r = out.publish(target.topic(), &id, payload) => r?,
+                    // Waiting for room (the broker slow or gone): the stop ends that wait.
+                    _ = stop.wait_for(|s| *s) => {
+                        interrupted = true;
+                        break 'passes;
+                    }
+                }
                 sent += 1;
             }
         }
@@ -273,10 +298,25 @@ async fn replay_to(
         }
     }
     let mut acked = out.acked();
-    let done = tokio::time::timeout(Duration::from_secs(60), acked.wait_for(|a| *a >= sent))
+    let wait = if interrupted {
+        INTERRUPTED_ACK_WAIT
+    } else {
+        Duration::from_secs(60)
+    };
+    let done = tokio::time::timeout(wait, acked.wait_for(|a| *a >= sent))
         .await
         .map(|r| r.is_ok());
     let seconds = start.elapsed().as_secs_f64();
+    if interrupted {
+        let acked = (*acked.borrow()).min(sent);
+        out.close().await;
+        return Ok(ReplaySummary {
+            rows: sent,
+            acked,
+            interrupted,
+            seconds,
+        });
+    }
     if let Some(error) = bad_row {
         out.close().await;
         return Err(ReplayError::CsvPartway {
@@ -296,6 +336,8 @@ async fn replay_to(
     out.close().await;
     Ok(ReplaySummary {
         rows: sent,
+        acked: sent,
+        interrupted,
         seconds,
     })
 }
@@ -436,9 +478,17 @@ mod tests {
         // at the second; the CLI checks it too.
         let target = Destination::Address(parse_target("mqtt://127.0.0.1:1/rows").unwrap());
         for rate in [0.0, -1.0, 1e-20, f64::NAN, f64::INFINITY] {
-            let e = replay(Path::new("no-such.csv"), &target, &[], Some(rate), None)
-                .await
-                .unwrap_err();
+            let (_stop, stopped) = tokio::sync::watch::channel(false);
+            let e = replay(
+                Path::new("no-such.csv"),
+                &target,
+                &[],
+                Some(rate),
+                None,
+                stopped,
+            )
+            .await
+            .unwrap_err();
             assert!(
                 e.to_string()
                     .contains("not a number of rows per second from 0.001 up"),

@@ -584,3 +584,52 @@ fn a_replay_that_meets_a_bad_row_says_where_and_how_many_went_out() {
         "{e}"
     );
 }
+
+/// `--loop` ends with Ctrl-C: the replay stops publishing, waits for the rows in flight and says
+/// how many it published and how many the broker acknowledged.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_replay_says_what_it_published_and_the_broker_acknowledged() {
+    let broker = common::Mosquitto::start();
+    let sample = common::repo().join("examples/wafers.csv");
+    let to = format!("mqtt://127.0.0.1:{}/faultline/rows", broker.port);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["replay", sample.to_str().unwrap(), "--to", &to, "--loop"])
+        .args(["--rate", "500"])
+        .env_remove("RUST_BACKTRACE")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    let number = |after: &str| -> u64 {
+        let rest = &e[e.find(after).unwrap_or_else(|| panic!("{after:?} in {e}")) + after.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let published = number("Interrupted: published ");
+    assert!(published > 50, "{e}");
+    assert_eq!(number("the broker acknowledged "), published, "{e}");
+}
+
+/// An output made read-only is left as it is, not replaced by the renamed new file.
+#[cfg(unix)]
+#[test]
+fn a_read_only_output_is_not_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_sample(dir.path(), 5);
+    let out = dir.path().join("verdicts.csv");
+    std::fs::write(&out, "keep me\n").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let o = score_files(&input, &out);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is read-only"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me\n");
+}

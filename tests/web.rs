@@ -943,6 +943,23 @@ async fn under_an_alarm_budget_live_quality_counts_the_verdicts_published() {
     );
 }
 
+/// Labels of a content type faultline does not read are refused at once, before their body is
+/// read: here one that never finishes is answered 415, not 408 after the idle limit.
+#[tokio::test]
+async fn labels_of_the_wrong_content_type_are_refused_before_their_body_is_read() {
+    let s = state_with_store(WebLimits::default(), &[("W-1", 0.5)]);
+    let never = Body::from_stream(futures_util::stream::pending::<
+        Result<axum::body::Bytes, std::io::Error>,
+    >());
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        send(&s, post_to("/api/labels", "text/plain", never)),
+    )
+    .await
+    .expect("answered before the body ended");
+    assert_eq!(answer.0, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", answer.2);
+}
+
 #[tokio::test]
 async fn bad_label_uploads_are_refused_with_a_reason() {
     let s = state_with_store(

@@ -27,12 +27,6 @@ pub async fn labels(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let store = store(&s)?.clone();
-    // Within [web] max_body_bytes, and answered 408 after upload_idle_ms without a byte or
-    // upload_timeout_ms in all, as a scoring upload is: a stalled or trickling client does not
-    // hold its connection and buffer for ever.
-    let body = super::score::Upload::new(body, &s.limits)
-        .read_all(&s)
-        .await?;
     let kind = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -42,6 +36,22 @@ pub async fn labels(
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
+    // Refused before its body is read (up to max_body_bytes) for nothing.
+    if !matches!(
+        kind.as_str(),
+        "text/csv" | "application/csv" | "application/json"
+    ) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("send labels as text/csv (id,Good/Bad) or application/json ({{\"id\", \"label\"}} objects); got '{kind}'"),
+        ));
+    }
+    // Within [web] max_body_bytes, and answered 408 after upload_idle_ms without a byte or
+    // upload_timeout_ms in all, as a scoring upload is: a stalled or trickling client does not
+    // hold its connection and buffer for ever.
+    let body = super::score::Upload::new(body, &s.limits)
+        .read_all(&s)
+        .await?;
     let max_rows = s.limits.max_rows;
     let metrics = s.metrics.clone();
     let work = tokio::task::spawn_blocking(

@@ -497,7 +497,7 @@ fn read_json(
         return Err(ApiError {
             status: StatusCode::BAD_REQUEST,
             error: format!(
-                "the rows hold {} key(s) the model does not read: {}; nothing was scored (a row's keys are the model's sensors, \"id\", \"values\" and \"{}\"; remove the others, or allow extra columns)",
+                "the rows hold {} key(s) the model does not read: {}; nothing was scored (a row's keys are the model's sensors, \"id\", \"values\" and \"{}\"; remove the others, or set [input] allow_extra_columns)",
                 decoded.unknown_keys,
                 names
                     .iter()

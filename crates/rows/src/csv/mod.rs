@@ -65,7 +65,7 @@ pub enum CsvError {
     MissingColumns(Vec<String>),
     /// Columns that are not features, id or label.
     #[error(
-        "the CSV has {} column(s) the model does not know: {} (remove them, or allow extra columns)",
+        "the CSV has {} column(s) the model does not know: {} (remove them, or set [input] allow_extra_columns)",
         .0.len(), summarize_names(.0)
     )]
     UnknownColumns(Vec<String>),
@@ -510,7 +510,7 @@ mod tests {
         );
         assert_eq!(
             read(",Sensor-1,Sensor-2,Sensor-3,Extra\nW,1,2,3,4\n").unwrap_err().to_string(),
-            "the CSV has 1 column(s) the model does not know: Extra (remove them, or allow extra columns)"
+            "the CSV has 1 column(s) the model does not know: Extra (remove them, or set [input] allow_extra_columns)"
         );
         assert!(
             matches!(read(",Sensor-1,Sensor-1,Sensor-2,Sensor-3\n"), Err(CsvError::DuplicateColumns(d)) if d == ["Sensor-1"])
