@@ -88,12 +88,13 @@ function renderCard() {
     // What that budget did in validation, when training measured it (validation.alarm_budget).
     const b = v.alarm_budget;
     if (b && typeof b.recall === 'number' && typeof b.false_alarm_rate === 'number') {
+      // Short on the line (the card must leave a laptop's screen to the table); the rest on hover.
       const ci = Array.isArray(b.recall_ci95) && typeof b.recall_ci95[0] === 'number'
-        ? `, 95% CI ${b.recall_ci95[0].toFixed(2)}–${b.recall_ci95[1].toFixed(2)}` : '';
+        ? ` (95% CI ${b.recall_ci95[0].toFixed(2)}–${b.recall_ci95[1].toFixed(2)})` : '';
       dd.append(' ', el('span', 'card-interval',
-        `(in validation, over a window of ${fmtInt(b.window_rows)} wafers: recall ${b.recall.toFixed(3)}${ci}, ` +
-        `${fmtInt(b.true_positives)} of ${fmtInt(b.faults)} faults; false-alarm rate ${b.false_alarm_rate.toFixed(3)})`));
-      dd.title = b.rule || dd.title;
+        `(validated: recall ${b.recall.toFixed(3)}, ${fmtInt(b.true_positives)} of ${fmtInt(b.faults)} faults)`));
+      dd.title = `validation.alarm_budget, over a window of ${fmtInt(b.window_rows)} wafers: recall ${b.recall.toFixed(3)}${ci}, ` +
+        `false-alarm rate ${b.false_alarm_rate.toFixed(3)}. ${b.rule || ''}`;
     }
   }
   if (typeof v.rows === 'number') {
