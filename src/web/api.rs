@@ -419,6 +419,20 @@ pub(crate) fn too_large(s: &WebState) -> ApiError {
     )
 }
 
+/// The request's media type, lower-cased, without parameters (`text/csv; charset=utf-8` is
+/// `text/csv`); empty when there is none.
+pub(crate) fn media_type(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// A byte count as people read it: whole MiB when it is one, else KiB or bytes (a limit of
 /// 500,000 bytes is not "0 MiB").
 fn size(bytes: usize) -> String {

@@ -4,7 +4,7 @@ use super::api::ApiError;
 use super::WebState;
 use crate::store::ledger::LabelOutcome;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -27,15 +27,7 @@ pub async fn labels(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let store = store(&s)?.clone();
-    let kind = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let kind = super::api::media_type(&headers);
     // Refused before its body is read (up to max_body_bytes) for nothing.
     if !matches!(
         kind.as_str(),

@@ -54,16 +54,7 @@ pub async fn score(
     body: Body,
 ) -> Result<Response, ApiError> {
     let query = query?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let kind = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let kind = super::api::media_type(&headers);
     // A request that could never be scored is told so, whether or not a slot is free.
     if !matches!(
         kind.as_str(),

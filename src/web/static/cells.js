@@ -90,54 +90,37 @@ export function plainNumber(x) {
 }
 
 /**
- * Rust's `{:+.2}` of an f32: the exact f32 value rounded to 2 decimals, ties to even, sign always.
- * A tie needs |x|·100 to end in exactly .5, i.e. |x|·8 an odd integer (x is a binary fraction).
+ * Rust's `{:+.N}` of an f32 (N = `places`): the exact f32 value rounded to N decimals, ties to
+ * even, sign always. A tie needs |x|·10^N to end in exactly .5, i.e. |x|·2·10^N an odd integer
+ * (exact in a double: an f32 has 24 bits, and 2·10^4 adds 15).
  */
-function signed2(x) {
+function signedFixed(x, places) {
   if (x === null || x === undefined || Number.isNaN(Number(x))) return 'NaN';
   const f = Math.fround(Number(x));
   const negative = f < 0 || Object.is(f, -0);
   const a = Math.abs(f);
   if (!Number.isFinite(a)) return `${negative ? '-' : '+'}inf`;
+  const scale = 10 ** places;
   let text;
-  const eighths = a * 8;
-  if (Number.isInteger(eighths) && eighths % 2 === 1) {
-    let n = Math.floor(a * 100);
+  const twice = a * 2 * scale;
+  if (Number.isInteger(twice) && twice % 2 === 1) {
+    let n = Math.floor(a * scale);
     if (n % 2 === 1) n += 1;
-    text = `${Math.floor(n / 100)}.${String(n % 100).padStart(2, '0')}`;
+    text = `${Math.floor(n / scale)}.${String(n % scale).padStart(places, '0')}`;
   } else if (a >= 1e21) {
-    text = `${BigInt(a)}.00`; // an f32 this large is an integer; toFixed would switch to exponents
+    // An f32 this large is an integer; toFixed would switch to exponents.
+    text = `${BigInt(a)}.${'0'.repeat(places)}`;
   } else {
-    text = a.toFixed(2);
+    text = a.toFixed(places);
   }
   return (negative ? '-' : '+') + text;
 }
 
-/** The CLI's top-sensor text: `Sensor-59=2.31 (z=+6.20); Sensor-103=...`. */
-/**
- * Rust's `{:+.4}` of an f32, as `faultline score` writes a contribution: the exact f32 value
- * rounded to 4 decimals, ties to even, sign always. A tie needs |x|·20000 to be an odd integer
- * (exact in a double for an f32 of this size).
- */
-function signed4(x) {
-  if (x === null || x === undefined || Number.isNaN(Number(x))) return 'NaN';
-  const f = Math.fround(Number(x));
-  const negative = f < 0 || Object.is(f, -0);
-  const a = Math.abs(f);
-  if (!Number.isFinite(a)) return `${negative ? '-' : '+'}inf`;
-  let text;
-  const twice = a * 20000;
-  if (Number.isInteger(twice) && twice % 2 === 1) {
-    let n = Math.floor(a * 10000);
-    if (n % 2 === 1) n += 1;
-    text = `${Math.floor(n / 10000)}.${String(n % 10000).padStart(4, '0')}`;
-  } else if (a >= 1e21) {
-    text = `${BigInt(a)}.0000`;
-  } else {
-    text = a.toFixed(4);
-  }
-  return (negative ? '-' : '+') + text;
-}
+/** A z-score as `faultline score` writes it: `{:+.2}`. */
+const signed2 = (x) => signedFixed(x, 2);
+
+/** A contribution as `faultline score` writes it: `{:+.4}`. */
+const signed4 = (x) => signedFixed(x, 4);
 
 /** A verdict's contributions as `faultline score` writes them: `Sensor-59=2.31 (+0.4120); ...`,
  * largest first (log-odds); a missing value is `NaN`, as there. */
@@ -145,6 +128,7 @@ export function describeContributions(list) {
   return list.map((c) => `${c.sensor}=${c.value === null ? 'NaN' : f32Text(c.value)} (${signed4(c.contribution)})`).join('; ');
 }
 
+/** The CLI's top-sensor text: `Sensor-59=2.31 (z=+6.20); Sensor-103=...`. */
 function describeSensors(top) {
   return top.map((d) => `${d.sensor}=${f32Text(d.value)} (z=${signed2(d.z)})`).join('; ');
 }
