@@ -300,12 +300,15 @@ impl Ledger {
 
     /// The last `n` rows scored, oldest first.
     pub fn recent(&self, n: usize) -> Vec<Recent<'_>> {
+        // An id twice in one micro-batch leaves two entries with the same time: listed once.
+        let mut seen = std::collections::HashSet::new();
         let mut out: Vec<_> = self
             .order
             .iter()
             .rev()
             .filter_map(|(id, at)| {
                 let s = self.scored.get(&**id).filter(|s| s.at_ms == *at)?;
+                seen.insert(&**id).then_some(())?;
                 Some((&**id, *at, s.scores.first()?))
             })
             .take(n)
@@ -381,6 +384,15 @@ mod tests {
         assert_eq!(recent, [("b", 2, 0.2), ("a", 3, 0.4)]);
         assert_eq!(l.recent(1).len(), 1);
         assert_eq!(l.recent(1)[0].0, "a");
+        // The same id twice in one micro-batch (one time): listed once, its last score.
+        l.scored("c", 4, v(0.7), true);
+        l.scored("c", 4, v(0.6), true);
+        let last: Vec<(&str, f32)> = l
+            .recent(2)
+            .into_iter()
+            .map(|(id, _, (_, p))| (id, *p))
+            .collect();
+        assert_eq!(last, [("a", 0.4), ("c", 0.6)]);
     }
 
     #[test]
