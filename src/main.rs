@@ -548,6 +548,9 @@ fn print_card(model: &Model, out: &mut impl Write) -> std::io::Result<()> {
         Err(why) => writeln!(out, "explains   nothing: {why}")?,
     }
     writeln!(out, "positive   {}", card.positive_class)?;
+    if let Some(note) = card.flag_share_note() {
+        writeln!(out, "flag share {note}")?;
+    }
     writeln!(
         out,
         "threshold  {} — {}",

@@ -205,6 +205,27 @@ fn model_and_version_name_the_model() {
     );
     assert!(text.contains("(95% interval ["), "{text}");
     assert!(!text.contains("in force"), "{text}");
+    // The fixed threshold's flag share over the validation windows, and the budget's figures,
+    // from the card.
+    let v = &model.card().validation;
+    let shares: Vec<f64> = v["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["threshold_flagged"].as_f64().unwrap() * 100.0)
+        .collect();
+    let (low, high) = (
+        shares.iter().copied().fold(f64::INFINITY, f64::min),
+        shares.iter().copied().fold(0.0, f64::max),
+    );
+    let b = &v["alarm_budget"];
+    assert!(
+        text.contains(&format!(
+            "flag share in the card's time-ordered validation the fixed threshold flagged from {low:.0}% to {high:.0}% of a window's wafers; an alarm budget of {} over {} wafers caught {} of {} faults",
+            b["rate"], b["window_rows"], b["true_positives"], b["faults"]
+        )),
+        "{text}"
+    );
     // A threshold set in the configuration is said apart from the card's figures.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
         .arg("model")

@@ -88,4 +88,34 @@ impl ModelCard {
     pub fn validation_metric(&self, key: &str) -> Option<f64> {
         self.validation.get(key).and_then(serde_json::Value::as_f64)
     }
+
+    /// What the card's time-ordered validation says of its fixed threshold against its alarm
+    /// budget, in a sentence, when training recorded both (cards from 2026-12-07 on): the range
+    /// of the share of a window's wafers the threshold flagged, and the budget's own figures.
+    pub fn flag_share_note(&self) -> Option<String> {
+        let shares: Vec<f64> = self
+            .validation
+            .get("windows")?
+            .as_array()?
+            .iter()
+            .filter_map(|w| w.get("threshold_flagged")?.as_f64())
+            .collect();
+        let low = shares.iter().copied().reduce(f64::min)?;
+        let high = shares.iter().copied().reduce(f64::max)?;
+        let b = self.validation.get("alarm_budget")?;
+        let num = |k: &str| b.get(k).and_then(serde_json::Value::as_f64);
+        Some(format!(
+            "in the card's time-ordered validation the fixed threshold flagged from {:.0}% to {:.0}% of a window's wafers; \
+             an alarm budget of {} over {} wafers caught {} of {} faults (recall {:.2}) flagging {:.0}% of good wafers \
+             ([model] alarm_rate; README, \"What to expect on new wafers\")",
+            low * 100.0,
+            high * 100.0,
+            num("rate")?,
+            num("window_rows")?,
+            num("true_positives")?,
+            num("faults")?,
+            num("recall")?,
+            num("false_alarm_rate")? * 100.0,
+        ))
+    }
 }

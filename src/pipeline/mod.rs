@@ -100,6 +100,11 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     metrics.runtime_workers.set(workers as i64);
     info!(version = %model.version(), scorer = model.scorer(), "Loaded the model.");
+    if config.policy().budget.is_none() {
+        if let Some(note) = model.card().flag_share_note() {
+            info!("Verdicts are by the fixed threshold; {note}.");
+        }
+    }
     if let Err(why) = model.explainable() {
         warn!(version = %model.version(), reason = %why, "Verdicts will carry no contributions: this model cannot be explained.");
     }
