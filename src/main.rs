@@ -252,8 +252,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     anyhow::bail!("--alarm-rate {rate} is not between 0 and 1 (exclusive)");
                 }
                 let (window_rows, warmup_rows) = config.alarm_rows;
+                // The window is a setting, not a flag: say how to set it from here.
                 let budget = faultline::model::Budget::new(rate, window_rows, warmup_rows)
-                    .map_err(anyhow::Error::msg)?;
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "--alarm-rate {rate}: {e} (the window is [model] alarm_window_rows in the configuration, or FAULTLINE_MODEL__ALARM_WINDOW_ROWS)"
+                        )
+                    })?;
                 model = model.with_budget(Some(budget));
             }
             let options = CsvOptions {

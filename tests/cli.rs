@@ -188,6 +188,22 @@ fn threshold_override_changes_verdicts_and_is_validated() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not between 0 and 1"), "{}", stderr(&o));
+    // A share below one wafer of the window says how to widen the window, which has no flag.
+    let o = faultline(&[
+        "score",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        "-",
+        "--alarm-rate",
+        "0.001",
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("less than one wafer") && e.contains("FAULTLINE_MODEL__ALARM_WINDOW_ROWS"),
+        "{e}"
+    );
 }
 
 #[test]
