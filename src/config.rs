@@ -315,6 +315,32 @@ impl Config {
     }
 }
 
+/// The most a configuration file may hold: `--config /dev/zero` is refused, not read for ever.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The text of the configuration file at `path` (a pipe too), at most [`MAX_CONFIG_BYTES`].
+fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let cannot = |e: &dyn std::fmt::Display| {
+        ConfigError::Invalid(format!(
+            "cannot read the configuration file {}: {e}",
+            path.display()
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(|e| cannot(&e))?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| cannot(&e))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(cannot(&format!(
+            "it holds more than {} MiB, more than a configuration file does",
+            MAX_CONFIG_BYTES >> 20
+        )));
+    }
+    Ok(text)
+}
+
 impl RawConfig {
     /// Loads the layers: defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
@@ -370,12 +396,7 @@ impl RawConfig {
         // regular file and otherwise tries it with ".toml" added: `--config <(envsubst ...)`
         // (a pipe) was "not found", and `--config prod` quietly read prod.toml.
         let text = match file {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::Invalid(format!(
-                    "cannot read the configuration file {}: {e}",
-                    path.display()
-                ))
-            })?),
+            Some(path) => Some(read_config_file(path)?),
             None => None,
         };
         let user_layers =
@@ -408,7 +429,14 @@ impl RawConfig {
             }
             (e, _) => e.into(),
         })?;
-        let mut raw: RawConfig = built.try_deserialize()?;
+        let mut raw: RawConfig = built.try_deserialize().map_err(|e| match file {
+            // The file's text carries no name: say where the value may come from.
+            Some(path) => ConfigError::Invalid(format!(
+                "configuration cannot be read ({} and the environment): {e}",
+                path.display()
+            )),
+            None => e.into(),
+        })?;
         // Whether the file or the environment chose the embedded broker's address, or it is the
         // default (which `serve` may find taken by a broker it can use instead).
         raw.broker.listen_chosen = user_layers(config::Config::builder())
@@ -943,6 +971,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bad.toml is not valid TOML"), "{e}");
+        // A wrongly typed value names the file too; a device that never ends is refused.
+        std::fs::write(&bad, "[batch]\nmax_rows = \"many\"\n").unwrap();
+        let e = RawConfig::load_with_env(Some(&bad), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.toml and the environment"), "{e}");
+        let e = RawConfig::load_with_env(Some(Path::new("/dev/zero")), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 1 MiB"), "{e}");
     }
 
     #[test]

@@ -429,9 +429,12 @@ fn write_atomically<T>(
     // over it would replace the device or pipe itself (as root, /dev/null became a regular file
     // that every later `2>/dev/null` wrote into), or drop what `>>` appended to; and the links
     // behind /dev/stdout name no file when it is a pipe ("pipe:[N]").
-    let descriptor = ["/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/"]
-        .iter()
-        .any(|p| output.to_str().is_some_and(|o| o.starts_with(p)));
+    // Compared as paths, so /dev/./stdout is one and /dev/stdout.csv is not.
+    let descriptor = output == Path::new("/dev/stdout")
+        || output == Path::new("/dev/stderr")
+        || output
+            .parent()
+            .is_some_and(|d| d == Path::new("/dev/fd") || d == Path::new("/proc/self/fd"));
     let resolved = if descriptor || std::fs::metadata(output).is_ok_and(|m| !m.is_file()) {
         output.to_path_buf()
     } else {

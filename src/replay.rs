@@ -193,6 +193,16 @@ pub struct ReplaySummary {
 /// How long an interrupted replay waits for the broker to acknowledge what it published.
 pub const INTERRUPTED_ACK_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a replay that ends early waits to close its connection.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Resolves once `stop` is true; never, once its sender is gone without saying so.
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The lowest rate a replay takes, in rows per second (one row every 1,000 s): a lower one would
 /// put the later rows' times past what a clock can hold.
 pub const MIN_RATE: f64 = 0.001;
@@ -271,7 +281,7 @@ async fn replay_to(
                     let due = start + Duration::from_secs_f64(sent as f64 / rate);
                     tokio::select! {
                         _ = tokio::time::sleep_until(due.into()) => {}
-                        _ = stop.wait_for(|s| *s) => {}
+                        _ = stopped(&mut stop) => {}
                     }
                 }
                 if *stop.borrow() {
@@ -284,7 +294,7 @@ async fn replay_to(
                 tokio::select! {
                     r = out.publish(target.topic(), &id, payload) => r?,
                     // Waiting for room (the broker slow or gone): the stop ends that wait.
-                    _ = stop.wait_for(|s| *s) => {
+                    _ = stopped(&mut stop) => {
                         interrupted = true;
                         break 'passes;
                     }
@@ -303,13 +313,35 @@ async fn replay_to(
     } else {
         Duration::from_secs(60)
     };
-    let done = tokio::time::timeout(wait, acked.wait_for(|a| *a >= sent))
-        .await
-        .map(|r| r.is_ok());
+    // The stop also cuts the wait for the last acknowledgements short, to INTERRUPTED_ACK_WAIT.
+    let stop_cut = tokio::select! {
+        r = tokio::time::timeout(wait, acked.wait_for(|a| *a >= sent)) => Some(matches!(r, Ok(Ok(_)))),
+        _ = stopped(&mut stop), if !interrupted => None,
+    };
+    let done = match stop_cut {
+        Some(done) => done,
+        None => {
+            interrupted = true;
+            matches!(
+                tokio::time::timeout(INTERRUPTED_ACK_WAIT, acked.wait_for(|a| *a >= sent)).await,
+                Ok(Ok(_))
+            )
+        }
+    };
     let seconds = start.elapsed().as_secs_f64();
+    if let Some(error) = bad_row {
+        let _ = tokio::time::timeout(CLOSE_WAIT, out.close()).await;
+        return Err(ReplayError::CsvPartway {
+            file: file.display().to_string(),
+            error: Box::new(error),
+            sent,
+            acked: done,
+        });
+    }
     if interrupted {
         let acked = (*acked.borrow()).min(sent);
-        out.close().await;
+        // A disconnect queued behind requests the broker never took would wait for them.
+        let _ = tokio::time::timeout(CLOSE_WAIT, out.close()).await;
         return Ok(ReplaySummary {
             rows: sent,
             acked,
@@ -317,17 +349,8 @@ async fn replay_to(
             seconds,
         });
     }
-    if let Some(error) = bad_row {
-        out.close().await;
-        return Err(ReplayError::CsvPartway {
-            file: file.display().to_string(),
-            error: Box::new(error),
-            sent,
-            acked: done == Ok(true),
-        });
-    }
     out.error().await?;
-    if done != Ok(true) {
+    if !done {
         return Err(ReplayError::Broker(format!(
             "the broker acknowledged only {} of {sent} rows",
             *acked.borrow()

@@ -438,7 +438,7 @@ async fn a_json_row_with_a_key_the_model_does_not_read_is_refused_naming_it() {
     let v: Value = serde_json::from_str(&body).unwrap();
     let error = v["error"].as_str().unwrap();
     assert!(
-        error.contains("3 key(s) the model does not read: \"sensor-1\", \"colour\"")
+        error.contains("2 row(s) hold keys the model does not read: \"sensor-1\", \"colour\"")
             && error.contains("nothing was scored"),
         "{body}"
     );

@@ -96,14 +96,15 @@ impl WebLimits {
                 )
             }
         };
-        // A client sends it in an HTTP header, which carries visible ASCII: a token with other
-        // characters could never be matched, and every request would get a 401.
+        // A client sends it in an HTTP header, which faultline reads as visible ASCII and
+        // spaces: a token with other characters could never be matched, and every request would
+        // get a 401.
         if let Some(bad) = token
             .as_deref()
-            .and_then(|t| t.chars().find(|c| !c.is_ascii_graphic()))
+            .and_then(|t| t.chars().find(|&c| !(c.is_ascii_graphic() || c == ' ')))
         {
             return Err(format!(
-                "web.token holds {bad:?}; a token travels in an HTTP header, so use visible ASCII only (letters, digits and punctuation, no spaces)"
+                "web.token holds {bad:?}; a token travels in an HTTP header, so use visible ASCII only (letters, digits, punctuation and spaces)"
             ));
         }
         let allowed_hosts = allowed_hosts(web)?;
@@ -475,7 +476,7 @@ mod tests {
             token: token.into(),
             ..section("127.0.0.1:8080", "")
         };
-        for bad in ["cl\u{e9}-secr\u{e8}te", "two words", "zero\u{200b}width"] {
+        for bad in ["cl\u{e9}-secr\u{e8}te", "tab\tbed", "zero\u{200b}width"] {
             let e = WebLimits::from_section(&with(bad)).unwrap_err();
             assert!(
                 e.contains("web.token holds") && e.contains("visible ASCII"),
@@ -483,6 +484,8 @@ mod tests {
             );
         }
         assert!(WebLimits::from_section(&with("s3cret-T0ken_!~")).is_ok());
+        // Spaces inside pass (a header carries them, and such tokens worked before).
+        assert!(WebLimits::from_section(&with("two words")).is_ok());
     }
 
     #[test]

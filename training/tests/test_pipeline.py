@@ -153,6 +153,13 @@ def test_the_alarm_budget_is_the_daemons_rule():
     # a NaN score is not flagged and does not enter the window
     f, b = selection.alarm_budget(np.array([np.nan, 0.1, 0.2]), 0.9, 0.5, 2, 2)
     assert f.tolist() == [False, False, True] and b.tolist() == [False, False, True]
+    # a share that is a whole number of wafers flags that many, as decide.rs does (0.07 * 200 is
+    # 14.000000000000002 in floating point): the 14th highest of 200 is flagged, the 15th not
+    # (after 0.001 .. 0.200 comes 0.186: the window holds 0.002 .. 0.200 and it, and 0.187 is the
+    # 14th highest, so 0.186 is not flagged; with 15 it would be)
+    p = np.append(np.arange(1, 201) / 1000, 0.186).astype(np.float32)
+    f, _ = selection.alarm_budget(p, 0.5, 0.07, 200, 1)
+    assert f[-2] and not f[-1]
     # a steady stream: about the budget's share is flagged
     p = np.random.default_rng(1).random(3000).astype(np.float32)
     f, b = selection.alarm_budget(p, 0.5, 0.2, 1000, 200)

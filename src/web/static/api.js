@@ -6,8 +6,8 @@ import { setErrorGroup } from './status.js';
 
 /** The bearer token ('' = none); other modules read it, only this one changes it. */
 export let token = '';
-/** What an HTTP header can carry, as the daemon requires of its token: visible ASCII only. */
-const TOKEN_RE = /^[\x21-\x7e]+$/;
+/** What an HTTP header can carry, as the daemon requires of its token: visible ASCII and spaces. */
+const TOKEN_RE = /^[\x20-\x7e]+$/;
 try {
   token = sessionStorage.getItem(TOKEN_KEY) || '';
 } catch (_) {
@@ -63,7 +63,7 @@ ui.tokenForm.addEventListener('submit', (event) => {
   if (!TOKEN_RE.test(value)) {
     // A pasted zero-width space or curly quote: fetch would refuse the header and the page
     // would stay locked; faultline's own token never holds such characters.
-    ui.tokenMessage.textContent = 'A token holds letters, digits and punctuation only (no spaces, accents or curly quotes); enter it again.';
+    ui.tokenMessage.textContent = 'A token holds letters, digits, punctuation and spaces only (no accents, curly quotes or invisible characters); enter it again.';
     ui.tokenInput.value = '';
     return;
   }

@@ -93,7 +93,7 @@ function renderCard() {
         ? ` (95% CI ${b.recall_ci95[0].toFixed(2)}–${b.recall_ci95[1].toFixed(2)})` : '';
       dd.append(' ', el('span', 'card-interval',
         `(validated: recall ${b.recall.toFixed(3)}, ${fmtInt(b.true_positives)} of ${fmtInt(b.faults)} faults)`));
-      dd.title = `validation.alarm_budget, over a window of ${fmtInt(b.window_rows)} wafers: recall ${b.recall.toFixed(3)}${ci}, ` +
+      dd.title = `${dd.title}. validation.alarm_budget, over a window of ${fmtInt(b.window_rows)} wafers: recall ${b.recall.toFixed(3)}${ci}, ` +
         `false-alarm rate ${b.false_alarm_rate.toFixed(3)}. ${b.rule || ''}`;
     }
   }
