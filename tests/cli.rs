@@ -559,7 +559,7 @@ fn score_writes_to_dev_stdout_whether_a_pipe_or_an_appended_file() {
     let log = dir.path().join("log.csv");
     std::fs::write(&log, "kept\n").unwrap();
     let appended = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+    let o = common::command()
         .args(["score", "-i", input.to_str().unwrap(), "-o", "/dev/stdout"])
         .stdout(appended)
         .output()
@@ -581,14 +581,13 @@ fn names_and_variables_that_are_not_utf8_are_taken_as_they_are() {
     let latin1 = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9.csv"));
     std::fs::rename(&sample, &latin1).unwrap();
     let out = dir.path().join("out.csv");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+    let o = common::command()
         .arg("score")
         .arg("-i")
         .arg(&latin1)
         .arg("-o")
         .arg(&out)
         .env("PLANT_NOTE", std::ffi::OsStr::from_bytes(b"caf\xe9"))
-        .env_remove("RUST_BACKTRACE")
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));

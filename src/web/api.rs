@@ -420,10 +420,19 @@ pub(crate) fn too_large(s: &WebState) -> ApiError {
     )
 }
 
-/// The request's media type, lower-cased, without parameters (`text/csv; charset=utf-8` is
-/// `text/csv`); empty when there is none.
-pub(crate) fn media_type(headers: &axum::http::HeaderMap) -> String {
-    headers
+/// What an upload (rows or labels) is sent as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Media {
+    /// `text/csv` or `application/csv`.
+    Csv,
+    /// `application/json`.
+    Json,
+}
+
+/// The request's media type, from its Content-Type without parameters (`text/csv;
+/// charset=utf-8` is CSV); any other, lower-cased (empty when none is given), as the error.
+pub(crate) fn media(headers: &axum::http::HeaderMap) -> Result<Media, String> {
+    let kind = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
@@ -431,7 +440,12 @@ pub(crate) fn media_type(headers: &axum::http::HeaderMap) -> String {
         .next()
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase()
+        .to_ascii_lowercase();
+    match kind.as_str() {
+        "text/csv" | "application/csv" => Ok(Media::Csv),
+        "application/json" => Ok(Media::Json),
+        _ => Err(kind),
+    }
 }
 
 /// A byte count as people read it: whole MiB when it is one, else KiB or bytes (a limit of

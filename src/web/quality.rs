@@ -27,17 +27,13 @@ pub async fn labels(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let store = store(&s)?.clone();
-    let kind = super::api::media_type(&headers);
     // Refused before its body is read (up to max_body_bytes) for nothing.
-    if !matches!(
-        kind.as_str(),
-        "text/csv" | "application/csv" | "application/json"
-    ) {
-        return Err(ApiError::new(
+    let media = super::api::media(&headers).map_err(|kind| {
+        ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("send labels as text/csv (id,Good/Bad) or application/json ({{\"id\", \"label\"}} objects); got '{kind}'"),
-        ));
-    }
+        )
+    })?;
     // Within [web] max_body_bytes, and answered 408 after upload_idle_ms without a byte or
     // upload_timeout_ms in all, as a scoring upload is: a stalled or trickling client does not
     // hold its connection and buffer for ever.
@@ -48,20 +44,14 @@ pub async fn labels(
     let metrics = s.metrics.clone();
     let work = tokio::task::spawn_blocking(
         move || -> Result<(StatusCode, serde_json::Value, crate::store::Written), ApiError> {
-            let parsed = match kind.as_str() {
-            // At most one row past the limit is read: enough to refuse the request.
-            "text/csv" | "application/csv" => crate::labels::from_csv(&body, max_rows)
-                .map(|r| (r.labels, r.errors, r.unlabelled)),
-            "application/json" => {
-                crate::labels::from_json(&body, max_rows).map(|(l, e)| (l, e, 0))
-            }
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    format!("send labels as text/csv (id,Good/Bad) or application/json ({{\"id\", \"label\"}} objects); got '{other}'"),
-                ))
-            }
-        };
+            let parsed = match media {
+                // At most one row past the limit is read: enough to refuse the request.
+                super::api::Media::Csv => crate::labels::from_csv(&body, max_rows)
+                    .map(|r| (r.labels, r.errors, r.unlabelled)),
+                super::api::Media::Json => {
+                    crate::labels::from_json(&body, max_rows).map(|(l, e)| (l, e, 0))
+                }
+            };
             let (labels, rejected, unlabelled) =
                 parsed.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
             if labels.len() + rejected.len() + unlabelled > max_rows {

@@ -1,7 +1,7 @@
 //! `POST /api/score`: a CSV or a JSON array of rows in, one verdict per row out (JSON, or CSV with
 //! `Accept: text/csv`), scored by the model and rule the stream uses.
 
-use super::api::{too_large, ApiError, Detail};
+use super::api::{too_large, ApiError, Detail, Media};
 use super::WebState;
 use crate::bus::messages::VerdictMessage;
 use crate::row::csv::{CsvOptions, CsvRows};
@@ -54,14 +54,8 @@ pub async fn score(
     body: Body,
 ) -> Result<Response, ApiError> {
     let query = query?;
-    let kind = super::api::media_type(&headers);
     // A request that could never be scored is told so, whether or not a slot is free.
-    if !matches!(
-        kind.as_str(),
-        "text/csv" | "application/csv" | "application/json"
-    ) {
-        return Err(unsupported(&kind));
-    }
+    let media = super::api::media(&headers).map_err(|kind| unsupported(&kind))?;
     // The slot goes with the work: released when the parsing and scoring end, not when this
     // handler returns (after a time-out, the work runs on to its end).
     let Ok(slot) = s.score_slots.clone().try_acquire_owned() else {
@@ -83,8 +77,8 @@ pub async fn score(
     let explain_all = query.explain.as_deref() == Some("all");
     let started = std::time::Instant::now();
     let mut upload = Upload::new(body, &s.limits);
-    let work = match kind.as_str() {
-        "text/csv" | "application/csv" => {
+    let work = match media {
+        Media::Csv => {
             let (tx, rx) = tokio::sync::mpsc::channel(UPLOAD_CHUNKS_AHEAD);
             let work = tokio::task::spawn_blocking(move || {
                 let _slot = slot;
@@ -137,7 +131,7 @@ pub async fn score(
             }
             work
         }
-        "application/json" => {
+        Media::Json => {
             let body = upload.read_all(&s).await?;
             tokio::task::spawn_blocking(move || {
                 let _slot = slot;
@@ -147,7 +141,6 @@ pub async fn score(
                 Ok(answer(&model, &rows, labelled, explain_all, wants_csv))
             })
         }
-        other => return Err(unsupported(other)),
     };
     match tokio::time::timeout(s.limits.request_timeout, work).await {
         Ok(Ok(result)) => result,
@@ -487,7 +480,8 @@ fn read_json(
     // (`sensor-1`) would otherwise be scored as missing, its training median standing in, without
     // a word. (On the bus such keys are ignored and counted.)
     if decoded.unknown_keys > 0 && !allow_extra {
-        let (names, rows) = unknown_keys(body, schema);
+        // Read again for the names (the decoder only counts them): paid by refused requests.
+        let (names, rows) = json_rows::unknown_keys(body, schema, 100);
         return Err(ApiError {
             status: StatusCode::BAD_REQUEST,
             error: format!(
@@ -523,103 +517,6 @@ fn unsupported(kind: &str) -> ApiError {
             "send the rows as text/csv (a wafer CSV) or application/json (an array of row objects); got '{kind}'"
         ),
     )
-}
-
-/// The distinct keys of the rows in `body` that are neither the model's sensors nor `id`,
-/// `values` or the label, in order of appearance (at most 100), and how many rows hold any. Only
-/// for the error, so paid by refused requests alone; read without building the rows again (no
-/// `Value`, no map, no allocation for a known key: a 64 MiB body costs one pass over its bytes).
-fn unknown_keys(body: &[u8], schema: &Schema) -> (Vec<String>, usize) {
-    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-    use std::fmt;
-
-    struct Found<'s> {
-        schema: &'s Schema,
-        names: Vec<String>,
-        rows: usize,
-    }
-    /// The message: one row object, or an array of them.
-    struct Rows<'f, 's>(&'f mut Found<'s>);
-    /// One row object.
-    struct Row<'f, 's>(&'f mut Found<'s>);
-    /// A key: `None` when the model reads it, else the key.
-    struct Key<'s>(&'s Schema);
-
-    impl<'de> DeserializeSeed<'de> for Rows<'_, '_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-    impl<'de> Visitor<'de> for Rows<'_, '_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a row object or an array of them")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while seq.next_element_seed(Row(&mut *self.0))?.is_some() {}
-            Ok(())
-        }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-            Row(self.0).visit_map(map)
-        }
-    }
-    impl<'de> DeserializeSeed<'de> for Row<'_, '_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-    impl<'de> Visitor<'de> for Row<'_, '_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a row object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            let found = self.0;
-            let mut any = false;
-            while let Some(unknown) = map.next_key_seed(Key(found.schema))? {
-                map.next_value::<IgnoredAny>()?;
-                if let Some(name) = unknown {
-                    any = true;
-                    if found.names.len() < 100 && !found.names.contains(&name) {
-                        found.names.push(name);
-                    }
-                }
-            }
-            found.rows += usize::from(any);
-            Ok(())
-        }
-    }
-    impl<'de> DeserializeSeed<'de> for Key<'_> {
-        type Value = Option<String>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
-            d.deserialize_str(self)
-        }
-    }
-    impl<'de> Visitor<'de> for Key<'_> {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a key")
-        }
-        fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Option<String>, E> {
-            let known = self.0.position(key).is_some()
-                || matches!(key, "id" | "values")
-                || key == crate::row::csv::LABEL_COLUMN;
-            Ok((!known).then(|| key.to_string()))
-        }
-    }
-
-    let mut found = Found {
-        schema,
-        names: vec![],
-        rows: 0,
-    };
-    let mut de = serde_json::Deserializer::from_slice(body);
-    // The rows were read already, so this reading succeeds; were it not to, the names found
-    // so far are what there is to say.
-    let _ = Rows(&mut found).deserialize(&mut de);
-    (found.names, found.rows)
 }
 
 #[cfg(test)]

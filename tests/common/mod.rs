@@ -33,11 +33,18 @@ pub fn data_dir(test: &str) -> Option<PathBuf> {
 
 /// Runs the `faultline` binary with `args`.
 pub fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
+    command()
         .args(args)
-        .env_remove("RUST_BACKTRACE")
         .output()
         .expect("the faultline binary runs")
+}
+
+/// The faultline binary as [`faultline`] runs it, for a test that sets more (stdin, stdout,
+/// arguments that are not UTF-8, or a process it signals).
+pub fn command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_faultline"));
+    c.env_remove("RUST_BACKTRACE");
+    c
 }
 
 /// The repository root.

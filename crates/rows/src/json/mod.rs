@@ -29,6 +29,7 @@
 
 mod fast;
 mod visit;
+pub use visit::unknown_keys;
 
 use super::csv::LABEL_COLUMN;
 use super::{RowBatch, Schema};

@@ -441,6 +441,98 @@ pub(super) enum Key {
     Unknown,
 }
 
+/// What `key` means in a row object of `schema`.
+#[inline]
+fn classify(schema: &Schema, key: &str) -> Key {
+    let features = schema.features();
+    // Fast path: `Sensor-N` is usually feature N-1; confirm by comparing, skip the hash.
+    if let Some(i) = key.strip_prefix("Sensor-").and_then(sensor_index) {
+        if features.get(i).is_some_and(|f| same_short(f, key)) {
+            return Key::Feature(i);
+        }
+    }
+    match key {
+        "id" => Key::Id,
+        LABEL_COLUMN => Key::Label,
+        "values" => Key::Values,
+        _ => schema.position(key).map_or(Key::Unknown, Key::Feature),
+    }
+}
+
+/// The keys of a message's row objects that the model does not read: the distinct names in
+/// order of appearance (at most `max_names`), and how many row objects hold any. For a caller
+/// that refuses such rows and names the keys (the decoder only counts them: the bus ignores them).
+/// One pass over the text, no map or `Value`, no copy of a known key.
+pub fn unknown_keys(text: &[u8], schema: &Schema, max_names: usize) -> (Vec<String>, usize) {
+    struct Found<'s> {
+        schema: &'s Schema,
+        max_names: usize,
+        names: Vec<String>,
+        rows: usize,
+    }
+    /// A row object, or an array of them.
+    struct Walk<'f, 's>(&'f mut Found<'s>);
+    /// A key: the key when the model does not read it.
+    struct Name<'s>(&'s Schema);
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a row object or an array of them")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Walk(&mut *self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let found = self.0;
+            let mut any = false;
+            while let Some(unknown) = map.next_key_seed(Name(found.schema))? {
+                map.next_value::<IgnoredAny>()?;
+                if let Some(name) = unknown {
+                    any = true;
+                    if found.names.len() < found.max_names && !found.names.contains(&name) {
+                        found.names.push(name);
+                    }
+                }
+            }
+            found.rows += usize::from(any);
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Name<'_> {
+        type Value = Option<String>;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Name<'_> {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<String>, E> {
+            Ok(matches!(classify(self.0, key), Key::Unknown).then(|| key.to_string()))
+        }
+    }
+
+    let mut found = Found {
+        schema,
+        max_names,
+        names: vec![],
+        rows: 0,
+    };
+    // On text that is not JSON, the names found before the error are what there is to say.
+    let _ = Walk(&mut found).deserialize(&mut serde_json::Deserializer::from_slice(text));
+    (found.names, found.rows)
+}
+
 /// Classifies a key without copying it.
 pub(super) struct KeySeed<'a>(&'a Schema);
 
@@ -461,19 +553,7 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
 
     #[inline]
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-        let features = self.0.features();
-        // Fast path: `Sensor-N` is usually feature N-1; confirm by comparing, skip the hash.
-        if let Some(i) = key.strip_prefix("Sensor-").and_then(sensor_index) {
-            if features.get(i).is_some_and(|f| same_short(f, key)) {
-                return Ok(Key::Feature(i));
-            }
-        }
-        Ok(match key {
-            "id" => Key::Id,
-            LABEL_COLUMN => Key::Label,
-            "values" => Key::Values,
-            _ => self.0.position(key).map_or(Key::Unknown, Key::Feature),
-        })
+        Ok(classify(self.0, key))
     }
 }
 
