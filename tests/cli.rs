@@ -629,14 +629,20 @@ fn an_interrupted_replay_says_what_it_published_and_the_broker_acknowledged() {
     let broker = common::Mosquitto::start();
     let sample = common::repo().join("examples/wafers.csv");
     let to = format!("mqtt://127.0.0.1:{}/faultline/rows", broker.port);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+    // Interrupted once its rows are reaching the broker (a bounded wait on that, not a sleep).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut watcher = runtime.block_on(common::Client::connect(
+        broker.port,
+        "interrupt-watcher",
+        &["faultline/rows".to_string()],
+    ));
+    let child = common::command()
         .args(["replay", sample.to_str().unwrap(), "--to", &to, "--loop"])
         .args(["--rate", "500"])
-        .env_remove("RUST_BACKTRACE")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    runtime.block_on(watcher.collect_until(60, |got| got.len() >= 60));
     let sent = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
