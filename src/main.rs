@@ -462,6 +462,8 @@ fn write_atomically<T>(
     // The file gets the permissions `File::create` would give it: an existing file's own, else
     // the usual ones less the umask (a temporary file alone is readable by its owner only).
     let mut builder = tempfile::Builder::new();
+    // Named for what left it, should anything (a power cut) leave it behind.
+    builder.prefix(".faultline-");
     let metadata = std::fs::metadata(output).ok();
     let existing = metadata.as_ref().map(|m| m.permissions());
     // A file made read-only is not replaced (`File::create` refuses it, but for root; a rename
@@ -477,6 +479,7 @@ fn write_atomically<T>(
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
+    let stop = StopSignals::register();
     let tmp = builder
         .tempfile_in(dir)
         .with_context(|| {
@@ -501,14 +504,83 @@ fn write_atomically<T>(
             .set_permissions(permissions)
             .with_context(|| format!("cannot write {}", output.display()))?;
     }
+    let interrupted = stop.remove_on_stop(tmp.path(), output);
     let mut out = BufWriter::new(tmp.as_file());
     let result = write(&mut out)?;
     out.flush()
         .with_context(|| format!("cannot write {}", output.display()))?;
     drop(out);
+    // Renamed under the lock: a stop signal either removes the temporary file first, or finds
+    // the output in place.
+    let _finishing = interrupted.lock().unwrap_or_else(|e| e.into_inner());
     tmp.persist(output)
         .with_context(|| format!("cannot write {}", output.display()))?;
     Ok(result)
+}
+
+/// SIGINT and SIGTERM, caught from when they are registered (before the temporary file exists,
+/// so a signal never finds it unwatched) until the process ends.
+struct StopSignals {
+    #[cfg(unix)]
+    caught: Option<(
+        tokio::runtime::Runtime,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+}
+
+impl StopSignals {
+    /// Registers the two; where that fails, a stop kills the process as it would anyway.
+    fn register() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let caught = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .ok()
+                .and_then(|runtime| {
+                    let (int, term) = runtime.block_on(async {
+                        (
+                            signal(SignalKind::interrupt()),
+                            signal(SignalKind::terminate()),
+                        )
+                    });
+                    Some((runtime, int.ok()?, term.ok()?))
+                });
+            StopSignals { caught }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// On a stop, removes `tmp` and ends the process with 130 (as a shell reports an
+    /// interrupted command), saying `output` was not written; killed by the signal, the process
+    /// would leave the hidden file beside the output. Returns the lock the rename into place
+    /// holds, so the two do not cross: a stop removes the file first or finds the output in place.
+    fn remove_on_stop(self, tmp: &Path, output: &Path) -> std::sync::Arc<std::sync::Mutex<()>> {
+        let lock = std::sync::Arc::new(std::sync::Mutex::new(()));
+        #[cfg(unix)]
+        if let Some((runtime, mut int, mut term)) = self.caught {
+            let (tmp, output, held) = (tmp.to_path_buf(), output.to_path_buf(), lock.clone());
+            std::thread::spawn(move || {
+                runtime.block_on(async {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                });
+                let _held = held.lock().unwrap_or_else(|e| e.into_inner());
+                if std::fs::remove_file(&tmp).is_ok() {
+                    eprintln!("Interrupted: {} was not written.", output.display());
+                }
+                std::process::exit(130);
+            });
+        }
+        #[cfg(not(unix))]
+        let _ = (self, tmp, output);
+        lock
+    }
 }
 
 /// `path` with its symbolic links followed to the file they name (which need not exist, as

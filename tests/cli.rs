@@ -675,3 +675,58 @@ fn a_read_only_output_is_not_replaced() {
     assert!(stderr(&o).contains("is read-only"), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me\n");
 }
+
+/// `score` stopped by Ctrl-C or SIGTERM while it reads leaves neither its output nor the hidden
+/// temporary file it writes through (killed by the signal, it left `.tmpXXXXXX` beside the
+/// output), ends with 130 and says the output was not written.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_score_leaves_no_file_behind() {
+    use std::io::Write;
+    for signal in ["-INT", "-TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("verdicts.csv");
+        let mut child = common::command()
+            .args(["score", "-i", "-", "-o", out.to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A header and a row, and standard input left open: the score waits for more.
+        let sample = std::fs::read_to_string(common::repo().join("examples/wafers.csv")).unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut lines = sample.lines();
+        writeln!(
+            stdin,
+            "{}\n{}",
+            lines.next().unwrap(),
+            lines.next().unwrap()
+        )
+        .unwrap();
+        // The temporary file exists once the signals are watched.
+        let hidden = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        let mut waited = 0;
+        while hidden().is_empty() {
+            assert!(waited < 1000, "no temporary file after 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            waited += 1;
+        }
+        assert!(hidden()[0].starts_with(".faultline-"), "{:?}", hidden());
+        let sent = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let o = child.wait_with_output().unwrap();
+        drop(stdin);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(130), "{signal}: {e}");
+        assert!(e.contains("verdicts.csv was not written"), "{e}");
+        assert_eq!(hidden(), Vec::<String>::new(), "{signal}");
+    }
+}
