@@ -1,7 +1,7 @@
 //! `faultline replay`: publishes a wafer CSV to the bus, one JSON object per row — for demos and as
 //! the load generator.
 
-use crate::bus::mqtt::parse_mqtt_url;
+use crate::bus::mqtt::split_host_port;
 use crate::row::csv::{CsvOptions, CsvRows};
 use crate::row::json::encode_row;
 use crate::row::Schema;
@@ -113,16 +113,12 @@ pub fn parse_target(to: &str) -> Result<Target, ReplayError> {
         }
         Bus::Mqtt => {}
     }
-    let (host, port) = parse_mqtt_url(&format!("mqtt://{addr}"))
+    let (host, port) = split_host_port(&format!("{scheme}://{addr}"), addr)
         .map_err(|e| ReplayError::Target(e.replace("mqtt://", &format!("{scheme}://"))))?;
-    let port = if bus == Bus::Kafka && !addr.contains(':') {
-        9092
-    } else {
-        port
-    };
+    let port = port.unwrap_or(if bus == Bus::Kafka { 9092 } else { 1883 });
     Ok(Target {
         bus,
-        host,
+        host: host.to_string(),
         port,
         topic: topic.to_string(),
     })
@@ -576,6 +572,13 @@ mod tests {
                 (Bus::Kafka, 9093, "faultline.rows")
             );
             assert_eq!(parse_target("kafka://h/t").unwrap().port, 9092);
+            // An IPv6 address without a port takes Kafka's (it took MQTT's 1883).
+            let t = parse_target("kafka://[::1]/t").unwrap();
+            assert_eq!((t.host.as_str(), t.port), ("::1", 9092));
+            assert!(parse_target("kafka://::1/t")
+                .unwrap_err()
+                .to_string()
+                .contains("kafka://[::1]"));
             assert!(parse_target("kafka://h:1/a/b")
                 .unwrap_err()
                 .to_string()
@@ -586,6 +589,9 @@ mod tests {
                 .to_string()
                 .contains("--features kafka"));
         }
+        let t = parse_target("mqtt://[::1]:1884/rows").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 1884));
+        assert_eq!(parse_target("mqtt://[::1]/rows").unwrap().port, 1883);
         assert!(parse_target("http://h/t")
             .unwrap_err()
             .to_string()

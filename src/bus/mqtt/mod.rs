@@ -11,7 +11,8 @@ pub mod source;
 pub mod tls;
 
 pub use settings::{
-    parse_broker_url, parse_mqtt_url, MqttSection, MqttSettings, MqttTls, OnSessionLost, RowFormat,
+    parse_broker_url, parse_mqtt_url, split_host_port, MqttSection, MqttSettings, MqttTls,
+    OnSessionLost, RowFormat,
 };
 
 use std::time::Duration;

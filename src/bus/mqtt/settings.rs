@@ -292,19 +292,48 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
         ));
     };
     let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| format!("'{url}' has an invalid port '{p}'"))?,
-        ),
-        _ => (rest, if tls { 8883 } else { 1883 }),
+    let (host, port) = split_host_port(url, rest)?;
+    let port = port.unwrap_or(if tls { 8883 } else { 1883 });
+    Ok((host.to_string(), port, tls))
+}
+
+/// Splits `HOST[:PORT]` (an IPv6 address in brackets: `[::1]:1883`) of `url` into the host and,
+/// if given, the port.
+pub fn split_host_port<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Option<u16>), String> {
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("'{url}' has an invalid port '{p}'"))
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(|| {
+            format!("'{url}' opens an IPv6 address with '[' and does not close it with ']'")
+        })?;
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(p) => (host, Some(port(p)?)),
+                None => {
+                    return Err(format!(
+                        "'{url}' has '{after}' after the IPv6 address; write [ADDRESS]:PORT"
+                    ))
+                }
+            },
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((_, p)) if p.contains(':') => {
+                return Err(format!(
+                    "'{url}': write an IPv6 address in brackets, as in mqtt://[::1]:1883"
+                ))
+            }
+            Some((host, p)) => (host, Some(port(p)?)),
+            None => (rest, None),
+        }
+    };
     if host.is_empty() {
         return Err(format!("'{url}' names no host; write mqtt://HOST:PORT"));
     }
-    Ok((host.to_string(), port, tls))
+    Ok((host, port))
 }
 
 /// `[source.mqtt]` user name and password (from `password` or `password_file`).
@@ -340,6 +369,29 @@ mod tests {
         assert_eq!(parse_mqtt_url("mqtt://h:1"), Ok(("h".into(), 1)));
         assert_eq!(parse_mqtt_url("mqtt://h"), Ok(("h".into(), 1883)));
         assert_eq!(parse_mqtt_url("mqtt://[::1]:9"), Ok(("::1".into(), 9)));
+        // An IPv6 address without a port takes the default; it was "an invalid port '1]'".
+        assert_eq!(parse_mqtt_url("mqtt://[::1]"), Ok(("::1".into(), 1883)));
+        assert_eq!(
+            parse_broker_url("mqtts://[fe80::2]/"),
+            Ok(("fe80::2".into(), 8883, true))
+        );
+        // Without brackets an IPv6 address cannot be told from its port: "::1" was host ":",
+        // port 1.
+        for bad in ["mqtt://::1", "mqtt://fe80::2:1883"] {
+            assert!(
+                parse_mqtt_url(bad).unwrap_err().contains("in brackets"),
+                "{bad}"
+            );
+        }
+        assert!(parse_mqtt_url("mqtt://[::1")
+            .unwrap_err()
+            .contains("does not close"));
+        assert!(parse_mqtt_url("mqtt://[::1]1883")
+            .unwrap_err()
+            .contains("[ADDRESS]:PORT"));
+        assert!(parse_mqtt_url("mqtt://[]:1")
+            .unwrap_err()
+            .contains("names no host"));
         assert!(parse_mqtt_url("tcp://h:1")
             .unwrap_err()
             .contains("mqtt://HOST:PORT"));
