@@ -364,6 +364,39 @@ def test_dockerfile_builds_small_non_root_image_with_model_config_and_healthchec
             f"COPY {src} is excluded by docker/Dockerfile.dockerignore"
 
 
+def test_the_builder_stage_holds_every_target_cargo_reads(tmp_path):
+    """The builder stage's COPY lines, laid out in a folder, make a package Cargo can read: a
+    target the manifest declares but the image lacks (examples/bench_kafka.rs once) stops
+    `cargo build` before it compiles anything. `cargo check --bin` of a name that is not there
+    parses the whole manifest and stops before compiling."""
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        pytest.skip("cargo is not installed")
+    ins = dockerfile_instructions()
+    froms = [i for i, (word, _) in enumerate(ins) if word == "FROM"]
+    builder = ins[froms[0]:froms[1]]
+    for word, rest in builder:
+        if word != "COPY":
+            continue
+        args = [a for a in shlex.split(rest) if not a.startswith("--")]
+        dest = tmp_path / args[-1].removeprefix("./").rstrip("/")
+        for src in args[:-1]:
+            source = ROOT / src
+            target = dest if len(args) == 2 and not args[-1].endswith("/") or source.is_dir() else dest / source.name
+            if source.is_dir():
+                shutil.copytree(source, target, ignore=shutil.ignore_patterns("target", "__pycache__"), dirs_exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, target)
+    env = {**os.environ, "CARGO_TARGET_DIR": str(tmp_path / "target")}
+    run = subprocess.run(
+        [cargo, "check", "--offline", "--locked", "--features", "kafka", "--bin", "no-such-target"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert "failed to parse manifest" not in run.stderr, run.stderr
+    assert "no bin target named `no-such-target`" in run.stderr, run.stderr
+
+
 def test_image_config_is_valid_for_faultline():
     """`faultline --config docker/faultline.toml model` loads and validates the config (any error exits non-zero)."""
     require_binary()
