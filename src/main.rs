@@ -32,7 +32,7 @@ enum Command {
         /// Output CSV; `-` writes standard output. A file is written whole or not at all.
         #[arg(long, short, value_name = "FILE")]
         output: PathBuf,
-        /// Model directory (model.onnx + model.json); default: [model] dir, else the embedded model.
+        /// Model directory (model.onnx + model.json + golden.csv); default: [model] dir, else the embedded model.
         #[arg(long, value_name = "DIR")]
         model: Option<PathBuf>,
         /// Decision threshold on P(fault), overriding the model card's.
