@@ -242,6 +242,24 @@ fn model_and_version_name_the_model() {
         )),
         "{text}"
     );
+    // And what the shipped model itself flags there at the threshold, from the later windows.
+    let windows = v["windows"].as_array().unwrap();
+    let late = &windows[windows.len() / 2..];
+    let sum = |k: &str| late.iter().map(|w| w[k].as_u64().unwrap()).sum::<u64>();
+    let share = late
+        .iter()
+        .map(|w| w["shipped_threshold_flagged"].as_f64().unwrap() * w["rows"].as_f64().unwrap())
+        .sum::<f64>()
+        / sum("rows") as f64;
+    assert!(
+        text.contains(&format!(
+            "the shipped model itself, at the threshold, flagged {:.0}% of the later windows' wafers and caught {} of their {} faults",
+            share * 100.0,
+            sum("shipped_threshold_caught"),
+            sum("faults")
+        )),
+        "{text}"
+    );
     // A threshold set in the configuration is said apart from the card's figures.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
         .arg("model")

@@ -104,10 +104,18 @@ impl ModelCard {
         let high = shares.iter().copied().reduce(f64::max)?;
         let b = self.validation.get("alarm_budget")?;
         let num = |k: &str| b.get(k).and_then(serde_json::Value::as_f64);
+        // The shipped model's own share at the threshold over the later half of the windows, where
+        // training recorded it (cards from 2026-12-07 afternoon on).
+        let shipped = self.shipped_late_share().map(|(share, caught, faults)| {
+            format!(
+                "; the shipped model itself, at the threshold, flagged {:.0}% of the later windows' wafers and caught {caught} of their {faults} faults although it was fitted on them",
+                share * 100.0
+            )
+        });
         Some(format!(
             "in the card's time-ordered validation the fixed threshold flagged from {:.0}% to {:.0}% of a window's wafers; \
              an alarm budget of {} over {} wafers caught {} of {} faults (recall {:.2}) flagging {:.0}% of good wafers \
-             ([model] alarm_rate; README, \"What to expect on new wafers\")",
+             ([model] alarm_rate; README, \"What to expect on new wafers\"){}",
             low * 100.0,
             high * 100.0,
             num("rate")?,
@@ -116,6 +124,24 @@ impl ModelCard {
             num("faults")?,
             num("recall")?,
             num("false_alarm_rate")? * 100.0,
+            shipped.unwrap_or_default(),
         ))
+    }
+
+    /// Over the later half of the validation windows (as the card's expectation counts them):
+    /// the share of wafers the shipped model flags at the threshold, the faults it catches and
+    /// the faults there.
+    fn shipped_late_share(&self) -> Option<(f64, u64, u64)> {
+        let windows = self.validation.get("windows")?.as_array()?;
+        let late = &windows[windows.len() / 2..];
+        let (mut rows, mut flagged, mut caught, mut faults) = (0.0, 0.0, 0, 0);
+        for w in late {
+            let n = w.get("rows")?.as_f64()?;
+            rows += n;
+            flagged += w.get("shipped_threshold_flagged")?.as_f64()? * n;
+            caught += w.get("shipped_threshold_caught")?.as_u64()?;
+            faults += w.get("faults")?.as_u64()?;
+        }
+        (rows > 0.0).then(|| (flagged / rows, caught, faults))
     }
 }

@@ -69,15 +69,33 @@ def check_model_dir(out_dir: Path) -> dict:
             lo, hi = b[f"{k}_ci95"]
             assert lo <= b[k] <= hi, (k, lo, b[k], hi)
     for w in v["windows"]:
-        assert w["threshold_caught"] <= w["faults"] and w["budget_caught"] <= w["faults"]
-        assert 0.0 <= w["threshold_flagged"] <= 1.0 and 0.0 <= w["budget_flagged"] <= 1.0
+        assert w["threshold_caught"] <= w["faults"] and w["budget_caught"] <= w["budget_faults"] <= w["faults"]
+        assert w["budget_rows"] <= w["rows"] and w["shipped_threshold_caught"] <= w["faults"]
+        assert 0.0 <= w["threshold_flagged"] <= 1.0 and 0.0 <= w["shipped_threshold_flagged"] <= 1.0
+        assert (w["budget_flagged"] is None) == (w["budget_rows"] == 0)
+        assert w["budget_flagged"] is None or 0.0 <= w["budget_flagged"] <= 1.0
     # the windows' counts add up to the pooled ones
+    assert sum(w["rows"] for w in v["windows"]) == v["rows"]
     assert sum(w["threshold_caught"] for w in v["windows"]) == v["true_positives"]
     assert round(sum(w["threshold_flagged"] * w["rows"] for w in v["windows"])) == v["flagged"]
+    # and the budget's, over the wafers it decided, to its own totals
+    if b is not None:
+        assert sum(w["budget_rows"] for w in v["windows"]) == b["rows"]
+        assert sum(w["budget_faults"] for w in v["windows"]) == b["faults"]
+        assert sum(w["budget_caught"] for w in v["windows"]) == b["true_positives"]
+        assert round(sum((w["budget_flagged"] or 0) * w["budget_rows"] for w in v["windows"])) == b["flagged"]
+    # the expectation's per-window figures are the windows' own
+    late = v["windows"][len(v["windows"]) // 2:]
+    late_faults = sum(w["faults"] for w in late)
+    assert f"{sum(w['threshold_caught'] for w in late)} of their {late_faults} faults." in v["expectation"]
+    assert f"catches {sum(w['shipped_threshold_caught'] for w in late)} of their {late_faults}" in v["expectation"]
     t = card["training"]
     assert t["n_trees"] > 0 and t["seed"] == 42 and t["model"] in ("logistic-rank", "xgboost", "blend")
-    assert set(t["dropped_sensors"]) == {"constant", "mostly_missing"}
-    assert set(t["features_used"]) <= set(train.SENSORS)
+    dropped = t["dropped_sensors"]
+    assert set(dropped) == {"constant", "mostly_missing", "not_read"}
+    # every sensor is read, or listed with why not, once
+    lists = [t["features_used"], dropped["constant"], dropped["mostly_missing"], dropped["not_read"]]
+    assert sorted(s for names in lists for s in names) == sorted(train.SENSORS)
 
     model = onnx.load_from_string(blob)
     onnx.checker.check_model(model, full_check=True)

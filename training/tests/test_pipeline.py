@@ -211,6 +211,39 @@ def test_logistic_rank_trees_reproduce_the_regression():
     assert np.allclose(f.margin(X), [f.detail["intercept"] + sum(
         c * (np.searchsorted(e, np.float32(x[j]), side="right") / len(e) - m) / sd
         for j, (e, c, m, sd) in f.detail["terms"].items()) for x in filled], atol=1e-4)
+    # and that is scikit-learn's own regression on those rank features, fitted here apart: the terms'
+    # coefficients are not merely read back from the same fit
+    from sklearn.linear_model import LogisticRegression
+
+    cols = sorted(f.detail["terms"])
+    S = np.array([[(np.searchsorted(f.detail["terms"][j][0], np.float32(x[j]), side="right")
+                    / len(f.detail["terms"][j][0]) - f.detail["terms"][j][2]) / f.detail["terms"][j][3]
+                   for j in cols] for x in filled])
+    lr = LogisticRegression(C=f.detail["C"], max_iter=5000, tol=1e-8).fit(S, y)
+    assert np.allclose(f.margin(X), lr.decision_function(S), atol=1e-4)
+
+
+def test_out_of_fold_predictions_never_see_later_rows():
+    """Each window is scored by a fit on the rows before it alone: rows from a window on (values and
+    labels, and so the medians, the rank edges and the usable sensors) change nothing before it."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(240, 590))
+    X[rng.random(X.shape) < 0.05] = np.nan
+    y = (rng.random(240) < 1 / (1 + np.exp(-2 * np.nan_to_num(X[:, 4])))).astype(np.int64)
+    edges = selection.window_edges(len(y), 0.25, 3)
+    recipe = recipes.candidates("quick")[0]
+    before = selection.out_of_fold(X, y, recipe, 1, edges)
+    b = int(edges[2])
+    X2, y2 = X.copy(), y.copy()
+    X2[b:] = rng.normal(loc=50.0, scale=10.0, size=X2[b:].shape)
+    X2[b:, 7] = np.nan
+    y2[b:] = 1 - y2[b:]
+    after = selection.out_of_fold(X2, y2, recipe, 1, edges)
+    assert np.array_equal(before[:b], after[:b], equal_nan=True)
+    # and the check has teeth: a fit that saw the changed rows scores those windows otherwise
+    a = int(edges[0])
+    leaky = recipes.fit(X2, y2, recipe, 1).margin(X[a:b])
+    assert not np.allclose(leaky, before[a:b], atol=1e-3)
 
 
 def test_univariate_selection_keeps_the_strongest_sensors_only():
