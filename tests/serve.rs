@@ -259,12 +259,24 @@ async fn a_large_unreadable_message_is_dead_lettered_clipped_and_the_stream_goes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_over_the_payload_limit_is_dead_lettered_and_the_rows_behind_it_are_read() {
     let broker = common::Mosquitto::start();
-    let cfg = config("huge", None, broker.port, &[]);
+    over_the_payload_limit(config("huge", None, broker.port, &[]), broker.port).await;
+}
+
+/// The same on the embedded broker, which refused such a message itself (at faultline's 16 MiB
+/// it closed the publisher's connection, and a publisher sending it again stalled there): it
+/// takes up to 32 MiB, so faultline reads the message and dead-letters it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_passes_a_message_over_the_limit_on_to_be_dead_lettered() {
+    let port = common::free_port();
+    over_the_payload_limit(config("huge", Some(port), port, &[]), port).await;
+}
+
+async fn over_the_payload_limit(cfg: faultline::config::Config, port: u16) {
     let model = Arc::new(Model::embedded().unwrap());
     let app = app::start(&cfg, model.clone()).await.unwrap();
     wait_ready(app.web_addr).await;
     let mut c = Client::connect(
-        broker.port,
+        port,
         "huge-test",
         &["huge/scores".into(), "huge/dead".into()],
     )

@@ -152,7 +152,10 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
     } = config.bus
     {
         tokio::task::spawn_blocking(move || {
-            crate::bus::mqtt::broker::start_or_use(listen, MAX_PAYLOAD_BYTES, use_existing)
+            // Twice faultline's limit, so that a message over it reaches faultline and its
+            // dead-letter topic rather than being refused by the broker (which closes the
+            // publisher's connection, and a publisher sending it again stalls there).
+            crate::bus::mqtt::broker::start_or_use(listen, 2 * MAX_PAYLOAD_BYTES, use_existing)
         })
         .await
         .map_err(|e| AppError::Pipeline(e.to_string()))??;
@@ -489,7 +492,7 @@ impl App {
             Ok(Ok(publisher)) => (Ok(()), Some(publisher)),
             Ok(Err(e)) => (Err(e), None),
             Err(_) => {
-                warn!(grace_ms = grace.as_millis() as u64, "The grace period ended before every row was acknowledged; the broker will redeliver the rest.");
+                warn!(grace_ms = grace.as_millis() as u64, "The grace period ended before every row was acknowledged; an external broker will redeliver the rest (the embedded one, which stops with faultline, will not).");
                 (Ok(()), None)
             }
         };
