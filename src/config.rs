@@ -282,7 +282,8 @@ impl Bus {
         }
     }
 
-    /// Where rows go on this bus, as `faultline replay --to` takes it.
+    /// Where rows go on this bus: `kafka://`, `mqtt://` or, under TLS, `mqtts://`, an IPv6 host
+    /// in brackets, then the topic (an MQTT filter where one is configured).
     pub fn rows_address(&self) -> String {
         match self {
             Bus::Kafka(k) => {
@@ -290,7 +291,38 @@ impl Bus {
                 format!("kafka://{first}/{}", k.topic)
             }
             Bus::Embedded { mqtt, .. } | Bus::Mqtt(mqtt) => {
-                format!("mqtt://{}:{}/{}", mqtt.host, mqtt.port, mqtt.topic)
+                let scheme = if mqtt.tls.is_some() { "mqtts" } else { "mqtt" };
+                let host = if mqtt.host.contains(':') {
+                    format!("[{}]", mqtt.host)
+                } else {
+                    mqtt.host.clone()
+                };
+                format!("{scheme}://{host}:{}/{}", mqtt.port, mqtt.topic)
+            }
+        }
+    }
+
+    /// A `faultline replay` of the sample wafers that reaches this bus, where one can: none for
+    /// an MQTT filter (`+`, `#`: no topic to publish to) or Sparkplug B (replay publishes JSON);
+    /// without `--to` (replay then connects as configured) where a login, TLS or Kafka
+    /// properties are set, which an address cannot carry.
+    pub fn replay_hint(&self) -> Option<String> {
+        const SAMPLE: &str = "faultline replay examples/wafers.csv";
+        let as_configured =
+            || format!("{SAMPLE}, with the same configuration (it connects as faultline does)");
+        match self {
+            Bus::Kafka(k) if !k.properties.is_empty() => Some(as_configured()),
+            Bus::Kafka(_) => Some(format!("{SAMPLE} --to {}", self.rows_address())),
+            Bus::Embedded { mqtt, .. } | Bus::Mqtt(mqtt) => {
+                if mqtt.topic.contains(['+', '#'])
+                    || matches!(mqtt.format, crate::bus::mqtt::RowFormat::Sparkplug { .. })
+                {
+                    None
+                } else if mqtt.tls.is_some() || mqtt.credentials.is_some() {
+                    Some(as_configured())
+                } else {
+                    Some(format!("{SAMPLE} --to {}", self.rows_address()))
+                }
             }
         }
     }
@@ -1389,6 +1421,48 @@ mod tests {
         .validate()
         .unwrap();
         assert!(matches!(c.bus, Bus::Embedded { .. }));
+    }
+
+    /// The address the start-up line gives and the replay the idle hint suggests: one that
+    /// works, or none. It was always mqtt://HOST:PORT/TOPIC with `replay --to`, which is plain
+    /// TCP without a login and refuses a filter.
+    #[test]
+    fn the_rows_address_and_replay_hint_are_ones_that_work() {
+        let bus = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("FAULTLINE_SOURCE__KIND", "mqtt")];
+            all.extend_from_slice(pairs);
+            RawConfig::load_with_env(None, env(&all))
+                .unwrap()
+                .validate()
+                .unwrap()
+                .bus
+        };
+        let plain = bus(&[("FAULTLINE_SOURCE__MQTT__URL", "mqtt://[::1]:1884")]);
+        assert_eq!(plain.rows_address(), "mqtt://[::1]:1884/faultline/rows");
+        assert_eq!(
+            plain.replay_hint().unwrap(),
+            "faultline replay examples/wafers.csv --to mqtt://[::1]:1884/faultline/rows"
+        );
+        let tls = bus(&[("FAULTLINE_SOURCE__MQTT__URL", "mqtts://broker")]);
+        assert_eq!(tls.rows_address(), "mqtts://broker:8883/faultline/rows");
+        let login = bus(&[("FAULTLINE_SOURCE__MQTT__USERNAME", "line-3")]);
+        for configured in [tls, login] {
+            let hint = configured.replay_hint().unwrap();
+            assert!(
+                !hint.contains("--to") && hint.contains("same configuration"),
+                "{hint}"
+            );
+        }
+        let filter = bus(&[("FAULTLINE_SOURCE__MQTT__TOPIC", "plant/+/rows")]);
+        assert_eq!(filter.replay_hint(), None);
+        let sparkplug = bus(&[
+            ("FAULTLINE_SOURCE__MQTT__FORMAT", "sparkplug"),
+            (
+                "FAULTLINE_SOURCE__MQTT__TOPIC",
+                "spBv1.0/fab/DDATA/edge/tool",
+            ),
+        ]);
+        assert_eq!(sparkplug.replay_hint(), None);
     }
 
     #[test]

@@ -281,6 +281,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         metrics.clone(),
         IDLE_AFTER,
         rows_at,
+        config.bus.replay_hint(),
         stop.subscribe(),
     ));
     Ok(App {

@@ -111,12 +111,13 @@ pub async fn watch_model_files(live: LiveModel, every: Duration, stop: Stopping)
 }
 
 /// Logs once, `after` the start, if no row has arrived by then: where faultline expects them
-/// (`rows_at`, as `faultline replay --to` takes it), so a silent first run says what to check.
-/// Returns whether it did.
+/// (`rows_at`) and, where one can, a replay that sends some (`replay`), so a silent first run
+/// says what to check. Returns whether it did.
 pub async fn say_if_idle(
     metrics: Arc<Metrics>,
     after: Duration,
     rows_at: String,
+    replay: Option<String>,
     mut stop: Stopping,
 ) -> bool {
     tokio::select! {
@@ -126,10 +127,10 @@ pub async fn say_if_idle(
     if metrics.rows_received_total() > 0 {
         return false;
     }
+    let example = replay.map(|r| format!(" (e.g. {r})")).unwrap_or_default();
     tracing::warn!(
         waited_s = after.as_secs(),
-        "No row has arrived yet. faultline reads rows from {rows_at}; publish there \
-         (e.g. faultline replay examples/wafers.csv --to {rows_at})."
+        "No row has arrived yet. faultline reads rows from {rows_at}; publish there{example}."
     );
     true
 }
@@ -145,14 +146,14 @@ mod tests {
         let quiet = Arc::new(Metrics::new().for_bus("mqtt", "mqtt"));
         let stop = Shutdown::default();
         let idle = Duration::from_secs(60);
-        assert!(say_if_idle(quiet.clone(), idle, at.clone(), stop.subscribe()).await);
+        assert!(say_if_idle(quiet.clone(), idle, at.clone(), None, stop.subscribe()).await);
 
         let busy = Arc::new(Metrics::new().for_bus("mqtt", "mqtt"));
         busy.rows_received.with_label_values(&["mqtt"]).inc();
         assert_eq!(busy.rows_received_total(), 1);
-        assert!(!say_if_idle(busy, idle, at.clone(), stop.subscribe()).await);
+        assert!(!say_if_idle(busy, idle, at.clone(), None, stop.subscribe()).await);
 
-        let task = tokio::spawn(say_if_idle(quiet, idle, at, stop.subscribe()));
+        let task = tokio::spawn(say_if_idle(quiet, idle, at, None, stop.subscribe()));
         stop.trigger();
         assert!(!task.await.unwrap(), "a stopping daemon says nothing");
     }

@@ -292,6 +292,18 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
         ));
     };
     let rest = rest.trim_end_matches('/');
+    // A host name holds neither: the form faultline prints (mqtt://HOST:PORT/TOPIC) pasted in
+    // was read as host "broker/faultline/rows", which never resolves.
+    if rest.contains('/') {
+        return Err(format!(
+            "'{url}' has a path; a broker URL is mqtt://HOST:PORT, and the topic has a key of its own (topic)"
+        ));
+    }
+    if rest.contains('@') {
+        return Err(format!(
+            "'{url}' holds a user name; a broker URL is mqtt://HOST:PORT, and the login goes in username and password (or password_file)"
+        ));
+    }
     let (host, port) = split_host_port(url, rest)?;
     let port = port.unwrap_or(if tls { 8883 } else { 1883 });
     Ok((host.to_string(), port, tls))
@@ -392,6 +404,22 @@ mod tests {
         assert!(parse_mqtt_url("mqtt://[]:1")
             .unwrap_err()
             .contains("names no host"));
+        // The form faultline prints for replay, and a login in the URL: said, not a host that
+        // never resolves.
+        for with_path in [
+            "mqtt://broker/faultline/rows",
+            "mqtt://broker:1883/faultline/rows",
+        ] {
+            assert!(
+                parse_mqtt_url(with_path)
+                    .unwrap_err()
+                    .contains("has a path"),
+                "{with_path}"
+            );
+        }
+        assert!(parse_mqtt_url("mqtt://u:p@broker:1883")
+            .unwrap_err()
+            .contains("username"));
         assert!(parse_mqtt_url("tcp://h:1")
             .unwrap_err()
             .contains("mqtt://HOST:PORT"));
