@@ -169,7 +169,7 @@ def test_an_edge_node_born_before_faultline_started_is_asked_for_its_births_agai
 
     def counts():
         m = metrics(base)
-        return m.get("faultline_rows_scored_total", 0), m.get('faultline_rows_dead_lettered_total{reason="wrong_type"}', 0)
+        return m.get("faultline_rows_scored_total", 0), m.get('faultline_rows_dead_lettered_total{reason="unbound_alias"}', 0)
 
     log = tmp_path / "serve.log"
     try:

@@ -273,11 +273,12 @@ fn read_data(
     unbound_alias: &mut bool,
 ) -> Decoded {
     let mut decoded = Decoded::empty(schema.width());
-    let reject = |error: String, reason: RejectReason| Reject {
+    // `column`: the metric the refusal is about, where it is about one.
+    let reject = |error: String, reason: RejectReason, column: Option<&str>| Reject {
         error,
         row: None,
         reason,
-        column: None,
+        column: column.map(str::to_string),
         payload: describe(payload),
     };
     let p = match <Payload as prost::Message>::decode(payload) {
@@ -285,12 +286,16 @@ fn read_data(
         Err(e) => {
             decoded
                 .rejects
-                .push(reject(not_sparkplug(e), RejectReason::NotSparkplug));
+                .push(reject(not_sparkplug(e), RejectReason::NotSparkplug, None));
             return decoded;
         }
     };
     let mut values = vec![f32::NAN; schema.width()];
     let mut id = None;
+    // Whether a metric named a model sensor, and the first that named none.
+    let mut sensor = false;
+    let mut other: Option<&str> = None;
+    let mut others = 0u64;
     for m in &p.metrics {
         let name = match (&m.name, m.alias) {
             (Some(n), _) => n.as_str(),
@@ -303,15 +308,17 @@ fn read_data(
                             "metric alias {a} was not bound by a birth of this edge node or \
                              device (publish its NBIRTH/DBIRTH first, or send metric names)"
                         ),
-                        RejectReason::WrongType,
+                        RejectReason::UnboundAlias,
+                        None,
                     ));
                     return decoded;
                 }
             },
             (None, None) => {
                 decoded.rejects.push(reject(
-                    "a metric has neither a name nor an alias".into(),
-                    RejectReason::WrongType,
+                    "a metric has neither a name nor an alias, which Sparkplug B requires".into(),
+                    RejectReason::NotSparkplug,
+                    None,
                 ));
                 return decoded;
             }
@@ -326,6 +333,7 @@ fn read_data(
                     decoded.rejects.push(reject(
                         format!("the id metric \"{id_metric}\" must be a non-empty string or an integer"),
                         RejectReason::MissingId,
+                        Some(id_metric),
                     ));
                     return decoded;
                 }
@@ -334,22 +342,42 @@ fn read_data(
         }
         let Some(j) = schema.position(name) else {
             decoded.unknown_keys += 1;
+            others += 1;
+            other.get_or_insert(name);
             continue;
         };
+        sensor = true;
         match reading(m) {
             Ok(v) => values[j] = v,
             Err((why, reason)) => {
-                decoded
-                    .rejects
-                    .push(reject(format!("metric \"{name}\" {why}"), reason));
+                decoded.rejects.push(reject(
+                    format!("metric \"{name}\" {why}"),
+                    reason,
+                    Some(name),
+                ));
                 return decoded;
             }
         }
+    }
+    // Metrics named otherwise than the model's sensors (an edge node that names them by tag
+    // path, "Chamber2/Sensor-1") would be scored as a wafer with every reading missing.
+    if let (false, Some(first)) = (sensor, other) {
+        decoded.rejects.push(reject(
+            format!(
+                "none of the message's metrics is one of the model's sensors ({others} other metric(s), \
+                 such as \"{first}\"): name them as the model does (\"{}\" ...)",
+                schema.features().first().map(String::as_str).unwrap_or_default()
+            ),
+            RejectReason::NoSensor,
+            None,
+        ));
+        return decoded;
     }
     let Some(id) = id else {
         decoded.rejects.push(reject(
             format!("the message has no \"{id_metric}\" metric with the wafer id ([source.mqtt] sparkplug_id_metric)"),
             RejectReason::MissingId,
+            Some(id_metric),
         ));
         return decoded;
     };
@@ -360,6 +388,7 @@ fn read_data(
                 id.len()
             ),
             RejectReason::TooLarge,
+            Some(id_metric),
         ));
         return decoded;
     }
@@ -591,6 +620,14 @@ mod tests {
         let d = decode_data(&text.encode_to_vec(), &s, "wafer_id", None);
         assert_eq!(d.rejects[0].reason, RejectReason::WrongType);
         assert!(d.rejects[0].error.contains("\"Sensor-1\""));
+        // The refusal names the metric it is about, as a JSON row's names its field.
+        assert_eq!(d.rejects[0].column.as_deref(), Some("Sensor-1"));
+        assert_eq!(
+            decode_data(&no_id.encode_to_vec(), &s, "wafer_id", None).rejects[0]
+                .column
+                .as_deref(),
+            Some("wafer_id")
+        );
 
         let unbound = Payload {
             metrics: vec![metric(None, Some(99), 9, Some(Value::Float(1.0)))],
@@ -606,6 +643,35 @@ mod tests {
         );
         assert!(
             d.rejects[0].error.contains("alias 99"),
+            "{}",
+            d.rejects[0].error
+        );
+        // Its own reason: it was counted as a sensor of the wrong type.
+        assert_eq!(d.rejects[0].reason, RejectReason::UnboundAlias);
+        let nameless = Payload {
+            metrics: vec![metric(None, None, 9, Some(Value::Float(1.0)))],
+            ..Default::default()
+        };
+        let d = decode_data(&nameless.encode_to_vec(), &s, "wafer_id", None);
+        assert_eq!(d.rejects[0].reason, RejectReason::NotSparkplug);
+
+        // Metrics named by tag path, none of them a model sensor: refused, not scored as a
+        // wafer with every reading missing.
+        let tag_paths = Payload {
+            metrics: vec![
+                metric(Some("wafer_id"), None, 12, Some(Value::String("W".into()))),
+                metric(Some("Chamber2/Sensor-1"), None, 9, Some(Value::Float(1.0))),
+                metric(Some("Chamber2/Sensor-2"), None, 9, Some(Value::Float(2.0))),
+            ],
+            ..Default::default()
+        };
+        let d = decode_data(&tag_paths.encode_to_vec(), &s, "wafer_id", None);
+        assert!(d.rows.is_empty());
+        assert_eq!(d.rejects[0].reason, RejectReason::NoSensor);
+        assert!(
+            d.rejects[0]
+                .error
+                .contains("2 other metric(s), such as \"Chamber2/Sensor-1\""),
             "{}",
             d.rejects[0].error
         );

@@ -102,11 +102,16 @@ pub enum RejectReason {
     TooLarge,
     /// With `format = "sparkplug"`: the message is not a Sparkplug B protobuf payload.
     NotSparkplug,
+    /// The row names none of the model's sensors, only other keys (or metrics): misnamed, it
+    /// would be scored on the training medians alone.
+    NoSensor,
+    /// With `format = "sparkplug"`: a metric alias no birth of its edge node or device bound.
+    UnboundAlias,
 }
 
 impl RejectReason {
     /// Every reason, so metrics can be registered at zero before the first reject.
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::MalformedJson,
         RejectReason::NotUtf8,
         RejectReason::WrongType,
@@ -117,6 +122,8 @@ impl RejectReason {
         RejectReason::NotAnObject,
         RejectReason::TooLarge,
         RejectReason::NotSparkplug,
+        RejectReason::NoSensor,
+        RejectReason::UnboundAlias,
     ];
 
     /// The metric label value.
@@ -132,6 +139,8 @@ impl RejectReason {
             RejectReason::NotAnObject => "not_an_object",
             RejectReason::TooLarge => "too_large",
             RejectReason::NotSparkplug => "not_sparkplug",
+            RejectReason::NoSensor => "no_sensor",
+            RejectReason::UnboundAlias => "unbound_alias",
         }
     }
 }
@@ -183,6 +192,11 @@ enum JsonError {
         "the row mixes \"values\" with sensor keys (such as {0:?}); send one form or the other"
     )]
     MixedForms(String),
+    #[error(
+        "the row names none of the model's sensors, only {0} other key(s): name them as the model \
+         does (\"{1}\" ...) or send \"values\"; scored, it would be judged on training medians alone"
+    )]
+    NoSensor(u64, String),
 }
 
 impl JsonError {
@@ -199,6 +213,7 @@ impl JsonError {
             JsonError::MissingId | JsonError::BlankId(_) => RejectReason::MissingId,
             JsonError::WrongLength { .. } => RejectReason::WrongLength,
             JsonError::MixedForms(_) => RejectReason::MixedForms,
+            JsonError::NoSensor(..) => RejectReason::NoSensor,
         }
     }
 
@@ -676,11 +691,36 @@ mod tests {
     fn unknown_keys_are_ignored_and_counted() {
         let d = read(
             r#"[{"id": "A", "Sensor-01": "x", "sensor-1": {"a": [1]}, "Sensor-4": 1, "Sensor-1": 7},
-                {"id": "B", "Wafer": "B", "Sensor-0": null}]"#,
+                {"id": "B", "Wafer": "B", "Sensor-0": null, "Sensor-2": null}]"#,
         );
         assert!(d.rejects.is_empty(), "{:?}", d.rejects);
         assert_eq!(d.rows.row(0)[0], 7.0);
         assert_eq!(d.unknown_keys, 5);
+    }
+
+    /// A row of other keys alone (sensors misnamed) is refused, not scored on the training
+    /// medians as a wafer with every reading missing; in an array, the rows beside it are read.
+    #[test]
+    fn a_row_naming_no_sensor_but_other_keys_is_refused() {
+        for text in [
+            r#"{"id": "A", "sensor_1": 1.5, "sensor_2": 2}"#,
+            r#"{"sensor_1":1.5,"id":"A"}"#,
+        ] {
+            let (reason, error) = only_reject(text);
+            assert_eq!(reason, "no_sensor", "{text}");
+            assert!(
+                error.contains("none of the model's sensors") && error.contains("\"Sensor-1\""),
+                "{error}"
+            );
+        }
+        let d = read(r#"[{"id": "A", "Sensor-1": 1}, {"id": "B", "note": "x"}]"#);
+        assert_eq!((d.rows.len(), d.rejects.len()), (1, 1));
+        assert_eq!(d.rejects[0].reason, RejectReason::NoSensor);
+        // An id alone, or sensors sent as null, are rows with every reading missing, as before.
+        assert!(read(r#"{"id": "C"}"#).rejects.is_empty());
+        assert!(read(r#"{"id": "D", "Sensor-1": null, "note": 1}"#)
+            .rejects
+            .is_empty());
     }
 
     #[test]
@@ -721,7 +761,7 @@ mod tests {
         assert_eq!(fast.rows.ids, ["W-1", "W-2"]);
         assert_eq!(full.rows.ids, fast.rows.ids);
         // Escaped white space goes to the full reader; an escape elsewhere in the row too.
-        for tail in ["", r#", "note": "a\u0041""#] {
+        for tail in ["", r#", "Sensor-1": 1, "note": "a\u0041""#] {
             let d = read(&format!(
                 r#"[{{"id": " W-1\t"{tail}}}, {{"id": "W-2 "{tail}}}, {{"id": "\u00a0W-3"{tail}}}]"#
             ));
@@ -1002,7 +1042,7 @@ mod tests {
         );
         let deep_value = format!(r#"{{"id": "A", "Sensor-1": {closed}}}"#);
         assert_eq!(only_reject(&deep_value).0, "wrong_type");
-        let deep_unknown = format!(r#"{{"id": "A", "note": {closed}}}"#);
+        let deep_unknown = format!(r#"{{"id": "A", "Sensor-1": 1, "note": {closed}}}"#);
         assert_eq!(read(&deep_unknown).unknown_keys, 1);
         assert_eq!(
             only_reject(&format!(r#"{{"id": "A", "x": {open}}}"#)).0,

@@ -229,6 +229,10 @@ pub(super) fn read_row<'de, A: MapAccess<'de>>(
             }
         }
     }
+    if matches!(form, Form::Unknown) && unknown_keys > 0 {
+        let first = features.first().cloned().unwrap_or_default();
+        return Err(fail(failure, JsonError::NoSensor(unknown_keys, first)));
+    }
     match id {
         Some(id) => Ok(RowFields {
             id,
