@@ -208,6 +208,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         metrics: metrics.clone(),
         drift: drift.clone(),
         store: store.clone(),
+        dead_letter_lines: Default::default(),
     };
     let (stage_failed, stage_failure) = watch::channel(None);
     let scorer = spawn_stage(

@@ -42,6 +42,40 @@ pub struct ScoringStage {
     pub drift: Arc<Mutex<DriftWindow>>,
     /// Every scored row, for the join with labels.
     pub store: Arc<Store>,
+    /// How many dead letters have been logged lately, so a stream of them does not flood the log.
+    pub dead_letter_lines: Mutex<LineBudget>,
+}
+
+/// Log lines for a kind of event: the first [`LineBudget::LINES`] of each minute are written, the
+/// rest counted and summed up in the next line written (the metric counts every one).
+#[derive(Debug, Default)]
+pub struct LineBudget {
+    minute: Option<std::time::Instant>,
+    written: u32,
+    held: u64,
+}
+
+impl LineBudget {
+    /// Lines written a minute.
+    pub const LINES: u32 = 10;
+
+    /// Whether to write a line for an event at `now`, and how many events went without one
+    /// since the last line written.
+    pub fn take(&mut self, now: std::time::Instant) -> Option<u64> {
+        let fresh = self
+            .minute
+            .is_none_or(|m| now.duration_since(m) >= std::time::Duration::from_secs(60));
+        if fresh {
+            self.minute = Some(now);
+            self.written = 0;
+        }
+        if self.written >= Self::LINES {
+            self.held += 1;
+            return None;
+        }
+        self.written += 1;
+        Some(std::mem::take(&mut self.held))
+    }
 }
 
 /// One batch scored: its verdicts and how long the model took.
@@ -241,7 +275,20 @@ impl ScoringStage {
                 .rows_dead_lettered
                 .with_label_values(&[reject.reason.as_str()])
                 .inc();
-            warn!(topic = %incoming.topic, reason = reject.reason.as_str(), error = %reject.error, "Sent an unreadable row to the dead-letter topic.");
+            let line = self
+                .dead_letter_lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(std::time::Instant::now());
+            match line {
+                Some(0) => {
+                    warn!(topic = %incoming.topic, reason = reject.reason.as_str(), error = %reject.error, "Sent an unreadable row to the dead-letter topic.")
+                }
+                Some(held) => {
+                    warn!(topic = %incoming.topic, reason = reject.reason.as_str(), error = %reject.error, without_a_line = held, "Sent an unreadable row to the dead-letter topic, and {held} more since the last such line (at most {} lines a minute; faultline_rows_dead_lettered_total counts them all).", LineBudget::LINES)
+                }
+                None => {}
+            }
             let payload =
                 serde_json::to_vec(&letter).map_err(|e| AppError::Pipeline(e.to_string()))?;
             let r = publisher
@@ -264,5 +311,25 @@ impl ScoringStage {
             .with_label_values(&[publisher.label()])
             .inc();
         AppError::Pipeline(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LineBudget;
+    use std::time::{Duration, Instant};
+
+    /// A stream of dead letters (a producer sending the wrong thing at bus rates) writes ten
+    /// lines a minute, not one a row; the next line says how many went without one.
+    #[test]
+    fn dead_letter_lines_are_ten_a_minute_then_summed_up() {
+        let mut budget = LineBudget::default();
+        let start = Instant::now();
+        let lines: Vec<Option<u64>> = (0..1000).map(|_| budget.take(start)).collect();
+        assert_eq!(lines.iter().filter(|l| l.is_some()).count(), 10);
+        assert!(lines[..10].iter().all(|l| *l == Some(0)));
+        assert_eq!(budget.take(start + Duration::from_secs(59)), None);
+        assert_eq!(budget.take(start + Duration::from_secs(60)), Some(991));
+        assert_eq!(budget.take(start + Duration::from_secs(61)), Some(0));
     }
 }
