@@ -1639,3 +1639,81 @@ async fn a_sigterm_while_starting_stops_the_daemon_gracefully() {
     assert_eq!(status.code(), Some(0), "{status}:\n{log}");
     assert!(log.contains("Stopped while starting"), "{log}");
 }
+
+/// Starts faultline on `cfg`, waits until it reads, and stops it: the broker keeps its session.
+async fn run_once(cfg: &Config, model: &Arc<Model>) {
+    let app = app::start(cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    app.shutdown().await.unwrap();
+}
+
+/// Publishes `ids` (good rows) to `topic` one after the other, each once the one before it was
+/// scored on `scores`; returns every score received by then, by id.
+async fn score_in_turn(
+    c: &mut Client,
+    model: &Model,
+    topic: &str,
+    scores: &str,
+    ids: &[&str],
+) -> Vec<String> {
+    let (_, _, good) = rows(model, 0);
+    let mut got = vec![];
+    for id in ids {
+        c.publish(topic, good.replace("Known-Good", id)).await;
+        let g = c
+            .collect_until(20, |g| g.iter().any(|(t, v)| t == scores && v["id"] == *id))
+            .await;
+        got.extend(
+            g.into_iter()
+                .filter(|(t, _)| t == scores)
+                .map(|(_, v)| v["id"].as_str().unwrap().to_string()),
+        );
+    }
+    got
+}
+
+/// faultline restarted with another topic under the same client id: Mosquitto's session keeps
+/// the old subscription, and a row on the old topic reached faultline and was scored. Now it is
+/// acknowledged unread (and logged); only the configured topic's rows are scored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_kept_from_an_earlier_topic_is_not_read() {
+    let broker = common::Mosquitto::start();
+    let model = Arc::new(Model::embedded().unwrap());
+    let same_client = (
+        "FAULTLINE_SOURCE__MQTT__CLIENT_ID",
+        "faultline-moved".to_string(),
+    );
+    run_once(
+        &config(
+            "moved-a",
+            None,
+            broker.port,
+            std::slice::from_ref(&same_client),
+        ),
+        &model,
+    )
+    .await;
+    let app = app::start(
+        &config("moved-b", None, broker.port, &[same_client]),
+        model.clone(),
+    )
+    .await
+    .unwrap();
+    wait_ready(app.web_addr).await;
+    let mut c = Client::connect(broker.port, "moved-test", &["moved-b/scores".into()]).await;
+    c.publish(
+        "moved-a/rows",
+        rows(&model, 0).2.replace("Known-Good", "Old-Topic"),
+    )
+    .await;
+    let got = score_in_turn(
+        &mut c,
+        &model,
+        "moved-b/rows",
+        "moved-b/scores",
+        &["New-1", "New-2"],
+    )
+    .await;
+    assert_eq!(got, ["New-1", "New-2"], "the old topic's row was scored");
+    app.shutdown().await.unwrap();
+}

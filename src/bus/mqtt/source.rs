@@ -90,6 +90,13 @@ impl MqttSource {
         let connection = driver.connection();
         let (stop, stopped) = watch::channel(false);
         let filter = settings.subscription();
+        // The topics the subscription covers: a message on another comes from a subscription
+        // the broker's session kept from an earlier configuration (another topic, a filter that
+        // covers faultline's own outputs), and is acknowledged unread.
+        let covered = settings.topic.clone();
+        let client_id = settings.client_id.clone();
+        let width = options.schema.width();
+        let mut strays = 0u64;
         let task = tokio::spawn(async move {
             let mut output = Some(crate::bus::admit::Admitter::start(
                 SOURCE_MQTT,
@@ -121,7 +128,24 @@ impl MqttSource {
                                 connection,
                             }
                         };
-                        if !out.push(payload, topic, ack).await {
+                        let stray =
+                            !covered.starts_with('$') && !rumqttc::matches(&topic, &covered);
+                        let queued = if stray {
+                            strays += 1;
+                            if strays.is_power_of_two() {
+                                tracing::warn!(
+                                    %topic,
+                                    subscription = %covered,
+                                    strays,
+                                    "A message arrived on a topic faultline's subscription does not cover: the broker's session for client_id {client_id:?} keeps a subscription from an earlier configuration. It is acknowledged and not read. Give faultline a new [source.mqtt] client_id, or clear the old session (connect once with that client_id and a clean session)."
+                                );
+                            }
+                            out.queue(topic, crate::row::json::Decoded::empty(width), ack)
+                                .await
+                        } else {
+                            out.push(payload, topic, ack).await
+                        };
+                        if !queued {
                             output = None;
                         }
                     }
