@@ -1741,6 +1741,52 @@ async fn an_output_topic_that_never_existed_stops_the_daemon_naming_it() {
     let _ = app.shutdown().await;
 }
 
+/// A rows topic that does not exist (misspelt, not created yet) was logged once as a passing
+/// glitch ("librdkafka retries") while `/readyz` said ready. Now `/readyz` names the topic and
+/// says the source reads nothing; once the topic is created, its rows are read and it is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rows_topic_that_does_not_exist_is_named_on_readyz_until_it_does() {
+    let Some((mock, cluster, mut t)) = own_mock("norows", 1, "needs a topic no test made") else {
+        return;
+    };
+    t.rows = format!("{}.not-yet", t.rows);
+    let model = Model::embedded().unwrap();
+    let (rows, _) = common::crash_rows(&model, 1, "norows");
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            QUICK_METADATA[0],
+            QUICK_METADATA[1],
+            ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
+            (
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__ALLOW_AUTO_CREATE_TOPICS",
+                "false",
+            ),
+        ],
+    );
+    let cfg = RawConfig::load_with_env(None, env)
+        .unwrap()
+        .validate()
+        .unwrap();
+    let app = app::start(&cfg, Arc::new(model)).await.unwrap();
+    let ready = common::readyz_when(app.web_addr, |r| r.contains("has no topic")).await;
+    assert!(
+        ready.contains("503")
+            && ready.contains("the source reads nothing")
+            && ready.contains(&t.rows),
+        "{ready}"
+    );
+    mock.create_topic(&t.rows, 1, 1).unwrap();
+    cluster
+        .publish(&cluster.producer(), &t.rows, &[rows[0].1.clone()])
+        .await;
+    wait_metric(app.web_addr, &["faultline_rows_scored_total 1"]).await;
+    let ready = common::readyz_when(app.web_addr, |r| r.contains("200 OK")).await;
+    assert!(ready.contains("200 OK"), "{ready}");
+    app.shutdown().await.unwrap();
+}
+
 /// With static membership (`group.instance.id`), a member whose id another took is fenced:
 /// librdkafka ends that consumer for good, and every poll returns the same error. The daemon
 /// stops, saying why, instead of polling a consumer that can never read again while `/readyz`
@@ -1929,7 +1975,12 @@ async fn a_partition_paused_revoked_and_given_back_is_read_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_whose_cluster_went_away_holding_a_refused_verdict_stops_when_asked() {
     // The unacknowledged rows are reported as left to the broker.
-    gone_then_stopped("gone-refused", true, "the broker will redeliver the rest").await;
+    gone_then_stopped(
+        "gone-refused",
+        true,
+        "an external broker will redeliver the rest",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

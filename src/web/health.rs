@@ -49,7 +49,12 @@ pub async fn readyz(State(s): State<WebState>) -> Response {
         let Some(link) = link else { continue };
         ready &= link.up && link.held.is_none();
         if let Some(why) = &link.held {
-            reasons.push(format!("the {who} holds its outputs: {why}"));
+            // The source publishes nothing: what it holds is its reading.
+            reasons.push(if who == "source" {
+                format!("the {who} reads nothing: {why}")
+            } else {
+                format!("the {who} holds its outputs: {why}")
+            });
         }
         match &link.refusal {
             Some((Refused::Connection, why)) => {

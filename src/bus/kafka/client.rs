@@ -62,6 +62,11 @@ pub struct ReadErrors {
     fatal: tokio::sync::watch::Sender<Option<String>>,
     /// Set from an error until the next message.
     failing: bool,
+    /// Where a topic Kafka says does not exist is shown (`/readyz`), if anywhere.
+    link: Option<Link>,
+    /// Kafka said the topic does not exist, and no message came since; with what `/readyz`
+    /// shows meanwhile, if it shows it.
+    missing: Option<Option<crate::bus::link::Hold>>,
 }
 
 /// How long a consumer's read loop pauses after an error before it polls again.
@@ -77,7 +82,16 @@ impl ReadErrors {
             what,
             fatal,
             failing: false,
+            link: None,
+            missing: None,
         }
+    }
+
+    /// Shows on `link` (so on `/readyz`, not ready) that the topic does not exist, while Kafka
+    /// says so: a misspelt or not yet created topic, which librdkafka otherwise retries quietly.
+    pub fn showing_on(mut self, link: Link) -> ReadErrors {
+        self.link = Some(link);
+        self
     }
 
     /// Logs `error` if it starts a run of errors, then pauses [`ERROR_PAUSE`]; or, when it is
@@ -100,6 +114,22 @@ impl ReadErrors {
             )));
             return ControlFlow::Break(());
         }
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        if let KafkaError::MessageConsumption(Code::UnknownTopicOrPartition | Code::UnknownTopic) =
+            error
+        {
+            if self.missing.is_none() {
+                let why = format!(
+                    "Kafka has no topic {topic:?} to read {} from; create it, or correct the topic in the configuration",
+                    self.what
+                );
+                error!(topic = %topic, "{why}. faultline reads nothing from it until it exists.");
+                self.missing = Some(self.link.as_ref().map(|l| l.hold(topic, why)));
+                self.failing = true;
+            }
+            tokio::time::sleep(ERROR_PAUSE).await;
+            return ControlFlow::Continue(());
+        }
         if !std::mem::replace(&mut self.failing, true) {
             warn!(topic = %topic, error = %error, "Kafka could not deliver {}; librdkafka retries with backoff.", self.what);
         }
@@ -109,6 +139,7 @@ impl ReadErrors {
 
     /// Notes a message; after errors, logs that messages arrive again.
     pub fn delivered(&mut self, topic: &str) {
+        self.missing = None;
         if std::mem::take(&mut self.failing) {
             info!(topic = %topic, "Kafka delivers {} again.", self.what);
         }

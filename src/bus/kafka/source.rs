@@ -162,11 +162,12 @@ impl KafkaSource {
         let (stop, mut stopped) = watch::channel(false);
         let (failed, failure) = watch::channel(None);
         let reader = consumer.clone();
+        let shown = link.clone();
         let topic = settings.topic.clone();
         let group = settings.group_id.clone();
         let task = tokio::spawn(async move {
             info!(topic = %topic, group = %group, "Reading rows from Kafka.");
-            let mut errors = ReadErrors::new("rows", failed);
+            let mut errors = ReadErrors::new("rows", failed).showing_on(shown);
             let admitter =
                 crate::bus::admit::Admitter::start(SOURCE_KAFKA, options, stopped.clone(), output);
             // Messages read while the pipeline had no room, in order, and the partitions paused.
