@@ -534,8 +534,9 @@ test('the page holds a file to the daemon\'s own limits, refuses bytes that are 
 test('with extra columns allowed the page loads, shows and sends them as the daemon takes them', { timeout: 120_000 }, async () => {
   const work = mkdtempSync(join(tmpdir(), 'faultline-extra-'));
   const lines = readFileSync(join(ROOT, 'examples', 'wafers.csv'), 'utf8').split('\n').filter((l) => l.length);
-  // A Lot column the model does not use, one of its cells "NA" (kept as it is: not a sensor).
-  const withLot = [`${lines[0]},Lot`, ...lines.slice(1, 11).map((l, i) => `${l},${i === 3 ? 'NA' : `L-${i}`}`)];
+  // A Lot column the model does not use, one of its cells "NA" (kept as it is: not a sensor), and
+  // a column named like a result column (a re-opened download has one).
+  const withLot = [`${lines[0]},Lot,fault`, ...lines.slice(1, 11).map((l, i) => `${l},${i === 3 ? 'NA' : `L-${i}`},F-${i}`)];
   const path = join(work, 'lots.csv');
   writeFileSync(path, withLot.join('\n') + '\n');
   const { url, server } = await startDaemon(work, { FAULTLINE_INPUT__ALLOW_EXTRA_COLUMNS: 'true' });
@@ -557,7 +558,43 @@ test('with extra columns allowed the page loads, shows and sends them as the dae
     const got = parseCsv(readFileSync(saved, 'utf8')).filter((r) => r.length > 1);
     const lot = got[0].indexOf('Lot');
     assert.ok(lot > 0, 'the download keeps the Lot column');
-    assert.deepEqual(got.slice(1).map((r) => r[lot]), withLot.slice(1).map((l) => l.split(',').pop()));
+    assert.deepEqual(got.slice(1).map((r) => r[lot]), withLot.slice(1).map((l) => l.split(',').at(-2)));
+    // The file's `fault` column is a column of its own: Delete on the result's fault cell edits
+    // nothing. (Keyed by name, the grid took the file's column for it: Delete blanked the file's
+    // cell, and the results went stale.)
+    await page.click('[data-row="0"][data-col="fault"]');
+    await page.keyboard.press('Delete');
+    await page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))));
+    assert.equal(await page.locator('.cell.stale').count(), 0, 'a file cell was edited: the results went stale');
+    assert.equal(await page.locator('.cell.edited').count(), 0, 'a cell was edited');
+    // An open explanation is of the scoring it came with: an edit closes it, and so does another
+    // file. (Data row 5 of the sample, Synthetic-5, grid row 4, is flagged.)
+    const open = () => page.evaluate(() => !document.querySelector('#explanation').hidden);
+    for (let i = 0; i < 10 && !(await open()); i++) {
+      await page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))));
+      await page.locator('[data-row="4"][data-col="probability"]').first().click();
+    }
+    assert.ok(await open(), 'clicking the flagged wafer opens its explanation');
+    // An edit of the same wafer's cell. (Enter then moves the cursor to the next wafer, which
+    // closes the explanation too: this checks what the user sees, not which of the two closed it.)
+    await page.click('[data-row="4"][data-col="#1"]');
+    assert.ok(await open(), 'focus on the same wafer keeps its explanation open');
+    await page.keyboard.type('1');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#explanation', { state: 'hidden' });
+    assert.ok((await page.locator('.cell.stale').count()) > 0, 'the edit made the results stale');
+    await page.click('#score-button');
+    await page.waitForFunction(() => !document.querySelector('.cell.stale'));
+    for (let i = 0; i < 10 && !(await open()); i++) {
+      await page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))));
+      await page.locator('[data-row="4"][data-col="probability"]').first().click();
+    }
+    assert.ok(await open(), 'the explanation opens again after scoring');
+    // Another file closes it too (the cursor going back to its first row would as well). The
+    // page asks before another file replaces the edited one.
+    page.once('dialog', (dialog) => dialog.accept());
+    await page.setInputFiles('#file-input', path);
+    await page.waitForSelector('#explanation', { state: 'hidden' });
   } finally {
     if (browser) await browser.close();
     server.kill('SIGTERM');
