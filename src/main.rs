@@ -512,9 +512,10 @@ fn write_atomically<T>(
     drop(out);
     // Renamed under the lock: a stop signal either removes the temporary file first, or finds
     // the output in place.
-    let _finishing = interrupted.lock().unwrap_or_else(|e| e.into_inner());
+    let mut written = interrupted.lock().unwrap_or_else(|e| e.into_inner());
     tmp.persist(output)
         .with_context(|| format!("cannot write {}", output.display()))?;
+    *written = true;
     Ok(result)
 }
 
@@ -554,27 +555,31 @@ impl StopSignals {
         StopSignals {}
     }
 
-    /// On a stop, removes `tmp` and ends the process with 130 (as a shell reports an
-    /// interrupted command), saying `output` was not written; killed by the signal, the process
-    /// would leave the hidden file beside the output. Returns the lock the rename into place
-    /// holds, so the two do not cross: a stop removes the file first or finds the output in place.
-    fn remove_on_stop(self, tmp: &Path, output: &Path) -> std::sync::Arc<std::sync::Mutex<()>> {
-        let lock = std::sync::Arc::new(std::sync::Mutex::new(()));
+    /// On a stop, removes `tmp` and ends the process as the signal would have (status 130 for
+    /// SIGINT, 143 for SIGTERM, as a shell reports them), saying `output` was not written;
+    /// killed by the signal, the process would leave the hidden file beside the output. Returns
+    /// the lock the rename into place holds and sets once the output is in place: a stop removes
+    /// the file first, or finds the output written and lets the process finish as it would.
+    fn remove_on_stop(self, tmp: &Path, output: &Path) -> std::sync::Arc<std::sync::Mutex<bool>> {
+        let lock = std::sync::Arc::new(std::sync::Mutex::new(false));
         #[cfg(unix)]
         if let Some((runtime, mut int, mut term)) = self.caught {
             let (tmp, output, held) = (tmp.to_path_buf(), output.to_path_buf(), lock.clone());
             std::thread::spawn(move || {
-                runtime.block_on(async {
+                let status = runtime.block_on(async {
                     tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
+                        _ = int.recv() => 130,
+                        _ = term.recv() => 143,
                     }
                 });
-                let _held = held.lock().unwrap_or_else(|e| e.into_inner());
+                let written = held.lock().unwrap_or_else(|e| e.into_inner());
+                if *written {
+                    return;
+                }
                 if std::fs::remove_file(&tmp).is_ok() {
                     eprintln!("Interrupted: {} was not written.", output.display());
                 }
-                std::process::exit(130);
+                std::process::exit(status);
             });
         }
         #[cfg(not(unix))]

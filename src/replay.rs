@@ -71,7 +71,18 @@ impl std::fmt::Display for Target {
             Bus::Mqtt => "mqtt",
             Bus::Kafka => "kafka",
         };
-        write!(f, "{scheme}://{}:{}/{}", self.host, self.port, self.topic)
+        write!(f, "{scheme}://{}/{}", self.address(), self.topic)
+    }
+}
+
+impl Target {
+    /// `HOST:PORT`, an IPv6 host in brackets (`[::1]:9092`), as clients and URLs take it.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -379,7 +390,7 @@ impl Out {
             #[cfg(feature = "kafka")]
             Bus::Kafka => {
                 let settings = crate::bus::kafka::KafkaSettings {
-                    brokers: format!("{}:{}", target.host, target.port),
+                    brokers: target.address(),
                     topic: target.topic.clone(),
                     group_id: String::new(),
                     properties: vec![],
@@ -575,10 +586,18 @@ mod tests {
             // An IPv6 address without a port takes Kafka's (it took MQTT's 1883).
             let t = parse_target("kafka://[::1]/t").unwrap();
             assert_eq!((t.host.as_str(), t.port), ("::1", 9092));
+            // The address librdkafka is given, and the one replay reports, in brackets.
+            assert_eq!(t.address(), "[::1]:9092");
+            assert_eq!(t.to_string(), "kafka://[::1]:9092/t");
             assert!(parse_target("kafka://::1/t")
                 .unwrap_err()
                 .to_string()
-                .contains("kafka://[::1]"));
+                .contains("[::1]:PORT"));
+            // A broker list: one broker, said plainly (it was taken for an IPv6 address).
+            let e = parse_target("kafka://b1:9092,b2:9092/t")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("more than one broker"), "{e}");
             assert!(parse_target("kafka://h:1/a/b")
                 .unwrap_err()
                 .to_string()

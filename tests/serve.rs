@@ -1717,3 +1717,40 @@ async fn a_subscription_kept_from_an_earlier_topic_is_not_read() {
     assert_eq!(got, ["New-1", "New-2"], "the old topic's row was scored");
     app.shutdown().await.unwrap();
 }
+
+/// The embedded broker on an IPv6 address, faultline's own clients on it, and a replay to it by a
+/// bracketed address, reported in brackets (d8f7631 changed how such addresses are parsed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_and_replay_work_on_ipv6() {
+    let port = common::free_port();
+    let listen = ("FAULTLINE_BROKER__LISTEN", format!("[::1]:{port}"));
+    let cfg = config("v6", Some(port), port, &[listen]);
+    let model = Arc::new(Model::embedded().unwrap());
+    let app = app::start(&cfg, model).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let sample = common::repo().join("examples/wafers.csv");
+    let to = format!("mqtt://[::1]:{port}/v6/rows");
+    let o = tokio::task::spawn_blocking(move || {
+        common::command()
+            .args(["replay", sample.to_str().unwrap(), "--to", &to])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains("Published 50 rows to mqtt://[::1]:"),
+        "{said}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metric(app.web_addr, "faultline_rows_scored_total").await < 50.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rows were not scored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.shutdown().await.unwrap();
+}

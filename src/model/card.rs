@@ -108,7 +108,7 @@ impl ModelCard {
         // training recorded it (cards from 2026-12-07 afternoon on).
         let shipped = self.shipped_late_share().map(|(share, caught, faults)| {
             format!(
-                "; the shipped model itself, at the threshold, flagged {:.0}% of the later windows' wafers and caught {caught} of their {faults} faults although it was fitted on them",
+                "; the shipped model itself, at the card's threshold, flagged {:.0}% of the later windows' wafers and caught {caught} of their {faults} faults although it was fitted on them",
                 share * 100.0
             )
         });

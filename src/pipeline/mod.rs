@@ -85,6 +85,9 @@ pub struct App {
     labels: Option<LabelsReader>,
     /// Says once where rows are expected if none arrived soon after the start.
     idle_task: JoinHandle<bool>,
+    /// The rows come through the embedded broker, which stops with faultline: what a drain
+    /// leaves unacknowledged is lost, not redelivered.
+    embedded_broker: bool,
 }
 
 /// Starts every part of `faultline serve`, returning once they run.
@@ -304,6 +307,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         quality_task,
         labels,
         idle_task,
+        embedded_broker: matches!(config.bus, Bus::Embedded { .. }),
     })
 }
 
@@ -479,7 +483,7 @@ impl App {
         info!("Stopping: no new rows; finishing the ones in flight.");
         self.source.stop_reading();
         self.stop.trigger();
-        let grace = self.grace;
+        let (grace, embedded) = (self.grace, self.embedded_broker);
         let deadline = tokio::time::Instant::now() + grace;
         let drain = async {
             let _ = self.batcher.await;
@@ -494,7 +498,11 @@ impl App {
             Ok(Ok(publisher)) => (Ok(()), Some(publisher)),
             Ok(Err(e)) => (Err(e), None),
             Err(_) => {
-                warn!(grace_ms = grace.as_millis() as u64, "The grace period ended before every row was acknowledged; an external broker will redeliver the rest (the embedded one, which stops with faultline, will not).");
+                if embedded {
+                    warn!(grace_ms = grace.as_millis() as u64, "The grace period ended before every row was acknowledged; the embedded broker stops with faultline, so the rest are lost.");
+                } else {
+                    warn!(grace_ms = grace.as_millis() as u64, "The grace period ended before every row was acknowledged; the broker will redeliver the rest.");
+                }
                 (Ok(()), None)
             }
         };

@@ -137,6 +137,21 @@ impl ReadErrors {
         ControlFlow::Continue(())
     }
 
+    /// Whether Kafka said the topic does not exist, and neither a message nor
+    /// [`ReadErrors::topic_exists`] said otherwise since.
+    pub fn is_missing(&self) -> bool {
+        self.missing.is_some()
+    }
+
+    /// The topic Kafka said did not exist does now (its metadata has partitions): an instance
+    /// that gets none of them, or a topic no row has reached yet, may see no message for long.
+    pub fn topic_exists(&mut self, topic: &str) {
+        if self.missing.take().is_some() {
+            self.failing = false;
+            info!(topic = %topic, "Kafka has the topic {} are read from now.", self.what);
+        }
+    }
+
     /// Notes a message; after errors, logs that messages arrive again.
     pub fn delivered(&mut self, topic: &str) {
         self.missing = None;

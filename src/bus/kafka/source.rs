@@ -77,6 +77,23 @@ const DEFAULTS: [(&str, &str); 5] = [
 /// polls the consumer while it waits.
 const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How often, while Kafka says the rows topic does not exist, its metadata is asked for again.
+const TOPIC_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether the cluster knows `topic`, with partitions (a blocking metadata request).
+fn topic_has_partitions<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+) -> bool {
+    client
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(2))
+        .is_ok_and(|m| {
+            m.topics()
+                .first()
+                .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty())
+        })
+}
+
 /// A message decoded straight from librdkafka's buffer (released before any wait), and how to
 /// acknowledge it.
 fn read(
@@ -179,8 +196,23 @@ impl KafkaSource {
                     None => {
                         paused.resume(&reader);
                         let message = tokio::select! {
-                            m = reader.recv() => m,
+                            m = reader.recv() => Some(m),
                             _ = stopped.wait_for(|s| *s) => return,
+                            // While Kafka says the topic does not exist, whether it does now
+                            // (no message need come to say so). `recv` is cancel-safe.
+                            _ = tokio::time::sleep(TOPIC_RECHECK), if errors.is_missing() => None,
+                        };
+                        let Some(message) = message else {
+                            let (asker, name) = (reader.clone(), topic.clone());
+                            let exists = tokio::task::spawn_blocking(move || {
+                                topic_has_partitions(asker.client(), &name)
+                            })
+                            .await
+                            .unwrap_or(false);
+                            if exists {
+                                errors.topic_exists(&topic);
+                            }
+                            continue;
                         };
                         match message {
                             Ok(m) => {

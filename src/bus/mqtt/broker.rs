@@ -82,7 +82,8 @@ pub fn speaks_mqtt(addr: SocketAddr) -> bool {
 
 /// The size of one segment of a topic's in-memory log in the embedded broker.
 pub const EMBEDDED_SEGMENT_BYTES: usize = 32 * 1024 * 1024;
-/// Full segments a topic's log keeps besides the one being written: up to about 128 MiB a topic.
+/// Segments a topic's log keeps, the one being written among them (rumqttd drops the oldest once
+/// it holds this many and the newest is full): 64 to 96 MiB a topic.
 pub const EMBEDDED_SEGMENTS: usize = 3;
 
 /// Starts rumqttd on `listen` and returns once it accepts TCP connections.
@@ -95,9 +96,10 @@ pub fn start(listen: SocketAddr, max_payload_bytes: usize) -> Result<(), BrokerE
         Err(e) => return Err(BrokerError::Start(listen, e.to_string())),
     }
     // rumqttd 0.20's RouterConfig::default() is all zeros, which drops every client: set it all.
-    // Each topic's log is kept in memory up to `max_segment_count` full segments besides the one
-    // being written, read or not: at 10 segments of 100 MiB the rows topic alone held about
-    // 1.1 GiB after 100,000 rows (`serve` at 1.6 GB RSS). The segments hold a message of
+    // Each topic's log is kept in memory up to `max_segment_count` segments, read or not (the
+    // count includes the one being written, whatever rumqttd's own comment says: see its
+    // `apply_retention`): at 10 segments of 100 MiB the rows topic alone held about 1.1 GiB after
+    // 100,000 rows (`serve` at 1.6 GB RSS). The segments hold a message of
     // `max_payload_bytes`; what a publisher gets further ahead of faultline than they hold is
     // dropped, as a Mosquitto's `max_queued_messages` drops it (README, "Delivery").
     let router = rumqttd::RouterConfig {

@@ -333,9 +333,14 @@ pub fn split_host_port<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Option<
         }
     } else {
         match rest.split_once(':') {
+            _ if rest.contains(',') => {
+                return Err(format!(
+                    "'{url}' names more than one broker; give one (a client finds the rest of a cluster from it)"
+                ))
+            }
             Some((_, p)) if p.contains(':') => {
                 return Err(format!(
-                    "'{url}': write an IPv6 address in brackets, as in mqtt://[::1]:1883"
+                    "'{url}': write an IPv6 address in brackets, as in [::1]:PORT"
                 ))
             }
             Some((host, p)) => (host, Some(port(p)?)),

@@ -623,7 +623,6 @@ mod tests {
                 assert!(same(&d, &full), "{text}\nfast: {d:?}\nfull: {full:?}");
             }
         }
-        eprintln!("FASTCOUNT {fast} of {total}");
         // The generator must reach the fast path often, or this test proves nothing: 1,016 of
         // 20,000 messages before rows of other keys alone went to the full reader, 911 since.
         assert!(
