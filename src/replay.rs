@@ -257,16 +257,29 @@ async fn replay_to(
     // A bad row part-way: the rows before it are delivered first, then the error says how many.
     let mut bad_row = None;
     'passes: loop {
-        let input = std::fs::File::open(file)
-            .map_err(|e| ReplayError::Open(file.display().to_string(), e))?;
-        let mut rows = CsvRows::new(
-            input,
-            &schema,
-            CsvOptions {
-                allow_extra_columns: true,
-                batch_rows: 1024,
-            },
-        )?;
+        // After rows went out (a later pass: the file rotated or rewritten meanwhile), a file
+        // that cannot be read again ends the replay as a bad row does: the rows in flight are
+        // waited for, and the error says how many went out.
+        let input = match std::fs::File::open(file) {
+            Ok(input) => input,
+            Err(e) if sent == 0 => return Err(ReplayError::Open(file.display().to_string(), e)),
+            Err(e) => {
+                bad_row = Some(e.into());
+                break 'passes;
+            }
+        };
+        let options = CsvOptions {
+            allow_extra_columns: true,
+            batch_rows: 1024,
+        };
+        let mut rows = match CsvRows::new(input, &schema, options) {
+            Ok(rows) => rows,
+            Err(e) if sent == 0 => return Err(e.into()),
+            Err(e) => {
+                bad_row = Some(e);
+                break 'passes;
+            }
+        };
         loop {
             let batch = match rows.next_batch() {
                 Ok(Some(batch)) => batch,

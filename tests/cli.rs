@@ -748,3 +748,40 @@ fn an_interrupted_score_leaves_no_file_behind() {
         assert_eq!(hidden(), Vec::<String>::new(), "{signal}");
     }
 }
+
+/// A file that cannot be read again for a later pass (rotated or removed while `--passes`
+/// runs) ends the replay as a bad row does: the rows in flight are acknowledged first, and the
+/// error says how many went out. The replay used to return at once, waiting for none of them.
+#[cfg(unix)]
+#[test]
+fn a_file_gone_before_a_later_pass_ends_the_replay_saying_what_went_out() {
+    let broker = common::Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sample = write_sample(dir.path(), 10);
+    let to = format!("mqtt://127.0.0.1:{}/faultline/rows", broker.port);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut watcher = runtime.block_on(common::Client::connect(
+        broker.port,
+        "gone-watcher",
+        &["faultline/rows".to_string()],
+    ));
+    // Ten rows a second: the first pass's last row goes out about 0.9 s in, and the second pass
+    // opens the file then; it is removed once five rows have arrived.
+    let child = common::command()
+        .args(["replay", sample.to_str().unwrap(), "--to", &to])
+        .args(["--rate", "10", "--passes", "2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    runtime.block_on(watcher.collect_until(30, |got| got.len() >= 5));
+    std::fs::remove_file(&sample).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{e}");
+    assert!(
+        e.contains("sample.csv")
+            && e.contains("10 rows had been published")
+            && e.contains("the broker acknowledged them"),
+        "{e}"
+    );
+}

@@ -403,6 +403,16 @@ async fn the_embedded_model_cannot_be_reloaded_and_says_how_to_serve_one_that_ca
     let (code, body) = http(app.web_addr, "POST", "/api/model/reload", &[], "").await;
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("FAULTLINE_MODEL__DIR"), "{body}");
+    // Said, not counted as a failed reload: the gauge (and its alert) would stay up for good, as
+    // no reload can succeed without a directory; nor is it the last reload on /readyz.
+    let m = http_get(app.web_addr, "/metrics").await;
+    assert!(m.contains("faultline_model_reload_failing 0"), "{m}");
+    assert!(
+        m.contains(r#"faultline_model_reloads_total{result="failed"} 0"#),
+        "{m}"
+    );
+    let ready = http_get(app.web_addr, "/readyz").await;
+    assert!(ready.contains(r#""last_reload":null"#), "{ready}");
     app.shutdown().await.unwrap();
 }
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// What the last reload did.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -224,6 +224,25 @@ impl LiveModel {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
+        // Nothing to reload from: said to the caller (the API answers 409), but not a failed
+        // reload. Counted as one, it set faultline_model_reload_failing for good (no reload can
+        // succeed without a directory), and its alert fired until a restart.
+        if self.inner.dir.is_none() {
+            let serving = self.current();
+            let error = "faultline has no [model] dir to reload models from; set [model] dir \
+                         (FAULTLINE_MODEL__DIR) to a directory holding the model to serve"
+                .to_string();
+            warn!(trigger, version = %serving.version(), "{error}.");
+            return ReloadStatus {
+                at: crate::clock::now_rfc3339(),
+                trigger: trigger.to_string(),
+                ok: false,
+                version: serving.version().to_string(),
+                previous_version: serving.version().to_string(),
+                error: Some(error),
+                shadow_version: None,
+            };
+        }
         if self.serving().promoted {
             return self.reload_shadow(trigger);
         }
