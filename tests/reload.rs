@@ -341,6 +341,40 @@ async fn a_reload_to_another_version_starts_the_alarm_budget_afresh() {
     app.shutdown().await.unwrap();
 }
 
+/// Model files replaced while the daemon starts (after its model was read, before the watch's
+/// first look) are served: the watch took the new files for the ones in service and never
+/// reloaded them until they changed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_changed_during_start_up_are_reloaded() {
+    let dir = model_dir();
+    let port = common::free_port();
+    let cfg = config(
+        "reload-start",
+        port,
+        dir.path(),
+        &[("FAULTLINE_MODEL__WATCH_MS", "100")],
+    );
+    let model = Arc::new(Model::load_dir(dir.path()).unwrap());
+    let (onnx2, card2) = second_model();
+    install(dir.path(), &onnx2, &card2);
+    let app = app::start(&cfg, model).await.unwrap();
+    let v2 = card2["version"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (version, last) = served(app.web_addr).await;
+        if version == v2 {
+            assert_eq!(last["trigger"], "files changed during start-up");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not swapped: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_files_are_reloaded_and_a_half_written_model_waits_for_the_rest() {
     let dir = model_dir();
