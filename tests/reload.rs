@@ -274,10 +274,20 @@ async fn a_reload_after_a_promotion_replaces_the_shadow_and_the_promoted_model_k
     let m = http_get(app.web_addr, "/metrics").await;
     assert!(m.contains(&format!("version=\"{v3}\"")), "{m}");
     assert!(!m.contains(&format!("version=\"{v1}\"")), "{m}");
-    // Promoting again serves the reloaded model.
+    // Promoting again serves the reloaded model; /readyz keeps the reload and the promotion
+    // apart (a promotion used to overwrite the last reload, and with it why a reload failed).
     let (code, body) = http(app.web_addr, "POST", "/api/model/promote", &[], "").await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(scored_by(&mut c, tag, &model, "P-3").await, v3);
+    let (_, last_reload) = served(app.web_addr).await;
+    assert_eq!(last_reload["shadow_version"], v3.as_str(), "{last_reload}");
+    let r = http_get(app.web_addr, "/readyz").await;
+    let ready: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(
+        ready["model"]["last_promotion"]["version"],
+        v3.as_str(),
+        "{r}"
+    );
     app.shutdown().await.unwrap();
 }
 

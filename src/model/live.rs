@@ -67,9 +67,11 @@ struct Inner {
     metrics: Option<Arc<Metrics>>,
     /// One reload or promotion at a time (held while a model loads: seconds).
     changing: Mutex<()>,
-    /// The last reload or promotion; held only to read or write it, so `/readyz` never waits
-    /// for a reload.
+    /// The last reload; held only to read or write it, so `/readyz` never waits for a reload.
     last: Mutex<Option<ReloadStatus>>,
+    /// The last promotion, apart: one written over the last reload hid why that failed while
+    /// `faultline_model_reload_failing` (and its alert) stayed up.
+    last_promotion: Mutex<Option<ReloadStatus>>,
 }
 
 impl LiveModel {
@@ -92,6 +94,7 @@ impl LiveModel {
                 metrics,
                 changing: Mutex::new(()),
                 last: Mutex::new(None),
+                last_promotion: Mutex::new(None),
             }),
         }
     }
@@ -177,7 +180,7 @@ impl LiveModel {
                 if let Some(m) = &self.inner.metrics {
                     m.model_reloads.with_label_values(&["failed"]).inc();
                 }
-                self.remember(&status);
+                Self::keep(&self.inner.last_promotion, &status);
                 return status;
             }
         };
@@ -194,7 +197,7 @@ impl LiveModel {
         info!(trigger, from = %previous.version(), to = %shadow.version(), threshold = shadow.threshold(), "Promoted the shadow model; new batches are scored by it, at its own card's threshold, and the previous model runs as the shadow.");
         status.ok = true;
         status.version = shadow.version().to_string();
-        self.remember(&status);
+        Self::keep(&self.inner.last_promotion, &status);
         status
     }
 
@@ -204,10 +207,23 @@ impl LiveModel {
     }
 
     fn remember(&self, status: &ReloadStatus) {
-        match self.inner.last.lock() {
+        Self::keep(&self.inner.last, status);
+    }
+
+    fn keep(slot: &Mutex<Option<ReloadStatus>>, status: &ReloadStatus) {
+        match slot.lock() {
             Ok(mut l) => *l = Some(status.clone()),
             Err(poisoned) => *poisoned.into_inner() = Some(status.clone()),
         }
+    }
+
+    /// What the last promotion did, if one was asked for.
+    pub fn last_promotion(&self) -> Option<ReloadStatus> {
+        self.inner
+            .last_promotion
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
     }
 
     /// What the last reload did, if one ran.

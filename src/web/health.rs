@@ -75,6 +75,7 @@ pub async fn readyz(State(s): State<WebState>) -> Response {
             "loaded": true,
             "version": s.model.current().version(),
             "last_reload": s.model.last_reload(),
+            "last_promotion": s.model.last_promotion(),
         },
         "source": source.json(),
         "sink": sink.json(),
