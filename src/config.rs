@@ -292,12 +292,8 @@ impl Bus {
             }
             Bus::Embedded { mqtt, .. } | Bus::Mqtt(mqtt) => {
                 let scheme = if mqtt.tls.is_some() { "mqtts" } else { "mqtt" };
-                let host = if mqtt.host.contains(':') {
-                    format!("[{}]", mqtt.host)
-                } else {
-                    mqtt.host.clone()
-                };
-                format!("{scheme}://{host}:{}/{}", mqtt.port, mqtt.topic)
+                let address = crate::bus::mqtt::join_host_port(&mqtt.host, mqtt.port);
+                format!("{scheme}://{address}/{}", mqtt.topic)
             }
         }
     }

@@ -78,11 +78,7 @@ impl std::fmt::Display for Target {
 impl Target {
     /// `HOST:PORT`, an IPv6 host in brackets (`[::1]:9092`), as clients and URLs take it.
     pub fn address(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        crate::bus::mqtt::join_host_port(&self.host, self.port)
     }
 }
 

@@ -159,15 +159,7 @@ fn bad_input_exits_non_zero_with_one_line_and_writes_nothing() {
 fn threshold_override_changes_verdicts_and_is_validated() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_sample(dir.path(), 50);
-    let o = faultline(&[
-        "score",
-        "-i",
-        input.to_str().unwrap(),
-        "-o",
-        "-",
-        "--threshold",
-        "0.000001",
-    ]);
+    let o = score_stdout(&input, &["--threshold", "0.000001"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8(o.stdout).unwrap();
     assert_eq!(
@@ -177,27 +169,11 @@ fn threshold_override_changes_verdicts_and_is_validated() {
             .count(),
         50
     );
-    let o = faultline(&[
-        "score",
-        "-i",
-        input.to_str().unwrap(),
-        "-o",
-        "-",
-        "--threshold",
-        "2",
-    ]);
+    let o = score_stdout(&input, &["--threshold", "2"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not between 0 and 1"), "{}", stderr(&o));
     // A share below one wafer of the window says how to widen the window, which has no flag.
-    let o = faultline(&[
-        "score",
-        "-i",
-        input.to_str().unwrap(),
-        "-o",
-        "-",
-        "--alarm-rate",
-        "0.001",
-    ]);
+    let o = score_stdout(&input, &["--alarm-rate", "0.001"]);
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(
@@ -339,7 +315,7 @@ fn real_wafer_file_scores_with_labels_carried_through() {
         return;
     };
     let input = data.join("wafer/Training_Batch_Files/wafer_20012020_090819.csv");
-    let o = faultline(&["score", "-i", input.to_str().unwrap(), "-o", "-"]);
+    let o = score_stdout(&input, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut reader = csv::Reader::from_reader(o.stdout.as_slice());
     assert_eq!(
@@ -373,15 +349,7 @@ fn real_wafer_file_scores_with_labels_carried_through() {
         "{said}"
     );
     // Under an alarm budget the figures are still the threshold's, and the sentence says so.
-    let o = faultline(&[
-        "score",
-        "-i",
-        input.to_str().unwrap(),
-        "-o",
-        "-",
-        "--alarm-rate",
-        "0.2",
-    ]);
+    let o = score_stdout(&input, &["--alarm-rate", "0.2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let said = stderr(&o);
     assert!(
@@ -441,6 +409,13 @@ fn replay_to_a_port_where_nothing_listens_names_the_address() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("--passes must be at least 1"), "{e}");
+}
+
+/// `faultline score -i input -o -` and `extra`.
+fn score_stdout(input: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["score", "-i", input.to_str().unwrap(), "-o", "-"];
+    args.extend_from_slice(extra);
+    faultline(&args)
 }
 
 /// `faultline score --input input --output output`.

@@ -295,7 +295,6 @@ fn read_data(
     // Whether a metric named a model sensor, and the first that named none.
     let mut sensor = false;
     let mut other: Option<&str> = None;
-    let mut others = 0u64;
     for m in &p.metrics {
         let name = match (&m.name, m.alias) {
             (Some(n), _) => n.as_str(),
@@ -342,7 +341,6 @@ fn read_data(
         }
         let Some(j) = schema.position(name) else {
             decoded.unknown_keys += 1;
-            others += 1;
             other.get_or_insert(name);
             continue;
         };
@@ -364,9 +362,14 @@ fn read_data(
     if let (false, Some(first)) = (sensor, other) {
         decoded.rejects.push(reject(
             format!(
-                "none of the message's metrics is one of the model's sensors ({others} other metric(s), \
+                "none of the message's metrics is one of the model's sensors ({} other metric(s), \
                  such as \"{first}\"): name them as the model does (\"{}\" ...)",
-                schema.features().first().map(String::as_str).unwrap_or_default()
+                decoded.unknown_keys,
+                schema
+                    .features()
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or_default()
             ),
             RejectReason::NoSensor,
             None,

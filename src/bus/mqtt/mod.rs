@@ -11,8 +11,8 @@ pub mod source;
 pub mod tls;
 
 pub use settings::{
-    parse_broker_url, parse_mqtt_url, split_host_port, MqttSection, MqttSettings, MqttTls,
-    OnSessionLost, RowFormat,
+    join_host_port, parse_broker_url, parse_mqtt_url, split_host_port, MqttSection, MqttSettings,
+    MqttTls, OnSessionLost, RowFormat,
 };
 
 use std::time::Duration;

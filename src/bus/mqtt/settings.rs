@@ -353,6 +353,15 @@ pub fn split_host_port<'a>(url: &str, rest: &'a str) -> Result<(&'a str, Option<
     Ok((host, port))
 }
 
+/// `HOST:PORT`, an IPv6 host in brackets (`[::1]:1883`): what [`split_host_port`] reads.
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// `[source.mqtt]` user name and password (from `password` or `password_file`).
 fn mqtt_credentials(m: &MqttSection) -> Result<Option<(String, Secret)>, String> {
     let user = m.username.trim();

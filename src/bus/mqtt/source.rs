@@ -18,6 +18,17 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
+/// How the source tells a message on a topic its subscription does not cover.
+#[derive(Clone, Copy)]
+enum Cover {
+    /// A filter under `$` (`$SYS/...`): every message is taken.
+    Unchecked,
+    /// A topic without wildcards: it covers itself alone.
+    Topic,
+    /// A filter with `+` or `#`, matched as MQTT matches it.
+    Filter,
+}
+
 /// A running MQTT source.
 #[derive(Debug)]
 pub struct MqttSource {
@@ -94,6 +105,15 @@ impl MqttSource {
         // the broker's session kept from an earlier configuration (another topic, a filter that
         // covers faultline's own outputs), and is acknowledged unread.
         let covered = settings.topic.clone();
+        // Decided once, not per message: a filter under `$` is not checked (rumqttc's matching
+        // leaves such topics out), and one without wildcards covers its own topic alone.
+        let check = if covered.starts_with('$') {
+            Cover::Unchecked
+        } else if covered.contains(['+', '#']) {
+            Cover::Filter
+        } else {
+            Cover::Topic
+        };
         let client_id = settings.client_id.clone();
         let width = options.schema.width();
         let mut strays = 0u64;
@@ -128,8 +148,11 @@ impl MqttSource {
                                 connection,
                             }
                         };
-                        let stray =
-                            !covered.starts_with('$') && !rumqttc::matches(&topic, &covered);
+                        let stray = match check {
+                            Cover::Unchecked => false,
+                            Cover::Topic => topic != covered,
+                            Cover::Filter => !rumqttc::matches(&topic, &covered),
+                        };
                         let queued = if stray {
                             strays += 1;
                             if strays.is_power_of_two() {
