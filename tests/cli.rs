@@ -732,7 +732,7 @@ fn an_interrupted_score_leaves_no_file_behind() {
 fn a_file_gone_before_a_later_pass_ends_the_replay_saying_what_went_out() {
     let broker = common::Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let sample = write_sample(dir.path(), 10);
+    let sample = write_sample(dir.path(), 20);
     let to = format!("mqtt://127.0.0.1:{}/faultline/rows", broker.port);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut watcher = runtime.block_on(common::Client::connect(
@@ -740,8 +740,8 @@ fn a_file_gone_before_a_later_pass_ends_the_replay_saying_what_went_out() {
         "gone-watcher",
         &["faultline/rows".to_string()],
     ));
-    // Ten rows a second: the first pass's last row goes out about 0.9 s in, and the second pass
-    // opens the file then; it is removed once five rows have arrived.
+    // Ten rows a second: the first pass's last row goes out about 1.9 s in, and the second pass
+    // opens the file then; it is removed once five rows have arrived, about 1.4 s before.
     let child = common::command()
         .args(["replay", sample.to_str().unwrap(), "--to", &to])
         .args(["--rate", "10", "--passes", "2"])
@@ -755,7 +755,7 @@ fn a_file_gone_before_a_later_pass_ends_the_replay_saying_what_went_out() {
     assert!(!o.status.success(), "{e}");
     assert!(
         e.contains("sample.csv")
-            && e.contains("10 rows had been published")
+            && e.contains("20 rows had been published")
             && e.contains("the broker acknowledged them"),
         "{e}"
     );
