@@ -291,6 +291,91 @@ async fn a_reload_after_a_promotion_replaces_the_shadow_and_the_promoted_model_k
     app.shutdown().await.unwrap();
 }
 
+/// A promotion that names the versions it expects happens only if they are still in place: a
+/// second operator's click (or one after a reload) on a page showing the old pair used to swap
+/// the models back without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_expecting_other_versions_changes_nothing() {
+    let dir = model_dir();
+    let shadow = model_dir();
+    let (onnx2, card2) = second_model();
+    install(shadow.path(), &onnx2, &card2);
+    let port = common::free_port();
+    let tag = "promote-expect";
+    let cfg = config(
+        tag,
+        port,
+        dir.path(),
+        &[
+            ("FAULTLINE_MODEL__WATCH_MS", "0"),
+            ("FAULTLINE_SHADOW__MODEL", shadow.path().to_str().unwrap()),
+        ],
+    );
+    let model = Arc::new(Model::load_dir(dir.path()).unwrap());
+    let v1 = model.version().to_string();
+    let v2 = card2["version"].as_str().unwrap().to_string();
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let mut c = Client::connect(port, "promote-expect-test", &[format!("{tag}/scores")]).await;
+    let seen = format!("/api/model/promote?serving={v1}&shadow={v2}");
+
+    // An unknown query is refused, not ignored.
+    let (code, body) = http(
+        app.web_addr,
+        "POST",
+        "/api/model/promote?version=x",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("unknown field"), "{body}");
+    // The first click promotes and says which model is the shadow now.
+    let (code, body) = http(app.web_addr, "POST", &seen, &[], "").await;
+    assert_eq!(code, 200, "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["version"], v2.as_str(), "{body}");
+    assert_eq!(status["shadow_version"], v1.as_str(), "{body}");
+    assert_eq!(scored_by(&mut c, tag, &model, "E-1").await, v2);
+    // The second, from a page that still shows v1 serving, changes nothing.
+    let (code, body) = http(app.web_addr, "POST", &seen, &[], "").await;
+    assert_eq!(code, 409, "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["ok"], false, "{body}");
+    assert_eq!(status["version"], v2.as_str(), "{body}");
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains(&format!("{v2} serves, not {v1}")), "{error}");
+    assert!(
+        error.contains(&format!("{v1} runs as the shadow, not {v2}")),
+        "{error}"
+    );
+    assert_eq!(scored_by(&mut c, tag, &model, "E-2").await, v2);
+    // A stale view is not a failed reload: the reload-failure counter stays at zero.
+    let m = http_get(app.web_addr, "/metrics").await;
+    assert!(
+        !m.lines().any(
+            |l| l.starts_with("faultline_model_reloads_total{result=\"failed\"}")
+                && !l.ends_with(" 0")
+        ),
+        "{m}"
+    );
+    // Naming only the shadow works as well; without a query, the swap is unconditional.
+    let (code, body) = http(
+        app.web_addr,
+        "POST",
+        &format!("/api/model/promote?shadow={v1}"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(scored_by(&mut c, tag, &model, "E-3").await, v1);
+    let (code, body) = http(app.web_addr, "POST", "/api/model/promote", &[], "").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(scored_by(&mut c, tag, &model, "E-4").await, v2);
+    app.shutdown().await.unwrap();
+}
+
 /// Under an alarm budget, a reload to another version starts the budget afresh: the new model's
 /// scores are not ranked against a window of the old model's (another scale: it would flag nearly
 /// every wafer, or nearly none, until the window turned over).

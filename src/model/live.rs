@@ -34,10 +34,45 @@ pub struct ReloadStatus {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// After a promotion, `[model] dir`'s model runs as the shadow, and a reload replaces it
-    /// there: the version it loaded, now the shadow.
+    /// A reload after a promotion (`[model] dir`'s model runs as the shadow, and a reload
+    /// replaces it there): the version it loaded, now the shadow. A promotion: the shadow after
+    /// it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow_version: Option<String>,
+}
+
+/// The versions a promotion's caller saw in place, each optional: the swap happens only if they
+/// still are.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expected {
+    /// The serving model's version.
+    pub serving: Option<String>,
+    /// The shadow's version.
+    pub shadow: Option<String>,
+}
+
+impl Expected {
+    /// Why the models in place are not the ones expected, if they are not.
+    fn moved(&self, serving: &str, shadow: Option<&str>) -> Option<String> {
+        let mut wrong = Vec::new();
+        if let Some(want) = self.serving.as_deref().filter(|w| *w != serving) {
+            wrong.push(format!("{serving} serves, not {want}"));
+        }
+        if let Some(want) = self.shadow.as_deref().filter(|w| Some(*w) != shadow) {
+            wrong.push(match shadow {
+                Some(s) => format!("{s} runs as the shadow, not {want}"),
+                None => format!("no shadow runs, not {want}"),
+            });
+        }
+        (!wrong.is_empty()).then(|| {
+            format!(
+                "nothing was promoted: {} (a promotion or a reload came first); look at the \
+                 models again before promoting",
+                wrong.join(" and ")
+            )
+        })
+    }
 }
 
 /// The model in service, shared by the scorer, the web server and the drift task.
@@ -151,8 +186,10 @@ impl LiveModel {
 
     /// Swaps the shadow and the serving model, between micro-batches: the shadow serves and the
     /// model that served becomes the shadow, so promoting again rolls back. Not `ok` (nothing
-    /// changed) when no shadow runs.
-    pub fn promote(&self, trigger: &str) -> ReloadStatus {
+    /// changed) when no shadow runs, or when `expect` names versions that are not the ones in
+    /// place (someone promoted or reloaded since the caller looked: swapping then would roll back
+    /// or serve a model the caller never saw).
+    pub fn promote(&self, trigger: &str, expect: &Expected) -> ReloadStatus {
         let _one_at_a_time = match self.inner.changing.lock() {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
@@ -167,6 +204,14 @@ impl LiveModel {
             error: None,
             shadow_version: None,
         };
+        status.shadow_version = shadow.as_ref().map(|s| s.version().to_string());
+        if let Some(moved) = expect.moved(previous.version(), shadow.as_ref().map(|s| s.version()))
+        {
+            // Not a failed promotion: the models are fine, the caller's view is stale.
+            status.error = Some(moved);
+            Self::keep(&self.inner.last_promotion, &status);
+            return status;
+        }
         let checked = match shadow {
             None => Err("no shadow model runs; set [shadow] model (FAULTLINE_SHADOW__MODEL) to a model directory".to_string()),
             Some(s) => same_features(&s, &previous)
@@ -197,6 +242,7 @@ impl LiveModel {
         info!(trigger, from = %previous.version(), to = %shadow.version(), threshold = shadow.threshold(), "Promoted the shadow model; new batches are scored by it, at its own card's threshold, and the previous model runs as the shadow.");
         status.ok = true;
         status.version = shadow.version().to_string();
+        status.shadow_version = Some(previous.version().to_string());
         Self::keep(&self.inner.last_promotion, &status);
         status
     }

@@ -4,7 +4,9 @@
 
 use super::api::ApiError;
 use super::WebState;
-use axum::extract::State;
+use crate::model::live::Expected;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -65,13 +67,20 @@ pub async fn reload_model(State(s): State<WebState>) -> Response {
     (code, Json(status)).into_response()
 }
 
-/// `POST /api/model/promote`: the shadow model serves and the serving one becomes the shadow
-/// (promote again to roll back). 200 with the outcome; 409 when no shadow runs.
-pub async fn promote(State(s): State<WebState>) -> Result<Response, ApiError> {
+/// `POST /api/model/promote[?serving=V&shadow=V]`: the shadow model serves and the serving one
+/// becomes the shadow (promote again to roll back). With `serving` or `shadow`, only if those are
+/// the versions in place: two operators pressing the button at once, or one after a reload,
+/// would otherwise roll back or serve a model neither looked at. 200 with the outcome; 409 when
+/// no shadow runs or the versions are not the ones expected; 400 for another query.
+pub async fn promote(
+    State(s): State<WebState>,
+    query: Result<Query<Expected>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(expect) = query?;
     // Off the async runtime: a reload running now holds the lock promote takes while it compiles
     // and checks the new model (seconds), and with one task thread the bus would wait too.
     let live = s.model.clone();
-    let status = tokio::task::spawn_blocking(move || live.promote("api"))
+    let status = tokio::task::spawn_blocking(move || live.promote("api", &expect))
         .await
         .map_err(|e| {
             ApiError::new(

@@ -8,7 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, copyFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -595,6 +596,73 @@ test('with extra columns allowed the page loads, shows and sends them as the dae
     page.once('dialog', (dialog) => dialog.accept());
     await page.setInputFiles('#file-input', path);
     await page.waitForSelector('#explanation', { state: 'hidden' });
+  } finally {
+    if (browser) await browser.close();
+    server.kill('SIGTERM');
+  }
+});
+
+/**
+ * A copy of the shipped model under another version: the same graph with its producer version
+ * changed in place (same length, so the protobuf stays valid), the card's sha256 and version to
+ * match. It scores exactly as the shipped one.
+ */
+function modelCopy(dir, producerVersion) {
+  const from = join(ROOT, 'models', 'wafer-fault');
+  mkdirSync(dir, { recursive: true });
+  const onnx = readFileSync(join(from, 'model.onnx'));
+  const [name, old] = [Buffer.from('faultline-training'), Buffer.from('1.0.0')];
+  const at = onnx.indexOf(old, onnx.indexOf(name) + name.length);
+  assert.ok(at > 0 && at < 64 && producerVersion.length === old.length, 'the graph names its producer near its start');
+  onnx.write(producerVersion, at);
+  const sha = createHash('sha256').update(onnx).digest('hex');
+  const card = JSON.parse(readFileSync(join(from, 'model.json'), 'utf8'));
+  Object.assign(card, { onnx_sha256: sha, version: `wf-${sha.slice(0, 12)}` });
+  writeFileSync(join(dir, 'model.onnx'), onnx);
+  writeFileSync(join(dir, 'model.json'), JSON.stringify(card, null, 2));
+  copyFileSync(join(from, 'golden.csv'), join(dir, 'golden.csv'));
+  return card.version;
+}
+
+test('the page promotes the shadow it shows, and only that one', { timeout: 120_000 }, async () => {
+  const work = mkdtempSync(join(tmpdir(), 'faultline-promote-'));
+  const [v1, v2] = [modelCopy(join(work, 'serving'), '1.0.1'), modelCopy(join(work, 'shadow'), '1.0.2')];
+  const { url, server } = await startDaemon(work, {
+    FAULTLINE_MODEL__DIR: join(work, 'serving'), FAULTLINE_SHADOW__MODEL: join(work, 'shadow'),
+  });
+  let browser;
+  try {
+    await waitHealthy(url, 20_000);
+    browser = await launchChromium();
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(url);
+    await page.click('#quality-details summary');
+    const shows = (serving, shadow) => page.waitForFunction(([a, b]) => {
+      const button = document.querySelector('#promote-button');
+      return !button.hidden && button.dataset.serving === a && button.dataset.shadow === b;
+    }, [serving, shadow], { timeout: 15_000 });
+    await shows(v1, v2);
+    // Another operator promotes while this page's confirmation is open: the page still shows v1
+    // serving, and its click must not swap the models back.
+    let other;
+    page.once('dialog', async (d) => {
+      other = await fetch(url + '/api/model/promote', { method: 'POST' });
+      await d.accept();
+    });
+    await page.click('#promote-button');
+    await page.waitForFunction(() => /^Not promoted/.test(document.querySelector('#promote-result')?.textContent || ''));
+    assert.equal(other.status, 200);
+    const refused = await page.textContent('#promote-result');
+    assert.match(refused, new RegExp(`${v2} serves, not ${v1}`));
+    const served = async () => (await (await fetch(url + '/api/model')).json()).version;
+    assert.equal(await served(), v2, 'the other operator\'s promotion stands');
+    // Once the page shows the models in place, its promotion goes through (a roll-back here).
+    await shows(v2, v1);
+    page.once('dialog', (d) => d.accept());
+    await page.click('#promote-button');
+    await page.waitForFunction(() => /^Promoted/.test(document.querySelector('#promote-result')?.textContent || ''));
+    assert.equal(await page.textContent('#promote-result'), `Promoted: ${v1} serves now; ${v2} runs as the shadow.`);
+    assert.equal(await served(), v1);
   } finally {
     if (browser) await browser.close();
     server.kill('SIGTERM');

@@ -328,14 +328,20 @@ function showUploadAnswer(name, answer) {
 // ---------------------------------------------------------------- promotion
 
 async function promote() {
-  const shadow = ui.promote.dataset.shadow || 'the shadow model';
-  const serving = ui.promote.dataset.serving || 'the serving model';
+  const seen = { shadow: ui.promote.dataset.shadow, serving: ui.promote.dataset.serving };
+  const shadow = seen.shadow || 'the shadow model';
+  const serving = seen.serving || 'the serving model';
   if (!window.confirm(`Promote ${shadow}? It scores and publishes from the next batch on, and ${serving} ` +
     'runs as the shadow (promote again to roll back). The promotion lasts until the daemon restarts.')) return;
   ui.promote.disabled = true;
   say(ui.promoteResult, 'Promoting…');
+  // Only the models this page showed: if another operator promoted or a reload came in the
+  // meantime, the daemon refuses rather than roll back or serve a model nobody here looked at.
+  const expect = new URLSearchParams();
+  if (seen.shadow) expect.set('shadow', seen.shadow);
+  if (seen.serving) expect.set('serving', seen.serving);
   try {
-    const answer = await call('POST', '/api/model/promote');
+    const answer = await call('POST', `/api/model/promote?${expect}`);
     const b = answer.body;
     if (answer.ok && b.ok) {
       say(ui.promoteResult, `Promoted: ${b.version} serves now; ${b.previous_version} runs as the shadow.`);
