@@ -568,6 +568,15 @@ test('with extra columns allowed the page loads, shows and sends them as the dae
     await page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))));
     assert.equal(await page.locator('.cell.stale').count(), 0, 'a file cell was edited: the results went stale');
     assert.equal(await page.locator('.cell.edited').count(), 0, 'a cell was edited');
+    // The keyboard gets out of the table both ways: Shift+Tab from a cell reaches the control
+    // before it (the grid used to hand focus straight back to the cell), and Tab comes back in.
+    const inGrid = () => page.evaluate(() => document.querySelector('#grid').contains(document.activeElement));
+    assert.ok(await inGrid(), 'the clicked cell has focus');
+    await page.keyboard.press('Shift+Tab');
+    assert.equal(await inGrid(), false, 'Shift+Tab leaves the table');
+    assert.notEqual(await page.evaluate(() => document.activeElement?.tagName), 'BODY', 'focus is on a control');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.dataset.col), 'fault', 'Tab returns to the cursor\'s cell');
     // An open explanation is of the scoring it came with: an edit closes it, and so does another
     // file. (Data row 5 of the sample, Synthetic-5, grid row 4, is flagged.)
     const open = () => page.evaluate(() => !document.querySelector('#explanation').hidden);

@@ -440,6 +440,14 @@ ui.grid.addEventListener('dblclick', (e) => {
 });
 
 ui.grid.addEventListener('keydown', (e) => {
+  // Shift+Tab from a cell leaves the table: the grid itself (focusable, to let Tab in) comes just
+  // before its cells in tab order and would hand focus straight back to the cell, a trap. It is
+  // out of the order for this one move.
+  if (e.key === 'Tab' && e.shiftKey && e.target !== ui.grid) {
+    ui.grid.tabIndex = -1;
+    setTimeout(() => { ui.grid.tabIndex = 0; }, 0);
+    return;
+  }
   if (!state.data || editing) return;
   const page = Math.max(1, Math.floor((ui.grid.clientHeight - HEAD_H) / ROW_H) - 1);
   const ctrl = e.ctrlKey || e.metaKey;
