@@ -400,6 +400,24 @@ test('with an alarm budget the page says how the daemon decided', { timeout: 120
     assert.ok(gridTop <= 720 - 4 * 24, `the table starts at ${gridTop} px of 720`);
     await page.screenshot({ path: join(ROOT, 'target', 'browser', 'laptop.png') });
     assert.match(summary, new RegExp(`it flagged ${byBudget + inWarmup} of these \\(${byBudget} by the budget, ${inWarmup} by the threshold`));
+    // The download's fault column is the daemon's verdict, row by row as faultline score's (it
+    // used to be the slider's, with nothing beside the button saying so).
+    assert.match(await page.textContent('#download-note'), /daemon's own verdict, by its alarm budget/);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-button')]);
+    assert.match(download.suggestedFilename(), /-budget0\.1\.csv$/);
+    const saved = join(work, 'budget.csv');
+    await download.saveAs(saved);
+    const got = parseCsv(readFileSync(saved, 'utf8')).filter((r) => r.length > 1);
+    const h = (name) => { const i = got[0].indexOf(name); assert.ok(i >= 0, `the download has ${name}`); return i; };
+    const threshold = cli[0].indexOf('threshold');
+    assert.equal(got.length, cli.filter((r) => r.length > 1).length);
+    for (let i = 1; i < got.length; i++) {
+      assert.equal(got[i][h('fault')], cli[i][fault], `row ${i} fault`);
+      assert.equal(got[i][h('rule')], cli[i][rule], `row ${i} rule`);
+      assert.equal(Number(got[i][h('threshold')]), Number(cli[i][threshold]), `row ${i} threshold`);
+      const atSlider = Number(got[i][h('probability')]) >= Number(got[i][h('slider_threshold')]);
+      assert.equal(got[i][h('fault_at_slider')], String(atSlider), `row ${i} fault_at_slider`);
+    }
   } finally {
     if (browser) await browser.close();
     server.kill('SIGTERM');

@@ -1,6 +1,9 @@
 // The download: the scored table as CSV with probability, fault, threshold, contributions and
 // model_version columns, built in slices; cells a spreadsheet would run as formulas get a leading ',
 // as in the CLI. Its name says what it holds: the file's, the model version and the threshold.
+// When the daemon decides by an alarm budget, `fault`, `threshold` and `rule` are its own
+// verdicts (what the stream would publish, as `faultline score` writes them), and
+// `fault_at_slider` / `slider_threshold` say what the slider's one threshold flags.
 
 import { isSpace, KIND_EXTRA, MISSING, NUMBER_RE, SLICE_MS, state, trim } from './base.js';
 import { f32Text, fmtInt } from './cells.js';
@@ -34,11 +37,15 @@ function spreadsheetSafe(v) {
   return v;
 }
 
-/** `<file>-scored-<model version>-t<threshold>.csv`, in characters every file system takes. */
-export function downloadName(file, version, threshold) {
+/**
+ * `<file>-scored-<model version>-t<threshold>.csv` (`-budget<rate>` when the daemon decides by an
+ * alarm budget), in characters every file system takes.
+ */
+export function downloadName(file, version, rule) {
   const safe = (v) => String(v).replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '') || 'x';
   const base = safe(String(file || 'wafers').replace(/\.csv$/i, ''));
-  return `${base}-scored-${safe(version || 'model')}-t${safe(threshold)}.csv`;
+  const how = /^budget/.test(rule) ? safe(rule) : `t${safe(rule)}`;
+  return `${base}-scored-${safe(version || 'model')}-${how}.csv`;
 }
 
 export async function download() {
@@ -49,7 +56,11 @@ export async function download() {
   try {
     const head = [];
     for (let c = 0; c < d.nCols; c++) head.push(csvField(spreadsheetSafe(d.header[c])));
-    head.push('probability', 'fault', 'threshold', 'contributions', 'model_version');
+    const rows = state.results.rowsOut;
+    const budget = state.results.alarmRate !== null;
+    head.push('probability', 'fault', 'threshold');
+    if (budget) head.push('rule', 'fault_at_slider', 'slider_threshold');
+    head.push('contributions', 'model_version');
     const parts = [head.join(','), '\n'];
     const t = Math.fround(state.threshold);
     // The f32 the rows were compared with, in its own digits, as the probabilities are: a
@@ -82,11 +93,16 @@ export async function download() {
               fields[c] = csvField(spreadsheetSafe(v));
             }
           }
-          fields[d.nCols] = state.results.probText[r];
-          fields[d.nCols + 1] = Math.fround(state.results.prob[r]) >= t ? 'true' : 'false';
-          fields[d.nCols + 2] = tText;
-          fields[d.nCols + 3] = csvField(spreadsheetSafe(state.results.topText[r]));
-          fields[d.nCols + 4] = version;
+          const atSlider = Math.fround(state.results.prob[r]) >= t ? 'true' : 'false';
+          fields.length = d.nCols;
+          fields.push(state.results.probText[r]);
+          if (budget) {
+            const x = rows[r];
+            fields.push(x.fault ? 'true' : 'false', f32Text(x.threshold), csvField(String(x.rule)), atSlider, tText);
+          } else {
+            fields.push(atSlider, tText);
+          }
+          fields.push(csvField(spreadsheetSafe(state.results.topText[r])), version);
           parts.push(fields.join(','), '\n');
           r += 1;
           if ((r & 15) === 0 && performance.now() > deadline) break;
@@ -103,7 +119,7 @@ export async function download() {
     const url = URL.createObjectURL(new Blob(parts, { type: 'text/csv;charset=utf-8' }));
     const a = document.createElement('a');
     a.href = url;
-    a.download = downloadName(d.name, state.results.modelVersion, tText);
+    a.download = downloadName(d.name, state.results.modelVersion, budget ? `budget${state.results.alarmRate}` : tText);
     a.hidden = true;
     document.body.append(a);
     a.click();

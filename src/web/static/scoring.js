@@ -228,8 +228,14 @@ export function setThreshold(t, moveSlider) {
   const custom = Number.isFinite(state.baseThreshold) && state.threshold !== state.baseThreshold;
   ui.reset.disabled = !custom;
   const note = $('download-note');
-  note.hidden = !(custom && state.results);
-  note.textContent = note.hidden ? '' : `The download flags wafers at ${formatThreshold(state.threshold)}, not the model's ${formatThreshold(state.baseThreshold)}.`;
+  const budget = Boolean(state.results) && state.results.alarmRate !== null;
+  note.hidden = !((custom || budget) && state.results);
+  if (budget) {
+    note.textContent = 'The download\'s fault column is the daemon\'s own verdict, by its alarm budget (with rule and ' +
+      `threshold per wafer); fault_at_slider flags at ${formatThreshold(state.threshold)}.`;
+  } else {
+    note.textContent = note.hidden ? '' : `The download flags wafers at ${formatThreshold(state.threshold)}, not the model's ${formatThreshold(state.baseThreshold)}.`;
+  }
   // An open explanation says whether its wafer is flagged at the threshold shown: judged again.
   if (explainedRow !== null && !$('explanation').hidden) showExplanation(explainedRow);
 }
