@@ -1551,11 +1551,17 @@ async fn an_unwritable_store_never_stops_the_fault_stream() {
     )
     .await;
     assert_eq!(status, 503, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let error = answer["error"].as_str().unwrap();
     assert!(
-        body.contains("applied but are not on disk after 5 s"),
+        error.contains("applied but are not on disk after 5 s"),
         "{body}"
     );
-    assert!(body.contains("not-a-directory"), "{body}");
+    assert!(error.contains("not-a-directory"), "{body}");
+    // Told apart from a refusal, with the counts a 200 gives.
+    assert_eq!(answer["applied"], true, "{body}");
+    assert_eq!(answer["accepted"], 1, "{body}");
+    assert_eq!(answer["joined"], 1, "{body}");
     let (status, body) = common::http(app.web_addr, "GET", "/api/quality", &[], "").await;
     assert_eq!(status, 200, "{body}");
     let quality: Value = serde_json::from_str(&body).unwrap();

@@ -122,7 +122,12 @@ pub async fn labels(
                 error.as_deref().unwrap_or("faultline is stopping"),
             ),
         };
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message));
+        // The counts go with it, and `applied`: the page and scripts must not read a 503 as a
+        // refusal (these labels count in live quality now) nor as kept (a restart loses them).
+        let mut body = body;
+        body["applied"] = json!(true);
+        body["error"] = json!(message);
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
     }
     Ok((status, Json(body)).into_response())
 }

@@ -320,6 +320,12 @@ function showUploadAnswer(name, answer) {
     showUpload(head, answer.status === 422, rejected);
     return;
   }
+  if (b.applied === true) {
+    // Applied (they count in live quality) but not on disk: neither refused nor kept.
+    showUpload(`${name}: ${fmtInt(b.accepted)} accepted and applied, but not stored: ${sentence(b.error || '')}`, true,
+      Array.isArray(b.rejected) ? b.rejected : []);
+    return;
+  }
   const details = Array.isArray(b.details) ? b.details : [];
   showUpload(`${name} was refused: ${sentence(b.error || `the daemon answered HTTP ${answer.status}`)}`, true,
     details.map((d, i) => (typeof d === 'object' && d ? { row: d.row ?? i + 1, reason: d.reason || d.message || JSON.stringify(d) } : { row: i + 1, reason: String(d) })));
