@@ -81,6 +81,45 @@ pub struct LedgerLimits {
     pub pending_ttl_ms: i64,
 }
 
+/// The last `window` labelled wafers, oldest first, found by id without a search: a label
+/// upload of 100,000 wafers used to compare each id with the whole window under the ledger's
+/// lock (about 10^8 comparisons, while scoring waited for the lock).
+#[derive(Debug, Default)]
+struct Window {
+    wafers: VecDeque<Joined>,
+    /// Each wafer's place, counted from the first wafer ever pushed; `first` is the front's.
+    at: ById<String, u64>,
+    first: u64,
+}
+
+impl Window {
+    fn get_mut(&mut self, id: &str) -> Option<&mut Joined> {
+        let at = *self.at.get(id)?;
+        self.wafers.get_mut(usize::try_from(at - self.first).ok()?)
+    }
+
+    /// Appends a wafer not in the window, then drops the oldest beyond `window`.
+    fn push(&mut self, wafer: Joined, window: usize) {
+        self.at
+            .insert(wafer.id.clone(), self.first + self.wafers.len() as u64);
+        self.wafers.push_back(wafer);
+        while self.wafers.len() > window {
+            if let Some(old) = self.wafers.pop_front() {
+                self.at.remove(&old.id);
+            }
+            self.first += 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Joined> {
+        self.wafers.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.wafers.len()
+    }
+}
+
 /// The join.
 #[derive(Debug)]
 pub struct Ledger {
@@ -89,7 +128,7 @@ pub struct Ledger {
     scored: ById<Arc<str>, Scored>,
     /// Scoring order, for eviction: (id, at_ms); stale entries (re-scored rows) are skipped.
     order: VecDeque<(Arc<str>, i64)>,
-    joined: VecDeque<Joined>,
+    joined: Window,
     pending: ById<String, (Label, i64)>,
     /// Arrival order of the pending labels: (id, received_ms).
     pending_order: VecDeque<(String, i64)>,
@@ -103,7 +142,7 @@ impl Ledger {
             limits,
             scored: ById::default(),
             order: VecDeque::new(),
-            joined: VecDeque::new(),
+            joined: Window::default(),
             pending: ById::default(),
             pending_order: VecDeque::new(),
             counts: LabelCounts::default(),
@@ -130,7 +169,7 @@ impl Ledger {
             // scoring, as the store's files and the export do. Rare, so the search is fine.
             if let Some(now) = self.scored.get_mut(&*id) {
                 now.joined = true;
-                if let Some(j) = self.joined.iter_mut().find(|j| *j.id == *id) {
+                if let Some(j) = self.joined.get_mut(&id) {
                     j.scores = now.scores.clone();
                     j.fault = now.fault;
                 }
@@ -164,7 +203,7 @@ impl Ledger {
         if self.scored.contains_key(label.id.as_str()) {
             return self.join(label);
         }
-        if let Some(j) = self.joined.iter_mut().find(|j| j.id == label.id) {
+        if let Some(j) = self.joined.get_mut(&label.id) {
             // Its row was evicted, but the wafer is still in the window: relabel it.
             j.faulty = label.faulty;
             return LabelOutcome::Relabelled;
@@ -206,7 +245,7 @@ impl Ledger {
                 )
             })
             .unwrap_or_default();
-        if let Some(j) = self.joined.iter_mut().find(|j| j.id == label.id) {
+        if let Some(j) = self.joined.get_mut(&label.id) {
             j.faulty = label.faulty;
             j.scores = scores;
             j.fault = fault;
@@ -218,15 +257,15 @@ impl Ledger {
             return LabelOutcome::Relabelled;
         }
         self.counts.joined += 1;
-        self.joined.push_back(Joined {
-            id: label.id,
-            faulty: label.faulty,
-            scores,
-            fault,
-        });
-        while self.joined.len() > self.limits.window {
-            self.joined.pop_front();
-        }
+        self.joined.push(
+            Joined {
+                id: label.id,
+                faulty: label.faulty,
+                scores,
+                fault,
+            },
+            self.limits.window,
+        );
         LabelOutcome::Joined
     }
 
@@ -501,6 +540,31 @@ mod tests {
         l.scored("c", 6, v(0.9), true);
         assert_eq!(l.label(label("c", false), 0), LabelOutcome::Relabelled);
         assert_eq!(l.counts().joined, 3);
+    }
+
+    #[test]
+    fn the_window_finds_its_wafers_by_id_after_many_passed_through() {
+        let mut l = Ledger::new(LedgerLimits {
+            max_rows: 1,
+            ..limits()
+        });
+        for i in 0..50 {
+            l.scored(&format!("w{i}"), i, v(0.9), true);
+            assert_eq!(
+                l.label(label(&format!("w{i}"), true), i),
+                LabelOutcome::Joined
+            );
+        }
+        assert_eq!(l.window_len(), 2);
+        assert_eq!(l.quality("m1", 0.5).positives, 2);
+        // w49's row is remembered, w48's only in the window: both are relabelled in place.
+        assert_eq!(l.label(label("w49", false), 60), LabelOutcome::Relabelled);
+        assert_eq!(l.label(label("w48", false), 60), LabelOutcome::Relabelled);
+        let q = l.quality("m1", 0.5);
+        assert_eq!((q.labelled, q.positives), (2, 0));
+        // w47 left both: its label waits for a row.
+        assert_eq!(l.label(label("w47", false), 60), LabelOutcome::Pending);
+        assert_eq!(l.counts().joined, 50);
     }
 
     #[test]
