@@ -456,6 +456,13 @@ test('the page holds a file to the daemon\'s own limits, refuses bytes that are 
     const badPath = write('latin.csv', bytes);
     assert.match(await refusal(badPath), /latin\.csv was not loaded: it is not UTF-8 text: line 3 is not valid UTF-8/);
     assert.throws(() => execFileSync(BIN, ['score', '--input', badPath, '--output', '-'], { stdio: 'pipe' }), /line 3 is not valid UTF-8/);
+    // A file saved with ';' (a spreadsheet set to a decimal comma): told as such, as the CLI
+    // tells it, not as 590 missing sensor columns.
+    const semi = write('semicolons.csv', lines.slice(0, 4).map((l) => l.replaceAll(',', ';')).join('\n') + '\n');
+    await refusal(semi);
+    assert.match(await page.textContent('#errors .error-file'), /The header is one column holding ';': faultline reads comma-separated files/);
+    assert.doesNotMatch(await page.textContent('#errors .error-file'), /lacks/);
+    assert.throws(() => execFileSync(BIN, ['score', '--input', semi, '--output', '-'], { stdio: 'pipe' }), /the header is one column holding ';'/);
     // A file cut inside a character: its last line, as the CLI says.
     const cut = Buffer.concat([Buffer.from(lines.slice(0, 4).join('\n') + '\n', 'utf8'), Buffer.from([0xe2, 0x82])]);
     assert.match(await refusal(write('cut.csv', cut)), /cut\.csv was not loaded: it is not UTF-8 text: line 5 is not valid UTF-8/);

@@ -219,6 +219,13 @@ function checkHeader(names, features, allowExtra) {
     if (k === 2) duplicates.push(n);
   }
   if (duplicates.length) errors.push(`The header names ${duplicates.join(', ')} more than once.`);
+  // A file saved with another separator is one column: say so, not that 590 columns are missing.
+  const separator = names.length === 1 && features.length > 1 ? [';', '\t', '|'].find((c) => names[0].includes(c)) : undefined;
+  if (separator !== undefined) {
+    const which = separator === '\t' ? 'tabs' : `'${separator}'`;
+    errors.push(`The header is one column holding ${which}: faultline reads comma-separated files. Save the file as CSV with commas (a spreadsheet set to a decimal comma writes ';').`);
+    return { errors, idCol: 0, kinds: new Uint8Array(1) };
+  }
   const featureSet = new Set(features);
   let idCol = names.findIndex((n) => n.toLowerCase() === 'wafer' || n.toLowerCase() === 'id');
   if (idCol < 0 && !featureSet.has(names[0]) && names[0] !== LABEL_COLUMN) idCol = 0;

@@ -69,6 +69,14 @@ pub enum CsvError {
         .0.len(), summarize_names(.0)
     )]
     UnknownColumns(Vec<String>),
+    /// A header of one cell holding another separator: a file saved with `;` or tabs (a
+    /// spreadsheet set to a decimal comma writes `;`). Told as such, not as 590 missing columns.
+    #[error(
+        "the header is one column holding {}: faultline reads comma-separated files; save the file \
+         as CSV with commas (a spreadsheet set to a decimal comma writes ';')",
+        match .0 { '\t' => "tabs".to_string(), c => format!("'{c}'") }
+    )]
+    WrongSeparator(char),
     /// No way to tell rows apart.
     #[error("the CSV has no wafer id column: name it 'Wafer' or 'id', or leave the first header cell blank")]
     NoIdColumn,
@@ -521,6 +529,18 @@ mod tests {
         assert!(matches!(
             read("Sensor-1,Sensor-2,Sensor-3\n1,2,3\n"),
             Err(CsvError::NoIdColumn)
+        ));
+        // Another separator: one header cell, told as such rather than as missing columns.
+        assert_eq!(
+            read(";Sensor-1;Sensor-2;Sensor-3\nW;1,5;2;3\n")
+                .unwrap_err()
+                .to_string(),
+            "the header is one column holding ';': faultline reads comma-separated files; save the \
+             file as CSV with commas (a spreadsheet set to a decimal comma writes ';')"
+        );
+        assert!(matches!(
+            read("\tSensor-1\tSensor-2\tSensor-3\nW\t1\t2\t3\n"),
+            Err(CsvError::WrongSeparator('\t'))
         ));
         assert_eq!(
             read(",Sensor-1,Sensor-2,Sensor-3\nW-1,1,2,3\nW-2,1,2\n")

@@ -165,6 +165,13 @@ pub(super) fn plan(
     if !dups.is_empty() {
         return Err(CsvError::DuplicateColumns(dups));
     }
+    if let [only] = names {
+        if schema.width() > 1 {
+            if let Some(c) = [';', '\t', '|'].into_iter().find(|c| only.contains(*c)) {
+                return Err(CsvError::WrongSeparator(c));
+            }
+        }
+    }
     let is_id_name = |n: &str| n.eq_ignore_ascii_case("wafer") || n.eq_ignore_ascii_case("id");
     let id = match names.iter().position(|n| is_id_name(n)) {
         Some(i) => i,
