@@ -601,15 +601,39 @@ async fn a_configured_token_guards_the_api_but_not_health() {
     let (status, _, body) = send(&s, post("text/csv", csv.clone())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("Authorization: Bearer"), "{body}");
-    let req = |token: &str| {
+    let with = |authorization: &str| {
         Request::post("/api/score")
             .header(header::CONTENT_TYPE, "text/csv")
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::AUTHORIZATION, authorization)
             .body(Body::from(csv.clone()))
             .unwrap()
     };
-    assert_eq!(send(&s, req("wrong")).await.0, StatusCode::UNAUTHORIZED);
+    let req = |token: &str| with(&format!("Bearer {token}"));
+    // A 401 names its scheme (RFC 9110), so a client knows what to send.
+    let refused = router(s.clone()).oneshot(req("wrong")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused.headers()[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"faultline\""
+    );
     assert_eq!(send(&s, req("s3cret")).await.0, StatusCode::OK);
+    // The scheme in any case, blanks around the token: the same token.
+    for ok in ["bearer s3cret", "BEARER  s3cret ", "Bearer s3cret\t"] {
+        assert_eq!(send(&s, with(ok)).await.0, StatusCode::OK, "{ok:?}");
+    }
+    for wrong in [
+        "Basic s3cret",
+        "Bearers3cret",
+        "s3cret",
+        "Bearer s3 cret",
+        "Bearer",
+    ] {
+        assert_eq!(
+            send(&s, with(wrong)).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{wrong:?}"
+        );
+    }
     // Every /api/ route is behind the token (one layer on the API router), before any body is
     // read; the page, health, readiness and /metrics are not.
     for path in ["/api/model", "/api/drift", "/api/quality", "/api/limits"] {

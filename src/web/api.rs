@@ -334,10 +334,13 @@ pub fn authorize(state: &WebState, headers: &HeaderMap) -> Result<(), ApiError> 
     let Some(token) = &state.limits.token else {
         return Ok(());
     };
+    // The scheme in any case and blanks around the token, as RFC 9110 and 6750 allow.
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .unwrap_or_default();
     if constant_time_eq(given.as_bytes(), token.as_bytes()) {
         Ok(())
@@ -361,7 +364,16 @@ pub async fn require_token(
     }
     match authorize(&s, request.headers()) {
         Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let mut response = e.into_response();
+            if response.status() == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"faultline\""),
+                );
+            }
+            response
+        }
     }
 }
 
