@@ -235,7 +235,7 @@ impl Metrics {
             &["source"],
         );
         let rows_scored = counter(ROWS_SCORED, "Rows scored by the model.");
-        let faults = counter(FAULTS, "Rows whose P(fault) reached the threshold.");
+        let faults = counter(FAULTS, "Rows flagged as faults: P(fault) at or above the threshold in force (under [model] alarm_rate, the budget's moving one).");
         let rows_dead_lettered = counter_vec(
             ROWS_DEAD_LETTERED,
             "Rows sent to the dead-letter topic, by reason.",
@@ -383,7 +383,7 @@ impl Metrics {
             int_gauge(LABELS_PENDING, "Labels waiting for their row to be scored.");
         let labels_expired = counter(
             LABELS_EXPIRED,
-            "Labels dropped because their row was not scored within [labels] pending_s.",
+            "Labels dropped unjoined: their row was not scored within [labels] pending_s, or [labels] max_pending labels waited and the oldest made room.",
         );
         let gauge_vec = |name: &str, help: &str| {
             let g = GaugeVec::new(Opts::new(name, help), &["model"]).expect("valid metric");

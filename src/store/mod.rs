@@ -453,8 +453,12 @@ impl Store {
         if status.error.is_none() {
             if now - status.last_drop_log_ms >= DROP_LOG_EVERY_MS {
                 status.last_drop_log_ms = now;
+                let what = match kind {
+                    Kind::Scored => "Rows were scored but not stored",
+                    Kind::Labels => "Labels were applied but not stored",
+                };
                 warn!(error = %dropped, rows_dropped = status.rows_dropped, labels_dropped = status.labels_dropped,
-                    "Rows were scored but not stored (logged at most once a minute; faultline_store_rows_dropped_total counts them).");
+                    "{what} (logged at most once a minute; faultline_store_rows_dropped_total counts them).");
             }
             status.error = Some(dropped);
             self.metrics.store_healthy.set(0);
