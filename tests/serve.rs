@@ -959,6 +959,44 @@ async fn an_upload_left_open_does_not_hold_the_shutdown() {
     drop(upload);
 }
 
+/// A SIGTERM during a SIGHUP's reload stops the daemon within the grace period: the reload (here
+/// stuck opening a model file that is a FIFO nobody writes, as a hung network disk would be)
+/// used to be awaited before the signal was even seen, for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_hangs_does_not_hold_the_shutdown() {
+    let models = tempfile::tempdir().unwrap();
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/wafer-fault");
+    for f in ["model.onnx", "model.json", "golden.csv"] {
+        std::fs::copy(from.join(f), models.path().join(f)).unwrap();
+    }
+    let port = common::free_port();
+    let extra = [
+        ("FAULTLINE_SHUTDOWN__GRACE_MS", "1000".to_string()),
+        (
+            "FAULTLINE_MODEL__DIR",
+            models.path().to_str().unwrap().to_string(),
+        ),
+        ("FAULTLINE_MODEL__WATCH_MS", "0".to_string()),
+    ];
+    let mut daemon =
+        common::Daemon::start(&daemon_env("hung-reload", Some(port), port, &extra)).await;
+    let onnx = models.path().join("model.onnx");
+    std::fs::remove_file(&onnx).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&onnx)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    daemon.signal("HUP");
+    // The reload is under way, and never ends.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.sigterm();
+    let status = daemon.wait_exit(Duration::from_secs(15)).await;
+    let log = daemon.log_text();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{log}");
+    assert!(log.contains("Stopped."), "{log}");
+}
+
 /// Reads from `stream` into `answer` until it holds `what` (at most 20 s).
 async fn read_until(stream: &mut tokio::net::TcpStream, answer: &mut Vec<u8>, what: &str) {
     use tokio::io::AsyncReadExt;

@@ -532,13 +532,37 @@ impl App {
         if tokio::time::timeout_at(close_by, close).await.is_err() {
             warn!(grace_ms = grace.as_millis() as u64, "The broker did not let faultline close its connections within the grace period; stopping without them (rows whose acknowledgement did not reach it are delivered again).");
         }
+        // The store's last writes and fsyncs, and the periodic tasks (a model reload may be
+        // under way in the watch), within the same bound: on a slow or hung disk the daemon
+        // still stops when README says, as a supervisor sized to it expects. What the store had
+        // not written is lost as under kill -9 (the store reads back what is whole); those rows'
+        // verdicts were published already.
         let store = self.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.close()).await;
-        let _ = self.quality_task.await;
-        let _ = self.drift_task.await;
-        let _ = self.idle_task.await;
+        let closing = tokio::task::spawn_blocking(move || store.close());
+        if tokio::time::timeout_at(close_by, closing).await.is_err() {
+            warn!(grace_ms = grace.as_millis() as u64, "The store did not finish writing within the grace period; stopping without it (the rows and labels it had not written are not kept; their verdicts were published).");
+        }
+        let mut tasks: Vec<(&str, tokio::task::AbortHandle, _)> = vec![
+            (
+                "quality",
+                self.quality_task.abort_handle(),
+                wait(self.quality_task),
+            ),
+            (
+                "drift",
+                self.drift_task.abort_handle(),
+                wait(self.drift_task),
+            ),
+            ("idle", self.idle_task.abort_handle(), wait(self.idle_task)),
+        ];
         if let Some(task) = self.watch_task {
-            let _ = task.await;
+            tasks.push(("model watch", task.abort_handle(), wait(task)));
+        }
+        for (name, abort, task) in tasks {
+            if tokio::time::timeout_at(close_by, task).await.is_err() {
+                abort.abort();
+                warn!(task = name, grace_ms = grace.as_millis() as u64, "A task was still busy at the end of the grace period (a model reload, a drift report); stopped without it.");
+            }
         }
         // The HTTP server stopped taking requests at the start; one still open (a slow upload,
         // a client that stopped sending) is cut off with the bus connections' bound, not waited
@@ -554,6 +578,15 @@ impl App {
         info!("Stopped.");
         result
     }
+}
+
+/// A task's end, whatever it returned.
+fn wait<T: Send + 'static>(
+    task: JoinHandle<T>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let _ = task.await;
+    })
 }
 
 /// How long closing the bus connections may take after a drain that used the whole grace period.
@@ -583,7 +616,12 @@ pub async fn run(
             _ = &mut shutdown => break None,
             reason = app.failed() => break Some(reason),
             _ = hangups.next() => {
-                app.reload_model("SIGHUP").await;
+                // A reload takes seconds (the graph compiled, the golden rows scored): a signal to
+                // stop is not kept waiting for it.
+                tokio::select! {
+                    _ = app.reload_model("SIGHUP") => {}
+                    _ = &mut shutdown => break None,
+                }
             }
         }
     };

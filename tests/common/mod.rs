@@ -555,6 +555,14 @@ impl Daemon {
         None
     }
 
+    /// Sends `signal` (`HUP`, `TERM`, ...) and returns at once.
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
     /// Sends SIGTERM and returns at once (see [`Daemon::wait_exit`]).
     pub fn sigterm(&self) {
         let _ = Command::new("kill")
