@@ -36,8 +36,35 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::{info, warn};
 use writer::{Chores, Writer};
 
-/// Batches waiting for the writer before the store starts dropping.
+/// Records (scored batches, label uploads) waiting for the writer.
 const QUEUE_BATCHES: usize = 256;
+
+/// Scored rows waiting for the writer before the store starts dropping them: 256 batches of the
+/// default 256 rows, about 155 MB at 590 sensors. Counted in rows, not batches: with `[batch]
+/// max_rows` at 4,096, 256 batches held 2.5 GB before a drop was counted.
+const QUEUE_ROWS: usize = 65_536;
+
+/// The scored rows queued for the writer, against [`QUEUE_ROWS`].
+#[derive(Debug, Default)]
+pub(crate) struct QueuedRows(std::sync::atomic::AtomicUsize);
+
+impl QueuedRows {
+    /// Room for `rows` more; a batch larger than the bound is let through an empty queue, so
+    /// that any batch size can be stored.
+    fn take(&self, rows: usize, max: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0
+            .fetch_update(Relaxed, Relaxed, |queued| {
+                (queued == 0 || queued + rows <= max).then_some(queued + rows)
+            })
+            .is_ok()
+    }
+
+    /// `rows` left the queue.
+    pub(crate) fn give_back(&self, rows: usize) {
+        self.0.fetch_sub(rows, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// The store's health, for `/readyz` and the API.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -174,6 +201,8 @@ pub struct Store {
     ledger: Mutex<Ledger>,
     status: Arc<Mutex<StoreStatus>>,
     sender: Mutex<Option<SyncSender<Record>>>,
+    /// Scored rows sent and not yet taken by the writer.
+    queued: Arc<QueuedRows>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Set by [`Store::close`] (under `sender`'s lock): labels are refused from then on.
     closed: std::sync::atomic::AtomicBool,
@@ -309,6 +338,7 @@ impl Store {
         }
         metrics.store_healthy.set(i64::from(status.error.is_none()));
         let status = Arc::new(Mutex::new(status));
+        let queued = Arc::new(QueuedRows::default());
         let (sender, writer) = match settings.dir.clone() {
             Some(dir) => {
                 let (tx, rx) = sync_channel(QUEUE_BATCHES);
@@ -325,6 +355,7 @@ impl Store {
                     status: status.clone(),
                     metrics: metrics.clone(),
                     failing: Default::default(),
+                    queued: queued.clone(),
                 };
                 let handle = std::thread::Builder::new()
                     .name("faultline-store".into())
@@ -338,6 +369,7 @@ impl Store {
             ledger: Mutex::new(ledger),
             status,
             sender: Mutex::new(sender),
+            queued,
             writer: Mutex::new(writer),
             closed: std::sync::atomic::AtomicBool::new(false),
             metrics,
@@ -368,8 +400,7 @@ impl Store {
                 .labels_pending
                 .set(lock(&self.ledger).counts().pending as i64);
         }
-        let rows = batch.ids.len() as u64;
-        self.send(Record::Scored(batch), Kind::Scored, rows);
+        self.send_scored(batch);
     }
 
     /// Applies labels received now and queues them for the disk; the [`Written`] resolves once
@@ -427,14 +458,23 @@ impl Store {
         Ok((outcomes, Written(WrittenState::Waiting(waiting))))
     }
 
-    fn send(&self, record: Record, kind: Kind, rows: u64) {
+    /// Queues a scored batch for the writer, or counts it dropped; never waits.
+    fn send_scored(&self, batch: ScoredBatch) {
+        let (kind, rows) = (Kind::Scored, batch.ids.len() as u64);
         let sender = lock(&self.sender);
         let Some(tx) = sender.as_ref() else { return };
-        let dropped = match tx.try_send(record) {
+        let behind = "the store's writer fell behind";
+        if !self.queued.take(rows as usize, QUEUE_ROWS) {
+            drop(sender);
+            self.dropped(kind, rows, behind.to_string());
+            return;
+        }
+        let dropped = match tx.try_send(Record::Scored(batch)) {
             Ok(()) => return,
-            Err(TrySendError::Full(_)) => "the store's writer fell behind".to_string(),
+            Err(TrySendError::Full(_)) => behind.to_string(),
             Err(TrySendError::Disconnected(_)) => "the store's writer stopped".to_string(),
         };
+        self.queued.give_back(rows as usize);
         drop(sender);
         self.dropped(kind, rows, dropped);
     }
@@ -638,6 +678,21 @@ pub fn segments(dir: &Path, kind: Kind) -> std::io::Result<Vec<SegmentFile>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writer_queue_is_bounded_in_rows_and_takes_any_batch_when_empty() {
+        let q = QueuedRows::default();
+        assert!(q.take(60_000, QUEUE_ROWS));
+        assert!(q.take(5_536, QUEUE_ROWS), "up to the bound");
+        assert!(!q.take(1, QUEUE_ROWS), "past it");
+        q.give_back(4_096);
+        assert!(!q.take(4_097, QUEUE_ROWS));
+        assert!(q.take(4_096, QUEUE_ROWS));
+        q.give_back(QUEUE_ROWS);
+        // One batch larger than the bound goes through an empty queue, and holds it.
+        assert!(q.take(100_000, QUEUE_ROWS));
+        assert!(!q.take(1, QUEUE_ROWS));
+    }
     use ledger::LedgerLimits;
 
     fn settings(dir: &Path) -> StoreSettings {

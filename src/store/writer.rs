@@ -24,6 +24,8 @@ pub(super) struct Writer {
     /// its own kind, so that small label writes that still fit on a nearly full disk do not
     /// clear the error of the scored rows it refuses (the status flapped every second).
     pub(super) failing: (Option<String>, Option<String>),
+    /// The scored rows queued for this writer: given back as each batch is taken.
+    pub(super) queued: Arc<super::QueuedRows>,
 }
 
 /// Slow file work the writer hands to a thread of its own: syncing a finished segment (~100 MB)
@@ -188,6 +190,7 @@ impl Writer {
     fn take(&mut self, record: Record, scored: &mut Lingering) {
         match record {
             Record::Scored(b) => {
+                self.queued.give_back(b.ids.len());
                 scored.rows += b.ids.len();
                 scored.batches.push(b);
                 scored
