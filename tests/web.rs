@@ -666,7 +666,28 @@ async fn json_rejects_carry_their_row_number() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["details"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(v["details"][0]["row"], 2, "{body}");
-    assert!(v["details"][0]["value"].as_str().unwrap().contains("abc"));
+    // The cell's own value and a reason without the row, as a CSV error's (the value used to be
+    // the start of the row's JSON, which for 590 keys seldom held the bad one).
+    assert_eq!(v["details"][0]["column"], "Sensor-1", "{body}");
+    assert_eq!(v["details"][0]["value"], "abc", "{body}");
+    assert_eq!(
+        v["details"][0]["reason"], "\"Sensor-1\" must be a number or null, not the string \"abc\"",
+        "{body}"
+    );
+    let (status, _, body) = send(
+        &s,
+        post("application/json", r#"[{"id": "A", "Sensor-1": 1e39}]"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["details"][0]["value"], "1e39", "{body}");
+    // A body that is not JSON is a bad request, not a bad cell.
+    for bad in ["nope", "[{\"id\": \"A\", \"Sensor-1\": 1.5"] {
+        let (status, _, body) = send(&s, post("application/json", bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.contains("not valid JSON"), "{body}");
+    }
     // A message that is not an array of rows has no row number.
     let (status, _, body) = send(
         &s,

@@ -202,6 +202,7 @@ fn too_large(payload: &[u8], options: &SourceOptions) -> Decoded {
             row: None,
             reason: json::RejectReason::TooLarge,
             column: None,
+            value: None,
             payload: text,
         }],
         unknown_keys: 0,
@@ -376,6 +377,7 @@ impl Admitter {
                         row: None,
                         reason: json::RejectReason::NotSparkplug,
                         column: None,
+                        value: None,
                         payload: format!("{} bytes on {topic}", payload.len()),
                     }),
                 }

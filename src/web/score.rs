@@ -447,15 +447,33 @@ fn read_json(
             )
         });
     }
+    // A body that is not JSON (or not UTF-8) is a malformed request, not a bad cell.
+    if let Some(r) = decoded.rejects.iter().find(|r| {
+        r.row.is_none()
+            && matches!(
+                r.reason,
+                json_rows::RejectReason::MalformedJson | json_rows::RejectReason::NotUtf8
+            )
+    }) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, r.error.clone()));
+    }
     if !decoded.rejects.is_empty() {
+        // As a CSV error's: row and column apart, the value itself, the reason without them.
         let details = decoded
             .rejects
             .iter()
             .map(|r| Detail {
                 row: r.row,
                 column: r.column.clone(),
-                value: Some(r.payload.chars().take(120).collect()),
-                reason: r.error.clone(),
+                value: r.value.clone(),
+                reason: match r.row {
+                    Some(n) => r
+                        .error
+                        .strip_prefix(&format!("row {n}: "))
+                        .unwrap_or(&r.error)
+                        .to_string(),
+                    None => r.error.clone(),
+                },
             })
             .collect();
         return Err(ApiError {

@@ -279,6 +279,7 @@ fn read_data(
         row: None,
         reason,
         column: column.map(str::to_string),
+        value: None,
         payload: describe(payload),
     };
     let p = match <Payload as prost::Message>::decode(payload) {

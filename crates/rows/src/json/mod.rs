@@ -74,6 +74,9 @@ pub struct Reject {
     /// The field the refusal is about, when it is one field: a sensor's name (also for an
     /// entry of `values`), `id`, `values` or `Good/Bad`.
     pub column: Option<String>,
+    /// The offending value as sent, when the refusal is about one field's scalar value (a
+    /// string where a number belongs, a number past f32's range): `abc`, `1e39`, `true`.
+    pub value: Option<String>,
     /// The rejected text exactly as received, for the dead-letter topic: an array element's own
     /// JSON text, or the whole payload (lossily decoded when it is not UTF-8).
     pub payload: String,
@@ -214,6 +217,21 @@ impl JsonError {
             JsonError::WrongLength { .. } => RejectReason::WrongLength,
             JsonError::MixedForms(_) => RejectReason::MixedForms,
             JsonError::NoSensor(..) => RejectReason::NoSensor,
+        }
+    }
+
+    /// The value this refusal is about, if it is one field's scalar ([`Reject::value`]).
+    fn value(&self) -> Option<String> {
+        match self {
+            JsonError::WrongType { found, .. } => match found {
+                Found::Str(s) => Some(s.clone()),
+                Found::Bool(b) => Some(b.to_string()),
+                Found::Number(n) => Some(n.clone()),
+                Found::Null => Some("null".into()),
+                Found::Object | Found::Array => None,
+            },
+            JsonError::NotFinite { number, .. } => Some(number.clone()),
+            _ => None,
         }
     }
 
@@ -445,6 +463,7 @@ impl Decoded {
             row,
             reason: error.reason(),
             column: error.column(),
+            value: error.value(),
             payload,
         });
     }
