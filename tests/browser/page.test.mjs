@@ -630,6 +630,27 @@ test('with extra columns allowed the page loads, shows and sends them as the dae
     page.once('dialog', (dialog) => dialog.accept());
     await page.setInputFiles('#file-input', path);
     await page.waitForSelector('#explanation', { state: 'hidden' });
+
+    // Invalid cells: the button that blanks them counts only what it changes (not ids, which it
+    // leaves), and a file with too many to show names its commonest spellings and what to do.
+    const write = (name, content) => { const p = join(work, name); writeFileSync(p, content); return p; };
+    const [head, ...body] = lines.slice(0, 4);
+    const cellsOf = (l) => l.split(',');
+    const rowsWith = body.map(cellsOf);
+    rowsWith[0][0] = '';
+    rowsWith[1][1] = 'abc';
+    rowsWith[2][2] = 'xyz';
+    await page.setInputFiles('#file-input', write('invalid.csv', [head, ...rowsWith.map((r) => r.join(','))].join('\n') + '\n'));
+    await page.waitForSelector('#blank-invalid');
+    assert.equal(await page.textContent('#blank-invalid'), 'Mark the 2 that are not ids as missing (undoable)');
+    const width = cellsOf(head).length;
+    const na = Array.from({ length: 400 }, (_, i) => [`W-${i}`, ...Array(width - 1).fill(i % 5 ? 'N/A' : '-')].join(','));
+    page.once('dialog', (dialog) => dialog.accept());
+    await page.setInputFiles('#file-input', write('na.csv', [head, ...na].join('\n') + '\n'));
+    await page.waitForSelector('#errors .error-file');
+    const title = await page.textContent('#errors .error-file');
+    assert.match(title, /most often 'N\/A' [\d,]+ times, '-' [\d,]+ times/);
+    assert.match(title, /write it as an empty cell, NA or null/);
   } finally {
     if (browser) await browser.close();
     server.kill('SIGTERM');

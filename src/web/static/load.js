@@ -294,6 +294,7 @@ async function loadText(name, rawText, features, allowExtra) {
   let rowEnd = new Uint32Array(0);
   const scratch = new Uint32Array(nCols + 1);
   const invalid = new Map();
+  const spellings = new Map();
   const ragged = [];
   let raggedCount = 0;
   let missing = 0;
@@ -354,11 +355,18 @@ async function loadText(name, rawText, features, allowExtra) {
             if (kind === KIND_SENSOR) missing += 1;
           } else if (result !== C_OK) {
             invalid.set(base + c, result);
+            // The spellings, to name the commonest if there are too many to show (bounded).
+            const v = trim(text.slice(s, e));
+            if (spellings.size < 1000 || spellings.has(v)) spellings.set(v, (spellings.get(v) || 0) + 1);
           }
         }
         rows += 1;
         if (invalid.size > MAX_INVALID_CELLS) {
-          failure = `More than ${fmtInt(MAX_INVALID_CELLS)} cells are not numbers; this does not look like a wafer sensor file.`;
+          const common = [...spellings].sort((a, b) => b[1] - a[1]).slice(0, 3)
+            .map(([v, k]) => `'${v.length > 24 ? `${v.slice(0, 24)}…` : v}' ${fmtInt(k)} times`);
+          failure = `More than ${fmtInt(MAX_INVALID_CELLS)} cells cannot be read, most often ${common.join(', ')}. ` +
+            'If a spelling means a missing value, write it as an empty cell, NA or null in the file and load it again; ' +
+            'faultline score and the daemon refuse it too.';
           return true;
         }
       }

@@ -78,12 +78,16 @@ export function refreshCellErrors() {
   });
   const n = d.invalid.size;
   if (n > items.length) items.push({ text: `…and ${plural(n - items.length, 'more cell')}.` });
+  // Ids are not blanked (a wafer needs one): the button counts what it changes.
+  let blankable = 0;
+  for (const i of d.invalid.keys()) if (d.kinds[i % d.nCols] !== KIND_ID) blankable += 1;
+  const which = blankable === n ? (n === 1 ? 'it' : `all ${fmtInt(n)}`) : `the ${fmtInt(blankable)} that ${blankable === 1 ? 'is not an id' : 'are not ids'}`;
   setErrorGroup('cells', {
     title: `${plural(n, 'cell')} cannot be scored, so Score is disabled until ${n === 1 ? 'it is' : 'they are'} fixed. `
       + 'Double-click a cell (or select it and press Enter) and type a number, or leave it empty (or NA) for a missing value:',
     items,
-    action: [...d.invalid.keys()].some((i) => d.kinds[i % d.nCols] !== KIND_ID)
-      ? { id: 'blank-invalid', label: `Mark ${n === 1 ? 'it' : `all ${fmtInt(n)}`} as missing (undoable)`, run: () => hooks.blankInvalid() }
+    action: blankable
+      ? { id: 'blank-invalid', label: `Mark ${which} as missing (undoable)`, run: () => hooks.blankInvalid() }
       : null,
   });
 }
