@@ -815,6 +815,29 @@ async fn a_wrong_content_type_is_refused_as_such_when_every_slot_is_busy() {
     drop(busy);
 }
 
+/// Label uploads take the same slots as scoring ones: each may hold [web] max_body_bytes, and
+/// they had no bound at all.
+#[tokio::test]
+async fn label_uploads_share_the_upload_slots() {
+    let s = state_with_store(
+        WebLimits {
+            max_concurrent: 1,
+            ..WebLimits::default()
+        },
+        &[("W-1", 0.9)],
+    );
+    let labels = || post_to("/api/labels", "text/csv", "id,Good/Bad\nW-1,1\n");
+    let busy = s.score_slots.clone().try_acquire_owned().unwrap();
+    let (status, _, body) = send(&s, labels()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("already handling 1 uploads"), "{body}");
+    drop(busy);
+    let (status, _, body) = send(&s, labels()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Its slot is free again once it is answered.
+    assert_eq!(s.score_slots.available_permits(), 1);
+}
+
 #[tokio::test]
 async fn a_request_past_its_time_limit_is_answered_with_a_reason() {
     // 1 ms cannot cover parsing 2,000 rows of 590 sensors: the answer is a 503 that says why.

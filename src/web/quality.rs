@@ -34,6 +34,17 @@ pub async fn labels(
             format!("send labels as text/csv (id,Good/Bad) or application/json ({{\"id\", \"label\"}} objects); got '{kind}'"),
         )
     })?;
+    // A slot of [web] max_concurrent, shared with scoring uploads: each upload holds up to
+    // max_body_bytes in memory, so label uploads are not let in without a bound either.
+    let Ok(slot) = s.score_slots.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "faultline is already handling {} uploads (scoring and labels, [web] max_concurrent); try again shortly",
+                s.limits.max_concurrent
+            ),
+        ));
+    };
     // Within [web] max_body_bytes, and answered 408 after upload_idle_ms without a byte or
     // upload_timeout_ms in all, as a scoring upload is: a stalled or trickling client does not
     // hold its connection and buffer for ever.
@@ -44,6 +55,7 @@ pub async fn labels(
     let metrics = s.metrics.clone();
     let work = tokio::task::spawn_blocking(
         move || -> Result<(StatusCode, serde_json::Value, crate::store::Written), ApiError> {
+            let _slot = slot;
             let parsed = match media {
                 // At most one row past the limit is read: enough to refuse the request.
                 super::api::Media::Csv => crate::labels::from_csv(&body, max_rows)
