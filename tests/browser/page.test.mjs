@@ -682,12 +682,18 @@ function modelCopy(dir, producerVersion) {
 test('the page promotes the shadow it shows, and only that one', { timeout: 120_000 }, async () => {
   const work = mkdtempSync(join(tmpdir(), 'faultline-promote-'));
   const [v1, v2] = [modelCopy(join(work, 'serving'), '1.0.1'), modelCopy(join(work, 'shadow'), '1.0.2')];
-  const { url, server } = await startDaemon(work, {
+  const { url, brokerPort, server } = await startDaemon(work, {
     FAULTLINE_MODEL__DIR: join(work, 'serving'), FAULTLINE_SHADOW__MODEL: join(work, 'shadow'),
   });
   let browser;
   try {
     await waitHealthy(url, 20_000);
+    // Wafers scored by v1 before any promotion, for the stream's chart.
+    const sample = join(ROOT, 'examples', 'wafers.csv');
+    const streamed = readFileSync(sample, 'utf8').split('\n').filter((l) => l.length).length - 1;
+    execFileSync(BIN, ['replay', sample, '--to', `mqtt://127.0.0.1:${brokerPort}/faultline/rows`]);
+    await until('the streamed wafers in /api/recent', 30_000, async () =>
+      (await (await fetch(url + '/api/recent')).json()).rows.length === streamed);
     browser = await launchChromium();
     const page = await (await browser.newContext()).newPage();
     await page.goto(url);
@@ -711,6 +717,10 @@ test('the page promotes the shadow it shows, and only that one', { timeout: 120_
     assert.match(refused, new RegExp(`${v2} serves, not ${v1}`));
     const served = async () => (await (await fetch(url + '/api/model')).json()).version;
     assert.equal(await served(), v2, 'the other operator\'s promotion stands');
+    // The stream's chart no longer judges v1's wafers at v2's threshold: hollow, not counted.
+    await page.waitForFunction((n) => document.querySelector('#stream-svg')?.dataset.others === String(n), streamed, { timeout: 30_000 });
+    assert.equal(await page.getAttribute('#stream-svg', 'data-faults'), '0');
+    assert.match(await page.textContent('#stream-chart'), new RegExp(`${streamed} of them were scored by an earlier model`));
     // Once the page shows the models in place, its promotion goes through (a roll-back here).
     await shows(v2, v1);
     page.once('dialog', (d) => d.accept());

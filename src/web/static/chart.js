@@ -190,7 +190,12 @@ export function drawStream(box, recent) {
   const x = (i) => PAD_L + (span > 0 ? (times[i] - t0) / span : rows.length > 1 ? i / (rows.length - 1) : 0.5) * plotW;
   const y = (p) => PAD_T + (1 - (scaleOf(p) - LOG_MIN) / -LOG_MIN) * plotH;
   const t = Math.fround(threshold);
+  // Wafers another model scored (before a reload or a promotion) sit on that model's scale: they
+  // are drawn hollow and not judged at this model's threshold.
+  const serving = recent.model_version;
+  const other = (r) => serving != null && r.model_version != null && r.model_version !== serving;
   let faults = 0;
+  let others = 0;
   const root = svg('svg', {
     id: 'stream-svg', class: 'histogram stream', viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img',
     'data-rows': rows.length,
@@ -204,6 +209,13 @@ export function drawStream(box, recent) {
   root.append(svg('text', { x: W - 4, y: H - 4, 'text-anchor': 'end', class: 'tick' }, `${clock(t0 + span)} UTC`));
   rows.forEach((r, i) => {
     const p = Number(r.probability);
+    if (other(r)) {
+      others += 1;
+      const dot = svg('circle', { cx: x(i).toFixed(1), cy: y(p).toFixed(1), r: 1.5, class: 'dot other' });
+      dot.append(svg('title', {}, `${r.id}: P(fault) ${formatThreshold(p)} by ${r.model_version} at ${r.at}`));
+      root.append(dot);
+      return;
+    }
     const fault = Math.fround(p) >= t;
     if (fault) faults += 1;
     const dot = svg('circle', { cx: x(i).toFixed(1), cy: y(p).toFixed(1), r: fault ? 2.5 : 1.5, class: fault ? 'dot fault' : 'dot' });
@@ -214,11 +226,13 @@ export function drawStream(box, recent) {
     root.append(svg('line', { x1: PAD_L, y1: y(threshold), x2: W - 4, y2: y(threshold), class: 'model-threshold' }));
   }
   root.setAttribute('data-faults', String(faults));
+  root.setAttribute('data-others', String(others));
   root.setAttribute('aria-label', `P(fault) of the last ${rows.length} streamed wafers over time, ${faults} at or above the threshold ${formatThreshold(threshold)}`);
   box.append(root);
   const note = document.createElement('p');
   note.className = 'muted histogram-legend';
   note.textContent = `The last ${rows.length} wafers scored from the bus: ${faults} at or above ${formatThreshold(threshold)} (red), on the log scale of the threshold slider.`
+    + (others ? ` ${others} of them ${others === 1 ? 'was' : 'were'} scored by an earlier model (hollow), on its own scale: not judged at this threshold.` : '')
     + (recent.alarm_rate != null ? ' The daemon decides by an alarm budget; the line is the model\'s fixed threshold.' : '');
   box.append(note);
 }
