@@ -700,6 +700,66 @@ async fn quality_until(
     }
 }
 
+/// While the labels' applier has no room (a failing disk holds 1,024 labels unwritten and 256 more
+/// wait for it), the labels consumer is still polled, its partitions paused, as the rows source's
+/// is: it used to wait unpolled, and after max.poll.interval.ms librdkafka took it out of its
+/// group, which then read every label since the last commit again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_wait_for_room_keeps_the_labels_consumer_in_its_group() {
+    let (cluster, t, labels_topic) = cluster_with_labels("labels-stall", 1, 1).await;
+    let work = tempfile::tempdir().unwrap();
+    let blocker = work.path().join("blocked");
+    let store = blocker.join("store");
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            ("FAULTLINE_LABELS__TOPIC", &labels_topic),
+            ("FAULTLINE_STORE__DIR", store.to_str().unwrap()),
+            // The least librdkafka allows (the session timeout): 6 s.
+            (
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__MAX_POLL_INTERVAL_MS",
+                "6000",
+            ),
+        ],
+    );
+    let n = 2_000;
+    let labels: Vec<String> = (0..n)
+        .map(|i| serde_json::json!({"id": format!("stall-{i}"), "label": 1}).to_string())
+        .collect();
+    let d = common::Daemon::start(&env).await;
+    // The disk fails: a file where the store's directory was.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    std::fs::write(&blocker, b"").unwrap();
+    cluster
+        .publish(&cluster.producer(), &labels_topic, &labels)
+        .await;
+    quality_until(d.web, "the applier out of room", |q| {
+        q["labels"]["received"].as_u64().is_some_and(|r| r >= 1_024)
+    })
+    .await;
+    // Twice the poll interval with the reader waiting for room.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let q = quality_until(d.web, "the quality report", |_| true).await;
+    assert!(
+        q["labels"]["received"].as_u64().unwrap() < n,
+        "the reader never had to wait: {q}"
+    );
+    std::fs::remove_file(&blocker).unwrap();
+    let q = quality_until(d.web, "every label written", |q| {
+        q["store"]["labels_written"] == n
+    })
+    .await;
+    let log = d.log_text();
+    assert!(
+        !log.contains("revoked partitions"),
+        "a consumer left its group:\n{log}"
+    );
+    // Each label read once: none again after a rebalance.
+    assert_eq!(q["labels"]["received"], n, "{q}\n{log}");
+    assert!(d.terminate().success());
+}
+
 /// A label's offset is stored for the group's commit only once the label is on disk, as an MQTT
 /// label's PUBACK is sent (`closed_loop.rs`): killed with labels applied but refused by the disk,
 /// the daemon reads them again after a restart and writes them; once written they are committed

@@ -57,6 +57,86 @@ pub struct LabelsReader {
 #[cfg(feature = "kafka")]
 type KafkaConsumer = Arc<rdkafka::consumer::StreamConsumer<crate::bus::kafka::client::Context>>;
 
+/// A label read from Kafka, with how to acknowledge it.
+#[cfg(feature = "kafka")]
+fn kafka_label(
+    consumer: &KafkaConsumer,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+) -> LabelMessage {
+    use rdkafka::Message;
+    LabelMessage {
+        payload: m.payload().unwrap_or_default().to_vec(),
+        topic: m.topic().to_string(),
+        ack: LabelAck::Kafka(
+            consumer.clone(),
+            m.topic().to_string(),
+            m.partition(),
+            m.offset(),
+        ),
+    }
+}
+
+/// Hands `message` to the labels' applier; false when stopping. While there is no room (labels
+/// whose dead letters the cluster holds, a failing disk), the consumer is still polled, its
+/// partitions paused, as the rows source's is: librdkafka takes a consumer not polled for
+/// `max.poll.interval.ms` for stuck and leaves the group, which then reads every label since the
+/// last commit again. What a poll brings meanwhile (from a partition assigned since the pause)
+/// waits in `held`, in order.
+#[cfg(feature = "kafka")]
+#[allow(clippy::too_many_arguments)]
+async fn send_polling(
+    tx: &mpsc::Sender<LabelMessage>,
+    message: LabelMessage,
+    consumer: &KafkaConsumer,
+    paused: &mut crate::bus::kafka::client::Paused,
+    held: &mut std::collections::VecDeque<LabelMessage>,
+    errors: &mut crate::bus::kafka::client::ReadErrors,
+    topic: &str,
+    stopped: &mut watch::Receiver<bool>,
+) -> bool {
+    use rdkafka::consumer::Consumer;
+    let permit = match tx.try_reserve() {
+        Ok(permit) => {
+            permit.send(message);
+            return true;
+        }
+        Err(mpsc::error::TrySendError::Closed(())) => return false,
+        Err(mpsc::error::TrySendError::Full(())) => tx.reserve(),
+    };
+    tokio::pin!(permit);
+    let mut waited = false;
+    loop {
+        tokio::select! {
+            biased;
+            permit = &mut permit => return match permit {
+                Ok(permit) => {
+                    permit.send(message);
+                    true
+                }
+                Err(_) => false,
+            },
+            // (The guard `wait_for` returns is not Send: not kept in the select's output.)
+            () = async { let _ = stopped.wait_for(|s| *s).await; } => return false,
+            _ = tokio::time::sleep(crate::bus::kafka::source::PAUSE_AFTER), if !waited => {
+                waited = true;
+                paused.pause(consumer);
+            }
+            m = consumer.recv(), if waited => match m {
+                Ok(m) => {
+                    errors.delivered(topic);
+                    held.push_back(kafka_label(consumer, &m));
+                    paused.pause(consumer);
+                }
+                Err(e) => {
+                    if errors.failed(topic, &e, consumer.client()).await.is_break() {
+                        return false;
+                    }
+                }
+            },
+        }
+    }
+}
+
 impl std::fmt::Debug for LabelsReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LabelsReader").finish_non_exhaustive()
@@ -230,7 +310,6 @@ pub fn start_kafka(
     metrics: Arc<Metrics>,
 ) -> Result<LabelsReader, rdkafka::error::KafkaError> {
     use rdkafka::consumer::Consumer;
-    use rdkafka::Message;
     // The labels' entry on /readyz is this consumer's link; a hold of the labels' dead letters
     // shows there too.
     let context = crate::bus::kafka::client::Context::new("labels consumer", None);
@@ -278,7 +357,29 @@ pub fn start_kafka(
         // Checks in a row that found no partition assigned: one may be a rebalance under way,
         // two mean another consumer of the group holds them all (a one-partition topic).
         let mut empty = 0;
+        // Labels read while there was no room (their dead letters held, a failing disk), in
+        // order, and the partitions paused meanwhile.
+        let mut held: std::collections::VecDeque<LabelMessage> = Default::default();
+        let mut paused = crate::bus::kafka::client::Paused::default();
         loop {
+            if let Some(message) = held.pop_front() {
+                if !send_polling(
+                    &tx,
+                    message,
+                    &reader_consumer,
+                    &mut paused,
+                    &mut held,
+                    &mut errors,
+                    &topic,
+                    &mut stopped,
+                )
+                .await
+                {
+                    return;
+                }
+                continue;
+            }
+            paused.resume(&reader_consumer);
             let m = tokio::select! {
                 m = reader_consumer.recv() => Some(m),
                 _ = check.tick() => None,
@@ -300,22 +401,20 @@ pub fn start_kafka(
             match m {
                 Ok(m) => {
                     errors.delivered(&topic);
-                    let message = LabelMessage {
-                        payload: m.payload().unwrap_or_default().to_vec(),
-                        topic: m.topic().to_string(),
-                        ack: LabelAck::Kafka(
-                            reader_consumer.clone(),
-                            m.topic().to_string(),
-                            m.partition(),
-                            m.offset(),
-                        ),
-                    };
-                    // Waiting for room (labels waiting for a failing disk) ends when stopping.
-                    tokio::select! {
-                        sent = tx.send(message) => if sent.is_err() {
-                            return;
-                        },
-                        _ = stopped.wait_for(|s| *s) => return,
+                    let message = kafka_label(&reader_consumer, &m);
+                    if !send_polling(
+                        &tx,
+                        message,
+                        &reader_consumer,
+                        &mut paused,
+                        &mut held,
+                        &mut errors,
+                        &topic,
+                        &mut stopped,
+                    )
+                    .await
+                    {
+                        return;
                     }
                 }
                 Err(e) => {

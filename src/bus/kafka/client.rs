@@ -6,7 +6,7 @@ use crate::bus::link::Link;
 use crate::metrics::Metrics;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::TopicPartitionList;
@@ -402,5 +402,48 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(names, ["security.protocol", "linger.ms"]);
+    }
+}
+
+/// The partitions a consumer paused while what it feeds had no room (the rows source, the labels
+/// reader). librdkafka keeps a pause through a rebalance (a partition revoked while paused comes
+/// back paused), so exactly these are resumed, assigned now or not.
+#[derive(Default)]
+pub(crate) struct Paused(TopicPartitionList);
+
+impl Paused {
+    /// Pauses the partitions assigned now that are not paused yet (each pause waits for
+    /// librdkafka's threads, so it is asked once a partition).
+    pub(crate) fn pause(&mut self, consumer: &rdkafka::consumer::StreamConsumer<Context>) {
+        let fresh = consumer.assignment().map(|assigned| {
+            let mut fresh = TopicPartitionList::new();
+            for e in assigned.elements() {
+                if self.0.find_partition(e.topic(), e.partition()).is_none() {
+                    fresh.add_partition(e.topic(), e.partition());
+                }
+            }
+            fresh
+        });
+        match fresh.and_then(|fresh| consumer.pause(&fresh).map(|()| fresh)) {
+            Ok(fresh) => {
+                for e in fresh.elements() {
+                    self.0.add_partition(e.topic(), e.partition());
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "Could not pause the Kafka partitions while there is no room for what they hold.")
+            }
+        }
+    }
+
+    /// Resumes every partition paused; kept for another try if that fails.
+    pub(crate) fn resume(&mut self, consumer: &rdkafka::consumer::StreamConsumer<Context>) {
+        if self.0.count() == 0 {
+            return;
+        }
+        match consumer.resume(&self.0) {
+            Ok(()) => self.0 = TopicPartitionList::new(),
+            Err(e) => warn!(error = %e, "Could not resume the Kafka partitions."),
+        }
     }
 }

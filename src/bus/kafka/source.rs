@@ -9,14 +9,14 @@
 //! from the last commit: rows repeat, none are lost.
 
 use crate::bus::admit::Queued;
-use crate::bus::kafka::client::{client_config, Context, ReadErrors};
+use crate::bus::kafka::client::{client_config, Context, Paused, ReadErrors};
 use crate::bus::kafka::KafkaSettings;
 use crate::bus::{Ack, Incoming, SourceOptions};
 use crate::metrics::SOURCE_KAFKA;
 use crate::row::json::Decoded;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{Message, TopicPartitionList};
+use rdkafka::Message;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -75,7 +75,7 @@ const DEFAULTS: [(&str, &str); 5] = [
 
 /// How long the source waits for room in the pipeline before it pauses its partitions and
 /// polls the consumer while it waits.
-const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often, while Kafka says the rows topic does not exist, its metadata is asked for again.
 const TOPIC_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -109,49 +109,6 @@ fn read(
             offset: m.offset(),
         },
     )
-}
-
-/// The partitions the source paused while the pipeline had no room. librdkafka keeps a pause
-/// through a rebalance (a partition revoked while paused comes back paused), so exactly these are
-/// resumed, assigned now or not.
-#[derive(Default)]
-struct Paused(TopicPartitionList);
-
-impl Paused {
-    /// Pauses the partitions assigned now that are not paused yet (each pause waits for
-    /// librdkafka's threads, so it is asked once a partition).
-    fn pause(&mut self, consumer: &Client) {
-        let fresh = consumer.assignment().map(|assigned| {
-            let mut fresh = TopicPartitionList::new();
-            for e in assigned.elements() {
-                if self.0.find_partition(e.topic(), e.partition()).is_none() {
-                    fresh.add_partition(e.topic(), e.partition());
-                }
-            }
-            fresh
-        });
-        match fresh.and_then(|fresh| consumer.pause(&fresh).map(|()| fresh)) {
-            Ok(fresh) => {
-                for e in fresh.elements() {
-                    self.0.add_partition(e.topic(), e.partition());
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "Could not pause the Kafka partitions while the pipeline is full.")
-            }
-        }
-    }
-
-    /// Resumes every partition paused; kept for another try if that fails.
-    fn resume(&mut self, consumer: &Client) {
-        if self.0.count() == 0 {
-            return;
-        }
-        match consumer.resume(&self.0) {
-            Ok(()) => self.0 = TopicPartitionList::new(),
-            Err(e) => warn!(error = %e, "Could not resume the Kafka partitions."),
-        }
-    }
 }
 
 impl KafkaSource {
