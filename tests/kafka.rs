@@ -1766,7 +1766,16 @@ async fn an_output_topic_that_reads_as_unknown_for_a_while_holds_its_verdicts_un
 /// ([`QUICK_METADATA`]) and never has a topic made by asking for it: MockCluster makes the topics
 /// a client asks for, when the client allows it.
 fn without_auto_created_topics(cluster: &Cluster, t: &Topics) -> Config {
-    let env = daemon_env(
+    without_auto_created_topics_and(cluster, t, &[])
+}
+
+/// [`without_auto_created_topics`], then `extra`.
+fn without_auto_created_topics_and(
+    cluster: &Cluster,
+    t: &Topics,
+    extra: &[(&str, &str)],
+) -> Config {
+    let mut env = daemon_env(
         &cluster.bootstrap,
         t,
         &[
@@ -1779,6 +1788,7 @@ fn without_auto_created_topics(cluster: &Cluster, t: &Topics) -> Config {
             ),
         ],
     );
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     RawConfig::load_with_env(None, env)
         .unwrap()
         .validate()
@@ -1839,6 +1849,41 @@ async fn a_rows_topic_that_does_not_exist_is_named_on_readyz_until_it_does() {
         .publish(&cluster.producer(), &t.rows, &[rows[0].1.clone()])
         .await;
     wait_metric(app.web_addr, &["faultline_rows_scored_total 1"]).await;
+    app.shutdown().await.unwrap();
+}
+
+/// A labels topic that does not exist was retried quietly: live quality stayed empty while
+/// `/readyz` said ready. Now `/readyz` names it until it exists, and its labels are read then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labels_topic_that_does_not_exist_is_named_on_readyz_until_it_does() {
+    let Some((mock, cluster, t)) = own_mock("nolabels", 1, "needs a topic no test made") else {
+        return;
+    };
+    let labels = format!("{}.labels-not-yet", t.rows);
+    let cfg =
+        without_auto_created_topics_and(&cluster, &t, &[("FAULTLINE_LABELS__TOPIC", &labels)]);
+    let app = app::start(&cfg, Arc::new(Model::embedded().unwrap()))
+        .await
+        .unwrap();
+    let ready = common::readyz_when(app.web_addr, |r| r.contains("has no topic")).await;
+    assert!(
+        ready.contains("503")
+            && ready.contains("the labels reader waits: Kafka has no topic")
+            && ready.contains(&labels)
+            && !ready.contains("the source reads nothing"),
+        "{ready}"
+    );
+    mock.create_topic(&labels, 1, 1).unwrap();
+    let ready = common::readyz_when(app.web_addr, |r| r.contains("200 OK")).await;
+    assert!(ready.contains("200 OK"), "{ready}");
+    cluster
+        .publish(
+            &cluster.producer(),
+            &labels,
+            &[serde_json::json!({"id": "W-1", "label": 1}).to_string()],
+        )
+        .await;
+    quality_until(app.web_addr, "the label", |q| q["labels"]["received"] == 1).await;
     app.shutdown().await.unwrap();
 }
 

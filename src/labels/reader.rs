@@ -340,6 +340,7 @@ pub fn start_kafka(
     let consumer: KafkaConsumer = Arc::new(config.create_with_context(context)?);
     consumer.subscribe(&[&topic])?;
     let link = consumer.context().link();
+    let reader_link = link.clone();
     let (tx, rx) = mpsc::channel(QUEUE);
     let (stop, mut stopped) = watch::channel(false);
     let apply_stopped = stop.subscribe();
@@ -348,7 +349,9 @@ pub fn start_kafka(
     let reader_failed = failed.clone();
     let reader = tokio::spawn(async move {
         info!(topic = %topic, group = %group, "Reading labels from Kafka.");
-        let mut errors = crate::bus::kafka::client::ReadErrors::new("labels", reader_failed);
+        // A labels topic Kafka does not have (misspelt, not created yet) shows on /readyz.
+        let mut errors = crate::bus::kafka::client::ReadErrors::new("labels", reader_failed)
+            .showing_on(reader_link);
         // Every so often: does this group hold every partition of the topic? Another instance
         // in the same group would take some, and the labels would be split between them.
         let mut check = tokio::time::interval(SHARED_GROUP_CHECK);
@@ -380,11 +383,26 @@ pub fn start_kafka(
                 continue;
             }
             paused.resume(&reader_consumer);
-            let m = tokio::select! {
-                m = reader_consumer.recv() => Some(m),
-                _ = check.tick() => None,
+            let (m, recheck) = tokio::select! {
+                m = reader_consumer.recv() => (Some(m), false),
+                _ = check.tick() => (None, false),
                 _ = stopped.wait_for(|s| *s) => return,
+                // While Kafka says the topic does not exist, whether it does now (no label need
+                // come to say so). `recv` is cancel-safe.
+                _ = tokio::time::sleep(crate::bus::kafka::client::TOPIC_RECHECK), if errors.is_missing() => (None, true),
             };
+            if recheck {
+                let (asker, name) = (reader_consumer.clone(), topic.clone());
+                let exists = tokio::task::spawn_blocking(move || {
+                    crate::bus::kafka::client::topic_has_partitions(asker.client(), &name)
+                })
+                .await
+                .unwrap_or(false);
+                if exists {
+                    errors.topic_exists(&topic);
+                }
+                continue;
+            }
             let Some(m) = m else {
                 let (c, t) = (reader_consumer.clone(), topic.clone());
                 let held = tokio::task::spawn_blocking(move || partitions_held(&c, &t)).await;

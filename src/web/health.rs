@@ -49,11 +49,12 @@ pub async fn readyz(State(s): State<WebState>) -> Response {
         let Some(link) = link else { continue };
         ready &= link.up && link.held.is_none();
         if let Some(why) = &link.held {
-            // The source publishes nothing: what it holds is its reading.
-            reasons.push(if who == "source" {
-                format!("the {who} reads nothing: {why}")
-            } else {
-                format!("the {who} holds its outputs: {why}")
+            // The source publishes nothing: what it holds is its reading. The labels reader's
+            // hold is its reading (a labels topic Kafka does not have) or its dead letters.
+            reasons.push(match who {
+                "source" => format!("the {who} reads nothing: {why}"),
+                "labels reader" => format!("the {who} waits: {why}"),
+                _ => format!("the {who} holds its outputs: {why}"),
             });
         }
         match &link.refusal {

@@ -447,3 +447,20 @@ impl Paused {
         }
     }
 }
+
+/// How often, while Kafka says a topic read does not exist, its metadata is asked for again.
+pub(crate) const TOPIC_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether the cluster knows `topic`, with partitions (a blocking metadata request).
+pub(crate) fn topic_has_partitions<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+) -> bool {
+    client
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(2))
+        .is_ok_and(|m| {
+            m.topics()
+                .first()
+                .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty())
+        })
+}

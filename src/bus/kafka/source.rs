@@ -9,7 +9,9 @@
 //! from the last commit: rows repeat, none are lost.
 
 use crate::bus::admit::Queued;
-use crate::bus::kafka::client::{client_config, Context, Paused, ReadErrors};
+use crate::bus::kafka::client::{
+    client_config, topic_has_partitions, Context, Paused, ReadErrors, TOPIC_RECHECK,
+};
 use crate::bus::kafka::KafkaSettings;
 use crate::bus::{Ack, Incoming, SourceOptions};
 use crate::metrics::SOURCE_KAFKA;
@@ -76,23 +78,6 @@ const DEFAULTS: [(&str, &str); 5] = [
 /// How long the source waits for room in the pipeline before it pauses its partitions and
 /// polls the consumer while it waits.
 pub(crate) const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How often, while Kafka says the rows topic does not exist, its metadata is asked for again.
-const TOPIC_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Whether the cluster knows `topic`, with partitions (a blocking metadata request).
-fn topic_has_partitions<C: rdkafka::client::ClientContext>(
-    client: &rdkafka::client::Client<C>,
-    topic: &str,
-) -> bool {
-    client
-        .fetch_metadata(Some(topic), std::time::Duration::from_secs(2))
-        .is_ok_and(|m| {
-            m.topics()
-                .first()
-                .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty())
-        })
-}
 
 /// A message decoded straight from librdkafka's buffer (released before any wait), and how to
 /// acknowledge it.
