@@ -553,8 +553,11 @@ async fn apply(
                 match tokio::task::spawn_blocking(move || store.record_labels(vec![label])).await {
                     Ok(Ok((_, written))) => owed.push_back((m.ack, written)),
                     // Stopping: not applied, so not acknowledged (nor anything after it); the
-                    // broker delivers it again.
-                    Ok(Err(crate::store::StoreClosed)) | Err(_) => stuck = true,
+                    // broker delivers it again. In its place among those owed, so that the
+                    // labels before it are still acknowledged once written.
+                    Ok(Err(crate::store::StoreClosed)) | Err(_) => {
+                        owed.push_back((m.ack, Written::never()))
+                    }
                 }
             }
             Err(error) => {

@@ -158,6 +158,11 @@ impl Written {
         Written(WrittenState::Done(true))
     }
 
+    /// Never to be written (the store refused the labels).
+    pub fn never() -> Written {
+        Written(WrittenState::Done(false))
+    }
+
     fn settle(&mut self, written: bool) -> bool {
         self.0 = WrittenState::Done(written);
         written
