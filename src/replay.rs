@@ -41,6 +41,18 @@ pub enum ReplayError {
     /// As `Broker`, naming the address that was tried.
     #[error("the broker at {0} failed: {1}")]
     BrokerAt(String, String),
+    /// The broker failed after rows went out: how many, and how many it acknowledged.
+    #[error("the broker at {at} failed: {error}; {sent} rows had been published and the broker acknowledged {acked} of them, and replay stopped there")]
+    BrokerPartway {
+        /// The address (filled in by [`replay`]).
+        at: String,
+        /// What failed.
+        error: String,
+        /// Rows published.
+        sent: u64,
+        /// Rows the broker acknowledged.
+        acked: u64,
+    },
 }
 
 /// Which bus a target is on.
@@ -232,6 +244,14 @@ pub async fn replay(
         .await
         .map_err(|e| match e {
             ReplayError::Broker(why) => ReplayError::BrokerAt(target.to_string(), why),
+            ReplayError::BrokerPartway {
+                error, sent, acked, ..
+            } => ReplayError::BrokerPartway {
+                at: target.to_string(),
+                error,
+                sent,
+                acked,
+            },
             other => other,
         })
 }
@@ -252,6 +272,8 @@ async fn replay_to(
     let mut pass = 0u64;
     // A bad row part-way: the rows before it are delivered first, then the error says how many.
     let mut bad_row = None;
+    // The broker failed part-way: the error says how many rows went out and were acknowledged.
+    let mut lost = None;
     'passes: loop {
         // After rows went out (a later pass: the file rotated or rewritten meanwhile), a file
         // that cannot be read again ends the replay as a bad row does: the rows in flight are
@@ -305,10 +327,17 @@ async fn replay_to(
                     break 'passes;
                 }
                 if out.failed() {
+                    lost = out.error().await.err();
                     break 'passes;
                 }
                 tokio::select! {
-                    r = out.publish(target.topic(), &id, payload) => r?,
+                    r = out.publish(target.topic(), &id, payload) => if let Err(e) = r {
+                        if sent == 0 {
+                            return Err(e);
+                        }
+                        lost = Some(e);
+                        break 'passes;
+                    },
                     // Waiting for room (the broker slow or gone): the stop ends that wait.
                     _ = stopped(&mut stop) => {
                         interrupted = true;
@@ -324,6 +353,21 @@ async fn replay_to(
         }
     }
     let mut acked = out.acked();
+    if let Some(error) = lost {
+        // Gone for good: no more acknowledgements can come.
+        let acked = (*acked.borrow()).min(sent);
+        let _ = tokio::time::timeout(CLOSE_WAIT, out.close()).await;
+        let error = match error {
+            ReplayError::Broker(why) => why,
+            other => other.to_string(),
+        };
+        return Err(ReplayError::BrokerPartway {
+            at: String::new(),
+            error,
+            sent,
+            acked,
+        });
+    }
     let wait = if interrupted {
         INTERRUPTED_ACK_WAIT
     } else {

@@ -760,3 +760,45 @@ fn a_file_gone_before_a_later_pass_ends_the_replay_saying_what_went_out() {
         "{e}"
     );
 }
+
+/// A broker that goes away part-way through a replay: the error says how many rows went out
+/// and how many the broker acknowledged (it used to say only that the broker failed).
+#[test]
+fn a_broker_lost_part_way_is_reported_with_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = common::Mosquitto::start();
+    let sample = write_sample(dir.path(), 40);
+    let to = format!("mqtt://127.0.0.1:{}/faultline/rows", broker.port);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut watcher = runtime.block_on(common::Client::connect(
+        broker.port,
+        "lost-watcher",
+        &["faultline/rows".to_string()],
+    ));
+    // Ten rows a second: the broker is killed once five have arrived, about 3.5 s before the end.
+    let child = common::command()
+        .args(["replay", sample.to_str().unwrap(), "--to", &to])
+        .args(["--rate", "10"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    runtime.block_on(watcher.collect_until(30, |got| got.len() >= 5));
+    broker.stop_with(common::Stop::Kill);
+    let o = child.wait_with_output().unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{e}");
+    assert!(e.contains(&format!("the broker at {to} failed")), "{e}");
+    let counts = regex_lite_counts(&e);
+    assert!(
+        counts.is_some_and(|(sent, acked)| (5..40).contains(&sent) && (5..=sent).contains(&acked)),
+        "{e}"
+    );
+}
+
+/// `(sent, acked)` from "... N rows had been published and the broker acknowledged M of them".
+fn regex_lite_counts(e: &str) -> Option<(u64, u64)> {
+    let (before, after) = e.split_once(" rows had been published and the broker acknowledged ")?;
+    let sent = before.rsplit(' ').next()?.parse().ok()?;
+    let acked = after.split(' ').next()?.parse().ok()?;
+    Some((sent, acked))
+}
