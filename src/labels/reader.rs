@@ -365,85 +365,74 @@ pub fn start_kafka(
         let mut held: std::collections::VecDeque<LabelMessage> = Default::default();
         let mut paused = crate::bus::kafka::client::Paused::default();
         loop {
-            if let Some(message) = held.pop_front() {
-                if !send_polling(
-                    &tx,
-                    message,
-                    &reader_consumer,
-                    &mut paused,
-                    &mut held,
-                    &mut errors,
-                    &topic,
-                    &mut stopped,
-                )
-                .await
-                {
-                    return;
-                }
-                continue;
-            }
-            paused.resume(&reader_consumer);
-            let (m, recheck) = tokio::select! {
-                m = reader_consumer.recv() => (Some(m), false),
-                _ = check.tick() => (None, false),
-                _ = stopped.wait_for(|s| *s) => return,
-                // While Kafka says the topic does not exist, whether it does now (no label need
-                // come to say so). `recv` is cancel-safe.
-                _ = tokio::time::sleep(crate::bus::kafka::client::TOPIC_RECHECK), if errors.is_missing() => (None, true),
-            };
-            if recheck {
-                let (asker, name) = (reader_consumer.clone(), topic.clone());
-                let exists = tokio::task::spawn_blocking(move || {
-                    crate::bus::kafka::client::topic_has_partitions(asker.client(), &name)
-                })
-                .await
-                .unwrap_or(false);
-                if exists {
-                    errors.topic_exists(&topic);
-                }
-                continue;
-            }
-            let Some(m) = m else {
-                let (c, t) = (reader_consumer.clone(), topic.clone());
-                let held = tokio::task::spawn_blocking(move || partitions_held(&c, &t)).await;
-                if let Ok(Some((mine, all))) = held {
-                    empty = if mine == 0 { empty + 1 } else { 0 };
-                    let now = if mine == 0 { empty >= 2 } else { mine < all };
-                    if now && !shared {
-                        warn!(topic = %topic, group = %group, "This instance reads {mine} of the {all} partitions of the labels topic: another consumer shares its group, so the labels are split between them and each instance misses some. Give each instance its own [labels] group_id.");
-                    }
-                    shared = now;
-                }
-                continue;
-            };
-            match m {
-                Ok(m) => {
-                    errors.delivered(&topic);
-                    let message = kafka_label(&reader_consumer, &m);
-                    if !send_polling(
-                        &tx,
-                        message,
-                        &reader_consumer,
-                        &mut paused,
-                        &mut held,
-                        &mut errors,
-                        &topic,
-                        &mut stopped,
-                    )
-                    .await
-                    {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    if errors
-                        .failed(&topic, &e, reader_consumer.client())
+            let message = match held.pop_front() {
+                Some(message) => message,
+                None => {
+                    paused.resume(&reader_consumer);
+                    let (m, recheck) = tokio::select! {
+                        m = reader_consumer.recv() => (Some(m), false),
+                        _ = check.tick() => (None, false),
+                        _ = stopped.wait_for(|s| *s) => return,
+                        // While Kafka says the topic does not exist, whether it does now (no
+                        // label need come to say so). `recv` is cancel-safe.
+                        _ = tokio::time::sleep(crate::bus::kafka::client::TOPIC_RECHECK), if errors.is_missing() => (None, true),
+                    };
+                    if recheck {
+                        let (asker, name) = (reader_consumer.clone(), topic.clone());
+                        let exists = tokio::task::spawn_blocking(move || {
+                            crate::bus::kafka::client::topic_has_partitions(asker.client(), &name)
+                        })
                         .await
-                        .is_break()
-                    {
-                        return;
+                        .unwrap_or(false);
+                        if exists {
+                            errors.topic_exists(&topic);
+                        }
+                        continue;
+                    }
+                    let Some(m) = m else {
+                        let (c, t) = (reader_consumer.clone(), topic.clone());
+                        let held =
+                            tokio::task::spawn_blocking(move || partitions_held(&c, &t)).await;
+                        if let Ok(Some((mine, all))) = held {
+                            empty = if mine == 0 { empty + 1 } else { 0 };
+                            let now = if mine == 0 { empty >= 2 } else { mine < all };
+                            if now && !shared {
+                                warn!(topic = %topic, group = %group, "This instance reads {mine} of the {all} partitions of the labels topic: another consumer shares its group, so the labels are split between them and each instance misses some. Give each instance its own [labels] group_id.");
+                            }
+                            shared = now;
+                        }
+                        continue;
+                    };
+                    match m {
+                        Ok(m) => {
+                            errors.delivered(&topic);
+                            kafka_label(&reader_consumer, &m)
+                        }
+                        Err(e) => {
+                            if errors
+                                .failed(&topic, &e, reader_consumer.client())
+                                .await
+                                .is_break()
+                            {
+                                return;
+                            }
+                            continue;
+                        }
                     }
                 }
+            };
+            let sent = send_polling(
+                &tx,
+                message,
+                &reader_consumer,
+                &mut paused,
+                &mut held,
+                &mut errors,
+                &topic,
+                &mut stopped,
+            );
+            if !sent.await {
+                return;
             }
         }
     });
