@@ -350,6 +350,15 @@ async fn a_promotion_expecting_other_versions_changes_nothing() {
         "{error}"
     );
     assert_eq!(scored_by(&mut c, tag, &model, "E-2").await, v2);
+    // /readyz still shows the promotion in force, not the refused one.
+    let r = http_get(app.web_addr, "/readyz").await;
+    let ready: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(ready["model"]["last_promotion"]["ok"], true, "{r}");
+    assert_eq!(
+        ready["model"]["last_promotion"]["version"],
+        v2.as_str(),
+        "{r}"
+    );
     // A stale view is not a failed reload: the reload-failure counter stays at zero.
     let m = http_get(app.web_addr, "/metrics").await;
     assert!(

@@ -830,7 +830,7 @@ async fn label_uploads_share_the_upload_slots() {
     let busy = s.score_slots.clone().try_acquire_owned().unwrap();
     let (status, _, body) = send(&s, labels()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(body.contains("already handling 1 uploads"), "{body}");
+    assert!(body.contains("already handling 1 upload(s)"), "{body}");
     drop(busy);
     let (status, _, body) = send(&s, labels()).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -207,9 +207,10 @@ impl LiveModel {
         status.shadow_version = shadow.as_ref().map(|s| s.version().to_string());
         if let Some(moved) = expect.moved(previous.version(), shadow.as_ref().map(|s| s.version()))
         {
-            // Not a failed promotion: the models are fine, the caller's view is stale.
+            // Not a failed promotion: the models are fine, the caller's view is stale. Not kept
+            // as the last promotion either: /readyz keeps saying which swap is in force.
+            warn!(trigger, error = %moved, "A promotion was asked for models no longer in place; nothing changed.");
             status.error = Some(moved);
-            Self::keep(&self.inner.last_promotion, &status);
             return status;
         }
         let checked = match shadow {

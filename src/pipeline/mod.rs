@@ -559,7 +559,9 @@ impl App {
             tasks.push(("model watch", task.abort_handle(), wait(task)));
         }
         for (name, abort, task) in tasks {
-            if tokio::time::timeout_at(close_by, task).await.is_err() {
+            // Each told to stop already: a moment to end even when the store took the period.
+            let by = close_by.max(tokio::time::Instant::now() + TASK_END_AT_LEAST);
+            if tokio::time::timeout_at(by, task).await.is_err() {
                 abort.abort();
                 warn!(task = name, grace_ms = grace.as_millis() as u64, "A task was still busy at the end of the grace period (a model reload, a drift report); stopped without it.");
             }
@@ -589,6 +591,9 @@ fn wait<T: Send + 'static>(
     })
 }
 
+/// How long a periodic task, told to stop, may take to end after the grace period.
+const TASK_END_AT_LEAST: Duration = Duration::from_millis(100);
+
 /// How long closing the bus connections may take after a drain that used the whole grace period.
 pub const CLOSE_AT_LEAST: Duration = Duration::from_secs(1);
 
@@ -617,10 +622,13 @@ pub async fn run(
             reason = app.failed() => break Some(reason),
             _ = hangups.next() => {
                 // A reload takes seconds (the graph compiled, the golden rows scored): a signal to
-                // stop is not kept waiting for it.
+                // stop, or a stage failing, is not kept waiting for it. (One abandoned runs on in
+                // its thread and may still swap the model in during the drain.)
+                info!("SIGHUP: reloading the model from [model] dir.");
                 tokio::select! {
                     _ = app.reload_model("SIGHUP") => {}
                     _ = &mut shutdown => break None,
+                    reason = app.failed() => break Some(reason),
                 }
             }
         }

@@ -62,7 +62,17 @@ impl QueuedRows {
 
     /// `rows` left the queue.
     pub(crate) fn give_back(&self, rows: usize) {
-        self.0.fetch_sub(rows, std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering::Relaxed;
+        // Saturating: after a reset (the writer gone) a sender may give back rows it took before.
+        let _ = self
+            .0
+            .fetch_update(Relaxed, Relaxed, |queued| Some(queued.saturating_sub(rows)));
+    }
+
+    /// The writer is gone (it ended, or panicked): what its queue held is dropped with it, and
+    /// later sends are refused as "stopped", not as "fell behind" for ever.
+    pub(crate) fn reset(&self) {
+        self.0.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -697,6 +707,10 @@ mod tests {
         // One batch larger than the bound goes through an empty queue, and holds it.
         assert!(q.take(100_000, QUEUE_ROWS));
         assert!(!q.take(1, QUEUE_ROWS));
+        // The writer gone: the count starts again, and a late give-back does not wrap it.
+        q.reset();
+        q.give_back(5);
+        assert!(q.take(QUEUE_ROWS, QUEUE_ROWS));
     }
     use ledger::LedgerLimits;
 

@@ -28,6 +28,12 @@ pub(super) struct Writer {
     pub(super) queued: Arc<super::QueuedRows>,
 }
 
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.queued.reset();
+    }
+}
+
 /// Slow file work the writer hands to a thread of its own: syncing a finished segment (~100 MB)
 /// or deleting an old one each take up to a second or more, during which the writer would not
 /// drain its queue (the 30-minute soak at 5k rows/s dropped ~300 rows per rotation and then per

@@ -40,7 +40,7 @@ pub async fn labels(
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "faultline is already handling {} uploads (scoring and labels, [web] max_concurrent); try again shortly",
+                "faultline is already handling {} upload(s) (scoring and labels, [web] max_concurrent); try again shortly",
                 s.limits.max_concurrent
             ),
         ));
@@ -55,7 +55,6 @@ pub async fn labels(
     let metrics = s.metrics.clone();
     let work = tokio::task::spawn_blocking(
         move || -> Result<(StatusCode, serde_json::Value, crate::store::Written), ApiError> {
-            let _slot = slot;
             let parsed = match media {
                 // At most one row past the limit is read: enough to refuse the request.
                 super::api::Media::Csv => crate::labels::from_csv(&body, max_rows)
@@ -64,6 +63,10 @@ pub async fn labels(
                     crate::labels::from_json(&body, max_rows).map(|(l, e)| (l, e, 0))
                 }
             };
+            // The body is read: its memory and its slot go now, not after the labels wait for
+            // room in the store's queue (a hung disk would hold every slot, scoring's too).
+            drop(body);
+            drop(slot);
             let (labels, rejected, unlabelled) =
                 parsed.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
             if labels.len() + rejected.len() + unlabelled > max_rows {

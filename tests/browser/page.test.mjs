@@ -400,9 +400,9 @@ test('with an alarm budget the page says how the daemon decided', { timeout: 120
     assert.ok(gridTop <= 720 - 4 * 24, `the table starts at ${gridTop} px of 720`);
     await page.screenshot({ path: join(ROOT, 'target', 'browser', 'laptop.png') });
     assert.match(summary, new RegExp(`it flagged ${byBudget + inWarmup} of these \\(${byBudget} by the budget, ${inWarmup} by the threshold`));
-    // The download's fault column is the daemon's verdict, row by row as faultline score's (it
-    // used to be the slider's, with nothing beside the button saying so).
-    assert.match(await page.textContent('#download-note'), /daemon's own verdict, by its alarm budget/);
+    // The download's fault column is the daemon's verdict on the file, row by row as faultline
+    // score's (it used to be the slider's, with nothing beside the button saying so).
+    assert.match(await page.textContent('#download-note'), /daemon's verdict on this file by its alarm budget/);
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-button')]);
     assert.match(download.suggestedFilename(), /-budget0\.1\.csv$/);
     const saved = join(work, 'budget.csv');

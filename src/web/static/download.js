@@ -1,8 +1,8 @@
 // The download: the scored table as CSV with probability, fault, threshold, contributions and
 // model_version columns, built in slices; cells a spreadsheet would run as formulas get a leading ',
 // as in the CLI. Its name says what it holds: the file's, the model version and the threshold.
-// When the daemon decides by an alarm budget, `fault`, `threshold` and `rule` are its own
-// verdicts (what the stream would publish, as `faultline score` writes them), and
+// When the daemon decides by an alarm budget, `fault`, `threshold` and `rule` are its verdicts on
+// the file (the budget started afresh on it, as `faultline score` writes them), and
 // `fault_at_slider` / `slider_threshold` say what the slider's one threshold flags.
 
 import { isSpace, KIND_EXTRA, MISSING, NUMBER_RE, SLICE_MS, state, trim } from './base.js';

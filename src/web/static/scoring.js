@@ -231,8 +231,8 @@ export function setThreshold(t, moveSlider) {
   const budget = Boolean(state.results) && state.results.alarmRate !== null;
   note.hidden = !((custom || budget) && state.results);
   if (budget) {
-    note.textContent = 'The download\'s fault column is the daemon\'s own verdict, by its alarm budget (with rule and ' +
-      `threshold per wafer); fault_at_slider flags at ${formatThreshold(state.threshold)}.`;
+    note.textContent = 'The download\'s fault column is the daemon\'s verdict on this file by its alarm budget, started ' +
+      `afresh on it (with rule and threshold per wafer); fault_at_slider flags at ${formatThreshold(state.threshold)}.`;
   } else {
     note.textContent = note.hidden ? '' : `The download flags wafers at ${formatThreshold(state.threshold)}, not the model's ${formatThreshold(state.baseThreshold)}.`;
   }
