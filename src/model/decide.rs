@@ -4,7 +4,10 @@
 //! on later wafers outside this repository by the issue behind the model), so a fixed threshold can
 //! flag almost nothing (or almost everything) on later wafers. An alarm budget
 //! (`[model] alarm_rate`, e.g. 0.1) flags a wafer when its P(fault) is among the top `alarm_rate` share
-//! of the last `alarm_window_rows` scored wafers (itself included): a rolling quantile. Until the window
+//! of the last `alarm_window_rows` scored wafers (itself included): a rolling quantile. Scores tied at
+//! the cutoff are flagged only while all of them fit the share: a run of identical scores (a feed
+//! sending rows without readings scores every wafer alike) would otherwise be flagged whole, up to
+//! every wafer. Until the window
 //! holds `alarm_warmup_rows` wafers the fixed threshold decides (the warm-up), and every verdict says
 //! which rule made it and the threshold it used.
 //!
@@ -132,6 +135,15 @@ impl Decider {
         // binary floating point, and its ceiling would flag 15.
         let flagged = ((b.rate * n as f64 - 1e-9).ceil() as usize).clamp(1, n);
         let t = self.sorted[n - flagged];
+        // More scores at or above it than the share holds (ties at the cutoff): only those above
+        // it are flagged, and the threshold said is the next float up, so that `p >= threshold`
+        // stays the verdict.
+        let at_or_above = n - self.sorted.partition_point(|&x| x < t);
+        let t = if at_or_above <= flagged {
+            t
+        } else {
+            t.next_up()
+        };
         (p >= t, t, Rule::AlarmRate)
     }
 }
@@ -189,6 +201,39 @@ mod tests {
             last,
             Some((true, 0.187, Rule::AlarmRate)),
             "the 14th highest of 200"
+        );
+    }
+
+    #[test]
+    fn ties_at_the_cutoff_are_flagged_only_while_they_fit_the_share() {
+        // A feed sending rows without readings: every wafer scores the same. The old rule flagged
+        // every one of them (each was its own window's cutoff).
+        let mut d = Decider::new(Some(Budget::new(0.1, 200, 20).unwrap()));
+        let mut flagged = 0;
+        for _ in 0..300 {
+            let (fault, t, rule) = d.decide(0.05, 0.5);
+            if rule == Rule::AlarmRate {
+                assert!(t > 0.05, "{t}");
+            }
+            flagged += fault as usize;
+        }
+        assert_eq!(flagged, 0);
+        // A wafer above the run is flagged, at the run's score (it fits the share).
+        assert_eq!(
+            d.decide(0.2, 0.5),
+            (true, 0.05f32.next_up(), Rule::AlarmRate)
+        );
+        // Ties that fit the share are flagged: two at the top of ten, with a share of 20%.
+        let mut d = Decider::new(Some(Budget::new(0.2, 10, 1).unwrap()));
+        for p in [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] {
+            d.decide(p, 0.5);
+        }
+        assert_eq!(d.decide(0.9, 0.5), (true, 0.8, Rule::AlarmRate));
+        assert_eq!(d.decide(0.9, 0.5), (true, 0.9, Rule::AlarmRate));
+        // A third would not fit: neither is the tie flagged now.
+        assert_eq!(
+            d.decide(0.9, 0.5),
+            (false, 0.9f32.next_up(), Rule::AlarmRate)
         );
     }
 

@@ -144,9 +144,16 @@ def test_the_alarm_budget_is_the_daemons_rule():
     f, b = selection.alarm_budget(np.array([0.6, 0.4, 0.1, 0.05]), 0.5, 0.5, 10, 3)
     assert f.tolist() == [True, False, False, False] and b.tolist() == [False, False, True, True]
     # the window forgets old scores: after four highs and four lows the threshold is the lows' median
+    # (the highs, tied, are flagged only while they fit the share: the first alone)
     p = np.array([0.9, 0.9, 0.9, 0.9, 0.1, 0.2, 0.3, 0.4, 0.35], dtype=np.float32)
     f, b = selection.alarm_budget(p, 0.5, 0.5, 4, 1)
-    assert b.all() and f.tolist() == [True, True, True, True, False, False, True, True, True]
+    assert b.all() and f.tolist() == [True, False, False, False, False, False, True, True, True]
+    # ties at the cutoff: a run of one score is not flagged whole; ties that fit are
+    f, _ = selection.alarm_budget(np.full(300, 0.05), 0.5, 0.1, 200, 20)
+    assert not f.any()
+    p = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.9, 0.9], dtype=np.float32)
+    f, _ = selection.alarm_budget(p, 0.5, 0.2, 10, 1)
+    assert f[-3:].tolist() == [True, True, False]
     # at least one wafer is flagged: the window's top score
     f, _ = selection.alarm_budget(np.array([0.3, 0.2, 0.1]), 0.9, 0.01, 200, 1)
     assert f.tolist() == [True, False, False]
