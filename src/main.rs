@@ -151,8 +151,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => raw.offline().validate()?,
     };
     let load_model = |dir: Option<PathBuf>, threshold: Option<f32>| -> anyhow::Result<Model> {
+        let mut policy = config.policy();
+        // `[model] threshold` is a number for [model] dir's model: another model's scores sit on
+        // another scale (as the daemon treats its shadow), so `--model OTHER` decides at its own
+        // card's threshold unless --threshold says otherwise.
+        if dir.is_some() && dir != config.model_dir && policy.threshold.take().is_some() {
+            eprintln!("Note: [model] threshold is for [model] dir's model; --model's decides at its own card's threshold (give --threshold to set one).");
+        }
         let dir = dir.or(config.model_dir.clone());
-        let model = Model::load(dir.as_deref())?.with_policy(&config.policy());
+        let model = Model::load(dir.as_deref())?.with_policy(&policy);
         Ok(match threshold {
             Some(t) if t > 0.0 && t < 1.0 => model.with_threshold(t),
             Some(t) => anyhow::bail!("--threshold {t} is not between 0 and 1"),

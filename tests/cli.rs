@@ -249,6 +249,29 @@ fn model_and_version_name_the_model() {
                 .contains("in force   0.3 ([model] threshold; the figures below are at the card's"),
         "{text}"
     );
+    // Another model (--model) decides at its own card's threshold: [model] threshold is a number
+    // for [model] dir's model, on its scale (it used to apply to any model given).
+    let other = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "model.json", "golden.csv"] {
+        std::fs::copy(
+            common::repo().join("models/wafer-fault").join(f),
+            other.path().join(f),
+        )
+        .unwrap();
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["model", "--model", other.path().to_str().unwrap()])
+        .env("FAULTLINE_MODEL__THRESHOLD", "0.3")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(!text.contains("in force   0.3"), "{text}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("--model's decides at its own card's threshold"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = faultline(&["--version"]);
     assert!(String::from_utf8(o.stdout)
         .unwrap()
