@@ -240,7 +240,10 @@ impl LiveModel {
             m.set_shadow(Some(previous.version()));
             m.model_reloads.with_label_values(&["ok"]).inc();
         }
-        info!(trigger, from = %previous.version(), to = %shadow.version(), threshold = shadow.threshold(), "Promoted the shadow model; new batches are scored by it, at its own card's threshold, and the previous model runs as the shadow.");
+        info!(trigger, from = %previous.version(), to = %shadow.version(), threshold = shadow.threshold(), "Promoted the shadow model; new batches are scored by it at this threshold (a challenger's own card's; [model] dir's model's, [model] threshold when set), and the previous model runs as the shadow.");
+        if let Err(why) = shadow.explainable() {
+            warn!(version = %shadow.version(), reason = %why, "The promoted model cannot be explained: its verdicts will carry no contributions.");
+        }
         status.ok = true;
         status.version = shadow.version().to_string();
         status.shadow_version = Some(previous.version().to_string());
@@ -402,6 +405,10 @@ impl LiveModel {
         let model = Model::load_dir(dir).map_err(|e| e.to_string())?;
         let model = model.with_policy(&self.inner.policy);
         same_features(&model, previous).map_err(mismatch)?;
+        // Said at start for the first model; a reload to one without them must say it too.
+        if let Err(why) = model.explainable() {
+            warn!(version = %model.version(), reason = %why, "The reloaded model cannot be explained: its verdicts will carry no contributions.");
+        }
         Ok(Arc::new(model))
     }
 
