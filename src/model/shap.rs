@@ -127,6 +127,23 @@ impl TreeShap {
             if let Some(c) = cover.iter().find(|c| !c.is_finite() || **c < 0.0) {
                 return Err(ShapError::BadCover(t, format!("cover {c}")));
             }
+            // A branch's cover is its children's together (the training rows through it), which
+            // the expected values and path weights assume. Some exporters write 1.0 for every
+            // node (sklearn-onnx): contributions would still add up to the margin, measured from
+            // a base that is no training expectation, so they are refused, not reported.
+            for (at, node) in spec.nodes.iter().enumerate() {
+                if let NodeSpec::Branch { yes, no, .. } = *node {
+                    let (c, sum) = (cover[at] as f64, cover[yes] as f64 + cover[no] as f64);
+                    if (c - sum).abs() > 1e-3 * c.max(sum) + 1e-9 {
+                        return Err(ShapError::BadCover(
+                            t,
+                            format!(
+                                "node {at} has cover {c} but its children {sum} together: not the training rows through each node"
+                            ),
+                        ));
+                    }
+                }
+            }
             let mut tree = Tree {
                 nodes: spec.nodes.clone(),
                 cover: cover.iter().map(|&c| c as f64).collect(),
@@ -482,5 +499,12 @@ mod tests {
             TreeShap::build(std::slice::from_ref(&spec), &[cover[..3].to_vec()]),
             Err(ShapError::BadCover(0, _))
         ));
+        // 1.0 at every node (as sklearn-onnx writes nodes_hitrates): not a cover of rows.
+        let ones = vec![1.0; cover.len()];
+        let e = TreeShap::build(std::slice::from_ref(&spec), &[ones]).unwrap_err();
+        assert!(
+            matches!(&e, ShapError::BadCover(0, why) if why.contains("children")),
+            "{e}"
+        );
     }
 }
