@@ -23,6 +23,9 @@ pub enum ScoreError {
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// The graph (run by tract-onnx) could not score some batches: their rows have no verdict.
+    #[error("tract-onnx could not score {0} batch(es) of the file ({1}): their rows have no verdict, so an output file is not written")]
+    Scorer(u64, String),
 }
 
 impl From<csv::Error> for ScoreError {
@@ -325,6 +328,9 @@ pub fn score_csv<R: Read, W: Write>(
             summary.faults += usize::from(v.fault);
         }
         summary.rows += verdicts.len();
+    }
+    if let Some((batches, why)) = model.scoring_failures() {
+        return Err(ScoreError::Scorer(batches, why));
     }
     out.flush()?;
     summary.checks = check.finish(model);

@@ -14,6 +14,8 @@ pub struct TractGraph {
     plan: Arc<TypedRunnableModel>,
     /// Features per row.
     pub width: usize,
+    /// Batches tract could not score since load, and the last reason.
+    pub(crate) failures: std::sync::Mutex<(u64, Option<String>)>,
 }
 
 impl std::fmt::Debug for TractGraph {
@@ -34,7 +36,11 @@ impl TractGraph {
         model.set_input_fact(0, f32::fact([n.to_dim(), width.to_dim()]).into())?;
         model.select_outputs_by_name([probabilities])?;
         let plan = model.into_optimized()?.into_runnable()?;
-        Ok(TractGraph { plan, width })
+        Ok(TractGraph {
+            plan,
+            width,
+            failures: Default::default(),
+        })
     }
 
     /// Writes P(fault) (column 1 of the probabilities output) of each row to `out`.

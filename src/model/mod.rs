@@ -502,7 +502,14 @@ impl Model {
             ));
         }
         let mut got = vec![0.0; expected.len()];
-        self.probabilities(&rows, &mut got);
+        match &self.graph {
+            // tract's own reason, not a score mismatch: an output of another shape, an operator
+            // it cannot run on these rows.
+            Scorer::Tract(t) => t
+                .probabilities(&rows, &mut got)
+                .map_err(|e| fail(format!("tract-onnx could not run the graph on them: {e}")))?,
+            Scorer::Native(_) => self.probabilities(&rows, &mut got),
+        }
         for ((id, e), g) in ids.iter().zip(&expected).zip(&got) {
             if (e - g).abs() > PARITY_TOLERANCE || e.is_nan() != g.is_nan() {
                 return Err(fail(format!(
@@ -663,7 +670,22 @@ impl Model {
                 if let Err(e) = t.probabilities(rows, out) {
                     out.fill(f32::NAN);
                     tracing::error!(version = %self.version(), reason = %e, "tract-onnx could not score a batch; its rows get no verdict of fault.");
+                    let mut failures = t.failures.lock().unwrap_or_else(|p| p.into_inner());
+                    failures.0 += 1;
+                    failures.1 = Some(e.to_string());
                 }
+            }
+        }
+    }
+
+    /// Batches tract-onnx could not score since this model was loaded (their rows got NaN), and
+    /// the last reason; `None` when there were none (always for the native trees).
+    pub fn scoring_failures(&self) -> Option<(u64, String)> {
+        match &self.graph {
+            Scorer::Native(_) => None,
+            Scorer::Tract(t) => {
+                let failures = t.failures.lock().unwrap_or_else(|p| p.into_inner());
+                (failures.0 > 0).then(|| (failures.0, failures.1.clone().unwrap_or_default()))
             }
         }
     }
