@@ -155,7 +155,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // `[model] threshold` is a number for [model] dir's model: another model's scores sit on
         // another scale (as the daemon treats its shadow), so `--model OTHER` decides at its own
         // card's threshold unless --threshold says otherwise.
-        if dir.is_some() && dir != config.model_dir && policy.threshold.take().is_some() {
+        // Compared as the directories they name (`./x`, `x/`, an absolute path, a link).
+        let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        let other = match (&dir, &config.model_dir) {
+            (Some(d), Some(m)) => !same(d, m),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if other && policy.threshold.take().is_some() {
             eprintln!("Note: [model] threshold is for [model] dir's model; --model's decides at its own card's threshold (give --threshold to set one).");
         }
         let dir = dir.or(config.model_dir.clone());

@@ -23,8 +23,8 @@ pub enum ScoreError {
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
-    /// The graph (run by tract-onnx) could not score some batches: their rows have no verdict.
-    #[error("tract-onnx could not score {0} batch(es) of the file ({1}): their rows have no verdict, so an output file is not written")]
+    /// The graph (run by tract-onnx) could not score some rows: they have no verdict.
+    #[error("tract-onnx could not score {0} row(s) of the file ({1}): they have no verdict, so an output file is not written (to standard output or a pipe, the rows before were)")]
     Scorer(u64, String),
 }
 
@@ -329,8 +329,8 @@ pub fn score_csv<R: Read, W: Write>(
         }
         summary.rows += verdicts.len();
     }
-    if let Some((batches, why)) = model.scoring_failures() {
-        return Err(ScoreError::Scorer(batches, why));
+    if let Some((rows, why)) = model.scoring_failures() {
+        return Err(ScoreError::Scorer(rows, why));
     }
     out.flush()?;
     summary.checks = check.finish(model);

@@ -272,6 +272,21 @@ fn model_and_version_name_the_model() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // [model] dir itself, spelt another way, keeps [model] threshold.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["model", "--model"])
+        .arg(
+            other
+                .path()
+                .join("..")
+                .join(other.path().file_name().unwrap()),
+        )
+        .env("FAULTLINE_MODEL__DIR", other.path())
+        .env("FAULTLINE_MODEL__THRESHOLD", "0.3")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("in force   0.3"), "{text}");
     let o = faultline(&["--version"]);
     assert!(String::from_utf8(o.stdout)
         .unwrap()

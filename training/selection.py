@@ -157,8 +157,8 @@ def alarm_budget(p: np.ndarray, threshold: float, rate: float, window_rows: int,
     The same rule as the daemon's, step for step in float32: a wafer is flagged when its P(fault) is at
     least the smallest of the top ceil(rate * n) scores of the last `window_rows` wafers (itself
     included, n of them), and above it when more scores than that are at or above it (ties at the
-    cutoff are flagged only while they all fit); until the window holds `warmup_rows` wafers the fixed
-    threshold decides. A NaN score is not flagged and does not enter the window."""
+    cutoff are flagged only while they all fit, or when the fixed threshold flags them); until the
+    window holds `warmup_rows` wafers the fixed threshold decides. A NaN score is not flagged and does not enter the window."""
     import bisect
     from collections import deque
 
@@ -181,7 +181,8 @@ def alarm_budget(p: np.ndarray, threshold: float, rate: float, window_rows: int,
             continue
         k = min(max(math.ceil(rate * n - 1e-9), 1), n)  # as decide.rs: 0.07 * 200 flags 14, not 15
         cut = ordered[n - k]
-        if n - bisect.bisect_left(ordered, cut) > k:  # ties past the share: only those above
+        # ties past the share: only those above, unless the fixed threshold flags the tie itself
+        if n - bisect.bisect_left(ordered, cut) > k and cut < t:
             cut = np.nextafter(np.float32(cut), np.float32(np.inf))
         flagged[i] = x >= cut
         by_budget[i] = True

@@ -5,9 +5,9 @@
 //! flag almost nothing (or almost everything) on later wafers. An alarm budget
 //! (`[model] alarm_rate`, e.g. 0.1) flags a wafer when its P(fault) is among the top `alarm_rate` share
 //! of the last `alarm_window_rows` scored wafers (itself included): a rolling quantile. Scores tied at
-//! the cutoff are flagged only while all of them fit the share: a run of identical scores (a feed
-//! sending rows without readings scores every wafer alike) would otherwise be flagged whole, up to
-//! every wafer. Until the window
+//! the cutoff are flagged only while all of them fit the share, or when the fixed threshold flags
+//! them too: a run of identical low scores (a feed sending rows without readings scores every
+//! wafer alike) would otherwise be flagged whole, up to every wafer. Until the window
 //! holds `alarm_warmup_rows` wafers the fixed threshold decides (the warm-up), and every verdict says
 //! which rule made it and the threshold it used.
 //!
@@ -130,16 +130,18 @@ impl Decider {
         if n < b.warmup_rows.max(1) {
             return (p >= threshold, threshold, Rule::Warmup);
         }
-        // The smallest score among the top `rate` share (at least one wafer).
+        // The smallest score among the top `rate` share (at least one wafer, unless ties at
+        // the top exceed the share, below).
         // The product is rounded down by a hair first: 0.07 * 200 is 14.000000000000002 in
         // binary floating point, and its ceiling would flag 15.
         let flagged = ((b.rate * n as f64 - 1e-9).ceil() as usize).clamp(1, n);
         let t = self.sorted[n - flagged];
         // More scores at or above it than the share holds (ties at the cutoff): only those above
         // it are flagged, and the threshold said is the next float up, so that `p >= threshold`
-        // stays the verdict.
+        // stays the verdict; unless the fixed threshold flags the tie itself (a run of wafers
+        // so faulty that P(fault) rounds to 1.0 is still caught, every one of them).
         let at_or_above = n - self.sorted.partition_point(|&x| x < t);
-        let t = if at_or_above <= flagged {
+        let t = if at_or_above <= flagged || t >= threshold {
             t
         } else {
             t.next_up()
@@ -218,23 +220,35 @@ mod tests {
             flagged += fault as usize;
         }
         assert_eq!(flagged, 0);
-        // A wafer above the run is flagged, at the run's score (it fits the share).
+        // A wafer above the run is flagged (at the float just above the run's score).
         assert_eq!(
             d.decide(0.2, 0.5),
             (true, 0.05f32.next_up(), Rule::AlarmRate)
         );
-        // Ties that fit the share are flagged: two at the top of ten, with a share of 20%.
+        // A run tied at the top, and flagged by the fixed threshold too (P(fault) rounding to
+        // 1.0): every one of its wafers is flagged, as the old rule did.
+        for _ in 0..300 {
+            let (fault, _, rule) = d.decide(1.0, 0.5);
+            assert!(fault && rule == Rule::AlarmRate);
+        }
+        // The run fills the window: its own score is the cutoff, and the verdict's threshold.
+        assert_eq!(d.decide(1.0, 0.5), (true, 1.0, Rule::AlarmRate));
+        // Ties that fit the share are flagged: two at the top of ten, with a share of 20% (the
+        // fixed threshold, 0.95, above them).
         let mut d = Decider::new(Some(Budget::new(0.2, 10, 1).unwrap()));
         for p in [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] {
-            d.decide(p, 0.5);
+            d.decide(p, 0.95);
         }
-        assert_eq!(d.decide(0.9, 0.5), (true, 0.8, Rule::AlarmRate));
-        assert_eq!(d.decide(0.9, 0.5), (true, 0.9, Rule::AlarmRate));
-        // A third would not fit: neither is the tie flagged now.
+        assert_eq!(d.decide(0.9, 0.95), (true, 0.8, Rule::AlarmRate));
+        assert_eq!(d.decide(0.9, 0.95), (true, 0.9, Rule::AlarmRate));
+        // A third would not fit: neither is the tie flagged now...
+        let mut again = d.clone();
         assert_eq!(
-            d.decide(0.9, 0.5),
+            d.decide(0.9, 0.95),
             (false, 0.9f32.next_up(), Rule::AlarmRate)
         );
+        // ...unless the fixed threshold flags it too.
+        assert_eq!(again.decide(0.9, 0.5), (true, 0.9, Rule::AlarmRate));
     }
 
     #[test]

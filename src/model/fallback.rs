@@ -14,7 +14,7 @@ pub struct TractGraph {
     plan: Arc<TypedRunnableModel>,
     /// Features per row.
     pub width: usize,
-    /// Batches tract could not score since load, and the last reason.
+    /// Rows tract could not score since load, and the last reason.
     pub(crate) failures: std::sync::Mutex<(u64, Option<String>)>,
 }
 

@@ -507,7 +507,7 @@ impl Model {
             // it cannot run on these rows.
             Scorer::Tract(t) => t
                 .probabilities(&rows, &mut got)
-                .map_err(|e| fail(format!("tract-onnx could not run the graph on them: {e}")))?,
+                .map_err(|e| fail(format!("tract-onnx could not run the graph on them: {e:#}")))?,
             Scorer::Native(_) => self.probabilities(&rows, &mut got),
         }
         for ((id, e), g) in ids.iter().zip(&expected).zip(&got) {
@@ -671,15 +671,16 @@ impl Model {
                     out.fill(f32::NAN);
                     tracing::error!(version = %self.version(), reason = %e, "tract-onnx could not score a batch; its rows get no verdict of fault.");
                     let mut failures = t.failures.lock().unwrap_or_else(|p| p.into_inner());
-                    failures.0 += 1;
-                    failures.1 = Some(e.to_string());
+                    failures.0 += out.len() as u64;
+                    failures.1 = Some(format!("{e:#}"));
                 }
             }
         }
     }
 
-    /// Batches tract-onnx could not score since this model was loaded (their rows got NaN), and
-    /// the last reason; `None` when there were none (always for the native trees).
+    /// Rows tract-onnx could not score since this model was loaded (they got NaN), and the last
+    /// reason; `None` when there were none (always for the native trees). For a model loaded
+    /// for one run (the CLI): a daemon's model is shared by every request and the stream.
     pub fn scoring_failures(&self) -> Option<(u64, String)> {
         match &self.graph {
             Scorer::Native(_) => None,

@@ -144,15 +144,21 @@ def test_the_alarm_budget_is_the_daemons_rule():
     f, b = selection.alarm_budget(np.array([0.6, 0.4, 0.1, 0.05]), 0.5, 0.5, 10, 3)
     assert f.tolist() == [True, False, False, False] and b.tolist() == [False, False, True, True]
     # the window forgets old scores: after four highs and four lows the threshold is the lows' median
-    # (the highs, tied, are flagged only while they fit the share: the first alone)
+    # (the highs, tied past the share, are flagged because the fixed threshold flags them too;
+    # at a fixed threshold above them only the first, which fits the share alone, is)
     p = np.array([0.9, 0.9, 0.9, 0.9, 0.1, 0.2, 0.3, 0.4, 0.35], dtype=np.float32)
     f, b = selection.alarm_budget(p, 0.5, 0.5, 4, 1)
+    assert b.all() and f.tolist() == [True, True, True, True, False, False, True, True, True]
+    f, b = selection.alarm_budget(p, 0.95, 0.5, 4, 1)
     assert b.all() and f.tolist() == [True, False, False, False, False, False, True, True, True]
     # ties at the cutoff: a run of one score is not flagged whole; ties that fit are
     f, _ = selection.alarm_budget(np.full(300, 0.05), 0.5, 0.1, 200, 20)
     assert not f.any()
+    # ...unless the fixed threshold flags the tie itself: a run at 1.0 is flagged whole
+    f, _ = selection.alarm_budget(np.append(np.full(300, 0.05), np.ones(300)), 0.5, 0.1, 200, 20)
+    assert not f[:300].any() and f[300:].all()
     p = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.9, 0.9], dtype=np.float32)
-    f, _ = selection.alarm_budget(p, 0.5, 0.2, 10, 1)
+    f, _ = selection.alarm_budget(p, 0.95, 0.2, 10, 1)
     assert f[-3:].tolist() == [True, True, False]
     # at least one wafer is flagged: the window's top score
     f, _ = selection.alarm_budget(np.array([0.3, 0.2, 0.1]), 0.9, 0.01, 200, 1)
