@@ -733,3 +733,28 @@ test('the page promotes the shadow it shows, and only that one', { timeout: 120_
     server.kill('SIGTERM');
   }
 });
+
+test('labels the daemon applied but could not store are said to be applied, not refused', { timeout: 120_000 }, async () => {
+  const work = mkdtempSync(join(tmpdir(), 'faultline-unstored-'));
+  // A regular file where the store's directory should be: the daemon runs, and nothing is stored.
+  writeFileSync(join(work, 'not-a-directory'), '');
+  const { url, server } = await startDaemon(work, { FAULTLINE_STORE__DIR: join(work, 'not-a-directory', 'store') });
+  let browser;
+  try {
+    await waitHealthy(url, 20_000);
+    browser = await launchChromium();
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(url);
+    const labels = join(work, 'labels.csv');
+    writeFileSync(labels, 'id,Good/Bad\nW-1,1\nW-2,-1\n');
+    await page.setInputFiles('#labels-input', labels);
+    // The daemon waits 5 s for the disk before it answers 503 with "applied": true.
+    await page.waitForFunction(() => /accepted and applied, but not stored/.test(document.querySelector('#labels-result')?.textContent || ''), null, { timeout: 30_000 });
+    const said = await page.textContent('#labels-result');
+    assert.match(said, /^labels\.csv: 2 accepted and applied, but not stored: The labels were applied but are not on disk/);
+    assert.doesNotMatch(said, /was refused/);
+  } finally {
+    if (browser) await browser.close();
+    server.kill('SIGTERM');
+  }
+});
