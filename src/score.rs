@@ -24,7 +24,7 @@ pub enum ScoreError {
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
     /// The graph (run by tract-onnx) could not score some rows: they have no verdict.
-    #[error("tract-onnx could not score {0} row(s) of the file ({1}): they have no verdict, so an output file is not written (to standard output or a pipe, the rows before were)")]
+    #[error("tract-onnx could not score {0} row(s) of the file ({1}): they have no verdict, so an output file is not written (to standard output or a pipe every row was, the unscored ones with probability NaN and fault false)")]
     Scorer(u64, String),
 }
 

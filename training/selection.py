@@ -182,7 +182,7 @@ def alarm_budget(p: np.ndarray, threshold: float, rate: float, window_rows: int,
         k = min(max(math.ceil(rate * n - 1e-9), 1), n)  # as decide.rs: 0.07 * 200 flags 14, not 15
         cut = ordered[n - k]
         # ties past the share: only those above, unless the fixed threshold flags the tie itself
-        if n - bisect.bisect_left(ordered, cut) > k and cut < t:
+        if n - bisect.bisect_left(ordered, cut) > k and not cut >= t:  # as decide.rs, NaN too
             cut = np.nextafter(np.float32(cut), np.float32(np.inf))
         flagged[i] = x >= cut
         by_budget[i] = True

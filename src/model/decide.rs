@@ -207,7 +207,7 @@ mod tests {
     }
 
     #[test]
-    fn ties_at_the_cutoff_are_flagged_only_while_they_fit_the_share() {
+    fn ties_at_the_cutoff_are_flagged_while_they_fit_the_share_or_the_threshold_flags_them() {
         // A feed sending rows without readings: every wafer scores the same. The old rule flagged
         // every one of them (each was its own window's cutoff).
         let mut d = Decider::new(Some(Budget::new(0.1, 200, 20).unwrap()));
@@ -226,7 +226,7 @@ mod tests {
             (true, 0.05f32.next_up(), Rule::AlarmRate)
         );
         // A run tied at the top, and flagged by the fixed threshold too (P(fault) rounding to
-        // 1.0): every one of its wafers is flagged, as the old rule did.
+        // 1.0): every one of its wafers is flagged.
         for _ in 0..300 {
             let (fault, _, rule) = d.decide(1.0, 0.5);
             assert!(fault && rule == Rule::AlarmRate);

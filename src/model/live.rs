@@ -240,7 +240,7 @@ impl LiveModel {
             m.set_shadow(Some(previous.version()));
             m.model_reloads.with_label_values(&["ok"]).inc();
         }
-        info!(trigger, from = %previous.version(), to = %shadow.version(), threshold = shadow.threshold(), "Promoted the shadow model; new batches are scored by it, and decided at this threshold (under an alarm budget, in its warm-up; a challenger's own card's, or for [model] dir's model [model] threshold when set), and the previous model runs as the shadow.");
+        info!(trigger, from = %previous.version(), to = %shadow.version(), threshold = shadow.threshold(), "Promoted the shadow model; new batches are scored by it, and decided at this threshold (under an alarm budget, in its warm-up and for ties at its cutoff; a challenger's own card's, or for [model] dir's model [model] threshold when set), and the previous model runs as the shadow.");
         if let Err(why) = shadow.explainable() {
             warn!(version = %shadow.version(), reason = %why, "The promoted model cannot be explained: its verdicts will carry no contributions.");
         }
@@ -407,7 +407,7 @@ impl LiveModel {
         same_features(&model, previous).map_err(mismatch)?;
         // Said at start for the first model; a reload to one without them must say it too.
         if let Err(why) = model.explainable() {
-            warn!(version = %model.version(), reason = %why, "The new model cannot be explained: its verdicts (serving, or as the shadow) will carry no contributions.");
+            warn!(version = %model.version(), reason = %why, "The new model cannot be explained: once it serves, its verdicts will carry no contributions.");
         }
         Ok(Arc::new(model))
     }

@@ -669,7 +669,7 @@ impl Model {
             Scorer::Tract(t) => {
                 if let Err(e) = t.probabilities(rows, out) {
                     out.fill(f32::NAN);
-                    tracing::error!(version = %self.version(), reason = %e, "tract-onnx could not score a batch; its rows get no verdict of fault.");
+                    tracing::error!(version = %self.version(), reason = %format!("{e:#}"), "tract-onnx could not score a batch; its rows get no verdict of fault.");
                     let mut failures = t.failures.lock().unwrap_or_else(|p| p.into_inner());
                     failures.0 += out.len() as u64;
                     failures.1 = Some(format!("{e:#}"));
