@@ -225,7 +225,9 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
         cell.as_bytes().first(),
         Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
     );
-    if risky && cell.parse::<f64>().is_err() {
+    // A finite number stays as it is; `-inf` or `+NaN`, which Rust parses, a spreadsheet reads
+    // as a formula.
+    if risky && !cell.parse::<f64>().is_ok_and(f64::is_finite) {
         format!("'{cell}").into()
     } else {
         cell.into()
@@ -418,6 +420,10 @@ mod tests {
         assert_eq!(spreadsheet_safe("@cmd"), "'@cmd");
         assert_eq!(spreadsheet_safe("+1+1"), "'+1+1");
         assert_eq!(spreadsheet_safe("-3.5"), "-3.5");
+        assert_eq!(spreadsheet_safe("-1e5"), "-1e5");
+        for named in ["-inf", "+NaN", "-Infinity", "-1e999"] {
+            assert_eq!(spreadsheet_safe(named), format!("'{named}"), "{named}");
+        }
         assert_eq!(spreadsheet_safe("Wafer-1"), "Wafer-1");
     }
 }

@@ -562,7 +562,9 @@ test('with extra columns allowed the page loads, shows and sends them as the dae
   const lines = readFileSync(join(ROOT, 'examples', 'wafers.csv'), 'utf8').split('\n').filter((l) => l.length);
   // A Lot column the model does not use, one of its cells "NA" (kept as it is: not a sensor), and
   // a column named like a result column (a re-opened download has one).
-  const withLot = [`${lines[0]},Lot,fault`, ...lines.slice(1, 11).map((l, i) => `${l},${i === 3 ? 'NA' : `L-${i}`},F-${i}`)];
+  // The first wafer's id is "-inf": a spreadsheet would read it as a formula, so the download
+  // escapes it, as faultline score does.
+  const withLot = [`${lines[0]},Lot,fault`, ...lines.slice(1, 11).map((l, i) => `${i === 0 ? `-inf${l.slice(l.indexOf(','))}` : l},${i === 3 ? 'NA' : `L-${i}`},F-${i}`)];
   const path = join(work, 'lots.csv');
   writeFileSync(path, withLot.join('\n') + '\n');
   const { url, server } = await startDaemon(work, { FAULTLINE_INPUT__ALLOW_EXTRA_COLUMNS: 'true' });
@@ -584,6 +586,9 @@ test('with extra columns allowed the page loads, shows and sends them as the dae
     const got = parseCsv(readFileSync(saved, 'utf8')).filter((r) => r.length > 1);
     const lot = got[0].indexOf('Lot');
     assert.ok(lot > 0, 'the download keeps the Lot column');
+    assert.equal(got[1][0], "'-inf", 'an id a spreadsheet would run is escaped');
+    const cli = parseCsv(execFileSync(BIN, ['score', '--input', path, '--output', '-'], { env: { ...process.env, FAULTLINE_INPUT__ALLOW_EXTRA_COLUMNS: 'true' } }).toString());
+    assert.equal(cli[1][0], "'-inf", 'as faultline score escapes it');
     assert.deepEqual(got.slice(1).map((r) => r[lot]), withLot.slice(1).map((l) => l.split(',').at(-2)));
     // The file's `fault` column is a column of its own: Delete on the result's fault cell edits
     // nothing. (Keyed by name, the grid took the file's column for it: Delete blanked the file's

@@ -32,7 +32,8 @@ function spreadsheetSafe(v) {
   if (ch === 61 || ch === 43 || ch === 45 || ch === 64 || ch === 9 || ch === 13) {
     // Judged without the blanks around it, which faultline's reader drops: `-1.5 ` is a number.
     const t = trim(v);
-    if (!(NUMBER_RE.test(t) || /^[+-]?(?:inf|infinity|nan)$/i.test(t))) return `'${v}`;
+    // A finite number only, as the CLI: `-inf` or `+NaN` a spreadsheet reads as a formula.
+    if (!(NUMBER_RE.test(t) && Number.isFinite(Number(t)))) return `'${v}`;
   }
   return v;
 }
