@@ -469,6 +469,18 @@ test('the page holds a file to the daemon\'s own limits, refuses bytes that are 
     // The page's reader finds where the first bad sequence starts, checked against the browser's
     // strict decoder: random bytes, mostly ASCII and the lead and continuation bytes
     // around the edges of the rules.
+    // A wafer whose P(fault) is 1 in float32 (log-odds past about 17): the explanation draws its
+    // listed contributions and says why there is no end, instead of bars at NaN.
+    const saturated = await page.evaluate(async () => {
+      const { show } = await import('/explain.js');
+      const box = document.createElement('div');
+      show(box, { id: 'W-sat', probability: 1, threshold: 0.5, rule: 'threshold', fault: true, base: -2,
+        contributions: [{ sensor: 'Sensor-1', contribution: 9.5, value: 1 }, { sensor: 'Sensor-2', contribution: 8, value: 2 }] }, null);
+      return { html: box.innerHTML, text: box.textContent };
+    });
+    assert.doesNotMatch(saturated.html, /NaN|Infinity/);
+    assert.match(saturated.text, /P\(fault\) is 1 to float32 precision/);
+    assert.match(saturated.text, /Sensor-1/);
     const disagreements = await page.evaluate(async () => {
       const { firstBadUtf8 } = await import('/cells.js');
       const pool = [0x41, 0x0a, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf4, 0xf5, 0xff];

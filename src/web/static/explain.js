@@ -64,9 +64,12 @@ export function show(box, row, card) {
     box.append(el('p', 'muted', 'No sensor moved this wafer\'s score from the model\'s base value.'));
     return;
   }
+  // P(fault) 0 or 1 in float32 (log-odds past about ±17): its log-odds, and so the other
+  // sensors' part, cannot be had from it; the listed contributions are drawn alone.
   const end = logit(row.probability);
+  const saturated = !Number.isFinite(end);
   const listed = list.reduce((a, c) => a + c.contribution, 0);
-  const rest = end - row.base - listed;
+  const rest = saturated ? 0 : end - row.base - listed;
   const steps = list.map((c) => ({ label: c.sensor, delta: c.contribution, c }));
   if (Math.abs(rest) > 1e-6) steps.push({ label: 'other sensors', delta: rest });
   // Running totals, from base to logit(P).
@@ -76,7 +79,7 @@ export function show(box, row, card) {
     at += s.delta;
     return { ...s, from, to: at };
   });
-  const xs = [row.base, end, ...bars.map((b) => b.to)];
+  const xs = [row.base, ...(saturated ? [] : [end]), ...bars.map((b) => b.to)];
   let lo = Math.min(...xs);
   let hi = Math.max(...xs);
   if (hi - lo < 1e-6) { lo -= 0.5; hi += 0.5; }
@@ -106,8 +109,11 @@ export function show(box, row, card) {
     chart.append(r);
     chart.append(svg('text', { x: Math.max(x(b.from), x(b.to)) + 4, y: y(i + 1) + 15, class: 'explain-value' }, signed(b.delta)));
   });
-  line(bars.length + 1, end, 'logit P(fault)', 'explain-end');
+  if (!saturated) line(bars.length + 1, end, 'logit P(fault)', 'explain-end');
   box.append(chart);
+  if (saturated) {
+    box.append(el('p', 'muted', `P(fault) is ${row.probability >= 0.5 ? '1' : '0'} to float32 precision: its log-odds are beyond what it can show, so the other sensors' part and the end are not drawn.`));
+  }
   const table = el('table', 'explain-table');
   const hr = el('tr');
   for (const h of ['sensor', 'contribution (log-odds)', 'value against training']) hr.append(el('th', '', h));
