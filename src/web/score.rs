@@ -302,9 +302,6 @@ impl std::io::Read for Chunks {
     }
 }
 
-/// Scores and explains `rows` and writes the answer: JSON with the file's checks, or CSV (with
-/// `Good/Bad` when the upload is `labelled`, as `faultline score` writes it) whose checks travel
-/// in the headers [`EVALUATION_HEADER`] and [`WARNING_HEADER`].
 /// An upload's rows scored so far, in their order: the verdicts, the file's labels and checks,
 /// and one decider (an alarm budget rolls over the whole file). The rows themselves are not
 /// kept: a CSV upload is scored a few thousand rows at a time as it is parsed, so a request holds
@@ -346,6 +343,9 @@ impl Scored {
     }
 }
 
+/// Writes the answer for an upload `scored`: JSON with the file's checks, or CSV (with `Good/Bad`
+/// when the upload is labelled, as `faultline score` writes it) whose checks travel in the
+/// headers [`EVALUATION_HEADER`] and [`WARNING_HEADER`].
 fn answer(model: &crate::model::Model, scored: Scored, wants_csv: bool) -> Response {
     let started = std::time::Instant::now();
     let Scored {
