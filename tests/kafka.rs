@@ -700,6 +700,38 @@ async fn quality_until(
     }
 }
 
+/// A store directory whose disk can be made to fail: a file put where the directory's parent was
+/// (nothing can be written under it), then taken away.
+struct Disk {
+    work: tempfile::TempDir,
+}
+
+impl Disk {
+    fn new() -> Disk {
+        Disk {
+            work: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn blocker(&self) -> std::path::PathBuf {
+        self.work.path().join("blocked")
+    }
+
+    /// The store's directory, for `FAULTLINE_STORE__DIR`.
+    fn store(&self) -> String {
+        self.blocker().join("store").to_str().unwrap().to_string()
+    }
+
+    fn fail(&self) {
+        std::fs::remove_dir_all(self.blocker()).unwrap();
+        std::fs::write(self.blocker(), b"").unwrap();
+    }
+
+    fn heal(&self) {
+        std::fs::remove_file(self.blocker()).unwrap();
+    }
+}
+
 /// While the labels' applier has no room (a failing disk holds 1,024 labels unwritten and 256 more
 /// wait for it), the labels consumer is still polled, its partitions paused, as the rows source's
 /// is: it used to wait unpolled, and after max.poll.interval.ms librdkafka took it out of its
@@ -707,15 +739,14 @@ async fn quality_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_wait_for_room_keeps_the_labels_consumer_in_its_group() {
     let (cluster, t, labels_topic) = cluster_with_labels("labels-stall", 1, 1).await;
-    let work = tempfile::tempdir().unwrap();
-    let blocker = work.path().join("blocked");
-    let store = blocker.join("store");
+    let disk = Disk::new();
+    let store = disk.store();
     let env = daemon_env(
         &cluster.bootstrap,
         &t,
         &[
             ("FAULTLINE_LABELS__TOPIC", &labels_topic),
-            ("FAULTLINE_STORE__DIR", store.to_str().unwrap()),
+            ("FAULTLINE_STORE__DIR", &store),
             // The least librdkafka allows (the session timeout): 6 s.
             (
                 "FAULTLINE_SOURCE__KAFKA__PROPERTIES__MAX_POLL_INTERVAL_MS",
@@ -728,9 +759,7 @@ async fn a_long_wait_for_room_keeps_the_labels_consumer_in_its_group() {
         .map(|i| serde_json::json!({"id": format!("stall-{i}"), "label": 1}).to_string())
         .collect();
     let d = common::Daemon::start(&env).await;
-    // The disk fails: a file where the store's directory was.
-    std::fs::remove_dir_all(&blocker).unwrap();
-    std::fs::write(&blocker, b"").unwrap();
+    disk.fail();
     cluster
         .publish(&cluster.producer(), &labels_topic, &labels)
         .await;
@@ -745,7 +774,7 @@ async fn a_long_wait_for_room_keeps_the_labels_consumer_in_its_group() {
         q["labels"]["received"].as_u64().unwrap() < n,
         "the reader never had to wait: {q}"
     );
-    std::fs::remove_file(&blocker).unwrap();
+    disk.heal();
     let q = quality_until(d.web, "every label written", |q| {
         q["store"]["labels_written"] == n
     })
@@ -767,15 +796,14 @@ async fn a_long_wait_for_room_keeps_the_labels_consumer_in_its_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_label_is_committed_only_once_on_disk_so_a_kill_9_loses_none() {
     let (cluster, t, labels_topic) = cluster_with_labels("labels-kill9", 1, 1).await;
-    let work = tempfile::tempdir().unwrap();
-    let blocker = work.path().join("blocked");
-    let store = blocker.join("store");
+    let disk = Disk::new();
+    let store = disk.store();
     let env = daemon_env(
         &cluster.bootstrap,
         &t,
         &[
             ("FAULTLINE_LABELS__TOPIC", &labels_topic),
-            ("FAULTLINE_STORE__DIR", store.to_str().unwrap()),
+            ("FAULTLINE_STORE__DIR", &store),
             // Stored offsets are committed every 100 ms: one stored before its label is written
             // would be committed long before the kill below.
             (
@@ -791,9 +819,7 @@ async fn a_label_is_committed_only_once_on_disk_so_a_kill_9_loses_none() {
             .collect()
     };
     let d = common::Daemon::start(&env).await;
-    // The disk fails: a file where the store's directory was.
-    std::fs::remove_dir_all(&blocker).unwrap();
-    std::fs::write(&blocker, b"").unwrap();
+    disk.fail();
     cluster
         .publish(
             &producer,
@@ -829,7 +855,7 @@ async fn a_label_is_committed_only_once_on_disk_so_a_kill_9_loses_none() {
     };
     assert_eq!(committed(), Offset::Invalid, "{}", d.log_text());
     let first_log = d.kill9();
-    std::fs::remove_file(&blocker).unwrap();
+    disk.heal();
     // Never committed, so read again (after the killed member's session ends), and written.
     let d = common::Daemon::start(&env).await;
     let q = quality_until(d.web, "the 3 labels read again and written", |q| {

@@ -97,10 +97,59 @@ async fn scored_by(c: &mut Client, tag: &str, model: &Model, id: &str) -> String
     v["model_version"].as_str().unwrap().to_string()
 }
 
+/// `/readyz`'s JSON.
+async fn readyz(addr: std::net::SocketAddr) -> Value {
+    let r = http_get(addr, "/readyz").await;
+    serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap()
+}
+
+/// A daemon serving the committed model (v1, from `dir`) with [`second_model`] (v2) as its
+/// shadow, the model files watched by nothing but the API, and a client reading its scores.
+struct WithShadow {
+    dir: tempfile::TempDir,
+    _shadow: tempfile::TempDir,
+    app: app::App,
+    c: Client,
+    model: Arc<Model>,
+    v1: String,
+    v2: String,
+}
+
+async fn with_shadow(tag: &str) -> WithShadow {
+    let dir = model_dir();
+    let shadow = model_dir();
+    let (onnx2, card2) = second_model();
+    install(shadow.path(), &onnx2, &card2);
+    let port = common::free_port();
+    let cfg = config(
+        tag,
+        port,
+        dir.path(),
+        &[
+            ("FAULTLINE_MODEL__WATCH_MS", "0"),
+            ("FAULTLINE_SHADOW__MODEL", shadow.path().to_str().unwrap()),
+        ],
+    );
+    let model = Arc::new(Model::load_dir(dir.path()).unwrap());
+    let v1 = model.version().to_string();
+    let v2 = card2["version"].as_str().unwrap().to_string();
+    let app = app::start(&cfg, model.clone()).await.unwrap();
+    wait_ready(app.web_addr).await;
+    let c = Client::connect(port, &format!("{tag}-test"), &[format!("{tag}/scores")]).await;
+    WithShadow {
+        dir,
+        _shadow: shadow,
+        app,
+        c,
+        model,
+        v1,
+        v2,
+    }
+}
+
 /// The version `/readyz` reports, and its last reload.
 async fn served(addr: std::net::SocketAddr) -> (String, Value) {
-    let r = http_get(addr, "/readyz").await;
-    let body: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let body = readyz(addr).await;
     (
         body["model"]["version"].as_str().unwrap().to_string(),
         body["model"]["last_reload"].clone(),
@@ -233,27 +282,16 @@ async fn the_api_swaps_in_a_checked_model_and_refuses_a_broken_or_incompatible_o
 /// promotion and leaving the same model in both places.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_after_a_promotion_replaces_the_shadow_and_the_promoted_model_keeps_serving() {
-    let dir = model_dir();
-    let shadow = model_dir();
-    let (onnx2, card2) = second_model();
-    install(shadow.path(), &onnx2, &card2);
-    let port = common::free_port();
     let tag = "reload-promoted";
-    let cfg = config(
-        tag,
-        port,
-        dir.path(),
-        &[
-            ("FAULTLINE_MODEL__WATCH_MS", "0"),
-            ("FAULTLINE_SHADOW__MODEL", shadow.path().to_str().unwrap()),
-        ],
-    );
-    let model = Arc::new(Model::load_dir(dir.path()).unwrap());
-    let v1 = model.version().to_string();
-    let v2 = card2["version"].as_str().unwrap().to_string();
-    let app = app::start(&cfg, model.clone()).await.unwrap();
-    wait_ready(app.web_addr).await;
-    let mut c = Client::connect(port, "reload-promoted-test", &[format!("{tag}/scores")]).await;
+    let WithShadow {
+        dir,
+        app,
+        mut c,
+        model,
+        v1,
+        v2,
+        ..
+    } = with_shadow(tag).await;
     let (code, body) = http(app.web_addr, "POST", "/api/model/promote", &[], "").await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(scored_by(&mut c, tag, &model, "P-1").await, v2);
@@ -281,12 +319,11 @@ async fn a_reload_after_a_promotion_replaces_the_shadow_and_the_promoted_model_k
     assert_eq!(scored_by(&mut c, tag, &model, "P-3").await, v3);
     let (_, last_reload) = served(app.web_addr).await;
     assert_eq!(last_reload["shadow_version"], v3.as_str(), "{last_reload}");
-    let r = http_get(app.web_addr, "/readyz").await;
-    let ready: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let ready = readyz(app.web_addr).await;
     assert_eq!(
         ready["model"]["last_promotion"]["version"],
         v3.as_str(),
-        "{r}"
+        "{ready}"
     );
     app.shutdown().await.unwrap();
 }
@@ -296,27 +333,15 @@ async fn a_reload_after_a_promotion_replaces_the_shadow_and_the_promoted_model_k
 /// the models back without a word.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promotion_expecting_other_versions_changes_nothing() {
-    let dir = model_dir();
-    let shadow = model_dir();
-    let (onnx2, card2) = second_model();
-    install(shadow.path(), &onnx2, &card2);
-    let port = common::free_port();
     let tag = "promote-expect";
-    let cfg = config(
-        tag,
-        port,
-        dir.path(),
-        &[
-            ("FAULTLINE_MODEL__WATCH_MS", "0"),
-            ("FAULTLINE_SHADOW__MODEL", shadow.path().to_str().unwrap()),
-        ],
-    );
-    let model = Arc::new(Model::load_dir(dir.path()).unwrap());
-    let v1 = model.version().to_string();
-    let v2 = card2["version"].as_str().unwrap().to_string();
-    let app = app::start(&cfg, model.clone()).await.unwrap();
-    wait_ready(app.web_addr).await;
-    let mut c = Client::connect(port, "promote-expect-test", &[format!("{tag}/scores")]).await;
+    let WithShadow {
+        app,
+        mut c,
+        model,
+        v1,
+        v2,
+        ..
+    } = with_shadow(tag).await;
     let seen = format!("/api/model/promote?serving={v1}&shadow={v2}");
 
     // An unknown query is refused, not ignored.
@@ -351,13 +376,12 @@ async fn a_promotion_expecting_other_versions_changes_nothing() {
     );
     assert_eq!(scored_by(&mut c, tag, &model, "E-2").await, v2);
     // /readyz still shows the promotion in force, not the refused one.
-    let r = http_get(app.web_addr, "/readyz").await;
-    let ready: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
-    assert_eq!(ready["model"]["last_promotion"]["ok"], true, "{r}");
+    let ready = readyz(app.web_addr).await;
+    assert_eq!(ready["model"]["last_promotion"]["ok"], true, "{ready}");
     assert_eq!(
         ready["model"]["last_promotion"]["version"],
         v2.as_str(),
-        "{r}"
+        "{ready}"
     );
     // A stale view is not a failed reload: the reload-failure counter stays at zero.
     let m = http_get(app.web_addr, "/metrics").await;

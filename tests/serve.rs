@@ -990,7 +990,6 @@ async fn a_reload_that_hangs_does_not_hold_the_shutdown() {
     daemon.signal("HUP");
     // The reload is under way, and never ends.
     daemon.wait_log("SIGHUP: reloading the model", 30).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     daemon.sigterm();
     let status = daemon.wait_exit(Duration::from_secs(15)).await;
     let log = daemon.log_text();

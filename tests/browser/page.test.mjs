@@ -28,6 +28,11 @@ function freePort() {
   });
 }
 
+/** A function writing a file named `name` into `dir`; it returns the file's path. */
+function writer(dir) {
+  return (name, content) => { const p = join(dir, name); writeFileSync(p, content); return p; };
+}
+
 /** A tiny RFC 4180 parser for the test's own checks. */
 function parseCsv(text) {
   const rows = []; let row = []; let cell = ''; let q = false;
@@ -429,7 +434,7 @@ test('the page holds a file to the daemon\'s own limits, refuses bytes that are 
   // The sample's 50 rows of about 4.9 KB: the whole file is over 200 KB, 35 rows are not but
   // are over 30 rows, 20 rows are within both limits.
   const lines = readFileSync(join(ROOT, 'examples', 'wafers.csv'), 'utf8').split('\n').filter((l) => l.length);
-  const write = (name, content) => { const p = join(work, name); writeFileSync(p, content); return p; };
+  const write = writer(work);
   const { url, server } = await startDaemon(work, { FAULTLINE_WEB__MAX_BODY_BYTES: '200000', FAULTLINE_WEB__MAX_ROWS: '30' });
   let browser;
   try {
@@ -650,7 +655,7 @@ test('with extra columns allowed the page loads, shows and sends them as the dae
 
     // Invalid cells: the button that blanks them counts only what it changes (not ids, which it
     // leaves), and a file with too many to show names its commonest spellings and what to do.
-    const write = (name, content) => { const p = join(work, name); writeFileSync(p, content); return p; };
+    const write = writer(work);
     const [head, ...body] = lines.slice(0, 4);
     const cellsOf = (l) => l.split(',');
     const rowsWith = body.map(cellsOf);
