@@ -44,7 +44,7 @@ pub enum ReplayError {
     /// The broker failed after rows went out: how many, and how many it acknowledged.
     #[error("the broker at {at} failed: {error}; {sent} rows had been published and the broker acknowledged {acked} of them, and replay stopped there")]
     BrokerPartway {
-        /// The address (filled in by [`replay`]).
+        /// The address.
         at: String,
         /// What failed.
         error: String,
@@ -244,14 +244,6 @@ pub async fn replay(
         .await
         .map_err(|e| match e {
             ReplayError::Broker(why) => ReplayError::BrokerAt(target.to_string(), why),
-            ReplayError::BrokerPartway {
-                error, sent, acked, ..
-            } => ReplayError::BrokerPartway {
-                at: target.to_string(),
-                error,
-                sent,
-                acked,
-            },
             other => other,
         })
 }
@@ -362,7 +354,7 @@ async fn replay_to(
             other => other.to_string(),
         };
         return Err(ReplayError::BrokerPartway {
-            at: String::new(),
+            at: target.to_string(),
             error,
             sent,
             acked,

@@ -378,15 +378,7 @@ pub fn start_kafka(
                         _ = tokio::time::sleep(crate::bus::kafka::client::TOPIC_RECHECK), if errors.is_missing() => (None, true),
                     };
                     if recheck {
-                        let (asker, name) = (reader_consumer.clone(), topic.clone());
-                        let exists = tokio::task::spawn_blocking(move || {
-                            crate::bus::kafka::client::topic_has_partitions(asker.client(), &name)
-                        })
-                        .await
-                        .unwrap_or(false);
-                        if exists {
-                            errors.topic_exists(&topic);
-                        }
+                        errors.recheck_topic(&reader_consumer, &topic).await;
                         continue;
                     }
                     let Some(m) = m else {

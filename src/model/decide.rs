@@ -140,8 +140,9 @@ impl Decider {
         // it are flagged, and the threshold said is the next float up, so that `p >= threshold`
         // stays the verdict; unless the fixed threshold flags the tie itself (a run of wafers
         // so faulty that P(fault) rounds to 1.0 is still caught, every one of them).
-        let at_or_above = n - self.sorted.partition_point(|&x| x < t);
-        let t = if at_or_above <= flagged || t >= threshold {
+        // (`sorted` ascends: more than `flagged` at or above `t` is the one before it equal.)
+        let tied_past = n > flagged && self.sorted[n - flagged - 1] == t;
+        let t = if !tied_past || t >= threshold {
             t
         } else {
             t.next_up()

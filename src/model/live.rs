@@ -293,7 +293,7 @@ impl LiveModel {
         // Nothing to reload from: said to the caller (the API answers 409), but not a failed
         // reload. Counted as one, it set faultline_model_reload_failing for good (no reload can
         // succeed without a directory), and its alert fired until a restart.
-        if self.inner.dir.is_none() {
+        let Some(dir) = self.inner.dir.as_deref() else {
             let serving = self.current();
             let error = "faultline has no [model] dir to reload models from; set [model] dir \
                          (FAULTLINE_MODEL__DIR) to a directory holding the model to serve"
@@ -308,12 +308,12 @@ impl LiveModel {
                 error: Some(error),
                 shadow_version: None,
             };
-        }
+        };
         if self.serving().promoted {
-            return self.reload_shadow(trigger);
+            return self.reload_shadow(trigger, dir);
         }
         let previous = self.current();
-        let outcome = self.load_checked(&previous, |e| {
+        let outcome = self.load_checked(dir, &previous, |e| {
             format!("the new model cannot replace the one in service: {e}; a model with another feature list needs a restart")
         });
         let status = ReloadStatus {
@@ -352,9 +352,9 @@ impl LiveModel {
 
     /// [`Self::reload`] after a promotion: `[model] dir`'s model runs as the shadow, and the new one
     /// replaces it there (checked against the serving model's features).
-    fn reload_shadow(&self, trigger: &str) -> ReloadStatus {
+    fn reload_shadow(&self, trigger: &str, dir: &Path) -> ReloadStatus {
         let (serving, shadow) = self.both();
-        let outcome = self.load_checked(&serving, |e| {
+        let outcome = self.load_checked(dir, &serving, |e| {
             format!(
                 "the new model cannot run as the shadow (since a promotion, [model] dir's model runs \
                  as the shadow) beside the promoted one: {e}; a shadow must read the serving \
@@ -396,12 +396,10 @@ impl LiveModel {
     /// list other than `previous`'s means where the model goes.
     fn load_checked(
         &self,
+        dir: &Path,
         previous: &Model,
         mismatch: impl FnOnce(String) -> String,
     ) -> Result<Arc<Model>, String> {
-        let Some(dir) = &self.inner.dir else {
-            return Err("faultline serves the model compiled into it; set [model] dir (FAULTLINE_MODEL__DIR) to a directory to reload models from".into());
-        };
         let model = Model::load_dir(dir).map_err(|e| e.to_string())?;
         let model = model.with_policy(&self.inner.policy);
         same_features(&model, previous).map_err(mismatch)?;

@@ -542,29 +542,11 @@ impl App {
         if tokio::time::timeout_at(close_by, closing).await.is_err() {
             warn!(grace_ms = grace.as_millis() as u64, "The store did not finish writing within the grace period; stopping without it (the rows and labels it had not written are not kept; their verdicts were published).");
         }
-        let mut tasks: Vec<(&str, tokio::task::AbortHandle, _)> = vec![
-            (
-                "quality",
-                self.quality_task.abort_handle(),
-                wait(self.quality_task),
-            ),
-            (
-                "drift",
-                self.drift_task.abort_handle(),
-                wait(self.drift_task),
-            ),
-            ("idle", self.idle_task.abort_handle(), wait(self.idle_task)),
-        ];
+        end_task("quality", self.quality_task, close_by, grace).await;
+        end_task("drift", self.drift_task, close_by, grace).await;
+        end_task("idle", self.idle_task, close_by, grace).await;
         if let Some(task) = self.watch_task {
-            tasks.push(("model watch", task.abort_handle(), wait(task)));
-        }
-        for (name, abort, task) in tasks {
-            // Each told to stop already: a moment to end even when the store took the period.
-            let by = close_by.max(tokio::time::Instant::now() + TASK_END_AT_LEAST);
-            if tokio::time::timeout_at(by, task).await.is_err() {
-                abort.abort();
-                warn!(task = name, grace_ms = grace.as_millis() as u64, "A task was still busy at the end of the grace period (a model reload, a drift report); stopped without it.");
-            }
+            end_task("model watch", task, close_by, grace).await;
         }
         // The HTTP server stopped taking requests at the start; one still open (a slow upload,
         // a client that stopped sending) is cut off with the bus connections' bound, not waited
@@ -582,13 +564,19 @@ impl App {
     }
 }
 
-/// A task's end, whatever it returned.
-fn wait<T: Send + 'static>(
-    task: JoinHandle<T>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        let _ = task.await;
-    })
+/// Waits for a periodic task, told to stop already, until `close_by` (and a moment more, even
+/// when the store took the period); aborts it, saying so, if it is still busy then.
+async fn end_task<T>(
+    name: &str,
+    mut task: JoinHandle<T>,
+    close_by: tokio::time::Instant,
+    grace: Duration,
+) {
+    let by = close_by.max(tokio::time::Instant::now() + TASK_END_AT_LEAST);
+    if tokio::time::timeout_at(by, &mut task).await.is_err() {
+        task.abort();
+        warn!(task = name, grace_ms = grace.as_millis() as u64, "A task was still busy at the end of the grace period (a model reload, a drift report); stopped without it.");
+    }
 }
 
 /// How long a periodic task, told to stop, may take to end after the grace period.

@@ -152,6 +152,24 @@ impl ReadErrors {
         }
     }
 
+    /// While Kafka says the topic does not exist: asks its metadata again (off the runtime: a
+    /// blocking request), and notes when it has partitions now.
+    pub async fn recheck_topic(
+        &mut self,
+        consumer: &Arc<rdkafka::consumer::StreamConsumer<Context>>,
+        topic: &str,
+    ) {
+        use rdkafka::consumer::Consumer;
+        let (asker, name) = (consumer.clone(), topic.to_string());
+        let exists =
+            tokio::task::spawn_blocking(move || topic_has_partitions(asker.client(), &name))
+                .await
+                .unwrap_or(false);
+        if exists {
+            self.topic_exists(topic);
+        }
+    }
+
     /// Notes a message; after errors, logs that messages arrive again.
     pub fn delivered(&mut self, topic: &str) {
         self.missing = None;
@@ -452,7 +470,7 @@ impl Paused {
 pub(crate) const TOPIC_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether the cluster knows `topic`, with partitions (a blocking metadata request).
-pub(crate) fn topic_has_partitions<C: rdkafka::client::ClientContext>(
+fn topic_has_partitions<C: rdkafka::client::ClientContext>(
     client: &rdkafka::client::Client<C>,
     topic: &str,
 ) -> bool {

@@ -9,9 +9,7 @@
 //! from the last commit: rows repeat, none are lost.
 
 use crate::bus::admit::Queued;
-use crate::bus::kafka::client::{
-    client_config, topic_has_partitions, Context, Paused, ReadErrors, TOPIC_RECHECK,
-};
+use crate::bus::kafka::client::{client_config, Context, Paused, ReadErrors, TOPIC_RECHECK};
 use crate::bus::kafka::KafkaSettings;
 use crate::bus::{Ack, Incoming, SourceOptions};
 use crate::metrics::SOURCE_KAFKA;
@@ -145,15 +143,7 @@ impl KafkaSource {
                             _ = tokio::time::sleep(TOPIC_RECHECK), if errors.is_missing() => None,
                         };
                         let Some(message) = message else {
-                            let (asker, name) = (reader.clone(), topic.clone());
-                            let exists = tokio::task::spawn_blocking(move || {
-                                topic_has_partitions(asker.client(), &name)
-                            })
-                            .await
-                            .unwrap_or(false);
-                            if exists {
-                                errors.topic_exists(&topic);
-                            }
+                            errors.recheck_topic(&reader, &topic).await;
                             continue;
                         };
                         match message {
