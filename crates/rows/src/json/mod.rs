@@ -363,6 +363,7 @@ impl From<Scalar<'_>> for Found {
 /// Decodes one message into rows, rejects and a count of ignored keys. Never fails as a whole:
 /// what cannot be read is in [`Decoded::rejects`].
 pub fn decode(payload: &[u8], schema: &Schema) -> Decoded {
+    let payload = without_bom(payload);
     // The fast path checks UTF-8 only inside strings (all else it accepts is ASCII), so a
     // well-formed row is not scanned twice.
     if let Some(out) = fast::decode(payload, schema) {
@@ -380,10 +381,17 @@ pub fn decode(payload: &[u8], schema: &Schema) -> Decoded {
 /// [`decode`] by the full reader alone, without the fast path: the same result for every input,
 /// slower. For differential tests, the fuzz targets and the decoding benchmark.
 pub fn decode_full(payload: &[u8], schema: &Schema) -> Decoded {
-    match std::str::from_utf8(payload) {
+    match std::str::from_utf8(without_bom(payload)) {
         Ok(text) => full(text, schema),
         Err(_) => decode(payload, schema),
     }
+}
+
+/// `payload` without a leading UTF-8 byte-order mark: a file saved by some Windows editors starts
+/// with one, which JSON's RFC lets a reader ignore and serde_json refuses (the CSV and label
+/// readers skip it too).
+fn without_bom(payload: &[u8]) -> &[u8] {
+    payload.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(payload)
 }
 
 /// The full reader: any JSON, every reject with its reason (see the module docs).
@@ -659,6 +667,21 @@ mod tests {
         let d = read(text);
         assert_eq!(d.rejects.len(), 1, "{text}: {d:?}");
         (d.rejects[0].reason.as_str(), d.rejects[0].error.clone())
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_message_is_skipped() {
+        let text = "\u{FEFF}[{\"id\": \"W-1\", \"Sensor-1\": 1.5}]";
+        for d in [read(text), decode_full(text.as_bytes(), &schema())] {
+            assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+            assert_eq!(d.rows.ids, ["W-1"]);
+            assert_eq!(d.rows.row(0)[0], 1.5);
+        }
+        // Only at the start: a mark inside is not JSON.
+        assert_eq!(
+            only_reject("[\u{FEFF}{\"id\": \"W-1\"}]").0,
+            "malformed_json"
+        );
     }
 
     #[test]
