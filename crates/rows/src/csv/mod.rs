@@ -508,6 +508,12 @@ mod tests {
     fn structural_problems_have_their_own_errors() {
         assert!(matches!(read(""), Err(CsvError::Empty { .. })));
         assert!(matches!(read("\n\n"), Err(CsvError::Empty { .. })));
+        // Blank lines before the header are skipped, as between rows; the lines keep their
+        // numbers.
+        let d = read("\n\r\n,Sensor-1,Sensor-2,Sensor-3\nW,1,2,3\n").unwrap();
+        assert_eq!(d.ids, ["W"]);
+        let bad = read("\n,Sensor-1,Sensor-2,Sensor-3\nW,1,x,3\n").unwrap_err();
+        assert!(bad.to_string().contains("line 3"), "{bad}");
         assert!(matches!(
             read(",Sensor-1,Sensor-2,Sensor-3\n"),
             Err(CsvError::NoRows)

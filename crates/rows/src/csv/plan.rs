@@ -124,6 +124,12 @@ pub(super) fn read_header<R: BufRead>(input: &mut R) -> Result<(Vec<String>, usi
         } else {
             line
         };
+        // Blank lines before the header are skipped, as blank lines between rows are (they
+        // still count as lines, so a row's line number stays the file's).
+        if start == 0 && raw.ends_with(b"\n") && line.iter().all(|&b| b == b'\r' || b == b'\n') {
+            raw.clear();
+            continue;
+        }
         if quoting.ends_record(line) || !raw.ends_with(b"\n") {
             break;
         }
