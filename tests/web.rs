@@ -947,6 +947,12 @@ async fn labels_join_and_quality_reports_them() {
         .as_str()
         .unwrap()
         .contains("maybe"));
+    // Readings without an id column are refused, not taken as ids that would join nothing.
+    let first = s.model.current().features()[0].clone();
+    let readings = format!("{first},Good/Bad\n3030.93,1\n");
+    let (status, _, body) = send(&s, post_to("/api/labels", "text/csv", readings)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("no wafer id column"), "{body}");
     let json = r#"[{"id": "W-4", "label": "pass", "at": "2026-11-26T10:00:00Z"}]"#;
     let (status, _, body) = send(&s, post_to("/api/labels", "application/json", json)).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -47,12 +47,15 @@ pub async fn labels(
         .await?;
     let max_rows = s.limits.max_rows;
     let metrics = s.metrics.clone();
+    let model = s.model.current();
     let work = tokio::task::spawn_blocking(
         move || -> Result<(StatusCode, serde_json::Value, crate::store::Written), ApiError> {
             let parsed = match media {
                 // At most one row past the limit is read: enough to refuse the request.
-                super::api::Media::Csv => crate::labels::from_csv(&body, max_rows)
-                    .map(|r| (r.labels, r.errors, r.unlabelled)),
+                super::api::Media::Csv => crate::labels::from_csv(&body, max_rows, |n| {
+                    model.features().iter().any(|f| f == n)
+                })
+                .map(|r| (r.labels, r.errors, r.unlabelled)),
                 super::api::Media::Json => {
                     crate::labels::from_json(&body, max_rows).map(|(l, e)| (l, e, 0))
                 }

@@ -208,8 +208,14 @@ fn parse_outcome(s: &str) -> Result<bool, String> {
 ///
 /// Reads at most `most + 1` rows (labels, refusals and unlabelled rows together): one more than
 /// `most` tells the caller the body holds too many, without holding every row of a large body
-/// first.
-pub fn from_csv(body: &[u8], most: usize) -> Result<CsvLabels, String> {
+/// first. `is_sensor` says whether a column name is one of the model's sensors: a first column
+/// that is one holds readings, not ids (without an id column every label would go to a wafer
+/// named by a reading, join nothing and expire unseen).
+pub fn from_csv(
+    body: &[u8],
+    most: usize,
+    is_sensor: impl Fn(&str) -> bool,
+) -> Result<CsvLabels, String> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -231,7 +237,8 @@ pub fn from_csv(body: &[u8], most: usize) -> Result<CsvLabels, String> {
     };
     let at_col = find(&["at", "Time"]);
     let id_col = find(&["Wafer", "id"]).unwrap_or(0);
-    if id_col == label_col || Some(id_col) == at_col {
+    let first = String::from_utf8_lossy(headers.get(0).unwrap_or_default());
+    if id_col == label_col || Some(id_col) == at_col || (id_col == 0 && is_sensor(first.trim())) {
         return Err(
             "the CSV has no wafer id column: name it 'Wafer' or 'id', or put the ids first".into(),
         );
@@ -267,6 +274,19 @@ pub fn from_csv(body: &[u8], most: usize) -> Result<CsvLabels, String> {
             continue;
         }
         let label = (|| {
+            let needed = id_col.max(label_col) + 1;
+            if record.len() < needed {
+                return Err(format!(
+                    "the line has {} field(s); the {} is field {}",
+                    record.len(),
+                    if label_col >= id_col {
+                        "label"
+                    } else {
+                        "wafer id"
+                    },
+                    needed
+                ));
+            }
             let id = check_id(field(id_col)?)?;
             let faulty = parse_outcome(field(label_col)?)?;
             let at = match at_col.map(field).transpose()? {
@@ -386,7 +406,7 @@ mod tests {
     #[test]
     fn csv_with_a_wafer_files_header() {
         let csv = b",Sensor-1,Sensor-2,Good/Bad\nWafer-1,1.0,,-1\nWafer-2,2.0,3.0,1\nWafer-3,,,2\n";
-        let CsvLabels { labels, errors, .. } = from_csv(csv, usize::MAX).unwrap();
+        let CsvLabels { labels, errors, .. } = from_csv(csv, usize::MAX, no_sensor).unwrap();
         assert_eq!(
             labels.iter().map(|l| l.good_bad()).collect::<Vec<_>>(),
             [-1, 1]
@@ -395,10 +415,11 @@ mod tests {
         let CsvLabels { labels, .. } = from_csv(
             b"id,label,at\nW-9,fail,2026-11-26T10:00:00+01:00\n",
             usize::MAX,
+            no_sensor,
         )
         .unwrap();
         assert_eq!(labels[0].at.as_deref(), Some("2026-11-26T10:00:00+01:00"));
-        assert!(from_csv(b"id,score\nW,1\n", usize::MAX)
+        assert!(from_csv(b"id,score\nW,1\n", usize::MAX, no_sensor)
             .unwrap_err()
             .contains("Good/Bad"));
     }
@@ -411,7 +432,7 @@ mod tests {
             labels,
             errors,
             unlabelled,
-        } = from_csv(csv, usize::MAX).unwrap();
+        } = from_csv(csv, usize::MAX, no_sensor).unwrap();
         let read: Vec<(&str, i8)> = labels.iter().map(|l| (&l.id[..], l.good_bad())).collect();
         assert_eq!(read, [("W-1", 1), ("W-2", -1), ("W-5", 1), ("W-6", 1)]);
         assert_eq!(unlabelled, 2);
@@ -420,7 +441,7 @@ mod tests {
         assert_eq!((errors[0].row, errors[1].row), (7, 8));
         assert!(errors[0].reason.contains("\"0\""), "{}", errors[0].reason);
         // Unlabelled rows count toward the most read.
-        let r = from_csv(csv, 2).unwrap();
+        let r = from_csv(csv, 2, no_sensor).unwrap();
         assert_eq!(r.labels.len() + r.errors.len() + r.unlabelled, 3);
         // A JSON label may be written 1.0 too.
         assert!(
@@ -444,7 +465,7 @@ mod tests {
             b"label,ID,note\n1,W-1,x\n",
             b"wafer_id,Good/Bad\nW-1,1\n",
         ] {
-            let CsvLabels { labels, errors, .. } = from_csv(csv, usize::MAX).unwrap();
+            let CsvLabels { labels, errors, .. } = from_csv(csv, usize::MAX, no_sensor).unwrap();
             assert!(errors.is_empty(), "{errors:?}");
             assert_eq!(labels[0].id, "W-1", "{}", String::from_utf8_lossy(csv));
         }
@@ -453,9 +474,26 @@ mod tests {
             &b"Good/Bad,wafer_id\n1,W-1\n"[..],
             b"Time,Good/Bad\n2026-11-26T10:00:00Z,1\n",
         ] {
-            let e = from_csv(csv, usize::MAX).unwrap_err();
+            let e = from_csv(csv, usize::MAX, no_sensor).unwrap_err();
             assert!(e.contains("no wafer id column"), "{e}");
         }
+    }
+
+    fn no_sensor(_: &str) -> bool {
+        false
+    }
+
+    #[test]
+    fn a_csv_of_readings_without_an_id_column_is_refused() {
+        let csv = b"Sensor-1,Sensor-2,Good/Bad\n3030.93,1,1\n";
+        let e = from_csv(csv, usize::MAX, |n| n.starts_with("Sensor-")).unwrap_err();
+        assert!(e.contains("no wafer id column"), "{e}");
+        // A line too short for the label's field says so (an empty label cell is no label).
+        let CsvLabels { errors, .. } = from_csv(b"id,x,Good/Bad\nW-1,5\n", 9, no_sensor).unwrap();
+        assert_eq!(
+            errors[0].reason,
+            "the line has 2 field(s); the label is field 3"
+        );
     }
 
     #[test]
@@ -466,9 +504,9 @@ mod tests {
                 format!("W-{i},{}\n", if i % 3 == 0 { "x" } else { "1" }).as_bytes(),
             );
         }
-        let CsvLabels { labels, errors, .. } = from_csv(&csv, 10).unwrap();
+        let CsvLabels { labels, errors, .. } = from_csv(&csv, 10, no_sensor).unwrap();
         assert_eq!(labels.len() + errors.len(), 11);
-        let CsvLabels { labels, errors, .. } = from_csv(&csv, 1000).unwrap();
+        let CsvLabels { labels, errors, .. } = from_csv(&csv, 1000, no_sensor).unwrap();
         assert_eq!(labels.len() + errors.len(), 1000);
     }
 }
