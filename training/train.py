@@ -392,6 +392,10 @@ def read_golden(path: Path):
 # main
 # --------------------------------------------------------------------------------------
 
+def _faults(n: int) -> str:
+    return f"{n} faulty wafer" + ("" if n == 1 else "s")
+
+
 def _r(v, nd=6):
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
@@ -650,12 +654,17 @@ def main(argv=None) -> dict:
     late_s_share = sum(w["shipped_threshold_flagged"] * w["rows"] for w in late) / late_rows
     late_s = sum(w["shipped_threshold_caught"] for w in late)
     shares = [w["threshold_flagged"] for w in chosen_per]
-    window_aucs = [w["roc_auc"] for w in chosen_per if w["roc_auc"] is not None]
+    scored = [w for w in chosen_per if w["roc_auc"] is not None]
+    lowest = min(scored, key=lambda w: w["roc_auc"])
+    highest = max(scored, key=lambda w: w["roc_auc"])
+    few = [w["faults"] for w in scored]
     expectation = (
         f"Validated in time order on these wafers (each window scored by the recipe fitted on the wafers "
         f"before it): ROC-AUC {chosen_res['roc_auc']:.2f} (95% interval {lo:.2f}-{hi:.2f} from resampling "
-        f"rows, which leaves out how the level moves between periods: from {min(window_aucs):.2f} to "
-        f"{max(window_aucs):.2f} by window), on {faults} faulty wafers. The recipe and its settings were "
+        f"rows, which leaves out how the level moves between periods: from {lowest['roc_auc']:.2f} on "
+        f"{_faults(lowest['faults'])} to {highest['roc_auc']:.2f} on {_faults(highest['faults'])} by window; "
+        f"with {min(few)} to {max(few)} faulty wafers a window, much of that spread is chance), on {faults} "
+        f"faulty wafers. The recipe and its settings were "
         f"chosen on these same predictions, so expect less on new wafers. The score level moves between "
         f"periods: the fixed threshold, which flags {at['flagged'] / len(yp):.0%} of the validated wafers in all "
         f"and catches {at['recall']:.0%} of their faults (chosen on these same predictions, so optimistic), "
