@@ -199,8 +199,8 @@ impl FileCheck {
         let trained = (self.in_training > 0).then(|| {
             format!(
                 "{} of this file's {} wafers were in the model's training data, so its scores and any \
-                 figures against their labels are optimistic there (the card's time-ordered figures \
-                 are what to expect on new wafers)",
+                 figures against their labels are optimistic there (the card's time-ordered validation \
+                 figures say more about new wafers)",
                 self.in_training, self.rows
             )
         });

@@ -5,7 +5,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use faultline::metrics::Metrics;
-use faultline::model::{synthetic, Model};
+use faultline::model::{synthetic, Budget, Model};
 use faultline::web::api::WebLimits;
 use faultline::web::{router, WebState};
 use serde_json::Value;
@@ -95,6 +95,26 @@ async fn health_readiness_model_and_metrics_answer() {
     let card: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(card["threshold_in_force"], 0.25, "{card}");
     assert_eq!(card["threshold"], trained, "{card}");
+    assert!(card["alarm_budget_in_force"].is_null(), "{card}");
+    // Under an alarm budget the card says so: the fixed threshold decides only while it warms up.
+    let budget = Budget::new(0.1, 300, 50).unwrap();
+    let set = WebState::new(
+        Arc::new(Model::embedded().unwrap().with_budget(Some(budget))),
+        Arc::new(Metrics::new()),
+        WebLimits::default(),
+    );
+    let (_, _, body) = send(&set, get("/api/model")).await;
+    let card: Value = serde_json::from_str(&body).unwrap();
+    let b = &card["alarm_budget_in_force"];
+    assert_eq!(
+        (
+            b["rate"].as_f64(),
+            b["window_rows"].as_u64(),
+            b["warmup_rows"].as_u64()
+        ),
+        (Some(0.1), Some(300), Some(50)),
+        "{card}"
+    );
     let (status, _, body) = send(&s, get("/api/drift")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("\"judged\":false"), "{body}");
@@ -878,7 +898,7 @@ fn state_with_store(limits: WebLimits, ids: &[(&str, f32)]) -> WebState {
 fn state_with_verdicts(
     limits: WebLimits,
     ids: &[(&str, f32, bool)],
-    budget: Option<faultline::model::Budget>,
+    budget: Option<Budget>,
 ) -> WebState {
     use faultline::store::{ledger::LedgerLimits, segment::ScoredBatch, Store, StoreSettings};
     let mut s = state(limits);

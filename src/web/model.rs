@@ -26,18 +26,24 @@ pub async fn drift(State(s): State<WebState>) -> Response {
 
 /// `GET /api/model`
 pub async fn model_card(State(s): State<WebState>) -> Response {
-    /// The card, and the threshold verdicts use: the card's is the one its figures were
-    /// validated at, and `[model] threshold` may set another.
+    /// The card, and how verdicts are decided: the card's threshold is the one chosen on its
+    /// validation predictions, and `[model] threshold` may set another; under `[model]
+    /// alarm_rate` the budget decides and the fixed threshold only while its window warms up.
     #[derive(serde::Serialize)]
     struct Served<'a> {
         #[serde(flatten)]
         card: &'a crate::model::card::ModelCard,
         threshold_in_force: f32,
+        /// The alarm budget in force (`null`: the fixed threshold decides every verdict).
+        alarm_budget_in_force: Option<serde_json::Value>,
     }
     let model = s.model.current();
     Json(Served {
         card: model.card(),
         threshold_in_force: model.threshold(),
+        alarm_budget_in_force: model.budget().map(
+            |b| json!({"rate": b.rate, "window_rows": b.window_rows, "warmup_rows": b.warmup_rows}),
+        ),
     })
     .into_response()
 }

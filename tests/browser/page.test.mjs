@@ -134,6 +134,16 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
     const cardText = await page.textContent('#model-card');
     assert.ok(cardText.includes(`recall ${budget.recall.toFixed(3)}`), cardText);
     assert.ok(cardText.includes(`${budget.true_positives} of ${budget.faults} faults`), cardText);
+    // Unfolded under the figures: whose they are, and what the fixed threshold did with the
+    // shipped model on the later validation windows (the card's own windows, summed here).
+    const late = card.validation.windows.slice(Math.floor(card.validation.windows.length / 2));
+    const caught = late.reduce((n, w) => n + w.shipped_threshold_caught, 0);
+    const faults = late.reduce((n, w) => n + w.faults, 0);
+    const caution = await page.textContent('#model-card .card-caution');
+    assert.match(caution, /validation models'/);
+    assert.ok(caution.includes(`caught ${caught} of their ${faults} faults`), caution);
+    assert.ok(await page.isVisible('#model-card .card-caution'), 'the caution is not folded away');
+    assert.ok(cardText.includes(`${card.validation.rows - card.validation.faults} good wafers) capped by the rule`), cardText);
     // The drift and live-quality panels start folded, so the table fits a laptop's screen (the
     // second test checks that); open them to check what they show.
     assert.equal(await page.$eval('#drift-details', (d) => d.open), false);
@@ -399,11 +409,16 @@ test('with an alarm budget the page says how the daemon decided', { timeout: 120
     await page.waitForFunction(() => /alarm budget/.test(document.querySelector('#summary')?.textContent || ''));
     const summary = await page.textContent('#summary');
     assert.match(summary, /the top 10\.0% of recent wafers/);
+    // The card says the budget decides, and what its fixed threshold still decides.
+    const cardText = await page.textContent('#model-card');
+    assert.match(cardText, /Decides by\s*alarm budget: the top 10\.0% of the last [\d,]+ wafers \(threshold [\d.]+ for the first 20 and ties\)/);
+    assert.match(await page.textContent('#model-card .card-caution'), /validation models' pooled figures/);
+    assert.doesNotMatch(cardText, /fixed threshold may flag very few/);
     // On a 1280×720 laptop screen, with the scored file's charts shown, the table still shows rows.
     assert.deepEqual(page.viewportSize(), { width: 1280, height: 720 });
     const gridTop = await page.$eval('#grid', (g) => g.getBoundingClientRect().top);
-    assert.ok(gridTop <= 720 - 4 * 24, `the table starts at ${gridTop} px of 720`);
     await page.screenshot({ path: join(ROOT, 'target', 'browser', 'laptop.png') });
+    assert.ok(gridTop <= 720 - 4 * 24, `the table starts at ${gridTop} px of 720`);
     assert.match(summary, new RegExp(`it flagged ${byBudget + inWarmup} of these \\(${byBudget} by the budget, ${inWarmup} by the threshold`));
     // The download's fault column is the daemon's verdict on the file, row by row as faultline
     // score's (it used to be the slider's, with nothing beside the button saying so).

@@ -74,7 +74,15 @@ function renderCard() {
   item('Trained', formatDate(state.card.created_at), state.card.created_at);
   const trained = Number(state.card.threshold);
   const used = inForce(state.card);
-  const threshold = item('Threshold', formatThreshold(used), String(used));
+  const budget = state.card.alarm_budget_in_force;
+  const byBudget = Boolean(budget) && typeof budget.rate === 'number';
+  const threshold = byBudget
+    ? item('Decides by', `alarm budget: the top ${percent1(budget.rate)} of the last ${fmtInt(budget.window_rows)} wafers`,
+      `[model] alarm_rate: a wafer is flagged when its P(fault) is among that share of the recent wafers' scores; the threshold ${used} decides the first ${budget.warmup_rows} wafers and ties at the cutoff`)
+    : item('Threshold', formatThreshold(used), String(used));
+  if (byBudget) {
+    threshold.append(' ', el('span', 'card-interval', `(threshold ${formatThreshold(used)} for the first ${fmtInt(budget.warmup_rows)} and ties)`));
+  }
   if (used !== trained) {
     threshold.append(' ', el('span', 'card-interval', `(set by [model] threshold; the card's figures are at ${formatThreshold(trained)})`));
   }
@@ -83,8 +91,13 @@ function renderCard() {
   metric('PR-AUC', 'pr_auc', faults);
   metric('Recall', 'recall', faults);
   metric('False-alarm rate', 'false_alarm_rate', good);
+  if (typeof v.false_alarm_rate === 'number' && state.card.threshold_rule) {
+    // The threshold rule caps this rate on these same predictions: it is a limit the rule kept,
+    // not a measurement of new wafers.
+    list.lastElementChild.querySelector('dd').append(el('span', 'card-interval', ' capped by the rule'));
+  }
   if (typeof v.alarm_rate_suggested === 'number') {
-    const dd = item('Suggested alarm budget', `${(v.alarm_rate_suggested * 100).toFixed(1)}% of wafers`, 'validation.alarm_rate_suggested: set [model] alarm_rate to flag this share of recent wafers');
+    const dd = item('Suggested alarm budget', `${percent1(v.alarm_rate_suggested)} of wafers`, 'validation.alarm_rate_suggested: set [model] alarm_rate to flag this share of recent wafers');
     // What that budget did in validation, when training measured it (validation.alarm_budget).
     const b = v.alarm_budget;
     if (b && typeof b.recall === 'number' && typeof b.false_alarm_rate === 'number') {
@@ -92,19 +105,25 @@ function renderCard() {
       const ci = Array.isArray(b.recall_ci95) && typeof b.recall_ci95[0] === 'number'
         ? ` (95% CI ${b.recall_ci95[0].toFixed(2)}–${b.recall_ci95[1].toFixed(2)})` : '';
       dd.append(' ', el('span', 'card-interval',
-        `(validated: recall ${b.recall.toFixed(3)}, ${fmtInt(b.true_positives)} of ${fmtInt(b.faults)} faults)`));
+        `(tuned on these: recall ${b.recall.toFixed(3)}, ${fmtInt(b.true_positives)} of ${fmtInt(b.faults)} faults)`));
       dd.title = `${dd.title}. validation.alarm_budget, over a window of ${fmtInt(b.window_rows)} wafers: recall ${b.recall.toFixed(3)}${ci}, ` +
         `false-alarm rate ${b.false_alarm_rate.toFixed(3)}. ${b.rule || ''}`;
     }
   }
-  if (typeof v.rows === 'number') {
-    item('Validation set', `${fmtInt(v.rows)} rows, ${fmtInt(v.faults)} faults`, v.scheme || '');
-  }
   ui.card.append(list);
-  // The prose is long: folded under one line (opened, it stays open across reloads).
+  // The prose is long: folded under what the figures are, which stays in sight (opened, it
+  // stays open across reloads).
   const more = el('details', 'card-more');
   more.id = 'card-more';
-  more.append(el('summary', 'card-more-head', 'How it was validated, the threshold rule, and what to expect on new wafers'));
+  const head = el('summary', 'card-more-head');
+  const caution = cardCaution(state.card, byBudget);
+  if (caution) {
+    const span = el('span', 'card-caution', caution);
+    span.title = v.scheme || '';
+    head.append(span, ' ');
+  }
+  head.append(el('span', 'card-more-link', caution ? 'How it was validated' : 'How it was validated, the threshold rule, and what to expect on new wafers'));
+  more.append(head);
   const notes = el('p', 'card-rule');
   if (v.scheme) notes.append(el('strong', '', 'Validation: '), `${v.scheme}. `);
   if (state.card.threshold_rule) notes.append(el('strong', '', 'Threshold rule: '), state.card.threshold_rule, ' ');
@@ -112,6 +131,37 @@ function renderCard() {
   more.append(notes);
   rememberOpen(more, CARD_OPEN_KEY, false);
   ui.card.append(more);
+}
+
+/**
+ * What the card's figures are, in one short paragraph left unfolded: they are the validation
+ * models' pooled predictions, on which the threshold and the budget were chosen; and, when the
+ * fixed threshold decides, what it did with the shipped model on the later validation windows
+ * (validation.windows, the later half, as training's own expectation counts them).
+ */
+export function cardCaution(card, byBudget) {
+  const v = card.validation || {};
+  if (typeof v.rows !== 'number') return '';
+  let text = `These are the validation models' pooled figures (${fmtInt(v.rows)} wafers, ${fmtInt(v.faults)} faults); ` +
+    'the threshold and budget were chosen on them, so expect less on new wafers.';
+  const windows = Array.isArray(v.windows) ? v.windows : [];
+  const late = windows.slice(Math.floor(windows.length / 2));
+  const known = late.length > 0 && late.every((w) => typeof w.shipped_threshold_flagged === 'number' && typeof w.rows === 'number');
+  if (!byBudget && known) {
+    const rows = late.reduce((n, w) => n + w.rows, 0);
+    const flagged = late.reduce((n, w) => n + w.shipped_threshold_flagged * w.rows, 0);
+    const caught = late.reduce((n, w) => n + (Number(w.shipped_threshold_caught) || 0), 0);
+    const faults = late.reduce((n, w) => n + (Number(w.faults) || 0), 0);
+    text += ` The model served, refit on every wafer, flagged ${percent1(flagged / rows)} of the later ${plural(late.length, 'window')}' ` +
+      `${fmtInt(rows)} wafers at its threshold and caught ${fmtInt(caught)} of their ${fmtInt(faults)} faults, though fitted on them: ` +
+      'on new wafers the fixed threshold may flag very few.' +
+      (typeof v.alarm_rate_suggested === 'number' ? ` Set [model] alarm_rate (suggested ${v.alarm_rate_suggested}).` : '');
+  }
+  return text;
+}
+
+function percent1(x) {
+  return `${(x * 100).toFixed(1)}%`;
 }
 
 /** Keeps `details` open or closed across reloads under `key`; `fallback` when never chosen. */
