@@ -533,7 +533,9 @@ impl Driver {
         let resent = held.len();
         self.resending.clone_from(&held);
         self.eventloop.pending = held;
-        self.backoff.reset();
+        // The backoff is reset only once this connection has lasted (in `failed`): a broker that
+        // accepts and drops each connection at once (a refused publish, a packet too large, two
+        // clients with one id) would otherwise be retried every 100 ms for ever.
         let lost = self.connected_before && !session_present && self.persistent();
         let orphans = std::mem::take(&mut self.orphans);
         if !session_present {
@@ -627,6 +629,7 @@ impl Driver {
             self.short_lived = if at.elapsed() < SHORT_LIVED {
                 self.short_lived + 1
             } else {
+                self.backoff.reset();
                 0
             };
             if self.short_lived == SHORT_LIVED_RUN {
@@ -1064,6 +1067,40 @@ pub(super) mod tests {
     /// id names nothing or another message. Played on a real socket: the orphans are put in
     /// rumqttc's queue of read events before the driver's first poll, as a drop leaves them (the
     /// played broker does not send them again; only that they are not returned is checked).
+    /// A broker that accepts each connection and drops it at once is retried with a growing
+    /// wait, not every 100 ms: the backoff starts afresh only after a connection that lasted.
+    #[tokio::test]
+    async fn connections_dropped_at_once_are_retried_with_a_growing_wait() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (role, options) = played_client(port, "source");
+        let (driver, _client) = Driver::new(options, 10, role);
+        let mut driver = driver.subscribe("faultline/rows".into(), QoS::AtLeastOnce);
+        let driving = tokio::spawn(async move {
+            loop {
+                driver.next().await;
+            }
+        });
+        let mut accepted = Vec::new();
+        for _ in 0..5 {
+            let s = tokio::time::timeout(Duration::from_secs(30), accept_client(&listener, 0))
+                .await
+                .expect("the driver reconnects");
+            accepted.push(std::time::Instant::now());
+            drop(s);
+        }
+        driving.abort();
+        // The waits between connections are at least 100, 200, 400 and 800 ms (sleeps are lower
+        // bounds, so a slow machine only lengthens them); dropped at once every time, the old
+        // driver reconnected after 100 ms each time.
+        let last = accepted[4] - accepted[3];
+        assert!(
+            last >= Duration::from_millis(800),
+            "{:?}",
+            accepted.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
+        );
+    }
+
     #[tokio::test]
     async fn messages_read_before_a_drop_come_back_only_if_the_broker_lost_the_session() {
         for kept in [0u8, 1] {
