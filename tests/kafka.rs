@@ -1878,6 +1878,37 @@ async fn a_rows_topic_that_does_not_exist_is_named_on_readyz_until_it_does() {
     app.shutdown().await.unwrap();
 }
 
+/// A rows topic the cluster does not let this consumer read (an ACL) was logged once as a
+/// passing glitch while `/readyz` said ready. Now `/readyz` says so until a row is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rows_topic_kafka_refuses_to_let_us_read_is_named_on_readyz() {
+    use rdkafka::types::RDKafkaRespErr as Err;
+    let Some((mock, cluster, t)) = own_mock("denied", 1, "refuses a topic") else {
+        return;
+    };
+    mock.topic_error(&t.rows, Err::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+        .unwrap();
+    let model = Model::embedded().unwrap();
+    let (rows, _) = common::crash_rows(&model, 1, "denied");
+    let cfg = without_auto_created_topics(&cluster, &t);
+    let app = app::start(&cfg, Arc::new(model)).await.unwrap();
+    let ready = common::readyz_when(app.web_addr, |r| r.contains("does not authorize")).await;
+    assert!(
+        ready.contains("503") && ready.contains("to read the topic") && ready.contains(&t.rows),
+        "{ready}"
+    );
+    // Granted: the rows are read, and it is ready again.
+    mock.topic_error(&t.rows, Err::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .unwrap();
+    cluster
+        .publish(&cluster.producer(), &t.rows, &[rows[0].1.clone()])
+        .await;
+    wait_metric(app.web_addr, &["faultline_rows_scored_total 1"]).await;
+    let ready = common::readyz_when(app.web_addr, |r| r.contains("200 OK")).await;
+    assert!(ready.contains("200 OK"), "{ready}");
+    app.shutdown().await.unwrap();
+}
+
 /// A labels topic that does not exist was retried quietly: live quality stayed empty while
 /// `/readyz` said ready. Now `/readyz` names it until it exists, and its labels are read then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,6 +67,9 @@ pub struct ReadErrors {
     /// Kafka said the topic does not exist, and no message came since; with what `/readyz`
     /// shows meanwhile, if it shows it.
     missing: Option<Option<crate::bus::link::Hold>>,
+    /// Kafka refused to let this consumer read the topic or join its group (an ACL), and no
+    /// message came since; with what `/readyz` shows meanwhile, if it shows it.
+    refused: Option<Option<crate::bus::link::Hold>>,
 }
 
 /// How long a consumer's read loop pauses after an error before it polls again.
@@ -84,6 +87,7 @@ impl ReadErrors {
             failing: false,
             link: None,
             missing: None,
+            refused: None,
         }
     }
 
@@ -125,6 +129,30 @@ impl ReadErrors {
                 );
                 error!(topic = %topic, "{why}. faultline reads nothing from it until it exists.");
                 self.missing = Some(self.link.as_ref().map(|l| l.hold(topic, why)));
+                self.failing = true;
+            }
+            tokio::time::sleep(ERROR_PAUSE).await;
+            return ControlFlow::Continue(());
+        }
+        if let KafkaError::MessageConsumption(
+            code @ (Code::TopicAuthorizationFailed | Code::GroupAuthorizationFailed),
+        ) = error
+        {
+            // librdkafka says so once and goes on retrying: without this the source would look
+            // ready while it reads nothing. Shown until a message is read (metadata may list the
+            // topic's partitions while reading it stays refused).
+            if self.refused.is_none() {
+                let what = if *code == Code::GroupAuthorizationFailed {
+                    "to join its consumer group (group.id)"
+                } else {
+                    "to read the topic"
+                };
+                let why = format!(
+                    "Kafka does not authorize this consumer {what} ({code}) for {} on {topic:?}; grant it in the cluster's ACLs, or correct the login",
+                    self.what
+                );
+                error!(topic = %topic, "{why}. faultline reads nothing from it until a message comes.");
+                self.refused = Some(self.link.as_ref().map(|l| l.hold(topic, why)));
                 self.failing = true;
             }
             tokio::time::sleep(ERROR_PAUSE).await;
@@ -173,6 +201,7 @@ impl ReadErrors {
     /// Notes a message; after errors, logs that messages arrive again.
     pub fn delivered(&mut self, topic: &str) {
         self.missing = None;
+        self.refused = None;
         if std::mem::take(&mut self.failing) {
             info!(topic = %topic, "Kafka delivers {} again.", self.what);
         }
