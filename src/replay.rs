@@ -42,7 +42,7 @@ pub enum ReplayError {
     #[error("the broker at {0} failed: {1}")]
     BrokerAt(String, String),
     /// The broker failed after rows went out: how many, and how many it acknowledged.
-    #[error("the broker at {at} failed: {error}; {sent} rows had been published and the broker acknowledged {acked} of them, and replay stopped there")]
+    #[error("the broker at {at} failed: {error}; {}, and replay stopped there", if *.acked == 0 { format!("{sent} rows had been handed to the client and the broker acknowledged none of them") } else { format!("{sent} rows had been published and the broker acknowledged {acked} of them") })]
     BrokerPartway {
         /// The address.
         at: String,
@@ -324,6 +324,10 @@ async fn replay_to(
                 }
                 tokio::select! {
                     r = out.publish(target.topic(), &id, payload) => if let Err(e) = r {
+                        // The connection's own failure (a connect timeout, TLS, a login refused)
+                        // says more than "the publisher has stopped", which is all a publish
+                        // into the stopped client can say.
+                        let e = if out.failed() { out.error().await.err().unwrap_or(e) } else { e };
                         if sent == 0 {
                             return Err(e);
                         }

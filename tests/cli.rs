@@ -799,6 +799,33 @@ fn a_file_gone_before_a_later_pass_ends_the_replay_saying_what_went_out() {
     );
 }
 
+/// A "broker" that takes the connection and never answers: the rows queued meanwhile fail with
+/// the client stopped, and the error gives the connection's own failure, not only "the
+/// publisher has stopped" (which hid why).
+#[test]
+fn a_broker_that_never_answers_is_reported_with_the_connections_own_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = write_sample(dir.path(), 1500);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let to = format!("mqtt://127.0.0.1:{port}/faultline/rows");
+    let o = common::command()
+        .args(["replay", sample.to_str().unwrap(), "--to", &to])
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{e}");
+    assert!(!e.contains("the publisher has stopped"), "{e}");
+    assert!(e.contains(&format!("the broker at {to} failed")), "{e}");
+    assert!(e.contains("the broker acknowledged none of them"), "{e}");
+}
+
 /// A broker that goes away part-way through a replay: the error says how many rows went out
 /// and how many the broker acknowledged (it used to say only that the broker failed).
 #[test]
