@@ -1189,6 +1189,28 @@ async fn a_sparkplug_subscription_without_births_is_warned_about() {
     assert!(log.contains("spBv1.0/fab/DDATA/#"), "{log}");
 }
 
+/// A row published at QoS 0 is read (at most once, as its publisher asked), and the log says
+/// once that such rows are not kept or redelivered: README promises at least once only for rows
+/// published at QoS 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_published_at_qos_0_is_scored_and_said_to_be_at_most_once() {
+    // Mosquitto delivers at the lower of the two QoS, as MQTT asks (the embedded rumqttd delivers
+    // at the subscription's).
+    let broker = common::Mosquitto::start();
+    let daemon = common::Daemon::start(&daemon_env("qos0", None, broker.port, &[])).await;
+    let model = Model::embedded().unwrap();
+    let mut c = Client::connect(broker.port, "qos0-test", &["qos0/scores".into()]).await;
+    for id in ["Q-1", "Q-2"] {
+        let row = rows(&model, 0).2.replace("Known-Good", id);
+        c.publish_at(rumqttc::QoS::AtMostOnce, "qos0/rows", row)
+            .await;
+    }
+    c.collect_until(30, |got| got.len() >= 2).await;
+    daemon.wait_log("A row arrived at QoS 0", 10).await;
+    let log = daemon.log_text();
+    assert_eq!(log.matches("A row arrived at QoS 0").count(), 1, "{log}");
+}
+
 /// With `on_session_lost = "exit"` the same restart stops faultline (status 1), naming the broker
 /// and the setting, for a supervisor to decide.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -434,8 +434,12 @@ impl Client {
     }
 
     pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.publish_at(QoS::AtLeastOnce, topic, payload).await;
+    }
+
+    pub async fn publish_at(&self, qos: QoS, topic: &str, payload: impl Into<Vec<u8>>) {
         self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .publish(topic, qos, false, payload.into())
             .await
             .unwrap();
     }

@@ -117,6 +117,7 @@ impl MqttSource {
         let client_id = settings.client_id.clone();
         let width = options.schema.width();
         let mut strays = 0u64;
+        let mut qos0_told = false;
         let task = tokio::spawn(async move {
             let mut output = Some(crate::bus::admit::Admitter::start(
                 SOURCE_MQTT,
@@ -141,6 +142,13 @@ impl MqttSource {
                         let topic = std::mem::take(&mut publish.topic);
                         let payload = std::mem::take(&mut publish.payload);
                         let ack = if publish.qos == QoS::AtMostOnce {
+                            // The lower of the publisher's QoS and the subscription's: sent at
+                            // QoS 0, a row is neither kept by the broker while faultline is down
+                            // nor redelivered after a crash. Said once.
+                            if !qos0_told {
+                                qos0_told = true;
+                                tracing::warn!(%covered, "A row arrived at QoS 0: its publisher sent it at most once, so the broker neither keeps such rows while faultline is down nor delivers them again after a crash. Publish rows at QoS 1 for at-least-once delivery.");
+                            }
                             Ack::None
                         } else {
                             Ack::Mqtt {
