@@ -148,13 +148,16 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         model.width(),
         config.drift_window_rows.get(),
     )));
+    // Whether faultline runs its own broker (not one it found on the default address): then
+    // rows not acknowledged at the end of the grace period are lost with it.
+    let mut embedded_broker = false;
     if let Bus::Embedded {
         listen,
         use_existing,
         ..
     } = config.bus
     {
-        tokio::task::spawn_blocking(move || {
+        embedded_broker = tokio::task::spawn_blocking(move || {
             // Twice faultline's limit, so that a message over it reaches faultline and its
             // dead-letter topic rather than being refused by the broker (which closes the
             // publisher's connection, and a publisher sending it again stalls there).
@@ -307,7 +310,7 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
         quality_task,
         labels,
         idle_task,
-        embedded_broker: matches!(config.bus, Bus::Embedded { .. }),
+        embedded_broker,
     })
 }
 

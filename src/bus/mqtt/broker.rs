@@ -27,20 +27,20 @@ pub enum BrokerError {
 
 /// Starts the embedded broker on `listen`; when the address is taken and `use_existing` (the
 /// address is the default, not chosen) and an MQTT broker answers there, uses that one instead,
-/// saying so.
+/// saying so. True when it started its own (what it holds is lost when faultline stops).
 pub fn start_or_use(
     listen: SocketAddr,
     max_payload_bytes: usize,
     use_existing: bool,
-) -> Result<(), BrokerError> {
-    match start(listen, max_payload_bytes) {
+) -> Result<bool, BrokerError> {
+    match start(listen, max_payload_bytes).map(|()| true) {
         Err(BrokerError::PortTaken(addr)) if use_existing && speaks_mqtt(addr) => {
             tracing::info!(
                 broker = %addr,
                 "An MQTT broker already listens on {addr}: faultline serves on it instead of starting its own \
                  (set [broker] listen, e.g. FAULTLINE_BROKER__LISTEN=127.0.0.1:1884, to start the embedded broker there)."
             );
-            Ok(())
+            Ok(false)
         }
         other => other,
     }
