@@ -106,6 +106,9 @@ const REBIRTH_MAX: Duration = Duration::from_secs(3600);
 /// Edge nodes waited on at once: names beyond it (anyone may publish under `spBv1.0/`) are not
 /// asked, so the table stays bounded.
 const REBIRTH_NODES: usize = 10_000;
+/// Nodes and devices whose births are kept (each holds its aliases, about 10 KB for a wafer
+/// row): births under new names beyond it are refused, so the table stays bounded.
+const BIRTHS_KEPT: usize = 10_000;
 
 impl SparkplugReader {
     /// Reads the wafer id from the metric `id_metric`.
@@ -367,19 +370,31 @@ impl Admitter {
         match t.kind {
             sparkplug::Kind::NBirth | sparkplug::Kind::DBirth => {
                 let mut decoded = Decoded::empty(options.schema.width());
-                match sparkplug::birth_aliases(payload) {
+                let refused = match sparkplug::birth_aliases(payload) {
                     Ok(aliases) => {
-                        reader.asked().remove(t.node());
-                        reader.births().insert(t.source, Arc::new(aliases));
+                        let mut births = reader.births();
+                        if births.len() < BIRTHS_KEPT || births.contains_key(&t.source) {
+                            reader.asked().remove(t.node());
+                            births.insert(t.source, Arc::new(aliases));
+                            None
+                        } else {
+                            Some(format!(
+                                "births of {BIRTHS_KEPT} Sparkplug nodes and devices are kept already; \
+                                 this one's is not, so its data's aliases stay unbound"
+                            ))
+                        }
                     }
-                    Err(error) => decoded.rejects.push(json::Reject {
+                    Err(error) => Some(error),
+                };
+                if let Some(error) = refused {
+                    decoded.rejects.push(json::Reject {
                         error,
                         row: None,
                         reason: json::RejectReason::NotSparkplug,
                         column: None,
                         value: None,
-                        payload: format!("{} bytes on {topic}", payload.len()),
-                    }),
+                        payload: format!("{} on {topic}", sparkplug::describe(payload)),
+                    });
                 }
                 decoded
             }
@@ -497,6 +512,46 @@ mod tests {
             order.push(id(&m).to_string());
         }
         assert_eq!(order, ["1", "2"]);
+    }
+
+    /// Births under ever new names (anyone may publish under `spBv1.0/`) are kept up to
+    /// [`BIRTHS_KEPT`]; past it a new name's birth is refused as a dead letter showing its bytes,
+    /// while a name already kept is still rebound.
+    #[tokio::test(flavor = "current_thread")]
+    async fn births_are_kept_for_a_bounded_number_of_names() {
+        let options = SourceOptions {
+            schema: Schema::new(&["S1".to_string()]),
+            in_flight: Arc::new(Semaphore::new(1)),
+            max_permits: 1,
+            max_payload_bytes: 1 << 20,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            reader: Reader::Sparkplug(Arc::new(SparkplugReader::new("id".into()))),
+        };
+        let (out, _admitted) = mpsc::channel(1);
+        let (_stop, stopped) = watch::channel(false);
+        let admitter = Admitter::start("mqtt", options, stopped, out);
+        let birth = |i: usize| admitter.decode(&[], &format!("spBv1.0/fab/DBIRTH/n/d{i}"));
+        for i in 0..BIRTHS_KEPT {
+            assert!(birth(i).rejects.is_empty(), "birth {i}");
+        }
+        let refused = birth(BIRTHS_KEPT);
+        assert_eq!(refused.rejects.len(), 1);
+        let r = &refused.rejects[0];
+        assert!(
+            r.error.contains("births of 10000 Sparkplug nodes"),
+            "{}",
+            r.error
+        );
+        assert!(
+            r.payload.contains("Sparkplug B payload, 0 bytes")
+                && r.payload.contains("DBIRTH/n/d10000"),
+            "{}",
+            r.payload
+        );
+        assert!(
+            birth(7).rejects.is_empty(),
+            "a kept name's birth binds again"
+        );
     }
 
     /// The Kafka source's way in: `try_queue` admits at once, queues behind a waiting message,

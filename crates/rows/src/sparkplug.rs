@@ -449,7 +449,7 @@ fn reading(m: &Metric) -> Result<f32, (String, RejectReason)> {
 }
 
 /// A dead letter's payload text for a binary message: its length and first bytes in hex.
-fn describe(payload: &[u8]) -> String {
+pub fn describe(payload: &[u8]) -> String {
     let head: String = payload
         .iter()
         .take(64)

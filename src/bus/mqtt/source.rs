@@ -117,7 +117,8 @@ impl MqttSource {
         let client_id = settings.client_id.clone();
         let width = options.schema.width();
         let mut strays = 0u64;
-        let mut qos0_told = false;
+        // Sparkplug data is QoS 0 by its specification: nothing to tell there.
+        let mut qos0_told = matches!(options.reader, crate::bus::admit::Reader::Sparkplug(_));
         let task = tokio::spawn(async move {
             let mut output = Some(crate::bus::admit::Admitter::start(
                 SOURCE_MQTT,
