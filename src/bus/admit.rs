@@ -525,7 +525,7 @@ mod tests {
             max_permits: 1,
             max_payload_bytes: 1 << 20,
             metrics: Arc::new(crate::metrics::Metrics::new()),
-            reader: Reader::Sparkplug(Arc::new(SparkplugReader::new("id".into()))),
+            reader: Reader::Sparkplug(Arc::new(SparkplugReader::new("id"))),
         };
         let (out, _admitted) = mpsc::channel(1);
         let (_stop, stopped) = watch::channel(false);
