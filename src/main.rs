@@ -150,7 +150,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay { to: None, .. } => raw.without_web_token().validate()?,
         _ => raw.offline().validate()?,
     };
-    let load_model = |dir: Option<PathBuf>, threshold: Option<f32>| -> anyhow::Result<Model> {
+    let load_model = |dir: Option<PathBuf>,
+                      threshold: Option<f32>,
+                      scoring: bool|
+     -> anyhow::Result<Model> {
         let mut policy = config.policy();
         // `[model] threshold` is a number for [model] dir's model: another model's scores sit on
         // another scale (as the daemon treats its shadow), so `--model OTHER` decides at its own
@@ -165,8 +168,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             (Some(_), None) => true,
             (None, _) => false,
         };
-        if other && policy.threshold.take().is_some() {
-            eprintln!("Note: [model] threshold is for [model] dir's model; --model's decides at its own card's threshold (give --threshold to set one).");
+        // Said only when it changes the threshold in force (not under --threshold); `faultline
+        // model` has no --threshold to suggest.
+        if other && policy.threshold.take().is_some() && threshold.is_none() {
+            eprintln!("Note: [model] threshold is for [model] dir's model; --model's model decides at its own card's threshold{}.", if scoring { " (give --threshold to set one)" } else { "" });
         }
         let dir = dir.or(config.model_dir.clone());
         let model = Model::load(dir.as_deref())?.with_policy(&policy);
@@ -179,7 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             init_logging();
-            let model = std::sync::Arc::new(load_model(None, None)?);
+            let model = std::sync::Arc::new(load_model(None, None, true)?);
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
             if let Some(n) = config.workers {
                 runtime.worker_threads(n.get());
@@ -221,7 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => faultline::replay::Destination::configured(config.bus.clone())?,
             };
-            let model = load_model(None, None)?;
+            let model = load_model(None, None, true)?;
             let runtime = tokio::runtime::Runtime::new()?;
             let s = runtime.block_on(async {
                 // The stop signal (how `--loop` ends) stops the publishing; the rows in flight
@@ -263,7 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             threshold,
             alarm_rate,
         } => {
-            let mut model = load_model(model, threshold)?;
+            let mut model = load_model(model, threshold, true)?;
             if let Some(rate) = alarm_rate {
                 if !(rate > 0.0 && rate < 1.0) {
                     anyhow::bail!("--alarm-rate {rate} is not between 0 and 1 (exclusive)");
@@ -352,7 +357,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Model { model, json } => {
-            let model = load_model(model, None)?;
+            let model = load_model(model, None, false)?;
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, model.card())?;

@@ -266,11 +266,26 @@ fn model_and_version_name_the_model() {
         .unwrap();
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(!text.contains("in force   0.3"), "{text}");
+    let note = String::from_utf8_lossy(&o.stderr);
     assert!(
-        String::from_utf8_lossy(&o.stderr)
-            .contains("--model's decides at its own card's threshold"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+        note.contains("--model's model decides at its own card's threshold.")
+            && !note.contains("--threshold"),
+        "{note}"
+    );
+    // With --threshold given there is nothing to note: that threshold decides.
+    let csv = common::repo().join("examples/wafers.csv");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["score", "--output", "-", "--threshold", "0.2", "--input"])
+        .arg(&csv)
+        .arg("--model")
+        .arg(other.path())
+        .env("FAULTLINE_MODEL__THRESHOLD", "0.3")
+        .output()
+        .unwrap();
+    let note = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && !note.contains("Note: [model] threshold"),
+        "{note}"
     );
     // [model] dir itself, spelt another way, keeps [model] threshold.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
