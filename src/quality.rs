@@ -11,6 +11,14 @@
 //!
 //! A figure that is undefined on the rows at hand (ROC-AUC with one class only, recall without a
 //! faulty wafer) is `None`, never a made-up 0 or 1.
+//!
+//! Each of ROC-AUC, recall and the false-alarm rate comes with a 95% interval, and two models'
+//! ROC-AUC on the wafers both scored with the interval of their difference ([`compare`]): a
+//! window of labelled wafers holds a few dozen faulty ones, so a figure alone says little, and a
+//! promotion decided on two bare numbers would be decided on noise. The intervals are the card's
+//! kind (training's `selection.py`): percentile bootstrap, wafers resampled with replacement,
+//! from a fixed seed (the same wafers give the same interval on every poll). A resample without
+//! both classes gives no value for the figures it leaves undefined.
 
 use serde::Serialize;
 
@@ -45,6 +53,30 @@ pub struct Quality {
     pub false_alarm_rate: Option<f64>,
     /// Faulty wafers flagged / wafers flagged; `None` when none is flagged.
     pub precision: Option<f64>,
+    /// 95% bootstrap interval of `roc_auc`.
+    pub roc_auc_ci95: Option<[f64; 2]>,
+    /// 95% bootstrap interval of `recall`.
+    pub recall_ci95: Option<[f64; 2]>,
+    /// 95% bootstrap interval of `false_alarm_rate`.
+    pub false_alarm_rate_ci95: Option<[f64; 2]>,
+}
+
+/// Two models' ROC-AUC on the labelled wafers both scored (the shadow's against the serving
+/// model's), with the interval of the difference from the same resamples.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// Labelled wafers both models scored.
+    pub labelled: usize,
+    /// Of those, the faulty ones.
+    pub positives: usize,
+    /// The first model's ROC-AUC on them (the serving model's).
+    pub roc_auc_a: Option<f64>,
+    /// The second's (the shadow's).
+    pub roc_auc_b: Option<f64>,
+    /// `roc_auc_b - roc_auc_a`.
+    pub difference: Option<f64>,
+    /// 95% bootstrap interval of the difference (paired: both models on each resample).
+    pub difference_ci95: Option<[f64; 2]>,
 }
 
 /// What a [`Quality`]'s confusion counts count.
@@ -76,10 +108,11 @@ fn counted(
     threshold: Option<f32>,
     basis: Basis,
 ) -> Quality {
+    let flagged: Vec<bool> = flagged.collect();
     let positives = pairs.iter().filter(|(_, y)| *y).count();
     let negatives = pairs.len() - positives;
     let (mut tp, mut fp) = (0usize, 0usize);
-    for (&(_, y), flag) in pairs.iter().zip(flagged) {
+    for (&(_, y), &flag) in pairs.iter().zip(&flagged) {
         if flag {
             if y {
                 tp += 1;
@@ -89,6 +122,7 @@ fn counted(
         }
     }
     let (roc_auc, pr_auc) = areas(pairs, positives, negatives);
+    let [roc_auc_ci95, recall_ci95, false_alarm_rate_ci95] = intervals(pairs, &flagged);
     Quality {
         labelled: pairs.len(),
         positives,
@@ -104,6 +138,176 @@ fn counted(
         recall: (positives > 0).then(|| tp as f64 / positives as f64),
         false_alarm_rate: (negatives > 0).then(|| fp as f64 / negatives as f64),
         precision: (tp + fp > 0).then(|| tp as f64 / (tp + fp) as f64),
+        roc_auc_ci95,
+        recall_ci95,
+        false_alarm_rate_ci95,
+    }
+}
+
+/// Compares two models on the same labelled wafers: `(P(fault) by a, P(fault) by b, faulty)`.
+pub fn compare(rows: &[(f32, f32, bool)]) -> Comparison {
+    let positives = rows.iter().filter(|r| r.2).count();
+    let negatives = rows.len() - positives;
+    let a: Vec<(f32, bool)> = rows.iter().map(|r| (r.0, r.2)).collect();
+    let b: Vec<(f32, bool)> = rows.iter().map(|r| (r.1, r.2)).collect();
+    let roc_auc_a = areas(&a, positives, negatives).0;
+    let roc_auc_b = areas(&b, positives, negatives).0;
+    let (ra, rb) = (Ranked::new(&a), Ranked::new(&b));
+    let mut differences = Vec::new();
+    resample(rows.len(), |w| {
+        if let (Some(x), Some(y)) = (ra.roc_auc(w), rb.roc_auc(w)) {
+            differences.push(y - x);
+        }
+    });
+    Comparison {
+        labelled: rows.len(),
+        positives,
+        roc_auc_a,
+        roc_auc_b,
+        difference: roc_auc_a.zip(roc_auc_b).map(|(x, y)| y - x),
+        difference_ci95: interval(&mut differences),
+    }
+}
+
+/// Bootstrap resamples behind an interval, as many as training's cards use; fewer for a window so
+/// large that they would take more than [`MAX_DRAWS`] draws (the figures are computed on every
+/// poll of `/api/quality` and every refresh of the gauges).
+const RESAMPLES: usize = 1000;
+const MIN_RESAMPLES: usize = 200;
+const MAX_DRAWS: usize = 4_000_000;
+
+/// Calls `each` with the weights of every resample (how many times each row was drawn).
+fn resample(n: usize, mut each: impl FnMut(&[u32])) {
+    if n == 0 {
+        return;
+    }
+    let times = (MAX_DRAWS / n).clamp(MIN_RESAMPLES, RESAMPLES);
+    let mut rng = SplitMix64(0x5eed_0000_0000_002a);
+    let mut w = vec![0u32; n];
+    for _ in 0..times {
+        w.fill(0);
+        for _ in 0..n {
+            w[rng.below(n)] += 1;
+        }
+        each(&w);
+    }
+}
+
+/// The 95% intervals of ROC-AUC, recall and the false-alarm rate of `pairs` flagged as `flagged`.
+fn intervals(pairs: &[(f32, bool)], flagged: &[bool]) -> [Option<[f64; 2]>; 3] {
+    let ranked = Ranked::new(pairs);
+    let (mut aucs, mut recalls, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+    resample(pairs.len(), |w| {
+        let (mut pos, mut neg, mut tp, mut fp) = (0u64, 0u64, 0u64, 0u64);
+        for ((&(_, y), &flag), &k) in pairs.iter().zip(flagged).zip(w) {
+            let k = u64::from(k);
+            match (y, flag) {
+                (true, true) => (pos, tp) = (pos + k, tp + k),
+                (true, false) => pos += k,
+                (false, true) => (neg, fp) = (neg + k, fp + k),
+                (false, false) => neg += k,
+            }
+        }
+        if pos > 0 {
+            recalls.push(tp as f64 / pos as f64);
+        }
+        if neg > 0 {
+            rates.push(fp as f64 / neg as f64);
+        }
+        if let Some(auc) = ranked.roc_auc(w) {
+            aucs.push(auc);
+        }
+    });
+    [
+        interval(&mut aucs),
+        interval(&mut recalls),
+        interval(&mut rates),
+    ]
+}
+
+/// The 2.5th and 97.5th percentiles of `values` (numpy's default, linear between the two
+/// nearest); `None` without values.
+fn interval(values: &mut [f64]) -> Option<[f64; 2]> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let x = q * (values.len() - 1) as f64;
+        let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+        values[lo] + (values[hi] - values[lo]) * (x - lo as f64)
+    };
+    Some([at(0.025), at(0.975)])
+}
+
+/// Rows ordered by score, highest first, in runs of equal scores: ROC-AUC of any weighting of
+/// them in one pass.
+struct Ranked {
+    /// Row indices, highest score first.
+    order: Vec<usize>,
+    /// Where each run of equal scores ends in `order`.
+    run_ends: Vec<usize>,
+    /// Whether each row (by its index) is faulty.
+    faulty: Vec<bool>,
+}
+
+impl Ranked {
+    fn new(pairs: &[(f32, bool)]) -> Ranked {
+        let mut order: Vec<usize> = (0..pairs.len()).collect();
+        order.sort_by(|&a, &b| pairs[b].0.total_cmp(&pairs[a].0));
+        let mut run_ends = Vec::new();
+        for k in 1..=order.len() {
+            if k == order.len() || pairs[order[k]].0 != pairs[order[k - 1]].0 {
+                run_ends.push(k);
+            }
+        }
+        Ranked {
+            order,
+            run_ends,
+            faulty: pairs.iter().map(|p| p.1).collect(),
+        }
+    }
+
+    /// ROC-AUC with row `i` counted `w[i]` times (ties count half); `None` without both classes.
+    fn roc_auc(&self, w: &[u32]) -> Option<f64> {
+        let (mut above, mut pairs_won, mut neg_total) = (0u64, 0f64, 0u64);
+        let mut start = 0;
+        for &end in &self.run_ends {
+            let (mut pos, mut neg) = (0u64, 0u64);
+            for &i in &self.order[start..end] {
+                if self.faulty[i] {
+                    pos += u64::from(w[i]);
+                } else {
+                    neg += u64::from(w[i]);
+                }
+            }
+            pairs_won += neg as f64 * (above as f64 + pos as f64 / 2.0);
+            above += pos;
+            neg_total += neg;
+            start = end;
+        }
+        // `pairs_won` counts, for each good wafer, the faulty ones ranked above it (half of
+        // those tied with it): the area under the curve is its share of all pairs.
+        (above > 0 && neg_total > 0).then(|| pairs_won / (above as f64 * neg_total as f64))
+    }
+}
+
+/// A small, fast, seeded generator (SplitMix64): the resamples need speed and repeatability,
+/// not cryptographic quality.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (multiply-shift; its bias is far below what a percentile can show).
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
     }
 }
 
@@ -188,6 +392,85 @@ mod tests {
         assert_eq!(compute(&[(0.1, true)], 0.5).precision, None);
     }
 
+    /// Unit weights give the same ROC-AUC as the walk over the curve (ties included).
+    #[test]
+    fn the_weighted_area_agrees_with_the_curve() {
+        let pairs = [
+            (0.5, true),
+            (0.5, false),
+            (0.7, true),
+            (0.1, false),
+            (0.7, false),
+            (0.2, true),
+        ];
+        let ranked = Ranked::new(&pairs);
+        let curve = compute(&pairs, 0.5).roc_auc.unwrap();
+        assert!((ranked.roc_auc(&[1; 6]).unwrap() - curve).abs() < 1e-12);
+        // Counting each row twice changes nothing; leaving out a class leaves no area.
+        assert!((ranked.roc_auc(&[2; 6]).unwrap() - curve).abs() < 1e-12);
+        assert_eq!(ranked.roc_auc(&[1, 0, 1, 0, 0, 1]), None);
+    }
+
+    /// The intervals hold the figure, narrow as wafers are added, and are the same on every call
+    /// (a fixed seed); a difference between a model and itself is exactly 0.
+    #[test]
+    fn intervals_hold_the_figure_and_narrow_with_more_wafers() {
+        // Faulty wafers score higher on average, with overlap: ROC-AUC about 0.75.
+        let rows = |n: usize| -> Vec<(f32, bool)> {
+            let mut rng = SplitMix64(7);
+            (0..n)
+                .map(|i| {
+                    let faulty = i % 10 == 0;
+                    let noise = (rng.next() >> 40) as f32 / (1u64 << 24) as f32;
+                    (noise + if faulty { 0.5 } else { 0.0 }, faulty)
+                })
+                .collect()
+        };
+        let small = compute(&rows(200), 0.8);
+        let large = compute(&rows(5_000), 0.8);
+        for q in [&small, &large] {
+            let [lo, hi] = q.roc_auc_ci95.unwrap();
+            assert!(lo < q.roc_auc.unwrap() && q.roc_auc.unwrap() < hi, "{q:?}");
+            let [lo, hi] = q.recall_ci95.unwrap();
+            assert!(lo <= q.recall.unwrap() && q.recall.unwrap() <= hi, "{q:?}");
+            let [lo, hi] = q.false_alarm_rate_ci95.unwrap();
+            assert!(lo <= q.false_alarm_rate.unwrap() && q.false_alarm_rate.unwrap() <= hi);
+        }
+        let width = |q: &Quality| q.roc_auc_ci95.map(|[lo, hi]| hi - lo).unwrap();
+        assert!(
+            width(&large) < width(&small) / 2.0,
+            "{} {}",
+            width(&large),
+            width(&small)
+        );
+        assert_eq!(compute(&rows(200), 0.8), small);
+        let same: Vec<(f32, f32, bool)> = rows(200).iter().map(|&(p, y)| (p, p, y)).collect();
+        let c = compare(&same);
+        assert_eq!(
+            (c.difference, c.difference_ci95),
+            (Some(0.0), Some([0.0, 0.0]))
+        );
+        assert_eq!((c.labelled, c.positives), (200, 20));
+    }
+
+    /// Against a model that ranks every faulty wafer first, a noisy one's difference is
+    /// negative with an interval below 0.
+    #[test]
+    fn a_clearly_better_model_shows_a_difference_whose_interval_excludes_zero() {
+        let rows: Vec<(f32, f32, bool)> = (0..400)
+            .map(|i| {
+                let faulty = i % 8 == 0;
+                let perfect = if faulty { 0.9 } else { 0.1 };
+                let noisy = ((i * 37) % 100) as f32 / 100.0;
+                (perfect, noisy, faulty)
+            })
+            .collect();
+        let c = compare(&rows);
+        assert_eq!(c.roc_auc_a, Some(1.0));
+        let [lo, hi] = c.difference_ci95.unwrap();
+        assert!(hi < 0.0 && lo <= c.difference.unwrap(), "{c:?}");
+    }
+
     #[test]
     fn undefined_figures_are_none() {
         let good_only = compute(&[(0.3, false), (0.9, false)], 0.5);
@@ -195,8 +478,11 @@ mod tests {
         assert_eq!(good_only.pr_auc, None);
         assert_eq!(good_only.recall, None);
         assert_eq!(good_only.false_alarm_rate, Some(0.5));
+        assert_eq!(good_only.roc_auc_ci95, None);
+        assert_eq!(good_only.recall_ci95, None);
         let empty = compute(&[], 0.5);
         assert_eq!(empty.labelled, 0);
         assert_eq!(empty.false_alarm_rate, None);
+        assert_eq!(empty.false_alarm_rate_ci95, None);
     }
 }

@@ -404,6 +404,27 @@ async fn late_labels_give_live_quality_that_matches_scikit_learn_across_a_restar
         serving(&q)["roc_auc"],
         q["models"][1]["quality"]["roc_auc"]
     );
+    // Each figure has its interval, and the two models are compared on the wafers both scored,
+    // with the interval of the difference: with a few dozen faulty wafers, what a promotion
+    // should be weighed on.
+    let cmp = &q["comparison"];
+    assert_eq!(
+        (&cmp["labelled"], &cmp["roc_auc_a"], &cmp["roc_auc_b"]),
+        (
+            &Value::from(300),
+            &serving(&q)["roc_auc"],
+            &q["models"][1]["quality"]["roc_auc"]
+        ),
+        "{q}"
+    );
+    let (lo, diff, hi) = (
+        cmp["difference_ci95"][0].as_f64().unwrap(),
+        cmp["difference"].as_f64().unwrap(),
+        cmp["difference_ci95"][1].as_f64().unwrap(),
+    );
+    assert!(lo <= diff && diff <= hi && lo < hi, "{cmp}");
+    let ci = &serving(&q)["roc_auc_ci95"];
+    assert!(ci[0].as_f64().unwrap() < ci[1].as_f64().unwrap(), "{q}");
     let shadow_info = format!("faultline_shadow_model_info{{version=\"{challenger}\"}}");
     assert_eq!(gauge(&d, &shadow_info).await, Some(1.0));
 

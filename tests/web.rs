@@ -988,6 +988,10 @@ async fn labels_join_and_quality_reports_them() {
     assert_eq!(serving["quality"]["roc_auc"], 0.75, "{q}");
     assert_eq!(q["labels"]["pending"], 1, "{q}");
     assert_eq!(q["models"].as_array().unwrap().len(), 1, "no shadow: {q}");
+    assert!(q["comparison"].is_null(), "no shadow: {q}");
+    // Each figure comes with its 95% interval; on 4 wafers it is wide.
+    let ci = &serving["quality"]["roc_auc_ci95"];
+    assert!(ci[0].as_f64().unwrap() <= 0.5 && ci[1] == 1.0, "{q}");
 }
 
 /// Under an alarm budget the serving model's live recall and false alarms are those of the

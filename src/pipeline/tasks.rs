@@ -77,20 +77,28 @@ pub async fn refresh_quality(
     while tick.next().await {
         store.expire();
         let (serving, shadow) = live.both();
-        let ledger = store.ledger();
-        metrics.set_quality(
-            crate::metrics::MODEL_SERVING,
-            &ledger.model_quality(
-                serving.version(),
-                serving.threshold(),
-                serving.budget().is_some(),
-            ),
-        );
-        if let Some(s) = shadow {
-            metrics.set_quality(
-                crate::metrics::MODEL_SHADOW,
-                &ledger.quality(s.version(), s.threshold()),
-            );
+        // Taken under the ledger's lock, computed after it (the scorer takes it for every batch).
+        let (serving_rows, shadow_rows) = {
+            let ledger = store.ledger();
+            (
+                ledger.model_rows(
+                    serving.version(),
+                    serving.threshold(),
+                    serving.budget().is_some(),
+                ),
+                shadow.map(|s| ledger.model_rows(s.version(), s.threshold(), false)),
+            )
+        };
+        let computed = tokio::task::spawn_blocking(move || {
+            (serving_rows.compute(), shadow_rows.map(|r| r.compute()))
+        })
+        .await;
+        let Ok((serving_quality, shadow_quality)) = computed else {
+            continue;
+        };
+        metrics.set_quality(crate::metrics::MODEL_SERVING, &serving_quality);
+        if let Some(q) = shadow_quality {
+            metrics.set_quality(crate::metrics::MODEL_SHADOW, &q);
         }
     }
 }

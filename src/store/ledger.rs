@@ -44,6 +44,25 @@ struct Joined {
     fault: bool,
 }
 
+/// The labelled wafers a model's quality is computed from ([`Ledger::model_rows`]).
+#[derive(Debug, Clone)]
+pub enum QualityRows {
+    /// (P(fault), faulty), counted at the threshold.
+    AtThreshold(Vec<(f32, bool)>, f32),
+    /// (P(fault), faulty, flagged): the verdicts published.
+    Verdicts(Vec<(f32, bool, bool)>),
+}
+
+impl QualityRows {
+    /// The figures, with their intervals.
+    pub fn compute(&self) -> Quality {
+        match self {
+            QualityRows::AtThreshold(pairs, threshold) => quality::compute(pairs, *threshold),
+            QualityRows::Verdicts(rows) => quality::compute_verdicts(rows),
+        }
+    }
+}
+
 /// What a label did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LabelOutcome {
@@ -289,42 +308,65 @@ impl Ledger {
 
     /// Quality of model `version` over the last `window` joined wafers it scored.
     pub fn quality(&self, version: &str, threshold: f32) -> Quality {
-        let pairs: Vec<(f32, bool)> = self
-            .joined
-            .iter()
-            .filter_map(|j| {
-                j.scores
-                    .iter()
-                    .find(|(v, _)| &**v == version)
-                    .map(|(_, p)| (*p, j.faulty))
-            })
-            .collect();
-        quality::compute(&pairs, threshold)
+        self.model_rows(version, threshold, false).compute()
     }
 
     /// Live quality of a model as `/api/quality` and the gauges give it: of the verdicts it
     /// published when `by_verdicts` (a serving model under an alarm budget), else at `threshold`.
     pub fn model_quality(&self, version: &str, threshold: f32, by_verdicts: bool) -> Quality {
-        if by_verdicts {
-            self.verdict_quality(version)
-        } else {
-            self.quality(version, threshold)
-        }
+        self.model_rows(version, threshold, by_verdicts).compute()
     }
 
     /// Quality of the verdicts model `version` published, over the last `window` joined wafers
     /// it scored as the serving model: ranks by its P(fault), counts by what it flagged (an
     /// alarm budget's moving threshold, which no one threshold reproduces).
     pub fn verdict_quality(&self, version: &str) -> Quality {
-        let rows: Vec<(f32, bool, bool)> = self
-            .joined
+        self.model_rows(version, 0.0, true).compute()
+    }
+
+    /// What [`Ledger::model_quality`] computes from, to compute it after the ledger's lock is
+    /// let go (its intervals resample the window many times; the scorer takes the lock for every
+    /// batch).
+    pub fn model_rows(&self, version: &str, threshold: f32, by_verdicts: bool) -> QualityRows {
+        if by_verdicts {
+            QualityRows::Verdicts(
+                self.joined
+                    .iter()
+                    .filter_map(|j| match j.scores.first() {
+                        Some((v, p)) if &**v == version => Some((*p, j.faulty, j.fault)),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        } else {
+            QualityRows::AtThreshold(
+                self.joined
+                    .iter()
+                    .filter_map(|j| {
+                        j.scores
+                            .iter()
+                            .find(|(v, _)| &**v == version)
+                            .map(|(_, p)| (*p, j.faulty))
+                    })
+                    .collect(),
+                threshold,
+            )
+        }
+    }
+
+    /// The joined wafers both `a` and `b` scored: (P(fault) by `a`, by `b`, faulty), for
+    /// [`quality::compare`].
+    pub fn both_scored(&self, a: &str, b: &str) -> Vec<(f32, f32, bool)> {
+        let score = |j: &Joined, version: &str| {
+            j.scores
+                .iter()
+                .find(|(v, _)| &**v == version)
+                .map(|(_, p)| *p)
+        };
+        self.joined
             .iter()
-            .filter_map(|j| match j.scores.first() {
-                Some((v, p)) if &**v == version => Some((*p, j.faulty, j.fault)),
-                _ => None,
-            })
-            .collect();
-        quality::compute_verdicts(&rows)
+            .filter_map(|j| Some((score(j, a)?, score(j, b)?, j.faulty)))
+            .collect()
     }
 
     /// Label counts.

@@ -152,26 +152,59 @@ const LABELS_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 pub async fn quality(State(s): State<WebState>) -> Result<Response, ApiError> {
     let store = store(&s)?.clone();
     let (serving, shadow) = s.model.both();
-    let ledger = store.ledger();
     // The serving model's counts are of its verdicts under an alarm budget (no one threshold
-    // gives them); a shadow publishes none, so its are at its threshold.
-    let model = |role: &str, m: &crate::model::Model, by_verdicts: bool| {
-        json!({
-            "role": role,
-            "version": m.version(),
-            "quality": ledger.model_quality(m.version(), m.threshold(), by_verdicts),
-        })
-    };
+    // gives them); a shadow publishes none, so its are at its threshold. The rows are taken
+    // under the ledger's lock and the figures computed after it, off the runtime: their
+    // intervals resample the window many times, and the scorer takes the lock for every batch.
     let by_verdicts = serving.budget().is_some();
-    let mut models = vec![model(crate::metrics::MODEL_SERVING, &serving, by_verdicts)];
-    if let Some(sh) = &shadow {
-        models.push(model(crate::metrics::MODEL_SHADOW, sh, false));
+    let (window, counts, remembered, serving_rows, shadow_rows, both) = {
+        let ledger = store.ledger();
+        let shadow_rows = shadow
+            .as_ref()
+            .map(|sh| ledger.model_rows(sh.version(), sh.threshold(), false));
+        let both = shadow
+            .as_ref()
+            .map(|sh| ledger.both_scored(serving.version(), sh.version()));
+        (
+            ledger.limits().window,
+            ledger.counts(),
+            ledger.rows(),
+            ledger.model_rows(serving.version(), serving.threshold(), by_verdicts),
+            shadow_rows,
+            both,
+        )
+    };
+    let (serving_quality, shadow_quality, comparison) = tokio::task::spawn_blocking(move || {
+        (
+            serving_rows.compute(),
+            shadow_rows.map(|r| r.compute()),
+            both.map(|rows| crate::quality::compare(&rows)),
+        )
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("computing live quality panicked: {e}"),
+        )
+    })?;
+    let model = |role: &str, m: &crate::model::Model, q: crate::quality::Quality| json!({"role": role, "version": m.version(), "quality": q});
+    let mut models = vec![model(
+        crate::metrics::MODEL_SERVING,
+        &serving,
+        serving_quality,
+    )];
+    if let (Some(sh), Some(q)) = (&shadow, shadow_quality) {
+        models.push(model(crate::metrics::MODEL_SHADOW, sh, q));
     }
     let body = json!({
-        "window_rows": ledger.limits().window,
+        "window_rows": window,
         "models": models,
-        "labels": ledger.counts(),
-        "rows_remembered": ledger.rows(),
+        // The shadow against the serving model on the wafers both scored (`roc_auc_b` the
+        // shadow's, `difference` shadow minus serving), or null without a shadow.
+        "comparison": comparison,
+        "labels": counts,
+        "rows_remembered": remembered,
         "store": store.status(),
     });
     Ok(Json(body).into_response())

@@ -343,7 +343,8 @@ test('upload, edit, score, slide, download: the page agrees with faultline score
     const qualityCell = (measure) => `#quality-rows td[data-role="serving"][data-measure="${measure}"]`;
     await page.waitForFunction((sel) => /^\d/.test(document.querySelector(sel)?.textContent || ''), qualityCell('labelled'));
     assert.match(await page.textContent(qualityCell('labelled')), new RegExp(`^${rows} \\(`));
-    assert.equal(await page.textContent(qualityCell('roc_auc')), serving.quality.roc_auc.toFixed(3));
+    const ci = serving.quality.roc_auc_ci95;
+    assert.equal(await page.textContent(qualityCell('roc_auc')), `${serving.quality.roc_auc.toFixed(3)} (${ci[0].toFixed(2)}–${ci[1].toFixed(2)})`);
     assert.equal(await page.textContent(qualityCell('version')), card.version);
     assert.match(await page.textContent('#quality-labels'), new RegExp(`^Labels: ${rows} received · ${rows} joined · 0 pending`));
     assert.match(await page.textContent('#quality-store'), /rows? written/);
@@ -740,6 +741,14 @@ test('the page promotes the shadow it shows, and only that one', { timeout: 120_
       return !button.hidden && button.dataset.serving === a && button.dataset.shadow === b;
     }, [serving, shadow], { timeout: 15_000 });
     await shows(v1, v2);
+    // Labels for the streamed wafers: the panel weighs the shadow against the serving model on
+    // the wafers both scored, with the interval of the difference (the same graph here: none).
+    const ids = readFileSync(sample, 'utf8').split('\n').slice(1).filter((l) => l.length).map((l) => l.split(',')[0]);
+    const labels = ['id,Good/Bad', ...ids.map((id, i) => `${id},${i % 5 === 0 ? 1 : -1}`)].join('\n') + '\n';
+    const posted = await fetch(url + '/api/labels', { method: 'POST', headers: { 'Content-Type': 'text/csv' }, body: labels });
+    assert.equal(posted.status, 200, await posted.text());
+    await page.waitForFunction((n) => (document.querySelector('#quality-summary')?.textContent || '').includes(`on the ${n} wafers both scored: no clear difference`), streamed, { timeout: 15_000 });
+    assert.match(await page.textContent('#quality-summary'), /shadow − serving ROC-AUC \+0\.000 \(95% CI \+0\.000 to \+0\.000\)/);
     // Another operator promotes while this page's confirmation is open: the page still shows v1
     // serving, and its click must not swap the models back.
     let other;

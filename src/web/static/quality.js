@@ -22,14 +22,15 @@ const REJECTIONS_SHOWN = 20;
 const MEASURES = [
   ['version', 'Version', (m) => String(m.version || '')],
   ['labelled', 'Labelled wafers', (m, q) => `${fmtInt(q.labelled)} (${fmtInt(q.positives)} faulty / ${fmtInt(q.negatives)} good)`],
-  ['roc_auc', 'ROC-AUC', (m, q) => fixed3(q.roc_auc)],
+  ['roc_auc', 'ROC-AUC', (m, q) => withInterval(q.roc_auc, q.roc_auc_ci95),
+    () => 'With its 95% interval (bootstrap over the labelled wafers): a window holds a few dozen faulty wafers at most, so the figure alone says little'],
   ['pr_auc', 'PR-AUC', (m, q) => fixed3(q.pr_auc)],
   // Under an alarm budget the serving model's counts are of its verdicts (basis "verdicts"),
   // whose threshold moved with the budget.
   ['threshold', 'Threshold', (m, q) => (q.basis === 'verdicts' ? 'alarm budget (the verdicts published)' : isNumber(q.threshold) ? formatThreshold(q.threshold) : '—')],
-  ['recall', 'Recall', (m, q) => fixed3(q.recall),
+  ['recall', 'Recall', (m, q) => withInterval(q.recall, q.recall_ci95),
     (q) => `${fmtInt(q.true_positives)} of ${fmtInt(q.true_positives + q.false_negatives)} faulty wafers flagged`],
-  ['false_alarm_rate', 'False-alarm rate', (m, q) => fixed3(q.false_alarm_rate),
+  ['false_alarm_rate', 'False-alarm rate', (m, q) => withInterval(q.false_alarm_rate, q.false_alarm_rate_ci95),
     (q) => `${fmtInt(q.false_positives)} of ${fmtInt(q.false_positives + q.true_negatives)} good wafers flagged`],
   ['confusion', 'TP / FP / FN / TN', (m, q) => [q.true_positives, q.false_positives, q.false_negatives, q.true_negatives].map(fmtInt).join(' / '),
     (q) => `Faulty wafers flagged / good wafers flagged / faulty wafers missed / good wafers passed, ${q.basis === 'verdicts' ? 'by the verdicts published' : 'at the threshold'}`],
@@ -63,6 +64,17 @@ function isNumber(x) {
 /** A figure with 3 decimals; '—' when the daemon says it is undefined (null). */
 function fixed3(x) {
   return isNumber(x) ? x.toFixed(3) : '—';
+}
+
+/** A figure with its 95% interval, when the daemon gave one: `0.652 (0.57–0.73)`. */
+function withInterval(x, ci) {
+  return isNumber(x) && Array.isArray(ci) && isNumber(ci[0]) && isNumber(ci[1])
+    ? `${x.toFixed(3)} (${ci[0].toFixed(2)}–${ci[1].toFixed(2)})` : fixed3(x);
+}
+
+/** A signed figure: `+0.031`, `−0.020`. */
+function signed(x) {
+  return `${x < 0 ? '−' : '+'}${Math.abs(x).toFixed(3)}`;
 }
 
 function fmtInt(n) {
@@ -174,7 +186,7 @@ function render(report) {
 
   const serving = models.find((m) => m.role === 'serving') || models[0];
   const shadow = models.find((m) => m.role === 'shadow');
-  renderSummary(serving, shadow, labels, store);
+  renderSummary(serving, shadow, labels, store, r.comparison);
   renderTable(models);
 
   const over = isNumber(r.window_rows) ? ` · figures over the last ${plural(r.window_rows, 'labelled wafer')}` : '';
@@ -202,24 +214,41 @@ function render(report) {
   ui.promote.dataset.serving = serving ? String(serving.version) : '';
 }
 
-function renderSummary(serving, shadow, labels, store) {
+function renderSummary(serving, shadow, labels, store, comparison) {
   const q = (serving && serving.quality) || {};
   let text;
   if (!serving) text = 'No model reported.';
   else if (!q.labelled) text = `No labelled wafers yet (${plural(Number(labels.received) || 0, 'label')} received)`;
   else {
-    text = `${plural(q.labelled, 'labelled wafer')} · serving ROC-AUC ${fixed3(q.roc_auc)} · recall ${fixed3(q.recall)}`;
+    text = `${plural(q.labelled, 'labelled wafer')} · serving ROC-AUC ${withInterval(q.roc_auc, q.roc_auc_ci95)} · recall ${fixed3(q.recall)}`;
     // Recall rests on the faulty wafers alone: under 30 (the live-quality alert's floor) it is mostly
     // noise.
     if (isNumber(q.positives)) text += ` (${plural(q.positives, 'faulty wafer')}${q.positives < 30 ? ': rough' : ''})`;
     const sq = (shadow && shadow.quality) || null;
-    if (sq && sq.labelled) text += ` · shadow ROC-AUC ${fixed3(sq.roc_auc)}`;
+    if (sq && sq.labelled) text += ` · shadow ROC-AUC ${withInterval(sq.roc_auc, sq.roc_auc_ci95)}`;
+    text += compared(comparison);
   }
   const failing = store.error ? ' · store failing' : '';
   if (ui.summary.textContent === text + failing) return;
   clear(ui.summary);
   ui.summary.append(text);
   if (failing) ui.summary.append(el('span', 'drift-out alert', failing));
+}
+
+/**
+ * The shadow against the serving model on the wafers both scored: the difference of their
+ * ROC-AUC with its interval, and whether that interval leaves 0 out (the figures to weigh a
+ * promotion on; the columns below may rest on different wafers).
+ */
+function compared(c) {
+  if (!c || !isNumber(c.difference)) return '';
+  const ci = Array.isArray(c.difference_ci95) && isNumber(c.difference_ci95[0]) ? c.difference_ci95 : null;
+  const range = ci ? ` (95% CI ${signed(ci[0])} to ${signed(ci[1])})` : '';
+  let verdict = '';
+  if (ci && ci[0] > 0) verdict = ': the shadow ranks better';
+  else if (ci && ci[1] < 0) verdict = ': the shadow ranks worse';
+  else if (ci) verdict = ': no clear difference';
+  return ` · shadow − serving ROC-AUC ${signed(c.difference)}${range} on the ${plural(c.labelled, 'wafer')} both scored${verdict}`;
 }
 
 /** One column per model (serving first), one row per measure. */
