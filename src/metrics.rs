@@ -151,7 +151,8 @@ pub struct Metrics {
     pub model_reloads: IntCounterVec,
     /// 1 while the last reload of `[model] dir` failed.
     pub model_reload_failing: IntGauge,
-    /// Sensors whose recent median or missing rate left their training range.
+    /// Sensors whose recent median moved more than 3 robust sigmas, or whose missing rate moved
+    /// more than 0.2, from training.
     pub drift_sensors: IntGauge,
     /// Share of missing sensor cells over the drift window.
     pub missing_ratio: Gauge,
@@ -328,7 +329,7 @@ impl Metrics {
         };
         let drift_sensors = int_gauge(
             DRIFT_SENSORS,
-            "Sensors whose median or missing rate over the recent window left their training range.",
+            "Sensors (all of the schema's, read by the model or not) whose median over the recent window moved more than 3 robust sigmas from training, or whose missing rate moved more than 0.2; a sensor constant in training (IQR 0) counts on its missing rate alone. Which ones: GET /api/drift.",
         );
         let missing_ratio = gauge(
             MISSING_RATIO,
