@@ -57,6 +57,9 @@ pub enum CsvError {
     /// The same name twice.
     #[error("the header names {} more than once", .0.join(", "))]
     DuplicateColumns(Vec<String>),
+    /// A first column without a name beside an id column found by name: a pandas index.
+    #[error("the first column has no name, and the wafer ids are in the column named {0:?}: remove the first column (an index pandas wrote; save with index=False)")]
+    IndexColumn(String),
     /// Blank header cells beyond the id column.
     #[error("header cells {} are blank; only the first (wafer id) column may have a blank name", list_positions(.0))]
     BlankColumns(Vec<usize>),
@@ -531,6 +534,10 @@ mod tests {
         );
         assert!(
             matches!(read(",Sensor-1,,Sensor-2,Sensor-3\n"), Err(CsvError::BlankColumns(b)) if b == [2])
+        );
+        // pandas' to_csv with its index: a blank first column beside the named id column.
+        assert!(
+            matches!(read(",Wafer,Sensor-1,Sensor-2,Sensor-3\n0,W,1,2,3\n"), Err(CsvError::IndexColumn(n)) if n == "Wafer")
         );
         assert!(matches!(
             read("Sensor-1,Sensor-2,Sensor-3\n1,2,3\n"),

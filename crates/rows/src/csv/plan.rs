@@ -190,6 +190,9 @@ pub(super) fn plan(
         .filter(|(i, n)| n.is_empty() && *i != id)
         .map(|(i, _)| i)
         .collect();
+    if blanks.first() == Some(&0) {
+        return Err(CsvError::IndexColumn(names[id].clone()));
+    }
     if !blanks.is_empty() {
         return Err(CsvError::BlankColumns(blanks));
     }

@@ -12,7 +12,9 @@
 //! - `Good/Bad` (1, -1 or null) is carried as the row's label and never scored.
 //! - Any other key is ignored but counted, so a producer that misspells a sensor shows up in the
 //!   metrics instead of silently scoring on imputed values.
-//! - A key given twice keeps its last value, as most JSON readers do.
+//! - A key given twice keeps its last value, as most JSON readers do; each value is checked,
+//!   so one that would reject the row rejects it even when a later one is valid. (A CSV header
+//!   naming a column twice is refused: a file has one header, a stream many producers.)
 //!
 //! A bad row rejects only itself: the other rows of the array are still scored, and each reject
 //! carries its own JSON text for the dead-letter topic. Only a message that is not JSON at all (or
