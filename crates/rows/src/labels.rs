@@ -138,7 +138,12 @@ fn from_value(value: &Value) -> Result<Label, String> {
         Some(_) => return Err("\"id\" must be a string or an integer".into()),
         None => return Err("the label has no \"id\"".into()),
     };
-    let faulty = match map.get("label") {
+    // `Good/Bad` too: the key a row's JSON and a wafer file carry the outcome under (the label
+    // CSV reader takes both names as well).
+    let faulty = match map
+        .get("label")
+        .or_else(|| map.get(crate::csv::LABEL_COLUMN))
+    {
         Some(Value::Number(n)) => match n.as_f64() {
             Some(1.0) => true,
             Some(-1.0) => false,
@@ -150,7 +155,11 @@ fn from_value(value: &Value) -> Result<Label, String> {
                 "\"label\" is {other}; use 1 (faulty), -1 (good), \"fail\" or \"pass\""
             ))
         }
-        None => return Err(format!("the label for {id:?} has no \"label\"")),
+        None => {
+            return Err(format!(
+                "the label for {id:?} has no \"label\" (or \"Good/Bad\")"
+            ))
+        }
     };
     let at = match map.get("at") {
         None | Some(Value::Null) => None,
@@ -443,6 +452,12 @@ mod tests {
         // Unlabelled rows count toward the most read.
         let r = from_csv(csv, 2, no_sensor).unwrap();
         assert_eq!(r.labels.len() + r.errors.len() + r.unlabelled, 3);
+        // Under the rows' key too.
+        assert!(
+            from_message(br#"{"id": "W", "Good/Bad": 1}"#)
+                .unwrap()
+                .faulty
+        );
         // A JSON label may be written 1.0 too.
         assert!(
             from_message(br#"{"id": "W", "label": 1.0}"#)
