@@ -169,7 +169,7 @@ pub struct ShutdownSection {
 pub struct InputSection {
     /// Ignore unknown CSV columns instead of refusing the file.
     pub allow_extra_columns: bool,
-    /// Rows per CSV batch.
+    /// Rows per CSV batch of `faultline score`.
     pub csv_batch_rows: usize,
 }
 
@@ -190,7 +190,7 @@ pub struct Config {
     pub model_watch: Option<Duration>,
     /// Ignore unknown CSV columns.
     pub allow_extra_columns: bool,
-    /// Rows per CSV batch.
+    /// Rows per CSV batch of `faultline score` (uploads and replay use their own).
     pub csv_batch_rows: NonZeroUsize,
     /// The bus rows come from and verdicts go to.
     pub bus: Bus,
