@@ -103,6 +103,64 @@ fn committed_model_contributions_add_up_to_its_log_odds() {
     }
 }
 
+/// README's figures on the shipped model's explanations, recomputed on the real training wafers:
+/// how many it flags, the largest single contribution, and the share of a flagged wafer's rise
+/// from `base` that the five listed sensors carry (median and quartiles). A retrained model that
+/// changes them fails here until README says what is so.
+#[test]
+fn the_readmes_figures_on_explanations_hold_on_the_training_wafers() {
+    let Some(dir) =
+        common::data_dir("the_readmes_figures_on_explanations_hold_on_the_training_wafers")
+    else {
+        return;
+    };
+    let model = Model::embedded().unwrap();
+    let batch = common::read_wafers(&dir.join("wafer/wafer_train.csv"), &model);
+    let w = model.width();
+    let mut probs = vec![0.0; batch.len()];
+    model.probabilities(&batch.values, &mut probs);
+    let (mut largest, mut shares) = (0.0f64, Vec::new());
+    for (row, &p) in batch.values.chunks(w).zip(&probs) {
+        let (base, phi) = model.contributions(row).unwrap();
+        largest = phi.iter().fold(largest, |m, c| m.max(c.abs()));
+        if p >= model.threshold() {
+            let e = model.explain(row, 5).unwrap();
+            let listed: f64 = e.contributions.iter().map(|c| c.contribution as f64).sum();
+            shares.push(listed / (logit(p) - base));
+        }
+    }
+    shares.sort_by(f64::total_cmp);
+    // numpy's default percentile: linear between the two nearest.
+    let at = |q: f64| {
+        let x = q * (shares.len() - 1) as f64;
+        let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+        shares[lo] + (shares[hi] - shares[lo]) * (x - lo as f64)
+    };
+    let pct = |x: f64| (x * 100.0).round() as i64;
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let said = format!(
+        "on the {} training wafers it flags, a median of {}% of the rise from `base` to the wafer's log-odds (quartiles {}% and {}%)",
+        shares.len(),
+        pct(at(0.5)),
+        pct(at(0.25)),
+        pct(at(0.75))
+    );
+    assert!(
+        readme.contains(&said),
+        "README should say: {said} ({:?})",
+        [at(0.25), at(0.5), at(0.75)]
+    );
+    let bound = format!(
+        "none moves the log-odds by more than {:.2})",
+        (largest * 100.0).ceil() / 100.0
+    );
+    assert!(
+        readme.contains(&bound),
+        "README should say: {bound} (largest {largest})"
+    );
+}
+
 #[test]
 fn a_listed_sensor_moves_p_fault_the_way_its_contribution_says() {
     let model = Model::embedded().unwrap();
