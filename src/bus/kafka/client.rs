@@ -68,9 +68,15 @@ pub struct ReadErrors {
     /// shows meanwhile, if it shows it.
     missing: Option<Option<crate::bus::link::Hold>>,
     /// Kafka refused to let this consumer read the topic or join its group (an ACL), and no
-    /// message came since; with what `/readyz` shows meanwhile, if it shows it.
-    refused: Option<Option<crate::bus::link::Hold>>,
+    /// message came since; with what `/readyz` shows meanwhile, if it shows it, and when Kafka
+    /// last said so.
+    refused: Option<(Option<crate::bus::link::Hold>, std::time::Instant)>,
 }
+
+/// How long after Kafka last refused this consumer the topic's metadata may clear the refusal
+/// (a quiet topic may bring no message for long after the grant, and librdkafka keeps reporting
+/// a refusal that lasts).
+const REFUSAL_QUIET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a consumer's read loop pauses after an error before it polls again.
 const ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
@@ -141,7 +147,9 @@ impl ReadErrors {
             // librdkafka says so once and goes on retrying: without this the source would look
             // ready while it reads nothing. Shown until a message is read (metadata may list the
             // topic's partitions while reading it stays refused).
-            if self.refused.is_none() {
+            if let Some((_, last)) = &mut self.refused {
+                *last = std::time::Instant::now();
+            } else {
                 let what = if *code == Code::GroupAuthorizationFailed {
                     "to join its consumer group (group.id)"
                 } else {
@@ -152,7 +160,10 @@ impl ReadErrors {
                     self.what
                 );
                 error!(topic = %topic, "{why}. faultline reads nothing from it until a message comes.");
-                self.refused = Some(self.link.as_ref().map(|l| l.hold(topic, why)));
+                self.refused = Some((
+                    self.link.as_ref().map(|l| l.hold(topic, why)),
+                    std::time::Instant::now(),
+                ));
                 self.failing = true;
             }
             tokio::time::sleep(ERROR_PAUSE).await;
@@ -165,23 +176,34 @@ impl ReadErrors {
         ControlFlow::Continue(())
     }
 
-    /// Whether Kafka said the topic does not exist, and neither a message nor
-    /// [`ReadErrors::topic_exists`] said otherwise since.
+    /// Whether Kafka said the topic does not exist, or refused this consumer, and neither a
+    /// message nor [`ReadErrors::topic_exists`] said otherwise since: the topic is to be
+    /// [rechecked](ReadErrors::recheck_topic).
     pub fn is_missing(&self) -> bool {
-        self.missing.is_some()
+        self.missing.is_some() || self.refused.is_some()
     }
 
     /// The topic Kafka said did not exist does now (its metadata has partitions): an instance
     /// that gets none of them, or a topic no row has reached yet, may see no message for long.
+    /// A refusal is taken back too once Kafka has not repeated it for [`REFUSAL_QUIET`].
     pub fn topic_exists(&mut self, topic: &str) {
         if self.missing.take().is_some() {
             self.failing = false;
             info!(topic = %topic, "Kafka has the topic {} are read from now.", self.what);
         }
+        if self
+            .refused
+            .as_ref()
+            .is_some_and(|(_, last)| last.elapsed() >= REFUSAL_QUIET)
+        {
+            self.refused = None;
+            self.failing = false;
+            info!(topic = %topic, "Kafka lets this consumer read {} again (it lists the topic and has not refused it for {} s).", self.what, REFUSAL_QUIET.as_secs());
+        }
     }
 
-    /// While Kafka says the topic does not exist: asks its metadata again (off the runtime: a
-    /// blocking request), and notes when it has partitions now.
+    /// While Kafka says the topic does not exist or refuses it: asks its metadata again (off
+    /// the runtime: a blocking request), and notes when it has partitions now.
     pub async fn recheck_topic(
         &mut self,
         consumer: &Arc<rdkafka::consumer::StreamConsumer<Context>>,
