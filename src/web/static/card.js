@@ -61,12 +61,13 @@ function renderCard() {
   // `basis` says which wafers a figure rests on: the faulty ones for most, the good ones for the
   // false-alarm rate.
   const metric = (term, key, basis) => {
-    if (typeof v[key] !== 'number') return;
+    if (typeof v[key] !== 'number') return null;
     const ci = v[`${key}_ci95`];
     const dd = item(term, v[key].toFixed(3));
     if (Array.isArray(ci) && typeof ci[0] === 'number') {
       dd.append(' ', el('span', 'card-interval', `(95% CI ${ci[0].toFixed(2)}–${ci[1].toFixed(2)}, ${basis})`));
     }
+    return dd;
   };
   const faults = `${fmtInt(v.faults)} faults`;
   const good = typeof v.rows === 'number' && typeof v.faults === 'number' ? `${fmtInt(v.rows - v.faults)} good wafers` : 'the good wafers';
@@ -77,11 +78,11 @@ function renderCard() {
   const budget = state.card.alarm_budget_in_force;
   const byBudget = Boolean(budget) && typeof budget.rate === 'number';
   const threshold = byBudget
-    ? item('Decides by', `alarm budget: the top ${percent1(budget.rate)} of the last ${fmtInt(budget.window_rows)} wafers`,
-      `[model] alarm_rate: a wafer is flagged when its P(fault) is among that share of the recent wafers' scores; the threshold ${used} decides the first ${budget.warmup_rows} wafers and ties at the cutoff`)
+    ? item('Decides by', `alarm budget: the top ${percent(budget.rate)} of the last ${fmtInt(budget.window_rows)} wafers`,
+      `[model] alarm_rate: a wafer is flagged when its P(fault) is among that share of the recent wafers' scores; the threshold ${used} decides until the window holds ${budget.warmup_rows} wafers (this one included), and ties at the cutoff`)
     : item('Threshold', formatThreshold(used), String(used));
   if (byBudget) {
-    threshold.append(' ', el('span', 'card-interval', `(threshold ${formatThreshold(used)} for the first ${fmtInt(budget.warmup_rows)} and ties)`));
+    threshold.append(' ', el('span', 'card-interval', `(threshold ${formatThreshold(used)} until it holds ${fmtInt(budget.warmup_rows)}, and for ties)`));
   }
   if (used !== trained) {
     threshold.append(' ', el('span', 'card-interval', `(set by [model] threshold; the card's figures are at ${formatThreshold(trained)})`));
@@ -90,14 +91,14 @@ function renderCard() {
   metric('ROC-AUC', 'roc_auc', faults);
   metric('PR-AUC', 'pr_auc', faults);
   metric('Recall', 'recall', faults);
-  metric('False-alarm rate', 'false_alarm_rate', good);
-  if (typeof v.false_alarm_rate === 'number' && state.card.threshold_rule) {
+  const falseAlarms = metric('False-alarm rate', 'false_alarm_rate', good);
+  if (falseAlarms && state.card.threshold_rule) {
     // The threshold rule caps this rate on these same predictions: it is a limit the rule kept,
     // not a measurement of new wafers.
-    list.lastElementChild.querySelector('dd').append(el('span', 'card-interval', ' capped by the rule'));
+    falseAlarms.append(el('span', 'card-interval', ' capped by the rule'));
   }
   if (typeof v.alarm_rate_suggested === 'number') {
-    const dd = item('Suggested alarm budget', `${percent1(v.alarm_rate_suggested)} of wafers`, 'validation.alarm_rate_suggested: set [model] alarm_rate to flag this share of recent wafers');
+    const dd = item('Suggested alarm budget', `${percent(v.alarm_rate_suggested)} of wafers`, 'validation.alarm_rate_suggested: set [model] alarm_rate to flag this share of recent wafers');
     // What that budget did in validation, when training measured it (validation.alarm_budget).
     const b = v.alarm_budget;
     if (b && typeof b.recall === 'number' && typeof b.false_alarm_rate === 'number') {
@@ -146,22 +147,20 @@ export function cardCaution(card, byBudget) {
     'the threshold and budget were chosen on them, so expect less on new wafers.';
   const windows = Array.isArray(v.windows) ? v.windows : [];
   const late = windows.slice(Math.floor(windows.length / 2));
-  const known = late.length > 0 && late.every((w) => typeof w.shipped_threshold_flagged === 'number' && typeof w.rows === 'number');
+  const known = late.length > 0 && late.every((w) => typeof w.shipped_threshold_flagged === 'number' && w.rows > 0);
   if (!byBudget && known) {
     const rows = late.reduce((n, w) => n + w.rows, 0);
-    const flagged = late.reduce((n, w) => n + w.shipped_threshold_flagged * w.rows, 0);
+    // The card keeps each window's share flagged, rounded: the count it stands for.
+    const flagged = Math.round(late.reduce((n, w) => n + w.shipped_threshold_flagged * w.rows, 0));
     const caught = late.reduce((n, w) => n + (Number(w.shipped_threshold_caught) || 0), 0);
     const faults = late.reduce((n, w) => n + (Number(w.faults) || 0), 0);
-    text += ` The model served, refit on every wafer, flagged ${percent1(flagged / rows)} of the later ${plural(late.length, 'window')}' ` +
-      `${fmtInt(rows)} wafers at its threshold and caught ${fmtInt(caught)} of their ${fmtInt(faults)} faults, though fitted on them: ` +
+    const windows = late.length === 1 ? 'later window\'s' : `later ${late.length} windows'`;
+    text += ` The model served, refit on every wafer, flagged ${fmtInt(flagged)} of the ${windows} ${fmtInt(rows)} wafers ` +
+      `at its threshold and caught ${fmtInt(caught)} of their ${fmtInt(faults)} faults, though fitted on them: ` +
       'on new wafers the fixed threshold may flag very few.' +
       (typeof v.alarm_rate_suggested === 'number' ? ` Set [model] alarm_rate (suggested ${v.alarm_rate_suggested}).` : '');
   }
   return text;
-}
-
-function percent1(x) {
-  return `${(x * 100).toFixed(1)}%`;
 }
 
 /** Keeps `details` open or closed across reloads under `key`; `fallback` when never chosen. */
