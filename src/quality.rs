@@ -89,17 +89,42 @@ pub enum Basis {
     Verdicts,
 }
 
+/// Whether a [`Quality`]'s intervals are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intervals {
+    /// By bootstrap (see the module docs).
+    Bootstrap,
+    /// Not at all (`None`): for the gauges, which show none.
+    Without,
+}
+
 /// The figures for `(P(fault), faulty)` pairs at `threshold`.
 pub fn compute(pairs: &[(f32, bool)], threshold: f32) -> Quality {
+    compute_with(pairs, threshold, Intervals::Bootstrap)
+}
+
+/// [`compute`], with intervals or not.
+pub fn compute_with(pairs: &[(f32, bool)], threshold: f32, intervals: Intervals) -> Quality {
     let flagged = pairs.iter().map(|&(p, _)| p >= threshold);
-    counted(pairs, flagged, Some(threshold), Basis::Threshold)
+    counted(pairs, flagged, Some(threshold), Basis::Threshold, intervals)
 }
 
 /// The figures for `(P(fault), faulty, flagged)`: the areas from P(fault), the counts from the
 /// verdicts as published.
 pub fn compute_verdicts(rows: &[(f32, bool, bool)]) -> Quality {
+    compute_verdicts_with(rows, Intervals::Bootstrap)
+}
+
+/// [`compute_verdicts`], with intervals or not.
+pub fn compute_verdicts_with(rows: &[(f32, bool, bool)], intervals: Intervals) -> Quality {
     let pairs: Vec<(f32, bool)> = rows.iter().map(|&(p, y, _)| (p, y)).collect();
-    counted(&pairs, rows.iter().map(|r| r.2), None, Basis::Verdicts)
+    counted(
+        &pairs,
+        rows.iter().map(|r| r.2),
+        None,
+        Basis::Verdicts,
+        intervals,
+    )
 }
 
 fn counted(
@@ -107,6 +132,7 @@ fn counted(
     flagged: impl Iterator<Item = bool>,
     threshold: Option<f32>,
     basis: Basis,
+    intervals: Intervals,
 ) -> Quality {
     let flagged: Vec<bool> = flagged.collect();
     let positives = pairs.iter().filter(|(_, y)| *y).count();
@@ -122,7 +148,10 @@ fn counted(
         }
     }
     let (roc_auc, pr_auc) = areas(pairs, positives, negatives);
-    let [roc_auc_ci95, recall_ci95, false_alarm_rate_ci95] = intervals(pairs, &flagged);
+    let [roc_auc_ci95, recall_ci95, false_alarm_rate_ci95] = match intervals {
+        Intervals::Bootstrap => bootstrap(pairs, &flagged),
+        Intervals::Without => [None; 3],
+    };
     Quality {
         labelled: pairs.len(),
         positives,
@@ -194,7 +223,7 @@ fn resample(n: usize, mut each: impl FnMut(&[u32])) {
 }
 
 /// The 95% intervals of ROC-AUC, recall and the false-alarm rate of `pairs` flagged as `flagged`.
-fn intervals(pairs: &[(f32, bool)], flagged: &[bool]) -> [Option<[f64; 2]>; 3] {
+fn bootstrap(pairs: &[(f32, bool)], flagged: &[bool]) -> [Option<[f64; 2]>; 3] {
     let ranked = Ranked::new(pairs);
     let (mut aucs, mut recalls, mut rates) = (Vec::new(), Vec::new(), Vec::new());
     resample(pairs.len(), |w| {

@@ -89,8 +89,13 @@ pub async fn refresh_quality(
                 shadow.map(|s| ledger.model_rows(s.version(), s.threshold(), false)),
             )
         };
+        // The gauges show no intervals: none are computed.
+        let without = crate::quality::Intervals::Without;
         let computed = tokio::task::spawn_blocking(move || {
-            (serving_rows.compute(), shadow_rows.map(|r| r.compute()))
+            (
+                serving_rows.compute_with(without),
+                shadow_rows.map(|r| r.compute_with(without)),
+            )
         })
         .await;
         let Ok((serving_quality, shadow_quality)) = computed else {

@@ -44,6 +44,16 @@ struct Joined {
     fault: bool,
 }
 
+impl Joined {
+    /// The P(fault) model `version` gave this wafer, if it scored it.
+    fn score(&self, version: &str) -> Option<f32> {
+        self.scores
+            .iter()
+            .find(|(v, _)| &**v == version)
+            .map(|(_, p)| *p)
+    }
+}
+
 /// The labelled wafers a model's quality is computed from ([`Ledger::model_rows`]).
 #[derive(Debug, Clone)]
 pub enum QualityRows {
@@ -56,9 +66,16 @@ pub enum QualityRows {
 impl QualityRows {
     /// The figures, with their intervals.
     pub fn compute(&self) -> Quality {
+        self.compute_with(quality::Intervals::Bootstrap)
+    }
+
+    /// The figures, with intervals or not (the gauges have none to show).
+    pub fn compute_with(&self, intervals: quality::Intervals) -> Quality {
         match self {
-            QualityRows::AtThreshold(pairs, threshold) => quality::compute(pairs, *threshold),
-            QualityRows::Verdicts(rows) => quality::compute_verdicts(rows),
+            QualityRows::AtThreshold(pairs, threshold) => {
+                quality::compute_with(pairs, *threshold, intervals)
+            }
+            QualityRows::Verdicts(rows) => quality::compute_verdicts_with(rows, intervals),
         }
     }
 }
@@ -342,12 +359,7 @@ impl Ledger {
             QualityRows::AtThreshold(
                 self.joined
                     .iter()
-                    .filter_map(|j| {
-                        j.scores
-                            .iter()
-                            .find(|(v, _)| &**v == version)
-                            .map(|(_, p)| (*p, j.faulty))
-                    })
+                    .filter_map(|j| Some((j.score(version)?, j.faulty)))
                     .collect(),
                 threshold,
             )
@@ -357,15 +369,9 @@ impl Ledger {
     /// The joined wafers both `a` and `b` scored: (P(fault) by `a`, by `b`, faulty), for
     /// [`quality::compare`].
     pub fn both_scored(&self, a: &str, b: &str) -> Vec<(f32, f32, bool)> {
-        let score = |j: &Joined, version: &str| {
-            j.scores
-                .iter()
-                .find(|(v, _)| &**v == version)
-                .map(|(_, p)| *p)
-        };
         self.joined
             .iter()
-            .filter_map(|j| Some((score(j, a)?, score(j, b)?, j.faulty)))
+            .filter_map(|j| Some((j.score(a)?, j.score(b)?, j.faulty)))
             .collect()
     }
 
