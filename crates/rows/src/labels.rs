@@ -139,20 +139,21 @@ fn from_value(value: &Value) -> Result<Label, String> {
         None => return Err("the label has no \"id\"".into()),
     };
     // `Good/Bad` too: the key a row's JSON and a wafer file carry the outcome under (the label
-    // CSV reader takes both names as well).
-    let faulty = match map
-        .get("label")
-        .or_else(|| map.get(crate::csv::LABEL_COLUMN))
-    {
+    // CSV reader takes both names as well). The first of them that is there and not null.
+    let (key, value) = ["label", crate::csv::LABEL_COLUMN]
+        .into_iter()
+        .find_map(|k| map.get(k).filter(|v| !v.is_null()).map(|v| (k, Some(v))))
+        .unwrap_or(("label", map.get("label")));
+    let faulty = match value {
         Some(Value::Number(n)) => match n.as_f64() {
             Some(1.0) => true,
             Some(-1.0) => false,
-            _ => return Err(format!("\"label\" is {n}; use 1 (faulty) or -1 (good)")),
+            _ => return Err(format!("{key:?} is {n}; use 1 (faulty) or -1 (good)")),
         },
         Some(Value::String(s)) => parse_outcome(s)?,
         Some(other) => {
             return Err(format!(
-                "\"label\" is {other}; use 1 (faulty), -1 (good), \"fail\" or \"pass\""
+                "{key:?} is {other}; use 1 (faulty), -1 (good), \"fail\" or \"pass\""
             ))
         }
         None => {
@@ -452,12 +453,19 @@ mod tests {
         // Unlabelled rows count toward the most read.
         let r = from_csv(csv, 2, no_sensor).unwrap();
         assert_eq!(r.labels.len() + r.errors.len() + r.unlabelled, 3);
-        // Under the rows' key too.
+        // Under the rows' key too, named in a refusal; a null "label" beside it is no label.
         assert!(
             from_message(br#"{"id": "W", "Good/Bad": 1}"#)
                 .unwrap()
                 .faulty
         );
+        assert!(
+            from_message(br#"{"id": "W", "label": null, "Good/Bad": 1}"#)
+                .unwrap()
+                .faulty
+        );
+        let e = from_message(br#"{"id": "W", "Good/Bad": 0}"#).unwrap_err();
+        assert!(e.starts_with("\"Good/Bad\" is 0"), "{e}");
         // A JSON label may be written 1.0 too.
         assert!(
             from_message(br#"{"id": "W", "label": 1.0}"#)
