@@ -1060,13 +1060,6 @@ pub(super) mod tests {
         );
     }
 
-    /// Messages rumqttc had read but not yet returned when their connection died (orphans) are
-    /// returned once the broker comes back without the session, which has forgotten them, and
-    /// dropped when it kept the session, which sends them again. A returned orphan keeps its old
-    /// connection's number, so its PUBACK never goes out on the new connection, where its packet
-    /// id names nothing or another message. Played on a real socket: the orphans are put in
-    /// rumqttc's queue of read events before the driver's first poll, as a drop leaves them (the
-    /// played broker does not send them again; only that they are not returned is checked).
     /// A broker that accepts each connection and drops it at once is retried with a growing
     /// wait, not every 100 ms: the backoff starts afresh only after a connection that lasted.
     #[tokio::test]
@@ -1101,6 +1094,13 @@ pub(super) mod tests {
         );
     }
 
+    /// Messages rumqttc had read but not yet returned when their connection died (orphans) are
+    /// returned once the broker comes back without the session, which has forgotten them, and
+    /// dropped when it kept the session, which sends them again. A returned orphan keeps its old
+    /// connection's number, so its PUBACK never goes out on the new connection, where its packet
+    /// id names nothing or another message. Played on a real socket: the orphans are put in
+    /// rumqttc's queue of read events before the driver's first poll, as a drop leaves them (the
+    /// played broker does not send them again; only that they are not returned is checked).
     #[tokio::test]
     async fn messages_read_before_a_drop_come_back_only_if_the_broker_lost_the_session() {
         for kept in [0u8, 1] {
