@@ -414,7 +414,17 @@ impl Admitter {
                 }
                 data.decoded
             }
-            sparkplug::Kind::Other => Decoded::empty(options.schema.width()),
+            // A device's death voids the aliases its birth bound (and frees its place in the
+            // table): it is born again before it sends data. An edge node's death is left alone:
+            // as the MQTT will of a connection it can arrive after the node's next birth (only
+            // its bdSeq would tell), and forgetting that birth would void good aliases.
+            sparkplug::Kind::DDeath => {
+                reader.births().remove(&t.source);
+                Decoded::empty(options.schema.width())
+            }
+            sparkplug::Kind::NDeath | sparkplug::Kind::Other => {
+                Decoded::empty(options.schema.width())
+            }
         }
     }
 }
@@ -552,6 +562,14 @@ mod tests {
             birth(7).rejects.is_empty(),
             "a kept name's birth binds again"
         );
+        // A device's death frees its birth's place; an edge node's frees none.
+        admitter.decode(&[], "spBv1.0/fab/DDEATH/n/d3");
+        assert!(
+            birth(BIRTHS_KEPT).rejects.is_empty(),
+            "a place freed by a death"
+        );
+        admitter.decode(&[], "spBv1.0/fab/NDEATH/n");
+        assert!(!birth(BIRTHS_KEPT + 1).rejects.is_empty());
     }
 
     /// The Kafka source's way in: `try_queue` admits at once, queues behind a waiting message,

@@ -137,7 +137,11 @@ pub enum Kind {
     NData,
     /// Device data: a row.
     DData,
-    /// Deaths, commands, STATE: not rows.
+    /// Edge node death: the node's and its devices' aliases are void until they are born again.
+    NDeath,
+    /// Device death: the device's aliases are void until it is born again.
+    DDeath,
+    /// Commands, STATE: not rows.
     Other,
 }
 
@@ -205,6 +209,8 @@ pub fn topic(topic: &str) -> Option<Topic> {
         "DBIRTH" => Kind::DBirth,
         "NDATA" => Kind::NData,
         "DDATA" => Kind::DData,
+        "NDEATH" => Kind::NDeath,
+        "DDEATH" => Kind::DDeath,
         _ => Kind::Other,
     };
     let source = match device {
@@ -501,8 +507,9 @@ mod tests {
         );
         assert_eq!(
             topic("spBv1.0/fab/NDEATH/etch-7").unwrap().kind,
-            Kind::Other
+            Kind::NDeath
         );
+        assert_eq!(topic("spBv1.0/fab/NCMD/etch-7").unwrap().kind, Kind::Other);
         assert_eq!(topic("faultline/rows"), None);
         assert_eq!(topic("spBv1.0/fab/DDATA/n/d/extra"), None);
         // Commands go to the edge node, for a device's data as for the node's own.
