@@ -347,6 +347,52 @@ impl Config {
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// The text of the configuration file at `path` (a pipe too), at most [`MAX_CONFIG_BYTES`].
+/// Refuses a fraction, a boolean or a word like "off" where a setting is a whole number (its
+/// default is one): the config crate would round 2.5 to 3, turn -30.0 into 0 (for `[store]
+/// max_days`, no age limit at all) and read "off" or "no" as 0, without a word. `where_` says
+/// where the value came from.
+fn check_whole_numbers(
+    defaults: &config::Value,
+    user: &config::Value,
+    path: &str,
+    where_: &str,
+) -> Result<(), ConfigError> {
+    use config::ValueKind as K;
+    let (K::Table(defaults), K::Table(user)) = (&defaults.kind, &user.kind) else {
+        return Ok(());
+    };
+    for (key, default) in defaults {
+        let Some(given) = user.get(key) else { continue };
+        let name = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        match (&default.kind, &given.kind) {
+            (K::Table(_), _) => check_whole_numbers(default, given, &name, where_)?,
+            (K::I64(_) | K::U64(_) | K::I128(_) | K::U128(_), kind) => {
+                let whole = match kind {
+                    K::Float(_) | K::Boolean(_) => false,
+                    // The words the config crate reads as 1 or 0; other text that is no whole
+                    // number it refuses itself, as it does any other type.
+                    K::String(text) => !matches!(
+                        text.to_lowercase().as_str(),
+                        "true" | "false" | "on" | "off" | "yes" | "no"
+                    ),
+                    _ => true,
+                };
+                if !whole {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name} is {given}{where_}: it takes a whole number (faultline rounds no setting)"
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn read_config_file(path: &Path) -> Result<String, ConfigError> {
     use std::io::Read;
     let cannot = |e: &dyn std::fmt::Display| {
@@ -457,6 +503,20 @@ impl RawConfig {
             }
             (e, _) => e.into(),
         })?;
+        // What the file and the environment set, apart from the defaults: for the whole-number
+        // check below and for whether the broker's address was chosen.
+        let user = user_layers(config::Config::builder()).build()?;
+        let defaults = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ))
+            .build()?;
+        let where_ = match file {
+            Some(path) => format!(" (in {} or the environment)", path.display()),
+            None => " (in the environment)".to_string(),
+        };
+        check_whole_numbers(&defaults.cache, &user.cache, "", &where_)?;
         let mut raw: RawConfig = built.try_deserialize().map_err(|e| match file {
             // The file's text carries no name: say where the value may come from.
             Some(path) => ConfigError::Invalid(format!(
@@ -467,10 +527,7 @@ impl RawConfig {
         })?;
         // Whether the file or the environment chose the embedded broker's address, or it is the
         // default (which `serve` may find taken by a broker it can use instead).
-        raw.broker.listen_chosen = user_layers(config::Config::builder())
-            .build()?
-            .get_string("broker.listen")
-            .is_ok();
+        raw.broker.listen_chosen = user.get_string("broker.listen").is_ok();
         Ok(raw)
     }
 
@@ -916,6 +973,44 @@ mod tests {
         assert_eq!(c.threshold, None);
         assert!(!c.allow_extra_columns);
         assert_eq!(c.csv_batch_rows.get(), 4096);
+    }
+
+    /// A fraction, a word or a boolean where a whole number goes is refused, naming the key;
+    /// the config crate alone would round, saturate -30.0 to 0 (max_days: no age limit) and read
+    /// "off" as 0. Whole numbers as text (the environment's) are read.
+    #[test]
+    fn whole_number_settings_refuse_fractions_and_words() {
+        for (key, value) in [
+            ("FAULTLINE_STORE__MAX_DAYS", "off"),
+            ("FAULTLINE_MODEL__CONTRIBUTIONS_TOP_K", "yes"),
+        ] {
+            let e = RawConfig::load_with_env(None, env(&[(key, value)])).unwrap_err();
+            assert!(
+                e.to_string().contains("takes a whole number"),
+                "{key}={value}: {e}"
+            );
+        }
+        // Other text that is no whole number the config crate refuses itself.
+        for value in ["-30.0", "2.5"] {
+            let e = RawConfig::load_with_env(None, env(&[("FAULTLINE_BATCH__MAX_ROWS", value)]));
+            assert!(e.is_err(), "{value}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for text in ["[store]\nmax_days = -30.0\n", "[batch]\nmax_rows = 2.5\n"] {
+            std::fs::write(&path, text).unwrap();
+            let e = RawConfig::load_with_env(Some(&path), env(&[])).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("c.toml or the environment): it takes a whole number"),
+                "{e}"
+            );
+        }
+        let c = RawConfig::load_with_env(None, env(&[("FAULTLINE_STORE__MAX_DAYS", "7")]))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(c.store.max_days, Some(7));
     }
 
     #[test]
