@@ -874,7 +874,7 @@ async fn a_request_past_its_time_limit_is_answered_with_a_reason() {
     // ends: more requests are shed meanwhile, not started beside it. Then the slot is free.
     let (status, _, body) = send(&s, post("text/csv", csv.clone())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(body.contains("already scoring 1 requests"), "{body}");
+    assert!(body.contains("already handling 1 upload(s)"), "{body}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let (_, _, body) = send(&s, post("text/csv", csv.clone())).await;

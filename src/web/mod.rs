@@ -68,15 +68,15 @@ impl WebState {
 
 impl WebState {
     /// One of the `[web] max_concurrent` upload slots (scoring and label uploads share them),
-    /// held until the permit drops; 503 with `busy(max_concurrent)` when every one is taken.
-    pub(crate) fn upload_slot(
-        &self,
-        busy: impl FnOnce(usize) -> String,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, api::ApiError> {
+    /// held until the permit drops; 503 saying so when every one is taken.
+    pub(crate) fn upload_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, api::ApiError> {
         self.score_slots.clone().try_acquire_owned().map_err(|_| {
             api::ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                busy(self.limits.max_concurrent),
+                format!(
+                    "faultline is already handling {} upload(s) (scoring and labels, [web] max_concurrent); try again shortly",
+                    self.limits.max_concurrent
+                ),
             )
         })
     }

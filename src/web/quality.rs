@@ -36,9 +36,7 @@ pub async fn labels(
     })?;
     // A slot of [web] max_concurrent, shared with scoring uploads: each upload holds up to
     // max_body_bytes in memory, so label uploads are not let in without a bound either.
-    let slot = s.upload_slot(|n| {
-        format!("faultline is already handling {n} upload(s) (scoring and labels, [web] max_concurrent); try again shortly")
-    })?;
+    let slot = s.upload_slot()?;
     // Within [web] max_body_bytes, and answered 408 after upload_idle_ms without a byte or
     // upload_timeout_ms in all, as a scoring upload is: a stalled or trickling client does not
     // hold its connection and buffer for ever.

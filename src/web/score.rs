@@ -58,8 +58,7 @@ pub async fn score(
     let media = super::api::media(&headers).map_err(|kind| unsupported(&kind))?;
     // The slot goes with the work: released when the parsing and scoring end, not when this
     // handler returns (after a time-out, the work runs on to its end).
-    let slot =
-        s.upload_slot(|n| format!("faultline is already scoring {n} requests; try again shortly"))?;
+    let slot = s.upload_slot()?;
     let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
