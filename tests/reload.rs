@@ -503,6 +503,41 @@ async fn files_changed_during_start_up_are_reloaded() {
     app.shutdown().await.unwrap();
 }
 
+/// The same for a card replaced alone (the graph unchanged, so the same version): the watch
+/// compared only model.onnx's hash at start, so a new model.json waited for the next change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_changed_during_start_up_is_reloaded() {
+    let dir = model_dir();
+    let port = common::free_port();
+    let cfg = config(
+        "reload-card-start",
+        port,
+        dir.path(),
+        &[("FAULTLINE_MODEL__WATCH_MS", "100")],
+    );
+    let model = Arc::new(Model::load_dir(dir.path()).unwrap());
+    let (onnx, mut card) = committed();
+    card["threshold"] = serde_json::json!(0.5);
+    install(dir.path(), &onnx, &card);
+    let app = app::start(&cfg, model).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, last) = served(app.web_addr).await;
+        if last["trigger"] == "files changed during start-up" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reloaded: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = http_get(app.web_addr, "/api/model").await;
+    let card: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(card["threshold"], 0.5, "{card}");
+    app.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_files_are_reloaded_and_a_half_written_model_waits_for_the_rest() {
     let dir = model_dir();

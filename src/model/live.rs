@@ -14,7 +14,6 @@ use crate::metrics::Metrics;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
 use tracing::{error, info, warn};
 
 /// What the last reload did.
@@ -411,18 +410,8 @@ impl LiveModel {
     }
 
     /// Size and modification time of the model files, to notice when they change.
-    pub fn fingerprint(&self) -> Option<Vec<(u64, SystemTime)>> {
-        let dir = self.inner.dir.as_ref()?;
-        Some(
-            ["model.onnx", "model.json", "golden.csv"]
-                .iter()
-                .map(|f| {
-                    std::fs::metadata(dir.join(f))
-                        .map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
-                        .unwrap_or((0, SystemTime::UNIX_EPOCH))
-                })
-                .collect(),
-        )
+    pub fn fingerprint(&self) -> Option<super::Fingerprint> {
+        Some(super::files_fingerprint(self.inner.dir.as_ref()?))
     }
 }
 

@@ -201,6 +201,26 @@ pub struct Model {
     deviation: Vec<(f32, f32)>,
     /// Where the model came from, for logs and `faultline model`.
     origin: String,
+    /// Its directory's files as they were when loading began (`None` unless loaded from one):
+    /// files replaced while loading show as a different [`files_fingerprint`].
+    files: Option<Fingerprint>,
+}
+
+/// The sizes and modification times of a model directory's three files (0 and the epoch for one
+/// that is missing): what the model watch compares to notice new files.
+pub type Fingerprint = Vec<(u64, std::time::SystemTime)>;
+
+/// The [`Fingerprint`] of the model files in `dir` now.
+pub fn files_fingerprint(dir: &Path) -> Fingerprint {
+    use std::time::SystemTime;
+    ["model.onnx", "model.json", "golden.csv"]
+        .iter()
+        .map(|f| {
+            std::fs::metadata(dir.join(f))
+                .map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)))
+                .unwrap_or((0, SystemTime::UNIX_EPOCH))
+        })
+        .collect()
 }
 
 /// Runs `a` here and `b` on a scoped thread at the same time; a panic in `b` is resumed here.
@@ -247,6 +267,8 @@ impl Model {
     /// Loads `model.onnx`, `model.json` and `golden.csv` from `dir`. The golden rows are required:
     /// they are the one check that the graph scores here as onnxruntime scored it in training.
     pub fn load_dir(dir: &Path) -> Result<Model, ModelError> {
+        // Taken before the files are read: one replaced meanwhile shows as changed.
+        let files = files_fingerprint(dir);
         let read = |name: &str| {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|source| ModelError::Read { path, source })
@@ -263,7 +285,9 @@ impl Model {
                 })
             }
         };
-        let model = Model::from_parts(&onnx, &card, golden.as_deref(), dir.display().to_string())?;
+        let mut model =
+            Model::from_parts(&onnx, &card, golden.as_deref(), dir.display().to_string())?;
+        model.files = Some(files);
         if golden.is_none() {
             // Checked after the rest, so a card that does not match its graph says so first.
             return Err(ModelError::Mismatch(format!(
@@ -447,6 +471,7 @@ impl Model {
             explain: Explain::default(),
             deviation: explain,
             origin,
+            files: None,
         };
         if let Some(golden) = golden {
             model.check_golden(golden)?;
@@ -623,6 +648,11 @@ impl Model {
     /// The version stamped on every verdict.
     pub fn version(&self) -> &str {
         &self.card.version
+    }
+
+    /// Its directory's files as they were when loading began; `None` unless loaded from one.
+    pub fn files(&self) -> Option<&Fingerprint> {
+        self.files.as_ref()
     }
 
     /// The decision threshold in force.

@@ -109,25 +109,15 @@ pub async fn refresh_quality(
 }
 
 /// Reloads the model when the files in its directory change (size or modification time). Files
-/// changed while the daemon started (after its model was read, before this first look) are
-/// noticed too: the directory's graph is then not the serving model's.
+/// changed while the daemon started (after its model began to be read, before this first look)
+/// are noticed too: the directory's files are then not the serving model's.
 pub async fn watch_model_files(live: LiveModel, every: Duration, stop: Stopping) {
     let mut seen = live.fingerprint();
-    if let Some(dir) = live.dir().map(|d| d.join("model.onnx")) {
-        let serving = live.current().card().onnx_sha256.clone();
-        let on_disk = tokio::task::spawn_blocking(move || {
-            std::fs::read(dir)
-                .ok()
-                .map(|b| crate::model::sha256_hex(&b))
-        })
-        .await
-        .ok()
-        .flatten();
-        if on_disk.is_some_and(|sha| sha != serving) {
-            let l = live.clone();
-            let _ = tokio::task::spawn_blocking(move || l.reload("files changed during start-up"))
-                .await;
-        }
+    let loaded = live.current().files().cloned();
+    if loaded.is_some() && seen.is_some() && loaded != seen {
+        let l = live.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || l.reload("files changed during start-up")).await;
     }
     let mut tick = Ticker::new(every, stop);
     while tick.next().await {
