@@ -94,7 +94,6 @@ async fn send_polling(
     topic: &str,
     stopped: &mut watch::Receiver<bool>,
 ) -> bool {
-    use rdkafka::consumer::Consumer;
     let permit = match tx.try_reserve() {
         Ok(permit) => {
             permit.send(message);
@@ -103,12 +102,9 @@ async fn send_polling(
         Err(mpsc::error::TrySendError::Closed(())) => return false,
         Err(mpsc::error::TrySendError::Full(())) => tx.reserve(),
     };
-    tokio::pin!(permit);
-    let mut waited = false;
-    loop {
+    let room = async move {
         tokio::select! {
-            biased;
-            permit = &mut permit => return match permit {
+            permit = permit => match permit {
                 Ok(permit) => {
                     permit.send(message);
                     true
@@ -116,25 +112,11 @@ async fn send_polling(
                 Err(_) => false,
             },
             // (The guard `wait_for` returns is not Send: not kept in the select's output.)
-            () = async { let _ = stopped.wait_for(|s| *s).await; } => return false,
-            _ = tokio::time::sleep(crate::bus::kafka::source::PAUSE_AFTER), if !waited => {
-                waited = true;
-                paused.pause(consumer);
-            }
-            m = consumer.recv(), if waited => match m {
-                Ok(m) => {
-                    errors.delivered(topic);
-                    held.push_back(kafka_label(consumer, &m));
-                    paused.pause(consumer);
-                }
-                Err(e) => {
-                    if errors.failed(topic, &e, consumer.client()).await.is_break() {
-                        return false;
-                    }
-                }
-            },
+            () = async { let _ = stopped.wait_for(|s| *s).await; } => false,
         }
-    }
+    };
+    let read = |m: &rdkafka::message::BorrowedMessage<'_>| kafka_label(consumer, m);
+    crate::bus::kafka::client::wait_polling(room, consumer, paused, held, errors, topic, read).await
 }
 
 impl std::fmt::Debug for LabelsReader {

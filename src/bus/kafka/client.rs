@@ -517,6 +517,51 @@ impl Paused {
     }
 }
 
+/// How long a consumer waits for room in what it feeds before it pauses its partitions and polls
+/// while it waits.
+pub(crate) const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits for `room` (what the consumer feeds taking the message at hand; false: it never will)
+/// while polling `consumer`: librdkafka takes a consumer not polled for max.poll.interval.ms for
+/// stuck and leaves the group, which would then read every message in flight again. After
+/// [`PAUSE_AFTER`] its partitions are paused; a message that still comes (from a partition
+/// assigned since) is `read` into `held` for its turn, and its partition paused too. False when
+/// the reader is to stop: no room will come, or Kafka ended the consumer.
+pub(crate) async fn wait_polling<T>(
+    room: impl std::future::Future<Output = bool>,
+    consumer: &rdkafka::consumer::StreamConsumer<Context>,
+    paused: &mut Paused,
+    held: &mut std::collections::VecDeque<T>,
+    errors: &mut ReadErrors,
+    topic: &str,
+    read: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> bool {
+    tokio::pin!(room);
+    let mut waited = false;
+    loop {
+        tokio::select! {
+            biased;
+            ok = &mut room => return ok,
+            _ = tokio::time::sleep(PAUSE_AFTER), if !waited => {
+                waited = true;
+                paused.pause(consumer);
+            }
+            m = consumer.recv(), if waited => match m {
+                Ok(m) => {
+                    errors.delivered(topic);
+                    held.push_back(read(&m));
+                    paused.pause(consumer);
+                }
+                Err(e) => {
+                    if errors.failed(topic, &e, consumer.client()).await.is_break() {
+                        return false;
+                    }
+                }
+            },
+        }
+    }
+}
+
 /// How often, while Kafka says a topic read does not exist, its metadata is asked for again.
 pub(crate) const TOPIC_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 

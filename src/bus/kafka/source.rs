@@ -9,7 +9,9 @@
 //! from the last commit: rows repeat, none are lost.
 
 use crate::bus::admit::Queued;
-use crate::bus::kafka::client::{client_config, Context, Paused, ReadErrors, TOPIC_RECHECK};
+use crate::bus::kafka::client::{
+    client_config, wait_polling, Context, Paused, ReadErrors, TOPIC_RECHECK,
+};
 use crate::bus::kafka::KafkaSettings;
 use crate::bus::{Ack, Incoming, SourceOptions};
 use crate::metrics::SOURCE_KAFKA;
@@ -72,10 +74,6 @@ const DEFAULTS: [(&str, &str); 5] = [
     ("queued.max.messages.kbytes", "16384"),
     ("client.id", "faultline"),
 ];
-
-/// How long the source waits for room in the pipeline before it pauses its partitions and
-/// polls the consumer while it waits.
-pub(crate) const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A message decoded straight from librdkafka's buffer (released before any wait), and how to
 /// acknowledge it.
@@ -171,36 +169,10 @@ impl KafkaSource {
                     Queued::Full(incoming) => incoming,
                 };
                 let queued = admitter.queue_incoming(*incoming);
-                tokio::pin!(queued);
-                let mut waited = false;
-                loop {
-                    tokio::select! {
-                        biased;
-                        ok = &mut queued => {
-                            if !ok {
-                                return;
-                            }
-                            break;
-                        }
-                        _ = tokio::time::sleep(PAUSE_AFTER), if !waited => {
-                            waited = true;
-                            paused.pause(&reader);
-                        }
-                        m = reader.recv(), if waited => match m {
-                            // From a partition assigned since the pause (pausing drops what was
-                            // fetched for the paused ones): kept for its turn, and it is paused.
-                            Ok(m) => {
-                                errors.delivered(&topic);
-                                held.push_back(read(&admitter, &m, &topic));
-                                paused.pause(&reader);
-                            }
-                            Err(e) => {
-                                if errors.failed(&topic, &e, reader.client()).await.is_break() {
-                                    return;
-                                }
-                            }
-                        },
-                    }
+                let read = |m: &rdkafka::message::BorrowedMessage<'_>| read(&admitter, m, &topic);
+                let (errors, held) = (&mut errors, &mut held);
+                if !wait_polling(queued, &reader, &mut paused, held, errors, &topic, read).await {
+                    return;
                 }
             }
         });
