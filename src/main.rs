@@ -170,8 +170,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         };
         // Said only when it changes the threshold in force (not under --threshold); `faultline
         // model` has no --threshold to suggest.
-        if other && policy.threshold.take().is_some() && threshold.is_none() {
+        if other && policy.threshold.is_some() && threshold.is_none() {
             eprintln!("Note: [model] threshold is for [model] dir's model; --model's model decides at its own card's threshold{}.", if scoring { " (give --threshold to set one)" } else { "" });
+        }
+        if other {
+            policy = policy.for_other_model();
         }
         let dir = dir.or(config.model_dir.clone());
         let model = Model::load(dir.as_deref())?.with_policy(&policy);

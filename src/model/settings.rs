@@ -28,6 +28,16 @@ pub struct ModelSection {
 }
 
 impl Policy {
+    /// This policy for a model other than `[model] dir`'s (a shadow, `--model OTHER`): without
+    /// `[model] threshold`, a number on `[model] dir`'s model's scale (another's scores sit on
+    /// another), so that model decides at its own card's threshold; the rest applies alike.
+    pub fn for_other_model(self) -> Policy {
+        Policy {
+            threshold: None,
+            ..self
+        }
+    }
+
     /// Checks `[model]`'s threshold override, alarm budget and explanations.
     pub fn from_section(md: &ModelSection) -> Result<Policy, String> {
         let threshold = if md.threshold < 0.0 {

@@ -123,12 +123,9 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
             .map_err(|e| AppError::Shadow(e.to_string()))?
             .map_err(|e| AppError::Shadow(e.to_string()))?;
         info!(version = %shadow.version(), origin = %shadow.origin(), "Loaded the shadow model; it scores every row beside the serving model.");
-        // The shadow keeps its card's threshold (README, "Shadow model": [model] threshold is a
-        // number for [model] dir's model) but decides and explains like the serving model.
-        let policy = crate::model::Policy {
-            threshold: None,
-            ..config.policy()
-        };
+        // The shadow keeps its card's threshold (README, "Shadow model") but decides and
+        // explains like the serving model.
+        let policy = config.policy().for_other_model();
         live.set_shadow(Arc::new(shadow.with_policy(&policy)))
             .map_err(AppError::Shadow)?;
     }
