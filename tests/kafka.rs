@@ -1869,17 +1869,23 @@ async fn a_rows_topic_that_does_not_exist_is_named_on_readyz_until_it_does() {
     // Ready once the topic exists, before any row reaches it (an instance of a group given no
     // partition may never see one), then its rows are read.
     mock.create_topic(&t.rows, 1, 1).unwrap();
+    ready_then_reads(app, &cluster, &t.rows, &rows[0].1).await;
+}
+
+/// Waits for `/readyz` to say ready with no row sent yet, then sends `row` to `topic` and waits
+/// for it to be scored; stops the daemon.
+async fn ready_then_reads(app: app::App, cluster: &Cluster, topic: &str, row: &str) {
     let ready = common::readyz_when(app.web_addr, |r| r.contains("200 OK")).await;
     assert!(ready.contains("200 OK"), "{ready}");
     cluster
-        .publish(&cluster.producer(), &t.rows, &[rows[0].1.clone()])
+        .publish(&cluster.producer(), topic, &[row.to_string()])
         .await;
     wait_metric(app.web_addr, &["faultline_rows_scored_total 1"]).await;
     app.shutdown().await.unwrap();
 }
 
 /// A rows topic the cluster does not let this consumer read (an ACL) was logged once as a
-/// passing glitch while `/readyz` said ready. Now `/readyz` says so until a row is read.
+/// passing glitch while `/readyz` said ready. Now `/readyz` says so until the refusal ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rows_topic_kafka_refuses_to_let_us_read_is_named_on_readyz() {
     use rdkafka::types::RDKafkaRespErr as Err;
@@ -1901,13 +1907,7 @@ async fn a_rows_topic_kafka_refuses_to_let_us_read_is_named_on_readyz() {
     // Kafka has not refused for a while; then the rows are read.
     mock.topic_error(&t.rows, Err::RD_KAFKA_RESP_ERR_NO_ERROR)
         .unwrap();
-    let ready = common::readyz_when(app.web_addr, |r| r.contains("200 OK")).await;
-    assert!(ready.contains("200 OK"), "{ready}");
-    cluster
-        .publish(&cluster.producer(), &t.rows, &[rows[0].1.clone()])
-        .await;
-    wait_metric(app.web_addr, &["faultline_rows_scored_total 1"]).await;
-    app.shutdown().await.unwrap();
+    ready_then_reads(app, &cluster, &t.rows, &rows[0].1).await;
 }
 
 /// A labels topic that does not exist was retried quietly: live quality stayed empty while

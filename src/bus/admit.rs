@@ -484,6 +484,18 @@ mod tests {
         format!("{{\"id\":\"{id}\",\"S1\":1}}").into_bytes()
     }
 
+    /// Options for one sensor, `S1`, and one message in flight, read by `reader`.
+    fn options(reader: Reader) -> SourceOptions {
+        SourceOptions {
+            schema: Schema::new(&["S1".to_string()]),
+            in_flight: Arc::new(Semaphore::new(1)),
+            max_permits: 1,
+            max_payload_bytes: 1 << 20,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            reader,
+        }
+    }
+
     fn id(m: &Incoming) -> &str {
         &m.decoded.rows.ids[0]
     }
@@ -493,15 +505,7 @@ mod tests {
     /// order is the code's, not the scheduler's.
     #[tokio::test(flavor = "current_thread")]
     async fn a_message_admitted_at_once_never_overtakes_one_waiting_for_room() {
-        let in_flight = Arc::new(Semaphore::new(1));
-        let options = SourceOptions {
-            schema: Schema::new(&["S1".to_string()]),
-            in_flight: in_flight.clone(),
-            max_permits: 1,
-            max_payload_bytes: 1 << 20,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-            reader: Reader::Json,
-        };
+        let options = options(Reader::Json);
         let (out, mut admitted) = mpsc::channel(8);
         let (_stop, stopped) = watch::channel(false);
         let admitter = Admitter::start("mqtt", options, stopped, out);
@@ -529,14 +533,7 @@ mod tests {
     /// while a name already kept is still rebound.
     #[tokio::test(flavor = "current_thread")]
     async fn births_are_kept_for_a_bounded_number_of_names() {
-        let options = SourceOptions {
-            schema: Schema::new(&["S1".to_string()]),
-            in_flight: Arc::new(Semaphore::new(1)),
-            max_permits: 1,
-            max_payload_bytes: 1 << 20,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-            reader: Reader::Sparkplug(Arc::new(SparkplugReader::new("id"))),
-        };
+        let options = options(Reader::Sparkplug(Arc::new(SparkplugReader::new("id"))));
         let (out, _admitted) = mpsc::channel(1);
         let (_stop, stopped) = watch::channel(false);
         let admitter = Admitter::start("mqtt", options, stopped, out);
@@ -577,14 +574,7 @@ mod tests {
     /// are through (the count of queued messages came back down on every path).
     #[tokio::test(flavor = "current_thread")]
     async fn try_queue_keeps_the_order_and_recovers_from_a_full_queue() {
-        let options = SourceOptions {
-            schema: Schema::new(&["S1".to_string()]),
-            in_flight: Arc::new(Semaphore::new(1)),
-            max_permits: 1,
-            max_payload_bytes: 1 << 20,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-            reader: Reader::Json,
-        };
+        let options = options(Reader::Json);
         let (out, mut admitted) = mpsc::channel(2 * DECODE_AHEAD);
         let (_stop, stopped) = watch::channel(false);
         let admitter = Admitter::start("kafka", options, stopped, out);
