@@ -104,6 +104,8 @@ async fn send_polling(
     };
     let room = async move {
         tokio::select! {
+            // Room first: a label with room when the stop comes is handed on (and acknowledged).
+            biased;
             permit = permit => match permit {
                 Ok(permit) => {
                     permit.send(message);
