@@ -346,11 +346,10 @@ impl Config {
 /// The most a configuration file may hold: `--config /dev/zero` is refused, not read for ever.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
-/// The text of the configuration file at `path` (a pipe too), at most [`MAX_CONFIG_BYTES`].
-/// Refuses a fraction, a boolean or a word like "off" where a setting is a whole number (its
-/// default is one): the config crate would round 2.5 to 3, turn -30.0 into 0 (for `[store]
-/// max_days`, no age limit at all) and read "off" or "no" as 0, without a word. `where_` says
-/// where the value came from.
+/// Refuses a fraction, a negative number written with a decimal point, a boolean or a word like
+/// "off" where a setting is a whole number (its default is one): the config crate would round
+/// 2.5 to 3, turn -30.0 into 0 (for `[store] max_days`, no age limit at all) and read "off" or
+/// "no" as 0, without a word. `30.0` is taken as 30. `where_` says where the value came from.
 fn check_whole_numbers(
     defaults: &config::Value,
     user: &config::Value,
@@ -372,7 +371,8 @@ fn check_whole_numbers(
             (K::Table(_), _) => check_whole_numbers(default, given, &name, where_)?,
             (K::I64(_) | K::U64(_) | K::I128(_) | K::U128(_), kind) => {
                 let whole = match kind {
-                    K::Float(_) | K::Boolean(_) => false,
+                    K::Float(x) => x.fract() == 0.0 && *x >= 0.0,
+                    K::Boolean(_) => false,
                     // The words the config crate reads as 1 or 0; other text that is no whole
                     // number it refuses itself, as it does any other type.
                     K::String(text) => !matches!(
@@ -383,7 +383,11 @@ fn check_whole_numbers(
                 };
                 if !whole {
                     return Err(ConfigError::Invalid(format!(
-                        "{name} is {given}{where_}: it takes a whole number (faultline rounds no setting)"
+                        "{name} is {}{where_}: it takes a whole number of at least 0 (faultline rounds no setting)",
+                        match kind {
+                            K::Float(x) => format!("{x:?}"),
+                            _ => given.to_string(),
+                        }
                     )));
                 }
             }
@@ -393,6 +397,7 @@ fn check_whole_numbers(
     Ok(())
 }
 
+/// The text of the configuration file at `path` (a pipe too), at most [`MAX_CONFIG_BYTES`].
 fn read_config_file(path: &Path) -> Result<String, ConfigError> {
     use std::io::Read;
     let cannot = |e: &dyn std::fmt::Display| {
@@ -997,15 +1002,29 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        for text in ["[store]\nmax_days = -30.0\n", "[batch]\nmax_rows = 2.5\n"] {
+        for (text, said) in [
+            (
+                "[store]\nmax_days = -30.0\n",
+                "store.max_days is -30.0 (in ",
+            ),
+            ("[batch]\nmax_rows = 2.5\n", "batch.max_rows is 2.5 (in "),
+        ] {
             std::fs::write(&path, text).unwrap();
             let e = RawConfig::load_with_env(Some(&path), env(&[])).unwrap_err();
             assert!(
-                e.to_string()
-                    .contains("c.toml or the environment): it takes a whole number"),
+                e.to_string().contains(said)
+                    && e.to_string()
+                        .contains("c.toml or the environment): it takes a whole number"),
                 "{e}"
             );
         }
+        // A whole number written with a decimal point is that number.
+        std::fs::write(&path, "[store]\nmax_days = 30.0\n").unwrap();
+        let c = RawConfig::load_with_env(Some(&path), env(&[]))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(c.store.max_days, Some(30));
         let c = RawConfig::load_with_env(None, env(&[("FAULTLINE_STORE__MAX_DAYS", "7")]))
             .unwrap()
             .validate()
