@@ -538,7 +538,11 @@ mod tests {
         let (_stop, stopped) = watch::channel(false);
         let admitter = Admitter::start("mqtt", options, stopped, out);
         let birth = |i: usize| admitter.decode(&[], &format!("spBv1.0/fab/DBIRTH/n/d{i}"));
-        for i in 0..BIRTHS_KEPT {
+        assert!(admitter
+            .decode(&[], "spBv1.0/fab/NBIRTH/n")
+            .rejects
+            .is_empty());
+        for i in 1..BIRTHS_KEPT {
             assert!(birth(i).rejects.is_empty(), "birth {i}");
         }
         let refused = birth(BIRTHS_KEPT);
@@ -565,6 +569,7 @@ mod tests {
             birth(BIRTHS_KEPT).rejects.is_empty(),
             "a place freed by a death"
         );
+        // (Not even the node's own birth, which would free a place.)
         admitter.decode(&[], "spBv1.0/fab/NDEATH/n");
         assert!(!birth(BIRTHS_KEPT + 1).rejects.is_empty());
     }

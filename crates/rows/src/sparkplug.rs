@@ -137,7 +137,8 @@ pub enum Kind {
     NData,
     /// Device data: a row.
     DData,
-    /// Edge node death: the node's and its devices' aliases are void until they are born again.
+    /// Edge node death. (Sparkplug voids the node's and its devices' aliases with it; faultline
+    /// keeps them, since as a connection's will it may come after the node's next birth.)
     NDeath,
     /// Device death: the device's aliases are void until it is born again.
     DDeath,
@@ -210,7 +211,8 @@ pub fn topic(topic: &str) -> Option<Topic> {
         "NDATA" => Kind::NData,
         "DDATA" => Kind::DData,
         "NDEATH" => Kind::NDeath,
-        "DDEATH" => Kind::DDeath,
+        // A device's only: one without a device level would be taken for its edge node's.
+        "DDEATH" if device.is_some() => Kind::DDeath,
         _ => Kind::Other,
     };
     let source = match device {
@@ -510,6 +512,14 @@ mod tests {
             Kind::NDeath
         );
         assert_eq!(topic("spBv1.0/fab/NCMD/etch-7").unwrap().kind, Kind::Other);
+        assert_eq!(
+            topic("spBv1.0/fab/DDEATH/etch-7/chamber-2").unwrap().kind,
+            Kind::DDeath
+        );
+        assert_eq!(
+            topic("spBv1.0/fab/DDEATH/etch-7").unwrap().kind,
+            Kind::Other
+        );
         assert_eq!(topic("faultline/rows"), None);
         assert_eq!(topic("spBv1.0/fab/DDATA/n/d/extra"), None);
         // Commands go to the edge node, for a device's data as for the node's own.
