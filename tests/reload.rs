@@ -156,6 +156,44 @@ async fn served(addr: std::net::SocketAddr) -> (String, Value) {
     )
 }
 
+/// Polls [`served`] until `done` holds for the version and the last reload; panics after 30 s
+/// (generous for a debug build on a loaded machine), saying `what` did not happen.
+async fn served_when(
+    addr: std::net::SocketAddr,
+    what: &str,
+    done: impl Fn(&str, &Value) -> bool,
+) -> (String, Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (version, last) = served(addr).await;
+        if done(&version, &last) {
+            return (version, last);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {last}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A daemon watching `[model] dir` every 100 ms, whose files are replaced by `onnx` and `card`
+/// after its model was read and before it starts (as a deploy racing the start would).
+async fn started_as_files_change(
+    tag: &str,
+    onnx: &[u8],
+    card: &Value,
+) -> (app::App, tempfile::TempDir) {
+    let dir = model_dir();
+    let port = common::free_port();
+    let cfg = config(
+        tag,
+        port,
+        dir.path(),
+        &[("FAULTLINE_MODEL__WATCH_MS", "100")],
+    );
+    let model = Arc::new(Model::load_dir(dir.path()).unwrap());
+    install(dir.path(), onnx, card);
+    (app::start(&cfg, model).await.unwrap(), dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_swaps_in_a_checked_model_and_refuses_a_broken_or_incompatible_one() {
     let dir = model_dir();
@@ -474,32 +512,11 @@ async fn a_reload_to_another_version_starts_the_alarm_budget_afresh() {
 /// reloaded them until they changed again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_changed_during_start_up_are_reloaded() {
-    let dir = model_dir();
-    let port = common::free_port();
-    let cfg = config(
-        "reload-start",
-        port,
-        dir.path(),
-        &[("FAULTLINE_MODEL__WATCH_MS", "100")],
-    );
-    let model = Arc::new(Model::load_dir(dir.path()).unwrap());
     let (onnx2, card2) = second_model();
-    install(dir.path(), &onnx2, &card2);
-    let app = app::start(&cfg, model).await.unwrap();
+    let (app, _dir) = started_as_files_change("reload-start", &onnx2, &card2).await;
     let v2 = card2["version"].as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (version, last) = served(app.web_addr).await;
-        if version == v2 {
-            assert_eq!(last["trigger"], "files changed during start-up");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not swapped: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_, last) = served_when(app.web_addr, "not swapped", |version, _| version == v2).await;
+    assert_eq!(last["trigger"], "files changed during start-up");
     app.shutdown().await.unwrap();
 }
 
@@ -507,31 +524,13 @@ async fn files_changed_during_start_up_are_reloaded() {
 /// compared only model.onnx's hash at start, so a new model.json waited for the next change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_changed_during_start_up_is_reloaded() {
-    let dir = model_dir();
-    let port = common::free_port();
-    let cfg = config(
-        "reload-card-start",
-        port,
-        dir.path(),
-        &[("FAULTLINE_MODEL__WATCH_MS", "100")],
-    );
-    let model = Arc::new(Model::load_dir(dir.path()).unwrap());
     let (onnx, mut card) = committed();
     card["threshold"] = serde_json::json!(0.5);
-    install(dir.path(), &onnx, &card);
-    let app = app::start(&cfg, model).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, last) = served(app.web_addr).await;
-        if last["trigger"] == "files changed during start-up" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not reloaded: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (app, _dir) = started_as_files_change("reload-card-start", &onnx, &card).await;
+    served_when(app.web_addr, "not reloaded", |_, last| {
+        last["trigger"] == "files changed during start-up"
+    })
+    .await;
     let r = http_get(app.web_addr, "/api/model").await;
     let card: Value = serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap();
     assert_eq!(card["threshold"], 0.5, "{card}");
@@ -556,18 +555,11 @@ async fn changed_files_are_reloaded_and_a_half_written_model_waits_for_the_rest(
     // The graph first (its card still the old one: the check fails, the old model serves)...
     let (onnx2, card2) = second_model();
     std::fs::write(dir.path().join("model.onnx"), &onnx2).unwrap();
-    // Each step has a deadline of its own, generous for a debug build on a loaded machine.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (version, last) = served(app.web_addr).await;
-        if last["ok"] == false {
-            assert_eq!(version, v1);
-            assert_eq!(last["trigger"], "files changed");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no reload: {last}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Each step has a deadline of its own.
+    let (version, last) =
+        served_when(app.web_addr, "no reload", |_, last| last["ok"] == false).await;
+    assert_eq!(version, v1);
+    assert_eq!(last["trigger"], "files changed");
     // ...then its card: the next look finds a model that checks out.
     std::fs::write(
         dir.path().join("model.json"),
@@ -575,19 +567,8 @@ async fn changed_files_are_reloaded_and_a_half_written_model_waits_for_the_rest(
     )
     .unwrap();
     let v2 = card2["version"].as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (version, last) = served(app.web_addr).await;
-        if version == v2 {
-            assert_eq!(last["ok"], true);
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not swapped: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_, last) = served_when(app.web_addr, "not swapped", |version, _| version == v2).await;
+    assert_eq!(last["ok"], true);
     app.shutdown().await.unwrap();
 }
 
