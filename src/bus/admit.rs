@@ -90,8 +90,8 @@ impl Reader {
 #[derive(Debug)]
 pub struct SparkplugReader {
     id_metric: String,
-    /// `group/node[/device]` → the aliases of its last birth.
-    births: std::sync::Mutex<std::collections::HashMap<String, Arc<sparkplug::Aliases>>>,
+    /// `group/node[/device]` → its last birth (its aliases and, an edge node's, its bdSeq).
+    births: std::sync::Mutex<std::collections::HashMap<String, Arc<sparkplug::Birth>>>,
     /// The source's connection, on which data using an alias no birth bound asks its edge node
     /// for its births again; unset until [`Self::ask_for_births_on`].
     commands: std::sync::OnceLock<rumqttc::AsyncClient>,
@@ -176,7 +176,7 @@ impl SparkplugReader {
 
     fn births(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<sparkplug::Aliases>>> {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<sparkplug::Birth>>> {
         self.births.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -370,27 +370,31 @@ impl Admitter {
         match t.kind {
             sparkplug::Kind::NBirth | sparkplug::Kind::DBirth => {
                 let mut decoded = Decoded::empty(options.schema.width());
-                let refused = match sparkplug::birth_aliases(payload) {
-                    Ok(aliases) => {
+                let refused = match sparkplug::birth(payload) {
+                    Ok(birth) => {
                         let mut births = reader.births();
                         if births.len() < BIRTHS_KEPT || births.contains_key(&t.source) {
                             reader.asked().remove(t.node());
-                            births.insert(t.source, Arc::new(aliases));
+                            births.insert(t.source, Arc::new(birth));
                             None
                         } else {
-                            Some(format!(
-                                "births of {BIRTHS_KEPT} Sparkplug nodes and devices are kept already; \
-                                 this one's is not, so its data's aliases stay unbound"
+                            Some((
+                                format!(
+                                    "births of {BIRTHS_KEPT} Sparkplug nodes and devices are kept already; \
+                                     this one's is not, so its data's aliases stay unbound until a \
+                                     device's DDEATH or a node's NDEATH frees a place"
+                                ),
+                                json::RejectReason::TooManyBirths,
                             ))
                         }
                     }
-                    Err(error) => Some(error),
+                    Err(error) => Some((error, json::RejectReason::NotSparkplug)),
                 };
-                if let Some(error) = refused {
+                if let Some((error, reason)) = refused {
                     decoded.rejects.push(json::Reject {
                         error,
                         row: None,
-                        reason: json::RejectReason::NotSparkplug,
+                        reason,
                         column: None,
                         value: None,
                         payload: format!("{} on {topic}", sparkplug::describe(payload)),
@@ -402,12 +406,12 @@ impl Admitter {
                 if payload.len() > options.max_payload_bytes {
                     return too_large(payload, options);
                 }
-                let aliases = reader.births().get(&t.source).cloned();
+                let birth = reader.births().get(&t.source).cloned();
                 let data = sparkplug::decode_data_noting_aliases(
                     payload,
                     &options.schema,
                     &reader.id_metric,
-                    aliases.as_deref(),
+                    birth.as_deref().map(|b| &b.aliases),
                 );
                 if data.unbound_alias {
                     reader.ask_for_births(&t);
@@ -415,16 +419,32 @@ impl Admitter {
                 data.decoded
             }
             // A device's death voids the aliases its birth bound (and frees its place in the
-            // table): it is born again before it sends data. An edge node's death is left alone:
-            // as the MQTT will of a connection it can arrive after the node's next birth (only
-            // its bdSeq would tell), and forgetting that birth would void good aliases.
+            // table): it is born again before it sends data.
             sparkplug::Kind::DDeath => {
                 reader.births().remove(&t.source);
                 Decoded::empty(options.schema.width())
             }
-            sparkplug::Kind::NDeath | sparkplug::Kind::Other => {
+            // An edge node's death voids its birth and its devices' when it carries the bdSeq of
+            // the node's last birth. As the MQTT will of a connection it can arrive after the
+            // node's next birth, whose bdSeq differs: that death, or one without a bdSeq, is left
+            // alone, since forgetting the new birth would void good aliases.
+            sparkplug::Kind::NDeath => {
+                let mut births = reader.births();
+                let node = &t.source;
+                let ended = births
+                    .get(node)
+                    .and_then(|b| b.bd_seq)
+                    .is_some_and(|last| sparkplug::death_bd_seq(payload) == Some(last));
+                if ended {
+                    births.retain(|source, _| {
+                        source != node
+                            && !(source.starts_with(node.as_str())
+                                && source.as_bytes().get(node.len()) == Some(&b'/'))
+                    });
+                }
                 Decoded::empty(options.schema.width())
             }
+            sparkplug::Kind::Other => Decoded::empty(options.schema.width()),
         }
     }
 }
@@ -548,6 +568,7 @@ mod tests {
         let refused = birth(BIRTHS_KEPT);
         assert_eq!(refused.rejects.len(), 1);
         let r = &refused.rejects[0];
+        assert_eq!(r.reason, json::RejectReason::TooManyBirths);
         assert!(
             r.error.contains("births of 10000 Sparkplug nodes"),
             "{}",
@@ -569,9 +590,86 @@ mod tests {
             birth(BIRTHS_KEPT).rejects.is_empty(),
             "a place freed by a death"
         );
-        // (Not even the node's own birth, which would free a place.)
+        // (Not even the node's own birth, which would free a place: it carried no bdSeq.)
         admitter.decode(&[], "spBv1.0/fab/NDEATH/n");
         assert!(!birth(BIRTHS_KEPT + 1).rejects.is_empty());
+    }
+
+    /// An edge node's NDEATH voids its birth and its devices' (they must be born again before
+    /// their aliases read) when it carries its last NBIRTH's bdSeq. A death with another bdSeq
+    /// (the will of the connection before, delivered after the node's new birth), or with none,
+    /// voids nothing; nor does a death void another node's devices whose name it begins.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_node_death_voids_its_births_when_its_bd_seq_is_the_last_births() {
+        use prost::Message as _;
+        use sparkplug::{Metric, Payload, Value};
+        let options = options(Reader::Sparkplug(Arc::new(SparkplugReader::new("id"))));
+        let (out, _admitted) = mpsc::channel(1);
+        let (_stop, stopped) = watch::channel(false);
+        let admitter = Admitter::start("mqtt", options, stopped, out);
+        let metric = |name: &str, alias: Option<u64>, value: Value| Metric {
+            name: Some(name.into()),
+            alias,
+            value: Some(value),
+            ..Default::default()
+        };
+        let payload = |metrics: Vec<Metric>| {
+            Payload {
+                metrics,
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let bd_seq = |n: u64| payload(vec![metric("bdSeq", None, Value::Long(n))]);
+        let birth = |topic: &str, bd: Option<u64>| {
+            let mut metrics = vec![metric("S1", Some(1), Value::Double(0.0))];
+            metrics.extend(bd.map(|n| metric("bdSeq", None, Value::Long(n))));
+            let d = admitter.decode(&payload(metrics), topic);
+            assert!(d.rejects.is_empty(), "{topic}: {:?}", d.rejects);
+        };
+        // Data by alias alone, with its id by name.
+        let data = |topic: &str| {
+            let mut m = vec![metric("id", None, Value::String("w".into()))];
+            m.push(Metric {
+                name: None,
+                alias: Some(1),
+                value: Some(Value::Double(2.0)),
+                ..Default::default()
+            });
+            admitter.decode(&payload(m), topic)
+        };
+        let reads = |topic: &str| {
+            let d = data(topic);
+            match d.rejects.first() {
+                None => true,
+                Some(r) => {
+                    assert_eq!(r.reason, json::RejectReason::UnboundAlias, "{topic}");
+                    false
+                }
+            }
+        };
+        birth("spBv1.0/fab/NBIRTH/n", Some(4));
+        birth("spBv1.0/fab/DBIRTH/n/d", None);
+        birth("spBv1.0/fab/NBIRTH/n2", Some(4));
+        birth("spBv1.0/fab/DBIRTH/n2/d", None);
+        assert!(reads("spBv1.0/fab/NDATA/n") && reads("spBv1.0/fab/DDATA/n/d"));
+
+        // The will of an earlier connection, and a death without a bdSeq: nothing voided.
+        admitter.decode(&bd_seq(3), "spBv1.0/fab/NDEATH/n");
+        admitter.decode(&payload(vec![]), "spBv1.0/fab/NDEATH/n");
+        assert!(reads("spBv1.0/fab/NDATA/n") && reads("spBv1.0/fab/DDATA/n/d"));
+
+        // This birth's death: the node and its device are void, the other node (whose name
+        // begins with this one's) and its device are not.
+        admitter.decode(&bd_seq(4), "spBv1.0/fab/NDEATH/n");
+        assert!(!reads("spBv1.0/fab/NDATA/n"));
+        assert!(!reads("spBv1.0/fab/DDATA/n/d"));
+        assert!(reads("spBv1.0/fab/NDATA/n2") && reads("spBv1.0/fab/DDATA/n2/d"));
+
+        // Born again with the next bdSeq; the late will of the session before voids nothing.
+        birth("spBv1.0/fab/NBIRTH/n", Some(5));
+        admitter.decode(&bd_seq(4), "spBv1.0/fab/NDEATH/n");
+        assert!(reads("spBv1.0/fab/NDATA/n"));
     }
 
     /// The Kafka source's way in: `try_queue` admits at once, queues behind a waiting message,

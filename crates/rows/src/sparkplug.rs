@@ -137,8 +137,8 @@ pub enum Kind {
     NData,
     /// Device data: a row.
     DData,
-    /// Edge node death. (Sparkplug voids the node's and its devices' aliases with it; faultline
-    /// keeps them, since as a connection's will it may come after the node's next birth.)
+    /// Edge node death: voids the node's and its devices' aliases when its `bdSeq` is its last
+    /// birth's (as a connection's will it may come after the node's next birth).
     NDeath,
     /// Device death: the device's aliases are void until it is born again.
     DDeath,
@@ -225,13 +225,51 @@ pub fn topic(topic: &str) -> Option<Topic> {
 /// Aliases bound by a birth: alias → metric name.
 pub type Aliases = HashMap<u64, String>;
 
-/// The aliases a birth payload binds; an error sentence when it is not a Sparkplug B payload.
-pub fn birth_aliases(payload: &[u8]) -> Result<Aliases, String> {
+/// The metric of an NBIRTH and its NDEATH that pairs them: the node's birth-death sequence number.
+pub const BD_SEQ_METRIC: &str = "bdSeq";
+
+/// What a birth tells: the aliases it binds and, in an edge node's, its `bdSeq`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Birth {
+    /// Alias → metric name.
+    pub aliases: Aliases,
+    /// The `bdSeq` metric's value, when the birth carries one as an integer. An edge node sets
+    /// the same number in the NDEATH it leaves as its connection's will, so a death can be told
+    /// to be of this birth's session or of an earlier one.
+    pub bd_seq: Option<u64>,
+}
+
+/// The aliases a birth payload binds, and its `bdSeq`; an error sentence when it is not a
+/// Sparkplug B payload.
+pub fn birth(payload: &[u8]) -> Result<Birth, String> {
     let p = <Payload as prost::Message>::decode(payload).map_err(not_sparkplug)?;
-    Ok(p.metrics
+    let bd_seq = bd_seq(&p.metrics);
+    let aliases = p
+        .metrics
         .into_iter()
         .filter_map(|m| Some((m.alias?, m.name?)))
-        .collect())
+        .collect();
+    Ok(Birth { aliases, bd_seq })
+}
+
+/// The `bdSeq` an NDEATH payload carries; `None` when it carries none as an integer (or is not a
+/// Sparkplug B payload).
+pub fn death_bd_seq(payload: &[u8]) -> Option<u64> {
+    let p = <Payload as prost::Message>::decode(payload).ok()?;
+    bd_seq(&p.metrics)
+}
+
+/// The value of the metric named `bdSeq`, sent as any integer type (the specification says
+/// UInt64; some edge nodes send Int32 or Int64).
+fn bd_seq(metrics: &[Metric]) -> Option<u64> {
+    let m = metrics
+        .iter()
+        .find(|m| m.name.as_deref() == Some(BD_SEQ_METRIC))?;
+    match m.value {
+        Some(Value::Long(v)) => Some(v),
+        Some(Value::Int(v)) => Some(u64::from(v)),
+        _ => None,
+    }
 }
 
 fn not_sparkplug(e: prost::DecodeError) -> String {
@@ -581,8 +619,9 @@ mod tests {
             ],
             ..Default::default()
         };
-        let aliases = birth_aliases(&birth.encode_to_vec()).unwrap();
+        let Birth { aliases, bd_seq } = super::birth(&birth.encode_to_vec()).unwrap();
         assert_eq!(aliases.get(&7).map(String::as_str), Some("Sensor-2"));
+        assert_eq!(bd_seq, None, "a device's birth carries none");
         let data = Payload {
             metrics: vec![
                 metric(
@@ -710,5 +749,29 @@ mod tests {
         let d = decode_data(&null.encode_to_vec(), &s, "wafer_id", None);
         assert_eq!(d.rows.ids, ["42"]);
         assert!(d.rows.row(0).iter().all(|v| v.is_nan()));
+    }
+
+    /// An NBIRTH's `bdSeq` and its NDEATH's are read as whatever integer type they come in; any
+    /// other value, or none, gives none.
+    #[test]
+    fn births_and_deaths_give_their_bd_seq() {
+        let with = |value: Option<Value>| {
+            Payload {
+                metrics: vec![
+                    metric(Some("bdSeq"), None, 8, value),
+                    metric(Some("Sensor-1"), Some(1), 10, Some(Value::Double(0.0))),
+                ],
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let b = birth(&with(Some(Value::Long(3)))).unwrap();
+        assert_eq!((b.bd_seq, b.aliases.len()), (Some(3), 1));
+        assert_eq!(death_bd_seq(&with(Some(Value::Long(3)))), Some(3));
+        assert_eq!(death_bd_seq(&with(Some(Value::Int(255)))), Some(255));
+        assert_eq!(death_bd_seq(&with(Some(Value::String("3".into())))), None);
+        assert_eq!(death_bd_seq(&with(None)), None);
+        assert_eq!(death_bd_seq(&Payload::default().encode_to_vec()), None);
+        assert_eq!(death_bd_seq(b"\xff\xff not protobuf"), None);
     }
 }

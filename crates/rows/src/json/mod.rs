@@ -112,11 +112,14 @@ pub enum RejectReason {
     NoSensor,
     /// With `format = "sparkplug"`: a metric alias no birth of its edge node or device bound.
     UnboundAlias,
+    /// With `format = "sparkplug"`: a birth under a new name while the births of as many edge
+    /// nodes and devices as faultline keeps are kept already.
+    TooManyBirths,
 }
 
 impl RejectReason {
     /// Every reason, so metrics can be registered at zero before the first reject.
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::MalformedJson,
         RejectReason::NotUtf8,
         RejectReason::WrongType,
@@ -129,6 +132,7 @@ impl RejectReason {
         RejectReason::NotSparkplug,
         RejectReason::NoSensor,
         RejectReason::UnboundAlias,
+        RejectReason::TooManyBirths,
     ];
 
     /// The metric label value.
@@ -146,6 +150,7 @@ impl RejectReason {
             RejectReason::NotSparkplug => "not_sparkplug",
             RejectReason::NoSensor => "no_sensor",
             RejectReason::UnboundAlias => "unbound_alias",
+            RejectReason::TooManyBirths => "too_many_births",
         }
     }
 }
