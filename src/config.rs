@@ -1350,6 +1350,10 @@ mod tests {
             ),
             (vec![("FAULTLINE_LABELS__WINDOW_ROWS", "0")], "above 0"),
             (
+                vec![("FAULTLINE_LABELS__WINDOW_ROWS", "100001")],
+                "labels.window_rows is 100001; set at most 100000",
+            ),
+            (
                 vec![
                     ("FAULTLINE_STORE__MAX_ROWS", "10"),
                     ("FAULTLINE_STORE__SEGMENT_ROWS", "100"),

@@ -992,6 +992,28 @@ async fn labels_join_and_quality_reports_them() {
     // Each figure comes with its 95% interval; on 4 wafers it is wide.
     let ci = &serving["quality"]["roc_auc_ci95"];
     assert!(ci[0].as_f64().unwrap() <= 0.5 && ci[1] == 1.0, "{q}");
+
+    // Polled again with nothing changed: the same figures (kept, not computed again). A wafer
+    // relabelled (W-3 was good after all) changes them: faulty 0.9 above good 0.8, 0.1, 0.01.
+    let quality = || async {
+        let (status, _, body) = send(&s, get("/api/quality")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    assert_eq!(quality().await["models"], q["models"]);
+    let (status, _, body) = send(
+        &s,
+        post_to("/api/labels", "text/csv", "id,Good/Bad\nW-3,-1\n"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let again = quality().await;
+    let serving = &again["models"][0]["quality"];
+    assert_eq!(
+        (&serving["roc_auc"], &serving["positives"]),
+        (&Value::from(1.0), &Value::from(1)),
+        "{again}"
+    );
 }
 
 /// Under an alarm budget the serving model's live recall and false alarms are those of the

@@ -120,22 +120,44 @@ pub struct LedgerLimits {
 /// The last `window` labelled wafers, oldest first, found by id without a search: a label
 /// upload of 100,000 wafers used to compare each id with the whole window under the ledger's
 /// lock (about 10^8 comparisons, while scoring waited for the lock).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Window {
     wafers: VecDeque<Joined>,
     /// Each wafer's place, counted from the first wafer ever pushed; `first` is the front's.
     at: ById<String, u64>,
     first: u64,
+    /// Changed whenever a wafer may have: unique in the process (see [`Ledger::window_stamp`]).
+    stamp: u64,
+}
+
+impl Default for Window {
+    fn default() -> Window {
+        Window {
+            wafers: VecDeque::new(),
+            at: ById::default(),
+            first: 0,
+            stamp: next_stamp(),
+        }
+    }
+}
+
+/// A number no window of this process has had before.
+fn next_stamp() -> u64 {
+    static STAMPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    STAMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Window {
+    /// A wafer to change (the window's stamp moves).
     fn get_mut(&mut self, id: &str) -> Option<&mut Joined> {
         let at = *self.at.get(id)?;
+        self.stamp = next_stamp();
         self.wafers.get_mut(usize::try_from(at - self.first).ok()?)
     }
 
     /// Appends a wafer not in the window, then drops the oldest beyond `window`.
     fn push(&mut self, wafer: Joined, window: usize) {
+        self.stamp = next_stamp();
         self.at
             .insert(wafer.id.clone(), self.first + self.wafers.len() as u64);
         self.wafers.push_back(wafer);
@@ -366,6 +388,13 @@ impl Ledger {
         }
     }
 
+    /// A number that changes whenever the window of joined wafers may have (a wafer joined,
+    /// relabelled or scored again), and that no other ledger of the process has had: figures
+    /// computed from the window stay right while it is the same.
+    pub fn window_stamp(&self) -> u64 {
+        self.joined.stamp
+    }
+
     /// The joined wafers both `a` and `b` scored: (P(fault) by `a`, by `b`, faulty), for
     /// [`quality::compare`].
     pub fn both_scored(&self, a: &str, b: &str) -> Vec<(f32, f32, bool)> {
@@ -455,6 +484,38 @@ mod tests {
         // The shadow scored the same wafers the other way round.
         assert_eq!(l.quality("m2", 0.5).roc_auc, Some(0.0));
         assert_eq!(l.quality("m3", 0.5).labelled, 0);
+    }
+
+    /// The window's stamp moves on every change to the joined wafers (live quality's figures are
+    /// kept while it stays) and on nothing else; no two ledgers share one.
+    #[test]
+    fn the_window_stamp_moves_whenever_the_joined_wafers_may_change() {
+        let mut l = Ledger::new(limits());
+        let mut last = l.window_stamp();
+        assert_ne!(Ledger::new(limits()).window_stamp(), last);
+        let mut moved = |l: &Ledger| {
+            let now = l.window_stamp();
+            std::mem::replace(&mut last, now) != now
+        };
+        l.scored("a", 1, v(0.9), true);
+        assert!(!moved(&l), "a row scored, no label");
+        assert_eq!(l.label(label("b", false), 2), LabelOutcome::Pending);
+        assert!(!moved(&l), "a label waiting");
+        assert_eq!(l.label(label("a", true), 3), LabelOutcome::Joined);
+        assert!(moved(&l), "a label joined its row");
+        l.scored("b", 4, v(0.1), false);
+        assert!(moved(&l), "a row joined the label that waited");
+        assert_eq!(l.label(label("a", false), 5), LabelOutcome::Relabelled);
+        assert!(moved(&l), "relabelled");
+        l.scored("a", 6, v(0.3), false);
+        assert!(moved(&l), "scored again after its label joined");
+        // Rows evicted (max_rows 3): a wafer still in the window is relabelled all the same.
+        for (i, id) in ["c", "d", "e"].iter().enumerate() {
+            l.scored(id, 7 + i as i64, v(0.5), false);
+        }
+        assert!(!moved(&l), "rows scored and evicted");
+        assert_eq!(l.label(label("a", true), 10), LabelOutcome::Relabelled);
+        assert!(moved(&l), "relabelled after its row was evicted");
     }
 
     #[test]

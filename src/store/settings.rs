@@ -53,6 +53,9 @@ pub struct LabelsSection {
     pub max_pending: usize,
 }
 
+/// The widest live-quality window `[labels] window_rows` may ask for.
+pub const MAX_WINDOW_ROWS: usize = 100_000;
+
 impl StoreSettings {
     /// Checks `[store]` and the join's limits in `[labels]`.
     pub fn from_sections(st: &StoreSection, l: &LabelsSection) -> Result<StoreSettings, String> {
@@ -61,6 +64,14 @@ impl StoreSettings {
                 "labels.window_rows, labels.join_rows and labels.max_pending must all be above 0"
                     .into(),
             );
+        }
+        if l.window_rows > MAX_WINDOW_ROWS {
+            return Err(format!(
+                "labels.window_rows is {}; set at most {MAX_WINDOW_ROWS} (default 1000): live quality's \
+                 intervals resample the window on every poll of the page, about 110 ms a model at \
+                 {MAX_WINDOW_ROWS} wafers",
+                l.window_rows
+            ));
         }
         let dir = Some(PathBuf::from(st.dir.trim())).filter(|p| !p.as_os_str().is_empty());
         if st.max_rows == 0 || st.segment_rows == 0 {

@@ -41,6 +41,8 @@ pub struct WebState {
     pub allow_extra_columns: bool,
     /// Scored rows and labels (the daemon's; `None` for `faultline` without a bus).
     pub store: Option<Arc<crate::store::Store>>,
+    /// The live-quality figures last computed, kept while nothing they rest on has changed.
+    pub(crate) quality_figures: quality::FiguresMemo,
 }
 
 impl WebState {
@@ -62,6 +64,7 @@ impl WebState {
             score_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             allow_extra_columns: false,
             store: None,
+            quality_figures: Default::default(),
         }
     }
 }

@@ -151,48 +151,80 @@ pub async fn quality(State(s): State<WebState>) -> Result<Response, ApiError> {
     let store = store(&s)?.clone();
     let (serving, shadow) = s.model.both();
     // The serving model's counts are of its verdicts under an alarm budget (no one threshold
-    // gives them); a shadow publishes none, so its are at its threshold. The rows are taken
-    // under the ledger's lock and the figures computed after it, off the runtime: their
-    // intervals resample the window many times, and the scorer takes the lock for every batch.
+    // gives them); a shadow publishes none, so its are at its threshold.
     let by_verdicts = serving.budget().is_some();
-    let (window, counts, remembered, serving_rows, shadow_rows, both) = {
+    let models = (
+        (
+            serving.version().into(),
+            serving.threshold().to_bits(),
+            by_verdicts,
+        ),
+        shadow
+            .as_ref()
+            .map(|sh| (sh.version().into(), sh.threshold().to_bits())),
+    );
+    // One computation at a time; a poll that finds the window and the models as the last one
+    // left them takes its figures (their intervals resample the window up to a thousand times:
+    // about 4 ms a model at the default 1,000 wafers, 110 ms at 100,000; BENCHMARKS.md).
+    let mut memo = s.quality_figures.lock().await;
+    // Taken under the ledger's lock; the figures are computed after it, off the runtime (the
+    // scorer takes the lock for every batch).
+    let (window, counts, remembered, key, kept) = {
         let ledger = store.ledger();
-        let shadow_rows = shadow
-            .as_ref()
-            .map(|sh| ledger.model_rows(sh.version(), sh.threshold(), false));
-        let both = shadow
-            .as_ref()
-            .map(|sh| ledger.both_scored(serving.version(), sh.version()));
+        let key = FiguresKey {
+            stamp: ledger.window_stamp(),
+            models,
+        };
+        // The figures kept, or the rows to compute them from.
+        let kept = match memo.as_ref() {
+            Some((k, figures)) if *k == key => Ok(figures.clone()),
+            _ => Err((
+                ledger.model_rows(serving.version(), serving.threshold(), by_verdicts),
+                shadow
+                    .as_ref()
+                    .map(|sh| ledger.model_rows(sh.version(), sh.threshold(), false)),
+                shadow
+                    .as_ref()
+                    .map(|sh| ledger.both_scored(serving.version(), sh.version())),
+            )),
+        };
         (
             ledger.limits().window,
             ledger.counts(),
             ledger.rows(),
-            ledger.model_rows(serving.version(), serving.threshold(), by_verdicts),
-            shadow_rows,
-            both,
+            key,
+            kept,
         )
     };
-    let (serving_quality, shadow_quality, comparison) = tokio::task::spawn_blocking(move || {
-        (
-            serving_rows.compute(),
-            shadow_rows.map(|r| r.compute()),
-            both.map(|rows| crate::quality::compare(&rows)),
-        )
-    })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("computing live quality panicked: {e}"),
-        )
-    })?;
-    let model = |role: &str, m: &crate::model::Model, q: crate::quality::Quality| json!({"role": role, "version": m.version(), "quality": q});
+    let figures = match kept {
+        Ok(figures) => figures,
+        Err((serving_rows, shadow_rows, both)) => {
+            let figures = tokio::task::spawn_blocking(move || {
+                std::sync::Arc::new(Figures {
+                    serving: serving_rows.compute(),
+                    shadow: shadow_rows.map(|r| r.compute()),
+                    comparison: both.map(|rows| crate::quality::compare(&rows)),
+                })
+            })
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("computing live quality panicked: {e}"),
+                )
+            })?;
+            *memo = Some((key, figures.clone()));
+            figures
+        }
+    };
+    drop(memo);
+    let model = |role: &str, m: &crate::model::Model, q: &crate::quality::Quality| json!({"role": role, "version": m.version(), "quality": q});
     let mut models = vec![model(
         crate::metrics::MODEL_SERVING,
         &serving,
-        serving_quality,
+        &figures.serving,
     )];
-    if let (Some(sh), Some(q)) = (&shadow, shadow_quality) {
+    if let (Some(sh), Some(q)) = (&shadow, &figures.shadow) {
         models.push(model(crate::metrics::MODEL_SHADOW, sh, q));
     }
     let body = json!({
@@ -200,13 +232,41 @@ pub async fn quality(State(s): State<WebState>) -> Result<Response, ApiError> {
         "models": models,
         // The shadow against the serving model on the wafers both scored (`roc_auc_b` the
         // shadow's, `difference` shadow minus serving), or null without a shadow.
-        "comparison": comparison,
+        "comparison": &figures.comparison,
         "labels": counts,
         "rows_remembered": remembered,
         "store": store.status(),
     });
     Ok(Json(body).into_response())
 }
+
+/// What the live-quality figures were computed from: the ledger's window (its stamp) and each
+/// model's version, threshold (as bits) and, for the serving model, whether its published
+/// verdicts are counted.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FiguresKey {
+    stamp: u64,
+    /// The serving model's (version, threshold bits, by verdicts), and the shadow's (version,
+    /// threshold bits).
+    models: ModelsKey,
+}
+
+type ModelsKey = (
+    (std::sync::Arc<str>, u32, bool),
+    Option<(std::sync::Arc<str>, u32)>,
+);
+
+/// The figures `GET /api/quality` shows for each model, and their comparison.
+#[derive(Debug)]
+pub(crate) struct Figures {
+    serving: crate::quality::Quality,
+    shadow: Option<crate::quality::Quality>,
+    comparison: Option<crate::quality::Comparison>,
+}
+
+/// The last figures computed, with what they were computed from.
+pub(crate) type FiguresMemo =
+    std::sync::Arc<tokio::sync::Mutex<Option<(FiguresKey, std::sync::Arc<Figures>)>>>;
 
 /// Rows `GET /api/recent` returns at most (and by default).
 pub const RECENT_ROWS: usize = 2000;
