@@ -106,10 +106,9 @@ impl ModelCard {
         let num = |k: &str| b.get(k).and_then(serde_json::Value::as_f64);
         // The shipped model's own share at the threshold over the later half of the windows, where
         // training recorded it (cards from 2026-12-07 afternoon on).
-        let shipped = self.shipped_late_share().map(|(share, caught, faults)| {
+        let shipped = self.shipped_late().map(|(flagged, rows, caught, faults)| {
             format!(
-                "; the shipped model itself, at the card's threshold, flagged {:.0}% of the later windows' wafers and caught {caught} of their {faults} faults although it was fitted on them",
-                share * 100.0
+                "; the shipped model itself, at the card's threshold, flagged {flagged} of the later windows' {rows} wafers and caught {caught} of their {faults} faults although it was fitted on them"
             )
         });
         Some(format!(
@@ -131,17 +130,18 @@ impl ModelCard {
     /// Over the later half of the validation windows (as the card's expectation counts them):
     /// the share of wafers the shipped model flags at the threshold, the faults it catches and
     /// the faults there.
-    fn shipped_late_share(&self) -> Option<(f64, u64, u64)> {
+    fn shipped_late(&self) -> Option<(u64, u64, u64, u64)> {
         let windows = self.validation.get("windows")?.as_array()?;
         let late = &windows[windows.len() / 2..];
-        let (mut rows, mut flagged, mut caught, mut faults) = (0.0, 0.0, 0, 0);
+        let (mut rows, mut flagged, mut caught, mut faults) = (0, 0.0, 0, 0);
         for w in late {
-            let n = w.get("rows")?.as_f64()?;
+            let n = w.get("rows")?.as_u64()?;
             rows += n;
-            flagged += w.get("shipped_threshold_flagged")?.as_f64()? * n;
+            // The card gives each window's share; times its wafers it is a count again.
+            flagged += w.get("shipped_threshold_flagged")?.as_f64()? * n as f64;
             caught += w.get("shipped_threshold_caught")?.as_u64()?;
             faults += w.get("faults")?.as_u64()?;
         }
-        (rows > 0.0).then(|| (flagged / rows, caught, faults))
+        (rows > 0).then(|| (flagged.round() as u64, rows, caught, faults))
     }
 }
