@@ -286,19 +286,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     })?;
                 model = model.with_budget(Some(budget));
             }
+            // A budget from the configuration or the command line.
+            if let Some(w) = model.budget().and_then(|b| b.short_warmup()) {
+                eprintln!("Warning: {w}.");
+            }
             let options = CsvOptions {
                 allow_extra_columns: config.allow_extra_columns,
                 batch_rows: config.csv_batch_rows.get(),
             };
             let summary = score_file(&model, &input, &output, options)?;
             let rule = match model.budget() {
-                Some(b) => format!(
-                    "alarm budget: the top {} of the last {} wafers, threshold {} until {} wafers were scored",
-                    b.rate,
-                    b.window_rows,
-                    model.threshold(),
-                    b.warmup_rows
-                ),
+                // The budget decides from the wafer that fills the warm-up on (decide.rs).
+                Some(b) => match b.warmup_rows.saturating_sub(1) {
+                    0 => format!(
+                        "alarm budget: the top {} of the last {} wafers, from the first",
+                        b.rate, b.window_rows
+                    ),
+                    before => format!(
+                        "alarm budget: the top {} of the last {} wafers, threshold {} for the first {before}",
+                        b.rate,
+                        b.window_rows,
+                        model.threshold(),
+                    ),
+                },
                 None => format!("threshold {}", model.threshold()),
             };
             eprintln!(

@@ -412,6 +412,47 @@ fn real_wafer_file_scores_with_labels_carried_through() {
     );
 }
 
+/// A budget whose warm-up ends before its window holds 1/rate wafers flags more than its share
+/// early on: `score` warns, naming the warm-up that avoids it, and its summary says which wafers
+/// the threshold decided (the budget decides from the wafer that fills the warm-up on).
+#[test]
+fn a_warm_up_shorter_than_one_over_the_rate_is_warned_about() {
+    let input = common::repo().join("examples/wafers.csv");
+    let run = |warmup: Option<&str>| {
+        let mut c = common::command();
+        c.args([
+            "score",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            "-",
+            "--alarm-rate",
+            "0.05",
+        ]);
+        if let Some(w) = warmup {
+            c.env("FAULTLINE_MODEL__ALARM_WARMUP_ROWS", w);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+    };
+    let said = run(Some("5"));
+    assert!(
+        said.contains("Warning: model.alarm_warmup_rows is 5 at model.alarm_rate 0.05")
+            && said.contains("set alarm_warmup_rows to at least 20"),
+        "{said}"
+    );
+    assert!(
+        said.contains("for the first 4,") || said.contains("for the first 4 "),
+        "{said}"
+    );
+    // The default warm-up (100) is long enough at 0.05.
+    let said = run(None);
+    assert!(!said.contains("alarm_warmup_rows"), "{said}");
+    assert!(said.contains("for the first 99,"), "{said}");
+    assert!(run(Some("1")).contains("wafers, from the first,"));
+}
+
 #[test]
 fn the_readme_sample_scores() {
     let input = common::repo().join("examples/wafers.csv");

@@ -85,6 +85,22 @@ impl Budget {
             warmup_rows,
         })
     }
+
+    /// A warning when the warm-up ends before the window holds `1 / rate` wafers: from then on
+    /// the budget flags at least one wafer of fewer, more than its share (every one at a warm-up
+    /// of 1); `None` otherwise.
+    pub fn short_warmup(&self) -> Option<String> {
+        let whole = (1.0 / self.rate - 1e-9).ceil() as usize;
+        let warmup = self.warmup_rows.max(1);
+        (warmup < whole).then(|| {
+            format!(
+                "model.alarm_warmup_rows is {} at model.alarm_rate {}: from wafer {warmup} on, until the window holds {whole}, \
+                 the budget flags at least one wafer of fewer than {whole}, up to 1 in {warmup} rather than {}; \
+                 set alarm_warmup_rows to at least {whole} to let the fixed threshold decide until then",
+                self.warmup_rows, self.rate, self.rate
+            )
+        })
+    }
 }
 
 /// Decides verdicts row by row, keeping the recent scores an alarm budget needs.
@@ -154,6 +170,27 @@ impl Decider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A warm-up shorter than 1/rate wafers is warned about, naming the warm-up that avoids it;
+    /// one long enough is not (0.07: 15 wafers, as 0.07 × 14 is less than one).
+    #[test]
+    fn a_warm_up_shorter_than_one_over_the_rate_is_warned_about() {
+        let warn = |rate, warmup| Budget::new(rate, 200, warmup).unwrap().short_warmup();
+        let w = warn(0.07, 1).expect("a warm-up of 1 at 0.07");
+        assert!(w.contains("at least 15"), "{w}");
+        assert!(w.contains("up to 1 in 1 rather than 0.07"), "{w}");
+        assert!(warn(0.07, 14).is_some());
+        assert!(warn(0.07, 15).is_none());
+        assert!(
+            warn(0.01, 100).is_none(),
+            "1/0.01 is 100 in decimal, not 100.000…01"
+        );
+        assert!(warn(0.01, 99).is_some());
+        assert!(
+            warn(0.2, 100).is_none(),
+            "the defaults' warm-up at a plausible rate"
+        );
+    }
 
     #[test]
     fn without_a_budget_the_fixed_threshold_decides() {

@@ -103,9 +103,16 @@ pub async fn start(config: &Config, model: Arc<Model>) -> Result<App, AppError> 
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     metrics.runtime_workers.set(workers as i64);
     info!(version = %model.version(), scorer = model.scorer(), "Loaded the model.");
-    if config.policy().budget.is_none() {
-        if let Some(note) = model.card().flag_share_note() {
-            info!("Verdicts are by the fixed threshold; {note}.");
+    match config.policy().budget {
+        None => {
+            if let Some(note) = model.card().flag_share_note() {
+                info!("Verdicts are by the fixed threshold; {note}.");
+            }
+        }
+        Some(budget) => {
+            if let Some(w) = budget.short_warmup() {
+                warn!("{w}.");
+            }
         }
     }
     if let Err(why) = model.explainable() {
