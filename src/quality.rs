@@ -199,8 +199,8 @@ pub fn compare(rows: &[(f32, f32, bool)]) -> Comparison {
 }
 
 /// Bootstrap resamples behind an interval, as many as training's cards use; fewer for a window so
-/// large that they would take more than [`MAX_DRAWS`] draws (the figures are computed on every
-/// poll of `/api/quality` and every refresh of the gauges).
+/// large that they would take more than [`MAX_DRAWS`] draws (`/api/quality` computes them again
+/// whenever a label has changed the window; the gauges compute no intervals).
 const RESAMPLES: usize = 1000;
 const MIN_RESAMPLES: usize = 200;
 const MAX_DRAWS: usize = 4_000_000;

@@ -373,6 +373,11 @@ impl Admitter {
                 let refused = match sparkplug::birth(payload) {
                     Ok(birth) => {
                         let mut births = reader.births();
+                        // A node's birth opens a session whose devices are born again after
+                        // it: their births of the session before are void.
+                        if t.kind == sparkplug::Kind::NBirth {
+                            births.retain(|source, _| !is_device_of(source, &t.source));
+                        }
                         if births.len() < BIRTHS_KEPT || births.contains_key(&t.source) {
                             reader.asked().remove(t.node());
                             births.insert(t.source, Arc::new(birth));
@@ -436,17 +441,20 @@ impl Admitter {
                     .and_then(|b| b.bd_seq)
                     .is_some_and(|last| sparkplug::death_bd_seq(payload) == Some(last));
                 if ended {
-                    births.retain(|source, _| {
-                        source != node
-                            && !(source.starts_with(node.as_str())
-                                && source.as_bytes().get(node.len()) == Some(&b'/'))
-                    });
+                    births.retain(|source, _| source != node && !is_device_of(source, node));
                 }
                 Decoded::empty(options.schema.width())
             }
             sparkplug::Kind::Other => Decoded::empty(options.schema.width()),
         }
     }
+}
+
+/// Whether `source` (`group/node/device`) is a device of the edge node `node` (`group/node`).
+fn is_device_of(source: &str, node: &str) -> bool {
+    source
+        .strip_prefix(node)
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Counts a decoded message, takes its share of the in-flight bound (waiting while the pipeline
@@ -584,7 +592,7 @@ mod tests {
             birth(7).rejects.is_empty(),
             "a kept name's birth binds again"
         );
-        // A device's death frees its birth's place; an edge node's frees none.
+        // A device's death frees its birth's place; an edge node's without a bdSeq frees none.
         admitter.decode(&[], "spBv1.0/fab/DDEATH/n/d3");
         assert!(
             birth(BIRTHS_KEPT).rejects.is_empty(),
@@ -670,6 +678,14 @@ mod tests {
         birth("spBv1.0/fab/NBIRTH/n", Some(5));
         admitter.decode(&bd_seq(4), "spBv1.0/fab/NDEATH/n");
         assert!(reads("spBv1.0/fab/NDATA/n"));
+
+        // A node's birth voids its devices' births of the session before (they are born again
+        // after it), whether or not it carries a bdSeq; another node's devices keep theirs.
+        birth("spBv1.0/fab/DBIRTH/n/d", None);
+        assert!(reads("spBv1.0/fab/DDATA/n/d"));
+        birth("spBv1.0/fab/NBIRTH/n", None);
+        assert!(!reads("spBv1.0/fab/DDATA/n/d"));
+        assert!(reads("spBv1.0/fab/NDATA/n") && reads("spBv1.0/fab/DDATA/n2/d"));
     }
 
     /// The Kafka source's way in: `try_queue` admits at once, queues behind a waiting message,

@@ -68,8 +68,8 @@ impl StoreSettings {
         if l.window_rows > MAX_WINDOW_ROWS {
             return Err(format!(
                 "labels.window_rows is {}; set at most {MAX_WINDOW_ROWS} (default 1000): live quality's \
-                 intervals resample the window on every poll of the page, about 110 ms a model at \
-                 {MAX_WINDOW_ROWS} wafers",
+                 intervals resample the window whenever a label has changed it, about 115 ms a model \
+                 at {MAX_WINDOW_ROWS} wafers",
                 l.window_rows
             ));
         }

@@ -201,14 +201,18 @@ def test_an_edge_node_born_before_faultline_started_is_asked_for_its_births_agai
 
 
 # An edge node in a process of its own, so that it can die as a plant's does (kill -9): its
-# births bind alias 1 to the wafer id and 2 to Sensor-1, then it waits.
+# births bind alias 1 to the wafer id and 2 to Sensor-1, then it waits (at most a minute for its
+# connection, and ten for the test).
 EDGE_NODE = """
 import sys, time
 import pysparkplug as psp
 now = psp.get_current_timestamp()
 node = psp.EdgeNode("fab", "etch-5", metrics=[])
 node.connect("127.0.0.1", port=int(sys.argv[1]), blocking=False)
+deadline = time.monotonic() + 60
 while not node._connected:
+    if time.monotonic() > deadline:
+        sys.exit("no connection to the broker")
     time.sleep(0.05)
 node.register(psp.Device("chamber-1", metrics=[
     psp.Metric(timestamp=now, name="wafer_id", datatype=psp.DataType.STRING, value="", alias=1),
@@ -223,21 +227,22 @@ def test_an_edge_node_s_death_voids_the_aliases_its_births_bound(mosquitto, tmp_
     """A real edge node (pysparkplug) that dies without a word leaves the NDEATH it set as its
     will, with the bdSeq of its NBIRTH: faultline then forgets the node's and its devices' births,
     so data that still uses their aliases is dead-lettered as `unbound_alias` (and the node asked
-    to be born again) instead of being read with aliases of a session that ended."""
+    to be born again) instead of being read with aliases of a session that ended. (That a death
+    with another bdSeq voids nothing is tested in src/bus/admit.rs.)"""
     import sys
 
     web = free_port()
     base = f"http://127.0.0.1:{web}"
     env = sparkplug_env(mosquitto, web, f"faultline-death-{web}")
     log = tmp_path / "serve.log"
-    deaths, births = [], []
+    seen = {"NBIRTH": [], "DBIRTH": [], "NDEATH": [], "probe": []}
     watcher = psp.Client(client_id=f"death-watcher-{web}")
     watcher.connect("127.0.0.1", port=mosquitto, blocking=False)
     node = None
 
-    def by_alias(wafer_id):
+    def ddata(group, edge, device, wafer_id):
         ts = psp.get_current_timestamp()
-        topic = psp.Topic(message_type=psp.MessageType.DDATA, group_id="fab", edge_node_id="etch-5", device_id="chamber-1")
+        topic = psp.Topic(message_type=psp.MessageType.DDATA, group_id=group, edge_node_id=edge, device_id=device)
         payload = psp.DData(ts, seq=0, metrics=(
             psp.Metric(timestamp=ts, name=None, datatype=psp.DataType.STRING, value=wafer_id, alias=1),
             psp.Metric(timestamp=ts, name=None, datatype=psp.DataType.DOUBLE, value=3000.0, alias=2),
@@ -245,31 +250,47 @@ def test_an_edge_node_s_death_voids_the_aliases_its_births_bound(mosquitto, tmp_
         watcher.publish(psp.Message(topic=topic, payload=payload, qos=psp.QoS.AT_MOST_ONCE, retain=False),
                         include_dtypes=True)
 
+    def by_alias(wafer_id):
+        ddata("fab", "etch-5", "chamber-1", wafer_id)
+
     def counts():
         with HTTP.open(f"{base}/metrics", timeout=5) as r:
             text = r.read().decode()
         m = {g.group(1): float(g.group(2)) for g in re.finditer(r"^(faultline_\S+) (\S+)$", text, re.M)}
         return m.get("faultline_rows_scored_total", 0), m.get('faultline_rows_dead_lettered_total{reason="unbound_alias"}', 0)
 
+    def watch(kind, **levels):
+        topic = psp.Topic(message_type=getattr(psp.MessageType, kind), group_id="fab", edge_node_id="etch-5", **levels)
+        watcher.subscribe(topic, psp.QoS.AT_MOST_ONCE, lambda _c, message: seen[kind].append(message))
+
+    def probed():
+        # Data outside faultline's group; once one arrives, the subscriptions before it hold.
+        ddata("probe", "p", "d", "probe")
+        time.sleep(0.05)
+        return seen["probe"]
+
     try:
         with serve(env, log, base, ready="/readyz", cwd=tmp_path):
             # The watcher sees the births and the death pass through the broker, so that the
             # data it sends after them reaches faultline after them too.
-            death = psp.Topic(message_type=psp.MessageType.NDEATH, group_id="fab", edge_node_id="etch-5")
-            birth = psp.Topic(message_type=psp.MessageType.DBIRTH, group_id="fab", edge_node_id="etch-5", device_id="chamber-1")
-            watcher.subscribe(death, psp.QoS.AT_MOST_ONCE, lambda _c, message: deaths.append(message))
-            watcher.subscribe(birth, psp.QoS.AT_MOST_ONCE, lambda _c, message: births.append(message))
-            time.sleep(0.5)  # the subscriptions acknowledged (paho does not say when)
-            node = subprocess.Popen([sys.executable, "-c", EDGE_NODE, str(mosquitto)], stdout=subprocess.PIPE, text=True)
-            assert node.stdout.readline().strip() == "born"
-            wait_for("the device's birth", 15, lambda: births)
+            watch("NBIRTH")
+            watch("DBIRTH", device_id="chamber-1")
+            watch("NDEATH")
+            probe = psp.Topic(message_type=psp.MessageType.DDATA, group_id="probe", edge_node_id="p", device_id="d")
+            watcher.subscribe(probe, psp.QoS.AT_MOST_ONCE, lambda _c, message: seen["probe"].append(message))
+            wait_for("the watcher's subscriptions", 15, probed)
+            node = subprocess.Popen([sys.executable, "-c", EDGE_NODE, str(mosquitto)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            wait_for("the edge node's births", 60, lambda: (seen["NBIRTH"] and seen["DBIRTH"]) or node.poll() is not None)
+            assert node.poll() is None, node.communicate()
             by_alias("W-before")
             wait_for("the alias-only wafer scored", 15, lambda: counts() == (1, 0))
             node.kill()
             node.wait(timeout=10)
-            wait_for("the edge node's will (NDEATH)", 15, lambda: deaths)
+            wait_for("the edge node's will (NDEATH)", 15, lambda: seen["NDEATH"])
             # The will carries the bdSeq its NBIRTH did: that is what ties the death to the birth.
-            assert deaths[0].payload.bd_seq_metric.name == "bdSeq", deaths[0]
+            born = [m.value for m in seen["NBIRTH"][-1].payload.metrics if m.name == "bdSeq"]
+            assert born == [seen["NDEATH"][0].payload.bd_seq_metric.value], (born, seen["NDEATH"][0])
             by_alias("W-after")
             wait_for("the alias-only wafer dead-lettered", 15, lambda: counts() == (1, 1))
     finally:

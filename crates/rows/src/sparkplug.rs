@@ -129,7 +129,8 @@ pub fn rebirth_request(now_ms: u64) -> Vec<u8> {
 /// The message types of the Sparkplug B topic namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Edge node birth: binds the node's aliases.
+    /// Edge node birth: binds the node's aliases (and voids its devices' until they are born
+    /// again after it).
     NBirth,
     /// Device birth: binds the device's aliases.
     DBirth,
