@@ -994,6 +994,109 @@ async fn two_instances_in_one_group_split_the_partitions() {
     b.shutdown().await.unwrap();
 }
 
+/// A second instance joining the group mid-stream takes partitions from the first, which gives
+/// them up only once the rows it was scoring are published and their offsets stored (librdkafka
+/// commits them as it gives the partitions up): the new owner starts after them, and no row is
+/// scored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_joining_mid_stream_scores_no_row_the_first_scored() {
+    let cluster = Cluster::start();
+    let t = topics("join");
+    create(&cluster, &t, 8).await;
+    let model = Arc::new(Model::embedded().unwrap());
+    // Each micro-batch waits 200 ms for more rows, so rows are always in flight at the first
+    // instance when the group takes its partitions.
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
+            ("FAULTLINE_BATCH__LINGER_MS", "200"),
+        ],
+    );
+    let cfg = RawConfig::load_with_env(None, env)
+        .unwrap()
+        .validate()
+        .unwrap();
+    let (rows, _, _) = rows(&model, 3000);
+    let reader = cluster.reader(&[&t.scores]);
+    let a = app::start(&cfg, model.clone()).await.unwrap();
+    wait_metric(a.web_addr, &["faultline_kafka_consumer_lag{", &t.rows]).await;
+    // Rows arrive steadily, 100 every 50 ms.
+    let stream = {
+        let (producer, topic) = (cluster.producer(), t.rows.clone());
+        let rows = rows.clone();
+        tokio::spawn(async move {
+            for chunk in rows.chunks(100) {
+                let mut reports = Vec::new();
+                for r in chunk {
+                    let id = serde_json::from_str::<Value>(r).unwrap()["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    let record = FutureRecord::to(&topic).key(&id).payload(r);
+                    reports.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+                }
+                for report in reports {
+                    report.await.unwrap().map_err(|(e, _)| e).unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    reader.collect_until(60, |g| g.len() >= 300).await;
+    let b = app::start(&cfg, model.clone()).await.unwrap();
+    stream.await.unwrap();
+    let scored = |m: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix("faultline_rows_scored_total "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let both = || async {
+        let (ma, mb) = (
+            http_get(a.web_addr, "/metrics").await,
+            http_get(b.web_addr, "/metrics").await,
+        );
+        (scored(&ma), scored(&mb), mb)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while {
+        let (na, nb, _) = both().await;
+        na + nb < 3000
+    } {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every row scored"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Anything scored twice comes within a moment of the rest.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (na, nb, mb) = both().await;
+    let pb = assigned(&mb, &t.rows);
+    eprintln!(
+        "kafka instance joining mid-stream: {na} + {nb} rows scored of 3000; the new instance has partitions {pb:?}"
+    );
+    assert!(!pb.is_empty(), "the second instance took no partition");
+    if cluster.mock.is_some() {
+        // librdkafka's MockCluster refuses offset commits while its group rebalances (Apache
+        // Kafka takes them from the generation that is ending), so there the new owner starts
+        // from the last periodic commit and rows are scored twice whatever faultline does. On
+        // an external broker (CI: tansu) the test asks for none.
+        eprintln!(
+            "kafka instance joining mid-stream: rows scored twice not checked on MockCluster ({})",
+            na + nb - 3000
+        );
+        assert!(na + nb >= 3000);
+    } else {
+        assert_eq!(na + nb, 3000, "rows scored twice (or not at all)");
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_publishes_a_csv_to_kafka_keyed_by_id() {
     let cluster = Cluster::start();

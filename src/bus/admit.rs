@@ -249,7 +249,42 @@ pub struct Admitter {
     stopped: watch::Receiver<bool>,
 }
 
+/// Whether every message an [`Admitter`] took is through the pipeline: none waits to be admitted
+/// and every in-flight permit is back (a message's permits go back once its outputs are on the
+/// broker and the message is acknowledged).
+#[derive(Debug, Clone)]
+pub struct Drained {
+    queued: Arc<AtomicUsize>,
+    in_flight: Arc<Semaphore>,
+    permits: usize,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Drained {
+    /// Whether nothing is in flight now.
+    pub fn now(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == 0
+            && self.in_flight.available_permits() >= self.permits
+    }
+
+    /// Whether the source is stopping: the shutdown waits for the rows in flight itself (and
+    /// messages left waiting for room are never taken in).
+    pub fn stopping(&self) -> bool {
+        *self.stopped.borrow()
+    }
+}
+
 impl Admitter {
+    /// Whether every message taken so far is through the pipeline, asked at any time.
+    pub fn drained(&self) -> Drained {
+        Drained {
+            queued: self.queued.clone(),
+            in_flight: self.options.in_flight.clone(),
+            permits: self.options.max_permits as usize,
+            stopped: self.stopped.clone(),
+        }
+    }
+
     /// Starts the task that admits decoded messages in order to `out`.
     pub fn start(
         source: &'static str,
@@ -554,6 +589,31 @@ mod tests {
             order.push(id(&m).to_string());
         }
         assert_eq!(order, ["1", "2"]);
+    }
+
+    /// `drained` says the pipeline is empty only once every message taken is through: none
+    /// waiting with the admitting task and every permit back (a rebalance waits for it).
+    #[tokio::test(flavor = "current_thread")]
+    async fn drained_waits_for_queued_and_admitted_messages() {
+        let options = options(Reader::Json);
+        let (out, mut admitted) = mpsc::channel(8);
+        let (stop, stopped) = watch::channel(false);
+        let admitter = Admitter::start("kafka", options, stopped, out);
+        let drained = admitter.drained();
+        assert!(drained.now() && !drained.stopping());
+        assert!(admitter.push(message(0), "t".into(), Ack::None).await);
+        let first = admitted.try_recv().expect("admitted at once");
+        assert!(!drained.now(), "one message holds the permit");
+        // The second waits with the admitting task for the permit.
+        assert!(admitter.push(message(1), "t".into(), Ack::None).await);
+        drop(first);
+        assert!(!drained.now(), "one message still queued");
+        let second = admitted.recv().await.unwrap();
+        assert!(!drained.now(), "the second holds the permit");
+        drop(second);
+        assert!(drained.now());
+        stop.send_replace(true);
+        assert!(drained.stopping());
     }
 
     /// Births under ever new names (anyone may publish under `spBv1.0/`) are kept up to

@@ -270,7 +270,15 @@ pub struct Context {
     /// Whether the last offset commit failed: a failing commit is logged once, not per partition
     /// and per retry (a group that lost its session fails every commit until it rejoins).
     commit_failing: Arc<AtomicBool>,
+    /// For the rows consumer: whether the rows it read are through the pipeline, which a
+    /// rebalance waits for before it gives partitions up (set once the admitter runs).
+    drained: Arc<std::sync::OnceLock<crate::bus::admit::Drained>>,
 }
+
+/// The longest a rebalance waits for the rows in flight before this instance gives its
+/// partitions up: long enough for a pipeline that publishes (milliseconds), short enough not to
+/// hold the group's other members long when the output cluster refuses writes.
+const REBALANCE_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Context {
     /// A context for a client playing `role`.
@@ -280,7 +288,13 @@ impl Context {
             link: Link::default(),
             metrics,
             commit_failing: Arc::new(AtomicBool::new(false)),
+            drained: Arc::default(),
         }
+    }
+
+    /// Where the rows consumer's rebalances learn whether its rows are through the pipeline.
+    pub fn drained(&self) -> Arc<std::sync::OnceLock<crate::bus::admit::Drained>> {
+        self.drained.clone()
     }
 
     /// Whether the client reaches the cluster, and why not when it is refused.
@@ -396,6 +410,44 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
+    /// Before partitions go to another member: the rows consumer waits (up to
+    /// [`REBALANCE_DRAIN`]) until the rows it read are published and their offsets stored.
+    /// librdkafka then commits the stored offsets of the partitions it gives up (with
+    /// `enable.auto.commit`, before it rejoins the group). Without the wait the new owner starts
+    /// from offsets before the rows still in flight, and scores them again, their faults
+    /// published twice. Rows read but not yet taken into the pipeline (held while it had no
+    /// room) are not waited for: the new owner reads them.
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let (Rebalance::Revoke(list), Some(drained)) = (rebalance, self.drained.get()) else {
+            return;
+        };
+        if drained.stopping() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let wait = || {
+            while !drained.now() && started.elapsed() < REBALANCE_DRAIN {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            drained.now()
+        };
+        // Called while the consumer is polled, on a thread of the runtime: the rest of the
+        // pipeline must go on meanwhile. A runtime of one thread (tests) cannot wait here.
+        let through = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread => {
+                drained.now()
+            }
+            Ok(_) => tokio::task::block_in_place(wait),
+            Err(_) => wait(),
+        };
+        let waited_ms = started.elapsed().as_millis() as u64;
+        if through {
+            info!(partitions = %describe(list), waited_ms, "Kafka is moving partitions; the rows read from them are published and their offsets stored, for librdkafka to commit as it gives them up.");
+        } else {
+            warn!(partitions = %describe(list), waited_ms, "Kafka is moving partitions while rows read from them are still unpublished (the output cluster is slow or refusing writes); their new owner scores them again.");
+        }
+    }
+
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {

@@ -112,9 +112,13 @@ impl KafkaSource {
             );
         let context = Context::new("consumer", Some(options.metrics.clone()));
         let link = context.link();
+        let drained = context.drained();
         let consumer: Arc<Client> = Arc::new(config.create_with_context(context)?);
-        consumer.subscribe(&[&settings.topic])?;
         let (stop, mut stopped) = watch::channel(false);
+        let admitter =
+            crate::bus::admit::Admitter::start(SOURCE_KAFKA, options, stopped.clone(), output);
+        let _ = drained.set(admitter.drained());
+        consumer.subscribe(&[&settings.topic])?;
         let (failed, failure) = watch::channel(None);
         let reader = consumer.clone();
         let shown = link.clone();
@@ -123,8 +127,6 @@ impl KafkaSource {
         let task = tokio::spawn(async move {
             info!(topic = %topic, group = %group, "Reading rows from Kafka.");
             let mut errors = ReadErrors::new("rows", failed).showing_on(shown);
-            let admitter =
-                crate::bus::admit::Admitter::start(SOURCE_KAFKA, options, stopped.clone(), output);
             // Messages read while the pipeline had no room, in order, and the partitions paused.
             let mut held: VecDeque<(Decoded, Ack)> = VecDeque::new();
             let mut paused = Paused::default();
