@@ -211,6 +211,10 @@ pub const INTERRUPTED_ACK_WAIT: Duration = Duration::from_secs(10);
 /// How long a replay that ends early waits to close its connection.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
+/// How long the cluster must refuse the client (a login, TLS) without a break before a replay
+/// gives up saying why, rather than waiting out its minute for acknowledgements that cannot come.
+const REFUSED_FOR: Duration = Duration::from_secs(5);
+
 /// Resolves once `stop` is true; never, once its sender is gone without saying so.
 async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     if stop.wait_for(|s| *s).await.is_err() {
@@ -369,10 +373,25 @@ async fn replay_to(
     } else {
         Duration::from_secs(60)
     };
-    // The stop also cuts the wait for the last acknowledgements short, to INTERRUPTED_ACK_WAIT.
-    let stop_cut = tokio::select! {
-        r = tokio::time::timeout(wait, acked.wait_for(|a| *a >= sent)) => Some(matches!(r, Ok(Ok(_)))),
-        _ = stopped(&mut stop), if !interrupted => None,
+    // The stop also cuts the wait for the last acknowledgements short, to INTERRUPTED_ACK_WAIT;
+    // a cluster that keeps refusing the client (a wrong password) ends it with its reason.
+    let ended = tokio::select! {
+        r = tokio::time::timeout(wait, acked.wait_for(|a| *a >= sent)) => Ok(Some(matches!(r, Ok(Ok(_))))),
+        _ = stopped(&mut stop), if !interrupted => Ok(None),
+        why = refused_for(&out, REFUSED_FOR) => Err(why),
+    };
+    let stop_cut = match ended {
+        Ok(cut) => cut,
+        Err(why) => {
+            let acked = (*acked.borrow()).min(sent);
+            let _ = tokio::time::timeout(CLOSE_WAIT, out.close()).await;
+            return Err(ReplayError::BrokerPartway {
+                at: target.to_string(),
+                error: why,
+                sent,
+                acked,
+            });
+        }
     };
     let done = match stop_cut {
         Some(done) => done,
@@ -419,6 +438,22 @@ async fn replay_to(
         interrupted,
         seconds,
     })
+}
+
+/// Resolves with the reason once the cluster has refused `out`'s client without a break for
+/// `limit`; never for a client it does not refuse.
+async fn refused_for(out: &Out, limit: Duration) -> String {
+    let mut since: Option<std::time::Instant> = None;
+    loop {
+        match out.refused() {
+            Some(why) if since.is_some_and(|t| t.elapsed() >= limit) => return why,
+            Some(_) => {
+                since.get_or_insert_with(std::time::Instant::now);
+            }
+            None => since = None,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The publishing end of a replay: a connection and the count of acknowledged rows.
@@ -503,6 +538,16 @@ impl Out {
                 .await
                 .map(|_| ())
                 .map_err(|e| broker(e.to_string())),
+        }
+    }
+
+    /// Why the cluster refuses the client (a login, TLS), while it does. (An MQTT broker's
+    /// refusal ends the connection, which [`Out::failed`] says.)
+    fn refused(&self) -> Option<String> {
+        match self {
+            Out::Mqtt(_) => None,
+            #[cfg(feature = "kafka")]
+            Out::Kafka(p) => p.link().refused(),
         }
     }
 

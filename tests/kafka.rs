@@ -2557,8 +2557,8 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
     }
     let password_file = dir.path().join("kafka-password");
     std::fs::write(&password_file, "s3cret-512\n").unwrap();
-    let config = |password: (&str, String)| {
-        let env = daemon_env(
+    let env_with = |password: (&str, String)| {
+        daemon_env(
             &format!("127.0.0.1:{port}"),
             &t,
             &[
@@ -2577,8 +2577,10 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
                 (password.0, password.1.as_str()),
                 ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
             ],
-        );
-        RawConfig::load_with_env(None, env)
+        )
+    };
+    let config = |password: (&str, String)| {
+        RawConfig::load_with_env(None, env_with(password))
             .unwrap()
             .validate()
             .unwrap()
@@ -2607,6 +2609,38 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
         "{r}"
     );
     assert!(!r.contains("not-the-password"), "{r}");
+
+    // `faultline replay` onto the same bus with the wrong password says the login failed, a few
+    // seconds into its wait for acknowledgements (it waited out its minute and said only that
+    // none came).
+    let env = env_with((
+        "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SASL_PASSWORD",
+        "not-the-password".into(),
+    ));
+    let started = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        let csv = common::repo().join("examples/wafers.csv");
+        common::command()
+            .args(["replay", csv.to_str().unwrap()])
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("Kafka authentication failed")
+            && said.contains("the broker acknowledged none of them"),
+        "{said}"
+    );
+    assert!(!said.contains("not-the-password"), "{said}");
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "replay took {:?} to give up",
+        started.elapsed()
+    );
 
     // The right password, from a file: rows in, verdicts out, offsets committed.
     let app = app::start(
