@@ -211,9 +211,11 @@ pub const INTERRUPTED_ACK_WAIT: Duration = Duration::from_secs(10);
 /// How long a replay that ends early waits to close its connection.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-/// How long the cluster must refuse the client (a login, TLS) without a break before a replay
-/// gives up saying why, rather than waiting out its minute for acknowledgements that cannot come.
-const REFUSED_FOR: Duration = Duration::from_secs(5);
+/// How long the cluster must refuse the client (a login, TLS), with no row acknowledged meanwhile,
+/// before a replay gives up saying why, rather than waiting out its minute for acknowledgements
+/// that cannot come. Not shorter: librdkafka reports a handshake that timed out (a broker
+/// restarting) as an authentication failure too.
+const REFUSED_FOR: Duration = Duration::from_secs(15);
 
 /// Resolves once `stop` is true; never, once its sender is gone without saying so.
 async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
@@ -378,7 +380,7 @@ async fn replay_to(
     let ended = tokio::select! {
         r = tokio::time::timeout(wait, acked.wait_for(|a| *a >= sent)) => Ok(Some(matches!(r, Ok(Ok(_))))),
         _ = stopped(&mut stop), if !interrupted => Ok(None),
-        why = refused_for(&out, REFUSED_FOR) => Err(why),
+        why = refused_for(&out, out.acked(), REFUSED_FOR) => Err(why),
     };
     let stop_cut = match ended {
         Ok(cut) => cut,
@@ -440,16 +442,19 @@ async fn replay_to(
     })
 }
 
-/// Resolves with the reason once the cluster has refused `out`'s client without a break for
-/// `limit`; never for a client it does not refuse.
-async fn refused_for(out: &Out, limit: Duration) -> String {
-    let mut since: Option<std::time::Instant> = None;
+/// Resolves with the reason once the cluster has refused `out`'s client for `limit` without a
+/// break and without acknowledging a row (`acked` counts them); never for a client it does not
+/// refuse.
+async fn refused_for(out: &Out, acked: watch::Receiver<u64>, limit: Duration) -> String {
+    let mut since: Option<(std::time::Instant, u64)> = None;
     loop {
+        let now_acked = *acked.borrow();
         match out.refused() {
-            Some(why) if since.is_some_and(|t| t.elapsed() >= limit) => return why,
-            Some(_) => {
-                since.get_or_insert_with(std::time::Instant::now);
+            Some(why) if since.is_some_and(|(t, a)| a == now_acked && t.elapsed() >= limit) => {
+                return why
             }
+            Some(_) if since.is_some_and(|(_, a)| a == now_acked) => {}
+            Some(_) => since = Some((std::time::Instant::now(), now_acked)),
             None => since = None,
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

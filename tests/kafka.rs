@@ -1004,14 +1004,14 @@ async fn an_instance_joining_mid_stream_scores_no_row_the_first_scored() {
     let t = topics("join");
     create(&cluster, &t, 8).await;
     let model = Arc::new(Model::embedded().unwrap());
-    // Each micro-batch waits 200 ms for more rows, so rows are always in flight at the first
+    // Each micro-batch waits a second for more rows, so rows are always in flight at the first
     // instance when the group takes its partitions.
     let env = daemon_env(
         &cluster.bootstrap,
         &t,
         &[
             ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0"),
-            ("FAULTLINE_BATCH__LINGER_MS", "200"),
+            ("FAULTLINE_BATCH__LINGER_MS", "1000"),
         ],
     );
     let cfg = RawConfig::load_with_env(None, env)
@@ -1022,12 +1022,13 @@ async fn an_instance_joining_mid_stream_scores_no_row_the_first_scored() {
     let reader = cluster.reader(&[&t.scores]);
     let a = app::start(&cfg, model.clone()).await.unwrap();
     wait_metric(a.web_addr, &["faultline_kafka_consumer_lag{", &t.rows]).await;
-    // Rows arrive steadily, 100 every 50 ms.
+    // Rows arrive steadily, 50 every 100 ms: for 6 s or more, past the second instance's join
+    // (the first notices it at its next heartbeat, within 3 s).
     let stream = {
         let (producer, topic) = (cluster.producer(), t.rows.clone());
         let rows = rows.clone();
         tokio::spawn(async move {
-            for chunk in rows.chunks(100) {
+            for chunk in rows.chunks(50) {
                 let mut reports = Vec::new();
                 for r in chunk {
                     let id = serde_json::from_str::<Value>(r).unwrap()["id"]
@@ -1040,13 +1041,21 @@ async fn an_instance_joining_mid_stream_scores_no_row_the_first_scored() {
                 for report in reports {
                     report.await.unwrap().map_err(|(e, _)| e).unwrap();
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     };
-    reader.collect_until(60, |g| g.len() >= 300).await;
+    let first = reader.collect_until(60, |g| g.len() >= 300).await;
     let b = app::start(&cfg, model.clone()).await.unwrap();
     stream.await.unwrap();
+    // Every row scored (none lost), by one instance or the other.
+    let mut ids: HashSet<String> = first.iter().filter_map(|m| m.key.clone()).collect();
+    reader
+        .collect_until(120, |g| {
+            ids.extend(g.last().and_then(|m| m.key.clone()));
+            ids.len() == 3000
+        })
+        .await;
     let scored = |m: &str| -> u64 {
         m.lines()
             .find_map(|l| l.strip_prefix("faultline_rows_scored_total "))
@@ -1061,17 +1070,6 @@ async fn an_instance_joining_mid_stream_scores_no_row_the_first_scored() {
         );
         (scored(&ma), scored(&mb), mb)
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while {
-        let (na, nb, _) = both().await;
-        na + nb < 3000
-    } {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not every row scored"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     // Anything scored twice comes within a moment of the rest.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (na, nb, mb) = both().await;
@@ -1084,12 +1082,11 @@ async fn an_instance_joining_mid_stream_scores_no_row_the_first_scored() {
         // librdkafka's MockCluster refuses offset commits while its group rebalances (Apache
         // Kafka takes them from the generation that is ending), so there the new owner starts
         // from the last periodic commit and rows are scored twice whatever faultline does. On
-        // an external broker (CI: tansu) the test asks for none.
+        // an external broker (CI: tansu) the test asks for none; here only that none is lost.
         eprintln!(
             "kafka instance joining mid-stream: rows scored twice not checked on MockCluster ({})",
-            na + nb - 3000
+            (na + nb).saturating_sub(3000)
         );
-        assert!(na + nb >= 3000);
     } else {
         assert_eq!(na + nb, 3000, "rows scored twice (or not at all)");
     }

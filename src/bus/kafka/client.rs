@@ -416,26 +416,34 @@ impl ConsumerContext for Context {
     /// `enable.auto.commit`, before it rejoins the group). Without the wait the new owner starts
     /// from offsets before the rows still in flight, and scores them again, their faults
     /// published twice. Rows read but not yet taken into the pipeline (held while it had no
-    /// room) are not waited for: the new owner reads them.
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    /// room) are not waited for: this instance scores them after the rebalance and the new
+    /// owner reads them again. An assignment already lost (the session or the poll interval ran
+    /// out) is not waited for either: librdkafka commits nothing for it.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let (Rebalance::Revoke(list), Some(drained)) = (rebalance, self.drained.get()) else {
             return;
         };
-        if drained.stopping() {
+        // At shutdown (which waits for the rows itself), for nothing, and for an assignment
+        // already lost (a session or poll timeout: librdkafka commits nothing for it).
+        if drained.stopping() || list.count() == 0 || consumer.assignment_lost() {
             return;
         }
         let started = std::time::Instant::now();
-        let wait = || {
-            while !drained.now() && started.elapsed() < REBALANCE_DRAIN {
-                std::thread::sleep(std::time::Duration::from_millis(2));
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(10));
+        let wait = || loop {
+            if drained.through(pause) {
+                return true;
             }
-            drained.now()
+            if started.elapsed() >= REBALANCE_DRAIN {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
         };
         // Called while the consumer is polled, on a thread of the runtime: the rest of the
         // pipeline must go on meanwhile. A runtime of one thread (tests) cannot wait here.
         let through = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread => {
-                drained.now()
+                drained.through(|| {})
             }
             Ok(_) => tokio::task::block_in_place(wait),
             Err(_) => wait(),
