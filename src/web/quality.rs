@@ -149,8 +149,6 @@ const LABELS_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 /// the store's health.
 pub async fn quality(State(s): State<WebState>) -> Result<Response, ApiError> {
     let store = store(&s)?.clone();
-    // The window as this request found it: figures from it or from a later one will do.
-    let asked_at = store.ledger().window_stamp();
     // One computation at a time, run by a task of its own that keeps the figures even if this
     // request goes away (their intervals resample the window up to a thousand times: about 4 ms
     // a model at the default 1,000 wafers, about 115 ms at 100,000; BENCHMARKS.md).
@@ -170,59 +168,61 @@ pub async fn quality(State(s): State<WebState>) -> Result<Response, ApiError> {
             .as_ref()
             .map(|sh| (sh.version().into(), sh.threshold().to_bits())),
     );
-    let kept = memo
-        .as_ref()
-        .filter(|(k, _)| k.models == models && k.stamp >= asked_at)
-        .map(|(_, figures)| figures.clone());
-    let figures = match kept {
-        Some(figures) => {
-            drop(memo);
-            figures
-        }
-        None => {
-            let (store, serving, shadow) = (store.clone(), serving.clone(), shadow.clone());
-            tokio::spawn(async move {
-                let mut memo = memo;
-                // Taken under the ledger's lock; computed after it, off the runtime (the
-                // scorer takes the lock for every batch).
-                let (stamp, serving_rows, shadow_rows, both) = {
-                    let ledger = store.ledger();
-                    (
-                        ledger.window_stamp(),
-                        ledger.model_rows(serving.version(), serving.threshold(), by_verdicts),
-                        shadow
-                            .as_ref()
-                            .map(|sh| ledger.model_rows(sh.version(), sh.threshold(), false)),
-                        shadow
-                            .as_ref()
-                            .map(|sh| ledger.both_scored(serving.version(), sh.version())),
-                    )
-                };
-                let figures = tokio::task::spawn_blocking(move || {
-                    std::sync::Arc::new(Figures {
-                        serving: serving_rows.compute(),
-                        shadow: shadow_rows.map(|r| r.compute()),
-                        comparison: both.map(|rows| crate::quality::compare(&rows)),
-                    })
-                })
-                .await?;
-                *memo = Some((FiguresKey { stamp, models }, figures.clone()));
-                Ok::<_, tokio::task::JoinError>(figures)
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("computing live quality failed: {e}"),
-                )
-            })?
-        }
-    };
-    let (window, counts, remembered) = {
+    // The label counts and the window's stamp under one hold of the ledger's lock, with the
+    // rows when the figures kept are not of this very window: the figures always agree with
+    // the counts beside them. The figures are computed after the lock, off the runtime (the
+    // scorer takes the lock for every batch).
+    let (window, counts, remembered, key, kept) = {
         let ledger = store.ledger();
-        (ledger.limits().window, ledger.counts(), ledger.rows())
+        let key = FiguresKey {
+            stamp: ledger.window_stamp(),
+            models,
+        };
+        // The figures kept, or the rows to compute them from.
+        let kept = match memo.as_ref() {
+            Some((k, figures)) if *k == key => Ok(figures.clone()),
+            _ => Err((
+                ledger.model_rows(serving.version(), serving.threshold(), by_verdicts),
+                shadow
+                    .as_ref()
+                    .map(|sh| ledger.model_rows(sh.version(), sh.threshold(), false)),
+                shadow
+                    .as_ref()
+                    .map(|sh| ledger.both_scored(serving.version(), sh.version())),
+            )),
+        };
+        (
+            ledger.limits().window,
+            ledger.counts(),
+            ledger.rows(),
+            key,
+            kept,
+        )
+    };
+    let figures = match kept {
+        Ok(figures) => figures,
+        Err((serving_rows, shadow_rows, both)) => tokio::spawn(async move {
+            let mut memo = memo;
+            let figures = tokio::task::spawn_blocking(move || {
+                std::sync::Arc::new(Figures {
+                    serving: serving_rows.compute(),
+                    shadow: shadow_rows.map(|r| r.compute()),
+                    comparison: both.map(|rows| crate::quality::compare(&rows)),
+                })
+            })
+            .await?;
+            *memo = Some((key, figures.clone()));
+            Ok::<_, tokio::task::JoinError>(figures)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("computing live quality failed: {e}"),
+            )
+        })?,
     };
     let model = |role: &str, m: &crate::model::Model, q: &crate::quality::Quality| json!({"role": role, "version": m.version(), "quality": q});
     let mut models = vec![model(
