@@ -1070,8 +1070,9 @@ async fn an_instance_joining_mid_stream_scores_no_row_the_first_scored() {
         );
         (scored(&ma), scored(&mb), mb)
     };
-    // Anything scored twice comes within a moment of the rest.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every row read acknowledged at both instances: whatever either scored twice is counted.
+    wait_metric(a.web_addr, &["faultline_queue_rows 0"]).await;
+    wait_metric(b.web_addr, &["faultline_queue_rows 0"]).await;
     let (na, nb, mb) = both().await;
     let pb = assigned(&mb, &t.rows);
     eprintln!(
@@ -2607,14 +2608,12 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
     );
     assert!(!r.contains("not-the-password"), "{r}");
 
-    // `faultline replay` onto the same bus with the wrong password says the login failed, a few
-    // seconds into its wait for acknowledgements (it waited out its minute and said only that
-    // none came).
+    // `faultline replay` onto the same bus with the wrong password says the login failed, while
+    // it waits for acknowledgements (it waited out its minute and said only that none came).
     let env = env_with((
         "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SASL_PASSWORD",
         "not-the-password".into(),
     ));
-    let started = std::time::Instant::now();
     let out = tokio::task::spawn_blocking(move || {
         let csv = common::repo().join("examples/wafers.csv");
         common::command()
@@ -2633,11 +2632,6 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
         "{said}"
     );
     assert!(!said.contains("not-the-password"), "{said}");
-    assert!(
-        started.elapsed() < Duration::from_secs(40),
-        "replay took {:?} to give up",
-        started.elapsed()
-    );
 
     // The right password, from a file: rows in, verdicts out, offsets committed.
     let app = app::start(
