@@ -339,6 +339,16 @@ async fn wait_metric(addr: std::net::SocketAddr, parts: &[&str]) -> String {
     }
 }
 
+/// `faultline_rows_scored_total` on a `/metrics` page.
+fn rows_scored(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("faultline_rows_scored_total "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Partitions of `topic` assigned to the instance at `addr`, from its consumer-lag series.
 fn assigned(metrics: &str, topic: &str) -> HashSet<String> {
     metrics
@@ -975,15 +985,8 @@ async fn two_instances_in_one_group_split_the_partitions() {
                 == 400
         })
         .await;
-    let scored = |m: &str| -> u64 {
-        m.lines()
-            .find_map(|l| l.strip_prefix("faultline_rows_scored_total "))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let na = scored(&http_get(a.web_addr, "/metrics").await);
-    let nb = scored(&http_get(b.web_addr, "/metrics").await);
+    let na = rows_scored(&http_get(a.web_addr, "/metrics").await);
+    let nb = rows_scored(&http_get(b.web_addr, "/metrics").await);
     eprintln!(
         "kafka group of two: {na} + {nb} rows scored, {} verdicts",
         got.len()
@@ -1056,24 +1059,10 @@ async fn an_instance_joining_mid_stream_scores_no_row_the_first_scored() {
             ids.len() == 3000
         })
         .await;
-    let scored = |m: &str| -> u64 {
-        m.lines()
-            .find_map(|l| l.strip_prefix("faultline_rows_scored_total "))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let both = || async {
-        let (ma, mb) = (
-            http_get(a.web_addr, "/metrics").await,
-            http_get(b.web_addr, "/metrics").await,
-        );
-        (scored(&ma), scored(&mb), mb)
-    };
     // Every row read acknowledged at both instances: whatever either scored twice is counted.
-    wait_metric(a.web_addr, &["faultline_queue_rows 0"]).await;
-    wait_metric(b.web_addr, &["faultline_queue_rows 0"]).await;
-    let (na, nb, mb) = both().await;
+    let ma = wait_metric(a.web_addr, &["faultline_queue_rows 0"]).await;
+    let mb = wait_metric(b.web_addr, &["faultline_queue_rows 0"]).await;
+    let (na, nb) = (rows_scored(&ma), rows_scored(&mb));
     let pb = assigned(&mb, &t.rows);
     eprintln!(
         "kafka instance joining mid-stream: {na} + {nb} rows scored of 3000; the new instance has partitions {pb:?}"

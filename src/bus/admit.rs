@@ -578,6 +578,19 @@ mod tests {
         }
     }
 
+    /// An admitter for `source` reading with `reader` into a channel of `room`: it, the channel's
+    /// end and the stop (which must be kept, or the admitter stops).
+    fn started(
+        source: &'static str,
+        reader: Reader,
+        room: usize,
+    ) -> (Admitter, mpsc::Receiver<Incoming>, watch::Sender<bool>) {
+        let (out, admitted) = mpsc::channel(room);
+        let (stop, stopped) = watch::channel(false);
+        let admitter = Admitter::start(source, options(reader), stopped, out);
+        (admitter, admitted, stop)
+    }
+
     fn id(m: &Incoming) -> &str {
         &m.decoded.rows.ids[0]
     }
@@ -587,10 +600,7 @@ mod tests {
     /// order is the code's, not the scheduler's.
     #[tokio::test(flavor = "current_thread")]
     async fn a_message_admitted_at_once_never_overtakes_one_waiting_for_room() {
-        let options = options(Reader::Json);
-        let (out, mut admitted) = mpsc::channel(8);
-        let (_stop, stopped) = watch::channel(false);
-        let admitter = Admitter::start("mqtt", options, stopped, out);
+        let (admitter, mut admitted, _stop) = started("mqtt", Reader::Json, 8);
         // Room for it: in the pipeline before `push` returns.
         assert!(admitter.push(message(0), "t".into(), Ack::None).await);
         let first = admitted.try_recv().expect("admitted at once");
@@ -614,10 +624,7 @@ mod tests {
     /// waiting with the admitting task and every permit back (a rebalance waits for it).
     #[tokio::test(flavor = "current_thread")]
     async fn drained_waits_for_queued_and_admitted_messages() {
-        let options = options(Reader::Json);
-        let (out, mut admitted) = mpsc::channel(8);
-        let (stop, stopped) = watch::channel(false);
-        let admitter = Admitter::start("kafka", options, stopped, out);
+        let (admitter, mut admitted, stop) = started("kafka", Reader::Json, 8);
         let drained = admitter.drained();
         assert!(drained.now() && !drained.stopping());
         assert!(admitter.push(message(0), "t".into(), Ack::None).await);
@@ -640,10 +647,7 @@ mod tests {
     /// cannot move, and `through` takes the pipeline as drained all the same.
     #[tokio::test(flavor = "current_thread")]
     async fn through_sees_past_a_hand_over_that_cannot_move() {
-        let options = options(Reader::Json);
-        let (out, mut admitted) = mpsc::channel(8);
-        let (_stop, stopped) = watch::channel(false);
-        let admitter = Admitter::start("kafka", options, stopped, out);
+        let (admitter, mut admitted, _stop) = started("kafka", Reader::Json, 8);
         let drained = admitter.drained();
         // As `queue_incoming` counts a message before its send into a full channel waits.
         admitter.queued.fetch_add(1, Ordering::Release);
@@ -667,10 +671,11 @@ mod tests {
     /// while a name already kept is still rebound.
     #[tokio::test(flavor = "current_thread")]
     async fn births_are_kept_for_a_bounded_number_of_names() {
-        let options = options(Reader::Sparkplug(Arc::new(SparkplugReader::new("id"))));
-        let (out, _admitted) = mpsc::channel(1);
-        let (_stop, stopped) = watch::channel(false);
-        let admitter = Admitter::start("mqtt", options, stopped, out);
+        let (admitter, _admitted, _stop) = started(
+            "mqtt",
+            Reader::Sparkplug(Arc::new(SparkplugReader::new("id"))),
+            1,
+        );
         let birth = |i: usize| admitter.decode(&[], &format!("spBv1.0/fab/DBIRTH/n/d{i}"));
         assert!(admitter
             .decode(&[], "spBv1.0/fab/NBIRTH/n")
@@ -717,10 +722,11 @@ mod tests {
     async fn a_node_death_voids_its_births_when_its_bd_seq_is_the_last_births() {
         use prost::Message as _;
         use sparkplug::{Metric, Payload, Value};
-        let options = options(Reader::Sparkplug(Arc::new(SparkplugReader::new("id"))));
-        let (out, _admitted) = mpsc::channel(1);
-        let (_stop, stopped) = watch::channel(false);
-        let admitter = Admitter::start("mqtt", options, stopped, out);
+        let (admitter, _admitted, _stop) = started(
+            "mqtt",
+            Reader::Sparkplug(Arc::new(SparkplugReader::new("id"))),
+            1,
+        );
         let metric = |name: &str, alias: Option<u64>, value: Value| Metric {
             name: Some(name.into()),
             alias,
@@ -799,10 +805,7 @@ mod tests {
     /// are through (the count of queued messages came back down on every path).
     #[tokio::test(flavor = "current_thread")]
     async fn try_queue_keeps_the_order_and_recovers_from_a_full_queue() {
-        let options = options(Reader::Json);
-        let (out, mut admitted) = mpsc::channel(2 * DECODE_AHEAD);
-        let (_stop, stopped) = watch::channel(false);
-        let admitter = Admitter::start("kafka", options, stopped, out);
+        let (admitter, mut admitted, _stop) = started("kafka", Reader::Json, 2 * DECODE_AHEAD);
         let incoming = |i: usize| {
             let decoded = admitter.decode(&message(i), "t");
             Incoming::new("t".into(), decoded, Ack::None)
