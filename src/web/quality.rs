@@ -215,8 +215,7 @@ pub async fn quality(State(s): State<WebState>) -> Result<Response, ApiError> {
             Ok::<_, tokio::task::JoinError>(figures)
         })
         .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
+        .and_then(|computed| computed)
         .map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
