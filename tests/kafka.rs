@@ -2220,6 +2220,80 @@ async fn a_partition_paused_revoked_and_given_back_is_read_again() {
     assert_eq!(a.terminate().code(), Some(0));
 }
 
+/// While the output cluster refuses verdicts, A is given B's partition (B left) and holds what it
+/// reads from it; C then joins and the partition is taken from A before there was room for those
+/// rows. A forgets them (their offsets were never stored, so the partition's next owner reads
+/// them from the last commit) instead of scoring them after the rebalance as well. None is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_held_from_a_partition_taken_away_during_a_wait_for_room_are_left_to_its_next_owner() {
+    let Some((mock, cluster, t)) = own_mock("handback", 2, "makes the cluster refuse writes")
+    else {
+        return;
+    };
+    let model = Model::embedded().unwrap();
+    let n = 400;
+    let (rows, _) = common::crash_rows(&model, n, "handback");
+    let payloads: Vec<String> = rows.iter().map(|(_, p)| p.clone()).collect();
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[
+            ("FAULTLINE_BATCH__QUEUE_ROWS", "100"),
+            ("FAULTLINE_BATCH__MAX_ROWS", "50"),
+            ("FAULTLINE_BATCH__LINGER_MS", "20"),
+            ("FAULTLINE_SHUTDOWN__GRACE_MS", "2000"),
+        ],
+    );
+    // The rows wait on the topic; the cluster then refuses writes. B starts alone, reads both
+    // partitions and, waiting for room, pauses them. A joins and is given one partition, whose
+    // rows it reads until it waits for room too, its partition paused.
+    let producer = cluster.producer();
+    cluster.publish(&producer, &t.rows, &payloads).await;
+    refuse_writes(&mock);
+    let reader = cluster.reader(&[&t.scores]);
+    let b = common::Daemon::start(&env).await;
+    b.wait_log("Kafka refused a verdict", 60).await;
+    let a = common::Daemon::start(&env).await;
+    a.wait_log("Kafka refused a verdict", 60).await;
+    // B leaves with its rows unpublished (nothing of its partitions committed). A, which never
+    // paused B's partition, is given it and holds what it reads from it.
+    let _ = b.terminate();
+    a.wait_log("Kafka assigned partitions during the wait for room", 60)
+        .await;
+    // C joins: the partitions are taken from A (all of them: librdkafka's default assignors are
+    // eager) before there is room for what it holds.
+    let revokes = |log: &str| log.matches("Kafka revoked partitions").count();
+    let before = revokes(&a.log_text());
+    let c = common::Daemon::start(&env).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while revokes(&a.log_text()) == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never gave its partitions up:\n{}",
+            a.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    mock.clear_request_errors(rdkafka::types::RDKafkaApiKey::Produce);
+    a.wait_log("Forgot the rows read from partitions Kafka took away", 60)
+        .await;
+    let mut seen = HashSet::new();
+    reader
+        .collect_until(120, |g| {
+            seen.extend(g.iter().filter_map(|m| m.key.clone()));
+            seen.len() >= n
+        })
+        .await;
+    let ids: HashSet<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+    assert!(
+        ids.is_subset(&seen),
+        "{} of {n} rows scored",
+        ids.intersection(&seen).count()
+    );
+    assert_eq!(c.terminate().code(), Some(0));
+    assert_eq!(a.terminate().code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_whose_cluster_went_away_holding_a_refused_verdict_stops_when_asked() {
     // The unacknowledged rows are reported as left to the broker.

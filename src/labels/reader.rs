@@ -117,8 +117,11 @@ async fn send_polling(
             () = async { let _ = stopped.wait_for(|s| *s).await; } => false,
         }
     };
-    let read = |m: &rdkafka::message::BorrowedMessage<'_>| kafka_label(consumer, m);
-    crate::bus::kafka::client::wait_polling(room, consumer, paused, held, errors, topic, read).await
+    let hold = |held: &mut std::collections::VecDeque<LabelMessage>,
+                m: &rdkafka::message::BorrowedMessage<'_>| {
+        held.push_back(kafka_label(consumer, m))
+    };
+    crate::bus::kafka::client::wait_polling(room, consumer, paused, held, errors, topic, hold).await
 }
 
 impl std::fmt::Debug for LabelsReader {

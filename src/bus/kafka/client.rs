@@ -273,6 +273,8 @@ pub struct Context {
     /// For the rows consumer: whether the rows it read are through the pipeline, which a
     /// rebalance waits for before it gives partitions up (set once the admitter runs).
     drained: Arc<std::sync::OnceLock<crate::bus::admit::Drained>>,
+    /// For the rows consumer: the partitions revoked since its read loop last looked.
+    revoked: Revoked,
 }
 
 /// The longest a rebalance waits for the rows in flight before this instance gives its
@@ -289,7 +291,13 @@ impl Context {
             metrics,
             commit_failing: Arc::new(AtomicBool::new(false)),
             drained: Arc::default(),
+            revoked: Revoked::default(),
         }
+    }
+
+    /// Where the rows consumer's read loop learns which partitions were revoked.
+    pub fn revoked(&self) -> Revoked {
+        self.revoked.clone()
     }
 
     /// Where the rows consumer's rebalances learn whether its rows are through the pipeline.
@@ -416,13 +424,14 @@ impl ConsumerContext for Context {
     /// `enable.auto.commit`, before it rejoins the group). Without the wait the new owner starts
     /// from offsets before the rows still in flight, and scores them again, their faults
     /// published twice. Rows read but not yet taken into the pipeline (held while it had no
-    /// room) are not waited for: this instance scores them after the rebalance and the new
-    /// owner reads them again. An assignment already lost (the session or the poll interval ran
+    /// room) are not waited for: the read loop forgets them ([`Revoked`]), and whoever owns their
+    /// partitions next reads them again. An assignment already lost (the session or the poll interval ran
     /// out) is not waited for either: librdkafka commits nothing for it.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let (Rebalance::Revoke(list), Some(drained)) = (rebalance, self.drained.get()) else {
             return;
         };
+        self.revoked.record(list);
         // At shutdown (which waits for the rows itself), for nothing, and for an assignment
         // already lost (a session or poll timeout: librdkafka commits nothing for it).
         if drained.stopping() || list.count() == 0 || consumer.assignment_lost() {
@@ -509,6 +518,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_revoke_forgets_only_what_was_held_from_its_partitions_and_only_once() {
+        let revoked = Revoked::default();
+        fn from<'a>(m: &'a (&'static str, i32, u32)) -> (&'a str, i32) {
+            (m.0, m.1)
+        }
+        let mut held: std::collections::VecDeque<_> = [
+            ("rows", 0, 1),
+            ("rows", 1, 2),
+            ("other", 1, 3),
+            ("rows", 1, 4),
+            ("rows", 2, 5),
+        ]
+        .into_iter()
+        .collect();
+        assert!(revoked.forget(&mut held, from).is_empty());
+        let mut list = TopicPartitionList::new();
+        list.add_partition("rows", 1);
+        list.add_partition("rows", 2);
+        revoked.record(&list);
+        let forgotten = revoked.forget(&mut held, from);
+        assert_eq!(forgotten, [("rows", 1, 2), ("rows", 1, 4), ("rows", 2, 5)]);
+        assert_eq!(held, [("rows", 0, 1), ("other", 1, 3)]);
+        // Taken: what is read after the revoke (the partition given back) is kept.
+        held.push_back(("rows", 1, 6));
+        assert!(revoked.forget(&mut held, from).is_empty());
+        assert_eq!(held.len(), 3);
+    }
+
+    #[test]
     fn the_producer_gets_the_shared_properties_and_none_of_the_consumers_fetch_tuning() {
         let settings = KafkaSettings {
             brokers: "127.0.0.1:9092".into(),
@@ -577,16 +615,79 @@ impl Paused {
     }
 }
 
+/// The partitions a rebalance took from the rows consumer, kept for its read loop: the messages
+/// it read from them but could not yet hand to the pipeline (held while it had no room) are
+/// forgotten. Their offsets were never stored, so the committed offset lies before them and
+/// whoever owns each partition next (another member, or this one again: an eager rebalance
+/// revokes everything and a partition assigned again is read from its committed offset) reads
+/// them again. Scoring them here too would publish their faults twice.
+///
+/// The revoke callback runs inside the consumer's poll, on the read loop's own task, so every
+/// message held when the loop looks was read before the revoke: the loop looks before it uses
+/// anything it reads, and before it takes a held message.
+#[derive(Debug, Clone, Default)]
+pub struct Revoked {
+    /// Set when `partitions` holds some.
+    any: Arc<AtomicBool>,
+    partitions: Arc<std::sync::Mutex<Vec<(String, i32)>>>,
+}
+
+impl Revoked {
+    fn record(&self, list: &TopicPartitionList) {
+        let mut partitions = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        partitions.extend(
+            list.elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition())),
+        );
+        self.any.store(!partitions.is_empty(), Ordering::Release);
+    }
+
+    /// Takes the partitions revoked since the last call and removes from `held` what was read
+    /// from them (`from` names a message's partition); returns what was removed, in order.
+    pub fn forget<T>(
+        &self,
+        held: &mut std::collections::VecDeque<T>,
+        from: impl Fn(&T) -> (&str, i32),
+    ) -> Vec<T> {
+        if !self.any.swap(false, Ordering::Acquire) {
+            return vec![];
+        }
+        let revoked =
+            std::mem::take(&mut *self.partitions.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut forgotten = vec![];
+        let mut kept = std::collections::VecDeque::with_capacity(held.len());
+        for message in held.drain(..) {
+            let (topic, partition) = from(&message);
+            if revoked.iter().any(|(t, p)| *p == partition && t == topic) {
+                forgotten.push(message);
+            } else {
+                kept.push_back(message);
+            }
+        }
+        *held = kept;
+        forgotten
+    }
+}
+
 /// How long a consumer waits for room in what it feeds before it pauses its partitions and polls
 /// while it waits.
 pub(crate) const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The most messages a consumer holds while it waits for room. Only what a poll brings from a
+/// partition assigned during the wait is held (its partition is paused at once), so this is
+/// reached only if Kafka goes on delivering from partitions it was asked to pause; the consumer
+/// then stops polling until there is room, and librdkafka takes it for stuck after
+/// `max.poll.interval.ms` (its rows are then read again by the group).
+pub(crate) const MAX_HELD: usize = 4096;
 
 /// Waits for `room` (what the consumer feeds taking the message at hand; false: it never will)
 /// while polling `consumer`: librdkafka takes a consumer not polled for max.poll.interval.ms for
 /// stuck and leaves the group, which would then read every message in flight again. After
 /// [`PAUSE_AFTER`] its partitions are paused; a message that still comes (from a partition
-/// assigned since) is `read` into `held` for its turn, and its partition paused too. False when
-/// the reader is to stop: no room will come, or Kafka ended the consumer.
+/// assigned since) is given to `hold`, which keeps it in `held` for its turn, and its partition
+/// is paused too; at most [`MAX_HELD`] are. False when the reader is to stop: no room will come,
+/// or Kafka ended the consumer.
 pub(crate) async fn wait_polling<T>(
     room: impl std::future::Future<Output = bool>,
     consumer: &rdkafka::consumer::StreamConsumer<Context>,
@@ -594,11 +695,19 @@ pub(crate) async fn wait_polling<T>(
     held: &mut std::collections::VecDeque<T>,
     errors: &mut ReadErrors,
     topic: &str,
-    read: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> T,
+    hold: impl Fn(&mut std::collections::VecDeque<T>, &rdkafka::message::BorrowedMessage<'_>),
 ) -> bool {
     tokio::pin!(room);
     let mut waited = false;
+    let mut full = false;
     loop {
+        if held.len() >= MAX_HELD && !full {
+            full = true;
+            warn!(
+                held = held.len(),
+                topic, "Kafka went on delivering messages from paused partitions while there is no room for them; reading stops until there is (after max.poll.interval.ms the consumer leaves its group and the group reads them again)."
+            );
+        }
         tokio::select! {
             biased;
             ok = &mut room => return ok,
@@ -606,10 +715,10 @@ pub(crate) async fn wait_polling<T>(
                 waited = true;
                 paused.pause(consumer);
             }
-            m = consumer.recv(), if waited => match m {
+            m = consumer.recv(), if waited && held.len() < MAX_HELD => match m {
                 Ok(m) => {
                     errors.delivered(topic);
-                    held.push_back(read(&m));
+                    hold(held, &m);
                     paused.pause(consumer);
                 }
                 Err(e) => {

@@ -10,7 +10,7 @@
 
 use crate::bus::admit::Queued;
 use crate::bus::kafka::client::{
-    client_config, wait_polling, Context, Paused, ReadErrors, TOPIC_RECHECK,
+    client_config, wait_polling, Context, Paused, ReadErrors, Revoked, TOPIC_RECHECK,
 };
 use crate::bus::kafka::KafkaSettings;
 use crate::bus::{Ack, Incoming, SourceOptions};
@@ -92,6 +92,25 @@ fn read(
     )
 }
 
+/// Forgets the held messages read from partitions revoked since the last look (see
+/// [`Revoked`]): their partitions' next owner reads them again.
+fn forget_revoked(revoked: &Revoked, held: &mut VecDeque<(Decoded, Ack)>) {
+    let forgotten = revoked.forget(held, |(_, ack)| match ack {
+        Ack::Kafka {
+            topic, partition, ..
+        } => (topic.as_str(), *partition),
+        _ => ("", -1),
+    });
+    if forgotten.is_empty() {
+        return;
+    }
+    let rows: usize = forgotten
+        .iter()
+        .map(|(d, _)| d.rows.len() + d.rejects.len())
+        .sum();
+    info!(messages = forgotten.len(), rows, "Forgot the rows read from partitions Kafka took away before there was room for them; whoever owns those partitions now reads them again from the last committed offset.");
+}
+
 impl KafkaSource {
     /// Creates the consumer, subscribes and forwards every message to `output`. Connecting
     /// happens in the background; librdkafka retries with backoff.
@@ -113,6 +132,7 @@ impl KafkaSource {
         let context = Context::new("consumer", Some(options.metrics.clone()));
         let link = context.link();
         let drained = context.drained();
+        let revoked = context.revoked();
         let consumer: Arc<Client> = Arc::new(config.create_with_context(context)?);
         let (stop, mut stopped) = watch::channel(false);
         let admitter =
@@ -131,6 +151,7 @@ impl KafkaSource {
             let mut held: VecDeque<(Decoded, Ack)> = VecDeque::new();
             let mut paused = Paused::default();
             loop {
+                forget_revoked(&revoked, &mut held);
                 let (decoded, ack) = match held.pop_front() {
                     Some(message) => message,
                     None => {
@@ -149,6 +170,8 @@ impl KafkaSource {
                         match message {
                             Ok(m) => {
                                 errors.delivered(&topic);
+                                // Nothing is held; what was revoked before this is done with.
+                                forget_revoked(&revoked, &mut held);
                                 read(&admitter, &m, &topic)
                             }
                             Err(e) => {
@@ -171,9 +194,17 @@ impl KafkaSource {
                     Queued::Full(incoming) => incoming,
                 };
                 let queued = admitter.queue_incoming(*incoming);
-                let read = |m: &rdkafka::message::BorrowedMessage<'_>| read(&admitter, m, &topic);
+                let hold = |held: &mut VecDeque<(Decoded, Ack)>,
+                            m: &rdkafka::message::BorrowedMessage<'_>| {
+                    // What was held before a revoke goes first: this message came after it.
+                    forget_revoked(&revoked, held);
+                    if held.is_empty() {
+                        info!(topic = %topic, partition = m.partition(), "Kafka assigned partitions during the wait for room; what it delivers from them waits its turn, their partitions paused.");
+                    }
+                    held.push_back(read(&admitter, m, &topic));
+                };
                 let (errors, held) = (&mut errors, &mut held);
-                if !wait_polling(queued, &reader, &mut paused, held, errors, &topic, read).await {
+                if !wait_polling(queued, &reader, &mut paused, held, errors, &topic, hold).await {
                     return;
                 }
             }
