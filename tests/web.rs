@@ -1000,7 +1000,14 @@ async fn labels_join_and_quality_reports_them() {
         assert_eq!(status, StatusCode::OK, "{body}");
         serde_json::from_str::<Value>(&body).unwrap()
     };
+    let computed = s.quality_computations();
+    assert_eq!(computed, 1);
     assert_eq!(quality().await["models"], q["models"]);
+    assert_eq!(
+        s.quality_computations(),
+        computed,
+        "polled again, computed again"
+    );
     let (status, _, body) = send(
         &s,
         post_to("/api/labels", "text/csv", "id,Good/Bad\nW-3,-1\n"),
@@ -1014,6 +1021,7 @@ async fn labels_join_and_quality_reports_them() {
         (&Value::from(1.0), &Value::from(1)),
         "{again}"
     );
+    assert_eq!(s.quality_computations(), computed + 1);
 }
 
 /// Under an alarm budget the serving model's live recall and false alarms are those of the

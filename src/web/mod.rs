@@ -70,6 +70,13 @@ impl WebState {
 }
 
 impl WebState {
+    /// How many times `GET /api/quality` computed its figures instead of taking those kept from
+    /// an earlier poll of the same window and models (for the tests).
+    #[doc(hidden)]
+    pub fn quality_computations(&self) -> u64 {
+        self.quality_figures.computed()
+    }
+
     /// One of the `[web] max_concurrent` upload slots (scoring and label uploads share them),
     /// held until the permit drops; 503 saying so when every one is taken.
     pub(crate) fn upload_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, api::ApiError> {

@@ -152,7 +152,7 @@ pub async fn quality(State(s): State<WebState>) -> Result<Response, ApiError> {
     // One computation at a time, run by a task of its own that keeps the figures even if this
     // request goes away (their intervals resample the window up to a thousand times: about 4 ms
     // a model at the default 1,000 wafers, about 115 ms at 100,000; BENCHMARKS.md).
-    let memo = s.quality_figures.clone().lock_owned().await;
+    let memo = s.quality_figures.kept.clone().lock_owned().await;
     // The models after the wait, so that figures are never kept under models that went.
     let (serving, shadow) = s.model.both();
     // The serving model's counts are of its verdicts under an alarm budget (no one threshold
@@ -199,10 +199,12 @@ pub async fn quality(State(s): State<WebState>) -> Result<Response, ApiError> {
             kept,
         )
     };
+    let computed = s.quality_figures.computed.clone();
     let figures = match kept {
         Ok(figures) => figures,
         Err((serving_rows, shadow_rows, both)) => tokio::spawn(async move {
             let mut memo = memo;
+            computed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let figures = tokio::task::spawn_blocking(move || {
                 std::sync::Arc::new(Figures {
                     serving: serving_rows.compute(),
@@ -269,9 +271,23 @@ pub(crate) struct Figures {
     comparison: Option<crate::quality::Comparison>,
 }
 
-/// The last figures computed, with what they were computed from.
-pub(crate) type FiguresMemo =
-    std::sync::Arc<tokio::sync::Mutex<Option<(FiguresKey, std::sync::Arc<Figures>)>>>;
+/// Figures, with what they were computed from.
+type Kept = (FiguresKey, std::sync::Arc<Figures>);
+
+/// The last figures computed, with what they were computed from, and how many times figures
+/// were computed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FiguresMemo {
+    kept: std::sync::Arc<tokio::sync::Mutex<Option<Kept>>>,
+    computed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FiguresMemo {
+    /// How many times `GET /api/quality` computed its figures rather than taking kept ones.
+    pub(crate) fn computed(&self) -> u64 {
+        self.computed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 /// Rows `GET /api/recent` returns at most (and by default).
 pub const RECENT_ROWS: usize = 2000;
