@@ -263,6 +263,8 @@ async fn replay_to(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<ReplaySummary, ReplayError> {
     let mut out = Out::connect(target)?;
+    let acked = out.acked();
+    let refusals = out.refusals();
     let mut interrupted = false;
     let schema = Schema::new(features);
     let start = Instant::now();
@@ -329,6 +331,8 @@ async fn replay_to(
                     break 'passes;
                 }
                 tokio::select! {
+                    // The publish first: the other two are looked at only while it waits.
+                    biased;
                     r = out.publish(target.topic(), &id, payload) => if let Err(e) = r {
                         // The connection's own failure (a connect timeout, TLS, a login refused)
                         // says more than "the publisher has stopped", which is all a publish
@@ -340,9 +344,15 @@ async fn replay_to(
                         lost = Some(e);
                         break 'passes;
                     },
-                    // Waiting for room (the broker slow or gone): the stop ends that wait.
+                    // Waiting for room (the broker slow or gone): the stop ends that wait, and
+                    // so does a cluster that keeps refusing the client (a wrong password), with
+                    // its reason.
                     _ = stopped(&mut stop) => {
                         interrupted = true;
+                        break 'passes;
+                    }
+                    why = refused_for(refusals.as_ref(), &acked, REFUSED_FOR) => {
+                        lost = Some(ReplayError::Broker(why));
                         break 'passes;
                     }
                 }
@@ -354,7 +364,7 @@ async fn replay_to(
             break;
         }
     }
-    let mut acked = out.acked();
+    let mut acked = acked;
     if let Some(error) = lost {
         // Gone for good: no more acknowledgements can come.
         let acked = (*acked.borrow()).min(sent);
@@ -377,10 +387,11 @@ async fn replay_to(
     };
     // The stop also cuts the wait for the last acknowledgements short, to INTERRUPTED_ACK_WAIT;
     // a cluster that keeps refusing the client (a wrong password) ends it with its reason.
+    let counted = out.acked();
     let ended = tokio::select! {
         r = tokio::time::timeout(wait, acked.wait_for(|a| *a >= sent)) => Ok(Some(matches!(r, Ok(Ok(_))))),
         _ = stopped(&mut stop), if !interrupted => Ok(None),
-        why = refused_for(&out, out.acked(), REFUSED_FOR) => Err(why),
+        why = refused_for(refusals.as_ref(), &counted, REFUSED_FOR) => Err(why),
     };
     let stop_cut = match ended {
         Ok(cut) => cut,
@@ -442,14 +453,22 @@ async fn replay_to(
     })
 }
 
-/// Resolves with the reason once the cluster has refused `out`'s client for `limit` without a
-/// break and without acknowledging a row (`acked` counts them); never for a client it does not
-/// refuse.
-async fn refused_for(out: &Out, acked: watch::Receiver<u64>, limit: Duration) -> String {
+/// Resolves with the reason once the cluster has refused the client whose link is `refusals` for
+/// `limit` without a break and without acknowledging a row (`acked` counts them); never for a
+/// client it does not refuse, nor without a link (an MQTT broker's refusal ends the connection,
+/// which [`Out::failed`] says).
+async fn refused_for(
+    refusals: Option<&crate::bus::link::Link>,
+    acked: &watch::Receiver<u64>,
+    limit: Duration,
+) -> String {
+    let Some(link) = refusals else {
+        return std::future::pending().await;
+    };
     let mut since: Option<(std::time::Instant, u64)> = None;
     loop {
         let now_acked = *acked.borrow();
-        match out.refused() {
+        match link.refused() {
             Some(why) if since.is_some_and(|(t, a)| a == now_acked && t.elapsed() >= limit) => {
                 return why
             }
@@ -546,13 +565,13 @@ impl Out {
         }
     }
 
-    /// Why the cluster refuses the client (a login, TLS), while it does. (An MQTT broker's
-    /// refusal ends the connection, which [`Out::failed`] says.)
-    fn refused(&self) -> Option<String> {
+    /// The link that says why the cluster refuses the client (a login, TLS), while it does; none
+    /// for MQTT (a broker's refusal ends the connection, which [`Out::failed`] says).
+    fn refusals(&self) -> Option<crate::bus::link::Link> {
         match self {
             Out::Mqtt(_) => None,
             #[cfg(feature = "kafka")]
-            Out::Kafka(p) => p.link().refused(),
+            Out::Kafka(p) => Some(p.link()),
         }
     }
 

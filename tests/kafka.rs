@@ -2671,30 +2671,50 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
     );
     assert!(!r.contains("not-the-password"), "{r}");
 
-    // `faultline replay` onto the same bus with the wrong password says the login failed, while
-    // it waits for acknowledgements (it waited out its minute and said only that none came).
-    let env = env_with((
-        "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SASL_PASSWORD",
-        "not-the-password".into(),
-    ));
-    let out = tokio::task::spawn_blocking(move || {
-        let csv = common::repo().join("examples/wafers.csv");
-        common::command()
-            .args(["replay", csv.to_str().unwrap()])
-            .envs(env)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{said}");
-    assert!(
-        said.contains("Kafka authentication failed")
-            && said.contains("the broker acknowledged none of them"),
-        "{said}"
-    );
-    assert!(!said.contains("not-the-password"), "{said}");
+    // `faultline replay` onto the same bus with the wrong password says the login failed: while
+    // it waits for acknowledgements (it waited out its minute and said only that none came), and
+    // while it waits for room in the client's queue, here of 10 rows for the file's 50 (it
+    // waited there for ever).
+    for queue in [None, Some("10")] {
+        let mut env = env_with((
+            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__SASL_PASSWORD",
+            "not-the-password".into(),
+        ));
+        if let Some(queue) = queue {
+            env.push((
+                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__QUEUE_BUFFERING_MAX_MESSAGES".into(),
+                queue.into(),
+            ));
+        }
+        let out = tokio::task::spawn_blocking(move || {
+            let csv = common::repo().join("examples/wafers.csv");
+            let mut child = common::command()
+                .args(["replay", csv.to_str().unwrap()])
+                .envs(env)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(90);
+            while child.try_wait().unwrap().is_none() {
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "queue {queue:?}: {said}");
+        assert!(
+            said.contains("Kafka authentication failed")
+                && said.contains("the broker acknowledged none of them"),
+            "queue {queue:?} (killed after 90 s if nothing is said): {said}"
+        );
+        assert!(!said.contains("not-the-password"), "{said}");
+    }
 
     // The right password, from a file: rows in, verdicts out, offsets committed.
     let app = app::start(
