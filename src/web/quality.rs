@@ -318,22 +318,39 @@ pub async fn recent(
         .into_iter()
         .map(|(id, at, (version, p))| (id.to_string(), at, version.clone(), *p))
         .collect();
-    let rows: Vec<serde_json::Value> = recent
-        .into_iter()
-        .map(|(id, at, version, p)| {
-            json!({
-                "id": id,
-                "at": crate::clock::rfc3339_ms(at),
-                "probability": p,
-                "model_version": &*version,
-            })
+    let rows: Vec<RecentRow> = recent
+        .iter()
+        .map(|(id, at, version, p)| RecentRow {
+            id,
+            at: crate::clock::rfc3339_ms(*at),
+            probability: *p,
+            model_version: version,
         })
         .collect();
-    Ok(Json(json!({
-        "model_version": model.version(),
-        "threshold": model.threshold(),
-        "alarm_rate": model.budget().map(|b| b.rate),
-        "rows": rows,
-    }))
+    Ok(Json(Recent {
+        model_version: model.version(),
+        threshold: model.threshold(),
+        alarm_rate: model.budget().map(|b| b.rate),
+        rows,
+    })
     .into_response())
+}
+
+/// `GET /api/recent`'s answer. Typed rather than `json!`, which widens an f32 to f64 and writes
+/// 0.19673949480056763 where the faults topic and `POST /api/score` write 0.1967395.
+#[derive(serde::Serialize)]
+struct Recent<'a> {
+    model_version: &'a str,
+    threshold: f32,
+    alarm_rate: Option<f64>,
+    rows: Vec<RecentRow<'a>>,
+}
+
+/// One row of [`Recent`].
+#[derive(serde::Serialize)]
+struct RecentRow<'a> {
+    id: &'a str,
+    at: String,
+    probability: f32,
+    model_version: &'a str,
 }
