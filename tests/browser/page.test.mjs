@@ -502,6 +502,21 @@ test('the page holds a file to the daemon\'s own limits, refuses bytes that are 
     assert.doesNotMatch(saturated.html, /NaN|Infinity/);
     assert.match(saturated.text, /P\(fault\) is 1 to float32 precision/);
     assert.match(saturated.text, /Sensor-1/);
+    // Its numbers read as the grid's: a P(fault) one slider step above the threshold reads apart
+    // from it, a small reading above its training range does not read as the range's end, and a
+    // contribution has the download's four decimals (fixed decimals showed 0.0902 for both,
+    // "value 0.0003, training 0.0001 … 0.0003 (above its training range)", and +0.000).
+    const small = await page.evaluate(async () => {
+      const { show } = await import('/explain.js');
+      const box = document.createElement('div');
+      show(box, { id: 'W-small', probability: 0.09019, threshold: 0.09018, rule: 'threshold', fault: true, base: -2.5,
+        contributions: [{ sensor: 'Sensor-7', contribution: 0.00049, value: 0.000349 }] },
+      { sensors: [{ name: 'Sensor-7', median: 0.000201, p01: 0.000123, p99: 0.000312 }] });
+      return box.textContent;
+    });
+    assert.match(small, /P\(fault\) 0\.09019 — flagged by the threshold 0\.09018/);
+    assert.match(small, /value 0\.000349, training 0\.000123 … 0\.000312, median 0\.000201 \(above its training range\)/);
+    assert.match(small, /\+0\.0005/);
     const disagreements = await page.evaluate(async () => {
       const { firstBadUtf8 } = await import('/cells.js');
       const pool = [0x41, 0x0a, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf4, 0xf5, 0xff];

@@ -120,7 +120,7 @@ function signedFixed(x, places) {
 const signed2 = (x) => signedFixed(x, 2);
 
 /** A contribution as `faultline score` writes it: `{:+.4}`. */
-const signed4 = (x) => signedFixed(x, 4);
+export const signed4 = (x) => signedFixed(x, 4);
 
 /** A verdict's contributions as `faultline score` writes them: `Sensor-59=2.31 (+0.4120); ...`,
  * largest first (log-odds); a missing value is `NaN`, as there. */

@@ -9,6 +9,7 @@
 // createElement, attributes and textContent only (no inline style).
 
 import { el } from './base.js';
+import { f32Text, formatThreshold, plainNumber, signed4 } from './cells.js';
 import { svg } from './chart.js';
 
 const BAR_H = 22;
@@ -16,8 +17,15 @@ const LABEL_W = 250;
 const PLOT_W = 420;
 const PAD = 8;
 
-const num = (v, d) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(d) : '—');
-const signed = (v) => (v >= 0 ? '+' : '−') + Math.abs(v).toFixed(3);
+// Numbers as the grid and the downloads write them: P(fault) and the threshold to four
+// significant digits (two slider steps read apart), contributions as `{:+.4}`, a wafer's reading as
+// its f32's own digits. The card's statistics get six significant digits, so a reading outside its
+// training range never reads as the range's end (fixed decimals showed 0.000349 above a 99th
+// percentile of 0.000312 as "0.0003 … 0.0003").
+const finite = (v) => typeof v === 'number' && Number.isFinite(v);
+const num = (v, d) => (finite(v) ? v.toFixed(d) : '—');
+const stat = (v) => (finite(v) ? plainNumber(Number(v.toPrecision(6))) : '—');
+const prob = (v) => (finite(v) ? formatThreshold(v) : '—');
 const logit = (p) => Math.log(p / (1 - p));
 
 /** The card's statistics of `sensor` (median, 1st and 99th percentiles), if any. */
@@ -27,7 +35,7 @@ function stats(card, sensor) {
 }
 
 function rangeText(value, s) {
-  if (value === null || value === undefined) return `missing → median ${num(s.median, 4)}`;
+  if (value === null || value === undefined) return `missing → median ${stat(s.median)}`;
   const lo = s.p01;
   const hi = s.p99;
   let where = '';
@@ -36,8 +44,8 @@ function rangeText(value, s) {
     else if (value > hi) where = ' (above its training range)';
     else where = ' (within its training range)';
   }
-  const range = typeof lo === 'number' ? `, training ${num(lo, 4)} … ${num(hi, 4)}, median ${num(s.median, 4)}` : '';
-  return `value ${num(value, 4)}${range}${where}`;
+  const range = typeof lo === 'number' ? `, training ${stat(lo)} … ${stat(hi)}, median ${stat(s.median)}` : '';
+  return `value ${f32Text(value)}${range}${where}`;
 }
 
 /**
@@ -48,8 +56,8 @@ export function show(box, row, card) {
   while (box.firstChild) box.removeChild(box.firstChild);
   box.hidden = false;
   const head = el('div', 'explain-head');
-  head.append(el('strong', '', `Wafer ${row.id}: P(fault) ${num(row.probability, 4)}`));
-  head.append(` — ${row.fault ? 'flagged' : 'not flagged'} by ${row.rule === 'alarm_rate' ? 'the alarm budget' : 'the threshold'} ${num(row.threshold, 4)}`);
+  head.append(el('strong', '', `Wafer ${row.id}: P(fault) ${prob(row.probability)}`));
+  head.append(` — ${row.fault ? 'flagged' : 'not flagged'} by ${row.rule === 'alarm_rate' ? 'the alarm budget' : 'the threshold'} ${prob(row.threshold)}`);
   const close = el('button', 'explain-close', 'Close');
   close.type = 'button';
   close.addEventListener('click', () => { box.hidden = true; });
@@ -104,10 +112,10 @@ export function show(box, row, card) {
     const cls = b.delta >= 0 ? 'explain-up' : 'explain-down';
     const r = svg('rect', { x: left, y: y(i + 1) + 3, width: w, height: BAR_H - 6, class: cls });
     const s = b.c ? stats(card, b.c.sensor) : null;
-    r.append(svg('title', {}, b.c ? `${b.label}: ${signed(b.delta)} log-odds; ${rangeText(b.c.value, s)}` : `${b.label}: ${signed(b.delta)}`));
+    r.append(svg('title', {}, b.c ? `${b.label}: ${signed4(b.delta)} log-odds; ${rangeText(b.c.value, s)}` : `${b.label}: ${signed4(b.delta)}`));
     chart.append(svg('text', { x: LABEL_W - 6, y: y(i + 1) + 15, 'text-anchor': 'end', class: 'explain-label' }, b.label));
     chart.append(r);
-    chart.append(svg('text', { x: Math.max(x(b.from), x(b.to)) + 4, y: y(i + 1) + 15, class: 'explain-value' }, signed(b.delta)));
+    chart.append(svg('text', { x: Math.max(x(b.from), x(b.to)) + 4, y: y(i + 1) + 15, class: 'explain-value' }, signed4(b.delta)));
   });
   if (!saturated) line(bars.length + 1, end, 'logit P(fault)', 'explain-end');
   box.append(chart);
@@ -121,7 +129,7 @@ export function show(box, row, card) {
   for (const c of list) {
     const tr = el('tr');
     tr.append(el('td', '', c.sensor));
-    tr.append(el('td', c.contribution >= 0 ? 'up' : 'down', signed(c.contribution)));
+    tr.append(el('td', c.contribution >= 0 ? 'up' : 'down', signed4(c.contribution)));
     tr.append(el('td', '', rangeText(c.value, stats(card, c.sensor))));
     table.append(tr);
   }
