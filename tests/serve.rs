@@ -1784,6 +1784,29 @@ async fn a_subscription_kept_from_an_earlier_topic_is_not_read() {
     app.shutdown().await.unwrap();
 }
 
+/// A wildcard subscription reads rows on a topic that begins with a character of several bytes.
+/// rumqttc's topic matching panicked on such a topic: the source stopped reading for good while
+/// `/readyz` still said ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_subscription_reads_topics_that_begin_with_any_character() {
+    let broker = common::Mosquitto::start();
+    let model = Arc::new(Model::embedded().unwrap());
+    let wildcard = ("FAULTLINE_SOURCE__MQTT__TOPIC", "+/rows".to_string());
+    let app = app::start(
+        &config("wild", None, broker.port, &[wildcard]),
+        model.clone(),
+    )
+    .await
+    .unwrap();
+    wait_ready(app.web_addr).await;
+    let mut c = Client::connect(broker.port, "wild-test", &["wild/scores".into()]).await;
+    for (topic, id) in [("Ätzen/rows", "Etch-1"), ("line-2/rows", "Etch-2")] {
+        let got = score_in_turn(&mut c, &model, topic, "wild/scores", &[id]).await;
+        assert_eq!(got, [id], "on {topic}");
+    }
+    app.shutdown().await.unwrap();
+}
+
 /// The embedded broker on an IPv6 address, faultline's own clients on it, and a replay to it by a
 /// bracketed address, reported in brackets (d8f7631 changed how such addresses are parsed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

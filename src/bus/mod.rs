@@ -81,11 +81,11 @@ impl Source {
         }
     }
 
-    /// Watches for the reason the source failed for good, when it can (a Kafka consumer that
-    /// librdkafka ended; an MQTT source reconnects for as long as it runs).
+    /// Watches for the reason the source failed for good (a Kafka consumer that librdkafka
+    /// ended; an MQTT source reconnects for as long as it runs, and fails only on a bug).
     pub fn failure(&self) -> Option<watch::Receiver<Option<String>>> {
         match self {
-            Source::Mqtt(_) => None,
+            Source::Mqtt(s) => Some(s.failure()),
             #[cfg(feature = "kafka")]
             Source::Kafka(s) => Some(s.failure()),
         }

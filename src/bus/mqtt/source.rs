@@ -44,6 +44,42 @@ pub struct MqttSource {
     connection: Arc<AtomicU64>,
     /// PUBACKs the event loop's driver writes itself.
     direct: Arc<DirectAcks>,
+    /// Set if the event loop's task ended on a panic.
+    failure: watch::Receiver<Option<String>>,
+}
+
+/// Says, if dropped while its task unwinds from a panic, that the source stopped on one.
+struct PanicGuard(watch::Sender<Option<String>>);
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.send_replace(Some(
+                "the MQTT source stopped on an internal error (a panic; its message is in the log above)".into(),
+            ));
+        }
+    }
+}
+
+/// Whether the subscription `filter` covers `topic`, as MQTT matches them: `+` is one level, `#`
+/// the rest (its parent level included), and a topic under `$` is not covered by a filter that
+/// begins with a wildcard. (rumqttc's `matches` slices the topic's first byte and panics on a
+/// topic that begins with a character of several bytes.)
+fn covers(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let mut levels = topic.split('/');
+    for f in filter.split('/') {
+        if f == "#" {
+            return true;
+        }
+        match levels.next() {
+            Some(t) if f == "+" || f == t => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_none()
 }
 
 impl MqttSource {
@@ -105,8 +141,8 @@ impl MqttSource {
         // the broker's session kept from an earlier configuration (another topic, a filter that
         // covers faultline's own outputs), and is acknowledged unread.
         let covered = settings.topic.clone();
-        // Decided once, not per message: a filter under `$` is not checked (rumqttc's matching
-        // leaves such topics out), and one without wildcards covers its own topic alone.
+        // Decided once, not per message: a filter under `$` is not checked, and one without
+        // wildcards covers its own topic alone.
         let check = if covered.starts_with('$') {
             Cover::Unchecked
         } else if covered.contains(['+', '#']) {
@@ -119,7 +155,11 @@ impl MqttSource {
         let mut strays = 0u64;
         // Sparkplug data is QoS 0 by its specification: nothing to tell there.
         let mut qos0_told = matches!(options.reader, crate::bus::admit::Reader::Sparkplug(_));
+        let (failed, failure) = watch::channel(None);
         let task = tokio::spawn(async move {
+            // A bug that ends this task (a panic) must stop the daemon, not leave it ready with
+            // nothing read.
+            let _guard = PanicGuard(failed);
             let mut output = Some(crate::bus::admit::Admitter::start(
                 SOURCE_MQTT,
                 options.clone(),
@@ -160,7 +200,7 @@ impl MqttSource {
                         let stray = match check {
                             Cover::Unchecked => false,
                             Cover::Topic => topic != covered,
-                            Cover::Filter => !rumqttc::matches(&topic, &covered),
+                            Cover::Filter => !covers(&covered, &topic),
                         };
                         let queued = if stray {
                             strays += 1;
@@ -196,12 +236,19 @@ impl MqttSource {
             stop,
             connection,
             direct,
+            failure,
         }
     }
 
     /// Whether the connection is up.
     pub fn link(&self) -> Link {
         self.link.clone()
+    }
+
+    /// Resolves with the reason if the source stops on an internal error (it reconnects for as
+    /// long as it runs otherwise).
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.clone()
     }
 
     /// A handle for acknowledgements, the current connection's number (an acknowledgement for a
@@ -224,5 +271,36 @@ impl MqttSource {
     pub async fn close(self) {
         self.stop.send_replace(true);
         super::disconnect(&self.client, self.task).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    #[test]
+    fn filters_cover_topics_as_mqtt_matches_them() {
+        for (filter, topic, covered) in [
+            ("+/rows", "a/rows", true),
+            // rumqttc's `matches` panicked on a topic beginning with a character of two bytes.
+            ("+/rows", "Ätzen/rows", true),
+            ("#", "é", true),
+            ("+/rows", "a/b/rows", false),
+            ("a/#", "a", true),
+            ("a/#", "a/b/c", true),
+            ("a/#", "ab", false),
+            ("a/+", "a/b/c", false),
+            ("a/+", "a/", true),
+            ("a/+/c", "a/b/c", true),
+            ("a/+/c", "a/b/d", false),
+            ("+", "", true),
+            ("#", "$SYS/broker", false),
+            ("+/broker", "$SYS/broker", false),
+            ("$SYS/#", "$SYS/broker", true),
+            ("fab/+/rows", "fab/7/rows", true),
+            ("fab/+/rows", "fab/7/rows/x", false),
+        ] {
+            assert_eq!(covers(filter, topic), covered, "{filter} over {topic}");
+        }
     }
 }
