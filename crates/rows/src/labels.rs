@@ -184,7 +184,20 @@ fn check_id(id: &str) -> Result<String, String> {
     Ok(id.to_string())
 }
 
+/// The longest `at` kept: an RFC 3339 time with nanoseconds and an offset
+/// (`2026-11-26T10:00:00.123456789+05:30`) is 35 bytes. chrono takes any number of fraction
+/// digits, so without a bound one label could carry megabytes into memory, the store and every
+/// start's reading of it.
+pub const MAX_AT_BYTES: usize = 64;
+
 fn check_time(at: &str) -> Result<String, String> {
+    if at.trim().len() > MAX_AT_BYTES {
+        let start: String = at.trim().chars().take(32).collect();
+        return Err(format!(
+            "\"at\" is {} bytes long ({start:?}...); an RFC 3339 time takes at most {MAX_AT_BYTES}",
+            at.trim().len()
+        ));
+    }
     chrono::DateTime::parse_from_rfc3339(at.trim())
         .map(|_| at.trim().to_string())
         .map_err(|e| format!("\"at\" is {at:?}, not an RFC 3339 time: {e}"))
@@ -379,6 +392,16 @@ mod tests {
             let e = from_message(payload).unwrap_err();
             assert!(e.contains(says), "{e:?} should say {says:?}");
         }
+        // A valid time whose fraction runs on for a megabyte (chrono reads it) is refused, and
+        // the reason does not carry it.
+        let long = format!(
+            r#"{{"id": "W", "label": 1, "at": "2026-11-26T10:00:00.{}Z"}}"#,
+            "0".repeat(1 << 20)
+        );
+        let e = from_message(long.as_bytes()).unwrap_err();
+        assert!(e.contains("bytes long") && e.len() < 200, "{e}");
+        let nanos = br#"{"id": "W", "label": 1, "at": "2026-11-26T10:00:00.123456789+05:30"}"#;
+        assert!(from_message(nanos).unwrap().at.is_some());
     }
 
     #[test]
