@@ -2071,6 +2071,19 @@ async fn a_consumer_fenced_from_its_group_stops_the_daemon_saying_why() {
     );
 }
 
+/// The environment of a daemon that soon waits for room once the cluster refuses its verdicts:
+/// 100 rows in flight (64 messages decoded ahead), micro-batches of 50 that linger 20 ms; then
+/// `extra`.
+fn stalling_env(cluster: &Cluster, t: &Topics, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut settings = vec![
+        ("FAULTLINE_BATCH__QUEUE_ROWS", "100"),
+        ("FAULTLINE_BATCH__MAX_ROWS", "50"),
+        ("FAULTLINE_BATCH__LINGER_MS", "20"),
+    ];
+    settings.extend_from_slice(extra);
+    daemon_env(&cluster.bootstrap, t, &settings)
+}
+
 /// While the output cluster refuses verdicts, the in-flight bound fills and the source waits
 /// for room. librdkafka takes a consumer that is not polled for `max.poll.interval.ms` for stuck
 /// and leaves the group, which then reads every row in flight again. faultline keeps the
@@ -2084,20 +2097,15 @@ async fn a_long_wait_for_room_keeps_the_consumer_in_its_group() {
     let n = 300;
     let (rows, _) = common::crash_rows(&model, n, "stall");
     let payloads: Vec<String> = rows.iter().map(|(_, p)| p.clone()).collect();
-    let env = daemon_env(
-        &cluster.bootstrap,
+    // The source waits with rows left to read.
+    let env = stalling_env(
+        &cluster,
         &t,
-        &[
-            // 100 rows in flight, 64 decoded ahead: the source waits with rows left to read.
-            ("FAULTLINE_BATCH__QUEUE_ROWS", "100"),
-            ("FAULTLINE_BATCH__MAX_ROWS", "50"),
-            ("FAULTLINE_BATCH__LINGER_MS", "20"),
-            // The least librdkafka allows (the session timeout): 6 s.
-            (
-                "FAULTLINE_SOURCE__KAFKA__PROPERTIES__MAX_POLL_INTERVAL_MS",
-                "6000",
-            ),
-        ],
+        // The least librdkafka allows (the session timeout): 6 s.
+        &[(
+            "FAULTLINE_SOURCE__KAFKA__PROPERTIES__MAX_POLL_INTERVAL_MS",
+            "6000",
+        )],
     );
     // The rows wait on the topic; the cluster then refuses writes, and the daemon starts.
     cluster
@@ -2156,16 +2164,7 @@ async fn a_partition_paused_revoked_and_given_back_is_read_again() {
     let payloads = |rows: &[(String, String)]| -> Vec<String> {
         rows.iter().map(|(_, p)| p.clone()).collect()
     };
-    let env = daemon_env(
-        &cluster.bootstrap,
-        &t,
-        &[
-            ("FAULTLINE_BATCH__QUEUE_ROWS", "100"),
-            ("FAULTLINE_BATCH__MAX_ROWS", "50"),
-            ("FAULTLINE_BATCH__LINGER_MS", "20"),
-            ("FAULTLINE_SHUTDOWN__GRACE_MS", "5000"),
-        ],
-    );
+    let env = stalling_env(&cluster, &t, &[("FAULTLINE_SHUTDOWN__GRACE_MS", "5000")]);
     let producer = cluster.producer();
     cluster
         .publish(&producer, &t.rows, &payloads(&rows[..300]))
@@ -2234,16 +2233,7 @@ async fn rows_held_from_a_partition_taken_away_during_a_wait_for_room_are_left_t
     let n = 400;
     let (rows, _) = common::crash_rows(&model, n, "handback");
     let payloads: Vec<String> = rows.iter().map(|(_, p)| p.clone()).collect();
-    let env = daemon_env(
-        &cluster.bootstrap,
-        &t,
-        &[
-            ("FAULTLINE_BATCH__QUEUE_ROWS", "100"),
-            ("FAULTLINE_BATCH__MAX_ROWS", "50"),
-            ("FAULTLINE_BATCH__LINGER_MS", "20"),
-            ("FAULTLINE_SHUTDOWN__GRACE_MS", "2000"),
-        ],
-    );
+    let env = stalling_env(&cluster, &t, &[("FAULTLINE_SHUTDOWN__GRACE_MS", "2000")]);
     // The rows wait on the topic; the cluster then refuses writes. B starts alone, reads both
     // partitions and, waiting for room, pauses them. A joins and is given one partition, whose
     // rows it reads until it waits for room too, its partition paused.
