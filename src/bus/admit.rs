@@ -212,7 +212,10 @@ fn too_large(payload: &[u8], options: &SourceOptions) -> Decoded {
     }
 }
 
-/// Decoded messages queued for admission ahead of the pipeline.
+/// Decoded messages queued for admission ahead of the pipeline. Their rows are bounded too: at
+/// most the in-flight bound's worth (`[batch] queue_rows`) wait, besides the message at hand. A
+/// message of an array may hold up to 100,000 rows of 590 sensors each (236 MB decoded, from a
+/// payload of a megabyte or two when its rows are sparse), so 64 of them could have held 15 GB.
 pub const DECODE_AHEAD: usize = 64;
 
 /// What [`Admitter::try_queue`] did.
@@ -238,8 +241,11 @@ pub enum Queued {
 /// ~21k; BENCHMARKS.md).
 #[derive(Debug)]
 pub struct Admitter {
-    tx: mpsc::Sender<Incoming>,
+    tx: mpsc::Sender<(Incoming, OwnedSemaphorePermit)>,
     options: Arc<SourceOptions>,
+    /// The rows decoded ahead: a message waiting for the admitting task holds its share
+    /// ([`permits`]) of these, as many as the in-flight bound has.
+    ahead: Arc<Semaphore>,
     /// Messages given to the admitting task and not yet handed on by it.
     queued: Arc<AtomicUsize>,
     /// Where admitted messages go.
@@ -314,7 +320,8 @@ impl Admitter {
         out: mpsc::Sender<Incoming>,
     ) -> Admitter {
         let options = Arc::new(options);
-        let (tx, mut rx) = mpsc::channel::<Incoming>(DECODE_AHEAD);
+        let (tx, mut rx) = mpsc::channel::<(Incoming, OwnedSemaphorePermit)>(DECODE_AHEAD);
+        let ahead = Arc::new(Semaphore::new(options.max_permits as usize));
         let opts = options.clone();
         let queued = Arc::new(AtomicUsize::new(0));
         let (left, to) = (queued.clone(), out.clone());
@@ -322,8 +329,8 @@ impl Admitter {
         let received = options.metrics.rows_received.with_label_values(&[source]);
         let counter = received.clone();
         tokio::spawn(async move {
-            while let Some(incoming) = rx.recv().await {
-                let admitted = admit(incoming, &counter, &opts, &mut stopped, &to).await;
+            while let Some((incoming, ahead)) = rx.recv().await {
+                let admitted = admit(incoming, ahead, &counter, &opts, &mut stopped, &to).await;
                 left.fetch_sub(1, Ordering::Release);
                 if !admitted {
                     return;
@@ -333,6 +340,7 @@ impl Admitter {
         Admitter {
             tx,
             options,
+            ahead,
             queued,
             out,
             received,
@@ -393,12 +401,17 @@ impl Admitter {
             return true;
         };
         self.queued.fetch_add(1, Ordering::Release);
-        if self.tx.send(incoming).await.is_ok() {
-            true
-        } else {
+        let rows = permits(&incoming, &self.options);
+        // Waits while the rows decoded ahead hold the in-flight bound's worth. The admitting task
+        // gives them back as it admits messages, or drops them when it stops.
+        let sent = match self.ahead.clone().acquire_many_owned(rows).await {
+            Ok(ahead) => self.tx.send((incoming, ahead)).await.is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
             self.queued.fetch_sub(1, Ordering::Release);
-            false
         }
+        sent
     }
 
     /// Queues a message if there is room now, without waiting.
@@ -406,10 +419,14 @@ impl Admitter {
         let Some(incoming) = self.admit_now(incoming) else {
             return Queued::Yes;
         };
+        let rows = permits(&incoming, &self.options);
+        let Ok(ahead) = self.ahead.clone().try_acquire_many_owned(rows) else {
+            return Queued::Full(Box::new(incoming));
+        };
         self.queued.fetch_add(1, Ordering::Release);
-        let queued = match self.tx.try_send(incoming) {
+        let queued = match self.tx.try_send((incoming, ahead)) {
             Ok(()) => return Queued::Yes,
-            Err(mpsc::error::TrySendError::Full(incoming)) => Queued::Full(Box::new(incoming)),
+            Err(mpsc::error::TrySendError::Full((incoming, _))) => Queued::Full(Box::new(incoming)),
             Err(mpsc::error::TrySendError::Closed(_)) => Queued::Stopping,
         };
         self.queued.fetch_sub(1, Ordering::Release);
@@ -518,6 +535,7 @@ fn is_device_of(source: &str, node: &str) -> bool {
 /// stays unacknowledged and the broker redelivers it.
 async fn admit(
     mut incoming: Incoming,
+    ahead: OwnedSemaphorePermit,
     received: &IntCounter,
     options: &SourceOptions,
     stopped: &mut watch::Receiver<bool>,
@@ -532,6 +550,8 @@ async fn admit(
     let Some(permit) = permit else {
         return false;
     };
+    // Counted in flight now, no longer ahead.
+    drop(ahead);
     incoming.permit = Some(permit);
     queue_gauge(options);
     out.send(incoming).await.is_ok()
@@ -568,12 +588,13 @@ mod tests {
         format!("{{\"id\":\"{id}\",\"S1\":1}}").into_bytes()
     }
 
-    /// Options for one sensor, `S1`, and one message in flight, read by `reader`.
-    fn options(reader: Reader) -> SourceOptions {
+    /// Options for one sensor, `S1`, and one message in flight, read by `reader`; rows decoded
+    /// ahead are bounded by `ahead` (the in-flight bound's size where the daemon sets them).
+    fn options(reader: Reader, ahead: u32) -> SourceOptions {
         SourceOptions {
             schema: Schema::new(&["S1".to_string()]),
             in_flight: Arc::new(Semaphore::new(1)),
-            max_permits: 1,
+            max_permits: ahead,
             max_payload_bytes: 1 << 20,
             metrics: Arc::new(crate::metrics::Metrics::new()),
             reader,
@@ -587,9 +608,19 @@ mod tests {
         reader: Reader,
         room: usize,
     ) -> (Admitter, mpsc::Receiver<Incoming>, watch::Sender<bool>) {
+        started_ahead(source, reader, room, 1)
+    }
+
+    /// [`started`], with `ahead` rows decoded ahead at most.
+    fn started_ahead(
+        source: &'static str,
+        reader: Reader,
+        room: usize,
+        ahead: u32,
+    ) -> (Admitter, mpsc::Receiver<Incoming>, watch::Sender<bool>) {
         let (out, admitted) = mpsc::channel(room);
         let (stop, stopped) = watch::channel(false);
-        let admitter = Admitter::start(source, options(reader), stopped, out);
+        let admitter = Admitter::start(source, options(reader, ahead), stopped, out);
         (admitter, admitted, stop)
     }
 
@@ -620,6 +651,47 @@ mod tests {
             order.push(id(&m).to_string());
         }
         assert_eq!(order, ["1", "2"]);
+    }
+
+    /// Rows decoded ahead of the pipeline are bounded by the in-flight bound, not only messages:
+    /// an array of sparse rows decodes to far more than its payload (236 MB for 100,000 rows of
+    /// 590 sensors), and 64 of them were held while the pipeline was full.
+    #[tokio::test(flavor = "current_thread")]
+    async fn rows_decoded_ahead_are_bounded_by_the_in_flight_bound() {
+        let (admitter, mut admitted, _stop) = started("mqtt", Reader::Json, 8);
+        let array = |n: usize| {
+            let rows: Vec<String> = (0..200)
+                .map(|i| format!("{{\"id\":\"{n}-{i}\"}}"))
+                .collect();
+            format!("[{}]", rows.join(",")).into_bytes()
+        };
+        // The first holds the only permit; the second waits with the admitting task.
+        assert!(admitter.push(message(0), "t".into(), Ack::None).await);
+        let first = admitted.try_recv().expect("admitted at once");
+        assert!(admitter.push(array(1), "t".into(), Ack::None).await);
+        // The third's rows would pass the bound: the Kafka source's try_queue gets it back, and
+        // a push waits, however often the runtime runs.
+        let decoded = admitter.decode(&array(2), "t");
+        let Queued::Full(_) = admitter.try_queue(Incoming::new("t".into(), decoded, Ack::None))
+        else {
+            panic!("try_queue took rows past the bound");
+        };
+        let third = admitter.push(array(2), "t".into(), Ack::None);
+        tokio::pin!(third);
+        for _ in 0..20 {
+            tokio::select! {
+                biased;
+                _ = &mut third => panic!("a third message decoded ahead with the bound's worth waiting"),
+                _ = tokio::task::yield_now() => {}
+            }
+        }
+        // The second is admitted once the first is through; the third then goes ahead.
+        drop(first);
+        assert!(third.await);
+        let second = admitted.recv().await.unwrap();
+        assert_eq!(second.rows(), 200);
+        drop(second);
+        assert_eq!(admitted.recv().await.unwrap().rows(), 200);
     }
 
     /// `drained` says the pipeline is empty only once every message taken is through: none
@@ -807,7 +879,10 @@ mod tests {
     /// are through (the count of queued messages came back down on every path).
     #[tokio::test(flavor = "current_thread")]
     async fn try_queue_keeps_the_order_and_recovers_from_a_full_queue() {
-        let (admitter, mut admitted, _stop) = started("kafka", Reader::Json, 2 * DECODE_AHEAD);
+        // Rows enough for more than DECODE_AHEAD one-row messages ahead: the queue's own bound.
+        let ahead = 2 * DECODE_AHEAD;
+        let (admitter, mut admitted, _stop) =
+            started_ahead("kafka", Reader::Json, ahead, ahead as u32);
         let incoming = |i: usize| {
             let decoded = admitter.decode(&message(i), "t");
             Incoming::new("t".into(), decoded, Ack::None)
