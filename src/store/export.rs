@@ -62,37 +62,37 @@ pub fn export(
     // An unreadable segment is left out and named, as recovery leaves it out: one bad file does
     // not hide the rest of the store.
     let mut unreadable = std::collections::BTreeSet::new();
-    let mut read = |path: &Path, columns| match segment::read(path, columns) {
-        Ok(read) => Some(read),
+    let mut read = |path: &Path, columns| match segment::batches(path, columns) {
+        Ok(batches) => Some(batches),
         Err(e) => {
             unreadable.insert(e);
             None
         }
     };
     for file in &labelled {
-        let Some((batches, cut)) = read(&file.path, None) else {
+        let Some(mut batches) = read(&file.path, None) else {
             continue;
         };
         summary.segments += 1;
-        summary.cut_short += usize::from(cut.is_some());
         let named = |e: String| format!("{}: {e}", file.path.display());
-        for b in &batches {
-            let ids = segment::column::<StringArray>(b, "id").map_err(named)?;
-            let label = segment::column::<Int8Array>(b, "label").map_err(named)?;
+        for b in batches.by_ref() {
+            let ids = segment::column::<StringArray>(&b, "id").map_err(named)?;
+            let label = segment::column::<Int8Array>(&b, "label").map_err(named)?;
             for i in 0..b.num_rows() {
                 labels.insert(ids.value(i).to_string(), label.value(i));
             }
         }
+        summary.cut_short += usize::from(batches.cut().is_some());
     }
     // Where each wafer was scored last: (segment, batch, row).
     let mut last: HashMap<String, (usize, usize, usize)> = HashMap::new();
     for (s, file) in scored.iter().enumerate() {
-        let Some((batches, _)) = read(&file.path, Some(vec![0])) else {
+        let Some(batches) = read(&file.path, Some(vec![0])) else {
             continue;
         };
         let named = |e: String| format!("{}: {e}", file.path.display());
-        for (b, batch) in batches.iter().enumerate() {
-            let ids = segment::column::<StringArray>(batch, "id").map_err(named)?;
+        for (b, batch) in batches.enumerate() {
+            let ids = segment::column::<StringArray>(&batch, "id").map_err(named)?;
             for r in 0..batch.num_rows() {
                 last.insert(ids.value(r).to_string(), (s, b, r));
             }
@@ -112,17 +112,16 @@ pub fn export(
     let mut latest: Vec<String> = vec![];
     let mut record: Vec<String> = vec![];
     for (s, file) in scored.iter().enumerate() {
-        let Some((batches, cut)) = read(&file.path, None) else {
+        let Some(mut batches) = read(&file.path, None) else {
             scored_unreadable += 1;
             continue;
         };
         summary.segments += 1;
-        summary.cut_short += usize::from(cut.is_some());
         let named = |e: String| format!("{}: {e}", file.path.display());
-        for (b, batch) in batches.iter().enumerate() {
-            let ids = segment::column::<StringArray>(batch, "id").map_err(named)?;
+        for (b, batch) in batches.by_ref().enumerate() {
+            let ids = segment::column::<StringArray>(&batch, "id").map_err(named)?;
             let at =
-                segment::column::<TimestampMillisecondArray>(batch, "scored_at").map_err(named)?;
+                segment::column::<TimestampMillisecondArray>(&batch, "scored_at").map_err(named)?;
             // The rows this batch gives (each wafer's last scoring, in the range, labelled if
             // asked), chosen first: a batch that gives none is not held to the header's features
             // (so --since can leave out an earlier model's rows, as the error below advises).
@@ -193,6 +192,7 @@ pub fn export(
                 summary.faulty += usize::from(label == Some(1));
             }
         }
+        summary.cut_short += usize::from(batches.cut().is_some());
     }
     if header.is_none() {
         if latest.is_empty() && scored_unreadable > 0 {

@@ -573,19 +573,19 @@ fn recover(
     let mut received: Vec<(i64, Label)> = vec![];
     for file in labels {
         let mut rows = 0;
-        match segment::read(&file.path, None) {
-            Ok((batches, cut)) => {
-                if let Some(cut) = cut {
-                    // Labels after the cut were not acknowledged: the bus sends them again.
-                    warn!(reason = %cut, "A label segment ends early (the daemon was stopped mid-write); its whole batches are kept.");
-                }
-                for b in &batches {
-                    match read_labels(b, &mut received) {
+        match segment::batches(&file.path, None) {
+            Ok(mut batches) => {
+                for b in batches.by_ref() {
+                    match read_labels(&b, &mut received) {
                         Ok(n) => rows += n,
                         Err(e) => {
                             warn!(segment = %file.path.display(), error = %e, "Skipped a label batch.")
                         }
                     }
+                }
+                if let Some(cut) = batches.cut() {
+                    // Labels after the cut were not acknowledged: the bus sends them again.
+                    warn!(reason = %cut, "A label segment ends early (the daemon was stopped mid-write); its whole batches are kept.");
                 }
             }
             Err(e) => warn!(error = %e, "Skipped an unreadable label segment."),
@@ -599,20 +599,20 @@ fn recover(
     let mut scored_rows = vec![];
     for file in scored {
         let mut rows = 0;
-        match segment::read(
+        match segment::batches(
             &file.path,
             Some((0..segment::SCORED_FIXED_COLUMNS).collect()),
         ) {
-            Ok((batches, cut)) => {
-                if let Some(cut) = cut {
-                    warn!(reason = %cut, "A store segment ends early (the daemon was stopped mid-write); its whole batches are kept.");
-                }
-                for b in &batches {
-                    if let Err(e) = recover_scored(b, ledger, &mut labels) {
+            Ok(mut batches) => {
+                for b in batches.by_ref() {
+                    if let Err(e) = recover_scored(&b, ledger, &mut labels) {
                         warn!(segment = %file.path.display(), error = %e, "Skipped a store batch.");
                         continue;
                     }
                     rows += b.num_rows();
+                }
+                if let Some(cut) = batches.cut() {
+                    warn!(reason = %cut, "A store segment ends early (the daemon was stopped mid-write); its whole batches are kept.");
                 }
             }
             Err(e) => warn!(error = %e, "Skipped an unreadable store segment."),

@@ -301,24 +301,52 @@ impl SegmentWriter {
     }
 }
 
-/// Reads every whole batch of a segment, with `projection` (column indices) if given. A stream
-/// cut short (the daemon was killed mid-write) yields the batches before the cut and the reason.
-pub fn read(
-    path: &Path,
-    projection: Option<Vec<usize>>,
-) -> Result<(Vec<RecordBatch>, Option<String>), String> {
+/// A segment's whole batches, read one at a time, with `projection` (column indices) if given.
+/// Each batch is dropped before the next is read: arrow keeps a batch's whole message body alive
+/// under the projected columns, so holding them all held about the whole file (118 MB for 50,000
+/// rows of 590 sensors) when recovery reads 7 columns. A stream cut short (the daemon was killed
+/// mid-write) ends after the batches before the cut, and [`Batches::cut`] says why.
+pub struct Batches {
+    reader: arrow_ipc::reader::StreamReader<std::io::BufReader<File>>,
+    path: std::path::PathBuf,
+    cut: Option<String>,
+}
+
+/// Opens the segment at `path` for [`Batches`].
+pub fn batches(path: &Path, projection: Option<Vec<usize>>) -> Result<Batches, String> {
     let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let reader =
         arrow_ipc::reader::StreamReader::try_new(std::io::BufReader::new(file), projection)
             .map_err(|e| format!("{} is not an Arrow IPC stream: {e}", path.display()))?;
-    let mut batches = vec![];
-    for batch in reader {
-        match batch {
-            Ok(b) => batches.push(b),
-            Err(e) => return Ok((batches, Some(format!("{} ends early: {e}", path.display())))),
+    Ok(Batches {
+        reader,
+        path: path.to_path_buf(),
+        cut: None,
+    })
+}
+
+impl Batches {
+    /// Why the stream ended before its end, once it has.
+    pub fn cut(&self) -> Option<&str> {
+        self.cut.as_deref()
+    }
+}
+
+impl Iterator for Batches {
+    type Item = RecordBatch;
+
+    fn next(&mut self) -> Option<RecordBatch> {
+        if self.cut.is_some() {
+            return None;
+        }
+        match self.reader.next()? {
+            Ok(b) => Some(b),
+            Err(e) => {
+                self.cut = Some(format!("{} ends early: {e}", self.path.display()));
+                None
+            }
         }
     }
-    Ok((batches, None))
 }
 
 /// Column `name` of `batch` as `T`, or why not.
