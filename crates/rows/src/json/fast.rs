@@ -18,7 +18,7 @@
 //! reader's own. The cost of the unusual is paid only by the messages that have it.
 
 use super::super::Schema;
-use super::{Decoded, LABEL_COLUMN, MAX_ID_BYTES, MAX_ROWS};
+use super::{Decoded, LABEL_COLUMN, MAX_ID_BYTES};
 use crate::number::{decimal, short_number};
 use crate::JsonKey;
 
@@ -27,7 +27,7 @@ use crate::JsonKey;
 /// The text need not be UTF-8: outside strings this reader accepts only ASCII, and it checks
 /// every string it keeps or skips, so any text it decodes is valid UTF-8 (the full reader says
 /// what is wrong with the rest).
-pub(super) fn decode(text: &[u8], schema: &Schema) -> Option<Decoded> {
+pub(super) fn decode(text: &[u8], schema: &Schema, limit: usize) -> Option<Decoded> {
     let mut s = Scanner { b: text, p: 0 };
     let mut out = Decoded::empty(schema.width());
     s.ws();
@@ -40,7 +40,7 @@ pub(super) fn decode(text: &[u8], schema: &Schema) -> Option<Decoded> {
                 return None; // an empty array: the full reader says what that is
             }
             loop {
-                if out.rows.len() == MAX_ROWS {
+                if out.rows.len() == limit {
                     return None;
                 }
                 s.row(schema, &mut out)?;
@@ -447,7 +447,7 @@ mod tests {
 
     /// The fast path on a text's bytes.
     fn decode(text: &str, schema: &Schema) -> Option<Decoded> {
-        super::decode(text.as_bytes(), schema)
+        super::decode(text.as_bytes(), schema, super::super::MAX_ROWS)
     }
 
     #[test]
@@ -456,6 +456,7 @@ mod tests {
         let d = super::decode(
             "{\"id\":\"Wäfer-1\",\"x\":\"µ\",\"Sensor-1\":1}".as_bytes(),
             &s,
+            super::super::MAX_ROWS,
         )
         .unwrap();
         assert_eq!((d.rows.ids[0].as_str(), d.unknown_keys), ("Wäfer-1", 1));
@@ -465,7 +466,10 @@ mod tests {
             b"{\"id\":\"W\",\"\xe2\x82\":1}",          // in an unknown key
             b"{\"id\":\"W\",\"Sensor-1\":1}\xff",      // after the row
         ] {
-            assert!(super::decode(bad, &s).is_none(), "{bad:?}");
+            assert!(
+                super::decode(bad, &s, super::super::MAX_ROWS).is_none(),
+                "{bad:?}"
+            );
             let full = super::super::decode(bad, &s);
             assert_eq!(full.rejects.len(), 1, "{bad:?}");
             assert_eq!(full.rejects[0].reason, super::super::RejectReason::NotUtf8);
@@ -690,7 +694,7 @@ mod tests {
                 _ => {}
             }
             total += 1;
-            if let Some(d) = super::decode(&text, &s) {
+            if let Some(d) = super::decode(&text, &s, super::super::MAX_ROWS) {
                 fast += 1;
                 let full = super::super::decode_full(&text, &s);
                 assert!(

@@ -370,10 +370,19 @@ impl From<Scalar<'_>> for Found {
 /// Decodes one message into rows, rejects and a count of ignored keys. Never fails as a whole:
 /// what cannot be read is in [`Decoded::rejects`].
 pub fn decode(payload: &[u8], schema: &Schema) -> Decoded {
+    decode_at_most(payload, schema, MAX_ROWS)
+}
+
+/// [`decode`], refusing an array of more than `limit` rows (at most [`MAX_ROWS`]) as it refuses
+/// one past [`MAX_ROWS`], with the same reject ([`Reject::is_too_many_rows`]; its text names
+/// [`MAX_ROWS`], so a caller with a lower limit says its own). At most `limit` rows are decoded
+/// first: an array of sparse rows decodes to far more than its text.
+pub fn decode_at_most(payload: &[u8], schema: &Schema, limit: usize) -> Decoded {
+    let limit = limit.min(MAX_ROWS);
     let payload = without_bom(payload);
     // The fast path checks UTF-8 only inside strings (all else it accepts is ASCII), so a
     // well-formed row is not scanned twice.
-    if let Some(out) = fast::decode(payload, schema) {
+    if let Some(out) = fast::decode(payload, schema, limit) {
         return out;
     }
     let Ok(text) = std::str::from_utf8(payload) else {
@@ -382,14 +391,14 @@ pub fn decode(payload: &[u8], schema: &Schema) -> Decoded {
         out.reject(None, JsonError::NotUtf8, payload);
         return out;
     };
-    full(text, schema)
+    full(text, schema, limit)
 }
 
 /// [`decode`] by the full reader alone, without the fast path: the same result for every input,
 /// slower. For differential tests, the fuzz targets and the decoding benchmark.
 pub fn decode_full(payload: &[u8], schema: &Schema) -> Decoded {
     match std::str::from_utf8(without_bom(payload)) {
-        Ok(text) => full(text, schema),
+        Ok(text) => full(text, schema, MAX_ROWS),
         Err(_) => decode(payload, schema),
     }
 }
@@ -402,10 +411,10 @@ fn without_bom(payload: &[u8]) -> &[u8] {
 }
 
 /// The full reader: any JSON, every reject with its reason (see the module docs).
-fn full(text: &str, schema: &Schema) -> Decoded {
+fn full(text: &str, schema: &Schema, limit: usize) -> Decoded {
     let mut out = Decoded::empty(schema.width());
     match text.as_bytes().get(skip_ws(text.as_bytes(), 0)) {
-        Some(b'[') => decode_array(text, schema, &mut out),
+        Some(b'[') => decode_array(text, schema, &mut out, limit),
         Some(b'{') => {
             if let Err(e) = decode_row(text, schema, &mut out, "message") {
                 out.reject(None, e, text.to_string());
@@ -494,11 +503,12 @@ impl Decoded {
 }
 
 /// Decodes an array message: one pass when every row is good; otherwise element by element.
-fn decode_array(text: &str, schema: &Schema, out: &mut Decoded) {
+fn decode_array(text: &str, schema: &Schema, out: &mut Decoded, limit: usize) {
     let mut failure = None;
     let mut too_many = false;
     let mut de = serde_json::Deserializer::from_str(text);
     let batch = BatchSeed {
+        limit,
         schema,
         out: &mut *out,
         failure: &mut failure,
@@ -512,7 +522,7 @@ fn decode_array(text: &str, schema: &Schema, out: &mut Decoded) {
         out.reject(None, JsonError::TooManyRows, text.to_string());
         return;
     }
-    let spans = match split_array(text) {
+    let spans = match split_array(text, limit) {
         Ok(spans) => spans,
         Err(e) => {
             out.reject(None, e, text.to_string());
@@ -608,7 +618,7 @@ fn number_at(text: &str, line: usize, column: usize) -> Option<&str> {
 
 /// Finds each element of a top-level array as a byte range of `text`, checking the JSON as it
 /// goes. Only used once the one-pass read has failed.
-fn split_array(text: &str) -> Result<Vec<(usize, usize)>, JsonError> {
+fn split_array(text: &str, limit: usize) -> Result<Vec<(usize, usize)>, JsonError> {
     let bytes = text.as_bytes();
     let malformed = || JsonError::Malformed {
         what: "message",
@@ -627,7 +637,7 @@ fn split_array(text: &str) -> Result<Vec<(usize, usize)>, JsonError> {
         return Ok(spans);
     }
     loop {
-        if spans.len() == MAX_ROWS {
+        if spans.len() == limit {
             return Err(JsonError::TooManyRows);
         }
         let mut element = serde_json::Deserializer::from_str(&text[p..]).into_iter::<IgnoredAny>();
@@ -804,8 +814,8 @@ mod tests {
     fn a_string_id_is_trimmed_as_csv_and_label_ids_are() {
         // White space written as itself (no escape): the fast reader reads it, as the full does.
         let plain = "[{\"id\": \" W-1 \"}, {\"id\": \"W-2\u{2003}\"}]";
-        let fast =
-            super::fast::decode(plain.as_bytes(), &schema()).expect("the fast reader reads it");
+        let fast = super::fast::decode(plain.as_bytes(), &schema(), MAX_ROWS)
+            .expect("the fast reader reads it");
         let full = decode_full(plain.as_bytes(), &schema());
         assert_eq!(fast.rows.ids, ["W-1", "W-2"]);
         assert_eq!(full.rows.ids, fast.rows.ids);
@@ -1126,6 +1136,27 @@ mod tests {
         // Also when a bad row sends the message down the element-by-element path.
         let text = format!("[7,{}", &rows(MAX_ROWS)[1..]);
         assert_eq!(only_reject(&text).0, "too_large");
+    }
+
+    /// A caller's lower limit is held as MAX_ROWS is, on both paths, before more is decoded.
+    #[test]
+    fn an_array_past_a_lower_limit_is_refused_as_too_large() {
+        let rows = |n: usize| format!("[{}]", vec![r#"{"id":1,"Sensor-1":2}"#; n].join(","));
+        let s = schema();
+        assert_eq!(decode_at_most(rows(10).as_bytes(), &s, 10).rows.len(), 10);
+        // Past MAX_ROWS the limit is MAX_ROWS.
+        assert_eq!(
+            decode_at_most(rows(10).as_bytes(), &s, usize::MAX)
+                .rows
+                .len(),
+            10
+        );
+        for text in [rows(11), format!("[7,{}", &rows(11)[1..])] {
+            let d = decode_at_most(text.as_bytes(), &s, 10);
+            assert!(d.rows.is_empty(), "{text}");
+            assert_eq!(d.rejects.len(), 1, "{text}");
+            assert!(d.rejects[0].is_too_many_rows(), "{text}");
+        }
     }
 
     #[test]

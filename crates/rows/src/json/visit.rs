@@ -30,10 +30,12 @@ pub(super) fn failed_at<E>(failure: &mut Option<Failure>, field: Field, error: E
 
 /// Reads a top-level array, each element with [`RowSeed`].
 pub(super) struct BatchSeed<'a> {
+    /// The most rows read (at most [`MAX_ROWS`]).
+    pub(super) limit: usize,
     pub(super) schema: &'a Schema,
     pub(super) out: &'a mut Decoded,
     pub(super) failure: &'a mut Option<Failure>,
-    /// Set when the array holds more than [`MAX_ROWS`] elements.
+    /// Set when the array holds more than `limit` elements.
     pub(super) too_many: &'a mut bool,
 }
 
@@ -53,7 +55,7 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        for _ in 0..MAX_ROWS {
+        for _ in 0..self.limit {
             let row = RowSeed {
                 schema: self.schema,
                 out: &mut *self.out,
