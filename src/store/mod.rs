@@ -340,7 +340,10 @@ impl Store {
             };
             match found {
                 Ok(found) => {
-                    segments = recover(&found, &mut ledger, &mut status);
+                    let max_age = settings
+                        .max_days
+                        .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400));
+                    segments = recover(&found, max_age, &mut ledger, &mut status);
                     info!(dir = %dir.display(), rows = status.rows_recovered, labels = status.labels_recovered, "Read back the scored-row store.");
                 }
                 Err(e) => {
@@ -564,14 +567,38 @@ impl Store {
 /// as they were live: a label joins a row scored before it arrived even when that row is no
 /// longer among the last `join_rows` (applying every scored row first would have pushed it out),
 /// and a label that waited longer than `pending_s` for its row expires again.
+///
+/// The oldest segments already past `max_age` (the daemon was down longer than `[store] max_days`)
+/// are not read: the writer deletes them first thing, and rows read from them would count in live
+/// quality until the next start. They are listed with no rows, for the writer to delete.
 fn recover(
     (scored, labels): &(Vec<SegmentFile>, Vec<SegmentFile>),
+    max_age: Option<std::time::Duration>,
     ledger: &mut Ledger,
     status: &mut StoreStatus,
 ) -> (Segments, Segments) {
-    let mut label_rows = vec![];
+    // As the writer's retirement decides it: from the oldest, while each is past the age.
+    let expired = |files: &[SegmentFile]| {
+        files
+            .iter()
+            .take_while(|file| {
+                max_age.is_some_and(|age| {
+                    std::fs::metadata(&file.path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|e| e > age)
+                })
+            })
+            .count()
+    };
+    let (expired_scored, expired_labels) = (expired(scored), expired(labels));
+    let mut label_rows: Segments = labels[..expired_labels]
+        .iter()
+        .map(|file| (file.clone(), 0))
+        .collect();
     let mut received: Vec<(i64, Label)> = vec![];
-    for file in labels {
+    for file in &labels[expired_labels..] {
         let mut rows = 0;
         match segment::batches(&file.path, None) {
             Ok(mut batches) => {
@@ -596,8 +623,11 @@ fn recover(
     // Stable: labels received in the same millisecond keep their order.
     received.sort_by_key(|(at, _)| *at);
     let mut labels = received.into_iter().peekable();
-    let mut scored_rows = vec![];
-    for file in scored {
+    let mut scored_rows: Segments = scored[..expired_scored]
+        .iter()
+        .map(|file| (file.clone(), 0))
+        .collect();
+    for file in &scored[expired_scored..] {
         let mut rows = 0;
         match segment::batches(
             &file.path,
@@ -778,6 +808,50 @@ mod tests {
             (live.joined, live.pending, live.expired)
         );
         assert_eq!((counts.joined, counts.pending), (1, 0));
+        again.close();
+    }
+
+    /// A daemon down for longer than max_days: the segments already past it at start are not
+    /// read back (their rows counted in live quality until the next start), and still go.
+    #[test]
+    fn segments_past_max_days_at_start_are_not_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.segment_rows = 2;
+        let store = Store::open(s.clone(), features(), Arc::new(Metrics::new())).unwrap();
+        for (i, ids) in [["a", "b"], ["c", "d"]].iter().enumerate() {
+            store.record_scored(batch(ids, 0.9));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while store.status().rows_written < 2 * (i as u64 + 1) {
+                assert!(std::time::Instant::now() < deadline);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        store.close();
+        let scored = || segments(dir.path(), Kind::Scored).unwrap();
+        assert_eq!(scored().len(), 2);
+        let first = scored()[0].path.clone();
+        let two_days_ago =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&first)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        s.max_days = Some(1);
+        let again = Store::open(s, features(), Arc::new(Metrics::new())).unwrap();
+        assert_eq!(again.status().rows_recovered, 2);
+        assert_eq!(again.ledger().rows(), 2);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while first.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the old segment stayed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(scored().len(), 1);
         again.close();
     }
 
