@@ -62,7 +62,7 @@ pub async fn score(
     let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/csv")));
+        .is_some_and(prefers_csv);
     let model = s.model.current();
     let limits = s.limits.clone();
     let allow_extra = s.allow_extra_columns;
@@ -468,6 +468,37 @@ fn read_and_score_csv(
     Ok(scored)
 }
 
+/// Whether an `Accept` header asks for CSV: `text/csv` listed with a weight above 0 and at least
+/// that of `application/json` (or of `*/*`, `application/*`, when JSON is not named). Weights
+/// are read (`q=`): `application/json, text/csv;q=0.1` prefers JSON, and `text/csv;q=0` refuses
+/// CSV.
+fn prefers_csv(accept: &str) -> bool {
+    let weight = |wanted: &[&str]| -> Option<f32> {
+        accept
+            .split(',')
+            .filter_map(|entry| {
+                let mut parts = entry.split(';');
+                let kind = parts.next()?.trim().to_ascii_lowercase();
+                if !wanted.contains(&kind.as_str()) {
+                    return None;
+                }
+                let q = parts
+                    .filter_map(|p| p.trim().strip_prefix("q="))
+                    .find_map(|q| q.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                Some(q)
+            })
+            .reduce(f32::max)
+    };
+    let Some(csv) = weight(&["text/csv"]).filter(|q| *q > 0.0) else {
+        return false;
+    };
+    let json = weight(&["application/json"])
+        .or_else(|| weight(&["application/*", "*/*"]))
+        .unwrap_or(0.0);
+    csv >= json
+}
+
 /// Rows of a CSV upload scored at a time: enough for the two scoring threads (a batch of at
 /// least 2,048 rows is split between them), few enough to hold (9.7 MB at 590 sensors).
 const SCORE_ROWS: usize = 4096;
@@ -591,6 +622,26 @@ fn unsupported(kind: &str) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn csv_is_answered_when_the_accept_header_prefers_it() {
+        for (accept, csv) in [
+            ("text/csv", true),
+            ("text/csv; charset=utf-8", true),
+            ("text/csv, application/json", true),
+            ("application/json, text/csv", true),
+            ("application/json, text/csv;q=0.1", false),
+            ("text/csv;q=0", false),
+            ("text/csv;q=0.5, */*;q=0.1", true),
+            ("text/csv;q=0.5, */*", false),
+            ("TEXT/CSV", true),
+            ("*/*", false),
+            ("application/json", false),
+            ("", false),
+        ] {
+            assert_eq!(super::prefers_csv(accept), csv, "{accept:?}");
+        }
+    }
+
     #[test]
     fn header_sentences_keep_visible_ascii_and_escape_the_rest() {
         let t = super::visible("Sensor-\u{e9}t\u{e9} (median +3.1 robust sigmas),\ttab\n");
