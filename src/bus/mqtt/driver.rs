@@ -147,6 +147,10 @@ pub enum Step {
     Connected {
         /// The broker kept the session.
         resumed: bool,
+        /// QoS 1 publishes written on the connection before this one that its broker had not
+        /// acknowledged when it went: what a broker that lost the session lost of this client's.
+        /// (They go out again either way; publishes queued and never written are not counted.)
+        unacked: u64,
     },
     /// The connection failed and this driver does not reconnect ([`Driver::fail_fast`]).
     Failed(String),
@@ -215,6 +219,9 @@ pub struct Driver {
     connected_at: Option<std::time::Instant>,
     /// Connections in a row that the broker closed within [`SHORT_LIVED`] of accepting them.
     short_lived: u32,
+    /// QoS 1 publishes written on the current connection and not yet acknowledged (see
+    /// [`Step::Connected`]).
+    unacked_written: u64,
 }
 
 /// A connection the broker closes sooner than this after accepting it counts as short-lived:
@@ -260,6 +267,7 @@ impl Driver {
             fail_fast: false,
             held: Default::default(),
             resending: Default::default(),
+            unacked_written: 0,
             direct_acks: None,
             orphans: VecDeque::new(),
             returned_orphans: VecDeque::new(),
@@ -326,6 +334,9 @@ impl Driver {
     pub async fn next(&mut self) -> Step {
         loop {
             if let Some(step) = self.returned_orphans.pop_front() {
+                if matches!(step, Step::PubAck) {
+                    self.unacked_written = self.unacked_written.saturating_sub(1);
+                }
                 return step;
             }
             if self.eventloop.network.is_none() {
@@ -369,7 +380,13 @@ impl Driver {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     return Step::Message(p, self.connection.load(Ordering::Relaxed))
                 }
-                Ok(Event::Incoming(Packet::PubAck(_))) => return Step::PubAck,
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    self.unacked_written = self.unacked_written.saturating_sub(1);
+                    return Step::PubAck;
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) if pkid != 0 => {
+                    self.unacked_written += 1;
+                }
                 Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(_))) => {
                     if let Some(acks) = &self.direct_acks {
                         acks.written_by_client();
@@ -380,9 +397,10 @@ impl Driver {
                     self.subscribed(&ack.return_codes);
                 }
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    self.connected(ack.session_present);
+                    let unacked = self.connected(ack.session_present);
                     return Step::Connected {
                         resumed: ack.session_present,
+                        unacked,
                     };
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
@@ -444,6 +462,11 @@ impl Driver {
                 match event {
                     Event::Incoming(Packet::PubAck(_)) => {
                         self.returned_orphans.push_back(Step::PubAck)
+                    }
+                    // Written on the connection that died (or about to be): counted with it, not
+                    // with the next one.
+                    Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) if pkid != 0 => {
+                        self.unacked_written += 1
                     }
                     other => self.eventloop.state.events.push_back(other),
                 }
@@ -526,7 +549,10 @@ impl Driver {
         within(timeout, network.flush()).await
     }
 
-    fn connected(&mut self, session_present: bool) {
+    /// Takes in a CONNACK; returns how many publishes written on the connection before it were
+    /// left unacknowledged ([`Step::Connected`]).
+    fn connected(&mut self, session_present: bool) -> u64 {
+        let unacked = std::mem::take(&mut self.unacked_written);
         // Whether or not the broker kept the session, what it had not acknowledged goes out
         // again first, in the order it was first sent (so acknowledgements stay in order).
         let held = std::mem::take(&mut self.held);
@@ -585,6 +611,7 @@ impl Driver {
         if !self.subscribing {
             self.link.set_up(true);
         }
+        unacked
     }
 
     /// The broker's answer to the subscription: up if it granted it; if it refused it (an ACL,
@@ -1152,7 +1179,7 @@ pub(super) mod tests {
             while messages.len() < if kept == 0 { 3 } else { 1 } {
                 match tokio::time::timeout(Duration::from_secs(10), driver.next()).await {
                     Ok(Step::Message(p, connection)) => messages.push((p, connection)),
-                    Ok(Step::Connected { resumed }) => assert_eq!(resumed, kept == 1),
+                    Ok(Step::Connected { resumed, .. }) => assert_eq!(resumed, kept == 1),
                     Ok(_) => {}
                     Err(_) => panic!("no message came: {messages:?}"),
                 }
@@ -1269,7 +1296,7 @@ pub(super) mod tests {
         while steps.len() < 7 {
             match tokio::time::timeout(Duration::from_secs(10), driver.next()).await {
                 Ok(Step::PubAck) => steps.push("puback"),
-                Ok(Step::Connected { resumed: true }) => steps.push("connected"),
+                Ok(Step::Connected { resumed: true, .. }) => steps.push("connected"),
                 Ok(other) => panic!("{other:?}"),
                 Err(_) => panic!("after {steps:?}, nothing"),
             }

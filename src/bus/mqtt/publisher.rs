@@ -30,8 +30,7 @@ use tracing::error;
 pub struct MqttPublisher {
     /// Handle to the connection's event loop.
     client: AsyncClient,
-    /// Publishes requested so far (the last sequence number handed out); shared with the event
-    /// loop, which compares it with the PUBACK count when it reconnects.
+    /// Publishes requested so far (the last sequence number handed out).
     sent: Arc<AtomicU64>,
     /// PUBACKs received so far, from the event loop task.
     acked: watch::Receiver<u64>,
@@ -118,7 +117,6 @@ impl MqttPublisher {
         let link = driver.link();
         let (ack_tx, acked) = watch::channel(0u64);
         let sent = Arc::new(AtomicU64::new(0));
-        let sent_counter = sent.clone();
         let (failed, failure) = watch::channel(None);
         let task = tokio::spawn(async move {
             let mut count = 0u64;
@@ -129,12 +127,14 @@ impl MqttPublisher {
                         count += 1;
                         ack_tx.send_replace(count);
                     }
-                    Step::Connected { resumed } => {
+                    Step::Connected { resumed, unacked } => {
                         // A first connection loses no session: verdicts queued while the broker
                         // was still starting were never sent.
                         let was_connected = std::mem::replace(&mut connected_before, true);
-                        // (A PUBACK can be counted before its publish is: saturating.)
-                        let lost = sent_counter.load(Ordering::Relaxed).saturating_sub(count);
+                        // Only what the broker had: verdicts queued while it was away were never
+                        // written, and go out on this connection (counting them stopped
+                        // faultline when the broker had lost none).
+                        let lost = unacked;
                         if resumed
                             || !was_connected
                             || on_session_lost != OnSessionLost::Exit
@@ -237,6 +237,59 @@ mod tests {
             }
             s
         });
+        let mut acked = publisher.acked();
+        let both = tokio::time::timeout(Duration::from_secs(10), acked.wait_for(|a| *a == 2));
+        let both = both.await.is_ok_and(|r| r.is_ok());
+        assert!(both, "{:?}", *publisher.failure().borrow());
+        assert_eq!(*publisher.failure().borrow(), None);
+        let _socket = broker.await.unwrap();
+    }
+
+    /// With `on_session_lost = "exit"`, a broker that acknowledged every verdict it had and
+    /// comes back without the session has lost none: the verdicts queued while it was away were
+    /// never written, and go out on the new connection. Counting them as unacknowledged stopped
+    /// faultline with status 1.
+    #[tokio::test]
+    async fn verdicts_queued_while_the_broker_was_away_are_not_lost_with_its_session() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (role, options) = played_client(port, "publisher");
+        let driver = MqttPublisher::driver(options, 1 << 20, role);
+        let mut publisher = MqttPublisher::run(driver, OnSessionLost::Exit);
+        let link = publisher.link();
+        let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
+        let broker = tokio::spawn(async move {
+            // The first connection: 'a' acknowledged, then the broker goes.
+            let mut s = accept_client(&listener, 0).await;
+            assert_eq!(acknowledge_publish(&mut s).await, b'a');
+            drop(s);
+            gone.await.unwrap();
+            // Back without the session (kept 0): 'b' arrives and is acknowledged.
+            let mut s = accept_client(&listener, 0).await;
+            assert_eq!(acknowledge_publish(&mut s).await, b'b');
+            s
+        });
+        let mut acked = publisher.acked();
+        publisher
+            .publish("faultline/faults", "a".into())
+            .await
+            .unwrap();
+        let one = tokio::time::timeout(Duration::from_secs(10), acked.wait_for(|a| *a == 1));
+        assert!(one.await.is_ok_and(|r| r.is_ok()), "'a' unacknowledged");
+        // Queued once the publisher knows the connection is gone: never written to it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while link.is_up() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the drop was not seen"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        publisher
+            .publish("faultline/faults", "b".into())
+            .await
+            .unwrap();
+        gone_tx.send(()).unwrap();
         let mut acked = publisher.acked();
         let both = tokio::time::timeout(Duration::from_secs(10), acked.wait_for(|a| *a == 2));
         let both = both.await.is_ok_and(|r| r.is_ok());

@@ -221,7 +221,7 @@ impl MqttSource {
                             output = None;
                         }
                     }
-                    Step::Connected { resumed } => {
+                    Step::Connected { resumed, .. } => {
                         info!(filter = %filter, session_present = resumed, "Reading rows.");
                     }
                     Step::Closed | Step::Failed(_) => return,
