@@ -431,6 +431,19 @@ impl Store {
         &self,
         labels: Vec<Label>,
     ) -> Result<(Vec<LabelOutcome>, Written), StoreClosed> {
+        self.record_labels_within(labels, None)
+    }
+
+    /// [`Store::record_labels`], waiting at most `limit` (if given) for room in the writer's
+    /// queue: past it the labels stay applied and are given up unwritten (the [`Written`] says
+    /// false, and the store's status says why). A writer stuck on a hung disk fills that queue
+    /// with scored batches; a caller that must answer (`POST /api/labels`) would otherwise wait
+    /// for ever, holding a thread of the blocking pool that scoring needs too.
+    pub fn record_labels_within(
+        &self,
+        labels: Vec<Label>,
+        limit: Option<std::time::Duration>,
+    ) -> Result<(Vec<LabelOutcome>, Written), StoreClosed> {
         // The sender is taken here (a clone keeps the writer running until this send is done,
         // and close() waits for the writer), or the store is closed and nothing is applied.
         let sender = {
@@ -469,9 +482,16 @@ impl Store {
             return Ok((outcomes, Written::now()));
         };
         let (written, waiting) = tokio::sync::oneshot::channel();
-        if tx.send(Record::Labels(stamped, written)).is_err() {
+        let record = Record::Labels(stamped, written);
+        let sent = match limit {
+            None => tx
+                .send(record)
+                .map_err(|_| "the store's writer stopped".to_string()),
+            Some(limit) => send_within(&tx, record, limit),
+        };
+        if let Err(why) = sent {
             // The record, and with it `written`, is dropped: `waiting` says so.
-            self.dropped(Kind::Labels, rows, "the store's writer stopped".into());
+            self.dropped(Kind::Labels, rows, why);
         }
         Ok((outcomes, Written(WrittenState::Waiting(waiting))))
     }
@@ -558,6 +578,31 @@ impl Store {
         }
         // The directory is free for the next daemon.
         lock(&self.dir_lock).take();
+    }
+}
+
+/// Sends `record` to the writer, waiting up to `limit` for room in its queue; why not, if not.
+fn send_within(
+    tx: &SyncSender<Record>,
+    mut record: Record,
+    limit: std::time::Duration,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match tx.try_send(record) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(_)) => return Err("the store's writer stopped".into()),
+            Err(TrySendError::Full(back)) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(format!(
+                        "the store's writer fell behind: its queue stayed full for {} s",
+                        limit.as_secs_f64()
+                    ));
+                }
+                record = back;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
     }
 }
 
@@ -809,6 +854,42 @@ mod tests {
         );
         assert_eq!((counts.joined, counts.pending), (1, 0));
         again.close();
+    }
+
+    /// A writer stuck on a hung disk takes nothing from its queue, which scored batches fill. A
+    /// label from the API waits a bounded time for room, then stays applied and is given up
+    /// unwritten, saying why; before, it waited for ever, holding a thread of the blocking pool.
+    #[test]
+    fn labels_wait_a_bounded_time_for_a_writer_that_takes_nothing() {
+        let (tx, never_read) = sync_channel(1);
+        assert!(tx.try_send(Record::Scored(batch(&["x"], 0.1))).is_ok());
+        let store = Arc::new(Store {
+            ledger: Mutex::new(Ledger::new(settings(Path::new("unused")).ledger)),
+            status: Arc::default(),
+            sender: Mutex::new(Some(tx)),
+            queued: Arc::default(),
+            writer: Mutex::new(None),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            metrics: Arc::new(Metrics::new()),
+            dir_lock: Mutex::new(None),
+        });
+        let (done, answer) = std::sync::mpsc::channel();
+        let asking = store.clone();
+        std::thread::spawn(move || {
+            let limit = Some(std::time::Duration::from_millis(100));
+            let _ = done.send(asking.record_labels_within(vec![wafer_label("a")], limit));
+        });
+        let (outcomes, mut written) = answer
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("still waiting for room after 10 s")
+            .unwrap();
+        assert_eq!(outcomes, [LabelOutcome::Pending], "applied");
+        assert_eq!(written.is_written(), Some(false));
+        let status = store.status();
+        assert_eq!(status.labels_dropped, 1);
+        let error = status.error.unwrap_or_default();
+        assert!(error.contains("queue stayed full"), "{error}");
+        drop(never_read);
     }
 
     /// A daemon down for longer than max_days: the segments already past it at start are not

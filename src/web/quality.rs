@@ -46,6 +46,8 @@ pub async fn labels(
     let max_rows = s.limits.max_rows;
     let metrics = s.metrics.clone();
     let model = s.model.current();
+    // One wait for room in the store's queue and for the write, together.
+    let started = std::time::Instant::now();
     let work = tokio::task::spawn_blocking(
         move || -> Result<(StatusCode, serde_json::Value, crate::store::Written), ApiError> {
             let parsed = match media {
@@ -89,7 +91,7 @@ pub async fn labels(
             // Refused while stopping: nothing is counted, so a client that sends again later is
             // counted once.
             let (outcomes, written) = store
-                .record_labels(labels)
+                .record_labels_within(labels, Some(LABELS_WRITE_WAIT))
                 .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
             metrics
                 .labels
@@ -117,7 +119,8 @@ pub async fn labels(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     // Answered once the labels are on disk, as a label from the bus is acknowledged: a 200
     // means a restart keeps them.
-    let stored = tokio::time::timeout(LABELS_WRITE_WAIT, written).await;
+    let stored =
+        tokio::time::timeout(LABELS_WRITE_WAIT.saturating_sub(started.elapsed()), written).await;
     if stored != Ok(true) {
         let store = s.store.as_ref().map(|st| st.status()).unwrap_or_default();
         let again = "Send them again once /readyz shows the store without an error: a second label for a wafer replaces the first";
