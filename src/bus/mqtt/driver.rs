@@ -147,9 +147,10 @@ pub enum Step {
     Connected {
         /// The broker kept the session.
         resumed: bool,
-        /// QoS 1 publishes written on the connection before this one that its broker had not
-        /// acknowledged when it went: what a broker that lost the session lost of this client's.
-        /// (They go out again either way; publishes queued and never written are not counted.)
+        /// QoS 1 publishes written to the broker (on any connection before this one) and not
+        /// acknowledged: what a broker that lost the session lost of this client's. (They go out
+        /// again either way; publishes queued and never written are not counted. One buffered for
+        /// a connection that died before flushing it counts as written.)
         unacked: u64,
     },
     /// The connection failed and this driver does not reconnect ([`Driver::fail_fast`]).
@@ -219,9 +220,44 @@ pub struct Driver {
     connected_at: Option<std::time::Instant>,
     /// Connections in a row that the broker closed within [`SHORT_LIVED`] of accepting them.
     short_lived: u32,
-    /// QoS 1 publishes written on the current connection and not yet acknowledged (see
-    /// [`Step::Connected`]).
-    unacked_written: u64,
+    /// What the broker has had of this client's QoS 1 publishes, for [`Step::Connected`].
+    written: PublishCounts,
+}
+
+/// Counts of QoS 1 publishes written and acknowledged, across connections. rumqttc writes them in
+/// the order they were handed to it, and after a drop sends again what was not acknowledged, from
+/// the oldest: so the k-th publish written on a connection is the one after the `acked_at_connect`
+/// acknowledged before it, plus k, and the publishes the broker has had at least once are a prefix
+/// of that order, of length `high`.
+#[derive(Debug, Default)]
+struct PublishCounts {
+    /// PUBACKs received, on every connection.
+    acked: u64,
+    /// `acked` when the current connection was accepted.
+    acked_at_connect: u64,
+    /// Publishes written on the current connection (sent again or new).
+    on_connection: u64,
+    /// How many publishes, from the first, have been written at least once.
+    high: u64,
+}
+
+impl PublishCounts {
+    fn publish(&mut self) {
+        self.on_connection += 1;
+        self.high = self.high.max(self.acked_at_connect + self.on_connection);
+    }
+
+    fn puback(&mut self) {
+        self.acked += 1;
+    }
+
+    /// At a CONNACK: how many publishes the broker had and had not acknowledged, and a new
+    /// connection begins.
+    fn connected(&mut self) -> u64 {
+        self.acked_at_connect = self.acked;
+        self.on_connection = 0;
+        self.high.saturating_sub(self.acked)
+    }
 }
 
 /// A connection the broker closes sooner than this after accepting it counts as short-lived:
@@ -267,7 +303,7 @@ impl Driver {
             fail_fast: false,
             held: Default::default(),
             resending: Default::default(),
-            unacked_written: 0,
+            written: PublishCounts::default(),
             direct_acks: None,
             orphans: VecDeque::new(),
             returned_orphans: VecDeque::new(),
@@ -335,7 +371,7 @@ impl Driver {
         loop {
             if let Some(step) = self.returned_orphans.pop_front() {
                 if matches!(step, Step::PubAck) {
-                    self.unacked_written = self.unacked_written.saturating_sub(1);
+                    self.written.puback();
                 }
                 return step;
             }
@@ -381,11 +417,11 @@ impl Driver {
                     return Step::Message(p, self.connection.load(Ordering::Relaxed))
                 }
                 Ok(Event::Incoming(Packet::PubAck(_))) => {
-                    self.unacked_written = self.unacked_written.saturating_sub(1);
+                    self.written.puback();
                     return Step::PubAck;
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) if pkid != 0 => {
-                    self.unacked_written += 1;
+                    self.written.publish();
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(_))) => {
                     if let Some(acks) = &self.direct_acks {
@@ -466,7 +502,7 @@ impl Driver {
                     // Written on the connection that died (or about to be): counted with it, not
                     // with the next one.
                     Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) if pkid != 0 => {
-                        self.unacked_written += 1
+                        self.written.publish()
                     }
                     other => self.eventloop.state.events.push_back(other),
                 }
@@ -552,7 +588,7 @@ impl Driver {
     /// Takes in a CONNACK; returns how many publishes written on the connection before it were
     /// left unacknowledged ([`Step::Connected`]).
     fn connected(&mut self, session_present: bool) -> u64 {
-        let unacked = std::mem::take(&mut self.unacked_written);
+        let unacked = self.written.connected();
         // Whether or not the broker kept the session, what it had not acknowledged goes out
         // again first, in the order it was first sent (so acknowledgements stay in order).
         let held = std::mem::take(&mut self.held);
@@ -782,6 +818,28 @@ pub(super) mod tests {
         assert_eq!(packet(&mut s).await.0, 1, "CONNECT");
         s.write_all(&[0x20, 2, kept, 0]).await.unwrap();
         s
+    }
+
+    /// What a broker that lost the session lost: publishes written at least once and not
+    /// acknowledged, across connections, and never those queued but not written.
+    #[test]
+    fn publishes_the_broker_had_are_counted_across_connections() {
+        let mut c = PublishCounts::default();
+        // Connection 1: a and b written, a acknowledged; it drops.
+        c.publish();
+        c.publish();
+        c.puback();
+        // Connection 2 resumes the session and drops before b is written again.
+        assert_eq!(c.connected(), 1);
+        // Connection 3: the session is lost; the broker had b.
+        assert_eq!(c.connected(), 1);
+        // b written again and acknowledged, c written and acknowledged; d queued, never
+        // written; the connection drops and the next one has no session: nothing lost.
+        c.publish();
+        c.puback();
+        c.publish();
+        c.puback();
+        assert_eq!(c.connected(), 0);
     }
 
     /// A client of the broker played on `port`: its role and options, with a session kept and
