@@ -2676,12 +2676,14 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
                 queue.into(),
             ));
         }
-        let out = tokio::task::spawn_blocking(move || {
+        let (status, said) = tokio::task::spawn_blocking(move || {
             let csv = common::repo().join("examples/wafers.csv");
+            // To a file, not a pipe nobody reads until the end (a full pipe would block it).
+            let stderr = tempfile::NamedTempFile::new().unwrap();
             let mut child = common::command()
                 .args(["replay", csv.to_str().unwrap()])
                 .envs(env)
-                .stderr(std::process::Stdio::piped())
+                .stderr(stderr.reopen().unwrap())
                 .spawn()
                 .unwrap();
             let deadline = std::time::Instant::now() + Duration::from_secs(90);
@@ -2692,12 +2694,12 @@ async fn kafka_over_sasl_scram_logs_in_and_a_wrong_password_is_named_on_readyz()
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            child.wait_with_output().unwrap()
+            let status = child.wait().unwrap();
+            (status, std::fs::read_to_string(stderr.path()).unwrap())
         })
         .await
         .unwrap();
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "queue {queue:?}: {said}");
+        assert!(!status.success(), "queue {queue:?}: {said}");
         assert!(
             said.contains("Kafka authentication failed")
                 && said.contains("the broker acknowledged none of them"),

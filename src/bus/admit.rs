@@ -232,7 +232,8 @@ pub enum Queued {
 /// Decodes messages on the source's task and admits them to the pipeline in arrival order, which
 /// Kafka offsets and MQTT acknowledgements depend on. A message that finds room and nothing
 /// waiting before it goes straight on; otherwise a task of its own waits for room in the
-/// in-flight bound, so the source keeps reading up to [`DECODE_AHEAD`] messages ahead. (Handing
+/// in-flight bound, so the source keeps reading up to [`DECODE_AHEAD`] messages ahead, holding
+/// at most the in-flight bound's worth of rows among them. (Handing
 /// every message to that task woke the runtime's second thread about twice as often: 0.39
 /// context switches a row against 0.18 on MQTT, BENCHMARKS.md.) Decoding each message on the
 /// blocking pool instead was measured and dropped: on Kafka (whose client reads in its own
@@ -371,7 +372,8 @@ impl Admitter {
         None
     }
 
-    /// Decodes one message and queues it for admission; waits while [`DECODE_AHEAD`] are queued
+    /// Decodes one message and queues it for admission; waits while [`DECODE_AHEAD`] messages or
+    /// the in-flight bound's worth of rows are queued
     /// (backpressure). False once the pipeline is stopping.
     pub async fn push(&self, payload: impl AsRef<[u8]>, topic: String, ack: Ack) -> bool {
         let decoded = self.decode(payload.as_ref(), &topic);
@@ -389,7 +391,8 @@ impl Admitter {
     }
 
     /// Queues a message decoded by [`Admitter::decode`] for admission; waits while
-    /// [`DECODE_AHEAD`] are queued (backpressure). False once the pipeline is stopping.
+    /// [`DECODE_AHEAD`] messages or the in-flight bound's worth of rows are queued
+    /// (backpressure). False once the pipeline is stopping.
     pub async fn queue(&self, topic: String, decoded: Decoded, ack: Ack) -> bool {
         self.queue_incoming(Incoming::new(topic, decoded, ack))
             .await
@@ -633,7 +636,8 @@ mod tests {
     /// order is the code's, not the scheduler's.
     #[tokio::test(flavor = "current_thread")]
     async fn a_message_admitted_at_once_never_overtakes_one_waiting_for_room() {
-        let (admitter, mut admitted, _stop) = started("mqtt", Reader::Json, 8);
+        // Rows enough ahead that the third's push need not wait for the admitting task.
+        let (admitter, mut admitted, _stop) = started_ahead("mqtt", Reader::Json, 8, 8);
         // Room for it: in the pipeline before `push` returns.
         assert!(admitter.push(message(0), "t".into(), Ack::None).await);
         let first = admitted.try_recv().expect("admitted at once");

@@ -91,7 +91,10 @@ pub async fn labels(
             // Refused while stopping: nothing is counted, so a client that sends again later is
             // counted once.
             let (outcomes, written) = store
-                .record_labels_within(labels, Some(LABELS_WRITE_WAIT))
+                .record_labels_within(
+                    labels,
+                    Some(LABELS_WRITE_WAIT.saturating_sub(started.elapsed())),
+                )
                 .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
             metrics
                 .labels

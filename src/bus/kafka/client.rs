@@ -650,7 +650,9 @@ impl Revoked {
         held: &mut std::collections::VecDeque<T>,
         from: impl Fn(&T) -> (&str, i32),
     ) -> Vec<T> {
-        if !self.any.swap(false, Ordering::Acquire) {
+        // Looked at before every message the rows source reads: a load, and a swap only after
+        // a revoke.
+        if !self.any.load(Ordering::Acquire) || !self.any.swap(false, Ordering::Acquire) {
             return vec![];
         }
         let revoked =
