@@ -263,7 +263,7 @@ async fn replay_to(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<ReplaySummary, ReplayError> {
     let mut out = Out::connect(target)?;
-    let acked = out.acked();
+    let mut acked = out.acked();
     let refusals = out.refusals();
     let mut interrupted = false;
     let schema = Schema::new(features);
@@ -364,7 +364,6 @@ async fn replay_to(
             break;
         }
     }
-    let mut acked = acked;
     if let Some(error) = lost {
         // Gone for good: no more acknowledgements can come.
         let acked = (*acked.borrow()).min(sent);

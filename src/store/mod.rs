@@ -340,10 +340,7 @@ impl Store {
             };
             match found {
                 Ok(found) => {
-                    let max_age = settings
-                        .max_days
-                        .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400));
-                    segments = recover(&found, max_age, &mut ledger, &mut status);
+                    segments = recover(&found, settings.max_age(), &mut ledger, &mut status);
                     info!(dir = %dir.display(), rows = status.rows_recovered, labels = status.labels_recovered, "Read back the scored-row store.");
                 }
                 Err(e) => {
@@ -627,13 +624,8 @@ fn recover(
         files
             .iter()
             .take_while(|file| {
-                max_age.is_some_and(|age| {
-                    std::fs::metadata(&file.path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|e| e > age)
-                })
+                let modified = std::fs::metadata(&file.path).and_then(|m| m.modified());
+                segment::past_age(&modified, max_age)
             })
             .count()
     };

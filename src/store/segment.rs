@@ -301,6 +301,21 @@ impl SegmentWriter {
     }
 }
 
+/// Whether a segment last modified at `modified` is past `max_age` (never without one, nor when
+/// its time cannot be read): what the writer's retirement deletes, and recovery skips.
+pub fn past_age(
+    modified: &std::io::Result<std::time::SystemTime>,
+    max_age: Option<std::time::Duration>,
+) -> bool {
+    max_age.is_some_and(|age| {
+        modified
+            .as_ref()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|e| e > age)
+    })
+}
+
 /// A segment's whole batches, read one at a time, with `projection` (column indices) if given.
 /// Each batch is dropped before the next is read: arrow keeps a batch's whole message body alive
 /// under the projected columns, so holding them all held about the whole file (118 MB for 50,000

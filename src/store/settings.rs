@@ -58,6 +58,12 @@ pub const MAX_WINDOW_ROWS: usize = 100_000;
 
 impl StoreSettings {
     /// Checks `[store]` and the join's limits in `[labels]`.
+    /// `max_days` as a duration.
+    pub fn max_age(&self) -> Option<std::time::Duration> {
+        self.max_days
+            .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400))
+    }
+
     pub fn from_sections(st: &StoreSection, l: &LabelsSection) -> Result<StoreSettings, String> {
         if l.window_rows == 0 || l.join_rows == 0 || l.max_pending == 0 {
             return Err(

@@ -358,10 +358,7 @@ impl Writer {
     /// Deletes the oldest finished segments beyond the row and age limits.
     fn retire(&mut self, kind: Kind) {
         let max_rows = self.settings.max_rows;
-        let max_age = self
-            .settings
-            .max_days
-            .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400));
+        let max_age = self.settings.max_age();
         let current = self.slot(kind).as_ref().map_or(0, |w| w.rows);
         let finished = self.finished(kind);
         let mut total: usize = current + finished.iter().map(|(_, r)| r).sum::<usize>();
@@ -379,12 +376,7 @@ impl Writer {
                 continue;
             }
             let too_many = total > max_rows;
-            let too_old = max_age.is_some_and(|age| {
-                modified
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|e| e > age)
-            });
+            let too_old = segment::past_age(&modified, max_age);
             if !too_many && !too_old {
                 break;
             }

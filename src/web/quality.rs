@@ -47,7 +47,7 @@ pub async fn labels(
     let metrics = s.metrics.clone();
     let model = s.model.current();
     // One wait for room in the store's queue and for the write, together.
-    let started = std::time::Instant::now();
+    let deadline = std::time::Instant::now() + LABELS_WRITE_WAIT;
     let work = tokio::task::spawn_blocking(
         move || -> Result<(StatusCode, serde_json::Value, crate::store::Written), ApiError> {
             let parsed = match media {
@@ -93,7 +93,7 @@ pub async fn labels(
             let (outcomes, written) = store
                 .record_labels_within(
                     labels,
-                    Some(LABELS_WRITE_WAIT.saturating_sub(started.elapsed())),
+                    Some(deadline.saturating_duration_since(std::time::Instant::now())),
                 )
                 .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
             metrics
@@ -122,8 +122,7 @@ pub async fn labels(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     // Answered once the labels are on disk, as a label from the bus is acknowledged: a 200
     // means a restart keeps them.
-    let stored =
-        tokio::time::timeout(LABELS_WRITE_WAIT.saturating_sub(started.elapsed()), written).await;
+    let stored = tokio::time::timeout_at(deadline.into(), written).await;
     if stored != Ok(true) {
         let store = s.store.as_ref().map(|st| st.status()).unwrap_or_default();
         let again = "Send them again once /readyz shows the store without an error: a second label for a wafer replaces the first";

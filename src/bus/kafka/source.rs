@@ -151,7 +151,11 @@ impl KafkaSource {
             let mut held: VecDeque<(Decoded, Ack)> = VecDeque::new();
             let mut paused = Paused::default();
             loop {
-                forget_revoked(&revoked, &mut held);
+                // Before a held message is taken (with none held, a message read next is
+                // looked at in turn, below).
+                if !held.is_empty() {
+                    forget_revoked(&revoked, &mut held);
+                }
                 let (decoded, ack) = match held.pop_front() {
                     Some(message) => message,
                     None => {

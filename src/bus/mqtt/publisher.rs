@@ -213,16 +213,30 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// A publisher with `on_session_lost = "exit"` for the broker played on the listener.
+    async fn exiting_publisher() -> (MqttPublisher, tokio::net::TcpListener) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (role, options) = played_client(port, "publisher");
+        let driver = MqttPublisher::driver(options, 1 << 20, role);
+        (MqttPublisher::run(driver, OnSessionLost::Exit), listener)
+    }
+
+    /// Waits up to 10 s for `n` acknowledgements, and asserts that the publisher did not fail.
+    async fn acknowledged_without_failure(publisher: &MqttPublisher, n: u64) {
+        let mut acked = publisher.acked();
+        let all = tokio::time::timeout(Duration::from_secs(10), acked.wait_for(|a| *a == n));
+        let all = all.await.is_ok_and(|r| r.is_ok());
+        assert!(all, "{:?}", *publisher.failure().borrow());
+        assert_eq!(*publisher.failure().borrow(), None);
+    }
+
     /// With `on_session_lost = "exit"`, verdicts queued before the first connection (the broker
     /// still starting) are sent on it, even though the broker has no session for the publisher:
     /// a first connection loses none. It used to stop faultline, saying they were lost.
     #[tokio::test]
     async fn verdicts_queued_before_the_first_connection_are_not_a_lost_session() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (role, options) = played_client(port, "publisher");
-        let driver = MqttPublisher::driver(options, 1 << 20, role);
-        let mut publisher = MqttPublisher::run(driver, OnSessionLost::Exit);
+        let (mut publisher, listener) = exiting_publisher().await;
         for verdict in ["a", "b"] {
             publisher
                 .publish("faultline/faults", verdict.into())
@@ -237,11 +251,7 @@ mod tests {
             }
             s
         });
-        let mut acked = publisher.acked();
-        let both = tokio::time::timeout(Duration::from_secs(10), acked.wait_for(|a| *a == 2));
-        let both = both.await.is_ok_and(|r| r.is_ok());
-        assert!(both, "{:?}", *publisher.failure().borrow());
-        assert_eq!(*publisher.failure().borrow(), None);
+        acknowledged_without_failure(&publisher, 2).await;
         let _socket = broker.await.unwrap();
     }
 
@@ -251,11 +261,7 @@ mod tests {
     /// faultline with status 1.
     #[tokio::test]
     async fn verdicts_queued_while_the_broker_was_away_are_not_lost_with_its_session() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (role, options) = played_client(port, "publisher");
-        let driver = MqttPublisher::driver(options, 1 << 20, role);
-        let mut publisher = MqttPublisher::run(driver, OnSessionLost::Exit);
+        let (mut publisher, listener) = exiting_publisher().await;
         let link = publisher.link();
         let (gone_tx, gone) = tokio::sync::oneshot::channel::<()>();
         let broker = tokio::spawn(async move {
@@ -290,11 +296,7 @@ mod tests {
             .await
             .unwrap();
         gone_tx.send(()).unwrap();
-        let mut acked = publisher.acked();
-        let both = tokio::time::timeout(Duration::from_secs(10), acked.wait_for(|a| *a == 2));
-        let both = both.await.is_ok_and(|r| r.is_ok());
-        assert!(both, "{:?}", *publisher.failure().borrow());
-        assert_eq!(*publisher.failure().borrow(), None);
+        acknowledged_without_failure(&publisher, 2).await;
         let _socket = broker.await.unwrap();
     }
 }

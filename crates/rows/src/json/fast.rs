@@ -444,10 +444,11 @@ fn as_str(b: &[u8]) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::MAX_ROWS;
 
     /// The fast path on a text's bytes.
     fn decode(text: &str, schema: &Schema) -> Option<Decoded> {
-        super::decode(text.as_bytes(), schema, super::super::MAX_ROWS)
+        super::decode(text.as_bytes(), schema, MAX_ROWS)
     }
 
     #[test]
@@ -456,7 +457,7 @@ mod tests {
         let d = super::decode(
             "{\"id\":\"Wäfer-1\",\"x\":\"µ\",\"Sensor-1\":1}".as_bytes(),
             &s,
-            super::super::MAX_ROWS,
+            MAX_ROWS,
         )
         .unwrap();
         assert_eq!((d.rows.ids[0].as_str(), d.unknown_keys), ("Wäfer-1", 1));
@@ -466,10 +467,7 @@ mod tests {
             b"{\"id\":\"W\",\"\xe2\x82\":1}",          // in an unknown key
             b"{\"id\":\"W\",\"Sensor-1\":1}\xff",      // after the row
         ] {
-            assert!(
-                super::decode(bad, &s, super::super::MAX_ROWS).is_none(),
-                "{bad:?}"
-            );
+            assert!(super::decode(bad, &s, MAX_ROWS).is_none(), "{bad:?}");
             let full = super::super::decode(bad, &s);
             assert_eq!(full.rejects.len(), 1, "{bad:?}");
             assert_eq!(full.rejects[0].reason, super::super::RejectReason::NotUtf8);
@@ -694,7 +692,7 @@ mod tests {
                 _ => {}
             }
             total += 1;
-            if let Some(d) = super::decode(&text, &s, super::super::MAX_ROWS) {
+            if let Some(d) = super::decode(&text, &s, MAX_ROWS) {
                 fast += 1;
                 let full = super::super::decode_full(&text, &s);
                 assert!(
