@@ -201,6 +201,8 @@ pub struct Driver {
     /// What rumqttc held for the broker when the connection dropped (publishes not yet
     /// acknowledged, requests not yet sent), in order, kept across the reconnect: rumqttc drops
     /// them when the broker comes back without the session, and they go out again either way.
+    /// Once connected, they are handed to rumqttc as its in-flight window has room for them
+    /// (see [`Driver::feed`]).
     held: std::collections::VecDeque<rumqttc::Request>,
     /// What the last (re)connect gave rumqttc to send again, in the order first sent, until it
     /// is all sent or the connection drops: see [`Driver::before_connecting`]. Holding these
@@ -380,7 +382,10 @@ impl Driver {
                 if !self.returned_orphans.is_empty() {
                     continue;
                 }
-            } else if let Err(e) = self.write_acks().await {
+            } else if let Err(e) = {
+                self.feed();
+                self.write_acks().await
+            } {
                 // The connection is broken: rumqttc reconnects on the next poll. The PUBACKs of
                 // the batch not written are lost with it (the broker redelivers their messages),
                 // and those queued later belong to this connection and are dropped.
@@ -409,7 +414,7 @@ impl Driver {
             }
             // Once rumqttc has sent again all it was given, its order after a drop is the
             // first-sent one (see `before_connecting`): the copies, and their payloads, go.
-            if self.eventloop.pending.is_empty() {
+            if self.eventloop.pending.is_empty() && self.held.is_empty() {
                 self.resending.clear();
             }
             match event {
@@ -478,15 +483,19 @@ impl Driver {
         // the older publishes behind newer ones. The broker acknowledges in the order it
         // receives, and the publisher counts PUBACKs in the order it handed publishes out (see
         // `Step::PubAck`), so a count would then cover verdicts the broker never had, and the
-        // rows behind them would be acknowledged. Put back in the order first sent.
+        // rows behind them would be acknowledged. Put back in the order first sent, with what
+        // was not handed to rumqttc yet (`held`: newer than all it was given, older than anything
+        // it took from the client's channel, which it takes only once `held` is empty) between.
         let resending = std::mem::take(&mut self.resending);
-        if !resending.is_empty() {
-            let mut ordered = VecDeque::with_capacity(pending.len());
+        let not_given = std::mem::take(&mut self.held);
+        if !resending.is_empty() || !not_given.is_empty() {
+            let mut ordered = VecDeque::with_capacity(pending.len() + not_given.len());
             for first in &resending {
                 if let Some(at) = pending.iter().position(|r| same_publish(r, first)) {
                     ordered.extend(pending.remove(at));
                 }
             }
+            ordered.extend(not_given);
             ordered.extend(pending);
             pending = ordered;
         }
@@ -509,6 +518,39 @@ impl Driver {
             }
         }
         self.held.extend(pending);
+    }
+
+    /// Hands rumqttc what is `held` (after a reconnect), in order, as far as its in-flight window
+    /// has room for the QoS 1 publishes among it. rumqttc sends its own queue whatever its
+    /// window, and a publish never written gets the next packet id, which may still be taken by
+    /// one sent again and not yet acknowledged: rumqttc then sets it aside as a collision, and
+    /// the next collision replaces it, so that verdict is never sent (and the publisher, which
+    /// counts PUBACKs, waits for ever). With room in the window, the next id is free (brokers
+    /// acknowledge in order, so the ids taken are the ones before it). While anything is held,
+    /// rumqttc's queue is not empty or its window is full, so it takes nothing newer from the
+    /// client's channel. Call only while connected.
+    fn feed(&mut self) {
+        if self.held.is_empty() || self.eventloop.state.collision.is_some() {
+            return;
+        }
+        let qos1 = |r: &rumqttc::Request| matches!(r, rumqttc::Request::Publish(p) if p.qos != QoS::AtMostOnce);
+        let EventLoop {
+            pending,
+            state,
+            mqtt_options,
+            ..
+        } = &mut self.eventloop;
+        let taken = usize::from(state.inflight()) + pending.iter().filter(|r| qos1(r)).count();
+        let mut room = usize::from(mqtt_options.inflight()).saturating_sub(taken);
+        while let Some(request) = self.held.front() {
+            if qos1(request) {
+                if room == 0 {
+                    break;
+                }
+                room -= 1;
+            }
+            pending.extend(self.held.pop_front());
+        }
     }
 
     /// Writes every PUBACK queued on [`Driver::direct_acks`] (of the current connection) and
@@ -591,10 +633,8 @@ impl Driver {
         let unacked = self.written.connected();
         // Whether or not the broker kept the session, what it had not acknowledged goes out
         // again first, in the order it was first sent (so acknowledgements stay in order).
-        let held = std::mem::take(&mut self.held);
-        let resent = held.len();
-        self.resending.clone_from(&held);
-        self.eventloop.pending = held;
+        let resent = self.held.len();
+        self.resending.clone_from(&self.held);
         // The backoff is reset only once this connection has lasted (in `failed`): a broker that
         // accepts and drops each connection at once (a refused publish, a packet too large, two
         // clients with one id) would otherwise be retried every 100 ms for ever.
@@ -630,11 +670,11 @@ impl Driver {
         if !self.confirmed {
             if let Some((filter, qos)) = &self.subscription {
                 // After what is held, on this connection, once (a SUBSCRIBE held from a
-                // connection that dropped before sending it is replaced); straight to the event
-                // loop's queue, which this task owns (the client's request queue could be full).
-                let pending = &mut self.eventloop.pending;
-                pending.retain(|r| !matches!(r, rumqttc::Request::Subscribe(_)));
-                pending.push_back(rumqttc::Request::Subscribe(rumqttc::Subscribe::new(
+                // connection that dropped before sending it is replaced); not through the
+                // client's request queue, which could be full.
+                let held = &mut self.held;
+                held.retain(|r| !matches!(r, rumqttc::Request::Subscribe(_)));
+                held.push_back(rumqttc::Request::Subscribe(rumqttc::Subscribe::new(
                     filter.clone(),
                     *qos,
                 )));
@@ -1335,6 +1375,7 @@ pub(super) mod tests {
             })
             .collect();
         driver.connected(true);
+        driver.feed();
         for _ in 0..4 {
             let request = driver.eventloop.pending.pop_front().unwrap();
             driver
@@ -1382,6 +1423,69 @@ pub(super) mod tests {
             "sent again out of order: {:?}",
             String::from_utf8_lossy(&order)
         );
+    }
+
+    /// A reconnect that finds more verdicts to send than the in-flight window holds: those the
+    /// broker had not acknowledged go out again with their packet ids, and the ones never
+    /// written get new ids. rumqttc sends its queue whatever its window, so a new one got the id
+    /// of one sent again and not yet acknowledged: it was set aside as a collision, and the next
+    /// collision replaced it. That verdict was never sent, the PUBACK count never caught up with
+    /// the publishes, and the publisher stalled until a restart. Played with a window of 3: three
+    /// sent again, two new. The broker takes its time to acknowledge the three (long enough for
+    /// rumqttc to have sent the two new ones, were it going to), then expects the two in order.
+    #[tokio::test]
+    async fn verdicts_never_written_wait_for_room_in_the_window_after_a_reconnect() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let broker = tokio::spawn(async move {
+            let mut s = accept_client(&listener, 1).await;
+            let mut first = vec![];
+            for _ in 0..3 {
+                let (kind, body) = packet(&mut s).await;
+                assert_eq!(kind >> 1, 1, "PUBLISH sent again (DUP set)");
+                let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
+                first.push((body[at], body[at + 1], body[at + 2]));
+            }
+            // What a slow broker does; a driver that would send the two new verdicts regardless
+            // of its window has done so by now (one timer tick each).
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut order = vec![];
+            for (high, low, payload) in first {
+                s.write_all(&[0x40, 2, high, low]).await.unwrap();
+                order.push(payload);
+            }
+            while order.len() < 5 {
+                order.push(acknowledge_publish(&mut s).await);
+            }
+            (order, s)
+        });
+        let (role, mut options) = played_client(port, "publisher");
+        options.set_inflight(3);
+        let (mut driver, _client) = Driver::new(options, 10, role);
+        // The connection before: three verdicts written (packet ids 1 to 3, the whole window)
+        // and not acknowledged when it dropped; two more never written.
+        driver.connected_before = true;
+        let verdict = |c: u8| {
+            let p = rumqttc::Publish::new("faultline/faults", QoS::AtLeastOnce, vec![c]);
+            rumqttc::Request::Publish(p)
+        };
+        for c in b'1'..=b'3' {
+            let state = &mut driver.eventloop.state;
+            state.handle_outgoing_packet(verdict(c)).unwrap();
+        }
+        driver.held = driver.eventloop.state.clean().into();
+        driver.held.extend([verdict(b'4'), verdict(b'5')]);
+        let mut steps = vec![];
+        while steps.len() < 6 {
+            match tokio::time::timeout(Duration::from_secs(10), driver.next()).await {
+                Ok(Step::PubAck) => steps.push("puback"),
+                Ok(Step::Connected { resumed: true, .. }) => steps.push("connected"),
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => panic!("after {steps:?}, nothing: a verdict was dropped"),
+            }
+        }
+        let (order, _socket) = broker.await.unwrap();
+        assert_eq!(order, b"12345", "{:?}", String::from_utf8_lossy(&order));
     }
 
     /// The connection drops after the SUBSCRIBE went out and before its SUBACK; the broker then
