@@ -724,16 +724,26 @@ async fn a_kill_9_mid_stream_loses_no_row_on_mosquitto() {
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 
-/// A TCP relay in front of a broker on `broker`. While `hold` is true it drops the broker's
-/// packets to the publisher's connection (the client id ending in `-out`) after its CONNACK: its
-/// publishes reach the broker, but no PUBACK comes back, as with a broker that cannot confirm
-/// the writes. Every other connection passes untouched. While `open` is false it
+/// What the relay does with the broker's packets to the publisher while it holds them.
+#[derive(Clone, Copy, PartialEq)]
+enum Held {
+    /// Dropped: they never arrive (the connection then ends with the broker).
+    Lost,
+    /// Passed on once the hold ends (the relay reads nothing from the broker meanwhile).
+    Delayed,
+}
+
+/// A TCP relay in front of a broker on `broker`. While `hold` is true it holds the broker's
+/// packets to the publisher's connection (the client id ending in `-out`) after its CONNACK, as
+/// `held` says: its publishes reach the broker, but no PUBACK comes back, as with a broker that
+/// cannot confirm the writes. Every other connection passes untouched. While `open` is false it
 /// closes every new connection at once (a broker that is not back yet, for faultline's clients
 /// only).
 async fn relay(
     broker: u16,
     hold: tokio::sync::watch::Receiver<bool>,
     open: tokio::sync::watch::Receiver<bool>,
+    held: Held,
 ) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -781,7 +791,11 @@ async fn relay(
                             return;
                         }
                     }
-                    if publisher && *hold.borrow_and_update() {
+                    if publisher && held == Held::Delayed {
+                        if hold.wait_for(|hold| !*hold).await.is_err() {
+                            return;
+                        }
+                    } else if publisher && *hold.borrow_and_update() {
                         // Lost on the way, as if the broker never sent them (released later, a
                         // connection would see half packets: it ends with the broker instead).
                         continue;
@@ -808,7 +822,7 @@ async fn a_broker_that_forgets_its_sessions_never_stops_detection() {
     let (hold_tx, hold) = tokio::sync::watch::channel(false);
     let (open_tx, open) = tokio::sync::watch::channel(true);
     // faultline's clients reach the broker through the relay; the test's connect directly.
-    let via = relay(port, hold, open).await;
+    let via = relay(port, hold, open, Held::Lost).await;
     let model = Arc::new(Model::embedded().unwrap());
     let (rows, _, _) = rows(&model, 900);
     let daemon = common::Daemon::start(&daemon_env("forget", None, via, &[])).await;
@@ -1218,7 +1232,7 @@ async fn on_session_lost_exit_stops_when_the_broker_forgets_unacknowledged_verdi
     let broker = common::Mosquitto::start();
     let port = broker.port;
     let (hold_tx, hold) = tokio::sync::watch::channel(true);
-    let via = relay(port, hold, tokio::sync::watch::channel(true).1).await;
+    let via = relay(port, hold, tokio::sync::watch::channel(true).1, Held::Lost).await;
     let model = Arc::new(Model::embedded().unwrap());
     let (rows, _, _) = rows(&model, 50);
     let extra = [(
@@ -1244,7 +1258,13 @@ async fn on_session_lost_exit_stops_when_the_broker_forgets_unacknowledged_verdi
 async fn when_verdicts_are_not_confirmed_reading_stops_and_no_row_is_acknowledged() {
     let broker = common::Mosquitto::start();
     let (hold_tx, hold) = tokio::sync::watch::channel(true);
-    let via = relay(broker.port, hold, tokio::sync::watch::channel(true).1).await;
+    let via = relay(
+        broker.port,
+        hold,
+        tokio::sync::watch::channel(true).1,
+        Held::Lost,
+    )
+    .await;
     let model = Model::embedded().unwrap();
     let n = 2000;
     let (rows, _) = common::crash_rows(&model, n, "stuck output on MQTT");
@@ -1299,6 +1319,74 @@ async fn when_verdicts_are_not_confirmed_reading_stops_and_no_row_is_acknowledge
     count_scores(&mut c, &mut seen, 120, |_, seen| seen.len() == n).await;
     assert_eq!(metric(daemon.web, received).await, n as f64);
     eprintln!("stuck output (MQTT): reading stopped at {first} rows in flight with no verdict confirmed; after a kill -9 the next instance received all {n} rows and scored every one");
+    assert_eq!(daemon.terminate().code(), Some(0));
+}
+
+/// A pipeline full for longer than 1.5 × the source's keep-alive (its verdicts not confirmed:
+/// the broker's PUBACKs to the publisher are delayed) while Mosquitto holds the rest of the rows.
+/// rumqttc pings only while polled, and the source was not polled while it waited for room, so
+/// Mosquitto dropped the silent connection; once room came, the source reconnected and the broker
+/// delivered again every row whose PUBACK had not gone out (all those in flight). The source now
+/// pings while it waits: one connection, every row received once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_full_for_longer_than_the_keep_alive_keeps_the_source_connected() {
+    let broker = common::Mosquitto::start();
+    let (hold_tx, hold) = tokio::sync::watch::channel(true);
+    let open = tokio::sync::watch::channel(true).1;
+    let via = relay(broker.port, hold, open, Held::Delayed).await;
+    let model = Model::embedded().unwrap();
+    // Past the 300 in flight and the 300 decoded ahead of them, so that the source waits.
+    // Small rows (one sensor each): Mosquitto 2.0 does not time out a client while its writes to
+    // it are blocked, so what is left at the broker must fit in the sockets' buffers.
+    let n = 700;
+    let sensor = &model.features()[0];
+    let rows: Vec<String> = (0..n)
+        .map(|i| format!("{{\"id\":\"full#{i}\",\"{sensor}\":1}}"))
+        .collect();
+    let env: Vec<(String, String)> = [
+        ("FAULTLINE_SOURCE__KIND", "mqtt".to_string()),
+        (
+            "FAULTLINE_SOURCE__MQTT__URL",
+            format!("mqtt://127.0.0.1:{via}"),
+        ),
+        ("FAULTLINE_SOURCE__MQTT__TOPIC", "full/rows".into()),
+        ("FAULTLINE_SOURCE__MQTT__CLIENT_ID", "faultline-full".into()),
+        // Mosquitto drops a client it has heard nothing from for 7.5 s.
+        ("FAULTLINE_SOURCE__MQTT__KEEP_ALIVE_S", "5".into()),
+        ("FAULTLINE_SINK__SCORES_TOPIC", "full/scores".into()),
+        ("FAULTLINE_SINK__FAULTS_TOPIC", "full/faults".into()),
+        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", "full/dead".into()),
+        ("FAULTLINE_BATCH__QUEUE_ROWS", "300".into()),
+        ("FAULTLINE_BATCH__MAX_ROWS", "50".into()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec();
+    let daemon = common::Daemon::start(&env).await;
+    let mut c = Client::connect(broker.port, "full-test", &["full/scores".into()]).await;
+    for row in &rows {
+        c.publish("full/rows", row.clone()).await;
+    }
+    // Full: reading has stopped (this takes 5 s of the wait).
+    common::reading_stops_at(&daemon, "mqtt", 300).await;
+    // Three times the keep-alive in all: Mosquitto 2.0 drops a client silent for 1.5 times its
+    // keep-alive at its next check, which took up to 12 s here at 5 s. Nothing to wait on
+    // instead: what is tested is that nothing happens.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    hold_tx.send_replace(false);
+    let mut seen = HashSet::new();
+    count_scores(&mut c, &mut seen, 120, |_, seen| seen.len() == n).await;
+    let received = "faultline_rows_received_total{source=\"mqtt\"} ";
+    let log = daemon.log_text();
+    assert_eq!(
+        metric(daemon.web, received).await,
+        n as f64,
+        "rows delivered twice:\n{log}"
+    );
+    // The publisher's PINGRESPs are delayed with its PUBACKs: it reconnects, as it should.
+    let source_lost =
+        |line: &&str| line.contains("Lost the MQTT broker") && line.contains("\"source\"");
+    eprintln!("{log}"); // TEMP
+    assert_eq!(log.lines().find(source_lost), None, "{log}");
     assert_eq!(daemon.terminate().code(), Some(0));
 }
 

@@ -458,6 +458,59 @@ impl Driver {
         }
     }
 
+    /// Awaits `wait` (room in the pipeline for a message [`Driver::next`] returned) and keeps
+    /// the connection alive meanwhile. rumqttc pings only while it is polled, and a broker drops
+    /// a client it has heard nothing from for 1.5 × the keep-alive: a pipeline full for longer
+    /// (its output's broker not confirming, a slow disk) lost the source's connection, and with
+    /// it the PUBACKs queued for it, so the broker delivered those rows again. While the wait
+    /// lasts, every quarter of the keep-alive the driver writes the queued PUBACKs and a
+    /// PINGREQ itself (rumqttc reads the PINGRESP when it is next polled). A write that fails
+    /// ends the connection as a failed poll does (logged, the link down); the next
+    /// [`Driver::next`] reconnects. For a driver that reconnects (not [`Driver::fail_fast`]).
+    pub async fn while_waiting<F: std::future::Future>(&mut self, wait: F) -> F::Output {
+        let mut wait = std::pin::pin!(wait);
+        // Most waits are over at once: no timer for them.
+        tokio::select! {
+            biased;
+            out = &mut wait => return out,
+            () = std::future::ready(()) => {}
+        }
+        let every = self.eventloop.mqtt_options.keep_alive() / 4;
+        if every.is_zero() {
+            return wait.await;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut wait => return out,
+                () = tokio::time::sleep(every) => self.keep_alive().await,
+            }
+        }
+    }
+
+    /// Writes the queued PUBACKs and a PINGREQ on the connection, if there is one (see
+    /// [`Driver::while_waiting`]).
+    async fn keep_alive(&mut self) {
+        if self.eventloop.network.is_none() {
+            return;
+        }
+        let mut written = self.write_acks().await;
+        if written.is_ok() {
+            let timeout = Duration::from_secs(self.eventloop.network_options.connection_timeout());
+            let network = self.eventloop.network.as_mut().expect("connected");
+            written = within(timeout, async {
+                network.write(Packet::PingReq).await?;
+                network.flush().await
+            })
+            .await;
+        }
+        if let Err(e) = written {
+            self.eventloop.clean();
+            debug_assert!(!self.fail_fast, "a driver that reconnects");
+            let _ = self.note_failure(&e);
+        }
+    }
+
     /// Before a (re)connect: keeps what rumqttc holds for the broker (see `held`). A driver that
     /// writes PUBACKs ([`Driver::direct_acks`]; it publishes nothing) also empties rumqttc's
     /// request channel of PUBACKs under the acknowledger's lock (one handed over while the
@@ -725,6 +778,16 @@ impl Driver {
     }
 
     async fn failed(&mut self, e: ConnectionError) -> Option<Step> {
+        let step = self.note_failure(&e);
+        if step.is_none() {
+            self.backoff.wait().await;
+        }
+        step
+    }
+
+    /// A failed connection, before the backoff: the gauge, the link, the log, and
+    /// [`Step::Failed`] for a driver that does not reconnect.
+    fn note_failure(&mut self, e: &ConnectionError) -> Option<Step> {
         if let Some(g) = &self.connected_gauge {
             g.set(0);
         }
@@ -745,12 +808,11 @@ impl Driver {
         }
         mqtt_failed(
             &self.link,
-            &e,
+            e,
             &self.backoff,
             &self.role.broker,
             self.role.client,
         );
-        self.backoff.wait().await;
         None
     }
 }

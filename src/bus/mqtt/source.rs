@@ -212,10 +212,10 @@ impl MqttSource {
                                     "A message arrived on a topic faultline's subscription does not cover: the broker's session for client_id {client_id:?} keeps a subscription from an earlier configuration. It is acknowledged and not read. Give faultline a new [source.mqtt] client_id, or clear the old session (connect once with that client_id and a clean session)."
                                 );
                             }
-                            out.queue(topic, crate::row::json::Decoded::empty(width), ack)
-                                .await
+                            let empty = crate::row::json::Decoded::empty(width);
+                            driver.while_waiting(out.queue(topic, empty, ack)).await
                         } else {
-                            out.push(payload, topic, ack).await
+                            driver.while_waiting(out.push(payload, topic, ack)).await
                         };
                         if !queued {
                             output = None;
