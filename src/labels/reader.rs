@@ -223,12 +223,16 @@ pub fn start_mqtt(
                         topic: std::mem::take(&mut p.topic),
                         ack: LabelAck::Mqtt(p, connection),
                     };
-                    // Waiting for room (labels waiting for a failing disk) ends when stopping.
-                    tokio::select! {
-                        sent = sender.send(message) => if sent.is_err() {
-                            tx = None;
-                        },
-                        _ = stopped.wait_for(|s| *s) => tx = None,
+                    // Waiting for room (labels waiting for a failing disk) ends when stopping,
+                    // and keeps the connection alive meanwhile.
+                    let room = async {
+                        tokio::select! {
+                            sent = sender.send(message) => sent.is_ok(),
+                            _ = stopped.wait_for(|s| *s) => false,
+                        }
+                    };
+                    if !driver.while_waiting(room).await {
+                        tx = None;
                     }
                 }
                 Step::Connected { .. } => {

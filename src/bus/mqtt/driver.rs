@@ -458,8 +458,8 @@ impl Driver {
         }
     }
 
-    /// Awaits `wait` (room in the pipeline for a message [`Driver::next`] returned) and keeps
-    /// the connection alive meanwhile. rumqttc pings only while it is polled, and a broker drops
+    /// Awaits `wait` (room downstream for a message [`Driver::next`] returned: the pipeline's
+    /// for rows, the store's for labels) and keeps the connection alive meanwhile. rumqttc pings only while it is polled, and a broker drops
     /// a client it has heard nothing from for 1.5 × the keep-alive: a pipeline full for longer
     /// (its output's broker not confirming, a slow disk) lost the source's connection, and with
     /// it the PUBACKs queued for it, so the broker delivered those rows again. While the wait
