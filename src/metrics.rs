@@ -14,6 +14,8 @@ use prometheus::{
 pub const ROWS_RECEIVED: &str = "faultline_rows_received_total";
 /// `faultline_rows_scored_total`
 pub const ROWS_SCORED: &str = "faultline_rows_scored_total";
+/// `faultline_rows_unscored_total`
+pub const ROWS_UNSCORED: &str = "faultline_rows_unscored_total";
 /// `faultline_faults_total`
 pub const FAULTS: &str = "faultline_faults_total";
 /// `faultline_rows_dead_lettered_total{reason}`
@@ -116,6 +118,8 @@ pub struct Metrics {
     pub rows_received: IntCounterVec,
     /// Rows scored.
     pub rows_scored: IntCounter,
+    /// Rows of the stream the model could not score (no probability).
+    pub rows_unscored: IntCounter,
     /// Rows judged faulty.
     pub faults: IntCounter,
     /// Rows sent to the dead-letter topic, by reason.
@@ -236,6 +240,10 @@ impl Metrics {
             &["source"],
         );
         let rows_scored = counter(ROWS_SCORED, "Rows scored by the model.");
+        let rows_unscored = counter(
+            ROWS_UNSCORED,
+            "Rows from the bus the model could not score (a graph on tract-onnx failed on their batch; the log says why): they got no probability (null on the bus) and no fault verdict. Counted in faultline_rows_scored_total too. Should stay 0.",
+        );
         let faults = counter(FAULTS, "Rows flagged as faults: P(fault) at or above the threshold in force (under [model] alarm_rate, the budget's moving one).");
         let rows_dead_lettered = counter_vec(
             ROWS_DEAD_LETTERED,
@@ -462,6 +470,7 @@ impl Metrics {
             registry,
             rows_received,
             rows_scored,
+            rows_unscored,
             faults,
             rows_dead_lettered,
             unknown_keys,
@@ -632,6 +641,7 @@ mod tests {
             MODEL_INFO,
             MODEL_THRESHOLD,
             ROWS_SCORED,
+            ROWS_UNSCORED,
             FAULTS,
             QUEUE_ROWS,
             DRIFT_SENSORS,

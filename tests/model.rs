@@ -557,3 +557,110 @@ fn a_tree_whose_nodes_are_not_listed_together_is_not_scored_natively() {
     let e = onnx::compile(&bytes).unwrap_err().to_string();
     assert!(e.contains("are not listed together"), "{e}");
 }
+
+/// `fallback_logistic` with one node more in front, `Add(input, zeros [20, 8])`: the same
+/// probabilities for a batch of exactly 20 rows (its golden rows pass at load), and for any other
+/// batch a graph tract-onnx cannot run (the shapes do not broadcast, or the output is [20, 2]).
+fn graph_for_batches_of_20_only() -> Vec<u8> {
+    use prost::Message;
+    let bytes = std::fs::read(fixtures().join("fallback_logistic.onnx")).unwrap();
+    let mut proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    for input in graph.node.iter_mut().flat_map(|n| n.input.iter_mut()) {
+        if input == "input" {
+            *input = "input_20".into();
+        }
+    }
+    graph.initializer.push(tract_onnx::pb::TensorProto {
+        dims: vec![20, 8],
+        data_type: 1, // float32
+        float_data: vec![0.0; 160],
+        name: "zeros_20".into(),
+        ..Default::default()
+    });
+    graph.node.insert(
+        0,
+        tract_onnx::pb::NodeProto {
+            input: vec!["input".into(), "zeros_20".into()],
+            output: vec!["input_20".into()],
+            name: "only_20".into(),
+            op_type: "Add".into(),
+            ..Default::default()
+        },
+    );
+    proto.encode_to_vec()
+}
+
+/// A graph on tract-onnx that fails on the stream's batches: the rows get no probability (null
+/// on the bus) and no fault, the log says why, and `faultline_rows_unscored_total` counts them
+/// (before, nothing on /metrics told them from rows scored good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_a_tract_graph_cannot_score_are_counted_on_metrics() {
+    let bytes = graph_for_batches_of_20_only();
+    let path = fixtures().join("fallback_logistic.csv");
+    let (rows, _, expected) = read_fixture(&path);
+    let dir = tempfile::tempdir().unwrap();
+    let card = fixture_card(&bytes, 0.01);
+    std::fs::write(dir.path().join("model.onnx"), &bytes).unwrap();
+    std::fs::write(dir.path().join("model.json"), card.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("golden.csv"),
+        fixture_golden(&rows, &expected, 20),
+    )
+    .unwrap();
+    let model = std::sync::Arc::new(Model::load_dir(dir.path()).unwrap());
+    assert_eq!(model.scorer(), "tract-onnx");
+
+    let broker = common::Mosquitto::start();
+    let env: Vec<(String, String)> = [
+        ("FAULTLINE_SOURCE__KIND", "mqtt".to_string()),
+        (
+            "FAULTLINE_SOURCE__MQTT__URL",
+            format!("mqtt://127.0.0.1:{}", broker.port),
+        ),
+        ("FAULTLINE_SOURCE__MQTT__TOPIC", "unscored/rows".into()),
+        (
+            "FAULTLINE_SOURCE__MQTT__CLIENT_ID",
+            "faultline-unscored".into(),
+        ),
+        ("FAULTLINE_SINK__SCORES_TOPIC", "unscored/scores".into()),
+        ("FAULTLINE_SINK__FAULTS_TOPIC", "unscored/faults".into()),
+        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", "unscored/dead".into()),
+        ("FAULTLINE_WEB__LISTEN", "127.0.0.1:0".into()),
+        ("FAULTLINE_MODEL__DIR", dir.path().display().to_string()),
+        ("FAULTLINE_MODEL__WATCH_MS", "0".into()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec();
+    let cfg = faultline::config::RawConfig::load_with_env(None, env)
+        .unwrap()
+        .validate()
+        .unwrap();
+    let app = faultline::pipeline::start(&cfg, model).await.unwrap();
+    common::wait_ready(app.web_addr).await;
+    let mut c =
+        common::Client::connect(broker.port, "unscored-test", &["unscored/scores".into()]).await;
+    // Three rows, one at a time: batches of one.
+    let mut scores = vec![];
+    for (i, row) in rows.chunks(8).take(3).enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_nan())
+            .map(|(j, v)| format!("\"f{j}\":{v}"))
+            .collect();
+        let message = format!("{{\"id\":\"U-{i}\",{}}}", cells.join(","));
+        c.publish("unscored/rows", message).await;
+        scores.extend(c.collect_until(20, |g| !g.is_empty()).await);
+    }
+    assert_eq!(scores.len(), 3);
+    for (_, v) in &scores {
+        assert!(v["probability"].is_null(), "{v}");
+        assert_eq!(v["fault"], false, "{v}");
+    }
+    assert_eq!(
+        common::metric(app.web_addr, "faultline_rows_unscored_total ").await,
+        3.0
+    );
+    app.shutdown().await.unwrap();
+}

@@ -196,6 +196,11 @@ impl ScoringStage {
         m.batch_rows.observe(scored.rows as f64);
         m.score_seconds.observe(scored.seconds);
         m.rows_scored.inc_by(scored.rows as u64);
+        // Only a graph on tract-onnx that fails on a batch gives NaN (the native trees never do).
+        let unscored = verdicts.iter().filter(|v| v.probability.is_nan()).count();
+        if unscored > 0 {
+            m.rows_unscored.inc_by(unscored as u64);
+        }
         m.faults
             .inc_by(verdicts.iter().filter(|v| v.fault).count() as u64);
         // One counter update per rule and batch, not per row.
