@@ -1385,7 +1385,6 @@ async fn a_pipeline_full_for_longer_than_the_keep_alive_keeps_the_source_connect
     // The publisher's PINGRESPs are delayed with its PUBACKs: it reconnects, as it should.
     let source_lost =
         |line: &&str| line.contains("Lost the MQTT broker") && line.contains("\"source\"");
-    eprintln!("{log}"); // TEMP
     assert_eq!(log.lines().find(source_lost), None, "{log}");
     assert_eq!(daemon.terminate().code(), Some(0));
 }

@@ -224,6 +224,9 @@ pub struct Driver {
     short_lived: u32,
     /// What the broker has had of this client's QoS 1 publishes, for [`Step::Connected`].
     written: PublishCounts,
+    /// When this client last wrote a PINGREQ (rumqttc or [`Driver::while_waiting`]), or last
+    /// connected.
+    pinged_at: Instant,
 }
 
 /// Counts of QoS 1 publishes written and acknowledged, across connections. rumqttc writes them in
@@ -311,6 +314,7 @@ impl Driver {
             returned_orphans: VecDeque::new(),
             connected_at: None,
             short_lived: 0,
+            pinged_at: Instant::now(),
         };
         (driver, client)
     }
@@ -428,6 +432,9 @@ impl Driver {
                 Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) if pkid != 0 => {
                     self.written.publish();
                 }
+                Ok(Event::Outgoing(rumqttc::Outgoing::PingReq)) => {
+                    self.pinged_at = Instant::now();
+                }
                 Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(_))) => {
                     if let Some(acks) = &self.direct_acks {
                         acks.written_by_client();
@@ -459,14 +466,18 @@ impl Driver {
     }
 
     /// Awaits `wait` (room downstream for a message [`Driver::next`] returned: the pipeline's
-    /// for rows, the store's for labels) and keeps the connection alive meanwhile. rumqttc pings only while it is polled, and a broker drops
-    /// a client it has heard nothing from for 1.5 × the keep-alive: a pipeline full for longer
-    /// (its output's broker not confirming, a slow disk) lost the source's connection, and with
-    /// it the PUBACKs queued for it, so the broker delivered those rows again. While the wait
-    /// lasts, every quarter of the keep-alive the driver writes the queued PUBACKs and a
-    /// PINGREQ itself (rumqttc reads the PINGRESP when it is next polled). A write that fails
-    /// ends the connection as a failed poll does (logged, the link down); the next
-    /// [`Driver::next`] reconnects. For a driver that reconnects (not [`Driver::fail_fast`]).
+    /// for rows, the store's for labels) and keeps the connection alive meanwhile.
+    ///
+    /// rumqttc pings only while it is polled, and a broker drops a client it has heard nothing
+    /// from for 1.5 × the keep-alive: a pipeline full for longer (its output's broker not
+    /// confirming, a slow disk) lost the source's connection, and with it the PUBACKs queued for
+    /// it, so the broker delivered those rows again. While a wait lasts, the driver writes the
+    /// queued PUBACKs and a PINGREQ itself a quarter of the keep-alive after the last PINGREQ
+    /// (rumqttc's or its own, so that waits in a row cannot add up to a silence), and again
+    /// every quarter. (PUBACKs queued behind one handed to the client's channel wait for it, as
+    /// ever: see [`DirectAcks`].) A write that fails ends the connection as a failed poll does
+    /// (logged, the link down); the next [`Driver::next`] reconnects, or returns
+    /// [`Step::Failed`] for a [`Driver::fail_fast`] one.
     pub async fn while_waiting<F: std::future::Future>(&mut self, wait: F) -> F::Output {
         let mut wait = std::pin::pin!(wait);
         // Most waits are over at once: no timer for them.
@@ -480,10 +491,11 @@ impl Driver {
             return wait.await;
         }
         loop {
+            let due = tokio::time::Instant::from_std(self.pinged_at + every);
             tokio::select! {
                 biased;
                 out = &mut wait => return out,
-                () = tokio::time::sleep(every) => self.keep_alive().await,
+                () = tokio::time::sleep_until(due) => self.keep_alive().await,
             }
         }
     }
@@ -491,6 +503,9 @@ impl Driver {
     /// Writes the queued PUBACKs and a PINGREQ on the connection, if there is one (see
     /// [`Driver::while_waiting`]).
     async fn keep_alive(&mut self) {
+        // Also when there is no connection or the write fails: the next try is a quarter of the
+        // keep-alive away, not at once.
+        self.pinged_at = Instant::now();
         if self.eventloop.network.is_none() {
             return;
         }
@@ -504,10 +519,19 @@ impl Driver {
             })
             .await;
         }
-        if let Err(e) = written {
-            self.eventloop.clean();
-            debug_assert!(!self.fail_fast, "a driver that reconnects");
-            let _ = self.note_failure(&e);
+        match written {
+            // rumqttc's own PINGREQ may be unanswered yet: its PINGRESP can sit behind rows
+            // unread in the socket, and at the end of a long wait rumqttc's keep-alive timer is
+            // due at once. It would then take the missing answer for a dead broker and drop the
+            // connection. This PINGREQ went out after it, so it waits for this one's answer
+            // instead (a dead broker is found up to one keep-alive later).
+            Ok(()) => self.eventloop.state.await_pingresp = false,
+            Err(e) => {
+                self.eventloop.clean();
+                if let Some(step) = self.note_failure(&e) {
+                    self.returned_orphans.push_back(step);
+                }
+            }
         }
     }
 
@@ -531,6 +555,22 @@ impl Driver {
             }
         }
         let mut pending = std::mem::take(&mut self.eventloop.pending);
+        // A publish rumqttc set aside as a collision (a broker that acknowledged out of order)
+        // stays set aside across its `clean`, which does not return it: after the reconnect
+        // rumqttc would take nothing more, and `feed` would hand it nothing, until a PING found
+        // the collision unresolved and dropped the connection, again and again. It was never
+        // sent: it goes back with a new packet id, after every publish sent before it and ahead
+        // of those still to be sent (which have no packet id yet).
+        if let Some(mut publish) = self.eventloop.state.collision.take() {
+            publish.pkid = 0;
+            let after = pending
+                .iter()
+                .rposition(|r| matches!(r, rumqttc::Request::Publish(p) if p.pkid != 0));
+            pending.insert(
+                after.map_or(0, |i| i + 1),
+                rumqttc::Request::Publish(publish),
+            );
+        }
         // A drop while rumqttc was still sending again what the last reconnect gave it leaves its
         // queue as [not yet sent again] ++ [sent again, not acknowledged] ++ [newer requests]:
         // the older publishes behind newer ones. The broker acknowledges in the order it
@@ -573,15 +613,17 @@ impl Driver {
         self.held.extend(pending);
     }
 
-    /// Hands rumqttc what is `held` (after a reconnect), in order, as far as its in-flight window
-    /// has room for the QoS 1 publishes among it. rumqttc sends its own queue whatever its
-    /// window, and a publish never written gets the next packet id, which may still be taken by
-    /// one sent again and not yet acknowledged: rumqttc then sets it aside as a collision, and
-    /// the next collision replaces it, so that verdict is never sent (and the publisher, which
-    /// counts PUBACKs, waits for ever). With room in the window, the next id is free (brokers
-    /// acknowledge in order, so the ids taken are the ones before it). While anything is held,
-    /// rumqttc's queue is not empty or its window is full, so it takes nothing newer from the
-    /// client's channel. Call only while connected.
+    /// Hands rumqttc what is `held` (after a reconnect), in order: the QoS 1 publishes among it
+    /// one at a time, each once the one before is sent and only while its in-flight window has
+    /// room and no collision is set aside. rumqttc sends its own queue whatever its window and
+    /// whatever collision, and a publish never written gets the next packet id, which may still
+    /// be taken by one sent again and not yet acknowledged: rumqttc then sets it aside as a
+    /// collision, and the next collision replaces it, so that verdict was never sent (and the
+    /// publisher, which counts PUBACKs, waited for ever). With room in the window, the next id
+    /// is free (brokers acknowledge in order, so the ids taken are the ones before it). rumqttc
+    /// sends one request of its queue per poll anyway, so this costs no speed. While anything is
+    /// held, rumqttc's queue is not empty, its window is full or a collision is set aside, and in
+    /// each case it takes nothing newer from the client's channel. Call only while connected.
     fn feed(&mut self) {
         if self.held.is_empty() || self.eventloop.state.collision.is_some() {
             return;
@@ -593,14 +635,16 @@ impl Driver {
             mqtt_options,
             ..
         } = &mut self.eventloop;
-        let taken = usize::from(state.inflight()) + pending.iter().filter(|r| qos1(r)).count();
-        let mut room = usize::from(mqtt_options.inflight()).saturating_sub(taken);
+        if pending.iter().any(qos1) {
+            return;
+        }
+        let mut room = state.inflight() < mqtt_options.inflight();
         while let Some(request) = self.held.front() {
             if qos1(request) {
-                if room == 0 {
+                if !room {
                     break;
                 }
-                room -= 1;
+                room = false;
             }
             pending.extend(self.held.pop_front());
         }
@@ -701,6 +745,7 @@ impl Driver {
         }
         self.connected_before = true;
         self.connected_at = Some(std::time::Instant::now());
+        self.pinged_at = Instant::now();
         info!(broker = %self.role.broker, client = self.role.client, session_present, "Connected to the MQTT broker.");
         if lost {
             if let Some(c) = &self.sessions_lost {
@@ -1437,8 +1482,8 @@ pub(super) mod tests {
             })
             .collect();
         driver.connected(true);
-        driver.feed();
         for _ in 0..4 {
+            driver.feed();
             let request = driver.eventloop.pending.pop_front().unwrap();
             driver
                 .eventloop
@@ -1548,6 +1593,111 @@ pub(super) mod tests {
         }
         let (order, _socket) = broker.await.unwrap();
         assert_eq!(order, b"12345", "{:?}", String::from_utf8_lossy(&order));
+    }
+
+    /// A broker that acknowledged out of order made rumqttc set a publish aside as a collision
+    /// (its packet id still taken), and the connection dropped before the acknowledgement that
+    /// would release it. rumqttc's `clean` keeps the collision set and does not return the
+    /// publish, and with a collision set rumqttc takes no request and `feed` hands it none: the
+    /// publisher stalled, reconnecting at every second PING. Played with a window of 3: a, b, c
+    /// written, b acknowledged, d set aside on a's id; the next connection must carry c, a and d.
+    #[tokio::test]
+    async fn a_publish_set_aside_as_a_collision_goes_out_after_a_drop() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let broker = tokio::spawn(async move {
+            let mut s = accept_client(&listener, 1).await;
+            let mut got = vec![];
+            while got.len() < 3 {
+                got.push(acknowledge_publish(&mut s).await);
+            }
+            (got, s)
+        });
+        let (role, mut options) = played_client(port, "publisher");
+        options.set_inflight(3);
+        let (mut driver, _client) = Driver::new(options, 10, role);
+        driver.connected_before = true;
+        let verdict = |c: u8| {
+            let p = rumqttc::Publish::new("faultline/faults", QoS::AtLeastOnce, vec![c]);
+            rumqttc::Request::Publish(p)
+        };
+        let state = &mut driver.eventloop.state;
+        for c in *b"abc" {
+            state.handle_outgoing_packet(verdict(c)).unwrap();
+        }
+        let puback = rumqttc::Incoming::PubAck(rumqttc::PubAck::new(2));
+        state.handle_incoming_packet(puback).unwrap();
+        assert!(state
+            .handle_outgoing_packet(verdict(b'd'))
+            .unwrap()
+            .is_none());
+        assert!(state.collision.is_some(), "d set aside");
+        driver.eventloop.clean();
+        // b's PUBACK (read before the drop, counted before the CONNACK), then the three.
+        let mut steps = vec![];
+        while steps.len() < 5 {
+            match tokio::time::timeout(Duration::from_secs(10), driver.next()).await {
+                Ok(Step::PubAck) => steps.push("puback"),
+                Ok(Step::Connected { resumed: true, .. }) => steps.push("connected"),
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => panic!("after {steps:?}, nothing: the publish set aside never went out"),
+            }
+        }
+        assert_eq!(steps, ["puback", "connected", "puback", "puback", "puback"]);
+        let (mut got, _socket) = broker.await.unwrap();
+        got.sort_unstable();
+        assert_eq!(got, b"acd", "{:?}", String::from_utf8_lossy(&got));
+    }
+
+    /// A wait for room longer than the keep-alive. The driver pings the broker itself meanwhile;
+    /// and rumqttc's own PINGREQ, sent just before the wait with its answer not read yet (it may
+    /// sit behind rows in the socket), must not make rumqttc take the broker for dead when its
+    /// keep-alive timer, long due, fires at the first poll after the wait. Played: a broker
+    /// that answers no PINGREQ (keep-alive 1 s, a wait of 2.5 s).
+    #[tokio::test]
+    async fn a_wait_past_the_keep_alive_pings_and_keeps_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (pinged, mut pings) = tokio::sync::mpsc::unbounded_channel();
+        let broker = tokio::spawn(async move {
+            let mut s = accept_client(&listener, 0).await;
+            loop {
+                let mut kind = [0u8; 2];
+                if s.read_exact(&mut kind).await.is_err() {
+                    return;
+                }
+                assert_eq!(kind, [0xc0, 0], "PINGREQ, nothing else");
+                let _ = pinged.send(());
+            }
+        });
+        let (role, mut options) = played_client(port, "source");
+        options.set_keep_alive(Duration::from_secs(1));
+        let (mut driver, _client) = Driver::new(options, 10, role);
+        let link = driver.link();
+        match tokio::time::timeout(Duration::from_secs(10), driver.next()).await {
+            Ok(Step::Connected { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        driver.eventloop.state.await_pingresp = true;
+        driver
+            .while_waiting(tokio::time::sleep(Duration::from_millis(2500)))
+            .await;
+        let mut during = 0;
+        while pings.try_recv().is_ok() {
+            during += 1;
+        }
+        assert!(
+            during >= 2,
+            "{during} PINGREQs in 2.5 s at a keep-alive of 1 s"
+        );
+        // Nothing to return: polled until the timeout, with the connection up throughout.
+        let polled = tokio::time::timeout(Duration::from_millis(500), driver.next()).await;
+        assert!(polled.is_err(), "{polled:?}");
+        assert!(
+            link.is_up(),
+            "rumqttc dropped the connection after the wait"
+        );
+        broker.abort();
     }
 
     /// The connection drops after the SUBSCRIBE went out and before its SUBACK; the broker then
