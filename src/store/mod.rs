@@ -36,43 +36,77 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::{info, warn};
 use writer::{Chores, Writer};
 
-/// Records (scored batches, label uploads) waiting for the writer.
+/// Scored batches waiting for the writer before the store starts dropping them.
 const QUEUE_BATCHES: usize = 256;
+
+/// Room in the writer's queue that scored batches never take: labels wait for room (they are
+/// not dropped but given up after their wait, from the API), and a writer that is slow but not
+/// stuck freed each slot to whichever asked first, most often the stream's next batch.
+const LABEL_SLOTS: usize = 16;
+
+/// The writer's queue: records (scored batches, label uploads) waiting for it.
+fn writer_queue() -> (SyncSender<Record>, Receiver<Record>) {
+    sync_channel(QUEUE_BATCHES + LABEL_SLOTS)
+}
 
 /// Scored rows waiting for the writer before the store starts dropping them: 256 batches of the
 /// default 256 rows, about 155 MB at 590 sensors. Counted in rows, not batches: with `[batch]
 /// max_rows` at 4,096, 256 batches held 2.5 GB before a drop was counted.
 const QUEUE_ROWS: usize = 65_536;
 
-/// The scored rows queued for the writer, against [`QUEUE_ROWS`].
+/// The scored rows and batches queued for the writer, against [`QUEUE_ROWS`] and
+/// [`QUEUE_BATCHES`].
 #[derive(Debug, Default)]
-pub(crate) struct QueuedRows(std::sync::atomic::AtomicUsize);
+pub(crate) struct QueuedRows {
+    rows: std::sync::atomic::AtomicUsize,
+    batches: std::sync::atomic::AtomicUsize,
+}
 
 impl QueuedRows {
     /// Room for `rows` more; a batch larger than the bound is let through an empty queue, so
     /// that any batch size can be stored.
     fn take(&self, rows: usize, max: usize) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
-        self.0
+        let took = self
+            .rows
             .fetch_update(Relaxed, Relaxed, |queued| {
                 (queued == 0 || queued + rows <= max).then_some(queued + rows)
             })
-            .is_ok()
+            .is_ok();
+        if !took {
+            return false;
+        }
+        let slot = self
+            .batches
+            .fetch_update(Relaxed, Relaxed, |queued| {
+                (queued < QUEUE_BATCHES).then_some(queued + 1)
+            })
+            .is_ok();
+        if !slot {
+            self.rows
+                .fetch_update(Relaxed, Relaxed, |queued| Some(queued.saturating_sub(rows)))
+                .ok();
+        }
+        slot
     }
 
-    /// `rows` left the queue.
+    /// A batch of `rows` left the queue.
     pub(crate) fn give_back(&self, rows: usize) {
         use std::sync::atomic::Ordering::Relaxed;
         // Saturating: after a reset (the writer gone) a sender may give back rows it took before.
         let _ = self
-            .0
+            .rows
             .fetch_update(Relaxed, Relaxed, |queued| Some(queued.saturating_sub(rows)));
+        let _ = self
+            .batches
+            .fetch_update(Relaxed, Relaxed, |queued| Some(queued.saturating_sub(1)));
     }
 
     /// The writer is gone (it ended, or panicked): what its queue held is dropped with it, and
     /// later sends are refused as "stopped", not as "fell behind" for ever.
     pub(crate) fn reset(&self) {
-        self.0.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.rows.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.batches.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -356,7 +390,7 @@ impl Store {
         let queued = Arc::new(QueuedRows::default());
         let (sender, writer) = match settings.dir.clone() {
             Some(dir) => {
-                let (tx, rx) = sync_channel(QUEUE_BATCHES);
+                let (tx, rx) = writer_queue();
                 let writer = Writer {
                     dir,
                     settings: settings.clone(),
@@ -881,6 +915,37 @@ mod tests {
         assert_eq!(status.labels_dropped, 1);
         let error = status.error.unwrap_or_default();
         assert!(error.contains("queue stayed full"), "{error}");
+        drop(never_read);
+    }
+
+    /// A writer that is slow, not stuck: every slot it frees in its queue went to whichever
+    /// asked first, most often the stream's next scored batch, and a label from the API could
+    /// wait its whole limit and be given up. Scored batches now leave [`LABEL_SLOTS`] to labels:
+    /// with the queue as full as scored batches can make it (a writer taking nothing), a label
+    /// still goes in at once.
+    #[test]
+    fn scored_batches_leave_room_in_the_queue_for_labels() {
+        let (tx, never_read) = writer_queue();
+        let store = Store {
+            ledger: Mutex::new(Ledger::new(settings(Path::new("unused")).ledger)),
+            status: Arc::default(),
+            sender: Mutex::new(Some(tx)),
+            queued: Arc::default(),
+            writer: Mutex::new(None),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            metrics: Arc::new(Metrics::new()),
+            dir_lock: Mutex::new(None),
+        };
+        for i in 0..QUEUE_BATCHES + LABEL_SLOTS {
+            store.send_scored(batch(&[&format!("w{i}")], 0.1));
+        }
+        assert_eq!(store.status().rows_dropped, LABEL_SLOTS as u64);
+        let limit = Some(std::time::Duration::from_millis(100));
+        let (_, mut written) = store
+            .record_labels_within(vec![wafer_label("w0")], limit)
+            .unwrap();
+        assert_eq!(written.is_written(), None, "queued, not given up");
+        assert_eq!(store.status().labels_dropped, 0);
         drop(never_read);
     }
 
