@@ -1254,6 +1254,33 @@ async fn on_session_lost_exit_stops_when_the_broker_forgets_unacknowledged_verdi
     assert!(log.contains("on_session_lost"), "{log}");
 }
 
+/// A daemon's environment on the MQTT broker at `port`: topics `<tag>/rows`, `<tag>/scores`,
+/// `<tag>/faults`, `<tag>/dead`, client id `faultline-<tag>`, 300 rows in flight at most, in
+/// batches of 50; then `extra`.
+fn bounded_env(tag: &str, port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("FAULTLINE_SOURCE__KIND", "mqtt".to_string()),
+        (
+            "FAULTLINE_SOURCE__MQTT__URL",
+            format!("mqtt://127.0.0.1:{port}"),
+        ),
+        ("FAULTLINE_SOURCE__MQTT__TOPIC", format!("{tag}/rows")),
+        (
+            "FAULTLINE_SOURCE__MQTT__CLIENT_ID",
+            format!("faultline-{tag}"),
+        ),
+        ("FAULTLINE_SINK__SCORES_TOPIC", format!("{tag}/scores")),
+        ("FAULTLINE_SINK__FAULTS_TOPIC", format!("{tag}/faults")),
+        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", format!("{tag}/dead")),
+        ("FAULTLINE_BATCH__QUEUE_ROWS", "300".into()),
+        ("FAULTLINE_BATCH__MAX_ROWS", "50".into()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_verdicts_are_not_confirmed_reading_stops_and_no_row_is_acknowledged() {
     let broker = common::Mosquitto::start();
@@ -1268,27 +1295,7 @@ async fn when_verdicts_are_not_confirmed_reading_stops_and_no_row_is_acknowledge
     let model = Model::embedded().unwrap();
     let n = 2000;
     let (rows, _) = common::crash_rows(&model, n, "stuck output on MQTT");
-    let env = |port: u16| -> Vec<(String, String)> {
-        [
-            ("FAULTLINE_SOURCE__KIND", "mqtt".to_string()),
-            (
-                "FAULTLINE_SOURCE__MQTT__URL",
-                format!("mqtt://127.0.0.1:{port}"),
-            ),
-            ("FAULTLINE_SOURCE__MQTT__TOPIC", "stuck/rows".into()),
-            (
-                "FAULTLINE_SOURCE__MQTT__CLIENT_ID",
-                "faultline-stuck".into(),
-            ),
-            ("FAULTLINE_SINK__SCORES_TOPIC", "stuck/scores".into()),
-            ("FAULTLINE_SINK__FAULTS_TOPIC", "stuck/faults".into()),
-            ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", "stuck/dead".into()),
-            ("FAULTLINE_BATCH__QUEUE_ROWS", "300".into()),
-            ("FAULTLINE_BATCH__MAX_ROWS", "50".into()),
-        ]
-        .map(|(k, v)| (k.to_string(), v))
-        .to_vec()
-    };
+    let env = |port: u16| bounded_env("stuck", port, &[]);
     let daemon = common::Daemon::start(&env(via)).await;
     let mut c = Client::connect(broker.port, "stuck-test", &["stuck/scores".into()]).await;
     for (_, row) in &rows {
@@ -1343,24 +1350,12 @@ async fn a_pipeline_full_for_longer_than_the_keep_alive_keeps_the_source_connect
     let rows: Vec<String> = (0..n)
         .map(|i| format!("{{\"id\":\"full#{i}\",\"{sensor}\":1}}"))
         .collect();
-    let env: Vec<(String, String)> = [
-        ("FAULTLINE_SOURCE__KIND", "mqtt".to_string()),
-        (
-            "FAULTLINE_SOURCE__MQTT__URL",
-            format!("mqtt://127.0.0.1:{via}"),
-        ),
-        ("FAULTLINE_SOURCE__MQTT__TOPIC", "full/rows".into()),
-        ("FAULTLINE_SOURCE__MQTT__CLIENT_ID", "faultline-full".into()),
-        // Mosquitto drops a client it has heard nothing from for 7.5 s.
-        ("FAULTLINE_SOURCE__MQTT__KEEP_ALIVE_S", "5".into()),
-        ("FAULTLINE_SINK__SCORES_TOPIC", "full/scores".into()),
-        ("FAULTLINE_SINK__FAULTS_TOPIC", "full/faults".into()),
-        ("FAULTLINE_SINK__DEAD_LETTER_TOPIC", "full/dead".into()),
-        ("FAULTLINE_BATCH__QUEUE_ROWS", "300".into()),
-        ("FAULTLINE_BATCH__MAX_ROWS", "50".into()),
-    ]
-    .map(|(k, v)| (k.to_string(), v))
-    .to_vec();
+    // Mosquitto drops a client it has heard nothing from for 7.5 s.
+    let env = bounded_env(
+        "full",
+        via,
+        &[("FAULTLINE_SOURCE__MQTT__KEEP_ALIVE_S", "5")],
+    );
     let daemon = common::Daemon::start(&env).await;
     let mut c = Client::connect(broker.port, "full-test", &["full/scores".into()]).await;
     for row in &rows {

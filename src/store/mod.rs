@@ -882,14 +882,9 @@ mod tests {
         again.close();
     }
 
-    /// A writer stuck on a hung disk takes nothing from its queue, which scored batches fill. A
-    /// label from the API waits a bounded time for room, then stays applied and is given up
-    /// unwritten, saying why; before, it waited for ever, holding a thread of the blocking pool.
-    #[test]
-    fn labels_wait_a_bounded_time_for_a_writer_that_takes_nothing() {
-        let (tx, never_read) = sync_channel(1);
-        assert!(tx.try_send(Record::Scored(batch(&["x"], 0.1))).is_ok());
-        let store = Arc::new(Store {
+    /// A store whose queue is `tx` and which has no writer (the test holds the receiver).
+    fn without_writer(tx: SyncSender<Record>) -> Store {
+        Store {
             ledger: Mutex::new(Ledger::new(settings(Path::new("unused")).ledger)),
             status: Arc::default(),
             sender: Mutex::new(Some(tx)),
@@ -898,7 +893,17 @@ mod tests {
             closed: std::sync::atomic::AtomicBool::new(false),
             metrics: Arc::new(Metrics::new()),
             dir_lock: Mutex::new(None),
-        });
+        }
+    }
+
+    /// A writer stuck on a hung disk takes nothing from its queue, which scored batches fill. A
+    /// label from the API waits a bounded time for room, then stays applied and is given up
+    /// unwritten, saying why; before, it waited for ever, holding a thread of the blocking pool.
+    #[test]
+    fn labels_wait_a_bounded_time_for_a_writer_that_takes_nothing() {
+        let (tx, never_read) = sync_channel(1);
+        assert!(tx.try_send(Record::Scored(batch(&["x"], 0.1))).is_ok());
+        let store = Arc::new(without_writer(tx));
         let (done, answer) = std::sync::mpsc::channel();
         let asking = store.clone();
         std::thread::spawn(move || {
@@ -926,16 +931,7 @@ mod tests {
     #[test]
     fn scored_batches_leave_room_in_the_queue_for_labels() {
         let (tx, never_read) = writer_queue();
-        let store = Store {
-            ledger: Mutex::new(Ledger::new(settings(Path::new("unused")).ledger)),
-            status: Arc::default(),
-            sender: Mutex::new(Some(tx)),
-            queued: Arc::default(),
-            writer: Mutex::new(None),
-            closed: std::sync::atomic::AtomicBool::new(false),
-            metrics: Arc::new(Metrics::new()),
-            dir_lock: Mutex::new(None),
-        };
+        let store = without_writer(tx);
         for i in 0..QUEUE_BATCHES + LABEL_SLOTS {
             store.send_scored(batch(&[&format!("w{i}")], 0.1));
         }

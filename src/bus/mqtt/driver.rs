@@ -1454,6 +1454,37 @@ pub(super) mod tests {
         }
     }
 
+    /// A QoS 1 verdict with a one-byte payload, as the publisher hands it to rumqttc.
+    fn verdict(c: u8) -> rumqttc::Request {
+        let p = rumqttc::Publish::new("faultline/faults", QoS::AtLeastOnce, vec![c]);
+        rumqttc::Request::Publish(p)
+    }
+
+    /// A publisher's driver for the broker played on `port`, with an in-flight window of
+    /// `window`, connected before (so its next connection finds the session kept or lost).
+    fn publisher_reconnecting(port: u16, window: u16) -> Driver {
+        let (role, mut options) = played_client(port, "publisher");
+        options.set_inflight(window);
+        let (mut driver, _client) = Driver::new(options, 10, role);
+        driver.connected_before = true;
+        driver
+    }
+
+    /// The next `n` steps of `driver`: PUBACKs and a CONNACK that resumed the session, 10 s at
+    /// most for each; panics on anything else or after the wait, saying `lost` and the steps.
+    async fn steps(driver: &mut Driver, n: usize, lost: &str) -> Vec<&'static str> {
+        let mut steps = vec![];
+        while steps.len() < n {
+            match tokio::time::timeout(Duration::from_secs(10), driver.next()).await {
+                Ok(Step::PubAck) => steps.push("puback"),
+                Ok(Step::Connected { resumed: true, .. }) => steps.push("connected"),
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => panic!("after {steps:?}, nothing: {lost}"),
+            }
+        }
+        steps
+    }
+
     /// A connection that drops while rumqttc is still sending again what the reconnect before
     /// it gave it: rumqttc's queue then holds the publishes not yet sent again ahead of those it
     /// had (and of their PUBACKs it had read but not returned). The publisher counts PUBACKs
@@ -1471,18 +1502,11 @@ pub(super) mod tests {
             }
             (order, s)
         });
-        let (role, options) = played_client(port, "publisher");
-        let (mut driver, _client) = Driver::new(options, 10, role);
         // Six verdicts unacknowledged when a connection dropped. The next connection (played
         // without a socket, through rumqttc's own state) sends four of them again, reads the
         // broker's PUBACK of the first, and drops too.
-        driver.connected_before = true;
-        driver.held = (b'1'..=b'6')
-            .map(|c| {
-                let p = rumqttc::Publish::new("faultline/faults", QoS::AtLeastOnce, vec![c]);
-                rumqttc::Request::Publish(p)
-            })
-            .collect();
+        let mut driver = publisher_reconnecting(port, 100);
+        driver.held = (b'1'..=b'6').map(verdict).collect();
         driver.connected(true);
         for _ in 0..4 {
             driver.feed();
@@ -1503,17 +1527,8 @@ pub(super) mod tests {
             .handle_incoming_packet(puback)
             .unwrap();
         driver.eventloop.clean();
-        let mut steps = vec![];
-        while steps.len() < 7 {
-            match tokio::time::timeout(Duration::from_secs(10), driver.next()).await {
-                Ok(Step::PubAck) => steps.push("puback"),
-                Ok(Step::Connected { resumed: true, .. }) => steps.push("connected"),
-                Ok(other) => panic!("{other:?}"),
-                Err(_) => panic!("after {steps:?}, nothing"),
-            }
-        }
         assert_eq!(
-            steps,
+            steps(&mut driver, 7, "a verdict was not sent again").await,
             [
                 "puback",
                 "connected",
@@ -1571,31 +1586,16 @@ pub(super) mod tests {
             }
             (order, s)
         });
-        let (role, mut options) = played_client(port, "publisher");
-        options.set_inflight(3);
-        let (mut driver, _client) = Driver::new(options, 10, role);
         // The connection before: three verdicts written (packet ids 1 to 3, the whole window)
         // and not acknowledged when it dropped; two more never written.
-        driver.connected_before = true;
-        let verdict = |c: u8| {
-            let p = rumqttc::Publish::new("faultline/faults", QoS::AtLeastOnce, vec![c]);
-            rumqttc::Request::Publish(p)
-        };
+        let mut driver = publisher_reconnecting(port, 3);
         for c in b'1'..=b'3' {
             let state = &mut driver.eventloop.state;
             state.handle_outgoing_packet(verdict(c)).unwrap();
         }
         driver.held = driver.eventloop.state.clean().into();
         driver.held.extend([verdict(b'4'), verdict(b'5')]);
-        let mut steps = vec![];
-        while steps.len() < 6 {
-            match tokio::time::timeout(Duration::from_secs(10), driver.next()).await {
-                Ok(Step::PubAck) => steps.push("puback"),
-                Ok(Step::Connected { resumed: true, .. }) => steps.push("connected"),
-                Ok(other) => panic!("{other:?}"),
-                Err(_) => panic!("after {steps:?}, nothing: a verdict was dropped"),
-            }
-        }
+        steps(&mut driver, 6, "a verdict was dropped").await;
         let (order, _socket) = broker.await.unwrap();
         assert_eq!(order, b"12345", "{:?}", String::from_utf8_lossy(&order));
     }
@@ -1618,14 +1618,7 @@ pub(super) mod tests {
             }
             (got, s)
         });
-        let (role, mut options) = played_client(port, "publisher");
-        options.set_inflight(3);
-        let (mut driver, _client) = Driver::new(options, 10, role);
-        driver.connected_before = true;
-        let verdict = |c: u8| {
-            let p = rumqttc::Publish::new("faultline/faults", QoS::AtLeastOnce, vec![c]);
-            rumqttc::Request::Publish(p)
-        };
+        let mut driver = publisher_reconnecting(port, 3);
         let state = &mut driver.eventloop.state;
         for c in *b"abc" {
             state.handle_outgoing_packet(verdict(c)).unwrap();
@@ -1639,16 +1632,10 @@ pub(super) mod tests {
         assert!(state.collision.is_some(), "d set aside");
         driver.eventloop.clean();
         // b's PUBACK (read before the drop, counted before the CONNACK), then the three.
-        let mut steps = vec![];
-        while steps.len() < 5 {
-            match tokio::time::timeout(Duration::from_secs(10), driver.next()).await {
-                Ok(Step::PubAck) => steps.push("puback"),
-                Ok(Step::Connected { resumed: true, .. }) => steps.push("connected"),
-                Ok(other) => panic!("{other:?}"),
-                Err(_) => panic!("after {steps:?}, nothing: the publish set aside never went out"),
-            }
-        }
-        assert_eq!(steps, ["puback", "connected", "puback", "puback", "puback"]);
+        assert_eq!(
+            steps(&mut driver, 5, "the publish set aside never went out").await,
+            ["puback", "connected", "puback", "puback", "puback"]
+        );
         let (got, _socket) = broker.await.unwrap();
         // c before a is rumqttc's own order of what it had in flight (from the last id
         // acknowledged on); d, never sent, comes after both.
