@@ -381,15 +381,15 @@ impl Driver {
                 }
                 return step;
             }
+            if self.eventloop.network.is_some() {
+                self.feed();
+            }
             if self.eventloop.network.is_none() {
                 self.before_connecting();
                 if !self.returned_orphans.is_empty() {
                     continue;
                 }
-            } else if let Err(e) = {
-                self.feed();
-                self.write_acks().await
-            } {
+            } else if let Err(e) = self.write_acks().await {
                 // The connection is broken: rumqttc reconnects on the next poll. The PUBACKs of
                 // the batch not written are lost with it (the broker redelivers their messages),
                 // and those queued later belong to this connection and are dropped.
