@@ -1679,9 +1679,10 @@ pub(super) mod tests {
         while pings.try_recv().is_ok() {
             during += 1;
         }
-        // One every 250 ms from the CONNACK: about ten.
+        // One every 250 ms from the CONNACK: about ten. At least 3 tells them from one per
+        // keep-alive (2 at most) and leaves room for a loaded machine's late timers.
         assert!(
-            during >= 6,
+            during >= 3,
             "{during} PINGREQs in 2.5 s at a keep-alive of 1 s"
         );
         // Nothing to return: polled until the timeout, with the connection up throughout.
