@@ -492,6 +492,103 @@ pub async fn guard_upload(
     next.run(request).await
 }
 
+/// Reads and drops what a request still sends once its answer is decided, then answers.
+///
+/// hyper closes a connection whose request body was not read to its end, and a client still
+/// sending (a 30 MB upload refused for its token, its type or a busy server) then gets a broken
+/// pipe or a reset connection instead of the answer. So the body is lent to the handler, and
+/// what it left unread is read here, within the upload limits (`[web] max_body_bytes`,
+/// `upload_idle_ms`, `upload_timeout_ms`; past them the connection closes as before). Not after
+/// 408 or 413, which refuse to read more; not while work the handler left running still holds
+/// the body; and not when the client asked first (`Expect: 100-continue`) and nothing asked for
+/// the body, since it has not sent it.
+pub async fn finish_reading(
+    State(s): State<WebState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use http_body::Body as _;
+    let (parts, body) = request.into_parts();
+    if body.is_end_stream() {
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    }
+    let asked_first = parts
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let lent = std::sync::Arc::new(Lent {
+        body: std::sync::Mutex::new(body),
+        asked_for: std::sync::atomic::AtomicBool::new(false),
+    });
+    let request =
+        axum::extract::Request::from_parts(parts, axum::body::Body::new(Lending(lent.clone())));
+    let response = next.run(request).await;
+    if matches!(
+        response.status(),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+    ) {
+        return response;
+    }
+    let Ok(lent) = std::sync::Arc::try_unwrap(lent) else {
+        return response;
+    };
+    if asked_first && !lent.asked_for.into_inner() {
+        return response;
+    }
+    let body = lent
+        .body
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !body.is_end_stream() {
+        let mut rest = super::score::Upload::new(body, &s.limits);
+        while let Ok(Some(_)) = rest.next(&s).await {}
+    }
+    response
+}
+
+/// A request's body while its handler reads it, with whether it has asked for any of it.
+struct Lent {
+    body: std::sync::Mutex<axum::body::Body>,
+    asked_for: std::sync::atomic::AtomicBool,
+}
+
+/// The handler's side of a [`Lent`] body.
+struct Lending(std::sync::Arc<Lent>);
+
+impl Lending {
+    fn body(&self) -> std::sync::MutexGuard<'_, axum::body::Body> {
+        self.0
+            .body
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl http_body::Body for Lending {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.0
+            .asked_for
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        std::pin::Pin::new(&mut *self.body()).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body().is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body().size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

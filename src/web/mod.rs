@@ -144,6 +144,11 @@ pub fn router(state: WebState) -> Router {
             state.clone(),
             api::check_host,
         ))
+        // A refusal is answered once the body is read, not with a reset connection.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::finish_reading,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,

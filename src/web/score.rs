@@ -211,7 +211,7 @@ impl Upload {
     }
 
     /// The next chunk of the body, `None` at its end.
-    async fn next(&mut self, s: &WebState) -> Result<Option<Bytes>, ApiError> {
+    pub(super) async fn next(&mut self, s: &WebState) -> Result<Option<Bytes>, ApiError> {
         loop {
             let now = tokio::time::Instant::now();
             let idle_end = now + self.idle;
