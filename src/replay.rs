@@ -527,9 +527,15 @@ impl Out {
 
     #[cfg(feature = "kafka")]
     fn kafka(settings: &crate::bus::kafka::KafkaSettings) -> Result<Out, ReplayError> {
-        crate::bus::kafka::publisher::KafkaPublisher::start(settings, 1 << 24, None, &[], None)
-            .map(Out::Kafka)
-            .map_err(|e| ReplayError::Broker(e.to_string()))
+        crate::bus::kafka::publisher::KafkaPublisher::start(
+            settings,
+            1 << 24,
+            Default::default(),
+            &[],
+            None,
+        )
+        .map(Out::Kafka)
+        .map_err(|e| ReplayError::Broker(e.to_string()))
     }
 
     fn mqtt(target: &Target) -> Out {

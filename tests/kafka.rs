@@ -689,6 +689,48 @@ async fn a_labels_dead_letter_refused_for_good_stops_the_daemon() {
     let _ = app.shutdown().await;
 }
 
+/// An output Kafka refuses for good in its delivery report (here a dead letter, refused for
+/// authorization) stops the daemon, and `faultline_publish_errors_total` counts it: the counter
+/// counted only publishes that failed before reaching librdkafka, so this failure went uncounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_refused_for_good_stops_the_daemon_and_is_counted() {
+    let Some((mock, cluster, t)) = own_mock("output-refused", 1, "refuses writes for good") else {
+        return;
+    };
+    cluster
+        .publish(&cluster.producer(), &t.rows, &["not a row".to_string()])
+        .await;
+    let refusals =
+        vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 1000];
+    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+    let env = daemon_env(
+        &cluster.bootstrap,
+        &t,
+        &[("FAULTLINE_WEB__LISTEN", "127.0.0.1:0")],
+    );
+    let cfg = RawConfig::load_with_env(None, env)
+        .unwrap()
+        .validate()
+        .unwrap();
+    let app = app::start(&cfg, Arc::new(Model::embedded().unwrap()))
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(60), app.failed())
+        .await
+        .expect("faultline went on without its dead letter");
+    assert!(
+        reason.contains("Kafka did not accept an output")
+            && reason.to_ascii_lowercase().contains("authorization"),
+        "{reason}"
+    );
+    wait_metric(
+        app.web_addr,
+        &["faultline_publish_errors_total{sink=\"kafka\"} 1"],
+    )
+    .await;
+    let _ = app.shutdown().await;
+}
+
 /// `/api/quality` at `addr`, once it satisfies `done` (within 60 s).
 async fn quality_until(
     addr: std::net::SocketAddr,

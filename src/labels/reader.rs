@@ -307,11 +307,15 @@ pub fn start_kafka(
     let publisher = Publisher::Kafka(crate::bus::kafka::publisher::KafkaPublisher::start(
         settings,
         crate::bus::MAX_PAYLOAD_BYTES + 1024,
-        Some(
-            metrics
-                .outputs_resent
-                .with_label_values(&[crate::metrics::SINK_KAFKA]),
-        ),
+        // A dead letter that fails for good is counted where the reader sees it fail.
+        crate::bus::kafka::publisher::Counters {
+            resent: Some(
+                metrics
+                    .outputs_resent
+                    .with_label_values(&[crate::metrics::SINK_KAFKA]),
+            ),
+            failed: None,
+        },
         &[&dead_letter_topic],
         Some(context.link()),
     )?);

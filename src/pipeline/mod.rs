@@ -389,10 +389,20 @@ fn connect(
         #[cfg(feature = "kafka")]
         Bus::Kafka(k) => {
             let kafka = |e: rdkafka::error::KafkaError| AppError::Kafka(e.to_string());
-            let resent = options
-                .metrics
-                .outputs_resent
-                .with_label_values(&[crate::metrics::SINK_KAFKA]);
+            let counters = crate::bus::kafka::publisher::Counters {
+                resent: Some(
+                    options
+                        .metrics
+                        .outputs_resent
+                        .with_label_values(&[crate::metrics::SINK_KAFKA]),
+                ),
+                failed: Some(
+                    options
+                        .metrics
+                        .publish_errors
+                        .with_label_values(&[crate::metrics::SINK_KAFKA]),
+                ),
+            };
             let outputs: Vec<&str> = [&config.faults_topic, &config.dead_letter_topic]
                 .into_iter()
                 .chain(&config.scores_topic)
@@ -401,7 +411,7 @@ fn connect(
             let publisher = crate::bus::kafka::publisher::KafkaPublisher::start(
                 k,
                 MAX_PAYLOAD_BYTES + 1024,
-                Some(resent),
+                counters,
                 &outputs,
                 None,
             )

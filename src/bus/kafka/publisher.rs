@@ -98,13 +98,12 @@ impl std::fmt::Debug for KafkaPublisher {
 
 impl KafkaPublisher {
     /// Creates the producer (it connects in the background, and asks the cluster for `outputs`,
-    /// the topics it will write); `resent` counts the messages sent again after the cluster
-    /// refused them. A hold on an output that went is shown on `holds`, or on the publisher's
-    /// own link.
+    /// the topics it will write), counting on `counters`. A hold on an output that went is shown
+    /// on `holds`, or on the publisher's own link.
     pub fn start(
         settings: &KafkaSettings,
         max_message_bytes: usize,
-        resent_counter: Option<prometheus::IntCounter>,
+        counters: Counters,
         outputs: &[&str],
         holds: Option<crate::bus::link::Link>,
     ) -> Result<KafkaPublisher, KafkaError> {
@@ -128,6 +127,10 @@ impl KafkaPublisher {
         let (ack_tx, acked) = watch::channel(0u64);
         let (failed, failure) = watch::channel(None);
         let resender = producer.clone();
+        let Counters {
+            resent: resent_counter,
+            failed: failed_counter,
+        } = counters;
         let task = tokio::spawn(async move {
             let mut count = 0u64;
             // Sends of refused verdicts since the first refusal, until every verdict sent again
@@ -190,6 +193,9 @@ impl KafkaPublisher {
                     Err(_) => Some("the producer was dropped".to_string()),
                 };
                 if let Some(problem) = problem {
+                    if let Some(c) = &failed_counter {
+                        c.inc();
+                    }
                     error!(error = %problem, "Kafka refused an output (a verdict or a dead letter) for good; stopping, since the messages behind it cannot be committed.");
                     let _ = failed.send(Some(format!("Kafka did not accept an output: {problem}")));
                     return;
@@ -290,6 +296,15 @@ impl KafkaPublisher {
         .await;
         let _ = task.await;
     }
+}
+
+/// Where a publisher counts (nowhere, for `faultline replay`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Messages sent again after the cluster refused them.
+    pub resent: Option<prometheus::IntCounter>,
+    /// Deliveries that failed for good: the publisher then stops.
+    pub failed: Option<prometheus::IntCounter>,
 }
 
 /// A delivery report the counting task holds ahead of its turn.
