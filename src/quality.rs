@@ -182,12 +182,12 @@ pub fn compare(rows: &[(f32, f32, bool)]) -> Comparison {
     let roc_auc_a = areas(&a, positives, negatives).0;
     let roc_auc_b = areas(&b, positives, negatives).0;
     let (ra, rb) = (Ranked::new(&a), Ranked::new(&b));
-    let mut differences = Vec::new();
-    resample(rows.len(), |w| {
-        if let (Some(x), Some(y)) = (ra.roc_auc(w), rb.roc_auc(w)) {
-            differences.push(y - x);
-        }
-    });
+    let mut differences: Vec<f64> = resample(rows.len(), |w| {
+        ra.roc_auc(w).zip(rb.roc_auc(w)).map(|(x, y)| y - x)
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     Comparison {
         labelled: rows.len(),
         positives,
@@ -205,48 +205,81 @@ const RESAMPLES: usize = 1000;
 const MIN_RESAMPLES: usize = 200;
 const MAX_DRAWS: usize = 4_000_000;
 
-/// Calls `each` with the weights of every resample (how many times each row was drawn).
-fn resample(n: usize, mut each: impl FnMut(&[u32])) {
+/// The generator's seed: the same wafers give the same intervals on every call.
+const SEED: u64 = 0x5eed_0000_0000_002a;
+/// Resampling at least this many draws in all is split over two threads.
+const PARALLEL_DRAWS: usize = 200_000;
+
+/// What `each` gives for the weights of every resample (how many times each row was drawn), in
+/// the resamples' order.
+///
+/// With enough draws, the second half of the resamples is drawn on a second thread. The
+/// generator is a counter (SplitMix64's state after `k` draws is the seed plus `k` times its
+/// step), so that thread starts where one thread would have been by then: the weights, and so
+/// the intervals, are the same bit for bit.
+fn resample<T: Send>(n: usize, each: impl Fn(&[u32]) -> T + Sync) -> Vec<T> {
     if n == 0 {
-        return;
+        return Vec::new();
     }
     let times = (MAX_DRAWS / n).clamp(MIN_RESAMPLES, RESAMPLES);
-    let mut rng = SplitMix64(0x5eed_0000_0000_002a);
-    let mut w = vec![0u32; n];
-    for _ in 0..times {
-        w.fill(0);
-        for _ in 0..n {
-            w[rng.below(n)] += 1;
-        }
-        each(&w);
+    let run = |resamples: std::ops::Range<usize>| -> Vec<T> {
+        let mut rng = SplitMix64::after(SEED, resamples.start as u64 * n as u64);
+        let mut w = vec![0u32; n];
+        resamples
+            .map(|_| {
+                w.fill(0);
+                for _ in 0..n {
+                    w[rng.below(n)] += 1;
+                }
+                each(&w)
+            })
+            .collect()
+    };
+    if n * times < PARALLEL_DRAWS {
+        return run(0..times);
     }
+    let half = times / 2;
+    let (mut first, second) = std::thread::scope(|s| {
+        let second = s.spawn(|| run(half..times));
+        let first = run(0..half);
+        (
+            first,
+            second
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    first.extend(second);
+    first
 }
 
 /// The 95% intervals of ROC-AUC, recall and the false-alarm rate of `pairs` flagged as `flagged`.
 fn bootstrap(pairs: &[(f32, bool)], flagged: &[bool]) -> [Option<[f64; 2]>; 3] {
     let ranked = Ranked::new(pairs);
-    let (mut aucs, mut recalls, mut rates) = (Vec::new(), Vec::new(), Vec::new());
-    resample(pairs.len(), |w| {
-        let (mut pos, mut neg, mut tp, mut fp) = (0u64, 0u64, 0u64, 0u64);
-        for ((&(_, y), &flag), &k) in pairs.iter().zip(flagged).zip(w) {
-            let k = u64::from(k);
-            match (y, flag) {
-                (true, true) => (pos, tp) = (pos + k, tp + k),
-                (true, false) => pos += k,
-                (false, true) => (neg, fp) = (neg + k, fp + k),
-                (false, false) => neg += k,
-            }
+    // Per row, whether it is faulty (1) and flagged (2).
+    let kinds: Vec<u8> = pairs
+        .iter()
+        .zip(flagged)
+        .map(|(&(_, y), &flag)| u8::from(y) | u8::from(flag) << 1)
+        .collect();
+    let n = u32::try_from(pairs.len()).expect("fewer than 2^32 labelled wafers");
+    let figures = resample(pairs.len(), |w| {
+        // No branch: the compiler sums eight rows at a time. The weights add up to `n`.
+        let (mut pos, mut tp, mut fp) = (0u32, 0u32, 0u32);
+        for (&k, &kind) in w.iter().zip(&kinds) {
+            pos += k * u32::from(kind & 1);
+            tp += k * u32::from(kind == 3);
+            fp += k * u32::from(kind == 2);
         }
-        if pos > 0 {
-            recalls.push(tp as f64 / pos as f64);
-        }
-        if neg > 0 {
-            rates.push(fp as f64 / neg as f64);
-        }
-        if let Some(auc) = ranked.roc_auc(w) {
-            aucs.push(auc);
-        }
+        let neg = n - pos;
+        [
+            ranked.roc_auc(w),
+            (pos > 0).then(|| f64::from(tp) / f64::from(pos)),
+            (neg > 0).then(|| f64::from(fp) / f64::from(neg)),
+        ]
     });
+    let each = |figure: usize| -> Vec<f64> { figures.iter().filter_map(|f| f[figure]).collect() };
+    let (mut aucs, mut recalls, mut rates) = (each(0), each(1), each(2));
     [
         interval(&mut aucs),
         interval(&mut recalls),
@@ -273,51 +306,50 @@ fn interval(values: &mut [f64]) -> Option<[f64; 2]> {
 /// them in one pass.
 struct Ranked {
     /// Row indices, highest score first.
-    order: Vec<usize>,
-    /// Where each run of equal scores ends in `order`.
-    run_ends: Vec<usize>,
-    /// Whether each row (by its index) is faulty.
-    faulty: Vec<bool>,
+    order: Vec<u32>,
+    /// In `order`'s order, whether each row is faulty (1) and whether a run of equal scores
+    /// ends with it (2).
+    kinds: Vec<u8>,
 }
 
 impl Ranked {
     fn new(pairs: &[(f32, bool)]) -> Ranked {
-        let mut order: Vec<usize> = (0..pairs.len()).collect();
-        order.sort_by(|&a, &b| pairs[b].0.total_cmp(&pairs[a].0));
-        let mut run_ends = Vec::new();
-        for k in 1..=order.len() {
-            if k == order.len() || pairs[order[k]].0 != pairs[order[k - 1]].0 {
-                run_ends.push(k);
-            }
-        }
-        Ranked {
-            order,
-            run_ends,
-            faulty: pairs.iter().map(|p| p.1).collect(),
-        }
+        let n = u32::try_from(pairs.len()).expect("fewer than 2^32 labelled wafers");
+        let mut order: Vec<u32> = (0..n).collect();
+        order.sort_by(|&a, &b| pairs[b as usize].0.total_cmp(&pairs[a as usize].0));
+        let score = |k: usize| pairs[order[k] as usize].0;
+        let kinds = (0..order.len())
+            .map(|k| {
+                let ends = k + 1 == order.len() || score(k + 1) != score(k);
+                u8::from(pairs[order[k] as usize].1) | u8::from(ends) << 1
+            })
+            .collect();
+        Ranked { order, kinds }
     }
 
     /// ROC-AUC with row `i` counted `w[i]` times (ties count half); `None` without both classes.
+    ///
+    /// Each good wafer wins a pair against each faulty one ranked above it, and half a pair
+    /// against each tied with it. The pairs won are counted twice over, in integers: every
+    /// count is exact, as the sum of halves in `f64` it replaces was (below 2^53), and the area
+    /// is the same bit for bit.
     fn roc_auc(&self, w: &[u32]) -> Option<f64> {
-        let (mut above, mut pairs_won, mut neg_total) = (0u64, 0f64, 0u64);
-        let mut start = 0;
-        for &end in &self.run_ends {
-            let (mut pos, mut neg) = (0u64, 0u64);
-            for &i in &self.order[start..end] {
-                if self.faulty[i] {
-                    pos += u64::from(w[i]);
-                } else {
-                    neg += u64::from(w[i]);
-                }
+        let (mut above, mut twice_won, mut neg_total) = (0u64, 0u64, 0u64);
+        let (mut pos, mut neg) = (0u64, 0u64);
+        for (&i, &kind) in self.order.iter().zip(&self.kinds) {
+            let k = u64::from(w[i as usize]);
+            let faulty = u64::from(kind & 1);
+            pos += k * faulty;
+            neg += k - k * faulty;
+            if kind & 2 != 0 {
+                twice_won += neg * (2 * above + pos);
+                above += pos;
+                neg_total += neg;
+                (pos, neg) = (0, 0);
             }
-            pairs_won += neg as f64 * (above as f64 + pos as f64 / 2.0);
-            above += pos;
-            neg_total += neg;
-            start = end;
         }
-        // `pairs_won` counts, for each good wafer, the faulty ones ranked above it (half of
-        // those tied with it): the area under the curve is its share of all pairs.
-        (above > 0 && neg_total > 0).then(|| pairs_won / (above as f64 * neg_total as f64))
+        (above > 0 && neg_total > 0)
+            .then(|| twice_won as f64 / 2.0 / (above as f64 * neg_total as f64))
     }
 }
 
@@ -326,8 +358,16 @@ impl Ranked {
 struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// What the state is added at each draw.
+    const STEP: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    /// The generator seeded with `seed`, after `draws` draws.
+    fn after(seed: u64, draws: u64) -> SplitMix64 {
+        SplitMix64(seed.wrapping_add(draws.wrapping_mul(Self::STEP)))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.0 = self.0.wrapping_add(Self::STEP);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -419,6 +459,108 @@ mod tests {
         let q = compute(&[(0.5, true), (0.5, false), (0.7, true), (0.1, false)], 0.5);
         assert_eq!(q.precision, Some(2.0 / 3.0));
         assert_eq!(compute(&[(0.1, true)], 0.5).precision, None);
+    }
+
+    /// The bootstrap as first written, on one thread, summing halves in `f64`: what the intervals
+    /// must stay, bit for bit, however they are computed.
+    fn plain_intervals(pairs: &[(f32, bool)], flagged: &[bool]) -> [Option<[f64; 2]>; 3] {
+        let mut order: Vec<usize> = (0..pairs.len()).collect();
+        order.sort_by(|&a, &b| pairs[b].0.total_cmp(&pairs[a].0));
+        let auc = |w: &[u32]| -> Option<f64> {
+            let (mut above, mut won, mut neg_total) = (0u64, 0f64, 0u64);
+            let mut k = 0;
+            while k < order.len() {
+                let (mut pos, mut neg) = (0u64, 0u64);
+                let score = pairs[order[k]].0;
+                while k < order.len() && pairs[order[k]].0 == score {
+                    let i = order[k];
+                    if pairs[i].1 {
+                        pos += u64::from(w[i]);
+                    } else {
+                        neg += u64::from(w[i]);
+                    }
+                    k += 1;
+                }
+                won += neg as f64 * (above as f64 + pos as f64 / 2.0);
+                above += pos;
+                neg_total += neg;
+            }
+            (above > 0 && neg_total > 0).then(|| won / (above as f64 * neg_total as f64))
+        };
+        let n = pairs.len();
+        let times = (MAX_DRAWS / n).clamp(MIN_RESAMPLES, RESAMPLES);
+        let mut rng = SplitMix64(SEED);
+        let (mut aucs, mut recalls, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..times {
+            let mut w = vec![0u32; n];
+            for _ in 0..n {
+                w[rng.below(n)] += 1;
+            }
+            let (mut pos, mut neg, mut tp, mut fp) = (0u64, 0u64, 0u64, 0u64);
+            for ((&(_, y), &flag), &k) in pairs.iter().zip(flagged).zip(&w) {
+                let k = u64::from(k);
+                match (y, flag) {
+                    (true, true) => (pos, tp) = (pos + k, tp + k),
+                    (true, false) => pos += k,
+                    (false, true) => (neg, fp) = (neg + k, fp + k),
+                    (false, false) => neg += k,
+                }
+            }
+            if pos > 0 {
+                recalls.push(tp as f64 / pos as f64);
+            }
+            if neg > 0 {
+                rates.push(fp as f64 / neg as f64);
+            }
+            if let Some(a) = auc(&w) {
+                aucs.push(a);
+            }
+        }
+        [
+            interval(&mut aucs),
+            interval(&mut recalls),
+            interval(&mut rates),
+        ]
+    }
+
+    /// The intervals are the plain bootstrap's bit for bit: drawn on one thread (150 rows) or two
+    /// (1,000 and 30,000), with ties (scores rounded to 0.05) or without, and with one class
+    /// only.
+    #[test]
+    fn the_fast_bootstrap_gives_the_plain_one_s_intervals_bit_for_bit() {
+        let mut rng = SplitMix64(11);
+        let mut rows = |n: usize, tied: bool, faulty_share: f32| -> Vec<(f32, bool)> {
+            (0..n)
+                .map(|_| {
+                    let u = (rng.next() >> 40) as f32 / (1u64 << 24) as f32;
+                    let faulty = u < faulty_share;
+                    let noise = (rng.next() >> 40) as f32 / (1u64 << 24) as f32;
+                    let p = (noise + if faulty { 0.3 } else { 0.0 }).min(1.0);
+                    (if tied { (p * 20.0).round() / 20.0 } else { p }, faulty)
+                })
+                .collect()
+        };
+        for (n, tied, share) in [
+            (150, false, 0.1),
+            (150, true, 0.1),
+            (1_000, false, 0.06),
+            (1_000, true, 0.06),
+            (30_000, false, 0.06),
+            (500, false, 0.0),
+        ] {
+            let pairs = rows(n, tied, share);
+            let flagged: Vec<bool> = pairs.iter().map(|&(p, _)| p >= 0.5).collect();
+            let fast = bootstrap(&pairs, &flagged);
+            let plain = plain_intervals(&pairs, &flagged);
+            let bits =
+                |x: [Option<[f64; 2]>; 3]| x.map(|i| i.map(|[a, b]| [a.to_bits(), b.to_bits()]));
+            assert_eq!(
+                bits(fast),
+                bits(plain),
+                "{n} rows, tied {tied}: {fast:?} {plain:?}"
+            );
+            assert_eq!(fast[0].is_some(), share > 0.0);
+        }
     }
 
     /// Unit weights give the same ROC-AUC as the walk over the curve (ties included).
