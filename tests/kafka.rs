@@ -690,19 +690,24 @@ async fn a_labels_dead_letter_refused_for_good_stops_the_daemon() {
 }
 
 /// An output Kafka refuses for good in its delivery report (here a dead letter, refused for
-/// authorization) stops the daemon, and `faultline_publish_errors_total` counts it: the counter
-/// counted only publishes that failed before reaching librdkafka, so this failure went uncounted.
+/// authorization) stops the daemon, and `faultline_publish_errors_total` counts it once: the
+/// counter counted only publishes that failed before reaching librdkafka, so this failure went
+/// uncounted; and the publishes after it, which fail because the publisher stopped, are not
+/// counted again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_output_refused_for_good_stops_the_daemon_and_is_counted() {
+async fn an_output_refused_for_good_stops_the_daemon_and_is_counted_once() {
     let Some((mock, cluster, t)) = own_mock("output-refused", 1, "refuses writes for good") else {
         return;
     };
+    let producer = cluster.producer();
     cluster
-        .publish(&cluster.producer(), &t.rows, &["not a row".to_string()])
+        .publish(&producer, &t.rows, &["not a row".to_string()])
         .await;
-    let refusals =
-        vec![rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 1000];
-    mock.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &refusals);
+    // The daemon's first write is refused; later ones, the test's own included, are taken.
+    mock.request_errors(
+        rdkafka::types::RDKafkaApiKey::Produce,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
     let env = daemon_env(
         &cluster.bootstrap,
         &t,
@@ -723,11 +728,36 @@ async fn an_output_refused_for_good_stops_the_daemon_and_is_counted() {
             && reason.to_ascii_lowercase().contains("authorization"),
         "{reason}"
     );
-    wait_metric(
-        app.web_addr,
-        &["faultline_publish_errors_total{sink=\"kafka\"} 1"],
-    )
-    .await;
+    // Another unreadable row, sent to the dead-letter topic after the publisher stopped.
+    cluster
+        .publish(&producer, &t.rows, &["still not a row".to_string()])
+        .await;
+    let dead = "faultline_rows_dead_lettered_total{reason=";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = http_get(app.web_addr, "/metrics").await;
+        let letters: u64 = m
+            .lines()
+            .filter(|l| l.starts_with(dead))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if letters == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{letters} dead letters:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its publish is attempted at once after it is counted; time to count a second error.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = http_get(app.web_addr, "/metrics").await;
+    assert!(
+        m.lines()
+            .any(|l| l == "faultline_publish_errors_total{sink=\"kafka\"} 1"),
+        "{m}"
+    );
     let _ = app.shutdown().await;
 }
 

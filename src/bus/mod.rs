@@ -291,6 +291,17 @@ impl Publisher {
         }
     }
 
+    /// Whether the publisher has failed for good and counted that failure itself (Kafka's
+    /// delivery task, on `faultline_publish_errors_total`): a publish refused after it fails only
+    /// because of it, and is not another failure to count.
+    pub fn failure_counted(&self) -> bool {
+        match self {
+            Publisher::Mqtt(_) => false,
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => p.failure().borrow().is_some(),
+        }
+    }
+
     /// The `sink` metrics label.
     pub fn label(&self) -> &'static str {
         match self {

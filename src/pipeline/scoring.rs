@@ -309,12 +309,15 @@ impl ScoringStage {
         Ok(())
     }
 
-    /// Counts a publish that failed for good and turns it into the pipeline's error.
+    /// Counts a publish that failed for good (unless the publisher counted the failure behind
+    /// it) and turns it into the pipeline's error.
     fn failed(&self, publisher: &Publisher, e: PublishError) -> AppError {
-        self.metrics
-            .publish_errors
-            .with_label_values(&[publisher.label()])
-            .inc();
+        if !publisher.failure_counted() {
+            self.metrics
+                .publish_errors
+                .with_label_values(&[publisher.label()])
+                .inc();
+        }
         AppError::Pipeline(e.to_string())
     }
 }
