@@ -226,6 +226,15 @@ async fn a_refusal_before_the_body_is_read_reaches_a_client_still_sending_it() {
     let (code, text) = sent_whole(addr, "/api/score", "text/csv", "", &body).await;
     assert_eq!(code, 401, "{text}");
     assert!(text.contains("requires a token"), "{text}");
+    // hyper reads the last Expect header: this client does not wait to be asked.
+    let expects = "Expect: 100-continue\r\nExpect: x-later\r\n";
+    let (code, text) = sent_whole(addr, "/api/score", "text/csv", expects, &body).await;
+    assert_eq!(code, 401, "{text}");
+    // A body declared past the 64 MiB limit is not read: the answer comes at once.
+    let head = "POST /api/score HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\n\
+                Content-Length: 2147483648\r\nConnection: close\r\n\r\n";
+    let (code, text) = raw(addr, head, b"id,Sensor-1\n").await;
+    assert_eq!(code, 401, "{text}");
     let (code, text) = sent_whole(addr, "/api/labels", "text/csv", "", &body).await;
     assert_eq!(code, 401, "{text}");
     let (code, text) = sent_whole(addr, "/api/score", "text/plain", token, &body).await;

@@ -497,11 +497,13 @@ pub async fn guard_upload(
 /// hyper closes a connection whose request body was not read to its end, and a client still
 /// sending (a 30 MB upload refused for its token, its type or a busy server) then gets a broken
 /// pipe or a reset connection instead of the answer. So the body is lent to the handler, and
-/// what it left unread is read here, within the upload limits (`[web] max_body_bytes`,
-/// `upload_idle_ms`, `upload_timeout_ms`; past them the connection closes as before). Not after
-/// 408 or 413, which refuse to read more; not while work the handler left running still holds
-/// the body; and not when the client asked first (`Expect: 100-continue`) and nothing asked for
-/// the body, since it has not sent it.
+/// what it left unread is read here, within `[web] max_body_bytes` and `upload_idle_ms`, and
+/// for at most [`DRAIN_AT_MOST`] (or `upload_timeout_ms` if shorter); past them the connection
+/// closes as before. Any client may make the server read that much of what it sends, as it
+/// could before by uploading. Not after 408 or 413, which refuse to read more; not for a body
+/// declared longer than `max_body_bytes`, which would be cut off anyway; not while work the
+/// handler left running still holds the body; and not when the client asked first (`Expect:
+/// 100-continue`, as hyper reads it) and nothing asked for the body, since it has not sent it.
 pub async fn finish_reading(
     State(s): State<WebState>,
     request: axum::extract::Request,
@@ -509,15 +511,26 @@ pub async fn finish_reading(
 ) -> Response {
     use http_body::Body as _;
     let (parts, body) = request.into_parts();
-    if body.is_end_stream() {
+    let declared_too_long = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > s.limits.max_body_bytes as u64);
+    if body.is_end_stream() || declared_too_long {
         return next
             .run(axum::extract::Request::from_parts(parts, body))
             .await;
     }
-    let asked_first = parts
-        .headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    // hyper waits to be asked for the body only on HTTP/1.1 and later, and reads the last
+    // Expect header.
+    let asked_first = parts.version >= axum::http::Version::HTTP_11
+        && parts
+            .headers
+            .get_all(header::EXPECT)
+            .iter()
+            .next_back()
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let lent = std::sync::Arc::new(Lent {
         body: std::sync::Mutex::new(body),
         asked_for: std::sync::atomic::AtomicBool::new(false),
@@ -542,11 +555,18 @@ pub async fn finish_reading(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !body.is_end_stream() {
-        let mut rest = super::score::Upload::new(body, &s.limits);
+        let limits = WebLimits {
+            upload_timeout: s.limits.upload_timeout.min(DRAIN_AT_MOST),
+            ..s.limits.clone()
+        };
+        let mut rest = super::score::Upload::new(body, &limits);
         while let Ok(Some(_)) = rest.next(&s).await {}
     }
     response
 }
+
+/// The longest [`finish_reading`] reads what a request still sends after its answer is decided.
+pub const DRAIN_AT_MOST: Duration = Duration::from_secs(30);
 
 /// A request's body while its handler reads it, with whether it has asked for any of it.
 struct Lent {

@@ -139,7 +139,8 @@ pub fn router(state: WebState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .merge(api)
-        // Before anything else (after the count and the headers every answer gets).
+        // Before anything else (after the headers every answer gets, the count, and the reading
+        // of what a refused request still sends).
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::check_host,
