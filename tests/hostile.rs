@@ -19,7 +19,12 @@ async fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, Strin
     let mut out = Vec::new();
     // Bounded: the answer must come without the body that was never sent.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
-    let out = String::from_utf8_lossy(&out).into_owned();
+    status_and_body(&out)
+}
+
+/// An HTTP answer's status code (0 if there is none) and body.
+fn status_and_body(answer: &[u8]) -> (u16, String) {
+    let out = String::from_utf8_lossy(answer).into_owned();
     let code = out
         .split_whitespace()
         .nth(1)
@@ -160,18 +165,7 @@ async fn sent_whole(
         .await
         .expect("no answer within 30 s")
         .unwrap_or_else(|e| panic!("{path}: the answer did not arrive whole: {e}"));
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        code,
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    )
+    status_and_body(&out)
 }
 
 /// A request refused before its body is read (no token, a type it cannot score, every upload

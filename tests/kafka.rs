@@ -664,16 +664,8 @@ async fn a_labels_dead_letter_refused_for_good_stops_the_daemon() {
             ("FAULTLINE_LABELS__TOPIC", &labels_topic),
         ],
     );
-    let cfg = RawConfig::load_with_env(None, env)
-        .unwrap()
-        .validate()
-        .unwrap();
-    let app = app::start(&cfg, Arc::new(Model::embedded().unwrap()))
-        .await
-        .unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(60), app.failed())
-        .await
-        .expect("faultline went on with its labels stalled");
+    let (app, reason) =
+        started_until_it_fails(env, "faultline went on with its labels stalled").await;
     assert!(
         reason.contains("a label's dead letter could not be published")
             && reason.contains(&t.dead)
@@ -713,16 +705,8 @@ async fn an_output_refused_for_good_stops_the_daemon_and_is_counted_once() {
         &t,
         &[("FAULTLINE_WEB__LISTEN", "127.0.0.1:0")],
     );
-    let cfg = RawConfig::load_with_env(None, env)
-        .unwrap()
-        .validate()
-        .unwrap();
-    let app = app::start(&cfg, Arc::new(Model::embedded().unwrap()))
-        .await
-        .unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(60), app.failed())
-        .await
-        .expect("faultline went on without its dead letter");
+    let (app, reason) =
+        started_until_it_fails(env, "faultline went on without its dead letter").await;
     assert!(
         reason.contains("Kafka did not accept an output")
             && reason.to_ascii_lowercase().contains("authorization"),
@@ -759,6 +743,22 @@ async fn an_output_refused_for_good_stops_the_daemon_and_is_counted_once() {
         "{m}"
     );
     let _ = app.shutdown().await;
+}
+
+/// The daemon started on `env`, once it has failed for good (within 60 s; else panics saying
+/// `otherwise`), and the reason it gives.
+async fn started_until_it_fails(env: Vec<(String, String)>, otherwise: &str) -> (app::App, String) {
+    let cfg = RawConfig::load_with_env(None, env)
+        .unwrap()
+        .validate()
+        .unwrap();
+    let app = app::start(&cfg, Arc::new(Model::embedded().unwrap()))
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(60), app.failed())
+        .await
+        .expect(otherwise);
+    (app, reason)
 }
 
 /// `/api/quality` at `addr`, once it satisfies `done` (within 60 s).
