@@ -224,11 +224,26 @@ pub fn files_fingerprint(dir: &Path) -> Fingerprint {
 }
 
 /// Runs `a` here and `b` on a scoped thread at the same time; a panic in `b` is resumed here.
+/// Without a second thread (the system refuses one), `b` runs here after `a`.
 fn on_two_threads<A, B: Send>(a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B) {
+    let b = std::sync::Mutex::new(Some(b));
+    let take = || {
+        b.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    };
     std::thread::scope(|s| {
-        let b = s.spawn(b);
+        let thread = std::thread::Builder::new().spawn_scoped(s, || take().map(|b| b()));
         let a = a();
-        (a, b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        let done = match thread {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(_) => None,
+        };
+        // `b` was taken only by a thread that ran it.
+        let b = done.unwrap_or_else(|| take().map(|b| b()).expect("b runs once"));
+        (a, b)
     })
 }
 
