@@ -239,19 +239,7 @@ fn resample<T: Send>(n: usize, each: impl Fn(&[u32]) -> T + Sync) -> Vec<T> {
         return run(0..times);
     }
     let half = times / 2;
-    let run = &run;
-    let (mut first, second) = std::thread::scope(|s| {
-        // Without a second thread (the system refuses one), all of it is drawn on this one.
-        let second = std::thread::Builder::new().spawn_scoped(s, move || run(half..times));
-        let first = run(0..half);
-        let second = match second {
-            Ok(thread) => thread
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            Err(_) => run(half..times),
-        };
-        (first, second)
-    });
+    let (mut first, second) = crate::model::on_two_threads(|| run(0..half), || run(half..times));
     first.extend(second);
     first
 }

@@ -716,24 +716,11 @@ async fn an_output_refused_for_good_stops_the_daemon_and_is_counted_once() {
     cluster
         .publish(&producer, &t.rows, &["still not a row".to_string()])
         .await;
-    let dead = "faultline_rows_dead_lettered_total{reason=";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = http_get(app.web_addr, "/metrics").await;
-        let letters: u64 = m
-            .lines()
-            .filter(|l| l.starts_with(dead))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
-        if letters == 2 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{letters} dead letters:\n{m}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_metric(
+        app.web_addr,
+        &["faultline_rows_dead_lettered_total{reason=\"malformed_json\"} 2"],
+    )
+    .await;
     // Its publish is attempted at once after it is counted; time to count a second error.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let m = http_get(app.web_addr, "/metrics").await;

@@ -225,7 +225,10 @@ pub fn files_fingerprint(dir: &Path) -> Fingerprint {
 
 /// Runs `a` here and `b` on a scoped thread at the same time; a panic in `b` is resumed here.
 /// Without a second thread (the system refuses one), `b` runs here after `a`.
-fn on_two_threads<A, B: Send>(a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B) {
+pub(crate) fn on_two_threads<A, B: Send>(
+    a: impl FnOnce() -> A,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
     let b = std::sync::Mutex::new(Some(b));
     let take = || {
         b.lock()

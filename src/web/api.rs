@@ -481,15 +481,19 @@ pub async fn guard_upload(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > s.limits.max_body_bytes as u64) {
+    if declared_too_long(&s, request.headers()) {
         return too_large(&s).into_response();
     }
     next.run(request).await
+}
+
+/// Whether the request declares a body longer than `[web] max_body_bytes`.
+fn declared_too_long(s: &WebState, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > s.limits.max_body_bytes as u64)
 }
 
 /// Reads and drops what a request still sends once its answer is decided, then answers.
@@ -511,13 +515,7 @@ pub async fn finish_reading(
 ) -> Response {
     use http_body::Body as _;
     let (parts, body) = request.into_parts();
-    let declared_too_long = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|n| n > s.limits.max_body_bytes as u64);
-    if body.is_end_stream() || declared_too_long {
+    if body.is_end_stream() || declared_too_long(&s, &parts.headers) {
         return next
             .run(axum::extract::Request::from_parts(parts, body))
             .await;
